@@ -1,0 +1,78 @@
+# memscope build.  Outputs go to build/:
+#   build/libmemscope.so, build/libmemscope.a   release library (-O2, hidden visibility)
+#   build/debug/libmemscope.a                   MEMSCOPE_DEBUG=3: every structure validated after each operation
+#   build/memscope                              the CLI (tools/memscope.c)
+#   build/tests/*                               one binary per tests/test_*.c
+#   build/examples/*                            one binary per examples/*.c
+# `make test` builds everything and runs tests/run.sh; `make bench` runs bench/run.sh.
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+VERSION  := 0.1.0
+
+WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
+CSTD     := -std=c11 -D_GNU_SOURCE
+LIBFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -fno-builtin-malloc -fno-builtin-free \
+            -fno-builtin-calloc -fno-builtin-realloc -ftls-model=initial-exec -Iinclude -Isrc
+RELFLAGS := -O2 -g -DNDEBUG
+DBGFLAGS := -O1 -g -DMEMSCOPE_DEBUG=3
+LDLIBS   := -lpthread
+
+SRCS     := $(sort $(wildcard src/*.c))
+OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+DBGOBJS  := $(SRCS:src/%.c=$(BUILD)/dbg/%.o)
+
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+EX_SRCS   := $(sort $(wildcard examples/*.c))
+EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
+
+.PHONY: all lib test bench clean install uninstall
+all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS)
+lib: $(BUILD)/libmemscope.so $(BUILD)/libmemscope.a $(BUILD)/debug/libmemscope.a
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAGS) $(RELFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/dbg/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAGS) $(DBGFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libmemscope.so: $(OBJS)
+	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(OBJS) $(LDLIBS)
+$(BUILD)/libmemscope.a: $(OBJS)
+	@rm -f $@; ar rcs $@ $(OBJS)
+$(BUILD)/debug/libmemscope.a: $(DBGOBJS)
+	@mkdir -p $(@D); rm -f $@; ar rcs $@ $(DBGOBJS)
+
+# The CLI never links the allocator: it only finds and preloads it.
+$(BUILD)/memscope: tools/memscope.c include/memscope.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -DMEMSCOPE_VERSION_STR='"$(VERSION)"' $< -o $@
+
+# Tests named test_unit_*.c see internal symbols: they link the debug archive statically.
+# Every other test links the shared library the way a user's program would.
+$(BUILD)/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/debug/libmemscope.a tests/testhelper.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 -Iinclude -Isrc $< -o $@ $(BUILD)/debug/libmemscope.a $(LDLIBS)
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libmemscope.so tests/testhelper.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g -Iinclude $< -o $@ -L$(BUILD) -lmemscope -Wl,-rpath,'$$ORIGIN/..' $(LDLIBS)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libmemscope.so
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude $< -o $@ $(LDLIBS)
+
+test: all
+	./tests/run.sh
+
+bench: all
+	./bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+include mk/install.mk
+
+-include $(OBJS:.o=.d) $(DBGOBJS:.o=.d)

@@ -1,0 +1,220 @@
+/* central.c: one central list per size class.  See malloc.c for the overview.
+ *
+ * A central list owns the spans of its class that are in use and hands their
+ * objects to thread caches in batches (Go's mcentral).  It keeps two things
+ * under one lock per class, each lock on its own cache line:
+ *   - transfer slots: whole batches exactly as a thread cache gave them back,
+ *     handed out again as they are, so the common exchange between threads
+ *     costs O(1) under the lock and touches no object (tcmalloc's transfer
+ *     cache).  Slots are capped by bytes so they cannot hoard memory.
+ *   - spans with free objects (the nonempty list): objects come from a span's
+ *     free list first, then from its never-used tail (bump pointer), so a new
+ *     span's pages are only touched as objects are really handed out.
+ * A span whose objects have all come back returns to the page heap, unless it
+ * is the only span of the class with free objects (a class that oscillates
+ * around zero live objects would otherwise take the heap lock every time).
+ * The central lock is never held while taking the heap lock.
+ */
+#include "internal.h"
+
+#define MS_SLOT_MAX 64
+/* Bytes of whole batches a class may keep in its slots: enough to absorb
+ * the bursts of a producer/consumer pair, little enough to be noise. */
+#define MS_SLOT_BYTES ((size_t)512 << 10)
+
+typedef struct central_s {
+    pthread_mutex_t lock;
+    span_t nonempty;               /* sentinel: spans with free objects */
+    uint32_t nslots, max_slots;
+    void *slots[MS_SLOT_MAX];      /* each a chain of exactly ms_class_batch[cls] objects */
+} __attribute__((aligned(MS_CACHE_LINE))) central_t;
+
+static central_t central[MS_NUM_CLASSES];
+
+/* ms_central_init: called once from process init, before any allocation. */
+void ms_central_init(void) {
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        central_t *ct = &central[c];
+        pthread_mutex_init(&ct->lock, NULL);
+        ct->nonempty.next = ct->nonempty.prev = &ct->nonempty;
+        size_t per = (size_t)ms_class_batch[c] * ms_class_size[c];
+        size_t m = MS_SLOT_BYTES / per;
+        ct->max_slots = (uint32_t)(m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m);
+    }
+}
+
+static void ne_push_back(central_t *ct, span_t *s) {
+    s->next = &ct->nonempty;
+    s->prev = ct->nonempty.prev;
+    ct->nonempty.prev->next = s;
+    ct->nonempty.prev = s;
+    s->in_list = 1;
+}
+
+static void ne_remove(span_t *s) {
+    s->prev->next = s->next;
+    s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->in_list = 0;
+}
+
+static span_t *new_span(uint8_t cls) {
+    span_t *s = ms_heap_alloc(ms_class_pages[cls], 1, cls, NULL);
+    if (!s) return NULL;
+    size_t size = ms_class_size[cls];
+    size_t objs = ((size_t)ms_class_pages[cls] << MS_PAGE_SHIFT) / size;
+    s->freelist = NULL;
+    s->allocated = 0;
+    s->bump = s->start;
+    s->limit = s->start + objs * size;
+    return s;
+}
+
+uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
+    central_t *ct = &central[cls];
+    uint32_t batch = ms_class_batch[cls];
+    size_t size = ms_class_size[cls];
+    pthread_mutex_lock(&ct->lock);
+    if (want >= batch && ct->nslots > 0) {
+        *head = ct->slots[--ct->nslots];
+        pthread_mutex_unlock(&ct->lock);
+        return batch;
+    }
+    void *chain = NULL;
+    uint32_t n = 0;
+    while (n < want) {
+        span_t *s = ct->nonempty.next;
+        if (s == &ct->nonempty) {
+            pthread_mutex_unlock(&ct->lock);
+            s = new_span(cls);
+            pthread_mutex_lock(&ct->lock);
+            if (!s) break;
+            ne_push_back(ct, s);
+            continue;
+        }
+        while (n < want) {
+            void *p = s->freelist;
+            if (p) {
+                s->freelist = *(void **)p;
+            } else if (s->bump < s->limit) {
+                p = (void *)s->bump;
+                s->bump += size;
+            } else {
+                break;
+            }
+            *(void **)p = chain;
+            chain = p;
+            n++;
+            s->allocated++;
+        }
+        if (!s->freelist && s->bump >= s->limit) ne_remove(s);
+    }
+    pthread_mutex_unlock(&ct->lock);
+    *head = chain;
+    return n;
+}
+
+/* return_to_spans_locked: puts a chain of objects back into their spans;
+ * returns the spans that became empty (linked through next) for the caller
+ * to hand to the page heap once the lock is dropped. */
+static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void *head, span_t *empty) {
+    void *p = head;
+    while (p) {
+        void *next = *(void **)p;
+        span_t *s = ms_pagemap_lookup(p);
+        ms_assert_internal(s && s->state == SPAN_INUSE && s->cls == cls);
+        *(void **)p = s->freelist;
+        s->freelist = p;
+        s->allocated--;
+        if (!s->in_list) ne_push_back(ct, s);
+        if (s->allocated == 0 && !(ct->nonempty.next == s && s->next == &ct->nonempty)) {
+            ne_remove(s);
+            s->next = empty;
+            empty = s;
+        }
+        p = next;
+    }
+    return empty;
+}
+
+static void free_empty(span_t *empty) {
+    while (empty) {
+        span_t *s = empty;
+        empty = s->next;
+        s->next = NULL;
+        ms_heap_free(s);
+    }
+}
+
+void ms_central_give(uint8_t cls, void *head, uint32_t n) {
+    central_t *ct = &central[cls];
+    pthread_mutex_lock(&ct->lock);
+    if (n == ms_class_batch[cls] && ct->nslots < ct->max_slots) {
+        ct->slots[ct->nslots++] = head;
+        pthread_mutex_unlock(&ct->lock);
+        return;
+    }
+    span_t *empty = return_to_spans_locked(ct, cls, head, NULL);
+    pthread_mutex_unlock(&ct->lock);
+    free_empty(empty);
+}
+
+/* ms_central_flush_slots: every batch in a transfer slot goes back into its
+ * spans, and every span with no object out returns to the page heap; used by
+ * memscope_free_os_memory so that nothing idle hides in a central list. */
+void ms_central_flush_slots(void) {
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        central_t *ct = &central[c];
+        pthread_mutex_lock(&ct->lock);
+        span_t *empty = NULL;
+        while (ct->nslots > 0) empty = return_to_spans_locked(ct, (uint8_t)c, ct->slots[--ct->nslots], empty);
+        span_t *last = ct->nonempty.next; /* the one empty span give() keeps */
+        if (last != &ct->nonempty && last->allocated == 0) {
+            ne_remove(last);
+            last->next = empty;
+            empty = last;
+        }
+        pthread_mutex_unlock(&ct->lock);
+        free_empty(empty);
+    }
+}
+
+/* ms_central_cached_bytes: bytes of objects waiting in transfer slots. */
+uint64_t ms_central_cached_bytes(void) {
+    uint64_t b = 0;
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        central_t *ct = &central[c];
+        pthread_mutex_lock(&ct->lock);
+        b += (uint64_t)ct->nslots * ms_class_batch[c] * ms_class_size[c];
+        pthread_mutex_unlock(&ct->lock);
+    }
+    return b;
+}
+
+bool ms_central_is_valid(uint8_t cls) {
+    central_t *ct = &central[cls];
+    pthread_mutex_lock(&ct->lock);
+    bool ok = true;
+    size_t size = ms_class_size[cls];
+    for (span_t *s = ct->nonempty.next; s != &ct->nonempty && ok; s = s->next) {
+        size_t nfree = 0;
+        for (void *p = s->freelist; p && ok; p = *(void **)p) {
+            ok = (uintptr_t)p >= s->start && (uintptr_t)p < s->bump && ((uintptr_t)p - s->start) % size == 0;
+            nfree++;
+        }
+        ok = ok && s->state == SPAN_INUSE && s->cls == cls && s->in_list &&
+             (s->bump - s->start) / size == s->allocated + nfree;
+    }
+    pthread_mutex_unlock(&ct->lock);
+    return ok;
+}
+
+void ms_central_fork_prepare(void) {
+    for (int c = 1; c < MS_NUM_CLASSES; c++) pthread_mutex_lock(&central[c].lock);
+}
+void ms_central_fork_parent(void) {
+    for (int c = MS_NUM_CLASSES - 1; c >= 1; c--) pthread_mutex_unlock(&central[c].lock);
+}
+void ms_central_fork_child(void) {
+    for (int c = 1; c < MS_NUM_CLASSES; c++) pthread_mutex_init(&central[c].lock, NULL);
+}

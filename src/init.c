@@ -1,0 +1,41 @@
+/* init.c: process start, exit, and the version.
+ *
+ * The library initializes itself on the first allocation (which can come
+ * from the dynamic loader or another library's constructor, before ours)
+ * and again harmlessly from its constructor.  Initialization must not
+ * allocate: it sets the cookie key, the central lists, the thread-cache key
+ * and fork handlers, reads MEMSCOPE, and arms the heap cycles.  A thread
+ * that allocates while it is initializing (glibc's pthread functions may)
+ * is let through: everything the allocation needs is set up first.
+ * At exit, MEMSCOPE=stats=1 prints the summary.
+ */
+#include "internal.h"
+
+_Atomic int ms_inited; /* 0 no, 1 in progress, 2 done */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread bool in_init __attribute__((tls_model("initial-exec")));
+
+void ms_init_slow(void) {
+    if (in_init) return;
+    pthread_mutex_lock(&init_lock);
+    if (atomic_load(&ms_inited) == 0) {
+        in_init = true;
+        atomic_store(&ms_inited, 1);
+        ms_cookie_key = ms_os_random();
+        ms_central_init();
+        ms_tcache_init_process();
+        ms_options_init();
+        ms_cycle_init();
+        atomic_store_explicit(&ms_inited, 2, memory_order_release);
+        in_init = false;
+    }
+    pthread_mutex_unlock(&init_lock);
+}
+
+__attribute__((constructor)) static void ms_ctor(void) { ms_ensure_init(); }
+
+__attribute__((destructor)) static void ms_dtor(void) {
+    if (ms_opt.stats) memscope_print_stats(2);
+}
+
+MEMSCOPE_API int memscope_version(void) { return MEMSCOPE_VERSION; }

@@ -1,0 +1,297 @@
+/* internal.h: declarations shared by the files of libmemscope.
+ *
+ * The layers, bottom to top (a file only calls into layers below it):
+ *   os.c, log.c       kernel memory calls, /proc readers; allocation-free output
+ *   meta.c            fixed-size pools for the allocator's own structures
+ *   pagemap.c         page number -> span, released-page bitmap
+ *   pageheap.c        spans of pages: in use, idle, released; coalescing
+ *   central.c         per-class span lists and transfer slots
+ *   tcache.c          per-thread caches, thread registry, fork
+ *   malloc.c          the malloc family (design essay at its top)
+ *   scavenger.c       background release of old idle pages
+ *   stats.c, cycle.c  memscope_read_stats, heap cycles and the trace
+ *   options.c, init.c MEMSCOPE parsing, process init, exit reports
+ * Names: ms_<module>_<verb> for cross-file functions (hidden visibility);
+ * memscope_* only for the public API in include/memscope.h.
+ */
+#ifndef MS_INTERNAL_H
+#define MS_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "memscope.h"
+#include "sizeclasses.h"
+
+/* ------------------------------------------------------------------------
+ * Compiler helpers and assertions
+ * ---------------------------------------------------------------------- */
+
+#define ms_likely(x) __builtin_expect(!!(x), 1)
+#define ms_unlikely(x) __builtin_expect(!!(x), 0)
+#define ms_cold __attribute__((cold, noinline))
+#define ms_noreturn __attribute__((noreturn))
+#define ms_inline static inline __attribute__((always_inline))
+#define MS_CACHE_LINE 64
+
+#ifndef MEMSCOPE_DEBUG
+#define MEMSCOPE_DEBUG 0
+#endif
+
+/* Three tiers, as in mimalloc: ms_assert for cheap checks of callers' input
+ * (debug level >= 1), ms_assert_internal for our own invariants (>= 2),
+ * ms_assert_expensive for whole-structure validators run after each
+ * operation (>= 3, the unit-test build). */
+#define ms_assert(x) ((MEMSCOPE_DEBUG >= 1 && !(x)) ? ms_assert_fail(#x, __FILE__, __LINE__) : (void)0)
+#define ms_assert_internal(x) ((MEMSCOPE_DEBUG >= 2 && !(x)) ? ms_assert_fail(#x, __FILE__, __LINE__) : (void)0)
+#define ms_assert_expensive(x) ((MEMSCOPE_DEBUG >= 3 && !(x)) ? ms_assert_fail(#x, __FILE__, __LINE__) : (void)0)
+
+/* ------------------------------------------------------------------------
+ * Pages and spans
+ * ---------------------------------------------------------------------- */
+
+#define MS_PAGE_SHIFT 13
+#define MS_PAGE_SIZE ((size_t)1 << MS_PAGE_SHIFT)
+#define MS_PAGE_MASK (MS_PAGE_SIZE - 1)
+/* The largest request the heap will try: beyond it malloc fails with ENOMEM
+ * at once instead of asking the kernel for an absurd reservation. */
+#define MS_MAX_ALLOC ((size_t)1 << 46)
+
+enum { SPAN_DEAD = 0, SPAN_INUSE = 1, SPAN_FREE = 2, SPAN_BUSY = 3 };
+
+/* A span is a run of pages.  In use it holds either one large object
+ * (cls == 0) or objects of one size class; free it sits in the page heap.
+ * The first cache line holds what free() reads. */
+typedef struct span_s {
+    uintptr_t start;        /* address of the first page */
+    uint32_t npages;        /* length in pages */
+    uint8_t cls;            /* size class, 0 for a large object or a free span */
+    uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
+    uint8_t in_list;        /* small spans: on the central nonempty list */
+    uint8_t pad_;
+    _Atomic uint32_t sampled; /* live sampled objects in the span (profiler) */
+    uint32_t allocated;     /* small: objects handed out of the span (central lock) */
+    void *freelist;         /* small: freed objects back in the span (central lock) */
+    uintptr_t bump;         /* small: next never-used object (central lock) */
+    uintptr_t limit;        /* small: end of the last whole object */
+    struct span_s *next, *prev; /* central nonempty list or page-heap free list */
+    uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
+    uint32_t released;      /* free: pages of the span already returned to the OS */
+    uint32_t pad2_;
+} span_t;
+
+/* ------------------------------------------------------------------------
+ * os.c
+ * ---------------------------------------------------------------------- */
+void *ms_os_reserve(size_t bytes);            /* PROT_NONE address space, or NULL */
+bool ms_os_commit(void *addr, size_t bytes);  /* make reserved pages usable */
+void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
+void ms_os_free(void *addr, size_t bytes);
+bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
+bool ms_os_move(void *from, void *to, size_t bytes); /* move pages with mremap; from reads as zero after */
+uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
+uint64_t ms_os_now_ns(void);                  /* monotonic */
+uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */
+bool ms_os_rss(uint64_t *rss, uint64_t *max_rss); /* /proc/self/statm + VmHWM */
+uint64_t ms_os_random(void);
+
+/* ------------------------------------------------------------------------
+ * log.c: formatted output that never allocates
+ * ---------------------------------------------------------------------- */
+size_t ms_vsnprintf(char *buf, size_t cap, const char *fmt, __builtin_va_list ap);
+size_t ms_snprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ms_write_fd(int fd, const char *buf, size_t len); /* whole buffer, retrying short writes */
+void ms_printf_fd(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ms_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+ms_noreturn ms_cold void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+ms_noreturn ms_cold void ms_assert_fail(const char *expr, const char *file, int line);
+
+/* ------------------------------------------------------------------------
+ * meta.c: pools for internal structures, never from malloc
+ * ---------------------------------------------------------------------- */
+typedef struct fixalloc_s {
+    size_t size;           /* bytes per object */
+    void *free;            /* freed objects */
+    char *chunk;           /* current chunk */
+    size_t left;           /* bytes left in chunk */
+    uint64_t inuse;        /* objects handed out */
+} fixalloc_t;
+void *ms_fixalloc_alloc(fixalloc_t *fa);   /* zeroed object, or NULL; caller holds the owning lock */
+void ms_fixalloc_free(fixalloc_t *fa, void *p);
+void *ms_meta_alloc(size_t bytes);         /* zeroed pages for a long-lived table */
+extern _Atomic uint64_t ms_meta_sys;       /* bytes of metadata mapped */
+extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
+
+/* ------------------------------------------------------------------------
+ * pagemap.c: page number -> span, and one "released" bit per page
+ * ---------------------------------------------------------------------- */
+#define MS_PM_LEAF_BITS 20
+#define MS_PM_ROOT_BITS 15 /* 13 + 20 + 15 = 48-bit addresses */
+typedef struct pm_leaf_s {
+    span_t *span[1u << MS_PM_LEAF_BITS];
+    uint64_t released[(1u << MS_PM_LEAF_BITS) / 64];
+} pm_leaf_t;
+extern pm_leaf_t *ms_pm_root[1u << MS_PM_ROOT_BITS];
+
+/* ms_pagemap_lookup: the span recorded for the page holding p, or NULL.  Only
+ * the first and last page of large and free spans are recorded; every page of
+ * a small span is.  The result may be stale for wild pointers: callers check
+ * that p lies inside the span they get. */
+ms_inline span_t *ms_pagemap_lookup(const void *p) {
+    uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT;
+    if (ms_unlikely(pn >> (MS_PM_LEAF_BITS + MS_PM_ROOT_BITS))) return NULL;
+    pm_leaf_t *leaf = ms_pm_root[pn >> MS_PM_LEAF_BITS];
+    if (ms_unlikely(leaf == NULL)) return NULL;
+    return leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
+}
+bool ms_pagemap_ensure(uintptr_t start, size_t npages); /* leaves exist for the range */
+void ms_pagemap_set(uintptr_t page_addr, span_t *s);
+void ms_pagemap_set_range(uintptr_t start, size_t npages, span_t *s);
+size_t ms_pagemap_count_released(uintptr_t start, size_t npages);
+void ms_pagemap_mark_released(uintptr_t start, size_t npages, bool released);
+/* ms_pagemap_next_run: finds in [start, start+npages) the first run of pages
+ * whose released bit is `released`, from *pos on; returns its length (0 if
+ * none) and leaves its first page address in *pos. */
+size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released);
+
+/* ------------------------------------------------------------------------
+ * pageheap.c
+ * ---------------------------------------------------------------------- */
+typedef struct heap_counters_s {
+    uint64_t sys_pages;      /* pages obtained from the OS for the heap */
+    uint64_t inuse_pages;    /* pages in spans in use */
+    uint64_t free_pages;     /* pages in free spans */
+    uint64_t released_pages; /* of free_pages, returned to the OS */
+    uint64_t large_allocs, large_frees;       /* large objects */
+    uint64_t large_alloc_bytes, large_free_bytes;
+    uint64_t released_bytes_total;            /* cumulative bytes returned to the OS */
+    uint64_t scavenge_passes;                 /* passes that released something */
+    uint64_t peak_inuse_pages;                /* most inuse_pages since ms_heap_reset_peak */
+} heap_counters_t;
+
+extern pthread_mutex_t ms_heap_lock;
+extern _Atomic uint64_t ms_heap_goal_bytes; /* in-use bytes that end a heap cycle */
+extern void (*ms_heap_goal_hook)(void);     /* called (no lock held) once in-use bytes reach the goal */
+void ms_heap_reset_peak(void);
+void ms_heap_maybe_end_cycle(void); /* after accounting an allocation that took pages */
+uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes);
+/* ms_heap_alloc: a span of npages whose start is a multiple of align_pages
+ * pages, state INUSE, class cls, pagemap set; *zeroed tells whether all its
+ * pages are known to read as zero.  NULL when the OS refuses memory. */
+span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zeroed);
+void ms_heap_free(span_t *s);
+/* ms_heap_try_resize: grows (taking the free pages right after the span, or
+ * extending the heap if the span ends at its frontier) or shrinks a large
+ * span in place; false if it cannot. */
+bool ms_heap_try_resize(span_t *s, size_t new_npages);
+/* ms_heap_move_pages: moves the pages of `from` into the first pages of `to`
+ * with mremap and frees `from`; false (nothing changed) if the kernel says no. */
+bool ms_heap_move_pages(span_t *from, span_t *to);
+void ms_heap_counters(heap_counters_t *out);
+/* ms_heap_scavenge: returns to the OS the free pages idle since before
+ * older_than_ms (everything if UINT64_MAX... pass now+1), at most max_bytes.
+ * Returns bytes released. */
+size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes);
+bool ms_heap_is_valid(void); /* expensive validator, takes the lock */
+void ms_heap_fork_prepare(void);
+void ms_heap_fork_parent(void);
+void ms_heap_fork_child(void);
+
+/* ------------------------------------------------------------------------
+ * central.c
+ * ---------------------------------------------------------------------- */
+/* ms_central_take: up to `want` objects of class cls linked through their
+ * first word; returns the count (0 only when the OS refuses memory) and the
+ * chain in *head. */
+uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head);
+/* ms_central_give: returns a NULL-terminated chain of n objects of class cls. */
+void ms_central_give(uint8_t cls, void *head, uint32_t n);
+void ms_central_init(void);
+void ms_central_flush_slots(void); /* empty every transfer slot into its spans */
+uint64_t ms_central_cached_bytes(void);
+void ms_central_fork_prepare(void);
+void ms_central_fork_parent(void);
+void ms_central_fork_child(void);
+bool ms_central_is_valid(uint8_t cls);
+
+/* ------------------------------------------------------------------------
+ * tcache.c
+ * ---------------------------------------------------------------------- */
+/* One list per class; malloc and free touch one 32-byte entry. */
+typedef struct tclist_s {
+    void *head;               /* objects linked through their first word */
+    uint32_t len;             /* objects on the list */
+    uint32_t max;             /* length above which a batch goes to central */
+    _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread */
+    _Atomic uint64_t nfree;   /* objects freed to this class by the thread */
+} tclist_t;
+
+typedef struct tcache_s {
+    tclist_t lists[MS_NUM_CLASSES]; /* hot: the fast paths use only these ... */
+    int64_t sample_left;            /* ... and this: bytes until the next sampled allocation */
+    _Atomic uint64_t large_mallocs, large_frees;         /* large objects, counts */
+    _Atomic uint64_t large_malloc_bytes, large_free_bytes;
+    struct tcache_s *next, *prev;   /* registry (ms_reg_lock) */
+    bool is_dummy;                  /* the shared empty cache of threads without one */
+} tcache_t;
+
+extern __thread tcache_t *ms_tc;
+extern tcache_t ms_tc_empty;
+tcache_t *ms_tcache_create(void);   /* for the calling thread; NULL on OOM */
+void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached */
+void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list too long: a batch to central */
+void ms_tcache_flush(tcache_t *tc);                 /* every list to central */
+void ms_tcache_init_process(void);
+/* Totals over live and exited threads; by_class may be NULL. */
+typedef struct class_counts_s { uint64_t mallocs, frees; } class_counts_t;
+void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_bytes_alloc,
+                      uint64_t *large_bytes_free, uint64_t *cached_bytes, uint32_t *nthreads);
+
+/* ------------------------------------------------------------------------
+ * sizeclass.c
+ * ---------------------------------------------------------------------- */
+ms_inline uint8_t ms_size_class(size_t size) {
+    if (size <= 1024) return ms_size_to_class8[(size + 7) >> 3];
+    return ms_size_to_class128[(size + 127) >> 7];
+}
+extern uint64_t ms_cookie_key;
+/* A freed small object carries ms_free_cookie(p) in its second word; malloc
+ * clears it.  Finding it at free means the object is already free. */
+ms_inline uintptr_t ms_free_cookie(const void *p) { return (uintptr_t)p ^ ms_cookie_key; }
+uint8_t ms_class_for_aligned(size_t size, size_t align); /* 0 if no class fits */
+
+/* ------------------------------------------------------------------------
+ * scavenger.c, cycle.c, options.c, init.c, stats.c
+ * ---------------------------------------------------------------------- */
+void ms_scavenger_kick(void);        /* start lazily / wake the background thread */
+void ms_scavenger_fork_child(void);
+size_t ms_release_all(bool forced);  /* memscope_free_os_memory */
+
+void ms_cycle_init(void);
+void ms_cycle_forced(void);          /* a forced cycle: memscope_free_os_memory */
+void ms_cycle_info(uint64_t *next_gc, uint64_t *last_gc_ns, uint32_t *num_gc, uint32_t *num_forced);
+void ms_trace_scavenge(size_t released_bytes, bool forced);
+
+/* Fields are named after the MEMSCOPE keys (options.c holds the table). */
+typedef struct options_s {
+    bool trace;
+    bool stats;
+    int64_t scavenge_delay_ms;
+} options_t;
+extern options_t ms_opt;
+void ms_options_init(void);
+/* ms_options_parse: parses a MEMSCOPE value into *o (starting from defaults),
+ * warning through warn() for each bad item; returns the number of warnings. */
+int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *msg));
+
+void ms_init_slow(void);
+extern _Atomic int ms_inited;
+ms_inline void ms_ensure_init(void) {
+    if (ms_unlikely(atomic_load_explicit(&ms_inited, memory_order_acquire) != 2)) ms_init_slow();
+}
+void ms_stats_read(struct memscope_stats *st);
+
+#endif /* MS_INTERNAL_H */

@@ -1,0 +1,219 @@
+/* log.c: formatted output that never allocates.
+ *
+ * Everything memscope prints (warnings, fatal errors, trace lines, reports)
+ * is formatted here into a caller's buffer and written with one write(2), so
+ * a line never interleaves mid-way with the host program's output and no
+ * path can recurse into malloc.  libc's printf family may allocate (locale,
+ * wide strings, large precisions) and takes stdio locks the host may hold,
+ * so it is not used anywhere inside the library.  The formatter knows what
+ * memscope prints: %d %i %u %x %s %c %p %% with the l/ll/z length modifiers,
+ * width, '-' and '0' flags, and %.Nf for fixed-point doubles.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct out_s {
+    char *buf;
+    size_t cap, len;
+} out_t;
+
+static void put(out_t *o, char c) {
+    if (o->len + 1 < o->cap) o->buf[o->len] = c;
+    o->len++;
+}
+
+static void put_padded(out_t *o, const char *s, size_t n, int width, bool left, char pad) {
+    int fill = width > (int)n ? width - (int)n : 0;
+    if (!left)
+        for (int i = 0; i < fill; i++) put(o, pad);
+    for (size_t i = 0; i < n; i++) put(o, s[i]);
+    if (left)
+        for (int i = 0; i < fill; i++) put(o, ' ');
+}
+
+static size_t utoa(char *tmp, unsigned long long v, unsigned base) {
+    size_t n = 0;
+    do {
+        unsigned d = (unsigned)(v % base);
+        tmp[n++] = (char)(d < 10 ? '0' + d : 'a' + d - 10);
+        v /= base;
+    } while (v);
+    for (size_t i = 0; i < n / 2; i++) {
+        char c = tmp[i];
+        tmp[i] = tmp[n - 1 - i];
+        tmp[n - 1 - i] = c;
+    }
+    return n;
+}
+
+size_t ms_vsnprintf(char *buf, size_t cap, const char *fmt, va_list ap) {
+    out_t o = {buf, cap, 0};
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            put(&o, *f);
+            continue;
+        }
+        f++;
+        bool left = false;
+        char pad = ' ';
+        for (; *f == '-' || *f == '0'; f++) {
+            if (*f == '-') left = true;
+            else pad = '0';
+        }
+        int width = 0, prec = -1;
+        while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
+        if (*f == '.') {
+            prec = 0;
+            for (f++; *f >= '0' && *f <= '9'; f++) prec = prec * 10 + (*f - '0');
+        }
+        int lng = 0;
+        while (*f == 'l' || *f == 'z') {
+            lng = *f == 'z' ? 2 : lng + 1;
+            f++;
+        }
+        char tmp[72];
+        size_t n;
+        switch (*f) {
+        case 'd':
+        case 'i': {
+            long long v = lng >= 2 ? va_arg(ap, long long) : lng == 1 ? va_arg(ap, long) : va_arg(ap, int);
+            unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+            n = 0;
+            if (v < 0) tmp[n++] = '-';
+            n += utoa(tmp + n, u, 10);
+            put_padded(&o, tmp, n, width, left, pad);
+            break;
+        }
+        case 'u':
+        case 'x': {
+            unsigned long long v = lng >= 2 ? va_arg(ap, unsigned long long)
+                                 : lng == 1 ? va_arg(ap, unsigned long)
+                                            : va_arg(ap, unsigned);
+            n = utoa(tmp, v, *f == 'x' ? 16 : 10);
+            put_padded(&o, tmp, n, width, left, pad);
+            break;
+        }
+        case 'p': {
+            tmp[0] = '0';
+            tmp[1] = 'x';
+            n = 2 + utoa(tmp + 2, (uintptr_t)va_arg(ap, void *), 16);
+            put_padded(&o, tmp, n, width, left, ' ');
+            break;
+        }
+        case 'f': {
+            double v = va_arg(ap, double);
+            if (prec < 0) prec = 6;
+            if (prec > 9) prec = 9;
+            n = 0;
+            if (v < 0) {
+                tmp[n++] = '-';
+                v = -v;
+            }
+            if (v > 1e18) v = 1e18;
+            unsigned long long scale = 1;
+            for (int i = 0; i < prec; i++) scale *= 10;
+            unsigned long long fixed = (unsigned long long)(v * (double)scale + 0.5);
+            n += utoa(tmp + n, fixed / scale, 10);
+            if (prec > 0) {
+                tmp[n++] = '.';
+                char frac[16];
+                size_t fl = utoa(frac, fixed % scale, 10);
+                for (size_t i = fl; i < (size_t)prec; i++) tmp[n++] = '0';
+                memcpy(tmp + n, frac, fl);
+                n += fl;
+            }
+            put_padded(&o, tmp, n, width, left, pad);
+            break;
+        }
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            if (!s) s = "(null)";
+            size_t sl = strlen(s);
+            if (prec >= 0 && (size_t)prec < sl) sl = (size_t)prec;
+            put_padded(&o, s, sl, width, left, ' ');
+            break;
+        }
+        case 'c':
+            tmp[0] = (char)va_arg(ap, int);
+            put_padded(&o, tmp, 1, width, left, ' ');
+            break;
+        case '%':
+            put(&o, '%');
+            break;
+        default: /* unknown conversion: print it as is */
+            put(&o, '%');
+            if (*f) put(&o, *f);
+            else f--;
+            break;
+        }
+    }
+    if (cap) buf[o.len < cap ? o.len : cap - 1] = 0;
+    return o.len;
+}
+
+size_t ms_snprintf(char *buf, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = ms_vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+void ms_write_fd(int fd, const char *buf, size_t len) {
+    int saved = errno;
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        buf += w;
+        len -= (size_t)w;
+    }
+    errno = saved;
+}
+
+void ms_printf_fd(int fd, const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = ms_vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ms_write_fd(fd, buf, n < sizeof buf ? n : sizeof buf - 1);
+}
+
+/* Warnings are capped so a program that misconfigures memscope in a loop
+ * (or a fuzzer) cannot flood its own stderr. */
+#define MS_MAX_WARNINGS 32
+static _Atomic int warnings;
+
+void ms_warn(const char *fmt, ...) {
+    if (atomic_fetch_add(&warnings, 1) >= MS_MAX_WARNINGS) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = ms_vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n > sizeof buf - 2) n = sizeof buf - 2;
+    buf[n++] = '\n';
+    ms_write_fd(2, buf, n);
+}
+
+void ms_fatal(const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = ms_vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n > sizeof buf - 2) n = sizeof buf - 2;
+    buf[n++] = '\n';
+    ms_write_fd(2, buf, n);
+    abort();
+}
+
+void ms_assert_fail(const char *expr, const char *file, int line) {
+    ms_fatal("memscope: internal assertion failed: %s (%s:%d)", expr, file, line);
+}

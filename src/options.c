@@ -1,0 +1,140 @@
+/* options.c: the MEMSCOPE environment variable.
+ *
+ * MEMSCOPE is a comma-separated key=value list, like GODEBUG:
+ *     MEMSCOPE=trace=1,scavenge_delay_ms=500
+ * Every key is declared once in MS_OPTIONS below: name, kind, default,
+ * range, help.  That list generates the parser, the warnings, and the text
+ * of `memscope help-env`.  A bad item never stops the program: it gets one
+ * line on stderr naming the key, what was given and what is accepted, and
+ * the default stays.  The variable is read with secure_getenv (ignored in
+ * set-uid programs) once, at load time, before the program's main.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* X(name, kind, default, min, max, help) */
+#define MS_OPTIONS(X)                                                                                      \
+    X(trace, OPT_BOOL, 0, 0, 1, "print one line per heap cycle and per scavenge to stderr")               \
+    X(stats, OPT_BOOL, 0, 0, 1, "print a summary of the heap statistics to stderr at exit")               \
+    X(scavenge_delay_ms, OPT_DURATION, 1000, 0, 3600000,                                                   \
+      "return idle heap pages to the OS once idle this long (ms; or with a unit: 500ms, 2s)")
+
+enum { OPT_BOOL, OPT_DURATION };
+
+options_t ms_opt = {
+#define X(name, kind, def, min, max, help) .name = def,
+    MS_OPTIONS(X)
+#undef X
+};
+
+typedef struct optdesc_s {
+    const char *name;
+    int kind;
+    int64_t def, min, max;
+    const char *help;
+    size_t offset;
+} optdesc_t;
+
+static const optdesc_t table[] = {
+#define X(name, kind, def, min, max, help) {#name, kind, def, min, max, help, offsetof(options_t, name)},
+    MS_OPTIONS(X)
+#undef X
+};
+#define NOPTS (sizeof table / sizeof table[0])
+
+static void store(options_t *o, const optdesc_t *d, int64_t v) {
+    char *field = (char *)o + d->offset;
+    if (d->kind == OPT_BOOL) *(bool *)field = v != 0;
+    else *(int64_t *)field = v;
+}
+
+static bool word_eq(const char *s, size_t n, const char *w) { return strlen(w) == n && strncasecmp(s, w, n) == 0; }
+
+/* parse_value: true and *v set if [s, s+n) is a valid value of kind d. */
+static bool parse_value(const optdesc_t *d, const char *s, size_t n, int64_t *v) {
+    if (d->kind == OPT_BOOL) {
+        if (word_eq(s, n, "1") || word_eq(s, n, "true") || word_eq(s, n, "yes") || word_eq(s, n, "on")) *v = 1;
+        else if (word_eq(s, n, "0") || word_eq(s, n, "false") || word_eq(s, n, "no") || word_eq(s, n, "off")) *v = 0;
+        else return false;
+        return true;
+    }
+    size_t i = 0;
+    uint64_t x = 0;
+    if (n == 0) return false;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        x = x * 10 + (uint64_t)(s[i] - '0');
+        if (x > (uint64_t)INT32_MAX * 1000) return false; /* overflow guard, far above any max */
+    }
+    if (i == 0) return false;
+    if (i == n || word_eq(s + i, n - i, "ms")) *v = (int64_t)x;
+    else if (word_eq(s + i, n - i, "s")) *v = (int64_t)x * 1000;
+    else return false;
+    return true;
+}
+
+static const char *accepted(const optdesc_t *d) {
+    return d->kind == OPT_BOOL ? "1/0, true/false, yes/no or on/off" : "a number of ms, or with a unit: 500ms, 2s";
+}
+
+int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *msg)) {
+    int nwarn = 0;
+    char msg[512];
+    const char *p = text;
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (len == 0) {
+            /* empty item, as in "trace=1,,stats=1": nothing to do */
+        } else if (!eq) {
+            ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE item \"%.*s\" has no value (write key=value); ignored",
+                        (int)len, p);
+            warn(msg), nwarn++;
+        } else {
+            size_t klen = (size_t)(eq - p), vlen = len - klen - 1;
+            const optdesc_t *d = NULL;
+            for (size_t i = 0; i < NOPTS; i++)
+                if (strlen(table[i].name) == klen && strncmp(table[i].name, p, klen) == 0) d = &table[i];
+            int64_t v;
+            if (!d) {
+                char known[256];
+                size_t k = 0;
+                for (size_t i = 0; i < NOPTS; i++)
+                    k += ms_snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", table[i].name);
+                ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE key \"%.*s\" is unknown (known keys: %s); ignored",
+                            (int)klen, p, known);
+                warn(msg), nwarn++;
+            } else if (!parse_value(d, eq + 1, vlen, &v)) {
+                ms_snprintf(msg, sizeof msg,
+                            "memscope: MEMSCOPE %s=\"%.*s\" is not valid (want %s); using the default %lld", d->name,
+                            (int)vlen, eq + 1, accepted(d), (long long)d->def);
+                warn(msg), nwarn++;
+            } else if (v < d->min || v > d->max) {
+                ms_snprintf(msg, sizeof msg,
+                            "memscope: MEMSCOPE %s=%.*s is out of range (must be between %lld and %lld); using the "
+                            "default %lld",
+                            d->name, (int)vlen, eq + 1, (long long)d->min, (long long)d->max, (long long)d->def);
+                warn(msg), nwarn++;
+            } else {
+                store(o, d, v);
+            }
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return nwarn;
+}
+
+static void warn_stderr(const char *msg) { ms_warn("%s", msg); }
+
+void ms_options_init(void) {
+    const char *env = secure_getenv("MEMSCOPE");
+    if (env) ms_options_parse(env, &ms_opt, warn_stderr);
+}
+
+/* memscope_options_help: writes the table of keys (for `memscope help-env`). */
+MEMSCOPE_API void memscope_options_help(int fd) {
+    for (size_t i = 0; i < NOPTS; i++)
+        ms_printf_fd(fd, "  %-20s %s (default %lld)\n", table[i].name, table[i].help, (long long)table[i].def);
+}

@@ -1,0 +1,140 @@
+/* os.c: the only file that asks the kernel for memory or reads /proc.
+ *
+ * The heap lives in address space reserved PROT_NONE (it costs nothing and is
+ * not charged against overcommit) and committed read-write as the heap grows.
+ * Returning pages uses madvise(MADV_DONTNEED): the kernel drops them at once,
+ * so RSS in top, ps and /proc falls immediately, and the next touch faults in
+ * a zero page.  MADV_FREE would be cheaper but leaves the pages counted in
+ * RSS until the kernel is short of memory, which is exactly the confusion
+ * memscope exists to end (Go made the same switch back in 1.16 for the same
+ * reason).  Every function returns a plain success flag; callers decide what
+ * a failure means.  Nothing here allocates.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+void *ms_os_reserve(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+bool ms_os_commit(void *addr, size_t bytes) {
+    return mprotect(addr, bytes, PROT_READ | PROT_WRITE) == 0;
+}
+
+void *ms_os_alloc(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void ms_os_free(void *addr, size_t bytes) {
+    munmap(addr, bytes);
+}
+
+bool ms_os_release(void *addr, size_t bytes) {
+    int saved = errno; /* the host program must never see our errno */
+    bool ok = madvise(addr, bytes, MADV_DONTNEED) == 0;
+    errno = saved;
+    return ok;
+}
+
+/* ms_os_move: mremap moves the page-table entries of [from, from+bytes) to
+ * `to` (replacing whatever was mapped there) without copying a byte; the
+ * hole left at `from` is mapped again with fresh zero pages so the heap's
+ * address range stays contiguous.  Fails (nothing changed) when the range
+ * crosses two kernel mappings that could not be merged. */
+bool ms_os_move(void *from, void *to, size_t bytes) {
+    int saved = errno;
+    void *r = mremap(from, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    if (r == MAP_FAILED) {
+        errno = saved;
+        return false;
+    }
+    void *h = mmap(from, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (h == MAP_FAILED) ms_fatal("memscope: cannot remap heap pages at %p (errno %d)", from, errno);
+    errno = saved;
+    return true;
+}
+
+uint64_t ms_os_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t ms_os_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ms_os_wall_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* read_small_file: reads up to cap-1 bytes of a /proc file into buf. */
+static ssize_t read_small_file(const char *path, char *buf, size_t cap) {
+    int saved = errno;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return -1;
+    }
+    size_t n = 0;
+    while (n + 1 < cap) {
+        ssize_t r = read(fd, buf + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = 0;
+    errno = saved;
+    return (ssize_t)n;
+}
+
+static uint64_t parse_u64(const char *s, const char **end) {
+    uint64_t v = 0;
+    while (*s == ' ' || *s == '\t') s++;
+    while (*s >= '0' && *s <= '9') v = v * 10 + (uint64_t)(*s++ - '0');
+    if (end) *end = s;
+    return v;
+}
+
+/* ms_os_rss: resident bytes from /proc/self/statm (one short read, the
+ * cheapest exact figure the kernel offers) and, if max_rss is not NULL, the
+ * high-water mark VmHWM from /proc/self/status. */
+bool ms_os_rss(uint64_t *rss, uint64_t *max_rss) {
+    char buf[256];
+    if (read_small_file("/proc/self/statm", buf, sizeof buf) <= 0) return false;
+    const char *s = buf;
+    parse_u64(s, &s);                      /* size */
+    *rss = parse_u64(s, &s) * (uint64_t)sysconf(_SC_PAGESIZE);
+    if (max_rss) {
+        static char st[4096]; /* /proc/self/status is ~1.5 KiB; callers are serialized by ms_stats_lock */
+        *max_rss = 0;
+        if (read_small_file("/proc/self/status", st, sizeof st) > 0) {
+            const char *h = strstr(st, "VmHWM:");
+            if (h) *max_rss = parse_u64(h + 6, NULL) * 1024;
+        }
+    }
+    return true;
+}
+
+uint64_t ms_os_random(void) {
+    uint64_t v = 0;
+    int saved = errno;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
+        v = ms_os_now_ns() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+    errno = saved;
+    return v | 1;
+}

@@ -1,0 +1,517 @@
+/* pageheap.c: spans of 8 KiB pages.  See malloc.c for the overview.
+ *
+ * Every page the heap owns is in exactly one span, and every span is in one
+ * of three states: in use (a large object, or a small-object span owned by a
+ * central list), free (in a free list here, "idle"), or busy (taken out of the
+ * free lists by the scavenger while it talks to the kernel without the lock).
+ * Free spans are always coalesced with free neighbours, so two free spans are
+ * never adjacent; the first and last page of every free or in-use span map to
+ * it in the page map, which is how a freed span finds its neighbours.
+ *
+ * Free spans of 1..127 pages sit in exact-size lists (a bitmap says which
+ * lists are non-empty); longer ones in one list searched best-fit, lowest
+ * address first among equals.  Lists are LIFO: the most recently freed span,
+ * the one most likely still in cache and resident, is reused first.
+ *
+ * Released pages are tracked per page (pagemap.c), not per span, so that
+ * heap_released stays exact across merges and splits of spans with different
+ * histories.  A free span also remembers when it became idle; when spans merge
+ * the result takes the page-weighted average of the idle times of their
+ * unreleased pages, so a large region idle for minutes is not made "young" by
+ * a small neighbour freed a moment ago, nor a large fresh region made "old".
+ *
+ * The heap grows in steps of at least MS_GROW_MIN bytes out of a large
+ * PROT_NONE reservation, so successive growths are contiguous and coalesce,
+ * and a large object at the frontier can grow in place.  Fresh pages count
+ * as released (they are not resident and read as zero), as in Go.
+ *
+ * All state here is protected by ms_heap_lock, which is taken after any
+ * central lock and never before one.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+/* Why 1 MiB: growing is a syscall (mprotect) plus page-map work, so small
+ * steps cost time, while untouched pages cost no RSS; 1 MiB keeps growth
+ * syscalls under one per 128 pages without inflating heap_sys for tiny
+ * programs. */
+#define MS_GROW_MIN_PAGES ((size_t)(1 << 20) >> MS_PAGE_SHIFT)
+/* Address space reserved at a time.  Reservations are PROT_NONE and free;
+ * a larger one only makes contiguous growth last longer. */
+#define MS_RESERVE_BYTES ((size_t)64 << 30)
+/* The scavenger releases at most this much per kernel call, dropping the
+ * lock between calls, so a thread needing the heap never waits long. */
+#define MS_SCAVENGE_CHUNK_PAGES ((size_t)(16 << 20) >> MS_PAGE_SHIFT)
+#define NLISTS 128
+#define PAGES(n) ((size_t)(n) << MS_PAGE_SHIFT)
+
+pthread_mutex_t ms_heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static fixalloc_t span_pool = {.size = sizeof(span_t)};
+static span_t free_lists[NLISTS]; /* sentinels; [0] unused */
+static span_t free_large;         /* sentinel for spans of NLISTS pages or more */
+static uint64_t nonempty[NLISTS / 64];
+static heap_counters_t ctr;
+static uintptr_t resv_next, resv_end; /* growth frontier inside the current reservation */
+
+/* Heap cycles (cycle.c) end when the pages in use reach a goal; the check
+ * costs one relaxed load after each span allocation. */
+_Atomic uint64_t ms_heap_goal_bytes = UINT64_MAX;
+void (*ms_heap_goal_hook)(void);
+static _Atomic uint64_t inuse_bytes_now;
+
+static void note_inuse_locked(void) {
+    if (ctr.inuse_pages > ctr.peak_inuse_pages) ctr.peak_inuse_pages = ctr.inuse_pages;
+    atomic_store_explicit(&inuse_bytes_now, PAGES(ctr.inuse_pages), memory_order_relaxed);
+}
+
+void ms_heap_maybe_end_cycle(void) {
+    if (ms_unlikely(atomic_load_explicit(&inuse_bytes_now, memory_order_relaxed) >=
+                    atomic_load_explicit(&ms_heap_goal_bytes, memory_order_relaxed)) &&
+        ms_heap_goal_hook)
+        ms_heap_goal_hook();
+}
+
+void ms_heap_reset_peak(void) {
+    pthread_mutex_lock(&ms_heap_lock);
+    ctr.peak_inuse_pages = ctr.inuse_pages;
+    pthread_mutex_unlock(&ms_heap_lock);
+}
+
+static inline uintptr_t span_end(const span_t *s) { return s->start + PAGES(s->npages); }
+
+static void check_locked(void) {
+#if MEMSCOPE_DEBUG >= 3
+    extern bool ms_heap_is_valid_locked(void);
+    ms_assert_expensive(ms_heap_is_valid_locked());
+#endif
+}
+
+/* ------------------------------------------------------------------------
+ * Free lists
+ * ---------------------------------------------------------------------- */
+
+static span_t *list_for(size_t npages) { return npages < NLISTS ? &free_lists[npages] : &free_large; }
+
+static void list_init(void) {
+    for (int i = 0; i < NLISTS; i++) free_lists[i].next = free_lists[i].prev = &free_lists[i];
+    free_large.next = free_large.prev = &free_large;
+}
+
+static void list_push(span_t *s) {
+    span_t *h = list_for(s->npages);
+    if (!h->next) list_init();
+    s->next = h->next;
+    s->prev = h;
+    h->next->prev = s;
+    h->next = s;
+    if (s->npages < NLISTS) nonempty[s->npages / 64] |= 1ull << (s->npages % 64);
+}
+
+static void list_remove(span_t *s) {
+    s->prev->next = s->next;
+    s->next->prev = s->prev;
+    if (s->npages < NLISTS && free_lists[s->npages].next == &free_lists[s->npages])
+        nonempty[s->npages / 64] &= ~(1ull << (s->npages % 64));
+    s->next = s->prev = NULL;
+}
+
+/* find_free: the best-fitting free span of at least npages, or NULL. */
+static span_t *find_free(size_t npages) {
+    if (!free_large.next) list_init();
+    for (size_t i = npages; i < NLISTS;) {
+        uint64_t w = nonempty[i / 64] >> (i % 64);
+        if (w) {
+            i += (size_t)__builtin_ctzll(w);
+            return free_lists[i].next;
+        }
+        i = (i / 64 + 1) * 64;
+    }
+    span_t *best = NULL;
+    for (span_t *s = free_large.next; s != &free_large; s = s->next)
+        if (s->npages >= npages &&
+            (!best || s->npages < best->npages || (s->npages == best->npages && s->start < best->start)))
+            best = s;
+    return best;
+}
+
+/* ------------------------------------------------------------------------
+ * Span structs, page map, merging
+ * ---------------------------------------------------------------------- */
+
+static span_t *span_new(uintptr_t start, size_t npages) {
+    span_t *s = ms_fixalloc_alloc(&span_pool);
+    if (!s) return NULL;
+    s->start = start;
+    s->npages = (uint32_t)npages;
+    return s;
+}
+
+static void span_delete(span_t *s) {
+    s->state = SPAN_DEAD;
+    ms_fixalloc_free(&span_pool, s);
+}
+
+static void map_ends(span_t *s) {
+    ms_pagemap_set(s->start, s);
+    ms_pagemap_set(span_end(s) - MS_PAGE_SIZE, s);
+}
+
+static uint64_t weighted_age(const span_t *a, const span_t *b) {
+    uint64_t wa = a->npages - a->released, wb = b->npages - b->released;
+    if (wa + wb == 0) return a->free_since_ms > b->free_since_ms ? a->free_since_ms : b->free_since_ms;
+    return (uint64_t)(((unsigned __int128)a->free_since_ms * wa + (unsigned __int128)b->free_since_ms * wb) /
+                      (wa + wb));
+}
+
+/* absorb: s takes over its free neighbour n (already off the lists). */
+static void absorb(span_t *s, span_t *n) {
+    s->free_since_ms = weighted_age(s, n);
+    if (n->start < s->start) s->start = n->start;
+    s->npages += n->npages;
+    s->released += n->released;
+    ms_pagemap_set(n->start, s); /* a double free of n's first page still finds free memory */
+    span_delete(n);
+}
+
+static span_t *free_neighbour(uintptr_t page_addr, uintptr_t must_touch, bool before) {
+    span_t *n = ms_pagemap_lookup((void *)page_addr);
+    if (!n || n->state != SPAN_FREE) return NULL;
+    if (before ? span_end(n) != must_touch : n->start != must_touch) return NULL;
+    return n;
+}
+
+/* insert_free_locked: s (free, its released count and age set, on no list)
+ * merges with free neighbours and goes on its list. */
+static void insert_free_locked(span_t *s) {
+    s->state = SPAN_FREE;
+    s->cls = 0;
+    span_t *p = s->start >= MS_PAGE_SIZE ? free_neighbour(s->start - MS_PAGE_SIZE, s->start, true) : NULL;
+    if (p) {
+        list_remove(p);
+        absorb(s, p);
+    }
+    span_t *n = free_neighbour(span_end(s), span_end(s), false);
+    if (n) {
+        list_remove(n);
+        absorb(s, n);
+    }
+    map_ends(s);
+    list_push(s);
+}
+
+/* split_tail: cuts [s->start + keep pages, end) off s as a new free span with
+ * s's age, and lists it (its neighbours are s and a non-free span). */
+static bool split_tail_free(span_t *s, size_t keep) {
+    size_t rest = s->npages - keep;
+    span_t *t = span_new(s->start + PAGES(keep), rest);
+    if (!t) return false;
+    t->released = (uint32_t)ms_pagemap_count_released(t->start, rest);
+    t->free_since_ms = s->free_since_ms;
+    s->npages = (uint32_t)keep;
+    s->released -= t->released;
+    t->state = SPAN_FREE;
+    map_ends(t);
+    list_push(t);
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Growth
+ * ---------------------------------------------------------------------- */
+
+/* reserve_for: makes room for npages at the frontier. */
+static bool reserve_for(size_t npages) {
+    if (resv_next && resv_next + PAGES(npages) <= resv_end) return true;
+    size_t bytes = PAGES(npages) > MS_RESERVE_BYTES ? PAGES(npages) : MS_RESERVE_BYTES;
+    void *r = ms_os_reserve(bytes);
+    if (!r && bytes > PAGES(npages)) r = ms_os_reserve(bytes = PAGES(npages) + PAGES(MS_GROW_MIN_PAGES));
+    if (!r) return false;
+    /* keep the heap page-aligned to its 8 KiB pages */
+    uintptr_t a = ((uintptr_t)r + MS_PAGE_MASK) & ~(uintptr_t)MS_PAGE_MASK;
+    resv_next = a;
+    resv_end = (uintptr_t)r + bytes;
+    resv_end &= ~(uintptr_t)MS_PAGE_MASK;
+    return resv_next + PAGES(npages) <= resv_end;
+}
+
+/* commit_frontier: makes npages at the frontier usable and accounts them as
+ * heap memory; returns their address or 0. */
+static uintptr_t commit_frontier(size_t npages) {
+    if (!reserve_for(npages)) return 0;
+    uintptr_t start = resv_next;
+    if (!ms_pagemap_ensure(start, npages) || !ms_os_commit((void *)start, PAGES(npages))) return 0;
+    resv_next += PAGES(npages);
+    ctr.sys_pages += npages;
+    return start;
+}
+
+static bool grow_locked(size_t npages) {
+    size_t n = npages < MS_GROW_MIN_PAGES ? MS_GROW_MIN_PAGES : npages;
+    uintptr_t start = commit_frontier(n);
+    if (!start && n > npages) start = commit_frontier(n = npages);
+    if (!start) return false;
+    span_t *s = span_new(start, n);
+    if (!s) return false;
+    ms_pagemap_mark_released(start, n, true);
+    s->released = (uint32_t)n;
+    s->free_since_ms = ms_os_now_ms();
+    ctr.free_pages += n;
+    ctr.released_pages += n;
+    insert_free_locked(s);
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Allocation and free
+ * ---------------------------------------------------------------------- */
+
+/* take_pages_locked: the free span s (off the lists) becomes in use as the
+ * npages starting at its first page; counters and released bits follow. */
+static void take_pages_locked(span_t *s, size_t npages, uint8_t cls, bool *zeroed) {
+    if (s->npages > npages && !split_tail_free(s, npages)) {
+        /* no memory for a span struct: keep the whole span, still correct */
+        npages = s->npages;
+    }
+    size_t rel = s->released;
+    if (rel) ms_pagemap_mark_released(s->start, npages, false);
+    ctr.released_pages -= rel;
+    ctr.free_pages -= npages;
+    ctr.inuse_pages += npages;
+    note_inuse_locked();
+    if (zeroed) *zeroed = rel == npages;
+    s->released = 0;
+    s->state = SPAN_INUSE;
+    s->cls = cls;
+    s->next = s->prev = NULL;
+    if (cls) ms_pagemap_set_range(s->start, npages, s);
+    else map_ends(s);
+}
+
+span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zeroed) {
+    if (npages == 0 || npages > (MS_MAX_ALLOC >> MS_PAGE_SHIFT)) return NULL;
+    size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
+    pthread_mutex_lock(&ms_heap_lock);
+    span_t *s = find_free(need);
+    if (!s && grow_locked(need)) s = find_free(need);
+    if (!s) {
+        pthread_mutex_unlock(&ms_heap_lock);
+        return NULL;
+    }
+    list_remove(s);
+    if (align_pages > 1) {
+        uintptr_t a = (s->start + PAGES(align_pages) - 1) & ~(PAGES(align_pages) - 1);
+        if (a > s->start) {
+            /* the prefix stays free: s keeps it, the rest moves to a new span */
+            size_t pre = (a - s->start) >> MS_PAGE_SHIFT;
+            span_t *head = s;
+            if (!split_tail_free(head, pre)) {
+                list_push(head);
+                pthread_mutex_unlock(&ms_heap_lock);
+                return NULL;
+            }
+            s = ms_pagemap_lookup((void *)a);
+            list_remove(s);
+            list_push(head);
+        }
+    }
+    take_pages_locked(s, npages, cls, zeroed);
+    check_locked();
+    pthread_mutex_unlock(&ms_heap_lock);
+    return s;
+}
+
+static void free_locked(span_t *s, bool pages_released) {
+    size_t n = s->npages;
+    ms_assert_internal(s->state == SPAN_INUSE);
+    if (s->cls && n > 2) ms_pagemap_set_range(s->start + MS_PAGE_SIZE, n - 2, NULL);
+    ctr.inuse_pages -= n;
+    ctr.free_pages += n;
+    note_inuse_locked();
+    if (pages_released) {
+        ms_pagemap_mark_released(s->start, n, true);
+        ctr.released_pages += n;
+        s->released = (uint32_t)n;
+    } else {
+        s->released = 0;
+    }
+    s->free_since_ms = ms_os_now_ms();
+    s->freelist = NULL;
+    s->allocated = 0;
+    insert_free_locked(s);
+    check_locked();
+}
+
+void ms_heap_free(span_t *s) {
+    pthread_mutex_lock(&ms_heap_lock);
+    free_locked(s, false);
+    pthread_mutex_unlock(&ms_heap_lock);
+    ms_scavenger_kick();
+}
+
+bool ms_heap_try_resize(span_t *s, size_t new_npages) {
+    bool ok = false;
+    pthread_mutex_lock(&ms_heap_lock);
+    size_t old = s->npages;
+    if (new_npages == old) {
+        ok = true;
+    } else if (new_npages < old) {
+        /* shrink: the tail becomes a free span of its own, merged onward */
+        span_t *t = span_new(s->start + PAGES(new_npages), old - new_npages);
+        if (t) {
+            s->npages = (uint32_t)new_npages;
+            map_ends(s);
+            t->state = SPAN_INUSE;
+            ms_pagemap_set(span_end(t) - MS_PAGE_SIZE, t);
+            free_locked(t, false);
+            ok = true;
+        }
+    } else {
+        size_t extra = new_npages - old;
+        span_t *n = free_neighbour(span_end(s), span_end(s), false);
+        /* a free tail that ends at the frontier grows with the heap first */
+        if (n && n->npages < extra && span_end(n) == resv_next && grow_locked(extra - n->npages))
+            n = free_neighbour(span_end(s), span_end(s), false);
+        if (n && n->npages >= extra) {
+            list_remove(n);
+            take_pages_locked(n, extra, 0, NULL);
+            /* n's pages now extend s */
+            s->npages += (uint32_t)extra;
+            span_delete(n);
+            map_ends(s);
+            ok = true;
+        } else if (!n && span_end(s) == resv_next && commit_frontier(extra)) {
+            ctr.inuse_pages += extra;
+            note_inuse_locked();
+            s->npages += (uint32_t)extra;
+            map_ends(s);
+            ok = true;
+        }
+    }
+    check_locked();
+    pthread_mutex_unlock(&ms_heap_lock);
+    return ok;
+}
+
+bool ms_heap_move_pages(span_t *from, span_t *to) {
+    if (!ms_os_move((void *)from->start, (void *)to->start, PAGES(from->npages))) return false;
+    pthread_mutex_lock(&ms_heap_lock);
+    free_locked(from, true);
+    pthread_mutex_unlock(&ms_heap_lock);
+    return true;
+}
+
+void ms_heap_counters(heap_counters_t *out) {
+    pthread_mutex_lock(&ms_heap_lock);
+    *out = ctr;
+    pthread_mutex_unlock(&ms_heap_lock);
+}
+
+/* ------------------------------------------------------------------------
+ * Scavenging
+ * ---------------------------------------------------------------------- */
+
+/* find_old_locked: a free span with unreleased pages idle since
+ * older_than_ms or before. */
+static span_t *find_old_locked(uint64_t older_than_ms) {
+    if (!free_large.next) list_init();
+    for (span_t *s = free_large.next; s != &free_large; s = s->next)
+        if (s->released < s->npages && s->free_since_ms <= older_than_ms) return s;
+    for (int i = NLISTS - 1; i > 0; i--)
+        for (span_t *s = free_lists[i].next; s != &free_lists[i]; s = s->next)
+            if (s->released < s->npages && s->free_since_ms <= older_than_ms) return s;
+    return NULL;
+}
+
+size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
+    size_t done = 0;
+    pthread_mutex_lock(&ms_heap_lock);
+    while (done < max_bytes) {
+        span_t *s = find_old_locked(older_than_ms);
+        if (!s) break;
+        list_remove(s);
+        if (s->npages > MS_SCAVENGE_CHUNK_PAGES && !split_tail_free(s, MS_SCAVENGE_CHUNK_PAGES)) {
+            list_push(s);
+            break;
+        }
+        s->state = SPAN_BUSY;
+        pthread_mutex_unlock(&ms_heap_lock);
+        /* Pages already released are released again: harmless, and cheaper
+         * than reading their bits without the lock. */
+        bool ok = ms_os_release((void *)s->start, PAGES(s->npages));
+        pthread_mutex_lock(&ms_heap_lock);
+        if (ok) {
+            size_t newly = s->npages - s->released;
+            ms_pagemap_mark_released(s->start, s->npages, true);
+            ctr.released_pages += newly;
+            ctr.released_bytes_total += PAGES(newly);
+            s->released = s->npages;
+            done += PAGES(newly);
+        }
+        insert_free_locked(s);
+        if (!ok) break;
+    }
+    if (done) ctr.scavenge_passes++;
+    check_locked();
+    pthread_mutex_unlock(&ms_heap_lock);
+    return done;
+}
+
+/* ------------------------------------------------------------------------
+ * Validation and fork
+ * ---------------------------------------------------------------------- */
+
+bool ms_heap_is_valid_locked(void) {
+    if (!free_large.next) return true;
+    uint64_t free_pages = 0, released = 0;
+    for (int i = 0; i <= NLISTS; i++) {
+        span_t *h = i < NLISTS ? &free_lists[i] : &free_large;
+        if (i == 0) continue;
+        bool bit = i < NLISTS && (nonempty[i / 64] >> (i % 64)) & 1;
+        if (i < NLISTS && bit != (h->next != h)) return false;
+        for (span_t *s = h->next; s != h; s = s->next) {
+            if (s->state != SPAN_FREE || list_for(s->npages) != h) return false;
+            if (ms_pagemap_lookup((void *)s->start) != s) return false;
+            if (ms_pagemap_lookup((void *)(span_end(s) - MS_PAGE_SIZE)) != s) return false;
+            if (ms_pagemap_count_released(s->start, s->npages) != s->released) return false;
+            /* coalesced: no free neighbour on either side */
+            if (free_neighbour(span_end(s), span_end(s), false)) return false;
+            if (s->start >= MS_PAGE_SIZE && free_neighbour(s->start - MS_PAGE_SIZE, s->start, true)) return false;
+            free_pages += s->npages;
+            released += s->released;
+        }
+    }
+    /* busy spans (being scavenged) are off the lists but counted as free */
+    if (free_pages > ctr.free_pages || released > ctr.released_pages) return false;
+    if (ctr.inuse_pages + ctr.free_pages != ctr.sys_pages) return false;
+    return true;
+}
+
+bool ms_heap_is_valid(void) {
+    pthread_mutex_lock(&ms_heap_lock);
+    bool ok = ms_heap_is_valid_locked();
+    pthread_mutex_unlock(&ms_heap_lock);
+    return ok;
+}
+
+void ms_heap_fork_prepare(void) { pthread_mutex_lock(&ms_heap_lock); }
+void ms_heap_fork_parent(void) { pthread_mutex_unlock(&ms_heap_lock); }
+void ms_heap_fork_child(void) { pthread_mutex_init(&ms_heap_lock, NULL); }
+
+/* ms_heap_oldest_idle_ms: the idle time of the oldest free span that still
+ * has unreleased pages (UINT64_MAX if none), and the unreleased idle bytes. */
+uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
+    uint64_t oldest = UINT64_MAX;
+    pthread_mutex_lock(&ms_heap_lock);
+    *idle_bytes = PAGES(ctr.free_pages - ctr.released_pages);
+    if (free_large.next) {
+        for (int i = 0; i <= NLISTS; i++) {
+            span_t *h = i < NLISTS ? &free_lists[i] : &free_large;
+            if (i == 0 || (i < NLISTS && !((nonempty[i / 64] >> (i % 64)) & 1))) continue;
+            for (span_t *s = h->next; s != h; s = s->next)
+                if (s->released < s->npages && s->free_since_ms < oldest) oldest = s->free_since_ms;
+        }
+    }
+    pthread_mutex_unlock(&ms_heap_lock);
+    return oldest;
+}

@@ -1,0 +1,89 @@
+/* pagemap.c: from an address to its span in two loads, and which pages are
+ * released.  See malloc.c for the overview.
+ *
+ * A two-level radix tree over 48-bit addresses: the root (in BSS, 256 KiB of
+ * virtual space of which only touched entries become resident) points to
+ * leaves covering 8 GiB each.  A leaf is mapped once, lazily, under the heap
+ * lock and never freed, so readers (free, malloc_usable_size) need no lock:
+ * they either see NULL (not our memory) or a leaf that stays valid forever.
+ * Each leaf also holds one bit per page saying whether the page has been
+ * returned to the OS (and so reads as zero).  The bits are what keep
+ * heap_released exact when free spans of different histories coalesce and
+ * split, and what lets calloc skip zeroing pages that came back from the OS.
+ * The bits are only touched under the heap lock.
+ */
+#include "internal.h"
+
+pm_leaf_t *ms_pm_root[1u << MS_PM_ROOT_BITS];
+
+#define LEAF_MASK ((1u << MS_PM_LEAF_BITS) - 1)
+
+static inline pm_leaf_t *leaf_of(uintptr_t pn) { return ms_pm_root[pn >> MS_PM_LEAF_BITS]; }
+
+bool ms_pagemap_ensure(uintptr_t start, size_t npages) {
+    uintptr_t first = start >> MS_PAGE_SHIFT, last = first + npages - 1;
+    if (last >> (MS_PM_LEAF_BITS + MS_PM_ROOT_BITS)) return false;
+    for (uintptr_t i = first >> MS_PM_LEAF_BITS; i <= last >> MS_PM_LEAF_BITS; i++) {
+        if (ms_pm_root[i]) continue;
+        pm_leaf_t *leaf = ms_meta_alloc(sizeof(pm_leaf_t));
+        if (!leaf) return false;
+        /* a leaf is ~8 MiB of address space but only the touched pages are
+         * resident: count what is resident, not what is mapped */
+        atomic_fetch_sub_explicit(&ms_meta_inuse, sizeof(pm_leaf_t), memory_order_relaxed);
+        atomic_store_explicit((_Atomic(pm_leaf_t *) *)&ms_pm_root[i], leaf, memory_order_release);
+    }
+    return true;
+}
+
+void ms_pagemap_set(uintptr_t page_addr, span_t *s) {
+    uintptr_t pn = page_addr >> MS_PAGE_SHIFT;
+    leaf_of(pn)->span[pn & LEAF_MASK] = s;
+}
+
+void ms_pagemap_set_range(uintptr_t start, size_t npages, span_t *s) {
+    uintptr_t pn = start >> MS_PAGE_SHIFT;
+    for (size_t i = 0; i < npages; i++, pn++) leaf_of(pn)->span[pn & LEAF_MASK] = s;
+}
+
+static inline bool bit_get(uintptr_t pn) {
+    return (leaf_of(pn)->released[(pn & LEAF_MASK) >> 6] >> (pn & 63)) & 1;
+}
+
+size_t ms_pagemap_count_released(uintptr_t start, size_t npages) {
+    uintptr_t pn = start >> MS_PAGE_SHIFT, end = pn + npages;
+    size_t n = 0;
+    while (pn < end) {
+        uint64_t *w = &leaf_of(pn)->released[(pn & LEAF_MASK) >> 6];
+        unsigned bit = pn & 63;
+        size_t take = 64 - bit;
+        if (take > end - pn) take = end - pn;
+        uint64_t mask = (take == 64 ? ~0ull : ((1ull << take) - 1)) << bit;
+        n += (size_t)__builtin_popcountll(*w & mask);
+        pn += take;
+    }
+    return n;
+}
+
+void ms_pagemap_mark_released(uintptr_t start, size_t npages, bool released) {
+    uintptr_t pn = start >> MS_PAGE_SHIFT, end = pn + npages;
+    while (pn < end) {
+        uint64_t *w = &leaf_of(pn)->released[(pn & LEAF_MASK) >> 6];
+        unsigned bit = pn & 63;
+        size_t take = 64 - bit;
+        if (take > end - pn) take = end - pn;
+        uint64_t mask = (take == 64 ? ~0ull : ((1ull << take) - 1)) << bit;
+        if (released) *w |= mask;
+        else *w &= ~mask;
+        pn += take;
+    }
+}
+
+size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released) {
+    uintptr_t pn = *pos >> MS_PAGE_SHIFT, epn = end >> MS_PAGE_SHIFT;
+    while (pn < epn && bit_get(pn) != released) pn++;
+    if (pn >= epn) return 0;
+    uintptr_t first = pn;
+    while (pn < epn && bit_get(pn) == released) pn++;
+    *pos = first << MS_PAGE_SHIFT;
+    return pn - first;
+}

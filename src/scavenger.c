@@ -1,0 +1,180 @@
+/* scavenger.c: giving idle memory back to the OS.
+ *
+ * A malloc that never returns memory leaves a program that freed 500 MB
+ * showing 500 MB in top until it exits: glibc does this to any program whose
+ * freed memory is not at the very top of its heap, and it is the question
+ * the Go tutorial this project grew from starts with.  memscope returns idle
+ * pages on a schedule the user controls:
+ *
+ *   - Background: a thread sleeps until the oldest idle page will have been
+ *     idle for scavenge_delay_ms, then releases (madvise MADV_DONTNEED, see
+ *     os.c) every free span idle that long, in chunks of at most 16 MiB with
+ *     the heap lock dropped in between, and sleeps again.  With nothing idle
+ *     it sleeps until a span is freed: an idle program costs no CPU.
+ *   - Forced: memscope_free_os_memory() (and malloc_trim) flushes the calling
+ *     thread's cache and the central transfer slots, then releases every idle
+ *     page at once, whatever its age (Go's debug.FreeOSMemory).
+ *
+ * Why a delay at all: a page released and then reused costs a page fault and
+ * a zeroing (about 0.25 us per 4 KiB page here) and a madvise call; a program
+ * that frees and re-allocates the same memory in a loop would pay that on
+ * every iteration with no delay.  Pages idle for the delay are unlikely to be
+ * reused soon.  The default, 1 s, was chosen from bench/ measurements of the
+ * churn workloads against the small-objects demo: see bench/RESULTS.md.
+ *
+ * Age: a free span remembers when it became idle (weighted over merges, see
+ * pageheap.c).  The thread starts lazily, the first time a free leaves at
+ * least MS_SCAVENGER_START_BYTES idle, so short-lived and small programs
+ * never get a second thread; its signals are all blocked so the host's
+ * signal handlers never run on it.  In a fork child the thread does not exist:
+ * it is started again on demand.  The thread never calls malloc.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <time.h>
+
+/* Why 1 MiB: below that, the RSS a program could get back is smaller than
+ * the thread's own stack and bookkeeping. */
+#define MS_SCAVENGER_START_BYTES ((uint64_t)1 << 20)
+
+static pthread_mutex_t sc_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sc_cond;
+static _Atomic bool sc_started;
+static _Atomic bool sc_waiting_forever; /* asleep with nothing to wait for: a kick must wake it */
+static uint32_t scvg_seq;               /* trace line number (sc_lock) */
+static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ms_trace_scavenge: the scavenger's trace lines, in the format of Go's
+ * scavenger trace (GODEBUG=gctrace=1, Go 1.11):
+ *     scvg3: 512 MB released
+ *     scvg3: inuse: 0, idle: 959, sys: 959, released: 959, consumed: 0 (MB)
+ * written with one write() so it cannot interleave with other output. */
+void ms_trace_scavenge(size_t released_bytes, bool forced) {
+    if (!ms_opt.trace) return;
+    heap_counters_t c;
+    ms_heap_counters(&c);
+    char buf[512];
+    size_t n = 0;
+    pthread_mutex_lock(&trace_lock);
+    uint32_t seq = scvg_seq++;
+    pthread_mutex_unlock(&trace_lock);
+    if (released_bytes >= (1u << 20) || (forced && released_bytes))
+        n += ms_snprintf(buf + n, sizeof buf - n, "scvg%u: %zu MB released\n", seq, released_bytes >> 20);
+    uint64_t mb = (uint64_t)1 << 20 >> MS_PAGE_SHIFT; /* pages per MB */
+    n += ms_snprintf(buf + n, sizeof buf - n,
+                     "scvg%u: inuse: %llu, idle: %llu, sys: %llu, released: %llu, consumed: %llu (MB)%s\n", seq,
+                     (unsigned long long)(c.inuse_pages / mb), (unsigned long long)(c.free_pages / mb),
+                     (unsigned long long)(c.sys_pages / mb), (unsigned long long)(c.released_pages / mb),
+                     (unsigned long long)((c.sys_pages - c.released_pages) / mb), forced ? " (forced)" : "");
+    ms_write_fd(2, buf, n < sizeof buf ? n : sizeof buf - 1);
+}
+
+static void *scavenger_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&sc_lock);
+    for (;;) {
+        uint64_t delay = (uint64_t)ms_opt.scavenge_delay_ms;
+        uint64_t idle_bytes;
+        uint64_t oldest = ms_heap_oldest_idle_ms(&idle_bytes);
+        uint64_t now = ms_os_now_ms();
+        if (oldest == UINT64_MAX) {
+            atomic_store(&sc_waiting_forever, true);
+            pthread_cond_wait(&sc_cond, &sc_lock);
+            atomic_store(&sc_waiting_forever, false);
+            continue;
+        }
+        if (oldest + delay <= now) {
+            pthread_mutex_unlock(&sc_lock);
+            size_t released = ms_heap_scavenge(now - delay, SIZE_MAX);
+            if (released >= ((size_t)1 << 20)) ms_trace_scavenge(released, false);
+            pthread_mutex_lock(&sc_lock);
+            continue;
+        }
+        /* sleep until the oldest page comes of age; CLOCK_MONOTONIC_COARSE
+         * ticks every few ms, so wake a tick late rather than early */
+        uint64_t wait_ms = oldest + delay - now + 5;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(wait_ms / 1000);
+        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&sc_cond, &sc_lock, &ts);
+    }
+    return NULL;
+}
+
+static void init_cond(void) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&sc_cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+static void start_thread(void) {
+    pthread_mutex_lock(&sc_lock);
+    if (atomic_load(&sc_started)) {
+        pthread_mutex_unlock(&sc_lock);
+        return;
+    }
+    atomic_store(&sc_started, true);
+    init_cond();
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    pthread_t t;
+    int saved = errno;
+    int rc = pthread_create(&t, &attr, scavenger_main, NULL);
+    errno = saved;
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0) pthread_setname_np(t, "memscope-scvg");
+    else ms_warn("memscope: cannot start the scavenger thread (error %d); idle memory is returned only by "
+                 "memscope_free_os_memory()", rc);
+    pthread_mutex_unlock(&sc_lock);
+}
+
+void ms_scavenger_kick(void) {
+    if (ms_unlikely(!atomic_load_explicit(&sc_started, memory_order_relaxed))) {
+        if (atomic_load(&ms_inited) != 2) return;
+        heap_counters_t c;
+        ms_heap_counters(&c);
+        if (((c.free_pages - c.released_pages) << MS_PAGE_SHIFT) < MS_SCAVENGER_START_BYTES) return;
+        start_thread();
+        return;
+    }
+    if (atomic_load_explicit(&sc_waiting_forever, memory_order_relaxed)) {
+        pthread_mutex_lock(&sc_lock);
+        pthread_cond_signal(&sc_cond);
+        pthread_mutex_unlock(&sc_lock);
+    }
+}
+
+void ms_scavenger_fork_child(void) {
+    pthread_mutex_init(&sc_lock, NULL);
+    pthread_mutex_init(&trace_lock, NULL);
+    atomic_store(&sc_started, false);
+    atomic_store(&sc_waiting_forever, false);
+}
+
+size_t ms_release_all(bool forced) {
+    ms_ensure_init();
+    tcache_t *tc = ms_tc;
+    if (!tc->is_dummy) ms_tcache_flush(tc);
+    ms_central_flush_slots();
+    size_t released = ms_heap_scavenge(UINT64_MAX, SIZE_MAX);
+    ms_cycle_forced();
+    ms_trace_scavenge(released, forced);
+    return released;
+}
+
+MEMSCOPE_API size_t memscope_free_os_memory(void) { return ms_release_all(true); }

@@ -1,0 +1,124 @@
+/* stats.c: memscope_read_stats, Go's runtime.MemStats for a malloc heap.
+ *
+ * Every figure is a sum of counters the allocator keeps anyway (see
+ * malloc.c): per-thread, per-class malloc and free counts, per-thread large
+ * object bytes, and the page heap's page counts.  Nothing is sampled and no
+ * thread is stopped: a snapshot takes the registry lock (to walk the thread
+ * caches) and the heap lock (to copy its counters), each briefly, plus one
+ * read of /proc/self/statm.  Go stops the world for ReadMemStats; memscope
+ * accepts that counts from different threads are read nanoseconds apart.
+ *
+ * Sizes are class sizes: a 100-byte malloc counts 112 bytes in alloc, as a
+ * Go object counts its size class.  heap_inuse - heap_alloc is then the space
+ * in spans that holds no object (free slots, objects cached in threads).
+ */
+#include "internal.h"
+
+#include <string.h>
+
+void ms_malloc_orphan_counts(uint64_t out[4]);
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER; /* serializes /proc reads into a static buffer */
+
+void ms_stats_read(struct memscope_stats *st) {
+    class_counts_t by[MS_NUM_CLASSES];
+    uint64_t large_alloc, large_free, cached;
+    uint32_t nthr;
+    ms_tcache_totals(by, &large_alloc, &large_free, &cached, &nthr);
+    uint64_t orphan[4];
+    ms_malloc_orphan_counts(orphan);
+    heap_counters_t c;
+    ms_heap_counters(&c);
+
+    memset(st, 0, sizeof *st);
+    st->size = sizeof *st;
+    st->version = MEMSCOPE_VERSION;
+    uint64_t alloc = large_alloc - large_free + orphan[2] - orphan[3];
+    uint64_t total = large_alloc + orphan[2];
+    uint64_t mallocs = by[0].mallocs + orphan[0], frees = by[0].frees + orphan[1];
+    for (int i = 1; i < MS_NUM_CLASSES; i++) {
+        alloc += (by[i].mallocs - by[i].frees) * ms_class_size[i];
+        total += by[i].mallocs * ms_class_size[i];
+        mallocs += by[i].mallocs;
+        frees += by[i].frees;
+        st->by_size[i - 1].size = ms_class_size[i];
+        st->by_size[i - 1].mallocs = by[i].mallocs;
+        st->by_size[i - 1].frees = by[i].frees;
+    }
+    st->by_size[MS_NUM_CLASSES - 1].size = 0; /* large objects */
+    st->by_size[MS_NUM_CLASSES - 1].mallocs = by[0].mallocs;
+    st->by_size[MS_NUM_CLASSES - 1].frees = by[0].frees;
+    st->num_classes = MS_NUM_CLASSES;
+
+    st->alloc = st->heap_alloc = alloc;
+    st->total_alloc = total;
+    st->mallocs = mallocs;
+    st->frees = frees;
+    st->heap_objects = mallocs - frees;
+    st->heap_sys = c.sys_pages << MS_PAGE_SHIFT;
+    st->heap_inuse = c.inuse_pages << MS_PAGE_SHIFT;
+    st->heap_idle = c.free_pages << MS_PAGE_SHIFT;
+    st->heap_released = c.released_pages << MS_PAGE_SHIFT;
+    st->metadata_inuse = atomic_load(&ms_meta_inuse);
+    st->metadata_sys = atomic_load(&ms_meta_sys);
+    st->sys = st->heap_sys + st->metadata_sys;
+    ms_cycle_info(&st->next_gc, &st->last_gc, &st->num_gc, &st->num_forced_gc);
+    st->num_scavenge = c.scavenge_passes;
+    st->released_total = c.released_bytes_total;
+    st->scavenge_delay_ms = (uint64_t)ms_opt.scavenge_delay_ms;
+    st->num_threads = nthr;
+
+    pthread_mutex_lock(&stats_lock);
+    ms_os_rss(&st->rss, &st->max_rss);
+    pthread_mutex_unlock(&stats_lock);
+    st->rss_heap_live = alloc;
+    st->rss_heap_frag = st->heap_inuse > alloc ? st->heap_inuse - alloc : 0;
+    st->rss_heap_idle = st->heap_idle - st->heap_released;
+    st->rss_metadata = st->metadata_inuse;
+    uint64_t heap = st->rss_heap_live + st->rss_heap_frag + st->rss_heap_idle + st->rss_metadata;
+    st->rss_other = st->rss > heap ? st->rss - heap : 0;
+}
+
+MEMSCOPE_API int memscope_read_stats(struct memscope_stats *st) {
+    if (!st || st->size < offsetof(struct memscope_stats, metadata_inuse)) return -1;
+    ms_ensure_init();
+    struct memscope_stats full;
+    ms_stats_read(&full);
+    size_t n = st->size < sizeof full ? st->size : sizeof full;
+    memcpy(st, &full, n);
+    st->size = (uint32_t)n;
+    return 0;
+}
+
+#define MB(x) ((double)(x) / (1 << 20))
+
+MEMSCOPE_API void memscope_print_stats(int fd) {
+    struct memscope_stats st = {.size = sizeof st};
+    memscope_read_stats(&st);
+    char buf[4096];
+    size_t n = ms_snprintf(
+        buf, sizeof buf,
+        "memscope stats:\n"
+        "  alloc          %12llu  (%.1f MB live objects)\n"
+        "  total_alloc    %12llu\n"
+        "  sys            %12llu  (%.1f MB from the OS)\n"
+        "  mallocs        %12llu\n"
+        "  frees          %12llu\n"
+        "  heap_objects   %12llu\n"
+        "  heap_sys       %12llu\n"
+        "  heap_inuse     %12llu\n"
+        "  heap_idle      %12llu\n"
+        "  heap_released  %12llu\n"
+        "  metadata_sys   %12llu\n"
+        "  num_gc         %12u  (%u forced)\n"
+        "  next_gc        %12llu\n"
+        "  rss            %12llu  = live %.1f + frag %.1f + idle %.1f + metadata %.1f + other %.1f MB\n"
+        "  max_rss        %12llu\n",
+        (unsigned long long)st.alloc, MB(st.alloc), (unsigned long long)st.total_alloc, (unsigned long long)st.sys,
+        MB(st.sys), (unsigned long long)st.mallocs, (unsigned long long)st.frees,
+        (unsigned long long)st.heap_objects, (unsigned long long)st.heap_sys, (unsigned long long)st.heap_inuse,
+        (unsigned long long)st.heap_idle, (unsigned long long)st.heap_released,
+        (unsigned long long)st.metadata_sys, st.num_gc, st.num_forced_gc, (unsigned long long)st.next_gc,
+        (unsigned long long)st.rss, MB(st.rss_heap_live), MB(st.rss_heap_frag), MB(st.rss_heap_idle),
+        MB(st.rss_metadata), MB(st.rss_other), (unsigned long long)st.max_rss);
+    ms_write_fd(fd, buf, n < sizeof buf ? n : sizeof buf - 1);
+}

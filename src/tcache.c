@@ -1,0 +1,216 @@
+/* tcache.c: per-thread caches.  See malloc.c for the overview.
+ *
+ * Each thread owns a tcache_t: one singly linked list of free objects per
+ * size class (Go's mcache, tcmalloc's ThreadCache).  The owner is the only
+ * thread that ever touches the lists, so the fast paths in malloc.c take no
+ * lock and execute no atomic read-modify-write.  A free from any thread goes
+ * to the freeing thread's own cache: cross-thread frees cost the same as
+ * local ones and never serialize threads; the objects drift back to their
+ * spans through the central lists in batches.
+ *
+ * List lengths: a list starts allowed one batch and each refill (an
+ * underflow) raises the limit by a batch, up to about 128 KiB of objects per
+ * class, so a thread that uses a class heavily keeps more of it while a thread
+ * that touched a class once keeps little.  A free that finds the list at its
+ * limit sends one batch to the central list first.
+ *
+ * Per-class malloc and free counts live next to the list heads (same cache
+ * line), written only by the owner with relaxed stores and read by
+ * memscope_read_stats from other threads: exact totals at the price of an add
+ * on a line already being written.
+ *
+ * Lifetime: a thread gets its cache on its first allocation (until then
+ * ms_tc points at ms_tc_empty, whose empty lists send the fast path to the
+ * slow path, so the fast path needs no NULL test).  A pthread key destructor
+ * returns every cached object at thread exit and folds the counters into the
+ * totals of exited threads.  After that, the thread's last allocations (other
+ * destructors) go straight to the central lists.  In a fork child only the
+ * forking thread exists: every other cache is flushed into the central lists
+ * so its memory is usable again and its counts are kept.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#define MS_TC_CLASS_BYTES ((size_t)128 << 10)
+
+__thread tcache_t *ms_tc __attribute__((tls_model("initial-exec"))) = &ms_tc_empty;
+static __thread bool tc_exited __attribute__((tls_model("initial-exec")));
+tcache_t ms_tc_empty = {.is_dummy = true, .sample_left = INT64_MAX};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static tcache_t registry = {.next = &registry, .prev = &registry}; /* sentinel */
+static fixalloc_t tc_pool = {.size = sizeof(tcache_t)};
+static pthread_key_t tc_key;
+/* counts of exited threads (reg_lock) */
+static class_counts_t dead[MS_NUM_CLASSES];
+static uint64_t dead_large_alloc, dead_large_free;
+static uint32_t nthreads;
+
+static uint32_t class_cap(uint8_t cls) {
+    uint32_t cap = (uint32_t)(MS_TC_CLASS_BYTES / ms_class_size[cls]);
+    uint32_t min = 2u * ms_class_batch[cls];
+    return cap < min ? min : cap;
+}
+
+static void fold_counts_locked(tcache_t *tc) {
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        dead[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
+        dead[c].frees += atomic_load_explicit(&tc->lists[c].nfree, memory_order_relaxed);
+    }
+    dead[0].mallocs += atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed);
+    dead[0].frees += atomic_load_explicit(&tc->large_frees, memory_order_relaxed);
+    dead_large_alloc += atomic_load_explicit(&tc->large_malloc_bytes, memory_order_relaxed);
+    dead_large_free += atomic_load_explicit(&tc->large_free_bytes, memory_order_relaxed);
+}
+
+static void tc_destructor(void *arg) {
+    tcache_t *tc = arg;
+    if (!tc || tc->is_dummy) return;
+    ms_tc = &ms_tc_empty;
+    tc_exited = true;
+    ms_tcache_flush(tc);
+    pthread_mutex_lock(&reg_lock);
+    fold_counts_locked(tc);
+    tc->prev->next = tc->next;
+    tc->next->prev = tc->prev;
+    nthreads--;
+    ms_fixalloc_free(&tc_pool, tc);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+tcache_t *ms_tcache_create(void) {
+    if (tc_exited) return NULL;
+    pthread_mutex_lock(&reg_lock);
+    tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
+    if (tc) {
+        for (int c = 1; c < MS_NUM_CLASSES; c++) tc->lists[c].max = ms_class_batch[c];
+        tc->sample_left = INT64_MAX;
+        tc->next = registry.next;
+        tc->prev = &registry;
+        registry.next->prev = tc;
+        registry.next = tc;
+        nthreads++;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    if (!tc) return NULL;
+    pthread_setspecific(tc_key, tc);
+    ms_tc = tc;
+    return tc;
+}
+
+void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
+    tclist_t *l = &tc->lists[cls];
+    uint32_t want = ms_class_batch[cls];
+    if (tc->is_dummy) want = 1; /* a thread with no cache (exiting): one at a time */
+    void *head;
+    uint32_t n = ms_central_take(cls, want, &head);
+    if (n == 0) return NULL;
+    void *p = head;
+    if (!tc->is_dummy) {
+        l->head = *(void **)p;
+        l->len = n - 1;
+        uint32_t cap = class_cap(cls);
+        if (l->max < cap) l->max = l->max + ms_class_batch[cls] < cap ? l->max + ms_class_batch[cls] : cap;
+    }
+    return p;
+}
+
+/* pop_chain: detaches the first n objects of a list as a NULL-terminated chain. */
+static void *pop_chain(tclist_t *l, uint32_t n) {
+    void *head = l->head, *p = head;
+    for (uint32_t i = 1; i < n; i++) p = *(void **)p;
+    l->head = *(void **)p;
+    *(void **)p = NULL;
+    l->len -= n;
+    return head;
+}
+
+void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
+    tclist_t *l = &tc->lists[cls];
+    uint32_t n = ms_class_batch[cls];
+    if (n > l->len) n = l->len;
+    if (n) ms_central_give(cls, pop_chain(l, n), n);
+}
+
+/* ms_tcache_flush: every cached object goes to the central lists.  Walks
+ * by pointer, not by len: in a fork child a list may have been caught
+ * mid-update by a thread that no longer exists. */
+void ms_tcache_flush(tcache_t *tc) {
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        tclist_t *l = &tc->lists[c];
+        uint32_t b = ms_class_batch[c];
+        while (l->head) {
+            void *h = l->head, *p = h, *last;
+            uint32_t n = 0;
+            do {
+                last = p;
+                p = *(void **)p;
+                n++;
+            } while (p && n < b);
+            *(void **)last = NULL;
+            l->head = p;
+            ms_central_give((uint8_t)c, h, n);
+        }
+        l->len = 0;
+        l->max = b;
+    }
+}
+
+static void fork_prepare(void) {
+    pthread_mutex_lock(&reg_lock);
+    ms_central_fork_prepare();
+    ms_heap_fork_prepare();
+}
+
+static void fork_parent(void) {
+    ms_heap_fork_parent();
+    ms_central_fork_parent();
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void fork_child(void) {
+    ms_heap_fork_child();
+    ms_central_fork_child();
+    pthread_mutex_init(&reg_lock, NULL);
+    tcache_t *self = ms_tc;
+    for (tcache_t *tc = registry.next, *next; tc != &registry; tc = next) {
+        next = tc->next;
+        if (tc == self) continue;
+        ms_tcache_flush(tc);
+        fold_counts_locked(tc);
+        tc->prev->next = tc->next;
+        tc->next->prev = tc->prev;
+        nthreads--;
+        ms_fixalloc_free(&tc_pool, tc);
+    }
+    ms_scavenger_fork_child();
+}
+
+void ms_tcache_init_process(void) {
+    pthread_key_create(&tc_key, tc_destructor);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_bytes_alloc,
+                      uint64_t *large_bytes_free, uint64_t *cached_bytes, uint32_t *nthr) {
+    pthread_mutex_lock(&reg_lock);
+    memcpy(by_class, dead, sizeof dead);
+    uint64_t la = dead_large_alloc, lf = dead_large_free, cached = 0;
+    for (tcache_t *tc = registry.next; tc != &registry; tc = tc->next) {
+        for (int c = 1; c < MS_NUM_CLASSES; c++) {
+            by_class[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
+            by_class[c].frees += atomic_load_explicit(&tc->lists[c].nfree, memory_order_relaxed);
+            cached += (uint64_t)(*(volatile uint32_t *)&tc->lists[c].len) * ms_class_size[c];
+        }
+        by_class[0].mallocs += atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed);
+        by_class[0].frees += atomic_load_explicit(&tc->large_frees, memory_order_relaxed);
+        la += atomic_load_explicit(&tc->large_malloc_bytes, memory_order_relaxed);
+        lf += atomic_load_explicit(&tc->large_free_bytes, memory_order_relaxed);
+    }
+    *nthr = nthreads;
+    pthread_mutex_unlock(&reg_lock);
+    *large_bytes_alloc = la;
+    *large_bytes_free = lf;
+    *cached_bytes = cached;
+}
