@@ -7,7 +7,8 @@
  * wide strings, large precisions) and takes stdio locks the host may hold,
  * so it is not used anywhere inside the library.  The formatter knows what
  * memscope prints: %d %i %u %x %s %c %p %% with the l/ll/z length modifiers,
- * width, '-' and '0' flags, and %.Nf for fixed-point doubles.
+ * width and precision (also as *), '-' and '0' flags, and %.Nf for
+ * fixed-point doubles.
  */
 #include "internal.h"
 
@@ -66,10 +67,20 @@ size_t ms_vsnprintf(char *buf, size_t cap, const char *fmt, va_list ap) {
             else pad = '0';
         }
         int width = 0, prec = -1;
+        if (*f == '*') {
+            width = va_arg(ap, int);
+            f++;
+        }
         while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
         if (*f == '.') {
             prec = 0;
-            for (f++; *f >= '0' && *f <= '9'; f++) prec = prec * 10 + (*f - '0');
+            if (f[1] == '*') {
+                prec = va_arg(ap, int);
+                f += 2;
+            } else {
+                for (f++; *f >= '0' && *f <= '9'; f++) prec = prec * 10 + (*f - '0');
+            }
+            if (prec < 0) prec = -1;
         }
         int lng = 0;
         while (*f == 'l' || *f == 'z') {

@@ -210,6 +210,7 @@ static bool split_tail_free(span_t *s, size_t keep) {
     t->free_since_ms = s->free_since_ms;
     s->npages = (uint32_t)keep;
     s->released -= t->released;
+    map_ends(s);
     t->state = SPAN_FREE;
     map_ends(t);
     list_push(t);
@@ -430,14 +431,25 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
         span_t *s = find_old_locked(older_than_ms);
         if (!s) break;
         list_remove(s);
-        if (s->npages > MS_SCAVENGE_CHUNK_PAGES && !split_tail_free(s, MS_SCAVENGE_CHUNK_PAGES)) {
+        /* carve out the first run of unreleased pages, at most one chunk */
+        uintptr_t pos = s->start;
+        size_t run = ms_pagemap_next_run(&pos, span_end(s), false);
+        if (run > MS_SCAVENGE_CHUNK_PAGES) run = MS_SCAVENGE_CHUNK_PAGES;
+        if (pos > s->start) {
+            if (!split_tail_free(s, (pos - s->start) >> MS_PAGE_SHIFT)) {
+                list_push(s);
+                break;
+            }
+            list_push(s);
+            s = ms_pagemap_lookup((void *)pos);
+            list_remove(s);
+        }
+        if (s->npages > run && !split_tail_free(s, run)) {
             list_push(s);
             break;
         }
         s->state = SPAN_BUSY;
         pthread_mutex_unlock(&ms_heap_lock);
-        /* Pages already released are released again: harmless, and cheaper
-         * than reading their bits without the lock. */
         bool ok = ms_os_release((void *)s->start, PAGES(s->npages));
         pthread_mutex_lock(&ms_heap_lock);
         if (ok) {
@@ -461,6 +473,16 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
  * Validation and fork
  * ---------------------------------------------------------------------- */
 
+/* VALID: a failed condition names itself on stderr, so a broken invariant in
+ * a debug run says which one. */
+#define VALID(cond)                                                                                   \
+    do {                                                                                              \
+        if (!(cond)) {                                                                                \
+            ms_printf_fd(2, "memscope: heap invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+            return false;                                                                             \
+        }                                                                                             \
+    } while (0)
+
 bool ms_heap_is_valid_locked(void) {
     if (!free_large.next) return true;
     uint64_t free_pages = 0, released = 0;
@@ -468,22 +490,22 @@ bool ms_heap_is_valid_locked(void) {
         span_t *h = i < NLISTS ? &free_lists[i] : &free_large;
         if (i == 0) continue;
         bool bit = i < NLISTS && (nonempty[i / 64] >> (i % 64)) & 1;
-        if (i < NLISTS && bit != (h->next != h)) return false;
+        VALID(i == NLISTS || bit == (h->next != h));
         for (span_t *s = h->next; s != h; s = s->next) {
-            if (s->state != SPAN_FREE || list_for(s->npages) != h) return false;
-            if (ms_pagemap_lookup((void *)s->start) != s) return false;
-            if (ms_pagemap_lookup((void *)(span_end(s) - MS_PAGE_SIZE)) != s) return false;
-            if (ms_pagemap_count_released(s->start, s->npages) != s->released) return false;
+            VALID(s->state == SPAN_FREE && list_for(s->npages) == h);
+            VALID(ms_pagemap_lookup((void *)s->start) == s);
+            VALID(ms_pagemap_lookup((void *)(span_end(s) - MS_PAGE_SIZE)) == s);
+            VALID(ms_pagemap_count_released(s->start, s->npages) == s->released);
             /* coalesced: no free neighbour on either side */
-            if (free_neighbour(span_end(s), span_end(s), false)) return false;
-            if (s->start >= MS_PAGE_SIZE && free_neighbour(s->start - MS_PAGE_SIZE, s->start, true)) return false;
+            VALID(!free_neighbour(span_end(s), span_end(s), false));
+            VALID(s->start < MS_PAGE_SIZE || !free_neighbour(s->start - MS_PAGE_SIZE, s->start, true));
             free_pages += s->npages;
             released += s->released;
         }
     }
     /* busy spans (being scavenged) are off the lists but counted as free */
-    if (free_pages > ctr.free_pages || released > ctr.released_pages) return false;
-    if (ctr.inuse_pages + ctr.free_pages != ctr.sys_pages) return false;
+    VALID(free_pages <= ctr.free_pages && released <= ctr.released_pages);
+    VALID(ctr.inuse_pages + ctr.free_pages == ctr.sys_pages);
     return true;
 }
 

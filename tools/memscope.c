@@ -1,0 +1,424 @@
+/* memscope.c: the `memscope` command-line tool.
+ *
+ *   memscope run [--trace] [--stats] [--http PORT] [--env K=V]... [--] CMD [ARGS...]
+ *   memscope version
+ *   memscope --help
+ *
+ * `run` is the no-rebuild way in: it is exactly the by-hand recipe
+ *
+ *   MEMSCOPE=trace=1,http=6060 LD_PRELOAD=/abs/path/libmemscope.so CMD ARGS
+ *
+ * done for the user.  The tool never links or loads the allocator itself; it
+ * only finds libmemscope.so, edits two environment variables and execs the
+ * command, so the process the user started *is* the command (same pid, same
+ * signals, same exit status: there is nothing to pass through by hand).
+ *
+ * Finding the library.  Candidates, first readable one wins:
+ *   1. DIR/libmemscope.so         DIR = directory of /proc/self/exe (build tree:
+ *                                  build/memscope next to build/libmemscope.so)
+ *   2. DIR/../lib/libmemscope.so  install layout PREFIX/bin + PREFIX/lib
+ *   3. MEMSCOPE_LIBDIR/libmemscope.so, if that macro is defined at compile time
+ * /proc/self/exe is already symlink-free, so a symlink to the installed binary
+ * still finds the install's library.  The path put in LD_PRELOAD is absolute
+ * (realpath), because the command may chdir and the dynamic loader resolves a
+ * bare name through the library search path, not through our directory.
+ *
+ * Environment edits.
+ *   LD_PRELOAD  the library is prepended to any existing value ("lib:old"), so
+ *               the allocator interposes first and the user's preloads stay.
+ *   MEMSCOPE    existing entries, then the options given on the command line
+ *               (--trace -> trace=1, --stats -> stats=1, --http P -> http=P,
+ *               --env MEMSCOPE=k=v,... -> k=v,...), comma-separated.  A key
+ *               set on the command line replaces the same key from the
+ *               environment (and a later flag an earlier one), so the result
+ *               has each key once and never depends on how the library's
+ *               parser treats duplicates.
+ *   --env K=V   sets any other variable K for the command (LD_PRELOAD given
+ *               this way is the "existing" value the library is prepended to).
+ *
+ * Command line.  Options stop at "--" or at the first word that does not
+ * start with '-'; everything after belongs to the command, verbatim.  Usage
+ * errors print one line and exit 2.  If the command cannot be executed the
+ * exit status follows the shell convention: 127 "command not found" when it
+ * does not exist, 126 when it exists but cannot be executed; one line each.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef MEMSCOPE_VERSION_STR
+#define MEMSCOPE_VERSION_STR "unknown"
+#endif
+
+#define LIBNAME "libmemscope.so"
+
+enum {
+    EXIT_USAGE = 2,      /* bad command line */
+    EXIT_NOEXEC = 126,   /* command found but not executable */
+    EXIT_NOTFOUND = 127, /* command not found */
+};
+
+static const char usage_text[] =
+    "usage: memscope run [options] [--] COMMAND [ARGS...]\n"
+    "       memscope version\n"
+    "       memscope --help\n"
+    "\n"
+    "run executes COMMAND with libmemscope.so preloaded (LD_PRELOAD) and the\n"
+    "MEMSCOPE variable set from the options; nothing needs to be rebuilt.\n"
+    "\n"
+    "options of run:\n"
+    "  --trace        one trace line per heap cycle and scavenge   (trace=1)\n"
+    "  --stats        print a statistics summary at exit           (stats=1)\n"
+    "  --http PORT    serve /debug/pprof/heap etc. on 127.0.0.1:PORT  (http=PORT)\n"
+    "  --env K=V      set variable K for the command; --env MEMSCOPE=k=v,...\n"
+    "                 adds any MEMSCOPE key (profile_rate, leaks, heapprofile, ...)\n"
+    "  --             end of options (optional before a COMMAND not starting with -)\n"
+    "\n"
+    "Options are merged into an existing MEMSCOPE value (the command line wins for\n"
+    "a key given twice) and the library is prepended to an existing LD_PRELOAD.\n"
+    "The exit status is COMMAND's; 127 if it is not found, 126 if it cannot be\n"
+    "executed, 2 for a usage error.\n";
+
+/* ------------------------------------------------------------------------
+ * Messages
+ * ---------------------------------------------------------------------- */
+
+/* die prints "memscope: MSG" as one line on stderr and exits with code. */
+static void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+static void die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("memscope: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(code);
+}
+
+#define usage_error(...) die(EXIT_USAGE, __VA_ARGS__)
+#define HELP_HINT " (try 'memscope --help')"
+
+/* xasprintf returns a malloc'd formatted string; exits on OOM. */
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        die(1, "formatting failed");
+    char *s = malloc((size_t)n + 1);
+    if (!s)
+        die(1, "out of memory");
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* ------------------------------------------------------------------------
+ * Finding libmemscope.so
+ * ---------------------------------------------------------------------- */
+
+/* try_lib returns the realpath of DIR/REL if it is a readable regular file
+ * (malloc'd), else NULL. */
+static char *try_lib(const char *dir, const char *rel)
+{
+    char *cand = xasprintf("%s/%s", dir, rel);
+    char *abs = realpath(cand, NULL);
+    free(cand);
+    if (!abs)
+        return NULL;
+    struct stat st;
+    if (stat(abs, &st) != 0 || !S_ISREG(st.st_mode) || access(abs, R_OK) != 0) {
+        free(abs);
+        return NULL;
+    }
+    return abs;
+}
+
+/* find_library returns the absolute path of the library to preload
+ * (malloc'd), or NULL after filling tried[] with a description of where it
+ * looked. */
+static char *find_library(char *tried, size_t tried_len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *lib = NULL;
+    tried[0] = '\0';
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            const char *dir = exe[0] ? exe : "/";
+            if ((lib = try_lib(dir, LIBNAME)) || (lib = try_lib(dir, "../lib/" LIBNAME)))
+                return lib;
+            snprintf(tried, tried_len, "%s/%s, %s/../lib/%s", dir, LIBNAME, dir, LIBNAME);
+        }
+    }
+#ifdef MEMSCOPE_LIBDIR
+    if ((lib = try_lib(MEMSCOPE_LIBDIR, LIBNAME)))
+        return lib;
+    size_t used = strlen(tried);
+    snprintf(tried + used, tried_len - used, "%s%s/%s", used ? ", " : "", MEMSCOPE_LIBDIR, LIBNAME);
+#endif
+    if (!tried[0])
+        snprintf(tried, tried_len, "nowhere: /proc/self/exe is unreadable");
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * MEMSCOPE merging
+ * ---------------------------------------------------------------------- */
+
+/* A list of "key=value" (or bare "key") entries; each string is malloc'd. */
+struct optlist {
+    char **v;
+    size_t n, cap;
+};
+
+static void optlist_push(struct optlist *l, const char *s, size_t len)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        if (!l->v)
+            die(1, "out of memory");
+    }
+    char *e = malloc(len + 1);
+    if (!e)
+        die(1, "out of memory");
+    memcpy(e, s, len);
+    e[len] = '\0';
+    l->v[l->n++] = e;
+}
+
+/* optlist_add_csv appends every non-empty comma-separated entry of csv. */
+static void optlist_add_csv(struct optlist *l, const char *csv)
+{
+    while (*csv) {
+        size_t len = strcspn(csv, ",");
+        if (len)
+            optlist_push(l, csv, len);
+        csv += len;
+        if (*csv == ',')
+            csv++;
+    }
+}
+
+/* keylen returns the length of the key part of a "key=value" entry. */
+static size_t keylen(const char *e) { return strcspn(e, "="); }
+
+static int same_key(const char *a, const char *b)
+{
+    size_t la = keylen(a);
+    return la == keylen(b) && memcmp(a, b, la) == 0;
+}
+
+/* key_in reports whether entries v[from..n) set the key of e. */
+static int key_in(const struct optlist *l, size_t from, const char *e)
+{
+    for (size_t i = from; i < l->n; i++)
+        if (same_key(l->v[i], e))
+            return 1;
+    return 0;
+}
+
+/* merge_memscope returns the new MEMSCOPE value (malloc'd): entries of the
+ * existing value whose key the command line does not set, then the command
+ * line's entries, keeping only the last of each key. */
+static char *merge_memscope(const char *existing, const struct optlist *cli)
+{
+    struct optlist old = {0};
+    if (existing)
+        optlist_add_csv(&old, existing);
+    size_t total = 1;
+    for (size_t i = 0; i < old.n; i++)
+        total += strlen(old.v[i]) + 1;
+    for (size_t i = 0; i < cli->n; i++)
+        total += strlen(cli->v[i]) + 1;
+    char *out = malloc(total);
+    if (!out)
+        die(1, "out of memory");
+    out[0] = '\0';
+    for (size_t i = 0; i < old.n; i++) {
+        if (key_in(cli, 0, old.v[i]))
+            continue;
+        if (out[0])
+            strcat(out, ",");
+        strcat(out, old.v[i]);
+    }
+    for (size_t i = 0; i < cli->n; i++) {
+        if (key_in(cli, i + 1, cli->v[i]))
+            continue;
+        if (out[0])
+            strcat(out, ",");
+        strcat(out, cli->v[i]);
+    }
+    for (size_t i = 0; i < old.n; i++)
+        free(old.v[i]);
+    free(old.v);
+    return out;
+}
+
+/* ------------------------------------------------------------------------
+ * memscope run
+ * ---------------------------------------------------------------------- */
+
+/* valid_http accepts a decimal port 1..65535 or ADDR:PORT (the library
+ * binds 127.0.0.1 unless an address is given); it does not resolve ADDR. */
+static int valid_http(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    const char *p = colon ? colon + 1 : s;
+    if (!*p || strchr(s, ','))
+        return 0;
+    long port = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        port = port * 10 + (*p - '0');
+        if (port > 65535)
+            return 0;
+    }
+    return port >= 1;
+}
+
+/* opt_value returns the value of option NAME at argv[*i], either "NAME=V" or
+ * "NAME V" (advancing *i), or NULL if argv[*i] is not NAME. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0)
+        return NULL;
+    if (a[n] == '=')
+        return a + n + 1;
+    if (a[n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc)
+        usage_error("option %s needs an argument" HELP_HINT, name);
+    return argv[++*i];
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct optlist cli = {0};
+    int i = 0;
+    for (; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-')
+            break; /* first word of the command */
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (strcmp(a, "--trace") == 0) {
+            optlist_add_csv(&cli, "trace=1");
+        } else if (strcmp(a, "--stats") == 0) {
+            optlist_add_csv(&cli, "stats=1");
+        } else if ((v = opt_value(argc, argv, &i, "--http"))) {
+            if (!valid_http(v))
+                usage_error("--http wants a port 1-65535 (or ADDR:PORT), not '%s'", v);
+            char *e = xasprintf("http=%s", v);
+            optlist_add_csv(&cli, e);
+            free(e);
+        } else if ((v = opt_value(argc, argv, &i, "--env"))) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v)
+                usage_error("--env wants NAME=VALUE, not '%s'", v);
+            size_t klen = (size_t)(eq - v);
+            char *key = xasprintf("%.*s", (int)klen, v);
+            if (strcmp(key, "MEMSCOPE") == 0)
+                optlist_add_csv(&cli, eq + 1);
+            else if (setenv(key, eq + 1, 1) != 0)
+                usage_error("--env: cannot set '%s': %s", key, strerror(errno));
+            free(key);
+        } else {
+            usage_error("run: unknown option '%s'" HELP_HINT, a);
+        }
+    }
+    if (i >= argc)
+        usage_error("run: no command given (usage: memscope run [options] -- COMMAND [ARGS...])");
+    char **cmd = argv + i;
+
+    char tried[3 * PATH_MAX];
+    char *lib = find_library(tried, sizeof tried);
+    if (!lib)
+        die(1, "cannot find %s (looked in %s)", LIBNAME, tried);
+    /* The loader splits LD_PRELOAD at spaces and colons: such a path cannot be
+     * preloaded at all, and would silently preload something else. */
+    if (strpbrk(lib, ": \t"))
+        die(1, "cannot preload '%s': LD_PRELOAD paths may not contain ':' or spaces", lib);
+
+    const char *old_preload = getenv("LD_PRELOAD");
+    char *preload = (old_preload && old_preload[strspn(old_preload, ": \t")])
+                        ? xasprintf("%s:%s", lib, old_preload)
+                        : xasprintf("%s", lib);
+    char *ms = merge_memscope(getenv("MEMSCOPE"), &cli);
+    if (setenv("LD_PRELOAD", preload, 1) != 0)
+        die(1, "cannot set LD_PRELOAD: %s", strerror(errno));
+    if (ms[0] && setenv("MEMSCOPE", ms, 1) != 0)
+        die(1, "cannot set MEMSCOPE: %s", strerror(errno));
+
+    fflush(NULL);
+    execvp(cmd[0], cmd);
+    int err = errno;
+
+    /* Only reached on failure: pick the shell's status and a one-line reason. */
+    if (err == ENOENT) {
+        struct stat st;
+        if (strchr(cmd[0], '/') && stat(cmd[0], &st) == 0)
+            /* the file is there: its #! interpreter or ELF loader is not */
+            die(EXIT_NOEXEC, "%s: cannot execute: interpreter or loader not found", cmd[0]);
+        die(EXIT_NOTFOUND, "%s: command not found", cmd[0]);
+    }
+    die(EXIT_NOEXEC, "%s: cannot execute: %s", cmd[0], strerror(err));
+}
+
+/* ------------------------------------------------------------------------
+ * main
+ * ---------------------------------------------------------------------- */
+
+static int cmd_version(void)
+{
+    char tried[3 * PATH_MAX];
+    char *lib = find_library(tried, sizeof tried);
+    printf("memscope %s\n", MEMSCOPE_VERSION_STR);
+    printf("library: %s\n", lib ? lib : "not found");
+    free(lib);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        usage_error("missing command (usage: memscope run [options] -- COMMAND [ARGS...]; try 'memscope --help')");
+    const char *sub = argv[1];
+    if (strcmp(sub, "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
+    if (strcmp(sub, "version") == 0 || strcmp(sub, "--version") == 0) {
+        if (argc > 2)
+            usage_error("version takes no arguments" HELP_HINT);
+        return cmd_version();
+    }
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (sub[0] == '-')
+        usage_error("unknown option '%s'" HELP_HINT, sub);
+    usage_error("unknown command '%s'" HELP_HINT, sub);
+}
