@@ -15,6 +15,15 @@ _Atomic int ms_inited; /* 0 no, 1 in progress, 2 done */
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread bool in_init __attribute__((tls_model("initial-exec")));
 
+/* In a fork child only the forking thread exists: locks another thread held
+ * at the fork would stay locked forever.  The allocator's own locks are
+ * taken around fork (tcache.c); these are the diagnostics' locks. */
+static void fork_child(void) {
+    ms_scavenger_fork_child();
+    ms_cycle_fork_child();
+    ms_stats_fork_child();
+}
+
 void ms_init_slow(void) {
     if (in_init) return;
     pthread_mutex_lock(&init_lock);
@@ -24,6 +33,7 @@ void ms_init_slow(void) {
         ms_cookie_key = ms_os_random();
         ms_central_init();
         ms_tcache_init_process();
+        pthread_atfork(NULL, NULL, fork_child);
         ms_options_init();
         ms_cycle_init();
         atomic_store_explicit(&ms_inited, 2, memory_order_release);

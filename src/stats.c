@@ -78,6 +78,8 @@ void ms_stats_read(struct memscope_stats *st) {
     st->rss_other = st->rss > heap ? st->rss - heap : 0;
 }
 
+void ms_stats_fork_child(void) { pthread_mutex_init(&stats_lock, NULL); }
+
 MEMSCOPE_API int memscope_read_stats(struct memscope_stats *st) {
     if (!st || st->size < offsetof(struct memscope_stats, metadata_inuse)) return -1;
     ms_ensure_init();

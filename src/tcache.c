@@ -184,7 +184,6 @@ static void fork_child(void) {
         nthreads--;
         ms_fixalloc_free(&tc_pool, tc);
     }
-    ms_scavenger_fork_child();
 }
 
 void ms_tcache_init_process(void) {
