@@ -31,8 +31,6 @@ static uint64_t last_gc_wall_ns;  /* cyc_lock */
 static _Atomic uint32_t num_gc, num_forced;
 
 static void end_cycle(bool forced) {
-    struct memscope_stats st = {.size = sizeof st};
-    memscope_read_stats(&st);
     heap_counters_t c;
     ms_heap_counters(&c);
     uint64_t inuse = c.inuse_pages << MS_PAGE_SHIFT, peak = c.peak_inuse_pages << MS_PAGE_SHIFT;
@@ -42,7 +40,9 @@ static void end_cycle(bool forced) {
     last_gc_wall_ns = ms_os_wall_ns();
     uint64_t next = inuse * 2 > MS_MIN_GOAL ? inuse * 2 : MS_MIN_GOAL;
     atomic_store(&ms_heap_goal_bytes, next);
-    if (ms_opt.trace) {
+    if (ms_opt.trace) { /* the full snapshot (and its /proc read) only when someone reads it */
+        struct memscope_stats st = {.size = sizeof st};
+        memscope_read_stats(&st);
         double t = (double)(ms_os_now_ns() - t0_ns) / 1e9;
         ms_printf_fd(2,
                      "gc %u @%.3fs: %llu->%llu->%llu MB, %llu MB goal, %llu MB sys, %llu MB idle, %llu MB released, "
