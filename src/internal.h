@@ -71,7 +71,7 @@ typedef struct span_s {
     uint8_t cls;            /* size class, 0 for a large object or a free span */
     uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
     uint8_t in_list;        /* small spans: on the central nonempty list */
-    uint8_t pad_;
+    uint8_t fast_cls;       /* cls while in use with no sampled object, else 0: free()'s one test */
     _Atomic uint32_t sampled; /* live sampled objects in the span (profiler) */
     uint32_t allocated;     /* small: objects handed out of the span (central lock) */
     void *freelist;         /* small: freed objects back in the span (central lock) */
@@ -295,5 +295,7 @@ ms_inline void ms_ensure_init(void) {
     if (ms_unlikely(atomic_load_explicit(&ms_inited, memory_order_acquire) != 2)) ms_init_slow();
 }
 void ms_stats_read(struct memscope_stats *st);
+/* malloc.c: adds the counts of threads past exit into by_class; large bytes allocated and freed */
+void ms_malloc_orphan_counts(class_counts_t by_class[MS_NUM_CLASSES], uint64_t large_bytes[2]);
 
 #endif /* MS_INTERNAL_H */

@@ -77,7 +77,10 @@
 #define MS_MREMAP_MIN_PAGES ((size_t)(1 << 20) >> MS_PAGE_SHIFT)
 
 uint64_t ms_cookie_key = 0x5bd1e9955bd1e995ull;
-static _Atomic uint64_t orphan_counts[4]; /* mallocs, frees, alloc bytes, free bytes of threads past exit */
+/* Allocations by threads past their cache's exit (other TLS destructors):
+ * per class mallocs and frees; class 0 large, with its bytes. */
+static _Atomic uint64_t orphan_mallocs[MS_NUM_CLASSES], orphan_frees[MS_NUM_CLASSES];
+static _Atomic uint64_t orphan_large_bytes[2]; /* allocated, freed */
 
 static inline void count(_Atomic uint64_t *c, uint64_t n) {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
@@ -147,8 +150,7 @@ ms_cold static void *alloc_small_slow(uint8_t cls) {
     p[1] = NULL;
     size_t size = ms_class_size[cls];
     if (tc->is_dummy) {
-        atomic_fetch_add(&orphan_counts[0], 1);
-        atomic_fetch_add(&orphan_counts[2], size);
+        atomic_fetch_add(&orphan_mallocs[cls], 1);
         return p;
     }
     count(&tc->lists[cls].nmalloc, 1);
@@ -181,8 +183,7 @@ ms_cold static void free_small_slow(void **p, uint8_t cls) {
     p[1] = (void *)ms_free_cookie(p);
     if (tc->is_dummy) { /* thread past exit: straight to the central list */
         p[0] = NULL;
-        atomic_fetch_add(&orphan_counts[1], 1);
-        atomic_fetch_add(&orphan_counts[3], ms_class_size[cls]);
+        atomic_fetch_add(&orphan_frees[cls], 1);
         ms_central_give(cls, p, 1);
         return;
     }
@@ -201,8 +202,8 @@ ms_cold static void free_small_slow(void **p, uint8_t cls) {
 static void count_large(bool alloc, size_t bytes) {
     tcache_t *tc = ms_tc;
     if (tc->is_dummy && !(tc = ms_tcache_create())) {
-        atomic_fetch_add(&orphan_counts[alloc ? 0 : 1], 1);
-        atomic_fetch_add(&orphan_counts[alloc ? 2 : 3], bytes);
+        atomic_fetch_add(alloc ? &orphan_mallocs[0] : &orphan_frees[0], 1);
+        atomic_fetch_add(&orphan_large_bytes[alloc ? 0 : 1], bytes);
         return;
     }
     if (alloc) {
@@ -263,10 +264,14 @@ ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
 MS_EXPORT void free(void *p) {
     if (ms_unlikely(p == NULL)) return;
     span_t *s = ms_pagemap_lookup(p);
-    if (ms_likely(s != NULL && s->cls != 0 &&
-                  atomic_load_explicit(&s->sampled, memory_order_relaxed) == 0)) {
-        uint8_t cls = s->cls;
-        if (ms_unlikely(!small_span_of(p, s))) bad_pointer("free", p, s, __builtin_return_address(0));
+    uint8_t cls;
+    if (ms_likely(s != NULL && (cls = s->fast_cls) != 0)) {
+        /* an in-use small span with no sampled object: check the pointer is
+         * an object start (the entry may be stale for a wild pointer) */
+        uintptr_t off = (uintptr_t)p - s->start;
+        if (ms_unlikely(off >= PAGES(s->npages) ||
+                        ((off * ms_class_magic[cls]) >> MS_MAGIC_SHIFT) * ms_class_size[cls] != off))
+            bad_pointer("free", p, s, __builtin_return_address(0));
         void **q = p;
         if (ms_unlikely(q[1] == (void *)ms_free_cookie(p)))
             double_free("free", p, ms_class_size[cls], __builtin_return_address(0));
@@ -470,6 +475,11 @@ MS_EXPORT int mallopt(int param, int value) {
  * Counters for stats.c
  * ---------------------------------------------------------------------- */
 
-void ms_malloc_orphan_counts(uint64_t out[4]) {
-    for (int i = 0; i < 4; i++) out[i] = atomic_load(&orphan_counts[i]);
+void ms_malloc_orphan_counts(class_counts_t by_class[MS_NUM_CLASSES], uint64_t large_bytes[2]) {
+    for (int c = 0; c < MS_NUM_CLASSES; c++) {
+        by_class[c].mallocs += atomic_load_explicit(&orphan_mallocs[c], memory_order_relaxed);
+        by_class[c].frees += atomic_load_explicit(&orphan_frees[c], memory_order_relaxed);
+    }
+    large_bytes[0] = atomic_load(&orphan_large_bytes[0]);
+    large_bytes[1] = atomic_load(&orphan_large_bytes[1]);
 }

@@ -3,8 +3,9 @@
  * MEMSCOPE is a comma-separated key=value list, like GODEBUG:
  *     MEMSCOPE=trace=1,scavenge_delay_ms=500
  * Every key is declared once in MS_OPTIONS below: name, kind, default,
- * range, help.  That list generates the parser, the warnings, and the text
- * of `memscope help-env`.  A bad item never stops the program: it gets one
+ * range, help.  That list generates the parser and the warnings (an
+ * unknown key is answered with the list of known ones); the README's table
+ * of keys is written from it.  A bad item never stops the program: it gets one
  * line on stderr naming the key, what was given and what is accepted, and
  * the default stays.  The variable is read with secure_getenv (ignored in
  * set-uid programs) once, at load time, before the program's main.
@@ -78,9 +79,27 @@ static const char *accepted(const optdesc_t *d) {
     return d->kind == OPT_BOOL ? "1/0, true/false, yes/no or on/off" : "a number of ms, or with a unit: 500ms, 2s";
 }
 
+/* shown: [s, s+n) made safe for a one-line message: at most 64 bytes,
+ * control and non-ASCII bytes as \xHH, "..." if cut. */
+static const char *shown(const char *s, size_t n, char *out, size_t cap) {
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0, i = 0;
+    for (; i < n && i < 64 && k + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            out[k++] = '\\', out[k++] = 'x', out[k++] = hex[c >> 4], out[k++] = hex[c & 15];
+        } else {
+            out[k++] = (char)c;
+        }
+    }
+    if (i < n && k + 4 < cap) out[k++] = '.', out[k++] = '.', out[k++] = '.';
+    out[k] = 0;
+    return out;
+}
+
 int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *msg)) {
     int nwarn = 0;
-    char msg[512];
+    char msg[512], sh[300];
     const char *p = text;
     while (p && *p) {
         const char *end = strchr(p, ',');
@@ -89,8 +108,8 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
         if (len == 0) {
             /* empty item, as in "trace=1,,stats=1": nothing to do */
         } else if (!eq) {
-            ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE item \"%.*s\" has no value (write key=value); ignored",
-                        (int)len, p);
+            ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE item \"%s\" has no value (write key=value); ignored",
+                        shown(p, len, sh, sizeof sh));
             warn(msg), nwarn++;
         } else {
             size_t klen = (size_t)(eq - p), vlen = len - klen - 1;
@@ -103,19 +122,19 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
                 size_t k = 0;
                 for (size_t i = 0; i < NOPTS; i++)
                     k += ms_snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", table[i].name);
-                ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE key \"%.*s\" is unknown (known keys: %s); ignored",
-                            (int)klen, p, known);
+                ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE key \"%s\" is unknown (known keys: %s); ignored",
+                            shown(p, klen, sh, sizeof sh), known);
                 warn(msg), nwarn++;
             } else if (!parse_value(d, eq + 1, vlen, &v)) {
                 ms_snprintf(msg, sizeof msg,
-                            "memscope: MEMSCOPE %s=\"%.*s\" is not valid (want %s); using the default %lld", d->name,
-                            (int)vlen, eq + 1, accepted(d), (long long)d->def);
+                            "memscope: MEMSCOPE %s=\"%s\" is not valid (want %s); using the default %lld", d->name,
+                            shown(eq + 1, vlen, sh, sizeof sh), accepted(d), (long long)d->def);
                 warn(msg), nwarn++;
             } else if (v < d->min || v > d->max) {
                 ms_snprintf(msg, sizeof msg,
-                            "memscope: MEMSCOPE %s=%.*s is out of range (must be between %lld and %lld); using the "
+                            "memscope: MEMSCOPE %s=%s is out of range (must be between %lld and %lld); using the "
                             "default %lld",
-                            d->name, (int)vlen, eq + 1, (long long)d->min, (long long)d->max, (long long)d->def);
+                            d->name, shown(eq + 1, vlen, sh, sizeof sh), (long long)d->min, (long long)d->max, (long long)d->def);
                 warn(msg), nwarn++;
             } else {
                 store(o, d, v);
@@ -131,10 +150,4 @@ static void warn_stderr(const char *msg) { ms_warn("%s", msg); }
 void ms_options_init(void) {
     const char *env = secure_getenv("MEMSCOPE");
     if (env) ms_options_parse(env, &ms_opt, warn_stderr);
-}
-
-/* memscope_options_help: writes the table of keys (for `memscope help-env`). */
-MEMSCOPE_API void memscope_options_help(int fd) {
-    for (size_t i = 0; i < NOPTS; i++)
-        ms_printf_fd(fd, "  %-20s %s (default %lld)\n", table[i].name, table[i].help, (long long)table[i].def);
 }

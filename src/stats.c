@@ -16,7 +16,6 @@
 
 #include <string.h>
 
-void ms_malloc_orphan_counts(uint64_t out[4]);
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER; /* serializes /proc reads into a static buffer */
 
 void ms_stats_read(struct memscope_stats *st) {
@@ -24,17 +23,17 @@ void ms_stats_read(struct memscope_stats *st) {
     uint64_t large_alloc, large_free, cached;
     uint32_t nthr;
     ms_tcache_totals(by, &large_alloc, &large_free, &cached, &nthr);
-    uint64_t orphan[4];
-    ms_malloc_orphan_counts(orphan);
+    uint64_t orphan[2];
+    ms_malloc_orphan_counts(by, orphan);
     heap_counters_t c;
     ms_heap_counters(&c);
 
     memset(st, 0, sizeof *st);
     st->size = sizeof *st;
     st->version = MEMSCOPE_VERSION;
-    uint64_t alloc = large_alloc - large_free + orphan[2] - orphan[3];
-    uint64_t total = large_alloc + orphan[2];
-    uint64_t mallocs = by[0].mallocs + orphan[0], frees = by[0].frees + orphan[1];
+    uint64_t alloc = large_alloc + orphan[0] - large_free - orphan[1];
+    uint64_t total = large_alloc + orphan[0];
+    uint64_t mallocs = by[0].mallocs, frees = by[0].frees;
     for (int i = 1; i < MS_NUM_CLASSES; i++) {
         alloc += (by[i].mallocs - by[i].frees) * ms_class_size[i];
         total += by[i].mallocs * ms_class_size[i];

@@ -104,14 +104,12 @@ run env -u MEMSCOPE "$MS" run --trace -- sh -c 'echo "$MEMSCOPE"'
 expect_out "trace=1" "--trace"
 run env -u MEMSCOPE "$MS" run -- sh -c 'echo "${MEMSCOPE-unset}"'
 expect_out "unset" "no flags leave MEMSCOPE unset"
-run env -u MEMSCOPE "$MS" run --stats --http 16060 -- sh -c 'echo "$MEMSCOPE"'
-expect_out "stats=1,http=16060" "--stats --http PORT"
-run env -u MEMSCOPE "$MS" run --http=16061 -- sh -c 'echo "$MEMSCOPE"'
-expect_out "http=16061" "--http=PORT"
-run env MEMSCOPE=leaks=1,trace=0 "$MS" run --trace -- sh -c 'echo "$MEMSCOPE"'
-expect_out "leaks=1,trace=1" "merged with an existing MEMSCOPE, command line wins"
-run env -u MEMSCOPE "$MS" run --env MEMSCOPE=profile_rate=1,stats=0 --stats -- sh -c 'echo "$MEMSCOPE"'
-expect_out "profile_rate=1,stats=1" "--env MEMSCOPE=... adds keys; later flag wins"
+run env -u MEMSCOPE "$MS" run --stats --trace -- sh -c 'echo "$MEMSCOPE"'
+expect_out "stats=1,trace=1" "--stats --trace"
+run env MEMSCOPE=scavenge_delay_ms=5,trace=0 "$MS" run --trace -- sh -c 'echo "$MEMSCOPE"'
+expect_out "scavenge_delay_ms=5,trace=1" "merged with an existing MEMSCOPE, command line wins"
+run env -u MEMSCOPE "$MS" run --env MEMSCOPE=scavenge_delay_ms=1,stats=0 --stats -- sh -c 'echo "$MEMSCOPE"'
+expect_out "scavenge_delay_ms=1,stats=1" "--env MEMSCOPE=... adds keys; later flag wins"
 run env -u MEMSCOPE_TEST_VAR "$MS" run --env MEMSCOPE_TEST_VAR=a=b -- sh -c 'echo "$MEMSCOPE_TEST_VAR"'
 expect_out "a=b" "--env K=V sets K"
 
@@ -138,12 +136,8 @@ run "$MS" run
 expect_usage_error "run without a command"
 run "$MS" run --trace --
 expect_usage_error "run -- without a command"
-run "$MS" run --http
-expect_usage_error "--http without a port"
-run "$MS" run --http -- true
-expect_usage_error "--http -- (not a port)"
-run "$MS" run --http 99999 -- true
-expect_usage_error "--http 99999"
+run "$MS" run --http 6060 -- true
+expect_usage_error "--http (no HTTP server in this version)"
 run "$MS" run --env NOEQUALS -- true
 expect_usage_error "--env without ="
 

@@ -1,12 +1,12 @@
 /* memscope.c: the `memscope` command-line tool.
  *
- *   memscope run [--trace] [--stats] [--http PORT] [--env K=V]... [--] CMD [ARGS...]
+ *   memscope run [--trace] [--stats] [--env K=V]... [--] CMD [ARGS...]
  *   memscope version
  *   memscope --help
  *
  * `run` is the no-rebuild way in: it is exactly the by-hand recipe
  *
- *   MEMSCOPE=trace=1,http=6060 LD_PRELOAD=/abs/path/libmemscope.so CMD ARGS
+ *   MEMSCOPE=trace=1,stats=1 LD_PRELOAD=/abs/path/libmemscope.so CMD ARGS
  *
  * done for the user.  The tool never links or loads the allocator itself; it
  * only finds libmemscope.so, edits two environment variables and execs the
@@ -27,7 +27,7 @@
  *   LD_PRELOAD  the library is prepended to any existing value ("lib:old"), so
  *               the allocator interposes first and the user's preloads stay.
  *   MEMSCOPE    existing entries, then the options given on the command line
- *               (--trace -> trace=1, --stats -> stats=1, --http P -> http=P,
+ *               (--trace -> trace=1, --stats -> stats=1,
  *               --env MEMSCOPE=k=v,... -> k=v,...), comma-separated.  A key
  *               set on the command line replaces the same key from the
  *               environment (and a later flag an earlier one), so the result
@@ -74,7 +74,6 @@ static const char usage_text[] =
     "options of run:\n"
     "  --trace        one trace line per heap cycle and scavenge   (trace=1)\n"
     "  --stats        print a statistics summary at exit           (stats=1)\n"
-    "  --http PORT    serve /debug/pprof/heap etc. on 127.0.0.1:PORT  (http=PORT)\n"
     "  --env K=V      set variable K for the command; --env MEMSCOPE=k=v,...\n"
     "                 adds any MEMSCOPE key (profile_rate, leaks, heapprofile, ...)\n"
     "  --             end of options (optional before a COMMAND not starting with -)\n"
@@ -274,25 +273,6 @@ static char *merge_memscope(const char *existing, const struct optlist *cli)
  * memscope run
  * ---------------------------------------------------------------------- */
 
-/* valid_http accepts a decimal port 1..65535 or ADDR:PORT (the library
- * binds 127.0.0.1 unless an address is given); it does not resolve ADDR. */
-static int valid_http(const char *s)
-{
-    const char *colon = strrchr(s, ':');
-    const char *p = colon ? colon + 1 : s;
-    if (!*p || strchr(s, ','))
-        return 0;
-    long port = 0;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return 0;
-        port = port * 10 + (*p - '0');
-        if (port > 65535)
-            return 0;
-    }
-    return port >= 1;
-}
-
 /* opt_value returns the value of option NAME at argv[*i], either "NAME=V" or
  * "NAME V" (advancing *i), or NULL if argv[*i] is not NAME. */
 static const char *opt_value(int argc, char **argv, int *i, const char *name)
@@ -329,12 +309,6 @@ static int cmd_run(int argc, char **argv)
             optlist_add_csv(&cli, "trace=1");
         } else if (strcmp(a, "--stats") == 0) {
             optlist_add_csv(&cli, "stats=1");
-        } else if ((v = opt_value(argc, argv, &i, "--http"))) {
-            if (!valid_http(v))
-                usage_error("--http wants a port 1-65535 (or ADDR:PORT), not '%s'", v);
-            char *e = xasprintf("http=%s", v);
-            optlist_add_csv(&cli, e);
-            free(e);
         } else if ((v = opt_value(argc, argv, &i, "--env"))) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh: install what memscope's build, tests and benches need.
+#
+# Run as root (CI does).  Idempotent: if every package is already installed it
+# returns at once without touching the network; otherwise one `apt-get update`
+# and one install of the missing packages.
+#   build:     gcc clang make g++ zlib1g-dev pkgconf cmake (tests/test_install.sh)
+#   tests:     python3 sqlite3 git procps time curl (tests/test_realprogs.sh,
+#              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm
+#   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
+#              compared against in bench/)
+set -eu
+PKGS="gcc clang make g++ binutils zlib1g-dev pkgconf cmake python3 sqlite3 git procps time curl ca-certificates
+      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 coreutils gawk"
+
+missing=""
+for p in $PKGS; do
+    st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$st" = installed ] || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+    echo "install-deps: all packages present"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing:$missing; run as root (or: sudo $0)" >&2
+    exit 1
+fi
+echo "install-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing
