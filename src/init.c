@@ -7,21 +7,33 @@
  * and fork handlers, reads MEMSCOPE, and arms the heap cycles.  A thread
  * that allocates while it is initializing (glibc's pthread functions may)
  * is let through: everything the allocation needs is set up first.
- * At exit, MEMSCOPE=stats=1 prints the summary.
+ * At exit, MEMSCOPE=stats=1 prints the summary (not after _exit(), which
+ * runs no destructor).
  */
 #include "internal.h"
 
+#include <fcntl.h>
+
 _Atomic int ms_inited; /* 0 no, 1 in progress, 2 done */
+/* With stats=1, a private copy of stderr taken at load time: programs such
+ * as coreutils close fd 2 in an atexit handler, before our destructor. */
+static int stats_fd = 2;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread bool in_init __attribute__((tls_model("initial-exec")));
 
-/* In a fork child only the forking thread exists: locks another thread held
- * at the fork would stay locked forever.  The allocator's own locks are
- * taken around fork (tcache.c); these are the diagnostics' locks. */
+/* fork(): the allocator's locks are all taken around it (tcache.c).  In
+ * the child only the forking thread exists, so every lock is re-created and
+ * the scavenger is marked not running; only then are the caches of the
+ * threads left behind flushed (which frees spans and would otherwise kick a
+ * scavenger that is not there), and the scavenger may start again on demand
+ * after the handler returns. */
 static void fork_child(void) {
+    ms_tcache_fork_child_locks();
     ms_scavenger_fork_child();
     ms_cycle_fork_child();
     ms_stats_fork_child();
+    ms_tcache_fork_child_flush();
+    ms_scavenger_fork_done();
 }
 
 void ms_init_slow(void) {
@@ -33,8 +45,13 @@ void ms_init_slow(void) {
         ms_cookie_key = ms_os_random();
         ms_central_init();
         ms_tcache_init_process();
-        pthread_atfork(NULL, NULL, fork_child);
+        ms_scavenger_init();
+        pthread_atfork(ms_tcache_fork_prepare, ms_tcache_fork_parent, fork_child);
         ms_options_init();
+        if (ms_opt.stats) {
+            int fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+            if (fd >= 0) stats_fd = fd;
+        }
         ms_cycle_init();
         atomic_store_explicit(&ms_inited, 2, memory_order_release);
         in_init = false;
@@ -45,7 +62,7 @@ void ms_init_slow(void) {
 __attribute__((constructor)) static void ms_ctor(void) { ms_ensure_init(); }
 
 __attribute__((destructor)) static void ms_dtor(void) {
-    if (ms_opt.stats) memscope_print_stats(2);
+    if (ms_opt.stats) memscope_print_stats(stats_fd);
 }
 
 MEMSCOPE_API int memscope_version(void) { return MEMSCOPE_VERSION; }

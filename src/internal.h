@@ -245,6 +245,10 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached *
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list too long: a batch to central */
 void ms_tcache_flush(tcache_t *tc);                 /* every list to central */
 void ms_tcache_init_process(void);
+void ms_tcache_fork_prepare(void);
+void ms_tcache_fork_parent(void);
+void ms_tcache_fork_child_locks(void);
+void ms_tcache_fork_child_flush(void);
 /* Totals over live and exited threads; by_class may be NULL. */
 typedef struct class_counts_s { uint64_t mallocs, frees; } class_counts_t;
 void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_bytes_alloc,
@@ -267,7 +271,9 @@ uint8_t ms_class_for_aligned(size_t size, size_t align); /* 0 if no class fits *
  * scavenger.c, cycle.c, options.c, init.c, stats.c
  * ---------------------------------------------------------------------- */
 void ms_scavenger_kick(void);        /* start lazily / wake the background thread */
-void ms_scavenger_fork_child(void);
+void ms_scavenger_init(void);
+void ms_scavenger_fork_child(void);  /* reset; no thread starts until ms_scavenger_fork_done */
+void ms_scavenger_fork_done(void);
 size_t ms_release_all(bool forced);  /* memscope_free_os_memory */
 
 void ms_cycle_init(void);

@@ -43,6 +43,7 @@ static pthread_mutex_t sc_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sc_cond;
 static _Atomic bool sc_started;
 static _Atomic bool sc_waiting_forever; /* asleep with nothing to wait for: a kick must wake it */
+static _Atomic bool sc_hold;            /* in a fork child's handler: start nothing */
 static uint32_t scvg_seq;               /* trace line number (sc_lock) */
 static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -123,7 +124,6 @@ static void start_thread(void) {
         return;
     }
     atomic_store(&sc_started, true);
-    init_cond();
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -145,7 +145,7 @@ static void start_thread(void) {
 
 void ms_scavenger_kick(void) {
     if (ms_unlikely(!atomic_load_explicit(&sc_started, memory_order_relaxed))) {
-        if (atomic_load(&ms_inited) != 2) return;
+        if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
         heap_counters_t c;
         ms_heap_counters(&c);
         if (((c.free_pages - c.released_pages) << MS_PAGE_SHIFT) < MS_SCAVENGER_START_BYTES) return;
@@ -159,12 +159,18 @@ void ms_scavenger_kick(void) {
     }
 }
 
+void ms_scavenger_init(void) { init_cond(); }
+
 void ms_scavenger_fork_child(void) {
+    atomic_store(&sc_hold, true);
     pthread_mutex_init(&sc_lock, NULL);
     pthread_mutex_init(&trace_lock, NULL);
+    init_cond(); /* the parent's thread may have been waiting on it */
     atomic_store(&sc_started, false);
     atomic_store(&sc_waiting_forever, false);
 }
+
+void ms_scavenger_fork_done(void) { atomic_store(&sc_hold, false); }
 
 size_t ms_release_all(bool forced) {
     ms_ensure_init();

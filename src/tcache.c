@@ -157,22 +157,30 @@ void ms_tcache_flush(tcache_t *tc) {
     }
 }
 
-static void fork_prepare(void) {
+/* Fork: the prepare handler takes every allocator lock so the child gets a
+ * consistent heap; the child re-creates them (only the forking thread
+ * exists there), and then, once the diagnostics are reset too (init.c runs
+ * the handlers in order), hands back the caches of the threads that did not
+ * survive the fork. */
+void ms_tcache_fork_prepare(void) {
     pthread_mutex_lock(&reg_lock);
     ms_central_fork_prepare();
     ms_heap_fork_prepare();
 }
 
-static void fork_parent(void) {
+void ms_tcache_fork_parent(void) {
     ms_heap_fork_parent();
     ms_central_fork_parent();
     pthread_mutex_unlock(&reg_lock);
 }
 
-static void fork_child(void) {
+void ms_tcache_fork_child_locks(void) {
     ms_heap_fork_child();
     ms_central_fork_child();
     pthread_mutex_init(&reg_lock, NULL);
+}
+
+void ms_tcache_fork_child_flush(void) {
     tcache_t *self = ms_tc;
     for (tcache_t *tc = registry.next, *next; tc != &registry; tc = next) {
         next = tc->next;
@@ -186,10 +194,7 @@ static void fork_child(void) {
     }
 }
 
-void ms_tcache_init_process(void) {
-    pthread_key_create(&tc_key, tc_destructor);
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-}
+void ms_tcache_init_process(void) { pthread_key_create(&tc_key, tc_destructor); }
 
 void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_bytes_alloc,
                       uint64_t *large_bytes_free, uint64_t *cached_bytes, uint32_t *nthr) {
