@@ -17,7 +17,7 @@ LIBFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -fno-builtin-malloc -fno-b
             -fno-builtin-calloc -fno-builtin-realloc -ftls-model=initial-exec -Iinclude -Isrc
 RELFLAGS := -O2 -g -DNDEBUG
 DBGFLAGS := -O1 -g -DMEMSCOPE_DEBUG=3
-LDLIBS   := -lpthread
+LDLIBS   := -lpthread -ldl
 
 SRCS     := $(sort $(wildcard src/*.c))
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)

@@ -17,13 +17,13 @@
 # Configurations are interleaved in a rotating order inside every repetition.
 #
 # Environment: SCV_RUNS=3, SCV_PARTS="timeline churn", SCV_PAUSES="0 10 100 500 2000",
-#   SCV_WS_MIB=96, SCV_ITERS=5, SCV_MODE=small|large, SCV_CONFIGS="..." (subset of
+#   SCV_ORDER=lifo|shuffle (free order of the timeline demo), SCV_WS_MIB=96, SCV_ITERS=5, SCV_MODE=small|large, SCV_CONFIGS="..." (subset of
 #   the names below), MEMSCOPE_SO JEMALLOC_SO TCMALLOC_SO MIMALLOC_SO, BUILD=build.
-# Output: bench/out/timeline.tsv, bench/out/churn.tsv (raw), bench/out/scavenge.md.
+# Output: bench/out/timeline-$SCV_ORDER.tsv, bench/out/churn.tsv (raw), bench/out/scavenge.md.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT" || exit 2
 BUILD=${BUILD:-build}; BIN=$BUILD/bench; OUT=bench/out; CC=${CC:-cc}
-RUNS=${SCV_RUNS:-3}; PARTS=${SCV_PARTS:-timeline churn}
+RUNS=${SCV_RUNS:-3}; PARTS=${SCV_PARTS:-timeline churn}; ORDER=${SCV_ORDER:-lifo}
 mkdir -p "$BIN" "$OUT"
 for p in rss_timeline churn_pause runone; do
     $CC -std=c11 -O2 -pthread -Wall -Wextra -o "$BIN/$p" "bench/$p.c" || exit 2
@@ -59,10 +59,10 @@ runcfg() { # config, program, args...
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg); START=$(date +%s)
 
 if [[ " $PARTS " == *" timeline "* ]]; then
-  T=$OUT/timeline.tsv; printf 'alloc\trep\tpeak_kib\tat_free_kib\tfirst_below_ms\tstays_below_ms\tend_kib\tbuild_free_s\tsamples\n' > "$T"
+  T=$OUT/timeline-$ORDER.tsv; printf 'alloc\trep\tpeak_kib\tat_free_kib\tfirst_below_ms\tstays_below_ms\tend_kib\tbuild_free_s\tsamples\n' > "$T"
   for rep in $(seq 1 "$RUNS"); do
     for c in $(rotate $((rep - 1)) glibc jemalloc tcmalloc mimalloc memscope); do
-      out=$(runcfg "$c" "$BIN/rss_timeline" 10000000 5000 50)
+      out=$(runcfg "$c" "$BIN/rss_timeline" 10000000 5000 50 61440 "$ORDER")
       res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -1)
       smax=$(printf '%s\n' "$out" | sed -n 's/^SAMPLE .*rss_kib=//p' | sort -n | tail -1)
       hwm=$(get peak_kib "$res"); [ "${smax:-0}" -gt "${hwm:-0}" ] && hwm=$smax
@@ -98,15 +98,15 @@ MED='function med(s,   n, i, j, t, a) { n = split(s, a, " "); for (i = 2; i <= n
   return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }'
 {
   echo "Runs: $RUNS per cell, medians; took $(( $(date +%s) - START ))s; load average at start $LOAD_START, at end $LOAD_END."
-  if [ -s "$OUT/timeline.tsv" ] && [[ " $PARTS " == *" timeline "* ]]; then
-    echo; echo "### RSS after the free (10 M × 32 B nodes, then 5 s idle, sampled every 50 ms)"; echo
+  if [ -s "$OUT/timeline-$ORDER.tsv" ] && [[ " $PARTS " == *" timeline "* ]]; then
+    echo; echo "### RSS after the free (10 M × 32 B nodes freed in $ORDER order, then 5 s idle, sampled every 50 ms)"; echo
     echo "| allocator | peak RSS (MiB) | RSS at free (MiB) | first < 60 MiB after free (ms), each run | RSS at +5 s (MiB) | timeline of run 1 (ms:MiB) |"
     echo "|---|---:|---:|---|---:|---|"
     awk -F'\t' "$MED"'
       NR > 1 { if (!($1 in s)) o[++n] = $1; s[$1] = 1; pk[$1] = pk[$1] " " $3; af[$1] = af[$1] " " $4
                fb[$1] = fb[$1] ($5 < 0 ? "never" : $5) " "; en[$1] = en[$1] " " $7; if ($2 == 1) tl[$1] = $9 }
       END { for (i = 1; i <= n; i++) { a = o[i]
-        printf "| %s | %.1f | %.1f | %s| %.1f | %s |\n", a, med(pk[a]) / 1024, med(af[a]) / 1024, fb[a], med(en[a]) / 1024, tl[a] } }' "$OUT/timeline.tsv"
+        printf "| %s | %.1f | %.1f | %s| %.1f | %s |\n", a, med(pk[a]) / 1024, med(af[a]) / 1024, fb[a], med(en[a]) / 1024, tl[a] } }' "$OUT/timeline-$ORDER.tsv"
   fi
   if [ -s "$OUT/churn.tsv" ] && [[ " $PARTS " == *" churn "* ]]; then
     echo; echo "### Churn with pauses (${SCV_WS_MIB:-96} MiB of ${SCV_MODE:-small} objects, ${SCV_ITERS:-5} rounds)"; echo

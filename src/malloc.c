@@ -64,6 +64,7 @@
  */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -90,23 +91,46 @@ static inline void count(_Atomic uint64_t *c, uint64_t n) {
  * Errors
  * ---------------------------------------------------------------------- */
 
+/* where: "0x... (symbol+0xoff, object)" for the caller of the bad call.
+ * dladdr does not allocate; we are about to abort, so its loader lock is
+ * no concern. */
+static const char *where(const void *caller, char *buf, size_t cap) {
+    Dl_info di;
+    if (caller && dladdr(caller, &di) && di.dli_fname) {
+        const char *obj = strrchr(di.dli_fname, '/');
+        obj = obj ? obj + 1 : di.dli_fname;
+        if (di.dli_sname)
+            ms_snprintf(buf, cap, "%p (%s+0x%zx, %s)", caller, di.dli_sname,
+                        (size_t)((uintptr_t)caller - (uintptr_t)di.dli_saddr), obj);
+        else
+            ms_snprintf(buf, cap, "%p (%s+0x%zx)", caller, obj, (size_t)((uintptr_t)caller - (uintptr_t)di.dli_fbase));
+    } else {
+        ms_snprintf(buf, cap, "%p", caller);
+    }
+    return buf;
+}
+
 ms_noreturn ms_cold static void bad_pointer(const char *fn, const void *p, const span_t *s, const void *caller) {
     uintptr_t a = (uintptr_t)p;
+    char w[256];
     if (s && a >= s->start && a < s->start + PAGES(s->npages)) {
         if (s->state == SPAN_FREE || s->state == SPAN_BUSY)
-            ms_fatal("memscope: %s(): double free of %p (the memory is already free) from %p", fn, p, caller);
+            ms_fatal("memscope: %s(): double free of %p (the memory is already free) from %s", fn, p,
+                     where(caller, w, sizeof w));
         if (s->state == SPAN_INUSE) {
             size_t size = s->cls ? ms_class_size[s->cls] : PAGES(s->npages);
             uintptr_t base = s->start + (a - s->start) / size * size;
-            ms_fatal("memscope: %s(): invalid pointer %p (interior of the %zu-byte block at %p) from %p", fn, p,
-                     size, (void *)base, caller);
+            ms_fatal("memscope: %s(): invalid pointer %p (interior of the %zu-byte block at %p) from %s", fn, p,
+                     size, (void *)base, where(caller, w, sizeof w));
         }
     }
-    ms_fatal("memscope: %s(): invalid pointer %p (not allocated by memscope) from %p", fn, p, caller);
+    ms_fatal("memscope: %s(): invalid pointer %p (not allocated by memscope) from %s", fn, p,
+             where(caller, w, sizeof w));
 }
 
 ms_noreturn ms_cold static void double_free(const char *fn, const void *p, size_t size, const void *caller) {
-    ms_fatal("memscope: %s(): double free of %p (%zu-byte block) from %p", fn, p, size, caller);
+    char w[256];
+    ms_fatal("memscope: %s(): double free of %p (%zu-byte block) from %s", fn, p, size, where(caller, w, sizeof w));
 }
 
 /* small_span_of: the in-use small span holding the object that starts
