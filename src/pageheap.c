@@ -221,25 +221,32 @@ static bool split_tail_free(span_t *s, size_t keep) {
  * Growth
  * ---------------------------------------------------------------------- */
 
-/* reserve_for: makes room for npages at the frontier. */
+/* reserve_for: makes room for npages at the frontier.  Under an address
+ * space limit (ulimit -v) the big reservation fails: try smaller ones, so
+ * the heap still grows in chunks that coalesce, and only then the bare
+ * request. */
 static bool reserve_for(size_t npages) {
     if (resv_next && resv_next + PAGES(npages) <= resv_end) return true;
-    size_t bytes = PAGES(npages) > MS_RESERVE_BYTES ? PAGES(npages) : MS_RESERVE_BYTES;
-    void *r = ms_os_reserve(bytes);
-    if (!r && bytes > PAGES(npages)) r = ms_os_reserve(bytes = PAGES(npages) + PAGES(MS_GROW_MIN_PAGES));
+    static const size_t tries[] = {MS_RESERVE_BYTES, (size_t)4 << 30, (size_t)1 << 30, (size_t)256 << 20,
+                                   (size_t)64 << 20};
+    size_t need = PAGES(npages) + MS_PAGE_SIZE, bytes = 0;
+    void *r = NULL;
+    for (size_t i = 0; !r && i < sizeof tries / sizeof tries[0]; i++)
+        if (tries[i] >= need) r = ms_os_reserve(bytes = tries[i]);
+    if (!r) r = ms_os_reserve(bytes = need);
     if (!r) return false;
-    /* keep the heap page-aligned to its 8 KiB pages */
-    uintptr_t a = ((uintptr_t)r + MS_PAGE_MASK) & ~(uintptr_t)MS_PAGE_MASK;
-    resv_next = a;
-    resv_end = (uintptr_t)r + bytes;
-    resv_end &= ~(uintptr_t)MS_PAGE_MASK;
+    /* keep the heap aligned to its 8 KiB pages */
+    resv_next = ((uintptr_t)r + MS_PAGE_MASK) & ~(uintptr_t)MS_PAGE_MASK;
+    resv_end = ((uintptr_t)r + bytes) & ~(uintptr_t)MS_PAGE_MASK;
     return resv_next + PAGES(npages) <= resv_end;
 }
 
 /* commit_frontier: makes npages at the frontier usable and accounts them as
- * heap memory; returns their address or 0. */
-static uintptr_t commit_frontier(size_t npages) {
-    if (!reserve_for(npages)) return 0;
+ * heap memory; returns their address or 0.  With in_place, only pages right
+ * at the current frontier will do (a span ending there grows into them);
+ * otherwise a new reservation may be started elsewhere. */
+static uintptr_t commit_frontier(size_t npages, bool in_place) {
+    if (in_place ? !(resv_next && resv_next + PAGES(npages) <= resv_end) : !reserve_for(npages)) return 0;
     uintptr_t start = resv_next;
     if (!ms_pagemap_ensure(start, npages) || !ms_os_commit((void *)start, PAGES(npages))) return 0;
     resv_next += PAGES(npages);
@@ -247,10 +254,10 @@ static uintptr_t commit_frontier(size_t npages) {
     return start;
 }
 
-static bool grow_locked(size_t npages) {
+static bool grow_locked(size_t npages, bool in_place) {
     size_t n = npages < MS_GROW_MIN_PAGES ? MS_GROW_MIN_PAGES : npages;
-    uintptr_t start = commit_frontier(n);
-    if (!start && n > npages) start = commit_frontier(n = npages);
+    uintptr_t start = commit_frontier(n, in_place);
+    if (!start && n > npages) start = commit_frontier(n = npages, in_place);
     if (!start) return false;
     span_t *s = span_new(start, n);
     if (!s) return false;
@@ -295,7 +302,7 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
     size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
     pthread_mutex_lock(&ms_heap_lock);
     span_t *s = find_free(need);
-    if (!s && grow_locked(need)) s = find_free(need);
+    if (!s && grow_locked(need, false)) s = find_free(need);
     if (!s) {
         pthread_mutex_unlock(&ms_heap_lock);
         return NULL;
@@ -373,7 +380,7 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
         size_t extra = new_npages - old;
         span_t *n = free_neighbour(span_end(s), span_end(s), false);
         /* a free tail that ends at the frontier grows with the heap first */
-        if (n && n->npages < extra && span_end(n) == resv_next && grow_locked(extra - n->npages))
+        if (n && n->npages < extra && span_end(n) == resv_next && grow_locked(extra - n->npages, true))
             n = free_neighbour(span_end(s), span_end(s), false);
         if (n && n->npages >= extra) {
             list_remove(n);
@@ -383,7 +390,7 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
             span_delete(n);
             map_ends(s);
             ok = true;
-        } else if (!n && span_end(s) == resv_next && commit_frontier(extra)) {
+        } else if (!n && span_end(s) == resv_next && commit_frontier(extra, true)) {
             ctr.inuse_pages += extra;
             note_inuse_locked();
             s->npages += (uint32_t)extra;
