@@ -110,6 +110,8 @@ struct memscope_stats {
     uint64_t rss_heap_idle; /* idle pages not yet returned (heap_idle - heap_released) */
     uint64_t rss_metadata;  /* allocator metadata (metadata_inuse) */
     uint64_t rss_other;     /* everything that is not heap: rss minus the four above */
+    uint64_t rss_file;      /* of rss, pages backed by files: code, libraries, mapped files
+                             * (the kernel's RssFile + RssShmem); part of rss_other */
 
     uint32_t num_threads;  /* threads with a live thread cache */
     uint32_t num_classes;  /* entries of by_size in use */

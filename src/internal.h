@@ -95,7 +95,7 @@ bool ms_os_move(void *from, void *to, size_t bytes); /* move pages with mremap; 
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
 uint64_t ms_os_now_ns(void);                  /* monotonic */
 uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */
-bool ms_os_rss(uint64_t *rss, uint64_t *max_rss); /* /proc/self/statm + VmHWM */
+bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss); /* /proc/self/statm + VmHWM */
 uint64_t ms_os_random(void);
 
 /* ------------------------------------------------------------------------

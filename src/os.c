@@ -110,15 +110,18 @@ static uint64_t parse_u64(const char *s, const char **end) {
     return v;
 }
 
-/* ms_os_rss: resident bytes from /proc/self/statm (one short read, the
- * cheapest exact figure the kernel offers) and, if max_rss is not NULL, the
- * high-water mark VmHWM from /proc/self/status. */
-bool ms_os_rss(uint64_t *rss, uint64_t *max_rss) {
+/* ms_os_rss: resident bytes and their file-backed part from
+ * /proc/self/statm (one short read, the cheapest exact figures the kernel
+ * offers) and, if max_rss is not NULL, the high-water mark VmHWM from
+ * /proc/self/status. */
+bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss) {
     char buf[256];
     if (read_small_file("/proc/self/statm", buf, sizeof buf) <= 0) return false;
     const char *s = buf;
+    uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
     parse_u64(s, &s);                      /* size */
-    *rss = parse_u64(s, &s) * (uint64_t)sysconf(_SC_PAGESIZE);
+    *rss = parse_u64(s, &s) * ps;          /* resident */
+    *file = parse_u64(s, &s) * ps;         /* shared: file-backed and shmem resident pages */
     if (max_rss) {
         static char st[4096]; /* /proc/self/status is ~1.5 KiB; callers are serialized by ms_stats_lock */
         *max_rss = 0;

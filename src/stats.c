@@ -67,7 +67,7 @@ void ms_stats_read(struct memscope_stats *st) {
     st->num_threads = nthr;
 
     pthread_mutex_lock(&stats_lock);
-    ms_os_rss(&st->rss, &st->max_rss);
+    ms_os_rss(&st->rss, &st->rss_file, &st->max_rss);
     pthread_mutex_unlock(&stats_lock);
     st->rss_heap_live = alloc;
     st->rss_heap_frag = st->heap_inuse > alloc ? st->heap_inuse - alloc : 0;
@@ -112,7 +112,8 @@ MEMSCOPE_API void memscope_print_stats(int fd) {
         "  metadata_sys   %12llu\n"
         "  num_gc         %12u  (%u forced)\n"
         "  next_gc        %12llu\n"
-        "  rss            %12llu  = live %.1f + frag %.1f + idle %.1f + metadata %.1f + other %.1f MB\n"
+        "  rss            %12llu  = live %.1f + frag %.1f + idle %.1f + metadata %.1f + other %.1f MB"
+        " (files %.1f MB)\n"
         "  max_rss        %12llu\n",
         (unsigned long long)st.alloc, MB(st.alloc), (unsigned long long)st.total_alloc, (unsigned long long)st.sys,
         MB(st.sys), (unsigned long long)st.mallocs, (unsigned long long)st.frees,
@@ -120,6 +121,6 @@ MEMSCOPE_API void memscope_print_stats(int fd) {
         (unsigned long long)st.heap_idle, (unsigned long long)st.heap_released,
         (unsigned long long)st.metadata_sys, st.num_gc, st.num_forced_gc, (unsigned long long)st.next_gc,
         (unsigned long long)st.rss, MB(st.rss_heap_live), MB(st.rss_heap_frag), MB(st.rss_heap_idle),
-        MB(st.rss_metadata), MB(st.rss_other), (unsigned long long)st.max_rss);
+        MB(st.rss_metadata), MB(st.rss_other), MB(st.rss_file), (unsigned long long)st.max_rss);
     ms_write_fd(fd, buf, n < sizeof buf ? n : sizeof buf - 1);
 }

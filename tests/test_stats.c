@@ -267,6 +267,8 @@ int main(void) {
         /* rss agrees with /proc/self/statm read right after, within 4 MB */
         uint64_t r = statm_rss();
         result &= CHECK_TRUE(r + (4u << 20) > st.rss && st.rss + (4u << 20) > r);
+        /* the program's own code and libc are file-backed and resident */
+        result &= CHECK_TRUE(st.rss_file > 0 && st.rss_file < st.rss);
         free(keep);
     }
     CHECK("scavenge_delay_ms is the default 1000 (MEMSCOPE unset)",
