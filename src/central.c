@@ -14,6 +14,11 @@
  * is the only span of the class with free objects (a class that oscillates
  * around zero live objects would otherwise take the heap lock every time).
  * The central lock is never held while taking the heap lock.
+ *
+ * Objects parked in slots keep their spans in use, and after frees in random
+ * order those can be thousands of spans: so the scavenger looks at every
+ * class now and then (ms_central_flush_idle), and a class that has seen no
+ * take or give for the scavenge delay gives its slots back to their spans.
  */
 #include "internal.h"
 
@@ -26,6 +31,9 @@ typedef struct central_s {
     pthread_mutex_t lock;
     span_t nonempty;               /* sentinel: spans with free objects */
     uint32_t nslots, max_slots;
+    uint64_t ops;                  /* takes and gives so far: the scavenger's sign of activity */
+    uint64_t ops_seen;             /* ops at the scavenger's last look */
+    uint64_t quiet_since_ms;       /* when the scavenger last saw ops change */
     void *slots[MS_SLOT_MAX];      /* each a chain of exactly ms_class_batch[cls] objects */
 } __attribute__((aligned(MS_CACHE_LINE))) central_t;
 
@@ -76,6 +84,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
     uint32_t batch = ms_class_batch[cls];
     size_t size = ms_class_size[cls];
     pthread_mutex_lock(&ct->lock);
+    ct->ops++;
     if (want >= batch && ct->nslots > 0) {
         *head = ct->slots[--ct->nslots];
         pthread_mutex_unlock(&ct->lock);
@@ -138,46 +147,85 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void *head, sp
     return empty;
 }
 
-static void free_empty(span_t *empty) {
+/* free_empty: hands empty spans to the page heap, idle since idle_since_ms
+ * (0: now). */
+static void free_empty(span_t *empty, uint64_t idle_since_ms) {
     while (empty) {
         span_t *s = empty;
         empty = s->next;
         s->next = NULL;
-        ms_heap_free(s);
+        ms_heap_free_idle_since(s, idle_since_ms);
     }
 }
+
+void (*ms_central_on_park)(void);
 
 void ms_central_give(uint8_t cls, void *head, uint32_t n) {
     central_t *ct = &central[cls];
     pthread_mutex_lock(&ct->lock);
+    ct->ops++;
     if (n == ms_class_batch[cls] && ct->nslots < ct->max_slots) {
-        ct->slots[ct->nslots++] = head;
+        bool first = ct->nslots++ == 0;
+        ct->slots[ct->nslots - 1] = head;
         pthread_mutex_unlock(&ct->lock);
+        if (first && ms_central_on_park) ms_central_on_park();
         return;
     }
     span_t *empty = return_to_spans_locked(ct, cls, head, NULL);
     pthread_mutex_unlock(&ct->lock);
-    free_empty(empty);
+    free_empty(empty, 0);
 }
 
-/* ms_central_flush_slots: every batch in a transfer slot goes back into its
- * spans, and every span with no object out returns to the page heap; used by
- * memscope_free_os_memory so that nothing idle hides in a central list. */
+/* flush_class: with ct locked, every slot goes back into its spans and the
+ * kept empty span is let go; returns the spans that became empty. */
+static span_t *flush_class_locked(central_t *ct, uint8_t cls) {
+    span_t *empty = NULL;
+    while (ct->nslots > 0) empty = return_to_spans_locked(ct, cls, ct->slots[--ct->nslots], empty);
+    span_t *last = ct->nonempty.next; /* the one empty span give() keeps */
+    if (last != &ct->nonempty && last->allocated == 0) {
+        ne_remove(last);
+        last->next = empty;
+        empty = last;
+    }
+    return empty;
+}
+
+/* ms_central_flush_slots: every class returns its slots to their spans and
+ * its idle spans to the page heap; used by memscope_free_os_memory so that
+ * nothing idle hides in a central list. */
 void ms_central_flush_slots(void) {
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
         central_t *ct = &central[c];
         pthread_mutex_lock(&ct->lock);
-        span_t *empty = NULL;
-        while (ct->nslots > 0) empty = return_to_spans_locked(ct, (uint8_t)c, ct->slots[--ct->nslots], empty);
-        span_t *last = ct->nonempty.next; /* the one empty span give() keeps */
-        if (last != &ct->nonempty && last->allocated == 0) {
-            ne_remove(last);
-            last->next = empty;
-            empty = last;
-        }
+        span_t *empty = flush_class_locked(ct, (uint8_t)c);
         pthread_mutex_unlock(&ct->lock);
-        free_empty(empty);
+        free_empty(empty, 0);
     }
+}
+
+/* ms_central_flush_idle: the scavenger's look, at time now_ms.  A class
+ * untouched since quiet_since_ms, at least delay_ms ago, is flushed; the
+ * spans it frees count as idle since then.  Returns true while some class
+ * still parks objects (the scavenger should look again). */
+bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms) {
+    bool parked = false;
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        central_t *ct = &central[c];
+        span_t *empty = NULL;
+        uint64_t since = 0;
+        pthread_mutex_lock(&ct->lock);
+        if (ct->ops != ct->ops_seen) {
+            ct->ops_seen = ct->ops;
+            ct->quiet_since_ms = now_ms;
+        } else if (now_ms - ct->quiet_since_ms >= delay_ms) {
+            empty = flush_class_locked(ct, (uint8_t)c);
+            since = ct->quiet_since_ms;
+        }
+        parked |= ct->nslots > 0;
+        pthread_mutex_unlock(&ct->lock);
+        free_empty(empty, since);
+    }
+    return parked;
 }
 
 /* ms_central_cached_bytes: bytes of objects waiting in transfer slots. */

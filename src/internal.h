@@ -183,6 +183,8 @@ uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes);
  * pages are known to read as zero.  NULL when the OS refuses memory. */
 span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zeroed);
 void ms_heap_free(span_t *s);
+void ms_heap_free_idle_since(span_t *s, uint64_t idle_since_ms); /* 0: idle from now */
+extern void (*ms_heap_on_idle)(void); /* called (no lock held) after a span becomes idle */
 /* ms_heap_try_resize: grows (taking the free pages right after the span, or
  * extending the heap if the span ends at its frontier) or shrinks a large
  * span in place; false if it cannot. */
@@ -211,6 +213,8 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head);
 void ms_central_give(uint8_t cls, void *head, uint32_t n);
 void ms_central_init(void);
 void ms_central_flush_slots(void); /* empty every transfer slot into its spans */
+bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms);
+extern void (*ms_central_on_park)(void); /* called (no lock held) when a class starts parking a batch */
 uint64_t ms_central_cached_bytes(void);
 void ms_central_fork_prepare(void);
 void ms_central_fork_parent(void);

@@ -330,7 +330,7 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
     return s;
 }
 
-static void free_locked(span_t *s, bool pages_released) {
+static void free_locked(span_t *s, bool pages_released, uint64_t idle_since_ms) {
     size_t n = s->npages;
     ms_assert_internal(s->state == SPAN_INUSE);
     s->fast_cls = 0;
@@ -345,19 +345,23 @@ static void free_locked(span_t *s, bool pages_released) {
     } else {
         s->released = 0;
     }
-    s->free_since_ms = ms_os_now_ms();
+    s->free_since_ms = idle_since_ms ? idle_since_ms : ms_os_now_ms();
     s->freelist = NULL;
     s->allocated = 0;
     insert_free_locked(s);
     check_locked();
 }
 
-void ms_heap_free(span_t *s) {
+void (*ms_heap_on_idle)(void);
+
+void ms_heap_free_idle_since(span_t *s, uint64_t idle_since_ms) {
     pthread_mutex_lock(&ms_heap_lock);
-    free_locked(s, false);
+    free_locked(s, false, idle_since_ms);
     pthread_mutex_unlock(&ms_heap_lock);
-    ms_scavenger_kick();
+    if (ms_heap_on_idle) ms_heap_on_idle();
 }
+
+void ms_heap_free(span_t *s) { ms_heap_free_idle_since(s, 0); }
 
 bool ms_heap_try_resize(span_t *s, size_t new_npages) {
     bool ok = false;
@@ -373,7 +377,7 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
             map_ends(s);
             t->state = SPAN_INUSE;
             ms_pagemap_set(span_end(t) - MS_PAGE_SIZE, t);
-            free_locked(t, false);
+            free_locked(t, false, 0);
             ok = true;
         }
     } else {
@@ -406,7 +410,7 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
 bool ms_heap_move_pages(span_t *from, span_t *to) {
     if (!ms_os_move((void *)from->start, (void *)to->start, PAGES(from->npages))) return false;
     pthread_mutex_lock(&ms_heap_lock);
-    free_locked(from, true);
+    free_locked(from, true, 0);
     pthread_mutex_unlock(&ms_heap_lock);
     return true;
 }

@@ -9,8 +9,12 @@
  *   - Background: a thread sleeps until the oldest idle page will have been
  *     idle for scavenge_delay_ms, then releases (madvise MADV_DONTNEED, see
  *     os.c) every free span idle that long, in chunks of at most 16 MiB with
- *     the heap lock dropped in between, and sleeps again.  With nothing idle
- *     it sleeps until a span is freed: an idle program costs no CPU.
+ *     the heap lock dropped in between, and sleeps again.  While central
+ *     lists park freed objects it also looks at them every quarter delay: a
+ *     class untouched for the delay hands its objects back to their spans,
+ *     so spans pinned by a few parked objects become idle pages too (see
+ *     central.c).  With nothing idle or parked it sleeps until a span is
+ *     freed: an idle program costs no CPU.
  *   - Forced: memscope_free_os_memory() (and malloc_trim) flushes the calling
  *     thread's cache and the central transfer slots, then releases every idle
  *     page at once, whatever its age (Go's debug.FreeOSMemory).
@@ -72,30 +76,40 @@ void ms_trace_scavenge(size_t released_bytes, bool forced) {
     ms_write_fd(2, buf, n < sizeof buf ? n : sizeof buf - 1);
 }
 
+/* How often the scavenger looks at the central lists while they park
+ * objects: a quarter of the delay, so parked memory is let go at most a
+ * quarter-delay late; never more often than every 10 ms. */
+static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay / 4 : 10; }
+
 static void *scavenger_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&sc_lock);
     for (;;) {
         uint64_t delay = (uint64_t)ms_opt.scavenge_delay_ms;
+        pthread_mutex_unlock(&sc_lock);
+        bool parked = ms_central_flush_idle(ms_os_now_ms(), delay);
+        pthread_mutex_lock(&sc_lock);
         uint64_t idle_bytes;
         uint64_t oldest = ms_heap_oldest_idle_ms(&idle_bytes);
         uint64_t now = ms_os_now_ms();
-        if (oldest == UINT64_MAX) {
-            atomic_store(&sc_waiting_forever, true);
-            pthread_cond_wait(&sc_cond, &sc_lock);
-            atomic_store(&sc_waiting_forever, false);
-            continue;
-        }
-        if (oldest + delay <= now) {
+        if (oldest != UINT64_MAX && oldest + delay <= now) {
             pthread_mutex_unlock(&sc_lock);
             size_t released = ms_heap_scavenge(now - delay, SIZE_MAX);
             if (released >= ((size_t)1 << 20)) ms_trace_scavenge(released, false);
             pthread_mutex_lock(&sc_lock);
             continue;
         }
-        /* sleep until the oldest page comes of age; CLOCK_MONOTONIC_COARSE
-         * ticks every few ms, so wake a tick late rather than early */
-        uint64_t wait_ms = oldest + delay - now + 5;
+        uint64_t wake = oldest == UINT64_MAX ? UINT64_MAX : oldest + delay;
+        if (parked && now + look_interval_ms(delay) < wake) wake = now + look_interval_ms(delay);
+        if (wake == UINT64_MAX) {
+            atomic_store(&sc_waiting_forever, true);
+            pthread_cond_wait(&sc_cond, &sc_lock);
+            atomic_store(&sc_waiting_forever, false);
+            continue;
+        }
+        /* sleep until then; CLOCK_MONOTONIC_COARSE ticks every few ms, so
+         * wake a tick late rather than early */
+        uint64_t wait_ms = wake - now + 5;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += (time_t)(wait_ms / 1000);
@@ -159,7 +173,11 @@ void ms_scavenger_kick(void) {
     }
 }
 
-void ms_scavenger_init(void) { init_cond(); }
+void ms_scavenger_init(void) {
+    init_cond();
+    ms_heap_on_idle = ms_scavenger_kick;
+    ms_central_on_park = ms_scavenger_kick;
+}
 
 void ms_scavenger_fork_child(void) {
     atomic_store(&sc_hold, true);
