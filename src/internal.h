@@ -282,7 +282,6 @@ size_t ms_release_all(bool forced);  /* memscope_free_os_memory */
 
 void ms_cycle_init(void);
 void ms_cycle_fork_child(void);
-void ms_stats_fork_child(void);
 void ms_cycle_forced(void);          /* a forced cycle: memscope_free_os_memory */
 void ms_cycle_info(uint64_t *next_gc, uint64_t *last_gc_ns, uint32_t *num_gc, uint32_t *num_forced);
 void ms_trace_scavenge(size_t released_bytes, bool forced);

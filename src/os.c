@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,8 +113,7 @@ static uint64_t parse_u64(const char *s, const char **end) {
 
 /* ms_os_rss: resident bytes and their file-backed part from
  * /proc/self/statm (one short read, the cheapest exact figures the kernel
- * offers) and, if max_rss is not NULL, the high-water mark VmHWM from
- * /proc/self/status. */
+ * offers) and, if max_rss is not NULL, the high-water mark (getrusage). */
 bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss) {
     char buf[256];
     if (read_small_file("/proc/self/statm", buf, sizeof buf) <= 0) return false;
@@ -123,12 +123,9 @@ bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss) {
     *rss = parse_u64(s, &s) * ps;          /* resident */
     *file = parse_u64(s, &s) * ps;         /* shared: file-backed and shmem resident pages */
     if (max_rss) {
-        static char st[4096]; /* /proc/self/status is ~1.5 KiB; callers are serialized by ms_stats_lock */
-        *max_rss = 0;
-        if (read_small_file("/proc/self/status", st, sizeof st) > 0) {
-            const char *h = strstr(st, "VmHWM:");
-            if (h) *max_rss = parse_u64(h + 6, NULL) * 1024;
-        }
+        struct rusage ru; /* ru_maxrss is VmHWM, in KiB, without reading /proc/self/status */
+        *max_rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
+        if (*max_rss < *rss) *max_rss = *rss; /* the two counters are read at different instants */
     }
     return true;
 }

@@ -16,7 +16,6 @@
 
 #include <string.h>
 
-static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER; /* serializes /proc reads into a static buffer */
 
 void ms_stats_read(struct memscope_stats *st) {
     class_counts_t by[MS_NUM_CLASSES];
@@ -66,9 +65,7 @@ void ms_stats_read(struct memscope_stats *st) {
     st->scavenge_delay_ms = (uint64_t)ms_opt.scavenge_delay_ms;
     st->num_threads = nthr;
 
-    pthread_mutex_lock(&stats_lock);
     ms_os_rss(&st->rss, &st->rss_file, &st->max_rss);
-    pthread_mutex_unlock(&stats_lock);
     st->rss_heap_live = alloc;
     st->rss_heap_frag = st->heap_inuse > alloc ? st->heap_inuse - alloc : 0;
     st->rss_heap_idle = st->heap_idle - st->heap_released;
@@ -76,8 +73,6 @@ void ms_stats_read(struct memscope_stats *st) {
     uint64_t heap = st->rss_heap_live + st->rss_heap_frag + st->rss_heap_idle + st->rss_metadata;
     st->rss_other = st->rss > heap ? st->rss - heap : 0;
 }
-
-void ms_stats_fork_child(void) { pthread_mutex_init(&stats_lock, NULL); }
 
 MEMSCOPE_API int memscope_read_stats(struct memscope_stats *st) {
     if (!st || st->size < offsetof(struct memscope_stats, metadata_inuse)) return -1;
