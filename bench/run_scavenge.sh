@@ -19,7 +19,7 @@
 # Environment: SCV_RUNS=3, SCV_PARTS="timeline churn", SCV_PAUSES="0 10 100 500 2000",
 #   SCV_ORDER=lifo|shuffle (free order of the timeline demo), SCV_WS_MIB=96, SCV_ITERS=5, SCV_MODE=small|large, SCV_CONFIGS="..." (subset of
 #   the names below), MEMSCOPE_SO JEMALLOC_SO TCMALLOC_SO MIMALLOC_SO, BUILD=build.
-# Output: bench/out/timeline-$SCV_ORDER.tsv, bench/out/churn.tsv (raw), bench/out/scavenge.md.
+# Output: bench/out/timeline-$SCV_ORDER.tsv, bench/out/churn-$SCV_MODE.tsv (raw), bench/out/scavenge.md.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT" || exit 2
 BUILD=${BUILD:-build}; BIN=$BUILD/bench; OUT=bench/out; CC=${CC:-cc}
@@ -75,7 +75,7 @@ if [[ " $PARTS " == *" timeline "* ]]; then
 fi
 
 if [[ " $PARTS " == *" churn "* ]]; then
-  C=$OUT/churn.tsv; printf 'config\tpause_ms\trep\twall_s\twork_s\tcpu_s\tminflt\tmean_rss_kib\tmax_rss_kib\tstatus\n' > "$C"
+  C=$OUT/churn-${SCV_MODE:-small}.tsv; printf 'config\tpause_ms\trep\twall_s\twork_s\tcpu_s\tminflt\tmean_rss_kib\tmax_rss_kib\tstatus\n' > "$C"
   CONFIGS=${SCV_CONFIGS:-glibc jemalloc jemalloc-decay1000 mimalloc mimalloc-reset1000 memscope-d0 memscope-d100 memscope-d1000 memscope-d10000}
   for rep in $(seq 1 "$RUNS"); do
     for p in ${SCV_PAUSES:-0 10 100 500 2000}; do
@@ -108,7 +108,7 @@ MED='function med(s,   n, i, j, t, a) { n = split(s, a, " "); for (i = 2; i <= n
       END { for (i = 1; i <= n; i++) { a = o[i]
         printf "| %s | %.1f | %.1f | %s| %.1f | %s |\n", a, med(pk[a]) / 1024, med(af[a]) / 1024, fb[a], med(en[a]) / 1024, tl[a] } }' "$OUT/timeline-$ORDER.tsv"
   fi
-  if [ -s "$OUT/churn.tsv" ] && [[ " $PARTS " == *" churn "* ]]; then
+  if [ -s "$OUT/churn-${SCV_MODE:-small}.tsv" ] && [[ " $PARTS " == *" churn "* ]]; then
     echo; echo "### Churn with pauses (${SCV_WS_MIB:-96} MiB of ${SCV_MODE:-small} objects, ${SCV_ITERS:-5} rounds)"; echo
     echo "Each cell: work time (s, total minus the pauses) / CPU (s) / minor faults (thousands) / mean RSS (MiB)."; echo
     awk -F'\t' "$MED"'
@@ -118,7 +118,7 @@ MED='function med(s,   n, i, j, t, a) { n = split(s, a, " "); for (i = 2; i <= n
         for (i = 1; i <= nc; i++) { printf "| %s |", co[i]
           for (j = 1; j <= np; j++) { k = co[i] SUBSEP po[j]; if (!(k in W)) { printf " – |"; continue }
             printf " %.2f / %.2f / %.0fk / %.0f |", med(W[k]), med(C[k]), med(F[k]) / 1000, med(R[k]) / 1024 }
-          printf "\n" } }' "$OUT/churn.tsv"
+          printf "\n" } }' "$OUT/churn-${SCV_MODE:-small}.tsv"
   fi
 } > "$OUT/scavenge.md"
 cat "$OUT/scavenge.md"
