@@ -89,7 +89,6 @@ typedef struct span_s {
 void *ms_os_reserve(size_t bytes);            /* PROT_NONE address space, or NULL */
 bool ms_os_commit(void *addr, size_t bytes);  /* make reserved pages usable */
 void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
-void ms_os_free(void *addr, size_t bytes);
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
 bool ms_os_move(void *from, void *to, size_t bytes); /* move pages with mremap; from reads as zero after */
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
@@ -278,7 +277,6 @@ void ms_scavenger_kick(void);        /* start lazily / wake the background threa
 void ms_scavenger_init(void);
 void ms_scavenger_fork_child(void);  /* reset; no thread starts until ms_scavenger_fork_done */
 void ms_scavenger_fork_done(void);
-size_t ms_release_all(bool forced);  /* memscope_free_os_memory */
 
 void ms_cycle_init(void);
 void ms_cycle_fork_child(void);
@@ -294,7 +292,7 @@ typedef struct options_s {
 } options_t;
 extern options_t ms_opt;
 void ms_options_init(void);
-/* ms_options_parse: parses a MEMSCOPE value into *o (starting from defaults),
+/* ms_options_parse: parses a MEMSCOPE value into *o (valid items overwrite it),
  * warning through warn() for each bad item; returns the number of warnings. */
 int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *msg));
 

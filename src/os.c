@@ -35,10 +35,6 @@ void *ms_os_alloc(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-void ms_os_free(void *addr, size_t bytes) {
-    munmap(addr, bytes);
-}
-
 bool ms_os_release(void *addr, size_t bytes) {
     int saved = errno; /* the host program must never see our errno */
     bool ok = madvise(addr, bytes, MADV_DONTNEED) == 0;

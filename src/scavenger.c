@@ -190,15 +190,17 @@ void ms_scavenger_fork_child(void) {
 
 void ms_scavenger_fork_done(void) { atomic_store(&sc_hold, false); }
 
-size_t ms_release_all(bool forced) {
+/* memscope_free_os_memory: Go's debug.FreeOSMemory.  Flushes what the
+ * calling thread and the central lists hold (other threads' caches belong
+ * to their owners), releases every idle page whatever its age, and closes a
+ * forced heap cycle. */
+MEMSCOPE_API size_t memscope_free_os_memory(void) {
     ms_ensure_init();
     tcache_t *tc = ms_tc;
     if (!tc->is_dummy) ms_tcache_flush(tc);
     ms_central_flush_slots();
     size_t released = ms_heap_scavenge(UINT64_MAX, SIZE_MAX);
     ms_cycle_forced();
-    ms_trace_scavenge(released, forced);
+    ms_trace_scavenge(released, true);
     return released;
 }
-
-MEMSCOPE_API size_t memscope_free_os_memory(void) { return ms_release_all(true); }

@@ -64,6 +64,16 @@ static void fold_counts_locked(tcache_t *tc) {
     dead_large_free += atomic_load_explicit(&tc->large_free_bytes, memory_order_relaxed);
 }
 
+/* retire_locked: a flushed cache leaves the registry; its counts live on in
+ * the totals of exited threads. */
+static void retire_locked(tcache_t *tc) {
+    fold_counts_locked(tc);
+    tc->prev->next = tc->next;
+    tc->next->prev = tc->prev;
+    nthreads--;
+    ms_fixalloc_free(&tc_pool, tc);
+}
+
 static void tc_destructor(void *arg) {
     tcache_t *tc = arg;
     if (!tc || tc->is_dummy) return;
@@ -71,11 +81,7 @@ static void tc_destructor(void *arg) {
     tc_exited = true;
     ms_tcache_flush(tc);
     pthread_mutex_lock(&reg_lock);
-    fold_counts_locked(tc);
-    tc->prev->next = tc->next;
-    tc->next->prev = tc->prev;
-    nthreads--;
-    ms_fixalloc_free(&tc_pool, tc);
+    retire_locked(tc);
     pthread_mutex_unlock(&reg_lock);
 }
 
@@ -186,11 +192,7 @@ void ms_tcache_fork_child_flush(void) {
         next = tc->next;
         if (tc == self) continue;
         ms_tcache_flush(tc);
-        fold_counts_locked(tc);
-        tc->prev->next = tc->next;
-        tc->next->prev = tc->prev;
-        nthreads--;
-        ms_fixalloc_free(&tc_pool, tc);
+        retire_locked(tc);
     }
 }
 
