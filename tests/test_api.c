@@ -410,6 +410,29 @@ int main(void)
         free(p);
     }
 
+    CHECK_BODY("realloc-large-grows-in-place-or-moves-pages") {
+        /* a is followed by b, so a cannot grow in place: its pages move
+         * (mremap for blocks of 1 MiB and more) and must arrive intact,
+         * while b, and a new block where a was, stay usable */
+        size_t na = 4u << 20, nb = 100000;
+        char *a = opaque(malloc(na));
+        char *b = opaque(malloc(nb));
+        fill_pat(a, na, 7);
+        fill_pat(b, nb, 8);
+        char *a2 = opaque(realloc(a, 16u << 20));
+        result = CHECK_TRUE(a2 != NULL) && CHECK_TRUE(check_pat(a2, na, 7)) && CHECK_TRUE(check_pat(b, nb, 8));
+        memset(a2 + na, 0x5a, (16u << 20) - na);
+        char *c = opaque(malloc(na)); /* may reuse a's old pages */
+        fill_pat(c, na, 9);
+        result = result && CHECK_TRUE(check_pat(c, na, 9)) && CHECK_TRUE(check_pat(a2, na, 7));
+        /* the last block of the heap grows in place */
+        char *d = opaque(realloc(a2, 32u << 20));
+        result = result && CHECK_TRUE(d != NULL) && CHECK_TRUE(check_pat(d, na, 7));
+        free(b);
+        free(c);
+        free(d);
+    }
+
     /* ------------------------------------------------------------------
      * malloc_usable_size
      * ---------------------------------------------------------------- */
