@@ -425,56 +425,81 @@ void ms_heap_counters(heap_counters_t *out) {
  * Scavenging
  * ---------------------------------------------------------------------- */
 
-/* find_old_locked: a free span with unreleased pages idle since
- * older_than_ms or before. */
-static span_t *find_old_locked(uint64_t older_than_ms) {
-    if (!free_large.next) list_init();
-    for (span_t *s = free_large.next; s != &free_large; s = s->next)
-        if (s->released < s->npages && s->free_since_ms <= older_than_ms) return s;
-    for (int i = NLISTS - 1; i > 0; i--)
-        for (span_t *s = free_lists[i].next; s != &free_lists[i]; s = s->next)
-            if (s->released < s->npages && s->free_since_ms <= older_than_ms) return s;
-    return NULL;
+/* carve_unreleased_locked: s is a free span on its list with unreleased
+ * pages.  Its first run of unreleased pages (at most one chunk) becomes a
+ * span of its own, off the lists and BUSY; the pieces before and after stay
+ * free.  Returns the carved span, or NULL when no span struct is left. */
+static span_t *carve_unreleased_locked(span_t *s) {
+    list_remove(s);
+    uintptr_t pos = s->start;
+    size_t run = ms_pagemap_next_run(&pos, span_end(s), false);
+    if (run > MS_SCAVENGE_CHUNK_PAGES) run = MS_SCAVENGE_CHUNK_PAGES;
+    if (pos > s->start) {
+        bool ok = split_tail_free(s, (pos - s->start) >> MS_PAGE_SHIFT);
+        list_push(s);
+        if (!ok) return NULL;
+        s = ms_pagemap_lookup((void *)pos);
+        list_remove(s);
+    }
+    if (s->npages > run && !split_tail_free(s, run)) {
+        list_push(s);
+        return NULL;
+    }
+    s->state = SPAN_BUSY;
+    return s;
 }
+
+/* Spans released per trip out of the lock: one scan of the free lists finds
+ * up to this many, so a fragmented heap of n free spans costs n/64 scans
+ * rather than n. */
+#define MS_SCAVENGE_BATCH 64
 
 size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
     size_t done = 0;
+    bool failed = false;
     pthread_mutex_lock(&ms_heap_lock);
-    while (done < max_bytes) {
-        span_t *s = find_old_locked(older_than_ms);
-        if (!s) break;
-        list_remove(s);
-        /* carve out the first run of unreleased pages, at most one chunk */
-        uintptr_t pos = s->start;
-        size_t run = ms_pagemap_next_run(&pos, span_end(s), false);
-        if (run > MS_SCAVENGE_CHUNK_PAGES) run = MS_SCAVENGE_CHUNK_PAGES;
-        if (pos > s->start) {
-            if (!split_tail_free(s, (pos - s->start) >> MS_PAGE_SHIFT)) {
-                list_push(s);
-                break;
+    if (!free_large.next) list_init();
+    while (done < max_bytes && !failed) {
+        span_t *batch[MS_SCAVENGE_BATCH];
+        int nb = 0;
+        size_t bytes = 0;
+        /* one pass over every list; carving pushes the free remainders at
+         * list heads, behind the cursor, and next is read before carving */
+        for (int i = NLISTS; i > 0 && nb < MS_SCAVENGE_BATCH && done + bytes < max_bytes; i--) {
+            span_t *h = i == NLISTS ? &free_large : &free_lists[i];
+            for (span_t *c = h->next, *next; c != h && nb < MS_SCAVENGE_BATCH && done + bytes < max_bytes;
+                 c = next) {
+                next = c->next;
+                if (c->released == c->npages || c->free_since_ms > older_than_ms) continue;
+                span_t *t = carve_unreleased_locked(c);
+                if (!t) {
+                    failed = true;
+                    break;
+                }
+                batch[nb++] = t;
+                bytes += PAGES(t->npages);
             }
-            list_push(s);
-            s = ms_pagemap_lookup((void *)pos);
-            list_remove(s);
+            if (failed) break;
         }
-        if (s->npages > run && !split_tail_free(s, run)) {
-            list_push(s);
-            break;
-        }
-        s->state = SPAN_BUSY;
+        if (nb == 0) break;
         pthread_mutex_unlock(&ms_heap_lock);
-        bool ok = ms_os_release((void *)s->start, PAGES(s->npages));
+        bool ok[MS_SCAVENGE_BATCH];
+        for (int k = 0; k < nb; k++) ok[k] = ms_os_release((void *)batch[k]->start, PAGES(batch[k]->npages));
         pthread_mutex_lock(&ms_heap_lock);
-        if (ok) {
-            size_t newly = s->npages - s->released;
-            ms_pagemap_mark_released(s->start, s->npages, true);
-            ctr.released_pages += newly;
-            ctr.released_bytes_total += PAGES(newly);
-            s->released = s->npages;
-            done += PAGES(newly);
+        for (int k = 0; k < nb; k++) {
+            span_t *t = batch[k];
+            if (ok[k]) {
+                size_t newly = t->npages - t->released;
+                ms_pagemap_mark_released(t->start, t->npages, true);
+                ctr.released_pages += newly;
+                ctr.released_bytes_total += PAGES(newly);
+                t->released = t->npages;
+                done += PAGES(newly);
+            } else {
+                failed = true; /* the kernel said no: keep the pages, stop */
+            }
+            insert_free_locked(t);
         }
-        insert_free_locked(s);
-        if (!ok) break;
     }
     if (done) ctr.scavenge_passes++;
     check_locked();
