@@ -1,6 +1,6 @@
 # memscope build.  Outputs go to build/:
 #   build/libmemscope.so, build/libmemscope.a   release library (-O2, hidden visibility)
-#   build/debug/libmemscope.a                   MEMSCOPE_DEBUG=3: every structure validated after each operation
+#   build/debug/libmemscope.{a,so}              MEMSCOPE_DEBUG=3: every structure validated after each operation
 #   build/memscope                              the CLI (tools/memscope.c)
 #   build/tests/*                               one binary per tests/test_*.c
 #   build/examples/*                            one binary per examples/*.c
@@ -30,7 +30,7 @@ EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 
 .PHONY: all lib test bench clean install uninstall
 all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS)
-lib: $(BUILD)/libmemscope.so $(BUILD)/libmemscope.a $(BUILD)/debug/libmemscope.a
+lib: $(BUILD)/libmemscope.so $(BUILD)/libmemscope.a $(BUILD)/debug/libmemscope.a $(BUILD)/debug/libmemscope.so
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -45,6 +45,9 @@ $(BUILD)/libmemscope.a: $(OBJS)
 	@rm -f $@; ar rcs $@ $(OBJS)
 $(BUILD)/debug/libmemscope.a: $(DBGOBJS)
 	@mkdir -p $(@D); rm -f $@; ar rcs $@ $(DBGOBJS)
+$(BUILD)/debug/libmemscope.so: $(DBGOBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(DBGOBJS) $(LDLIBS)
 
 # The CLI never links the allocator: it only finds and preloads it.
 $(BUILD)/memscope: tools/memscope.c include/memscope.h
