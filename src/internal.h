@@ -64,31 +64,24 @@ enum { SPAN_DEAD = 0, SPAN_INUSE = 1, SPAN_FREE = 2, SPAN_BUSY = 3 };
 
 /* A span is a run of pages.  In use it holds either one large object
  * (cls == 0) or objects of one size class; free it sits in the page heap.
- * The first cache line holds what free() reads on every call and is written
- * only when the span changes hands; the second holds what the central list
- * and the page heap write under their locks.  Keeping them apart matters:
- * with them on one line, every batch a thread returns to a span invalidates
- * the line that other threads' frees of the same span are reading. */
+ * The first cache line holds what free() reads. */
 typedef struct span_s {
-    /* read by free() */
     uintptr_t start;        /* address of the first page */
     uint32_t npages;        /* length in pages */
     uint8_t cls;            /* size class, 0 for a large object or a free span */
     uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
+    uint8_t in_list;        /* small spans: on the central nonempty list */
     uint8_t fast_cls;       /* cls while in use with no sampled object, else 0: free()'s one test */
-    uint8_t pad_;
     _Atomic uint32_t sampled; /* live sampled objects in the span (profiler) */
-    char line_pad_[MS_CACHE_LINE - 20];
-    /* written under the central or heap lock */
     uint32_t allocated;     /* small: objects handed out of the span (central lock) */
-    uint8_t in_list;        /* small: on the central nonempty list (central lock) */
     void *freelist;         /* small: freed objects back in the span (central lock) */
     uintptr_t bump;         /* small: next never-used object (central lock) */
     uintptr_t limit;        /* small: end of the last whole object */
     struct span_s *next, *prev; /* central nonempty list or page-heap free list */
     uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
     uint32_t released;      /* free: pages of the span already returned to the OS */
-} __attribute__((aligned(MS_CACHE_LINE))) span_t;
+    uint32_t pad2_;
+} span_t;
 
 /* ------------------------------------------------------------------------
  * os.c
