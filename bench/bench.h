@@ -23,7 +23,9 @@
 #endif
 #include <dlfcn.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,15 +76,27 @@ static inline double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Resident set size right now, in KiB (from /proc/self/statm). */
+/* Resident set size right now, in KiB (from /proc/self/statm).  open/read
+ * rather than stdio, so sampling the RSS does not itself allocate. */
 static inline long rss_kib(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
-    if (!f) return -1;
-    if (fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
-    fclose(f);
-    return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *p = buf;
+    strtol(p, &p, 10);
+    return strtol(p, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Peak resident set size so far, in KiB (VmHWM, via getrusage). */
+static inline long peak_rss_kib(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
 }
 
 /* Which shared object provides malloc in this process. */

@@ -31,20 +31,6 @@
 #include <stdatomic.h>
 #include <sys/resource.h>
 
-static long statm_rss_kib(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char *p = buf;
-    strtol(p, &p, 10);
-    return strtol(p, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 static atomic_int stop;
 static double rss_integral, rss_time; /* KiB*s, s; written by the sampler only */
 static long rss_max;
@@ -53,12 +39,12 @@ static void *sampler(void *arg)
 {
     (void)arg;
     double prev_t = now_s();
-    long prev = statm_rss_kib();
+    long prev = rss_kib();
     struct timespec iv = {0, 10 * 1000000L};
     while (!atomic_load(&stop)) {
         nanosleep(&iv, NULL);
         double t = now_s();
-        long r = statm_rss_kib();
+        long r = rss_kib();
         rss_integral += (double)(prev + r) / 2.0 * (t - prev_t); /* trapezoid */
         rss_time += t - prev_t;
         if (r > rss_max) rss_max = r;

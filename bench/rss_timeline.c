@@ -34,33 +34,6 @@ typedef struct node {
     unsigned long long payload[3];
 } node;
 
-static long statm_rss_kib(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char *p = buf;
-    strtol(p, &p, 10);
-    return strtol(p, NULL, 10) * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static long vmhwm_kib(void)
-{
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char *h = strstr(buf, "VmHWM:");
-    return h ? strtol(h + 6, NULL, 10) : -1;
-}
-
 int main(int argc, char **argv)
 {
     unsigned long long n = arg_ull(argc, argv, 1, 10000000ull);
@@ -103,7 +76,7 @@ int main(int argc, char **argv)
         head = nx;
     }
     double tfree = now_s();
-    long at_free = statm_rss_kib();
+    long at_free = rss_kib();
     long first_below = -1, stays_below = -1, last = at_free;
     if (at_free >= 0 && at_free < thr) first_below = stays_below = 0;
 
@@ -116,7 +89,7 @@ int main(int argc, char **argv)
             nanosleep(&ts, NULL);
         }
         long t_ms = (long)((now_s() - tfree) * 1000.0 + 0.5);
-        last = statm_rss_kib();
+        last = rss_kib();
         printf("SAMPLE t_ms=%ld rss_kib=%ld\n", t_ms, last);
         if (last >= 0 && last < thr) {
             if (first_below < 0) first_below = t_ms;
@@ -128,7 +101,7 @@ int main(int argc, char **argv)
     }
     printf("RESULT workload=rss-timeline n=%llu idle_ms=%ld sample_ms=%ld threshold_kib=%ld peak_kib=%ld "
            "rss_at_free_kib=%ld first_below_ms=%ld stays_below_ms=%ld build_free_s=%.3f order=%s",
-           n, idle_ms, sample_ms, thr, vmhwm_kib(), at_free, first_below, stays_below, tfree - t0, arr ? "shuffle" : "lifo");
+           n, idle_ms, sample_ms, thr, peak_rss_kib(), at_free, first_below, stays_below, tfree - t0, arr ? "shuffle" : "lifo");
     result_end(0.0, sum);
     return 0;
 }
