@@ -129,9 +129,11 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
  * to hand to the page heap once the lock is dropped. */
 static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void *head, span_t *empty) {
     void *p = head;
+    span_t *s = NULL;
     while (p) {
         void *next = *(void **)p;
-        span_t *s = ms_pagemap_lookup(p);
+        /* neighbours in a batch usually share a span: skip the page map then */
+        if (!s || (uintptr_t)p - s->start >= ((size_t)s->npages << MS_PAGE_SHIFT)) s = ms_pagemap_lookup(p);
         ms_assert_internal(s && s->state == SPAN_INUSE && s->cls == cls);
         *(void **)p = s->freelist;
         s->freelist = p;
