@@ -230,18 +230,6 @@ bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms) {
     return parked;
 }
 
-/* ms_central_cached_bytes: bytes of objects waiting in transfer slots. */
-uint64_t ms_central_cached_bytes(void) {
-    uint64_t b = 0;
-    for (int c = 1; c < MS_NUM_CLASSES; c++) {
-        central_t *ct = &central[c];
-        pthread_mutex_lock(&ct->lock);
-        b += (uint64_t)ct->nslots * ms_class_batch[c] * ms_class_size[c];
-        pthread_mutex_unlock(&ct->lock);
-    }
-    return b;
-}
-
 bool ms_central_is_valid(uint8_t cls) {
     central_t *ct = &central[cls];
     pthread_mutex_lock(&ct->lock);

@@ -192,9 +192,9 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages);
  * with mremap and frees `from`; false (nothing changed) if the kernel says no. */
 bool ms_heap_move_pages(span_t *from, span_t *to);
 void ms_heap_counters(heap_counters_t *out);
-/* ms_heap_scavenge: returns to the OS the free pages idle since before
- * older_than_ms (everything if UINT64_MAX... pass now+1), at most max_bytes.
- * Returns bytes released. */
+/* ms_heap_scavenge: returns to the OS the free pages idle since
+ * older_than_ms or before (UINT64_MAX: all of them), stopping once max_bytes
+ * are released.  Returns the bytes released. */
 size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes);
 bool ms_heap_is_valid(void); /* expensive validator, takes the lock */
 void ms_heap_fork_prepare(void);
@@ -214,7 +214,6 @@ void ms_central_init(void);
 void ms_central_flush_slots(void); /* empty every transfer slot into its spans */
 bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms);
 extern void (*ms_central_on_park)(void); /* called (no lock held) when a class starts parking a batch */
-uint64_t ms_central_cached_bytes(void);
 void ms_central_fork_prepare(void);
 void ms_central_fork_parent(void);
 void ms_central_fork_child(void);
@@ -237,7 +236,7 @@ typedef struct tcache_s {
     int64_t sample_left;            /* ... and this: bytes until the next sampled allocation */
     _Atomic uint64_t large_mallocs, large_frees;         /* large objects, counts */
     _Atomic uint64_t large_malloc_bytes, large_free_bytes;
-    struct tcache_s *next, *prev;   /* registry (ms_reg_lock) */
+    struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
     bool is_dummy;                  /* the shared empty cache of threads without one */
 } tcache_t;
 
