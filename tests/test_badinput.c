@@ -77,30 +77,20 @@ static int run_case(const char *c)
         free(p);
         return not_aborted(c);
     }
-    if (strcmp(c, "free-heap-plus-4MiB") == 0) {
-        char *m = opaque(malloc(64));
-        void *p = opaque(m + 4096 * 1024);
-        announce(p);
-        free(p);
-        return not_aborted(c);
-    }
-    if (strcmp(c, "free-interior-small") == 0) {
-        char *m = opaque(malloc(64));
-        void *p = opaque(m + 16);
-        announce(p);
-        free(p);
-        return not_aborted(c);
-    }
-    if (strcmp(c, "free-interior-odd") == 0) {
-        char *m = opaque(malloc(200));
-        void *p = opaque(m + 1);
-        announce(p);
-        free(p);
-        return not_aborted(c);
-    }
-    if (strcmp(c, "free-interior-large") == 0) {
-        char *m = opaque(malloc(1 << 20));
-        void *p = opaque(m + 4096);
+    /* free of a heap block plus an offset: outside any block, or inside one */
+    static const struct {
+        const char *name;
+        size_t size, offset;
+    } at_offset[] = {
+        {"free-heap-plus-4MiB", 64, 4096 * 1024},
+        {"free-interior-small", 64, 16},
+        {"free-interior-odd", 200, 1},
+        {"free-interior-large", 1 << 20, 4096},
+    };
+    for (size_t i = 0; i < sizeof at_offset / sizeof at_offset[0]; i++) {
+        if (strcmp(c, at_offset[i].name) != 0) continue;
+        char *m = opaque(malloc(at_offset[i].size));
+        void *p = opaque(m + at_offset[i].offset);
         announce(p);
         free(p);
         return not_aborted(c);
