@@ -125,4 +125,27 @@ static inline void result_end(double secs, unsigned long long checksum)
     fflush(stdout);
 }
 
+/* The seed's small-objects demo: a singly linked list of 32-byte nodes,
+ * built newest first.  Returns the head; *built is how many were made
+ * (fewer than n only if malloc failed). */
+typedef struct node {
+    struct node *next;
+    unsigned long long payload[3];
+} node;
+
+static inline node *build_list(unsigned long long n, unsigned long long *built)
+{
+    node *head = NULL;
+    unsigned long long i = 0;
+    for (; i < n; i++) {
+        node *x = malloc(sizeof *x);
+        if (!x) break;
+        x->next = head;
+        x->payload[0] = i;
+        head = x;
+    }
+    *built = i;
+    return head;
+}
+
 #endif

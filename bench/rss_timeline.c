@@ -29,11 +29,6 @@
 
 #include <fcntl.h>
 
-typedef struct node {
-    struct node *next;
-    unsigned long long payload[3];
-} node;
-
 int main(int argc, char **argv)
 {
     unsigned long long n = arg_ull(argc, argv, 1, 10000000ull);
@@ -45,14 +40,9 @@ int main(int argc, char **argv)
     unsigned long long sum = 0;
 
     double t0 = now_s();
-    node *head = NULL;
-    for (unsigned long long i = 0; i < n; i++) {
-        node *x = malloc(sizeof *x);
-        if (!x) break;
-        x->next = head;
-        x->payload[0] = i;
-        head = x;
-    }
+    unsigned long long built;
+    node *head = build_list(n, &built);
+    n = built; /* fewer only if malloc failed */
     for (node *x = head; x; x = x->next) sum += x->payload[0];
     node **arr = shuffle ? malloc(n * sizeof *arr) : NULL;
     if (arr) {

@@ -13,11 +13,6 @@
  */
 #include "bench.h"
 
-typedef struct node {
-    struct node *next;
-    unsigned long long payload[3];
-} node;
-
 int main(int argc, char **argv)
 {
     unsigned long long n = arg_ull(argc, argv, 1, 10000000ull);
@@ -26,15 +21,9 @@ int main(int argc, char **argv)
     double t0 = now_s();
 
     for (unsigned rep = 0; rep < reps; rep++) {
-        node *head = NULL;
-        for (unsigned long long i = 0; i < n; i++) {
-            node *x = malloc(sizeof *x);
-            if (!x) break;
-            x->next = head;
-            x->payload[0] = i;
-            head = x;
-            built++;
-        }
+        unsigned long long made;
+        node *head = build_list(n, &made);
+        built += made;
         for (node *x = head; x; x = x->next) sum += x->payload[0];
         while (head) {
             node *nx = head->next;

@@ -171,6 +171,7 @@ typedef struct heap_counters_s {
     uint64_t peak_inuse_pages;                /* most inuse_pages since ms_heap_reset_peak */
 } heap_counters_t;
 
+void ms_heap_init(void);
 extern pthread_mutex_t ms_heap_lock;
 extern _Atomic uint64_t ms_heap_goal_bytes; /* in-use bytes that end a heap cycle */
 extern void (*ms_heap_goal_hook)(void);     /* called (no lock held) once in-use bytes reach the goal */

@@ -34,12 +34,11 @@ typedef struct optdesc_s {
     const char *name;
     int kind;
     int64_t def, min, max;
-    const char *help;
     size_t offset;
 } optdesc_t;
 
 static const optdesc_t table[] = {
-#define X(name, kind, def, min, max, help) {#name, kind, def, min, max, help, offsetof(options_t, name)},
+#define X(name, kind, def, min, max, help) {#name, kind, def, min, max, offsetof(options_t, name)},
     MS_OPTIONS(X)
 #undef X
 };

@@ -93,14 +93,14 @@ static void check_locked(void) {
 
 static span_t *list_for(size_t npages) { return npages < NLISTS ? &free_lists[npages] : &free_large; }
 
-static void list_init(void) {
+/* ms_heap_init: called once from process init, before any allocation. */
+void ms_heap_init(void) {
     for (int i = 0; i < NLISTS; i++) free_lists[i].next = free_lists[i].prev = &free_lists[i];
     free_large.next = free_large.prev = &free_large;
 }
 
 static void list_push(span_t *s) {
     span_t *h = list_for(s->npages);
-    if (!h->next) list_init();
     s->next = h->next;
     s->prev = h;
     h->next->prev = s;
@@ -118,7 +118,6 @@ static void list_remove(span_t *s) {
 
 /* find_free: the best-fitting free span of at least npages, or NULL. */
 static span_t *find_free(size_t npages) {
-    if (!free_large.next) list_init();
     for (size_t i = npages; i < NLISTS;) {
         uint64_t w = nonempty[i / 64] >> (i % 64);
         if (w) {
@@ -458,7 +457,6 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
     size_t done = 0;
     bool failed = false;
     pthread_mutex_lock(&ms_heap_lock);
-    if (!free_large.next) list_init();
     while (done < max_bytes && !failed) {
         span_t *batch[MS_SCAVENGE_BATCH];
         int nb = 0;
@@ -466,7 +464,7 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
         /* one pass over every list; carving pushes the free remainders at
          * list heads, behind the cursor, and next is read before carving */
         for (int i = NLISTS; i > 0 && nb < MS_SCAVENGE_BATCH && done + bytes < max_bytes; i--) {
-            span_t *h = i == NLISTS ? &free_large : &free_lists[i];
+            span_t *h = list_for((size_t)i);
             for (span_t *c = h->next, *next; c != h && nb < MS_SCAVENGE_BATCH && done + bytes < max_bytes;
                  c = next) {
                 next = c->next;
@@ -522,11 +520,9 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
     } while (0)
 
 bool ms_heap_is_valid_locked(void) {
-    if (!free_large.next) return true;
     uint64_t free_pages = 0, released = 0;
-    for (int i = 0; i <= NLISTS; i++) {
-        span_t *h = i < NLISTS ? &free_lists[i] : &free_large;
-        if (i == 0) continue;
+    for (int i = 1; i <= NLISTS; i++) {
+        span_t *h = list_for((size_t)i);
         bool bit = i < NLISTS && (nonempty[i / 64] >> (i % 64)) & 1;
         VALID(i == NLISTS || bit == (h->next != h));
         for (span_t *s = h->next; s != h; s = s->next) {
@@ -564,13 +560,10 @@ uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
     uint64_t oldest = UINT64_MAX;
     pthread_mutex_lock(&ms_heap_lock);
     *idle_bytes = PAGES(ctr.free_pages - ctr.released_pages);
-    if (free_large.next) {
-        for (int i = 0; i <= NLISTS; i++) {
-            span_t *h = i < NLISTS ? &free_lists[i] : &free_large;
-            if (i == 0 || (i < NLISTS && !((nonempty[i / 64] >> (i % 64)) & 1))) continue;
-            for (span_t *s = h->next; s != h; s = s->next)
-                if (s->released < s->npages && s->free_since_ms < oldest) oldest = s->free_since_ms;
-        }
+    for (int i = 1; i <= NLISTS; i++) {
+        span_t *h = list_for((size_t)i);
+        for (span_t *s = h->next; s != h; s = s->next)
+            if (s->released < s->npages && s->free_since_ms < oldest) oldest = s->free_since_ms;
     }
     pthread_mutex_unlock(&ms_heap_lock);
     return oldest;

@@ -19,10 +19,11 @@
  *     thread's cache and the central transfer slots, then releases every idle
  *     page at once, whatever its age (Go's debug.FreeOSMemory).
  *
- * Why a delay at all: a page released and then reused costs a page fault and
- * a zeroing (about 0.25 us per 4 KiB page here) and a madvise call; a program
- * that frees and re-allocates the same memory in a loop would pay that on
- * every iteration with no delay.  Pages idle for the delay are unlikely to be
+ * Why a delay at all: a page released and then reused costs a page fault, a
+ * zeroing and its share of a madvise call (15-28 us of CPU per refaulted
+ * page in bench/RESULTS.md's churn runs); a program that frees and
+ * re-allocates the same memory in a loop would pay that on every iteration
+ * with no delay (delay 0 cost about 4x the CPU there).  Pages idle for the delay are unlikely to be
  * reused soon.  The default, 1 s, was chosen from bench/ measurements of the
  * churn workloads against the small-objects demo: see bench/RESULTS.md.
  *
