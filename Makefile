@@ -18,8 +18,10 @@ LIBFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -fno-builtin-malloc -fno-b
 RELFLAGS := -O2 -g -DNDEBUG
 DBGFLAGS := -O1 -g -DMEMSCOPE_DEBUG=3
 LDLIBS   := -lpthread -ldl
+# The profiler's writers (src/prof): zlib for gzip, libm for the sample weights.
+LIBLIBS  := -lz -lm $(LDLIBS)
 
-SRCS     := $(sort $(wildcard src/*.c))
+SRCS     := $(sort $(wildcard src/*.c src/*/*.c))
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 DBGOBJS  := $(SRCS:src/%.c=$(BUILD)/dbg/%.o)
 
@@ -40,14 +42,14 @@ $(BUILD)/dbg/%.o: src/%.c
 	$(CC) $(LIBFLAGS) $(DBGFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libmemscope.so: $(OBJS)
-	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(OBJS) $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(OBJS) $(LIBLIBS)
 $(BUILD)/libmemscope.a: $(OBJS)
 	@rm -f $@; ar rcs $@ $(OBJS)
 $(BUILD)/debug/libmemscope.a: $(DBGOBJS)
 	@mkdir -p $(@D); rm -f $@; ar rcs $@ $(DBGOBJS)
 $(BUILD)/debug/libmemscope.so: $(DBGOBJS)
 	@mkdir -p $(@D)
-	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(DBGOBJS) $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(DBGOBJS) $(LIBLIBS)
 
 # The CLI never links the allocator: it only finds and preloads it.
 $(BUILD)/memscope: tools/memscope.c include/memscope.h
@@ -58,7 +60,7 @@ $(BUILD)/memscope: tools/memscope.c include/memscope.h
 # Every other test links the shared library the way a user's program would.
 $(BUILD)/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/debug/libmemscope.a tests/testhelper.h
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 -Iinclude -Isrc $< -o $@ $(BUILD)/debug/libmemscope.a $(LDLIBS)
+	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 -Iinclude -Isrc $< -o $@ $(BUILD)/debug/libmemscope.a $(LIBLIBS)
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libmemscope.so tests/testhelper.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g -Iinclude $< -o $@ -L$(BUILD) -lmemscope -Wl,-rpath,'$$ORIGIN/..' $(LDLIBS)

@@ -44,7 +44,7 @@ install: lib $(BUILD)/memscope
 	    -e 's|@LIBDIR@|$(call ms_pcpath,$(LIBDIR))|g' \
 	    -e 's|@INCLUDEDIR@|$(call ms_pcpath,$(INCLUDEDIR))|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|g' \
+	    -e 's|$(strip $(LIBLIBS))|$(strip $(LDLIBS))|g' \
 	    mk/memscope.pc.in > $(BUILD)/memscope.pc
 	$(INSTALL) -m 644 $(BUILD)/memscope.pc $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
 	rel_lib=$$(realpath -m --relative-to='$(CMAKEDIR)' '$(LIBDIR)') && \
@@ -52,7 +52,7 @@ install: lib $(BUILD)/memscope
 	sed -e "s|@REL_LIBDIR@|$$rel_lib|g" \
 	    -e "s|@REL_INCLUDEDIR@|$$rel_inc|g" \
 	    -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|@CMAKE_LIBS_PRIVATE@|$(subst $(eval) ,;,$(strip $(LDLIBS)))|g' \
+	    -e 's|@CMAKE_LIBS_PRIVATE@|$(subst $(eval) ,;,$(strip $(LIBLIBS)))|g' \
 	    mk/memscope-config.cmake.in > $(BUILD)/memscope-config.cmake
 	ptr=$$(echo __SIZEOF_POINTER__ | $(CC) -E -P - | tr -d ' \n') && \
 	sed -e 's|@VERSION@|$(VERSION)|g' -e "s|@SIZEOF_VOID_P@|$$ptr|g" \

@@ -1,0 +1,126 @@
+/* prof.h: the heap profiler, as seen by the files that read it.
+ *
+ * The profiler sits above the allocator core (src/*.c) and reads the heap
+ * from outside: the core keeps only the countdown to the next sampled
+ * allocation and calls three narrow hooks (malloc.c: ms_prof_hooks); what is
+ * done with a sample -- unwinding, the table of stacks, symbolizing,
+ * encoding -- lives in the files of this folder:
+ *
+ *   sample.c     the hooks: the table of stacks and the map of sampled blocks
+ *   stack.c      stack capture (libgcc's unwinder, guarded against recursion)
+ *   symbolize.c  pc -> function, file:line, mapping (ELF symbols, libdw)
+ *   pprof.c      the profile.proto encoder and gzip (zlib)
+ *   text.c       Go's debug=1 heap text, and the leaks-at-exit report
+ *   api.c        memscope_write_*_profile, MEMSCOPE=heapprofile, exit reports
+ *
+ * Every writer works from a snapshot: a copy of the table taken under the
+ * profiler's lock in one pass and then read with no lock held, so writing a
+ * profile never holds a lock that allocating threads need for longer than a
+ * copy.  Snapshots live in memory mapped for them (ms_os_alloc), never in
+ * the profiled heap.
+ */
+#ifndef MS_PROF_H
+#define MS_PROF_H
+
+#include "../internal.h"
+
+/* Deepest stack recorded (frames beyond are dropped; the record is marked
+ * truncated).  Documented in the README. */
+#define MS_PROF_MAX_DEPTH 64
+/* Most distinct stacks kept; past it new stacks are counted in one
+ * "(stack table full)" record and one warning is printed. */
+#define MS_PROF_MAX_STACKS (1u << 20)
+
+/* ------------------------------------------------------------------------
+ * sample.c
+ * ---------------------------------------------------------------------- */
+void ms_prof_init(void);            /* installs the hooks if profile_rate > 0 */
+bool ms_prof_enabled(void);
+/* ms_prof_thread_internal: the calling thread is one of memscope's own
+ * (scavenger, HTTP server): its allocations are never sampled. */
+void ms_prof_thread_internal(void);
+
+/* One stack's counts.  Raw counts are the sampled allocations themselves
+ * (what Go's debug=1 text prints); the _w figures are unbiased estimates of
+ * the program's totals, each sample weighted by 1/(1-exp(-size/rate)). */
+typedef struct prof_counts_s {
+    uint64_t alloc_objs, alloc_bytes, free_objs, free_bytes;  /* raw */
+    double alloc_objs_w, alloc_bytes_w, free_objs_w, free_bytes_w;
+} prof_counts_t;
+
+typedef struct prof_rec_s {
+    const uintptr_t *pcs;   /* return addresses, innermost first (the caller of malloc) */
+    uint32_t npcs;
+    bool truncated;         /* deeper than MS_PROF_MAX_DEPTH */
+    prof_counts_t now;      /* cumulative since start (inuse = alloc - free) */
+    prof_counts_t peak;     /* the same counts at the in-use high-water mark */
+} prof_rec_t;
+
+typedef struct prof_snap_s {
+    prof_rec_t *recs;
+    size_t nrecs;
+    int64_t rate;           /* profile_rate when taken */
+    uint64_t time_ns;       /* wall clock when taken */
+    uint64_t peak_bytes;    /* estimated in-use bytes at the peak */
+    uint64_t peak_time_ns;  /* when the peak was reached (wall clock) */
+    size_t map_bytes;       /* mapping size, for ms_prof_snap_free */
+} prof_snap_t;
+
+/* ms_prof_snap_take: a copy of every stack's counts; NULL if profiling is
+ * off or memory for the copy is refused.  Free with ms_prof_snap_free. */
+prof_snap_t *ms_prof_snap_take(void);
+void ms_prof_snap_free(prof_snap_t *s);
+/* ms_prof_snap_sub: snap minus base (a snapshot taken earlier), for the
+ * allocation counts only; in-use counts stay as in snap (Go's ?seconds=N). */
+void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base);
+
+/* ------------------------------------------------------------------------
+ * stack.c
+ * ---------------------------------------------------------------------- */
+/* ms_stack_capture: up to max return addresses of the calling thread,
+ * skipping `skip` innermost frames; returns the count.  Never allocates
+ * through the profiled heap and never recurses into the profiler. */
+int ms_stack_capture(uintptr_t *pcs, int max, int skip);
+
+/* ------------------------------------------------------------------------
+ * symbolize.c
+ * ---------------------------------------------------------------------- */
+typedef struct sym_map_s {
+    uintptr_t start, limit, offset; /* an executable mapping and its file offset */
+    const char *path;               /* file, or a name such as [vdso] */
+    const char *build_id;           /* hex GNU build ID, "" if none */
+} sym_map_t;
+
+typedef struct sym_frame_s {
+    const char *name;    /* linkage (mangled) name, NULL if unknown */
+    const char *pretty;  /* demangled name for people; == name for C */
+    uintptr_t offset;    /* pc - start of the function */
+    const char *file;    /* source file, NULL if no debug info */
+    int line;            /* 0 if unknown */
+    int map;             /* index of the mapping, -1 if none */
+} sym_frame_t;
+
+typedef struct symtab_s symtab_t;
+/* ms_sym_open: reads /proc/self/maps now; modules are opened lazily. */
+symtab_t *ms_sym_open(void);
+int ms_sym_nmaps(const symtab_t *st);
+const sym_map_t *ms_sym_map(const symtab_t *st, int i);
+/* ms_sym_lookup: the frames at pc (a return address minus one): inlined
+ * functions first, the real function last; returns the count (>= 1, the
+ * last may have name NULL).  Strings live until ms_sym_close. */
+int ms_sym_lookup(symtab_t *st, uintptr_t pc, sym_frame_t *out, int cap);
+void ms_sym_close(symtab_t *st);
+
+/* ------------------------------------------------------------------------
+ * Writers (pprof.c, text.c)
+ * ---------------------------------------------------------------------- */
+enum { PROF_HEAP = 0, PROF_ALLOCS = 1, PROF_PEAK = 2 };
+/* ms_prof_write_pprof: gzipped profile.proto of snap to fd; kind picks the
+ * default sample type (inuse_space, alloc_space, peak_space). 0 or -1. */
+int ms_prof_write_pprof(int fd, const prof_snap_t *snap, int kind);
+/* ms_prof_write_text: Go's debug=1 heap text, with the MemStats trailer. */
+int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind);
+/* ms_prof_write: takes a snapshot and writes it (debug 0: pprof, else text). */
+int ms_prof_write(int fd, int kind, int debug);
+
+#endif /* MS_PROF_H */
