@@ -44,7 +44,7 @@ install: lib $(BUILD)/memscope
 	    -e 's|@LIBDIR@|$(call ms_pcpath,$(LIBDIR))|g' \
 	    -e 's|@INCLUDEDIR@|$(call ms_pcpath,$(INCLUDEDIR))|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' \
-	    -e 's|$(strip $(LIBLIBS))|$(strip $(LDLIBS))|g' \
+	    -e 's|@LIBS_PRIVATE@|$(strip $(LIBLIBS))|g' \
 	    mk/memscope.pc.in > $(BUILD)/memscope.pc
 	$(INSTALL) -m 644 $(BUILD)/memscope.pc $(DESTDIR)$(PKGCONFIGDIR)/memscope.pc
 	rel_lib=$$(realpath -m --relative-to='$(CMAKEDIR)' '$(LIBDIR)') && \
