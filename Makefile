@@ -19,7 +19,7 @@ RELFLAGS := -O2 -g -DNDEBUG
 DBGFLAGS := -O1 -g -DMEMSCOPE_DEBUG=3
 LDLIBS   := -lpthread -ldl
 # The profiler's writers (src/prof): zlib for gzip, libm for the sample weights.
-LIBLIBS  := -lz -lm $(LDLIBS)
+LIBLIBS  := -lunwind -lz -lm $(LDLIBS)
 
 SRCS     := $(sort $(wildcard src/*.c src/*/*.c))
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)

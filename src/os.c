@@ -35,6 +35,12 @@ void *ms_os_alloc(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
+void ms_os_free(void *addr, size_t bytes) {
+    int saved = errno;
+    if (addr && munmap(addr, bytes) != 0) ms_warn("memscope: munmap(%p, %zu) failed (errno %d)", addr, bytes, errno);
+    errno = saved;
+}
+
 bool ms_os_release(void *addr, size_t bytes) {
     int saved = errno; /* the host program must never see our errno */
     bool ok = madvise(addr, bytes, MADV_DONTNEED) == 0;
