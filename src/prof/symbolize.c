@@ -460,7 +460,8 @@ static const char *pretty_name(symtab_t *st, const char *name) {
 #define DW_FUNCS(X)                                                                               \
     X(dwfl_begin) X(dwfl_end) X(dwfl_report_begin_add) X(dwfl_report_elf) X(dwfl_report_end)      \
     X(dwfl_module_getsrc) X(dwfl_lineinfo) X(dwfl_module_addrdie) X(dwfl_module_build_id)         \
-    X(dwfl_module_getdwarf)                                                                       \
+    X(dwfl_module_getdwarf) X(dwfl_module_nextcu) X(dwarf_haspc) X(dwarf_getsrc_die)              \
+    X(dwarf_linesrc) X(dwarf_lineno)                                                              \
     X(dwarf_getscopes) X(dwarf_getscopes_die) X(dwarf_tag) X(dwarf_attr) X(dwarf_attr_integrate)  \
     X(dwarf_formstring) X(dwarf_formudata) X(dwarf_diecu) X(dwarf_getsrcfiles) X(dwarf_filesrc)
 
@@ -553,13 +554,24 @@ typedef struct dwframe_s { const char *name, *file; int line; } dwframe_t;
  * the count, 0 if DWARF knows nothing of pc. */
 static int dw_frames(Dwfl_Module *dm, uintptr_t pc, dwframe_t *f, int max) {
     int n = 0;
-    Dwfl_Line *line = dw.dwfl_module_getsrc(dm, pc);
-    const char *file0 = NULL;
-    int line0 = 0;
-    if (line != NULL) file0 = dw.dwfl_lineinfo(line, NULL, &line0, NULL, NULL, NULL);
-
     Dwarf_Addr bias = 0;
     Dwarf_Die *cu = dw.dwfl_module_addrdie(dm, pc, &bias);
+    /* libdw 0.188 (Debian 12) finds a unit only through .debug_aranges, which
+     * clang does not emit by default: then ask each unit (the result is
+     * cached per pc by the caller) */
+    for (Dwarf_Die *c = NULL; cu == NULL && (c = dw.dwfl_module_nextcu(dm, c, &bias)) != NULL;)
+        if (dw.dwarf_haspc(c, pc - bias) > 0) cu = c;
+    const char *file0 = NULL;
+    int line0 = 0;
+    Dwfl_Line *line = dw.dwfl_module_getsrc(dm, pc);
+    if (line != NULL) {
+        file0 = dw.dwfl_lineinfo(line, NULL, &line0, NULL, NULL, NULL);
+    } else if (cu != NULL) {
+        Dwarf_Line *dl = dw.dwarf_getsrc_die(cu, pc - bias);
+        if (dl != NULL && (file0 = dw.dwarf_linesrc(dl, NULL, NULL)) != NULL && dw.dwarf_lineno(dl, &line0) != 0)
+            line0 = 0;
+    }
+
     Dwarf_Die *scopes = NULL, *chain = NULL;
     int ns = cu != NULL ? dw.dwarf_getscopes(cu, pc - bias, &scopes) : -1;
     int nc = 0;
