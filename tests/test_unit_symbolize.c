@@ -3,7 +3,8 @@
  * Checks against facts the test knows independently: a static function of
  * this file resolves to its name and to the __LINE__ of a call inside it (the
  * binary is PIE, so the load bias is exercised; .symtab and DWARF are present
- * because tests build with -g and are not stripped); libc's qsort (stripped
+ * because tests build with -g and are not stripped); an always_inline
+ * function gives an inlined frame before the real one; libc's qsort (stripped
  * on Debian: .dynsym only) resolves to its name, in a mapping named libc.so
  * with a 160-bit build ID; a library dlopen'd after startup is seen by the
  * next ms_sym_open; C++ names demangle; an address in no mapping and a
@@ -35,6 +36,18 @@ static __attribute__((noinline)) void marker_function(uintptr_t *ra, int *line) 
     sink++;
 }
 
+/* inlined_leaf is always inlined into inlined_caller: a lookup of the return
+ * address inside it must give the inlined frame first (its own line), then
+ * the real function at the line of the inlined call. */
+static inline __attribute__((always_inline)) void inlined_leaf(uintptr_t *ra, int *line) {
+    *ra = return_address(); *line = __LINE__;
+}
+
+static __attribute__((noinline)) void inlined_caller(uintptr_t *ra, int *line, int *call_line) {
+    inlined_leaf(ra, line); *call_line = __LINE__;
+    sink++;
+}
+
 static bool ends_with(const char *s, const char *suffix) {
     if (s == NULL) return false;
     size_t n = strlen(s), k = strlen(suffix);
@@ -60,9 +73,10 @@ static void *map_junk(const char *path, const void *data, size_t bytes) {
 }
 
 int main(void) {
-    uintptr_t ra = 0;
-    int line = 0;
+    uintptr_t ra = 0, ira = 0;
+    int line = 0, iline = 0, icall = 0;
     marker_function(&ra, &line);
+    inlined_caller(&ira, &iline, &icall);
 
     symtab_t *st = ms_sym_open();
     CHECK("open", st != NULL && ms_sym_nmaps(st) > 0);
@@ -96,6 +110,21 @@ int main(void) {
         CHECK_TRUE(m != NULL && is_hex(m->build_id, 40));
         /* the symbol's start is the function's address */
         CHECK_TRUE(ra - 1 - last->offset == (uintptr_t)marker_function);
+    }
+
+    CHECK_BODY("inlined-frames") {
+        sym_frame_t f[8];
+        int n = ms_sym_lookup(st, ira - 1, f, 8);
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, "[%s %s:%d] ", f[i].name ? f[i].name : "?", f[i].file ? f[i].file : "?", f[i].line);
+        CHECK_TRUE(n == 2);
+        CHECK_TRUE(f[0].name != NULL && strcmp(f[0].name, "inlined_leaf") == 0 && f[0].line == iline);
+        CHECK_TRUE(ends_with(f[0].file, "test_unit_symbolize.c") && f[0].map == f[n - 1].map);
+        CHECK_TRUE(f[n - 1].name != NULL && strcmp(f[n - 1].name, "inlined_caller") == 0);
+        CHECK_TRUE(f[n - 1].line == icall && ends_with(f[n - 1].file, "test_unit_symbolize.c"));
+        /* room for one frame: the real function, not the inlined one */
+        CHECK_TRUE(ms_sym_lookup(st, ira - 1, f, 1) == 1 && f[0].name != NULL &&
+                   strcmp(f[0].name, "inlined_caller") == 0);
     }
 
     CHECK_BODY("libc-function-dynsym") {
@@ -134,20 +163,28 @@ int main(void) {
     }
 
     CHECK_BODY("lookup-is-fast-once-loaded") {
+        /* the same pcs again: modules loaded, DWARF answers cached */
         sym_frame_t f[8];
+        void *q = dlsym(RTLD_DEFAULT, "qsort");
         struct timespec a, b;
         clock_gettime(CLOCK_MONOTONIC, &a);
-        for (int i = 0; i < 100000; i++) ms_sym_lookup(st, ra - 1, f, 8);
+        for (int i = 0; i < 100000; i++) {
+            ms_sym_lookup(st, ra - 1, f, 8);
+            ms_sym_lookup(st, (uintptr_t)q, f, 8);
+        }
         clock_gettime(CLOCK_MONOTONIC, &b);
-        double ns = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 100000;
-        fprintf(stderr, "[%.0f ns/lookup with DWARF] ", ns);
-        void *q = dlsym(RTLD_DEFAULT, "qsort");
+        double ns = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 200000;
+        fprintf(stderr, "[%.0f ns/repeated lookup] ", ns);
+        /* distinct pcs in a module just loaded: the first lookup of each
+         * pays for libdw where there is DWARF (informational only) */
+        symtab_t *s2 = ms_sym_open();
         clock_gettime(CLOCK_MONOTONIC, &a);
-        for (int i = 0; i < 100000; i++) ms_sym_lookup(st, (uintptr_t)q, f, 8);
+        for (int i = 0; i < 1000; i++) ms_sym_lookup(s2, (uintptr_t)q + (uintptr_t)i * 64, f, 8);
         clock_gettime(CLOCK_MONOTONIC, &b);
-        double ns2 = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 100000;
-        fprintf(stderr, "[%.0f ns/lookup names only] ", ns2);
-        result = ns2 < 1000; /* generous: a binary search is tens of ns */
+        fprintf(stderr, "[%.1f us/first lookup in libc] ",
+                ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1000 / 1000);
+        ms_sym_close(s2);
+        result = ns < 1000; /* generous: a binary search is tens of ns */
     }
     ms_sym_close(st);
 
