@@ -18,8 +18,16 @@ LIBFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -fno-builtin-malloc -fno-b
 RELFLAGS := -O2 -g -DNDEBUG
 DBGFLAGS := -O1 -g -DMEMSCOPE_DEBUG=3
 LDLIBS   := -lpthread -ldl
-# The profiler's writers (src/prof): zlib for gzip, libm for the sample weights.
-LIBLIBS  := -lunwind -lz -lm $(LDLIBS)
+# The profiler (src/prof): libunwind for stacks, zlib for gzip, libm for the sample weights,
+# libiberty's C++ demangler (static and PIC on Debian: nothing more is loaded
+# into preloaded processes; its symbols are kept out of the .so's exports).
+# libdw is deliberately not linked: symbolize.c dlopens it when needed.
+LIBIBERTY := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libiberty.a /usr/lib/libiberty.a))
+ifeq ($(LIBIBERTY),)
+$(error libiberty.a not found: install the Debian package libiberty-dev (scripts/install-deps.sh))
+endif
+LIBLIBS  := -lunwind -lz -lm $(LIBIBERTY) $(LDLIBS)
+SOFLAGS  := -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a
 
 SRCS     := $(sort $(wildcard src/*.c src/*/*.c))
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -42,14 +50,14 @@ $(BUILD)/dbg/%.o: src/%.c
 	$(CC) $(LIBFLAGS) $(DBGFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libmemscope.so: $(OBJS)
-	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(OBJS) $(LIBLIBS)
+	$(CC) $(SOFLAGS) -o $@ $(OBJS) $(LIBLIBS)
 $(BUILD)/libmemscope.a: $(OBJS)
 	@rm -f $@; ar rcs $@ $(OBJS)
 $(BUILD)/debug/libmemscope.a: $(DBGOBJS)
 	@mkdir -p $(@D); rm -f $@; ar rcs $@ $(DBGOBJS)
 $(BUILD)/debug/libmemscope.so: $(DBGOBJS)
 	@mkdir -p $(@D)
-	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(DBGOBJS) $(LIBLIBS)
+	$(CC) $(SOFLAGS) -o $@ $(DBGOBJS) $(LIBLIBS)
 
 # The CLI never links the allocator: it only finds and preloads it.
 $(BUILD)/memscope: tools/memscope.c include/memscope.h

@@ -1,6 +1,6 @@
 /* prof.h: the heap profiler, as seen by the files that read it.
  *
- * The profiler sits above the allocator core (src/) and reads the heap
+ * The profiler sits above the allocator core (the .c files of src/) and reads the heap
  * from outside: the core keeps only the countdown to the next sampled
  * allocation and calls three narrow hooks (malloc.c: ms_prof_hooks); what is
  * done with a sample -- unwinding, the table of stacks, symbolizing,
@@ -115,6 +115,10 @@ const sym_map_t *ms_sym_map(const symtab_t *st, int i);
  * last may have name NULL).  Strings live until ms_sym_close. */
 int ms_sym_lookup(symtab_t *st, uintptr_t pc, sym_frame_t *out, int cap);
 void ms_sym_close(symtab_t *st);
+/* ms_sym_demangle: the demangled form of a C++ (_Z...) name in buf, cut to
+ * cap-1 bytes; returns its full length, 0 if mangled is not a C++ name.
+ * Never allocates (libiberty's callback demangler). */
+size_t ms_sym_demangle(const char *mangled, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------
  * Writers (pprof.c, text.c)
