@@ -83,6 +83,11 @@ grep -q 'alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/b
 grep -Eq "^[0-9]+: 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ $tmp/sites [0-9a-f]{40} \[FN\]" "$tmp/def.raw" && ok ||
     fail "no mapping with build ID and functions for the executable"
 
+# --- the encoder's golden bytes (tests/test_unit_prof.c) as go tool pprof reads them
+g=$(go tool pprof -raw tests/data/golden_profile.pb 2>&1)
+grep -Eq '^ +10 +10240 +6 +6144 +8 +8192: 1 2 3 $' <<<"$g" && grep -Eq '^ +4 +3670016 +4 +3670016 +0 +0: 1 4 $' <<<"$g" &&
+    grep -q 'inuse_space/bytes\[dflt\]' <<<"$g" && ok || fail "golden profile as read by go tool pprof: $g"
+
 # --- rate 1: exact, in protobuf and in the debug=1 text
 run profile_rate=1,heapprofile="$tmp/one.pb.gz" env SITES_TEXT="$tmp/one.txt" "$tmp/sites" "$tmp/truth_one" >/dev/null ||
     fail "sites (rate 1) failed"
