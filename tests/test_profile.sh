@@ -18,7 +18,9 @@
 #   - fork: heapprofile=...%p... gives parent and child each their own file,
 #     and only the child's holds the child's site;
 #   - leaks=1 names the leaking site with its exact bytes, leaks=exit exits
-#     23, and a program that frees everything reports nothing.
+#     23, and a program that frees everything reports nothing;
+#   - dlopen/dlclose and fork racing stack capture at rate 1 neither
+#     deadlock nor crash (tests/prof/dlstress.c).
 # Needs cc and go (Debian golang-go; scripts/install-deps.sh).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -148,6 +150,11 @@ out=$(run profile_rate=1,leaks=exit "$tmp/sites" noleak 2>&1 >/dev/null); rc=$?
 grep -q 'no blocks still allocated at exit' <<<"$out" && ok || fail "noleak report: $out"
 o=$(run profile_rate=1,leaks=exit "$tmp/sites" leak 2>/dev/null)
 [ "$o" = "leak: done" ] && ok || fail "leaks=exit lost the program's output: '$o'"
+
+# --- dlopen, dlclose and fork racing stack capture at rate 1: no deadlock, no crash
+$CC -O2 -g tests/prof/dlstress.c -o "$tmp/dlstress" -lpthread -ldl || exit 1
+o=$(MEMSCOPE=profile_rate=1 LD_PRELOAD=$LIB timeout 60 "$tmp/dlstress" "$tmp/libsites_dl.so" 2>&1); rc=$?
+[ $rc = 0 ] && [ "$o" = "dlstress: done" ] && ok || fail "dlstress at rate 1: exit $rc: $o"
 
 echo "test_profile: $checks checks, $failures failed"
 exit $((failures > 0))
