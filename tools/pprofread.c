@@ -691,7 +691,7 @@ static const char *gunzip(const unsigned char *in, size_t inlen, unsigned char *
     while (!e) {
         if (n == cap) {
             if (cap >= MS_PPROF_MAX_BYTES) {
-                e = "larger than 1 GiB uncompressed";
+                e = "profile too large (1 GiB or more uncompressed)";
                 break;
             }
             size_t ncap = 2 * cap > MS_PPROF_MAX_BYTES ? MS_PPROF_MAX_BYTES : 2 * cap;
@@ -751,7 +751,7 @@ static const char *read_file(const char *path, unsigned char **out, size_t *outl
     while (!e) {
         if (n == cap) {
             if (cap >= MS_PPROF_MAX_BYTES) {
-                e = "file of 1 GiB or more";
+                e = "profile too large (1 GiB or more)";
                 break;
             }
             unsigned char *nb = realloc(buf, 2 * cap);
@@ -792,7 +792,7 @@ pp_profile_t *ms_pprof_read(const char *path, char *err, size_t errlen)
     if (rawlen >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) {
         if ((e = gunzip(raw, rawlen, &plain, &plainlen))) {
             free(raw);
-            if (strcmp(e, "out of memory") == 0)
+            if (strcmp(e, "out of memory") == 0 || strncmp(e, "profile too large", 17) == 0)
                 snprintf(err, errlen, "%s", e);
             else
                 snprintf(err, errlen, "not a pprof profile (%s)", e);

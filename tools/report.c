@@ -543,7 +543,7 @@ static void print_rows(node_t **rows, size_t n, const fmt_t *f, int64_t total)
     int64_t sum = 0;
     for (size_t i = 0; i < n; i++) {
         const node_t *r = rows[i];
-        char fv[48], cv[48], fp[16], sp[16], cp[16], line[1024], name[512];
+        char fv[80], cv[80], fp[16], sp[16], cp[16], line[2048], name[512];
         sum += r->vflat;
         fmt_value(fv, sizeof fv, f, r->vflat);
         fmt_value(cv, sizeof cv, f, r->vcum);
@@ -747,7 +747,7 @@ static void print_profile_labels(const pp_profile_t *p, const char *type, int64_
         }
     }
     if (p->duration_nanos) {
-        char d[64], tv[48];
+        char d[64], tv[80];
         go_duration(d, sizeof d, p->duration_nanos);
         fmt_value(tv, sizeof tv, f, total);
         say("Duration: %s, Total samples = %s", d, tv);
@@ -844,7 +844,7 @@ int ms_report_main(int argc, char **argv)
     if (nrows)
         fmt_pick(&f, min_value, total);
 
-    char a[48], b[48], c[48], pc[16];
+    char a[80], b[80], c[80], pc[16];
     if (o.diff) {
         say("Type: %s", vt->type);
         say("Showing what grew between %s and %s", o.paths[0], o.paths[1]);
