@@ -6,11 +6,12 @@
 # and one install of the missing packages.
 #   build:     gcc clang make g++ zlib1g-dev pkgconf cmake (tests/test_install.sh)
 #   tests:     python3 sqlite3 git procps time curl (tests/test_realprogs.sh,
-#              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm
+#              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm;
+#              golang-go for `go tool pprof`, the oracle of tests/test_report.sh
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
 #              compared against in bench/)
 set -eu
-PKGS="gcc clang make g++ binutils zlib1g-dev pkgconf cmake python3 sqlite3 git procps time curl ca-certificates
+PKGS="gcc clang make g++ binutils zlib1g-dev pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
       libjemalloc2 libgoogle-perftools4 libmimalloc2.0 coreutils gawk"
 
 missing=""
