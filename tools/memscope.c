@@ -1,6 +1,7 @@
 /* memscope.c: the `memscope` command-line tool.
  *
  *   memscope run [--trace] [--stats] [--env K=V]... [--] CMD [ARGS...]
+ *   memscope report PROFILE [...] | memscope report --diff BASE NEW [...]
  *   memscope version
  *   memscope --help
  *
@@ -36,6 +37,9 @@
  *   --env K=V   sets any other variable K for the command (LD_PRELOAD given
  *               this way is the "existing" value the library is prepended to).
  *
+ * `report` reads pprof profiles and prints pprof's -top table; it lives in
+ * report.c (and pprofread.c), this file only dispatches to it.
+ *
  * Command line.  Options stop at "--" or at the first word that does not
  * start with '-'; everything after belongs to the command, verbatim.  Usage
  * errors print one line and exit 2.  If the command cannot be executed the
@@ -51,6 +55,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "report.h"
+
 #ifndef MEMSCOPE_VERSION_STR
 #define MEMSCOPE_VERSION_STR "unknown"
 #endif
@@ -64,7 +70,9 @@ enum {
 };
 
 static const char usage_text[] =
-    "usage: memscope run [options] [--] COMMAND [ARGS...]\n"
+    "usage: memscope run [options] [--] COMMAND [ARGS...]\n";
+/* ... then the report lines (report.c: ms_report_usage), then: */
+static const char usage_rest[] =
     "       memscope version\n"
     "       memscope --help\n"
     "\n"
@@ -81,7 +89,10 @@ static const char usage_text[] =
     "Options are merged into an existing MEMSCOPE value (the command line wins for\n"
     "a key given twice) and the library is prepended to an existing LD_PRELOAD.\n"
     "The exit status is COMMAND's; 127 if it is not found, 126 if it cannot be\n"
-    "executed, 2 for a usage error.\n";
+    "executed, 2 for a usage error.\n"
+    "\n"
+    "report prints what `go tool pprof -top` prints for a heap profile, with\n"
+    "file:line per function; see 'memscope report --help'.\n";
 
 /* ------------------------------------------------------------------------
  * Messages
@@ -99,6 +110,13 @@ static void die(int code, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     exit(code);
+}
+
+static void print_usage(void)
+{
+    fputs(usage_text, stdout);
+    fputs(ms_report_usage, stdout);
+    fputs(usage_rest, stdout);
 }
 
 #define usage_error(...) die(EXIT_USAGE, __VA_ARGS__)
@@ -303,7 +321,7 @@ static int cmd_run(int argc, char **argv)
         if (a[0] != '-')
             break; /* first word of the command */
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage_text, stdout);
+            print_usage();
             return 0;
         } else if (strcmp(a, "--trace") == 0) {
             optlist_add_csv(&cli, "trace=1");
@@ -383,13 +401,15 @@ int main(int argc, char **argv)
     const char *sub = argv[1];
     if (strcmp(sub, "run") == 0)
         return cmd_run(argc - 2, argv + 2);
+    if (strcmp(sub, "report") == 0)
+        return ms_report_main(argc - 2, argv + 2);
     if (strcmp(sub, "version") == 0 || strcmp(sub, "--version") == 0) {
         if (argc > 2)
             usage_error("version takes no arguments" HELP_HINT);
         return cmd_version();
     }
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-        fputs(usage_text, stdout);
+        print_usage();
         return 0;
     }
     if (sub[0] == '-')
