@@ -59,7 +59,7 @@ tops() {
             go tool pprof -top -unit=B -nodecount=200 -nodefraction=0 -edgefraction=0 -sample_index=$t "$1" >"$2/$t.top" 2>"$2/$t.err" ||
                 fail "go tool pprof -sample_index=$t $1: $(head -2 "$2/$t.err")"
         else
-            "$MS" report --sample-index $t --top 0 "$1" >"$2/$t.top" 2>"$2/$t.err" ||
+            "$MS" report --sample-index $t --top 0 --all "$1" >"$2/$t.top" 2>"$2/$t.err" ||
                 fail "memscope report --sample-index $t $1: $(head -2 "$2/$t.err")"
         fi
     done
@@ -150,6 +150,15 @@ out=$(run profile_rate=1,leaks=exit "$tmp/sites" noleak 2>&1 >/dev/null); rc=$?
 grep -q 'no blocks still allocated at exit' <<<"$out" && ok || fail "noleak report: $out"
 o=$(run profile_rate=1,leaks=exit "$tmp/sites" leak 2>/dev/null)
 [ "$o" = "leak: done" ] && ok || fail "leaks=exit lost the program's output: '$o'"
+
+# --- the same through memscope run's flags
+rm -f "$tmp"/run.*.pb.gz
+"$MS" run --profile-rate 1 --heapprofile "$tmp/run.%p.pb.gz" --leaks=exit -- "$tmp/sites" leak >/dev/null 2>"$tmp/run.err"; rc=$?
+[ $rc = 23 ] && ok || fail "memscope run --leaks=exit: exit $rc, want 23"
+grep -q 'leak_site' "$tmp/run.err" && ok || fail "memscope run --leaks: no report: $(cat "$tmp/run.err")"
+f=$(ls "$tmp"/run.*.pb.gz 2>/dev/null | head -1)
+[ -n "$f" ] && "$MS" report --inuse "$f" | grep -q leak_site && ok || fail "memscope run --heapprofile: no profile naming leak_site"
+"$MS" run --profile-rate x -- true 2>/dev/null; [ $? = 2 ] && ok || fail "--profile-rate x is not a usage error"
 
 # --- dlopen, dlclose and fork racing stack capture at rate 1: no deadlock, no crash
 $CC -O2 -g tests/prof/dlstress.c -o "$tmp/dlstress" -lpthread -ldl || exit 1

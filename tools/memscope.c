@@ -1,6 +1,7 @@
 /* memscope.c: the `memscope` command-line tool.
  *
- *   memscope run [--trace] [--stats] [--env K=V]... [--] CMD [ARGS...]
+ *   memscope run [--trace] [--stats] [--profile-rate N] [--heapprofile PATH]
+ *                [--leaks[=exit]] [--env K=V]... [--] CMD [ARGS...]
  *   memscope report PROFILE [...] | memscope report --diff BASE NEW [...]
  *   memscope version
  *   memscope --help
@@ -28,7 +29,9 @@
  *   LD_PRELOAD  the library is prepended to any existing value ("lib:old"), so
  *               the allocator interposes first and the user's preloads stay.
  *   MEMSCOPE    existing entries, then the options given on the command line
- *               (--trace -> trace=1, --stats -> stats=1,
+ *               (--trace -> trace=1, --stats -> stats=1, --profile-rate N
+ *               -> profile_rate=N, --heapprofile P -> heapprofile=P,
+ *               --leaks -> leaks=1, --leaks=exit -> leaks=exit,
  *               --env MEMSCOPE=k=v,... -> k=v,...), comma-separated.  A key
  *               set on the command line replaces the same key from the
  *               environment (and a later flag an earlier one), so the result
@@ -82,6 +85,12 @@ static const char usage_rest[] =
     "options of run:\n"
     "  --trace        one trace line per heap cycle and scavenge   (trace=1)\n"
     "  --stats        print a statistics summary at exit           (stats=1)\n"
+    "  --profile-rate N  sample one allocation per N bytes (1: all, 0: off)\n"
+    "                 for the heap profile                         (profile_rate=N)\n"
+    "  --heapprofile PATH  write the heap profile (pprof) to PATH at exit;\n"
+    "                 %p in PATH becomes the pid                   (heapprofile=PATH)\n"
+    "  --leaks        list what is still allocated at exit, by stack (leaks=1)\n"
+    "  --leaks=exit   the same, and exit with status 23 if anything is listed\n"
     "  --env K=V      set variable K for the command; --env MEMSCOPE=k=v,...\n"
     "                 adds any MEMSCOPE key (profile_rate, leaks, heapprofile, ...)\n"
     "  --             end of options (optional before a COMMAND not starting with -)\n"
@@ -327,6 +336,23 @@ static int cmd_run(int argc, char **argv)
             optlist_add_csv(&cli, "trace=1");
         } else if (strcmp(a, "--stats") == 0) {
             optlist_add_csv(&cli, "stats=1");
+        } else if (strcmp(a, "--leaks") == 0) {
+            optlist_add_csv(&cli, "leaks=1");
+        } else if (strcmp(a, "--leaks=exit") == 0) {
+            optlist_add_csv(&cli, "leaks=exit");
+        } else if ((v = opt_value(argc, argv, &i, "--profile-rate"))) {
+            if (!v[0] || strspn(v, "0123456789") != strlen(v))
+                usage_error("--profile-rate wants a number of bytes, not '%s'", v);
+            char *kv = xasprintf("profile_rate=%s", v);
+            optlist_add_csv(&cli, kv);
+            free(kv);
+        } else if ((v = opt_value(argc, argv, &i, "--heapprofile"))) {
+            /* MEMSCOPE is split at commas: such a path cannot be passed */
+            if (!v[0] || strchr(v, ','))
+                usage_error("--heapprofile wants a path without commas, not '%s'", v);
+            char *kv = xasprintf("heapprofile=%s", v);
+            optlist_add_csv(&cli, kv);
+            free(kv);
         } else if ((v = opt_value(argc, argv, &i, "--env"))) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v)

@@ -91,9 +91,11 @@ static const char report_help[] =
     "                             default: the profile's default type, else its last\n"
     "  --top N                    show the first N rows (default 20; 0 = all)\n"
     "  --lines                    one row per function and line, not per function\n"
+    "  --all                      keep small functions (pprof -nodefraction=0)\n"
     "  --diff BASE NEW            NEW minus BASE per function, biggest change first\n"
     "\n"
-    "Like pprof, functions whose cum is under 0.5% of the total are dropped.\n"
+    "Like pprof, functions whose cum is under 0.5% of the total are dropped\n"
+    "unless --all is given.\n"
     "Exit status: 0 ok, 1 unreadable or invalid profile, 2 usage error.\n";
 
 /* ------------------------------------------------------------------------
@@ -593,7 +595,7 @@ static void print_rows(node_t **rows, size_t n, const fmt_t *f, int64_t total)
 typedef struct {
     const char *paths[2];
     int npaths;
-    bool diff, lines;
+    bool diff, lines, all;
     const char *sample_type;   /* NULL: the profile's default */
     const char *type_flag;     /* the option that set sample_type */
     long top;
@@ -653,6 +655,8 @@ static int parse_args(int argc, char **argv, ropts_t *o)
             type = "peak_space";
         else if (strcmp(a, "--lines") == 0)
             o->lines = true;
+        else if (strcmp(a, "--all") == 0)
+            o->all = true;
         else if (strcmp(a, "--diff") == 0)
             o->diff = true;
         else {
@@ -816,7 +820,8 @@ int ms_report_main(int argc, char **argv)
         }
     } else {
         total = tot[0].total;
-        cutoff = abs64((int64_t)((double)tot[0].flat_sum * NODE_FRACTION));
+        if (!o.all)
+            cutoff = abs64((int64_t)((double)tot[0].flat_sum * NODE_FRACTION));
         for (size_t i = 0; i < nodes.n; i++) {
             node_t *n = &nodes.v[i];
             n->vflat = n->flat[0];

@@ -565,6 +565,9 @@ static int dw_frames(Dwfl_Module *dm, uintptr_t pc, dwframe_t *f, int max) {
      * cached per pc by the caller) */
     for (Dwarf_Die *c = NULL; cu == NULL && (c = dw.dwfl_module_nextcu(dm, c, &bias)) != NULL;)
         if (dw.dwarf_haspc(c, pc - bias) > 0) cu = c;
+    /* outside every unit (crt1's _start, code built without -g) the line
+     * table's nearest row belongs to some other function: say nothing */
+    if (cu == NULL) return 0;
     const char *file0 = NULL;
     int line0 = 0;
     Dwfl_Line *line = dw.dwfl_module_getsrc(dm, pc);
@@ -610,10 +613,8 @@ static int dw_frames(Dwfl_Module *dm, uintptr_t pc, dwframe_t *f, int max) {
         if (dw.dwarf_formudata(dw.dwarf_attr(&chain[i], DW_AT_call_line, &a), &v) == 0) ln = (int)v;
     }
     free(chain);
-    if (n == 0 && file0 != NULL) {
-        f[0] = (dwframe_t){NULL, file0, line0};
-        n = 1;
-    }
+    /* a line row with no function DIE around pc is the nearest row of some
+     * other code (crt1's _start lies between units): not trusted */
     return n;
 }
 
