@@ -151,6 +151,23 @@ grep -q 'no blocks still allocated at exit' <<<"$out" && ok || fail "noleak repo
 o=$(run profile_rate=1,leaks=exit "$tmp/sites" leak 2>/dev/null)
 [ "$o" = "leak: done" ] && ok || fail "leaks=exit lost the program's output: '$o'"
 
+# --- depth: 64 frames kept, the rest dropped and said so
+out=$(run profile_rate=1,leaks=1 "$tmp/sites" deep 2>&1 >/dev/null)
+grep -q '^    #63 .*deep_site' <<<"$out" && ! grep -q '^    #64 ' <<<"$out" && grep -q 'deeper frames not recorded' <<<"$out" && ok ||
+    fail "deep stack: want frames #0-#63 and a truncation note: $(head -5 <<<"$out")"
+
+# --- C++: demangled where people read, linkage name kept in the pprof file
+if command -v ${CXX:-c++} >/dev/null; then
+    ${CXX:-c++} -O2 -g -fomit-frame-pointer tests/prof/sites_cxx.cc -o "$tmp/cxx" || exit 1
+    out=$(run profile_rate=1,leaks=1,heapprofile="$tmp/cxx.pb.gz" "$tmp/cxx" 2>&1 >/dev/null)
+    grep -q 'in shapes::Widget::make(int) .*sites_cxx.cc:[0-9]' <<<"$out" && ok || fail "C++ leak report not demangled: $out"
+    "$MS" report --inuse "$tmp/cxx.pb.gz" | grep -q 'shapes::Widget::make' && ok || fail "memscope report: C++ name not demangled"
+    go tool pprof -raw "$tmp/cxx.pb.gz" 2>/dev/null | grep -q '_ZN6shapes6Widget4makeEi' && ok ||
+        fail "pprof file lacks the linkage name _ZN6shapes6Widget4makeEi"
+else
+    fail "no C++ compiler"
+fi
+
 # --- the same through memscope run's flags
 rm -f "$tmp"/run.*.pb.gz
 "$MS" run --profile-rate 1 --heapprofile "$tmp/run.%p.pb.gz" --leaks=exit -- "$tmp/sites" leak >/dev/null 2>"$tmp/run.err"; rc=$?

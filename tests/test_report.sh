@@ -203,12 +203,12 @@ else
     note; [[ "$out" == *$'\nType: inuse_space\n'* ]] || fail "$desc: default_sample_type inuse_space not used"
     note; [[ "$out" == "File: demo-app"* ]] || fail "$desc: no 'File: demo-app' (main mapping)"
     expect_row inlined_helper 500000 500000 leak.cc:7     # flat at the innermost (inlined) line
-    expect_row 'leaky(int)' 400010 900010 leak.cc:20      # cum includes the inlined caller frame
+    expect_row 'leaky' 400010 900010 leak.cc:20      # cum includes the inlined caller frame
     expect_row recurse 200000 200000 r.c:100              # twice on a stack, counted once
     expect_row main 0 1350010 main.c:10                   # start_line wins
     expect_row 0x7f00dead 100000 100000 libfoo.so.1       # no function: address + mapping
     note; [ -z "$(row plain_c_func)" ] || fail "$desc: plain_c_func has no inuse bytes, yet has a row"
-    note; grep -q '^ .*  std::vector<std:.*\.\.\.  *vector.tcc:1138$' "$tmp/out" ||
+    note; grep -q '^ .*  std::vector<std:.*\.\.\.  *.*tcc:1138$' "$tmp/out" ||
         fail "$desc: long name not cut with '...' before its file:line"
     check_width "$desc" "$tmp/out"
     run "$MS" report "$tmp/base-u.pb.gz"
@@ -225,8 +225,8 @@ else
     desc="base --sample-index=1"; run "$MS" report "$B" --sample-index=1
     note; [[ "$out" == *$'\nType: alloc_space\n'* ]] || fail "$desc: index 1 is not alloc_space"
     desc="base --lines"; run "$MS" report "$B" --lines --alloc --top 0
-    note; [ "$(grep -c 'leaky(int) *leak.cc:2[05]$' "$tmp/out")" -eq 2 ] ||
-        fail "$desc: want two leaky(int) rows, leak.cc:20 and leak.cc:25"
+    note; [ "$(grep -c 'leaky *leak.cc:2[05]$' "$tmp/out")" -eq 2 ] ||
+        fail "$desc: want two leaky rows, leak.cc:20 and leak.cc:25"
     check_width "$desc" "$tmp/out"
 
     # --top
@@ -248,13 +248,13 @@ else
     # --diff: leaky grew by 500000, recurse shrank by 150000
     desc="diff base new"; run "$MS" report --diff "$B" "$tmp/new.pb.gz"
     note; [ "$rc" -eq 0 ] || fail "$desc: exit $rc: $err"
-    expect_row 'leaky(int)' +500000 +500000
+    expect_row 'leaky' +500000 +500000
     expect_row recurse -150000 -150000
-    note; [[ "$(rows "$tmp/out" | head -n 1)" == +*"leaky(int)" ]] || fail "$desc: leaky(int) growth is not the first row"
+    note; [[ "$(rows "$tmp/out" | head -n 1)" == +*"leaky" ]] || fail "$desc: leaky growth is not the first row"
     note; [[ "$out" == *"Showing what grew between"* ]] || fail "$desc: no 'Showing what grew' header"
     check_width "$desc" "$tmp/out"
     desc="diff new base"; run "$MS" report --diff "$tmp/new.pb.gz" "$B"
-    expect_row 'leaky(int)' -500000 -500000
+    expect_row 'leaky' -500000 -500000
     expect_row recurse +150000 +150000
     run "$MS" report --diff "$B" "$tmp/base-u.pb.gz"
     note; [ -z "$(rows "$tmp/out")" ] || fail "diff of equal profiles has rows: $out"

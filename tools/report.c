@@ -515,6 +515,29 @@ static void loc_of(char *buf, size_t len, const node_t *r)
         snprintf(buf, len, "%s", r->file[0] ? base_name(r->file) : "");
 }
 
+/* drop_params removes a C++ parameter list and what follows it ("f(int)
+ * const" -> "f"), as pprof's default simplified names do: in 80 columns the
+ * qualified name says more than the argument types. */
+static void drop_params(char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || (name[n - 1] != ')' && !strstr(name, ") const")))
+        return;
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '<')
+            depth++;
+        else if (name[i] == '>' && depth > 0)
+            depth--;
+        else if (name[i] == '(' && strncmp(name + i, "(anonymous namespace)", 21) == 0)
+            i += 20;
+        else if (name[i] == '(' && depth == 0 && i > 0) {
+            name[i] = '\0';
+            return;
+        }
+    }
+}
+
 /* print_rows prints the column header and one line per row.
  *
  * Layout of the last two columns within the LINE_MAX_COLS budget: the
@@ -523,7 +546,7 @@ static void loc_of(char *buf, size_t len, const node_t *r)
  * pushes its own row's location right, and only when name and location
  * cannot share the room is anything cut: the location down to LOC_KEEP
  * (keeping its end, the line number), then the name (keeping its start). */
-#define LOC_KEEP 16
+#define LOC_KEEP 12
 static void print_rows(node_t **rows, size_t n, const fmt_t *f, int64_t total)
 {
     printf("%10s %5s%% %5s%% %10s %5s%%\n", "flat", "flat", "sum", "cum", "cum");
@@ -533,8 +556,11 @@ static void print_rows(node_t **rows, size_t n, const fmt_t *f, int64_t total)
         loc_of(loc, sizeof loc, rows[i]);
         if (strlen(loc) > locw)
             locw = strlen(loc);
-        if (strlen(rows[i]->name) > namew)
-            namew = strlen(rows[i]->name);
+        char nm[512];
+        snprintf(nm, sizeof nm, "%s", rows[i]->name);
+        drop_params(nm);
+        if (strlen(nm) > namew)
+            namew = strlen(nm);
     }
     const size_t room0 = LINE_MAX_COLS - 44;   /* after "%10s %6s %6s %10s %6s  " */
     if (locw > LOC_KEEP)
@@ -557,6 +583,7 @@ static void print_rows(node_t **rows, size_t n, const fmt_t *f, int64_t total)
         size_t room = used < LINE_MAX_COLS ? LINE_MAX_COLS - used : 0;
         loc_of(loc, sizeof loc, r);
         snprintf(name, sizeof name, "%s", r->name);
+        drop_params(name);
         size_t ll = strlen(loc), nl = strlen(name);
         if (!ll) {
             cut(name, room, false);

@@ -853,3 +853,20 @@ void ms_sym_close(symtab_t *st) {
     }
     errno = saved;
 }
+
+/* ms_sym_first_frame: the index of the first of pcs[0..n) that is not C++'s
+ * operator new or new[] (linkage names _Znw... and _Zna...: every variant,
+ * nothrow and aligned).  Those only pass the request on to malloc, so the
+ * caller of new is the allocation site a C++ programmer wants named, as
+ * memscope's own frames are already cut off for C.  Done when a profile is
+ * written, by name, so it holds for a libstdc++ loaded at any time. */
+uint32_t ms_sym_first_frame(symtab_t *st, const uintptr_t *pcs, uint32_t n) {
+    uint32_t i = 0;
+    for (; st && i + 1 < n; i++) {
+        sym_frame_t f[8];
+        int k = ms_sym_lookup(st, pcs[i] - 1, f, 8);
+        const char *name = k > 0 ? f[k - 1].name : NULL;
+        if (!name || strncmp(name, "_Zn", 3) != 0 || (name[3] != 'w' && name[3] != 'a')) break;
+    }
+    return i;
+}

@@ -97,7 +97,7 @@ static double est_inuse_bytes(const prof_rec_t *r) { return r->now.alloc_bytes_w
 /* frames: one line per frame of r, formatted by fmt_frame. */
 static void frames(out_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
     unsigned idx = 0; /* frame number in the leak report: inlined frames count too */
-    for (uint32_t k = 0; k < r->npcs; k++) {
+    for (uint32_t k = ms_sym_first_frame(st, r->pcs, r->npcs); k < r->npcs; k++) {
         uintptr_t pc = r->pcs[k] - 1;
         sym_frame_t fr[8];
         int n = st ? ms_sym_lookup(st, pc, fr, 8) : 0;
@@ -164,7 +164,7 @@ int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind) {
         put(&o, "%llu: %llu [%llu: %llu] @", (unsigned long long)(c->alloc_objs - c->free_objs),
             (unsigned long long)(c->alloc_bytes - c->free_bytes), (unsigned long long)c->alloc_objs,
             (unsigned long long)c->alloc_bytes);
-        for (uint32_t k = 0; k < r->npcs; k++) put(&o, " 0x%lx", (unsigned long)r->pcs[k]);
+        for (uint32_t k = ms_sym_first_frame(st, r->pcs, r->npcs); k < r->npcs; k++) put(&o, " 0x%lx", (unsigned long)r->pcs[k]);
         put(&o, "\n");
         frames(&o, st, r, true);
         put(&o, "\n");
