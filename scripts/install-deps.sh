@@ -11,10 +11,11 @@
 #   tests:     python3 sqlite3 git procps time curl (tests/test_realprogs.sh,
 #              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
-#              compared against in bench/)
+#              compared against in bench/); heaptrack and valgrind (the heap
+#              profilers bench/run_profile.sh compares memscope's with)
 set -eu
 PKGS="gcc clang make g++ binutils zlib1g-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates
-      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 coreutils gawk"
+      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk"
 
 missing=""
 for p in $PKGS; do
