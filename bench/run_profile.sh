@@ -19,7 +19,8 @@
 #     capture, the table, the block map and the free's lookup).
 #
 # Environment:
-#   PROF_PARTS="rate peers stack"   which parts to run
+#   PROF_PARTS="rate instr peers stack"   which parts to run (the report keeps
+#                                   the last tables of parts not run now)
 #   BENCH_RUNS=5                    repetitions of part 1 (and of part 3)
 #   BENCH_WORKLOADS="..."           subset of part 1's workloads
 #   PROF_PEER_RUNS=3                repetitions of part 2
@@ -37,7 +38,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT" || exit 2
 BUILD=${BUILD:-build}; BIN=$BUILD/bench; OUT=bench/out; CC=${CC:-cc}
 RUNS=${BENCH_RUNS:-5}; PRUNS=${PROF_PEER_RUNS:-3}; TIMEOUT=${BENCH_TIMEOUT:-120}
-PARTS=${PROF_PARTS:-rate peers stack}
+PARTS=${PROF_PARTS:-rate instr peers stack}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 mkdir -p "$BIN" "$OUT"
 note() { printf '%s\n' "$*" >&2; }
@@ -87,10 +88,22 @@ status_of() {
 cpu_of() { awk -v u="$(get user_s "$1")" -v s="$(get sys_s "$1")" 'BEGIN{printf "%.3f", u + s}'; }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg); START=$(date +%s)
+REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+# part_begin/part_end: each part's date, duration, load and build go to
+# bench/out/profile-PART.meta, so that a part rerun alone (PROF_PARTS=...)
+# replaces only its own table and the others keep theirs, with their own dates.
+part_begin() { P_START=$(date +%s); P_LOAD=$(cut -d' ' -f1-3 /proc/loadavg); }
+part_end() {
+    printf '%s; took %ss; load average (1 min) %s at start, %s at end; memscope git %s, sha256 %s…\n' \
+        "$(date -u '+%Y-%m-%d %H:%M UTC')" $(( $(date +%s) - P_START )) "${P_LOAD%% *}" \
+        "$(cut -d' ' -f1 /proc/loadavg)" "$REV" "$MS_SHA" > "$OUT/profile-$1.meta"
+}
+meta() { [ -f "$OUT/profile-$1.meta" ] && printf '_Run: %s_\n\n' "$(cat "$OUT/profile-$1.meta")"; }
 TMPD=$(mktemp -d /tmp/msprof.XXXXXX); trap 'rm -rf "$TMPD"' EXIT
 
 # ----------------------------------------------------- part 1: rate ----
 if [[ " $PARTS " == *" rate "* ]]; then
+  part_begin
   R=$OUT/profile-rate.tsv; printf 'workload\tvariant\trep\twall_s\tcpu_s\tmaxrss_kib\tstatus\n' > "$R"
   for rep in $(seq 1 "$RUNS"); do
     for w in $WORKLOADS; do
@@ -107,6 +120,50 @@ if [[ " $PARTS " == *" rate "* ]]; then
       done
     done
   done
+  part_end rate
+fi
+
+# ---------------------------------------------------- part 1b: instr ----
+# The same comparison counted in instructions under valgrind --tool=callgrind:
+# exact and independent of the machine's load, at reduced sizes.  prodcons
+# and larson have threads that spin or race, so their counts vary a little.
+INSTR_TABLE="
+st-churn|st_churn|2000000 20000
+larson|larson|4 250000 5000 2
+prodcons|prodcons|1000000 4096
+mixed-realloc|mixed_realloc|300000 4000
+large|large|500 8 page
+seed-vector|seed_vector|8000000 1
+small-nodes|small_nodes|2000000 1
+"
+CGCALLS='/^c?fn=\(/ { match($0, /\(([0-9]+)\)/, m); id = m[1]; rest = substr($0, RSTART + RLENGTH); sub(/^ /, "", rest)
+    if (rest != "") name[id] = rest; if ($0 ~ /^cfn=/) callee = id; next }
+  /^calls=/ { split(substr($0, 7), c, " "); if (name[callee] ~ pat) s += c[1]; next }
+  END { print s + 0 }'
+if [[ " $PARTS " == *" instr "* ]]; then
+  if [ -z "$(command -v valgrind)" ]; then note "profile/instr: no valgrind, skipped"
+  else
+    part_begin
+    I=$OUT/profile-instr.tsv; printf 'workload\targs\tvariant\tinstructions\tsamples\tslow_frees\n' > "$I"
+    for w in $WORKLOADS; do
+      prog=$(printf '%s\n' "$INSTR_TABLE" | awk -F'|' -v n="$w" '$1==n{print $2}')
+      args=$(printf '%s\n' "$INSTR_TABLE" | awk -F'|' -v n="$w" '$1==n{print $3}')
+      [ -n "$prog" ] || continue
+      for v in off default; do
+        case $v in off) rate=0 ;; default) rate=524288 ;; esac
+        MEMSCOPE=profile_rate=$rate LD_PRELOAD=$MS timeout 600 valgrind --tool=callgrind \
+          --callgrind-out-file="$TMPD/cg.out" "$BIN/$prog" $args > "$TMPD/cg.log" 2>&1
+        ir=$(sed -n 's/.*Collected : *//p' "$TMPD/cg.log" | tail -1)
+        # calls to the profiler's hooks, summed from the call records of the
+        # callgrind file: on_sampled (samples) and on_freed (frees sent to the profiler)
+        ns=$(awk -v pat='^on_sampled$' "$CGCALLS" "$TMPD/cg.out")
+        nf=$(awk -v pat='^on_freed$' "$CGCALLS" "$TMPD/cg.out")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$prog $args" "$v" "${ir//,/}" "$ns" "$nf" >> "$I"
+        note "profile/instr: $w $v Ir=$ir samples=$ns on_freed=$nf"
+      done
+    done
+    part_end instr
+  fi
 fi
 
 # ---------------------------------------------------- part 2: peers ----
@@ -134,6 +191,7 @@ run_peer() { # peer, program, args... -> runone output
     esac
 }
 if [[ " $PARTS " == *" peers "* ]]; then
+  part_begin
   P=$OUT/profile-peers.tsv; printf 'workload\tpeer\trep\twall_s\tcpu_s\tmaxrss_kib\tstatus\toutput_kib\n' > "$P"
   ACTIVE=""; for c in $PEERS; do peer_ok "$c" && ACTIVE="$ACTIVE $c"; done
   set -- $ACTIVE; NP=$#
@@ -156,10 +214,12 @@ if [[ " $PARTS " == *" peers "* ]]; then
       done
     done
   done
+  part_end peers
 fi
 
 # ---------------------------------------------------- part 3: stack ----
 if [[ " $PARTS " == *" stack "* ]]; then
+  part_begin
   S=$OUT/profile-stack.tsv; printf 'depth\tkind\trep\tns\tframes\trec_frames\tstatus\n' > "$S"
   for rep in $(seq 1 "$RUNS"); do
     for d in ${PROF_DEPTHS:-10 50}; do
@@ -177,6 +237,7 @@ if [[ " $PARTS " == *" stack "* ]]; then
       done
     done
   done
+  part_end stack
 fi
 ELAPSED=$(( $(date +%s) - START )); LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -189,16 +250,17 @@ SEC=$OUT/profile.md
   echo "Generated by \`bench/run_profile.sh\` (method: [README.md](README.md#heap-profiler-cost)); do not edit by hand, rerun the script."
   echo "Raw data: \`bench/out/profile-{rate,peers,stack}.tsv\` (not committed)."
   echo
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); took ${ELAPSED}s; parts: $PARTS"
+  echo "- last run: $(date -u '+%Y-%m-%d %H:%M UTC'), parts: $PARTS (${ELAPSED}s); each table below says when it was measured"
   echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) CPUs, $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo); kernel $(uname -srm)"
-  echo "- load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END (near or above $(nproc): other work competed for the CPUs; trust CPU time over wall time)"
+  echo "- load average (1/5/15 min) at start of the last run: $LOAD_START; at end: $LOAD_END (near or above $(nproc): other work competed for the CPUs, so trust CPU time over wall time, and instruction counts over both)"
   rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
   dirty=$(git -C "$ROOT" status --porcelain -- src include 2>/dev/null | head -1)
   echo "- memscope: \`$MS_ORIG\` (git $rev${dirty:+, src/include modified}, sha256 $MS_SHA…), run from the copy \`bench/out/libmemscope-prof.so\`; stackcost linked against \`$BUILD/libmemscope.a\`"
-  if [ -s "$OUT/profile-rate.tsv" ] && [[ " $PARTS " == *" rate "* ]]; then
+  if [ -s "$OUT/profile-rate.tsv" ] && [ -f "$OUT/profile-rate.meta" ]; then
     echo
-    echo "### Default rate (524288) vs profiling off, the workloads of \`run.sh\` ($RUNS runs each, interleaved, medians)"
+    echo "### Default rate (524288) vs profiling off, the workloads of \`run.sh\` (interleaved runs, medians)"
     echo
+    meta rate
     echo "| workload | off: wall (s) [min–max] | default: wall (s) [min–max] | wall default/off | off: CPU (s) | default: CPU (s) | CPU default/off | ≤ 2 %? |"
     echo "|---|---:|---:|---:|---:|---:|---:|---|"
     awk -F'\t' "$MED"'
@@ -214,10 +276,27 @@ SEC=$OUT/profile.md
     echo
     echo "\"≤ 2 %?\" is yes when the wall or the CPU ratio is at most 1.02 (either can be moved by other load); see the min–max ranges for the noise."
   fi
-  if [ -s "$OUT/profile-peers.tsv" ] && [[ " $PARTS " == *" peers "* ]]; then
+  if [ -s "$OUT/profile-instr.tsv" ] && [ -f "$OUT/profile-instr.meta" ]; then
     echo
-    echo "### Recording every allocation: memscope profile_rate=1 vs heaptrack, massif, gperftools ($PRUNS runs each, interleaved, medians)"
+    echo "### Default rate vs off in instructions (\`valgrind --tool=callgrind\`, reduced sizes, one run each)"
     echo
+    meta instr
+    echo "samples = calls of the profiler's sampling hook; frees to profiler = frees that took the slow path to ask the block map (the block's span holds a sampled block), of which at most 'samples' are sampled blocks."
+    echo
+    echo "| workload | run | instructions off | instructions default | default/off | samples | frees to profiler | extra instructions per sample |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' 'NR > 1 { if (!($1 in a)) o[++n] = $1; a[$1] = $2; I[$1, $3] = $4; S[$1, $3] = $5; F[$1, $3] = $6 }
+      END { for (i = 1; i <= n; i++) { w = o[i]; x = I[w, "off"]; y = I[w, "default"]; if (!x || !y) continue
+          r = y / x; l += log(r); m++
+          printf "| %s | `%s` | %d | %d | %s | %d | %d | %s |\n", w, a[w], x, y, (r > 1.02 ? sprintf("**%.4f**", r) : sprintf("%.4f", r)),
+            S[w, "default"], F[w, "default"], S[w, "default"] ? sprintf("%.0f", (y - x) / S[w, "default"]) : "–" }
+        if (m) printf "| **geomean** | | | | **%.4f** | | | |\n", exp(l / m) }' "$OUT/profile-instr.tsv"
+  fi
+  if [ -s "$OUT/profile-peers.tsv" ] && [ -f "$OUT/profile-peers.meta" ]; then
+    echo
+    echo "### Recording every allocation: memscope profile_rate=1 vs heaptrack, massif, gperftools (interleaved runs, medians)"
+    echo
+    meta peers
     echo "- glibc: no preload; ms-off: memscope, \`MEMSCOPE=profile_rate=0\`; ms-rate1: memscope, \`MEMSCOPE=profile_rate=1,heapprofile=FILE\` (writes a pprof file at exit)"
     echo "- heaptrack: \`heaptrack -o FILE prog\` ($(dpkg-query -W -f='${Version}' heaptrack 2>/dev/null || echo '?'); glibc malloc underneath; its time includes heaptrack_interpret and compression, which run beside the program)"
     echo "- massif: \`valgrind --tool=massif\` ($(dpkg-query -W -f='${Version}' valgrind 2>/dev/null || echo '?'))"
@@ -238,10 +317,11 @@ SEC=$OUT/profile.md
               (r0 in W) ? sprintf("%.2f", med(W[k]) / med(W[r0])) : "–", bad[k] ? " failed:" bad[k] : "" } } }' "$OUT/profile-peers.tsv"
     awk -F'\t' 'NR > 1 && $7 != "ok" { printf "\nFailed runs: %s %s rep %s: %s", $1, $2, $3, $7; f = 1 } END { if (f) print "" }' "$OUT/profile-peers.tsv"
   fi
-  if [ -s "$OUT/profile-stack.tsv" ] && [[ " $PARTS " == *" stack "* ]]; then
+  if [ -s "$OUT/profile-stack.tsv" ] && [ -f "$OUT/profile-stack.meta" ]; then
     echo
-    echo "### Cost of one sample (\`bench/stackcost.c\`, -O2 -fomit-frame-pointer, static libmemscope.a; $RUNS runs, medians)"
+    echo "### Cost of one sample (\`bench/stackcost.c\`, -O2 -fomit-frame-pointer, static libmemscope.a; medians)"
     echo
+    meta stack
     echo "- capture: ns per \`ms_stack_capture(pcs, 64, 0)\` called from the bottom of a recursion D deep (${PROF_CAPTURES:-200000} calls per run); frames = pcs returned, of which \`rec\` = frames that dladdr() names as the recursive function (must be D)"
     echo "- per sample: ns per \`malloc(32)\`+\`free\` at that depth with \`profile_rate=1\` minus the same with \`profile_rate=0\` (${PROF_ALLOCS:-200000} pairs per run): capture, stack table, block map, and the free's lookup"
     echo
