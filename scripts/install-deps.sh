@@ -13,10 +13,11 @@
 #              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm;
 #              golang-go for `go tool pprof`, the oracle of tests/test_report.sh
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
-#              compared against in bench/)
+#              compared against in bench/); heaptrack and valgrind (the heap
+#              profilers bench/run_profile.sh compares memscope's with)
 set -eu
 PKGS="gcc clang make g++ binutils zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
-      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 coreutils gawk"
+      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk"
 
 missing=""
 for p in $PKGS; do
