@@ -57,8 +57,10 @@
 #define MS_PAGE_SIZE ((size_t)1 << MS_PAGE_SHIFT)
 #define MS_PAGE_MASK (MS_PAGE_SIZE - 1)
 /* The largest request the heap will try: beyond it malloc fails with ENOMEM
- * at once instead of asking the kernel for an absurd reservation. */
-#define MS_MAX_ALLOC ((size_t)1 << 46)
+ * at once, touching nothing.  8 TiB keeps a span's page count (and the page
+ * count plus alignment slack of memalign) well inside its 32 bits; below
+ * it, the kernel's overcommit policy decides, as for glibc's mmap. */
+#define MS_MAX_ALLOC ((size_t)1 << 43)
 
 enum { SPAN_DEAD = 0, SPAN_INUSE = 1, SPAN_FREE = 2, SPAN_BUSY = 3 };
 
@@ -104,7 +106,8 @@ ms_inline void ms_span_set_fast(span_t *s, uint8_t cls) {
  * os.c
  * ---------------------------------------------------------------------- */
 void *ms_os_reserve(size_t bytes);            /* PROT_NONE address space, or NULL */
-bool ms_os_commit(void *addr, size_t bytes);  /* make reserved pages usable */
+bool ms_os_commit(void *addr, size_t bytes);  /* make reserved pages usable (charged to the commit limit) */
+void ms_os_decommit(void *addr, size_t bytes); /* back to reserved: no memory, no charge */
 void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
 void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
@@ -187,6 +190,7 @@ typedef struct heap_counters_s {
     uint64_t released_bytes_total;            /* cumulative bytes returned to the OS */
     uint64_t scavenge_passes;                 /* passes that released something */
     uint64_t peak_inuse_pages;                /* most inuse_pages since ms_heap_reset_peak */
+    uint32_t busy_batches;                    /* scavenger batches off the lists now */
 } heap_counters_t;
 
 void ms_heap_init(void);
@@ -203,6 +207,10 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
 void ms_heap_free(span_t *s);
 void ms_heap_free_idle_since(span_t *s, uint64_t idle_since_ms); /* 0: idle from now */
 extern void (*ms_heap_on_idle)(void); /* called (no lock held) after a span becomes idle */
+/* called (no lock held) before a span of `bytes` becomes idle: a thread that
+ * memscope must start is started then, so its own allocations cannot take
+ * the pages the program just freed (and a double free of them is caught) */
+extern void (*ms_heap_before_idle)(size_t bytes);
 /* ms_heap_try_resize: grows (taking the free pages right after the span, or
  * extending the heap if the span ends at its frontier) or shrinks a large
  * span in place; false if it cannot. */

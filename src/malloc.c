@@ -136,12 +136,17 @@ ms_noreturn ms_cold static void double_free(const char *fn, const void *p, size_
     ms_fatal("memscope: %s(): double free of %p (%zu-byte block) from %s", fn, p, size, where(caller, w, sizeof w));
 }
 
-/* object_start: p lies inside s and exactly at the start of an object of
- * class cls (a multiply by the class's magic reciprocal, no division).  The
- * range test also rejects a stale page-map entry for a wild pointer. */
+/* object_start: p lies inside s, in the part the span has handed out (below
+ * its bump pointer: never past the last whole object, never a slot that was
+ * never allocated), and exactly at the start of an object of class cls (a
+ * multiply by the class's magic reciprocal, no division).  The range test
+ * also rejects a stale page-map entry for a wild pointer.  bump only grows
+ * while the span is in use, and a thread freeing a block it was given saw
+ * the bump that covered it. */
 ms_inline bool object_start(const span_t *s, uint8_t cls, const void *p) {
     uintptr_t off = (uintptr_t)p - s->start;
-    return off < PAGES(s->npages) && ((off * ms_class_magic[cls]) >> MS_MAGIC_SHIFT) * ms_class_size[cls] == off;
+    uintptr_t used = *(const volatile uintptr_t *)&s->bump - s->start;
+    return off < used && ((off * ms_class_magic[cls]) >> MS_MAGIC_SHIFT) * ms_class_size[cls] == off;
 }
 
 /* usable_size_of: the usable bytes of the in-use block that starts at p in

@@ -26,8 +26,23 @@ void *ms_os_reserve(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* Committing maps fresh pages over the reservation without MAP_NORESERVE,
+ * so the kernel charges them as glibc's own mmap would be charged: under the
+ * default overcommit policy a request larger than memory and swap fails here
+ * instead of "succeeding" and being killed later.  (mprotect would keep the
+ * reservation's NORESERVE and charge nothing.) */
 bool ms_os_commit(void *addr, size_t bytes) {
-    return mprotect(addr, bytes, PROT_READ | PROT_WRITE) == 0;
+    int saved = errno;
+    void *p = mmap(addr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    errno = saved;
+    return p == addr;
+}
+
+void ms_os_decommit(void *addr, size_t bytes) {
+    int saved = errno;
+    if (mmap(addr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != addr)
+        ms_warn("memscope: cannot return %zu bytes at %p to reserved address space (errno %d)", bytes, addr, errno);
+    errno = saved;
 }
 
 void *ms_os_alloc(size_t bytes) {

@@ -53,6 +53,11 @@ static span_t free_large;         /* sentinel for spans of NLISTS pages or more 
 static uint64_t nonempty[NLISTS / 64];
 static heap_counters_t ctr;
 static uintptr_t resv_next, resv_end; /* growth frontier inside the current reservation */
+static void *resv_base;                /* the current reservation, as mapped */
+static size_t resv_bytes;
+/* Scavenger batches off the lists (their spans BUSY); fork waits for none. */
+static int busy_batches;
+static pthread_cond_t busy_cv = PTHREAD_COND_INITIALIZER;
 
 /* Heap cycles (cycle.c) end when the pages in use reach a goal; the check
  * costs one relaxed load after each span allocation. */
@@ -234,6 +239,8 @@ static bool reserve_for(size_t npages) {
         if (tries[i] >= need) r = ms_os_reserve(bytes = tries[i]);
     if (!r) r = ms_os_reserve(bytes = need);
     if (!r) return false;
+    resv_base = r;
+    resv_bytes = bytes;
     /* keep the heap aligned to its 8 KiB pages */
     resv_next = ((uintptr_t)r + MS_PAGE_MASK) & ~(uintptr_t)MS_PAGE_MASK;
     resv_end = ((uintptr_t)r + bytes) & ~(uintptr_t)MS_PAGE_MASK;
@@ -245,12 +252,26 @@ static bool reserve_for(size_t npages) {
  * at the current frontier will do (a span ending there grows into them);
  * otherwise a new reservation may be started elsewhere. */
 static uintptr_t commit_frontier(size_t npages, bool in_place) {
+    uintptr_t old_next = resv_next, old_end = resv_end;
+    void *old_base = resv_base;
+    size_t old_bytes = resv_bytes;
     if (in_place ? !(resv_next && resv_next + PAGES(npages) <= resv_end) : !reserve_for(npages)) return 0;
     uintptr_t start = resv_next;
-    if (!ms_pagemap_ensure(start, npages) || !ms_os_commit((void *)start, PAGES(npages))) return 0;
-    resv_next += PAGES(npages);
-    ctr.sys_pages += npages;
-    return start;
+    /* memory first, then page-map leaves: a request the kernel refuses
+     * leaves no metadata behind */
+    if (ms_os_commit((void *)start, PAGES(npages))) {
+        if (ms_pagemap_ensure(start, npages)) {
+            resv_next += PAGES(npages);
+            ctr.sys_pages += npages;
+            return start;
+        }
+        ms_os_decommit((void *)start, PAGES(npages));
+    }
+    if (resv_base != old_base) { /* a reservation made for this request alone: give it back */
+        ms_os_free(resv_base, resv_bytes);
+        resv_next = old_next, resv_end = old_end, resv_base = old_base, resv_bytes = old_bytes;
+    }
+    return 0;
 }
 
 static bool grow_locked(size_t npages, bool in_place) {
@@ -352,8 +373,10 @@ static void free_locked(span_t *s, bool pages_released, uint64_t idle_since_ms) 
 }
 
 void (*ms_heap_on_idle)(void);
+void (*ms_heap_before_idle)(size_t bytes);
 
 void ms_heap_free_idle_since(span_t *s, uint64_t idle_since_ms) {
+    if (ms_heap_before_idle) ms_heap_before_idle(PAGES(s->npages));
     pthread_mutex_lock(&ms_heap_lock);
     free_locked(s, false, idle_since_ms);
     pthread_mutex_unlock(&ms_heap_lock);
@@ -417,6 +440,7 @@ bool ms_heap_move_pages(span_t *from, span_t *to) {
 void ms_heap_counters(heap_counters_t *out) {
     pthread_mutex_lock(&ms_heap_lock);
     *out = ctr;
+    out->busy_batches = (uint32_t)busy_batches;
     pthread_mutex_unlock(&ms_heap_lock);
 }
 
@@ -480,6 +504,7 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
             if (failed) break;
         }
         if (nb == 0) break;
+        busy_batches++;
         pthread_mutex_unlock(&ms_heap_lock);
         bool ok[MS_SCAVENGE_BATCH];
         for (int k = 0; k < nb; k++) ok[k] = ms_os_release((void *)batch[k]->start, PAGES(batch[k]->npages));
@@ -498,6 +523,7 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
             }
             insert_free_locked(t);
         }
+        if (--busy_batches == 0) pthread_cond_broadcast(&busy_cv);
     }
     if (done) ctr.scavenge_passes++;
     check_locked();
@@ -539,6 +565,7 @@ bool ms_heap_is_valid_locked(void) {
     }
     /* busy spans (being scavenged) are off the lists but counted as free */
     VALID(free_pages <= ctr.free_pages && released <= ctr.released_pages);
+    VALID(busy_batches > 0 || (free_pages == ctr.free_pages && released == ctr.released_pages));
     VALID(ctr.inuse_pages + ctr.free_pages == ctr.sys_pages);
     return true;
 }
@@ -550,9 +577,19 @@ bool ms_heap_is_valid(void) {
     return ok;
 }
 
-void ms_heap_fork_prepare(void) { pthread_mutex_lock(&ms_heap_lock); }
+/* Fork waits until no scavenger batch is out of the lists: the scavenger
+ * thread does not exist in the child, and spans it held BUSY there would be
+ * counted idle and never used again.  A batch is out for the time of its
+ * madvise calls (at most 64 spans of 16 MiB). */
+void ms_heap_fork_prepare(void) {
+    pthread_mutex_lock(&ms_heap_lock);
+    while (busy_batches > 0) pthread_cond_wait(&busy_cv, &ms_heap_lock);
+}
 void ms_heap_fork_parent(void) { pthread_mutex_unlock(&ms_heap_lock); }
-void ms_heap_fork_child(void) { pthread_mutex_init(&ms_heap_lock, NULL); }
+void ms_heap_fork_child(void) {
+    pthread_mutex_init(&ms_heap_lock, NULL);
+    pthread_cond_init(&busy_cv, NULL);
+}
 
 /* ms_heap_oldest_idle_ms: the idle time of the oldest free span that still
  * has unreleased pages (UINT64_MAX if none), and the unreleased idle bytes. */

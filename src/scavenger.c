@@ -159,6 +159,19 @@ static void start_thread(void) {
     pthread_mutex_unlock(&sc_lock);
 }
 
+/* wake: a running scavenger asleep with nothing to wait for looks again.
+ * Parking a batch in a central slot only wakes: a thread started there could
+ * take that very batch (the program's just-freed blocks) for its own
+ * allocations. */
+static void wake(void) {
+    if (atomic_load_explicit(&sc_started, memory_order_relaxed) &&
+        atomic_load_explicit(&sc_waiting_forever, memory_order_relaxed)) {
+        pthread_mutex_lock(&sc_lock);
+        pthread_cond_signal(&sc_cond);
+        pthread_mutex_unlock(&sc_lock);
+    }
+}
+
 void ms_scavenger_kick(void) {
     if (ms_unlikely(!atomic_load_explicit(&sc_started, memory_order_relaxed))) {
         if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
@@ -168,17 +181,28 @@ void ms_scavenger_kick(void) {
         start_thread();
         return;
     }
-    if (atomic_load_explicit(&sc_waiting_forever, memory_order_relaxed)) {
-        pthread_mutex_lock(&sc_lock);
-        pthread_cond_signal(&sc_cond);
-        pthread_mutex_unlock(&sc_lock);
-    }
+    wake();
+}
+
+/* before_idle: the first span that would bring idle memory to the start
+ * threshold starts the thread before it is freed.  Starting a thread
+ * allocates (glibc's thread control block, TLS); done after the free, those
+ * allocations could take the very pages the program just freed, and the
+ * program's double free of its block would then free memscope's memory
+ * instead of being reported. */
+static void before_idle(size_t bytes) {
+    if (ms_likely(atomic_load_explicit(&sc_started, memory_order_relaxed))) return;
+    if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
+    heap_counters_t c;
+    ms_heap_counters(&c);
+    if (((c.free_pages - c.released_pages) << MS_PAGE_SHIFT) + bytes >= MS_SCAVENGER_START_BYTES) start_thread();
 }
 
 void ms_scavenger_init(void) {
     init_cond();
+    ms_heap_before_idle = before_idle;
     ms_heap_on_idle = ms_scavenger_kick;
-    ms_central_on_park = ms_scavenger_kick;
+    ms_central_on_park = wake;
 }
 
 void ms_scavenger_fork_child(void) {

@@ -100,8 +100,11 @@ tcache_t *ms_tcache_create(void) {
     }
     pthread_mutex_unlock(&reg_lock);
     if (!tc) return NULL;
-    pthread_setspecific(tc_key, tc);
+    /* ms_tc first: glibc may allocate inside pthread_setspecific (keys past
+     * the first 32 get a second-level array), and that allocation must find
+     * this cache instead of creating another one, forever */
     ms_tc = tc;
+    pthread_setspecific(tc_key, tc);
     return tc;
 }
 
