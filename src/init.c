@@ -31,6 +31,7 @@ static void fork_child(void) {
     ms_tcache_fork_child_locks();
     ms_scavenger_fork_child();
     ms_cycle_fork_child();
+    ms_stats_fork_child();
     ms_tcache_fork_child_flush();
     ms_scavenger_fork_done();
 }

@@ -285,10 +285,12 @@ void ms_cycle_info(uint64_t *next_gc, uint64_t *last_gc_ns, uint32_t *num_gc, ui
 void ms_trace_scavenge(size_t released_bytes, bool forced);
 
 /* Fields are named after the MEMSCOPE keys (options.c holds the table). */
+#define MS_OPT_STRING_MAX 64 /* bytes of an OPT_STRING option, with its NUL */
 typedef struct options_s {
     bool trace;
     bool stats;
     int64_t scavenge_delay_ms;
+    char http[MS_OPT_STRING_MAX]; /* "" (off), "PORT" or "ADDR:PORT" */
 } options_t;
 extern options_t ms_opt;
 void ms_options_init(void);
@@ -302,6 +304,7 @@ ms_inline void ms_ensure_init(void) {
     if (ms_unlikely(atomic_load_explicit(&ms_inited, memory_order_acquire) != 2)) ms_init_slow();
 }
 void ms_stats_read(struct memscope_stats *st);
+void ms_stats_fork_child(void);
 /* malloc.c: adds the counts of threads past exit into by_class; large bytes allocated and freed */
 void ms_malloc_orphan_counts(class_counts_t by_class[MS_NUM_CLASSES], uint64_t large_bytes[2]);
 

@@ -20,12 +20,19 @@
     X(trace, OPT_BOOL, 0, 0, 1, "print one line per heap cycle and per scavenge to stderr")               \
     X(stats, OPT_BOOL, 0, 0, 1, "print a summary of the heap statistics to stderr at exit")               \
     X(scavenge_delay_ms, OPT_DURATION, 1000, 0, 3600000,                                                   \
-      "return idle heap pages to the OS once idle this long (ms; or with a unit: 500ms, 2s)")
+      "return idle heap pages to the OS once idle this long (ms; or with a unit: 500ms, 2s)")             \
+    X(http, OPT_STRING, 0, 0, 0, "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")
 
-enum { OPT_BOOL, OPT_DURATION };
+/* OPT_STRING values are copied into a fixed char array of options_t (no
+ * allocation at load time); default and range do not apply to them. */
+enum { OPT_BOOL, OPT_DURATION, OPT_STRING };
 
+/* Numeric defaults from the table; OPT_STRING fields start empty (zeroed). */
+#define DEF_OPT_BOOL(name, def) .name = def,
+#define DEF_OPT_DURATION(name, def) .name = def,
+#define DEF_OPT_STRING(name, def)
 options_t ms_opt = {
-#define X(name, kind, def, min, max, help) .name = def,
+#define X(name, kind, def, min, max, help) DEF_##kind(name, def)
     MS_OPTIONS(X)
 #undef X
 };
@@ -46,8 +53,21 @@ static const optdesc_t table[] = {
 
 static void store(options_t *o, const optdesc_t *d, int64_t v) {
     char *field = (char *)o + d->offset;
+    if (d->kind == OPT_STRING) return; /* stored by store_string */
     if (d->kind == OPT_BOOL) *(bool *)field = v != 0;
     else *(int64_t *)field = v;
+}
+
+/* store_string: [s, s+n) into the option's char array; false if it does not
+ * fit (MS_OPT_STRING_MAX - 1 bytes) or holds a control byte. */
+static bool store_string(options_t *o, const optdesc_t *d, const char *s, size_t n) {
+    if (n == 0 || n >= MS_OPT_STRING_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) return false;
+    char *field = (char *)o + d->offset;
+    memcpy(field, s, n);
+    field[n] = 0;
+    return true;
 }
 
 static bool word_eq(const char *s, size_t n, const char *w) { return strlen(w) == n && strncasecmp(s, w, n) == 0; }
@@ -75,6 +95,7 @@ static bool parse_value(const optdesc_t *d, const char *s, size_t n, int64_t *v)
 }
 
 static const char *accepted(const optdesc_t *d) {
+    if (d->kind == OPT_STRING) return "a non-empty value of printable characters, at most 63 bytes";
     return d->kind == OPT_BOOL ? "1/0, true/false, yes/no or on/off" : "a number of ms, or with a unit: 500ms, 2s";
 }
 
@@ -116,7 +137,13 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
             for (size_t i = 0; i < NOPTS; i++)
                 if (strlen(table[i].name) == klen && strncmp(table[i].name, p, klen) == 0) d = &table[i];
             int64_t v;
-            if (!d) {
+            if (d && d->kind == OPT_STRING) {
+                if (!store_string(o, d, eq + 1, vlen)) {
+                    ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE %s=\"%s\" is not valid (want %s); ignored",
+                                d->name, shown(eq + 1, vlen, sh, sizeof sh), accepted(d));
+                    warn(msg), nwarn++;
+                }
+            } else if (!d) {
                 char known[256];
                 size_t k = 0;
                 for (size_t i = 0; i < NOPTS; i++)
