@@ -41,6 +41,9 @@ $(BUILD)/dbg/%.o: src/%.c
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAGS) $(DBGFLAGS) -MMD -MP -c $< -o $@
 
+# The live page is linked in with .incbin (src/http/page.c): rebuild on edit.
+$(BUILD)/obj/http/page.o $(BUILD)/dbg/http/page.o: src/http/page.html
+
 $(BUILD)/libmemscope.so: $(OBJS)
 	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(OBJS) $(LIBLIBS)
 $(BUILD)/libmemscope.a: $(OBJS)

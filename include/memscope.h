@@ -136,6 +136,15 @@ MEMSCOPE_API int memscope_read_stats(struct memscope_stats *st);
  * file descriptor fd (the same text as MEMSCOPE=stats=1 prints at exit). */
 MEMSCOPE_API void memscope_print_stats(int fd);
 
+/* ------------------------------------------------------------------------
+ * Live endpoint
+ * ---------------------------------------------------------------------- */
+
+/* memscope_http_start serves /debug/pprof/, /metrics, /debug/vars and a live
+ * page on "PORT" or "IPV4:PORT" (127.0.0.1 unless given) from a background
+ * thread, as MEMSCOPE=http=... does.  Returns 0, or -1 (one warning on stderr). */
+MEMSCOPE_API int memscope_http_start(const char *addr_port);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,10 +7,12 @@
  * and fork handlers, reads MEMSCOPE, and arms the heap cycles.  A thread
  * that allocates while it is initializing (glibc's pthread functions may)
  * is let through: everything the allocation needs is set up first.
+ * The constructor also starts the HTTP endpoint when MEMSCOPE=http=... asks.
  * At exit, MEMSCOPE=stats=1 prints the summary (not after _exit(), which
  * runs no destructor).
  */
 #include "internal.h"
+#include "http/http.h"
 
 #include <fcntl.h>
 
@@ -60,7 +62,14 @@ void ms_init_slow(void) {
     pthread_mutex_unlock(&init_lock);
 }
 
-__attribute__((constructor)) static void ms_ctor(void) { ms_ensure_init(); }
+/* The constructor runs before main, outside any malloc call: the place to
+ * start the HTTP server's thread (MEMSCOPE=http=...), which pthread_create
+ * and glibc may allocate for.  Never from ms_init_slow, which can run
+ * inside the program's first malloc. */
+__attribute__((constructor)) static void ms_ctor(void) {
+    ms_ensure_init();
+    ms_http_start_from_env();
+}
 
 __attribute__((destructor)) static void ms_dtor(void) {
     if (ms_opt.stats) memscope_print_stats(stats_fd);

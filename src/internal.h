@@ -89,6 +89,7 @@ typedef struct span_s {
 void *ms_os_reserve(size_t bytes);            /* PROT_NONE address space, or NULL */
 bool ms_os_commit(void *addr, size_t bytes);  /* make reserved pages usable */
 void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
+void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc returned */
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
 bool ms_os_move(void *from, void *to, size_t bytes); /* move pages with mremap; from reads as zero after */
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */

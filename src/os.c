@@ -35,6 +35,14 @@ void *ms_os_alloc(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* ms_os_free: unmaps what ms_os_alloc mapped (work memory of the HTTP
+ * routes and the profiler's snapshots). */
+void ms_os_free(void *addr, size_t bytes) {
+    int saved = errno;
+    if (addr) munmap(addr, bytes);
+    errno = saved;
+}
+
 bool ms_os_release(void *addr, size_t bytes) {
     int saved = errno; /* the host program must never see our errno */
     bool ok = madvise(addr, bytes, MADV_DONTNEED) == 0;

@@ -1,6 +1,6 @@
 /* prof.h: the heap profiler, as seen by the files that read it.
  *
- * The profiler sits above the allocator core (src/*.c) and reads the heap
+ * The profiler sits above the allocator core (the files of src/) and reads the heap
  * from outside: the core keeps only the countdown to the next sampled
  * allocation and calls three narrow hooks (malloc.c: ms_prof_hooks); what is
  * done with a sample -- unwinding, the table of stacks, symbolizing,
