@@ -55,9 +55,11 @@ $(BUILD)/debug/libmemscope.so: $(DBGOBJS)
 	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(DBGOBJS) $(LIBLIBS)
 
 # The CLI never links the allocator: it only finds and preloads it.
-$(BUILD)/memscope: tools/memscope.c include/memscope.h
+# Every tools/*.c but the size-class generator is part of it.
+CLI_SRCS := $(filter-out tools/mksizeclasses.c,$(sort $(wildcard tools/*.c)))
+$(BUILD)/memscope: $(CLI_SRCS) include/memscope.h
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -DMEMSCOPE_VERSION_STR='"$(VERSION)"' $< -o $@
+	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -DMEMSCOPE_VERSION_STR='"$(VERSION)"' $(CLI_SRCS) -o $@
 
 # Tests named test_unit_*.c see internal symbols: they link the debug archive statically.
 # Every other test links the shared library the way a user's program would.

@@ -1,6 +1,7 @@
 /* memscope.c: the `memscope` command-line tool.
  *
- *   memscope run [--trace] [--stats] [--env K=V]... [--] CMD [ARGS...]
+ *   memscope run [--trace] [--stats] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
+ *   memscope top [--once] URL      (tools/top.c)
  *   memscope version
  *   memscope --help
  *
@@ -65,6 +66,7 @@ enum {
 
 static const char usage_text[] =
     "usage: memscope run [options] [--] COMMAND [ARGS...]\n"
+    "       memscope top [--once] URL     live view of a program run with --http\n"
     "       memscope version\n"
     "       memscope --help\n"
     "\n"
@@ -74,6 +76,7 @@ static const char usage_text[] =
     "options of run:\n"
     "  --trace        one trace line per heap cycle and scavenge   (trace=1)\n"
     "  --stats        print a statistics summary at exit           (stats=1)\n"
+    "  --http ADDR:PORT  serve /debug/pprof, /metrics and a live page (http=...)\n"
     "  --env K=V      set variable K for the command; --env MEMSCOPE=k=v,...\n"
     "                 adds any MEMSCOPE key (profile_rate, leaks, heapprofile, ...)\n"
     "  --             end of options (optional before a COMMAND not starting with -)\n"
@@ -309,6 +312,10 @@ static int cmd_run(int argc, char **argv)
             optlist_add_csv(&cli, "trace=1");
         } else if (strcmp(a, "--stats") == 0) {
             optlist_add_csv(&cli, "stats=1");
+        } else if ((v = opt_value(argc, argv, &i, "--http"))) {
+            char *item = xasprintf("http=%s", v);
+            optlist_add_csv(&cli, item);
+            free(item);
         } else if ((v = opt_value(argc, argv, &i, "--env"))) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v)
@@ -366,6 +373,8 @@ static int cmd_run(int argc, char **argv)
  * main
  * ---------------------------------------------------------------------- */
 
+int memscope_top_main(int argc, char **argv); /* tools/top.c */
+
 static int cmd_version(void)
 {
     char tried[3 * PATH_MAX];
@@ -383,6 +392,8 @@ int main(int argc, char **argv)
     const char *sub = argv[1];
     if (strcmp(sub, "run") == 0)
         return cmd_run(argc - 2, argv + 2);
+    if (strcmp(sub, "top") == 0)
+        return memscope_top_main(argc - 2, argv + 2);
     if (strcmp(sub, "version") == 0 || strcmp(sub, "--version") == 0) {
         if (argc > 2)
             usage_error("version takes no arguments" HELP_HINT);
