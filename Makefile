@@ -18,8 +18,16 @@ LIBFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -fno-builtin-malloc -fno-b
 RELFLAGS := -O2 -g -DNDEBUG
 DBGFLAGS := -O1 -g -DMEMSCOPE_DEBUG=3
 LDLIBS   := -lpthread -ldl
-# The profiler's writers (src/prof): zlib for gzip, libm for the sample weights.
-LIBLIBS  := -lz -lm $(LDLIBS)
+# The profiler (src/prof): libunwind for stacks, zlib for gzip, libm for the sample weights,
+# libiberty's C++ demangler (static and PIC on Debian: nothing more is loaded
+# into preloaded processes; its symbols are kept out of the .so's exports).
+# libdw is deliberately not linked: symbolize.c dlopens it when needed.
+LIBIBERTY := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libiberty.a /usr/lib/libiberty.a))
+ifeq ($(LIBIBERTY),)
+$(error libiberty.a not found: install the Debian package libiberty-dev (scripts/install-deps.sh))
+endif
+LIBLIBS  := -lunwind -lz -lm $(LIBIBERTY) $(LDLIBS)
+SOFLAGS  := -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a
 
 SRCS     := $(sort $(wildcard src/*.c src/*/*.c))
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -31,7 +39,11 @@ EX_SRCS   := $(sort $(wildcard examples/*.c))
 EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 
 .PHONY: all lib test bench clean install uninstall
-all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS)
+# Helpers of the .sh tests (tests/prog_*.c): built, never run by themselves.
+PROG_SRCS := $(sort $(wildcard tests/prog_*.c))
+PROG_BINS := $(PROG_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS) $(PROG_BINS)
 lib: $(BUILD)/libmemscope.so $(BUILD)/libmemscope.a $(BUILD)/debug/libmemscope.a $(BUILD)/debug/libmemscope.so
 
 $(BUILD)/obj/%.o: src/%.c
@@ -45,14 +57,14 @@ $(BUILD)/dbg/%.o: src/%.c
 $(BUILD)/obj/http/page.o $(BUILD)/dbg/http/page.o: src/http/page.html
 
 $(BUILD)/libmemscope.so: $(OBJS)
-	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(OBJS) $(LIBLIBS)
+	$(CC) $(SOFLAGS) -o $@ $(OBJS) $(LIBLIBS)
 $(BUILD)/libmemscope.a: $(OBJS)
 	@rm -f $@; ar rcs $@ $(OBJS)
 $(BUILD)/debug/libmemscope.a: $(DBGOBJS)
 	@mkdir -p $(@D); rm -f $@; ar rcs $@ $(DBGOBJS)
 $(BUILD)/debug/libmemscope.so: $(DBGOBJS)
 	@mkdir -p $(@D)
-	$(CC) -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -o $@ $(DBGOBJS) $(LIBLIBS)
+	$(CC) $(SOFLAGS) -o $@ $(DBGOBJS) $(LIBLIBS)
 
 # The CLI never links the allocator: it only finds and preloads it.
 # Every tools/*.c but the size-class generator is part of it.

@@ -137,6 +137,30 @@ MEMSCOPE_API int memscope_read_stats(struct memscope_stats *st);
 MEMSCOPE_API void memscope_print_stats(int fd);
 
 /* ------------------------------------------------------------------------
+ * Heap profile (Go's runtime/pprof heap profile, for malloc)
+ *
+ * With MEMSCOPE=profile_rate=BYTES (default 524288; 1 records every
+ * allocation; 0 turns profiling off) one allocation per BYTES on average is
+ * sampled with its call stack.  Profiles are gzipped pprof protobuf, read by
+ * `memscope report` or `go tool pprof`; estimates are unbiased.
+ * ---------------------------------------------------------------------- */
+
+/* memscope_write_heap_profile writes the heap profile now to path ("%p" is
+ * replaced by the pid; NULL: the MEMSCOPE heapprofile path).  0 or -1. */
+MEMSCOPE_API int memscope_write_heap_profile(const char *path);
+
+/* memscope_write_heap_profile_fd writes it to an open descriptor: pprof
+ * protobuf (debug 0) or Go's debug=1 text with a MemStats trailer (1). */
+MEMSCOPE_API int memscope_write_heap_profile_fd(int fd, int debug);
+
+/* memscope_write_peak_profile writes the profile of the moment the heap
+ * held the most (default sample type peak_space) to path.  0 or -1. */
+MEMSCOPE_API int memscope_write_peak_profile(const char *path);
+
+/* memscope_profile_rate returns the sampling rate in effect (0: off). */
+MEMSCOPE_API int64_t memscope_profile_rate(void);
+
+/* ------------------------------------------------------------------------
  * Live endpoint
  * ---------------------------------------------------------------------- */
 

@@ -4,13 +4,16 @@
 # Run as root (CI does).  Idempotent: if every package is already installed it
 # returns at once without touching the network; otherwise one `apt-get update`
 # and one install of the missing packages.
-#   build:     gcc clang make g++ zlib1g-dev pkgconf cmake (tests/test_install.sh)
+#   build:     gcc clang make g++ zlib1g-dev pkgconf cmake (tests/test_install.sh);
+#              libiberty-dev (C++ demangler, linked statically) and libdw-dev
+#              (headers only) for src/prof/symbolize.c; libdw1, dlopen'd at
+#              run time for file:line (symbols work without it)
 #   tests:     python3 sqlite3 git procps time curl (tests/test_realprogs.sh,
 #              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
 #              compared against in bench/)
 set -eu
-PKGS="gcc clang make g++ binutils zlib1g-dev pkgconf cmake python3 sqlite3 git procps time curl ca-certificates
+PKGS="gcc clang make g++ binutils zlib1g-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates
       libjemalloc2 libgoogle-perftools4 libmimalloc2.0 coreutils gawk"
 
 missing=""

@@ -75,7 +75,7 @@ static span_t *new_span(uint8_t cls) {
     s->allocated = 0;
     s->bump = s->start;
     s->limit = s->start + objs * size;
-    s->fast_cls = cls;
+    ms_span_set_fast(s, cls);
     return s;
 }
 

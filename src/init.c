@@ -8,18 +8,21 @@
  * that allocates while it is initializing (glibc's pthread functions may)
  * is let through: everything the allocation needs is set up first.
  * The constructor also starts the HTTP endpoint when MEMSCOPE=http=... asks.
- * At exit, MEMSCOPE=stats=1 prints the summary (not after _exit(), which
- * runs no destructor).
+ * At exit, MEMSCOPE=heapprofile, leaks and stats do their work (not after
+ * _exit(), which runs no destructor).
  */
 #include "internal.h"
 #include "http/http.h"
+#include "prof/prof.h"
 
 #include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
 
 _Atomic int ms_inited; /* 0 no, 1 in progress, 2 done */
-/* With stats=1, a private copy of stderr taken at load time: programs such
- * as coreutils close fd 2 in an atexit handler, before our destructor. */
-static int stats_fd = 2;
+/* With stats or leaks, a private copy of stderr taken at load time: programs
+ * such as coreutils close fd 2 in an atexit handler, before our destructor. */
+static int report_fd = 2;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread bool in_init __attribute__((tls_model("initial-exec")));
 
@@ -51,11 +54,12 @@ void ms_init_slow(void) {
         ms_scavenger_init();
         pthread_atfork(ms_tcache_fork_prepare, ms_tcache_fork_parent, fork_child);
         ms_options_init();
-        if (ms_opt.stats) {
+        if (ms_opt.stats || ms_opt.leaks) {
             int fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
-            if (fd >= 0) stats_fd = fd;
+            if (fd >= 0) report_fd = fd;
         }
         ms_cycle_init();
+        ms_prof_init();
         atomic_store_explicit(&ms_inited, 2, memory_order_release);
         in_init = false;
     }
@@ -71,8 +75,17 @@ __attribute__((constructor)) static void ms_ctor(void) {
     ms_http_start_from_env();
 }
 
+/* At exit: the heap profile and the leak report (prof/api.c), then the
+ * stats.  leaks=exit ends the process with status 23 when something is
+ * reported, as LeakSanitizer does: the program's stdio buffers are flushed
+ * first, so no output of the program is lost. */
 __attribute__((destructor)) static void ms_dtor(void) {
-    if (ms_opt.stats) memscope_print_stats(stats_fd);
+    bool fail = ms_prof_exit(report_fd);
+    if (ms_opt.stats) memscope_print_stats(report_fd);
+    if (fail) {
+        fflush(NULL);
+        _exit(23);
+    }
 }
 
 MEMSCOPE_API int memscope_version(void) { return MEMSCOPE_VERSION; }

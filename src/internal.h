@@ -71,8 +71,12 @@ typedef struct span_s {
     uint8_t cls;            /* size class, 0 for a large object or a free span */
     uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
     uint8_t in_list;        /* small spans: on the central nonempty list */
-    uint8_t fast_cls;       /* cls while in use with no sampled object, else 0: free()'s one test */
-    _Atomic uint32_t sampled; /* live sampled objects in the span (profiler) */
+    uint8_t spare_;
+    /* fast_cls | sampled << 8.  fast_cls (the low byte) is cls while the span
+     * is in use with no sampled object, else 0: free()'s one test.  sampled
+     * counts the span's live blocks recorded by the heap profiler.  One word,
+     * changed by compare-and-swap, so the two never disagree. */
+    _Atomic uint32_t mark;
     uint32_t allocated;     /* small: objects handed out of the span (central lock) */
     void *freelist;         /* small: freed objects back in the span (central lock) */
     uintptr_t bump;         /* small: next never-used object (central lock) */
@@ -83,13 +87,24 @@ typedef struct span_s {
     uint32_t pad2_;
 } span_t;
 
+ms_inline uint8_t ms_span_fast_cls(const span_t *s) {
+    return (uint8_t)atomic_load_explicit(&s->mark, memory_order_relaxed);
+}
+ms_inline uint32_t ms_span_sampled(const span_t *s) {
+    return atomic_load_explicit(&s->mark, memory_order_relaxed) >> 8;
+}
+/* ms_span_set_fast: a span enters (cls) or leaves (0) use; nothing sampled in it. */
+ms_inline void ms_span_set_fast(span_t *s, uint8_t cls) {
+    atomic_store_explicit(&s->mark, cls, memory_order_relaxed);
+}
+
 /* ------------------------------------------------------------------------
  * os.c
  * ---------------------------------------------------------------------- */
 void *ms_os_reserve(size_t bytes);            /* PROT_NONE address space, or NULL */
 bool ms_os_commit(void *addr, size_t bytes);  /* make reserved pages usable */
 void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
-void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc returned */
+void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
 bool ms_os_move(void *from, void *to, size_t bytes); /* move pages with mremap; from reads as zero after */
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
@@ -236,6 +251,7 @@ typedef struct tclist_s {
 typedef struct tcache_s {
     tclist_t lists[MS_NUM_CLASSES]; /* hot: the fast paths use only these ... */
     int64_t sample_left;            /* ... and this: bytes until the next sampled allocation */
+    uint64_t rng;                   /* xorshift state for the sampling gaps */
     _Atomic uint64_t large_mallocs, large_frees;         /* large objects, counts */
     _Atomic uint64_t large_malloc_bytes, large_free_bytes;
     struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
@@ -286,18 +302,59 @@ void ms_cycle_info(uint64_t *next_gc, uint64_t *last_gc_ns, uint32_t *num_gc, ui
 void ms_trace_scavenge(size_t released_bytes, bool forced);
 
 /* Fields are named after the MEMSCOPE keys (options.c holds the table). */
-#define MS_OPT_STRING_MAX 64 /* bytes of an OPT_STRING option, with its NUL */
+#define MS_OPT_PATH_MAX 256
+enum { LEAKS_OFF = 0, LEAKS_ON = 1, LEAKS_EXIT = 2 };
+#define MS_OPT_HTTP_MAX 64 /* bytes of the http option, with its NUL */
 typedef struct options_s {
     bool trace;
     bool stats;
     int64_t scavenge_delay_ms;
-    char http[MS_OPT_STRING_MAX]; /* "" (off), "PORT" or "ADDR:PORT" */
+    int64_t profile_rate;                /* bytes; 0 off */
+    char heapprofile[MS_OPT_PATH_MAX];   /* "" none */
+    int64_t leaks;                       /* LEAKS_* */
+    char http[MS_OPT_HTTP_MAX];          /* "" (off), "PORT" or "ADDR:PORT" */
 } options_t;
+#define OPT_INIT_OPT_BOOL(def) (def)
+#define OPT_INIT_OPT_DURATION(def) (def)
+#define OPT_INIT_OPT_BYTES(def) (def)
+#define OPT_INIT_OPT_CHOICE(def) (def)
+#define OPT_INIT_OPT_STRING(def) {0}
 extern options_t ms_opt;
 void ms_options_init(void);
 /* ms_options_parse: parses a MEMSCOPE value into *o (valid items overwrite it),
  * warning through warn() for each bad item; returns the number of warnings. */
 int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *msg));
+
+/* ------------------------------------------------------------------------
+ * malloc.c: the heap profiler's hooks.  The core decides which allocations
+ * are sampled (a per-thread countdown of bytes, exponentially distributed
+ * gaps of mean ms_sample_rate) and keeps, per span, the count of live
+ * sampled blocks; everything else is the profiler's (src/prof/), which
+ * installs these before setting ms_sample_rate.  Hooks run with no
+ * allocator lock held and may allocate (the recursion is not sampled).
+ * ---------------------------------------------------------------------- */
+typedef struct prof_hooks_s {
+    /* sampled: block p of `size` usable bytes was just allocated and drawn
+     * for the profile; true if the profiler recorded it. */
+    bool (*sampled)(void *p, size_t size);
+    /* freed: p, a block in a span with recorded blocks, is being freed (or
+     * is leaving its address); true if p was recorded (the record is gone). */
+    bool (*freed)(void *p);
+    /* moved: recorded block p now lives at q with `size` usable bytes. */
+    void (*moved)(void *p, void *q, size_t size);
+} prof_hooks_t;
+extern prof_hooks_t ms_prof_hooks;
+/* ms_no_sample: while nonzero the thread's allocations are never sampled:
+ * memscope's own threads, and the profiler while it captures a stack. */
+extern __thread int ms_no_sample;
+extern _Atomic int64_t ms_sample_rate; /* mean bytes between samples; 0: off */
+/* ms_malloc_rearm: the calling thread draws its next sampling gap now (after
+ * ms_sample_rate changed). */
+void ms_malloc_rearm(void);
+/* ms_in_memscope_text: pc lies in the allocator's entry points or the
+ * profiler's capture path (section memscope_text); stacks start below them. */
+bool ms_in_memscope_text(uintptr_t pc);
+#define MS_TEXT __attribute__((section("memscope_text")))
 
 void ms_init_slow(void);
 extern _Atomic int ms_inited;

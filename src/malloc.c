@@ -68,6 +68,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -164,12 +165,59 @@ static size_t checked_size(const void *p, const span_t *s, const char *fn, const
  * Sampling hook
  * ---------------------------------------------------------------------- */
 
-/* sample_point: the countdown reached zero.  The heap profiler records the
- * allocation here; until it is enabled the countdown is simply re-armed. */
-ms_cold static void sample_point(tcache_t *tc, void *p, size_t size) {
-    (void)p;
-    (void)size;
-    tc->sample_left = INT64_MAX;
+prof_hooks_t ms_prof_hooks;
+_Atomic int64_t ms_sample_rate;
+__thread int ms_no_sample __attribute__((tls_model("initial-exec")));
+
+/* next_gap: bytes until the thread's next sampled allocation, drawn from an
+ * exponential distribution of mean ms_sample_rate, so that every byte
+ * allocated has the same chance of being the one sampled, whatever the
+ * sizes around it (the sample weights in src/prof rely on it). */
+static int64_t next_gap(tcache_t *tc) {
+    int64_t rate = atomic_load_explicit(&ms_sample_rate, memory_order_relaxed);
+    if (rate <= 0) return INT64_MAX;
+    if (rate == 1) return 0; /* every allocation */
+    uint64_t x = tc->rng ? tc->rng : (ms_os_random() | 1);
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    tc->rng = x;
+    double u = ((double)(x >> 11) + 0.5) * 0x1p-53; /* in (0, 1) */
+    double gap = -log(u) * (double)rate;
+    return gap >= 0x1p62 ? INT64_MAX : (int64_t)gap;
+}
+
+void ms_malloc_rearm(void) {
+    tcache_t *tc = ms_tc;
+    if (!tc->is_dummy) tc->sample_left = next_gap(tc);
+}
+
+/* mark_sampled: one more (on) or one fewer recorded block in span s; the
+ * span's fast_cls is cls exactly while none is left. */
+static void mark_sampled(span_t *s, bool on) {
+    uint32_t old = atomic_load(&s->mark), nw;
+    do {
+        uint32_t n = (old >> 8) + (on ? 1u : (uint32_t)-1);
+        ms_assert_internal(on || (old >> 8) > 0);
+        nw = n << 8 | (n == 0 ? s->cls : 0);
+    } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
+}
+
+/* sample_point: the countdown went below zero: block p (in span s, if the
+ * caller has it) goes to the profiler, and the next gap is drawn. */
+ms_cold MS_TEXT static void sample_point(tcache_t *tc, void *p, size_t size, span_t *s) {
+    tc->sample_left = next_gap(tc);
+    bool (*hook)(void *, size_t) = ms_prof_hooks.sampled;
+    if (hook && ms_no_sample == 0 && hook(p, size)) mark_sampled(s ? s : ms_pagemap_lookup(p), true);
+}
+
+/* unsample: block p of span s leaves (free, or a move the profiler does not
+ * follow); its record, if it has one, goes. */
+static void unsample(span_t *s, void *p) {
+    if (ms_unlikely(ms_span_sampled(s) != 0) && ms_prof_hooks.freed(p)) mark_sampled(s, false);
+}
+
+bool ms_in_memscope_text(uintptr_t pc) {
+    extern const char __start_memscope_text[], __stop_memscope_text[];
+    return pc >= (uintptr_t)__start_memscope_text && pc < (uintptr_t)__stop_memscope_text;
 }
 
 /* ------------------------------------------------------------------------
@@ -183,12 +231,15 @@ static tcache_t *own_cache(void) {
     if (ms_unlikely(tc->is_dummy)) {
         ms_ensure_init();
         tcache_t *n = ms_tcache_create();
-        if (n) tc = n;
+        if (n) {
+            tc = n;
+            tc->sample_left = next_gap(tc);
+        }
     }
     return tc;
 }
 
-ms_cold static void *alloc_small_slow(uint8_t cls) {
+ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
     tcache_t *tc = own_cache();
     void **p = ms_tcache_refill(tc, cls);
     if (!p) {
@@ -202,7 +253,7 @@ ms_cold static void *alloc_small_slow(uint8_t cls) {
         return p;
     }
     count(&tc->lists[cls].nmalloc, 1);
-    if ((tc->sample_left -= (int64_t)size) < 0) sample_point(tc, p, size);
+    if ((tc->sample_left -= (int64_t)size) < 0) sample_point(tc, p, size, NULL);
     ms_heap_maybe_end_cycle();
     return p;
 }
@@ -217,7 +268,7 @@ static inline void *alloc_small(uint8_t cls) {
     p[1] = NULL; /* clear the free cookie */
     count(&l->nmalloc, 1);
     size_t size = ms_class_size[cls];
-    if (ms_unlikely((tc->sample_left -= (int64_t)size) < 0)) sample_point(tc, p, size);
+    if (ms_unlikely((tc->sample_left -= (int64_t)size) < 0)) sample_point(tc, p, size, NULL);
     return p;
 }
 
@@ -242,7 +293,9 @@ ms_cold static void free_small_slow(void **p, uint8_t cls) {
  * Large objects
  * ---------------------------------------------------------------------- */
 
-static void count_large(bool alloc, size_t bytes) {
+/* count_large: a large block of `bytes` is allocated (p: its address, to
+ * sample; NULL: counted only) or freed. */
+MS_TEXT static void count_large(bool alloc, size_t bytes, void *p) {
     tcache_t *tc = own_cache();
     if (tc->is_dummy) {
         atomic_fetch_add(alloc ? &orphan_mallocs[0] : &orphan_frees[0], 1);
@@ -252,14 +305,14 @@ static void count_large(bool alloc, size_t bytes) {
     if (alloc) {
         count(&tc->large_mallocs, 1);
         count(&tc->large_malloc_bytes, bytes);
-        if ((tc->sample_left -= (int64_t)bytes) < 0) sample_point(tc, NULL, bytes);
+        if ((tc->sample_left -= (int64_t)bytes) < 0 && p) sample_point(tc, p, bytes, ms_pagemap_lookup(p));
     } else {
         count(&tc->large_frees, 1);
         count(&tc->large_free_bytes, bytes);
     }
 }
 
-static void *alloc_large(size_t size, size_t align, bool zero) {
+MS_TEXT static void *alloc_large(size_t size, size_t align, bool zero) {
     ms_ensure_init();
     if (size > MS_MAX_ALLOC || align > MS_MAX_ALLOC) {
         errno = ENOMEM;
@@ -273,13 +326,14 @@ static void *alloc_large(size_t size, size_t align, bool zero) {
         return NULL;
     }
     if (zero && !zeroed) memset((void *)s->start, 0, size);
-    count_large(true, PAGES(s->npages));
+    count_large(true, PAGES(s->npages), (void *)s->start);
     ms_heap_maybe_end_cycle();
     return (void *)s->start;
 }
 
 static void free_large(span_t *s) {
-    count_large(false, PAGES(s->npages));
+    unsample(s, (void *)s->start);
+    count_large(false, PAGES(s->npages), NULL);
     ms_heap_free(s);
 }
 
@@ -287,7 +341,7 @@ static void free_large(span_t *s) {
  * The malloc family
  * ---------------------------------------------------------------------- */
 
-MS_EXPORT void *malloc(size_t size) {
+MS_EXPORT MS_TEXT void *malloc(size_t size) {
     if (ms_likely(size <= MS_MAX_SMALL)) return alloc_small(ms_size_class(size));
     return alloc_large(size, 1, false);
 }
@@ -296,15 +350,19 @@ MS_EXPORT void *malloc(size_t size) {
  * a bad pointer. */
 ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
     checked_size(p, s, "free", caller);
-    if (s->cls) free_small_slow(p, s->cls);
-    else free_large(s);
+    if (s->cls) {
+        unsample(s, p);
+        free_small_slow(p, s->cls);
+    } else {
+        free_large(s);
+    }
 }
 
 MS_EXPORT void free(void *p) {
     if (ms_unlikely(p == NULL)) return;
     span_t *s = ms_pagemap_lookup(p);
     uint8_t cls;
-    if (ms_likely(s != NULL && (cls = s->fast_cls) != 0)) {
+    if (ms_likely(s != NULL && (cls = ms_span_fast_cls(s)) != 0)) {
         /* an in-use small span with no sampled object */
         if (ms_unlikely(!object_start(s, cls, p))) bad_pointer("free", p, s, __builtin_return_address(0));
         void **q = p;
@@ -325,7 +383,7 @@ MS_EXPORT void free(void *p) {
     free_slow(p, s, __builtin_return_address(0));
 }
 
-MS_EXPORT void *calloc(size_t n, size_t size) {
+MS_EXPORT MS_TEXT void *calloc(size_t n, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
         errno = ENOMEM;
@@ -339,8 +397,12 @@ MS_EXPORT void *calloc(size_t n, size_t size) {
     return alloc_large(total, 1, true);
 }
 
-/* realloc_large: p is a large block of span s; size > MS_MAX_SMALL. */
-static void *realloc_large(void *p, span_t *s, size_t size) {
+/* realloc_large: p is a large block of span s; size > MS_MAX_SMALL.  A
+ * block recorded by the profiler keeps its record (its allocation stack)
+ * when it grows or shrinks in place or moves with mremap; a block that was
+ * not may be drawn for the profile by the bytes it grows by, like any
+ * allocation. */
+MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
     if (size > MS_MAX_ALLOC) {
         errno = ENOMEM;
         return NULL;
@@ -348,24 +410,37 @@ static void *realloc_large(void *p, span_t *s, size_t size) {
     size_t old = s->npages, want = (size + MS_PAGE_MASK) >> MS_PAGE_SHIFT;
     if (want == old || ms_heap_try_resize(s, want)) {
         if (want != old) {
-            count_large(false, PAGES(old));
-            count_large(true, PAGES(want));
+            bool rec = ms_span_sampled(s) != 0;
+            count_large(false, PAGES(old), NULL);
+            count_large(true, PAGES(want), rec ? NULL : p);
+            if (rec) ms_prof_hooks.moved(p, p, PAGES(want));
             ms_heap_maybe_end_cycle();
         }
         return p;
     }
     void *q = alloc_large(size, 1, false);
     if (!q) return NULL;
-    if (old >= MS_MREMAP_MIN_PAGES && old <= want && ms_heap_move_pages(s, ms_pagemap_lookup(q))) {
-        count_large(false, PAGES(old));
-        return q;
+    span_t *t = ms_pagemap_lookup(q);
+    if (old >= MS_MREMAP_MIN_PAGES && old <= want) {
+        /* the record follows the pages, unless q was drawn for one itself */
+        bool rec = ms_span_sampled(s) != 0, carry = rec && ms_span_sampled(t) == 0;
+        if (ms_heap_move_pages(s, t)) { /* s is free now, its mark cleared */
+            count_large(false, PAGES(old), NULL);
+            if (carry) {
+                mark_sampled(t, true);
+                ms_prof_hooks.moved(p, q, PAGES(t->npages));
+            } else if (rec) {
+                ms_prof_hooks.freed(p);
+            }
+            return q;
+        }
     }
     memcpy(q, p, PAGES(old < want ? old : want));
     free_large(s);
     return q;
 }
 
-MS_EXPORT void *realloc(void *p, size_t size) {
+MS_EXPORT MS_TEXT void *realloc(void *p, size_t size) {
     if (p == NULL) return malloc(size);
     if (size == 0) { /* glibc frees and returns NULL; programs rely on it */
         free(p);
@@ -383,7 +458,7 @@ MS_EXPORT void *realloc(void *p, size_t size) {
     return q;
 }
 
-MS_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
+MS_EXPORT MS_TEXT void *reallocarray(void *p, size_t n, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total)) {
         errno = ENOMEM;
@@ -393,7 +468,7 @@ MS_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
 }
 
 /* alloc_aligned: align is a power of two. */
-static void *alloc_aligned(size_t align, size_t size) {
+MS_TEXT static void *alloc_aligned(size_t align, size_t size) {
     if (align <= 16) return malloc(size);
     if (size <= MS_MAX_SMALL && align <= MS_PAGE_SIZE) {
         uint8_t cls = ms_class_for_aligned(size, align);
@@ -404,7 +479,7 @@ static void *alloc_aligned(size_t align, size_t size) {
 
 static inline bool is_pow2(size_t x) { return x && !(x & (x - 1)); }
 
-MS_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
+MS_EXPORT MS_TEXT int posix_memalign(void **out, size_t align, size_t size) {
     if (!is_pow2(align) || align % sizeof(void *) != 0) return EINVAL;
     int saved = errno;
     void *p = alloc_aligned(align, size);
@@ -414,7 +489,7 @@ MS_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
     return 0;
 }
 
-MS_EXPORT void *aligned_alloc(size_t align, size_t size) {
+MS_EXPORT MS_TEXT void *aligned_alloc(size_t align, size_t size) {
     if (!is_pow2(align)) {
         errno = EINVAL;
         return NULL;
@@ -422,7 +497,7 @@ MS_EXPORT void *aligned_alloc(size_t align, size_t size) {
     return alloc_aligned(align, size);
 }
 
-MS_EXPORT void *memalign(size_t align, size_t size) {
+MS_EXPORT MS_TEXT void *memalign(size_t align, size_t size) {
     if (align > MS_MAX_ALLOC) {
         errno = ENOMEM;
         return NULL;
@@ -432,9 +507,9 @@ MS_EXPORT void *memalign(size_t align, size_t size) {
     return alloc_aligned(a, size);
 }
 
-MS_EXPORT void *valloc(size_t size) { return memalign((size_t)sysconf(_SC_PAGESIZE), size); }
+MS_EXPORT MS_TEXT void *valloc(size_t size) { return memalign((size_t)sysconf(_SC_PAGESIZE), size); }
 
-MS_EXPORT void *pvalloc(size_t size) {
+MS_EXPORT MS_TEXT void *pvalloc(size_t size) {
     size_t ps = (size_t)sysconf(_SC_PAGESIZE);
     if (size > SIZE_MAX - ps) {
         errno = ENOMEM;

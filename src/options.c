@@ -15,24 +15,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* X(name, kind, default, min, max, help) */
+/* X(name, kind, default, min, max, help).  OPT_STRING keys take any text
+ * up to max bytes (default ""); OPT_CHOICE keys take one of the words in
+ * help's leading "a|b|c:" list and store its index. */
 #define MS_OPTIONS(X)                                                                                      \
     X(trace, OPT_BOOL, 0, 0, 1, "print one line per heap cycle and per scavenge to stderr")               \
     X(stats, OPT_BOOL, 0, 0, 1, "print a summary of the heap statistics to stderr at exit")               \
     X(scavenge_delay_ms, OPT_DURATION, 1000, 0, 3600000,                                                   \
       "return idle heap pages to the OS once idle this long (ms; or with a unit: 500ms, 2s)")             \
-    X(http, OPT_STRING, 0, 0, 0, "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")
+    X(profile_rate, OPT_BYTES, 524288, 0, (int64_t)1 << 40,                                                \
+      "heap profile: sample one allocation per this many bytes on average (1: all, 0: off)")              \
+    X(heapprofile, OPT_STRING, 0, 0, MS_OPT_PATH_MAX - 1,                                                  \
+      "write a heap profile (pprof) to this path at exit; %p becomes the pid")                             \
+    X(leaks, OPT_CHOICE, 0, 0, 2,                                                                          \
+      "0|1|exit: at exit, list what is still allocated by stack; exit: and exit with status 23 if any")   \
+    X(http, OPT_STRING, 0, 0, MS_OPT_HTTP_MAX - 1,                                                        \
+      "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")
 
-/* OPT_STRING values are copied into a fixed char array of options_t (no
- * allocation at load time); default and range do not apply to them. */
-enum { OPT_BOOL, OPT_DURATION, OPT_STRING };
+enum { OPT_BOOL, OPT_DURATION, OPT_BYTES, OPT_STRING, OPT_CHOICE };
 
-/* Numeric defaults from the table; OPT_STRING fields start empty (zeroed). */
-#define DEF_OPT_BOOL(name, def) .name = def,
-#define DEF_OPT_DURATION(name, def) .name = def,
-#define DEF_OPT_STRING(name, def)
 options_t ms_opt = {
-#define X(name, kind, def, min, max, help) DEF_##kind(name, def)
+#define X(name, kind, def, min, max, help) .name = OPT_INIT_##kind(def),
     MS_OPTIONS(X)
 #undef X
 };
@@ -42,35 +45,35 @@ typedef struct optdesc_s {
     int kind;
     int64_t def, min, max;
     size_t offset;
+    const char *help;
 } optdesc_t;
 
 static const optdesc_t table[] = {
-#define X(name, kind, def, min, max, help) {#name, kind, def, min, max, offsetof(options_t, name)},
+#define X(name, kind, def, min, max, help) {#name, kind, def, min, max, offsetof(options_t, name), help},
     MS_OPTIONS(X)
 #undef X
 };
 #define NOPTS (sizeof table / sizeof table[0])
 
-static void store(options_t *o, const optdesc_t *d, int64_t v) {
+static void store(options_t *o, const optdesc_t *d, int64_t v, const char *text, size_t n) {
     char *field = (char *)o + d->offset;
-    if (d->kind == OPT_STRING) return; /* stored by store_string */
     if (d->kind == OPT_BOOL) *(bool *)field = v != 0;
+    else if (d->kind == OPT_STRING) memcpy(field, text, n), field[n] = 0;
     else *(int64_t *)field = v;
 }
 
-/* store_string: [s, s+n) into the option's char array; false if it does not
- * fit (MS_OPT_STRING_MAX - 1 bytes) or holds a control byte. */
-static bool store_string(options_t *o, const optdesc_t *d, const char *s, size_t n) {
-    if (n == 0 || n >= MS_OPT_STRING_MAX) return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) return false;
-    char *field = (char *)o + d->offset;
-    memcpy(field, s, n);
-    field[n] = 0;
-    return true;
-}
-
 static bool word_eq(const char *s, size_t n, const char *w) { return strlen(w) == n && strncasecmp(s, w, n) == 0; }
+
+/* choice: the index of [s, s+n) in d's "a|b|c:" word list, or -1. */
+static int choice(const optdesc_t *d, const char *s, size_t n) {
+    const char *w = d->help;
+    for (int i = 0;; i++) {
+        size_t len = strcspn(w, "|:");
+        if (len == n && strncasecmp(w, s, n) == 0) return i;
+        if (w[len] != '|') return -1;
+        w += len + 1;
+    }
+}
 
 /* parse_value: true and *v set if [s, s+n) is a valid value of kind d. */
 static bool parse_value(const optdesc_t *d, const char *s, size_t n, int64_t *v) {
@@ -80,23 +83,40 @@ static bool parse_value(const optdesc_t *d, const char *s, size_t n, int64_t *v)
         else return false;
         return true;
     }
+    if (d->kind == OPT_STRING) {
+        *v = (int64_t)n;
+        return memchr(s, 0, n) == NULL;
+    }
+    if (d->kind == OPT_CHOICE) {
+        int i = choice(d, s, n);
+        *v = i;
+        return i >= 0;
+    }
     size_t i = 0;
     uint64_t x = 0;
     if (n == 0) return false;
     for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
         x = x * 10 + (uint64_t)(s[i] - '0');
-        if (x > (uint64_t)INT32_MAX * 1000) return false; /* overflow guard, far above any max */
+        if (x > ((uint64_t)1 << 50)) return false; /* overflow guard, far above any max */
     }
     if (i == 0) return false;
-    if (i == n || word_eq(s + i, n - i, "ms")) *v = (int64_t)x;
-    else if (word_eq(s + i, n - i, "s")) *v = (int64_t)x * 1000;
+    if (i == n) *v = (int64_t)x;
+    else if (d->kind == OPT_DURATION && word_eq(s + i, n - i, "ms")) *v = (int64_t)x;
+    else if (d->kind == OPT_DURATION && word_eq(s + i, n - i, "s")) *v = (int64_t)x * 1000;
+    else if (d->kind == OPT_BYTES && (word_eq(s + i, n - i, "k") || word_eq(s + i, n - i, "KiB"))) *v = (int64_t)x << 10;
+    else if (d->kind == OPT_BYTES && (word_eq(s + i, n - i, "m") || word_eq(s + i, n - i, "MiB"))) *v = (int64_t)x << 20;
     else return false;
     return true;
 }
 
-static const char *accepted(const optdesc_t *d) {
-    if (d->kind == OPT_STRING) return "a non-empty value of printable characters, at most 63 bytes";
-    return d->kind == OPT_BOOL ? "1/0, true/false, yes/no or on/off" : "a number of ms, or with a unit: 500ms, 2s";
+static const char *accepted(const optdesc_t *d, char *buf, size_t cap) {
+    switch (d->kind) {
+    case OPT_BOOL: return "1/0, true/false, yes/no or on/off";
+    case OPT_DURATION: return "a number of ms, or with a unit: 500ms, 2s";
+    case OPT_BYTES: return "a number of bytes, or with a unit: 512k, 1m";
+    case OPT_STRING: return "text without NUL bytes";
+    default: ms_snprintf(buf, cap, "one of %.*s", (int)strcspn(d->help, ":"), d->help); return buf;
+    }
 }
 
 /* shown: [s, s+n) made safe for a one-line message: at most 64 bytes,
@@ -137,13 +157,7 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
             for (size_t i = 0; i < NOPTS; i++)
                 if (strlen(table[i].name) == klen && strncmp(table[i].name, p, klen) == 0) d = &table[i];
             int64_t v;
-            if (d && d->kind == OPT_STRING) {
-                if (!store_string(o, d, eq + 1, vlen)) {
-                    ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE %s=\"%s\" is not valid (want %s); ignored",
-                                d->name, shown(eq + 1, vlen, sh, sizeof sh), accepted(d));
-                    warn(msg), nwarn++;
-                }
-            } else if (!d) {
+            if (!d) {
                 char known[256];
                 size_t k = 0;
                 for (size_t i = 0; i < NOPTS; i++)
@@ -152,18 +166,23 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
                             shown(p, klen, sh, sizeof sh), known);
                 warn(msg), nwarn++;
             } else if (!parse_value(d, eq + 1, vlen, &v)) {
-                ms_snprintf(msg, sizeof msg,
-                            "memscope: MEMSCOPE %s=\"%s\" is not valid (want %s); using the default %lld", d->name,
-                            shown(eq + 1, vlen, sh, sizeof sh), accepted(d), (long long)d->def);
+                char acc[96];
+                ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE %s=\"%s\" is not valid (want %s); using the default",
+                            d->name, shown(eq + 1, vlen, sh, sizeof sh), accepted(d, acc, sizeof acc));
                 warn(msg), nwarn++;
-            } else if (v < d->min || v > d->max) {
-                ms_snprintf(msg, sizeof msg,
-                            "memscope: MEMSCOPE %s=%s is out of range (must be between %lld and %lld); using the "
-                            "default %lld",
-                            d->name, shown(eq + 1, vlen, sh, sizeof sh), (long long)d->min, (long long)d->max, (long long)d->def);
+            } else if (d->kind == OPT_STRING ? v > d->max : (v < d->min || v > d->max)) {
+                if (d->kind == OPT_STRING)
+                    ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE %s is too long (at most %lld bytes); ignored",
+                                d->name, (long long)d->max);
+                else
+                    ms_snprintf(msg, sizeof msg,
+                                "memscope: MEMSCOPE %s=%s is out of range (must be between %lld and %lld); using the "
+                                "default %lld",
+                                d->name, shown(eq + 1, vlen, sh, sizeof sh), (long long)d->min, (long long)d->max,
+                                (long long)d->def);
                 warn(msg), nwarn++;
             } else {
-                store(o, d, v);
+                store(o, d, v, eq + 1, vlen);
             }
         }
         p = end ? end + 1 : NULL;

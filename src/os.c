@@ -35,11 +35,9 @@ void *ms_os_alloc(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* ms_os_free: unmaps what ms_os_alloc mapped (work memory of the HTTP
- * routes and the profiler's snapshots). */
 void ms_os_free(void *addr, size_t bytes) {
     int saved = errno;
-    if (addr) munmap(addr, bytes);
+    if (addr && munmap(addr, bytes) != 0) ms_warn("memscope: munmap(%p, %zu) failed (errno %d)", addr, bytes, errno);
     errno = saved;
 }
 

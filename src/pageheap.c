@@ -290,7 +290,7 @@ static void take_pages_locked(span_t *s, size_t npages, uint8_t cls, bool *zeroe
     s->released = 0;
     s->state = SPAN_INUSE;
     s->cls = cls;
-    s->fast_cls = 0; /* set by the central list once the span is ready */
+    ms_span_set_fast(s, 0); /* set by the central list once the span is ready */
     s->next = s->prev = NULL;
     if (cls) ms_pagemap_set_range(s->start, npages, s);
     else map_ends(s);
@@ -332,7 +332,7 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
 static void free_locked(span_t *s, bool pages_released, uint64_t idle_since_ms) {
     size_t n = s->npages;
     ms_assert_internal(s->state == SPAN_INUSE);
-    s->fast_cls = 0;
+    ms_span_set_fast(s, 0);
     if (s->cls && n > 2) ms_pagemap_set_range(s->start + MS_PAGE_SIZE, n - 2, NULL);
     ctr.inuse_pages -= n;
     ctr.free_pages += n;

@@ -83,6 +83,7 @@ void ms_trace_scavenge(size_t released_bytes, bool forced) {
 static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay / 4 : 10; }
 
 static void *scavenger_main(void *arg) {
+    ms_no_sample = 1; /* memscope's own thread: never in the heap profile */
     (void)arg;
     pthread_mutex_lock(&sc_lock);
     for (;;) {

@@ -1,6 +1,6 @@
 /* prof.h: the heap profiler, as seen by the files that read it.
  *
- * The profiler sits above the allocator core (the files of src/) and reads the heap
+ * The profiler sits above the allocator core (the .c files of src/) and reads the heap
  * from outside: the core keeps only the countdown to the next sampled
  * allocation and calls three narrow hooks (malloc.c: ms_prof_hooks); what is
  * done with a sample -- unwinding, the table of stacks, symbolizing,
@@ -35,6 +35,10 @@
  * sample.c
  * ---------------------------------------------------------------------- */
 void ms_prof_init(void);            /* installs the hooks if profile_rate > 0 */
+void ms_stack_init(void);
+void ms_stack_fork_prepare(void);
+void ms_stack_fork_parent(void);
+void ms_stack_fork_child(void);
 bool ms_prof_enabled(void);
 /* ms_prof_thread_internal: the calling thread is one of memscope's own
  * (scavenger, HTTP server): its allocations are never sampled. */
@@ -70,8 +74,9 @@ typedef struct prof_snap_s {
  * off or memory for the copy is refused.  Free with ms_prof_snap_free. */
 prof_snap_t *ms_prof_snap_take(void);
 void ms_prof_snap_free(prof_snap_t *s);
-/* ms_prof_snap_sub: snap minus base (a snapshot taken earlier), for the
- * allocation counts only; in-use counts stay as in snap (Go's ?seconds=N). */
+/* ms_prof_snap_sub: snap minus base (a snapshot taken earlier), every count
+ * (Go's ?seconds=N: allocations in the interval, change of in-use).  Raw
+ * counts are then differences modulo 2^64: read in-use as alloc - free. */
 void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base);
 
 /* ------------------------------------------------------------------------
@@ -110,6 +115,10 @@ const sym_map_t *ms_sym_map(const symtab_t *st, int i);
  * last may have name NULL).  Strings live until ms_sym_close. */
 int ms_sym_lookup(symtab_t *st, uintptr_t pc, sym_frame_t *out, int cap);
 void ms_sym_close(symtab_t *st);
+/* ms_sym_demangle: the demangled form of a C++ (_Z...) name in buf, cut to
+ * cap-1 bytes; returns its full length, 0 if mangled is not a C++ name.
+ * Never allocates (libiberty's callback demangler). */
+size_t ms_sym_demangle(const char *mangled, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------
  * Writers (pprof.c, text.c)
@@ -122,5 +131,13 @@ int ms_prof_write_pprof(int fd, const prof_snap_t *snap, int kind);
 int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind);
 /* ms_prof_write: takes a snapshot and writes it (debug 0: pprof, else text). */
 int ms_prof_write(int fd, int kind, int debug);
+/* ms_prof_report_leaks: what is still allocated, by stack, largest first,
+ * at most `top` stacks; returns the number of stacks with live blocks. */
+int ms_prof_report_leaks(int fd, int top);
+/* ms_gzip_write: [p, p+n) gzipped to fd; 0 or -1. */
+int ms_gzip_write(int fd, const void *p, size_t n);
+/* ms_prof_exit: heapprofile and leaks at exit; true if the process must
+ * end with status 23 (leaks=exit found blocks). */
+bool ms_prof_exit(int report_fd);
 
 #endif /* MS_PROF_H */

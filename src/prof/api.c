@@ -1,0 +1,103 @@
+/* api.c: the heap profiler's public functions and its exit-time work.
+ *
+ * memscope_write_heap_profile and friends write a profile of the moment
+ * they are called; MEMSCOPE=heapprofile=PATH writes one at exit, and
+ * MEMSCOPE=leaks prints what is still allocated at exit.  A PATH may hold
+ * "%p", replaced by the process id, so that the children of a forking
+ * program each write their own file instead of overwriting the parent's.
+ * Files are written to a temporary name in the same directory and renamed
+ * into place, so a reader never sees half a profile.
+ */
+#include "prof.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* expand: PATH with each %p replaced by the pid and %% by %; false if too long. */
+static bool expand(const char *path, char *out, size_t cap) {
+    size_t k = 0;
+    for (const char *s = path; *s; s++) {
+        char tmp[24];
+        const char *add = tmp;
+        if (s[0] == '%' && s[1] == 'p') ms_snprintf(tmp, sizeof tmp, "%d", (int)getpid()), s++;
+        else if (s[0] == '%' && s[1] == '%') tmp[0] = '%', tmp[1] = 0, s++;
+        else tmp[0] = *s, tmp[1] = 0;
+        size_t n = strlen(add);
+        if (k + n >= cap) return false;
+        memcpy(out + k, add, n);
+        k += n;
+    }
+    out[k] = 0;
+    return k > 0;
+}
+
+int ms_prof_write(int fd, int kind, int debug) {
+    prof_snap_t *snap = ms_prof_snap_take();
+    if (!snap) return -1;
+    int rc = debug ? ms_prof_write_text(fd, snap, kind) : ms_prof_write_pprof(fd, snap, kind);
+    ms_prof_snap_free(snap);
+    return rc;
+}
+
+static int write_path(const char *path, int kind) {
+    int saved = errno;
+    char final[MS_OPT_PATH_MAX + 32], tmp[MS_OPT_PATH_MAX + 64];
+    if (!path || !expand(path, final, sizeof final)) {
+        ms_warn("memscope: heap profile: no usable path given");
+        return -1;
+    }
+    if (!ms_prof_enabled()) {
+        ms_warn("memscope: heap profile: profiling is off (MEMSCOPE=profile_rate=0); %s not written", final);
+        return -1;
+    }
+    ms_snprintf(tmp, sizeof tmp, "%s.%d.tmp", final, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        ms_warn("memscope: heap profile: cannot create %s (errno %d)", tmp, errno);
+        errno = saved;
+        return -1;
+    }
+    int rc = ms_prof_write(fd, kind, 0);
+    if (close(fd) != 0) rc = -1;
+    if (rc == 0 && rename(tmp, final) != 0) rc = -1;
+    if (rc != 0) {
+        ms_warn("memscope: heap profile: writing %s failed", final);
+        unlink(tmp);
+    }
+    errno = saved;
+    return rc;
+}
+
+MEMSCOPE_API int memscope_write_heap_profile(const char *path) {
+    ms_ensure_init();
+    return write_path(path ? path : ms_opt.heapprofile, PROF_HEAP);
+}
+
+MEMSCOPE_API int memscope_write_peak_profile(const char *path) {
+    ms_ensure_init();
+    return write_path(path, PROF_PEAK);
+}
+
+MEMSCOPE_API int memscope_write_heap_profile_fd(int fd, int debug) {
+    ms_ensure_init();
+    if (fd < 0 || !ms_prof_enabled()) return -1;
+    return ms_prof_write(fd, PROF_HEAP, debug);
+}
+
+MEMSCOPE_API int64_t memscope_profile_rate(void) {
+    return atomic_load_explicit(&ms_sample_rate, memory_order_relaxed);
+}
+
+/* ms_prof_exit: the exit-time profile and leak report; true if leaks=exit
+ * found something (the caller ends the process with status 23). */
+bool ms_prof_exit(int report_fd) {
+    if (!ms_prof_enabled()) return false;
+    if (ms_opt.heapprofile[0]) write_path(ms_opt.heapprofile, PROF_HEAP);
+    if (ms_opt.leaks == LEAKS_OFF) return false;
+    int stacks = ms_prof_report_leaks(report_fd, 20);
+    if (stacks == 0) ms_printf_fd(report_fd, "memscope: no blocks still allocated at exit\n");
+    return stacks > 0 && ms_opt.leaks == LEAKS_EXIT;
+}

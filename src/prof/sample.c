@@ -1,0 +1,390 @@
+/* sample.c: what the heap profiler keeps, and the hooks that keep it.
+ *
+ * The allocator core draws which allocations are sampled (malloc.c: a
+ * per-thread countdown with exponential gaps of mean profile_rate bytes,
+ * Go's Poisson process) and calls ms_prof_hooks.  Here a sampled block
+ * becomes a record: its stack is captured (stack.c), found or added in the
+ * table of distinct stacks, and the block's address goes into a map of
+ * sampled blocks, so that free can tell in O(1) whether this very block was
+ * sampled and which stack to credit.  The core only asks the map when the
+ * block's span holds a sampled block at all (span->mark), so an unsampled
+ * free never gets here.
+ *
+ * Counts.  Each stack keeps raw counts (the samples themselves, what Go's
+ * debug=1 text prints) and weighted ones: a sample of S bytes at rate R
+ * stands for 1/(1-exp(-S/R)) allocations, the inverse of the chance that a
+ * block of S bytes is drawn at all, so sums of weights are unbiased
+ * estimates of the program's true totals (Go applies the same factor when it
+ * writes a profile; applying it per sample keeps stacks of mixed sizes
+ * unbiased too).  At rate 1 every weight is exactly 1.
+ *
+ * The peak profile.  The estimated in-use bytes (sum of the weights of live
+ * samples times their sizes) has a high-water mark; the peak profile is
+ * every stack's counts at that moment.  Copying all stacks at each new high
+ * would cost O(stacks) per allocation while the heap grows, so the copy is
+ * lazy: a new high bumps a generation number, and a stack's counts are
+ * saved into its peak copy the first time the stack changes after a bump.
+ * A stack whose saved generation is the current one has its peak in the
+ * copy; any other stack has not changed since the peak, so its current
+ * counts are its peak counts.  O(1) per sample, exact for the estimate.
+ *
+ * Memory.  Stacks, their frames, the hash index and the block map live in
+ * pages mapped for them (ms_meta_alloc, ms_os_alloc), never in the heap
+ * being profiled, and count as metadata in the stats.  Stacks and frames are
+ * never freed, so snapshots point at frames without copying them.  The table
+ * holds at most MS_PROF_MAX_STACKS stacks; past that, samples go to one
+ * "(stack table full)" record and one warning is printed.
+ *
+ * Locking.  One mutex covers the table and the map.  A hook captures the
+ * stack before taking it, and holds it only for a hash lookup and a few
+ * adds; a snapshot holds it for one copy of the counts.  Nothing here takes
+ * an allocator lock while holding it, and nothing that holds an allocator
+ * lock calls here.
+ */
+#include "prof.h"
+
+#include <math.h>
+#include <string.h>
+
+#define CHUNK_STACKS 4096u
+#define FRAME_CHUNK ((size_t)1 << 20) /* bytes of frames per chunk */
+
+typedef struct pstack_s {
+    uint64_t hash;
+    uintptr_t *pcs;
+    uint32_t npcs;
+    bool truncated;
+    uint32_t peak_gen;   /* generation whose peak is saved in .peak */
+    prof_counts_t now, peak;
+} pstack_t;
+
+typedef struct block_s {
+    uintptr_t addr;      /* 0: empty slot */
+    uint32_t stack;
+    uint32_t spare_;
+    uint64_t size;
+} block_t;
+
+static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool enabled;
+static double rate_d;
+
+/* stacks: an array of chunk pointers (lock; readers of a snapshot use ids < n) */
+static pstack_t *chunks[MS_PROF_MAX_STACKS / CHUNK_STACKS];
+static uint32_t nstacks;
+static uint32_t full_id = UINT32_MAX; /* the "(stack table full)" record */
+static uint32_t *index_tab;           /* hash -> stack id + 1; 0 empty */
+static size_t index_cap;
+static uintptr_t *frames;             /* current frame chunk */
+static size_t frames_left;
+
+static block_t *blocks;
+static size_t blocks_cap, nblocks;
+
+static double inuse_w, peak_w;        /* estimated in-use bytes now, and at the peak */
+static uint32_t gen;                  /* bumped at each new peak */
+static uint64_t peak_time_ns;
+
+static inline pstack_t *stack_at(uint32_t id) { return &chunks[id / CHUNK_STACKS][id % CHUNK_STACKS]; }
+
+static uint64_t hash_pcs(const uintptr_t *pcs, int n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t)n;
+    for (int i = 0; i < n; i++) {
+        h ^= pcs[i];
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    return h ? h : 1;
+}
+
+static inline size_t hash_addr(uintptr_t a) { return (size_t)((a >> 4) * 0x9E3779B97F4A7C15ull >> 20); }
+
+/* ------------------------------------------------------------------------
+ * The table of stacks (prof_lock)
+ * ---------------------------------------------------------------------- */
+
+static bool index_grow(void) {
+    size_t cap = index_cap ? index_cap * 2 : 4096;
+    uint32_t *t = ms_os_alloc(cap * sizeof *t);
+    if (!t) return false;
+    for (size_t i = 0; i < index_cap; i++) {
+        uint32_t id = index_tab[i];
+        if (!id) continue;
+        size_t j = stack_at(id - 1)->hash & (cap - 1);
+        while (t[j]) j = (j + 1) & (cap - 1);
+        t[j] = id;
+    }
+    ms_os_free(index_tab, index_cap * sizeof *index_tab);
+    atomic_fetch_add(&ms_meta_sys, (cap - index_cap) * sizeof *t);
+    atomic_fetch_add(&ms_meta_inuse, (cap - index_cap) * sizeof *t);
+    index_tab = t;
+    index_cap = cap;
+    return true;
+}
+
+/* new_stack: appends a stack (frames copied); UINT32_MAX when out of room. */
+static uint32_t new_stack(const uintptr_t *pcs, int n, bool truncated, uint64_t h) {
+    if (nstacks >= MS_PROF_MAX_STACKS) return UINT32_MAX;
+    if (nstacks % CHUNK_STACKS == 0 && !chunks[nstacks / CHUNK_STACKS]) {
+        chunks[nstacks / CHUNK_STACKS] = ms_meta_alloc(CHUNK_STACKS * sizeof(pstack_t));
+        if (!chunks[nstacks / CHUNK_STACKS]) return UINT32_MAX;
+    }
+    if (frames_left < (size_t)n) {
+        frames = ms_meta_alloc(FRAME_CHUNK);
+        if (!frames) return frames_left = 0, UINT32_MAX;
+        frames_left = FRAME_CHUNK / sizeof *frames;
+    }
+    uint32_t id = nstacks;
+    pstack_t *s = stack_at(id);
+    memset(s, 0, sizeof *s);
+    s->hash = h;
+    s->pcs = frames;
+    s->npcs = (uint32_t)n;
+    s->truncated = truncated;
+    memcpy(frames, pcs, (size_t)n * sizeof *pcs);
+    frames += n;
+    frames_left -= (size_t)n;
+    nstacks++;
+    return id;
+}
+
+static uint32_t stack_intern(const uintptr_t *pcs, int n, bool truncated) {
+    uint64_t h = hash_pcs(pcs, n);
+    if ((nstacks + 1) * 2 > index_cap && !index_grow()) return UINT32_MAX;
+    size_t j = h & (index_cap - 1);
+    for (uint32_t id; (id = index_tab[j]) != 0; j = (j + 1) & (index_cap - 1)) {
+        pstack_t *s = stack_at(id - 1);
+        if (s->hash == h && s->npcs == (uint32_t)n && memcmp(s->pcs, pcs, (size_t)n * sizeof *pcs) == 0)
+            return id - 1;
+    }
+    uint32_t id = new_stack(pcs, n, truncated, h);
+    if (id == UINT32_MAX) {
+        if (full_id == UINT32_MAX) {
+            ms_warn("memscope: heap profile: more than %u distinct stacks; further new stacks are counted as "
+                    "\"(stack table full)\"", MS_PROF_MAX_STACKS);
+            nstacks--; /* room for the one overflow record, kept in the last slot */
+            full_id = new_stack(pcs, 0, false, 0);
+            nstacks = MS_PROF_MAX_STACKS;
+        }
+        return full_id;
+    }
+    index_tab[j] = id + 1;
+    return id;
+}
+
+/* ------------------------------------------------------------------------
+ * Sampled blocks: open addressing, linear probing, backward-shift deletion
+ * ---------------------------------------------------------------------- */
+
+static bool blocks_grow(void) {
+    size_t cap = blocks_cap ? blocks_cap * 2 : 8192;
+    block_t *t = ms_os_alloc(cap * sizeof *t);
+    if (!t) return false;
+    for (size_t i = 0; i < blocks_cap; i++) {
+        if (!blocks[i].addr) continue;
+        size_t j = hash_addr(blocks[i].addr) & (cap - 1);
+        while (t[j].addr) j = (j + 1) & (cap - 1);
+        t[j] = blocks[i];
+    }
+    ms_os_free(blocks, blocks_cap * sizeof *blocks);
+    atomic_fetch_add(&ms_meta_sys, (cap - blocks_cap) * sizeof *t);
+    atomic_fetch_add(&ms_meta_inuse, (cap - blocks_cap) * sizeof *t);
+    blocks = t;
+    blocks_cap = cap;
+    return true;
+}
+
+static block_t *block_find(uintptr_t a) {
+    if (!blocks_cap) return NULL;
+    for (size_t j = hash_addr(a) & (blocks_cap - 1);; j = (j + 1) & (blocks_cap - 1)) {
+        if (blocks[j].addr == a) return &blocks[j];
+        if (!blocks[j].addr) return NULL;
+    }
+}
+
+static void block_remove(block_t *b) {
+    size_t mask = blocks_cap - 1, i = (size_t)(b - blocks), j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!blocks[j].addr) break;
+        size_t home = hash_addr(blocks[j].addr) & mask;
+        /* move j back into the hole at i unless its home lies in (i, j] */
+        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+            blocks[i] = blocks[j];
+            i = j;
+        }
+    }
+    blocks[i].addr = 0;
+    nblocks--;
+}
+
+static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
+    if ((nblocks + 1) * 2 > blocks_cap && !blocks_grow()) return false;
+    size_t j = hash_addr(a) & (blocks_cap - 1);
+    while (blocks[j].addr) j = (j + 1) & (blocks_cap - 1);
+    blocks[j] = (block_t){.addr = a, .stack = stack, .size = size};
+    nblocks++;
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Accounting (prof_lock)
+ * ---------------------------------------------------------------------- */
+
+static double weight(uint64_t size) {
+    if (rate_d <= 1) return 1;
+    return 1 / (1 - exp(-(double)size / rate_d));
+}
+
+/* touch: s is about to change; keep its counts at the last peak first. */
+static void touch(pstack_t *s) {
+    if (s->peak_gen != gen) {
+        s->peak = s->now;
+        s->peak_gen = gen;
+    }
+}
+
+static void account(uint32_t id, uint64_t size, bool alloc) {
+    pstack_t *s = stack_at(id);
+    touch(s);
+    double w = weight(size);
+    prof_counts_t *c = &s->now;
+    if (alloc) {
+        c->alloc_objs++, c->alloc_bytes += size, c->alloc_objs_w += w, c->alloc_bytes_w += w * (double)size;
+        inuse_w += w * (double)size;
+        if (inuse_w > peak_w) {
+            peak_w = inuse_w;
+            gen++;
+        }
+    } else {
+        c->free_objs++, c->free_bytes += size, c->free_objs_w += w, c->free_bytes_w += w * (double)size;
+        inuse_w -= w * (double)size;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Hooks
+ * ---------------------------------------------------------------------- */
+
+MS_TEXT static bool on_sampled(void *p, size_t size) {
+    uintptr_t pcs[MS_PROF_MAX_DEPTH + 1];
+    int n = ms_stack_capture(pcs, MS_PROF_MAX_DEPTH + 1, 0);
+    bool truncated = n > MS_PROF_MAX_DEPTH;
+    if (truncated) n = MS_PROF_MAX_DEPTH;
+    bool ok = false;
+    pthread_mutex_lock(&prof_lock);
+    uint32_t id = stack_intern(pcs, n, truncated);
+    if (id != UINT32_MAX && block_insert((uintptr_t)p, id, size)) {
+        uint32_t g = gen;
+        account(id, size, true);
+        if (gen != g) peak_time_ns = ms_os_wall_ns();
+        ok = true;
+    }
+    pthread_mutex_unlock(&prof_lock);
+    return ok;
+}
+
+static bool on_freed(void *p) {
+    pthread_mutex_lock(&prof_lock);
+    block_t *b = block_find((uintptr_t)p);
+    if (b) {
+        account(b->stack, b->size, false);
+        block_remove(b);
+    }
+    pthread_mutex_unlock(&prof_lock);
+    return b != NULL;
+}
+
+static void on_moved(void *p, void *q, size_t size) {
+    pthread_mutex_lock(&prof_lock);
+    block_t *b = block_find((uintptr_t)p);
+    if (b) {
+        uint32_t id = b->stack;
+        account(id, b->size, false);
+        block_remove(b);
+        if (block_insert((uintptr_t)q, id, size)) account(id, size, true);
+    }
+    pthread_mutex_unlock(&prof_lock);
+}
+
+/* ------------------------------------------------------------------------
+ * Setup, fork, snapshots
+ * ---------------------------------------------------------------------- */
+
+static void fork_prepare(void) {
+    ms_stack_fork_prepare();
+    pthread_mutex_lock(&prof_lock);
+}
+static void fork_parent(void) {
+    pthread_mutex_unlock(&prof_lock);
+    ms_stack_fork_parent();
+}
+static void fork_child(void) {
+    pthread_mutex_init(&prof_lock, NULL);
+    ms_stack_fork_child();
+}
+
+void ms_prof_init(void) {
+    int64_t rate = ms_opt.profile_rate;
+    if (rate <= 0 || enabled) return;
+    ms_stack_init();
+    rate_d = (double)rate;
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    ms_prof_hooks = (prof_hooks_t){.sampled = on_sampled, .freed = on_freed, .moved = on_moved};
+    enabled = true;
+    atomic_store(&ms_sample_rate, rate);
+    ms_malloc_rearm();
+}
+
+bool ms_prof_enabled(void) { return enabled; }
+
+void ms_prof_thread_internal(void) { ms_no_sample = 1; }
+
+prof_snap_t *ms_prof_snap_take(void) {
+    if (!enabled) return NULL;
+    /* size the copy without the lock (stacks only grow), allocate, then copy */
+    pthread_mutex_lock(&prof_lock);
+    uint32_t n = nstacks;
+    pthread_mutex_unlock(&prof_lock);
+    n += 1024;
+    if (n > MS_PROF_MAX_STACKS) n = MS_PROF_MAX_STACKS;
+    size_t bytes = (sizeof(prof_snap_t) + (size_t)n * sizeof(prof_rec_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    prof_snap_t *snap = ms_os_alloc(bytes);
+    if (!snap) return NULL;
+    snap->recs = (prof_rec_t *)(snap + 1);
+    snap->map_bytes = bytes;
+    snap->rate = (int64_t)rate_d;
+    snap->time_ns = ms_os_wall_ns();
+    pthread_mutex_lock(&prof_lock);
+    if (n > nstacks) n = nstacks;
+    for (uint32_t i = 0; i < n; i++) {
+        const pstack_t *s = stack_at(i);
+        prof_rec_t *r = &snap->recs[i];
+        r->pcs = s->pcs;
+        r->npcs = s->npcs;
+        r->truncated = s->truncated;
+        r->now = s->now;
+        r->peak = s->peak_gen == gen ? s->peak : s->now;
+    }
+    snap->nrecs = n;
+    snap->peak_bytes = (uint64_t)(peak_w + 0.5);
+    snap->peak_time_ns = peak_time_ns;
+    pthread_mutex_unlock(&prof_lock);
+    return snap;
+}
+
+void ms_prof_snap_free(prof_snap_t *s) {
+    if (s) ms_os_free(s, s->map_bytes);
+}
+
+void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
+    size_t n = base->nrecs < snap->nrecs ? base->nrecs : snap->nrecs;
+    for (size_t i = 0; i < n; i++) { /* same id, same stack: ids are never reused */
+        prof_counts_t *c = &snap->recs[i].now;
+        const prof_counts_t *b = &base->recs[i].now;
+        c->alloc_objs -= b->alloc_objs, c->alloc_bytes -= b->alloc_bytes;
+        c->free_objs -= b->free_objs, c->free_bytes -= b->free_bytes;
+        c->alloc_objs_w -= b->alloc_objs_w, c->alloc_bytes_w -= b->alloc_bytes_w;
+        c->free_objs_w -= b->free_objs_w, c->free_bytes_w -= b->free_bytes_w;
+    }
+}

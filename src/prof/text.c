@@ -1,0 +1,228 @@
+/* text.c: the heap profile as text for people: Go's debug=1 format, and
+ * the report of what is still allocated at exit (MEMSCOPE=leaks).
+ *
+ * debug=1 is Go's legacy heap profile text (runtime/pprof, debug=1), which
+ * `go tool pprof` also parses:
+ *
+ *   heap profile: 2: 512 [33: 1500234240] @ heap/1048576
+ *   1: 416 [1: 416] @ 0x443388 0x44363e
+ *   #	0x443387	runtime.malg+0x27	/usr/lib/go/src/runtime/proc.go:4076
+ *
+ * The header is the totals, in-use objects: bytes [allocated objects:
+ * bytes], and heap/ twice the sampling rate (Go's own convention, which
+ * pprof's parser expects); each record is one stack with its raw sampled
+ * counts, largest in-use bytes first, then one '#' line per frame (address
+ * minus one, demangled function+offset, file:line).  The counts are the
+ * samples themselves, unscaled, as in Go: pprof scales them when it reads
+ * the text.  The text ends with Go's "# runtime.MemStats" block filled from
+ * memscope_read_stats; fields with no meaning for a malloc heap (Stack,
+ * MSpan, MCache, BuckHashSys, GCSys, PauseNs...) are left out rather than
+ * printed as zeros, and memscope's own (RSS, metadata, releases) follow.
+ *
+ * Output goes through a fixed buffer to the descriptor, never through
+ * stdio or the heap.
+ */
+#include "prof.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct out_s {
+    int fd;
+    size_t len;
+    char buf[8192];
+} out_t;
+
+static void flush(out_t *o) {
+    ms_write_fd(o->fd, o->buf, o->len);
+    o->len = 0;
+}
+
+__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt, ...) {
+    char line[1024];
+    __builtin_va_list ap;
+    __builtin_va_start(ap, fmt);
+    size_t n = ms_vsnprintf(line, sizeof line, fmt, ap);
+    __builtin_va_end(ap);
+    if (n >= sizeof line) n = sizeof line - 1;
+    if (o->len + n > sizeof o->buf) flush(o);
+    memcpy(o->buf + o->len, line, n);
+    o->len += n;
+}
+
+/* order: indexes of the records sorted by key descending (heapsort: no
+ * allocation, O(n log n)); returns the mapped array of n entries. */
+static uint32_t *order(const prof_snap_t *snap, double (*key)(const prof_rec_t *), size_t *bytes) {
+    size_t n = snap->nrecs;
+    *bytes = (n * sizeof(uint32_t) + MS_PAGE_MASK + 1) & ~MS_PAGE_MASK;
+    uint32_t *ix = ms_os_alloc(*bytes);
+    if (!ix) return NULL;
+    for (size_t i = 0; i < n; i++) ix[i] = (uint32_t)i;
+#define K(i) key(&snap->recs[ix[i]])
+    /* min-heap on key, so that popping to the end leaves the array descending */
+    for (size_t start = n / 2; start-- > 0;) {
+        for (size_t r = start;;) {
+            size_t c = 2 * r + 1;
+            if (c >= n) break;
+            if (c + 1 < n && K(c + 1) < K(c)) c++;
+            if (K(r) <= K(c)) break;
+            uint32_t t = ix[r]; ix[r] = ix[c]; ix[c] = t;
+            r = c;
+        }
+    }
+    for (size_t end = n; end-- > 1;) {
+        uint32_t t = ix[0]; ix[0] = ix[end]; ix[end] = t;
+        for (size_t r = 0;;) {
+            size_t c = 2 * r + 1;
+            if (c >= end) break;
+            if (c + 1 < end && K(c + 1) < K(c)) c++;
+            if (K(r) <= K(c)) break;
+            t = ix[r]; ix[r] = ix[c]; ix[c] = t;
+            r = c;
+        }
+    }
+#undef K
+    return ix;
+}
+
+static double raw_inuse_bytes(const prof_rec_t *r) { return (double)(r->now.alloc_bytes - r->now.free_bytes); }
+static double raw_peak_bytes(const prof_rec_t *r) { return (double)(r->peak.alloc_bytes - r->peak.free_bytes); }
+static double est_inuse_bytes(const prof_rec_t *r) { return r->now.alloc_bytes_w - r->now.free_bytes_w; }
+
+/* frames: one line per frame of r, formatted by fmt_frame. */
+static void frames(out_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
+    for (uint32_t k = 0; k < r->npcs; k++) {
+        uintptr_t pc = r->pcs[k] - 1;
+        sym_frame_t fr[8];
+        int n = st ? ms_sym_lookup(st, pc, fr, 8) : 0;
+        if (n <= 0) {
+            if (go_style) put(o, "#\t%#lx\n", (unsigned long)pc);
+            else put(o, "    #%u %#lx\n", k, (unsigned long)pc);
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            const sym_frame_t *f = &fr[i];
+            const char *name = f->pretty ? f->pretty : f->name ? f->name : "?";
+            const char *obj = f->map >= 0 ? ms_sym_map(st, f->map)->path : "?";
+            if (go_style) {
+                if (f->file) put(o, "#\t%#lx\t%s+%#lx\t%s:%d\n", (unsigned long)pc, name, (unsigned long)f->offset, f->file, f->line);
+                else put(o, "#\t%#lx\t%s+%#lx\t%s\n", (unsigned long)pc, name, (unsigned long)f->offset, obj);
+            } else {
+                if (f->file) put(o, "    #%u %#lx in %s %s:%d\n", k, (unsigned long)pc, name, f->file, f->line);
+                else put(o, "    #%u %#lx in %s (%s+%#lx)\n", k, (unsigned long)pc, name, obj, (unsigned long)f->offset);
+            }
+        }
+    }
+}
+
+static void memstats(out_t *o) {
+    struct memscope_stats s = {.size = sizeof s};
+    memscope_read_stats(&s);
+    put(o, "\n# runtime.MemStats\n");
+    put(o, "# Alloc = %llu\n# TotalAlloc = %llu\n# Sys = %llu\n# Lookups = 0\n# Mallocs = %llu\n# Frees = %llu\n",
+        (unsigned long long)s.alloc, (unsigned long long)s.total_alloc, (unsigned long long)s.sys,
+        (unsigned long long)s.mallocs, (unsigned long long)s.frees);
+    put(o, "# HeapAlloc = %llu\n# HeapSys = %llu\n# HeapIdle = %llu\n# HeapInuse = %llu\n# HeapReleased = %llu\n"
+           "# HeapObjects = %llu\n",
+        (unsigned long long)s.heap_alloc, (unsigned long long)s.heap_sys, (unsigned long long)s.heap_idle,
+        (unsigned long long)s.heap_inuse, (unsigned long long)s.heap_released, (unsigned long long)s.heap_objects);
+    put(o, "# MetadataInuse = %llu\n# MetadataSys = %llu\n", (unsigned long long)s.metadata_inuse,
+        (unsigned long long)s.metadata_sys);
+    put(o, "# NextGC = %llu\n# LastGC = %llu\n# NumGC = %u\n# NumForcedGC = %u\n", (unsigned long long)s.next_gc,
+        (unsigned long long)s.last_gc, s.num_gc, s.num_forced_gc);
+    put(o, "# NumScavenge = %llu\n# ReleasedTotal = %llu\n# RSS = %llu\n# MaxRSS = %llu\n",
+        (unsigned long long)s.num_scavenge, (unsigned long long)s.released_total, (unsigned long long)s.rss,
+        (unsigned long long)s.max_rss);
+}
+
+int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind) {
+    out_t o = {.fd = fd};
+    bool peak = kind == PROF_PEAK;
+    size_t ob;
+    uint32_t *ix = order(snap, peak ? raw_peak_bytes : raw_inuse_bytes, &ob);
+    if (!ix) return -1;
+    ms_no_sample++;
+    uint64_t t[4] = {0};
+    for (size_t i = 0; i < snap->nrecs; i++) {
+        const prof_counts_t *c = peak ? &snap->recs[i].peak : &snap->recs[i].now;
+        t[0] += c->alloc_objs - c->free_objs, t[1] += c->alloc_bytes - c->free_bytes;
+        t[2] += c->alloc_objs, t[3] += c->alloc_bytes;
+    }
+    put(&o, "heap profile: %llu: %llu [%llu: %llu] @ heap/%lld\n", (unsigned long long)t[0], (unsigned long long)t[1],
+        (unsigned long long)t[2], (unsigned long long)t[3], (long long)snap->rate * 2);
+    symtab_t *st = ms_sym_open();
+    for (size_t i = 0; i < snap->nrecs; i++) {
+        const prof_rec_t *r = &snap->recs[ix[i]];
+        const prof_counts_t *c = peak ? &r->peak : &r->now;
+        if (!c->alloc_objs) continue;
+        put(&o, "%llu: %llu [%llu: %llu] @", (unsigned long long)(c->alloc_objs - c->free_objs),
+            (unsigned long long)(c->alloc_bytes - c->free_bytes), (unsigned long long)c->alloc_objs,
+            (unsigned long long)c->alloc_bytes);
+        for (uint32_t k = 0; k < r->npcs; k++) put(&o, " %#lx", (unsigned long)r->pcs[k]);
+        put(&o, "\n");
+        frames(&o, st, r, true);
+        put(&o, "\n");
+    }
+    memstats(&o);
+    flush(&o);
+    if (st) ms_sym_close(st);
+    ms_os_free(ix, ob);
+    ms_no_sample--;
+    return 0;
+}
+
+static void human(char *buf, size_t cap, double b) {
+    if (b >= 1 << 30) ms_snprintf(buf, cap, "%.1f GiB", b / (1 << 30));
+    else if (b >= 1 << 20) ms_snprintf(buf, cap, "%.1f MiB", b / (1 << 20));
+    else if (b >= 1 << 10) ms_snprintf(buf, cap, "%.1f KiB", b / (1 << 10));
+    else ms_snprintf(buf, cap, "%.0f bytes", b);
+}
+
+int ms_prof_report_leaks(int fd, int top) {
+    prof_snap_t *snap = ms_prof_snap_take();
+    if (!snap) return 0;
+    size_t ob;
+    uint32_t *ix = order(snap, est_inuse_bytes, &ob);
+    if (!ix) {
+        ms_prof_snap_free(snap);
+        return 0;
+    }
+    ms_no_sample++;
+    out_t o = {.fd = fd};
+    bool exact = snap->rate == 1;
+    double objs = 0, bytes = 0;
+    size_t stacks = 0;
+    for (size_t i = 0; i < snap->nrecs; i++) {
+        const prof_counts_t *c = &snap->recs[i].now;
+        if (c->alloc_objs == c->free_objs) continue;
+        objs += c->alloc_objs_w - c->free_objs_w, bytes += c->alloc_bytes_w - c->free_bytes_w, stacks++;
+    }
+    symtab_t *st = stacks ? ms_sym_open() : NULL;
+    int shown = 0;
+    char h[32];
+    for (size_t i = 0; i < snap->nrecs && shown < top; i++) {
+        const prof_rec_t *r = &snap->recs[ix[i]];
+        const prof_counts_t *c = &r->now;
+        if (c->alloc_objs == c->free_objs) continue;
+        double n = c->alloc_objs_w - c->free_objs_w, b = c->alloc_bytes_w - c->free_bytes_w;
+        human(h, sizeof h, b);
+        put(&o, "memscope: %s%.0f bytes (%s) in %s%.0f block%s still allocated at exit, from:\n", exact ? "" : "~", b,
+            h, exact ? "" : "~", n, llround(n) == 1 ? "" : "s");
+        frames(&o, st, r, false);
+        if (r->truncated) put(&o, "    ... (deeper frames not recorded)\n");
+        shown++;
+    }
+    if (stacks) {
+        human(h, sizeof h, bytes);
+        put(&o, "memscope: SUMMARY: %s%.0f bytes (%s) in %s%.0f blocks still allocated at exit, from %zu stack%s "
+                "(%zu shown)%s\n",
+            exact ? "" : "~", bytes, h, exact ? "" : "~", objs, stacks, stacks == 1 ? "" : "s", (size_t)shown,
+            exact ? "" : "; estimated from samples, exact with MEMSCOPE=profile_rate=1");
+    }
+    flush(&o);
+    if (st) ms_sym_close(st);
+    ms_os_free(ix, ob);
+    ms_prof_snap_free(snap);
+    ms_no_sample--;
+    return (int)(stacks > INT32_MAX ? INT32_MAX : stacks);
+}
