@@ -21,8 +21,9 @@
  *     traversal attempt is answered plainly as a bad request (400);
  *   - more than MS_HTTP_MAX_HEADERS headers, or a head that does not end
  *     within MS_HTTP_MAX_REQUEST bytes (431);
- *   - a method other than GET/HEAD, checked last so that a malformed request
- *     is 400 whatever its method (405).
+ *   - a method other than GET/HEAD, checked after the head is known to be
+ *     well formed, so that a malformed request is 400 whatever its method,
+ *     and a well-formed POST with a body is 405 (405).
  */
 #define MS_HTTP_PARSER_ONLY
 #include "http.h"
@@ -128,6 +129,7 @@ int ms_http_parse(const char *buf, size_t len, ms_http_req_t *req) {
     if (!path_ok(r.path)) return -400;
 
     /* Headers: NAME ":" VALUE, until the blank line. */
+    int body = 0;
     for (;;) {
         ms_str_t h = next_line(buf, end, &pos);
         if (h.n == 0) break;
@@ -136,12 +138,13 @@ int ms_http_parse(const char *buf, size_t len, ms_http_req_t *req) {
         while (k < h.n && is_tchar((unsigned char)h.p[k])) k++;
         if (k == 0 || k >= h.n || h.p[k] != ':') return -400; /* also rejects obsolete line folding */
         ms_str_t name = {h.p, k}, val = trim((ms_str_t){h.p + k + 1, h.n - k - 1});
-        if (str_ieq(name, "transfer-encoding")) return -400;
-        if (str_ieq(name, "content-length") && !str_eq(val, "0")) return -400;
+        if (str_ieq(name, "transfer-encoding")) body = 1;
+        if (str_ieq(name, "content-length") && !str_eq(val, "0")) body = 1;
     }
     if (str_eq(r.method, "GET")) r.head = 0;
     else if (str_eq(r.method, "HEAD")) r.head = 1;
-    else return -405;
+    else return -405; /* a POST with its body is still 405: the connection is closed after the answer */
+    if (body) return -400;
     *req = r;
     return (int)end;
 }

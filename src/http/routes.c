@@ -332,7 +332,7 @@ static site_t *site_get(work_t *w, const sym_frame_t *f, uintptr_t pc) {
 /* sort_desc: heap sort of idx[0, n) by key, largest first (libc's qsort
  * may allocate). */
 static void sort_desc(uint32_t *idx, size_t n, const site_t *s, int key) {
-#define LESS(a, b) (s[idx[a]].v[key] > s[idx[b]].v[key]) /* min-heap by value: yields descending order */
+#define LESS(a, b) (s[idx[a]].v[key] < s[idx[b]].v[key]) /* a min-heap: popping to the end leaves descending order */
     for (size_t start = n / 2; start-- > 0;) {
         for (size_t r = start;;) {
             size_t c = 2 * r + 1;
