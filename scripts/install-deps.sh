@@ -9,11 +9,16 @@
 #              (headers only) for src/prof/symbolize.c; libdw1, dlopen'd at
 #              run time for file:line (symbols work without it)
 #   tests:     python3 sqlite3 git procps time curl (tests/test_realprogs.sh,
-#              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm
+#              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm;
+#              for tests/test_http*.sh: prometheus (promtool and a real
+#              scrape), chromium (the live page), tmux (memscope top),
+#              libclang-rt-14-dev (libFuzzer, ASan/UBSan for clang),
+#              golang-go (go tool pprof fetching the endpoint)
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
 #              compared against in bench/)
 set -eu
 PKGS="gcc clang make g++ binutils zlib1g-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates
+      prometheus chromium tmux libclang-rt-14-dev golang-go
       libjemalloc2 libgoogle-perftools4 libmimalloc2.0 coreutils gawk"
 
 missing=""
