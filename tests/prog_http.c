@@ -7,7 +7,12 @@
  * every 100 ms on stdout: the tests check that this output is exactly
  * 0..10*SECONDS-1 whatever clients do to the endpoint.  With ADDR:PORT it
  * starts the endpoint with memscope_http_start instead of MEMSCOPE=http.
+ * With a third argument "fork", it forks once the endpoint runs; the child
+ * (which inherits no server) starts its own on 127.0.0.1:0, prints nothing
+ * on stdout, lives SECONDS and exits; the parent waits for it at the end.
  */
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +50,15 @@ int main(int argc, char **argv) {
     int secs = argc > 1 ? atoi(argv[1]) : 10;
     if (argc > 2 && memscope_http_start(argv[2]) != 0) return 3;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    pid_t child = -1;
+    if (argc > 3 && strcmp(argv[3], "fork") == 0) {
+        child = fork();
+        if (child == 0) {
+            int rc = memscope_http_start("127.0.0.1:0");
+            sleep((unsigned)secs);
+            _exit(rc == 0 ? 0 : 4);
+        }
+    }
     peak_burst();
     keep_big();
     for (int t = 0; t < secs * 10; t++) {
@@ -54,5 +68,7 @@ int main(int argc, char **argv) {
         nanosleep(&ts, NULL);
     }
     for (int i = 0; i < 48; i++) free(keep[i]);
+    int status = 0;
+    if (child > 0 && (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)) return 5;
     return 0;
 }

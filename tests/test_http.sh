@@ -133,6 +133,16 @@ check "0.0.0.0: one beyond-loopback warning" [ "$(grep -c 'beyond loopback' "$TM
 MEMSCOPE=http=nonsense LD_PRELOAD=$LIB "$PROG" 1 >"$TMPD/o6" 2>"$TMPD/e6"
 check "bad address: one warning, program goes on" sh -c "[ \$(grep -c 'not valid' '$TMPD/e6') = 1 ] && [ \$(wc -l <'$TMPD/o6') = 10 ]"
 
+# fork: the child has no server until it starts one; both then answer.
+"$PROG" 3 127.0.0.1:0 fork >"$TMPD/o7" 2>"$TMPD/e7" &
+fpid=$!
+for _ in $(seq 60); do [ "$(grep -c 'memscope: serving' "$TMPD/e7")" = 2 ] && break; sleep 0.05; done
+urls=$(grep -o 'http://127\.0\.0\.1:[0-9]*/' "$TMPD/e7" | sort -u)
+check "fork: the child starts its own server on another port" [ "$(echo "$urls" | wc -l)" = 2 ]
+for u in $urls; do check "fork: $u answers" [ "$(code "${u}metrics")" = 200 ]; done
+wait $fpid; rc=$?
+check "fork: parent and child exit 0, parent's output complete" sh -c "[ $rc = 0 ] && [ \$(wc -l <'$TMPD/o7') = 30 ]"
+
 # profile_rate=0: the profile routes say so, the rest works.
 MS_EXTRA=profile_rate=0 start_host 5
 check "profile_rate=0: heap 503" [ "$(code "${URL}debug/pprof/heap")" = 503 ]
