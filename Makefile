@@ -27,7 +27,7 @@ ifeq ($(LIBIBERTY),)
 $(error libiberty.a not found: install the Debian package libiberty-dev (scripts/install-deps.sh))
 endif
 LIBLIBS  := -lunwind -lz -lm $(LIBIBERTY) $(LDLIBS)
-SOFLAGS  := -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a
+SOFLAGS  := -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a -Wl,--version-script,mk/libmemscope.map
 
 SRCS     := $(sort $(wildcard src/*.c src/*/*.c))
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -56,13 +56,13 @@ $(BUILD)/dbg/%.o: src/%.c
 # The live page is linked in with .incbin (src/http/page.c): rebuild on edit.
 $(BUILD)/obj/http/page.o $(BUILD)/dbg/http/page.o: src/http/page.html
 
-$(BUILD)/libmemscope.so: $(OBJS)
+$(BUILD)/libmemscope.so: $(OBJS) mk/libmemscope.map
 	$(CC) $(SOFLAGS) -o $@ $(OBJS) $(LIBLIBS)
 $(BUILD)/libmemscope.a: $(OBJS)
 	@rm -f $@; ar rcs $@ $(OBJS)
 $(BUILD)/debug/libmemscope.a: $(DBGOBJS)
 	@mkdir -p $(@D); rm -f $@; ar rcs $@ $(DBGOBJS)
-$(BUILD)/debug/libmemscope.so: $(DBGOBJS)
+$(BUILD)/debug/libmemscope.so: $(DBGOBJS) mk/libmemscope.map
 	@mkdir -p $(@D)
 	$(CC) $(SOFLAGS) -o $@ $(DBGOBJS) $(LIBLIBS)
 

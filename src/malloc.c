@@ -216,7 +216,9 @@ static void unsample(span_t *s, void *p) {
 }
 
 bool ms_in_memscope_text(uintptr_t pc) {
-    extern const char __start_memscope_text[], __stop_memscope_text[];
+    /* defined by the linker; hidden, so that they stay out of the exports */
+    extern const char __start_memscope_text[] __attribute__((visibility("hidden")));
+    extern const char __stop_memscope_text[] __attribute__((visibility("hidden")));
     return pc >= (uintptr_t)__start_memscope_text && pc < (uintptr_t)__stop_memscope_text;
 }
 

@@ -166,9 +166,13 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
                             shown(p, klen, sh, sizeof sh), known);
                 warn(msg), nwarn++;
             } else if (!parse_value(d, eq + 1, vlen, &v)) {
-                char acc[96];
-                ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE %s=\"%s\" is not valid (want %s); using the default",
-                            d->name, shown(eq + 1, vlen, sh, sizeof sh), accepted(d, acc, sizeof acc));
+                char acc[96], def[64];
+                if (d->kind == OPT_STRING) ms_snprintf(def, sizeof def, "ignored");
+                else if (d->kind == OPT_CHOICE) ms_snprintf(def, sizeof def, "using the default %.*s",
+                                                            (int)strcspn(d->help, "|:"), d->help);
+                else ms_snprintf(def, sizeof def, "using the default %lld", (long long)d->def);
+                ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE %s=\"%s\" is not valid (want %s); %s", d->name,
+                            shown(eq + 1, vlen, sh, sizeof sh), accepted(d, acc, sizeof acc), def);
                 warn(msg), nwarn++;
             } else if (d->kind == OPT_STRING ? v > d->max : (v < d->min || v > d->max)) {
                 if (d->kind == OPT_STRING)

@@ -70,7 +70,10 @@ for bin in "$BUILD"/tests/test_*; do
     # as they are freed), racing it against allocation, thread exit and fork.
     case $name in
     test_stress|test_api)
-        run_one "${name}[MEMSCOPE=scavenge_delay_ms=0]" "$limit" env MEMSCOPE=scavenge_delay_ms=0 "$bin" ;;
+        run_one "${name}[MEMSCOPE=scavenge_delay_ms=0]" "$limit" env MEMSCOPE=scavenge_delay_ms=0 "$bin"
+        # and the heap profiler recording every allocation: sampled blocks
+        # freed across threads, moved by realloc, inherited across fork
+        run_one "${name}[MEMSCOPE=profile_rate=1]" "$limit" env MEMSCOPE=profile_rate=1 "$bin" ;;
     esac
 done
 for sh in tests/test_*.sh; do

@@ -338,22 +338,30 @@ int ms_gzip_write(int fd, const void *p, size_t n) {
 
 
 int ms_prof_write_pprof(int fd, const prof_snap_t *snap, int kind) {
-    enc_t e = {0};
     ms_no_sample++;
-    e.sym = ms_sym_open();
+    symtab_t *sym = ms_sym_open();
+    int rc = ms_prof_encode(fd, snap, kind, sym, true);
+    if (sym) ms_sym_close(sym);
+    ms_no_sample--;
+    return rc;
+}
+
+int ms_prof_encode(int fd, const prof_snap_t *snap, int kind, symtab_t *sym, bool gzip) {
+    enc_t e = {0};
+    e.sym = sym;
     int nmaps = e.sym ? ms_sym_nmaps(e.sym) : 0;
     size_t mb = ((size_t)nmaps + 1 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     e.map_named = ms_os_alloc(mb);
     encode(&e, snap, kind);
     bool oom = e.out.oom || e.sub.oom || e.sub2.oom || e.locs.oom || e.funcs.oom || e.strs.oom;
-    int rc = oom ? -1 : ms_gzip_write(fd, e.out.p, e.out.len);
+    int rc = -1;
     if (oom) ms_warn("memscope: heap profile: out of memory while encoding; nothing written");
-    if (e.sym) ms_sym_close(e.sym);
+    else if (gzip) rc = ms_gzip_write(fd, e.out.p, e.out.len);
+    else rc = (ms_write_fd(fd, (const char *)e.out.p, e.out.len), 0);
     ms_os_free(e.map_named, mb);
     pb_free(&e.out), pb_free(&e.sub), pb_free(&e.sub2), pb_free(&e.locs), pb_free(&e.funcs), pb_free(&e.strs);
     ms_os_free(e.strtab, e.strcap * sizeof *e.strtab);
     ms_os_free(e.ftab, e.fcap * sizeof *e.ftab);
     ms_os_free(e.ltab, e.lcap * sizeof *e.ltab);
-    ms_no_sample--;
     return rc;
 }

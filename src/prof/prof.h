@@ -127,6 +127,9 @@ enum { PROF_HEAP = 0, PROF_ALLOCS = 1, PROF_PEAK = 2 };
 /* ms_prof_write_pprof: gzipped profile.proto of snap to fd; kind picks the
  * default sample type (inuse_space, alloc_space, peak_space). 0 or -1. */
 int ms_prof_write_pprof(int fd, const prof_snap_t *snap, int kind);
+/* ms_prof_encode: the same with a given symtab (NULL: addresses only), gzip
+ * or not; deterministic for a given snapshot and symtab (golden tests). */
+int ms_prof_encode(int fd, const prof_snap_t *snap, int kind, symtab_t *sym, bool gzip);
 /* ms_prof_write_text: Go's debug=1 heap text, with the MemStats trailer. */
 int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind);
 /* ms_prof_write: takes a snapshot and writes it (debug 0: pprof, else text). */

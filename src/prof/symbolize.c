@@ -363,6 +363,10 @@ static bool read_syms(symtab_t *st, mod_t *m, const uint8_t *img, size_t bytes, 
                     s->addr = sym[j].st_value;
                     s->size = (uint32_t)sym[j].st_size;
                     s->name = str + sym[j].st_name;
+                    /* "f@@GLIBC_2.34": the version is not part of the function's name */
+                    const char *at = strchr(s->name, '@');
+                    if (at && at > s->name) s->name = arena_strndup(st, s->name, (size_t)(at - s->name));
+                    if (!s->name) s->name = str + sym[j].st_name;
                     s->pretty = NULL;
                     s->rank = sym_rank(s->name, ELF64_ST_BIND(sym[j].st_info));
                 }

@@ -18,14 +18,19 @@
  * memscope_read_stats; fields with no meaning for a malloc heap (Stack,
  * MSpan, MCache, BuckHashSys, GCSys, PauseNs...) are left out rather than
  * printed as zeros, and memscope's own (RSS, metadata, releases) follow.
+ * Last comes "MAPPED_LIBRARIES:" and /proc/self/maps, as in gperftools'
+ * heap profiles, so that pprof can name the functions of a C program whose
+ * code is spread over many files.
  *
  * Output goes through a fixed buffer to the descriptor, never through
  * stdio or the heap.
  */
 #include "prof.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct out_s {
     int fd;
@@ -96,8 +101,8 @@ static void frames(out_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
         sym_frame_t fr[8];
         int n = st ? ms_sym_lookup(st, pc, fr, 8) : 0;
         if (n <= 0) {
-            if (go_style) put(o, "#\t%#lx\n", (unsigned long)pc);
-            else put(o, "    #%u %#lx\n", k, (unsigned long)pc);
+            if (go_style) put(o, "#\t0x%lx\n", (unsigned long)pc);
+            else put(o, "    #%u 0x%lx\n", k, (unsigned long)pc);
             continue;
         }
         for (int i = 0; i < n; i++) {
@@ -105,11 +110,11 @@ static void frames(out_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
             const char *name = f->pretty ? f->pretty : f->name ? f->name : "?";
             const char *obj = f->map >= 0 ? ms_sym_map(st, f->map)->path : "?";
             if (go_style) {
-                if (f->file) put(o, "#\t%#lx\t%s+%#lx\t%s:%d\n", (unsigned long)pc, name, (unsigned long)f->offset, f->file, f->line);
-                else put(o, "#\t%#lx\t%s+%#lx\t%s\n", (unsigned long)pc, name, (unsigned long)f->offset, obj);
+                if (f->file) put(o, "#\t0x%lx\t%s+0x%lx\t%s:%d\n", (unsigned long)pc, name, (unsigned long)f->offset, f->file, f->line);
+                else put(o, "#\t0x%lx\t%s+0x%lx\t%s\n", (unsigned long)pc, name, (unsigned long)f->offset, obj);
             } else {
-                if (f->file) put(o, "    #%u %#lx in %s %s:%d\n", k, (unsigned long)pc, name, f->file, f->line);
-                else put(o, "    #%u %#lx in %s (%s+%#lx)\n", k, (unsigned long)pc, name, obj, (unsigned long)f->offset);
+                if (f->file) put(o, "    #%u 0x%lx in %s %s:%d\n", k, (unsigned long)pc, name, f->file, f->line);
+                else put(o, "    #%u 0x%lx in %s (%s+0x%lx)\n", k, (unsigned long)pc, name, obj, (unsigned long)f->offset);
             }
         }
     }
@@ -158,13 +163,23 @@ int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind) {
         put(&o, "%llu: %llu [%llu: %llu] @", (unsigned long long)(c->alloc_objs - c->free_objs),
             (unsigned long long)(c->alloc_bytes - c->free_bytes), (unsigned long long)c->alloc_objs,
             (unsigned long long)c->alloc_bytes);
-        for (uint32_t k = 0; k < r->npcs; k++) put(&o, " %#lx", (unsigned long)r->pcs[k]);
+        for (uint32_t k = 0; k < r->npcs; k++) put(&o, " 0x%lx", (unsigned long)r->pcs[k]);
         put(&o, "\n");
         frames(&o, st, r, true);
         put(&o, "\n");
     }
     memstats(&o);
+    /* The mappings, as gperftools' heap profiles end: with them pprof finds
+     * the binaries and libraries behind the addresses.  (A Go program is one
+     * static binary that pprof is given, so Go's text has no such part.) */
+    put(&o, "\nMAPPED_LIBRARIES:\n");
     flush(&o);
+    int mfd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (mfd >= 0) {
+        ssize_t n;
+        while ((n = read(mfd, o.buf, sizeof o.buf)) > 0) ms_write_fd(fd, o.buf, (size_t)n);
+        close(mfd);
+    }
     if (st) ms_sym_close(st);
     ms_os_free(ix, ob);
     ms_no_sample--;

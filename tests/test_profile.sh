@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# test_profile.sh: the heap profiler end to end (src/prof), read by the real
+# `go tool pprof` and by `memscope report`.
+#
+# tests/prof/sites.c is built as Debian builds programs (PIE, -O2,
+# -fomit-frame-pointer, so stacks need DWARF unwinding) with allocation
+# sites whose totals it writes down itself: two static functions of the
+# executable, one function of a shared library it links, one of a library
+# it dlopens.  Checks:
+#   - default rate: each site's four figures (alloc/inuse objects/space)
+#     lie within the sampling error of the truth (tests/prof/check_sites.py)
+#     as go tool pprof reads them, and memscope report agrees;
+#   - profile_rate=1: every figure is exact, in the protobuf profile and in
+#     the debug=1 text (which go tool pprof parses too), whose header and
+#     MemStats trailer follow Go's format;
+#   - peak: the peak profile names the site that was largest at the peak,
+#     the in-use profile the one largest at the end;
+#   - fork: heapprofile=...%p... gives parent and child each their own file,
+#     and only the child's holds the child's site;
+#   - leaks=1 names the leaking site with its exact bytes, leaks=exit exits
+#     23, and a program that frees everything reports nothing.
+# Needs cc and go (Debian golang-go; scripts/install-deps.sh).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${BUILD:-build}
+LIB=$(realpath "$BUILD/libmemscope.so" 2>/dev/null)
+MS=$BUILD/memscope
+CC=${CC:-cc}
+failures=0
+checks=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+ok() { checks=$((checks + 1)); }
+for f in "$LIB" "$MS"; do [ -e "$f" ] || { echo "FAIL: $f missing (run 'make all' first)"; exit 1; }; done
+command -v go >/dev/null || { echo "FAIL: go not found (apt-get install golang-go)"; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export GOCACHE=$tmp/gocache HOME=${HOME:-$tmp}
+
+# --- build the program the way a distribution would
+FLAGS="-O2 -g -fomit-frame-pointer -fno-ipa-icf -fPIE"
+$CC $FLAGS -fPIC -shared tests/prof/sites_lib.c -o "$tmp/libsites_lib.so" || exit 1
+$CC $FLAGS -fPIC -shared tests/prof/sites_dl.c -o "$tmp/libsites_dl.so" || exit 1
+$CC $FLAGS -pie -DDL_PATH="\"$tmp/libsites_dl.so\"" tests/prof/sites.c -o "$tmp/sites" \
+    -L"$tmp" -lsites_lib -Wl,-rpath,"$tmp" -ldl || exit 1
+readelf -h "$tmp/sites" | grep -q 'DYN' || fail "sites is not a PIE"
+
+run() { # run MEMSCOPE-value program args...
+    local ms=$1; shift
+    MEMSCOPE=$ms LD_PRELOAD=$LIB "$@"
+}
+
+# tops PROFILE OUTDIR TOOL: one -top listing per sample type
+tops() {
+    mkdir -p "$2"
+    for t in alloc_objects alloc_space inuse_objects inuse_space; do
+        if [ "$3" = go ]; then
+            go tool pprof -top -unit=B -nodecount=200 -nodefraction=0 -edgefraction=0 -sample_index=$t "$1" >"$2/$t.top" 2>"$2/$t.err" ||
+                fail "go tool pprof -sample_index=$t $1: $(head -2 "$2/$t.err")"
+        else
+            "$MS" report --sample-index $t --top 0 "$1" >"$2/$t.top" 2>"$2/$t.err" ||
+                fail "memscope report --sample-index $t $1: $(head -2 "$2/$t.err")"
+        fi
+    done
+}
+
+check() { # check TRUTH EXACT TOOL DIR LABEL
+    if python3 tests/prof/check_sites.py "$1" "$2" "$3" "$4" >"$4/check.log"; then ok
+    else fail "$5:"; grep FAIL "$4/check.log"; fi
+}
+
+# --- default rate: within sampling error, go tool pprof and memscope report
+run heapprofile="$tmp/def.pb.gz" "$tmp/sites" "$tmp/truth_def" >/dev/null || fail "sites (default rate) failed"
+[ -s "$tmp/def.pb.gz" ] || fail "no profile written at exit"
+tops "$tmp/def.pb.gz" "$tmp/def_go" go
+check "$tmp/truth_def" 0 go "$tmp/def_go" "default rate, go tool pprof"
+tops "$tmp/def.pb.gz" "$tmp/def_rep" report
+check "$tmp/truth_def" 0 report "$tmp/def_rep" "default rate, memscope report"
+go tool pprof -raw "$tmp/def.pb.gz" >"$tmp/def.raw" 2>&1
+grep -q '^Period: 524288$' "$tmp/def.raw" && grep -q '^PeriodType: space bytes$' "$tmp/def.raw" && ok ||
+    fail "period/period type: $(grep -i period "$tmp/def.raw")"
+grep -q 'alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes\[dflt\] peak_objects/count peak_space/bytes' "$tmp/def.raw" && ok ||
+    fail "sample types: $(grep -m1 alloc_objects "$tmp/def.raw")"
+grep -Eq "^[0-9]+: 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ $tmp/sites [0-9a-f]{40} \[FN\]" "$tmp/def.raw" && ok ||
+    fail "no mapping with build ID and functions for the executable"
+
+# --- the encoder's golden bytes (tests/test_unit_prof.c) as go tool pprof reads them
+g=$(go tool pprof -raw tests/data/golden_profile.pb 2>&1)
+grep -Eq '^ +10 +10240 +6 +6144 +8 +8192: 1 2 3 $' <<<"$g" && grep -Eq '^ +4 +3670016 +4 +3670016 +0 +0: 1 4 $' <<<"$g" &&
+    grep -q 'inuse_space/bytes\[dflt\]' <<<"$g" && ok || fail "golden profile as read by go tool pprof: $g"
+
+# --- rate 1: exact, in protobuf and in the debug=1 text
+run profile_rate=1,heapprofile="$tmp/one.pb.gz" env SITES_TEXT="$tmp/one.txt" "$tmp/sites" "$tmp/truth_one" >/dev/null ||
+    fail "sites (rate 1) failed"
+tops "$tmp/one.pb.gz" "$tmp/one_go" go
+check "$tmp/truth_one" 1 go "$tmp/one_go" "rate 1, go tool pprof"
+tops "$tmp/one.pb.gz" "$tmp/one_rep" report
+check "$tmp/truth_one" 1 report "$tmp/one_rep" "rate 1, memscope report"
+if [ -s "$tmp/one.txt" ]; then
+    head -1 "$tmp/one.txt" | grep -Eq '^heap profile: [0-9]+: [0-9]+ \[[0-9]+: [0-9]+\] @ heap/2$' && ok ||
+        fail "debug=1 header: $(head -1 "$tmp/one.txt")"
+    grep -Eq '^[0-9]+: [0-9]+ \[[0-9]+: [0-9]+\] @( 0x[0-9a-f]+)+$' "$tmp/one.txt" && ok || fail "debug=1 records"
+    grep -Eq $'^#\t0x[0-9a-f]+\tkeep_site[.a-z0-9]*\\+0x[0-9a-f]+\t.*sites\\.c:[0-9]+$' "$tmp/one.txt" && ok ||
+        fail "debug=1 frame line for keep_site: $(grep -m1 keep_site "$tmp/one.txt")"
+    for k in Alloc TotalAlloc Sys Mallocs Frees HeapAlloc HeapSys HeapIdle HeapInuse HeapReleased HeapObjects NextGC NumGC; do
+        grep -Eq "^# $k = [0-9]+$" "$tmp/one.txt" || fail "debug=1 trailer lacks '# $k = N'"
+    done
+    grep -q '^# runtime.MemStats$' "$tmp/one.txt" && ok || fail "no '# runtime.MemStats' line"
+    mkdir -p "$tmp/txt"
+    if python3 tests/prof/check_sites.py "$tmp/truth_one" 1 text "$tmp/one.txt" >"$tmp/txt/check.log"; then ok
+    else fail "rate 1, debug=1 text:"; grep FAIL "$tmp/txt/check.log"; fi
+    # go tool pprof reads the text too, with the header's in-use total
+    tot=$(head -1 "$tmp/one.txt" | sed -E 's/^heap profile: [0-9]+: ([0-9]+) .*/\1/')
+    got=$(go tool pprof -top -unit=B -nodefraction=0 "$tmp/one.txt" 2>/dev/null | sed -nE 's/^Showing nodes accounting for [0-9]+B, [0-9.]+% of ([0-9]+)B total$/\1/p')
+    [ -n "$tot" ] && [ "$tot" = "$got" ] && ok || fail "go tool pprof on the debug=1 text: total '$got', header says '$tot'"
+else
+    fail "no debug=1 text written"
+fi
+
+# --- peak
+run heapprofile="$tmp/peak.pb.gz" "$tmp/sites" peak >/dev/null || fail "sites peak failed"
+top_of() { go tool pprof -top -sample_index="$2" "$1" 2>/dev/null | awk '/flat%/{getline; print $NF; exit}'; }
+p=$(top_of "$tmp/peak.pb.gz" peak_space); i=$(top_of "$tmp/peak.pb.gz" inuse_space)
+[[ $p == peak_site* ]] && ok || fail "peak_space top is '$p', want peak_site"
+[[ $i == end_site* ]] && ok || fail "inuse_space top is '$i', want end_site"
+r=$("$MS" report --peak "$tmp/peak.pb.gz" 2>&1)
+grep -q peak_site <<<"$(echo "$r" | grep -A1 'flat%' | tail -1)" && ok || fail "memscope report --peak: $r"
+
+# --- fork: one file per process
+run heapprofile="$tmp/fork.%p.pb.gz" "$tmp/sites" fork >/dev/null || fail "sites fork failed"
+n=$(ls "$tmp"/fork.*.pb.gz 2>/dev/null | wc -l)
+[ "$n" = 2 ] && ok || fail "fork: $n profiles, want 2 (parent and child)"
+withchild=0
+for f in "$tmp"/fork.*.pb.gz; do
+    go tool pprof -top -sample_index=inuse_space "$f" 2>/dev/null | grep -q child_site && withchild=$((withchild + 1))
+done
+[ "$withchild" = 1 ] && ok || fail "fork: child_site in $withchild profiles, want exactly the child's"
+
+# --- leaks at exit
+out=$(run profile_rate=1,leaks=1 "$tmp/sites" leak 2>&1 >/dev/null); rc=$?
+[ $rc = 0 ] && ok || fail "leaks=1 changed the exit status to $rc"
+grep -q 'leak_site' <<<"$out" && grep -q 'SUMMARY: 3072 bytes (3.0 KiB) in 3 blocks still allocated at exit' <<<"$out" && ok ||
+    fail "leaks=1 report: $out"
+grep -Eq 'leak_site[^ ]* .*sites\.c:[0-9]+' <<<"$out" && ok || fail "leaks=1: no file:line for leak_site: $out"
+out=$(run profile_rate=1,leaks=exit "$tmp/sites" leak 2>&1 >/dev/null); rc=$?
+[ $rc = 23 ] && ok || fail "leaks=exit with a leak: exit $rc, want 23"
+out=$(run profile_rate=1,leaks=exit "$tmp/sites" noleak 2>&1 >/dev/null); rc=$?
+[ $rc = 0 ] && ok || fail "leaks=exit without a leak: exit $rc, want 0 ($out)"
+grep -q 'no blocks still allocated at exit' <<<"$out" && ok || fail "noleak report: $out"
+o=$(run profile_rate=1,leaks=exit "$tmp/sites" leak 2>/dev/null)
+[ "$o" = "leak: done" ] && ok || fail "leaks=exit lost the program's output: '$o'"
+
+echo "test_profile: $checks checks, $failures failed"
+exit $((failures > 0))
