@@ -1,7 +1,7 @@
 # memscope build.  Outputs go to build/:
 #   build/libmemscope.so, build/libmemscope.a   release library (-O2, hidden visibility)
 #   build/debug/libmemscope.{a,so}              MEMSCOPE_DEBUG=3: every structure validated after each operation
-#   build/memscope                              the CLI (tools/memscope.c)
+#   build/memscope                              the CLI (tools/memscope.c, report.c, pprofread.c)
 #   build/tests/*                               one binary per tests/test_*.c
 #   build/examples/*                            one binary per examples/*.c
 # `make test` builds everything and runs tests/run.sh; `make bench` runs bench/run.sh.
@@ -66,12 +66,12 @@ $(BUILD)/debug/libmemscope.so: $(DBGOBJS) mk/libmemscope.map
 	@mkdir -p $(@D)
 	$(CC) $(SOFLAGS) -o $@ $(DBGOBJS) $(LIBLIBS)
 
-# The CLI never links the allocator: it only finds and preloads it.
-# Every tools/*.c but the size-class generator is part of it.
-CLI_SRCS := $(filter-out tools/mksizeclasses.c,$(sort $(wildcard tools/*.c)))
-$(BUILD)/memscope: $(CLI_SRCS) include/memscope.h
+# The CLI never links the allocator: it only finds and preloads it (run), and
+# reads profiles with its own pprof reader (report: zlib for gzip, libm).
+CLI_SRCS := tools/memscope.c tools/report.c tools/pprofread.c tools/top.c
+$(BUILD)/memscope: $(CLI_SRCS) tools/report.h tools/pprofread.h include/memscope.h
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -DMEMSCOPE_VERSION_STR='"$(VERSION)"' $(CLI_SRCS) -o $@
+	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -DMEMSCOPE_VERSION_STR='"$(VERSION)"' $(CLI_SRCS) -o $@ -lz -lm
 
 # Tests named test_unit_*.c see internal symbols: they link the debug archive statically.
 # Every other test links the shared library the way a user's program would.

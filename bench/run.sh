@@ -18,7 +18,9 @@
 #   BENCH_WORKLOADS="..."   subset, e.g. "st-churn larson" (default: all)
 #   BENCH_ALLOCATORS="..."  subset of: glibc jemalloc tcmalloc mimalloc memscope
 #   BENCH_TIMEOUT=60        seconds before a run is killed (recorded as timeout)
-#   BENCH_RESULTS=bench/RESULTS.md   where the report goes
+#   BENCH_RESULTS=bench/RESULTS.md   where the report goes (rewritten; only
+#                           blocks between "<!-- BEGIN x -->" and "<!-- END x -->"
+#                           lines, written by other scripts, are carried over)
 #   JEMALLOC_SO TCMALLOC_SO MIMALLOC_SO MEMSCOPE_SO   override library paths
 #   BUILD=build             build directory (memscope is $BUILD/libmemscope.so)
 # Raw data: bench/out/raw.tsv, bench/out/runs.log, bench/out/failures.txt.
@@ -223,6 +225,12 @@ owner() {  # "package version" of the package that ships file $1
     if [ -n "$pkg" ]; then pkgver "$pkg"; else echo "not from a package"; fi
 }
 "$BIN/report" "$RAW" > "$OUT/tables.md" || { note "bench: report failed"; exit 2; }
+# Sections that other scripts write into the report between
+# "<!-- BEGIN script -->" and "<!-- END script -->" lines (bench/run_profile.sh)
+# are carried over to the new report unchanged.
+KEPT=$OUT/kept-sections.md
+: > "$KEPT"
+[ -f "$RESULTS" ] && awk '/^<!-- BEGIN /{f = 1; print ""} f {print} /^<!-- END /{f = 0}' "$RESULTS" > "$KEPT"
 {
     echo "# memscope benchmark results"
     echo
@@ -257,6 +265,7 @@ owner() {  # "package version" of the package that ships file $1
     fi
     echo
     cat "$OUT/tables.md"
+    cat "$KEPT"
 } > "$RESULTS"
 note "bench: wrote $RESULTS (${ELAPSED}s)"
 [ -s "$FAIL" ] && note "bench: some runs failed, see $FAIL"

@@ -5,21 +5,24 @@
 # returns at once without touching the network; otherwise one `apt-get update`
 # and one install of the missing packages.
 #   build:     gcc clang make g++ zlib1g-dev pkgconf cmake (tests/test_install.sh);
+#              libunwind-dev (the heap profiler's stack capture, src/prof/stack.c);
 #              libiberty-dev (C++ demangler, linked statically) and libdw-dev
 #              (headers only) for src/prof/symbolize.c; libdw1, dlopen'd at
 #              run time for file:line (symbols work without it)
 #   tests:     python3 sqlite3 git procps time curl (tests/test_realprogs.sh,
 #              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm;
+#              golang-go for `go tool pprof`, the oracle of tests/test_report.sh
 #              for tests/test_http*.sh: prometheus (promtool and a real
 #              scrape), chromium (the live page), tmux (memscope top),
-#              libclang-rt-14-dev (libFuzzer, ASan/UBSan for clang),
-#              golang-go (go tool pprof fetching the endpoint)
+#              libclang-rt-14-dev (libFuzzer, ASan/UBSan for clang); golang-go also
+#              for go tool pprof fetching the endpoint
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
-#              compared against in bench/)
+#              compared against in bench/); heaptrack and valgrind (the heap
+#              profilers bench/run_profile.sh compares memscope's with)
 set -eu
-PKGS="gcc clang make g++ binutils zlib1g-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates
-      prometheus chromium tmux libclang-rt-14-dev golang-go
-      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 coreutils gawk"
+PKGS="gcc clang make g++ binutils zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
+      prometheus chromium tmux libclang-rt-14-dev
+      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk"
 
 missing=""
 for p in $PKGS; do

@@ -72,26 +72,28 @@ typedef struct span_s {
     uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
     uint8_t in_list;        /* small spans: on the central nonempty list */
     uint8_t spare_;
-    /* fast_cls | sampled << 8.  fast_cls (the low byte) is cls while the span
-     * is in use with no sampled object, else 0: free()'s one test.  sampled
-     * counts the span's live blocks recorded by the heap profiler.  One word,
-     * changed by compare-and-swap, so the two never disagree. */
-    _Atomic uint32_t mark;
-    uint32_t allocated;     /* small: objects handed out of the span (central lock) */
+    /* fast_cls | sampled << 8 | mask << 32, changed together by
+     * compare-and-swap.  fast_cls (the low byte) is cls while the span is in
+     * use with no sampled block, else 0: free()'s one test.  sampled (24
+     * bits) counts the span's live blocks recorded by the heap profiler;
+     * mask has bit (i % 32) set if block i may be one of them, so a free of
+     * an unsampled block in a span with sampled ones is settled without
+     * asking the profiler in 31 cases out of 32. */
+    _Atomic uint64_t mark;
     void *freelist;         /* small: freed objects back in the span (central lock) */
     uintptr_t bump;         /* small: next never-used object (central lock) */
     uintptr_t limit;        /* small: end of the last whole object */
     struct span_s *next, *prev; /* central nonempty list or page-heap free list */
     uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
+    uint32_t allocated;     /* small: objects handed out of the span (central lock) */
     uint32_t released;      /* free: pages of the span already returned to the OS */
-    uint32_t pad2_;
 } span_t;
 
 ms_inline uint8_t ms_span_fast_cls(const span_t *s) {
     return (uint8_t)atomic_load_explicit(&s->mark, memory_order_relaxed);
 }
 ms_inline uint32_t ms_span_sampled(const span_t *s) {
-    return atomic_load_explicit(&s->mark, memory_order_relaxed) >> 8;
+    return (uint32_t)(atomic_load_explicit(&s->mark, memory_order_relaxed) >> 8) & 0xffffff;
 }
 /* ms_span_set_fast: a span enters (cls) or leaves (0) use; nothing sampled in it. */
 ms_inline void ms_span_set_fast(span_t *s, uint8_t cls) {

@@ -190,14 +190,23 @@ void ms_malloc_rearm(void) {
     if (!tc->is_dummy) tc->sample_left = next_gap(tc);
 }
 
-/* mark_sampled: one more (on) or one fewer recorded block in span s; the
- * span's fast_cls is cls exactly while none is left. */
-static void mark_sampled(span_t *s, bool on) {
-    uint32_t old = atomic_load(&s->mark), nw;
+/* obj_index: the number of p's block in small span s (a multiply by the
+ * class's reciprocal); 0 for a large span. */
+static inline uint32_t obj_index(const span_t *s, const void *p) {
+    if (!s->cls) return 0;
+    return (uint32_t)((((uintptr_t)p - s->start) * ms_class_magic[s->cls]) >> MS_MAGIC_SHIFT);
+}
+
+/* mark_sampled: one more (on) or one fewer recorded block, block idx of
+ * span s; the span's fast_cls is cls exactly while none is left, and its
+ * mask is cleared with the last. */
+static void mark_sampled(span_t *s, uint32_t idx, bool on) {
+    uint64_t old = atomic_load(&s->mark), nw;
     do {
-        uint32_t n = (old >> 8) + (on ? 1u : (uint32_t)-1);
-        ms_assert_internal(on || (old >> 8) > 0);
-        nw = n << 8 | (n == 0 ? s->cls : 0);
+        uint64_t n = ((old >> 8) & 0xffffff) + (on ? 1 : (uint64_t)-1);
+        ms_assert_internal(on || ((old >> 8) & 0xffffff) > 0);
+        uint64_t mask = n == 0 ? 0 : (old >> 32) | (on ? (uint64_t)1 << (idx & 31) : 0);
+        nw = mask << 32 | (n & 0xffffff) << 8 | (n == 0 ? s->cls : 0);
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
 }
 
@@ -206,13 +215,21 @@ static void mark_sampled(span_t *s, bool on) {
 ms_cold MS_TEXT static void sample_point(tcache_t *tc, void *p, size_t size, span_t *s) {
     tc->sample_left = next_gap(tc);
     bool (*hook)(void *, size_t) = ms_prof_hooks.sampled;
-    if (hook && ms_no_sample == 0 && hook(p, size)) mark_sampled(s ? s : ms_pagemap_lookup(p), true);
+    if (hook && ms_no_sample == 0 && hook(p, size)) {
+        if (!s) s = ms_pagemap_lookup(p);
+        mark_sampled(s, obj_index(s, p), true);
+    }
 }
 
 /* unsample: block p of span s leaves (free, or a move the profiler does not
- * follow); its record, if it has one, goes. */
+ * follow); its record, if it has one, goes.  The span's mask rules most
+ * unsampled blocks out without asking the profiler (and its lock). */
 static void unsample(span_t *s, void *p) {
-    if (ms_unlikely(ms_span_sampled(s) != 0) && ms_prof_hooks.freed(p)) mark_sampled(s, false);
+    uint64_t m = atomic_load_explicit(&s->mark, memory_order_relaxed);
+    if (ms_likely(((m >> 8) & 0xffffff) == 0)) return;
+    uint32_t idx = obj_index(s, p);
+    if (!((m >> 32) & ((uint64_t)1 << (idx & 31)))) return;
+    if (ms_prof_hooks.freed(p)) mark_sampled(s, idx, false);
 }
 
 bool ms_in_memscope_text(uintptr_t pc) {
@@ -429,7 +446,7 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
         if (ms_heap_move_pages(s, t)) { /* s is free now, its mark cleared */
             count_large(false, PAGES(old), NULL);
             if (carry) {
-                mark_sampled(t, true);
+                mark_sampled(t, 0, true);
                 ms_prof_hooks.moved(p, q, PAGES(t->npages));
             } else if (rec) {
                 ms_prof_hooks.freed(p);

@@ -18,7 +18,9 @@
 #   - fork: heapprofile=...%p... gives parent and child each their own file,
 #     and only the child's holds the child's site;
 #   - leaks=1 names the leaking site with its exact bytes, leaks=exit exits
-#     23, and a program that frees everything reports nothing.
+#     23, and a program that frees everything reports nothing;
+#   - dlopen/dlclose and fork racing stack capture at rate 1 neither
+#     deadlock nor crash (tests/prof/dlstress.c).
 # Needs cc and go (Debian golang-go; scripts/install-deps.sh).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -57,7 +59,7 @@ tops() {
             go tool pprof -top -unit=B -nodecount=200 -nodefraction=0 -edgefraction=0 -sample_index=$t "$1" >"$2/$t.top" 2>"$2/$t.err" ||
                 fail "go tool pprof -sample_index=$t $1: $(head -2 "$2/$t.err")"
         else
-            "$MS" report --sample-index $t --top 0 "$1" >"$2/$t.top" 2>"$2/$t.err" ||
+            "$MS" report --sample-index $t --top 0 --all "$1" >"$2/$t.top" 2>"$2/$t.err" ||
                 fail "memscope report --sample-index $t $1: $(head -2 "$2/$t.err")"
         fi
     done
@@ -148,6 +150,37 @@ out=$(run profile_rate=1,leaks=exit "$tmp/sites" noleak 2>&1 >/dev/null); rc=$?
 grep -q 'no blocks still allocated at exit' <<<"$out" && ok || fail "noleak report: $out"
 o=$(run profile_rate=1,leaks=exit "$tmp/sites" leak 2>/dev/null)
 [ "$o" = "leak: done" ] && ok || fail "leaks=exit lost the program's output: '$o'"
+
+# --- depth: 64 frames kept, the rest dropped and said so
+out=$(run profile_rate=1,leaks=1 "$tmp/sites" deep 2>&1 >/dev/null)
+grep -q '^    #63 .*deep_site' <<<"$out" && ! grep -q '^    #64 ' <<<"$out" && grep -q 'deeper frames not recorded' <<<"$out" && ok ||
+    fail "deep stack: want frames #0-#63 and a truncation note: $(head -5 <<<"$out")"
+
+# --- C++: demangled where people read, linkage name kept in the pprof file
+if command -v ${CXX:-c++} >/dev/null; then
+    ${CXX:-c++} -O2 -g -fomit-frame-pointer tests/prof/sites_cxx.cc -o "$tmp/cxx" || exit 1
+    out=$(run profile_rate=1,leaks=1,heapprofile="$tmp/cxx.pb.gz" "$tmp/cxx" 2>&1 >/dev/null)
+    grep -q 'in shapes::Widget::make(int) .*sites_cxx.cc:[0-9]' <<<"$out" && ok || fail "C++ leak report not demangled: $out"
+    "$MS" report --inuse "$tmp/cxx.pb.gz" | grep -q 'shapes::Widget::make' && ok || fail "memscope report: C++ name not demangled"
+    go tool pprof -raw "$tmp/cxx.pb.gz" 2>/dev/null | grep -q '_ZN6shapes6Widget4makeEi' && ok ||
+        fail "pprof file lacks the linkage name _ZN6shapes6Widget4makeEi"
+else
+    fail "no C++ compiler"
+fi
+
+# --- the same through memscope run's flags
+rm -f "$tmp"/run.*.pb.gz
+"$MS" run --profile-rate 1 --heapprofile "$tmp/run.%p.pb.gz" --leaks=exit -- "$tmp/sites" leak >/dev/null 2>"$tmp/run.err"; rc=$?
+[ $rc = 23 ] && ok || fail "memscope run --leaks=exit: exit $rc, want 23"
+grep -q 'leak_site' "$tmp/run.err" && ok || fail "memscope run --leaks: no report: $(cat "$tmp/run.err")"
+f=$(ls "$tmp"/run.*.pb.gz 2>/dev/null | head -1)
+[ -n "$f" ] && "$MS" report --inuse "$f" | grep -q leak_site && ok || fail "memscope run --heapprofile: no profile naming leak_site"
+"$MS" run --profile-rate x -- true 2>/dev/null; [ $? = 2 ] && ok || fail "--profile-rate x is not a usage error"
+
+# --- dlopen, dlclose and fork racing stack capture at rate 1: no deadlock, no crash
+$CC -O2 -g tests/prof/dlstress.c -o "$tmp/dlstress" -lpthread -ldl || exit 1
+o=$(MEMSCOPE=profile_rate=1 LD_PRELOAD=$LIB timeout 60 "$tmp/dlstress" "$tmp/libsites_dl.so" 2>&1); rc=$?
+[ $rc = 0 ] && [ "$o" = "dlstress: done" ] && ok || fail "dlstress at rate 1: exit $rc: $o"
 
 echo "test_profile: $checks checks, $failures failed"
 exit $((failures > 0))

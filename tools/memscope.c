@@ -1,6 +1,8 @@
 /* memscope.c: the `memscope` command-line tool.
  *
- *   memscope run [--trace] [--stats] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
+ *   memscope run [--trace] [--stats] [--profile-rate N] [--heapprofile PATH]
+ *                [--leaks[=exit]] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
+ *   memscope report PROFILE [...] | memscope report --diff BASE NEW [...]
  *   memscope top [--once] URL      (tools/top.c)
  *   memscope version
  *   memscope --help
@@ -28,7 +30,9 @@
  *   LD_PRELOAD  the library is prepended to any existing value ("lib:old"), so
  *               the allocator interposes first and the user's preloads stay.
  *   MEMSCOPE    existing entries, then the options given on the command line
- *               (--trace -> trace=1, --stats -> stats=1,
+ *               (--trace -> trace=1, --stats -> stats=1, --profile-rate N
+ *               -> profile_rate=N, --heapprofile P -> heapprofile=P,
+ *               --leaks -> leaks=1, --leaks=exit -> leaks=exit,
  *               --env MEMSCOPE=k=v,... -> k=v,...), comma-separated.  A key
  *               set on the command line replaces the same key from the
  *               environment (and a later flag an earlier one), so the result
@@ -36,6 +40,9 @@
  *               parser treats duplicates.
  *   --env K=V   sets any other variable K for the command (LD_PRELOAD given
  *               this way is the "existing" value the library is prepended to).
+ *
+ * `report` reads pprof profiles and prints pprof's -top table; it lives in
+ * report.c (and pprofread.c), this file only dispatches to it.
  *
  * Command line.  Options stop at "--" or at the first word that does not
  * start with '-'; everything after belongs to the command, verbatim.  Usage
@@ -52,6 +59,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "report.h"
+
 #ifndef MEMSCOPE_VERSION_STR
 #define MEMSCOPE_VERSION_STR "unknown"
 #endif
@@ -65,7 +74,9 @@ enum {
 };
 
 static const char usage_text[] =
-    "usage: memscope run [options] [--] COMMAND [ARGS...]\n"
+    "usage: memscope run [options] [--] COMMAND [ARGS...]\n";
+/* ... then the report lines (report.c: ms_report_usage), then: */
+static const char usage_rest[] =
     "       memscope top [--once] URL     live view of a program run with --http\n"
     "       memscope version\n"
     "       memscope --help\n"
@@ -76,6 +87,12 @@ static const char usage_text[] =
     "options of run:\n"
     "  --trace        one trace line per heap cycle and scavenge   (trace=1)\n"
     "  --stats        print a statistics summary at exit           (stats=1)\n"
+    "  --profile-rate N  sample one allocation per N bytes (1: all, 0: off)\n"
+    "                 for the heap profile                         (profile_rate=N)\n"
+    "  --heapprofile PATH  write the heap profile (pprof) to PATH at exit;\n"
+    "                 %p in PATH becomes the pid                   (heapprofile=PATH)\n"
+    "  --leaks        list what is still allocated at exit, by stack (leaks=1)\n"
+    "  --leaks=exit   the same, and exit with status 23 if anything is listed\n"
     "  --http ADDR:PORT  serve /debug/pprof, /metrics and a live page (http=...)\n"
     "  --env K=V      set variable K for the command; --env MEMSCOPE=k=v,...\n"
     "                 adds any MEMSCOPE key (profile_rate, leaks, heapprofile, ...)\n"
@@ -84,7 +101,10 @@ static const char usage_text[] =
     "Options are merged into an existing MEMSCOPE value (the command line wins for\n"
     "a key given twice) and the library is prepended to an existing LD_PRELOAD.\n"
     "The exit status is COMMAND's; 127 if it is not found, 126 if it cannot be\n"
-    "executed, 2 for a usage error.\n";
+    "executed, 2 for a usage error.\n"
+    "\n"
+    "report prints what `go tool pprof -top` prints for a heap profile, with\n"
+    "file:line per function; see 'memscope report --help'.\n";
 
 /* ------------------------------------------------------------------------
  * Messages
@@ -102,6 +122,13 @@ static void die(int code, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     exit(code);
+}
+
+static void print_usage(void)
+{
+    fputs(usage_text, stdout);
+    fputs(ms_report_usage, stdout);
+    fputs(usage_rest, stdout);
 }
 
 #define usage_error(...) die(EXIT_USAGE, __VA_ARGS__)
@@ -306,7 +333,7 @@ static int cmd_run(int argc, char **argv)
         if (a[0] != '-')
             break; /* first word of the command */
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage_text, stdout);
+            print_usage();
             return 0;
         } else if (strcmp(a, "--trace") == 0) {
             optlist_add_csv(&cli, "trace=1");
@@ -316,6 +343,23 @@ static int cmd_run(int argc, char **argv)
             char *item = xasprintf("http=%s", v);
             optlist_add_csv(&cli, item);
             free(item);
+        } else if (strcmp(a, "--leaks") == 0) {
+            optlist_add_csv(&cli, "leaks=1");
+        } else if (strcmp(a, "--leaks=exit") == 0) {
+            optlist_add_csv(&cli, "leaks=exit");
+        } else if ((v = opt_value(argc, argv, &i, "--profile-rate"))) {
+            if (!v[0] || strspn(v, "0123456789") != strlen(v))
+                usage_error("--profile-rate wants a number of bytes, not '%s'", v);
+            char *kv = xasprintf("profile_rate=%s", v);
+            optlist_add_csv(&cli, kv);
+            free(kv);
+        } else if ((v = opt_value(argc, argv, &i, "--heapprofile"))) {
+            /* MEMSCOPE is split at commas: such a path cannot be passed */
+            if (!v[0] || strchr(v, ','))
+                usage_error("--heapprofile wants a path without commas, not '%s'", v);
+            char *kv = xasprintf("heapprofile=%s", v);
+            optlist_add_csv(&cli, kv);
+            free(kv);
         } else if ((v = opt_value(argc, argv, &i, "--env"))) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v)
@@ -394,13 +438,15 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(sub, "top") == 0)
         return memscope_top_main(argc - 2, argv + 2);
+    if (strcmp(sub, "report") == 0)
+        return ms_report_main(argc - 2, argv + 2);
     if (strcmp(sub, "version") == 0 || strcmp(sub, "--version") == 0) {
         if (argc > 2)
             usage_error("version takes no arguments" HELP_HINT);
         return cmd_version();
     }
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-        fputs(usage_text, stdout);
+        print_usage();
         return 0;
     }
     if (sub[0] == '-')

@@ -245,7 +245,7 @@ static void encode(enc_t *e, const prof_snap_t *snap, int kind) {
         if (!(v[0] | v[1] | v[2] | v[3] | v[4] | v[5])) continue;
         uint64_t ids[MS_PROF_MAX_DEPTH];
         uint32_t n = 0;
-        for (uint32_t k = 0; k < r->npcs; k++) ids[n++] = loc(e, r->pcs[k]);
+        for (uint32_t k = ms_sym_first_frame(e->sym, r->pcs, r->npcs); k < r->npcs; k++) ids[n++] = loc(e, r->pcs[k]);
         pbuf_t *m = &e->sub, *p = &e->sub2;
         for (uint32_t k = 0; k < n; k++) pb_varint(p, ids[k]);
         pb_msg(m, 1, p);

@@ -115,6 +115,8 @@ const sym_map_t *ms_sym_map(const symtab_t *st, int i);
  * last may have name NULL).  Strings live until ms_sym_close. */
 int ms_sym_lookup(symtab_t *st, uintptr_t pc, sym_frame_t *out, int cap);
 void ms_sym_close(symtab_t *st);
+/* ms_sym_first_frame: index of the first frame that is not operator new. */
+uint32_t ms_sym_first_frame(symtab_t *st, const uintptr_t *pcs, uint32_t n);
 /* ms_sym_demangle: the demangled form of a C++ (_Z...) name in buf, cut to
  * cap-1 bytes; returns its full length, 0 if mangled is not a C++ name.
  * Never allocates (libiberty's callback demangler). */

@@ -58,12 +58,22 @@ typedef struct pstack_s {
     prof_counts_t now, peak;
 } pstack_t;
 
+/* 16 bytes a sampled block: at profile_rate=1 there is one per live block.
+ * Sizes up to 2 GiB are kept in bytes, larger ones in 8 KiB pages (memscope
+ * hands out such blocks in whole pages) with the top bit set. */
 typedef struct block_s {
     uintptr_t addr;      /* 0: empty slot */
     uint32_t stack;
-    uint32_t spare_;
-    uint64_t size;
+    uint32_t size;
 } block_t;
+
+#define BIG_SIZE 0x80000000u
+static inline uint32_t size_pack(uint64_t size) {
+    return size < BIG_SIZE ? (uint32_t)size : BIG_SIZE | (uint32_t)(size >> MS_PAGE_SHIFT);
+}
+static inline uint64_t size_unpack(uint32_t v) {
+    return v & BIG_SIZE ? (uint64_t)(v & ~BIG_SIZE) << MS_PAGE_SHIFT : v;
+}
 
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool enabled;
@@ -219,10 +229,10 @@ static void block_remove(block_t *b) {
 }
 
 static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
-    if ((nblocks + 1) * 2 > blocks_cap && !blocks_grow()) return false;
+    if ((nblocks + 1) * 10 > blocks_cap * 7 && !blocks_grow()) return false; /* load <= 0.7 */
     size_t j = hash_addr(a) & (blocks_cap - 1);
     while (blocks[j].addr) j = (j + 1) & (blocks_cap - 1);
-    blocks[j] = (block_t){.addr = a, .stack = stack, .size = size};
+    blocks[j] = (block_t){.addr = a, .stack = stack, .size = size_pack(size)};
     nblocks++;
     return true;
 }
@@ -288,7 +298,7 @@ static bool on_freed(void *p) {
     pthread_mutex_lock(&prof_lock);
     block_t *b = block_find((uintptr_t)p);
     if (b) {
-        account(b->stack, b->size, false);
+        account(b->stack, size_unpack(b->size), false);
         block_remove(b);
     }
     pthread_mutex_unlock(&prof_lock);
@@ -300,7 +310,7 @@ static void on_moved(void *p, void *q, size_t size) {
     block_t *b = block_find((uintptr_t)p);
     if (b) {
         uint32_t id = b->stack;
-        account(id, b->size, false);
+        account(id, size_unpack(b->size), false);
         block_remove(b);
         if (block_insert((uintptr_t)q, id, size)) account(id, size, true);
     }

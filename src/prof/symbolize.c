@@ -565,6 +565,9 @@ static int dw_frames(Dwfl_Module *dm, uintptr_t pc, dwframe_t *f, int max) {
      * cached per pc by the caller) */
     for (Dwarf_Die *c = NULL; cu == NULL && (c = dw.dwfl_module_nextcu(dm, c, &bias)) != NULL;)
         if (dw.dwarf_haspc(c, pc - bias) > 0) cu = c;
+    /* outside every unit (crt1's _start, code built without -g) the line
+     * table's nearest row belongs to some other function: say nothing */
+    if (cu == NULL) return 0;
     const char *file0 = NULL;
     int line0 = 0;
     Dwfl_Line *line = dw.dwfl_module_getsrc(dm, pc);
@@ -610,10 +613,8 @@ static int dw_frames(Dwfl_Module *dm, uintptr_t pc, dwframe_t *f, int max) {
         if (dw.dwarf_formudata(dw.dwarf_attr(&chain[i], DW_AT_call_line, &a), &v) == 0) ln = (int)v;
     }
     free(chain);
-    if (n == 0 && file0 != NULL) {
-        f[0] = (dwframe_t){NULL, file0, line0};
-        n = 1;
-    }
+    /* a line row with no function DIE around pc is the nearest row of some
+     * other code (crt1's _start lies between units): not trusted */
     return n;
 }
 
@@ -851,4 +852,21 @@ void ms_sym_close(symtab_t *st) {
         munmap(c, c->bytes);
     }
     errno = saved;
+}
+
+/* ms_sym_first_frame: the index of the first of pcs[0..n) that is not C++'s
+ * operator new or new[] (linkage names _Znw... and _Zna...: every variant,
+ * nothrow and aligned).  Those only pass the request on to malloc, so the
+ * caller of new is the allocation site a C++ programmer wants named, as
+ * memscope's own frames are already cut off for C.  Done when a profile is
+ * written, by name, so it holds for a libstdc++ loaded at any time. */
+uint32_t ms_sym_first_frame(symtab_t *st, const uintptr_t *pcs, uint32_t n) {
+    uint32_t i = 0;
+    for (; st && i + 1 < n; i++) {
+        sym_frame_t f[8];
+        int k = ms_sym_lookup(st, pcs[i] - 1, f, 8);
+        const char *name = k > 0 ? f[k - 1].name : NULL;
+        if (!name || strncmp(name, "_Zn", 3) != 0 || (name[3] != 'w' && name[3] != 'a')) break;
+    }
+    return i;
 }

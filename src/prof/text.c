@@ -96,13 +96,14 @@ static double est_inuse_bytes(const prof_rec_t *r) { return r->now.alloc_bytes_w
 
 /* frames: one line per frame of r, formatted by fmt_frame. */
 static void frames(out_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
-    for (uint32_t k = 0; k < r->npcs; k++) {
+    unsigned idx = 0; /* frame number in the leak report: inlined frames count too */
+    for (uint32_t k = ms_sym_first_frame(st, r->pcs, r->npcs); k < r->npcs; k++) {
         uintptr_t pc = r->pcs[k] - 1;
         sym_frame_t fr[8];
         int n = st ? ms_sym_lookup(st, pc, fr, 8) : 0;
         if (n <= 0) {
             if (go_style) put(o, "#\t0x%lx\n", (unsigned long)pc);
-            else put(o, "    #%u 0x%lx\n", k, (unsigned long)pc);
+            else put(o, "    #%u 0x%lx\n", idx++, (unsigned long)pc);
             continue;
         }
         for (int i = 0; i < n; i++) {
@@ -113,8 +114,8 @@ static void frames(out_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
                 if (f->file) put(o, "#\t0x%lx\t%s+0x%lx\t%s:%d\n", (unsigned long)pc, name, (unsigned long)f->offset, f->file, f->line);
                 else put(o, "#\t0x%lx\t%s+0x%lx\t%s\n", (unsigned long)pc, name, (unsigned long)f->offset, obj);
             } else {
-                if (f->file) put(o, "    #%u 0x%lx in %s %s:%d\n", k, (unsigned long)pc, name, f->file, f->line);
-                else put(o, "    #%u 0x%lx in %s (%s+0x%lx)\n", k, (unsigned long)pc, name, obj, (unsigned long)f->offset);
+                if (f->file) put(o, "    #%u 0x%lx in %s %s:%d\n", idx++, (unsigned long)pc, name, f->file, f->line);
+                else put(o, "    #%u 0x%lx in %s (%s+0x%lx)\n", idx++, (unsigned long)pc, name, obj, (unsigned long)f->offset);
             }
         }
     }
@@ -163,7 +164,7 @@ int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind) {
         put(&o, "%llu: %llu [%llu: %llu] @", (unsigned long long)(c->alloc_objs - c->free_objs),
             (unsigned long long)(c->alloc_bytes - c->free_bytes), (unsigned long long)c->alloc_objs,
             (unsigned long long)c->alloc_bytes);
-        for (uint32_t k = 0; k < r->npcs; k++) put(&o, " 0x%lx", (unsigned long)r->pcs[k]);
+        for (uint32_t k = ms_sym_first_frame(st, r->pcs, r->npcs); k < r->npcs; k++) put(&o, " 0x%lx", (unsigned long)r->pcs[k]);
         put(&o, "\n");
         frames(&o, st, r, true);
         put(&o, "\n");

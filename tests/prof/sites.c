@@ -10,6 +10,7 @@
  *                                end_site then holds 16 MiB to the end
  *   sites fork                   the child allocates from child_site
  *   sites leak | noleak          leak_site leaks 3 blocks, or frees them
+ *   sites deep                   a block allocated 100 calls deep
  * Output goes through write(2): stdio would leave its buffer allocated.
  */
 #include <dlfcn.h>
@@ -23,6 +24,10 @@
 void *lib_site(size_t n);
 
 typedef struct { unsigned long long ao, ab, io, ib; } truth_t;
+
+/* held: where blocks meant to stay live are kept, so the compiler cannot
+ * drop an allocation whose result is otherwise unused */
+static void *volatile held[64];
 
 static void note(truth_t *t, void *p, int live) {
     size_t u = malloc_usable_size(p);
@@ -67,6 +72,14 @@ __attribute__((noinline)) static void *leak_site(size_t n) {
     return p;
 }
 
+/* deep_site: recursion, so the stack is deeper than the profiler keeps */
+__attribute__((noinline)) static void *deep_site(int depth) {
+    if (depth == 0) return malloc(777);
+    void *p = deep_site(depth - 1);
+    held[depth % 64] = p; /* work after the call: no tail call */
+    return p;
+}
+
 static void say(const char *s) {
     if (write(1, s, strlen(s)) < 0) _exit(3);
 }
@@ -104,10 +117,6 @@ static int sites(const char *truthfile) {
     say("sites: done\n");
     return 0; /* everything still live stays live: the profile is written at exit */
 }
-
-/* held: where blocks meant to stay live are kept, so the compiler cannot
- * drop an allocation whose result is otherwise unused */
-static void *volatile held[64];
 
 static int peak(void) {
     static void *big[48];
@@ -147,5 +156,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "fork")) return forked();
     if (!strcmp(argv[1], "leak")) return leak(1);
     if (!strcmp(argv[1], "noleak")) return leak(0);
+    if (!strcmp(argv[1], "deep")) return deep_site(100) ? (say("deep: done\n"), 0) : 1;
     return sites(argv[1]);
 }
