@@ -39,7 +39,11 @@ EX_SRCS   := $(sort $(wildcard examples/*.c))
 EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 
 .PHONY: all lib test bench clean install uninstall
-all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS)
+# Helpers of the .sh tests (tests/prog_*.c): built, never run by themselves.
+PROG_SRCS := $(sort $(wildcard tests/prog_*.c))
+PROG_BINS := $(PROG_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS) $(PROG_BINS)
 lib: $(BUILD)/libmemscope.so $(BUILD)/libmemscope.a $(BUILD)/debug/libmemscope.a $(BUILD)/debug/libmemscope.so
 
 $(BUILD)/obj/%.o: src/%.c
@@ -48,6 +52,9 @@ $(BUILD)/obj/%.o: src/%.c
 $(BUILD)/dbg/%.o: src/%.c
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAGS) $(DBGFLAGS) -MMD -MP -c $< -o $@
+
+# The live page is linked in with .incbin (src/http/page.c): rebuild on edit.
+$(BUILD)/obj/http/page.o $(BUILD)/dbg/http/page.o: src/http/page.html
 
 $(BUILD)/libmemscope.so: $(OBJS) mk/libmemscope.map
 	$(CC) $(SOFLAGS) -o $@ $(OBJS) $(LIBLIBS)
@@ -61,7 +68,7 @@ $(BUILD)/debug/libmemscope.so: $(DBGOBJS) mk/libmemscope.map
 
 # The CLI never links the allocator: it only finds and preloads it (run), and
 # reads profiles with its own pprof reader (report: zlib for gzip, libm).
-CLI_SRCS := tools/memscope.c tools/report.c tools/pprofread.c
+CLI_SRCS := tools/memscope.c tools/report.c tools/pprofread.c tools/top.c
 $(BUILD)/memscope: $(CLI_SRCS) tools/report.h tools/pprofread.h include/memscope.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -DMEMSCOPE_VERSION_STR='"$(VERSION)"' $(CLI_SRCS) -o $@ -lz -lm

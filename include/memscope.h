@@ -160,6 +160,15 @@ MEMSCOPE_API int memscope_write_peak_profile(const char *path);
 /* memscope_profile_rate returns the sampling rate in effect (0: off). */
 MEMSCOPE_API int64_t memscope_profile_rate(void);
 
+/* ------------------------------------------------------------------------
+ * Live endpoint
+ * ---------------------------------------------------------------------- */
+
+/* memscope_http_start serves /debug/pprof/, /metrics, /debug/vars and a live
+ * page on "PORT" or "IPV4:PORT" (127.0.0.1 unless given) from a background
+ * thread, as MEMSCOPE=http=... does.  Returns 0, or -1 (one warning on stderr). */
+MEMSCOPE_API int memscope_http_start(const char *addr_port);
+
 #ifdef __cplusplus
 }
 #endif

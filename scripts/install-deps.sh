@@ -12,11 +12,16 @@
 #   tests:     python3 sqlite3 git procps time curl (tests/test_realprogs.sh,
 #              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm;
 #              golang-go for `go tool pprof`, the oracle of tests/test_report.sh
+#              for tests/test_http*.sh: prometheus (promtool and a real
+#              scrape), chromium (the live page), tmux (memscope top),
+#              libclang-rt-14-dev (libFuzzer, ASan/UBSan for clang); golang-go also
+#              for go tool pprof fetching the endpoint
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
 #              compared against in bench/); heaptrack and valgrind (the heap
 #              profilers bench/run_profile.sh compares memscope's with)
 set -eu
 PKGS="gcc clang make g++ binutils zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
+      prometheus chromium tmux libclang-rt-14-dev
       libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk"
 
 missing=""

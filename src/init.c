@@ -7,10 +7,12 @@
  * and fork handlers, reads MEMSCOPE, and arms the heap cycles.  A thread
  * that allocates while it is initializing (glibc's pthread functions may)
  * is let through: everything the allocation needs is set up first.
+ * The constructor also starts the HTTP endpoint when MEMSCOPE=http=... asks.
  * At exit, MEMSCOPE=heapprofile, leaks and stats do their work (not after
  * _exit(), which runs no destructor).
  */
 #include "internal.h"
+#include "http/http.h"
 #include "prof/prof.h"
 
 #include <fcntl.h>
@@ -34,6 +36,7 @@ static void fork_child(void) {
     ms_tcache_fork_child_locks();
     ms_scavenger_fork_child();
     ms_cycle_fork_child();
+    ms_stats_fork_child();
     ms_tcache_fork_child_flush();
     ms_scavenger_fork_done();
 }
@@ -63,7 +66,14 @@ void ms_init_slow(void) {
     pthread_mutex_unlock(&init_lock);
 }
 
-__attribute__((constructor)) static void ms_ctor(void) { ms_ensure_init(); }
+/* The constructor runs before main, outside any malloc call: the place to
+ * start the HTTP server's thread (MEMSCOPE=http=...), which pthread_create
+ * and glibc may allocate for.  Never from ms_init_slow, which can run
+ * inside the program's first malloc. */
+__attribute__((constructor)) static void ms_ctor(void) {
+    ms_ensure_init();
+    ms_http_start_from_env();
+}
 
 /* At exit: the heap profile and the leak report (prof/api.c), then the
  * stats.  leaks=exit ends the process with status 23 when something is

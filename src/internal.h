@@ -314,6 +314,7 @@ void ms_trace_scavenge(size_t released_bytes, bool forced);
 /* Fields are named after the MEMSCOPE keys (options.c holds the table). */
 #define MS_OPT_PATH_MAX 256
 enum { LEAKS_OFF = 0, LEAKS_ON = 1, LEAKS_EXIT = 2 };
+#define MS_OPT_HTTP_MAX 64 /* bytes of the http option, with its NUL */
 typedef struct options_s {
     bool trace;
     bool stats;
@@ -321,6 +322,7 @@ typedef struct options_s {
     int64_t profile_rate;                /* bytes; 0 off */
     char heapprofile[MS_OPT_PATH_MAX];   /* "" none */
     int64_t leaks;                       /* LEAKS_* */
+    char http[MS_OPT_HTTP_MAX];          /* "" (off), "PORT" or "ADDR:PORT" */
 } options_t;
 #define OPT_INIT_OPT_BOOL(def) (def)
 #define OPT_INIT_OPT_DURATION(def) (def)
@@ -370,6 +372,7 @@ ms_inline void ms_ensure_init(void) {
     if (ms_unlikely(atomic_load_explicit(&ms_inited, memory_order_acquire) != 2)) ms_init_slow();
 }
 void ms_stats_read(struct memscope_stats *st);
+void ms_stats_fork_child(void);
 /* malloc.c: adds the counts of threads past exit into by_class; large bytes allocated and freed */
 void ms_malloc_orphan_counts(class_counts_t by_class[MS_NUM_CLASSES], uint64_t large_bytes[2]);
 

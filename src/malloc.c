@@ -558,8 +558,10 @@ MS_EXPORT struct mallinfo2 mallinfo2(void) {
     mi.ordblks = 0;
     mi.hblkhd = 0;
     mi.uordblks = st.heap_alloc;
-    mi.fordblks = st.heap_sys - st.heap_alloc;
-    mi.keepcost = st.heap_idle - st.heap_released;
+    /* heap_alloc is summed from thread counters and heap_sys read under the
+     * heap lock a moment apart: clamp rather than wrap (issue 7). */
+    mi.fordblks = st.heap_sys > st.heap_alloc ? st.heap_sys - st.heap_alloc : 0;
+    mi.keepcost = st.heap_idle > st.heap_released ? st.heap_idle - st.heap_released : 0;
     return mi;
 }
 

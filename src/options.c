@@ -28,7 +28,9 @@
     X(heapprofile, OPT_STRING, 0, 0, MS_OPT_PATH_MAX - 1,                                                  \
       "write a heap profile (pprof) to this path at exit; %p becomes the pid")                             \
     X(leaks, OPT_CHOICE, 0, 0, 2,                                                                          \
-      "0|1|exit: at exit, list what is still allocated by stack; exit: and exit with status 23 if any")
+      "0|1|exit: at exit, list what is still allocated by stack; exit: and exit with status 23 if any")   \
+    X(http, OPT_STRING, 0, 0, MS_OPT_HTTP_MAX - 1,                                                        \
+      "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")
 
 enum { OPT_BOOL, OPT_DURATION, OPT_BYTES, OPT_STRING, OPT_CHOICE };
 

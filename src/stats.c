@@ -11,11 +11,54 @@
  * Sizes are class sizes: a 100-byte malloc counts 112 bytes in alloc, as a
  * Go object counts its size class.  heap_inuse - heap_alloc is then the space
  * in spans that holds no object (free slots, objects cached in threads).
+ *
+ * Numbers a poller can trust.  Because threads are read one after another,
+ * a free made by thread B of a block thread A allocated can be counted
+ * before A's malloc is: a class's frees may exceed its mallocs for one read,
+ * and a thread's counts move to the orphan counters when it exits.  Plain
+ * subtraction would then wrap to about 1.8e19.  So live counts and bytes are
+ * clamped at 0 per class, and every cumulative counter a reader can see
+ * (mallocs, frees, total_alloc, by_size, released_total, num_gc, ...) is
+ * published as the largest value published so far: `published` below keeps
+ * them, under pub_lock, held only for that copy.  Frees are published at
+ * most equal to the published mallocs, so heap_objects never wraps either.
  */
 #include "internal.h"
 
 #include <string.h>
 
+/* The last cumulative values handed out (pub_lock). */
+static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    uint64_t total_alloc, mallocs, frees, released_total, num_scavenge;
+    uint64_t by_mallocs[MS_NUM_CLASSES], by_frees[MS_NUM_CLASSES];
+} published;
+
+static uint64_t up(uint64_t *last, uint64_t now) {
+    if (now > *last) *last = now;
+    return *last;
+}
+static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+/* publish: makes the cumulative fields of st (and the per-class counts in
+ * by) never smaller than in any earlier snapshot, and frees <= mallocs. */
+static void publish(struct memscope_stats *st, class_counts_t by[MS_NUM_CLASSES]) {
+    pthread_mutex_lock(&pub_lock);
+    st->total_alloc = up(&published.total_alloc, st->total_alloc);
+    st->mallocs = up(&published.mallocs, st->mallocs);
+    st->frees = up(&published.frees, st->frees < st->mallocs ? st->frees : st->mallocs);
+    st->released_total = up(&published.released_total, st->released_total);
+    st->num_scavenge = up(&published.num_scavenge, st->num_scavenge);
+    for (int i = 0; i < MS_NUM_CLASSES; i++) {
+        by[i].mallocs = up(&published.by_mallocs[i], by[i].mallocs);
+        by[i].frees = up(&published.by_frees[i], by[i].frees < by[i].mallocs ? by[i].frees : by[i].mallocs);
+    }
+    pthread_mutex_unlock(&pub_lock);
+}
+
+/* ms_stats_fork_child: the fork child has one thread; a lock held by another
+ * thread at fork time is re-created open. */
+void ms_stats_fork_child(void) { pthread_mutex_init(&pub_lock, NULL); }
 
 void ms_stats_read(struct memscope_stats *st) {
     class_counts_t by[MS_NUM_CLASSES];
@@ -30,14 +73,22 @@ void ms_stats_read(struct memscope_stats *st) {
     memset(st, 0, sizeof *st);
     st->size = sizeof *st;
     st->version = MEMSCOPE_VERSION;
-    uint64_t alloc = large_alloc + orphan[0] - large_free - orphan[1];
+    uint64_t alloc = sub0(large_alloc + orphan[0], large_free + orphan[1]);
     uint64_t total = large_alloc + orphan[0];
     uint64_t mallocs = by[0].mallocs, frees = by[0].frees;
     for (int i = 1; i < MS_NUM_CLASSES; i++) {
-        alloc += (by[i].mallocs - by[i].frees) * ms_class_size[i];
+        alloc += sub0(by[i].mallocs, by[i].frees) * ms_class_size[i]; /* clamped: see the top comment */
         total += by[i].mallocs * ms_class_size[i];
         mallocs += by[i].mallocs;
         frees += by[i].frees;
+    }
+    st->total_alloc = total;
+    st->mallocs = mallocs;
+    st->frees = frees;
+    st->num_scavenge = c.scavenge_passes;
+    st->released_total = c.released_bytes_total;
+    publish(st, by);
+    for (int i = 1; i < MS_NUM_CLASSES; i++) {
         st->by_size[i - 1].size = ms_class_size[i];
         st->by_size[i - 1].mallocs = by[i].mallocs;
         st->by_size[i - 1].frees = by[i].frees;
@@ -48,10 +99,7 @@ void ms_stats_read(struct memscope_stats *st) {
     st->num_classes = MS_NUM_CLASSES;
 
     st->alloc = st->heap_alloc = alloc;
-    st->total_alloc = total;
-    st->mallocs = mallocs;
-    st->frees = frees;
-    st->heap_objects = mallocs - frees;
+    st->heap_objects = st->mallocs - st->frees; /* publish() keeps frees <= mallocs */
     st->heap_sys = c.sys_pages << MS_PAGE_SHIFT;
     st->heap_inuse = c.inuse_pages << MS_PAGE_SHIFT;
     st->heap_idle = c.free_pages << MS_PAGE_SHIFT;
@@ -60,15 +108,13 @@ void ms_stats_read(struct memscope_stats *st) {
     st->metadata_sys = atomic_load(&ms_meta_sys);
     st->sys = st->heap_sys + st->metadata_sys;
     ms_cycle_info(&st->next_gc, &st->last_gc, &st->num_gc, &st->num_forced_gc);
-    st->num_scavenge = c.scavenge_passes;
-    st->released_total = c.released_bytes_total;
     st->scavenge_delay_ms = (uint64_t)ms_opt.scavenge_delay_ms;
     st->num_threads = nthr;
 
     ms_os_rss(&st->rss, &st->rss_file, &st->max_rss);
     st->rss_heap_live = alloc;
     st->rss_heap_frag = st->heap_inuse > alloc ? st->heap_inuse - alloc : 0;
-    st->rss_heap_idle = st->heap_idle - st->heap_released;
+    st->rss_heap_idle = sub0(st->heap_idle, st->heap_released);
     st->rss_metadata = st->metadata_inuse;
     uint64_t heap = st->rss_heap_live + st->rss_heap_frag + st->rss_heap_idle + st->rss_metadata;
     st->rss_other = st->rss > heap ? st->rss - heap : 0;

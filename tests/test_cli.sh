@@ -136,8 +136,19 @@ run "$MS" run
 expect_usage_error "run without a command"
 run "$MS" run --trace --
 expect_usage_error "run -- without a command"
-run "$MS" run --http 6060 -- true
-expect_usage_error "--http (no HTTP server in this version)"
+run env -u MEMSCOPE "$MS" run --http 127.0.0.1:0 -- sh -c 'echo "$MEMSCOPE"'
+note
+case $out in
+*http=127.0.0.1:0*) ;;
+*) fail "--http ADDR:PORT: want http=127.0.0.1:0 in MEMSCOPE, got '$out'" ;;
+esac
+note
+case $err in
+"memscope: serving http://127.0.0.1:"*) ;;
+*) fail "--http: want the one 'serving' line on stderr, got: $err" ;;
+esac
+run "$MS" run --http
+expect_usage_error "--http without an address"
 run "$MS" run --env NOEQUALS -- true
 expect_usage_error "--env without ="
 

@@ -1,8 +1,9 @@
 /* memscope.c: the `memscope` command-line tool.
  *
  *   memscope run [--trace] [--stats] [--profile-rate N] [--heapprofile PATH]
- *                [--leaks[=exit]] [--env K=V]... [--] CMD [ARGS...]
+ *                [--leaks[=exit]] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
  *   memscope report PROFILE [...] | memscope report --diff BASE NEW [...]
+ *   memscope top [--once] URL      (tools/top.c)
  *   memscope version
  *   memscope --help
  *
@@ -76,6 +77,7 @@ static const char usage_text[] =
     "usage: memscope run [options] [--] COMMAND [ARGS...]\n";
 /* ... then the report lines (report.c: ms_report_usage), then: */
 static const char usage_rest[] =
+    "       memscope top [--once] URL     live view of a program run with --http\n"
     "       memscope version\n"
     "       memscope --help\n"
     "\n"
@@ -91,6 +93,7 @@ static const char usage_rest[] =
     "                 %p in PATH becomes the pid                   (heapprofile=PATH)\n"
     "  --leaks        list what is still allocated at exit, by stack (leaks=1)\n"
     "  --leaks=exit   the same, and exit with status 23 if anything is listed\n"
+    "  --http ADDR:PORT  serve /debug/pprof, /metrics and a live page (http=...)\n"
     "  --env K=V      set variable K for the command; --env MEMSCOPE=k=v,...\n"
     "                 adds any MEMSCOPE key (profile_rate, leaks, heapprofile, ...)\n"
     "  --             end of options (optional before a COMMAND not starting with -)\n"
@@ -336,6 +339,10 @@ static int cmd_run(int argc, char **argv)
             optlist_add_csv(&cli, "trace=1");
         } else if (strcmp(a, "--stats") == 0) {
             optlist_add_csv(&cli, "stats=1");
+        } else if ((v = opt_value(argc, argv, &i, "--http"))) {
+            char *item = xasprintf("http=%s", v);
+            optlist_add_csv(&cli, item);
+            free(item);
         } else if (strcmp(a, "--leaks") == 0) {
             optlist_add_csv(&cli, "leaks=1");
         } else if (strcmp(a, "--leaks=exit") == 0) {
@@ -410,6 +417,8 @@ static int cmd_run(int argc, char **argv)
  * main
  * ---------------------------------------------------------------------- */
 
+int memscope_top_main(int argc, char **argv); /* tools/top.c */
+
 static int cmd_version(void)
 {
     char tried[3 * PATH_MAX];
@@ -427,6 +436,8 @@ int main(int argc, char **argv)
     const char *sub = argv[1];
     if (strcmp(sub, "run") == 0)
         return cmd_run(argc - 2, argv + 2);
+    if (strcmp(sub, "top") == 0)
+        return memscope_top_main(argc - 2, argv + 2);
     if (strcmp(sub, "report") == 0)
         return ms_report_main(argc - 2, argv + 2);
     if (strcmp(sub, "version") == 0 || strcmp(sub, "--version") == 0) {

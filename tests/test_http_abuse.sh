@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# test_http_abuse.sh: the endpoint under hostile clients, inside a program
+# that must not notice.  For about 8 s, at once:
+#   - 64 connections dribble a request head one byte every 200 ms (slowloris);
+#   - clients send random bytes, a 1 MiB header, bad methods, traversal
+#     attempts and NUL bytes, over and over;
+#   - every 250 ms a normal GET /metrics must be answered in full within 1 s.
+# Then: the host program is still running, its stdout is exactly its ticks
+# (unchanged), and its stderr holds only the one "serving" line.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+. tests/http_lib.sh
+
+start_host 12
+python3 - "$URL" <<'PY'
+import os, random, socket, sys, threading, time, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1]); addr = (u.hostname, u.port)
+stop = time.time() + 8
+lock = threading.Lock(); stats = {"normal": 0, "slow": [], "errors": []}
+
+def dribble():
+    while time.time() < stop:
+        try:
+            s = socket.create_connection(addr, timeout=3)
+            for c in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 1000:
+                if time.time() >= stop: break
+                s.send(bytes([c])); time.sleep(0.2)
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            try: s.close()
+            except Exception: pass
+
+def hostile(i):
+    rnd = random.Random(i)
+    payloads = [lambda: bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 4096))),
+                lambda: b"GET / HTTP/1.1\r\nX-Big: " + b"x" * (1 << 20) + b"\r\n\r\n",
+                lambda: b"BREW /pot HTTP/1.1\r\n\r\n", lambda: b"DELETE /metrics HTTP/1.1\r\n\r\n",
+                lambda: b"GET /../../etc/passwd HTTP/1.1\r\n\r\n", lambda: b"GET /%2e%2e/x HTTP/1.1\r\n\r\n",
+                lambda: b"GET /met\x00rics HTTP/1.1\r\n\r\n", lambda: b"GET /metrics HTTP/1.1\r\nA: \x00\r\n\r\n",
+                lambda: b"\r\n" * 5000]
+    while time.time() < stop:
+        try:
+            s = socket.create_connection(addr, timeout=3)
+            s.sendall(rnd.choice(payloads)())
+            s.settimeout(2); s.recv(4096)
+        except OSError:
+            pass
+        finally:
+            try: s.close()
+            except Exception: pass
+
+def normal():
+    while time.time() < stop:
+        t0 = time.time()
+        try:
+            s = socket.create_connection(addr, timeout=2)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            s.settimeout(max(0.05, 1 - (time.time() - t0)))
+            while True:
+                b = s.recv(65536)
+                if not b: break
+                data += b
+            s.close()
+            dt = time.time() - t0
+            ok = data.startswith(b"HTTP/1.1 200") and b"process_resident_memory_bytes" in data
+            with lock:
+                if ok and dt <= 1.0: stats["normal"] += 1
+                else: stats["slow"].append(round(dt, 3) if ok else "bad answer")
+        except OSError as e:
+            with lock: stats["errors"].append(str(e))
+        time.sleep(0.25)
+
+threads = [threading.Thread(target=dribble) for _ in range(64)]
+threads += [threading.Thread(target=hostile, args=(i,)) for i in range(4)]
+threads += [threading.Thread(target=normal)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("normal requests answered within 1 s:", stats["normal"], "late:", stats["slow"], "errors:", stats["errors"])
+sys.exit(0 if stats["normal"] >= 20 and not stats["slow"] and not stats["errors"] else 1)
+PY
+check "normal requests answered within 1 s throughout" [ $? = 0 ]
+check "the host is still running" kill -0 "$HOST_PID"
+wait "$HOST_PID"; rc=$?; HOST_PID=
+check "the host exits 0" [ "$rc" = 0 ]
+check "the host's output is unchanged" ticks_ok "$HOST_OUT" 120
+check "stderr: only the serving line" [ "$(grep -vc 'memscope: serving' "$HOST_ERR")" = 0 ]
+echo "$failures failed"
+exit "$failures"

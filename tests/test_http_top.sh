@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# test_http_top.sh: `memscope top URL` driven in tmux (80x24), read back
+# with capture-pane:
+#   - the screen shows the program's figures: the five series with values
+#     (live objects about 48 MiB), sparklines, and keep_big as the top
+#     in-use site; after 'p', peak_burst heads the list;
+#   - 'q' quits with status 0 and the terminal is restored (alternate
+#     screen left: the shell's screen is back);
+#   - when the program goes away, top exits with one line saying so and
+#     the terminal is restored;
+#   - Ctrl-C exits and restores too.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+. tests/http_lib.sh
+command -v tmux >/dev/null || { echo "FAIL: tmux not installed (scripts/install-deps.sh)"; exit 1; }
+export TMUX_TMPDIR=$TMPD
+S=mstop$$
+T="tmux -L $S"
+trap '$T kill-server 2>/dev/null; cleanup' EXIT
+TOP=$(realpath "$BUILD/memscope")
+
+start_host 30
+sleep 2
+n=0
+run_top() { # a fresh 80x24 session running top; its exit status lands in $TMPD/rc
+    n=$((n + 1)); W=t$n
+    $T -f /dev/null new-session -d -s $W -x 80 -y 24 "env LANG=C.UTF-8 LC_ALL=C.UTF-8 bash --norc --noprofile"
+    $T send-keys -t $W "PS1='\$ '; clear; echo SHELL-READY; $TOP top $URL; echo \"rc=\$?\" >$TMPD/rc" Enter
+}
+screen() { $T capture-pane -p -t $W; }
+wait_for() { for _ in $(seq 50); do screen | grep -q "$1" && return 0; sleep 0.1; done; return 1; }
+
+rm -f "$TMPD/rc"
+run_top
+check "top draws its screen" wait_for 'memscope top'
+sleep 1.5
+screen >"$TMPD/s1"; sed 's/^/  screen| /' "$TMPD/s1"
+check "fits 80x24" [ "$(awk 'length($0) > 80' "$TMPD/s1" | wc -l)" = 0 ]
+check "series rows present" sh -c "grep -q '^heap in use' '$TMPD/s1' && grep -q '^RSS' '$TMPD/s1' && grep -q '^heap released' '$TMPD/s1'"
+check "live objects ~48 MiB, as the program has" grep -Eq '^live objects +(4[89]|5[0-9])\.[0-9] MiB' "$TMPD/s1"
+check "sparklines drawn" grep -q '^RSS .*[▁▂▃▄▅▆▇█]' "$TMPD/s1"
+check "keep_big is the top in-use site" sh -c "grep -A2 'top sites by in-use' '$TMPD/s1' | tail -1 | grep -q keep_big"
+$T send-keys -t $W p
+sleep 1.5
+screen >"$TMPD/s2"
+check "p: sites by peak, peak_burst first" sh -c "grep -A2 'top sites by bytes at peak' '$TMPD/s2' | tail -1 | grep -q peak_burst"
+$T send-keys -t $W q
+for _ in $(seq 30); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
+check "q quits with status 0" grep -q '^rc=0$' "$TMPD/rc"
+check "q restores the terminal (the shell's screen is back)" sh -c "$T capture-pane -p -t $W | grep -q SHELL-READY"
+
+# Ctrl-C
+rm -f "$TMPD/rc"
+run_top
+wait_for 'memscope top' >/dev/null
+$T send-keys -t $W C-c
+for _ in $(seq 30); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
+check "Ctrl-C exits" grep -q '^rc=130$' "$TMPD/rc"
+check "Ctrl-C restores the terminal" sh -c "$T capture-pane -p -t $W | grep -q SHELL-READY"
+
+# The program goes away.
+rm -f "$TMPD/rc"
+run_top
+wait_for 'memscope top' >/dev/null
+stop_host
+for _ in $(seq 80); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
+screen >"$TMPD/s3"
+check "program gone: top exits 1" grep -q '^rc=1$' "$TMPD/rc"
+check "program gone: one line says so, terminal restored" sh -c "grep -q 'went away' '$TMPD/s3' && grep -q SHELL-READY '$TMPD/s3'"
+$T kill-server 2>/dev/null
+echo "$failures failed"
+exit "$failures"
