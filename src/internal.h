@@ -345,7 +345,8 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
  * ---------------------------------------------------------------------- */
 typedef struct prof_hooks_s {
     /* sampled: block p of `size` usable bytes was just allocated and drawn
-     * for the profile; true if the profiler recorded it. */
+     * for the profile; the profiler calls ms_malloc_sampled(p) if it keeps
+     * a record (the return value is its own business). */
     bool (*sampled)(void *p, size_t size);
     /* freed: p, a block in a span with recorded blocks, is being freed (or
      * is leaving its address); true if p was recorded (the record is gone). */
@@ -354,6 +355,9 @@ typedef struct prof_hooks_s {
     void (*moved)(void *p, void *q, size_t size);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
+/* ms_malloc_sampled: the profiler keeps a record of block p (just allocated,
+ * not yet returned to the program): free must now ask it. */
+void ms_malloc_sampled(void *p);
 /* ms_no_sample: while nonzero the thread's allocations are never sampled:
  * memscope's own threads, and the profiler while it captures a stack. */
 extern __thread int ms_no_sample;

@@ -215,15 +215,19 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
 }
 
-/* sample_point: the countdown went below zero: block p (in span s, if the
- * caller has it) goes to the profiler, and the next gap is drawn. */
-ms_cold MS_TEXT static void sample_point(tcache_t *tc, void *p, size_t size, span_t *s) {
+/* sample_point: the countdown went below zero: block p goes to the
+ * profiler, and the next gap is drawn.  The hook is the last call, a tail
+ * call: one frame fewer for the profiler's unwinder to walk and throw away.
+ * The profiler calls ms_malloc_sampled once it holds the record. */
+ms_cold MS_TEXT static void sample_point(tcache_t *tc, void *p, size_t size) {
     tc->sample_left = next_gap(tc);
     bool (*hook)(void *, size_t) = ms_prof_hooks.sampled;
-    if (hook && ms_no_sample == 0 && hook(p, size)) {
-        if (!s) s = ms_pagemap_lookup(p);
-        mark_sampled(s, obj_index(s, p), true);
-    }
+    if (hook && ms_no_sample == 0) hook(p, size);
+}
+
+void ms_malloc_sampled(void *p) {
+    span_t *s = ms_pagemap_lookup(p);
+    mark_sampled(s, obj_index(s, p), true);
 }
 
 /* unsample: block p of span s leaves (free, or a move the profiler does not
@@ -277,7 +281,7 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
         return p;
     }
     count(&tc->lists[cls].nmalloc, 1);
-    if ((tc->sample_left -= (int64_t)size) < 0) sample_point(tc, p, size, NULL);
+    if ((tc->sample_left -= (int64_t)size) < 0) sample_point(tc, p, size);
     ms_heap_maybe_end_cycle();
     return p;
 }
@@ -292,7 +296,7 @@ static inline void *alloc_small(uint8_t cls) {
     p[1] = NULL; /* clear the free cookie */
     count(&l->nmalloc, 1);
     size_t size = ms_class_size[cls];
-    if (ms_unlikely((tc->sample_left -= (int64_t)size) < 0)) sample_point(tc, p, size, NULL);
+    if (ms_unlikely((tc->sample_left -= (int64_t)size) < 0)) sample_point(tc, p, size);
     return p;
 }
 
@@ -329,7 +333,7 @@ MS_TEXT static void count_large(bool alloc, size_t bytes, void *p) {
     if (alloc) {
         count(&tc->large_mallocs, 1);
         count(&tc->large_malloc_bytes, bytes);
-        if ((tc->sample_left -= (int64_t)bytes) < 0 && p) sample_point(tc, p, bytes, ms_pagemap_lookup(p));
+        if ((tc->sample_left -= (int64_t)bytes) < 0 && p) sample_point(tc, p, bytes);
     } else {
         count(&tc->large_frees, 1);
         count(&tc->large_free_bytes, bytes);

@@ -97,7 +97,7 @@ typedef struct funcent_s { uint32_t name, sys, file, id; } funcent_t;
 typedef struct locent_s { uintptr_t pc; uint32_t id; } locent_t;
 
 typedef struct enc_s {
-    pbuf_t out, sub, sub2, locs, funcs, strs;
+    pbuf_t out, sub, sub2, sub3, locs, funcs, strs;
     strent_t *strtab; size_t strcap, nstr;
     funcent_t *ftab; size_t fcap, nfunc;
     locent_t *ltab; size_t lcap, nloc;
@@ -252,11 +252,10 @@ static void encode(enc_t *e, const prof_snap_t *snap, int kind) {
         for (int k = 0; k < 6; k++) pb_varint(p, (uint64_t)v[k]);
         pb_msg(m, 2, p);
         if (r->now.alloc_objs) { /* label bytes = average block size, as Go writes */
-            pbuf_t lab = {0};
-            pb_uint(&lab, 1, bytes_key);
-            pb_uint(&lab, 3, r->now.alloc_bytes / r->now.alloc_objs);
-            pb_msg(m, 3, &lab);
-            pb_free(&lab);
+            pbuf_t *lab = &e->sub3;
+            pb_uint(lab, 1, bytes_key);
+            pb_uint(lab, 3, r->now.alloc_bytes / r->now.alloc_objs);
+            pb_msg(m, 3, lab);
         }
         pb_msg(&e->out, 2, m);
     }
@@ -353,13 +352,14 @@ int ms_prof_encode(int fd, const prof_snap_t *snap, int kind, symtab_t *sym, boo
     size_t mb = ((size_t)nmaps + 1 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     e.map_named = ms_os_alloc(mb);
     encode(&e, snap, kind);
-    bool oom = e.out.oom || e.sub.oom || e.sub2.oom || e.locs.oom || e.funcs.oom || e.strs.oom;
+    bool oom = e.out.oom || e.sub.oom || e.sub2.oom || e.sub3.oom || e.locs.oom || e.funcs.oom || e.strs.oom;
     int rc = -1;
     if (oom) ms_warn("memscope: heap profile: out of memory while encoding; nothing written");
     else if (gzip) rc = ms_gzip_write(fd, e.out.p, e.out.len);
     else rc = (ms_write_fd(fd, (const char *)e.out.p, e.out.len), 0);
     ms_os_free(e.map_named, mb);
-    pb_free(&e.out), pb_free(&e.sub), pb_free(&e.sub2), pb_free(&e.locs), pb_free(&e.funcs), pb_free(&e.strs);
+    pb_free(&e.out), pb_free(&e.sub), pb_free(&e.sub2), pb_free(&e.sub3), pb_free(&e.locs), pb_free(&e.funcs),
+        pb_free(&e.strs);
     ms_os_free(e.strtab, e.strcap * sizeof *e.strtab);
     ms_os_free(e.ftab, e.fcap * sizeof *e.ftab);
     ms_os_free(e.ltab, e.lcap * sizeof *e.ltab);

@@ -7,7 +7,7 @@
  * encoding -- lives in the files of this folder:
  *
  *   sample.c     the hooks: the table of stacks and the map of sampled blocks
- *   stack.c      stack capture (libgcc's unwinder, guarded against recursion)
+ *   stack.c      stack capture (libunwind, guarded against recursion and fork)
  *   symbolize.c  pc -> function, file:line, mapping (ELF symbols, libdw)
  *   pprof.c      the profile.proto encoder and gzip (zlib)
  *   text.c       Go's debug=1 heap text, and the leaks-at-exit report

@@ -36,12 +36,13 @@
  * "(stack table full)" record and one warning is printed.
  *
  * Locking.  One mutex covers the table and the map.  A hook captures the
- * stack before taking it, and holds it only for a hash lookup and a few
+ * stack (inline, stack.h) before taking it, and holds it only for a hash lookup and a few
  * adds; a snapshot holds it for one copy of the counts.  Nothing here takes
  * an allocator lock while holding it, and nothing that holds an allocator
  * lock calls here.
  */
 #include "prof.h"
+#include "stack.h"
 
 #include <math.h>
 #include <string.h>
@@ -278,7 +279,8 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
 
 MS_TEXT static bool on_sampled(void *p, size_t size) {
     uintptr_t pcs[MS_PROF_MAX_DEPTH + 1];
-    int n = ms_stack_capture(pcs, MS_PROF_MAX_DEPTH + 1, 0);
+    int n = ms_stack_capture_inline(pcs, MS_PROF_MAX_DEPTH + 1, 0);
+    if (n < 0) return false; /* a fork is under way */
     bool truncated = n > MS_PROF_MAX_DEPTH;
     if (truncated) n = MS_PROF_MAX_DEPTH;
     bool ok = false;
@@ -291,6 +293,7 @@ MS_TEXT static bool on_sampled(void *p, size_t size) {
         ok = true;
     }
     pthread_mutex_unlock(&prof_lock);
+    if (ok) ms_malloc_sampled(p);
     return ok;
 }
 

@@ -20,41 +20,33 @@
  * unwind tables with dl_iterate_phdr; it does not call malloc on this path,
  * but if it ever did, the allocation would not be sampled: the caller holds
  * ms_no_sample while capturing, so the profiler never re-enters itself.
- * Captures run with no memscope lock held, under a read lock that fork
- * takes for writing, so a fork child never inherits an unwinder stopped
- * half-way through its cache update.
+ * Captures run with no memscope lock held.  A fork waits until no capture
+ * is in progress (a counter, and a flag that makes captures started during
+ * the fork give up), so a child never inherits an unwinder stopped half-way
+ * through its cache update.  The capture itself is inline (stack.h) in the
+ * sampling hook: every frame unwound costs about a hundred instructions,
+ * and memscope's own frames are thrown away.
  *
  * The capture starts at this function; every frame inside memscope (the
  * malloc family's entry points, the sampling hook, this file: all placed in
  * the memscope_text section) is dropped, so a stack begins at the
  * program's call to malloc, calloc, realloc or memalign.
  */
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
+#include "stack.h"
 
-#include "prof.h"
-
-static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+_Atomic int ms_stack_capturing;
+_Atomic bool ms_stack_forking;
 
 void ms_stack_init(void) { unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD); }
 
-void ms_stack_fork_prepare(void) { pthread_rwlock_wrlock(&fork_lock); }
-void ms_stack_fork_parent(void) { pthread_rwlock_unlock(&fork_lock); }
-void ms_stack_fork_child(void) { pthread_rwlock_init(&fork_lock, NULL); }
-
-MS_TEXT int ms_stack_capture(uintptr_t *pcs, int max, int skip) {
-    void *raw[MS_PROF_MAX_DEPTH + 32];
-    int cap = max + skip + 16;
-    if (cap > (int)(sizeof raw / sizeof raw[0])) cap = (int)(sizeof raw / sizeof raw[0]);
-    ms_no_sample++;
-    pthread_rwlock_rdlock(&fork_lock);
-    int n = unw_backtrace(raw, cap);
-    pthread_rwlock_unlock(&fork_lock);
-    ms_no_sample--;
-    int i = 0;
-    while (i < n && ms_in_memscope_text((uintptr_t)raw[i])) i++;
-    i += skip;
-    int k = 0;
-    for (; i < n && k < max; i++) pcs[k++] = (uintptr_t)raw[i];
-    return k;
+void ms_stack_fork_prepare(void) {
+    atomic_store(&ms_stack_forking, true);
+    while (atomic_load(&ms_stack_capturing) > 0) sched_yield();
 }
+void ms_stack_fork_parent(void) { atomic_store(&ms_stack_forking, false); }
+void ms_stack_fork_child(void) {
+    atomic_store(&ms_stack_capturing, 0);
+    atomic_store(&ms_stack_forking, false);
+}
+
+MS_TEXT int ms_stack_capture(uintptr_t *pcs, int max, int skip) { return ms_stack_capture_inline(pcs, max, skip); }
