@@ -124,6 +124,11 @@ struct memscope_stats {
         uint64_t mallocs;
         uint64_t frees;
     } by_size[MEMSCOPE_BY_SIZE_LEN];
+
+    /* Stalls.  The longest time any thread held the page heap's lock (the
+     * lock an allocating thread may wait for when it needs pages) since the
+     * previous memscope_read_stats call, in ns. */
+    uint64_t heap_lock_max_ns;
 };
 
 /* memscope_read_stats fills *st (st->size must be set to sizeof(*st); a

@@ -73,7 +73,7 @@ typedef struct span_s {
     uint8_t cls;            /* size class, 0 for a large object or a free span */
     uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
     uint8_t in_list;        /* small spans: on the central nonempty list */
-    uint8_t spare_;
+    uint8_t direct;         /* a very large block in a mapping of its own (pageheap.c) */
     /* fast_cls | sampled << 8 | mask << 32, changed together by
      * compare-and-swap.  fast_cls (the low byte) is cls while the span is in
      * use with no sampled block, else 0: free()'s one test.  sampled (24
@@ -89,6 +89,7 @@ typedef struct span_s {
     uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
     uint32_t allocated;     /* small: objects handed out of the span (central lock) */
     uint32_t released;      /* free: pages of the span already returned to the OS */
+    uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
 } span_t;
 
 ms_inline uint8_t ms_span_fast_cls(const span_t *s) {
@@ -172,10 +173,10 @@ void ms_pagemap_set(uintptr_t page_addr, span_t *s);
 void ms_pagemap_set_range(uintptr_t start, size_t npages, span_t *s);
 size_t ms_pagemap_count_released(uintptr_t start, size_t npages);
 void ms_pagemap_mark_released(uintptr_t start, size_t npages, bool released);
-/* ms_pagemap_next_run: finds in [start, start+npages) the first run of pages
- * whose released bit is `released`, from *pos on; returns its length (0 if
- * none) and leaves its first page address in *pos. */
-size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released);
+/* ms_pagemap_next_run: finds in [*pos, end) the first run of pages whose
+ * released bit is `released`; returns its length, at most max (0 if none),
+ * and leaves its first page address in *pos.  Scans 64 pages a word. */
+size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released, size_t max);
 
 /* ------------------------------------------------------------------------
  * pageheap.c
@@ -219,6 +220,15 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages);
  * with mremap and frees `from`; false (nothing changed) if the kernel says no. */
 bool ms_heap_move_pages(span_t *from, span_t *to);
 void ms_heap_counters(heap_counters_t *out);
+/* ms_heap_take_max_hold_ns: the longest hold of the heap lock since this
+ * reader (0: stats, 1: trace) last asked, in ns. */
+uint64_t ms_heap_take_max_hold_ns(int reader);
+/* Blocks of this many pages or more get a mapping of their own, returned to
+ * the OS at free (pageheap.c says why). */
+#define MS_DIRECT_MIN_PAGES (((size_t)1 << 30) >> MS_PAGE_SHIFT)
+/* ms_heap_alloc_direct: a span of npages in its own mapping, zeroed; NULL
+ * when the kernel refuses.  ms_heap_free returns it to the OS at once. */
+span_t *ms_heap_alloc_direct(size_t npages);
 /* ms_heap_scavenge: returns to the OS the free pages idle since
  * older_than_ms or before (UINT64_MAX: all of them), stopping once max_bytes
  * are released.  Returns the bytes released. */

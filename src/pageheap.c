@@ -47,6 +47,29 @@
 #define PAGES(n) ((size_t)(n) << MS_PAGE_SHIFT)
 
 pthread_mutex_t ms_heap_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Every hold of the heap lock is timed (two clock reads, on paths that
+ * already take a lock and usually make a system call), and the longest is
+ * published twice: for memscope_read_stats and for the trace's scvg lines,
+ * each reader taking "the longest since I last asked".  It is the figure
+ * that says whether an allocating thread can have waited long. */
+static uint64_t lock_t0;
+static _Atomic uint64_t max_hold[2];
+
+static inline void heap_lock(void) {
+    pthread_mutex_lock(&ms_heap_lock);
+    lock_t0 = ms_os_now_ns();
+}
+
+static inline void heap_unlock(void) {
+    uint64_t d = ms_os_now_ns() - lock_t0;
+    for (int i = 0; i < 2; i++)
+        if (d > atomic_load_explicit(&max_hold[i], memory_order_relaxed))
+            atomic_store_explicit(&max_hold[i], d, memory_order_relaxed);
+    pthread_mutex_unlock(&ms_heap_lock);
+}
+
+uint64_t ms_heap_take_max_hold_ns(int reader) { return atomic_exchange(&max_hold[reader], 0); }
 static fixalloc_t span_pool = {.size = sizeof(span_t)};
 static span_t free_lists[NLISTS]; /* sentinels; [0] unused */
 static span_t free_large;         /* sentinel for spans of NLISTS pages or more */
@@ -78,12 +101,14 @@ void ms_heap_maybe_end_cycle(void) {
 }
 
 void ms_heap_reset_peak(void) {
-    pthread_mutex_lock(&ms_heap_lock);
+    heap_lock();
     ctr.peak_inuse_pages = ctr.inuse_pages;
-    pthread_mutex_unlock(&ms_heap_lock);
+    heap_unlock();
 }
 
 static inline uintptr_t span_end(const span_t *s) { return s->start + PAGES(s->npages); }
+
+
 
 static void check_locked(void) {
 #if MEMSCOPE_DEBUG >= 3
@@ -171,6 +196,10 @@ static uint64_t weighted_age(const span_t *a, const span_t *b) {
 /* absorb: s takes over its free neighbour n (already off the lists). */
 static void absorb(span_t *s, span_t *n) {
     s->free_since_ms = weighted_age(s, n);
+    /* released prefix of the merged span: the first one's, and the second's
+     * too if the first is released to its end */
+    const span_t *a = n->start < s->start ? n : s, *b = a == s ? n : s;
+    s->scan_from = a->scan_from < a->npages ? a->scan_from : a->npages + b->scan_from;
     if (n->start < s->start) s->start = n->start;
     s->npages += n->npages;
     s->released += n->released;
@@ -212,6 +241,8 @@ static bool split_tail_free(span_t *s, size_t keep) {
     if (!t) return false;
     t->released = (uint32_t)ms_pagemap_count_released(t->start, rest);
     t->free_since_ms = s->free_since_ms;
+    t->scan_from = s->scan_from > keep ? s->scan_from - (uint32_t)keep : 0;
+    if (s->scan_from > keep) s->scan_from = (uint32_t)keep;
     s->npages = (uint32_t)keep;
     s->released -= t->released;
     map_ends(s);
@@ -283,6 +314,7 @@ static bool grow_locked(size_t npages, bool in_place) {
     if (!s) return false;
     ms_pagemap_mark_released(start, n, true);
     s->released = (uint32_t)n;
+    s->scan_from = (uint32_t)n;
     s->free_since_ms = ms_os_now_ms();
     ctr.free_pages += n;
     ctr.released_pages += n;
@@ -320,11 +352,11 @@ static void take_pages_locked(span_t *s, size_t npages, uint8_t cls, bool *zeroe
 span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zeroed) {
     if (npages == 0 || npages > (MS_MAX_ALLOC >> MS_PAGE_SHIFT)) return NULL;
     size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
-    pthread_mutex_lock(&ms_heap_lock);
+    heap_lock();
     span_t *s = find_free(need);
     if (!s && grow_locked(need, false)) s = find_free(need);
     if (!s) {
-        pthread_mutex_unlock(&ms_heap_lock);
+        heap_unlock();
         return NULL;
     }
     list_remove(s);
@@ -336,7 +368,7 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
             span_t *head = s;
             if (!split_tail_free(head, pre)) {
                 list_push(head);
-                pthread_mutex_unlock(&ms_heap_lock);
+                heap_unlock();
                 return NULL;
             }
             s = ms_pagemap_lookup((void *)a);
@@ -346,7 +378,7 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
     }
     take_pages_locked(s, npages, cls, zeroed);
     check_locked();
-    pthread_mutex_unlock(&ms_heap_lock);
+    heap_unlock();
     return s;
 }
 
@@ -362,8 +394,10 @@ static void free_locked(span_t *s, bool pages_released, uint64_t idle_since_ms) 
         ms_pagemap_mark_released(s->start, n, true);
         ctr.released_pages += n;
         s->released = (uint32_t)n;
+        s->scan_from = (uint32_t)n;
     } else {
         s->released = 0;
+        s->scan_from = 0;
     }
     s->free_since_ms = idle_since_ms ? idle_since_ms : ms_os_now_ms();
     s->freelist = NULL;
@@ -375,19 +409,80 @@ static void free_locked(span_t *s, bool pages_released, uint64_t idle_since_ms) 
 void (*ms_heap_on_idle)(void);
 void (*ms_heap_before_idle)(size_t bytes);
 
+/* ------------------------------------------------------------------------
+ * Very large blocks
+ *
+ * A block of MS_DIRECT_MIN_PAGES (1 GiB) or more gets a mapping of its own
+ * and gives it back with munmap when freed, as glibc and jemalloc do for
+ * large blocks.  Through the page heap, freeing such a block would leave
+ * gigabytes of mostly untouched idle pages for the scavenger to return in
+ * 16 MiB madvise calls, each under the heap lock for its bookkeeping, and
+ * reusing it saves little: its pages cost a fault each either way once
+ * released.  (bench/run_latency.sh measures the tail latency this keeps
+ * away from the other threads.)  The span is an ordinary in-use span to
+ * the rest of memscope (page map ends, stats in heap_sys and heap_inuse);
+ * only its free differs.
+ * ---------------------------------------------------------------------- */
+
+span_t *ms_heap_alloc_direct(size_t npages) {
+    size_t bytes = PAGES(npages);
+    uint8_t *r = ms_os_alloc(bytes + MS_PAGE_SIZE);
+    if (!r) return NULL;
+    uintptr_t start = ((uintptr_t)r + MS_PAGE_MASK) & ~(uintptr_t)MS_PAGE_MASK;
+    if (start > (uintptr_t)r) ms_os_free(r, start - (uintptr_t)r);
+    uintptr_t tail = start + bytes, rend = (uintptr_t)r + bytes + MS_PAGE_SIZE;
+    if (rend > tail) ms_os_free((void *)tail, rend - tail);
+    heap_lock();
+    span_t *s = NULL;
+    if (ms_pagemap_ensure(start, 1) && ms_pagemap_ensure(tail - MS_PAGE_SIZE, 1) && (s = span_new(start, npages))) {
+        s->state = SPAN_INUSE;
+        s->cls = 0;
+        s->direct = 1;
+        ms_span_set_fast(s, 0);
+        s->next = s->prev = NULL;
+        map_ends(s);
+        ctr.sys_pages += npages;
+        ctr.inuse_pages += npages;
+        note_inuse_locked();
+    }
+    heap_unlock();
+    if (!s) ms_os_free((void *)start, bytes);
+    return s;
+}
+
+static void free_direct(span_t *s) {
+    uintptr_t start = s->start;
+    size_t n = s->npages;
+    heap_lock();
+    ctr.sys_pages -= n;
+    ctr.inuse_pages -= n;
+    ctr.released_bytes_total += PAGES(n);
+    /* the ends point at nothing: a later free of the address is reported */
+    ms_pagemap_set(start, NULL);
+    ms_pagemap_set(start + PAGES(n) - MS_PAGE_SIZE, NULL);
+    span_delete(s);
+    heap_unlock();
+    ms_os_free((void *)start, PAGES(n));
+}
+
 void ms_heap_free_idle_since(span_t *s, uint64_t idle_since_ms) {
+    if (s->direct) {
+        free_direct(s);
+        return;
+    }
     if (ms_heap_before_idle) ms_heap_before_idle(PAGES(s->npages));
-    pthread_mutex_lock(&ms_heap_lock);
+    heap_lock();
     free_locked(s, false, idle_since_ms);
-    pthread_mutex_unlock(&ms_heap_lock);
+    heap_unlock();
     if (ms_heap_on_idle) ms_heap_on_idle();
 }
 
 void ms_heap_free(span_t *s) { ms_heap_free_idle_since(s, 0); }
 
 bool ms_heap_try_resize(span_t *s, size_t new_npages) {
+    if (s->direct) return new_npages == s->npages; /* realloc moves it (mremap) */
     bool ok = false;
-    pthread_mutex_lock(&ms_heap_lock);
+    heap_lock();
     size_t old = s->npages;
     if (new_npages == old) {
         ok = true;
@@ -425,23 +520,27 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
         }
     }
     check_locked();
-    pthread_mutex_unlock(&ms_heap_lock);
+    heap_unlock();
     return ok;
 }
 
 bool ms_heap_move_pages(span_t *from, span_t *to) {
     if (!ms_os_move((void *)from->start, (void *)to->start, PAGES(from->npages))) return false;
-    pthread_mutex_lock(&ms_heap_lock);
+    if (from->direct) {
+        free_direct(from);
+        return true;
+    }
+    heap_lock();
     free_locked(from, true, 0);
-    pthread_mutex_unlock(&ms_heap_lock);
+    heap_unlock();
     return true;
 }
 
 void ms_heap_counters(heap_counters_t *out) {
-    pthread_mutex_lock(&ms_heap_lock);
+    heap_lock();
     *out = ctr;
     out->busy_batches = (uint32_t)busy_batches;
-    pthread_mutex_unlock(&ms_heap_lock);
+    heap_unlock();
 }
 
 /* ------------------------------------------------------------------------
@@ -454,11 +553,19 @@ void ms_heap_counters(heap_counters_t *out) {
  * free.  Returns the carved span, or NULL when no span struct is left. */
 static span_t *carve_unreleased_locked(span_t *s) {
     list_remove(s);
-    uintptr_t pos = s->start;
-    size_t run = ms_pagemap_next_run(&pos, span_end(s), false);
-    if (run > MS_SCAVENGE_CHUNK_PAGES) run = MS_SCAVENGE_CHUNK_PAGES;
+    /* the search starts past the span's released prefix: releasing a long
+     * span chunk by chunk, with the chunks merging back behind, would
+     * otherwise rescan that prefix each time */
+    uintptr_t pos = s->start + PAGES(s->scan_from);
+    size_t run = ms_pagemap_next_run(&pos, span_end(s), false, MS_SCAVENGE_CHUNK_PAGES);
+    if (run == 0) { /* nothing unreleased after all (the counts say otherwise: keep them honest) */
+        s->scan_from = s->npages;
+        list_push(s);
+        return NULL;
+    }
     if (pos > s->start) {
         bool ok = split_tail_free(s, (pos - s->start) >> MS_PAGE_SHIFT);
+        s->scan_from = s->npages; /* the prefix before pos is all released */
         list_push(s);
         if (!ok) return NULL;
         s = ms_pagemap_lookup((void *)pos);
@@ -480,7 +587,7 @@ static span_t *carve_unreleased_locked(span_t *s) {
 size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
     size_t done = 0;
     bool failed = false;
-    pthread_mutex_lock(&ms_heap_lock);
+    heap_lock();
     while (done < max_bytes && !failed) {
         span_t *batch[MS_SCAVENGE_BATCH];
         int nb = 0;
@@ -505,10 +612,10 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
         }
         if (nb == 0) break;
         busy_batches++;
-        pthread_mutex_unlock(&ms_heap_lock);
+        heap_unlock();
         bool ok[MS_SCAVENGE_BATCH];
         for (int k = 0; k < nb; k++) ok[k] = ms_os_release((void *)batch[k]->start, PAGES(batch[k]->npages));
-        pthread_mutex_lock(&ms_heap_lock);
+        heap_lock();
         for (int k = 0; k < nb; k++) {
             span_t *t = batch[k];
             if (ok[k]) {
@@ -517,9 +624,11 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
                 ctr.released_pages += newly;
                 ctr.released_bytes_total += PAGES(newly);
                 t->released = t->npages;
+                t->scan_from = t->npages;
                 done += PAGES(newly);
             } else {
                 failed = true; /* the kernel said no: keep the pages, stop */
+                t->scan_from = 0;
             }
             insert_free_locked(t);
         }
@@ -527,7 +636,7 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
     }
     if (done) ctr.scavenge_passes++;
     check_locked();
-    pthread_mutex_unlock(&ms_heap_lock);
+    heap_unlock();
     return done;
 }
 
@@ -556,6 +665,7 @@ bool ms_heap_is_valid_locked(void) {
             VALID(ms_pagemap_lookup((void *)s->start) == s);
             VALID(ms_pagemap_lookup((void *)(span_end(s) - MS_PAGE_SIZE)) == s);
             VALID(ms_pagemap_count_released(s->start, s->npages) == s->released);
+            VALID(s->scan_from <= s->npages && ms_pagemap_count_released(s->start, s->scan_from) == s->scan_from);
             /* coalesced: no free neighbour on either side */
             VALID(!free_neighbour(span_end(s), span_end(s), false));
             VALID(s->start < MS_PAGE_SIZE || !free_neighbour(s->start - MS_PAGE_SIZE, s->start, true));
@@ -571,9 +681,9 @@ bool ms_heap_is_valid_locked(void) {
 }
 
 bool ms_heap_is_valid(void) {
-    pthread_mutex_lock(&ms_heap_lock);
+    heap_lock();
     bool ok = ms_heap_is_valid_locked();
-    pthread_mutex_unlock(&ms_heap_lock);
+    heap_unlock();
     return ok;
 }
 

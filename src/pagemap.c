@@ -45,10 +45,6 @@ void ms_pagemap_set_range(uintptr_t start, size_t npages, span_t *s) {
     for (size_t i = 0; i < npages; i++, pn++) leaf_of(pn)->span[pn & LEAF_MASK] = s;
 }
 
-static inline bool bit_get(uintptr_t pn) {
-    return (leaf_of(pn)->released[(pn & LEAF_MASK) >> 6] >> (pn & 63)) & 1;
-}
-
 size_t ms_pagemap_count_released(uintptr_t start, size_t npages) {
     uintptr_t pn = start >> MS_PAGE_SHIFT, end = pn + npages;
     size_t n = 0;
@@ -78,12 +74,28 @@ void ms_pagemap_mark_released(uintptr_t start, size_t npages, bool released) {
     }
 }
 
-size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released) {
-    uintptr_t pn = *pos >> MS_PAGE_SHIFT, epn = end >> MS_PAGE_SHIFT;
-    while (pn < epn && bit_get(pn) != released) pn++;
-    if (pn >= epn) return 0;
-    uintptr_t first = pn;
-    while (pn < epn && bit_get(pn) == released) pn++;
+/* find_bit: the first page in [pn, epn) whose released bit is `want`, or
+ * epn; a word (64 pages) at a time. */
+static uintptr_t find_bit(uintptr_t pn, uintptr_t epn, bool want) {
+    while (pn < epn) {
+        uint64_t w = leaf_of(pn)->released[(pn & LEAF_MASK) >> 6];
+        if (!want) w = ~w;
+        w &= ~0ull << (pn & 63);
+        if (w) {
+            uintptr_t r = (pn & ~(uintptr_t)63) + (uintptr_t)__builtin_ctzll(w);
+            return r < epn ? r : epn;
+        }
+        pn = (pn | 63) + 1;
+    }
+    return epn;
+}
+
+size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released, size_t max) {
+    uintptr_t epn = end >> MS_PAGE_SHIFT;
+    uintptr_t first = find_bit(*pos >> MS_PAGE_SHIFT, epn, released);
+    if (first >= epn) return 0;
+    uintptr_t limit = epn - first > max ? first + max : epn;
+    uintptr_t stop = find_bit(first, limit, !released);
     *pos = first << MS_PAGE_SHIFT;
-    return pn - first;
+    return stop - first;
 }

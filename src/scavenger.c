@@ -55,8 +55,10 @@ static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
 /* ms_trace_scavenge: the scavenger's trace lines, in the format of Go's
  * scavenger trace (GODEBUG=gctrace=1, Go 1.11):
  *     scvg3: 512 MB released
- *     scvg3: inuse: 0, idle: 959, sys: 959, released: 959, consumed: 0 (MB)
- * written with one write() so it cannot interleave with other output. */
+ *     scvg3: inuse: 0, idle: 959, sys: 959, released: 959, consumed: 0 (MB), lock: 35 us
+ * written with one write() so it cannot interleave with other output.  Go's
+ * line ends at "(MB)"; "lock" is memscope's: the longest hold of the heap
+ * lock by any thread since the previous scvg line. */
 void ms_trace_scavenge(size_t released_bytes, bool forced) {
     if (!ms_opt.trace) return;
     heap_counters_t c;
@@ -70,10 +72,12 @@ void ms_trace_scavenge(size_t released_bytes, bool forced) {
         n += ms_snprintf(buf + n, sizeof buf - n, "scvg%u: %zu MB released\n", seq, released_bytes >> 20);
     uint64_t mb = (uint64_t)1 << 20 >> MS_PAGE_SHIFT; /* pages per MB */
     n += ms_snprintf(buf + n, sizeof buf - n,
-                     "scvg%u: inuse: %llu, idle: %llu, sys: %llu, released: %llu, consumed: %llu (MB)%s\n", seq,
+                     "scvg%u: inuse: %llu, idle: %llu, sys: %llu, released: %llu, consumed: %llu (MB), "
+                     "lock: %llu us%s\n", seq,
                      (unsigned long long)(c.inuse_pages / mb), (unsigned long long)(c.free_pages / mb),
                      (unsigned long long)(c.sys_pages / mb), (unsigned long long)(c.released_pages / mb),
-                     (unsigned long long)((c.sys_pages - c.released_pages) / mb), forced ? " (forced)" : "");
+                     (unsigned long long)((c.sys_pages - c.released_pages) / mb),
+                     (unsigned long long)(ms_heap_take_max_hold_ns(1) / 1000), forced ? " (forced)" : "");
     ms_write_fd(2, buf, n < sizeof buf ? n : sizeof buf - 1);
 }
 

@@ -110,6 +110,7 @@ void ms_stats_read(struct memscope_stats *st) {
     ms_cycle_info(&st->next_gc, &st->last_gc, &st->num_gc, &st->num_forced_gc);
     st->scavenge_delay_ms = (uint64_t)ms_opt.scavenge_delay_ms;
     st->num_threads = nthr;
+    st->heap_lock_max_ns = ms_heap_take_max_hold_ns(0);
 
     ms_os_rss(&st->rss, &st->rss_file, &st->max_rss);
     st->rss_heap_live = alloc;

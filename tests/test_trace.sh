@@ -4,7 +4,7 @@
 # Runs the examples and a small helper under memscope and checks stderr:
 #   - every trace line matches its format exactly, start of line to end:
 #       gc N @S.SSSs: A->B->C MB, G MB goal, S MB sys, I MB idle, R MB released, X MB rss, T threads[ (forced)]
-#       scvgN: inuse: #, idle: #, sys: #, released: #, consumed: # (MB)[ (forced)]
+#       scvgN: inuse: #, idle: #, sys: #, released: #, consumed: # (MB), lock: # us[ (forced)]
 #       scvgN: # MB released
 #   - gc numbers are 1, 2, 3, ... and scvg numbers 0, 1, 2, ... with no gap,
 #     times never go back, and the numbers are consistent (A <= B, C <= B,
@@ -38,7 +38,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 GC_RE='^gc [0-9]+ @[0-9]+\.[0-9]{3}s: [0-9]+->[0-9]+->[0-9]+ MB, [0-9]+ MB goal, [0-9]+ MB sys, [0-9]+ MB idle, [0-9]+ MB released, [0-9]+ MB rss, [0-9]+ threads( \(forced\))?$'
-SCVG_RE='^scvg[0-9]+: inuse: [0-9]+, idle: [0-9]+, sys: [0-9]+, released: [0-9]+, consumed: [0-9]+ \(MB\)( \(forced\))?$'
+SCVG_RE='^scvg[0-9]+: inuse: [0-9]+, idle: [0-9]+, sys: [0-9]+, released: [0-9]+, consumed: [0-9]+ \(MB\), lock: [0-9]+ us( \(forced\))?$'
 SCVG_REL_RE='^scvg[0-9]+: [0-9]+ MB released$'
 
 # trace_lines FILE: the lines that look like trace output (anywhere in a line,
@@ -133,7 +133,7 @@ else
     fi
 fi
 ok
-if ! grep -aqE '^scvg[0-9]+: inuse: 0, idle: ([0-9]+), sys: [0-9]+, released: \1, consumed: [0-9]+ \(MB\) \(forced\)$' "$tmp/f.err"; then
+if ! grep -aqE '^scvg[0-9]+: inuse: 0, idle: ([0-9]+), sys: [0-9]+, released: \1, consumed: [0-9]+ \(MB\), lock: [0-9]+ us \(forced\)$' "$tmp/f.err"; then
     fail "forced: want an 'scvgN: ... (MB) (forced)' line with released == idle:"; grep -a '^scvg' "$tmp/f.err" | sed 's/^/    /'
 fi
 ok
@@ -209,7 +209,7 @@ else
         fail "interleaving: want >= 1000 program lines and >= 6 trace lines, got $nout and $ntr"
     fi
     ok
-    if ! grep -aq '(forced)$' "$tmp/mix.txt" || ! grep -aqE '^scvg[0-9]+: inuse: .*\(MB\)$' "$tmp/mix.txt"; then
+    if ! grep -aq '(forced)$' "$tmp/mix.txt" || ! grep -aqE '^scvg[0-9]+: inuse: .*\(MB\), lock: [0-9]+ us$' "$tmp/mix.txt"; then
         fail "interleaving: want both background and (forced) scvg lines"
     fi
     # every line is a whole program line or a whole trace line
