@@ -8,7 +8,7 @@
  *     costs O(1) under the lock and touches no object (tcmalloc's transfer
  *     cache).  Slots are capped by bytes so they cannot hoard memory.
  *   - spans with free objects (the nonempty list): objects come from a span's
- *     free list first, then from its never-used tail (bump pointer), so a new
+ *     free list first, then from its never-used tail (s->used), so a new
  *     span's pages are only touched as objects are really handed out.
  * A span whose objects have all come back returns to the page heap, unless it
  * is the only span of the class with free objects (a class that oscillates
@@ -73,8 +73,10 @@ static span_t *new_span(uint8_t cls) {
     size_t objs = ((size_t)ms_class_pages[cls] << MS_PAGE_SHIFT) / size;
     s->freelist = NULL;
     s->allocated = 0;
-    s->bump = s->start;
+    s->used = 0;
     s->limit = s->start + objs * size;
+    s->size = (uint32_t)size;
+    s->div = UINT64_MAX / size + 1;
     ms_span_set_fast(s, cls);
     return s;
 }
@@ -106,9 +108,9 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             void *p = s->freelist;
             if (p) {
                 s->freelist = *(void **)p;
-            } else if (s->bump < s->limit) {
-                p = (void *)s->bump;
-                s->bump += size;
+            } else if (s->start + s->used < s->limit) {
+                p = (void *)(s->start + s->used);
+                s->used += (uint32_t)size;
             } else {
                 break;
             }
@@ -117,7 +119,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             n++;
             s->allocated++;
         }
-        if (!s->freelist && s->bump >= s->limit) ne_remove(s);
+        if (!s->freelist && s->start + s->used >= s->limit) ne_remove(s);
     }
     pthread_mutex_unlock(&ct->lock);
     *head = chain;
@@ -238,11 +240,11 @@ bool ms_central_is_valid(uint8_t cls) {
     for (span_t *s = ct->nonempty.next; s != &ct->nonempty && ok; s = s->next) {
         size_t nfree = 0;
         for (void *p = s->freelist; p && ok; p = *(void **)p) {
-            ok = (uintptr_t)p >= s->start && (uintptr_t)p < s->bump && ((uintptr_t)p - s->start) % size == 0;
+            ok = (uintptr_t)p >= s->start && (uintptr_t)p < s->start + s->used && ((uintptr_t)p - s->start) % size == 0;
             nfree++;
         }
         ok = ok && s->state == SPAN_INUSE && s->cls == cls && s->in_list &&
-             (s->bump - s->start) / size == s->allocated + nfree;
+             s->used / size == s->allocated + nfree;
     }
     pthread_mutex_unlock(&ct->lock);
     return ok;

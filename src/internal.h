@@ -68,6 +68,7 @@ enum { SPAN_DEAD = 0, SPAN_INUSE = 1, SPAN_FREE = 2, SPAN_BUSY = 3 };
  * (cls == 0) or objects of one size class; free it sits in the page heap.
  * The first cache line holds what free() reads. */
 typedef struct span_s {
+    /* first cache line: what free() reads */
     uintptr_t start;        /* address of the first page */
     uint32_t npages;        /* length in pages */
     uint8_t cls;            /* size class, 0 for a large object or a free span */
@@ -82,12 +83,16 @@ typedef struct span_s {
      * an unsampled block in a span with sampled ones is settled without
      * asking the profiler in 31 cases out of 32. */
     _Atomic uint64_t mark;
+    uint64_t div;           /* small: UINT64_MAX / size + 1: off % size == 0 iff off * div < div */
+    uint32_t used;          /* small: bytes from start ever handed out; the never-used tail follows (central lock) */
+    uint32_t size;          /* small: object size (ms_class_size[cls]) */
+    uint32_t allocated;     /* small: objects handed out of the span (central lock) */
+    uint32_t pad_;
     void *freelist;         /* small: freed objects back in the span (central lock) */
-    uintptr_t bump;         /* small: next never-used object (central lock) */
     uintptr_t limit;        /* small: end of the last whole object */
+    /* second line */
     struct span_s *next, *prev; /* central nonempty list or page-heap free list */
     uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
-    uint32_t allocated;     /* small: objects handed out of the span (central lock) */
     uint32_t released;      /* free: pages of the span already returned to the OS */
     uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
 } span_t;
@@ -118,6 +123,8 @@ uint64_t ms_os_now_ns(void);                  /* monotonic */
 uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */
 bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss); /* /proc/self/statm + VmHWM */
 uint64_t ms_os_random(void);
+/* ms_os_thread: a detached thread of memscope's own, all signals blocked. */
+int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out);
 
 /* ------------------------------------------------------------------------
  * log.c: formatted output that never allocates
@@ -151,22 +158,42 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
  * ---------------------------------------------------------------------- */
 #define MS_PM_LEAF_BITS 20
 #define MS_PM_ROOT_BITS 15 /* 13 + 20 + 15 = 48-bit addresses */
+/* Entries are stored XOR the address of ms_pm (its nil leaf), so that the
+ * zero of untouched memory reads as that address: a root entry never
+ * written gives the nil leaf, a leaf entry never written gives the "nil
+ * span", which is the nil leaf's first bytes read as a span_t (all zero:
+ * mark 0, so never fast; used 0, so no object starts in it).  free's lookup
+ * then needs no NULL test and one address for both XORs.  The nil leaf is
+ * BSS that is only ever read: the zero page, no RSS. */
 typedef struct pm_leaf_s {
-    span_t *span[1u << MS_PM_LEAF_BITS];
+    uintptr_t span[1u << MS_PM_LEAF_BITS];
     uint64_t released[(1u << MS_PM_LEAF_BITS) / 64];
 } pm_leaf_t;
-extern pm_leaf_t *ms_pm_root[1u << MS_PM_ROOT_BITS];
+typedef struct pagemap_s {
+    pm_leaf_t nil;                            /* never written */
+    uintptr_t root[1u << MS_PM_ROOT_BITS];    /* leaf ^ &ms_pm */
+} pagemap_t;
+extern pagemap_t ms_pm;
+#define MS_SPAN_NIL ((span_t *)(void *)&ms_pm)
+
+/* ms_pagemap_span: the span recorded for the page holding p, or
+ * MS_SPAN_NIL; any address is fine (above 48 bits the root index wraps,
+ * and the span found does not contain p).  Three loads, no test. */
+ms_inline span_t *ms_pagemap_span(const void *p) {
+    uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT, base = (uintptr_t)&ms_pm;
+    const pm_leaf_t *leaf =
+        (const pm_leaf_t *)(ms_pm.root[(pn >> MS_PM_LEAF_BITS) & ((1u << MS_PM_ROOT_BITS) - 1)] ^ base);
+    return (span_t *)(leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)] ^ base);
+}
 
 /* ms_pagemap_lookup: the span recorded for the page holding p, or NULL.  Only
  * the first and last page of large and free spans are recorded; every page of
  * a small span is.  The result may be stale for wild pointers: callers check
  * that p lies inside the span they get. */
 ms_inline span_t *ms_pagemap_lookup(const void *p) {
-    uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT;
-    if (ms_unlikely(pn >> (MS_PM_LEAF_BITS + MS_PM_ROOT_BITS))) return NULL;
-    pm_leaf_t *leaf = ms_pm_root[pn >> MS_PM_LEAF_BITS];
-    if (ms_unlikely(leaf == NULL)) return NULL;
-    return leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
+    if (ms_unlikely((uintptr_t)p >> (MS_PAGE_SHIFT + MS_PM_LEAF_BITS + MS_PM_ROOT_BITS))) return NULL;
+    span_t *s = ms_pagemap_span(p);
+    return s == MS_SPAN_NIL ? NULL : s;
 }
 bool ms_pagemap_ensure(uintptr_t start, size_t npages); /* leaves exist for the range */
 void ms_pagemap_set(uintptr_t page_addr, span_t *s);
@@ -265,7 +292,11 @@ typedef struct tclist_s {
     uint32_t len;             /* objects on the list */
     uint32_t max;             /* length above which a batch goes to central */
     _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread */
-    _Atomic uint64_t nfree;   /* objects freed to this class by the thread */
+    /* objects given to the central lists minus objects taken from them,
+     * modulo 2^64.  The thread's frees are not counted one by one: they are
+     * len + nmalloc + nnet, since every object on the list came from a
+     * refill or a free and left by a malloc or a hand-back. */
+    _Atomic uint64_t nnet;
 } tclist_t;
 
 typedef struct tcache_s {

@@ -136,24 +136,25 @@ ms_noreturn ms_cold static void double_free(const char *fn, const void *p, size_
     ms_fatal("memscope: %s(): double free of %p (%zu-byte block) from %s", fn, p, size, where(caller, w, sizeof w));
 }
 
-/* object_start: p lies inside s, in the part the span has handed out (below
- * its bump pointer: never past the last whole object, never a slot that was
- * never allocated), and exactly at the start of an object of class cls (a
- * multiply by the class's magic reciprocal, no division).  The range test
- * also rejects a stale page-map entry for a wild pointer.  bump only grows
- * while the span is in use, and a thread freeing a block it was given saw
- * the bump that covered it. */
-ms_inline bool object_start(const span_t *s, uint8_t cls, const void *p) {
+/* object_start: p lies inside small span s, in the part the span has handed
+ * out (below s->used: never past the last whole object, never a slot that
+ * was never allocated), and exactly at the start of an object.
+ * The divisibility test is Lemire's (off * div < div, with div =
+ * 2^64 / size + 1, exact for off < 2^32), one multiply by a constant kept on
+ * the span's first cache line.  The range test also rejects a stale or
+ * wrapped page-map entry for a wild pointer.  used only grows while the span
+ * is in use, and a thread freeing a block it was given saw the value that
+ * covered it. */
+ms_inline bool object_start(const span_t *s, const void *p) {
     uintptr_t off = (uintptr_t)p - s->start;
-    uintptr_t used = *(const volatile uintptr_t *)&s->bump - s->start;
-    return off < used && ((off * ms_class_magic[cls]) >> MS_MAGIC_SHIFT) * ms_class_size[cls] == off;
+    return off < *(const volatile uint32_t *)&s->used && off * s->div < s->div;
 }
 
 /* usable_size_of: the usable bytes of the in-use block that starts at p in
  * span s (from the page map, may be NULL), or 0 if p starts no such block. */
 static size_t usable_size_of(const void *p, const span_t *s) {
     if (!s || s->state != SPAN_INUSE) return 0;
-    if (s->cls) return object_start(s, s->cls, p) ? ms_class_size[s->cls] : 0;
+    if (s->cls) return object_start(s, p) ? s->size : 0;
     return (uintptr_t)p == s->start ? PAGES(s->npages) : 0;
 }
 
@@ -314,7 +315,6 @@ ms_cold static void free_small_slow(void **p, uint8_t cls) {
     p[0] = l->head;
     l->head = p;
     l->len++;
-    count(&l->nfree, 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -376,9 +376,12 @@ MS_EXPORT MS_TEXT void *malloc(size_t size) {
     return alloc_large(size, 1, false);
 }
 
-/* free_slow: a large block, a small one in a span with sampled objects, or
- * a bad pointer. */
+/* free_slow: NULL, a large block, a small one in a span with sampled
+ * objects or a full cache list, or a bad pointer (s may be the page map's
+ * sentinel). */
 ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
+    if (p == NULL) return;
+    if (s == MS_SPAN_NIL || ((uintptr_t)p >> (MS_PAGE_SHIFT + MS_PM_LEAF_BITS + MS_PM_ROOT_BITS))) s = NULL;
     checked_size(p, s, "free", caller);
     if (s->cls) {
         unsample(s, p);
@@ -388,26 +391,27 @@ ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
     }
 }
 
+/* free: the page map gives the span (three loads, no test); a small span
+ * in use with no sampled block has its class in the mark word's low byte;
+ * the pointer must start an object the span handed out and not carry the
+ * free cookie; then the object goes on the thread's list.  Everything else
+ * (NULL, large blocks, sampled spans, full lists, errors) is free_slow's,
+ * reached by a tail call, so the fast path needs no stack frame. */
 MS_EXPORT void free(void *p) {
-    if (ms_unlikely(p == NULL)) return;
-    span_t *s = ms_pagemap_lookup(p);
-    uint8_t cls;
-    if (ms_likely(s != NULL && (cls = ms_span_fast_cls(s)) != 0)) {
-        /* an in-use small span with no sampled object */
-        if (ms_unlikely(!object_start(s, cls, p))) bad_pointer("free", p, s, __builtin_return_address(0));
-        void **q = p;
-        if (ms_unlikely(q[1] == (void *)ms_free_cookie(p)))
-            double_free("free", p, ms_class_size[cls], __builtin_return_address(0));
+    span_t *s = ms_pagemap_span(p);
+    uint8_t cls = ms_span_fast_cls(s);
+    void **q = p;
+    void *cookie = (void *)ms_free_cookie(p);
+    if (ms_likely(cls != 0 && object_start(s, p) && q[1] != cookie)) {
         tclist_t *l = &ms_tc->lists[cls];
+        q[1] = cookie; /* first and apart: two stores, not vector code */
         if (ms_likely(l->len < l->max)) {
             q[0] = l->head;
-            q[1] = (void *)ms_free_cookie(p);
             l->head = q;
             l->len++;
-            count(&l->nfree, 1);
             return;
         }
-        free_small_slow(q, cls);
+        free_small_slow(q, cls); /* the list is full (a tail call) */
         return;
     }
     free_slow(p, s, __builtin_return_address(0));

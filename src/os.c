@@ -13,6 +13,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -154,4 +155,29 @@ uint64_t ms_os_random(void) {
         v = ms_os_now_ns() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
     errno = saved;
     return v | 1;
+}
+
+/* ms_os_thread: one of memscope's own threads (scavenger, HTTP server),
+ * detached, with every signal blocked so that the host's signals are never
+ * delivered to it, and errno left as it was.  stack 0: the default size.
+ * Returns pthread_create's result. */
+int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out) {
+    int saved = errno;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (stack) pthread_attr_setstacksize(&attr, stack);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, fn, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0) {
+        pthread_setname_np(t, name);
+        if (out) *out = t;
+    }
+    errno = saved;
+    return rc;
 }

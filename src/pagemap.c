@@ -3,7 +3,9 @@
  *
  * A two-level radix tree over 48-bit addresses: the root (in BSS, 256 KiB of
  * virtual space of which only touched entries become resident) points to
- * leaves covering 8 GiB each.  A leaf is mapped once, lazily, under the heap
+ * leaves covering 8 GiB each.  Pointers are stored XOR a sentinel's address
+ * (internal.h), so an untouched zero entry reads as the sentinel and free()
+ * follows the tree with three loads and no NULL test.  A leaf is mapped once, lazily, under the heap
  * lock and never freed, so readers (free, malloc_usable_size) need no lock:
  * they either see NULL (not our memory) or a leaf that stays valid forever.
  * Each leaf also holds one bit per page saying whether the page has been
@@ -14,35 +16,38 @@
  */
 #include "internal.h"
 
-pm_leaf_t *ms_pm_root[1u << MS_PM_ROOT_BITS];
+pagemap_t ms_pm; /* BSS: the nil leaf (8 MiB, only ever read) and the root */
 
 #define LEAF_MASK ((1u << MS_PM_LEAF_BITS) - 1)
+#define NIL_LEAF ((uintptr_t)&ms_pm)
+#define NIL_SPAN ((uintptr_t)&ms_pm)
 
-static inline pm_leaf_t *leaf_of(uintptr_t pn) { return ms_pm_root[pn >> MS_PM_LEAF_BITS]; }
+/* leaf_of: only for pages inside the heap, whose leaf exists */
+static inline pm_leaf_t *leaf_of(uintptr_t pn) { return (pm_leaf_t *)(ms_pm.root[pn >> MS_PM_LEAF_BITS] ^ NIL_LEAF); }
 
 bool ms_pagemap_ensure(uintptr_t start, size_t npages) {
     uintptr_t first = start >> MS_PAGE_SHIFT, last = first + npages - 1;
     if (last >> (MS_PM_LEAF_BITS + MS_PM_ROOT_BITS)) return false;
     for (uintptr_t i = first >> MS_PM_LEAF_BITS; i <= last >> MS_PM_LEAF_BITS; i++) {
-        if (ms_pm_root[i]) continue;
+        if (ms_pm.root[i]) continue;
         pm_leaf_t *leaf = ms_meta_alloc(sizeof(pm_leaf_t));
         if (!leaf) return false;
         /* a leaf is ~8 MiB of address space but only the touched pages are
          * resident: count what is resident, not what is mapped */
         atomic_fetch_sub_explicit(&ms_meta_inuse, sizeof(pm_leaf_t), memory_order_relaxed);
-        atomic_store_explicit((_Atomic(pm_leaf_t *) *)&ms_pm_root[i], leaf, memory_order_release);
+        atomic_store_explicit((_Atomic uintptr_t *)&ms_pm.root[i], (uintptr_t)leaf ^ NIL_LEAF, memory_order_release);
     }
     return true;
 }
 
 void ms_pagemap_set(uintptr_t page_addr, span_t *s) {
     uintptr_t pn = page_addr >> MS_PAGE_SHIFT;
-    leaf_of(pn)->span[pn & LEAF_MASK] = s;
+    leaf_of(pn)->span[pn & LEAF_MASK] = (s ? (uintptr_t)s : NIL_SPAN) ^ NIL_SPAN;
 }
 
 void ms_pagemap_set_range(uintptr_t start, size_t npages, span_t *s) {
-    uintptr_t pn = start >> MS_PAGE_SHIFT;
-    for (size_t i = 0; i < npages; i++, pn++) leaf_of(pn)->span[pn & LEAF_MASK] = s;
+    uintptr_t pn = start >> MS_PAGE_SHIFT, v = (s ? (uintptr_t)s : NIL_SPAN) ^ NIL_SPAN;
+    for (size_t i = 0; i < npages; i++, pn++) leaf_of(pn)->span[pn & LEAF_MASK] = v;
 }
 
 size_t ms_pagemap_count_released(uintptr_t start, size_t npages) {

@@ -144,21 +144,8 @@ static void start_thread(void) {
         return;
     }
     atomic_store(&sc_started, true);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 << 10);
-    pthread_t t;
-    int saved = errno;
-    int rc = pthread_create(&t, &attr, scavenger_main, NULL);
-    errno = saved;
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0) pthread_setname_np(t, "memscope-scvg");
-    else ms_warn("memscope: cannot start the scavenger thread (error %d); idle memory is returned only by "
+    int rc = ms_os_thread(scavenger_main, 64 << 10, "memscope-scvg", NULL);
+    if (rc != 0) ms_warn("memscope: cannot start the scavenger thread (error %d); idle memory is returned only by "
                  "memscope_free_os_memory()", rc);
     pthread_mutex_unlock(&sc_lock);
 }

@@ -14,10 +14,13 @@
  * that touched a class once keeps little.  A free that finds the list at its
  * limit sends one batch to the central list first.
  *
- * Per-class malloc and free counts live next to the list heads (same cache
- * line), written only by the owner with relaxed stores and read by
- * memscope_read_stats from other threads: exact totals at the price of an add
- * on a line already being written.
+ * Per-class malloc counts live next to the list heads (same cache line),
+ * written only by the owner with relaxed stores and read by
+ * memscope_read_stats from other threads.  Frees are not counted one by
+ * one: every object on a list came in by a free or a refill and leaves by a
+ * malloc or a hand-back to the central lists, so frees = len + mallocs +
+ * (handed back - refilled), and only the slow paths count (tclist_t.nnet).
+ * The free fast path thus writes nothing but the list.
  *
  * Lifetime: a thread gets its cache on its first allocation (until then
  * ms_tc points at ms_tc_empty, whose empty lists send the fast path to the
@@ -47,6 +50,17 @@ static class_counts_t dead[MS_NUM_CLASSES];
 static uint64_t dead_large_alloc, dead_large_free;
 static uint32_t nthreads;
 
+/* count_net: the owner adds to its list's nnet (relaxed, owner-only writes) */
+static inline void count_net(tclist_t *l, uint64_t n) {
+    atomic_store_explicit(&l->nnet, atomic_load_explicit(&l->nnet, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+/* frees_of: the objects freed to list l by its thread (see tclist_t) */
+static inline uint64_t frees_of(const tclist_t *l) {
+    return (uint64_t)(*(const volatile uint32_t *)&l->len) + atomic_load_explicit(&l->nmalloc, memory_order_relaxed) +
+           atomic_load_explicit(&l->nnet, memory_order_relaxed);
+}
+
 static uint32_t class_cap(uint8_t cls) {
     uint32_t cap = (uint32_t)(MS_TC_CLASS_BYTES / ms_class_size[cls]);
     uint32_t min = 2u * ms_class_batch[cls];
@@ -56,7 +70,7 @@ static uint32_t class_cap(uint8_t cls) {
 static void fold_counts_locked(tcache_t *tc) {
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
         dead[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
-        dead[c].frees += atomic_load_explicit(&tc->lists[c].nfree, memory_order_relaxed);
+        dead[c].frees += frees_of(&tc->lists[c]);
     }
     dead[0].mallocs += atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed);
     dead[0].frees += atomic_load_explicit(&tc->large_frees, memory_order_relaxed);
@@ -119,6 +133,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     if (!tc->is_dummy) {
         l->head = *(void **)p;
         l->len = n - 1;
+        count_net(l, -(uint64_t)n);
         uint32_t cap = class_cap(cls);
         if (l->max < cap) l->max = l->max + ms_class_batch[cls] < cap ? l->max + ms_class_batch[cls] : cap;
     }
@@ -139,7 +154,10 @@ void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
     tclist_t *l = &tc->lists[cls];
     uint32_t n = ms_class_batch[cls];
     if (n > l->len) n = l->len;
-    if (n) ms_central_give(cls, pop_chain(l, n), n);
+    if (n) {
+        count_net(l, n);
+        ms_central_give(cls, pop_chain(l, n), n);
+    }
 }
 
 /* ms_tcache_flush: every cached object goes to the central lists.  Walks
@@ -159,6 +177,7 @@ void ms_tcache_flush(tcache_t *tc) {
             } while (p && n < b);
             *(void **)last = NULL;
             l->head = p;
+            count_net(l, n);
             ms_central_give((uint8_t)c, h, n);
         }
         l->len = 0;
@@ -209,7 +228,7 @@ void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_b
     for (tcache_t *tc = registry.next; tc != &registry; tc = tc->next) {
         for (int c = 1; c < MS_NUM_CLASSES; c++) {
             by_class[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
-            by_class[c].frees += atomic_load_explicit(&tc->lists[c].nfree, memory_order_relaxed);
+            by_class[c].frees += frees_of(&tc->lists[c]);
             cached += (uint64_t)(*(volatile uint32_t *)&tc->lists[c].len) * ms_class_size[c];
         }
         by_class[0].mallocs += atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed);

@@ -28,7 +28,7 @@ run_top() { # a fresh 80x24 session running top; its exit status lands in $TMPD/
     $T send-keys -t $W "PS1='\$ '; clear; echo SHELL-READY; $TOP top $URL; echo \"rc=\$?\" >$TMPD/rc" Enter
 }
 screen() { $T capture-pane -p -t $W; }
-wait_for() { for _ in $(seq 50); do screen | grep -q "$1" && return 0; sleep 0.1; done; return 1; }
+wait_for() { for _ in $(seq 100); do screen | grep -q "$1" && return 0; sleep 0.1; done; return 1; }
 
 rm -f "$TMPD/rc"
 run_top
@@ -45,7 +45,7 @@ sleep 1.5
 screen >"$TMPD/s2"
 check "p: sites by peak, peak_burst first" sh -c "grep -A2 'top sites by bytes at peak' '$TMPD/s2' | tail -1 | grep -q peak_burst"
 $T send-keys -t $W q
-for _ in $(seq 30); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
 check "q quits with status 0" grep -q '^rc=0$' "$TMPD/rc"
 check "q restores the terminal (the shell's screen is back)" sh -c "$T capture-pane -p -t $W | grep -q SHELL-READY"
 
@@ -54,7 +54,7 @@ rm -f "$TMPD/rc"
 run_top
 wait_for 'memscope top' >/dev/null
 $T send-keys -t $W C-c
-for _ in $(seq 30); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
 check "Ctrl-C exits" grep -q '^rc=130$' "$TMPD/rc"
 check "Ctrl-C restores the terminal" sh -c "$T capture-pane -p -t $W | grep -q SHELL-READY"
 
@@ -63,7 +63,7 @@ rm -f "$TMPD/rc"
 run_top
 wait_for 'memscope top' >/dev/null
 stop_host
-for _ in $(seq 80); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
+for _ in $(seq 150); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
 screen >"$TMPD/s3"
 check "program gone: top exits 1" grep -q '^rc=1$' "$TMPD/rc"
 check "program gone: one line says so, terminal restored" sh -c "grep -q 'went away' '$TMPD/s3' && grep -q SHELL-READY '$TMPD/s3'"

@@ -77,7 +77,7 @@ static void free_never_used(void) {
     size_t size = 30000;
     sink = malloc(size);
     span_t *s = ms_pagemap_lookup(sink);
-    uintptr_t slot = s->bump < s->limit ? s->bump : 0;
+    uintptr_t slot = s->start + s->used < s->limit ? s->start + s->used : 0;
     if (!slot) _exit(9);
     free((void *)slot);
 }

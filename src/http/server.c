@@ -414,15 +414,7 @@ int ms_http_start(const char *addr_port) {
         pthread_atfork(NULL, NULL, fork_child);
         atfork_done = true;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&server_thread, &attr, server_main, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = ms_os_thread(server_main, 0, "memscope-http", &server_thread);
     if (rc != 0) {
         close(fd);
         listen_fd = -1;
