@@ -81,7 +81,7 @@ check "too many headers 431" [ "$(code "${hdrs[@]}" "${URL}metrics")" = 431 ]
 raw() { python3 - "$URL" "$1" <<'PY'
 import socket, sys, urllib.parse
 u = urllib.parse.urlparse(sys.argv[1])
-s = socket.create_connection((u.hostname, u.port), timeout=5)
+s = socket.create_connection((u.hostname, u.port), timeout=15)  # above the server's 5 s read timeout
 s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
 data = b""
 while True:
