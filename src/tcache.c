@@ -9,7 +9,7 @@
  * spans through the central lists in batches.
  *
  * List lengths: a list starts allowed one batch and each refill (an
- * underflow) raises the limit by a batch, up to about 128 KiB of objects per
+ * underflow) raises the limit by a batch, up to 128 KiB or 256 objects per
  * class, so a thread that uses a class heavily keeps more of it while a thread
  * that touched a class once keeps little.  A free that finds the list at its
  * limit sends one batch to the central list first.
@@ -35,7 +35,16 @@
 
 #include <string.h>
 
+/* A list holds at most 128 KiB and at most 256 objects.  The object cap is
+ * what keeps a quiet thread from stranding memory: every cached object pins
+ * its span, and after a free in random order the cached objects lie in as
+ * many different spans.  With 4096 32-byte objects allowed, 38 MiB of the
+ * shuffled small-objects demo stayed resident after the scavenger ran; with
+ * 256, 9 MiB (tests/test_strand.c).  Measured with callgrind, the cap did
+ * not change the instructions of st_churn, small_nodes, larson or prodcons
+ * by more than 0.2%. */
 #define MS_TC_CLASS_BYTES ((size_t)128 << 10)
+#define MS_TC_CLASS_OBJECTS 256
 
 __thread tcache_t *ms_tc __attribute__((tls_model("initial-exec"))) = &ms_tc_empty;
 static __thread bool tc_exited __attribute__((tls_model("initial-exec")));
@@ -63,6 +72,7 @@ static inline uint64_t frees_of(const tclist_t *l) {
 
 static uint32_t class_cap(uint8_t cls) {
     uint32_t cap = (uint32_t)(MS_TC_CLASS_BYTES / ms_class_size[cls]);
+    if (cap > MS_TC_CLASS_OBJECTS) cap = MS_TC_CLASS_OBJECTS;
     uint32_t min = 2u * ms_class_batch[cls];
     return cap < min ? min : cap;
 }
