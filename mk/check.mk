@@ -46,7 +46,7 @@ $(BUILD)/fuzz/fuzz_options: tests/fuzz_options.c src/options.c src/log.c src/int
 	    -Iinclude -Isrc tests/fuzz_options.c src/options.c src/log.c -o $@
 
 fuzz: fuzzers
-	MEMSCOPE_FUZZ_SECONDS=$(FUZZ_SECONDS) MEMSCOPE_FUZZ_KEEP=1 BUILD=$(BUILD) ./tests/test_fuzz.sh
+	MEMSCOPE_FUZZ_SECONDS=$(FUZZ_SECONDS) MEMSCOPE_FUZZ_KEEP=1 BUILD=$(BUILD) bash tests/test_fuzz.sh
 
 ubsan: $(UBSAN_BINS)
 
