@@ -62,3 +62,8 @@ $(BUILD)/ubsan/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/ubsan/libmemscope
 	    $(BUILD)/ubsan/libmemscope.a $(LIBLIBS)
 
 -include $(FUZZOBJS:.o=.d) $(UBSANOBJS:.o=.d)
+
+# every test that can run under memcheck with memscope as the allocator (minutes)
+.PHONY: valgrind
+valgrind: all
+	MEMSCOPE_VALGRIND_ALL=1 BUILD=$(BUILD) bash tests/test_valgrind.sh
