@@ -86,7 +86,8 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libmemscope.so
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude $< -o $@ $(LDLIBS)
 
-test: all
+# fuzzers and ubsan (mk/check.mk) are run by tests/test_fuzz.sh and tests/test_ubsan.sh
+test: all fuzzers ubsan
 	./tests/run.sh
 
 bench: all
@@ -96,5 +97,6 @@ clean:
 	rm -rf $(BUILD)
 
 include mk/install.mk
+include mk/check.mk
 
 -include $(OBJS:.o=.d) $(DBGOBJS:.o=.d)

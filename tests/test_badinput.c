@@ -12,6 +12,7 @@
  * Run without arguments (as tests/run.sh does) it performs the non-aborting
  * cases as ordinary named checks.  `test_badinput list` prints the cases.
  */
+#include <alloca.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testhelper.h"
 
@@ -54,9 +56,170 @@ static void *thread_free(void *p)
     return NULL;
 }
 
+/* ------------------------------------------------------------------------
+ * The misuse matrix (issue 8): each kind of misuse, for blocks of 8 B (a
+ * 16-byte class), 4 KiB (the largest class with no tail: 8 per 32 KiB span)
+ * and 256 KiB (a large block, its own span).  Case names are KIND-SIZE,
+ * e.g. df-delayed-4096; tests/test_badinput.sh runs every one.
+ * ---------------------------------------------------------------------- */
+
+static const size_t matrix_sizes[] = {8, 4096, 256 << 10};
+static const char *const matrix_kinds[] = {
+    "df-immediate", "df-delayed", "df-interleaved", "df-thread-first", "df-thread-second",
+    "df-reused", "inv-stack", "inv-alloca", "inv-far", "inv-unaligned", "inv-interior",
+    "inv-global", "inv-never-used", "realloc-freed", "realloc-interior",
+};
+#define NKINDS (sizeof matrix_kinds / sizeof matrix_kinds[0])
+
+static void *delay_pool[64];
+static int gate[2];
+
+/* thread_free_later: frees p once the main thread writes to the gate */
+static void *thread_free_later(void *p)
+{
+    char c;
+    if (read(gate[0], &c, 1) == 1) free(p);
+    return NULL;
+}
+
+/* delay: other allocations and frees between a free and its repeat, of
+ * another class (112 bytes) and from blocks allocated before the first free,
+ * so nothing can take the freed block or its pages back: no reuse. */
+static void delay(void)
+{
+    for (int r = 0; r < 4; r++) {
+        for (int i = 0; i < 64; i += 2) free(delay_pool[i]);
+        for (int i = 0; i < 64; i += 2) delay_pool[i] = opaque(malloc(100));
+    }
+}
+
+/* never_used: an address in the span of a `size`-byte block that the span
+ * has not handed out (malloc_usable_size says 0 for it while its
+ * neighbour below is a block of the same class), or NULL. */
+static void *never_used(size_t size)
+{
+    if (size > 4096) {
+        /* a large block's last page beyond what was asked: 256 KiB + 1 byte
+         * takes 33 pages; the program never asked for the 33rd */
+        char *p = opaque(malloc(size + 1));
+        return p + size;
+    }
+    /* 8 B: 16-byte class, one-page spans of 512 objects, handed out 32 at a
+     * time from the bump pointer: the first object of a fresh span leaves
+     * its span's last slot unused.  4 KiB: that class gives whole spans
+     * per batch, so the 4608-byte class is used, whose 40 KiB span ends in
+     * a 4 KiB tail that is never handed out. */
+    size_t cls = size <= 16 ? 16 : 4608, span = size <= 16 ? 8192 : 40960;
+    for (int i = 0; i < 100000; i++) {
+        char *q = opaque(malloc(cls));
+        size_t per = span / cls;
+        if (size <= 16 && (uintptr_t)q % 8192 == 0) {
+            char *x = q + (per - 1) * cls;
+            if (malloc_usable_size(x) == 0) return x;
+        }
+        if (size > 16) {
+            /* q is a span's first object if the object below it is not one */
+            if (malloc_usable_size(q - cls) == cls) continue;
+            char *x = q + per * cls; /* the tail past the last whole object */
+            if (malloc_usable_size(q + (per - 1) * cls) == cls && malloc_usable_size(x) == 0) return x;
+        }
+    }
+    return NULL;
+}
+
+static int run_matrix(const char *kind, size_t size)
+{
+    for (int i = 0; i < 64; i++) delay_pool[i] = opaque(malloc(100));
+    char *p = opaque(malloc(size));
+    char *again = opaque(p);
+    memset(p, 0x5a, size);
+    if (strcmp(kind, "df-immediate") == 0) {
+        announce(p), free(p), free(again);
+    } else if (strcmp(kind, "df-delayed") == 0) {
+        announce(p), free(p), delay(), free(again);
+    } else if (strcmp(kind, "df-interleaved") == 0) {
+        /* same-size blocks freed around it: it is no longer the most recent */
+        char *a = opaque(malloc(size)), *b = opaque(malloc(size)), *c = opaque(malloc(size));
+        announce(p), free(a), free(p), free(b), free(c), free(again);
+    } else if (strcmp(kind, "df-thread-first") == 0) {
+        pthread_t t; /* first free on another thread, the second here */
+        announce(p);
+        if (pthread_create(&t, NULL, thread_free, p) != 0) return 4;
+        pthread_join(t, NULL);
+        free(again);
+    } else if (strcmp(kind, "df-thread-second") == 0) {
+        /* first free here, the second on another thread, created before
+         * the first free: pthread_create allocates (the new thread's DTV),
+         * and that could take the freed block (reuse, not this case) */
+        pthread_t t;
+        if (pipe(gate) != 0) return 4;
+        if (pthread_create(&t, NULL, thread_free_later, again) != 0) return 4;
+        announce(p), free(p);
+        if (write(gate[1], "x", 1) != 1) return 4;
+        pthread_join(t, NULL);
+    } else if (strcmp(kind, "df-reused") == 0) {
+        /* the block is handed out again before the second free: that free
+         * cannot be told from q's owner freeing q (O(1) checks see a live
+         * block), so memscope takes q back; q's owner then frees q, and
+         * that free is the one reported, as a double free of the address. */
+        free(p);
+        char *q = opaque(malloc(size));
+        if (q != again) {
+            fprintf(stderr, "block not reused (%p, then %p): case not set up\n", (void *)again, (void *)q);
+            return 5;
+        }
+        announce(again), free(again), free(q);
+    } else if (strcmp(kind, "inv-stack") == 0) {
+        _Alignas(16) char buf[512];
+        memset(buf, 1, sizeof buf);
+        char *x = opaque(buf + 16);
+        announce(x), free(x);
+    } else if (strcmp(kind, "inv-alloca") == 0) {
+        char *x = opaque(alloca(size < 4096 ? size : 4096));
+        memset(x, 1, size < 4096 ? size : 4096);
+        announce(x), free(x);
+    } else if (strcmp(kind, "inv-far") == 0) {
+        /* 64 TiB past a heap block: in no mapping and no heap */
+        char *x = opaque((char *)((uintptr_t)p ^ ((uintptr_t)1 << 46)));
+        announce(x), free(x);
+    } else if (strcmp(kind, "inv-unaligned") == 0) {
+        char *x = opaque(p + 1);
+        announce(x), free(x);
+    } else if (strcmp(kind, "inv-interior") == 0) {
+        char *x = opaque(p + (size >= 64 ? size / 2 : 8)); /* 16-aligned, inside */
+        announce(x), free(x);
+    } else if (strcmp(kind, "inv-global") == 0) {
+        char *x = opaque(static_array + 64);
+        announce(x), free(x);
+    } else if (strcmp(kind, "inv-never-used") == 0) {
+        char *x = opaque(never_used(size));
+        if (!x) {
+            fprintf(stderr, "no never-used address found: case not set up\n");
+            return 5;
+        }
+        announce(x), free(x);
+    } else if (strcmp(kind, "realloc-freed") == 0) {
+        announce(p), free(p);
+        (void)opaque(realloc(again, size * 2));
+    } else if (strcmp(kind, "realloc-interior") == 0) {
+        char *x = opaque(p + (size >= 64 ? size / 2 : 8));
+        announce(x);
+        (void)opaque(realloc(x, size * 2));
+    } else {
+        fprintf(stderr, "unknown kind %s\n", kind);
+        return 2;
+    }
+    return not_aborted(kind);
+}
+
 /* Each case: set up, print the pointer, misuse it, and report if we get back. */
 static int run_case(const char *c)
 {
+    for (size_t k = 0; k < NKINDS; k++) {
+        size_t n = strlen(matrix_kinds[k]);
+        if (strncmp(c, matrix_kinds[k], n) == 0 && c[n] == '-' && c[n + 1] >= '0' && c[n + 1] <= '9')
+            return run_matrix(matrix_kinds[k], strtoul(c + n + 1, NULL, 10));
+    }
     if (strcmp(c, "free-stack") == 0) {
         _Alignas(16) char buf[256];
         memset(buf, 1, sizeof buf);
@@ -198,8 +361,14 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "list") == 0) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) printf("%s\n", cases[i]);
+        for (size_t k = 0; k < NKINDS; k++)
+            for (size_t z = 0; z < sizeof matrix_sizes / sizeof matrix_sizes[0]; z++)
+                printf("%s-%zu\n", matrix_kinds[k], matrix_sizes[z]);
         return 0;
     }
+    /* unbuffered: stdio's first printf would malloc its buffer, and that
+     * allocation could take a freed block a case means to free again */
+    setvbuf(stdout, NULL, _IONBF, 0);
     if (argc > 1) return run_case(argv[1]);
 
     /* Non-aborting misuse: NULL + errno, and the heap keeps working. */

@@ -106,7 +106,7 @@ if command -v go >/dev/null; then
     check "go tool pprof: heap names keep_big" sh -c "go tool pprof -top -sample_index=inuse_space '${URL}debug/pprof/heap' 2>/dev/null | grep -q keep_big"
     check "go tool pprof: allocs names churn_small" sh -c "go tool pprof -top -sample_index=alloc_space '${URL}debug/pprof/allocs' 2>/dev/null | grep -q churn_small"
 else
-    echo "skip: go tool pprof (golang-go not installed)"
+    fail "go tool pprof: golang-go not installed (scripts/install-deps.sh installs it; a skip would count as a pass)"
 fi
 check "the host runs on, output unchanged" kill -0 "$HOST_PID"
 stop_host

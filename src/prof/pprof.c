@@ -62,7 +62,7 @@ static void pb_free(pbuf_t *b) {
 }
 
 static void pb_bytes(pbuf_t *b, const void *src, size_t n) {
-    if (!grow(b, n)) return;
+    if (n == 0 || !grow(b, n)) return; /* memcpy from NULL is undefined even for 0 bytes (UBSan) */
     memcpy(b->p + b->len, src, n);
     b->len += n;
 }
