@@ -42,8 +42,12 @@ EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 # Helpers of the .sh tests (tests/prog_*.c): built, never run by themselves.
 PROG_SRCS := $(sort $(wildcard tests/prog_*.c))
 PROG_BINS := $(PROG_SRCS:tests/%.c=$(BUILD)/tests/%)
+# LD_PRELOAD shims of the .sh tests (tests/shim_*.c, e.g. fault injection):
+# plain shared objects that never link the allocator.
+SHIM_SRCS := $(sort $(wildcard tests/shim_*.c))
+SHIM_SOS  := $(SHIM_SRCS:tests/%.c=$(BUILD)/tests/%.so)
 
-all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS) $(PROG_BINS)
+all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS) $(PROG_BINS) $(SHIM_SOS)
 lib: $(BUILD)/libmemscope.so $(BUILD)/libmemscope.a $(BUILD)/debug/libmemscope.a $(BUILD)/debug/libmemscope.so
 
 $(BUILD)/obj/%.o: src/%.c
@@ -81,6 +85,10 @@ $(BUILD)/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/debug/libmemscope.a tes
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libmemscope.so tests/testhelper.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g -Iinclude $< -o $@ -L$(BUILD) -lmemscope -Wl,-rpath,'$$ORIGIN/..' $(LDLIBS)
+
+$(BUILD)/tests/shim_%.so: tests/shim_%.c
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O2 -g -fPIC -shared -fvisibility=hidden $< -o $@
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libmemscope.so
 	@mkdir -p $(@D)
