@@ -4,7 +4,8 @@
 #   build/memscope                              the CLI (tools/memscope.c, report.c, pprofread.c)
 #   build/tests/*                               one binary per tests/test_*.c
 #   build/examples/*                            one binary per examples/*.c
-# `make test` builds everything and runs tests/run.sh; `make bench` runs bench/run.sh.
+# `make test` builds everything and runs tests/run.sh; `make stress` the long runs in tests/stress/;
+# `make bench` runs bench/run.sh.
 
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -38,7 +39,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 EX_SRCS   := $(sort $(wildcard examples/*.c))
 EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib test bench clean install uninstall
+.PHONY: all lib test stress bench clean install uninstall
 # Helpers of the .sh tests (tests/prog_*.c): built, never run by themselves.
 PROG_SRCS := $(sort $(wildcard tests/prog_*.c))
 PROG_BINS := $(PROG_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -96,6 +97,15 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libmemscope.so
 
 test: all
 	./tests/run.sh
+
+# The long runs (minutes): CPython's 46-module list, redis at 500,000
+# requests, 15 s of fork torture, full-size stress, faults with 8 threads and
+# the real programs with every diagnostic on.  Each tests/stress/*.sh runs;
+# the target fails if any failed.
+stress: all
+	@fail=0; for s in tests/stress/*.sh; do echo "=== $$s"; t0=$$(date +%s); \
+	  if bash $$s; then echo "--- PASS $$s ($$(( $$(date +%s) - t0 )) s)"; else echo "--- FAIL $$s"; fail=1; fi; done; \
+	  exit $$fail
 
 bench: all
 	./bench/run.sh
