@@ -57,7 +57,7 @@ ok()  { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
 if [ "${MEMSCOPE_STRESS:-0}" = 1 ]; then THREADS=8 OPS=100000 DOPS=20000 ROPS=50000
-else THREADS=2 OPS=15000 DOPS=3000 ROPS=5000; fi
+else THREADS=2 OPS=5000 DOPS=1500 ROPS=3000; fi
 total_injected=0
 
 # shim_run NAME LIBS ENV...: prog_faults under the shim; must exit 0 having
@@ -114,7 +114,7 @@ done
 cat >"$TMP/job.py" <<'EOF'
 import sys, hashlib
 d = {}
-for i in range(200000):
+for i in range(60000):
     d[str(i)] = [i] * (i % 7)
 s = sorted(d.items(), key=lambda kv: (len(kv[1]), kv[0]))
 print(len(d), hashlib.sha256(repr(s[:5000]).encode()).hexdigest())

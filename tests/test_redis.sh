@@ -36,7 +36,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/memscope-redis.XXXXXX")
 SRV=
 cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
 trap cleanup EXIT
-if [ "${MEMSCOPE_STRESS:-0}" = 1 ]; then REQ=500000 KEYS=100000; else REQ=20000 KEYS=5000; fi
+if [ "${MEMSCOPE_STRESS:-0}" = 1 ]; then REQ=500000 KEYS=100000; else REQ=10000 KEYS=3000; fi
 pass=0; fail=0
 ok()  { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
