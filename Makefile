@@ -4,7 +4,8 @@
 #   build/memscope                              the CLI (tools/memscope.c, report.c, pprofread.c)
 #   build/tests/*                               one binary per tests/test_*.c
 #   build/examples/*                            one binary per examples/*.c
-# `make test` builds everything and runs tests/run.sh; `make bench` runs bench/run.sh.
+# `make test` builds everything and runs tests/run.sh; `make stress` the long runs in tests/stress/;
+# `make bench` runs bench/run.sh.
 
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -38,12 +39,16 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 EX_SRCS   := $(sort $(wildcard examples/*.c))
 EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib test bench clean install uninstall
+.PHONY: all lib test stress bench clean install uninstall
 # Helpers of the .sh tests (tests/prog_*.c): built, never run by themselves.
 PROG_SRCS := $(sort $(wildcard tests/prog_*.c))
 PROG_BINS := $(PROG_SRCS:tests/%.c=$(BUILD)/tests/%)
+# LD_PRELOAD shims of the .sh tests (tests/shim_*.c, e.g. fault injection):
+# plain shared objects that never link the allocator.
+SHIM_SRCS := $(sort $(wildcard tests/shim_*.c))
+SHIM_SOS  := $(SHIM_SRCS:tests/%.c=$(BUILD)/tests/%.so)
 
-all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS) $(PROG_BINS)
+all: lib $(BUILD)/memscope $(EX_BINS) $(TEST_BINS) $(PROG_BINS) $(SHIM_SOS)
 lib: $(BUILD)/libmemscope.so $(BUILD)/libmemscope.a $(BUILD)/debug/libmemscope.a $(BUILD)/debug/libmemscope.so
 
 $(BUILD)/obj/%.o: src/%.c
@@ -82,6 +87,10 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libmemscope.so tests/testhelper.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g -Iinclude $< -o $@ -L$(BUILD) -lmemscope -Wl,-rpath,'$$ORIGIN/..' $(LDLIBS)
 
+$(BUILD)/tests/shim_%.so: tests/shim_%.c
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O2 -g -fPIC -shared -fvisibility=hidden $< -o $@
+
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libmemscope.so
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude $< -o $@ $(LDLIBS)
@@ -89,6 +98,15 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libmemscope.so
 # fuzzers and ubsan (mk/check.mk) are run by tests/test_fuzz.sh and tests/test_ubsan.sh
 test: all fuzzers ubsan
 	./tests/run.sh
+
+# The long runs (minutes): CPython's 46-module list, redis at 500,000
+# requests, 15 s of fork torture, full-size stress, faults with 8 threads and
+# the real programs with every diagnostic on.  Each tests/stress/*.sh runs;
+# the target fails if any failed.
+stress: all
+	@fail=0; for s in tests/stress/*.sh; do echo "=== $$s"; t0=$$(date +%s); \
+	  if bash $$s; then echo "--- PASS $$s ($$(( $$(date +%s) - t0 )) s)"; else echo "--- FAIL $$s"; fail=1; fi; done; \
+	  exit $$fail
 
 bench: all
 	./bench/run.sh

@@ -15,12 +15,16 @@
 #              for tests/test_http*.sh: prometheus (promtool and a real
 #              scrape), chromium (the live page), tmux (memscope top),
 #              libclang-rt-14-dev (libFuzzer, ASan/UBSan for clang); golang-go also
-#              for go tool pprof fetching the endpoint
+#              for go tool pprof fetching the endpoint;
+#              libpython3.11-testsuite (CPython's own regression tests) and
+#              redis-server redis-tools (tests/test_redis.sh) for tests/test_pysuite.sh
+#              and the redis workload under memscope
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
 #              compared against in bench/); heaptrack and valgrind (the heap
 #              profilers bench/run_profile.sh compares memscope's with)
 set -eu
 PKGS="gcc clang make g++ binutils zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
+      libpython3.11-testsuite redis-server redis-tools
       prometheus chromium tmux libclang-rt-14-dev
       libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk"
 

@@ -131,7 +131,7 @@ int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t 
  * ---------------------------------------------------------------------- */
 size_t ms_vsnprintf(char *buf, size_t cap, const char *fmt, __builtin_va_list ap);
 size_t ms_snprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void ms_write_fd(int fd, const char *buf, size_t len); /* whole buffer, retrying short writes */
+bool ms_write_fd(int fd, const char *buf, size_t len); /* whole buffer, retrying short writes; false if it failed */
 void ms_printf_fd(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ms_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 ms_noreturn ms_cold void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

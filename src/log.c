@@ -175,7 +175,7 @@ size_t ms_snprintf(char *buf, size_t cap, const char *fmt, ...) {
     return n;
 }
 
-void ms_write_fd(int fd, const char *buf, size_t len) {
+bool ms_write_fd(int fd, const char *buf, size_t len) {
     int saved = errno;
     while (len > 0) {
         ssize_t w = write(fd, buf, len);
@@ -185,6 +185,7 @@ void ms_write_fd(int fd, const char *buf, size_t len) {
         len -= (size_t)w;
     }
     errno = saved;
+    return len == 0; /* a full disk or a file-size limit: the caller decides */
 }
 
 void ms_printf_fd(int fd, const char *fmt, ...) {

@@ -325,14 +325,16 @@ int ms_gzip_write(int fd, const void *p, size_t n) {
     z.next_in = (Bytef *)(uintptr_t)p;
     z.avail_in = (uInt)n; /* profiles stay far below 4 GiB */
     int rc;
+    bool written = true;
     do {
         z.next_out = out;
         z.avail_out = sizeof out;
         rc = deflate(&z, Z_FINISH);
-        ms_write_fd(fd, (const char *)out, sizeof out - z.avail_out);
-    } while (rc == Z_OK);
+        /* a failed write (full disk, file-size limit) fails the whole profile */
+        written = ms_write_fd(fd, (const char *)out, sizeof out - z.avail_out);
+    } while (rc == Z_OK && written);
     deflateEnd(&z);
-    return rc == Z_STREAM_END ? 0 : -1;
+    return rc == Z_STREAM_END && written ? 0 : -1;
 }
 
 
@@ -356,7 +358,7 @@ int ms_prof_encode(int fd, const prof_snap_t *snap, int kind, symtab_t *sym, boo
     int rc = -1;
     if (oom) ms_warn("memscope: heap profile: out of memory while encoding; nothing written");
     else if (gzip) rc = ms_gzip_write(fd, e.out.p, e.out.len);
-    else rc = (ms_write_fd(fd, (const char *)e.out.p, e.out.len), 0);
+    else rc = ms_write_fd(fd, (const char *)e.out.p, e.out.len) ? 0 : -1;
     ms_os_free(e.map_named, mb);
     pb_free(&e.out), pb_free(&e.sub), pb_free(&e.sub2), pb_free(&e.sub3), pb_free(&e.locs), pb_free(&e.funcs),
         pb_free(&e.strs);

@@ -171,6 +171,12 @@ static uint32_t stack_intern(const uintptr_t *pcs, int n, bool truncated) {
     }
     uint32_t id = new_stack(pcs, n, truncated, h);
     if (id == UINT32_MAX) {
+        /* Out of memory for a chunk of stacks or frames, not out of room:
+         * drop this sample (the caller does) and leave the table as it is.
+         * Taking the "table full" path here once rewound nstacks below a
+         * small count and then set it to the maximum, so later stacks were
+         * written into chunks never mapped (a SIGSEGV under mmap failure). */
+        if (nstacks < MS_PROF_MAX_STACKS) return UINT32_MAX;
         if (full_id == UINT32_MAX) {
             ms_warn("memscope: heap profile: more than %u distinct stacks; further new stacks are counted as "
                     "\"(stack table full)\"", MS_PROF_MAX_STACKS);
