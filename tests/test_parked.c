@@ -52,8 +52,9 @@ int main(int argc, char **argv) {
     memscope_read_stats(&st);
     fprintf(stderr, "heap_inuse at the free %.1f MB, 1.5 s later %.1f MB; released %.1f MB\n",
             inuse_at_free / 1048576.0, st.heap_inuse / 1048576.0, st.heap_released / 1048576.0);
-    /* thread cache and parked batches pin a span each: about 39 MB here */
-    CHECK("objects were spread over spans at the free", inuse_at_free > ((uint64_t)30 << 20));
+    /* parked batches (and the thread's cache, at most 256 objects a class)
+     * pin a span each: about 28 MB here */
+    CHECK("objects were spread over spans at the free", inuse_at_free > ((uint64_t)20 << 20));
     /* what stays is what this (sleeping) thread's own cache pins */
     CHECK("parked objects gave their spans back", st.heap_inuse + ((uint64_t)8 << 20) < inuse_at_free);
     CHECK("and the pages went back to the OS", st.heap_released + ((uint64_t)8 << 20) > st.heap_idle);
