@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.." || exit 1
 command -v chromium >/dev/null || { echo "FAIL: chromium not installed (scripts/install-deps.sh)"; exit 1; }
 
 check "page source has no outside reference" sh -c "! grep -Eq 'https?://|(src|href)=\"//' src/http/page.html"
-start_host 20
+start_host 90  # long enough for a slow Chromium on a loaded machine; stopped at the end
 sleep 3
 timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync --disable-default-apps \
