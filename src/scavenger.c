@@ -28,9 +28,9 @@
  * churn workloads against the small-objects demo: see bench/RESULTS.md.
  *
  * Age: a free span remembers when it became idle (weighted over merges, see
- * pageheap.c).  The thread starts lazily, the first time a free leaves at
- * least MS_SCAVENGER_START_BYTES idle, so short-lived and small programs
- * never get a second thread; its signals are all blocked so the host's
+ * pageheap.c).  The thread starts lazily, just before the first span of
+ * pages becomes idle (before_idle below says why then), so a program that
+ * never frees a span never gets a second thread; its signals are all blocked so the host's
  * signal handlers never run on it.  In a fork child the thread does not exist:
  * it is started again on demand.  The thread never calls malloc.
  */
@@ -40,8 +40,9 @@
 #include <signal.h>
 #include <time.h>
 
-/* Why 1 MiB: below that, the RSS a program could get back is smaller than
- * the thread's own stack and bookkeeping. */
+/* Pages that become idle without a span free (a large block shrunk in
+ * place) start the thread once this much is idle: below that, the RSS a
+ * program could get back is smaller than the thread's own stack. */
 #define MS_SCAVENGER_START_BYTES ((uint64_t)1 << 20)
 
 static pthread_mutex_t sc_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -175,18 +176,19 @@ void ms_scavenger_kick(void) {
     wake();
 }
 
-/* before_idle: the first span that would bring idle memory to the start
- * threshold starts the thread before it is freed.  Starting a thread
- * allocates (glibc's thread control block, TLS); done after the free, those
- * allocations could take the very pages the program just freed, and the
- * program's double free of its block would then free memscope's memory
- * instead of being reported. */
+/* before_idle: the first span to become idle starts the thread, before it
+ * is freed.  Starting a thread allocates (glibc's thread control block and
+ * TLS vector); done once spans had been freed, those allocations could take
+ * pages the program had just freed, and the program's double free of its
+ * block would then free memscope's memory instead of being reported (a
+ * 256 KiB block freed twice around three other frees did exactly that,
+ * tests/test_badinput.sh).  With no span ever idle before the thread
+ * exists, its allocations come from memory the program never held. */
 static void before_idle(size_t bytes) {
+    (void)bytes;
     if (ms_likely(atomic_load_explicit(&sc_started, memory_order_relaxed))) return;
     if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
-    heap_counters_t c;
-    ms_heap_counters(&c);
-    if (((c.free_pages - c.released_pages) << MS_PAGE_SHIFT) + bytes >= MS_SCAVENGER_START_BYTES) start_thread();
+    start_thread();
 }
 
 void ms_scavenger_init(void) {

@@ -84,7 +84,7 @@ expect realloc-freed-large            "$RFREED"
 # docs/RELIABILITY.md ("Misuse"): they are run and shown, not counted as
 # passes; one that starts being caught fails the test until it is taken off
 # the list, so the list cannot go stale.
-KNOWN=" df-interleaved-262144 "
+KNOWN=" "
 DOUBLE_ANY="^memscope: (free|realloc)\(\): double free of $H"
 INVALID_ANY="^memscope: (free|realloc)\(\): invalid pointer $H"
 known=0
