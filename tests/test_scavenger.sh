@@ -33,15 +33,17 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # series FILE: one line per "freed"/"tick" stats line:
-#   TAG DT RELEASED_MB RSS_MB      (DT = seconds since the "freed" line)
+#   TAG DT RELEASED_MB RSS_MB      (DT = seconds since the "built" line, i.e.
+#   since the free loop began: the first spans are idle from then on, so the
+#   delay counts from there however long the loop takes on a loaded machine)
 series() {
     awk '
+    / built +t= *[0-9.]+s Alloc:/ { match($0, /t= *[0-9.]+s/); t0 = substr($0, RSTART + 2, RLENGTH - 3) + 0; next }
     / (freed|tick) +t= *[0-9.]+s Alloc:/ {
         tag = ($0 ~ / freed +t=/) ? "freed" : "tick"
         match($0, /t= *[0-9.]+s/); t = substr($0, RSTART + 2, RLENGTH - 3) + 0
         match($0, /HeapReleased:[0-9]+/); rel = substr($0, RSTART + 13, RLENGTH - 13) / 1048576
         match($0, /RSS:[0-9]+/); rss = substr($0, RSTART + 4, RLENGTH - 4) / 1048576
-        if (tag == "freed") t0 = t
         printf "%s %.3f %.1f %.1f\n", tag, t - t0, rel, rss
     }' "$1"
 }
