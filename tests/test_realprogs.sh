@@ -8,7 +8,8 @@
 # LD_PRELOAD=libmemscope.so, and the stdout and exit code must match:
 #   python3  an allocation-heavy script (tests/data/alloc_heavy.py)
 #   sqlite3  a generated database (tens of thousands of rows, indexes), queried
-#   git      init, commits of generated files, log/diff/gc/fsck/archive
+#   git      init, commits of generated files, a branch merged back,
+#            log -p/--graph/diff/gc/fsck/archive
 #   gcc      compiling a generated C file; the object and the program's
 #            output must match
 #   make     building this project's library into a temp BUILD dir
@@ -114,6 +115,17 @@ job_git() {
         pre git add -A || return 1
         pre git commit -q -m "commit $c" || return 1
     done
+    # a branch with its own commits, merged back without fast-forward
+    pre git checkout -q -b topic HEAD~2 || return 1
+    for c in 1 2 3; do
+        awk -v c="$c" 'BEGIN { for (l = 0; l < 300; l++) printf "topic %d line %d\n", c, l }' >"t$c.txt"
+        export GIT_AUTHOR_DATE="2024-02-0$c 12:00:00 +0000" GIT_COMMITTER_DATE="2024-02-0$c 12:00:00 +0000"
+        pre git add -A && pre git commit -q -m "topic $c" || return 1
+    done
+    pre git checkout -q main || return 1
+    pre git merge -q --no-ff -m "merge topic" topic || return 1
+    pre git log -p --format='%H %s' | md5sum
+    pre git log --graph --oneline --all
     pre git log --stat --format='%H %s' | head -400
     pre git diff HEAD~3 HEAD --stat
     pre git diff HEAD~1 HEAD | md5sum
