@@ -48,6 +48,10 @@ typedef struct ms_leak_roots_s {
  * r->words, and lets the threads go; false if memory was refused. */
 bool ms_leak_roots_capture(ms_leak_roots_t *r);
 void ms_leak_roots_free(ms_leak_roots_t *r);
+/* ms_leak_own_thread: the calling thread is memscope's own (scavenger, HTTP
+ * server): it blocks signals and holds no pointer into the heap, so checks
+ * neither stop nor scan it. */
+void ms_leak_own_thread(void);
 /* ms_leak_fork_child: a check interrupted by fork is forgotten in the child. */
 void ms_leak_fork_child(void);
 

@@ -230,43 +230,6 @@ static void mark_addrs(mark_t *m, const uintptr_t *a, size_t n) {
 
 typedef struct lost_s { uintptr_t addr; uint64_t size; uint32_t kind; } lost_t;
 
-static int cmp_addr(uintptr_t a, uintptr_t b) { return a < b ? -1 : a > b; }
-
-/* sort_addrs: heapsort (qsort may allocate). */
-static void sort_addrs(uintptr_t *a, size_t n) {
-    for (size_t start = n / 2; start-- > 0;) {
-        for (size_t r = start;;) {
-            size_t c = 2 * r + 1;
-            if (c >= n) break;
-            if (c + 1 < n && cmp_addr(a[c], a[c + 1]) < 0) c++;
-            if (cmp_addr(a[r], a[c]) >= 0) break;
-            uintptr_t t = a[r]; a[r] = a[c]; a[c] = t;
-            r = c;
-        }
-    }
-    for (size_t end = n; end-- > 1;) {
-        uintptr_t t = a[0]; a[0] = a[end]; a[end] = t;
-        for (size_t r = 0;;) {
-            size_t c = 2 * r + 1;
-            if (c >= end) break;
-            if (c + 1 < end && cmp_addr(a[c], a[c + 1]) < 0) c++;
-            if (cmp_addr(a[r], a[c]) >= 0) break;
-            uintptr_t t2 = a[r]; a[r] = a[c]; a[c] = t2;
-            r = c;
-        }
-    }
-}
-
-static bool in_sorted(const uintptr_t *a, size_t n, uintptr_t x) {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (a[mid] < x) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < n && a[lo] == x;
-}
-
 /* group: lost blocks by (kind, stack) into r->groups, largest first. */
 static bool group(ms_leak_result_t *r, const lost_t *lost, const uint32_t *ids, size_t n, size_t *mapped);
 
@@ -363,11 +326,21 @@ ms_leak_result_t *ms_leak_check(void) {
     res->mark_ns = ms_os_now_ns() - t2;
     if (m.log) {
         size_t n = ms_prof_log_stop(&res->log_overflow);
-        /* blocks new since the check began are not lost, whatever the mark saw */
-        sort_addrs(m.log, n);
+        /* blocks new since the check began are not lost, whatever the mark
+         * saw.  lost[] is in address order (spans come in address order):
+         * each logged address is looked up in it, O(log n) apiece. */
+        for (size_t i = 0; i < n; i++) {
+            size_t lo = 0, hi = nlost;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (lost[mid].addr < m.log[i]) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo < nlost && lost[lo].addr == m.log[i]) lost[lo].kind = UINT32_MAX;
+        }
         size_t keep = 0;
         for (size_t i = 0; i < nlost; i++) {
-            if (in_sorted(m.log, n, lost[i].addr)) {
+            if (lost[i].kind == UINT32_MAX) {
                 res->changed_objs++;
                 res->objs[MS_LEAK_REACHABLE]++, res->bytes[MS_LEAK_REACHABLE] += lost[i].size;
             } else {

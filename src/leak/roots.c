@@ -91,6 +91,9 @@ static _Atomic uint32_t nslots;
 static _Atomic uint32_t stop_gen;  /* odd while threads must stop */
 static _Atomic uint32_t arrived;   /* handlers that have saved their state */
 static int stop_sig;
+/* memscope's own threads (ms_leak_own_thread); a few at most */
+#define OWN_MAX 8
+static _Atomic int own_tids[OWN_MAX];
 static size_t tls_static_bytes = 4096;
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
@@ -374,6 +377,8 @@ static void add_tls(capture_t *c, uintptr_t tp) {
 static void add_tid(int tid, void *arg) {
     capture_t *c = arg;
     if (tid == c->self) return;
+    for (int i = 0; i < OWN_MAX; i++)
+        if (atomic_load_explicit(&own_tids[i], memory_order_relaxed) == tid) return;
     uint32_t n = atomic_load_explicit(&nslots, memory_order_relaxed);
     for (uint32_t i = 0; i < n; i++)
         if (atomic_load_explicit(&slots[i].tid, memory_order_relaxed) == tid) return;
@@ -581,8 +586,17 @@ void ms_leak_roots_free(ms_leak_roots_t *r) {
     r->words = NULL, r->nwords = 0, r->map_bytes = 0;
 }
 
+void ms_leak_own_thread(void) {
+    int tid = (int)syscall(SYS_gettid);
+    for (int i = 0; i < OWN_MAX; i++) {
+        int z = 0;
+        if (atomic_compare_exchange_strong(&own_tids[i], &z, tid)) return;
+    }
+}
+
 void ms_leak_fork_child(void) {
     ms_leak_mark_fork_child();
+    for (int i = 0; i < OWN_MAX; i++) atomic_store(&own_tids[i], 0); /* the child's restart and register again */
     uint32_t g = atomic_load(&stop_gen);
     if (g & 1) atomic_store(&stop_gen, g + 1);
 }
