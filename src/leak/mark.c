@@ -214,6 +214,9 @@ static void flood(mark_t *m, bool indirect) {
         const lspan_t *l = &m->spans[e >> 32];
         uint64_t slot = e & 0xffffffffu;
         uintptr_t p = l->start + slot * l->osize;
+        /* freed since the snapshot: what it holds now is a free-list link,
+         * which would keep some other block "reachable" */
+        if (l->cls && ((void *const volatile *)p)[1] == (void *)ms_free_cookie((void *)p)) continue;
         scan(m, (const uintptr_t *)p, l->osize / sizeof(uintptr_t), indirect, l->bit0 + slot);
     }
 }

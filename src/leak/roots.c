@@ -36,7 +36,7 @@
  *
  * Threads that do not answer.  A thread that blocks the signal, or is
  * stopped by a debugger, would hang a naive checker.  Each missing thread
- * is looked at after 10 ms: gone (exited, or a zombie main thread) is
+ * is looked at after 2 ms: gone (exited, or a zombie main thread) is
  * forgotten; the signal blocked (SigBlk in its status) is given up at once;
  * anything else by 100 ms.  For a thread given up, if it sits in a system
  * call (/proc/self/task/TID/syscall names its stack pointer), its stack is
@@ -64,15 +64,21 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-/* Why these: 10 ms lets a loaded machine schedule every thread once; 100 ms
+/* Why these: 2 ms lets an idle machine schedule every thread once (a thread
+ * still missing then is looked at, not given up, unless it blocks the
+ * signal, so a busy machine only lengthens the pause); 100 ms
  * bounds the pause a thread in an odd state (stopped by a debugger, or
  * inside a long uninterruptible system call) can cause. */
-#define LOOK_AFTER_NS (10ull * 1000 * 1000)
+#define LOOK_AFTER_NS (2ull * 1000 * 1000)
 #define GIVE_UP_NS (100ull * 1000 * 1000)
 #define RED_ZONE 128
-/* glibc's struct pthread is about 2.3 KiB on x86-64: scan this much beyond
- * the thread pointer (clamped to the mapping) to cover it. */
-#define TCB_BYTES 4096
+/* glibc's struct pthread on x86-64 (2304 bytes since glibc 2.26; the value
+ * LeakSanitizer uses): the TCB lies in [tp, tp + TCB_BYTES), static TLS just
+ * below it.  Ranges are exact on purpose: anonymous mappings with equal
+ * permissions merge, so "the rest of the mapping" around a TLS block or
+ * above a thread's stack may well be memscope's own metadata (the
+ * profiler's map of block addresses would make every block reachable). */
+#define TCB_BYTES 2304
 /* Words of registers kept per thread: the whole mcontext (x86-64: 23
  * general registers and the fpregs pointer) plus 16 vector registers. */
 #define REG_WORDS (sizeof(mcontext_t) / sizeof(uintptr_t) + 32)
@@ -359,8 +365,13 @@ static void add_overlapping(capture_t *c, uintptr_t lo, uintptr_t hi, uint8_t wh
 
 static void add_tls(capture_t *c, uintptr_t tp) {
     if (!tp) return;
-    uintptr_t s = tls_static_bytes + TCB_BYTES;
-    add_overlapping(c, tp > s ? tp - s : 0, tp + s, R_TLS);
+    /* _dl_get_tls_static_info's size counts the TCB too */
+    uintptr_t below = tls_static_bytes > TCB_BYTES ? tls_static_bytes - TCB_BYTES : tls_static_bytes;
+#if defined(__x86_64__)
+    add_overlapping(c, tp > below ? tp - below : 0, tp + TCB_BYTES, R_TLS);
+#else
+    add_overlapping(c, tp > TCB_BYTES ? tp - TCB_BYTES : 0, tp + tls_static_bytes, R_TLS);
+#endif
     /* the DTV: glibc keeps its length in the entry before the one the TCB points at */
 #if defined(__x86_64__)
     uintptr_t dtv = *(const uintptr_t *)(tp + sizeof(uintptr_t));
@@ -372,6 +383,17 @@ static void add_tls(capture_t *c, uintptr_t tp) {
     uintptr_t len = *(const uintptr_t *)(dtv - 16);
     if (len > 65536) len = 65536;
     add_overlapping(c, dtv - 16, dtv + 16 * (len + 1), R_TLS);
+}
+
+/* add_stack: from lo (at or below the stack pointer sp) to the top of the
+ * stack: the end of its mapping, or for a glibc thread whose TCB sits in
+ * the same mapping above sp, the end of the TCB (see TCB_BYTES). */
+static void add_stack(capture_t *c, uintptr_t sp, uintptr_t lo, uintptr_t tp) {
+    const vma_t *v = maps_find(&c->maps, sp);
+    if (!v || !v->readable) return;
+    uintptr_t hi = v->hi;
+    if (tp > sp && tp < v->hi && tp + TCB_BYTES < hi) hi = tp + TCB_BYTES;
+    add_in_mapping(c, sp, lo, hi, R_STACK);
 }
 
 static void add_tid(int tid, void *arg) {
@@ -462,7 +484,7 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
     for (int i = 0; i < 8; i++) regs[i] = 0;
 #endif
     uintptr_t sp = (uintptr_t)&regs[0];
-    add_in_mapping(c, sp, sp, 0, R_STACK);
+    add_stack(c, sp, sp, thread_pointer());
     add_tls(c, thread_pointer());
     c->r->nthreads = 1, c->r->nstopped = 1;
     uint32_t n = atomic_load(&nslots);
@@ -475,7 +497,7 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
             uintptr_t lo = sl->sp - RED_ZONE;
             const vma_t *v = maps_find(&c->maps, sl->sp);
             if (v && sl->hsp >= v->lo && sl->hsp < lo) lo = sl->hsp; /* the signal frame: vector registers */
-            add_in_mapping(c, sl->sp, lo, 0, R_STACK);
+            add_stack(c, sl->sp, lo, sl->tp);
             add_range(c, (uintptr_t)sl->regs, (uintptr_t)(sl->regs + REG_WORDS), R_REGS);
             add_tls(c, sl->tp);
         } else {
@@ -483,7 +505,7 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
             c->r->nunstopped++;
             uintptr_t sp = task_syscall_sp(sl->tid);
             if (sp) {
-                add_in_mapping(c, sp, sp - RED_ZONE, 0, R_STACK);
+                add_stack(c, sp, sp - RED_ZONE, 0); /* thread pointer unknown: to the mapping's end */
                 c->r->nstack_only++;
             }
         }

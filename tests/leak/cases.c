@@ -14,12 +14,21 @@
  *   dl        a block only a dlopen'd library's data holds   none
  *   interior  a 1 MiB block held only by a pointer into its middle   none
  *   xor       a pointer hidden by xor                      direct 1
+ *   blocked   a block only the stack of a thread that blocks every signal
+ *             holds (it sleeps in a system call): none, and memscope's
+ *             report says the thread did not stop
  *   all       every case at once                           direct 3, indirect 4
+ * Environment: CASES_CHECK_NOW=1 runs memscope_check_leaks(2) before exit
+ * and prints "lost N"; CASES_FORK=1 runs it in a fork child instead ("child
+ * lost N"); CASES_SLEEP=S sleeps S seconds before exit (for the HTTP test).
  * Compiled with -O2; the stack is scrubbed after allocating so that no dead
  * copy of a pointer survives where the scan would see it.
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -93,6 +102,18 @@ static void *reg_thread(void *arg) {
     return NULL;
 }
 
+static void *blocked_thread(void *arg) {
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    void *volatile p = touch(136);
+    atomic_fetch_add(&ready, 1);
+    for (;;) sleep(100);
+    (void)p;
+    return NULL;
+}
+
 static __thread void *volatile tls_ptr; /* volatile: a never-read static store would be dropped */
 static __attribute__((noinline)) void case_tls(void) { tls_ptr = touch(104); }
 
@@ -132,12 +153,25 @@ int main(int argc, char **argv) {
     if (all || !strcmp(c, "dl")) case_dl(lib);
     if (all || !strcmp(c, "interior")) case_interior();
     if (all || !strcmp(c, "xor")) case_xor();
+    if (!strcmp(c, "blocked")) start(blocked_thread, &want);
     while (atomic_load(&ready) < want) usleep(1000);
     scrub();
-    if (getenv("CASES_CHECK_NOW")) {
-        /* memscope's live check, when preloaded */
-        long (*check)(int) = (long (*)(int))dlsym(RTLD_DEFAULT, "memscope_check_leaks");
-        if (check) printf("lost %ld\n", check(2));
+    /* memscope's live check, when preloaded */
+    long (*check)(int) = (long (*)(int))dlsym(RTLD_DEFAULT, "memscope_check_leaks");
+    if (getenv("CASES_CHECK_NOW") && check) printf("lost %ld\n", check(2));
+    if (getenv("CASES_FORK") && check) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            printf("child lost %ld\n", check(2));
+            fflush(stdout);
+            _exit(0);
+        }
+        waitpid(pid, NULL, 0);
     }
+    /* a live check's signal cuts sleep() short (EINTR, as any signal with a
+     * handler does): sleep until the deadline */
+    if (getenv("CASES_SLEEP"))
+        for (time_t end = time(NULL) + atoi(getenv("CASES_SLEEP")); time(NULL) < end;) sleep(1);
     return 0;
 }
