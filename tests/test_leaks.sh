@@ -106,7 +106,7 @@ else
     if command -v go >/dev/null; then
         export GOCACHE=$tmp/gocache HOME=${HOME:-$tmp}
         go tool pprof -raw leaks.pb.gz >raw.txt 2>raw.err
-        grep -q 'leaked_objects/count leaked_space/bytes indirect_objects/count indirect_space/bytes' raw.txt \
+        grep -q 'leaked_objects/count leaked_space/bytes\[dflt\] indirect_objects/count indirect_space/bytes' raw.txt \
             && pass "go tool pprof reads /debug/pprof/leaks" || { fail "go tool pprof -raw"; head -20 raw.txt raw.err; }
         go tool pprof -top -sample_index=leaked_objects leaks.pb.gz 2>/dev/null | grep -q 'case_' \
             && pass "pprof top names the leaking functions" || fail "pprof top"

@@ -100,6 +100,7 @@ static int stop_sig;
 /* memscope's own threads (ms_leak_own_thread); a few at most */
 #define OWN_MAX 8
 static _Atomic int own_tids[OWN_MAX];
+static _Atomic uintptr_t own_tps[OWN_MAX]; /* their thread pointers: their TLS is still scanned */
 static size_t tls_static_bytes = 4096;
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
@@ -511,6 +512,12 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
         }
     }
     if (c->too_many) c->r->nunstopped++;
+    /* memscope's own threads are not stopped, but glibc may hang blocks on
+     * their TLS on their behalf (a DTV grown by dlopen, dlerror's buffer) */
+    for (int i = 0; i < OWN_MAX; i++) {
+        uintptr_t tp = atomic_load(&own_tps[i]);
+        if (atomic_load(&own_tids[i]) && tp && tp != thread_pointer()) add_tls(c, tp);
+    }
     dl_iterate_phdr(seg_cb, c);
     (void)regs[0];
 }
@@ -612,13 +619,16 @@ void ms_leak_own_thread(void) {
     int tid = (int)syscall(SYS_gettid);
     for (int i = 0; i < OWN_MAX; i++) {
         int z = 0;
-        if (atomic_compare_exchange_strong(&own_tids[i], &z, tid)) return;
+        if (atomic_compare_exchange_strong(&own_tids[i], &z, tid)) {
+            atomic_store(&own_tps[i], thread_pointer());
+            return;
+        }
     }
 }
 
 void ms_leak_fork_child(void) {
     ms_leak_mark_fork_child();
-    for (int i = 0; i < OWN_MAX; i++) atomic_store(&own_tids[i], 0); /* the child's restart and register again */
+    for (int i = 0; i < OWN_MAX; i++) atomic_store(&own_tids[i], 0), atomic_store(&own_tps[i], 0); /* the child's restart and register again */
     uint32_t g = atomic_load(&stop_gen);
     if (g & 1) atomic_store(&stop_gen, g + 1);
 }

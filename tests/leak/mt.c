@@ -4,8 +4,9 @@
  * array reachable from a global, replaces random ones (free, then malloc),
  * and every 64 replacements leaks one block and counts it.  The main thread
  * runs memscope_check_leaks now and then: every leak counted before a check
- * began must be found, except at most one per thread that may still sit in a
- * register or stack slot of its thread, and nothing beyond the leaks counted
+ * began must be found, except at most two per thread whose dead pointers
+ * may still sit in a register or stack slot of their thread (a conservative
+ * scan counts those reachable, as LeakSanitizer's would), and nothing beyond the leaks counted
  * when it ended may be reported: no live block is ever called lost.
  * Prints one line per check; exit status 1 on a wrong count.
  * Usage: mt [checks] [ms between checks]   (run with libmemscope preloaded)
@@ -73,7 +74,7 @@ int main(int argc, char **argv) {
         long before = atomic_load(&leaked);
         long found = check(c == 0 ? 2 : -1);
         long after = atomic_load(&leaked);
-        int ok = found >= before - THREADS && found <= after;
+        int ok = found >= before - 2 * THREADS && found <= after;
         printf("check %d: leaked before %ld, found %ld, leaked after %ld: %s\n", c, before, found, after,
                ok ? "ok" : "WRONG");
         bad += !ok;
