@@ -62,12 +62,24 @@ typedef struct lspan_s {
     uint8_t cls;            /* 0: large */
 } lspan_t;
 
+/* The fields scan() reads for every candidate pointer, 24 bytes a span
+ * instead of lspan_t's 48: with 10^5 spans the table's cache misses are
+ * the mark's main cost. */
+typedef struct lhot_s {
+    uintptr_t start;
+    uint32_t end_off;       /* end - start: bytes (small), pages (large, up to 8 TiB) */
+    uint32_t cls;
+    uint64_t bit0;
+} lhot_t;
+
 typedef struct mark_s {
     lspan_t *spans;
     size_t nspans, cap_spans, spans_bytes;
     uint64_t nbits;
-    uint64_t *alloc, *reach, *ind;
-    size_t bits_bytes;
+    uint64_t *ar, *ind;     /* allocated/reached pairs; indirectly lost */
+    size_t ar_bytes, bits_bytes;
+    lhot_t *hot;            /* what the mark reads of each span, packed */
+    size_t hot_bytes;
     uint32_t **root;        /* page index: page -> span index + 1 */
     size_t root_bytes, nleaves;
     uintptr_t lo, hi;       /* lowest and highest span address */
@@ -82,6 +94,13 @@ static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static inline bool bit_get(const uint64_t *b, uint64_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
 static inline void bit_set(uint64_t *b, uint64_t i) { b[i >> 6] |= 1ull << (i & 63); }
+/* The allocated and reached bits of a slot sit side by side (bits 2i and
+ * 2i+1 of m->ar): the mark tests both for every candidate pointer, and one
+ * cache miss is half of two. */
+static inline bool is_alloc(const mark_t *m, uint64_t i) { return (m->ar[i >> 5] >> ((i & 31) * 2)) & 1; }
+static inline bool is_reach(const mark_t *m, uint64_t i) { return (m->ar[i >> 5] >> ((i & 31) * 2 + 1)) & 1; }
+static inline void set_alloc(mark_t *m, uint64_t i) { m->ar[i >> 5] |= 1ull << ((i & 31) * 2); }
+static inline void set_reach(mark_t *m, uint64_t i) { m->ar[i >> 5] |= 2ull << ((i & 31) * 2); }
 
 /* ------------------------------------------------------------------------
  * Snapshot
@@ -141,21 +160,26 @@ static bool snapshot(mark_t *m, uint64_t *nblocks, uint64_t *bytes) {
     m->nbits = nbits;
     m->bits_bytes = ((nbits + 63) / 64 * 8 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     if (!m->bits_bytes) m->bits_bytes = MS_PAGE_SIZE;
-    m->alloc = ms_os_alloc(m->bits_bytes);
-    m->reach = ms_os_alloc(m->bits_bytes);
+    m->ar_bytes = ((nbits + 31) / 32 * 8 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    if (!m->ar_bytes) m->ar_bytes = MS_PAGE_SIZE;
+    m->ar = ms_os_alloc(m->ar_bytes);
+    m->hot_bytes = (m->nspans * sizeof(lhot_t) + MS_PAGE_SIZE) & ~MS_PAGE_MASK;
+    m->hot = ms_os_alloc(m->hot_bytes);
     m->ind = ms_os_alloc(m->bits_bytes);
     m->root_bytes = sizeof(uint32_t *) << IDX_ROOT_BITS;
     m->root = ms_os_alloc(m->root_bytes);
-    if (!m->alloc || !m->reach || !m->ind || !m->root) return false;
+    if (!m->ar || !m->hot || !m->ind || !m->root) return false;
     uint64_t n = 0, b = 0;
     m->lo = UINTPTR_MAX, m->hi = 0;
     for (size_t k = 0; k < m->nspans; k++) {
         const lspan_t *l = &m->spans[k];
         if (!index_span(m, k)) return false;
+        uintptr_t len = l->end - l->start;
+        m->hot[k] = (lhot_t){l->start, (uint32_t)(l->cls ? len : len >> MS_PAGE_SHIFT), l->cls, l->bit0};
         if (l->start < m->lo) m->lo = l->start;
         if (l->span_end > m->hi) m->hi = l->span_end;
         if (!l->cls) {
-            bit_set(m->alloc, l->bit0);
+            set_alloc(m, l->bit0);
             n++, b += l->osize;
             continue;
         }
@@ -163,7 +187,7 @@ static bool snapshot(mark_t *m, uint64_t *nblocks, uint64_t *bytes) {
         uint64_t c = 0;
         for (uint32_t i = 0; i < l->nobj; i++, p += l->osize) {
             if (((void *const volatile *)p)[1] == (void *)ms_free_cookie((void *)p)) continue;
-            bit_set(m->alloc, l->bit0 + i);
+            set_alloc(m, l->bit0 + i);
             c++;
         }
         n += c, b += c * l->osize;
@@ -192,25 +216,47 @@ static void scan(mark_t *m, const uintptr_t *w, size_t n, bool indirect, uint64_
         if (!leaf) continue;
         uint32_t k = leaf[(v >> MS_PAGE_SHIFT) & ((1u << IDX_LEAF_BITS) - 1)];
         if (!k) continue;
-        const lspan_t *l = &m->spans[k - 1];
-        if (v >= l->end) continue;
-        uint64_t slot = l->cls ? ((v - l->start) * ms_class_magic[l->cls]) >> MS_MAGIC_SHIFT : 0;
+        const lhot_t *l = &m->hot[k - 1];
+        uintptr_t off = v - l->start;
+        if ((l->cls ? off : off >> MS_PAGE_SHIFT) >= l->end_off) continue;
+        uint64_t slot = l->cls ? (off * ms_class_magic[l->cls]) >> MS_MAGIC_SHIFT : 0;
         uint64_t b = l->bit0 + slot;
-        if (!bit_get(m->alloc, b) || bit_get(m->reach, b)) continue;
+        uint64_t pair = (m->ar[b >> 5] >> ((b & 31) * 2)) & 3;
+        if (pair != 1) continue; /* not allocated, or already reached */
         if (indirect) {
             if (b == self || bit_get(m->ind, b)) continue;
             bit_set(m->ind, b);
         } else {
-            bit_set(m->reach, b);
+            set_reach(m, b);
         }
         m->stack[m->sp++] = (uint64_t)(k - 1) << 32 | slot;
     }
 }
 
+/* Blocks popped from the mark stack wait this many steps in a ring, their
+ * first cache line prefetched, before they are scanned: the mark visits
+ * blocks in pointer order, all over the heap, and without overlapping those
+ * misses it runs at one memory latency per block (about 3x slower on a
+ * 1 GiB heap of 10M blocks). */
+#define PREFETCH_RING 16
+
+static inline uintptr_t entry_addr(const mark_t *m, uint64_t e) {
+    const lspan_t *l = &m->spans[e >> 32];
+    return l->start + (e & 0xffffffffu) * l->osize;
+}
+
 /* flood: scans every block on the stack, and what they push, until empty. */
 static void flood(mark_t *m, bool indirect) {
-    while (m->sp) {
-        uint64_t e = m->stack[--m->sp];
+    uint64_t ring[PREFETCH_RING];
+    unsigned head = 0, n = 0;
+    while (m->sp || n) {
+        while (n < PREFETCH_RING && m->sp) {
+            uint64_t e = m->stack[--m->sp];
+            __builtin_prefetch((const void *)entry_addr(m, e));
+            ring[(head + n++) % PREFETCH_RING] = e;
+        }
+        uint64_t e = ring[head];
+        head = (head + 1) % PREFETCH_RING, n--;
         const lspan_t *l = &m->spans[e >> 32];
         uint64_t slot = e & 0xffffffffu;
         uintptr_t p = l->start + slot * l->osize;
@@ -238,8 +284,8 @@ static bool group(ms_leak_result_t *r, const lost_t *lost, const uint32_t *ids, 
 
 static void mark_free(mark_t *m) {
     ms_os_free(m->spans, m->spans_bytes);
-    ms_os_free(m->alloc, m->bits_bytes);
-    ms_os_free(m->reach, m->bits_bytes);
+    ms_os_free(m->ar, m->ar_bytes);
+    ms_os_free(m->hot, m->hot_bytes);
     ms_os_free(m->ind, m->bits_bytes);
     if (m->root)
         for (size_t i = 0; i < ((size_t)1 << IDX_ROOT_BITS); i++)
@@ -250,7 +296,7 @@ static void mark_free(mark_t *m) {
 }
 
 static size_t mark_mapped(const mark_t *m) {
-    return m->spans_bytes + 3 * m->bits_bytes + m->root_bytes + m->nleaves * (sizeof(uint32_t) << IDX_LEAF_BITS) +
+    return m->spans_bytes + m->hot_bytes + m->ar_bytes + m->bits_bytes + m->root_bytes + m->nleaves * (sizeof(uint32_t) << IDX_LEAF_BITS) +
            m->stack_bytes + m->log_bytes;
 }
 
@@ -296,14 +342,15 @@ ms_leak_result_t *ms_leak_check(void) {
             const lspan_t *l = &m.spans[k];
             for (uint32_t i = 0; i < l->nobj; i++) {
                 uint64_t b = l->bit0 + i;
-                if (!bit_get(m.alloc, b) || bit_get(m.reach, b) || bit_get(m.ind, b)) continue;
+                if (!is_alloc(&m, b) || is_reach(&m, b) || bit_get(m.ind, b)) continue;
                 scan(&m, (const uintptr_t *)(l->start + i * l->osize), l->osize / sizeof(uintptr_t), true, b);
                 flood(&m, true);
             }
         }
         /* classes; lost blocks listed for the report */
         uint64_t cand = 0;
-        for (uint64_t w = 0; w < (m.nbits + 63) / 64; w++) cand += (uint64_t)__builtin_popcountll(m.alloc[w] & ~m.reach[w]);
+        for (uint64_t w = 0; w < (m.nbits + 31) / 32; w++)
+            cand += (uint64_t)__builtin_popcountll(m.ar[w] & ~(m.ar[w] >> 1) & 0x5555555555555555ull);
         lost_bytes = ((cand + 1) * sizeof(lost_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
         lost = ms_os_alloc(lost_bytes);
         ok = lost != NULL;
@@ -311,8 +358,8 @@ ms_leak_result_t *ms_leak_check(void) {
             const lspan_t *l = &m.spans[k];
             for (uint32_t i = 0; i < l->nobj; i++) {
                 uint64_t b = l->bit0 + i;
-                if (!bit_get(m.alloc, b)) continue;
-                if (bit_get(m.reach, b)) {
+                if (!is_alloc(&m, b)) continue;
+                if (is_reach(&m, b)) {
                     res->objs[MS_LEAK_REACHABLE]++, res->bytes[MS_LEAK_REACHABLE] += l->osize;
                     continue;
                 }
