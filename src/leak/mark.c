@@ -62,15 +62,18 @@ typedef struct lspan_s {
     uint8_t cls;            /* 0: large */
 } lspan_t;
 
-/* The fields scan() reads for every candidate pointer, 24 bytes a span
- * instead of lspan_t's 48: with 10^5 spans the table's cache misses are
- * the mark's main cost. */
-typedef struct lhot_s {
-    uintptr_t start;
-    uint32_t end_off;       /* end - start: bytes (small), pages (large, up to 8 TiB) */
-    uint32_t cls;
-    uint64_t bit0;
-} lhot_t;
+/* A page-index entry, 64 bits, all scan() needs for a small span without
+ * touching the span table (whose cache misses were the mark's main cost):
+ *   bits 0-35  the span's first bit (small), or its index (large)
+ *   bits 36-42 size class, 0 for a large span
+ *   bits 43-48 which page of the span this is (small spans have <= 32)
+ *   bit  63    entry present
+ * Each small span owns capacity + 1 bits: slots past the bump pointer are
+ * never flagged allocated, and the extra bit absorbs a pointer into the
+ * tail that no whole object covers, so no bound check is needed. */
+#define ENT_LOW ((1ull << 36) - 1)
+#define ENT_PRESENT (1ull << 63)
+#define ADDR_MASK ((1ull << 56) - 1) /* stack entries: block address | class << 56 */
 
 typedef struct mark_s {
     lspan_t *spans;
@@ -78,9 +81,7 @@ typedef struct mark_s {
     uint64_t nbits;
     uint64_t *ar, *ind;     /* allocated/reached pairs; indirectly lost */
     size_t ar_bytes, bits_bytes;
-    lhot_t *hot;            /* what the mark reads of each span, packed */
-    size_t hot_bytes;
-    uint32_t **root;        /* page index: page -> span index + 1 */
+    uint64_t **root;        /* page index: page -> entry (above) */
     size_t root_bytes, nleaves;
     uintptr_t lo, hi;       /* lowest and highest span address */
     uint64_t *stack;
@@ -140,13 +141,15 @@ static void on_span(const span_t *s, void *arg) {
 static bool index_span(mark_t *m, size_t k) {
     const lspan_t *l = &m->spans[k];
     for (uintptr_t pn = l->start >> MS_PAGE_SHIFT; pn < l->span_end >> MS_PAGE_SHIFT; pn++) {
-        uint32_t **slot = &m->root[pn >> IDX_LEAF_BITS];
+        uint64_t **slot = &m->root[pn >> IDX_LEAF_BITS];
         if (!*slot) {
-            *slot = ms_os_alloc(sizeof(uint32_t) << IDX_LEAF_BITS);
+            *slot = ms_os_alloc(sizeof(uint64_t) << IDX_LEAF_BITS);
             if (!*slot) return false;
             m->nleaves++;
         }
-        (*slot)[pn & ((1u << IDX_LEAF_BITS) - 1)] = (uint32_t)k + 1;
+        uint64_t pg = pn - (l->start >> MS_PAGE_SHIFT);
+        (*slot)[pn & ((1u << IDX_LEAF_BITS) - 1)] =
+            l->cls ? ENT_PRESENT | l->bit0 | (uint64_t)l->cls << 36 | pg << 43 : ENT_PRESENT | (uint64_t)k;
     }
     return true;
 }
@@ -156,26 +159,27 @@ static bool snapshot(mark_t *m, uint64_t *nblocks, uint64_t *bytes) {
     ms_heap_for_each_inuse(on_span, m);
     if (m->oom || m->nspans >= UINT32_MAX) return false;
     uint64_t nbits = 0;
-    for (size_t k = 0; k < m->nspans; k++) m->spans[k].bit0 = nbits, nbits += m->spans[k].nobj;
+    for (size_t k = 0; k < m->nspans; k++) {
+        lspan_t *l = &m->spans[k];
+        l->bit0 = nbits;
+        nbits += l->cls ? (l->span_end - l->start) / l->osize + 1 : 1;
+    }
+    if (nbits > ENT_LOW) return false;
     m->nbits = nbits;
     m->bits_bytes = ((nbits + 63) / 64 * 8 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     if (!m->bits_bytes) m->bits_bytes = MS_PAGE_SIZE;
     m->ar_bytes = ((nbits + 31) / 32 * 8 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     if (!m->ar_bytes) m->ar_bytes = MS_PAGE_SIZE;
     m->ar = ms_os_alloc(m->ar_bytes);
-    m->hot_bytes = (m->nspans * sizeof(lhot_t) + MS_PAGE_SIZE) & ~MS_PAGE_MASK;
-    m->hot = ms_os_alloc(m->hot_bytes);
     m->ind = ms_os_alloc(m->bits_bytes);
-    m->root_bytes = sizeof(uint32_t *) << IDX_ROOT_BITS;
+    m->root_bytes = sizeof(uint64_t *) << IDX_ROOT_BITS;
     m->root = ms_os_alloc(m->root_bytes);
-    if (!m->ar || !m->hot || !m->ind || !m->root) return false;
+    if (!m->ar || !m->ind || !m->root) return false;
     uint64_t n = 0, b = 0;
     m->lo = UINTPTR_MAX, m->hi = 0;
     for (size_t k = 0; k < m->nspans; k++) {
         const lspan_t *l = &m->spans[k];
         if (!index_span(m, k)) return false;
-        uintptr_t len = l->end - l->start;
-        m->hot[k] = (lhot_t){l->start, (uint32_t)(l->cls ? len : len >> MS_PAGE_SHIFT), l->cls, l->bit0};
         if (l->start < m->lo) m->lo = l->start;
         if (l->span_end > m->hi) m->hi = l->span_end;
         if (!l->cls) {
@@ -208,19 +212,26 @@ static bool snapshot(mark_t *m, uint64_t *nblocks, uint64_t *bytes) {
  * to itself does not make it indirect). */
 static void scan(mark_t *m, const uintptr_t *w, size_t n, bool indirect, uint64_t self) {
     const uintptr_t lo = m->lo, range = m->hi - m->lo;
-    uint32_t **root = m->root;
+    uint64_t **root = m->root;
     for (size_t i = 0; i < n; i++) {
         uintptr_t v = w[i];
         if (v - lo >= range) continue;
-        const uint32_t *leaf = root[v >> (MS_PAGE_SHIFT + IDX_LEAF_BITS)];
+        const uint64_t *leaf = root[v >> (MS_PAGE_SHIFT + IDX_LEAF_BITS)];
         if (!leaf) continue;
-        uint32_t k = leaf[(v >> MS_PAGE_SHIFT) & ((1u << IDX_LEAF_BITS) - 1)];
-        if (!k) continue;
-        const lhot_t *l = &m->hot[k - 1];
-        uintptr_t off = v - l->start;
-        if ((l->cls ? off : off >> MS_PAGE_SHIFT) >= l->end_off) continue;
-        uint64_t slot = l->cls ? (off * ms_class_magic[l->cls]) >> MS_MAGIC_SHIFT : 0;
-        uint64_t b = l->bit0 + slot;
+        uint64_t ent = leaf[(v >> MS_PAGE_SHIFT) & ((1u << IDX_LEAF_BITS) - 1)];
+        if (!ent) continue;
+        unsigned cls = (unsigned)(ent >> 36) & 127;
+        uint64_t b;
+        uintptr_t start;
+        if (cls) {
+            start = (v & ~(uintptr_t)MS_PAGE_MASK) - (((ent >> 43) & 63) << MS_PAGE_SHIFT);
+            uint64_t slot = ((v - start) * ms_class_magic[cls]) >> MS_MAGIC_SHIFT;
+            b = (ent & ENT_LOW) + slot;
+            start += slot * ms_class_size[cls];
+        } else {
+            const lspan_t *l = &m->spans[ent & ENT_LOW];
+            b = l->bit0, start = l->start;
+        }
         uint64_t pair = (m->ar[b >> 5] >> ((b & 31) * 2)) & 3;
         if (pair != 1) continue; /* not allocated, or already reached */
         if (indirect) {
@@ -229,8 +240,21 @@ static void scan(mark_t *m, const uintptr_t *w, size_t n, bool indirect, uint64_
         } else {
             set_reach(m, b);
         }
-        m->stack[m->sp++] = (uint64_t)(k - 1) << 32 | slot;
+        m->stack[m->sp++] = start | (uint64_t)cls << 56;
     }
+}
+
+/* block_of: the bit and byte size of the snapshot block starting at p. */
+static uint64_t block_of(const mark_t *m, uintptr_t p, unsigned cls, uint64_t *size) {
+    uint64_t ent = m->root[p >> (MS_PAGE_SHIFT + IDX_LEAF_BITS)][(p >> MS_PAGE_SHIFT) & ((1u << IDX_LEAF_BITS) - 1)];
+    if (!cls) {
+        const lspan_t *l = &m->spans[ent & ENT_LOW];
+        *size = l->osize;
+        return l->bit0;
+    }
+    uintptr_t start = (p & ~(uintptr_t)MS_PAGE_MASK) - (((ent >> 43) & 63) << MS_PAGE_SHIFT);
+    *size = ms_class_size[cls];
+    return (ent & ENT_LOW) + (((p - start) * ms_class_magic[cls]) >> MS_MAGIC_SHIFT);
 }
 
 /* Blocks popped from the mark stack wait this many steps in a ring, their
@@ -240,11 +264,6 @@ static void scan(mark_t *m, const uintptr_t *w, size_t n, bool indirect, uint64_
  * 1 GiB heap of 10M blocks). */
 #define PREFETCH_RING 16
 
-static inline uintptr_t entry_addr(const mark_t *m, uint64_t e) {
-    const lspan_t *l = &m->spans[e >> 32];
-    return l->start + (e & 0xffffffffu) * l->osize;
-}
-
 /* flood: scans every block on the stack, and what they push, until empty. */
 static void flood(mark_t *m, bool indirect) {
     uint64_t ring[PREFETCH_RING];
@@ -252,18 +271,19 @@ static void flood(mark_t *m, bool indirect) {
     while (m->sp || n) {
         while (n < PREFETCH_RING && m->sp) {
             uint64_t e = m->stack[--m->sp];
-            __builtin_prefetch((const void *)entry_addr(m, e));
+            __builtin_prefetch((const void *)(uintptr_t)(e & ADDR_MASK));
             ring[(head + n++) % PREFETCH_RING] = e;
         }
         uint64_t e = ring[head];
         head = (head + 1) % PREFETCH_RING, n--;
-        const lspan_t *l = &m->spans[e >> 32];
-        uint64_t slot = e & 0xffffffffu;
-        uintptr_t p = l->start + slot * l->osize;
+        uintptr_t p = (uintptr_t)(e & ADDR_MASK);
+        unsigned cls = (unsigned)(e >> 56);
         /* freed since the snapshot: what it holds now is a free-list link,
          * which would keep some other block "reachable" */
-        if (l->cls && ((void *const volatile *)p)[1] == (void *)ms_free_cookie((void *)p)) continue;
-        scan(m, (const uintptr_t *)p, l->osize / sizeof(uintptr_t), indirect, l->bit0 + slot);
+        if (cls && ((void *const volatile *)p)[1] == (void *)ms_free_cookie((void *)p)) continue;
+        uint64_t size = cls ? ms_class_size[cls] : 0, self = UINT64_MAX;
+        if (indirect || !cls) self = block_of(m, p, cls, &size);
+        scan(m, (const uintptr_t *)p, size / sizeof(uintptr_t), indirect, self);
     }
 }
 
@@ -285,18 +305,17 @@ static bool group(ms_leak_result_t *r, const lost_t *lost, const uint32_t *ids, 
 static void mark_free(mark_t *m) {
     ms_os_free(m->spans, m->spans_bytes);
     ms_os_free(m->ar, m->ar_bytes);
-    ms_os_free(m->hot, m->hot_bytes);
     ms_os_free(m->ind, m->bits_bytes);
     if (m->root)
         for (size_t i = 0; i < ((size_t)1 << IDX_ROOT_BITS); i++)
-            if (m->root[i]) ms_os_free(m->root[i], sizeof(uint32_t) << IDX_LEAF_BITS);
+            if (m->root[i]) ms_os_free(m->root[i], sizeof(uint64_t) << IDX_LEAF_BITS);
     ms_os_free(m->root, m->root_bytes);
     ms_os_free(m->stack, m->stack_bytes);
     ms_os_free(m->log, m->log_bytes);
 }
 
 static size_t mark_mapped(const mark_t *m) {
-    return m->spans_bytes + m->hot_bytes + m->ar_bytes + m->bits_bytes + m->root_bytes + m->nleaves * (sizeof(uint32_t) << IDX_LEAF_BITS) +
+    return m->spans_bytes + m->ar_bytes + m->bits_bytes + m->root_bytes + m->nleaves * (sizeof(uint64_t) << IDX_LEAF_BITS) +
            m->stack_bytes + m->log_bytes;
 }
 

@@ -153,15 +153,24 @@ int ms_leak_write_pprof(int fd, const ms_leak_result_t *r) {
     static const char *const types[4][2] = {
         {"leaked_objects", "count"}, {"leaked_space", "bytes"}, {"indirect_objects", "count"}, {"indirect_space", "bytes"}};
     size_t bytes = ((r->ngroups + 1) * sizeof(prof_csample_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    size_t cap = 16;
+    while (cap < 2 * r->ngroups + 2) cap *= 2;
+    size_t hbytes = (cap * sizeof(uint32_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     prof_csample_t *s = ms_os_alloc(bytes);
-    if (!s) return -1;
+    uint32_t *h = ms_os_alloc(hbytes); /* stack -> sample index + 1 */
+    if (!s || !h) {
+        ms_os_free(s, bytes), ms_os_free(h, hbytes);
+        return -1;
+    }
     /* one sample per stack: a stack with both direct and indirect blocks has two groups */
     size_t n = 0;
     for (size_t i = 0; i < r->ngroups; i++) {
         const ms_leak_group_t *g = &r->groups[i];
-        size_t j = 0;
-        while (j < n && !(s[j].v[7] == (int64_t)g->stack)) j++;
+        size_t k = (size_t)(((uint64_t)g->stack * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+        while (h[k] && s[h[k] - 1].v[7] != (int64_t)g->stack) k = (k + 1) & (cap - 1);
+        size_t j = h[k] ? h[k] - 1 : n;
         if (j == n) {
+            h[k] = (uint32_t)n + 1;
             s[n] = (prof_csample_t){.v[7] = (int64_t)g->stack};
             bool trunc;
             if (g->stack == UINT32_MAX || !ms_prof_stack_get(g->stack, &s[n].pcs, &s[n].npcs, &trunc))
@@ -182,6 +191,7 @@ int ms_leak_write_pprof(int fd, const ms_leak_result_t *r) {
                        .samples = s, .n = n, .comment = comment, .time_ns = r->time_ns};
     int rc = ms_prof_write_custom(fd, &c, true);
     ms_os_free(s, bytes);
+    ms_os_free(h, hbytes);
     return rc;
 }
 

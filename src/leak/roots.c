@@ -13,8 +13,12 @@
  *     of pointers to dynamic TLS blocks: those blocks are malloc'd, so once
  *     the DTV is scanned they are reached like any heap block.
  * Mappings that memscope made (the heap, its metadata, this check's own
- * buffers) are never roots: nothing above names them.  Memory the program
- * mmaps itself is not a root either (LeakSanitizer does not scan it).
+ * buffers) are never roots: nothing above names them, and every range is cut
+ * exactly (TCB_BYTES below) because the kernel merges neighbouring anonymous
+ * mappings.  memscope's own threads (scavenger, HTTP server) block signals
+ * and hold no heap pointer: they are not stopped, but their TLS is scanned.
+ * Memory the program mmaps itself is not a root (LeakSanitizer does not scan
+ * it either).
  *
  * Stopping.  Every other thread (listed from /proc/self/task with getdents,
  * which does not allocate) is sent a real-time signal with tgkill.  Its
