@@ -44,9 +44,32 @@ typedef struct ms_leak_roots_s {
     uint32_t nstack_only;   /* of those, threads whose stack was still read (blocked in a system call) */
 } ms_leak_roots_t;
 
+/* The calling thread as the program left it, captured at the API's entry:
+ * the program's frames lie above lo, and regs hold its callee-saved
+ * registers.  The frames of the check itself are not scanned: their
+ * uninitialized slots hold whatever the program's dead frames left there
+ * (a pointer to a block it just dropped would hide that leak). */
+typedef struct ms_leak_self_s {
+    uintptr_t lo;
+    uintptr_t regs[8];
+    long arg;               /* the entry point's argument, kept in memory (below) */
+} ms_leak_self_t;
+/* MS_LEAK_SELF(s): first thing in a small noinline entry point whose only
+ * argument was stored in s.arg: the program's frames begin just above the
+ * entry's saved frame pointer and return address, and with its argument in
+ * memory the entry has no reason to save a callee-saved register before the
+ * spill, so the spill sees the caller's values. */
+void ms_leak_spill_regs(uintptr_t regs[8]);
+#define MS_LEAK_SELF(s)                                                                   \
+    do {                                                                                  \
+        (s).lo = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(uintptr_t);           \
+        ms_leak_spill_regs((s).regs);                                                     \
+    } while (0)
+
 /* ms_leak_roots_capture: stops every other thread, copies the roots into
- * r->words, and lets the threads go; false if memory was refused. */
-bool ms_leak_roots_capture(ms_leak_roots_t *r);
+ * r->words, and lets the threads go; false if memory was refused.  self:
+ * the caller's frames and registers (NULL: everything from here up). */
+bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self);
 void ms_leak_roots_free(ms_leak_roots_t *r);
 /* ms_leak_own_thread: the calling thread is memscope's own (scavenger, HTTP
  * server): it blocks signals and holds no pointer into the heap, so checks
@@ -85,8 +108,9 @@ typedef struct ms_leak_result_s {
     size_t map_bytes;             /* of this struct and groups */
 } ms_leak_result_t;
 
-/* ms_leak_check: a full check now; NULL if memory was refused. */
-ms_leak_result_t *ms_leak_check(void);
+/* ms_leak_check: a full check now; NULL if memory was refused.  self as
+ * for ms_leak_roots_capture. */
+ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self);
 void ms_leak_result_free(ms_leak_result_t *r);
 void ms_leak_mark_fork_child(void); /* from ms_leak_fork_child */
 

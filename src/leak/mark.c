@@ -319,7 +319,7 @@ static size_t mark_mapped(const mark_t *m) {
            m->stack_bytes + m->log_bytes;
 }
 
-ms_leak_result_t *ms_leak_check(void) {
+ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
     ms_ensure_init();
     pthread_mutex_lock(&check_lock);
     ms_no_sample++;
@@ -345,7 +345,7 @@ ms_leak_result_t *ms_leak_check(void) {
     res->nspans = m.nspans, res->nblocks = nblocks, res->heap_bytes = heap_bytes;
     uint64_t t1 = ms_os_now_ns();
     res->snapshot_ns = t1 - t0;
-    if (ok) ok = ms_leak_roots_capture(&res->roots);
+    if (ok) ok = ms_leak_roots_capture(&res->roots, self);
     uint64_t t2 = ms_os_now_ns();
     size_t peak = mark_mapped(&m) + res->roots.map_bytes;
     lost_t *lost = NULL;

@@ -247,8 +247,8 @@ int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
     return 0;
 }
 
-bool ms_leak_exit(int fd) {
-    ms_leak_result_t *r = ms_leak_check();
+static __attribute__((noinline)) bool leak_exit(int fd, const ms_leak_self_t *self) {
+    ms_leak_result_t *r = ms_leak_check(self);
     if (!r) {
         ms_printf_fd(fd, "memscope: leak check: out of memory; no report\n");
         return false;
@@ -259,12 +259,27 @@ bool ms_leak_exit(int fd) {
     return lost;
 }
 
-MEMSCOPE_API long memscope_check_leaks(int fd) {
+__attribute__((noinline)) bool ms_leak_exit(int fd) {
+    ms_leak_self_t self;
+    *(volatile long *)&self.arg = fd;
+    MS_LEAK_SELF(self);
+    return leak_exit((int)*(volatile long *)&self.arg, &self);
+}
+
+static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *self) {
     ms_ensure_init();
-    ms_leak_result_t *r = ms_leak_check();
+    ms_leak_result_t *r = ms_leak_check(self);
     if (!r) return -1;
     if (fd >= 0) ms_leak_write_text(fd, r, 50);
     long n = (long)(r->objs[0] + r->objs[1]);
     ms_leak_result_free(r);
     return n;
+}
+
+/* memscope_check_leaks: see MS_LEAK_SELF for why it is this small. */
+MEMSCOPE_API __attribute__((noinline)) long memscope_check_leaks(int fd) {
+    ms_leak_self_t self;
+    *(volatile long *)&self.arg = fd;
+    MS_LEAK_SELF(self);
+    return check_leaks((int)*(volatile long *)&self.arg, &self);
 }

@@ -322,6 +322,7 @@ enum { R_SEG, R_STACK, R_TLS, R_REGS };
 
 typedef struct capture_s {
     ms_leak_roots_t *r;
+    const ms_leak_self_t *caller; /* the calling thread's program frames; NULL: from here up */
     int self, pid;
     uint32_t gen;
     bool ok, done, new_tids, too_many;
@@ -475,21 +476,36 @@ static int seg_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     return 0;
 }
 
-/* spill: the caller's callee-saved registers, where the stack scan sees them. */
-static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
-    volatile uintptr_t regs[8];
+/* ms_leak_spill_regs: the caller's callee-saved registers, as they are. */
+__attribute__((noinline)) void ms_leak_spill_regs(uintptr_t regs[8]) {
+    for (int i = 0; i < 8; i++) regs[i] = 0;
 #if defined(__x86_64__)
     __asm__ volatile("mov %%rbx, 0(%0)\n\tmov %%rbp, 8(%0)\n\tmov %%r12, 16(%0)\n\t"
                      "mov %%r13, 24(%0)\n\tmov %%r14, 32(%0)\n\tmov %%r15, 40(%0)"
                      :
                      : "r"(regs)
                      : "memory");
-#else
-    __builtin_unwind_init();
-    for (int i = 0; i < 8; i++) regs[i] = 0;
+#elif defined(__aarch64__)
+    __asm__ volatile("stp x19, x20, [%0]\n\tstp x21, x22, [%0, #16]\n\t"
+                     "stp x23, x24, [%0, #32]\n\tstp x25, x26, [%0, #48]"
+                     :
+                     : "r"(regs)
+                     : "memory");
 #endif
-    uintptr_t sp = (uintptr_t)&regs[0];
-    add_stack(c, sp, sp, thread_pointer());
+}
+
+/* spill_and_collect: the calling thread (its program frames and registers
+ * only, see ms_leak_self_t), the stopped threads, the segments. */
+static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
+    ms_leak_self_t here;
+    const ms_leak_self_t *self = c->caller;
+    if (!self) {
+        here.lo = (uintptr_t)&here;
+        ms_leak_spill_regs(here.regs);
+        self = &here;
+    }
+    add_range(c, (uintptr_t)self->regs, (uintptr_t)(self->regs + 8), R_REGS);
+    add_stack(c, self->lo, self->lo, thread_pointer());
     add_tls(c, thread_pointer());
     c->r->nthreads = 1, c->r->nstopped = 1;
     uint32_t n = atomic_load(&nslots);
@@ -523,7 +539,6 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
         if (atomic_load(&own_tids[i]) && tp && tp != thread_pointer()) add_tls(c, tp);
     }
     dl_iterate_phdr(seg_cb, c);
-    (void)regs[0];
 }
 
 /* copy_ranges: every range into r->words. */
@@ -602,9 +617,9 @@ static void setup_once(void) {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-bool ms_leak_roots_capture(ms_leak_roots_t *r) {
+bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self) {
     pthread_once(&once, setup_once);
-    capture_t c = {.r = r, .ok = true, .self = (int)syscall(SYS_gettid), .pid = getpid()};
+    capture_t c = {.r = r, .caller = self, .ok = true, .self = (int)syscall(SYS_gettid), .pid = getpid()};
     c.my_lo = (uintptr_t)&stop_gen;
     memset(r, 0, sizeof *r);
     dl_iterate_phdr(stop_cb, &c);
