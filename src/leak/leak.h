@@ -54,11 +54,11 @@ typedef struct ms_leak_self_s {
     uintptr_t regs[8];
     long arg;               /* the entry point's argument, kept in memory (below) */
 } ms_leak_self_t;
-/* MS_LEAK_SELF(s): first thing in a small noinline entry point whose only
- * argument was stored in s.arg: the program's frames begin just above the
- * entry's saved frame pointer and return address, and with its argument in
- * memory the entry has no reason to save a callee-saved register before the
- * spill, so the spill sees the caller's values. */
+/* MS_LEAK_SELF(s): first thing in a small noinline entry point that keeps
+ * its argument and s in thread-local memory (report.c): the program's
+ * frames begin just above the entry's saved frame pointer and return
+ * address, and the entry has no reason to save a callee-saved register
+ * before the spill, so the spill sees the caller's values. */
 void ms_leak_spill_regs(uintptr_t regs[8]);
 #define MS_LEAK_SELF(s)                                                                   \
     do {                                                                                  \

@@ -259,11 +259,16 @@ static __attribute__((noinline)) bool leak_exit(int fd, const ms_leak_self_t *se
     return lost;
 }
 
+/* The entry points keep everything in thread-local memory across the
+ * register spill, so that the compiler has no value to hold in a
+ * callee-saved register there (it would save the caller's first, out of
+ * the spill's sight). */
+static __thread ms_leak_self_t entry_self __attribute__((tls_model("initial-exec")));
+
 __attribute__((noinline)) bool ms_leak_exit(int fd) {
-    ms_leak_self_t self;
-    *(volatile long *)&self.arg = fd;
-    MS_LEAK_SELF(self);
-    return leak_exit((int)*(volatile long *)&self.arg, &self);
+    entry_self.arg = fd;
+    MS_LEAK_SELF(entry_self);
+    return leak_exit((int)entry_self.arg, &entry_self);
 }
 
 static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *self) {
@@ -276,10 +281,48 @@ static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *
     return n;
 }
 
-/* memscope_check_leaks: see MS_LEAK_SELF for why it is this small. */
-MEMSCOPE_API __attribute__((noinline)) long memscope_check_leaks(int fd) {
-    ms_leak_self_t self;
-    *(volatile long *)&self.arg = fd;
-    MS_LEAK_SELF(self);
-    return check_leaks((int)*(volatile long *)&self.arg, &self);
+/* memscope_check_leaks: the program's callee-saved registers must be read
+ * before any compiled code can save one of them out of sight (GCC keeps a
+ * GOT address in rbx even in a two-line entry), so on x86-64 the entry is
+ * written in assembly: it stores rbx, the caller's rbp and r12-r15 in its
+ * frame and passes them, with the caller's stack pointer, to
+ * ms_leak_check_entry. */
+__attribute__((used)) long ms_leak_check_entry(int fd, const uintptr_t *regs, uintptr_t lo) {
+    ms_leak_self_t self = {.lo = lo};
+    for (int i = 0; i < 6; i++) self.regs[i] = regs[i];
+    return check_leaks(fd, &self);
 }
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl memscope_check_leaks\n"
+        ".type memscope_check_leaks, @function\n"
+        "memscope_check_leaks:\n"
+        ".cfi_startproc\n"
+        "  push %rbp\n"
+        ".cfi_def_cfa_offset 16\n"
+        ".cfi_offset %rbp, -16\n"
+        "  mov %rsp, %rbp\n"
+        ".cfi_def_cfa_register %rbp\n"
+        "  sub $48, %rsp\n"
+        "  mov %rbx, 0(%rsp)\n"
+        "  mov 0(%rbp), %rax\n"
+        "  mov %rax, 8(%rsp)\n"
+        "  mov %r12, 16(%rsp)\n"
+        "  mov %r13, 24(%rsp)\n"
+        "  mov %r14, 32(%rsp)\n"
+        "  mov %r15, 40(%rsp)\n"
+        "  mov %rsp, %rsi\n"
+        "  lea 16(%rbp), %rdx\n"
+        "  call ms_leak_check_entry\n"
+        "  leave\n"
+        ".cfi_def_cfa %rsp, 8\n"
+        "  ret\n"
+        ".cfi_endproc\n"
+        ".size memscope_check_leaks, .-memscope_check_leaks\n");
+#else
+MEMSCOPE_API __attribute__((noinline)) long memscope_check_leaks(int fd) {
+    entry_self.arg = fd;
+    MS_LEAK_SELF(entry_self);
+    return check_leaks((int)entry_self.arg, &entry_self);
+}
+#endif

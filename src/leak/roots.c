@@ -483,7 +483,7 @@ __attribute__((noinline)) void ms_leak_spill_regs(uintptr_t regs[8]) {
     __asm__ volatile("mov %%rbx, 0(%0)\n\tmov %%rbp, 8(%0)\n\tmov %%r12, 16(%0)\n\t"
                      "mov %%r13, 24(%0)\n\tmov %%r14, 32(%0)\n\tmov %%r15, 40(%0)"
                      :
-                     : "r"(regs)
+                     : "D"(regs) /* the argument register: no callee-saved one is touched first */
                      : "memory");
 #elif defined(__aarch64__)
     __asm__ volatile("stp x19, x20, [%0]\n\tstp x21, x22, [%0, #16]\n\t"
