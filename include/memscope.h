@@ -165,6 +165,12 @@ MEMSCOPE_API int memscope_write_peak_profile(const char *path);
 /* memscope_profile_rate returns the sampling rate in effect (0: off). */
 MEMSCOPE_API int64_t memscope_profile_rate(void);
 
+/* memscope_check_leaks finds the blocks nothing references any more (by
+ * reachability, as LeakSanitizer does, but now and with the program
+ * running), writes a LeakSanitizer-style report to fd (none if fd < 0), and
+ * returns how many blocks are lost (direct and indirect), or -1. */
+MEMSCOPE_API long memscope_check_leaks(int fd);
+
 /* ------------------------------------------------------------------------
  * Live endpoint
  * ---------------------------------------------------------------------- */

@@ -21,12 +21,14 @@
 #              and the redis workload under memscope
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
 #              compared against in bench/); heaptrack and valgrind (the heap
-#              profilers bench/run_profile.sh compares memscope's with)
+#              profilers bench/run_profile.sh compares memscope's with); liblsan0
+#              (LeakSanitizer, preloaded: the oracle of tests/test_leaks.sh and
+#              the comparison of bench/run_leaks.sh)
 set -eu
 PKGS="gcc clang make g++ binutils zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
       libpython3.11-testsuite redis-server redis-tools
       prometheus chromium tmux libclang-rt-14-dev
-      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk"
+      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk liblsan0"
 
 missing=""
 for p in $PKGS; do

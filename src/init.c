@@ -13,6 +13,7 @@
  */
 #include "internal.h"
 #include "http/http.h"
+#include "leak/leak.h"
 #include "prof/prof.h"
 
 #include <fcntl.h>
@@ -39,6 +40,7 @@ static void fork_child(void) {
     ms_stats_fork_child();
     ms_tcache_fork_child_flush();
     ms_scavenger_fork_done();
+    ms_leak_fork_child();
 }
 
 void ms_init_slow(void) {
@@ -81,6 +83,7 @@ __attribute__((constructor)) static void ms_ctor(void) {
  * first, so no output of the program is lost. */
 __attribute__((destructor)) static void ms_dtor(void) {
     bool fail = ms_prof_exit(report_fd);
+    if (ms_opt.leaks == LEAKS_REACHABLE && ms_leak_exit(report_fd)) fail = true;
     if (ms_opt.stats) memscope_print_stats(report_fd);
     if (fail) {
         fflush(NULL);

@@ -354,7 +354,7 @@ void ms_trace_scavenge(size_t released_bytes, bool forced);
 
 /* Fields are named after the MEMSCOPE keys (options.c holds the table). */
 #define MS_OPT_PATH_MAX 256
-enum { LEAKS_OFF = 0, LEAKS_ON = 1, LEAKS_EXIT = 2 };
+enum { LEAKS_OFF = 0, LEAKS_ON = 1, LEAKS_EXIT = 2, LEAKS_REACHABLE = 3 };
 #define MS_OPT_HTTP_MAX 64 /* bytes of the http option, with its NUL */
 typedef struct options_s {
     bool trace;
@@ -420,5 +420,15 @@ void ms_stats_read(struct memscope_stats *st);
 void ms_stats_fork_child(void);
 /* malloc.c: adds the counts of threads past exit into by_class; large bytes allocated and freed */
 void ms_malloc_orphan_counts(class_counts_t by_class[MS_NUM_CLASSES], uint64_t large_bytes[2]);
+
+/* ------------------------------------------------------------------------
+ * What the leak checker (src/leak/) may ask the core; nothing else.
+ * ---------------------------------------------------------------------- */
+/* pageheap.c: fn(s, arg) for each span in use, in address order, under the
+ * heap lock (fn must not allocate); returns how many. */
+size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg);
+/* malloc.c: true if addr is at or in a block allocated now (see there for
+ * the middle pages of large blocks); its start and usable size. */
+bool ms_block_find(uintptr_t addr, uintptr_t *start, size_t *size);
 
 #endif /* MS_INTERNAL_H */

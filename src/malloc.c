@@ -610,3 +610,33 @@ void ms_malloc_orphan_counts(class_counts_t by_class[MS_NUM_CLASSES], uint64_t l
     large_bytes[0] = atomic_load(&orphan_large_bytes[0]);
     large_bytes[1] = atomic_load(&orphan_large_bytes[1]);
 }
+
+/* ------------------------------------------------------------------------
+ * Block query for the leak checker (src/leak/)
+ * ---------------------------------------------------------------------- */
+
+/* ms_block_find: true if addr points at or into a block allocated now, with
+ * its start and usable size.  Small: the span is in use with a class, the
+ * slot lies below s->used (past it nothing was ever handed out)
+ * and does not carry the free cookie (objects in thread caches, transfer
+ * slots and span free lists all do: free writes it, and central.c writes it
+ * on slots it carves for a cache).  Large: addr lies in the first or last
+ * page of an in-use large span; its middle pages are not in the page map,
+ * so an interior pointer there is not resolved here (the checker keeps its
+ * own index of every page of the spans it scans).  Lock-free and racy by
+ * design: the answer may be stale by the time the caller reads it. */
+bool ms_block_find(uintptr_t addr, uintptr_t *start, size_t *size) {
+    const span_t *s = ms_pagemap_lookup((const void *)addr);
+    if (!s || s->state != SPAN_INUSE || addr < s->start || addr >= s->start + PAGES(s->npages)) return false;
+    uint8_t cls = s->cls;
+    if (!cls) {
+        *start = s->start, *size = PAGES(s->npages);
+        return true;
+    }
+    uintptr_t off = addr - s->start, used = *(const volatile uint32_t *)&s->used;
+    if (off >= used) return false;
+    uintptr_t obj = s->start + ((off * ms_class_magic[cls]) >> MS_MAGIC_SHIFT) * ms_class_size[cls];
+    if (((void *const volatile *)obj)[1] == (void *)ms_free_cookie((void *)obj)) return false;
+    *start = obj, *size = ms_class_size[cls];
+    return true;
+}

@@ -27,8 +27,9 @@
       "heap profile: sample one allocation per this many bytes on average (1: all, 0: off)")              \
     X(heapprofile, OPT_STRING, 0, 0, MS_OPT_PATH_MAX - 1,                                                  \
       "write a heap profile (pprof) to this path at exit; %p becomes the pid")                             \
-    X(leaks, OPT_CHOICE, 0, 0, 2,                                                                          \
-      "0|1|exit: at exit, list what is still allocated by stack; exit: and exit with status 23 if any")   \
+    X(leaks, OPT_CHOICE, 0, 0, 3,                                                                          \
+      "0|1|exit|reachable: at exit, list what is still allocated by stack; exit: and exit with status 23 " \
+      "if any; reachable: report blocks nothing references (LeakSanitizer-style, status 23 if any)")      \
     X(http, OPT_STRING, 0, 0, MS_OPT_HTTP_MAX - 1,                                                        \
       "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")
 
@@ -206,4 +207,7 @@ static void warn_stderr(const char *msg) { ms_warn("%s", msg); }
 void ms_options_init(void) {
     const char *env = secure_getenv("MEMSCOPE");
     if (env) ms_options_parse(env, &ms_opt, warn_stderr);
+    /* leak-check mode: every block keeps its allocation stack, unless a
+     * rate was asked for (the cost is in the README) */
+    if (ms_opt.leaks == LEAKS_REACHABLE && !strstr(env, "profile_rate=")) ms_opt.profile_rate = 1;
 }

@@ -715,3 +715,32 @@ uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
     pthread_mutex_unlock(&ms_heap_lock);
     return oldest;
 }
+
+/* ------------------------------------------------------------------------
+ * Spans in use, for the leak checker (src/leak/)
+ * ---------------------------------------------------------------------- */
+
+/* ms_heap_for_each_inuse: calls fn(s, arg) once for every span in use, in
+ * address order, holding the heap lock.  The walk reads the page map's
+ * leaves: a span's first page maps to it, so a page whose entry is a span
+ * starting there is that span's start (stale entries in the middle of other
+ * spans point at structs that start elsewhere or are not in use), and the
+ * walk then skips the span's pages.  fn must not allocate or take an
+ * allocator lock; it may read the span's fields (used is the central
+ * list's, read racily: it only grows while the span is in use). */
+size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg) {
+    size_t n = 0;
+    heap_lock();
+    for (uintptr_t i = 0; i < ((uintptr_t)1 << MS_PM_ROOT_BITS); i++) {
+        if (!ms_pm.root[i]) continue; /* no leaf */
+        for (uintptr_t j = 0; j < ((uintptr_t)1 << MS_PM_LEAF_BITS); j++) {
+            uintptr_t page = ((i << MS_PM_LEAF_BITS) | j) << MS_PAGE_SHIFT;
+            span_t *s = ms_pagemap_span((void *)page);
+            if (s == MS_SPAN_NIL || s->start != page || s->state == SPAN_DEAD) continue;
+            if (s->state == SPAN_INUSE) fn(s, arg), n++;
+            j += s->npages - 1; /* may run past the leaf: the outer loop goes on with the next */
+        }
+    }
+    heap_unlock();
+    return n;
+}

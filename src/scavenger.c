@@ -35,6 +35,7 @@
  * it is started again on demand.  The thread never calls malloc.
  */
 #include "internal.h"
+#include "leak/leak.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -89,6 +90,7 @@ static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay
 
 static void *scavenger_main(void *arg) {
     ms_no_sample = 1; /* memscope's own thread: never in the heap profile */
+    ms_leak_own_thread(); /* nor stopped by the leak checker (it blocks signals) */
     (void)arg;
     pthread_mutex_lock(&sc_lock);
     for (;;) {

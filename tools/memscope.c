@@ -1,7 +1,7 @@
 /* memscope.c: the `memscope` command-line tool.
  *
  *   memscope run [--trace] [--stats] [--profile-rate N] [--heapprofile PATH]
- *                [--leaks[=exit]] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
+ *                [--leaks[=exit|=reachable]] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
  *   memscope report PROFILE [...] | memscope report --diff BASE NEW [...]
  *   memscope top [--once] URL      (tools/top.c)
  *   memscope version
@@ -32,7 +32,7 @@
  *   MEMSCOPE    existing entries, then the options given on the command line
  *               (--trace -> trace=1, --stats -> stats=1, --profile-rate N
  *               -> profile_rate=N, --heapprofile P -> heapprofile=P,
- *               --leaks -> leaks=1, --leaks=exit -> leaks=exit,
+ *               --leaks -> leaks=1, --leaks=exit -> leaks=exit, --leaks=reachable -> leaks=reachable,
  *               --env MEMSCOPE=k=v,... -> k=v,...), comma-separated.  A key
  *               set on the command line replaces the same key from the
  *               environment (and a later flag an earlier one), so the result
@@ -93,6 +93,9 @@ static const char usage_rest[] =
     "                 %p in PATH becomes the pid                   (heapprofile=PATH)\n"
     "  --leaks        list what is still allocated at exit, by stack (leaks=1)\n"
     "  --leaks=exit   the same, and exit with status 23 if anything is listed\n"
+    "  --leaks=reachable\n"
+    "                 at exit, report the blocks nothing references (LeakSanitizer-style;\n"
+    "                 every allocation keeps its stack; exit status 23 if any)\n"
     "  --http ADDR:PORT  serve /debug/pprof, /metrics and a live page (http=...)\n"
     "  --env K=V      set variable K for the command; --env MEMSCOPE=k=v,...\n"
     "                 adds any MEMSCOPE key (profile_rate, leaks, heapprofile, ...)\n"
@@ -347,6 +350,8 @@ static int cmd_run(int argc, char **argv)
             optlist_add_csv(&cli, "leaks=1");
         } else if (strcmp(a, "--leaks=exit") == 0) {
             optlist_add_csv(&cli, "leaks=exit");
+        } else if (strcmp(a, "--leaks=reachable") == 0) {
+            optlist_add_csv(&cli, "leaks=reachable");
         } else if ((v = opt_value(argc, argv, &i, "--profile-rate"))) {
             if (!v[0] || strspn(v, "0123456789") != strlen(v))
                 usage_error("--profile-rate wants a number of bytes, not '%s'", v);

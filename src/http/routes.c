@@ -7,6 +7,10 @@
  *                             memory first; ?seconds=N the delta over N s
  *   /debug/pprof/allocs       the same samples, alloc_space by default
  *   /debug/pprof/peak         the in-use profile at the high-water mark
+ *   /debug/pprof/leaks        a leak check now (src/leak/): blocks nothing
+ *                             references, by stack, as profile.proto with
+ *                             leaked_* and indirect_* sample types; ?debug=1
+ *                             LSan-style text, ?debug=2 the page's JSON
  *   /debug/vars               expvar JSON: "cmdline" and "memstats" with
  *                             Go's MemStats field names
  *   /metrics                  Prometheus text exposition (format 0.0.4)
@@ -23,6 +27,7 @@
  * (prof.h), so no allocating thread waits on us for longer than a copy.
  */
 #include "http.h"
+#include "../leak/leak.h"
 #include "../prof/prof.h"
 
 #include <fcntl.h>
@@ -96,6 +101,28 @@ static int profile_route(const ms_http_req_t *req, int kind, int fd, int *status
     return 0;
 }
 
+/* leaks_route: runs a check on the server thread (the threads of the
+ * program pause for the root copy only; the server is one of memscope's own
+ * threads and is never stopped). */
+static int leaks_route(const ms_http_req_t *req, int fd, int *status, const char **ctype) {
+    int debug = (int)ms_http_query_int(req->query, "debug", 0, 2);
+    ms_leak_result_t *r = ms_leak_check(NULL); /* the server thread: no program frames */
+    if (!r) {
+        static const char msg[] = "leak check: out of memory\n";
+        ms_write_fd(fd, msg, sizeof msg - 1);
+        *status = 503;
+        *ctype = CT_TEXT;
+        return 0;
+    }
+    int rc;
+    if (debug == 1) *ctype = CT_TEXT, rc = ms_leak_write_text(fd, r, 200);
+    else if (debug == 2) *ctype = CT_JSON, rc = ms_leak_write_json(fd, r, 50);
+    else *ctype = "application/octet-stream", rc = ms_leak_write_pprof(fd, r);
+    ms_leak_result_free(r);
+    *status = rc == 0 ? 200 : 500;
+    return 0;
+}
+
 void ms_http_route_finish(void *wait_state, int fd, int *status, const char **ctype, int abandon) {
     wait_t *w = wait_state;
     if (!abandon) {
@@ -126,6 +153,8 @@ static void pprof_index(ms_out_t *o) {
                 "(add ?gc=1 to return idle memory first, ?seconds=N for a delta)</td></tr>\n"
                 "<tr><td><a href=\"allocs?debug=1\">allocs</a></td><td>all allocations since start, by stack</td></tr>\n"
                 "<tr><td><a href=\"peak?debug=1\">peak</a></td><td>live objects at the heap's high-water mark</td></tr>\n"
+                "<tr><td><a href=\"leaks?debug=1\">leaks</a></td><td>a leak check now: blocks nothing references, "
+                "by allocating stack</td></tr>\n"
                 "</table>\n<p>Without ?debug=1 each is a gzipped profile.proto for "
                 "<code>go tool pprof</code> or <code>memscope report</code>.</p>\n"
                 "<p>Also: <a href=\"/\">the live page</a>, <a href=\"/metrics\">/metrics</a>, "
@@ -533,6 +562,8 @@ int ms_http_route(const ms_http_req_t *req, int fd, int *status, const char **ct
         return profile_route(req, PROF_ALLOCS, fd, status, ctype, wait_state);
     } else if (path_is(req, "/debug/pprof/peak")) {
         return profile_route(req, PROF_PEAK, fd, status, ctype, wait_state);
+    } else if (path_is(req, "/debug/pprof/leaks")) {
+        return leaks_route(req, fd, status, ctype);
     } else if (path_is(req, "/debug/vars")) {
         *ctype = CT_JSON;
         debug_vars(o);

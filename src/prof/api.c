@@ -96,7 +96,7 @@ MEMSCOPE_API int64_t memscope_profile_rate(void) {
 bool ms_prof_exit(int report_fd) {
     if (!ms_prof_enabled()) return false;
     if (ms_opt.heapprofile[0]) write_path(ms_opt.heapprofile, PROF_HEAP);
-    if (ms_opt.leaks == LEAKS_OFF) return false;
+    if (ms_opt.leaks != LEAKS_ON && ms_opt.leaks != LEAKS_EXIT) return false; /* reachable: src/leak/ */
     int stacks = ms_prof_report_leaks(report_fd, 20);
     if (stacks == 0) ms_printf_fd(report_fd, "memscope: no blocks still allocated at exit\n");
     return stacks > 0 && ms_opt.leaks == LEAKS_EXIT;

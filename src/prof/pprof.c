@@ -298,6 +298,57 @@ static void encode(enc_t *e, const prof_snap_t *snap, int kind) {
     pb_uint(&e->out, 14, def);
 }
 
+/* encode_custom: a profile of caller-given samples and sample types (the
+ * leak checker's /debug/pprof/leaks), same tables and mappings as encode. */
+static void encode_custom(enc_t *e, const prof_custom_t *c) {
+    for (int i = 0; i < c->ntypes; i++) value_type(e, 1, c->types[i][0], c->types[i][1]);
+    for (size_t i = 0; i < c->n; i++) {
+        const prof_csample_t *r = &c->samples[i];
+        uint64_t ids[MS_PROF_MAX_DEPTH];
+        uint32_t n = 0;
+        for (uint32_t k = r->npcs ? ms_sym_first_frame(e->sym, r->pcs, r->npcs) : 0; k < r->npcs; k++)
+            ids[n++] = loc(e, r->pcs[k]);
+        pbuf_t *m = &e->sub, *p = &e->sub2;
+        for (uint32_t k = 0; k < n; k++) pb_varint(p, ids[k]);
+        pb_msg(m, 1, p);
+        for (int k = 0; k < c->ntypes; k++) pb_varint(p, (uint64_t)r->v[k]);
+        pb_msg(m, 2, p);
+        pb_msg(&e->out, 2, m);
+    }
+    int nmaps = e->sym ? ms_sym_nmaps(e->sym) : 0;
+    for (int i = 0; i < nmaps; i++) {
+        const sym_map_t *mp = ms_sym_map(e->sym, i);
+        pbuf_t *m = &e->sub;
+        pb_uint(m, 1, (uint64_t)i + 1);
+        pb_uint(m, 2, mp->start);
+        pb_uint(m, 3, mp->limit);
+        pb_uint(m, 4, mp->offset);
+        pb_uint(m, 5, str(e, mp->path));
+        pb_uint(m, 6, str(e, mp->build_id));
+        bool named = e->map_named && e->map_named[i];
+        pb_bool(m, 7, named);
+        pb_bool(m, 8, named);
+        pb_bool(m, 9, named);
+        pb_bool(m, 10, named);
+        pb_msg(&e->out, 3, m);
+    }
+    pb_bytes(&e->out, e->locs.p, e->locs.len);
+    pb_bytes(&e->out, e->funcs.p, e->funcs.len);
+    uint32_t ci = str(e, c->comment);
+    uint32_t pt = str(e, c->period_type[0]), pu = str(e, c->period_type[1]);
+    uint32_t def = str(e, c->default_type);
+    pb_key(&e->out, 6, 2), pb_varint(&e->out, 0); /* string_table[0] = "" */
+    pb_bytes(&e->out, e->strs.p, e->strs.len);
+    pb_uint(&e->out, 9, c->time_ns);
+    pbuf_t *m = &e->sub;
+    pb_uint(m, 1, pt);
+    pb_uint(m, 2, pu);
+    pb_msg(&e->out, 11, m);
+    pb_uint(&e->out, 12, (uint64_t)c->period);
+    pb_key(&e->out, 13, 0), pb_varint(&e->out, ci);
+    pb_uint(&e->out, 14, def);
+}
+
 /* ------------------------------------------------------------------------
  * gzip
  * ---------------------------------------------------------------------- */
@@ -347,13 +398,31 @@ int ms_prof_write_pprof(int fd, const prof_snap_t *snap, int kind) {
     return rc;
 }
 
+static int encode_any(int fd, const prof_snap_t *snap, int kind, const prof_custom_t *custom, symtab_t *sym,
+                      bool gzip);
+
+int ms_prof_write_custom(int fd, const prof_custom_t *c, bool gzip) {
+    ms_no_sample++;
+    symtab_t *sym = ms_sym_open();
+    int rc = encode_any(fd, NULL, 0, c, sym, gzip);
+    if (sym) ms_sym_close(sym);
+    ms_no_sample--;
+    return rc;
+}
+
 int ms_prof_encode(int fd, const prof_snap_t *snap, int kind, symtab_t *sym, bool gzip) {
+    return encode_any(fd, snap, kind, NULL, sym, gzip);
+}
+
+static int encode_any(int fd, const prof_snap_t *snap, int kind, const prof_custom_t *custom, symtab_t *sym,
+                      bool gzip) {
     enc_t e = {0};
     e.sym = sym;
     int nmaps = e.sym ? ms_sym_nmaps(e.sym) : 0;
     size_t mb = ((size_t)nmaps + 1 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     e.map_named = ms_os_alloc(mb);
-    encode(&e, snap, kind);
+    if (custom) encode_custom(&e, custom);
+    else encode(&e, snap, kind);
     bool oom = e.out.oom || e.sub.oom || e.sub2.oom || e.sub3.oom || e.locs.oom || e.funcs.oom || e.strs.oom;
     int rc = -1;
     if (oom) ms_warn("memscope: heap profile: out of memory while encoding; nothing written");

@@ -79,6 +79,19 @@ void ms_prof_snap_free(prof_snap_t *s);
  * counts are then differences modulo 2^64: read in-use as alloc - free. */
 void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base);
 
+/* For the leak checker.  While a log is set, every block the profiler
+ * records (allocated, or moved by realloc) has its address appended to
+ * buf (cap entries; beyond, the overflow flag is set): the blocks that are
+ * new since the check began.  Stop returns the count; buf stays the
+ * caller's.  ms_prof_block_stacks: the stack id of each recorded block,
+ * UINT32_MAX for one not recorded.  ms_prof_stack_get: a stack's frames
+ * (they live as long as the process). */
+void ms_prof_log_start(uintptr_t *buf, size_t cap);
+size_t ms_prof_log_count(void);
+size_t ms_prof_log_stop(bool *overflow);
+void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n);
+bool ms_prof_stack_get(uint32_t id, const uintptr_t **pcs, uint32_t *npcs, bool *truncated);
+
 /* ------------------------------------------------------------------------
  * stack.c
  * ---------------------------------------------------------------------- */
@@ -132,6 +145,27 @@ int ms_prof_write_pprof(int fd, const prof_snap_t *snap, int kind);
 /* ms_prof_encode: the same with a given symtab (NULL: addresses only), gzip
  * or not; deterministic for a given snapshot and symtab (golden tests). */
 int ms_prof_encode(int fd, const prof_snap_t *snap, int kind, symtab_t *sym, bool gzip);
+/* A profile of other samples than the heap's (the leak checker's):
+ * ntypes sample types {type, unit}, each sample its stack and ntypes values
+ * (at most 8). */
+typedef struct prof_csample_s {
+    const uintptr_t *pcs;
+    uint32_t npcs;
+    int64_t v[8];
+} prof_csample_t;
+typedef struct prof_custom_s {
+    const char *const (*types)[2];
+    int ntypes;
+    const char *default_type;
+    const char *period_type[2];
+    int64_t period;
+    const prof_csample_t *samples;
+    size_t n;
+    const char *comment;
+    uint64_t time_ns;
+} prof_custom_t;
+/* ms_prof_write_custom: symbolized profile.proto of c to fd; 0 or -1. */
+int ms_prof_write_custom(int fd, const prof_custom_t *c, bool gzip);
 /* ms_prof_write_text: Go's debug=1 heap text, with the MemStats trailer. */
 int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind);
 /* ms_prof_write: takes a snapshot and writes it (debug 0: pprof, else text). */

@@ -93,6 +93,12 @@ static size_t frames_left;
 static block_t *blocks;
 static size_t blocks_cap, nblocks;
 
+/* The leak checker's list of blocks recorded while a check runs (see
+ * ms_prof_log_start); NULL when no check runs. */
+static uintptr_t *log_buf;
+static size_t log_cap, log_n;
+static bool log_over;
+
 static double inuse_w, peak_w;        /* estimated in-use bytes now, and at the peak */
 static uint32_t gen;                  /* bumped at each new peak */
 static uint64_t peak_time_ns;
@@ -245,6 +251,11 @@ static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
     return true;
 }
 
+static void log_add(uintptr_t a) {
+    if (log_n < log_cap) log_buf[log_n++] = a;
+    else log_over = true;
+}
+
 /* ------------------------------------------------------------------------
  * Accounting (prof_lock)
  * ---------------------------------------------------------------------- */
@@ -294,6 +305,7 @@ MS_TEXT static bool on_sampled(void *p, size_t size) {
     pthread_mutex_lock(&prof_lock);
     uint32_t id = stack_intern(pcs, n, truncated);
     if (id != UINT32_MAX && block_insert((uintptr_t)p, id, size)) {
+        if (log_buf) log_add((uintptr_t)p);
         uint32_t g = gen;
         account(id, size, true);
         if (gen != g) peak_time_ns = ms_os_wall_ns();
@@ -323,6 +335,7 @@ static void on_moved(void *p, void *q, size_t size) {
         account(id, size_unpack(b->size), false);
         block_remove(b);
         if (block_insert((uintptr_t)q, id, size)) account(id, size, true);
+        if (log_buf) log_add((uintptr_t)q);
     }
     pthread_mutex_unlock(&prof_lock);
 }
@@ -415,4 +428,54 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
         c->alloc_objs_w -= b->alloc_objs_w, c->alloc_bytes_w -= b->alloc_bytes_w;
         c->free_objs_w -= b->free_objs_w, c->free_bytes_w -= b->free_bytes_w;
     }
+}
+
+/* ------------------------------------------------------------------------
+ * For the leak checker (src/leak/)
+ * ---------------------------------------------------------------------- */
+
+void ms_prof_log_start(uintptr_t *buf, size_t cap) {
+    pthread_mutex_lock(&prof_lock);
+    log_buf = buf, log_cap = cap, log_n = 0, log_over = false;
+    pthread_mutex_unlock(&prof_lock);
+}
+
+size_t ms_prof_log_count(void) {
+    pthread_mutex_lock(&prof_lock);
+    size_t n = log_n;
+    pthread_mutex_unlock(&prof_lock);
+    return n;
+}
+
+size_t ms_prof_log_stop(bool *overflow) {
+    pthread_mutex_lock(&prof_lock);
+    size_t n = log_n;
+    *overflow = log_over;
+    log_buf = NULL, log_cap = 0, log_n = 0, log_over = false;
+    pthread_mutex_unlock(&prof_lock);
+    return n;
+}
+
+void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n) {
+    /* in batches, so allocating threads never wait long for the lock */
+    for (size_t i = 0; i < n;) {
+        size_t end = i + 4096 < n ? i + 4096 : n;
+        pthread_mutex_lock(&prof_lock);
+        for (; i < end; i++) {
+            block_t *b = block_find(addrs[i]);
+            ids[i] = b ? b->stack : UINT32_MAX;
+        }
+        pthread_mutex_unlock(&prof_lock);
+    }
+}
+
+bool ms_prof_stack_get(uint32_t id, const uintptr_t **pcs, uint32_t *npcs, bool *truncated) {
+    pthread_mutex_lock(&prof_lock);
+    bool ok = id < nstacks;
+    if (ok) {
+        const pstack_t *s = stack_at(id);
+        *pcs = s->pcs, *npcs = s->npcs, *truncated = s->truncated;
+    }
+    pthread_mutex_unlock(&prof_lock);
+    return ok;
 }

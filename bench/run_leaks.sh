@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# bench/run_leaks.sh: what the leak checker costs (issue 11, "Speed").
+#
+# What it measures and why:
+#  1. scan: bench/leakscan.c builds a heap of N blocks (10M blocks of 16..192
+#     bytes: about 1 GiB; each block points at an older one, one in a
+#     thousand dropped), starts T threads that keep running, and runs C
+#     checks with memscope_check_leaks.  Per check: the wall time of the
+#     call, the CPU time of the checking thread, the pause of the other
+#     threads, snapshot and mark times and the memory the check mapped.
+#     Targets: a check under 1 s, a pause under 10 ms.
+#  2. mode: the seven workloads of bench/run.sh at the reduced sizes of
+#     run_profile.sh's instruction table, under memscope's defaults, under
+#     MEMSCOPE=leaks=reachable (every allocation keeps its stack, a check at
+#     exit), under LeakSanitizer (liblsan.so.0 preloaded: its own allocator,
+#     a stack per allocation, a check at exit) and plain glibc; interleaved
+#     runs, medians of CPU time (user+sys: the machine may be shared).
+#     Target: leak-check mode at most 1.5x memscope's default.
+#
+# Environment:
+#   LEAK_PARTS="scan mode"   LEAK_BLOCKS=10000000  LEAK_THREADS=2  LEAK_CHECKS=3
+#   BENCH_RUNS=3  BENCH_WORKLOADS="..."  MEMSCOPE_SO  BUILD=build  BENCH_TIMEOUT=300
+#   BENCH_RESULTS=bench/RESULTS.md: only the text between
+#     "<!-- BEGIN bench/run_leaks.sh -->" and "<!-- END bench/run_leaks.sh -->"
+#     is replaced (the block is appended the first time).
+# Raw data: bench/out/leaks-scan.txt, bench/out/leaks-mode.tsv.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT" || exit 2
+BUILD=${BUILD:-build}; BIN=$BUILD/bench; OUT=bench/out; CC=${CC:-cc}
+RUNS=${BENCH_RUNS:-3}; TIMEOUT=${BENCH_TIMEOUT:-300}
+PARTS=${LEAK_PARTS:-scan mode}
+NBLOCKS=${LEAK_BLOCKS:-10000000}; NTHREADS=${LEAK_THREADS:-2}; NCHECKS=${LEAK_CHECKS:-3}
+RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
+LSAN=/usr/lib/x86_64-linux-gnu/liblsan.so.0
+mkdir -p "$BIN" "$OUT"
+note() { printf '%s\n' "$*" >&2; }
+
+for p in st_churn larson prodcons mixed_realloc large seed_vector small_nodes runone; do
+    $CC -std=c11 -O2 -pthread -Wall -Wextra -o "$BIN/$p" "bench/$p.c" || exit 2
+done
+$CC -std=c11 -D_GNU_SOURCE -O2 -pthread -Wall -Wextra -o "$BIN/leakscan" bench/leakscan.c -ldl || exit 2
+MS=$(realpath "${MEMSCOPE_SO:-$BUILD/libmemscope.so}") || { note "no libmemscope.so (make lib)"; exit 2; }
+MS_SHA=$(sha256sum "$MS" | cut -c1-16)
+REV=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
+unset MEMSCOPE
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg); START=$(date +%s)
+
+TABLE="
+st-churn|st_churn|2000000 20000
+larson|larson|4 250000 5000 2
+prodcons|prodcons|1000000 4096
+mixed-realloc|mixed_realloc|300000 4000
+large|large|500 8 page
+seed-vector|seed_vector|8000000 1
+small-nodes|small_nodes|2000000 1
+"
+WORKLOADS=${BENCH_WORKLOADS:-$(printf '%s\n' "$TABLE" | cut -d'|' -f1 | xargs)}
+field() { printf '%s\n' "$TABLE" | awk -F'|' -v n="$1" -v f="$2" '$1==n{print $f}'; }
+get() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+median() { sort -g | awk '{a[NR]=$1} END{if(NR==0){print "";exit} print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
+
+# ------------------------------------------------------------ part 1: scan ----
+if [[ " $PARTS " == *" scan "* ]]; then
+    note "leaks/scan: $NBLOCKS blocks, $NTHREADS running threads, $NCHECKS checks"
+    P_LOAD=$(cut -d' ' -f1 /proc/loadavg)
+    LD_PRELOAD=$MS timeout "$TIMEOUT" "$BIN/leakscan" "$NBLOCKS" "$NTHREADS" "$NCHECKS" >"$OUT/leaks-scan.txt" 2>"$OUT/leaks-scan.err"
+    printf 'load %s %s; memscope git %s, sha256 %s…; %s\n' "$P_LOAD" "$(cut -d' ' -f1 /proc/loadavg)" "$REV" "$MS_SHA" \
+        "$(date -u '+%Y-%m-%d %H:%M UTC')" >"$OUT/leaks-scan.meta"
+    cat "$OUT/leaks-scan.txt" >&2
+fi
+
+# ------------------------------------------------------------ part 2: mode ----
+status_ok() { # runone output, variant -> ok or why not
+    local run; run=$(printf '%s\n' "$1" | grep '^RUN ' | tail -1)
+    if [ -z "$run" ]; then echo harness-error
+    elif [ "$(get timeout "$run")" = 1 ]; then echo timeout
+    elif [ "$(get signal "$run")" != 0 ]; then echo "SIG$(get signal "$run")"
+    elif [ "$(get exit "$run")" != 0 ] && [ "$(get exit "$run")" != 23 ]; then echo "exit-$(get exit "$run")"
+    else echo ok; fi
+}
+if [[ " $PARTS " == *" mode "* ]]; then
+    R=$OUT/leaks-mode.tsv; printf 'workload\tvariant\trep\twall_s\tcpu_s\tmaxrss_kib\tstatus\n' >"$R"
+    VARIANTS="ms-default ms-leaks glibc"; [ -e "$LSAN" ] && VARIANTS="$VARIANTS lsan"
+    for rep in $(seq 1 "$RUNS"); do
+        for w in $WORKLOADS; do
+            prog=$(field "$w" 2); args=$(field "$w" 3)
+            order=$VARIANTS; [ $((rep % 2)) = 0 ] && order=$(printf '%s\n' $VARIANTS | tac | xargs)
+            for v in $order; do
+                case $v in
+                    ms-default) out=$("$BIN/runone" -t "$TIMEOUT" -p "$MS" -- "$BIN/$prog" $args 2>&1) ;;
+                    ms-leaks) out=$(MEMSCOPE=leaks=reachable "$BIN/runone" -t "$TIMEOUT" -p "$MS" -- "$BIN/$prog" $args 2>&1) ;;
+                    glibc) out=$("$BIN/runone" -t "$TIMEOUT" -- "$BIN/$prog" $args 2>&1) ;;
+                    lsan) out=$("$BIN/runone" -t "$TIMEOUT" -p "$LSAN" -- "$BIN/$prog" $args 2>&1) ;;
+                esac
+                run=$(printf '%s\n' "$out" | grep '^RUN ' | tail -1)
+                cpu=$(awk -v u="$(get user_s "$run")" -v s="$(get sys_s "$run")" 'BEGIN{printf "%.3f", u + s}')
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$v" "$rep" "$(get wall_s "$run")" "$cpu" \
+                    "$(get maxrss_kib "$run")" "$(status_ok "$out")" >>"$R"
+                note "leaks/mode: [$rep/$RUNS] $w $v wall=$(get wall_s "$run") cpu=$cpu $(status_ok "$out")"
+            done
+        done
+    done
+    printf '%s; load %s at start, %s at end\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$LOAD_START" \
+        "$(cut -d' ' -f1 /proc/loadavg)" >"$OUT/leaks-mode.meta"
+fi
+
+# ---------------------------------------------------------------- report ----
+section() {
+    echo "<!-- BEGIN bench/run_leaks.sh -->"
+    echo "## Cost of the leak checker (issue 11, \"Speed\")"
+    echo
+    echo "Generated by \`bench/run_leaks.sh\`; do not edit by hand, rerun the script. Raw data: \`bench/out/leaks-*\` (not committed)."
+    echo
+    echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs; kernel $(uname -sr)"
+    echo "- memscope: git $REV, sha256 $MS_SHA…"
+    echo "- load average at start of the last run: $LOAD_START (other work shared the 2 CPUs: the checking thread's CPU time is the figure to trust, wall time includes waiting for a CPU)"
+    echo
+    if [ -s "$OUT/leaks-scan.txt" ]; then
+        echo "### A check of a large heap (\`bench/leakscan.c\`: $(grep -o '[0-9]* blocks, [0-9.]* GiB' "$OUT/leaks-scan.err" | head -1) requested; $NTHREADS threads running)"
+        echo
+        echo "_Run: $(cat "$OUT/leaks-scan.meta" 2>/dev/null)_"
+        echo
+        echo "| check | wall ms | CPU ms (checking thread) | pause µs | threads stopped | snapshot ms | mark ms | check memory | blocks | lost (dropped) |"
+        echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+        i=0
+        while read -r line; do
+            i=$((i + 1))
+            l=$(get lost "$line"); d=$(get dropped "$line"); w=$(get wall_ms "$line"); c=$(get cpu_ms "$line")
+            pause=$(printf '%s\n' "$line" | sed -n 's/.*stopped for \([0-9]*\) us.*/\1/p')
+            thr=$(printf '%s\n' "$line" | sed -n 's/.*check: \([0-9]* of [0-9]*\) thread.*/\1/p')
+            snap=$(printf '%s\n' "$line" | sed -n 's/.*snapshot \([0-9]*\) ms.*/\1/p')
+            mark=$(printf '%s\n' "$line" | sed -n 's/.*mark \([0-9]*\) ms.*/\1/p')
+            mem=$(printf '%s\n' "$line" | sed -n 's/.*memory \([0-9]*\) KiB.*/\1/p')
+            blk=$(printf '%s\n' "$line" | sed -n 's/.*; \([0-9]*\) blocks in.*/\1/p')
+            echo "| $i | $w | $c | $pause | $thr | $snap | $mark | $((mem / 1024)) MiB | $blk | $l ($d) |"
+        done < <(grep '^CHECK ' "$OUT/leaks-scan.txt")
+        echo
+        echo "\"lost\" is below \"dropped\" because a dropped block that another block still points at is not lost."
+        echo
+    fi
+    if [ -s "$OUT/leaks-mode.tsv" ]; then
+        echo "### Leak-check mode vs memscope's defaults, LeakSanitizer and glibc (medians of $RUNS interleaved runs, CPU seconds)"
+        echo
+        echo "_Run: $(cat "$OUT/leaks-mode.meta" 2>/dev/null)_"
+        echo
+        echo "ms-leaks is \`MEMSCOPE=leaks=reachable\`: profile_rate=1 (a stack for every allocation) and a check at exit. lsan is liblsan.so.0 preloaded (its allocator, a stack per allocation, a check at exit)."
+        echo
+        echo "| workload | args | glibc | ms-default | ms-leaks | lsan | ms-leaks / ms-default | lsan / glibc | ms-leaks / lsan |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        for w in $WORKLOADS; do
+            declare -A med=()
+            for v in glibc ms-default ms-leaks lsan; do
+                med[$v]=$(awk -F'\t' -v w="$w" -v v="$v" '$1==w && $2==v && $7=="ok"{print $5}' "$OUT/leaks-mode.tsv" | median)
+            done
+            r1=$(awk -v a="${med[ms-leaks]}" -v b="${med[ms-default]}" 'BEGIN{if(a&&b)printf "%.2fx",a/b}')
+            r2=$(awk -v a="${med[lsan]}" -v b="${med[glibc]}" 'BEGIN{if(a&&b)printf "%.2fx",a/b}')
+            r3=$(awk -v a="${med[ms-leaks]}" -v b="${med[lsan]}" 'BEGIN{if(a&&b)printf "%.2fx",a/b}')
+            echo "| $w | \`$(field "$w" 3)\` | ${med[glibc]} | ${med[ms-default]} | ${med[ms-leaks]} | ${med[lsan]} | $r1 | $r2 | $r3 |"
+            unset med
+        done
+        echo
+    fi
+    echo "<!-- END bench/run_leaks.sh -->"
+}
+section >"$OUT/leaks.md"
+if [ -f "$RESULTS" ] && grep -q '<!-- BEGIN bench/run_leaks.sh -->' "$RESULTS"; then
+    awk -v f="$OUT/leaks.md" '
+        /<!-- BEGIN bench\/run_leaks.sh -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
+        /<!-- END bench\/run_leaks.sh -->/ { skip = 0; next }
+        !skip' "$RESULTS" >"$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
+else
+    { echo; cat "$OUT/leaks.md"; } >>"$RESULTS"
+fi
+note "leaks: wrote $RESULTS ($(( $(date +%s) - START )) s)"

@@ -1,0 +1,520 @@
+/* mark.c: the snapshot of the heap, the conservative mark, the classes.
+ *
+ * A check, in order:
+ *   1. The profiler starts listing the blocks it records (every block at
+ *      profile_rate=1, sampled ones otherwise): blocks new since now.
+ *   2. Snapshot, with the program running: the core lists the spans in use
+ *      (ms_heap_for_each_inuse, one walk of the page map under the heap
+ *      lock); for each, the part handed out (below s->used), the
+ *      object size, and one bit per slot saying whether it is allocated
+ *      (no free cookie in its second word: the same test as ms_block_find,
+ *      done span by span).  Every page of every span, large ones included,
+ *      goes into a private two-level index from page to span, so an
+ *      interior pointer anywhere in a large block resolves in two loads.
+ *   3. Roots (roots.c): the threads stop, the roots are copied, they go on.
+ *   4. Mark from the copied roots: a word is a pointer if it falls in a
+ *      snapshot span, below its used mark, in a slot whose bit says allocated.
+ *      Marked blocks go on an explicit stack and are scanned in turn, live
+ *      (their memory may change meanwhile; heap pages are never unmapped,
+ *      so reading them is safe).  Then every block the profiler listed as
+ *      new is marked too, with what it reaches: blocks allocated during the
+ *      check count as reachable.
+ *   5. Indirect, as LeakSanitizer does: each unmarked block is scanned, and
+ *      the unmarked blocks it points to (itself excepted) are "indirectly
+ *      lost", with everything they reach.  A lost cycle with nothing
+ *      pointing into it is therefore all indirect, as under LSan.
+ *   6. Classes: unmarked and not indirect is definitely lost.  A lost block
+ *      is kept only if it is still allocated now (ms_block_find) and was not
+ *      listed as new: anything allocated or freed during the check is left
+ *      out (counted in changed_objs).
+ *
+ * The mark stack holds at most one entry per allocated block (a block is
+ * flagged before it is pushed, and each phase pushes a block once), so it is
+ * sized to the snapshot's block count up front: bounded, no recursion and
+ * no growth while marking.  All the memory (span table, three bitmaps, the
+ * index, the stack) comes from ms_os_alloc and its peak is reported.
+ *
+ * What the concurrent mark cannot see: a program that, during the mark,
+ * moves the only pointer to a block from a place not yet scanned to one
+ * already scanned (or into a register) hides that block, which then shows as
+ * lost.  The stop-the-world checkers (LSan) do not have this race; the
+ * price here is a pause of one copy of the roots instead of the whole mark.
+ * docs/LEAKS.md discusses it.
+ */
+#include "leak.h"
+#include "../prof/prof.h"
+
+#include <string.h>
+
+#define PAGES(n) ((size_t)(n) << MS_PAGE_SHIFT)
+#define IDX_LEAF_BITS 20
+#define IDX_ROOT_BITS 15
+/* Blocks the profiler may list as new during one check; past it the result
+ * says so.  8 MiB of address space, touched only as it fills. */
+#define LOG_CAP ((size_t)1 << 20)
+
+typedef struct lspan_s {
+    uintptr_t start, end;   /* end: past the last slot handed out at the snapshot */
+    uintptr_t span_end;     /* past the span's last page */
+    uint64_t bit0;          /* first slot's bit in the bitmaps */
+    uint64_t osize;         /* bytes per slot (large: the whole span) */
+    uint32_t nobj;
+    uint8_t cls;            /* 0: large */
+} lspan_t;
+
+/* A page-index entry, 64 bits, all scan() needs for a small span without
+ * touching the span table (whose cache misses were the mark's main cost):
+ *   bits 0-35  the span's first bit (small), or its index (large)
+ *   bits 36-42 size class, 0 for a large span
+ *   bits 43-48 which page of the span this is (small spans have <= 32)
+ *   bit  63    entry present
+ * Each small span owns capacity + 1 bits: slots past the used mark are
+ * never flagged allocated, and the extra bit absorbs a pointer into the
+ * tail that no whole object covers, so no bound check is needed. */
+#define ENT_LOW ((1ull << 36) - 1)
+#define ENT_PRESENT (1ull << 63)
+#define ADDR_MASK ((1ull << 56) - 1) /* stack entries: block address | class << 56 */
+
+typedef struct mark_s {
+    lspan_t *spans;
+    size_t nspans, cap_spans, spans_bytes;
+    uint64_t nbits;
+    uint64_t *ar, *ind;     /* allocated/reached pairs; indirectly lost */
+    size_t ar_bytes, bits_bytes;
+    uint64_t **root;        /* page index: page -> entry (above) */
+    size_t root_bytes, nleaves;
+    uintptr_t lo, hi;       /* lowest and highest span address */
+    uint64_t *stack;
+    size_t sp, stack_bytes;
+    uintptr_t *log;
+    size_t log_bytes;
+    bool oom;
+} mark_t;
+
+static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static inline bool bit_get(const uint64_t *b, uint64_t i) { return (b[i >> 6] >> (i & 63)) & 1; }
+static inline void bit_set(uint64_t *b, uint64_t i) { b[i >> 6] |= 1ull << (i & 63); }
+/* The allocated and reached bits of a slot sit side by side (bits 2i and
+ * 2i+1 of m->ar): the mark tests both for every candidate pointer, and one
+ * cache miss is half of two. */
+static inline bool is_alloc(const mark_t *m, uint64_t i) { return (m->ar[i >> 5] >> ((i & 31) * 2)) & 1; }
+static inline bool is_reach(const mark_t *m, uint64_t i) { return (m->ar[i >> 5] >> ((i & 31) * 2 + 1)) & 1; }
+static inline void set_alloc(mark_t *m, uint64_t i) { m->ar[i >> 5] |= 1ull << ((i & 31) * 2); }
+static inline void set_reach(mark_t *m, uint64_t i) { m->ar[i >> 5] |= 2ull << ((i & 31) * 2); }
+
+/* ------------------------------------------------------------------------
+ * Snapshot
+ * ---------------------------------------------------------------------- */
+
+static void on_span(const span_t *s, void *arg) {
+    mark_t *m = arg;
+    if (m->oom) return;
+    if (m->nspans == m->cap_spans) {
+        size_t nb = m->spans_bytes ? m->spans_bytes * 2 : 1 << 20;
+        lspan_t *n = ms_os_alloc(nb);
+        if (!n) {
+            m->oom = true;
+            return;
+        }
+        if (m->nspans) memcpy(n, m->spans, m->nspans * sizeof *n);
+        ms_os_free(m->spans, m->spans_bytes);
+        m->spans = n, m->spans_bytes = nb, m->cap_spans = nb / sizeof *n;
+    }
+    lspan_t *l = &m->spans[m->nspans++];
+    l->start = s->start;
+    l->span_end = s->start + PAGES(s->npages);
+    l->cls = s->cls;
+    if (s->cls) {
+        l->osize = ms_class_size[s->cls];
+        l->end = s->start + *(const volatile uint32_t *)&s->used;
+        if (l->end < l->start || l->end > l->span_end) l->end = l->start;
+        l->nobj = (uint32_t)((l->end - l->start) / l->osize);
+        l->end = l->start + l->nobj * l->osize;
+    } else {
+        l->osize = PAGES(s->npages);
+        l->end = l->span_end;
+        l->nobj = 1;
+    }
+}
+
+static bool index_span(mark_t *m, size_t k) {
+    const lspan_t *l = &m->spans[k];
+    for (uintptr_t pn = l->start >> MS_PAGE_SHIFT; pn < l->span_end >> MS_PAGE_SHIFT; pn++) {
+        uint64_t **slot = &m->root[pn >> IDX_LEAF_BITS];
+        if (!*slot) {
+            *slot = ms_os_alloc(sizeof(uint64_t) << IDX_LEAF_BITS);
+            if (!*slot) return false;
+            m->nleaves++;
+        }
+        uint64_t pg = pn - (l->start >> MS_PAGE_SHIFT);
+        (*slot)[pn & ((1u << IDX_LEAF_BITS) - 1)] =
+            l->cls ? ENT_PRESENT | l->bit0 | (uint64_t)l->cls << 36 | pg << 43 : ENT_PRESENT | (uint64_t)k;
+    }
+    return true;
+}
+
+/* snapshot: steps 2 of the top comment; counts allocated blocks and bytes. */
+static bool snapshot(mark_t *m, uint64_t *nblocks, uint64_t *bytes) {
+    ms_heap_for_each_inuse(on_span, m);
+    if (m->oom || m->nspans >= UINT32_MAX) return false;
+    uint64_t nbits = 0;
+    for (size_t k = 0; k < m->nspans; k++) {
+        lspan_t *l = &m->spans[k];
+        l->bit0 = nbits;
+        nbits += l->cls ? (l->span_end - l->start) / l->osize + 1 : 1;
+    }
+    if (nbits > ENT_LOW) return false;
+    m->nbits = nbits;
+    m->bits_bytes = ((nbits + 63) / 64 * 8 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    if (!m->bits_bytes) m->bits_bytes = MS_PAGE_SIZE;
+    m->ar_bytes = ((nbits + 31) / 32 * 8 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    if (!m->ar_bytes) m->ar_bytes = MS_PAGE_SIZE;
+    m->ar = ms_os_alloc(m->ar_bytes);
+    m->ind = ms_os_alloc(m->bits_bytes);
+    m->root_bytes = sizeof(uint64_t *) << IDX_ROOT_BITS;
+    m->root = ms_os_alloc(m->root_bytes);
+    if (!m->ar || !m->ind || !m->root) return false;
+    uint64_t n = 0, b = 0;
+    m->lo = UINTPTR_MAX, m->hi = 0;
+    for (size_t k = 0; k < m->nspans; k++) {
+        const lspan_t *l = &m->spans[k];
+        if (!index_span(m, k)) return false;
+        if (l->start < m->lo) m->lo = l->start;
+        if (l->span_end > m->hi) m->hi = l->span_end;
+        if (!l->cls) {
+            set_alloc(m, l->bit0);
+            n++, b += l->osize;
+            continue;
+        }
+        uintptr_t p = l->start;
+        uint64_t c = 0;
+        for (uint32_t i = 0; i < l->nobj; i++, p += l->osize) {
+            if (((void *const volatile *)p)[1] == (void *)ms_free_cookie((void *)p)) continue;
+            set_alloc(m, l->bit0 + i);
+            c++;
+        }
+        n += c, b += c * l->osize;
+    }
+    *nblocks = n, *bytes = b;
+    m->stack_bytes = ((n + 1) * sizeof(uint64_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    m->stack = ms_os_alloc(m->stack_bytes);
+    return m->stack != NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Mark
+ * ---------------------------------------------------------------------- */
+
+/* scan: each word of [w, w+n) that points into an allocated snapshot block
+ * not yet flagged gets it flagged (reach, or ind when indirect) and pushed.
+ * self: the block being scanned in the indirect phase (a block's pointer
+ * to itself does not make it indirect). */
+static void scan(mark_t *m, const uintptr_t *w, size_t n, bool indirect, uint64_t self) {
+    const uintptr_t lo = m->lo, range = m->hi - m->lo;
+    uint64_t **root = m->root;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t v = w[i];
+        if (v - lo >= range) continue;
+        const uint64_t *leaf = root[v >> (MS_PAGE_SHIFT + IDX_LEAF_BITS)];
+        if (!leaf) continue;
+        uint64_t ent = leaf[(v >> MS_PAGE_SHIFT) & ((1u << IDX_LEAF_BITS) - 1)];
+        if (!ent) continue;
+        unsigned cls = (unsigned)(ent >> 36) & 127;
+        uint64_t b;
+        uintptr_t start;
+        if (cls) {
+            start = (v & ~(uintptr_t)MS_PAGE_MASK) - (((ent >> 43) & 63) << MS_PAGE_SHIFT);
+            uint64_t slot = ((v - start) * ms_class_magic[cls]) >> MS_MAGIC_SHIFT;
+            b = (ent & ENT_LOW) + slot;
+            start += slot * ms_class_size[cls];
+        } else {
+            const lspan_t *l = &m->spans[ent & ENT_LOW];
+            b = l->bit0, start = l->start;
+        }
+        uint64_t pair = (m->ar[b >> 5] >> ((b & 31) * 2)) & 3;
+        if (pair != 1) continue; /* not allocated, or already reached */
+        if (indirect) {
+            if (b == self || bit_get(m->ind, b)) continue;
+            bit_set(m->ind, b);
+        } else {
+            set_reach(m, b);
+        }
+        m->stack[m->sp++] = start | (uint64_t)cls << 56;
+    }
+}
+
+/* block_of: the bit and byte size of the snapshot block starting at p. */
+static uint64_t block_of(const mark_t *m, uintptr_t p, unsigned cls, uint64_t *size) {
+    uint64_t ent = m->root[p >> (MS_PAGE_SHIFT + IDX_LEAF_BITS)][(p >> MS_PAGE_SHIFT) & ((1u << IDX_LEAF_BITS) - 1)];
+    if (!cls) {
+        const lspan_t *l = &m->spans[ent & ENT_LOW];
+        *size = l->osize;
+        return l->bit0;
+    }
+    uintptr_t start = (p & ~(uintptr_t)MS_PAGE_MASK) - (((ent >> 43) & 63) << MS_PAGE_SHIFT);
+    *size = ms_class_size[cls];
+    return (ent & ENT_LOW) + (((p - start) * ms_class_magic[cls]) >> MS_MAGIC_SHIFT);
+}
+
+/* Blocks popped from the mark stack wait this many steps in a ring, their
+ * first cache line prefetched, before they are scanned: the mark visits
+ * blocks in pointer order, all over the heap, and without overlapping those
+ * misses it runs at one memory latency per block (about 3x slower on a
+ * 1 GiB heap of 10M blocks). */
+#define PREFETCH_RING 16
+
+/* flood: scans every block on the stack, and what they push, until empty. */
+static void flood(mark_t *m, bool indirect) {
+    uint64_t ring[PREFETCH_RING];
+    unsigned head = 0, n = 0;
+    while (m->sp || n) {
+        while (n < PREFETCH_RING && m->sp) {
+            uint64_t e = m->stack[--m->sp];
+            __builtin_prefetch((const void *)(uintptr_t)(e & ADDR_MASK));
+            ring[(head + n++) % PREFETCH_RING] = e;
+        }
+        uint64_t e = ring[head];
+        head = (head + 1) % PREFETCH_RING, n--;
+        uintptr_t p = (uintptr_t)(e & ADDR_MASK);
+        unsigned cls = (unsigned)(e >> 56);
+        /* freed since the snapshot: what it holds now is a free-list link,
+         * which would keep some other block "reachable" */
+        if (cls && ((void *const volatile *)p)[1] == (void *)ms_free_cookie((void *)p)) continue;
+        uint64_t size = cls ? ms_class_size[cls] : 0, self = UINT64_MAX;
+        if (indirect || !cls) self = block_of(m, p, cls, &size);
+        scan(m, (const uintptr_t *)p, size / sizeof(uintptr_t), indirect, self);
+    }
+}
+
+/* mark_addrs: each listed block (a new one) is reachable, with what it reaches. */
+static void mark_addrs(mark_t *m, const uintptr_t *a, size_t n) {
+    for (size_t i = 0; i < n; i++) scan(m, &a[i], 1, false, UINT64_MAX);
+    flood(m, false);
+}
+
+/* ------------------------------------------------------------------------
+ * Classes
+ * ---------------------------------------------------------------------- */
+
+typedef struct lost_s { uintptr_t addr; uint64_t size; uint32_t kind; } lost_t;
+
+/* group: lost blocks by (kind, stack) into r->groups, largest first. */
+static bool group(ms_leak_result_t *r, const lost_t *lost, const uint32_t *ids, size_t n, size_t *mapped);
+
+static void mark_free(mark_t *m) {
+    ms_os_free(m->spans, m->spans_bytes);
+    ms_os_free(m->ar, m->ar_bytes);
+    ms_os_free(m->ind, m->bits_bytes);
+    if (m->root)
+        for (size_t i = 0; i < ((size_t)1 << IDX_ROOT_BITS); i++)
+            if (m->root[i]) ms_os_free(m->root[i], sizeof(uint64_t) << IDX_LEAF_BITS);
+    ms_os_free(m->root, m->root_bytes);
+    ms_os_free(m->stack, m->stack_bytes);
+    ms_os_free(m->log, m->log_bytes);
+}
+
+static size_t mark_mapped(const mark_t *m) {
+    return m->spans_bytes + m->ar_bytes + m->bits_bytes + m->root_bytes + m->nleaves * (sizeof(uint64_t) << IDX_LEAF_BITS) +
+           m->stack_bytes + m->log_bytes;
+}
+
+ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
+    ms_ensure_init();
+    pthread_mutex_lock(&check_lock);
+    ms_no_sample++;
+    uint64_t t0 = ms_os_now_ns();
+    mark_t m = {0};
+    ms_leak_result_t *res = NULL;
+    size_t res_bytes = (sizeof *res + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    res = ms_os_alloc(res_bytes);
+    if (!res) goto out;
+    res->map_bytes = res_bytes;
+    res->time_ns = ms_os_wall_ns();
+    res->rate = atomic_load(&ms_sample_rate);
+
+    bool prof = ms_prof_enabled();
+    if (prof) {
+        m.log_bytes = LOG_CAP * sizeof(uintptr_t);
+        m.log = ms_os_alloc(m.log_bytes);
+        if (m.log) ms_prof_log_start(m.log, LOG_CAP);
+        else m.log_bytes = 0;
+    }
+    uint64_t nblocks = 0, heap_bytes = 0;
+    bool ok = snapshot(&m, &nblocks, &heap_bytes);
+    res->nspans = m.nspans, res->nblocks = nblocks, res->heap_bytes = heap_bytes;
+    uint64_t t1 = ms_os_now_ns();
+    res->snapshot_ns = t1 - t0;
+    if (ok) ok = ms_leak_roots_capture(&res->roots, self);
+    uint64_t t2 = ms_os_now_ns();
+    size_t peak = mark_mapped(&m) + res->roots.map_bytes;
+    lost_t *lost = NULL;
+    uint32_t *ids = NULL;
+    size_t lost_bytes = 0, nlost = 0, ids_bytes = 0;
+    if (ok) {
+        scan(&m, res->roots.words, res->roots.nwords, false, UINT64_MAX);
+        ms_leak_roots_free(&res->roots);
+        flood(&m, false);
+        if (m.log) mark_addrs(&m, m.log, ms_prof_log_count());
+        /* indirect: from each unmarked block */
+        for (size_t k = 0; k < m.nspans; k++) {
+            const lspan_t *l = &m.spans[k];
+            for (uint32_t i = 0; i < l->nobj; i++) {
+                uint64_t b = l->bit0 + i;
+                if (!is_alloc(&m, b) || is_reach(&m, b) || bit_get(m.ind, b)) continue;
+                scan(&m, (const uintptr_t *)(l->start + i * l->osize), l->osize / sizeof(uintptr_t), true, b);
+                flood(&m, true);
+            }
+        }
+        /* classes; lost blocks listed for the report */
+        uint64_t cand = 0;
+        for (uint64_t w = 0; w < (m.nbits + 31) / 32; w++)
+            cand += (uint64_t)__builtin_popcountll(m.ar[w] & ~(m.ar[w] >> 1) & 0x5555555555555555ull);
+        lost_bytes = ((cand + 1) * sizeof(lost_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+        lost = ms_os_alloc(lost_bytes);
+        ok = lost != NULL;
+        for (size_t k = 0; ok && k < m.nspans; k++) {
+            const lspan_t *l = &m.spans[k];
+            for (uint32_t i = 0; i < l->nobj; i++) {
+                uint64_t b = l->bit0 + i;
+                if (!is_alloc(&m, b)) continue;
+                if (is_reach(&m, b)) {
+                    res->objs[MS_LEAK_REACHABLE]++, res->bytes[MS_LEAK_REACHABLE] += l->osize;
+                    continue;
+                }
+                uintptr_t p = l->start + i * l->osize, s;
+                size_t sz;
+                if (!ms_block_find(p, &s, &sz) || s != p) {
+                    res->changed_objs++;
+                    continue;
+                }
+                lost[nlost++] = (lost_t){p, l->osize, bit_get(m.ind, b) ? MS_LEAK_INDIRECT : MS_LEAK_DIRECT};
+            }
+        }
+    }
+    res->mark_ns = ms_os_now_ns() - t2;
+    if (m.log) {
+        size_t n = ms_prof_log_stop(&res->log_overflow);
+        /* blocks new since the check began are not lost, whatever the mark
+         * saw.  lost[] is in address order (spans come in address order):
+         * each logged address is looked up in it, O(log n) apiece. */
+        for (size_t i = 0; i < n; i++) {
+            size_t lo = 0, hi = nlost;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (lost[mid].addr < m.log[i]) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo < nlost && lost[lo].addr == m.log[i]) lost[lo].kind = UINT32_MAX;
+        }
+        size_t keep = 0;
+        for (size_t i = 0; i < nlost; i++) {
+            if (lost[i].kind == UINT32_MAX) {
+                res->changed_objs++;
+                res->objs[MS_LEAK_REACHABLE]++, res->bytes[MS_LEAK_REACHABLE] += lost[i].size;
+            } else {
+                lost[keep++] = lost[i];
+            }
+        }
+        nlost = keep;
+    }
+    if (peak < mark_mapped(&m) + lost_bytes) peak = mark_mapped(&m) + lost_bytes;
+    mark_free(&m);
+    if (ok) {
+        ids_bytes = ((nlost + 1) * sizeof(uint32_t) + (nlost + 1) * sizeof(uintptr_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+        ids = ms_os_alloc(ids_bytes);
+        ok = ids != NULL;
+    }
+    if (ok) {
+        uintptr_t *addrs = (uintptr_t *)(ids + nlost + 1);
+        addrs = (uintptr_t *)(((uintptr_t)addrs + 7) & ~(uintptr_t)7);
+        for (size_t i = 0; i < nlost; i++) addrs[i] = lost[i].addr;
+        if (prof) ms_prof_block_stacks(addrs, ids, nlost);
+        else for (size_t i = 0; i < nlost; i++) ids[i] = UINT32_MAX;
+        size_t gb = 0;
+        ok = group(res, lost, ids, nlost, &gb);
+        if (peak < lost_bytes + ids_bytes + gb) peak = lost_bytes + ids_bytes + gb;
+    }
+    ms_os_free(lost, lost_bytes);
+    ms_os_free(ids, ids_bytes);
+    res->mark_bytes = peak;
+    res->total_ns = ms_os_now_ns() - t0;
+    if (!ok) {
+        ms_leak_roots_free(&res->roots);
+        ms_leak_result_free(res);
+        res = NULL;
+    }
+out:
+    if (!res) mark_free(&m);
+    ms_no_sample--;
+    pthread_mutex_unlock(&check_lock);
+    return res;
+}
+
+static bool group(ms_leak_result_t *r, const lost_t *lost, const uint32_t *ids, size_t n, size_t *mapped) {
+    /* open addressing on (kind, stack); at most n groups */
+    size_t cap = 16;
+    while (cap < 2 * n + 2) cap *= 2;
+    size_t tb = (cap * sizeof(ms_leak_group_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    ms_leak_group_t *t = ms_os_alloc(tb);
+    if (!t) return false;
+    for (size_t i = 0; i < cap; i++) t[i].kind = UINT32_MAX;
+    size_t ng = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = (uint64_t)lost[i].kind << 32 | ids[i];
+        size_t j = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+        while (t[j].kind != UINT32_MAX && ((uint64_t)t[j].kind << 32 | t[j].stack) != key) j = (j + 1) & (cap - 1);
+        if (t[j].kind == UINT32_MAX) t[j] = (ms_leak_group_t){.stack = ids[i], .kind = lost[i].kind}, ng++;
+        t[j].objs++, t[j].bytes += lost[i].size;
+        r->objs[lost[i].kind]++, r->bytes[lost[i].kind] += lost[i].size;
+        if (ids[i] == UINT32_MAX) r->unsampled_objs++;
+    }
+    /* the result: this struct's mapping is replaced by one with room for the groups */
+    size_t gb = ((sizeof *r + ng * sizeof(ms_leak_group_t)) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    *mapped = tb + gb;
+    ms_leak_group_t *g = ms_os_alloc(gb);
+    if (!g) {
+        ms_os_free(t, tb);
+        return false;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < cap; i++)
+        if (t[i].kind != UINT32_MAX) g[k++] = t[i];
+    ms_os_free(t, tb);
+    /* largest bytes first (insertion sort would be O(n^2): heapsort) */
+    for (size_t start = k / 2; start-- > 0;) {
+        for (size_t x = start;;) {
+            size_t c = 2 * x + 1;
+            if (c >= k) break;
+            if (c + 1 < k && g[c + 1].bytes < g[c].bytes) c++;
+            if (g[x].bytes <= g[c].bytes) break;
+            ms_leak_group_t tmp = g[x]; g[x] = g[c]; g[c] = tmp;
+            x = c;
+        }
+    }
+    for (size_t end = k; end-- > 1;) {
+        ms_leak_group_t tmp = g[0]; g[0] = g[end]; g[end] = tmp;
+        for (size_t x = 0;;) {
+            size_t c = 2 * x + 1;
+            if (c >= end) break;
+            if (c + 1 < end && g[c + 1].bytes < g[c].bytes) c++;
+            if (g[x].bytes <= g[c].bytes) break;
+            ms_leak_group_t tmp2 = g[x]; g[x] = g[c]; g[c] = tmp2;
+            x = c;
+        }
+    }
+    r->groups = g;
+    r->ngroups = k;
+    return true;
+}
+
+void ms_leak_result_free(ms_leak_result_t *r) {
+    if (!r) return;
+    if (r->groups) {
+        size_t gb = ((sizeof *r + r->ngroups * sizeof(ms_leak_group_t)) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+        ms_os_free(r->groups, gb);
+    }
+    ms_os_free(r, (sizeof *r + MS_PAGE_MASK) & ~MS_PAGE_MASK);
+}
+
+void ms_leak_mark_fork_child(void) { pthread_mutex_init(&check_lock, NULL); }

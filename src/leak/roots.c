@@ -1,0 +1,653 @@
+/* roots.c: stopping the threads and copying the roots of the leak check.
+ *
+ * A root is memory the program can reach without going through the heap:
+ *   - the writable PT_LOAD segments (data, bss, relro) of every object the
+ *     dynamic loader lists (the executable, its libraries, dlopen'd ones),
+ *     except libmemscope.so itself, whose statics hold only its metadata;
+ *   - every thread's registers (general purpose and the vector registers in
+ *     the signal frame), and its stack from the stack pointer (less the
+ *     x86-64 red zone) to the top of the mapping that holds it;
+ *   - every thread's static TLS and thread control block around its thread
+ *     pointer (glibc puts them at the top of a thread's stack mapping; the
+ *     main thread's sit in a mapping of their own), and its DTV, the array
+ *     of pointers to dynamic TLS blocks: those blocks are malloc'd, so once
+ *     the DTV is scanned they are reached like any heap block.
+ * Mappings that memscope made (the heap, its metadata, this check's own
+ * buffers) are never roots: nothing above names them, and every range is cut
+ * exactly (TCB_BYTES below) because the kernel merges neighbouring anonymous
+ * mappings.  memscope's own threads (scavenger, HTTP server) block signals
+ * and hold no heap pointer: they are not stopped, but their TLS is scanned.
+ * Memory the program mmaps itself is not a root (LeakSanitizer does not scan
+ * it either).
+ *
+ * Stopping.  Every other thread (listed from /proc/self/task with getdents,
+ * which does not allocate) is sent a real-time signal with tgkill.  Its
+ * handler copies the interrupted registers, stack pointer and thread pointer
+ * into the thread's slot, counts itself in and waits on a futex until the
+ * checker moves on; no ptrace, so the check works under a debugger and in
+ * containers that forbid ptrace.  The list is read again until no new thread
+ * shows up, so a thread created while the others stop is caught too.  While
+ * they wait the checker copies every root into one mapped buffer, then lets
+ * them go: the pause lasts one copy of the stacks and writable segments, and
+ * the mark (mark.c) works on the copy while the program runs.
+ *
+ * The whole stop happens inside a dl_iterate_phdr callback, holding the
+ * loader's lock (recursive), as LeakSanitizer does: no thread can be stopped
+ * inside dlopen with the list of objects half updated, and the checker can
+ * walk the list again while the threads wait.  While they are stopped the
+ * checker takes no other lock and calls nothing that may: system calls,
+ * ms_os_alloc (mmap), its own parsing of /proc.
+ *
+ * Threads that do not answer.  A thread that blocks the signal, or is
+ * stopped by a debugger, would hang a naive checker.  Each missing thread
+ * is looked at after 2 ms: gone (exited, or a zombie main thread) is
+ * forgotten; the signal blocked (SigBlk in its status) is given up at once;
+ * anything else by 100 ms.  For a thread given up, if it sits in a system
+ * call (/proc/self/task/TID/syscall names its stack pointer), its stack is
+ * still copied; its registers are not known.  The result lists it, and the
+ * report says the check is incomplete: leaks referenced only from such a
+ * thread's registers may be reported although they are not.  A late
+ * handler, or one run when the thread unblocks the signal, sees that the
+ * check is over (the generation is even) and returns at once.
+ *
+ * fork: a child starts with no check running (ms_leak_fork_child, from
+ * init.c's handler); slots are static so that a late handler never touches
+ * memory that was returned.
+ */
+#include "leak.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+/* Why these: 2 ms lets an idle machine schedule every thread once (a thread
+ * still missing then is looked at, not given up, unless it blocks the
+ * signal, so a busy machine only lengthens the pause); 100 ms
+ * bounds the pause a thread in an odd state (stopped by a debugger, or
+ * inside a long uninterruptible system call) can cause. */
+#define LOOK_AFTER_NS (2ull * 1000 * 1000)
+#define GIVE_UP_NS (100ull * 1000 * 1000)
+#define RED_ZONE 128
+/* glibc's struct pthread on x86-64 (2304 bytes since glibc 2.26; the value
+ * LeakSanitizer uses): the TCB lies in [tp, tp + TCB_BYTES), static TLS just
+ * below it.  Ranges are exact on purpose: anonymous mappings with equal
+ * permissions merge, so "the rest of the mapping" around a TLS block or
+ * above a thread's stack may well be memscope's own metadata (the
+ * profiler's map of block addresses would make every block reachable). */
+#define TCB_BYTES 2304
+/* Words of registers kept per thread: the whole mcontext (x86-64: 23
+ * general registers and the fpregs pointer) plus 16 vector registers. */
+#define REG_WORDS (sizeof(mcontext_t) / sizeof(uintptr_t) + 32)
+
+typedef struct slot_s {
+    _Atomic int tid;
+    _Atomic uint32_t gen;  /* the stop generation this slot was filled for */
+    uint8_t state;         /* SLOT_*, the checker's */
+    uintptr_t sp, hsp, tp; /* interrupted stack pointer, the handler's frame, thread pointer */
+    uintptr_t regs[REG_WORDS];
+} slot_t;
+enum { SLOT_SENT = 0, SLOT_GONE = 1, SLOT_GIVEN_UP = 2 };
+
+static slot_t slots[MS_LEAK_MAX_THREADS];
+static _Atomic uint32_t nslots;
+static _Atomic uint32_t stop_gen;  /* odd while threads must stop */
+static _Atomic uint32_t arrived;   /* handlers that have saved their state */
+static int stop_sig;
+/* memscope's own threads (ms_leak_own_thread); a few at most */
+#define OWN_MAX 8
+static _Atomic int own_tids[OWN_MAX];
+static _Atomic uintptr_t own_tps[OWN_MAX]; /* their thread pointers: their TLS is still scanned */
+static size_t tls_static_bytes = 4096;
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
+    return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+static inline uintptr_t thread_pointer(void) {
+#if defined(__x86_64__)
+    uintptr_t tp;
+    __asm__("mov %%fs:0, %0" : "=r"(tp));
+    return tp;
+#else
+    return (uintptr_t)__builtin_thread_pointer();
+#endif
+}
+
+/* ------------------------------------------------------------------------
+ * The signal handler (runs in the stopped thread)
+ * ---------------------------------------------------------------------- */
+
+static void on_stop(int sig, siginfo_t *si, void *ucv) {
+    (void)sig;
+    if (si->si_code != SI_TKILL || si->si_pid != getpid()) return; /* only our tgkill */
+    uint32_t g = atomic_load_explicit(&stop_gen, memory_order_acquire);
+    if (!(g & 1)) return; /* late: that check is over */
+    int saved = errno;
+    int tid = (int)syscall(SYS_gettid);
+    uint32_t n = atomic_load_explicit(&nslots, memory_order_acquire);
+    slot_t *sl = NULL;
+    for (uint32_t i = 0; i < n && !sl; i++)
+        if (atomic_load_explicit(&slots[i].tid, memory_order_relaxed) == tid) sl = &slots[i];
+    if (sl && atomic_load_explicit(&sl->gen, memory_order_relaxed) != g) {
+        const ucontext_t *uc = ucv;
+        const uintptr_t *mc = (const uintptr_t *)&uc->uc_mcontext;
+        size_t k = 0;
+        for (; k < sizeof(mcontext_t) / sizeof(uintptr_t); k++) sl->regs[k] = mc[k];
+#if defined(__x86_64__)
+        sl->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+        if (uc->uc_mcontext.fpregs) memcpy(&sl->regs[k], uc->uc_mcontext.fpregs->_xmm, 32 * sizeof(uintptr_t));
+#elif defined(__aarch64__)
+        sl->sp = (uintptr_t)uc->uc_mcontext.sp;
+#else
+        sl->sp = (uintptr_t)__builtin_frame_address(0);
+#endif
+        sl->hsp = (uintptr_t)__builtin_frame_address(0);
+        sl->tp = thread_pointer();
+        atomic_store_explicit(&sl->gen, g, memory_order_release);
+        atomic_fetch_add_explicit(&arrived, 1, memory_order_release);
+        futex(&arrived, FUTEX_WAKE_PRIVATE, 1, NULL);
+        while (atomic_load_explicit(&stop_gen, memory_order_acquire) == g) futex(&stop_gen, FUTEX_WAIT_PRIVATE, g, NULL);
+    }
+    errno = saved;
+}
+
+/* ------------------------------------------------------------------------
+ * /proc readers (no stdio, no heap)
+ * ---------------------------------------------------------------------- */
+
+/* read_file: the whole of path into a mapped buffer (*cap bytes mapped);
+ * NUL-terminated; NULL on failure. */
+static char *read_file(const char *path, size_t *len, size_t *cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    size_t c = 64 << 10, n = 0;
+    char *b = ms_os_alloc(c);
+    while (b) {
+        if (n + 1 == c) {
+            char *nb = ms_os_alloc(c * 2);
+            if (nb) memcpy(nb, b, n);
+            ms_os_free(b, c);
+            b = nb, c *= 2;
+            if (!b) break;
+        }
+        ssize_t r = read(fd, b + n, c - 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (b) b[n] = 0;
+    *len = n, *cap = c;
+    return b;
+}
+
+static uintptr_t hex(const char **s) {
+    uintptr_t v = 0;
+    for (;; (*s)++) {
+        char c = **s;
+        if (c >= '0' && c <= '9') v = v << 4 | (uintptr_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v = v << 4 | (uintptr_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v = v << 4 | (uintptr_t)(c - 'A' + 10);
+        else return v;
+    }
+}
+
+typedef struct vma_s { uintptr_t lo, hi; bool readable; } vma_t;
+typedef struct maps_s { vma_t *v; size_t n, bytes; } maps_t;
+
+static bool maps_read(maps_t *m) {
+    size_t len, cap;
+    char *t = read_file("/proc/self/maps", &len, &cap);
+    if (!t) return false;
+    size_t lines = 1;
+    for (size_t i = 0; i < len; i++) lines += t[i] == '\n';
+    m->bytes = (lines * sizeof(vma_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    m->v = ms_os_alloc(m->bytes);
+    m->n = 0;
+    for (const char *p = t; m->v && *p;) {
+        vma_t *v = &m->v[m->n];
+        v->lo = hex(&p);
+        if (*p == '-') p++;
+        v->hi = hex(&p);
+        if (*p == ' ') p++;
+        v->readable = *p == 'r';
+        if (v->hi > v->lo) m->n++;
+        while (*p && *p != '\n') p++;
+        if (*p) p++;
+    }
+    ms_os_free(t, cap);
+    return m->v != NULL;
+}
+
+/* maps_find: the mapping holding a, or NULL (the list is sorted). */
+static const vma_t *maps_find(const maps_t *m, uintptr_t a) {
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a < m->v[mid].lo) hi = mid;
+        else if (a >= m->v[mid].hi) lo = mid + 1;
+        else return &m->v[mid];
+    }
+    return NULL;
+}
+
+/* task_status: 0 alive and able to take our signal, 1 gone or a zombie,
+ * 2 alive with our signal blocked. */
+static int task_status(int tid) {
+    char path[64];
+    ms_snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+    size_t len, cap;
+    char *t = read_file(path, &len, &cap);
+    if (!t) return 1;
+    int st = 0;
+    const char *s = strstr(t, "\nState:");
+    if (s) {
+        s += 7;
+        while (*s == ' ' || *s == '\t') s++;
+        if (*s == 'Z' || *s == 'X') st = 1;
+    }
+    s = strstr(t, "\nSigBlk:");
+    if (st == 0 && s) {
+        s += 8;
+        while (*s == ' ' || *s == '\t') s++;
+        uint64_t blk = hex(&s);
+        if ((blk >> (stop_sig - 1)) & 1) st = 2;
+    }
+    ms_os_free(t, cap);
+    return st;
+}
+
+/* task_syscall_sp: the stack pointer of a thread blocked in a system call
+ * (the next-to-last field of /proc/self/task/TID/syscall), or 0. */
+static uintptr_t task_syscall_sp(int tid) {
+    char path[64];
+    ms_snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+    size_t len, cap;
+    char *t = read_file(path, &len, &cap);
+    if (!t) return 0;
+    uintptr_t f[9];
+    int n = 0;
+    const char *p = t;
+    while (n < 9 && *p && *p != '\n') {
+        while (*p == ' ') p++;
+        if (p[0] == '0' && p[1] == 'x') p += 2;
+        f[n++] = hex(&p);
+        while (*p && *p != ' ' && *p != '\n') p++;
+    }
+    ms_os_free(t, cap);
+    return n == 9 ? f[7] : 0; /* nr, six arguments, sp, pc */
+}
+
+/* list_tasks: calls add(tid) for each thread of the process; returns how
+ * many were listed. */
+static int list_tasks(void (*add)(int tid, void *arg), void *arg) {
+    int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[4096] __attribute__((aligned(8)));
+    int count = 0;
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (n <= 0) break;
+        for (long off = 0; off < n;) {
+            const char *d = buf + off;
+            unsigned short reclen;
+            memcpy(&reclen, d + 16, sizeof reclen);
+            const char *name = d + 19;
+            if (name[0] >= '0' && name[0] <= '9') {
+                int tid = 0;
+                for (const char *c = name; *c >= '0' && *c <= '9'; c++) tid = tid * 10 + (*c - '0');
+                add(tid, arg), count++;
+            }
+            off += reclen;
+        }
+    }
+    close(fd);
+    return count;
+}
+
+/* ------------------------------------------------------------------------
+ * Capture
+ * ---------------------------------------------------------------------- */
+
+typedef struct range_s { uintptr_t lo, hi; uint8_t what; } range_t;
+enum { R_SEG, R_STACK, R_TLS, R_REGS };
+
+typedef struct capture_s {
+    ms_leak_roots_t *r;
+    const ms_leak_self_t *caller; /* the calling thread's program frames; NULL: from here up */
+    int self, pid;
+    uint32_t gen;
+    bool ok, done, new_tids, too_many;
+    range_t *ranges;
+    size_t nranges, cap_ranges, ranges_bytes;
+    maps_t maps;
+    uintptr_t my_lo, my_hi; /* an address inside libmemscope's own data */
+} capture_t;
+
+static void add_range(capture_t *c, uintptr_t lo, uintptr_t hi, uint8_t what) {
+    lo &= ~(uintptr_t)(sizeof(uintptr_t) - 1);
+    if (hi <= lo) return;
+    if (c->nranges == c->cap_ranges) {
+        size_t nb = c->ranges_bytes ? c->ranges_bytes * 2 : 64 << 10;
+        range_t *n = ms_os_alloc(nb);
+        if (!n) {
+            c->ok = false;
+            return;
+        }
+        if (c->nranges) memcpy(n, c->ranges, c->nranges * sizeof *n);
+        ms_os_free(c->ranges, c->ranges_bytes);
+        c->ranges = n, c->ranges_bytes = nb, c->cap_ranges = nb / sizeof *n;
+    }
+    c->ranges[c->nranges++] = (range_t){lo, hi, what};
+}
+
+/* add_in_mapping: [lo, hi) clamped to the readable mapping that holds
+ * `at` (lo, hi and at are usually the stack pointer or thread pointer). */
+static void add_in_mapping(capture_t *c, uintptr_t at, uintptr_t lo, uintptr_t hi, uint8_t what) {
+    const vma_t *v = maps_find(&c->maps, at);
+    if (!v || !v->readable) return;
+    if (lo < v->lo || lo > at) lo = v->lo;
+    if (hi > v->hi || hi < at) hi = v->hi;
+    add_range(c, lo, hi, what);
+}
+
+/* add_overlapping: the readable parts of [lo, hi), across mappings (a
+ * segment's file-backed data and its anonymous bss are two mappings). */
+static void add_overlapping(capture_t *c, uintptr_t lo, uintptr_t hi, uint8_t what) {
+    for (size_t i = 0; i < c->maps.n; i++) {
+        const vma_t *v = &c->maps.v[i];
+        if (v->hi <= lo || v->lo >= hi || !v->readable) continue;
+        add_range(c, v->lo > lo ? v->lo : lo, v->hi < hi ? v->hi : hi, what);
+    }
+}
+
+static void add_tls(capture_t *c, uintptr_t tp) {
+    if (!tp) return;
+    /* _dl_get_tls_static_info's size counts the TCB too */
+    uintptr_t below = tls_static_bytes > TCB_BYTES ? tls_static_bytes - TCB_BYTES : tls_static_bytes;
+#if defined(__x86_64__)
+    add_overlapping(c, tp > below ? tp - below : 0, tp + TCB_BYTES, R_TLS);
+#else
+    add_overlapping(c, tp > TCB_BYTES ? tp - TCB_BYTES : 0, tp + tls_static_bytes, R_TLS);
+#endif
+    /* the DTV: glibc keeps its length in the entry before the one the TCB points at */
+#if defined(__x86_64__)
+    uintptr_t dtv = *(const uintptr_t *)(tp + sizeof(uintptr_t));
+#else
+    uintptr_t dtv = *(const uintptr_t *)tp;
+#endif
+    const vma_t *v = dtv > 16 ? maps_find(&c->maps, dtv - 16) : NULL;
+    if (!v || !v->readable) return;
+    uintptr_t len = *(const uintptr_t *)(dtv - 16);
+    if (len > 65536) len = 65536;
+    add_overlapping(c, dtv - 16, dtv + 16 * (len + 1), R_TLS);
+}
+
+/* add_stack: from lo (at or below the stack pointer sp) to the top of the
+ * stack: the end of its mapping, or for a glibc thread whose TCB sits in
+ * the same mapping above sp, the end of the TCB (see TCB_BYTES). */
+static void add_stack(capture_t *c, uintptr_t sp, uintptr_t lo, uintptr_t tp) {
+    const vma_t *v = maps_find(&c->maps, sp);
+    if (!v || !v->readable) return;
+    uintptr_t hi = v->hi;
+    if (tp > sp && tp < v->hi && tp + TCB_BYTES < hi) hi = tp + TCB_BYTES;
+    add_in_mapping(c, sp, lo, hi, R_STACK);
+}
+
+static void add_tid(int tid, void *arg) {
+    capture_t *c = arg;
+    if (tid == c->self) return;
+    for (int i = 0; i < OWN_MAX; i++)
+        if (atomic_load_explicit(&own_tids[i], memory_order_relaxed) == tid) return;
+    uint32_t n = atomic_load_explicit(&nslots, memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++)
+        if (atomic_load_explicit(&slots[i].tid, memory_order_relaxed) == tid) return;
+    if (n == MS_LEAK_MAX_THREADS) {
+        c->too_many = true;
+        return;
+    }
+    slot_t *sl = &slots[n];
+    atomic_store_explicit(&sl->gen, 0, memory_order_relaxed);
+    atomic_store_explicit(&sl->tid, tid, memory_order_relaxed);
+    sl->state = SLOT_SENT;
+    atomic_store_explicit(&nslots, n + 1, memory_order_release);
+    if (syscall(SYS_tgkill, c->pid, tid, stop_sig) != 0) sl->state = SLOT_GONE;
+    c->new_tids = true;
+}
+
+/* wait_stopped: until every signalled thread answered, is gone, or was
+ * given up (see the top of the file). */
+static void wait_stopped(capture_t *c, uint64_t t0) {
+    bool looked = false;
+    for (;;) {
+        uint32_t n = atomic_load(&nslots), want = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (slots[i].state == SLOT_SENT) want++;
+        uint32_t have = atomic_load_explicit(&arrived, memory_order_acquire);
+        if (have >= want) return;
+        uint64_t now = ms_os_now_ns();
+        if (now - t0 > GIVE_UP_NS) {
+            for (uint32_t i = 0; i < n; i++)
+                if (slots[i].state == SLOT_SENT && atomic_load(&slots[i].gen) != c->gen) slots[i].state = SLOT_GIVEN_UP;
+            return;
+        }
+        if (!looked && now - t0 > LOOK_AFTER_NS) {
+            looked = true;
+            for (uint32_t i = 0; i < n; i++) {
+                if (slots[i].state != SLOT_SENT || atomic_load(&slots[i].gen) == c->gen) continue;
+                int st = task_status(slots[i].tid);
+                if (st == 1) slots[i].state = SLOT_GONE;
+                else if (st == 2) slots[i].state = SLOT_GIVEN_UP;
+            }
+            continue;
+        }
+        struct timespec ts = {0, 1000 * 1000};
+        futex(&arrived, FUTEX_WAIT_PRIVATE, have, &ts);
+    }
+}
+
+static int seg_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    capture_t *c = arg;
+    bool mine = false, is_exe = info->dlpi_name == NULL || info->dlpi_name[0] == 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && c->my_lo >= lo && c->my_lo < lo + ph->p_memsz) mine = true;
+    }
+    /* libmemscope.so's own statics are metadata; linked into the executable
+     * (libmemscope.a) they cannot be told apart, and are scanned */
+    if (mine && !is_exe) return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        add_overlapping(c, lo, lo + ph->p_memsz, R_SEG);
+        c->r->nsegments++;
+    }
+    return 0;
+}
+
+/* ms_leak_spill_regs: the caller's callee-saved registers, as they are. */
+__attribute__((noinline)) void ms_leak_spill_regs(uintptr_t regs[8]) {
+    for (int i = 0; i < 8; i++) regs[i] = 0;
+#if defined(__x86_64__)
+    __asm__ volatile("mov %%rbx, 0(%0)\n\tmov %%rbp, 8(%0)\n\tmov %%r12, 16(%0)\n\t"
+                     "mov %%r13, 24(%0)\n\tmov %%r14, 32(%0)\n\tmov %%r15, 40(%0)"
+                     :
+                     : "D"(regs) /* the argument register: no callee-saved one is touched first */
+                     : "memory");
+#elif defined(__aarch64__)
+    __asm__ volatile("stp x19, x20, [%0]\n\tstp x21, x22, [%0, #16]\n\t"
+                     "stp x23, x24, [%0, #32]\n\tstp x25, x26, [%0, #48]"
+                     :
+                     : "r"(regs)
+                     : "memory");
+#endif
+}
+
+/* spill_and_collect: the calling thread (its program frames and registers
+ * only, see ms_leak_self_t), the stopped threads, the segments. */
+static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
+    ms_leak_self_t here;
+    const ms_leak_self_t *self = c->caller;
+    if (!self) {
+        here.lo = (uintptr_t)&here;
+        ms_leak_spill_regs(here.regs);
+        self = &here;
+    }
+    add_range(c, (uintptr_t)self->regs, (uintptr_t)(self->regs + 8), R_REGS);
+    add_stack(c, self->lo, self->lo, thread_pointer());
+    add_tls(c, thread_pointer());
+    c->r->nthreads = 1, c->r->nstopped = 1;
+    uint32_t n = atomic_load(&nslots);
+    for (uint32_t i = 0; i < n; i++) {
+        slot_t *sl = &slots[i];
+        if (sl->state == SLOT_GONE) continue;
+        c->r->nthreads++;
+        if (atomic_load_explicit(&sl->gen, memory_order_acquire) == c->gen) {
+            c->r->nstopped++;
+            uintptr_t lo = sl->sp - RED_ZONE;
+            const vma_t *v = maps_find(&c->maps, sl->sp);
+            if (v && sl->hsp >= v->lo && sl->hsp < lo) lo = sl->hsp; /* the signal frame: vector registers */
+            add_stack(c, sl->sp, lo, sl->tp);
+            add_range(c, (uintptr_t)sl->regs, (uintptr_t)(sl->regs + REG_WORDS), R_REGS);
+            add_tls(c, sl->tp);
+        } else {
+            if (c->r->nunstopped < MS_LEAK_LIST_TIDS) c->r->unstopped_tids[c->r->nunstopped] = sl->tid;
+            c->r->nunstopped++;
+            uintptr_t sp = task_syscall_sp(sl->tid);
+            if (sp) {
+                add_stack(c, sp, sp - RED_ZONE, 0); /* thread pointer unknown: to the mapping's end */
+                c->r->nstack_only++;
+            }
+        }
+    }
+    if (c->too_many) c->r->nunstopped++;
+    /* memscope's own threads are not stopped, but glibc may hang blocks on
+     * their TLS on their behalf (a DTV grown by dlopen, dlerror's buffer) */
+    for (int i = 0; i < OWN_MAX; i++) {
+        uintptr_t tp = atomic_load(&own_tps[i]);
+        if (atomic_load(&own_tids[i]) && tp && tp != thread_pointer()) add_tls(c, tp);
+    }
+    dl_iterate_phdr(seg_cb, c);
+}
+
+/* copy_ranges: every range into r->words. */
+static void copy_ranges(capture_t *c) {
+    size_t words = 0;
+    for (size_t i = 0; i < c->nranges; i++) words += (c->ranges[i].hi - c->ranges[i].lo) / sizeof(uintptr_t);
+    ms_leak_roots_t *r = c->r;
+    r->map_bytes = (words * sizeof(uintptr_t) + MS_PAGE_SIZE) & ~MS_PAGE_MASK;
+    r->words = ms_os_alloc(r->map_bytes);
+    if (!r->words) {
+        c->ok = false;
+        return;
+    }
+    for (size_t i = 0; i < c->nranges; i++) {
+        const range_t *g = &c->ranges[i];
+        size_t n = (g->hi - g->lo) / sizeof(uintptr_t);
+        memcpy(r->words + r->nwords, (const void *)g->lo, n * sizeof(uintptr_t));
+        r->nwords += n;
+        uint64_t b = n * sizeof(uintptr_t);
+        if (g->what == R_SEG) r->seg_bytes += b;
+        else if (g->what == R_STACK) r->stack_bytes += b;
+        else if (g->what == R_TLS) r->tls_bytes += b;
+        else r->reg_bytes += b;
+    }
+}
+
+static void stop_and_copy(capture_t *c) {
+    uint64_t t0 = ms_os_now_ns();
+    c->gen = atomic_load(&stop_gen) + 1; /* odd */
+    atomic_store(&arrived, 0);
+    atomic_store(&nslots, 0);
+    atomic_store_explicit(&stop_gen, c->gen, memory_order_release);
+    for (int pass = 0; pass < 16; pass++) {
+        c->new_tids = false;
+        list_tasks(add_tid, c);
+        wait_stopped(c, t0);
+        if (!c->new_tids) break;
+    }
+    if (maps_read(&c->maps)) {
+        spill_and_collect(c);
+        if (c->ok) copy_ranges(c);
+    } else {
+        c->ok = false;
+    }
+    atomic_store_explicit(&stop_gen, c->gen + 1, memory_order_release);
+    futex(&stop_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+    c->r->pause_ns = ms_os_now_ns() - t0;
+}
+
+static int stop_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)info, (void)size;
+    capture_t *c = arg;
+    if (!c->done) {
+        c->done = true;
+        stop_and_copy(c);
+    }
+    return 1;
+}
+
+static void setup_once(void) {
+    stop_sig = SIGRTMAX - 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_stop;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    sigaction(stop_sig, &sa, NULL);
+    /* glibc's static TLS size (GLIBC_PRIVATE, as LeakSanitizer uses it) */
+    void (*info)(size_t *, size_t *) = (void (*)(size_t *, size_t *))dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
+    if (info) {
+        size_t size = 0, align = 0;
+        info(&size, &align);
+        if (size > 0 && size < ((size_t)64 << 20)) tls_static_bytes = size;
+    }
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self) {
+    pthread_once(&once, setup_once);
+    capture_t c = {.r = r, .caller = self, .ok = true, .self = (int)syscall(SYS_gettid), .pid = getpid()};
+    c.my_lo = (uintptr_t)&stop_gen;
+    memset(r, 0, sizeof *r);
+    dl_iterate_phdr(stop_cb, &c);
+    ms_os_free(c.maps.v, c.maps.bytes);
+    ms_os_free(c.ranges, c.ranges_bytes);
+    if (!c.ok) ms_leak_roots_free(r);
+    return c.ok;
+}
+
+void ms_leak_roots_free(ms_leak_roots_t *r) {
+    ms_os_free(r->words, r->map_bytes);
+    r->words = NULL, r->nwords = 0, r->map_bytes = 0;
+}
+
+void ms_leak_own_thread(void) {
+    int tid = (int)syscall(SYS_gettid);
+    for (int i = 0; i < OWN_MAX; i++) {
+        int z = 0;
+        if (atomic_compare_exchange_strong(&own_tids[i], &z, tid)) {
+            atomic_store(&own_tps[i], thread_pointer());
+            return;
+        }
+    }
+}
+
+void ms_leak_fork_child(void) {
+    ms_leak_mark_fork_child();
+    for (int i = 0; i < OWN_MAX; i++) atomic_store(&own_tids[i], 0), atomic_store(&own_tps[i], 0); /* the child's restart and register again */
+    uint32_t g = atomic_load(&stop_gen);
+    if (g & 1) atomic_store(&stop_gen, g + 1);
+}

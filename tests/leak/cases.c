@@ -1,0 +1,177 @@
+/* cases.c: programs with known leaks, one case per argument, for
+ * tests/test_leaks.sh.  Built plainly (no memscope at link time) so the
+ * same binary runs under memscope (LD_PRELOAD, MEMSCOPE=leaks=reachable)
+ * and under LeakSanitizer (LD_PRELOAD=liblsan.so.0).  Each case leaves a
+ * known number of directly and indirectly lost blocks, and blocks that are
+ * referenced from exactly one kind of root; the check runs at exit, so
+ * whatever the roots fail to cover shows up as an extra lost block.
+ *
+ *   lost      a pointer dropped                          direct 1
+ *   cycle     head -> a <-> b, and c <-> d alone          direct 1, indirect 4
+ *   stack     a block only another thread's stack holds   none
+ *   reg       a block only a register holds (a thread spinning in asm)  none
+ *   tls       a block only a __thread variable holds      none
+ *   dl        a block only a dlopen'd library's data holds   none
+ *   interior  a 1 MiB block held only by a pointer into its middle   none
+ *   xor       a pointer hidden by xor                      direct 1
+ *   blocked   a block only the stack of a thread that blocks every signal
+ *             holds (it sleeps in a system call): none, and memscope's
+ *             report says the thread did not stop
+ *   all       every case at once                           direct 3, indirect 4
+ * Environment: CASES_CHECK_NOW=1 runs memscope_check_leaks(2) before exit
+ * and prints "lost N"; CASES_FORK=1 runs it in a fork child instead ("child
+ * lost N"); CASES_SLEEP=S sleeps S seconds before exit (for the HTTP test).
+ * Compiled with -O2; the stack is scrubbed after allocating so that no dead
+ * copy of a pointer survives where the scan would see it.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static atomic_int ready;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static volatile int stop_spin;
+
+/* scrub: overwrites the dead stack below the caller with zeros. */
+static __attribute__((noinline)) void scrub(void) {
+    volatile char buf[16384];
+    memset((char *)buf, 0, sizeof buf);
+    __asm__ volatile("" ::"r"(buf) : "memory");
+}
+
+static __attribute__((noinline)) void *touch(size_t n) {
+    char *p = malloc(n);
+    memset(p, 0x5a, n);
+    return p;
+}
+
+static __attribute__((noinline)) void case_lost(void) { (void)touch(40); }
+
+struct node { struct node *next; char pad[24]; };
+static __attribute__((noinline)) void case_cycle(void) {
+    struct node *head = touch(sizeof *head), *a = touch(sizeof *a), *b = touch(sizeof *b);
+    head->next = a, a->next = b, b->next = a;
+    struct node *c = touch(sizeof *c), *d = touch(sizeof *d);
+    c->next = d, d->next = c;
+}
+
+static void *stack_thread(void *arg) {
+    (void)arg;
+    void *volatile p = touch(72); /* on this thread's stack only */
+    pthread_mutex_lock(&mu);
+    atomic_store(&ready, atomic_load(&ready) + 1);
+    pthread_cond_broadcast(&cv);
+    for (;;) pthread_cond_wait(&cv, &mu); /* until the process exits */
+    (void)p;
+    return NULL;
+}
+
+static void *reg_thread(void *arg) {
+    (void)arg;
+    void *p = touch(88);
+    scrub();
+#if defined(__x86_64__)
+    /* the only copy of p stays in r12; the dead stack below is zeroed first */
+    register void *r12 __asm__("r12") = p;
+    p = NULL;
+    __asm__ volatile("lea -8192(%%rsp), %%rdi\n\t"
+                     "mov $1008, %%ecx\n\t"
+                     "xor %%eax, %%eax\n\t"
+                     "rep stosq\n\t"
+                     "lock incl %1\n\t"
+                     "1: pause\n\t"
+                     "cmpl $0, %2\n\t"
+                     "je 1b\n\t"
+                     : "+r"(r12), "+m"(ready)
+                     : "m"(stop_spin)
+                     : "rax", "rcx", "rdi", "memory", "cc");
+#else
+    atomic_fetch_add(&ready, 1);
+    while (!stop_spin) __asm__ volatile("" ::"r"(p));
+#endif
+    return NULL;
+}
+
+static void *blocked_thread(void *arg) {
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    void *volatile p = touch(136);
+    atomic_fetch_add(&ready, 1);
+    for (;;) sleep(100);
+    (void)p;
+    return NULL;
+}
+
+static __thread void *volatile tls_ptr; /* volatile: a never-read static store would be dropped */
+static __attribute__((noinline)) void case_tls(void) { tls_ptr = touch(104); }
+
+static __attribute__((noinline)) void case_dl(const char *lib) {
+    void *h = dlopen(lib, RTLD_NOW);
+    if (!h) {
+        fprintf(stderr, "cases: dlopen %s: %s\n", lib, dlerror());
+        exit(2);
+    }
+    void (*set)(void *) = (void (*)(void *))dlsym(h, "leak_lib_set");
+    set(touch(120));
+}
+
+static char *volatile interior;
+static __attribute__((noinline)) void case_interior(void) { interior = (char *)touch(1 << 20) + 500000; }
+
+static volatile uintptr_t hidden;
+static __attribute__((noinline)) void case_xor(void) { hidden = (uintptr_t)touch(56) ^ 0x5555aaaa5555aaaaull; }
+
+static void start(void *(*fn)(void *), int *want) {
+    pthread_t t;
+    pthread_create(&t, NULL, fn, NULL);
+    pthread_detach(t);
+    (*want)++;
+}
+
+int main(int argc, char **argv) {
+    const char *c = argc > 1 ? argv[1] : "all";
+    const char *lib = argc > 2 ? argv[2] : "./libleakdl.so";
+    bool all = strcmp(c, "all") == 0;
+    int want = 0;
+    if (all || !strcmp(c, "lost")) case_lost();
+    if (all || !strcmp(c, "cycle")) case_cycle();
+    if (all || !strcmp(c, "stack")) start(stack_thread, &want);
+    if (all || !strcmp(c, "reg")) start(reg_thread, &want);
+    if (all || !strcmp(c, "tls")) case_tls();
+    if (all || !strcmp(c, "dl")) case_dl(lib);
+    if (all || !strcmp(c, "interior")) case_interior();
+    if (all || !strcmp(c, "xor")) case_xor();
+    if (!strcmp(c, "blocked")) start(blocked_thread, &want);
+    while (atomic_load(&ready) < want) usleep(1000);
+    scrub();
+    /* memscope's live check, when preloaded */
+    long (*check)(int) = (long (*)(int))dlsym(RTLD_DEFAULT, "memscope_check_leaks");
+    if (getenv("CASES_CHECK_NOW") && check) printf("lost %ld\n", check(2));
+    if (getenv("CASES_FORK") && check) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            printf("child lost %ld\n", check(2));
+            fflush(stdout);
+            _exit(0);
+        }
+        waitpid(pid, NULL, 0);
+    }
+    /* a live check's signal cuts sleep() short (EINTR, as any signal with a
+     * handler does): sleep until the deadline */
+    if (getenv("CASES_SLEEP"))
+        for (time_t end = time(NULL) + atoi(getenv("CASES_SLEEP")); time(NULL) < end;) sleep(1);
+    return 0;
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# test_leaks.sh: the leak checker by reachability (src/leak/), end to end.
+#
+# tests/leak/cases.c holds one known leak pattern per case (see its top
+# comment), built plainly (-O2, PIE) and run the same way under memscope
+# (LD_PRELOAD, MEMSCOPE=leaks=reachable) and under LeakSanitizer
+# (LD_PRELOAD=liblsan.so.0).  Checks:
+#   - each case: memscope's counts of directly and indirectly lost objects
+#     are exactly the expected ones, and LSan's are the same (bytes differ:
+#     memscope reports usable size, LSan the requested size; docs/LEAKS.md);
+#   - exit status 23 when something is lost, 0 otherwise (as LSan);
+#   - the report names the allocating function with file:line;
+#   - a thread that blocks every signal is reported as not stopped, and the
+#     block on its stack (it sleeps in a system call) is still found;
+#   - memscope_check_leaks() at run time, and in a fork child;
+#   - tests/leak/mt.c: checks at arbitrary moments while 8 threads allocate
+#     find every leak made before the check and no live block (rate 1 and
+#     sampled);
+#   - GET /debug/pprof/leaks: LSan-style text (?debug=1), JSON (?debug=2),
+#     and a profile.proto that go tool pprof reads with the leaked_* types;
+#   - memscope run --leaks=reachable.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${BUILD:-build}
+LIB=$(realpath "$BUILD/libmemscope.so" 2>/dev/null)
+MS=$(realpath "$BUILD/memscope" 2>/dev/null)
+CC=${CC:-cc}
+LSAN=/usr/lib/x86_64-linux-gnu/liblsan.so.0
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+pass() { echo "ok: $*"; }
+for f in "$LIB" "$MS"; do [ -e "$f" ] || { echo "FAIL: $f missing (run 'make all' first)"; exit 1; }; done
+tmp=$(mktemp -d)
+HOST_PID=
+trap '[ -n "$HOST_PID" ] && kill $HOST_PID 2>/dev/null; rm -rf "$tmp"' EXIT
+$CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/cases.c -o "$tmp/cases" -lpthread -ldl || exit 1
+$CC -O2 -g -shared -fPIC tests/leak/dl.c -o "$tmp/libleakdl.so" || exit 1
+$CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/mt.c -o "$tmp/mt" -lpthread -ldl || exit 1
+cd "$tmp" || exit 1
+
+# counts FILE: "direct indirect" objects summed over the report's paragraphs
+counts() {
+    awk '/^(Direct|Indirect) leak of [0-9]+ byte\(s\) in [0-9]+ object\(s\)/ { n[$1] += $(NF-3) }
+         END { printf "%d %d\n", n["Direct"], n["Indirect"] }' "$1"
+}
+
+have_lsan=0
+if [ -e "$LSAN" ]; then have_lsan=1; else echo "note: $LSAN missing (apt-get install liblsan0): no LSan comparison"; fi
+for spec in "lost 1 0" "cycle 1 4" "stack 0 0" "reg 0 0" "tls 0 0" "dl 0 0" "interior 0 0" "xor 1 0" "blocked 0 0" "all 3 4"; do
+    set -- $spec
+    c=$1 want="$2 $3"
+    timeout 30 env LD_PRELOAD="$LIB" MEMSCOPE=leaks=reachable ./cases "$c" >/dev/null 2>"ms.$c"
+    rc=$?
+    got=$(counts "ms.$c")
+    [ "$got" = "$want" ] && pass "$c: memscope counts $got" || { fail "$c: memscope counts '$got', want '$want'"; cat "ms.$c"; }
+    wrc=0; [ "$want" != "0 0" ] && wrc=23
+    [ "$rc" = "$wrc" ] && pass "$c: exit status $rc" || fail "$c: exit status $rc, want $wrc"
+    if [ "$have_lsan" = 1 ]; then
+        timeout 30 env LD_PRELOAD="$LSAN" ./cases "$c" >/dev/null 2>"lsan.$c"
+        lgot=$(counts "lsan.$c")
+        [ "$lgot" = "$got" ] && pass "$c: LeakSanitizer agrees ($lgot)" || fail "$c: LeakSanitizer counts '$lgot', memscope '$got'"
+    fi
+done
+grep -q 'in touch .*cases.c:[0-9]' ms.lost && pass "report names the allocating function and line" || { fail "no frame 'touch cases.c:N'"; cat ms.lost; }
+grep -q 'INCOMPLETE: 1 thread(s) did not stop' ms.blocked && pass "a thread blocking signals is reported as not stopped" \
+    || { fail "blocked thread not reported"; cat ms.blocked; }
+grep -q 'still reachable: ' ms.stack && grep -q 'stopped for [0-9]* us' ms.stack && pass "reachable bytes and pause reported" \
+    || fail "reachable/pause lines missing"
+
+# memscope_check_leaks at run time (sampled profile: counts exact, stacks partial), and in a fork child
+out=$(CASES_CHECK_NOW=1 timeout 30 env LD_PRELOAD="$LIB" ./cases all 2>err.now)
+[ "$out" = "lost 7" ] && pass "memscope_check_leaks at run time: $out" || { fail "run-time check printed '$out', want 'lost 7'"; cat err.now; }
+grep -q 'stacks recorded for' err.now && pass "sampled mode says stacks are partial" || fail "sampled-mode note missing"
+out=$(CASES_FORK=1 timeout 30 env LD_PRELOAD="$LIB" ./cases cycle 2>/dev/null)
+[ "$out" = "child lost 5" ] && pass "check in a fork child: $out" || fail "fork child printed '$out', want 'child lost 5'"
+
+# checks at any moment while 8 threads allocate
+for ms_env in profile_rate=1 profile_rate=524288; do
+    if timeout 60 env LD_PRELOAD="$LIB" MEMSCOPE=$ms_env ./mt 3 100 >mt.out 2>mt.err; then
+        pass "8 allocating threads ($ms_env): $(tr '\n' ';' <mt.out)"
+    else
+        fail "8 allocating threads ($ms_env)"; cat mt.out; grep -v '^ ' mt.err | head -20
+    fi
+done
+
+# the HTTP endpoint
+CASES_SLEEP=30 env LD_PRELOAD="$LIB" MEMSCOPE=http=127.0.0.1:0,profile_rate=1 ./cases all >/dev/null 2>host.err &
+HOST_PID=$!
+URL=
+for _ in $(seq 100); do
+    URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*/' host.err 2>/dev/null | head -1)
+    [ -n "$URL" ] && break
+    sleep 0.05
+done
+if [ -z "$URL" ]; then
+    fail "the HTTP host did not start"; cat host.err
+else
+    sleep 0.3
+    curl -s "${URL}debug/pprof/leaks?debug=1" >leaks.txt
+    [ "$(counts leaks.txt)" = "3 4" ] && pass "GET /debug/pprof/leaks?debug=1: 3 direct, 4 indirect" \
+        || { fail "leaks?debug=1 counts '$(counts leaks.txt)'"; cat leaks.txt; }
+    curl -s "${URL}debug/pprof/leaks?debug=2" >leaks.json
+    python3 -c 'import json,sys; d=json.load(open("leaks.json")); assert d["direct_objects"]==3 and d["indirect_objects"]==4 and d["exact_stacks"], d' \
+        && pass "GET /debug/pprof/leaks?debug=2: JSON" || { fail "leaks JSON"; cat leaks.json; }
+    curl -s -o leaks.pb.gz "${URL}debug/pprof/leaks"
+    if command -v go >/dev/null; then
+        export GOCACHE=$tmp/gocache HOME=${HOME:-$tmp}
+        go tool pprof -raw leaks.pb.gz >raw.txt 2>raw.err
+        grep -q 'leaked_objects/count leaked_space/bytes\[dflt\] indirect_objects/count indirect_space/bytes' raw.txt \
+            && pass "go tool pprof reads /debug/pprof/leaks" || { fail "go tool pprof -raw"; head -20 raw.txt raw.err; }
+        go tool pprof -top -sample_index=leaked_objects leaks.pb.gz 2>/dev/null | grep -q 'case_' \
+            && pass "pprof top names the leaking functions" || fail "pprof top"
+    fi
+    grep -q 'leaks?debug=1' <(curl -s "${URL}debug/pprof/") && pass "index lists leaks" || fail "index lacks leaks"
+    curl -s "$URL" | grep -q 'debug/pprof/leaks?debug=2' && pass "live page has the leaks view" || fail "live page lacks leaks"
+    kill $HOST_PID 2>/dev/null; wait $HOST_PID 2>/dev/null; HOST_PID=
+fi
+
+# the CLI
+"$MS" run --leaks=reachable -- ./cases cycle >/dev/null 2>cli.err
+rc=$?
+[ "$rc" = 23 ] && [ "$(counts cli.err)" = "1 4" ] && pass "memscope run --leaks=reachable" || { fail "memscope run --leaks=reachable: rc $rc"; cat cli.err; }
+"$MS" run --leaks -- ./cases lost >/dev/null 2>cli1.err
+grep -q 'still allocated at exit' cli1.err && ! grep -q 'Direct leak' cli1.err && pass "--leaks keeps meaning the still-allocated report" \
+    || { fail "--leaks changed meaning"; cat cli1.err; }
+
+echo "$failures failure(s)"
+[ "$failures" = 0 ]
