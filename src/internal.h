@@ -117,7 +117,7 @@ void ms_os_decommit(void *addr, size_t bytes); /* back to reserved: no memory, n
 void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
 void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
-bool ms_os_move(void *from, void *to, size_t bytes); /* move pages with mremap; from reads as zero after */
+int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed, 1 moved (from reads as zero), 2 moved, from unmapped */
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
 uint64_t ms_os_now_ns(void);                  /* monotonic */
 uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */

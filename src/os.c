@@ -67,19 +67,22 @@ bool ms_os_release(void *addr, size_t bytes) {
 /* ms_os_move: mremap moves the page-table entries of [from, from+bytes) to
  * `to` (replacing whatever was mapped there) without copying a byte; the
  * hole left at `from` is mapped again with fresh zero pages so the heap's
- * address range stays contiguous.  Fails (nothing changed) when the range
- * crosses two kernel mappings that could not be merged. */
-bool ms_os_move(void *from, void *to, size_t bytes) {
+ * address range stays contiguous.  Returns 0 (nothing changed) when the
+ * range crosses two kernel mappings that could not be merged, 1 when moved,
+ * 2 when moved but the hole could not be mapped again. */
+int ms_os_move(void *from, void *to, size_t bytes) {
     int saved = errno;
     void *r = mremap(from, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, to);
     if (r == MAP_FAILED) {
         errno = saved;
-        return false;
+        return 0;
     }
+    /* the hole is refilled so the heap's range stays one mapping; when the
+     * kernel refuses (vm.max_map_count) the pages are simply gone, and the
+     * caller takes them out of the heap rather than stop the program */
     void *h = mmap(from, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    if (h == MAP_FAILED) ms_fatal("memscope: cannot remap heap pages at %p (errno %d)", from, errno);
     errno = saved;
-    return true;
+    return h == from ? 1 : 2;
 }
 
 uint64_t ms_os_now_ms(void) {

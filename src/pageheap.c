@@ -525,14 +525,28 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
 }
 
 bool ms_heap_move_pages(span_t *from, span_t *to) {
-    if (!ms_os_move((void *)from->start, (void *)to->start, PAGES(from->npages))) return false;
+    int moved = ms_os_move((void *)from->start, (void *)to->start, PAGES(from->npages));
+    if (!moved) return false;
     if (from->direct) {
         free_direct(from);
-        return true;
+    } else if (moved == 2) {
+        /* the pages left behind could not be mapped again: they leave the
+         * heap (the reservation keeps a hole that is never handed out) */
+        size_t n = from->npages;
+        heap_lock();
+        ctr.sys_pages -= n;
+        ctr.inuse_pages -= n;
+        ms_pagemap_set(from->start, NULL);
+        ms_pagemap_set(span_end(from) - MS_PAGE_SIZE, NULL);
+        span_delete(from);
+        heap_unlock();
+        ms_warn("memscope: could not map heap pages again after moving a block (the kernel refused a mapping); "
+                "%zu pages left the heap", n);
+    } else {
+        heap_lock();
+        free_locked(from, true, 0);
+        heap_unlock();
     }
-    heap_lock();
-    free_locked(from, true, 0);
-    heap_unlock();
     return true;
 }
 

@@ -47,9 +47,9 @@ int main(void) {
         for (int i = 1; i <= 2; i++) {
             uintptr_t q = (uintptr_t)p + i * size, q2 = (uintptr_t)p - i * size;
             span_t *sp = ms_pagemap_lookup((void *)q);
-            if (sp && sp->state == SPAN_INUSE && q < sp->bump) cached += !ms_block_find(q, &s, &sz);
+            if (sp && sp->state == SPAN_INUSE && q < sp->start + sp->used) cached += !ms_block_find(q, &s, &sz);
             sp = ms_pagemap_lookup((void *)q2);
-            if (sp && sp->state == SPAN_INUSE && q2 >= sp->start && q2 < sp->bump) cached += !ms_block_find(q2, &s, &sz);
+            if (sp && sp->state == SPAN_INUSE && q2 >= sp->start && q2 < sp->start + sp->used) cached += !ms_block_find(q2, &s, &sz);
         }
         CHECK_TRUE(cached > 0);
         free(p);
