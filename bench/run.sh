@@ -17,6 +17,7 @@
 #   BENCH_RUNS=5            repetitions per (workload, allocator)
 #   BENCH_WORKLOADS="..."   subset, e.g. "st-churn larson" (default: all)
 #   BENCH_ALLOCATORS="..."  subset of: glibc jemalloc tcmalloc mimalloc memscope
+#   BENCH_LONG=1            also run the long variants (LONG_TABLE below)
 #   BENCH_TIMEOUT=60        seconds before a run is killed (recorded as timeout)
 #   BENCH_RESULTS=bench/RESULTS.md   where the report goes (rewritten; only
 #                           blocks between "<!-- BEGIN x -->" and "<!-- END x -->"
@@ -40,7 +41,7 @@ mkdir -p "$BIN" "$OUT"
 note() { printf '%s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- build ----
-PROGS="st_churn larson prodcons mixed_realloc large seed_vector small_nodes runone"
+PROGS="st_churn larson prodcons mixed_realloc large seed_vector small_nodes tl_remote false_sharing many_threads runone"
 for p in $PROGS; do
     if ! $CC -std=c11 -O2 -pthread -Wall -Wextra -o "$BIN/$p" "bench/$p.c"; then
         note "bench: failed to build bench/$p.c"; exit 2
@@ -52,6 +53,7 @@ fi
 
 # ------------------------------------------------------------ workloads ----
 # name | program | arguments   (sizes tuned for ~0.3-2 s under glibc on 2 cores)
+# (bench/run_profile.sh reads this table too: build any new program there as well)
 WORKLOAD_TABLE="
 st-churn|st_churn|30000000 20000
 larson|larson|40 250000 5000 2
@@ -60,7 +62,19 @@ mixed-realloc|mixed_realloc|4000000 4000
 large|large|500 8 page
 seed-vector|seed_vector|32000000 1
 small-nodes|small_nodes|10000000 1
+tl-remote|tl_remote|4 1000000 10000 100
+fs-active|false_sharing|active 2 40000 1000 8
+fs-passive|false_sharing|passive 2 40000 1000 8
+many-threads|many_threads|32 50000 2000 3 2
 "
+# BENCH_LONG=1 adds these: long runs (40M+ operations) of the churn workloads,
+# where placement and locality have time to degrade (issue 10).
+LONG_TABLE="
+st-churn-long|st_churn|40000000 100000
+tl-remote-long|tl_remote|4 10000000 100000 100
+larson-long|larson|160 250000 5000 2
+"
+[ "${BENCH_LONG:-0}" = 1 ] && WORKLOAD_TABLE="$WORKLOAD_TABLE$LONG_TABLE"
 ALL_WORKLOADS=$(printf '%s\n' "$WORKLOAD_TABLE" | awk -F'|' 'NF==3{print $1}')
 WORKLOADS=${BENCH_WORKLOADS:-$ALL_WORKLOADS}
 wl_field() { printf '%s\n' "$WORKLOAD_TABLE" | awk -F'|' -v n="$1" -v f="$2" '$1==n{print $f}'; }
@@ -242,7 +256,7 @@ KEPT=$OUT/kept-sections.md
     echo "- kernel: $(uname -srm); THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo n/a)"
     echo "- libc: $(ldd --version 2>&1 | head -1)"
     echo "- compiler: $($CC --version | head -1) (workloads: \`-O2 -pthread\`)"
-    echo "- runs: $RUNS per workload and allocator, medians reported; whole run took ${ELAPSED}s"
+    echo "- runs: $RUNS per workload and allocator, medians reported; whole run took ${ELAPSED}s${BENCH_LONG:+; BENCH_LONG=$BENCH_LONG (long variants included)}"
     echo "- load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END (anything near or above $(nproc) means other work competed for the CPUs)"
     for a in $ALLOCS; do
         so=${SO[$a]}

@@ -18,11 +18,13 @@
 #              for go tool pprof fetching the endpoint
 #   benches:   libjemalloc2 libgoogle-perftools4 libmimalloc2.0 (allocators
 #              compared against in bench/); heaptrack and valgrind (the heap
-#              profilers bench/run_profile.sh compares memscope's with)
+#              profilers bench/run_profile.sh compares memscope's with);
+#              redis-server redis-tools (bench/run_apps.sh: redis-server under
+#              redis-benchmark; python3 and sqlite3 above serve it too)
 set -eu
 PKGS="gcc clang make g++ binutils zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
       prometheus chromium tmux libclang-rt-14-dev
-      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk"
+      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind redis-server redis-tools coreutils gawk"
 
 missing=""
 for p in $PKGS; do
