@@ -239,6 +239,29 @@ owner() {  # "package version" of the package that ships file $1
     if [ -n "$pkg" ]; then pkgver "$pkg"; else echo "not from a package"; fi
 }
 "$BIN/report" "$RAW" > "$OUT/tables.md" || { note "bench: report failed"; exit 2; }
+# memscope against the fastest peer on each workload, in wall and in CPU time
+# (user + sys: much less moved by other load on a shared machine).
+memscope_vs_best() {
+    [[ " $ALLOCS " == *" memscope "* ]] || return 0
+    echo
+    echo "## memscope against the fastest peer, per workload"
+    echo
+    echo "Ratios of medians; the peer is whichever of the others has the lowest median on that workload (its name in parentheses). **bold** = above the 1.10 target of issue 10."
+    echo
+    echo "| workload | memscope CPU (s) | best peer CPU (s) | CPU ratio | memscope wall (s) | best peer wall (s) | wall ratio |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' 'function med(s,   n, i, j, t, a) { n = split(s, a, " "); for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+          return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+      function b(r) { return sprintf(r > 1.10 ? "**%.2f**" : "%.2f", r) }
+      NR > 1 && $10 == "ok" { k = $1 SUBSEP $2; if (!($1 in s)) o[++n] = $1; s[$1] = 1; C[k] = C[k] " " ($8 + $9); W[k] = W[k] " " $4; if ($2 != "memscope") P[$2] = 1 }
+      END { for (i = 1; i <= n; i++) { w = o[i]; if (!((w SUBSEP "memscope") in C)) continue; bc = bw = 0
+          for (p in P) { k = w SUBSEP p; if (!(k in C)) continue; c = med(C[k]); x = med(W[k])
+            if (!bc || c < bc) { bc = c; bcw = p } if (!bw || x < bw) { bw = x; bww = p } }
+          if (!bc) continue
+          mc = med(C[w SUBSEP "memscope"]); mw = med(W[w SUBSEP "memscope"]); m++; lc += log(mc / bc); lw += log(mw / bw)
+          printf "| %s | %.3f | %.3f (%s) | %s | %.3f | %.3f (%s) | %s |\n", w, mc, bc, bcw, b(mc / bc), mw, bw, bww, b(mw / bw) }
+        if (m) printf "| **geomean** | | | **%.2f** | | | **%.2f** |\n", exp(lc / m), exp(lw / m) }' "$RAW"
+}
 # Sections that other scripts write into the report between
 # "<!-- BEGIN script -->" and "<!-- END script -->" lines (bench/run_profile.sh)
 # are carried over to the new report unchanged.
@@ -279,6 +302,7 @@ KEPT=$OUT/kept-sections.md
     fi
     echo
     cat "$OUT/tables.md"
+    memscope_vs_best
     cat "$KEPT"
 } > "$RESULTS"
 note "bench: wrote $RESULTS (${ELAPSED}s)"
