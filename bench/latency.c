@@ -16,9 +16,9 @@
  *     are printed too.  The allocator's background work (memscope's
  *     scavenger, jemalloc's decay) runs as it would by default.
  *
- *   latency huge K [secs=4] [seed=1]
+ *   latency huge K [secs=4] [seed=1] [lo=16384] [hi=65536]
  *     The scenario of issue 9: malloc(2^K), write its first 1 MiB, free it;
- *     then in the same thread malloc+free blocks of 16..64 KiB (uniform) for
+ *     then in the same thread malloc+free blocks of lo..hi bytes (uniform) for
  *     `secs` seconds, timing every malloc and free.  Reports whether the big
  *     malloc succeeded, how long it and its free took, the number of
  *     malloc+free pairs done, and the malloc/free percentiles and maxima.
@@ -225,6 +225,9 @@ static int huge(int argc, char **argv)
     double secs = (double)arg_ull(argc, argv, 3, 4);
     rng_t r;
     rng_seed(&r, arg_ull(argc, argv, 4, 1));
+    size_t lo = (size_t)arg_ull(argc, argv, 5, 16384), hi = (size_t)arg_ull(argc, argv, 6, 65536);
+    if (lo < 1) lo = 1;
+    if (hi < lo) hi = lo;
     if (k > 62) k = 62;
     size_t sz = (size_t)1 << k;
 
@@ -244,7 +247,7 @@ static int huge(int argc, char **argv)
     double t0 = now_s();
     for (;;) {
         for (int i = 0; i < 256; i++) {
-            size_t n = rng_range(&r, 16384, 65536);
+            size_t n = rng_range(&r, lo, hi);
             unsigned long long t1 = ns_now();
             unsigned char *p = malloc(n);
             unsigned long long t2 = ns_now();
@@ -260,7 +263,7 @@ static int huge(int argc, char **argv)
     double el = now_s() - t0;
     print_hist("malloc", hm);
     print_hist("free", hf);
-    printf("RESULT workload=latency-huge k=%u big_ok=%d pairs=%llu", k, big_p != NULL, hm->n);
+    printf("RESULT workload=latency-huge k=%u lo=%zu hi=%zu big_ok=%d pairs=%llu", k, lo, hi, big_p != NULL, hm->n);
     result_end(el, sum);
     return 0;
 }
@@ -270,6 +273,6 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "huge") == 0) return huge(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "mix") == 0) return mix(argc, argv);
     fprintf(stderr, "usage: latency mix [secs] [threads] [maxk] [window] [seed]\n"
-                    "       latency huge K [secs] [seed]\n");
+                    "       latency huge K [secs] [seed] [lo] [hi]\n");
     return 2;
 }
