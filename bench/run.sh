@@ -17,6 +17,7 @@
 #   BENCH_RUNS=5            repetitions per (workload, allocator)
 #   BENCH_WORKLOADS="..."   subset, e.g. "st-churn larson" (default: all)
 #   BENCH_ALLOCATORS="..."  subset of: glibc jemalloc tcmalloc mimalloc memscope
+#   BENCH_LONG=1            also run the long variants (LONG_TABLE below)
 #   BENCH_TIMEOUT=60        seconds before a run is killed (recorded as timeout)
 #   BENCH_RESULTS=bench/RESULTS.md   where the report goes (rewritten; only
 #                           blocks between "<!-- BEGIN x -->" and "<!-- END x -->"
@@ -40,7 +41,7 @@ mkdir -p "$BIN" "$OUT"
 note() { printf '%s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- build ----
-PROGS="st_churn larson prodcons mixed_realloc large seed_vector small_nodes runone"
+PROGS="st_churn larson prodcons mixed_realloc large seed_vector small_nodes tl_remote false_sharing many_threads runone"
 for p in $PROGS; do
     if ! $CC -std=c11 -O2 -pthread -Wall -Wextra -o "$BIN/$p" "bench/$p.c"; then
         note "bench: failed to build bench/$p.c"; exit 2
@@ -52,6 +53,7 @@ fi
 
 # ------------------------------------------------------------ workloads ----
 # name | program | arguments   (sizes tuned for ~0.3-2 s under glibc on 2 cores)
+# (bench/run_profile.sh reads this table too: build any new program there as well)
 WORKLOAD_TABLE="
 st-churn|st_churn|30000000 20000
 larson|larson|40 250000 5000 2
@@ -60,7 +62,19 @@ mixed-realloc|mixed_realloc|4000000 4000
 large|large|500 8 page
 seed-vector|seed_vector|32000000 1
 small-nodes|small_nodes|10000000 1
+tl-remote|tl_remote|4 1000000 10000 100
+fs-active|false_sharing|active 2 40000 1000 8
+fs-passive|false_sharing|passive 2 40000 1000 8
+many-threads|many_threads|32 50000 2000 3 2
 "
+# BENCH_LONG=1 adds these: long runs (40M+ operations) of the churn workloads,
+# where placement and locality have time to degrade (issue 10).
+LONG_TABLE="
+st-churn-long|st_churn|40000000 100000
+tl-remote-long|tl_remote|4 10000000 100000 100
+larson-long|larson|160 250000 5000 2
+"
+[ "${BENCH_LONG:-0}" = 1 ] && WORKLOAD_TABLE="$WORKLOAD_TABLE$LONG_TABLE"
 ALL_WORKLOADS=$(printf '%s\n' "$WORKLOAD_TABLE" | awk -F'|' 'NF==3{print $1}')
 WORKLOADS=${BENCH_WORKLOADS:-$ALL_WORKLOADS}
 wl_field() { printf '%s\n' "$WORKLOAD_TABLE" | awk -F'|' -v n="$1" -v f="$2" '$1==n{print $f}'; }
@@ -225,6 +239,29 @@ owner() {  # "package version" of the package that ships file $1
     if [ -n "$pkg" ]; then pkgver "$pkg"; else echo "not from a package"; fi
 }
 "$BIN/report" "$RAW" > "$OUT/tables.md" || { note "bench: report failed"; exit 2; }
+# memscope against the fastest peer on each workload, in wall and in CPU time
+# (user + sys: much less moved by other load on a shared machine).
+memscope_vs_best() {
+    [[ " $ALLOCS " == *" memscope "* ]] || return 0
+    echo
+    echo "## memscope against the fastest peer, per workload"
+    echo
+    echo "Ratios of medians; the peer is whichever of the others has the lowest median on that workload (its name in parentheses). **bold** = above the 1.10 target of issue 10."
+    echo
+    echo "| workload | memscope CPU (s) | best peer CPU (s) | CPU ratio | memscope wall (s) | best peer wall (s) | wall ratio |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' 'function med(s,   n, i, j, t, a) { n = split(s, a, " "); for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+          return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+      function b(r) { return sprintf(r > 1.10 ? "**%.2f**" : "%.2f", r) }
+      NR > 1 && $10 == "ok" { k = $1 SUBSEP $2; if (!($1 in s)) o[++n] = $1; s[$1] = 1; C[k] = C[k] " " ($8 + $9); W[k] = W[k] " " $4; if ($2 != "memscope") P[$2] = 1 }
+      END { for (i = 1; i <= n; i++) { w = o[i]; if (!((w SUBSEP "memscope") in C)) continue; bc = bw = 0
+          for (p in P) { k = w SUBSEP p; if (!(k in C)) continue; c = med(C[k]); x = med(W[k])
+            if (!bc || c < bc) { bc = c; bcw = p } if (!bw || x < bw) { bw = x; bww = p } }
+          if (!bc) continue
+          mc = med(C[w SUBSEP "memscope"]); mw = med(W[w SUBSEP "memscope"]); m++; lc += log(mc / bc); lw += log(mw / bw)
+          printf "| %s | %.3f | %.3f (%s) | %s | %.3f | %.3f (%s) | %s |\n", w, mc, bc, bcw, b(mc / bc), mw, bw, bww, b(mw / bw) }
+        if (m) printf "| **geomean** | | | **%.2f** | | | **%.2f** |\n", exp(lc / m), exp(lw / m) }' "$RAW"
+}
 # Sections that other scripts write into the report between
 # "<!-- BEGIN script -->" and "<!-- END script -->" lines (bench/run_profile.sh)
 # are carried over to the new report unchanged.
@@ -242,7 +279,7 @@ KEPT=$OUT/kept-sections.md
     echo "- kernel: $(uname -srm); THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo n/a)"
     echo "- libc: $(ldd --version 2>&1 | head -1)"
     echo "- compiler: $($CC --version | head -1) (workloads: \`-O2 -pthread\`)"
-    echo "- runs: $RUNS per workload and allocator, medians reported; whole run took ${ELAPSED}s"
+    echo "- runs: $RUNS per workload and allocator, medians reported; whole run took ${ELAPSED}s${BENCH_LONG:+; BENCH_LONG=$BENCH_LONG (long variants included)}"
     echo "- load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END (anything near or above $(nproc) means other work competed for the CPUs)"
     for a in $ALLOCS; do
         so=${SO[$a]}
@@ -265,6 +302,7 @@ KEPT=$OUT/kept-sections.md
     fi
     echo
     cat "$OUT/tables.md"
+    memscope_vs_best
     cat "$KEPT"
 } > "$RESULTS"
 note "bench: wrote $RESULTS (${ELAPSED}s)"

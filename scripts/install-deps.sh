@@ -24,11 +24,13 @@
 #              profilers bench/run_profile.sh compares memscope's with); liblsan0
 #              (LeakSanitizer, preloaded: the oracle of tests/test_leaks.sh and
 #              the comparison of bench/run_leaks.sh)
+#              redis-server redis-tools (bench/run_apps.sh: redis-server under
+#              redis-benchmark; python3 and sqlite3 above serve it too)
 set -eu
 PKGS="gcc clang make g++ binutils zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
       libpython3.11-testsuite redis-server redis-tools
       prometheus chromium tmux libclang-rt-14-dev
-      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind coreutils gawk liblsan0"
+      libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind redis-server redis-tools coreutils gawk liblsan0"
 
 missing=""
 for p in $PKGS; do
