@@ -57,7 +57,7 @@ MEMSCOPE_API size_t memscope_free_os_memory(void);
  * thread (or with the others quiet) every identity is exact.
  * ---------------------------------------------------------------------- */
 
-#define MEMSCOPE_BY_SIZE_LEN 80 /* entries in by_size; unused tail entries have size 0 */
+#define MEMSCOPE_BY_SIZE_LEN 100 /* entries in by_size; unused tail entries have size 0 */
 
 struct memscope_stats {
     uint32_t size;    /* sizeof(struct memscope_stats) of the caller; set before the call */

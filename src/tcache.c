@@ -73,7 +73,9 @@ static inline uint64_t frees_of(const tclist_t *l) {
 static uint32_t class_cap(uint8_t cls) {
     uint32_t cap = (uint32_t)(MS_TC_CLASS_BYTES / ms_class_size[cls]);
     if (cap > MS_TC_CLASS_OBJECTS) cap = MS_TC_CLASS_OBJECTS;
-    uint32_t min = 2u * ms_class_batch[cls];
+    /* at least two batches, so a list can give one back and keep one;
+     * above 32 KiB one batch of two blocks: up to 512 KiB is enough */
+    uint32_t min = (ms_class_size[cls] > 32768 ? 1u : 2u) * ms_class_batch[cls];
     return cap < min ? min : cap;
 }
 

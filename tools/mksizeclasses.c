@@ -13,8 +13,14 @@
  * give 12.5% for 17..127-byte requests.
  *
  * Span size.  Each class gets the smallest number of 8 KiB pages that holds
- * at least 8 objects (so a thread cache refill amortizes the span's setup)
- * and wastes at most 1/8 of the span on the tail that fits no whole object.
+ * at least 8 objects (so a thread cache refill amortizes the span's setup;
+ * 2 above 32 KiB, where 8 would make spans of up to 2 MiB) and wastes at
+ * most 1/8 of the span on the tail that fits no whole object.
+ *
+ * Range.  Classes go up to 256 KiB, as tcmalloc's do: a block of 32-256 KiB
+ * is then served from the thread's cache instead of the page heap's lock
+ * (bench/run_latency.sh found 32-64 KiB requests 5x slower than the peers
+ * when they were "large").
  *
  * Batch.  Objects move between a thread cache and its central list in
  * batches of clamp(64 KiB / size, 2, 32): big enough that the central lock is
@@ -23,14 +29,15 @@
  *
  * Division.  free() turns an offset inside a span into an object index with
  * one multiply: idx = (off * magic) >> 40, magic = floor(2^40 / size) + 1.
- * The error is off * 2^-40 < 2^-22 for spans below 2^18 bytes, less than
- * the smallest step 1/size, so the index is exact; tests check every offset.
+ * The error is off * 2^-40 < 2^-21 for spans below 2^19 bytes, less than
+ * the smallest step 1/size (size < 2^21), so the index is exact; tests
+ * check every offset.
  */
 #include <stdio.h>
 #include <stdint.h>
 
 #define PAGE 8192
-#define MAX_SMALL 32768
+#define MAX_SMALL 262144
 
 int main(void) {
     unsigned sizes[128], n = 0;
@@ -44,7 +51,8 @@ int main(void) {
     unsigned pages[128], batch[128];
     for (unsigned i = 0; i < n; i++) {
         unsigned s = sizes[i], p = 1;
-        while (!((p * PAGE) / s >= 8 && (p * PAGE) % s <= (p * PAGE) / 8)) p++;
+        unsigned want = s <= 32768 ? 8 : 2; /* above 32 KiB a span of 8 would be 2 MiB */
+        while (!((p * PAGE) / s >= want && (p * PAGE) % s <= (p * PAGE) / 8)) p++;
         pages[i] = p;
         unsigned b = 65536 / s;
         batch[i] = b < 2 ? 2 : b > 32 ? 32 : b;
