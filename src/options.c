@@ -5,7 +5,8 @@
  * Every key is declared once in MS_OPTIONS below: name, kind, default,
  * range, help.  That list generates the parser and the warnings (an
  * unknown key is answered with the list of known ones); the README's table
- * of keys is written from it.  A bad item never stops the program: it gets one
+ * of keys is kept by hand and tests/test_options.sh checks every key of
+ * this list against it.  A bad item never stops the program: it gets one
  * line on stderr naming the key, what was given and what is accepted, and
  * the default stays.  The variable is read with secure_getenv (ignored in
  * set-uid programs) once, at load time, before the program's main.

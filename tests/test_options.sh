@@ -163,5 +163,13 @@ if ! grep -q '^delay=333$' "$tmp/out" || ! grep -q '^gc 1 @' "$tmp/err"; then
     fail "MEMSCOPE=scavenge_delay_ms=333 memscope run --trace: want delay 333 and trace on: $(cat "$tmp/out" "$tmp/err" | head -c 300)"
 fi
 
+# The README's table of keys is kept by hand: every key the library knows
+# (as its unknown-key warning lists them) must have a row there.
+known=$(MEMSCOPE=no_such_key=1 LD_PRELOAD=$LIB /bin/true 2>&1 | sed -n 's/.*(known keys: \([^)]*\)).*/\1/p' | tr -d ',')
+ok; [ -n "$known" ] || fail "no list of known keys in the unknown-key warning"
+for k in $known; do
+    ok; grep -q "^| \`$k\` |" README.md || fail "README's MEMSCOPE table has no row for key $k"
+done
+
 echo "test_options: $checks checks, $failures failed"
 exit "$failures"
