@@ -27,32 +27,12 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct out_s {
-    int fd;
-    size_t len;
-    char buf[8192];
-} out_t;
-
-static void flush(out_t *o) {
-    if (o->fd >= 0) ms_write_fd(o->fd, o->buf, o->len);
-    o->len = 0;
-}
-
-__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt, ...) {
-    char line[1024];
-    __builtin_va_list ap;
-    __builtin_va_start(ap, fmt);
-    size_t n = ms_vsnprintf(line, sizeof line, fmt, ap);
-    __builtin_va_end(ap);
-    if (n >= sizeof line) n = sizeof line - 1;
-    if (o->len + n > sizeof o->buf) flush(o);
-    memcpy(o->buf + o->len, line, n);
-    o->len += n;
-}
+#define put ms_text_put
+#define flush ms_text_flush
 
 static const char *const kind_name[3] = {"Direct", "Indirect", "Reachable"};
 
-static void frames(out_t *o, symtab_t *st, uint32_t stack) {
+static void frames(textout_t *o, symtab_t *st, uint32_t stack) {
     const uintptr_t *pcs;
     uint32_t npcs;
     bool trunc;
@@ -81,7 +61,7 @@ static void frames(out_t *o, symtab_t *st, uint32_t stack) {
     if (trunc) put(o, "    ... (deeper frames not recorded)\n");
 }
 
-static void check_lines(out_t *o, const ms_leak_result_t *r) {
+static void check_lines(textout_t *o, const ms_leak_result_t *r) {
     const ms_leak_roots_t *t = &r->roots;
     put(o, "memscope: still reachable: %llu byte(s) in %llu block(s)\n",
         (unsigned long long)r->bytes[MS_LEAK_REACHABLE], (unsigned long long)r->objs[MS_LEAK_REACHABLE]);
@@ -117,7 +97,7 @@ static void check_lines(out_t *o, const ms_leak_result_t *r) {
 
 int ms_leak_write_text(int fd, const ms_leak_result_t *r, int max_groups) {
     ms_no_sample++;
-    out_t o = {.fd = fd};
+    textout_t o = {.fd = fd};
     uint64_t lost_objs = r->objs[0] + r->objs[1], lost_bytes = r->bytes[0] + r->bytes[1];
     symtab_t *st = r->ngroups ? ms_sym_open() : NULL;
     if (lost_objs) {
@@ -195,7 +175,7 @@ int ms_leak_write_pprof(int fd, const ms_leak_result_t *r) {
     return rc;
 }
 
-static void json_str(out_t *o, const char *s) {
+static void json_str(textout_t *o, const char *s) {
     put(o, "\"");
     for (; s && *s; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -208,7 +188,7 @@ static void json_str(out_t *o, const char *s) {
 
 int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
     ms_no_sample++;
-    out_t o = {.fd = fd};
+    textout_t o = {.fd = fd};
     symtab_t *st = r->ngroups ? ms_sym_open() : NULL;
     put(&o, "{\"direct_objects\":%llu,\"direct_bytes\":%llu,\"indirect_objects\":%llu,\"indirect_bytes\":%llu,"
             "\"reachable_objects\":%llu,\"reachable_bytes\":%llu,\"pause_us\":%llu,\"total_ms\":%llu,"

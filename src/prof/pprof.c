@@ -230,6 +230,31 @@ static void value_type(enc_t *e, int field, const char *type, const char *unit) 
     pb_msg(&e->out, field, m);
 }
 
+/* mappings_and_tables: every mapping of the symtab (the ones whose
+ * locations were named marked as symbolized), then the locations and
+ * functions collected while the samples were written. */
+static void mappings_and_tables(enc_t *e) {
+    int nmaps = e->sym ? ms_sym_nmaps(e->sym) : 0;
+    for (int i = 0; i < nmaps; i++) {
+        const sym_map_t *mp = ms_sym_map(e->sym, i);
+        pbuf_t *m = &e->sub;
+        pb_uint(m, 1, (uint64_t)i + 1);
+        pb_uint(m, 2, mp->start);
+        pb_uint(m, 3, mp->limit);
+        pb_uint(m, 4, mp->offset);
+        pb_uint(m, 5, str(e, mp->path));
+        pb_uint(m, 6, str(e, mp->build_id));
+        bool named = e->map_named && e->map_named[i];
+        pb_bool(m, 7, named);
+        pb_bool(m, 8, named);
+        pb_bool(m, 9, named);
+        pb_bool(m, 10, named);
+        pb_msg(&e->out, 3, m);
+    }
+    pb_bytes(&e->out, e->locs.p, e->locs.len);
+    pb_bytes(&e->out, e->funcs.p, e->funcs.len);
+}
+
 /* encode: the uncompressed profile of snap into e->out. */
 static void encode(enc_t *e, const prof_snap_t *snap, int kind) {
     static const char *const types[6][2] = {{"alloc_objects", "count"}, {"alloc_space", "bytes"},
@@ -260,25 +285,7 @@ static void encode(enc_t *e, const prof_snap_t *snap, int kind) {
         pb_msg(&e->out, 2, m);
     }
 
-    int nmaps = e->sym ? ms_sym_nmaps(e->sym) : 0;
-    for (int i = 0; i < nmaps; i++) {
-        const sym_map_t *mp = ms_sym_map(e->sym, i);
-        pbuf_t *m = &e->sub;
-        pb_uint(m, 1, (uint64_t)i + 1);
-        pb_uint(m, 2, mp->start);
-        pb_uint(m, 3, mp->limit);
-        pb_uint(m, 4, mp->offset);
-        pb_uint(m, 5, str(e, mp->path));
-        pb_uint(m, 6, str(e, mp->build_id));
-        bool named = e->map_named && e->map_named[i];
-        pb_bool(m, 7, named);
-        pb_bool(m, 8, named);
-        pb_bool(m, 9, named);
-        pb_bool(m, 10, named);
-        pb_msg(&e->out, 3, m);
-    }
-    pb_bytes(&e->out, e->locs.p, e->locs.len);
-    pb_bytes(&e->out, e->funcs.p, e->funcs.len);
+    mappings_and_tables(e);
 
     char comment[160];
     ms_snprintf(comment, sizeof comment, "memscope heap profile; peak in-use estimate %llu bytes",
@@ -315,25 +322,7 @@ static void encode_custom(enc_t *e, const prof_custom_t *c) {
         pb_msg(m, 2, p);
         pb_msg(&e->out, 2, m);
     }
-    int nmaps = e->sym ? ms_sym_nmaps(e->sym) : 0;
-    for (int i = 0; i < nmaps; i++) {
-        const sym_map_t *mp = ms_sym_map(e->sym, i);
-        pbuf_t *m = &e->sub;
-        pb_uint(m, 1, (uint64_t)i + 1);
-        pb_uint(m, 2, mp->start);
-        pb_uint(m, 3, mp->limit);
-        pb_uint(m, 4, mp->offset);
-        pb_uint(m, 5, str(e, mp->path));
-        pb_uint(m, 6, str(e, mp->build_id));
-        bool named = e->map_named && e->map_named[i];
-        pb_bool(m, 7, named);
-        pb_bool(m, 8, named);
-        pb_bool(m, 9, named);
-        pb_bool(m, 10, named);
-        pb_msg(&e->out, 3, m);
-    }
-    pb_bytes(&e->out, e->locs.p, e->locs.len);
-    pb_bytes(&e->out, e->funcs.p, e->funcs.len);
+    mappings_and_tables(e);
     uint32_t ci = str(e, c->comment);
     uint32_t pt = str(e, c->period_type[0]), pu = str(e, c->period_type[1]);
     uint32_t def = str(e, c->default_type);

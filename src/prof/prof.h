@@ -168,6 +168,16 @@ typedef struct prof_custom_s {
 int ms_prof_write_custom(int fd, const prof_custom_t *c, bool gzip);
 /* ms_prof_write_text: Go's debug=1 heap text, with the MemStats trailer. */
 int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind);
+/* textout_t: text for people, through a fixed buffer to a descriptor, never
+ * through stdio or the heap (text.c); fd < 0 discards. */
+typedef struct textout_s {
+    int fd;
+    size_t len;
+    char buf[8192];
+} textout_t;
+void ms_text_put(textout_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ms_text_flush(textout_t *o);
+
 /* ms_prof_write: takes a snapshot and writes it (debug 0: pprof, else text). */
 int ms_prof_write(int fd, int kind, int debug);
 /* ms_prof_report_leaks: what is still allocated, by stack, largest first,

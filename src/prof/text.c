@@ -32,28 +32,24 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct out_s {
-    int fd;
-    size_t len;
-    char buf[8192];
-} out_t;
-
-static void flush(out_t *o) {
-    ms_write_fd(o->fd, o->buf, o->len);
+void ms_text_flush(textout_t *o) {
+    if (o->fd >= 0) ms_write_fd(o->fd, o->buf, o->len);
     o->len = 0;
 }
 
-__attribute__((format(printf, 2, 3))) static void put(out_t *o, const char *fmt, ...) {
+void ms_text_put(textout_t *o, const char *fmt, ...) {
     char line[1024];
     __builtin_va_list ap;
     __builtin_va_start(ap, fmt);
     size_t n = ms_vsnprintf(line, sizeof line, fmt, ap);
     __builtin_va_end(ap);
     if (n >= sizeof line) n = sizeof line - 1;
-    if (o->len + n > sizeof o->buf) flush(o);
+    if (o->len + n > sizeof o->buf) ms_text_flush(o);
     memcpy(o->buf + o->len, line, n);
     o->len += n;
 }
+#define put ms_text_put
+#define flush ms_text_flush
 
 /* order: indexes of the records sorted by key descending (heapsort: no
  * allocation, O(n log n)); returns the mapped array of n entries. */
@@ -95,7 +91,7 @@ static double raw_peak_bytes(const prof_rec_t *r) { return (double)(r->peak.allo
 static double est_inuse_bytes(const prof_rec_t *r) { return r->now.alloc_bytes_w - r->now.free_bytes_w; }
 
 /* frames: one line per frame of r, formatted by fmt_frame. */
-static void frames(out_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
+static void frames(textout_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
     unsigned idx = 0; /* frame number in the leak report: inlined frames count too */
     for (uint32_t k = ms_sym_first_frame(st, r->pcs, r->npcs); k < r->npcs; k++) {
         uintptr_t pc = r->pcs[k] - 1;
@@ -121,7 +117,7 @@ static void frames(out_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
     }
 }
 
-static void memstats(out_t *o) {
+static void memstats(textout_t *o) {
     struct memscope_stats s = {.size = sizeof s};
     memscope_read_stats(&s);
     put(o, "\n# runtime.MemStats\n");
@@ -142,7 +138,7 @@ static void memstats(out_t *o) {
 }
 
 int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind) {
-    out_t o = {.fd = fd};
+    textout_t o = {.fd = fd};
     bool peak = kind == PROF_PEAK;
     size_t ob;
     uint32_t *ix = order(snap, peak ? raw_peak_bytes : raw_inuse_bytes, &ob);
@@ -204,7 +200,7 @@ int ms_prof_report_leaks(int fd, int top) {
         return 0;
     }
     ms_no_sample++;
-    out_t o = {.fd = fd};
+    textout_t o = {.fd = fd};
     bool exact = snap->rate == 1;
     double objs = 0, bytes = 0;
     size_t stacks = 0;
