@@ -3,7 +3,7 @@
  * The layers, bottom to top (a file only calls into layers below it):
  *   os.c, log.c       kernel memory calls, /proc readers; allocation-free output
  *   meta.c            fixed-size pools for the allocator's own structures
- *   pagemap.c         page number -> span, released-page bitmap
+ *   pagemap.c         page number -> span (XOR-encoded, no NULLs), released-page bitmap
  *   pageheap.c        spans of pages: in use, idle, released; coalescing
  *   central.c         per-class span lists and transfer slots
  *   tcache.c          per-thread caches, thread registry, fork

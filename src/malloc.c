@@ -30,7 +30,8 @@
  *      which grows from the OS when no free span fits.
  * Larger requests take a span straight from the page heap.
  *
- * Freeing.  The page map gives the span of any pointer in two loads.  The
+ * Freeing.  The page map gives the span of any pointer in three loads and
+ * no test (untouched entries read as a nil span that is never fast).  The
  * object goes to the freeing thread's own list for its class (whichever
  * thread allocated it); a list at its limit sends one batch to the central
  * list, where batches go back to their spans, and a span with no object out
@@ -38,24 +39,26 @@
  * scavenger after MEMSCOPE=scavenge_delay_ms, or by memscope_free_os_memory.
  *
  * Checking.  free() validates every pointer on the way: it must map to a
- * span in use and sit exactly at an object boundary (a multiply by the
- * class's magic reciprocal, no division).  A freed small object carries a
+ * span in use, lie in the part the span has handed out, and sit exactly at
+ * an object boundary (one multiply: Lemire's divisibility test).  A freed small object carries a
  * cookie, its address xor a per-process random key, in its second word,
  * which malloc clears; finding the cookie at free is a double free.  Errors
  * print one line naming the call, the error, the address and the caller,
  * then abort: memory corruption is never allowed to go on silently.
  *
- * Accounting.  Each thread counts its mallocs and frees per class next to
- * its list heads; large objects are counted per thread too; the page heap
- * counts pages in use, idle and released.  Sums of these give the stats with
+ * Accounting.  Each thread counts its mallocs per class next to its list
+ * heads, and its frees follow from the list's length and what its slow
+ * paths exchanged with the central lists (tcache.c); large objects are
+ * counted per thread too; the page heap counts pages in use, idle and
+ * released.  Sums of these give the stats with
  * no sampling and no stopping of threads.
  *
  * Sampling.  The fast path also counts down tc->sample_left, the bytes
  * until the next allocation the heap profiler records; with profiling off it
  * starts at INT64_MAX and never reaches zero.  A sampled object's span keeps
- * a count of sampled objects, so free learns in O(1) from the span it already
- * read whether the object may be sampled and the unsampled fast path pays one
- * compare.
+ * a count of sampled objects (and a mask of their slots) in the word whose
+ * low byte free() already tests, so the unsampled fast path pays nothing
+ * more and only a free that may be of a sampled block asks the profiler.
  *
  * Memory from the OS: calloc skips zeroing when every page of a large block
  * comes from released or fresh pages (the kernel zeroed them); realloc grows
