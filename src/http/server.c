@@ -249,7 +249,8 @@ static void accept_all(uint64_t now) {
                 (!oldest || conns[i].accepted_ms < oldest->accepted_ms))
                 oldest = &conns[i];
         }
-        if (!slot && oldest) close_conn(oldest), slot = oldest;
+        bool evicted = false;
+        if (!slot && oldest) close_conn(oldest), slot = oldest, evicted = true;
         if (!slot) { /* every slot is answering or waiting: this client waits its turn by reconnecting */
             close(fd);
             continue;
@@ -263,6 +264,12 @@ static void accept_all(uint64_t now) {
         slot->state = C_READ;
         slot->accepted_ms = now;
         slot->deadline_ms = now + MS_HTTP_READ_TIMEOUT_MS;
+        /* One eviction per round: the rest of the backlog waits until the
+         * connections just accepted have had their request read.  Accepting
+         * a whole burst of clients into full slots let a later one evict an
+         * earlier one of the same burst, a normal request among them, before
+         * its request was even read (a reset, seen under load). */
+        if (evicted) return;
     }
 }
 
