@@ -638,6 +638,7 @@ static mod_t *find_or_add_module(symtab_t *st, const char *path, uintptr_t start
     const uint8_t *img = NULL;
     size_t bytes = 0;
     bool mapped = false;
+    if (st->nmods >= MS_SYM_MAX_MAPS) return NULL;
     if (strcmp(path, "[vdso]") == 0) {
         img = (const uint8_t *)start; /* the kernel maps the whole vDSO image here */
     } else if (path[0] == '/') {
@@ -650,7 +651,7 @@ static mod_t *find_or_add_module(symtab_t *st, const char *path, uintptr_t start
         img = map_file(path, &bytes);
         mapped = img != NULL;
     }
-    if (img == NULL || st->nmods >= MS_SYM_MAX_MAPS) return NULL;
+    if (img == NULL) return NULL;
     mod_t *m = &st->mods[st->nmods++];
     m->img = img;
     m->img_bytes = bytes;
