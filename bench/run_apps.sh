@@ -199,14 +199,6 @@ ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo '?'; }
           ((c, "rss_kib") in V) ? sprintf("%.1f", med(V[c, "rss_kib"]) / 1024) : "–", ((c, "cpu_s") in V) ? sprintf("%.2f", med(V[c, "cpu_s"])) : "–", ok[c], bad[c] ? " (failed:" bad[c] ")" : "" } }' "$TSV"
   echo "<!-- END bench/run_apps.sh -->"
 } > "$SEC"
-touch "$RESULTS"
-if grep -q '^<!-- BEGIN bench/run_apps.sh -->' "$RESULTS"; then
-  awk -v sec="$SEC" '
-    /^<!-- BEGIN bench\/run_apps.sh -->/ { while ((getline l < sec) > 0) print l; skip = 1; next }
-    /^<!-- END bench\/run_apps.sh -->/ { skip = 0; next }
-    !skip' "$RESULTS" > "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
-else
-  { echo; cat "$SEC"; } >> "$RESULTS"
-fi
+bash "$(dirname "$0")/put_block.sh" run_apps.sh "$SEC" "$RESULTS"
 cat "$SEC"
 note "apps: wrote $SEC and its block in $RESULTS (${ELAPSED}s)"

@@ -61,13 +61,6 @@ Instructions of one malloc plus one free that hit the thread cache (callgrind: e
 $table
 $sep
 $rows<!-- END bench/run_fastpath.sh -->"
-python3 - "$block" <<'PY'
-import re, sys
-block = sys.argv[1]
-p = "bench/RESULTS.md"
-s = open(p).read()
-pat = re.compile(r"<!-- BEGIN bench/run_fastpath.sh -->.*?<!-- END bench/run_fastpath.sh -->", re.S)
-s = pat.sub(lambda m: block, s) if pat.search(s) else s.rstrip("\n") + "\n\n" + block + "\n"
-open(p, "w").write(s)
-PY
+printf '%s\n' "$block" >bench/out/fastpath.md
+bash "$(dirname "$0")/put_block.sh" run_fastpath.sh bench/out/fastpath.md bench/RESULTS.md
 echo "$block"

@@ -202,14 +202,6 @@ meta() { [ -f "$OUT/latency-$1.meta" ] && printf '_Run: %s_\n\n' "$(cat "$OUT/la
   fi
   echo "<!-- END bench/run_latency.sh -->"
 } > "$SEC"
-touch "$RESULTS"
-if grep -q '^<!-- BEGIN bench/run_latency.sh -->' "$RESULTS"; then
-  awk -v sec="$SEC" '
-    /^<!-- BEGIN bench\/run_latency.sh -->/ { while ((getline l < sec) > 0) print l; skip = 1; next }
-    /^<!-- END bench\/run_latency.sh -->/ { skip = 0; next }
-    !skip' "$RESULTS" > "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
-else
-  { echo; cat "$SEC"; } >> "$RESULTS"
-fi
+bash "$(dirname "$0")/put_block.sh" run_latency.sh "$SEC" "$RESULTS"
 cat "$SEC"
 note "latency: wrote $SEC and its block in $RESULTS"

@@ -163,12 +163,5 @@ section() {
     echo "<!-- END bench/run_leaks.sh -->"
 }
 section >"$OUT/leaks.md"
-if [ -f "$RESULTS" ] && grep -q '<!-- BEGIN bench/run_leaks.sh -->' "$RESULTS"; then
-    awk -v f="$OUT/leaks.md" '
-        /<!-- BEGIN bench\/run_leaks.sh -->/ { while ((getline l < f) > 0) print l; skip = 1; next }
-        /<!-- END bench\/run_leaks.sh -->/ { skip = 0; next }
-        !skip' "$RESULTS" >"$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
-else
-    { echo; cat "$OUT/leaks.md"; } >>"$RESULTS"
-fi
+bash "$(dirname "$0")/put_block.sh" run_leaks.sh "$OUT/leaks.md" "$RESULTS"
 note "leaks: wrote $RESULTS ($(( $(date +%s) - START )) s)"

@@ -339,14 +339,6 @@ SEC=$OUT/profile.md
 } > "$SEC"
 
 # Put the section into the report: replace the old block, or append it.
-touch "$RESULTS"
-if grep -q '^<!-- BEGIN bench/run_profile.sh -->' "$RESULTS"; then
-  awk -v sec="$SEC" '
-    /^<!-- BEGIN bench\/run_profile.sh -->/ { while ((getline l < sec) > 0) print l; skip = 1; next }
-    /^<!-- END bench\/run_profile.sh -->/ { skip = 0; next }
-    !skip' "$RESULTS" > "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
-else
-  { echo; cat "$SEC"; } >> "$RESULTS"
-fi
+bash "$(dirname "$0")/put_block.sh" run_profile.sh "$SEC" "$RESULTS"
 cat "$SEC"
 note "profile: wrote $SEC and its block in $RESULTS (${ELAPSED}s)"

@@ -331,6 +331,7 @@ typedef struct work_s {
     uint32_t *order;     /* indices, for sorting */
     size_t map_bytes;
     symtab_t *sym;
+    prof_snap_t *snap;   /* what the sites are built from */
 } work_t;
 
 static void frame_of(work_t *w, uintptr_t pc, sym_frame_t *f) {
@@ -419,6 +420,28 @@ static void build_sites(work_t *w, const prof_snap_t *snap) {
     }
 }
 
+/* work_begin: a snapshot of the profile, with its sites built and symbolized;
+ * NULL (nothing held) if profiling is off or memory is refused.  Every
+ * work_begin that returns a snapshot is ended by work_end. */
+static prof_snap_t *work_begin(work_t *w) {
+    memset(w, 0, sizeof *w);
+    prof_snap_t *snap = ms_prof_snap_take();
+    if (!snap) return NULL;
+    if (!work_open(w, snap)) {
+        work_close(w);
+        ms_prof_snap_free(snap);
+        return NULL;
+    }
+    w->snap = snap;
+    build_sites(w, snap);
+    return snap;
+}
+
+static void work_end(work_t *w) {
+    work_close(w);
+    ms_prof_snap_free(w->snap);
+}
+
 static void site_json(ms_out_t *o, const site_t *s) {
     char hexname[32];
     ms_out_puts(o, "{\"func\":");
@@ -443,15 +466,9 @@ static size_t used_sites(work_t *w) {
 
 /* /debug/memscope/top?by=inuse|alloc|peak&n=N */
 static int top_json(const ms_http_req_t *req, ms_out_t *o) {
-    prof_snap_t *snap = ms_prof_snap_take();
-    if (!snap) return 503;
     work_t w;
-    if (!work_open(&w, snap)) {
-        work_close(&w);
-        ms_prof_snap_free(snap);
-        return 503;
-    }
-    build_sites(&w, snap);
+    prof_snap_t *snap = work_begin(&w);
+    if (!snap) return 503;
     int key = ms_http_query_eq(req->query, "by", "alloc") ? V_AB : ms_http_query_eq(req->query, "by", "peak") ? V_PB : V_IB;
     long n = ms_http_query_int(req->query, "n", 20, 1000);
     size_t m = used_sites(&w);
@@ -464,8 +481,7 @@ static int top_json(const ms_http_req_t *req, ms_out_t *o) {
         site_json(o, &w.sites[w.order[i]]);
     }
     ms_out_puts(o, "\n]}\n");
-    work_close(&w);
-    ms_prof_snap_free(snap);
+    work_end(&w);
     return 200;
 }
 
@@ -474,15 +490,9 @@ static int top_json(const ms_http_req_t *req, ms_out_t *o) {
  * the top 100 by any of in-use, allocated and peak (for the table). */
 #define MS_FLAME_STACKS 3000
 static int profile_json(ms_out_t *o) {
-    prof_snap_t *snap = ms_prof_snap_take();
-    if (!snap) return 503;
     work_t w;
-    if (!work_open(&w, snap)) {
-        work_close(&w);
-        ms_prof_snap_free(snap);
-        return 503;
-    }
-    build_sites(&w, snap);
+    prof_snap_t *snap = work_begin(&w);
+    if (!snap) return 503;
     size_t m = used_sites(&w);
     for (int key = V_IB; key <= V_PB; key += 2) {
         sort_desc(w.order, m, w.sites, key);
@@ -534,8 +544,7 @@ static int profile_json(ms_out_t *o) {
         ms_out_puts(o, "]}");
     }
     ms_out_puts(o, "\n]}\n");
-    work_close(&w);
-    ms_prof_snap_free(snap);
+    work_end(&w);
     return 200;
 }
 
