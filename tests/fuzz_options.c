@@ -37,7 +37,7 @@ static void warn(const char *msg) {
 static void check_ranges(const options_t *o) {
     if (o->scavenge_delay_ms < 0 || o->scavenge_delay_ms > 3600000) abort();
     if (o->profile_rate < 0 || o->profile_rate > ((int64_t)1 << 40)) abort();
-    if (o->leaks < 0 || o->leaks > 2) abort();
+    if (o->leaks < 0 || o->leaks > LEAKS_REACHABLE) abort();
     if (strnlen(o->heapprofile, sizeof o->heapprofile) >= sizeof o->heapprofile) abort();
     if (strnlen(o->http, sizeof o->http) >= sizeof o->http) abort();
 }
@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
 
     /* round trip: commas cannot occur in a parsed string value (they end
      * the item), so the written text has exactly one item per key */
-    static const char *const leaks[] = {"0", "1", "exit"};
+    static const char *const leaks[] = {"0", "1", "exit", "reachable"}; /* LEAKS_* order */
     size_t cap = 2 * sizeof a + 256;
     char *back = malloc(cap);
     if (!back) abort();
