@@ -256,6 +256,11 @@ uint64_t ms_heap_take_max_hold_ns(int reader);
 /* ms_heap_alloc_direct: a span of npages in its own mapping, zeroed; NULL
  * when the kernel refuses.  ms_heap_free returns it to the OS at once. */
 span_t *ms_heap_alloc_direct(size_t npages);
+/* While pinned, every page of every span stays mapped: a direct block freed
+ * is unmapped at the last unpin, and realloc does not move pages (it
+ * copies).  For readers of the heap from outside (the leak checker). */
+void ms_heap_pin_mappings(void);
+void ms_heap_unpin_mappings(void);
 /* ms_heap_scavenge: returns to the OS the free pages idle since
  * older_than_ms or before (UINT64_MAX: all of them), stopping once max_bytes
  * are released.  Returns the bytes released. */

@@ -450,6 +450,47 @@ span_t *ms_heap_alloc_direct(size_t npages) {
     return s;
 }
 
+/* Pinned mappings.  Heap pages stay mapped for the life of the process,
+ * so a reader from outside (the leak checker's mark) may read any block it
+ * saw in use, even after the block is freed.  Two things break that: the
+ * munmap of a direct block at free, and the instant inside an mremap move
+ * when the source range is unmapped before it is mapped again.  While a
+ * reader holds a pin, direct blocks freed are unmapped only when the last
+ * pin goes (their pages leave the counters at free, as if unmapped then:
+ * the delay is bounded by the reader's run), and moves are refused, so
+ * realloc copies instead; a pin waits for moves already under way. */
+static uint32_t pins, moving;
+static span_t *unmap_later; /* freed direct spans, linked by next */
+static pthread_cond_t moves_cv = PTHREAD_COND_INITIALIZER;
+
+void ms_heap_pin_mappings(void) {
+    heap_lock();
+    pins++;
+    while (moving > 0) {
+        heap_unlock(); /* not a hold: waiting for the kernel calls of others */
+        pthread_mutex_lock(&ms_heap_lock);
+        if (moving > 0) pthread_cond_wait(&moves_cv, &ms_heap_lock);
+        lock_t0 = ms_os_now_ns();
+    }
+    heap_unlock();
+}
+
+void ms_heap_unpin_mappings(void) {
+    heap_lock();
+    ms_assert(pins > 0);
+    span_t *l = --pins == 0 ? unmap_later : NULL;
+    if (l) unmap_later = NULL;
+    heap_unlock();
+    while (l) {
+        span_t *next = l->next;
+        ms_os_free((void *)l->start, PAGES(l->npages));
+        heap_lock();
+        span_delete(l);
+        heap_unlock();
+        l = next;
+    }
+}
+
 static void free_direct(span_t *s) {
     uintptr_t start = s->start;
     size_t n = s->npages;
@@ -460,9 +501,16 @@ static void free_direct(span_t *s) {
     /* the ends point at nothing: a later free of the address is reported */
     ms_pagemap_set(start, NULL);
     ms_pagemap_set(start + PAGES(n) - MS_PAGE_SIZE, NULL);
-    span_delete(s);
+    bool later = pins > 0;
+    if (later) {
+        s->state = SPAN_DEAD;
+        s->next = unmap_later;
+        unmap_later = s;
+    } else {
+        span_delete(s);
+    }
     heap_unlock();
-    ms_os_free((void *)start, PAGES(n));
+    if (!later) ms_os_free((void *)start, PAGES(n));
 }
 
 void ms_heap_free_idle_since(span_t *s, uint64_t idle_since_ms) {
@@ -525,7 +573,15 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
 }
 
 bool ms_heap_move_pages(span_t *from, span_t *to) {
+    heap_lock();
+    bool may = pins == 0;
+    if (may) moving++;
+    heap_unlock();
+    if (!may) return false;
     int moved = ms_os_move((void *)from->start, (void *)to->start, PAGES(from->npages));
+    heap_lock();
+    if (--moving == 0) pthread_cond_broadcast(&moves_cv);
+    heap_unlock();
     if (!moved) return false;
     if (from->direct) {
         free_direct(from);
@@ -713,6 +769,17 @@ void ms_heap_fork_parent(void) { pthread_mutex_unlock(&ms_heap_lock); }
 void ms_heap_fork_child(void) {
     pthread_mutex_init(&ms_heap_lock, NULL);
     pthread_cond_init(&busy_cv, NULL);
+    pthread_cond_init(&moves_cv, NULL);
+    /* movers and pin holders were other threads: nothing of theirs goes on
+     * here, and the mappings they kept are the child's to return */
+    moving = 0;
+    pins = 0;
+    for (span_t *l = unmap_later, *next; l; l = next) {
+        next = l->next;
+        ms_os_free((void *)l->start, PAGES(l->npages));
+        span_delete(l);
+    }
+    unmap_later = NULL;
 }
 
 /* ms_heap_oldest_idle_ms: the idle time of the oldest free span that still
@@ -734,27 +801,46 @@ uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
  * Spans in use, for the leak checker (src/leak/)
  * ---------------------------------------------------------------------- */
 
-/* ms_heap_for_each_inuse: calls fn(s, arg) once for every span in use, in
- * address order, holding the heap lock.  The walk reads the page map's
- * leaves: a span's first page maps to it, so a page whose entry is a span
- * starting there is that span's start (stale entries in the middle of other
- * spans point at structs that start elsewhere or are not in use), and the
- * walk then skips the span's pages.  fn must not allocate or take an
- * allocator lock; it may read the span's fields (used is the central
- * list's, read racily: it only grows while the span is in use). */
+/* ms_heap_for_each_inuse: calls fn(copy, arg) once for every span in use,
+ * in address order.  The walk reads the page map's leaves: a span's first
+ * page maps to it, so a page whose entry is a span starting there is that
+ * span's start (stale entries in the middle of other spans point at structs
+ * that start elsewhere or are not in use), and the walk then skips the
+ * span's pages.  It holds the heap lock for at most WALK_PAGES pages or
+ * WALK_SPANS spans at a time, copying the spans it finds, and calls fn on
+ * the copies with no lock held, so a heap of any size never keeps the lock
+ * long; a span allocated or freed between two holds may be seen or not,
+ * as with any walk that runs beside the program.  (A copy's `used` is the
+ * central list's, read racily: it only grows while the span is in use.) */
+#define WALK_PAGES 16384
+#define WALK_SPANS 64
+
 size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg) {
     size_t n = 0;
-    heap_lock();
-    for (uintptr_t i = 0; i < ((uintptr_t)1 << MS_PM_ROOT_BITS); i++) {
-        if (!ms_pm.root[i]) continue; /* no leaf */
-        for (uintptr_t j = 0; j < ((uintptr_t)1 << MS_PM_LEAF_BITS); j++) {
-            uintptr_t page = ((i << MS_PM_LEAF_BITS) | j) << MS_PAGE_SHIFT;
+    const uintptr_t leaf_pages = (uintptr_t)1 << MS_PM_LEAF_BITS, all = (uintptr_t)1 << (MS_PM_ROOT_BITS + MS_PM_LEAF_BITS);
+    uintptr_t pn = 0; /* next page number to look at */
+    span_t copy[WALK_SPANS];
+    while (pn < all) {
+        int got = 0;
+        uintptr_t budget = WALK_PAGES;
+        heap_lock();
+        while (pn < all && got < WALK_SPANS && budget > 0) {
+            if (!ms_pm.root[pn >> MS_PM_LEAF_BITS]) { /* no leaf: none of its pages is the heap's */
+                pn = (pn | (leaf_pages - 1)) + 1;
+                budget--;
+                continue;
+            }
+            uintptr_t page = pn << MS_PAGE_SHIFT;
             span_t *s = ms_pagemap_span((void *)page);
+            budget--;
+            pn++;
             if (s == MS_SPAN_NIL || s->start != page || s->state == SPAN_DEAD) continue;
-            if (s->state == SPAN_INUSE) fn(s, arg), n++;
-            j += s->npages - 1; /* may run past the leaf: the outer loop goes on with the next */
+            if (s->state == SPAN_INUSE) memcpy(&copy[got++], s, sizeof *s);
+            pn = (s->start >> MS_PAGE_SHIFT) + s->npages;
         }
+        heap_unlock();
+        for (int k = 0; k < got; k++) fn(&copy[k], arg);
+        n += (size_t)got;
     }
-    heap_unlock();
     return n;
 }

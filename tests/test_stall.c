@@ -9,10 +9,15 @@
  * scavenger held the heap lock for a page-by-page walk of the freed range
  * and the worst malloc after a 16 GiB free took 900 ms.  A failed malloc
  * of an impossible size must return at once and leave the scavenger nothing
- * to do.  The longest heap-lock hold is read back from the stats.  Bounds
+ * to do.  A leak check must not stop an allocating thread nor crash when
+ * blocks it saw are unmapped meanwhile (comment at during_check).  The
+ * longest heap-lock hold is read back from the stats.  Bounds
  * are generous: bench/run_latency.sh holds the strict figures.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +57,39 @@ static double worst_malloc(size_t big, uint64_t *count) {
     }
     *count = n;
     return (double)worst / 1e6;
+}
+
+/* A leak check beside a running program: while memscope_check_leaks walks
+ * and marks a heap of many blocks, another thread frees and reallocates
+ * blocks of 1 GiB (mappings of their own, which free unmaps) that the check
+ * saw in use, then mallocs and frees 16-64 KiB blocks.  Before the check
+ * pinned the heap's mappings, the mark read the unmapped blocks and the
+ * program died of SIGSEGV; before the walk of the spans in use took the
+ * heap lock in bounded steps, it held the lock for the whole walk. */
+typedef struct node_s { struct node_s *next; } node_t;
+static node_t *volatile chain;
+static void *volatile bigs[2];
+static _Atomic int check_state; /* 1: check under way, 2: done */
+static double during_worst_ms;
+
+static void *during_check(void *arg) {
+    (void)arg;
+    while (atomic_load(&check_state) == 0) usleep(100);
+    usleep(2000);
+    free(bigs[1]);
+    bigs[1] = NULL;
+    uint64_t worst = 0, x = 1, n = 0;
+    while (atomic_load(&check_state) == 1) {
+        if (++n == 20000) bigs[0] = realloc(bigs[0], (size_t)3 << 29); /* 1.5 GiB: the old mapping goes */
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t t0 = now_ns();
+        void *volatile q = malloc(16384 + (x % 49152));
+        uint64_t d = now_ns() - t0;
+        if (d > worst) worst = d;
+        free(q);
+    }
+    during_worst_ms = (double)worst / 1e6;
+    return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -98,6 +136,36 @@ int main(int argc, char **argv) {
         fprintf(stderr, "[24 huge mallocs in %.3f ms, released by the scavenger since: %llu bytes] ", ms_taken,
                 (unsigned long long)(st.released_total - released0));
         result = bad == 0 && ms_taken < 1000 && st.released_total - released0 < (64u << 20);
+    }
+    CHECK_BODY("leak-check-beside-frees-of-mapped-blocks") {
+        size_t n = seconds < 2 ? 500000 : 2000000;
+        for (size_t i = 0; i < n; i++) {
+            node_t *b = malloc(sizeof(node_t) + 16 * (i % 8));
+            if (!b) break;
+            b->next = chain;
+            chain = b;
+        }
+        bigs[0] = malloc((size_t)1 << 30);
+        bigs[1] = malloc((size_t)1 << 30);
+        pthread_t t;
+        pthread_create(&t, NULL, during_check, NULL);
+        int fd = open("/dev/null", O_WRONLY);
+        atomic_store(&check_state, 1);
+        uint64_t t0 = now_ns();
+        long rc = memscope_check_leaks(fd);
+        double took = (double)(now_ns() - t0) / 1e6;
+        atomic_store(&check_state, 2);
+        pthread_join(t, NULL);
+        close(fd);
+        fprintf(stderr, "[check of %zu blocks: %.0f ms, rc %ld; worst malloc beside it %.3f ms] ", n, took, rc,
+                during_worst_ms);
+        result = rc >= 0 && bigs[0] != NULL && during_worst_ms < 50;
+        free(bigs[0]);
+        while (chain) {
+            node_t *b = chain;
+            chain = b->next;
+            free(b);
+        }
     }
     return print_test_summary();
 }

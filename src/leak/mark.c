@@ -4,8 +4,8 @@
  *   1. The profiler starts listing the blocks it records (every block at
  *      profile_rate=1, sampled ones otherwise): blocks new since now.
  *   2. Snapshot, with the program running: the core lists the spans in use
- *      (ms_heap_for_each_inuse, one walk of the page map under the heap
- *      lock); for each, the part handed out (below s->used), the
+ *      (ms_heap_for_each_inuse, one walk of the page map, taking the
+ *      heap lock a bounded number of pages at a time); for each, the part handed out (below s->used), the
  *      object size, and one bit per slot saying whether it is allocated
  *      (no free cookie in its second word: the same test as ms_block_find,
  *      done span by span).  Every page of every span, large ones included,
@@ -15,8 +15,8 @@
  *   4. Mark from the copied roots: a word is a pointer if it falls in a
  *      snapshot span, below its used mark, in a slot whose bit says allocated.
  *      Marked blocks go on an explicit stack and are scanned in turn, live
- *      (their memory may change meanwhile; heap pages are never unmapped,
- *      so reading them is safe).  Then every block the profiler listed as
+ *      (their memory may change meanwhile; the heap's mappings are pinned
+ *      for the check, so reading them is safe).  Then every block the profiler listed as
  *      new is marked too, with what it reaches: blocks allocated during the
  *      check count as reachable.
  *   5. Indirect, as LeakSanitizer does: each unmarked block is scanned, and
@@ -323,6 +323,7 @@ ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
     ms_ensure_init();
     pthread_mutex_lock(&check_lock);
     ms_no_sample++;
+    ms_heap_pin_mappings(); /* the mark reads blocks that may be freed meanwhile */
     uint64_t t0 = ms_os_now_ns();
     mark_t m = {0};
     ms_leak_result_t *res = NULL;
@@ -446,6 +447,7 @@ ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
     }
 out:
     if (!res) mark_free(&m);
+    ms_heap_unpin_mappings();
     ms_no_sample--;
     pthread_mutex_unlock(&check_lock);
     return res;
