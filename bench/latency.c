@@ -1,6 +1,6 @@
 /* latency.c — malloc/free tail latency while huge blocks come and go (issue 9).
  *
- * Two modes.
+ * Three modes.
  *
  *   latency mix [secs=3] [threads=3] [maxk=36] [window=1000] [seed=1]
  *     `threads` worker threads each keep `window` live blocks of 16 B .. 64 KiB
@@ -23,6 +23,12 @@
  *     malloc succeeded, how long it and its free took, the number of
  *     malloc+free pairs done, and the malloc/free percentiles and maxima.
  *
+ *   latency holds [blocks=1600000] [settle=3]
+ *     Bounded lock holds: a heap fragmented into tens of thousands of free
+ *     spans, then memscope's jobs one at a time (scavenger, malloc_trim, stats
+ *     reads, a heap profile, a leak check) beside a thread timing mallocs of
+ *     16..64 KiB; one HOLD line per job (comment at holds()).
+ *
  * Output (one line each, values in ns):
  *   LAT op=malloc n=<count> p50_ns= p99_ns= p999_ns= p9999_ns= max_ns=
  *   LAT op=free   ...
@@ -34,6 +40,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <errno.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <sched.h>
+#include <unistd.h>
+#include "../include/memscope.h"
 
 #define SUB 32                       /* sub-buckets per power of two */
 #define NBUCKET (64 + 59 * SUB)
@@ -268,11 +280,137 @@ static int huge(int argc, char **argv)
     return 0;
 }
 
+/* ---------------------------------------------------------- holds mode -- */
+/* A fragmented heap (blocks of 512 bytes, every other 8 KiB page's worth
+ * freed: tens of thousands of free spans between spans in use), then each
+ * of memscope's own jobs in turn while one thread mallocs and frees 16..64
+ * KiB blocks, timing every malloc: the scavenger releasing the freed spans,
+ * malloc_trim(0), a stats read, a heap profile written, a leak check.  For
+ * memscope the longest hold of the heap lock during each job is read from
+ * memscope_read_stats (looked up with dlsym, so the same binary runs under
+ * every allocator; under the peers only the worker's latency is reported,
+ * and the jobs they lack are skipped). */
+static int (*p_read_stats)(struct memscope_stats *);
+static int (*p_write_profile_fd)(int, int);
+static long (*p_check_leaks)(int);
+static atomic_int job_on;
+
+static void *holds_worker(void *arg)
+{
+    (void)arg;
+    rng_t r;
+    rng_seed(&r, 7);
+    hist_t *hm = &H[0][0];
+    while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+        if (!atomic_load_explicit(&job_on, memory_order_relaxed)) { sched_yield(); continue; }
+        size_t n = rng_range(&r, 16384, 65536);
+        unsigned long long a = ns_now();
+        unsigned char *p = malloc(n);
+        unsigned long long b = ns_now();
+        if (p) p[0] = 1;
+        free(p);
+        hist_add(hm, b - a);
+    }
+    return NULL;
+}
+
+static unsigned long long lock_max(void)
+{
+    struct memscope_stats st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    return p_read_stats && p_read_stats(&st) == 0 ? st.heap_lock_max_ns : 0;
+}
+
+/* job: runs one job with the worker timing beside it, prints one HOLD line */
+static void job(const char *name, void (*fn)(void), double settle_s)
+{
+    memset(&H[0][0], 0, sizeof H[0][0]);
+    lock_max(); /* "since the previous read" starts now */
+    atomic_store(&job_on, 1);
+    unsigned long long a = ns_now();
+    fn();
+    unsigned long long b = ns_now();
+    if (settle_s > 0) {
+        struct timespec ts = { (time_t)settle_s, (long)((settle_s - (double)(time_t)settle_s) * 1e9) };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    }
+    atomic_store(&job_on, 0);
+    unsigned long long hold = lock_max();
+    const hist_t *h = &H[0][0];
+    printf("HOLD job=%s job_ns=%llu lock_max_ns=%llu mallocs=%llu p99_ns=%llu p999_ns=%llu max_ns=%llu\n", name, b - a,
+           p_read_stats ? hold : 0, h->n, pct(h, 0.99), pct(h, 0.999), h->max);
+}
+
+static void job_none(void) {}
+static void job_trim(void) { malloc_trim(0); }
+static void job_stats(void) { for (int i = 0; i < 1000; i++) lock_max(); }
+static void job_profile(void)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    if (p_write_profile_fd) p_write_profile_fd(fd, 0);
+    close(fd);
+}
+static void job_leaks(void)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    if (p_check_leaks) p_check_leaks(fd);
+    close(fd);
+}
+
+static int holds(int argc, char **argv)
+{
+    size_t nblocks = (size_t)arg_ull(argc, argv, 2, 1600000);
+    double settle = (double)arg_ull(argc, argv, 3, 3);
+    p_read_stats = (int (*)(struct memscope_stats *))dlsym(RTLD_DEFAULT, "memscope_read_stats");
+    p_write_profile_fd = (int (*)(int, int))dlsym(RTLD_DEFAULT, "memscope_write_heap_profile_fd");
+    p_check_leaks = (long (*)(int))dlsym(RTLD_DEFAULT, "memscope_check_leaks");
+    unsigned char **b = malloc(nblocks * sizeof *b);
+    if (!b) return 1;
+    double t0 = now_s();
+    for (size_t i = 0; i < nblocks; i++) {
+        b[i] = malloc(512);
+        if (b[i]) b[i][0] = (unsigned char)i;
+    }
+    pthread_t w;
+    pthread_create(&w, NULL, holds_worker, NULL);
+    /* the scavenger's job: it starts on the frees (after its delay) */
+    memset(&H[0][0], 0, sizeof H[0][0]);
+    lock_max();
+    atomic_store(&job_on, 1);
+    unsigned long long a = ns_now();
+    size_t freed = 0;
+    for (size_t i = 0; i < nblocks; i++)
+        if ((i / 16) % 2 == 0) free(b[i]), b[i] = NULL, freed++;
+    unsigned long long fb = ns_now();
+    struct timespec ts = { (time_t)settle, 0 };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    atomic_store(&job_on, 0);
+    unsigned long long hold = lock_max();
+    printf("HOLD job=scavenge job_ns=%llu lock_max_ns=%llu mallocs=%llu p99_ns=%llu p999_ns=%llu max_ns=%llu\n",
+           fb - a, p_read_stats ? hold : 0, H[0][0].n, pct(&H[0][0], 0.99), pct(&H[0][0], 0.999), H[0][0].max);
+    job("idle", job_none, 1);
+    job("trim", job_trim, 0.2);
+    job("stats", job_stats, 0.2);
+    if (p_write_profile_fd) job("profile", job_profile, 0.2);
+    if (p_check_leaks) job("leakcheck", job_leaks, 0.2);
+    atomic_store(&stop, 1);
+    pthread_join(w, NULL);
+    unsigned long long sum = 0;
+    for (size_t i = 0; i < nblocks; i++) if (b[i]) sum += b[i][0], free(b[i]);
+    free(b);
+    printf("RESULT workload=latency-holds blocks=%zu freed=%zu", nblocks, freed);
+    result_end(now_s() - t0, sum);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "holds") == 0) return holds(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "huge") == 0) return huge(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "mix") == 0) return mix(argc, argv);
     fprintf(stderr, "usage: latency mix [secs] [threads] [maxk] [window] [seed]\n"
-                    "       latency huge K [secs] [seed] [lo] [hi]\n");
+                    "       latency huge K [secs] [seed] [lo] [hi]\n"
+                    "       latency holds [blocks] [settle_secs]\n");
     return 2;
 }

@@ -95,6 +95,7 @@ typedef struct span_s {
     uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
     uint32_t released;      /* free: pages of the span already returned to the OS */
     uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
+    struct span_s *unext, *uprev; /* free with unreleased pages: the scavenger's list, in order freed */
 } span_t;
 
 ms_inline uint8_t ms_span_fast_cls(const span_t *s) {

@@ -129,6 +129,15 @@ void ms_heap_init(void) {
     free_large.next = free_large.prev = &free_large;
 }
 
+/* The scavenger's list: every listed free span with unreleased pages is
+ * also on this one, appended when listed, so it runs roughly oldest first
+ * (a merged span is appended with an averaged age that may be older).  The
+ * scavenger and ms_heap_oldest_idle_ms look at it alone, a bounded number
+ * of spans per hold of the lock, never at the spans already released, which
+ * in a fragmented heap are most of them.  Membership is decided when a span
+ * is listed: its released count only changes while it is off the lists. */
+static span_t unreleased = {.unext = &unreleased, .uprev = &unreleased};
+
 static void list_push(span_t *s) {
     span_t *h = list_for(s->npages);
     s->next = h->next;
@@ -136,6 +145,12 @@ static void list_push(span_t *s) {
     h->next->prev = s;
     h->next = s;
     if (s->npages < NLISTS) nonempty[s->npages / 64] |= 1ull << (s->npages % 64);
+    if (s->released < s->npages) {
+        s->uprev = unreleased.uprev;
+        s->unext = &unreleased;
+        unreleased.uprev->unext = s;
+        unreleased.uprev = s;
+    }
 }
 
 static void list_remove(span_t *s) {
@@ -144,6 +159,11 @@ static void list_remove(span_t *s) {
     if (s->npages < NLISTS && free_lists[s->npages].next == &free_lists[s->npages])
         nonempty[s->npages / 64] &= ~(1ull << (s->npages % 64));
     s->next = s->prev = NULL;
+    if (s->unext) {
+        s->uprev->unext = s->unext;
+        s->unext->uprev = s->uprev;
+        s->unext = s->uprev = NULL;
+    }
 }
 
 /* find_free: the best-fitting free span of at least npages, or NULL. */
@@ -649,10 +669,15 @@ static span_t *carve_unreleased_locked(span_t *s) {
     return s;
 }
 
-/* Spans released per trip out of the lock: one scan of the free lists finds
- * up to this many, so a fragmented heap of n free spans costs n/64 scans
- * rather than n. */
+/* Spans released per trip out of the lock, and spans looked at per hold:
+ * one hold finds up to a batch, so a heap of n idle spans costs n/64 holds
+ * rather than n, and no hold looks at more than MS_SCAVENGE_VISIT spans,
+ * however many there are.  Spans too young to release are passed over; a
+ * pass that meets only those ends, and the scavenger comes back once they
+ * age (an old span behind many young ones waits for them, at most one
+ * scavenge delay). */
 #define MS_SCAVENGE_BATCH 64
+#define MS_SCAVENGE_VISIT 256
 
 size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
     size_t done = 0;
@@ -660,25 +685,22 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
     heap_lock();
     while (done < max_bytes && !failed) {
         span_t *batch[MS_SCAVENGE_BATCH];
-        int nb = 0;
+        int nb = 0, visited = 0;
         size_t bytes = 0;
-        /* one pass over every list; carving pushes the free remainders at
-         * list heads, behind the cursor, and next is read before carving */
-        for (int i = NLISTS; i > 0 && nb < MS_SCAVENGE_BATCH && done + bytes < max_bytes; i--) {
-            span_t *h = list_for((size_t)i);
-            for (span_t *c = h->next, *next; c != h && nb < MS_SCAVENGE_BATCH && done + bytes < max_bytes;
-                 c = next) {
-                next = c->next;
-                if (c->released == c->npages || c->free_since_ms > older_than_ms) continue;
-                span_t *t = carve_unreleased_locked(c);
-                if (!t) {
-                    failed = true;
-                    break;
-                }
-                batch[nb++] = t;
-                bytes += PAGES(t->npages);
+        /* carving appends the unreleased remainders at the tail, and next is
+         * read before carving (carving changes no other span) */
+        for (span_t *c = unreleased.unext, *next;
+             c != &unreleased && nb < MS_SCAVENGE_BATCH && visited < MS_SCAVENGE_VISIT && done + bytes < max_bytes;
+             c = next, visited++) {
+            next = c->unext;
+            if (c->free_since_ms > older_than_ms) continue;
+            span_t *t = carve_unreleased_locked(c);
+            if (!t) {
+                failed = true;
+                break;
             }
-            if (failed) break;
+            batch[nb++] = t;
+            bytes += PAGES(t->npages);
         }
         if (nb == 0) break;
         busy_batches++;
@@ -725,7 +747,11 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
     } while (0)
 
 bool ms_heap_is_valid_locked(void) {
-    uint64_t free_pages = 0, released = 0;
+    uint64_t free_pages = 0, released = 0, dirty = 0, on_ulist = 0;
+    for (span_t *s = unreleased.unext; s != &unreleased; s = s->unext) {
+        VALID(s->state == SPAN_FREE && s->unext->uprev == s && s->released < s->npages);
+        on_ulist++;
+    }
     for (int i = 1; i <= NLISTS; i++) {
         span_t *h = list_for((size_t)i);
         bool bit = i < NLISTS && (nonempty[i / 64] >> (i % 64)) & 1;
@@ -741,8 +767,11 @@ bool ms_heap_is_valid_locked(void) {
             VALID(s->start < MS_PAGE_SIZE || !free_neighbour(s->start - MS_PAGE_SIZE, s->start, true));
             free_pages += s->npages;
             released += s->released;
+            VALID((s->unext != NULL) == (s->released < s->npages));
+            dirty += s->released < s->npages;
         }
     }
+    VALID(dirty == on_ulist);
     /* busy spans (being scavenged) are off the lists but counted as free */
     VALID(free_pages <= ctr.free_pages && released <= ctr.released_pages);
     VALID(busy_batches > 0 || (free_pages == ctr.free_pages && released == ctr.released_pages));
@@ -783,17 +812,16 @@ void ms_heap_fork_child(void) {
 }
 
 /* ms_heap_oldest_idle_ms: the idle time of the oldest free span that still
- * has unreleased pages (UINT64_MAX if none), and the unreleased idle bytes. */
+ * has unreleased pages among the first MS_SCAVENGE_VISIT of the scavenger's
+ * list (UINT64_MAX if none), and the unreleased idle bytes. */
 uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
     uint64_t oldest = UINT64_MAX;
-    pthread_mutex_lock(&ms_heap_lock);
+    heap_lock();
     *idle_bytes = PAGES(ctr.free_pages - ctr.released_pages);
-    for (int i = 1; i <= NLISTS; i++) {
-        span_t *h = list_for((size_t)i);
-        for (span_t *s = h->next; s != h; s = s->next)
-            if (s->released < s->npages && s->free_since_ms < oldest) oldest = s->free_since_ms;
-    }
-    pthread_mutex_unlock(&ms_heap_lock);
+    int k = 0;
+    for (span_t *s = unreleased.unext; s != &unreleased && k < MS_SCAVENGE_VISIT; s = s->unext, k++)
+        if (s->free_since_ms < oldest) oldest = s->free_since_ms;
+    heap_unlock();
     return oldest;
 }
 
