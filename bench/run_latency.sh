@@ -8,16 +8,30 @@
 # small/medium threads is timed.  Part "huge" runs `latency huge K`: the
 # scenario of issue 9 (malloc 2^K, touch 1 MiB, free, then malloc+free
 # 16..64 KiB for LAT_HUGE_SECS seconds, timing each call) for K in LAT_KS.
+# Part "holds" runs `latency holds`: a heap fragmented into 50,000 free
+# spans, then memscope's own jobs one at a time (scavenger, malloc_trim,
+# stats reads, heap profile, leak check) beside a thread timing mallocs; for
+# memscope the longest heap-lock hold of each job, for all the worker's
+# latency.
 # Configurations, interleaved in a rotating order inside every repetition:
 # glibc, jemalloc, tcmalloc, mimalloc, memscope (defaults: scavenge_delay_ms
-# 1000) and memscope-d0 (MEMSCOPE=scavenge_delay_ms=0: the scavenger releases
-# at once).  Every percentile is reported as the median over the runs of that
+# 1000, heap profiler sampling every 512 KiB), memscope-d0
+# (MEMSCOPE=scavenge_delay_ms=0: the scavenger releases at once) and
+# memscope-p0 (MEMSCOPE=profile_rate=0: the allocator alone, no sampling,
+# as the peers run).  Every percentile is reported as the median over the runs of that
 # percentile; the max column also gives the largest max of any run.
 #
 # Environment:
-#   LAT_PARTS="mix huge"  LAT_RUNS=5 (mix)  LAT_HUGE_RUNS=3  LAT_SECS=3
+#   LAT_PARTS="mix huge holds"  LAT_RUNS=5 (mix)  LAT_HUGE_RUNS=3  LAT_SECS=3
 #   LAT_THREADS=3  LAT_MAXK=36  LAT_KS="30 34 36"  LAT_HUGE_SECS=4
-#   LAT_CONFIGS="glibc jemalloc tcmalloc mimalloc memscope memscope-d0"
+#   LAT_HOLD_RUNS=3
+#   LAT_CONFIGS="glibc jemalloc tcmalloc mimalloc memscope memscope-d0 memscope-p0"
+#   LAT_OVERCOMMIT=1: run with vm.overcommit_memory=1 (needs root; the old
+#     value is put back at exit).  Under the default heuristic policy a
+#     single 64 GiB request on a machine with less memory is refused by
+#     glibc, tcmalloc and memscope alike (they charge what they map), so the
+#     64 GiB rows need this on a small machine; the report records the
+#     setting.
 #   JEMALLOC_SO TCMALLOC_SO MIMALLOC_SO MEMSCOPE_SO  BUILD=build
 #   BENCH_RESULTS=bench/RESULTS.md: only the block between
 #     "<!-- BEGIN bench/run_latency.sh -->" and "<!-- END bench/run_latency.sh -->"
@@ -27,10 +41,10 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT" || exit 2
 BUILD=${BUILD:-build}; BIN=$BUILD/bench; OUT=bench/out; CC=${CC:-cc}
-PARTS=${LAT_PARTS:-mix huge}
+PARTS=${LAT_PARTS:-mix huge holds}; HOLD_RUNS=${LAT_HOLD_RUNS:-3}
 RUNS=${LAT_RUNS:-5}; HRUNS=${LAT_HUGE_RUNS:-3}; SECS=${LAT_SECS:-3}
 THREADS=${LAT_THREADS:-3}; MAXK=${LAT_MAXK:-36}; KS=${LAT_KS:-30 34 36}; HSECS=${LAT_HUGE_SECS:-4}
-CONFIGS=${LAT_CONFIGS:-glibc jemalloc tcmalloc mimalloc memscope memscope-d0}
+CONFIGS=${LAT_CONFIGS:-glibc jemalloc tcmalloc mimalloc memscope memscope-d0 memscope-p0}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 mkdir -p "$BIN" "$OUT"
 note() { printf '%s\n' "$*" >&2; }
@@ -52,6 +66,15 @@ findlib() {  # $1 override, then sonames: first existing file
 }
 declare -A SO ENVV
 SO[glibc]=""; SO[memscope]=$MS; SO[memscope-d0]=$MS; ENVV[memscope-d0]="scavenge_delay_ms=0"
+SO[memscope-p0]=$MS; ENVV[memscope-p0]="profile_rate=0"
+if [ "${LAT_OVERCOMMIT:-0}" = 1 ]; then
+    OC_OLD=$(cat /proc/sys/vm/overcommit_memory)
+    if echo 1 > /proc/sys/vm/overcommit_memory 2>/dev/null; then
+        trap 'echo "$OC_OLD" > /proc/sys/vm/overcommit_memory' EXIT
+    else
+        note "LAT_OVERCOMMIT=1: cannot write /proc/sys/vm/overcommit_memory (not root?); running with $OC_OLD"
+    fi
+fi
 SO[jemalloc]=$(findlib "${JEMALLOC_SO:-}" libjemalloc.so.2)
 SO[tcmalloc]=$(findlib "${TCMALLOC_SO:-}" libtcmalloc_minimal.so.4 libtcmalloc.so.4)
 SO[mimalloc]=$(findlib "${MIMALLOC_SO:-}" libmimalloc.so.2)
@@ -62,7 +85,7 @@ for c in $CONFIGS; do
 done
 get() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
 LOG=$OUT/latency.log; : > "$LOG"
-TMIX=$OUT/latency-mix.tsv; TBIG=$OUT/latency-big.tsv; THUGE=$OUT/latency-huge.tsv
+TMIX=$OUT/latency-mix.tsv; TBIG=$OUT/latency-big.tsv; THUGE=$OUT/latency-huge.tsv; THOLD=$OUT/latency-holds.tsv
 
 # run one configuration: $1 config, rest: latency arguments; output on stdout
 run_cfg() {
@@ -132,6 +155,21 @@ if [[ " $PARTS " == *" huge "* ]]; then
     done
     part_meta huge
 fi
+if [[ " $PARTS " == *" holds "* ]]; then
+    P_START=$(date +%s); P_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+    printf 'config\trep\tjob\tjob_ns\tlock_max\tn\tp99\tp999\tmax\tstatus\n' > "$THOLD"
+    for rep in $(seq 1 "$HOLD_RUNS"); do
+        for c in $(rotated "$rep"); do
+            out=$(run_cfg "$c" holds)
+            st=$(status_of "$out" "$c")
+            printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" -v st="$st" '
+              function g(k,  i, a) { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "" }
+              /^HOLD / { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, r, g("job"), g("job_ns"), g("lock_max_ns"), g("mallocs"), g("p99_ns"), g("p999_ns"), g("max_ns"), st }' >> "$THOLD"
+            note "latency: holds [$rep/$HOLD_RUNS] $c $st $(printf '%s\n' "$out" | grep '^HOLD' | awk '{printf "%s %s; ", $2, $4}')"
+        done
+    done
+    part_meta holds
+fi
 
 # ---------------------------------------------------------------- report --
 MED='function med(s,   n, i, j, t, a) { n = split(s, a, " "); for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
@@ -145,7 +183,7 @@ meta() { [ -f "$OUT/latency-$1.meta" ] && printf '_Run: %s_\n\n' "$(cat "$OUT/la
   echo "## Tail latency of malloc and free (issue 9)"
   echo
   echo "Generated by \`bench/run_latency.sh\` (program \`bench/latency.c\`; method in [README.md](README.md#tail-latency)). Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), $(awk '/SwapTotal/{printf "%.0f MiB swap", $2/1024}' /proc/meminfo), vm.overcommit_memory=$(cat /proc/sys/vm/overcommit_memory), kernel $(uname -r)."
-  echo "Peers: $(for c in jemalloc tcmalloc mimalloc; do [ -n "${SO[$c]:-}" ] && printf '%s `%s` (%s); ' "$c" "${SO[$c]}" "$(dpkg -S "${SO[$c]}" 2>/dev/null | head -1 | cut -d: -f1 | xargs -r dpkg-query -W -f='${Package} ${Version}' 2>/dev/null)"; done)glibc $(ldd --version | head -1 | awk '{print $NF}'). memscope: \`$MS_ORIG\` (git $(git rev-parse --short HEAD)$( [ -n "$(git status --porcelain -- src include)" ] && echo ', src modified'), sha256 $MS_SHA…) run from a copy; memscope = defaults (scavenge_delay_ms=1000), memscope-d0 = \`MEMSCOPE=scavenge_delay_ms=0\`."
+  echo "Peers: $(for c in jemalloc tcmalloc mimalloc; do [ -n "${SO[$c]:-}" ] && printf '%s `%s` (%s); ' "$c" "${SO[$c]}" "$(dpkg -S "${SO[$c]}" 2>/dev/null | head -1 | cut -d: -f1 | xargs -r dpkg-query -W -f='${Package} ${Version}' 2>/dev/null)"; done)glibc $(ldd --version | head -1 | awk '{print $NF}'). memscope: \`$MS_ORIG\` (git $(git rev-parse --short HEAD)$( [ -n "$(git status --porcelain -- src include)" ] && echo ', src modified'), sha256 $MS_SHA…) run from a copy; memscope = defaults (scavenge_delay_ms=1000; the heap profiler samples one allocation per 512 KiB on average, and a sampled malloc takes a stack, about 0.3–0.5 µs: with 16..64 KiB blocks that is one malloc in 13, which sets memscope's p99 here), memscope-d0 = \`MEMSCOPE=scavenge_delay_ms=0\`, memscope-p0 = \`MEMSCOPE=profile_rate=0\` (no sampling: the allocator alone, as the peers run)."
   echo "Latencies are measured with \`clock_gettime(CLOCK_MONOTONIC)\` around each single call (the two clock reads, about 20–40 ns, are included in every figure). Percentiles come from a log-linear histogram (about 3 % resolution, upper bucket edge). Each cell is the median over the runs of that statistic; \"max (worst run)\" is the median of the per-run maxima and, in parentheses, the largest of them. On a loaded 2-CPU machine the worker threads are preempted, so maxima of a few ms can be scheduling, not the allocator: compare them across allocators, and trust p99.9 more."
   [ -n "$NOTES" ] && printf '%s' "$NOTES"
   if [ -s "$TMIX" ] && [ -f "$OUT/latency-mix.meta" ]; then
@@ -199,6 +237,22 @@ meta() { [ -f "$OUT/latency-$1.meta" ] && printf '_Run: %s_\n\n' "$(cat "$OUT/la
           printf "| %s (%s) | %s | %s | %s / %s | %.2f | %s | %s | %s | %s (%s) | %s | %s (%s) |\n", k, size, o[i], okv, us(med(BM[key])), (okv == "**fails**" ? "–" : us(med(BF[key]))), med(P[key]),
             us(med(V[key, "malloc", 9])), us(med(V[key, "malloc", 10])), us(med(V[key, "malloc", 11])), us(med(V[key, "malloc", 13])), us(mx(V[key, "malloc", 13])),
             us(med(V[key, "free", 11])), us(med(V[key, "free", 13])), us(mx(V[key, "free", 13])) } }' "$THUGE"
+  fi
+  if [ -s "$THOLD" ] && [ -f "$OUT/latency-holds.meta" ]; then
+    echo
+    echo "### Lock holds: memscope's own jobs on a fragmented heap (\`latency holds\`)"
+    echo
+    meta holds
+    echo "1.6M blocks of 512 B, then every other 8 KiB span's worth freed (about 50,000 free spans between spans in use). One job at a time, while one thread mallocs and frees 16..64 KiB blocks, timing each malloc: **scavenge** = the frees and the 3 s after them (memscope's scavenger returns the freed spans; the peers' own background work runs as it would), **idle** = 1 s with nothing asked, **trim** = \`malloc_trim(0)\`, **stats** = 1,000 \`memscope_read_stats\` calls, **profile** = a heap profile written (memscope only), **leakcheck** = \`memscope_check_leaks\` on that heap (memscope only). \"lock hold\" = the longest hold of memscope's heap lock during the job (\`heap_lock_max_ns\`; wall time, so a holder preempted by another process counts its wait too): median over runs, and the largest. The malloc columns are the worker's, medians over runs."
+    echo
+    echo "| job | allocator | lock hold (largest) | job time | mallocs timed | malloc p99 | p99.9 | max (worst run) |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' "$MED"'
+      NR > 1 && $10 == "ok" { k = $3 SUBSEP $1; if (!($3 in sj)) jo[++m] = $3; sj[$3] = 1; if (!($1 in sc)) o[++n] = $1; sc[$1] = 1
+        L[k] = L[k] " " $5; J[k] = J[k] " " $4; N[k] = N[k] " " $6; P99[k] = P99[k] " " $7; P999[k] = P999[k] " " $8; X[k] = X[k] " " $9 }
+      END { for (j = 1; j <= m; j++) for (i = 1; i <= n; i++) { k = jo[j] SUBSEP o[i]; if (!(k in J)) continue
+          printf "| %s | %s | %s | %s | %.1fM | %s | %s | %s (%s) |\n", jo[j], o[i], (o[i] ~ /^memscope/ ? us(med(L[k])) " (" us(mx(L[k])) ")" : "–"), us(med(J[k])), med(N[k]) / 1e6,
+            us(med(P99[k])), us(med(P999[k])), us(med(X[k])), us(mx(X[k])) } }' "$THOLD"
   fi
   echo "<!-- END bench/run_latency.sh -->"
 } > "$SEC"
