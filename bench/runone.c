@@ -12,6 +12,7 @@
  *   -p ''  or no -p: LD_PRELOAD is removed (system glibc malloc).
  * After the child exits, prints one line to stdout:
  *   RUN wall_s=<s> maxrss_kib=<KiB> exit=<code|-1> signal=<num|0> timeout=<0|1>
+ *       user_s=<s> sys_s=<s> minflt=<page faults without I/O>
  * The child's stdout/stderr are inherited.  runone's own exit status is 0
  * unless it could not run the child at all.
  */
@@ -93,9 +94,9 @@ int main(int argc, char **argv)
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     fflush(stdout);
-    printf("RUN wall_s=%.4f maxrss_kib=%ld exit=%d signal=%d timeout=%d user_s=%.3f sys_s=%.3f\n",
+    printf("RUN wall_s=%.4f maxrss_kib=%ld exit=%d signal=%d timeout=%d user_s=%.3f sys_s=%.3f minflt=%ld\n",
            wall, ru.ru_maxrss, code, sig, killed,
            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6,
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6);
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6, ru.ru_minflt);
     return 0;
 }

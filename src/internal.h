@@ -253,7 +253,10 @@ void ms_heap_counters(heap_counters_t *out);
 uint64_t ms_heap_take_max_hold_ns(int reader);
 /* Blocks of this many pages or more get a mapping of their own, returned to
  * the OS at free (pageheap.c says why). */
-#define MS_DIRECT_MIN_PAGES (((size_t)1 << 30) >> MS_PAGE_SHIFT)
+#ifndef MS_DIRECT_MIN_BYTES /* settable at build time for bench/run_direct.sh */
+#define MS_DIRECT_MIN_BYTES ((size_t)1 << 30)
+#endif
+#define MS_DIRECT_MIN_PAGES (MS_DIRECT_MIN_BYTES >> MS_PAGE_SHIFT)
 /* ms_heap_alloc_direct: a span of npages in its own mapping, zeroed; NULL
  * when the kernel refuses.  ms_heap_free returns it to the OS at once. */
 span_t *ms_heap_alloc_direct(size_t npages);
