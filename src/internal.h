@@ -257,6 +257,12 @@ uint64_t ms_heap_take_max_hold_ns(int reader);
 #define MS_DIRECT_MIN_BYTES ((size_t)1 << 30)
 #endif
 #define MS_DIRECT_MIN_PAGES (MS_DIRECT_MIN_BYTES >> MS_PAGE_SHIFT)
+#ifndef MS_DIRECT_ADAPTIVE
+#define MS_DIRECT_ADAPTIVE 1
+#endif
+/* ms_heap_wants_direct: whether a block of npages gets its own mapping (the
+ * threshold starts at MS_DIRECT_MIN_PAGES and rises as pageheap.c says) */
+bool ms_heap_wants_direct(size_t npages);
 /* ms_heap_alloc_direct: a span of npages in its own mapping, zeroed; NULL
  * when the kernel refuses.  ms_heap_free returns it to the OS at once. */
 span_t *ms_heap_alloc_direct(size_t npages);

@@ -352,7 +352,7 @@ MS_TEXT static void *alloc_large(size_t size, size_t align, bool zero) {
     size_t npages = (size + MS_PAGE_MASK) >> MS_PAGE_SHIFT;
     bool zeroed = false;
     span_t *s;
-    if (npages >= MS_DIRECT_MIN_PAGES && align <= MS_PAGE_SIZE) s = ms_heap_alloc_direct(npages), zeroed = true;
+    if (align <= MS_PAGE_SIZE && ms_heap_wants_direct(npages)) s = ms_heap_alloc_direct(npages), zeroed = true;
     else s = ms_heap_alloc(npages ? npages : 1, align > MS_PAGE_SIZE ? align >> MS_PAGE_SHIFT : 1, 0, &zeroed);
     if (!s) {
         errno = ENOMEM;

