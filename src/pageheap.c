@@ -9,9 +9,12 @@
  * it in the page map, which is how a freed span finds its neighbours.
  *
  * Free spans of 1..127 pages sit in exact-size lists (a bitmap says which
- * lists are non-empty); longer ones in one list searched best-fit, lowest
- * address first among equals.  Lists are LIFO: the most recently freed span,
- * the one most likely still in cache and resident, is reused first.
+ * lists are non-empty); longer ones in one list per power of two of pages,
+ * searched best-fit (lowest address first among equals) over at most
+ * FIT_VISIT spans of a list, so that a heap fragmented into thousands of
+ * long free spans never makes one allocation walk them all under the lock.
+ * Lists are LIFO: the most recently freed span, the one most likely still
+ * in cache and resident, is reused first.
  *
  * Released pages are tracked per page (pagemap.c), not per span, so that
  * heap_released stays exact across merges and splits of spans with different
@@ -72,7 +75,10 @@ static inline void heap_unlock(void) {
 uint64_t ms_heap_take_max_hold_ns(int reader) { return atomic_exchange(&max_hold[reader], 0); }
 static fixalloc_t span_pool = {.size = sizeof(span_t)};
 static span_t free_lists[NLISTS]; /* sentinels; [0] unused */
-static span_t free_large;         /* sentinel for spans of NLISTS pages or more */
+#define NBINS 33                 /* floor(log2(npages)) of a span of NLISTS pages or more: 7..32 */
+#define FIT_VISIT 64
+static span_t free_large[NBINS];  /* sentinels for spans of NLISTS pages or more, by power of two */
+static uint64_t large_nonempty;   /* bit b: free_large[b] is not empty */
 static uint64_t nonempty[NLISTS / 64];
 static heap_counters_t ctr;
 static uintptr_t resv_next, resv_end; /* growth frontier inside the current reservation */
@@ -121,12 +127,16 @@ static void check_locked(void) {
  * Free lists
  * ---------------------------------------------------------------------- */
 
-static span_t *list_for(size_t npages) { return npages < NLISTS ? &free_lists[npages] : &free_large; }
+static inline unsigned bin_of(size_t npages) { return 63u - (unsigned)__builtin_clzll(npages); }
+
+static span_t *list_for(size_t npages) {
+    return npages < NLISTS ? &free_lists[npages] : &free_large[bin_of(npages)];
+}
 
 /* ms_heap_init: called once from process init, before any allocation. */
 void ms_heap_init(void) {
     for (int i = 0; i < NLISTS; i++) free_lists[i].next = free_lists[i].prev = &free_lists[i];
-    free_large.next = free_large.prev = &free_large;
+    for (int i = 0; i < NBINS; i++) free_large[i].next = free_large[i].prev = &free_large[i];
 }
 
 /* The scavenger's list: every listed free span with unreleased pages is
@@ -145,6 +155,7 @@ static void list_push(span_t *s) {
     h->next->prev = s;
     h->next = s;
     if (s->npages < NLISTS) nonempty[s->npages / 64] |= 1ull << (s->npages % 64);
+    else large_nonempty |= 1ull << bin_of(s->npages);
     if (s->released < s->npages) {
         s->uprev = unreleased.uprev;
         s->unext = &unreleased;
@@ -158,6 +169,8 @@ static void list_remove(span_t *s) {
     s->next->prev = s->prev;
     if (s->npages < NLISTS && free_lists[s->npages].next == &free_lists[s->npages])
         nonempty[s->npages / 64] &= ~(1ull << (s->npages % 64));
+    else if (s->npages >= NLISTS && free_large[bin_of(s->npages)].next == &free_large[bin_of(s->npages)])
+        large_nonempty &= ~(1ull << bin_of(s->npages));
     s->next = s->prev = NULL;
     if (s->unext) {
         s->uprev->unext = s->unext;
@@ -176,12 +189,21 @@ static span_t *find_free(size_t npages) {
         }
         i = (i / 64 + 1) * 64;
     }
-    span_t *best = NULL;
-    for (span_t *s = free_large.next; s != &free_large; s = s->next)
-        if (s->npages >= npages &&
-            (!best || s->npages < best->npages || (s->npages == best->npages && s->start < best->start)))
-            best = s;
-    return best;
+    /* the bin of npages may hold spans too short; any higher bin's fit.  A
+     * bin is looked at FIT_VISIT spans deep: past that, a fit in it may be
+     * missed for the next bin's, a little larger, never a wrong one. */
+    unsigned b = npages < NLISTS ? bin_of(NLISTS) : bin_of(npages);
+    for (uint64_t m = large_nonempty >> b; m; m = b + 1 < 64 ? large_nonempty >> ++b : 0) {
+        b += (unsigned)__builtin_ctzll(m);
+        span_t *best = NULL, *h = &free_large[b];
+        int k = 0;
+        for (span_t *s = h->next; s != h && k < FIT_VISIT; s = s->next, k++)
+            if (s->npages >= npages &&
+                (!best || s->npages < best->npages || (s->npages == best->npages && s->start < best->start)))
+                best = s;
+        if (best) return best;
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------
@@ -768,10 +790,10 @@ bool ms_heap_is_valid_locked(void) {
         VALID(s->state == SPAN_FREE && s->unext->uprev == s && s->released < s->npages);
         on_ulist++;
     }
-    for (int i = 1; i <= NLISTS; i++) {
-        span_t *h = list_for((size_t)i);
-        bool bit = i < NLISTS && (nonempty[i / 64] >> (i % 64)) & 1;
-        VALID(i == NLISTS || bit == (h->next != h));
+    for (int i = 1; i < NLISTS + NBINS; i++) {
+        span_t *h = i < NLISTS ? &free_lists[i] : &free_large[i - NLISTS];
+        bool bit = i < NLISTS ? (nonempty[i / 64] >> (i % 64)) & 1 : (large_nonempty >> (i - NLISTS)) & 1;
+        VALID(bit == (h->next != h));
         for (span_t *s = h->next; s != h; s = s->next) {
             VALID(s->state == SPAN_FREE && list_for(s->npages) == h);
             VALID(ms_pagemap_lookup((void *)s->start) == s);
