@@ -18,7 +18,7 @@
 #     Target: leak-check mode at most 1.5x memscope's default.
 #
 # Environment:
-#   LEAK_PARTS="scan mode"   LEAK_BLOCKS=10000000  LEAK_THREADS=2  LEAK_CHECKS=3
+#   LEAK_PARTS="scan mode" (a part not run keeps its last table)   LEAK_BLOCKS=10000000  LEAK_THREADS=2  LEAK_CHECKS=3
 #   BENCH_RUNS=3  BENCH_WORKLOADS="..."  MEMSCOPE_SO  BUILD=build  BENCH_TIMEOUT=300
 #   BENCH_RESULTS=bench/RESULTS.md: only the text between
 #     "<!-- BEGIN bench/run_leaks.sh -->" and "<!-- END bench/run_leaks.sh -->"
@@ -115,7 +115,11 @@ section() {
     echo "- memscope: git $REV, sha256 $MS_SHA…"
     echo "- load average at start of the last run: $LOAD_START (other work shared the 2 CPUs: the checking thread's CPU time is the figure to trust, wall time includes waiting for a CPU)"
     echo
-    if [ -s "$OUT/leaks-scan.txt" ]; then
+    if [[ " $PARTS " != *" scan "* ]] && [ -f "$RESULTS" ] && grep -q '^### A check of a large heap' "$RESULTS"; then
+        # scan not run now: keep its last table from the report as it stands
+        awk '/^<!-- BEGIN bench\/run_leaks.sh -->/{b=1} b && /^### A check of a large heap/{k=1}
+             b && /^### Leak-check mode/{k=0} b && /^<!-- END bench\/run_leaks.sh -->/{b=0; k=0} k' "$RESULTS"
+    elif [ -s "$OUT/leaks-scan.txt" ]; then
         echo "### A check of a large heap (\`bench/leakscan.c\`: $(grep -o '[0-9]* blocks, [0-9.]* GiB' "$OUT/leaks-scan.err" | head -1) requested; $NTHREADS threads running)"
         echo
         echo "_Run: $(cat "$OUT/leaks-scan.meta" 2>/dev/null)_"

@@ -96,6 +96,11 @@ typedef struct span_s {
     uint32_t released;      /* free: pages of the span already returned to the OS */
     uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
     struct span_s *unext, *uprev; /* free with unreleased pages: the scavenger's list, in order freed */
+    /* small, in use: the heap profiler's records of the span's sampled
+     * blocks (src/prof/sample.c, under its lock; the core never reads it).
+     * The profiler clears it when the last record goes, before the block's
+     * free returns, so it is NULL whenever the span leaves use. */
+    void *prof;
 } span_t;
 
 ms_inline uint8_t ms_span_fast_cls(const span_t *s) {
@@ -122,6 +127,7 @@ int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed, 1 moved
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
 uint64_t ms_os_now_ns(void);                  /* monotonic */
 uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */
+uint64_t ms_os_wall_coarse_ns(void);          /* the same to a clock tick (a few ms), for a few ns */
 bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss); /* /proc/self/statm + VmHWM */
 uint64_t ms_os_random(void);
 /* ms_os_thread: a detached thread of memscope's own, all signals blocked. */

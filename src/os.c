@@ -103,6 +103,12 @@ uint64_t ms_os_wall_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t ms_os_wall_coarse_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* read_small_file: reads up to cap-1 bytes of a /proc file into buf. */
 static ssize_t read_small_file(const char *path, char *buf, size_t cap) {
     int saved = errno;

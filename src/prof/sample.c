@@ -4,11 +4,13 @@
  * per-thread countdown with exponential gaps of mean profile_rate bytes,
  * Go's Poisson process) and calls ms_prof_hooks.  Here a sampled block
  * becomes a record: its stack is captured (stack.c), found or added in the
- * table of distinct stacks, and the block's address goes into a map of
- * sampled blocks, so that free can tell in O(1) whether this very block was
- * sampled and which stack to credit.  The core only asks the map when the
- * block's span holds a sampled block at all (span->mark), so an unsampled
- * free never gets here.
+ * table of distinct stacks, and the block gets a record of its stack, so
+ * that free can tell in O(1) whether this very block was sampled and which
+ * stack to credit.  A small block's record is a word in an array hung on its
+ * span (span->prof, one word per object), found through the page map; a
+ * large block's is an entry in a hash map by address.  The core only asks
+ * when the block's span holds a sampled block at all (span->mark), so an
+ * unsampled free never gets here.
  *
  * Counts.  Each stack keeps raw counts (the samples themselves, what Go's
  * debug=1 text prints) and weighted ones: a sample of S bytes at rate R
@@ -27,15 +29,18 @@
  * A stack whose saved generation is the current one has its peak in the
  * copy; any other stack has not changed since the peak, so its current
  * counts are its peak counts.  O(1) per sample, exact for the estimate.
+ * While the heap grows every malloc is a new peak, so the peak's time is
+ * read from the coarse clock (a few ms of resolution, a few ns a read).
  *
- * Memory.  Stacks, their frames, the hash index and the block map live in
- * pages mapped for them (ms_meta_alloc, ms_os_alloc), never in the heap
+ * Memory.  Stacks, their frames, the hash index, the spans' record arrays
+ * and the map of large blocks live in pages mapped for them (ms_meta_alloc,
+ * ms_fixalloc_alloc, ms_os_alloc), never in the heap
  * being profiled, and count as metadata in the stats.  Stacks and frames are
  * never freed, so snapshots point at frames without copying them.  The table
  * holds at most MS_PROF_MAX_STACKS stacks; past that, samples go to one
  * "(stack table full)" record and one warning is printed.
  *
- * Locking.  One mutex covers the table and the map.  A hook captures the
+ * Locking.  One mutex covers the table and the records.  A hook captures the
  * stack (inline, stack.h) before taking it, and holds it only for a hash lookup and a few
  * adds; a snapshot holds it for the copy of 1024 stacks at a time.  Nothing here takes
  * an allocator lock while holding it, and nothing that holds an allocator
@@ -60,9 +65,9 @@ typedef struct pstack_s {
     prof_counts_t now, peak;
 } pstack_t;
 
-/* 16 bytes a sampled block: at profile_rate=1 there is one per live block.
- * Sizes up to 2 GiB are kept in bytes, larger ones in 8 KiB pages (memscope
- * hands out such blocks in whole pages) with the top bit set. */
+/* A sampled large block (the hash map below): 16 bytes.  Sizes up to 2 GiB
+ * are kept in bytes, larger ones in 8 KiB pages (memscope hands out such
+ * blocks in whole pages) with the top bit set. */
 typedef struct block_s {
     uintptr_t addr;      /* 0: empty slot */
     uint32_t stack;
@@ -77,6 +82,17 @@ static inline uint64_t size_unpack(uint32_t v) {
     return v & BIG_SIZE ? (uint64_t)(v & ~BIG_SIZE) << MS_PAGE_SHIFT : v;
 }
 
+/* The sampled blocks of one small span: a word per object, the stack id
+ * plus one (0: not sampled), hung on the span (span->prof).  Its size is the
+ * class's, so it needs no field.  Arrays come in powers of two from 64 bytes
+ * (8 KiB spans of 16-byte objects need 2056 bytes, the most of any class). */
+typedef struct srecs_s {
+    uint32_t live;       /* entries not 0; the array goes with the last */
+    uint32_t nobj;       /* objects of the span */
+    uint32_t id[];
+} srecs_t;
+#define SRECS_POOLS 7    /* 64 B .. 4 KiB */
+
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool enabled;
 static double rate_d;
@@ -90,8 +106,10 @@ static size_t index_cap;
 static uintptr_t *frames;             /* current frame chunk */
 static size_t frames_left;
 
-static block_t *blocks;
+static block_t *blocks;                 /* large blocks (prof_lock) */
 static size_t blocks_cap, nblocks;
+static fixalloc_t srecs_pool[SRECS_POOLS] = {{.size = 64}, {.size = 128}, {.size = 256}, {.size = 512},
+                                             {.size = 1024}, {.size = 2048}, {.size = 4096}};
 
 /* The leak checker's list of blocks recorded while a check runs (see
  * ms_prof_log_start); NULL when no check runs. */
@@ -251,6 +269,89 @@ static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
     return true;
 }
 
+/* ------------------------------------------------------------------------
+ * Records of sampled blocks (prof_lock).  Small blocks are found through
+ * their span, so the records of neighbouring blocks share cache lines and
+ * a sample costs no probe into a table the size of the heap (at
+ * profile_rate=1 a map of every live block was most of the cost: a cache
+ * miss on each malloc and each free).  Large blocks, one per span and never
+ * many, keep the hash map, which also follows them when realloc moves
+ * their pages to another span.
+ * ---------------------------------------------------------------------- */
+
+/* small_span: the small span in use that holds a, or NULL. */
+static span_t *small_span(uintptr_t a) {
+    span_t *s = ms_pagemap_lookup((const void *)a);
+    return s && s->cls && s->state == SPAN_INUSE && a - s->start < s->limit - s->start ? s : NULL;
+}
+
+static inline uint32_t obj_of(const span_t *s, uintptr_t a) {
+    return (uint32_t)(((a - s->start) * ms_class_magic[s->cls]) >> MS_MAGIC_SHIFT);
+}
+
+static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
+    span_t *s = small_span(a);
+    if (!s) return block_insert(a, stack, size);
+    srecs_t *r = s->prof;
+    if (!r) {
+        uint32_t nobj = (uint32_t)((s->limit - s->start) / s->size);
+        unsigned k = 0;
+        while (k < SRECS_POOLS && srecs_pool[k].size < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
+        if (k == SRECS_POOLS || !(r = ms_fixalloc_alloc(&srecs_pool[k]))) return false;
+        r->nobj = nobj;
+        s->prof = r;
+    }
+    uint32_t i = obj_of(s, a);
+    ms_assert_internal(i < r->nobj && r->id[i] == 0);
+    r->id[i] = stack + 1;
+    r->live++;
+    return true;
+}
+
+/* rec_find: the record of block a: its stack and size; NULL if none.  A
+ * large block starts a page: the map is asked first for such an address,
+ * since after realloc moved a large block's pages its old address may
+ * already lie in a small span. */
+typedef struct recref_s {
+    block_t *big;        /* a large block's slot, or */
+    span_t *span;        /* the small span and the object's index */
+    uint32_t idx;
+} recref_t;
+
+static bool rec_find(uintptr_t a, recref_t *ref, uint32_t *stack, uint64_t *size) {
+    if ((a & MS_PAGE_MASK) == 0 && nblocks) {
+        block_t *b = block_find(a);
+        if (b) {
+            *ref = (recref_t){.big = b};
+            *stack = b->stack, *size = size_unpack(b->size);
+            return true;
+        }
+    }
+    span_t *s = small_span(a);
+    if (!s || !s->prof) return false;
+    srecs_t *r = s->prof;
+    uint32_t i = obj_of(s, a);
+    if (i >= r->nobj || r->id[i] == 0) return false;
+    *ref = (recref_t){.span = s, .idx = i};
+    *stack = r->id[i] - 1, *size = s->size;
+    return true;
+}
+
+static void rec_remove(const recref_t *ref) {
+    if (ref->big) {
+        block_remove(ref->big);
+        return;
+    }
+    srecs_t *r = ref->span->prof;
+    r->id[ref->idx] = 0;
+    if (--r->live == 0) {
+        unsigned k = 0;
+        while (srecs_pool[k].size < sizeof(srecs_t) + (size_t)r->nobj * sizeof(uint32_t)) k++;
+        ms_fixalloc_free(&srecs_pool[k], r);
+        ref->span->prof = NULL;
+    }
+}
+
 static void log_add(uintptr_t a) {
     if (log_n < log_cap) log_buf[log_n++] = a;
     else log_over = true;
@@ -299,16 +400,17 @@ MS_TEXT static bool on_sampled(void *p, size_t size) {
     uintptr_t pcs[MS_PROF_MAX_DEPTH + 1];
     int n = ms_stack_capture_inline(pcs, MS_PROF_MAX_DEPTH + 1, 0);
     if (n < 0) return false; /* a fork is under way */
+    __builtin_memset(pcs + n, 0, sizeof pcs - (size_t)n * sizeof pcs[0]); /* stale words: see stack.h */
     bool truncated = n > MS_PROF_MAX_DEPTH;
     if (truncated) n = MS_PROF_MAX_DEPTH;
     bool ok = false;
     pthread_mutex_lock(&prof_lock);
     uint32_t id = stack_intern(pcs, n, truncated);
-    if (id != UINT32_MAX && block_insert((uintptr_t)p, id, size)) {
+    if (id != UINT32_MAX && rec_put((uintptr_t)p, id, size)) {
         if (log_buf) log_add((uintptr_t)p);
         uint32_t g = gen;
         account(id, size, true);
-        if (gen != g) peak_time_ns = ms_os_wall_ns();
+        if (gen != g) peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
         ok = true;
     }
     pthread_mutex_unlock(&prof_lock);
@@ -317,24 +419,28 @@ MS_TEXT static bool on_sampled(void *p, size_t size) {
 }
 
 static bool on_freed(void *p) {
+    recref_t ref;
+    uint32_t id;
+    uint64_t size;
     pthread_mutex_lock(&prof_lock);
-    block_t *b = block_find((uintptr_t)p);
-    if (b) {
-        account(b->stack, size_unpack(b->size), false);
-        block_remove(b);
+    bool found = rec_find((uintptr_t)p, &ref, &id, &size);
+    if (found) {
+        account(id, size, false);
+        rec_remove(&ref);
     }
     pthread_mutex_unlock(&prof_lock);
-    return b != NULL;
+    return found;
 }
 
 static void on_moved(void *p, void *q, size_t size) {
+    recref_t ref;
+    uint32_t id;
+    uint64_t old;
     pthread_mutex_lock(&prof_lock);
-    block_t *b = block_find((uintptr_t)p);
-    if (b) {
-        uint32_t id = b->stack;
-        account(id, size_unpack(b->size), false);
-        block_remove(b);
-        if (block_insert((uintptr_t)q, id, size)) account(id, size, true);
+    if (rec_find((uintptr_t)p, &ref, &id, &old)) {
+        account(id, old, false);
+        rec_remove(&ref);
+        if (rec_put((uintptr_t)q, id, size)) account(id, size, true);
         if (log_buf) log_add((uintptr_t)q);
     }
     pthread_mutex_unlock(&prof_lock);
@@ -462,8 +568,9 @@ void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n) {
         size_t end = i + 4096 < n ? i + 4096 : n;
         pthread_mutex_lock(&prof_lock);
         for (; i < end; i++) {
-            block_t *b = block_find(addrs[i]);
-            ids[i] = b ? b->stack : UINT32_MAX;
+            recref_t ref;
+            uint64_t size;
+            if (!rec_find(addrs[i], &ref, &ids[i], &size)) ids[i] = UINT32_MAX;
         }
         pthread_mutex_unlock(&prof_lock);
     }

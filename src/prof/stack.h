@@ -26,6 +26,12 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
     int n = unw_backtrace(raw, cap);
     ms_no_sample--;
     atomic_fetch_sub(&ms_stack_capturing, 1);
+    /* What the buffer held before is whatever earlier calls left at this
+     * depth of the stack, heap pointers among them; the leak checker scans
+     * the stacks of threads it stops (often in here, waiting for the
+     * profiler's lock), so stale pointers would keep lost blocks
+     * "reachable".  Clear what unw_backtrace did not write. */
+    __builtin_memset(raw + (n > 0 ? n : 0), 0, sizeof raw - (size_t)(n > 0 ? n : 0) * sizeof raw[0]);
     int i = 0;
     while (i < n && ms_in_memscope_text((uintptr_t)raw[i])) i++;
     i += skip;
