@@ -43,7 +43,6 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
-#include <sched.h>
 #include <unistd.h>
 #include "../include/memscope.h"
 
@@ -302,7 +301,7 @@ static void *holds_worker(void *arg)
     rng_seed(&r, 7);
     hist_t *hm = &H[0][0];
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-        if (!atomic_load_explicit(&job_on, memory_order_relaxed)) { sched_yield(); continue; }
+        if (!atomic_load_explicit(&job_on, memory_order_relaxed)) { usleep(200); continue; } /* leave the CPU to setup */
         size_t n = rng_range(&r, 16384, 65536);
         unsigned long long a = ns_now();
         unsigned char *p = malloc(n);

@@ -320,15 +320,11 @@ static bool reserve_for(size_t npages) {
     return resv_next + PAGES(npages) <= resv_end;
 }
 
-/* commit_frontier: makes npages at the frontier usable and accounts them as
- * heap memory; returns their address or 0.  With in_place, only pages right
- * at the current frontier will do (a span ending there grows into them);
- * otherwise a new reservation may be started elsewhere. */
-static uintptr_t commit_frontier(size_t npages, bool in_place) {
-    uintptr_t old_next = resv_next, old_end = resv_end;
-    void *old_base = resv_base;
-    size_t old_bytes = resv_bytes;
-    if (in_place ? !(resv_next && resv_next + PAGES(npages) <= resv_end) : !reserve_for(npages)) return 0;
+/* commit_frontier: makes the npages right at the frontier usable and
+ * accounts them as heap memory, for a span ending there that grows into
+ * them; returns their address or 0. */
+static uintptr_t commit_frontier(size_t npages) {
+    if (!(resv_next && resv_next + PAGES(npages) <= resv_end)) return 0;
     uintptr_t start = resv_next;
     /* memory first, then page-map leaves: a request the kernel refuses
      * leaves no metadata behind */
@@ -340,20 +336,14 @@ static uintptr_t commit_frontier(size_t npages, bool in_place) {
         }
         ms_os_decommit((void *)start, PAGES(npages));
     }
-    if (resv_base != old_base) { /* a reservation made for this request alone: give it back */
-        ms_os_free(resv_base, resv_bytes);
-        resv_next = old_next, resv_end = old_end, resv_base = old_base, resv_bytes = old_bytes;
-    }
     return 0;
 }
 
-static bool grow_locked(size_t npages, bool in_place) {
-    size_t n = npages < MS_GROW_MIN_PAGES ? MS_GROW_MIN_PAGES : npages;
-    uintptr_t start = commit_frontier(n, in_place);
-    if (!start && n > npages) start = commit_frontier(n = npages, in_place);
-    if (!start) return false;
-    span_t *s = span_new(start, n);
-    if (!s) return false;
+/* add_fresh_locked: n committed pages at start, already in sys_pages,
+ * become a free span (s, allocated beforehand) of released pages. */
+static void add_fresh_locked(span_t *s, uintptr_t start, size_t n) {
+    s->start = start;
+    s->npages = (uint32_t)n;
     ms_pagemap_mark_released(start, n, true);
     s->released = (uint32_t)n;
     s->scan_from = (uint32_t)n;
@@ -361,7 +351,78 @@ static bool grow_locked(size_t npages, bool in_place) {
     ctr.free_pages += n;
     ctr.released_pages += n;
     insert_free_locked(s);
+}
+
+/* grow_locked: growth in place, for a span at the frontier that grows into
+ * the pages after it (ms_heap_try_resize); the kernel call is made under
+ * the lock, since the pages must follow the span. */
+static bool grow_locked(size_t npages) {
+    size_t n = npages < MS_GROW_MIN_PAGES ? MS_GROW_MIN_PAGES : npages;
+    span_t *s = span_new(0, 0);
+    if (!s) return false;
+    uintptr_t start = commit_frontier(n);
+    if (!start && n > npages) start = commit_frontier(n = npages);
+    if (!start) {
+        span_delete(s);
+        return false;
+    }
+    add_fresh_locked(s, start, n);
     return true;
+}
+
+/* grow: adds at least npages of fresh pages to the free lists, for
+ * ms_heap_alloc; called and returns without the heap lock.  The lock is
+ * held to claim the range at the frontier and to list it, not for the
+ * kernel call between (mmap over the reservation: 20-60 us measured, more
+ * when another thread's page faults hold the kernel's map lock), so growth
+ * never shows as a long hold.  A claim that the kernel refuses is rolled
+ * back if it is still the last one; otherwise its range stays reserved and
+ * unused, a hole of address space only. */
+static bool grow(size_t npages) {
+    size_t n = npages < MS_GROW_MIN_PAGES ? MS_GROW_MIN_PAGES : npages;
+    for (;;) {
+        heap_lock();
+        span_t *s = span_new(0, 0);
+        uintptr_t old_next = resv_next, old_end = resv_end;
+        void *old_base = resv_base;
+        size_t old_bytes = resv_bytes;
+        if (!s || !reserve_for(n)) {
+            if (s) span_delete(s);
+            heap_unlock();
+            if (n > npages) { n = npages; continue; }
+            return false;
+        }
+        uintptr_t start = resv_next;
+        resv_next += PAGES(n);
+        void *base = resv_base;
+        heap_unlock();
+        bool ok = ms_os_commit((void *)start, PAGES(n));
+        heap_lock();
+        /* memory first, then page-map leaves: a request the kernel refuses
+         * leaves no metadata behind */
+        if (ok && ms_pagemap_ensure(start, n)) {
+            ctr.sys_pages += n;
+            add_fresh_locked(s, start, n);
+            heap_unlock();
+            return true;
+        }
+        if (ok) ms_os_decommit((void *)start, PAGES(n));
+        span_delete(s);
+        if (resv_next == start + PAGES(n) && resv_base == base) {
+            if (base != old_base) { /* a reservation made for this request alone: give it back */
+                ms_os_free(resv_base, resv_bytes);
+                resv_next = old_next, resv_end = old_end, resv_base = old_base, resv_bytes = old_bytes;
+            } else {
+                resv_next = start;
+            }
+        }
+        heap_unlock();
+        if (n > npages) {
+            n = npages;
+            continue;
+        }
+        return false;
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -396,7 +457,14 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
     size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
     heap_lock();
     span_t *s = find_free(need);
-    if (!s && grow_locked(need, false)) s = find_free(need);
+    /* another thread may take the pages grown before this one looks again:
+     * a few rounds, then the request fails as if the kernel had said no */
+    for (int round = 0; !s && round < 4; round++) {
+        heap_unlock();
+        if (!grow(need)) return NULL;
+        heap_lock();
+        s = find_free(need);
+    }
     if (!s) {
         heap_unlock();
         return NULL;
@@ -607,7 +675,7 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
         size_t extra = new_npages - old;
         span_t *n = free_neighbour(span_end(s), span_end(s), false);
         /* a free tail that ends at the frontier grows with the heap first */
-        if (n && n->npages < extra && span_end(n) == resv_next && grow_locked(extra - n->npages, true))
+        if (n && n->npages < extra && span_end(n) == resv_next && grow_locked(extra - n->npages))
             n = free_neighbour(span_end(s), span_end(s), false);
         if (n && n->npages >= extra) {
             list_remove(n);
@@ -617,7 +685,7 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
             span_delete(n);
             map_ends(s);
             ok = true;
-        } else if (!n && span_end(s) == resv_next && commit_frontier(extra, true)) {
+        } else if (!n && span_end(s) == resv_next && commit_frontier(extra)) {
             ctr.inuse_pages += extra;
             note_inuse_locked();
             s->npages += (uint32_t)extra;
@@ -878,8 +946,8 @@ uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
  * long; a span allocated or freed between two holds may be seen or not,
  * as with any walk that runs beside the program.  (A copy's `used` is the
  * central list's, read racily: it only grows while the span is in use.) */
-#define WALK_PAGES 16384
-#define WALK_SPANS 64
+#define WALK_PAGES 4096
+#define WALK_SPANS 32
 
 size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg) {
     size_t n = 0;
