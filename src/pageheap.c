@@ -281,7 +281,13 @@ static bool split_tail_free(span_t *s, size_t keep) {
     size_t rest = s->npages - keep;
     span_t *t = span_new(s->start + PAGES(keep), rest);
     if (!t) return false;
-    t->released = (uint32_t)ms_pagemap_count_released(t->start, rest);
+    /* count the shorter side: the scavenger cuts 16 MiB chunks off spans of
+     * up to gigabytes, and counting the long side each time made one batch
+     * of cuts hold the lock for milliseconds */
+    uint32_t head = keep <= s->scan_from ? (uint32_t)keep /* all released, known */
+                    : keep < rest        ? (uint32_t)ms_pagemap_count_released(s->start, keep)
+                                         : s->released - (uint32_t)ms_pagemap_count_released(t->start, rest);
+    t->released = s->released - head;
     t->free_since_ms = s->free_since_ms;
     t->scan_from = s->scan_from > keep ? s->scan_from - (uint32_t)keep : 0;
     if (s->scan_from > keep) s->scan_from = (uint32_t)keep;
@@ -760,6 +766,7 @@ static span_t *carve_unreleased_locked(span_t *s) {
         return NULL;
     }
     if (pos > s->start) {
+        s->scan_from = (uint32_t)((pos - s->start) >> MS_PAGE_SHIFT); /* all released before pos: the split needs no count */
         bool ok = split_tail_free(s, (pos - s->start) >> MS_PAGE_SHIFT);
         s->scan_from = s->npages; /* the prefix before pos is all released */
         list_push(s);
