@@ -75,13 +75,17 @@ typedef struct span_s {
     uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
     uint8_t in_list;        /* small spans: on the central nonempty list */
     uint8_t direct;         /* a very large block in a mapping of its own (pageheap.c) */
-    /* fast_cls | sampled << 8 | mask << 32, changed together by
-     * compare-and-swap.  fast_cls (the low byte) is cls while the span is in
-     * use with no sampled block, else 0: free()'s one test.  sampled (24
-     * bits) counts the span's live blocks recorded by the heap profiler;
-     * mask has bit (i % 32) set if block i may be one of them, so a free of
-     * an unsampled block in a span with sampled ones is settled without
-     * asking the profiler in 31 cases out of 32. */
+    /* fast_off | sampled << 16 | mask << 32, changed together by
+     * compare-and-swap.  fast_off (the low 16 bits) is the byte offset of
+     * the span's class list in a tcache_t (cls << MS_TCLIST_SHIFT) while
+     * the span is in use with no sampled block, else 0: free()'s one test,
+     * and then, the rest of the word being zero, the list's offset as it
+     * stands (no shift on the fast path).  sampled (16 bits: a span holds at
+     * most 512 objects) counts the span's live blocks recorded by the heap
+     * profiler; mask has bit (i % 32) set if block i may be one of them, so
+     * a free of an unsampled block in a span with sampled ones is settled
+     * without asking the profiler in 31 cases out of 32.  mask is cleared
+     * with the last sampled block, so the word of a fast span is fast_off. */
     _Atomic uint64_t mark;
     uint64_t div;           /* small: UINT64_MAX / size + 1: off % size == 0 iff off * div < div */
     uint32_t used;          /* small: bytes from start ever handed out; the never-used tail follows (central lock) */
@@ -103,15 +107,27 @@ typedef struct span_s {
     void *prof;
 } span_t;
 
-ms_inline uint8_t ms_span_fast_cls(const span_t *s) {
-    return (uint8_t)atomic_load_explicit(&s->mark, memory_order_relaxed);
+#define MS_TCLIST_SHIFT 5        /* sizeof(tclist_t) == 1 << MS_TCLIST_SHIFT */
+#define MS_MARK_FAST_MASK 0xffffu /* fast_off */
+#define MS_MARK_SAMPLED_SHIFT 16
+#define MS_MARK_SAMPLED_MAX 0xffffu
+
+/* ms_span_mark: the mark word; its low 16 bits are nonzero exactly when
+ * the span is in use with nothing sampled, and then the whole word is the
+ * offset of the class's list in a tcache_t (free's fast path uses it as
+ * such). */
+ms_inline uint64_t ms_span_mark(const span_t *s) {
+    return atomic_load_explicit(&s->mark, memory_order_relaxed);
 }
 ms_inline uint32_t ms_span_sampled(const span_t *s) {
-    return (uint32_t)(atomic_load_explicit(&s->mark, memory_order_relaxed) >> 8) & 0xffffff;
+    return (uint32_t)(ms_span_mark(s) >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX;
 }
+/* ms_span_mark_fast: the mark of a span of class cls with nothing sampled
+ * (cls 0: not fast) */
+ms_inline uint64_t ms_span_mark_fast(uint8_t cls) { return (uint64_t)cls << MS_TCLIST_SHIFT; }
 /* ms_span_set_fast: a span enters (cls) or leaves (0) use; nothing sampled in it. */
 ms_inline void ms_span_set_fast(span_t *s, uint8_t cls) {
-    atomic_store_explicit(&s->mark, cls, memory_order_relaxed);
+    atomic_store_explicit(&s->mark, ms_span_mark_fast(cls), memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------
@@ -310,8 +326,20 @@ bool ms_central_is_valid(uint8_t cls);
 /* One list per class; malloc and free touch one 32-byte entry. */
 typedef struct tclist_s {
     void *head;               /* objects linked through their first word */
-    uint32_t len;             /* objects on the list */
-    uint32_t max;             /* length above which a batch goes to central */
+    /* room: objects the list takes before a batch goes to central, so that
+     * free's fast path is one decrement and a sign test, malloc's one
+     * increment; the list holds max - room objects.  Signed: the shared
+     * empty cache's lists (threads with no cache of their own) stay at 0 or
+     * below whatever threads race on them, so every free there goes to the
+     * slow path.  room and max share one 64-bit word, read at once by the
+     * stats (tcache.c: len_of). */
+    union {
+        struct {
+            int32_t room;
+            uint32_t max;     /* length above which a batch goes to central */
+        };
+        uint64_t room_max;
+    };
     _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread */
     /* objects given to the central lists minus objects taken from them,
      * modulo 2^64.  The thread's frees are not counted one by one: they are
@@ -319,6 +347,8 @@ typedef struct tclist_s {
      * refill or a free and left by a malloc or a hand-back. */
     _Atomic uint64_t nnet;
 } tclist_t;
+_Static_assert(sizeof(tclist_t) == 1u << MS_TCLIST_SHIFT, "the mark word holds list offsets");
+_Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT <= MS_MARK_FAST_MASK, "fast_off fits");
 
 typedef struct tcache_s {
     tclist_t lists[MS_NUM_CLASSES]; /* hot: the fast paths use only these ... */

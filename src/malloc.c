@@ -57,8 +57,10 @@
  * until the next allocation the heap profiler records; with profiling off it
  * starts at INT64_MAX and never reaches zero.  A sampled object's span keeps
  * a count of sampled objects (and a mask of their slots) in the word whose
- * low byte free() already tests, so the unsampled fast path pays nothing
- * more and only a free that may be of a sampled block asks the profiler.
+ * low 16 bits free() already tests (they hold the offset of the class's
+ * list in the thread cache while nothing is sampled), so the unsampled fast
+ * path pays nothing more and only a free that may be of a sampled block
+ * asks the profiler.
  *
  * Memory from the OS: calloc skips zeroing when every page of a large block
  * comes from released or fresh pages (the kernel zeroed them); realloc grows
@@ -207,15 +209,16 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
 }
 
 /* mark_sampled: one more (on) or one fewer recorded block, block idx of
- * span s; the span's fast_cls is cls exactly while none is left, and its
+ * span s; the span's fast_off is set exactly while none is left, and its
  * mask is cleared with the last. */
 static void mark_sampled(span_t *s, uint32_t idx, bool on) {
-    uint64_t old = atomic_load(&s->mark), nw;
+    uint64_t old = ms_span_mark(s), nw;
     do {
-        uint64_t n = ((old >> 8) & 0xffffff) + (on ? 1 : (uint64_t)-1);
-        ms_assert_internal(on || ((old >> 8) & 0xffffff) > 0);
+        uint64_t n = ((old >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) + (on ? 1 : (uint64_t)-1);
+        ms_assert_internal(on || ((old >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) > 0);
+        ms_assert_internal(n <= MS_MARK_SAMPLED_MAX); /* at most 512 objects per span */
         uint64_t mask = n == 0 ? 0 : (old >> 32) | (on ? (uint64_t)1 << (idx & 31) : 0);
-        nw = mask << 32 | (n & 0xffffff) << 8 | (n == 0 ? s->cls : 0);
+        nw = mask << 32 | (n & MS_MARK_SAMPLED_MAX) << MS_MARK_SAMPLED_SHIFT | (n == 0 ? ms_span_mark_fast(s->cls) : 0);
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
 }
 
@@ -238,8 +241,8 @@ void ms_malloc_sampled(void *p) {
  * follow); its record, if it has one, goes.  The span's mask rules most
  * unsampled blocks out without asking the profiler (and its lock). */
 static void unsample(span_t *s, void *p) {
-    uint64_t m = atomic_load_explicit(&s->mark, memory_order_relaxed);
-    if (ms_likely(((m >> 8) & 0xffffff) == 0)) return;
+    uint64_t m = ms_span_mark(s);
+    if (ms_likely(((m >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) == 0)) return;
     uint32_t idx = obj_index(s, p);
     if (!((m >> 32) & ((uint64_t)1 << (idx & 31)))) return;
     if (ms_prof_hooks.freed(p)) mark_sampled(s, idx, false);
@@ -296,7 +299,7 @@ static inline void *alloc_small(uint8_t cls) {
     void **p = l->head;
     if (ms_unlikely(p == NULL)) return alloc_small_slow(cls);
     l->head = p[0];
-    l->len--;
+    l->room++;
     p[1] = NULL; /* clear the free cookie */
     count(&l->nmalloc, 1);
     size_t size = ms_class_size[cls];
@@ -304,8 +307,19 @@ static inline void *alloc_small(uint8_t cls) {
     return p;
 }
 
-ms_cold static void free_small_slow(void **p, uint8_t cls) {
-    tcache_t *tc = own_cache();
+/* free_small_slow: a free of small block p of class cls that is not
+ * settled on the fast path.  taken: the fast path took room on the list of
+ * ms_tc, which went below 0 (the list is full, or it is the shared empty
+ * cache's). */
+ms_cold static void free_small_slow(void **p, uint8_t cls, bool taken) {
+    tcache_t *tc = ms_tc;
+    if (taken && tc->is_dummy) {
+        /* every thread without a cache writes here: back to 0, so that
+         * the racing decrements never wrap it to a positive room */
+        tc->lists[cls].room = 0;
+        taken = false;
+    }
+    tc = own_cache();
     p[1] = (void *)ms_free_cookie(p);
     if (tc->is_dummy) { /* thread past exit: straight to the central list */
         p[0] = NULL;
@@ -314,10 +328,21 @@ ms_cold static void free_small_slow(void **p, uint8_t cls) {
         return;
     }
     tclist_t *l = &tc->lists[cls];
-    if (l->len >= l->max) ms_tcache_overflow(tc, cls);
+    /* taken: room is -1, and stays so until the batch leaves; the stats
+     * count the object on the list from the start, as they would after a
+     * fast free */
+    if (l->room <= (taken ? -1 : 0)) ms_tcache_overflow(tc, cls);
     p[0] = l->head;
     l->head = p;
-    l->len++;
+    if (!taken) l->room--;
+}
+
+/* free_list_full: free's fast path found no room on list l of ms_tc (it
+ * took it: l->room went below 0).  The class comes from l, in here: were
+ * free to keep the class or the cache for this call, it would spend a
+ * register move on the fast path. */
+ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void **p) {
+    free_small_slow(p, (uint8_t)(l - ms_tc->lists), true);
 }
 
 /* ------------------------------------------------------------------------
@@ -388,33 +413,34 @@ ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
     checked_size(p, s, "free", caller);
     if (s->cls) {
         unsample(s, p);
-        free_small_slow(p, s->cls);
+        free_small_slow(p, s->cls, false);
     } else {
         free_large(s);
     }
 }
 
 /* free: the page map gives the span (three loads, no test); a small span
- * in use with no sampled block has its class in the mark word's low byte;
- * the pointer must start an object the span handed out and not carry the
- * free cookie; then the object goes on the thread's list.  Everything else
- * (NULL, large blocks, sampled spans, full lists, errors) is free_slow's,
- * reached by a tail call, so the fast path needs no stack frame. */
+ * in use with no sampled block has its class's list offset in the mark
+ * word's low bits (and nothing else in the word); the pointer must start an
+ * object the span handed out and not carry the free cookie; then the object
+ * goes on the thread's list if it has room.  Everything else (NULL, large
+ * blocks, sampled spans, full lists, errors) is free_slow's or
+ * free_small_slow's, reached by a tail call, so the fast path needs no
+ * stack frame. */
 MS_EXPORT void free(void *p) {
     span_t *s = ms_pagemap_span(p);
-    uint8_t cls = ms_span_fast_cls(s);
+    uint64_t off = ms_span_mark(s);
     void **q = p;
     void *cookie = (void *)ms_free_cookie(p);
-    if (ms_likely(cls != 0 && object_start(s, p) && q[1] != cookie)) {
-        tclist_t *l = &ms_tc->lists[cls];
+    if (ms_likely((off & MS_MARK_FAST_MASK) != 0 && object_start(s, p) && q[1] != cookie)) {
+        tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + off);
         q[1] = cookie; /* first and apart: two stores, not vector code */
-        if (ms_likely(l->len < l->max)) {
+        if (ms_likely(--l->room >= 0)) {
             q[0] = l->head;
             l->head = q;
-            l->len++;
             return;
         }
-        free_small_slow(q, cls); /* the list is full (a tail call) */
+        free_list_full(l, q); /* a tail call */
         return;
     }
     free_slow(p, s, __builtin_return_address(0));

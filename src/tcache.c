@@ -24,7 +24,9 @@
  *
  * Lifetime: a thread gets its cache on its first allocation (until then
  * ms_tc points at ms_tc_empty, whose empty lists send the fast path to the
- * slow path, so the fast path needs no NULL test).  A pthread key destructor
+ * slow path, so the fast path needs no NULL test; free's takes room on such
+ * a list before it finds none, so it does write there, racing with other
+ * threads without a cache: tclist_t says why that is safe).  A pthread key destructor
  * returns every cached object at thread exit and folds the counters into the
  * totals of exited threads.  After that, the thread's last allocations (other
  * destructors) go straight to the central lists.  In a fork child only the
@@ -64,9 +66,18 @@ static inline void count_net(tclist_t *l, uint64_t n) {
     atomic_store_explicit(&l->nnet, atomic_load_explicit(&l->nnet, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
+/* len_of: the objects on list l, read from any thread: room and max in
+ * one load, so a slow path changing both is seen before or after, never
+ * half way (a free that took its room but is still in the slow path counts
+ * already). */
+static inline uint32_t len_of(const tclist_t *l) {
+    uint64_t w = *(const volatile uint64_t *)&l->room_max;
+    return (uint32_t)(w >> 32) - (uint32_t)w;
+}
+
 /* frees_of: the objects freed to list l by its thread (see tclist_t) */
 static inline uint64_t frees_of(const tclist_t *l) {
-    return (uint64_t)(*(const volatile uint32_t *)&l->len) + atomic_load_explicit(&l->nmalloc, memory_order_relaxed) +
+    return (uint64_t)len_of(l) + atomic_load_explicit(&l->nmalloc, memory_order_relaxed) +
            atomic_load_explicit(&l->nnet, memory_order_relaxed);
 }
 
@@ -116,7 +127,7 @@ tcache_t *ms_tcache_create(void) {
     pthread_mutex_lock(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
     if (tc) {
-        for (int c = 1; c < MS_NUM_CLASSES; c++) tc->lists[c].max = ms_class_batch[c];
+        for (int c = 1; c < MS_NUM_CLASSES; c++) tc->lists[c].max = tc->lists[c].room = ms_class_batch[c];
         tc->sample_left = INT64_MAX;
         tc->next = registry.next;
         tc->prev = &registry;
@@ -143,11 +154,12 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     if (n == 0) return NULL;
     void *p = head;
     if (!tc->is_dummy) {
+        /* the list was empty: room == max */
+        uint32_t cap = class_cap(cls), max = l->max;
+        if (max < cap) max = max + ms_class_batch[cls] < cap ? max + ms_class_batch[cls] : cap;
         l->head = *(void **)p;
-        l->len = n - 1;
+        l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
         count_net(l, -(uint64_t)n);
-        uint32_t cap = class_cap(cls);
-        if (l->max < cap) l->max = l->max + ms_class_batch[cls] < cap ? l->max + ms_class_batch[cls] : cap;
     }
     return p;
 }
@@ -158,14 +170,14 @@ static void *pop_chain(tclist_t *l, uint32_t n) {
     for (uint32_t i = 1; i < n; i++) p = *(void **)p;
     l->head = *(void **)p;
     *(void **)p = NULL;
-    l->len -= n;
+    l->room += (int32_t)n;
     return head;
 }
 
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
     tclist_t *l = &tc->lists[cls];
-    uint32_t n = ms_class_batch[cls];
-    if (n > l->len) n = l->len;
+    uint32_t n = ms_class_batch[cls], len = l->max - (uint32_t)l->room;
+    if (n > len) n = len;
     if (n) {
         count_net(l, n);
         ms_central_give(cls, pop_chain(l, n), n);
@@ -192,8 +204,7 @@ void ms_tcache_flush(tcache_t *tc) {
             count_net(l, n);
             ms_central_give((uint8_t)c, h, n);
         }
-        l->len = 0;
-        l->max = b;
+        l->room_max = (uint64_t)b << 32 | b;
     }
 }
 
@@ -241,7 +252,7 @@ void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_b
         for (int c = 1; c < MS_NUM_CLASSES; c++) {
             by_class[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
             by_class[c].frees += frees_of(&tc->lists[c]);
-            cached += (uint64_t)(*(volatile uint32_t *)&tc->lists[c].len) * ms_class_size[c];
+            cached += (uint64_t)len_of(&tc->lists[c]) * ms_class_size[c];
         }
         by_class[0].mallocs += atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed);
         by_class[0].frees += atomic_load_explicit(&tc->large_frees, memory_order_relaxed);
