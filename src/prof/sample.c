@@ -40,11 +40,26 @@
  * holds at most MS_PROF_MAX_STACKS stacks; past that, samples go to one
  * "(stack table full)" record and one warning is printed.
  *
- * Locking.  One mutex covers the table and the records.  A hook captures the
- * stack (inline, stack.h) before taking it, and holds it only for a hash lookup and a few
- * adds; a snapshot holds it for the copy of 1024 stacks at a time.  Nothing here takes
- * an allocator lock while holding it, and nothing that holds an allocator
- * lock calls here.
+ * Locking.  No lock is global to the hot path any more: at profile_rate=1
+ * (leak-check mode) every malloc and free of a multi-threaded program comes
+ * here, and one mutex over everything had threads queueing in futex waits
+ * (larson 8.6x, prodcons 13.6x memscope's default CPU time).  Four kinds:
+ *   - stacks are looked up without a lock: a stack's identity is written
+ *     once, before a release store publishes its index slot, and the index
+ *     never moves (growth publishes a copy and keeps the old table); only
+ *     adding a stack takes intern_lock;
+ *   - a small block's record is under the lock of its span's stripe (16
+ *     stripes by span address, each with its own pools of record arrays),
+ *     a large block's under big_lock;
+ *   - the counts, the in-use estimate, the peak generation and the leak
+ *     checker's log are under acct_lock, held for a few adds: the peak logic
+ *     needs one order of all changes to the in-use total, and this lock is
+ *     that order, so the peak profile stays exact;
+ *   - a snapshot holds acct_lock for the copy of 1024 stacks at a time.
+ * A hook captures the stack (inline, stack.h) before taking any lock, and
+ * never holds two of these locks at once (only a fork takes them all).
+ * Nothing here takes an allocator lock while holding one, and nothing that
+ * holds an allocator lock calls here.
  */
 #include "prof.h"
 #include "stack.h"
@@ -93,23 +108,47 @@ typedef struct srecs_s {
 } srecs_t;
 #define SRECS_POOLS 7    /* 64 B .. 4 KiB */
 
-static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The locks (see Locking above), none ever held with another. */
+static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER; /* adding stacks */
+static pthread_mutex_t acct_lock = PTHREAD_MUTEX_INITIALIZER;   /* counts, peak, log */
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;    /* the map of large blocks */
+/* Small blocks' records: one lock per group of spans, each with its own
+ * pools for the record arrays (a fixalloc has no lock of its own; a span
+ * always maps to the same stripe, so an array returns to the pool it came
+ * from).  16 stripes: a few times the CPUs this has to scale to, and at most
+ * 16 x 7 chunks of 64 KiB of metadata. */
+#define STRIPES 16
+typedef struct stripe_s {
+    _Alignas(64) pthread_mutex_t lock;
+    fixalloc_t pool[SRECS_POOLS];
+} stripe_t;
+static stripe_t stripes[STRIPES];
 static bool enabled;
 static double rate_d;
 
-/* stacks: an array of chunk pointers (lock; readers of a snapshot use ids < n) */
+/* Stacks: an array of chunk pointers.  A stack's identity (hash, frames) is
+ * written once, before it is published by the index slot and by nstacks
+ * (release stores), and never changes: readers use it with no lock. */
 static pstack_t *chunks[MS_PROF_MAX_STACKS / CHUNK_STACKS];
-static uint32_t nstacks;
+static _Atomic uint32_t nstacks;
 static uint32_t full_id = UINT32_MAX; /* the "(stack table full)" record */
-static uint32_t *index_tab;           /* hash -> stack id + 1; 0 empty */
-static size_t index_cap;
-static uintptr_t *frames;             /* current frame chunk */
+/* The hash index (hash -> stack id + 1; 0 empty).  Growth copies it into a
+ * table twice the size and publishes that; the old table is kept, never
+ * freed or written again, since a lookup without the lock may still be
+ * reading it (it misses only the stacks added since, and then takes the
+ * lock).  The tables kept sum to less than the current one. */
+typedef struct index_s {
+    size_t cap;
+    _Atomic uint32_t slot[];
+} index_t;
+static _Atomic(index_t *) index_cur;
+static uintptr_t *frames;             /* current frame chunk (intern_lock) */
 static size_t frames_left;
 
-static block_t *blocks;                 /* large blocks (prof_lock) */
-static size_t blocks_cap, nblocks;
-static fixalloc_t srecs_pool[SRECS_POOLS] = {{.size = 64}, {.size = 128}, {.size = 256}, {.size = 512},
-                                             {.size = 1024}, {.size = 2048}, {.size = 4096}};
+static block_t *blocks;                 /* large blocks (big_lock) */
+static size_t blocks_cap;
+static _Atomic size_t nblocks;          /* read without the lock: none, skip the map */
+static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 4096};
 
 /* The leak checker's list of blocks recorded while a check runs (see
  * ms_prof_log_start); NULL when no check runs. */
@@ -135,42 +174,62 @@ static uint64_t hash_pcs(const uintptr_t *pcs, int n) {
 
 static inline size_t hash_addr(uintptr_t a) { return (size_t)((a >> 4) * 0x9E3779B97F4A7C15ull >> 20); }
 
+static inline stripe_t *stripe_of(const span_t *s) {
+    return &stripes[(uint64_t)(uintptr_t)s * 0x9E3779B97F4A7C15ull >> 60];
+}
+
 /* ------------------------------------------------------------------------
- * The table of stacks (prof_lock)
+ * The table of stacks (intern_lock to add; lookups need none)
  * ---------------------------------------------------------------------- */
 
 static bool index_grow(void) {
-    size_t cap = index_cap ? index_cap * 2 : 4096;
-    uint32_t *t = ms_os_alloc(cap * sizeof *t);
+    index_t *old = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    size_t ocap = old ? old->cap : 0, cap = ocap ? ocap * 2 : 4096;
+    size_t bytes = sizeof(index_t) + cap * sizeof(uint32_t);
+    index_t *t = ms_os_alloc(bytes);
     if (!t) return false;
-    for (size_t i = 0; i < index_cap; i++) {
-        uint32_t id = index_tab[i];
+    t->cap = cap;
+    for (size_t i = 0; i < ocap; i++) {
+        uint32_t id = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
         if (!id) continue;
         size_t j = stack_at(id - 1)->hash & (cap - 1);
-        while (t[j]) j = (j + 1) & (cap - 1);
-        t[j] = id;
+        while (atomic_load_explicit(&t->slot[j], memory_order_relaxed)) j = (j + 1) & (cap - 1);
+        atomic_store_explicit(&t->slot[j], id, memory_order_relaxed);
     }
-    ms_os_free(index_tab, index_cap * sizeof *index_tab);
-    atomic_fetch_add(&ms_meta_sys, (cap - index_cap) * sizeof *t);
-    atomic_fetch_add(&ms_meta_inuse, (cap - index_cap) * sizeof *t);
-    index_tab = t;
-    index_cap = cap;
+    atomic_fetch_add(&ms_meta_sys, bytes);
+    atomic_fetch_add(&ms_meta_inuse, bytes);
+    atomic_store_explicit(&index_cur, t, memory_order_release);
     return true;
 }
 
-/* new_stack: appends a stack (frames copied); UINT32_MAX when out of room. */
+/* index_find: the id of stack pcs[0..n) of hash h in t, or UINT32_MAX with
+ * *at the empty slot that ends the probe.  Safe without the lock: a slot
+ * once set never changes, and its stack was written before it was set. */
+static uint32_t index_find(const index_t *t, const uintptr_t *pcs, int n, uint64_t h, size_t *at) {
+    size_t j = h & (t->cap - 1);
+    for (uint32_t id; (id = atomic_load_explicit(&t->slot[j], memory_order_acquire)) != 0; j = (j + 1) & (t->cap - 1)) {
+        const pstack_t *s = stack_at(id - 1);
+        if (s->hash == h && s->npcs == (uint32_t)n && memcmp(s->pcs, pcs, (size_t)n * sizeof *pcs) == 0)
+            return id - 1;
+    }
+    *at = j;
+    return UINT32_MAX;
+}
+
+/* new_stack: appends a stack (frames copied); UINT32_MAX when out of room.
+ * intern_lock held; published in nstacks here, in the index by the caller. */
 static uint32_t new_stack(const uintptr_t *pcs, int n, bool truncated, uint64_t h) {
-    if (nstacks >= MS_PROF_MAX_STACKS) return UINT32_MAX;
-    if (nstacks % CHUNK_STACKS == 0 && !chunks[nstacks / CHUNK_STACKS]) {
-        chunks[nstacks / CHUNK_STACKS] = ms_meta_alloc(CHUNK_STACKS * sizeof(pstack_t));
-        if (!chunks[nstacks / CHUNK_STACKS]) return UINT32_MAX;
+    uint32_t id = atomic_load_explicit(&nstacks, memory_order_relaxed);
+    if (id >= MS_PROF_MAX_STACKS) return UINT32_MAX;
+    if (id % CHUNK_STACKS == 0 && !chunks[id / CHUNK_STACKS]) {
+        chunks[id / CHUNK_STACKS] = ms_meta_alloc(CHUNK_STACKS * sizeof(pstack_t));
+        if (!chunks[id / CHUNK_STACKS]) return UINT32_MAX;
     }
     if (frames_left < (size_t)n) {
         frames = ms_meta_alloc(FRAME_CHUNK);
         if (!frames) return frames_left = 0, UINT32_MAX;
         frames_left = FRAME_CHUNK / sizeof *frames;
     }
-    uint32_t id = nstacks;
     pstack_t *s = stack_at(id);
     memset(s, 0, sizeof *s);
     s->hash = h;
@@ -180,37 +239,46 @@ static uint32_t new_stack(const uintptr_t *pcs, int n, bool truncated, uint64_t 
     memcpy(frames, pcs, (size_t)n * sizeof *pcs);
     frames += n;
     frames_left -= (size_t)n;
-    nstacks++;
+    atomic_store_explicit(&nstacks, id + 1, memory_order_release);
     return id;
 }
 
+/* stack_intern: the id of stack pcs[0..n), added if new; UINT32_MAX when
+ * memory for it is refused.  A stack seen before (nearly every sample) is
+ * found in the index with no lock taken. */
 static uint32_t stack_intern(const uintptr_t *pcs, int n, bool truncated) {
     uint64_t h = hash_pcs(pcs, n);
-    if ((nstacks + 1) * 2 > index_cap && !index_grow()) return UINT32_MAX;
-    size_t j = h & (index_cap - 1);
-    for (uint32_t id; (id = index_tab[j]) != 0; j = (j + 1) & (index_cap - 1)) {
-        pstack_t *s = stack_at(id - 1);
-        if (s->hash == h && s->npcs == (uint32_t)n && memcmp(s->pcs, pcs, (size_t)n * sizeof *pcs) == 0)
-            return id - 1;
-    }
-    uint32_t id = new_stack(pcs, n, truncated, h);
+    size_t j;
+    index_t *t = atomic_load_explicit(&index_cur, memory_order_acquire);
+    uint32_t id = t ? index_find(t, pcs, n, h, &j) : UINT32_MAX;
+    if (id != UINT32_MAX) return id;
+    pthread_mutex_lock(&intern_lock);
+    uint32_t ns = atomic_load_explicit(&nstacks, memory_order_relaxed);
+    t = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    if ((!t || (ns + 1) * 2 > t->cap) && !index_grow()) goto out;
+    t = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    if ((id = index_find(t, pcs, n, h, &j)) != UINT32_MAX) goto out; /* added meanwhile */
+    id = new_stack(pcs, n, truncated, h);
     if (id == UINT32_MAX) {
         /* Out of memory for a chunk of stacks or frames, not out of room:
          * drop this sample (the caller does) and leave the table as it is.
          * Taking the "table full" path here once rewound nstacks below a
          * small count and then set it to the maximum, so later stacks were
          * written into chunks never mapped (a SIGSEGV under mmap failure). */
-        if (nstacks < MS_PROF_MAX_STACKS) return UINT32_MAX;
+        if (ns < MS_PROF_MAX_STACKS) goto out;
         if (full_id == UINT32_MAX) {
             ms_warn("memscope: heap profile: more than %u distinct stacks; further new stacks are counted as "
                     "\"(stack table full)\"", MS_PROF_MAX_STACKS);
-            nstacks--; /* room for the one overflow record, kept in the last slot */
+            /* the one overflow record, kept in the last slot */
+            atomic_store_explicit(&nstacks, MS_PROF_MAX_STACKS - 1, memory_order_relaxed);
             full_id = new_stack(pcs, 0, false, 0);
-            nstacks = MS_PROF_MAX_STACKS;
         }
-        return full_id;
+        id = full_id;
+        goto out;
     }
-    index_tab[j] = id + 1;
+    atomic_store_explicit(&t->slot[j], id + 1, memory_order_release);
+out:
+    pthread_mutex_unlock(&intern_lock);
     return id;
 }
 
@@ -270,7 +338,7 @@ static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
 }
 
 /* ------------------------------------------------------------------------
- * Records of sampled blocks (prof_lock).  Small blocks are found through
+ * Records of sampled blocks (a stripe's lock or big_lock).  Small blocks are found through
  * their span, so the records of neighbouring blocks share cache lines and
  * a sample costs no probe into a table the size of the heap (at
  * profile_rate=1 a map of every live block was most of the cost: a cache
@@ -289,15 +357,27 @@ static inline uint32_t obj_of(const span_t *s, uintptr_t a) {
     return (uint32_t)(((a - s->start) * ms_class_magic[s->cls]) >> MS_MAGIC_SHIFT);
 }
 
+/* rec_put: records block a (stack, size); false if memory for the record
+ * is refused.  Takes the lock of a's stripe or the large blocks' lock. */
 static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
     span_t *s = small_span(a);
-    if (!s) return block_insert(a, stack, size);
+    if (!s) {
+        pthread_mutex_lock(&big_lock);
+        bool ok = block_insert(a, stack, size);
+        pthread_mutex_unlock(&big_lock);
+        return ok;
+    }
+    stripe_t *st = stripe_of(s);
+    pthread_mutex_lock(&st->lock);
     srecs_t *r = s->prof;
     if (!r) {
         uint32_t nobj = (uint32_t)((s->limit - s->start) / s->size);
         unsigned k = 0;
-        while (k < SRECS_POOLS && srecs_pool[k].size < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
-        if (k == SRECS_POOLS || !(r = ms_fixalloc_alloc(&srecs_pool[k]))) return false;
+        while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
+        if (k == SRECS_POOLS || !(r = ms_fixalloc_alloc(&st->pool[k]))) {
+            pthread_mutex_unlock(&st->lock);
+            return false;
+        }
         r->nobj = nobj;
         s->prof = r;
     }
@@ -305,51 +385,47 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
     ms_assert_internal(i < r->nobj && r->id[i] == 0);
     r->id[i] = stack + 1;
     r->live++;
+    pthread_mutex_unlock(&st->lock);
     return true;
 }
 
-/* rec_find: the record of block a: its stack and size; NULL if none.  A
- * large block starts a page: the map is asked first for such an address,
- * since after realloc moved a large block's pages its old address may
- * already lie in a small span. */
-typedef struct recref_s {
-    block_t *big;        /* a large block's slot, or */
-    span_t *span;        /* the small span and the object's index */
-    uint32_t idx;
-} recref_t;
-
-static bool rec_find(uintptr_t a, recref_t *ref, uint32_t *stack, uint64_t *size) {
-    if ((a & MS_PAGE_MASK) == 0 && nblocks) {
+/* rec_take: the record of block a, its stack and size, removed if `remove`;
+ * false if none.  A large block starts a page: the map is asked first for
+ * such an address, since after realloc moved a large block's pages its old
+ * address may already lie in a small span. */
+static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) {
+    if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
+        pthread_mutex_lock(&big_lock);
         block_t *b = block_find(a);
         if (b) {
-            *ref = (recref_t){.big = b};
             *stack = b->stack, *size = size_unpack(b->size);
-            return true;
+            if (remove) block_remove(b);
         }
+        pthread_mutex_unlock(&big_lock);
+        if (b) return true;
     }
     span_t *s = small_span(a);
-    if (!s || !s->prof) return false;
+    if (!s) return false;
+    stripe_t *st = stripe_of(s);
+    bool found = false;
+    pthread_mutex_lock(&st->lock);
     srecs_t *r = s->prof;
     uint32_t i = obj_of(s, a);
-    if (i >= r->nobj || r->id[i] == 0) return false;
-    *ref = (recref_t){.span = s, .idx = i};
-    *stack = r->id[i] - 1, *size = s->size;
-    return true;
-}
-
-static void rec_remove(const recref_t *ref) {
-    if (ref->big) {
-        block_remove(ref->big);
-        return;
+    if (r && i < r->nobj && r->id[i] != 0) {
+        found = true;
+        *stack = r->id[i] - 1, *size = s->size;
+        if (remove) {
+            r->id[i] = 0;
+            if (--r->live == 0) {
+                unsigned k = 0;
+                while (srecs_size[k] < sizeof(srecs_t) + (size_t)r->nobj * sizeof(uint32_t)) k++;
+                ms_fixalloc_free(&st->pool[k], r);
+                s->prof = NULL;
+            }
+        }
     }
-    srecs_t *r = ref->span->prof;
-    r->id[ref->idx] = 0;
-    if (--r->live == 0) {
-        unsigned k = 0;
-        while (srecs_pool[k].size < sizeof(srecs_t) + (size_t)r->nobj * sizeof(uint32_t)) k++;
-        ms_fixalloc_free(&srecs_pool[k], r);
-        ref->span->prof = NULL;
-    }
+    pthread_mutex_unlock(&st->lock);
+    return found;
 }
 
 static void log_add(uintptr_t a) {
@@ -358,7 +434,7 @@ static void log_add(uintptr_t a) {
 }
 
 /* ------------------------------------------------------------------------
- * Accounting (prof_lock)
+ * Accounting (acct_lock)
  * ---------------------------------------------------------------------- */
 
 static double weight(uint64_t size) {
@@ -403,47 +479,38 @@ MS_TEXT static bool on_sampled(void *p, size_t size) {
     __builtin_memset(pcs + n, 0, sizeof pcs - (size_t)n * sizeof pcs[0]); /* stale words: see stack.h */
     bool truncated = n > MS_PROF_MAX_DEPTH;
     if (truncated) n = MS_PROF_MAX_DEPTH;
-    bool ok = false;
-    pthread_mutex_lock(&prof_lock);
     uint32_t id = stack_intern(pcs, n, truncated);
-    if (id != UINT32_MAX && rec_put((uintptr_t)p, id, size)) {
-        if (log_buf) log_add((uintptr_t)p);
-        uint32_t g = gen;
-        account(id, size, true);
-        if (gen != g) peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
-        ok = true;
-    }
-    pthread_mutex_unlock(&prof_lock);
-    if (ok) ms_malloc_sampled(p);
-    return ok;
+    if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
+    pthread_mutex_lock(&acct_lock);
+    if (log_buf) log_add((uintptr_t)p);
+    uint32_t g = gen;
+    account(id, size, true);
+    if (gen != g) peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
+    pthread_mutex_unlock(&acct_lock);
+    ms_malloc_sampled(p);
+    return true;
 }
 
 static bool on_freed(void *p) {
-    recref_t ref;
     uint32_t id;
     uint64_t size;
-    pthread_mutex_lock(&prof_lock);
-    bool found = rec_find((uintptr_t)p, &ref, &id, &size);
-    if (found) {
-        account(id, size, false);
-        rec_remove(&ref);
-    }
-    pthread_mutex_unlock(&prof_lock);
-    return found;
+    if (!rec_take((uintptr_t)p, &id, &size, true)) return false;
+    pthread_mutex_lock(&acct_lock);
+    account(id, size, false);
+    pthread_mutex_unlock(&acct_lock);
+    return true;
 }
 
 static void on_moved(void *p, void *q, size_t size) {
-    recref_t ref;
     uint32_t id;
     uint64_t old;
-    pthread_mutex_lock(&prof_lock);
-    if (rec_find((uintptr_t)p, &ref, &id, &old)) {
-        account(id, old, false);
-        rec_remove(&ref);
-        if (rec_put((uintptr_t)q, id, size)) account(id, size, true);
-        if (log_buf) log_add((uintptr_t)q);
-    }
-    pthread_mutex_unlock(&prof_lock);
+    if (!rec_take((uintptr_t)p, &id, &old, true)) return;
+    bool put = rec_put((uintptr_t)q, id, size);
+    pthread_mutex_lock(&acct_lock);
+    account(id, old, false);
+    if (put) account(id, size, true);
+    if (log_buf) log_add((uintptr_t)q);
+    pthread_mutex_unlock(&acct_lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -452,20 +519,33 @@ static void on_moved(void *p, void *q, size_t size) {
 
 static void fork_prepare(void) {
     ms_stack_fork_prepare();
-    pthread_mutex_lock(&prof_lock);
+    pthread_mutex_lock(&intern_lock);
+    pthread_mutex_lock(&big_lock);
+    for (int i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
+    pthread_mutex_lock(&acct_lock);
 }
 static void fork_parent(void) {
-    pthread_mutex_unlock(&prof_lock);
+    pthread_mutex_unlock(&acct_lock);
+    for (int i = STRIPES - 1; i >= 0; i--) pthread_mutex_unlock(&stripes[i].lock);
+    pthread_mutex_unlock(&big_lock);
+    pthread_mutex_unlock(&intern_lock);
     ms_stack_fork_parent();
 }
 static void fork_child(void) {
-    pthread_mutex_init(&prof_lock, NULL);
+    pthread_mutex_init(&acct_lock, NULL);
+    for (int i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
+    pthread_mutex_init(&big_lock, NULL);
+    pthread_mutex_init(&intern_lock, NULL);
     ms_stack_fork_child();
 }
 
 void ms_prof_init(void) {
     int64_t rate = ms_opt.profile_rate;
     if (rate <= 0 || enabled) return;
+    for (int i = 0; i < STRIPES; i++) {
+        pthread_mutex_init(&stripes[i].lock, NULL);
+        for (int k = 0; k < SRECS_POOLS; k++) stripes[i].pool[k].size = srecs_size[k];
+    }
     ms_stack_init();
     rate_d = (double)rate;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -481,11 +561,8 @@ void ms_prof_thread_internal(void) { ms_no_sample = 1; }
 
 prof_snap_t *ms_prof_snap_take(void) {
     if (!enabled) return NULL;
-    /* size the copy without the lock (stacks only grow), allocate, then copy */
-    pthread_mutex_lock(&prof_lock);
-    uint32_t n = nstacks;
-    pthread_mutex_unlock(&prof_lock);
-    n += 1024;
+    /* size the copy (stacks only grow), allocate, then copy */
+    uint32_t n = atomic_load_explicit(&nstacks, memory_order_acquire) + 1024;
     if (n > MS_PROF_MAX_STACKS) n = MS_PROF_MAX_STACKS;
     size_t bytes = (sizeof(prof_snap_t) + (size_t)n * sizeof(prof_rec_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     prof_snap_t *snap = ms_os_alloc(bytes);
@@ -497,15 +574,17 @@ prof_snap_t *ms_prof_snap_take(void) {
     /* Copied in chunks, the lock dropped between them, so that a profile of
      * a million stacks never stops a sampling thread for longer than one
      * chunk's copy (about 100 us).  Each stack's counts are consistent; two
-     * stacks may be read a few microseconds apart, as Go's profile is. */
-    pthread_mutex_lock(&prof_lock);
-    if (n > nstacks) n = nstacks;
+     * stacks may be read a few microseconds apart, as Go's profile is.  A
+     * stack's counts only change under acct_lock, after it was published. */
+    pthread_mutex_lock(&acct_lock);
+    uint32_t ns = atomic_load_explicit(&nstacks, memory_order_acquire);
+    if (n > ns) n = ns;
     snap->peak_bytes = (uint64_t)(peak_w + 0.5);
     snap->peak_time_ns = peak_time_ns;
     for (uint32_t i = 0; i < n; i++) {
         if (i % SNAP_CHUNK == 0 && i) {
-            pthread_mutex_unlock(&prof_lock);
-            pthread_mutex_lock(&prof_lock);
+            pthread_mutex_unlock(&acct_lock);
+            pthread_mutex_lock(&acct_lock);
         }
         const pstack_t *s = stack_at(i);
         prof_rec_t *r = &snap->recs[i];
@@ -516,7 +595,7 @@ prof_snap_t *ms_prof_snap_take(void) {
         r->peak = s->peak_gen == gen ? s->peak : s->now;
     }
     snap->nrecs = n;
-    pthread_mutex_unlock(&prof_lock);
+    pthread_mutex_unlock(&acct_lock);
     return snap;
 }
 
@@ -541,48 +620,38 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
  * ---------------------------------------------------------------------- */
 
 void ms_prof_log_start(uintptr_t *buf, size_t cap) {
-    pthread_mutex_lock(&prof_lock);
+    pthread_mutex_lock(&acct_lock);
     log_buf = buf, log_cap = cap, log_n = 0, log_over = false;
-    pthread_mutex_unlock(&prof_lock);
+    pthread_mutex_unlock(&acct_lock);
 }
 
 size_t ms_prof_log_count(void) {
-    pthread_mutex_lock(&prof_lock);
+    pthread_mutex_lock(&acct_lock);
     size_t n = log_n;
-    pthread_mutex_unlock(&prof_lock);
+    pthread_mutex_unlock(&acct_lock);
     return n;
 }
 
 size_t ms_prof_log_stop(bool *overflow) {
-    pthread_mutex_lock(&prof_lock);
+    pthread_mutex_lock(&acct_lock);
     size_t n = log_n;
     *overflow = log_over;
     log_buf = NULL, log_cap = 0, log_n = 0, log_over = false;
-    pthread_mutex_unlock(&prof_lock);
+    pthread_mutex_unlock(&acct_lock);
     return n;
 }
 
 void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n) {
-    /* in batches, so allocating threads never wait long for the lock */
-    for (size_t i = 0; i < n;) {
-        size_t end = i + 4096 < n ? i + 4096 : n;
-        pthread_mutex_lock(&prof_lock);
-        for (; i < end; i++) {
-            recref_t ref;
-            uint64_t size;
-            if (!rec_find(addrs[i], &ref, &ids[i], &size)) ids[i] = UINT32_MAX;
-        }
-        pthread_mutex_unlock(&prof_lock);
+    /* a lock per block, each held for one lookup: allocating threads never wait long */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t size;
+        if (!rec_take(addrs[i], &ids[i], &size, false)) ids[i] = UINT32_MAX;
     }
 }
 
 bool ms_prof_stack_get(uint32_t id, const uintptr_t **pcs, uint32_t *npcs, bool *truncated) {
-    pthread_mutex_lock(&prof_lock);
-    bool ok = id < nstacks;
-    if (ok) {
-        const pstack_t *s = stack_at(id);
-        *pcs = s->pcs, *npcs = s->npcs, *truncated = s->truncated;
-    }
-    pthread_mutex_unlock(&prof_lock);
-    return ok;
+    if (id >= atomic_load_explicit(&nstacks, memory_order_acquire)) return false;
+    const pstack_t *s = stack_at(id); /* written once, before nstacks counted it */
+    *pcs = s->pcs, *npcs = s->npcs, *truncated = s->truncated;
+    return true;
 }
