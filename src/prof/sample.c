@@ -52,10 +52,10 @@
  *     stripes by span address, each with its own pools of record arrays),
  *     a large block's under big_lock;
  *   - the counts, the in-use estimate, the peak generation and the leak
- *     checker's log are under acct_lock, held for a few adds: the peak logic
+ *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
  *     that order, so the peak profile stays exact;
- *   - a snapshot holds acct_lock for the copy of 1024 stacks at a time.
+ *   - a snapshot holds tally.lock for the copy of 1024 stacks at a time.
  * A hook captures the stack (inline, stack.h) before taking any lock, and
  * never holds two of these locks at once (only a fork takes them all).
  * Nothing here takes an allocator lock while holding one, and nothing that
@@ -66,6 +66,47 @@
 
 #include <math.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* plock_t: the profiler's mutex: 0 free, 1 held, 2 held with sleepers
+ * (Drepper, "Futexes are tricky", mutex 3).  At profile_rate=1 every malloc
+ * and free takes two of these; a pthread mutex spent about 55 instructions
+ * a pair (type and owner checks), this about 10.  A waiter spins briefly
+ * first: holds last tens of nanoseconds, shorter than a futex round trip.
+ * Never allocates; fork reinitializes by storing 0. */
+typedef struct plock_s {
+    _Atomic int v;
+} plock_t;
+
+static inline void spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void plock_wait(plock_t *l) {
+    for (int i = 0; i < 16; i++) {
+        spin_pause();
+        int z = 0;
+        if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
+            return;
+    }
+    while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
+        syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+static inline void plock_lock(plock_t *l) {
+    int z = 0;
+    if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
+        plock_wait(l);
+}
+static inline void plock_unlock(plock_t *l) {
+    if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+        syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+static inline void plock_init(plock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_relaxed); }
 
 #define CHUNK_STACKS 4096u
 #define SNAP_CHUNK 1024u /* stacks copied per hold of the lock by a snapshot */
@@ -109,9 +150,8 @@ typedef struct srecs_s {
 #define SRECS_POOLS 7    /* 64 B .. 4 KiB */
 
 /* The locks (see Locking above), none ever held with another. */
-static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER; /* adding stacks */
-static pthread_mutex_t acct_lock = PTHREAD_MUTEX_INITIALIZER;   /* counts, peak, log */
-static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;    /* the map of large blocks */
+static plock_t intern_lock; /* adding stacks */
+static plock_t big_lock;                  /* the map of large blocks */
 /* Small blocks' records: one lock per group of spans, each with its own
  * pools for the record arrays (a fixalloc has no lock of its own; a span
  * always maps to the same stripe, so an array returns to the pool it came
@@ -119,7 +159,7 @@ static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;    /* the map of la
  * 16 x 7 chunks of 64 KiB of metadata. */
 #define STRIPES 16
 typedef struct stripe_s {
-    _Alignas(64) pthread_mutex_t lock;
+    _Alignas(64) plock_t lock;
     fixalloc_t pool[SRECS_POOLS];
 } stripe_t;
 static stripe_t stripes[STRIPES];
@@ -150,15 +190,20 @@ static size_t blocks_cap;
 static _Atomic size_t nblocks;          /* read without the lock: none, skip the map */
 static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 4096};
 
-/* The leak checker's list of blocks recorded while a check runs (see
- * ms_prof_log_start); NULL when no check runs. */
-static uintptr_t *log_buf;
-static size_t log_cap, log_n;
-static bool log_over;
-
-static double inuse_w, peak_w;        /* estimated in-use bytes now, and at the peak */
-static uint32_t gen;                  /* bumped at each new peak */
-static uint64_t peak_time_ns;
+/* What tally.lock covers, with the lock in one cache line: the lock's line
+ * moves between CPUs with every sample and every free, and should be the
+ * only one that does besides the stack's counts. */
+static struct {
+    _Alignas(64) plock_t lock;
+    uint32_t gen;              /* bumped at each new peak */
+    double inuse_w, peak_w;    /* estimated in-use bytes now, and at the peak */
+    uint64_t peak_time_ns;
+    /* The leak checker's list of blocks recorded while a check runs (see
+     * ms_prof_log_start); log_buf NULL when no check runs. */
+    uintptr_t *log_buf;
+    size_t log_cap, log_n;
+    bool log_over;
+} tally;
 
 static inline pstack_t *stack_at(uint32_t id) { return &chunks[id / CHUNK_STACKS][id % CHUNK_STACKS]; }
 
@@ -252,7 +297,7 @@ static uint32_t stack_intern(const uintptr_t *pcs, int n, bool truncated) {
     index_t *t = atomic_load_explicit(&index_cur, memory_order_acquire);
     uint32_t id = t ? index_find(t, pcs, n, h, &j) : UINT32_MAX;
     if (id != UINT32_MAX) return id;
-    pthread_mutex_lock(&intern_lock);
+    plock_lock(&intern_lock);
     uint32_t ns = atomic_load_explicit(&nstacks, memory_order_relaxed);
     t = atomic_load_explicit(&index_cur, memory_order_relaxed);
     if ((!t || (ns + 1) * 2 > t->cap) && !index_grow()) goto out;
@@ -278,7 +323,7 @@ static uint32_t stack_intern(const uintptr_t *pcs, int n, bool truncated) {
     }
     atomic_store_explicit(&t->slot[j], id + 1, memory_order_release);
 out:
-    pthread_mutex_unlock(&intern_lock);
+    plock_unlock(&intern_lock);
     return id;
 }
 
@@ -362,20 +407,20 @@ static inline uint32_t obj_of(const span_t *s, uintptr_t a) {
 static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
     span_t *s = small_span(a);
     if (!s) {
-        pthread_mutex_lock(&big_lock);
+        plock_lock(&big_lock);
         bool ok = block_insert(a, stack, size);
-        pthread_mutex_unlock(&big_lock);
+        plock_unlock(&big_lock);
         return ok;
     }
     stripe_t *st = stripe_of(s);
-    pthread_mutex_lock(&st->lock);
+    plock_lock(&st->lock);
     srecs_t *r = s->prof;
     if (!r) {
         uint32_t nobj = (uint32_t)((s->limit - s->start) / s->size);
         unsigned k = 0;
         while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
         if (k == SRECS_POOLS || !(r = ms_fixalloc_alloc(&st->pool[k]))) {
-            pthread_mutex_unlock(&st->lock);
+            plock_unlock(&st->lock);
             return false;
         }
         r->nobj = nobj;
@@ -385,7 +430,7 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
     ms_assert_internal(i < r->nobj && r->id[i] == 0);
     r->id[i] = stack + 1;
     r->live++;
-    pthread_mutex_unlock(&st->lock);
+    plock_unlock(&st->lock);
     return true;
 }
 
@@ -395,20 +440,20 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
  * address may already lie in a small span. */
 static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
-        pthread_mutex_lock(&big_lock);
+        plock_lock(&big_lock);
         block_t *b = block_find(a);
         if (b) {
             *stack = b->stack, *size = size_unpack(b->size);
             if (remove) block_remove(b);
         }
-        pthread_mutex_unlock(&big_lock);
+        plock_unlock(&big_lock);
         if (b) return true;
     }
     span_t *s = small_span(a);
     if (!s) return false;
     stripe_t *st = stripe_of(s);
     bool found = false;
-    pthread_mutex_lock(&st->lock);
+    plock_lock(&st->lock);
     srecs_t *r = s->prof;
     uint32_t i = obj_of(s, a);
     if (r && i < r->nobj && r->id[i] != 0) {
@@ -424,17 +469,17 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) 
             }
         }
     }
-    pthread_mutex_unlock(&st->lock);
+    plock_unlock(&st->lock);
     return found;
 }
 
 static void log_add(uintptr_t a) {
-    if (log_n < log_cap) log_buf[log_n++] = a;
-    else log_over = true;
+    if (tally.log_n < tally.log_cap) tally.log_buf[tally.log_n++] = a;
+    else tally.log_over = true;
 }
 
 /* ------------------------------------------------------------------------
- * Accounting (acct_lock)
+ * Accounting (tally.lock)
  * ---------------------------------------------------------------------- */
 
 static double weight(uint64_t size) {
@@ -444,9 +489,9 @@ static double weight(uint64_t size) {
 
 /* touch: s is about to change; keep its counts at the last peak first. */
 static void touch(pstack_t *s) {
-    if (s->peak_gen != gen) {
+    if (s->peak_gen != tally.gen) {
         s->peak = s->now;
-        s->peak_gen = gen;
+        s->peak_gen = tally.gen;
     }
 }
 
@@ -457,14 +502,14 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
     prof_counts_t *c = &s->now;
     if (alloc) {
         c->alloc_objs++, c->alloc_bytes += size, c->alloc_objs_w += w, c->alloc_bytes_w += w * (double)size;
-        inuse_w += w * (double)size;
-        if (inuse_w > peak_w) {
-            peak_w = inuse_w;
-            gen++;
+        tally.inuse_w += w * (double)size;
+        if (tally.inuse_w > tally.peak_w) {
+            tally.peak_w = tally.inuse_w;
+            tally.gen++;
         }
     } else {
         c->free_objs++, c->free_bytes += size, c->free_objs_w += w, c->free_bytes_w += w * (double)size;
-        inuse_w -= w * (double)size;
+        tally.inuse_w -= w * (double)size;
     }
 }
 
@@ -472,32 +517,50 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
  * Hooks
  * ---------------------------------------------------------------------- */
 
-MS_TEXT static bool on_sampled(void *p, size_t size) {
+/* record: block p of stack id is recorded and counted; false if memory for
+ * its record is refused (id UINT32_MAX: no memory for the stack). */
+static bool record(void *p, size_t size, uint32_t id) {
+    if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
+    plock_lock(&tally.lock);
+    if (tally.log_buf) log_add((uintptr_t)p);
+    uint32_t g = tally.gen;
+    account(id, size, true);
+    if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
+    plock_unlock(&tally.lock);
+    ms_malloc_sampled(p);
+    return true;
+}
+
+/* on_sampled_nested: a sample taken while the thread's capture buffer is
+ * in use (a signal handler's malloc): the stack goes through a buffer on
+ * this frame instead. */
+MS_TEXT __attribute__((noinline)) static bool on_sampled_nested(void *p, size_t size) {
     uintptr_t pcs[MS_PROF_MAX_DEPTH + 1];
     int n = ms_stack_capture_inline(pcs, MS_PROF_MAX_DEPTH + 1, 0);
     if (n < 0) return false; /* a fork is under way */
     __builtin_memset(pcs + n, 0, sizeof pcs - (size_t)n * sizeof pcs[0]); /* stale words: see stack.h */
     bool truncated = n > MS_PROF_MAX_DEPTH;
-    if (truncated) n = MS_PROF_MAX_DEPTH;
-    uint32_t id = stack_intern(pcs, n, truncated);
-    if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
-    pthread_mutex_lock(&acct_lock);
-    if (log_buf) log_add((uintptr_t)p);
-    uint32_t g = gen;
-    account(id, size, true);
-    if (gen != g) peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
-    pthread_mutex_unlock(&acct_lock);
-    ms_malloc_sampled(p);
-    return true;
+    return record(p, size, stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated));
+}
+
+MS_TEXT static bool on_sampled(void *p, size_t size) {
+    const uintptr_t *pcs;
+    int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs);
+    if (n == -2) return on_sampled_nested(p, size);
+    if (n < 0) return false; /* a fork is under way */
+    bool truncated = n > MS_PROF_MAX_DEPTH;
+    uint32_t id = stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
+    ms_stack_own_release(); /* a new stack's frames were copied */
+    return record(p, size, id);
 }
 
 static bool on_freed(void *p) {
     uint32_t id;
     uint64_t size;
     if (!rec_take((uintptr_t)p, &id, &size, true)) return false;
-    pthread_mutex_lock(&acct_lock);
+    plock_lock(&tally.lock);
     account(id, size, false);
-    pthread_mutex_unlock(&acct_lock);
+    plock_unlock(&tally.lock);
     return true;
 }
 
@@ -506,11 +569,11 @@ static void on_moved(void *p, void *q, size_t size) {
     uint64_t old;
     if (!rec_take((uintptr_t)p, &id, &old, true)) return;
     bool put = rec_put((uintptr_t)q, id, size);
-    pthread_mutex_lock(&acct_lock);
+    plock_lock(&tally.lock);
     account(id, old, false);
     if (put) account(id, size, true);
-    if (log_buf) log_add((uintptr_t)q);
-    pthread_mutex_unlock(&acct_lock);
+    if (tally.log_buf) log_add((uintptr_t)q);
+    plock_unlock(&tally.lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -519,23 +582,23 @@ static void on_moved(void *p, void *q, size_t size) {
 
 static void fork_prepare(void) {
     ms_stack_fork_prepare();
-    pthread_mutex_lock(&intern_lock);
-    pthread_mutex_lock(&big_lock);
-    for (int i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
-    pthread_mutex_lock(&acct_lock);
+    plock_lock(&intern_lock);
+    plock_lock(&big_lock);
+    for (int i = 0; i < STRIPES; i++) plock_lock(&stripes[i].lock);
+    plock_lock(&tally.lock);
 }
 static void fork_parent(void) {
-    pthread_mutex_unlock(&acct_lock);
-    for (int i = STRIPES - 1; i >= 0; i--) pthread_mutex_unlock(&stripes[i].lock);
-    pthread_mutex_unlock(&big_lock);
-    pthread_mutex_unlock(&intern_lock);
+    plock_unlock(&tally.lock);
+    for (int i = STRIPES - 1; i >= 0; i--) plock_unlock(&stripes[i].lock);
+    plock_unlock(&big_lock);
+    plock_unlock(&intern_lock);
     ms_stack_fork_parent();
 }
 static void fork_child(void) {
-    pthread_mutex_init(&acct_lock, NULL);
-    for (int i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
-    pthread_mutex_init(&big_lock, NULL);
-    pthread_mutex_init(&intern_lock, NULL);
+    plock_init(&tally.lock);
+    for (int i = 0; i < STRIPES; i++) plock_init(&stripes[i].lock);
+    plock_init(&big_lock);
+    plock_init(&intern_lock);
     ms_stack_fork_child();
 }
 
@@ -543,7 +606,7 @@ void ms_prof_init(void) {
     int64_t rate = ms_opt.profile_rate;
     if (rate <= 0 || enabled) return;
     for (int i = 0; i < STRIPES; i++) {
-        pthread_mutex_init(&stripes[i].lock, NULL);
+        plock_init(&stripes[i].lock);
         for (int k = 0; k < SRECS_POOLS; k++) stripes[i].pool[k].size = srecs_size[k];
     }
     ms_stack_init();
@@ -575,16 +638,16 @@ prof_snap_t *ms_prof_snap_take(void) {
      * a million stacks never stops a sampling thread for longer than one
      * chunk's copy (about 100 us).  Each stack's counts are consistent; two
      * stacks may be read a few microseconds apart, as Go's profile is.  A
-     * stack's counts only change under acct_lock, after it was published. */
-    pthread_mutex_lock(&acct_lock);
+     * stack's counts only change under tally.lock, after it was published. */
+    plock_lock(&tally.lock);
     uint32_t ns = atomic_load_explicit(&nstacks, memory_order_acquire);
     if (n > ns) n = ns;
-    snap->peak_bytes = (uint64_t)(peak_w + 0.5);
-    snap->peak_time_ns = peak_time_ns;
+    snap->peak_bytes = (uint64_t)(tally.peak_w + 0.5);
+    snap->peak_time_ns = tally.peak_time_ns;
     for (uint32_t i = 0; i < n; i++) {
         if (i % SNAP_CHUNK == 0 && i) {
-            pthread_mutex_unlock(&acct_lock);
-            pthread_mutex_lock(&acct_lock);
+            plock_unlock(&tally.lock);
+            plock_lock(&tally.lock);
         }
         const pstack_t *s = stack_at(i);
         prof_rec_t *r = &snap->recs[i];
@@ -592,10 +655,10 @@ prof_snap_t *ms_prof_snap_take(void) {
         r->npcs = s->npcs;
         r->truncated = s->truncated;
         r->now = s->now;
-        r->peak = s->peak_gen == gen ? s->peak : s->now;
+        r->peak = s->peak_gen == tally.gen ? s->peak : s->now;
     }
     snap->nrecs = n;
-    pthread_mutex_unlock(&acct_lock);
+    plock_unlock(&tally.lock);
     return snap;
 }
 
@@ -620,24 +683,24 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
  * ---------------------------------------------------------------------- */
 
 void ms_prof_log_start(uintptr_t *buf, size_t cap) {
-    pthread_mutex_lock(&acct_lock);
-    log_buf = buf, log_cap = cap, log_n = 0, log_over = false;
-    pthread_mutex_unlock(&acct_lock);
+    plock_lock(&tally.lock);
+    tally.log_buf = buf, tally.log_cap = cap, tally.log_n = 0, tally.log_over = false;
+    plock_unlock(&tally.lock);
 }
 
 size_t ms_prof_log_count(void) {
-    pthread_mutex_lock(&acct_lock);
-    size_t n = log_n;
-    pthread_mutex_unlock(&acct_lock);
+    plock_lock(&tally.lock);
+    size_t n = tally.log_n;
+    plock_unlock(&tally.lock);
     return n;
 }
 
 size_t ms_prof_log_stop(bool *overflow) {
-    pthread_mutex_lock(&acct_lock);
-    size_t n = log_n;
-    *overflow = log_over;
-    log_buf = NULL, log_cap = 0, log_n = 0, log_over = false;
-    pthread_mutex_unlock(&acct_lock);
+    plock_lock(&tally.lock);
+    size_t n = tally.log_n;
+    *overflow = tally.log_over;
+    tally.log_buf = NULL, tally.log_cap = 0, tally.log_n = 0, tally.log_over = false;
+    plock_unlock(&tally.lock);
     return n;
 }
 

@@ -36,6 +36,7 @@
 
 stack_slot_t ms_stack_capturing[MS_STACK_SLOTS];
 _Atomic bool ms_stack_forking;
+__thread stack_own_t ms_stack_own __attribute__((tls_model("initial-exec")));
 
 void ms_stack_init(void) { unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD); }
 
