@@ -48,9 +48,9 @@
  *     once, before a release store publishes its index slot, and the index
  *     never moves (growth publishes a copy and keeps the old table); only
  *     adding a stack takes intern_lock;
- *   - a small block's record is under the lock of its span's stripe (16
- *     stripes by span address, each with its own pools of record arrays),
- *     a large block's under big_lock;
+ *   - a small block's record is under the spin lock of its span's record
+ *     array (rec_lock), a large block's under big_lock; the arrays' pools
+ *     under 16 locks striped by span address;
  *   - the counts, the in-use estimate, the peak generation and the leak
  *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
@@ -141,10 +141,13 @@ static inline uint64_t size_unpack(uint32_t v) {
 /* The sampled blocks of one small span: a word per object, the stack id
  * plus one (0: not sampled), hung on the span (span->prof).  Its size is the
  * class's, so it needs no field.  Arrays come in powers of two from 64 bytes
- * (8 KiB spans of 16-byte objects need 2056 bytes, the most of any class). */
+ * (8 KiB spans of 16-byte objects need 2072 bytes, the most of any class). */
 typedef struct srecs_s {
+    _Atomic int lock;    /* spin lock; kept through reuse (see rec_lock) */
     uint32_t live;       /* entries not 0; the array goes with the last */
     uint32_t nobj;       /* objects of the span */
+    uint32_t pool;       /* index of its size in srecs_size */
+    struct srecs_s *next; /* on its stripe's free list */
     uint32_t id[];
 } srecs_t;
 #define SRECS_POOLS 7    /* 64 B .. 4 KiB */
@@ -152,15 +155,15 @@ typedef struct srecs_s {
 /* The locks (see Locking above), none ever held with another. */
 static plock_t intern_lock; /* adding stacks */
 static plock_t big_lock;                  /* the map of large blocks */
-/* Small blocks' records: one lock per group of spans, each with its own
- * pools for the record arrays (a fixalloc has no lock of its own; a span
- * always maps to the same stripe, so an array returns to the pool it came
- * from).  16 stripes: a few times the CPUs this has to scale to, and at most
- * 16 x 7 chunks of 64 KiB of metadata. */
+/* The pools of small blocks' record arrays, in 16 stripes by span address
+ * (a fixalloc has no lock of its own).  Arrays freed go on the stripe's
+ * free lists, never back to the fixalloc, whose reuse would clear their
+ * lock words (see rec_lock).  At most 16 x 7 chunks of 64 KiB. */
 #define STRIPES 16
 typedef struct stripe_s {
     _Alignas(64) plock_t lock;
     fixalloc_t pool[SRECS_POOLS];
+    srecs_t *free[SRECS_POOLS];
 } stripe_t;
 static stripe_t stripes[STRIPES];
 static bool enabled;
@@ -383,7 +386,7 @@ static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
 }
 
 /* ------------------------------------------------------------------------
- * Records of sampled blocks (a stripe's lock or big_lock).  Small blocks are found through
+ * Records of sampled blocks (their array's lock or big_lock).  Small blocks are found through
  * their span, so the records of neighbouring blocks share cache lines and
  * a sample costs no probe into a table the size of the heap (at
  * profile_rate=1 a map of every live block was most of the cost: a cache
@@ -402,8 +405,58 @@ static inline uint32_t obj_of(const span_t *s, uintptr_t a) {
     return (uint32_t)(((a - s->start) * ms_class_magic[s->cls]) >> MS_MAGIC_SHIFT);
 }
 
+/* A small span's record array has a spin lock of its own, in the line
+ * that holds the span's first records: one line moves between CPUs per
+ * record, where a lock apart from the data (a stripe's) cost a second miss,
+ * and at profile_rate=1 with frees from other threads it missed nearly
+ * every time.  An array's memory stays an array for good (its stripe's free
+ * lists), so a thread that read span->prof just before the array was freed
+ * and reused locks a valid lock, sees span->prof changed, and retries.
+ * span->prof changes only from NULL (compare-and-swap, the array already
+ * holding its first record) and to NULL (under the array's lock). */
+static inline void rec_lock(srecs_t *r) {
+    for (unsigned spins = 0; atomic_exchange_explicit(&r->lock, 1, memory_order_acquire);) {
+        while (atomic_load_explicit(&r->lock, memory_order_relaxed)) {
+            if (++spins % 64 == 0) sched_yield(); /* its holder may be preempted */
+            else spin_pause();
+        }
+    }
+}
+static inline void rec_unlock(srecs_t *r) { atomic_store_explicit(&r->lock, 0, memory_order_release); }
+
+static inline srecs_t *span_recs(span_t *s) { return __atomic_load_n((srecs_t **)&s->prof, __ATOMIC_ACQUIRE); }
+
+/* srecs_new: an empty array for span s of nobj objects; NULL if memory is
+ * refused. */
+static srecs_t *srecs_new(stripe_t *st, uint32_t nobj) {
+    unsigned k = 0;
+    while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
+    if (k == SRECS_POOLS) return NULL;
+    plock_lock(&st->lock);
+    srecs_t *r = st->free[k];
+    if (r) {
+        st->free[k] = r->next;
+        atomic_fetch_add_explicit(&ms_meta_inuse, srecs_size[k], memory_order_relaxed);
+    } else {
+        r = ms_fixalloc_alloc(&st->pool[k]);
+    }
+    plock_unlock(&st->lock);
+    if (!r) return NULL;
+    memset(r->id, 0, (size_t)nobj * sizeof(uint32_t));
+    r->live = 0, r->nobj = nobj, r->pool = k, r->next = NULL;
+    return r;
+}
+
+static void srecs_free(stripe_t *st, srecs_t *r) {
+    plock_lock(&st->lock);
+    r->next = st->free[r->pool];
+    st->free[r->pool] = r;
+    atomic_fetch_sub_explicit(&ms_meta_inuse, srecs_size[r->pool], memory_order_relaxed);
+    plock_unlock(&st->lock);
+}
+
 /* rec_put: records block a (stack, size); false if memory for the record
- * is refused.  Takes the lock of a's stripe or the large blocks' lock. */
+ * is refused.  Takes a's array's lock or the large blocks' lock. */
 static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
     span_t *s = small_span(a);
     if (!s) {
@@ -412,26 +465,31 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
         plock_unlock(&big_lock);
         return ok;
     }
-    stripe_t *st = stripe_of(s);
-    plock_lock(&st->lock);
-    srecs_t *r = s->prof;
-    if (!r) {
-        uint32_t nobj = (uint32_t)((s->limit - s->start) / s->size);
-        unsigned k = 0;
-        while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
-        if (k == SRECS_POOLS || !(r = ms_fixalloc_alloc(&st->pool[k]))) {
-            plock_unlock(&st->lock);
-            return false;
-        }
-        r->nobj = nobj;
-        s->prof = r;
-    }
     uint32_t i = obj_of(s, a);
-    ms_assert_internal(i < r->nobj && r->id[i] == 0);
-    r->id[i] = stack + 1;
-    r->live++;
-    plock_unlock(&st->lock);
-    return true;
+    for (;;) {
+        srecs_t *r = span_recs(s);
+        if (!r) {
+            stripe_t *st = stripe_of(s);
+            if (!(r = srecs_new(st, (uint32_t)((s->limit - s->start) / s->size)))) return false;
+            r->id[i] = stack + 1;
+            r->live = 1;
+            srecs_t *none = NULL;
+            if (__atomic_compare_exchange_n((srecs_t **)&s->prof, &none, r, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+                return true;
+            srecs_free(st, r); /* another thread hung one first */
+            continue;
+        }
+        rec_lock(r);
+        if (span_recs(s) != r) { /* freed meanwhile */
+            rec_unlock(r);
+            continue;
+        }
+        ms_assert_internal(i < r->nobj && r->id[i] == 0);
+        r->id[i] = stack + 1;
+        r->live++;
+        rec_unlock(r);
+        return true;
+    }
 }
 
 /* rec_take: the record of block a, its stack and size, removed if `remove`;
@@ -451,26 +509,32 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) 
     }
     span_t *s = small_span(a);
     if (!s) return false;
-    stripe_t *st = stripe_of(s);
-    bool found = false;
-    plock_lock(&st->lock);
-    srecs_t *r = s->prof;
     uint32_t i = obj_of(s, a);
-    if (r && i < r->nobj && r->id[i] != 0) {
-        found = true;
+    for (;;) {
+        srecs_t *r = span_recs(s);
+        if (!r) return false;
+        rec_lock(r);
+        if (span_recs(s) != r) {
+            rec_unlock(r);
+            continue;
+        }
+        if (i >= r->nobj || r->id[i] == 0) {
+            rec_unlock(r);
+            return false;
+        }
         *stack = r->id[i] - 1, *size = s->size;
         if (remove) {
             r->id[i] = 0;
             if (--r->live == 0) {
-                unsigned k = 0;
-                while (srecs_size[k] < sizeof(srecs_t) + (size_t)r->nobj * sizeof(uint32_t)) k++;
-                ms_fixalloc_free(&st->pool[k], r);
-                s->prof = NULL;
+                __atomic_store_n((srecs_t **)&s->prof, NULL, __ATOMIC_RELEASE);
+                rec_unlock(r);
+                srecs_free(stripe_of(s), r);
+                return true;
             }
         }
+        rec_unlock(r);
+        return true;
     }
-    plock_unlock(&st->lock);
-    return found;
 }
 
 static void log_add(uintptr_t a) {
@@ -594,7 +658,15 @@ static void fork_parent(void) {
     plock_unlock(&intern_lock);
     ms_stack_fork_parent();
 }
+/* unlock_recs: a record array's lock held by a thread that is not in the
+ * child any more (its malloc or free never finishes there) is let go. */
+static void unlock_recs(const span_t *s, void *arg) {
+    srecs_t *r = s->cls ? s->prof : NULL;
+    if (r) atomic_store_explicit(&r->lock, 0, memory_order_relaxed);
+}
+
 static void fork_child(void) {
+    ms_heap_for_each_inuse(unlock_recs, NULL);
     plock_init(&tally.lock);
     for (int i = 0; i < STRIPES; i++) plock_init(&stripes[i].lock);
     plock_init(&big_lock);
