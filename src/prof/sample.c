@@ -667,6 +667,10 @@ static void unlock_recs(const span_t *s, void *arg) {
 
 static void fork_child(void) {
     ms_heap_for_each_inuse(unlock_recs, NULL);
+    /* and on free arrays: a thread may have locked one just as it was freed */
+    for (int i = 0; i < STRIPES; i++)
+        for (int k = 0; k < SRECS_POOLS; k++)
+            for (srecs_t *r = stripes[i].free[k]; r; r = r->next) atomic_store_explicit(&r->lock, 0, memory_order_relaxed);
     plock_init(&tally.lock);
     for (int i = 0; i < STRIPES; i++) plock_init(&stripes[i].lock);
     plock_init(&big_lock);

@@ -21,11 +21,13 @@
  * but if it ever did, the allocation would not be sampled: the caller holds
  * ms_no_sample while capturing, so the profiler never re-enters itself.
  * Captures run with no memscope lock held.  A fork waits until no capture
- * is in progress (counters striped over the threads, and a flag that makes captures started during
- * the fork give up), so a child never inherits an unwinder stopped half-way
- * through its cache update.  The capture itself is inline (stack.h) in the
- * sampling hook: every frame unwound costs about a hundred instructions,
- * and memscope's own frames are thrown away.
+ * is in progress (counters striped over the threads, and a flag that makes
+ * captures started during the fork give up), so a child never inherits an
+ * unwinder stopped half-way through its cache update.  The capture itself
+ * is inline (stack.h) in the sampling hook: every frame unwound costs about
+ * a hundred instructions, and memscope's own frames are thrown away.  The
+ * hook unwinds into a buffer in the thread's TLS, which holds nothing but
+ * return addresses, so it never needs clearing for the leak checker.
  *
  * The capture starts at this function; every frame inside memscope (the
  * malloc family's entry points, the sampling hook, this file: all placed in
