@@ -40,17 +40,73 @@
  * holds at most MS_PROF_MAX_STACKS stacks; past that, samples go to one
  * "(stack table full)" record and one warning is printed.
  *
- * Locking.  One mutex covers the table and the records.  A hook captures the
- * stack (inline, stack.h) before taking it, and holds it only for a hash lookup and a few
- * adds; a snapshot holds it for the copy of 1024 stacks at a time.  Nothing here takes
- * an allocator lock while holding it, and nothing that holds an allocator
- * lock calls here.
+ * Locking.  No lock is global to the hot path any more: at profile_rate=1
+ * (leak-check mode) every malloc and free of a multi-threaded program comes
+ * here, and one mutex over everything had threads queueing in futex waits
+ * (larson 8.6x, prodcons 13.6x memscope's default CPU time).  Four kinds:
+ *   - stacks are looked up without a lock: a stack's identity is written
+ *     once, before a release store publishes its index slot, and the index
+ *     never moves (growth publishes a copy and keeps the old table); only
+ *     adding a stack takes intern_lock;
+ *   - a small block's record is under the spin lock of its span's record
+ *     array (rec_lock), a large block's under big_lock; the arrays' pools
+ *     under 16 locks striped by span address;
+ *   - the counts, the in-use estimate, the peak generation and the leak
+ *     checker's log are under tally.lock, held for a few adds: the peak logic
+ *     needs one order of all changes to the in-use total, and this lock is
+ *     that order, so the peak profile stays exact;
+ *   - a snapshot holds tally.lock for the copy of 1024 stacks at a time.
+ * A hook captures the stack (inline, stack.h) before taking any lock, and
+ * never holds two of these locks at once (only a fork takes them all).
+ * Nothing here takes an allocator lock while holding one, and nothing that
+ * holds an allocator lock calls here.
  */
 #include "prof.h"
 #include "stack.h"
 
 #include <math.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* plock_t: the profiler's mutex: 0 free, 1 held, 2 held with sleepers
+ * (Drepper, "Futexes are tricky", mutex 3).  At profile_rate=1 every malloc
+ * and free takes two of these; a pthread mutex spent about 55 instructions
+ * a pair (type and owner checks), this about 10.  A waiter spins briefly
+ * first: holds last tens of nanoseconds, shorter than a futex round trip.
+ * Never allocates; fork reinitializes by storing 0. */
+typedef struct plock_s {
+    _Atomic int v;
+} plock_t;
+
+static inline void spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void plock_wait(plock_t *l) {
+    for (int i = 0; i < 16; i++) {
+        spin_pause();
+        int z = 0;
+        if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
+            return;
+    }
+    while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
+        syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+static inline void plock_lock(plock_t *l) {
+    int z = 0;
+    if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
+        plock_wait(l);
+}
+static inline void plock_unlock(plock_t *l) {
+    if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+        syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+static inline void plock_init(plock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_relaxed); }
 
 #define CHUNK_STACKS 4096u
 #define SNAP_CHUNK 1024u /* stacks copied per hold of the lock by a snapshot */
@@ -85,41 +141,72 @@ static inline uint64_t size_unpack(uint32_t v) {
 /* The sampled blocks of one small span: a word per object, the stack id
  * plus one (0: not sampled), hung on the span (span->prof).  Its size is the
  * class's, so it needs no field.  Arrays come in powers of two from 64 bytes
- * (8 KiB spans of 16-byte objects need 2056 bytes, the most of any class). */
+ * (8 KiB spans of 16-byte objects need 2072 bytes, the most of any class). */
 typedef struct srecs_s {
+    _Atomic int lock;    /* spin lock; kept through reuse (see rec_lock) */
     uint32_t live;       /* entries not 0; the array goes with the last */
     uint32_t nobj;       /* objects of the span */
+    uint32_t pool;       /* index of its size in srecs_size */
+    struct srecs_s *next; /* on its stripe's free list */
     uint32_t id[];
 } srecs_t;
 #define SRECS_POOLS 7    /* 64 B .. 4 KiB */
 
-static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The locks (see Locking above), none ever held with another. */
+static plock_t intern_lock; /* adding stacks */
+static plock_t big_lock;                  /* the map of large blocks */
+/* The pools of small blocks' record arrays, in 16 stripes by span address
+ * (a fixalloc has no lock of its own).  Arrays freed go on the stripe's
+ * free lists, never back to the fixalloc, whose reuse would clear their
+ * lock words (see rec_lock).  At most 16 x 7 chunks of 64 KiB. */
+#define STRIPES 16
+typedef struct stripe_s {
+    _Alignas(64) plock_t lock;
+    fixalloc_t pool[SRECS_POOLS];
+    srecs_t *free[SRECS_POOLS];
+} stripe_t;
+static stripe_t stripes[STRIPES];
 static bool enabled;
 static double rate_d;
 
-/* stacks: an array of chunk pointers (lock; readers of a snapshot use ids < n) */
+/* Stacks: an array of chunk pointers.  A stack's identity (hash, frames) is
+ * written once, before it is published by the index slot and by nstacks
+ * (release stores), and never changes: readers use it with no lock. */
 static pstack_t *chunks[MS_PROF_MAX_STACKS / CHUNK_STACKS];
-static uint32_t nstacks;
+static _Atomic uint32_t nstacks;
 static uint32_t full_id = UINT32_MAX; /* the "(stack table full)" record */
-static uint32_t *index_tab;           /* hash -> stack id + 1; 0 empty */
-static size_t index_cap;
-static uintptr_t *frames;             /* current frame chunk */
+/* The hash index (hash -> stack id + 1; 0 empty).  Growth copies it into a
+ * table twice the size and publishes that; the old table is kept, never
+ * freed or written again, since a lookup without the lock may still be
+ * reading it (it misses only the stacks added since, and then takes the
+ * lock).  The tables kept sum to less than the current one. */
+typedef struct index_s {
+    size_t cap;
+    _Atomic uint32_t slot[];
+} index_t;
+static _Atomic(index_t *) index_cur;
+static uintptr_t *frames;             /* current frame chunk (intern_lock) */
 static size_t frames_left;
 
-static block_t *blocks;                 /* large blocks (prof_lock) */
-static size_t blocks_cap, nblocks;
-static fixalloc_t srecs_pool[SRECS_POOLS] = {{.size = 64}, {.size = 128}, {.size = 256}, {.size = 512},
-                                             {.size = 1024}, {.size = 2048}, {.size = 4096}};
+static block_t *blocks;                 /* large blocks (big_lock) */
+static size_t blocks_cap;
+static _Atomic size_t nblocks;          /* read without the lock: none, skip the map */
+static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 4096};
 
-/* The leak checker's list of blocks recorded while a check runs (see
- * ms_prof_log_start); NULL when no check runs. */
-static uintptr_t *log_buf;
-static size_t log_cap, log_n;
-static bool log_over;
-
-static double inuse_w, peak_w;        /* estimated in-use bytes now, and at the peak */
-static uint32_t gen;                  /* bumped at each new peak */
-static uint64_t peak_time_ns;
+/* What tally.lock covers, with the lock in one cache line: the lock's line
+ * moves between CPUs with every sample and every free, and should be the
+ * only one that does besides the stack's counts. */
+static struct {
+    _Alignas(64) plock_t lock;
+    uint32_t gen;              /* bumped at each new peak */
+    double inuse_w, peak_w;    /* estimated in-use bytes now, and at the peak */
+    uint64_t peak_time_ns;
+    /* The leak checker's list of blocks recorded while a check runs (see
+     * ms_prof_log_start); log_buf NULL when no check runs. */
+    uintptr_t *log_buf;
+    size_t log_cap, log_n;
+    bool log_over;
+} tally;
 
 static inline pstack_t *stack_at(uint32_t id) { return &chunks[id / CHUNK_STACKS][id % CHUNK_STACKS]; }
 
@@ -135,42 +222,62 @@ static uint64_t hash_pcs(const uintptr_t *pcs, int n) {
 
 static inline size_t hash_addr(uintptr_t a) { return (size_t)((a >> 4) * 0x9E3779B97F4A7C15ull >> 20); }
 
+static inline stripe_t *stripe_of(const span_t *s) {
+    return &stripes[(uint64_t)(uintptr_t)s * 0x9E3779B97F4A7C15ull >> 60];
+}
+
 /* ------------------------------------------------------------------------
- * The table of stacks (prof_lock)
+ * The table of stacks (intern_lock to add; lookups need none)
  * ---------------------------------------------------------------------- */
 
 static bool index_grow(void) {
-    size_t cap = index_cap ? index_cap * 2 : 4096;
-    uint32_t *t = ms_os_alloc(cap * sizeof *t);
+    index_t *old = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    size_t ocap = old ? old->cap : 0, cap = ocap ? ocap * 2 : 4096;
+    size_t bytes = sizeof(index_t) + cap * sizeof(uint32_t);
+    index_t *t = ms_os_alloc(bytes);
     if (!t) return false;
-    for (size_t i = 0; i < index_cap; i++) {
-        uint32_t id = index_tab[i];
+    t->cap = cap;
+    for (size_t i = 0; i < ocap; i++) {
+        uint32_t id = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
         if (!id) continue;
         size_t j = stack_at(id - 1)->hash & (cap - 1);
-        while (t[j]) j = (j + 1) & (cap - 1);
-        t[j] = id;
+        while (atomic_load_explicit(&t->slot[j], memory_order_relaxed)) j = (j + 1) & (cap - 1);
+        atomic_store_explicit(&t->slot[j], id, memory_order_relaxed);
     }
-    ms_os_free(index_tab, index_cap * sizeof *index_tab);
-    atomic_fetch_add(&ms_meta_sys, (cap - index_cap) * sizeof *t);
-    atomic_fetch_add(&ms_meta_inuse, (cap - index_cap) * sizeof *t);
-    index_tab = t;
-    index_cap = cap;
+    atomic_fetch_add(&ms_meta_sys, bytes);
+    atomic_fetch_add(&ms_meta_inuse, bytes);
+    atomic_store_explicit(&index_cur, t, memory_order_release);
     return true;
 }
 
-/* new_stack: appends a stack (frames copied); UINT32_MAX when out of room. */
+/* index_find: the id of stack pcs[0..n) of hash h in t, or UINT32_MAX with
+ * *at the empty slot that ends the probe.  Safe without the lock: a slot
+ * once set never changes, and its stack was written before it was set. */
+static uint32_t index_find(const index_t *t, const uintptr_t *pcs, int n, uint64_t h, size_t *at) {
+    size_t j = h & (t->cap - 1);
+    for (uint32_t id; (id = atomic_load_explicit(&t->slot[j], memory_order_acquire)) != 0; j = (j + 1) & (t->cap - 1)) {
+        const pstack_t *s = stack_at(id - 1);
+        if (s->hash == h && s->npcs == (uint32_t)n && memcmp(s->pcs, pcs, (size_t)n * sizeof *pcs) == 0)
+            return id - 1;
+    }
+    *at = j;
+    return UINT32_MAX;
+}
+
+/* new_stack: appends a stack (frames copied); UINT32_MAX when out of room.
+ * intern_lock held; published in nstacks here, in the index by the caller. */
 static uint32_t new_stack(const uintptr_t *pcs, int n, bool truncated, uint64_t h) {
-    if (nstacks >= MS_PROF_MAX_STACKS) return UINT32_MAX;
-    if (nstacks % CHUNK_STACKS == 0 && !chunks[nstacks / CHUNK_STACKS]) {
-        chunks[nstacks / CHUNK_STACKS] = ms_meta_alloc(CHUNK_STACKS * sizeof(pstack_t));
-        if (!chunks[nstacks / CHUNK_STACKS]) return UINT32_MAX;
+    uint32_t id = atomic_load_explicit(&nstacks, memory_order_relaxed);
+    if (id >= MS_PROF_MAX_STACKS) return UINT32_MAX;
+    if (id % CHUNK_STACKS == 0 && !chunks[id / CHUNK_STACKS]) {
+        chunks[id / CHUNK_STACKS] = ms_meta_alloc(CHUNK_STACKS * sizeof(pstack_t));
+        if (!chunks[id / CHUNK_STACKS]) return UINT32_MAX;
     }
     if (frames_left < (size_t)n) {
         frames = ms_meta_alloc(FRAME_CHUNK);
         if (!frames) return frames_left = 0, UINT32_MAX;
         frames_left = FRAME_CHUNK / sizeof *frames;
     }
-    uint32_t id = nstacks;
     pstack_t *s = stack_at(id);
     memset(s, 0, sizeof *s);
     s->hash = h;
@@ -180,37 +287,46 @@ static uint32_t new_stack(const uintptr_t *pcs, int n, bool truncated, uint64_t 
     memcpy(frames, pcs, (size_t)n * sizeof *pcs);
     frames += n;
     frames_left -= (size_t)n;
-    nstacks++;
+    atomic_store_explicit(&nstacks, id + 1, memory_order_release);
     return id;
 }
 
+/* stack_intern: the id of stack pcs[0..n), added if new; UINT32_MAX when
+ * memory for it is refused.  A stack seen before (nearly every sample) is
+ * found in the index with no lock taken. */
 static uint32_t stack_intern(const uintptr_t *pcs, int n, bool truncated) {
     uint64_t h = hash_pcs(pcs, n);
-    if ((nstacks + 1) * 2 > index_cap && !index_grow()) return UINT32_MAX;
-    size_t j = h & (index_cap - 1);
-    for (uint32_t id; (id = index_tab[j]) != 0; j = (j + 1) & (index_cap - 1)) {
-        pstack_t *s = stack_at(id - 1);
-        if (s->hash == h && s->npcs == (uint32_t)n && memcmp(s->pcs, pcs, (size_t)n * sizeof *pcs) == 0)
-            return id - 1;
-    }
-    uint32_t id = new_stack(pcs, n, truncated, h);
+    size_t j;
+    index_t *t = atomic_load_explicit(&index_cur, memory_order_acquire);
+    uint32_t id = t ? index_find(t, pcs, n, h, &j) : UINT32_MAX;
+    if (id != UINT32_MAX) return id;
+    plock_lock(&intern_lock);
+    uint32_t ns = atomic_load_explicit(&nstacks, memory_order_relaxed);
+    t = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    if ((!t || (ns + 1) * 2 > t->cap) && !index_grow()) goto out;
+    t = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    if ((id = index_find(t, pcs, n, h, &j)) != UINT32_MAX) goto out; /* added meanwhile */
+    id = new_stack(pcs, n, truncated, h);
     if (id == UINT32_MAX) {
         /* Out of memory for a chunk of stacks or frames, not out of room:
          * drop this sample (the caller does) and leave the table as it is.
          * Taking the "table full" path here once rewound nstacks below a
          * small count and then set it to the maximum, so later stacks were
          * written into chunks never mapped (a SIGSEGV under mmap failure). */
-        if (nstacks < MS_PROF_MAX_STACKS) return UINT32_MAX;
+        if (ns < MS_PROF_MAX_STACKS) goto out;
         if (full_id == UINT32_MAX) {
             ms_warn("memscope: heap profile: more than %u distinct stacks; further new stacks are counted as "
                     "\"(stack table full)\"", MS_PROF_MAX_STACKS);
-            nstacks--; /* room for the one overflow record, kept in the last slot */
+            /* the one overflow record, kept in the last slot */
+            atomic_store_explicit(&nstacks, MS_PROF_MAX_STACKS - 1, memory_order_relaxed);
             full_id = new_stack(pcs, 0, false, 0);
-            nstacks = MS_PROF_MAX_STACKS;
         }
-        return full_id;
+        id = full_id;
+        goto out;
     }
-    index_tab[j] = id + 1;
+    atomic_store_explicit(&t->slot[j], id + 1, memory_order_release);
+out:
+    plock_unlock(&intern_lock);
     return id;
 }
 
@@ -270,7 +386,7 @@ static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
 }
 
 /* ------------------------------------------------------------------------
- * Records of sampled blocks (prof_lock).  Small blocks are found through
+ * Records of sampled blocks (their array's lock or big_lock).  Small blocks are found through
  * their span, so the records of neighbouring blocks share cache lines and
  * a sample costs no probe into a table the size of the heap (at
  * profile_rate=1 a map of every live block was most of the cost: a cache
@@ -289,76 +405,145 @@ static inline uint32_t obj_of(const span_t *s, uintptr_t a) {
     return (uint32_t)(((a - s->start) * ms_class_magic[s->cls]) >> MS_MAGIC_SHIFT);
 }
 
-static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
-    span_t *s = small_span(a);
-    if (!s) return block_insert(a, stack, size);
-    srecs_t *r = s->prof;
-    if (!r) {
-        uint32_t nobj = (uint32_t)((s->limit - s->start) / s->size);
-        unsigned k = 0;
-        while (k < SRECS_POOLS && srecs_pool[k].size < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
-        if (k == SRECS_POOLS || !(r = ms_fixalloc_alloc(&srecs_pool[k]))) return false;
-        r->nobj = nobj;
-        s->prof = r;
-    }
-    uint32_t i = obj_of(s, a);
-    ms_assert_internal(i < r->nobj && r->id[i] == 0);
-    r->id[i] = stack + 1;
-    r->live++;
-    return true;
-}
-
-/* rec_find: the record of block a: its stack and size; NULL if none.  A
- * large block starts a page: the map is asked first for such an address,
- * since after realloc moved a large block's pages its old address may
- * already lie in a small span. */
-typedef struct recref_s {
-    block_t *big;        /* a large block's slot, or */
-    span_t *span;        /* the small span and the object's index */
-    uint32_t idx;
-} recref_t;
-
-static bool rec_find(uintptr_t a, recref_t *ref, uint32_t *stack, uint64_t *size) {
-    if ((a & MS_PAGE_MASK) == 0 && nblocks) {
-        block_t *b = block_find(a);
-        if (b) {
-            *ref = (recref_t){.big = b};
-            *stack = b->stack, *size = size_unpack(b->size);
-            return true;
+/* A small span's record array has a spin lock of its own, in the line
+ * that holds the span's first records: one line moves between CPUs per
+ * record, where a lock apart from the data (a stripe's) cost a second miss,
+ * and at profile_rate=1 with frees from other threads it missed nearly
+ * every time.  An array's memory stays an array for good (its stripe's free
+ * lists), so a thread that read span->prof just before the array was freed
+ * and reused locks a valid lock, sees span->prof changed, and retries.
+ * span->prof changes only from NULL (compare-and-swap, the array already
+ * holding its first record) and to NULL (under the array's lock). */
+static inline void rec_lock(srecs_t *r) {
+    for (unsigned spins = 0; atomic_exchange_explicit(&r->lock, 1, memory_order_acquire);) {
+        while (atomic_load_explicit(&r->lock, memory_order_relaxed)) {
+            if (++spins % 64 == 0) sched_yield(); /* its holder may be preempted */
+            else spin_pause();
         }
     }
-    span_t *s = small_span(a);
-    if (!s || !s->prof) return false;
-    srecs_t *r = s->prof;
-    uint32_t i = obj_of(s, a);
-    if (i >= r->nobj || r->id[i] == 0) return false;
-    *ref = (recref_t){.span = s, .idx = i};
-    *stack = r->id[i] - 1, *size = s->size;
-    return true;
+}
+static inline void rec_unlock(srecs_t *r) { atomic_store_explicit(&r->lock, 0, memory_order_release); }
+
+static inline srecs_t *span_recs(span_t *s) { return __atomic_load_n((srecs_t **)&s->prof, __ATOMIC_ACQUIRE); }
+
+/* srecs_new: an empty array for span s of nobj objects; NULL if memory is
+ * refused. */
+static srecs_t *srecs_new(stripe_t *st, uint32_t nobj) {
+    unsigned k = 0;
+    while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
+    if (k == SRECS_POOLS) return NULL;
+    plock_lock(&st->lock);
+    srecs_t *r = st->free[k];
+    if (r) {
+        st->free[k] = r->next;
+        atomic_fetch_add_explicit(&ms_meta_inuse, srecs_size[k], memory_order_relaxed);
+    } else {
+        r = ms_fixalloc_alloc(&st->pool[k]);
+    }
+    plock_unlock(&st->lock);
+    if (!r) return NULL;
+    memset(r->id, 0, (size_t)nobj * sizeof(uint32_t));
+    r->live = 0, r->nobj = nobj, r->pool = k, r->next = NULL;
+    return r;
 }
 
-static void rec_remove(const recref_t *ref) {
-    if (ref->big) {
-        block_remove(ref->big);
-        return;
+static void srecs_free(stripe_t *st, srecs_t *r) {
+    plock_lock(&st->lock);
+    r->next = st->free[r->pool];
+    st->free[r->pool] = r;
+    atomic_fetch_sub_explicit(&ms_meta_inuse, srecs_size[r->pool], memory_order_relaxed);
+    plock_unlock(&st->lock);
+}
+
+/* rec_put: records block a (stack, size); false if memory for the record
+ * is refused.  Takes a's array's lock or the large blocks' lock. */
+static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
+    span_t *s = small_span(a);
+    if (!s) {
+        plock_lock(&big_lock);
+        bool ok = block_insert(a, stack, size);
+        plock_unlock(&big_lock);
+        return ok;
     }
-    srecs_t *r = ref->span->prof;
-    r->id[ref->idx] = 0;
-    if (--r->live == 0) {
-        unsigned k = 0;
-        while (srecs_pool[k].size < sizeof(srecs_t) + (size_t)r->nobj * sizeof(uint32_t)) k++;
-        ms_fixalloc_free(&srecs_pool[k], r);
-        ref->span->prof = NULL;
+    uint32_t i = obj_of(s, a);
+    for (;;) {
+        srecs_t *r = span_recs(s);
+        if (!r) {
+            stripe_t *st = stripe_of(s);
+            if (!(r = srecs_new(st, (uint32_t)((s->limit - s->start) / s->size)))) return false;
+            r->id[i] = stack + 1;
+            r->live = 1;
+            srecs_t *none = NULL;
+            if (__atomic_compare_exchange_n((srecs_t **)&s->prof, &none, r, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+                return true;
+            srecs_free(st, r); /* another thread hung one first */
+            continue;
+        }
+        rec_lock(r);
+        if (span_recs(s) != r) { /* freed meanwhile */
+            rec_unlock(r);
+            continue;
+        }
+        ms_assert_internal(i < r->nobj && r->id[i] == 0);
+        r->id[i] = stack + 1;
+        r->live++;
+        rec_unlock(r);
+        return true;
+    }
+}
+
+/* rec_take: the record of block a, its stack and size, removed if `remove`;
+ * false if none.  A large block starts a page: the map is asked first for
+ * such an address, since after realloc moved a large block's pages its old
+ * address may already lie in a small span. */
+static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) {
+    if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
+        plock_lock(&big_lock);
+        block_t *b = block_find(a);
+        if (b) {
+            *stack = b->stack, *size = size_unpack(b->size);
+            if (remove) block_remove(b);
+        }
+        plock_unlock(&big_lock);
+        if (b) return true;
+    }
+    span_t *s = small_span(a);
+    if (!s) return false;
+    uint32_t i = obj_of(s, a);
+    for (;;) {
+        srecs_t *r = span_recs(s);
+        if (!r) return false;
+        rec_lock(r);
+        if (span_recs(s) != r) {
+            rec_unlock(r);
+            continue;
+        }
+        if (i >= r->nobj || r->id[i] == 0) {
+            rec_unlock(r);
+            return false;
+        }
+        *stack = r->id[i] - 1, *size = s->size;
+        if (remove) {
+            r->id[i] = 0;
+            if (--r->live == 0) {
+                __atomic_store_n((srecs_t **)&s->prof, NULL, __ATOMIC_RELEASE);
+                rec_unlock(r);
+                srecs_free(stripe_of(s), r);
+                return true;
+            }
+        }
+        rec_unlock(r);
+        return true;
     }
 }
 
 static void log_add(uintptr_t a) {
-    if (log_n < log_cap) log_buf[log_n++] = a;
-    else log_over = true;
+    if (tally.log_n < tally.log_cap) tally.log_buf[tally.log_n++] = a;
+    else tally.log_over = true;
 }
 
 /* ------------------------------------------------------------------------
- * Accounting (prof_lock)
+ * Accounting (tally.lock)
  * ---------------------------------------------------------------------- */
 
 static double weight(uint64_t size) {
@@ -368,9 +553,9 @@ static double weight(uint64_t size) {
 
 /* touch: s is about to change; keep its counts at the last peak first. */
 static void touch(pstack_t *s) {
-    if (s->peak_gen != gen) {
+    if (s->peak_gen != tally.gen) {
         s->peak = s->now;
-        s->peak_gen = gen;
+        s->peak_gen = tally.gen;
     }
 }
 
@@ -381,14 +566,14 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
     prof_counts_t *c = &s->now;
     if (alloc) {
         c->alloc_objs++, c->alloc_bytes += size, c->alloc_objs_w += w, c->alloc_bytes_w += w * (double)size;
-        inuse_w += w * (double)size;
-        if (inuse_w > peak_w) {
-            peak_w = inuse_w;
-            gen++;
+        tally.inuse_w += w * (double)size;
+        if (tally.inuse_w > tally.peak_w) {
+            tally.peak_w = tally.inuse_w;
+            tally.gen++;
         }
     } else {
         c->free_objs++, c->free_bytes += size, c->free_objs_w += w, c->free_bytes_w += w * (double)size;
-        inuse_w -= w * (double)size;
+        tally.inuse_w -= w * (double)size;
     }
 }
 
@@ -396,54 +581,63 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
  * Hooks
  * ---------------------------------------------------------------------- */
 
-MS_TEXT static bool on_sampled(void *p, size_t size) {
+/* record: block p of stack id is recorded and counted; false if memory for
+ * its record is refused (id UINT32_MAX: no memory for the stack). */
+static bool record(void *p, size_t size, uint32_t id) {
+    if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
+    plock_lock(&tally.lock);
+    if (tally.log_buf) log_add((uintptr_t)p);
+    uint32_t g = tally.gen;
+    account(id, size, true);
+    if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
+    plock_unlock(&tally.lock);
+    ms_malloc_sampled(p);
+    return true;
+}
+
+/* on_sampled_nested: a sample taken while the thread's capture buffer is
+ * in use (a signal handler's malloc): the stack goes through a buffer on
+ * this frame instead. */
+MS_TEXT __attribute__((noinline)) static bool on_sampled_nested(void *p, size_t size) {
     uintptr_t pcs[MS_PROF_MAX_DEPTH + 1];
     int n = ms_stack_capture_inline(pcs, MS_PROF_MAX_DEPTH + 1, 0);
     if (n < 0) return false; /* a fork is under way */
     __builtin_memset(pcs + n, 0, sizeof pcs - (size_t)n * sizeof pcs[0]); /* stale words: see stack.h */
     bool truncated = n > MS_PROF_MAX_DEPTH;
-    if (truncated) n = MS_PROF_MAX_DEPTH;
-    bool ok = false;
-    pthread_mutex_lock(&prof_lock);
-    uint32_t id = stack_intern(pcs, n, truncated);
-    if (id != UINT32_MAX && rec_put((uintptr_t)p, id, size)) {
-        if (log_buf) log_add((uintptr_t)p);
-        uint32_t g = gen;
-        account(id, size, true);
-        if (gen != g) peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
-        ok = true;
-    }
-    pthread_mutex_unlock(&prof_lock);
-    if (ok) ms_malloc_sampled(p);
-    return ok;
+    return record(p, size, stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated));
+}
+
+MS_TEXT static bool on_sampled(void *p, size_t size) {
+    const uintptr_t *pcs;
+    int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs);
+    if (n == -2) return on_sampled_nested(p, size);
+    if (n < 0) return false; /* a fork is under way */
+    bool truncated = n > MS_PROF_MAX_DEPTH;
+    uint32_t id = stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
+    ms_stack_own_release(); /* a new stack's frames were copied */
+    return record(p, size, id);
 }
 
 static bool on_freed(void *p) {
-    recref_t ref;
     uint32_t id;
     uint64_t size;
-    pthread_mutex_lock(&prof_lock);
-    bool found = rec_find((uintptr_t)p, &ref, &id, &size);
-    if (found) {
-        account(id, size, false);
-        rec_remove(&ref);
-    }
-    pthread_mutex_unlock(&prof_lock);
-    return found;
+    if (!rec_take((uintptr_t)p, &id, &size, true)) return false;
+    plock_lock(&tally.lock);
+    account(id, size, false);
+    plock_unlock(&tally.lock);
+    return true;
 }
 
 static void on_moved(void *p, void *q, size_t size) {
-    recref_t ref;
     uint32_t id;
     uint64_t old;
-    pthread_mutex_lock(&prof_lock);
-    if (rec_find((uintptr_t)p, &ref, &id, &old)) {
-        account(id, old, false);
-        rec_remove(&ref);
-        if (rec_put((uintptr_t)q, id, size)) account(id, size, true);
-        if (log_buf) log_add((uintptr_t)q);
-    }
-    pthread_mutex_unlock(&prof_lock);
+    if (!rec_take((uintptr_t)p, &id, &old, true)) return;
+    bool put = rec_put((uintptr_t)q, id, size);
+    plock_lock(&tally.lock);
+    account(id, old, false);
+    if (put) account(id, size, true);
+    if (tally.log_buf) log_add((uintptr_t)q);
+    plock_unlock(&tally.lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -452,20 +646,45 @@ static void on_moved(void *p, void *q, size_t size) {
 
 static void fork_prepare(void) {
     ms_stack_fork_prepare();
-    pthread_mutex_lock(&prof_lock);
+    plock_lock(&intern_lock);
+    plock_lock(&big_lock);
+    for (int i = 0; i < STRIPES; i++) plock_lock(&stripes[i].lock);
+    plock_lock(&tally.lock);
 }
 static void fork_parent(void) {
-    pthread_mutex_unlock(&prof_lock);
+    plock_unlock(&tally.lock);
+    for (int i = STRIPES - 1; i >= 0; i--) plock_unlock(&stripes[i].lock);
+    plock_unlock(&big_lock);
+    plock_unlock(&intern_lock);
     ms_stack_fork_parent();
 }
+/* unlock_recs: a record array's lock held by a thread that is not in the
+ * child any more (its malloc or free never finishes there) is let go. */
+static void unlock_recs(const span_t *s, void *arg) {
+    srecs_t *r = s->cls ? s->prof : NULL;
+    if (r) atomic_store_explicit(&r->lock, 0, memory_order_relaxed);
+}
+
 static void fork_child(void) {
-    pthread_mutex_init(&prof_lock, NULL);
+    ms_heap_for_each_inuse(unlock_recs, NULL);
+    /* and on free arrays: a thread may have locked one just as it was freed */
+    for (int i = 0; i < STRIPES; i++)
+        for (int k = 0; k < SRECS_POOLS; k++)
+            for (srecs_t *r = stripes[i].free[k]; r; r = r->next) atomic_store_explicit(&r->lock, 0, memory_order_relaxed);
+    plock_init(&tally.lock);
+    for (int i = 0; i < STRIPES; i++) plock_init(&stripes[i].lock);
+    plock_init(&big_lock);
+    plock_init(&intern_lock);
     ms_stack_fork_child();
 }
 
 void ms_prof_init(void) {
     int64_t rate = ms_opt.profile_rate;
     if (rate <= 0 || enabled) return;
+    for (int i = 0; i < STRIPES; i++) {
+        plock_init(&stripes[i].lock);
+        for (int k = 0; k < SRECS_POOLS; k++) stripes[i].pool[k].size = srecs_size[k];
+    }
     ms_stack_init();
     rate_d = (double)rate;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -481,11 +700,8 @@ void ms_prof_thread_internal(void) { ms_no_sample = 1; }
 
 prof_snap_t *ms_prof_snap_take(void) {
     if (!enabled) return NULL;
-    /* size the copy without the lock (stacks only grow), allocate, then copy */
-    pthread_mutex_lock(&prof_lock);
-    uint32_t n = nstacks;
-    pthread_mutex_unlock(&prof_lock);
-    n += 1024;
+    /* size the copy (stacks only grow), allocate, then copy */
+    uint32_t n = atomic_load_explicit(&nstacks, memory_order_acquire) + 1024;
     if (n > MS_PROF_MAX_STACKS) n = MS_PROF_MAX_STACKS;
     size_t bytes = (sizeof(prof_snap_t) + (size_t)n * sizeof(prof_rec_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     prof_snap_t *snap = ms_os_alloc(bytes);
@@ -497,15 +713,17 @@ prof_snap_t *ms_prof_snap_take(void) {
     /* Copied in chunks, the lock dropped between them, so that a profile of
      * a million stacks never stops a sampling thread for longer than one
      * chunk's copy (about 100 us).  Each stack's counts are consistent; two
-     * stacks may be read a few microseconds apart, as Go's profile is. */
-    pthread_mutex_lock(&prof_lock);
-    if (n > nstacks) n = nstacks;
-    snap->peak_bytes = (uint64_t)(peak_w + 0.5);
-    snap->peak_time_ns = peak_time_ns;
+     * stacks may be read a few microseconds apart, as Go's profile is.  A
+     * stack's counts only change under tally.lock, after it was published. */
+    plock_lock(&tally.lock);
+    uint32_t ns = atomic_load_explicit(&nstacks, memory_order_acquire);
+    if (n > ns) n = ns;
+    snap->peak_bytes = (uint64_t)(tally.peak_w + 0.5);
+    snap->peak_time_ns = tally.peak_time_ns;
     for (uint32_t i = 0; i < n; i++) {
         if (i % SNAP_CHUNK == 0 && i) {
-            pthread_mutex_unlock(&prof_lock);
-            pthread_mutex_lock(&prof_lock);
+            plock_unlock(&tally.lock);
+            plock_lock(&tally.lock);
         }
         const pstack_t *s = stack_at(i);
         prof_rec_t *r = &snap->recs[i];
@@ -513,10 +731,10 @@ prof_snap_t *ms_prof_snap_take(void) {
         r->npcs = s->npcs;
         r->truncated = s->truncated;
         r->now = s->now;
-        r->peak = s->peak_gen == gen ? s->peak : s->now;
+        r->peak = s->peak_gen == tally.gen ? s->peak : s->now;
     }
     snap->nrecs = n;
-    pthread_mutex_unlock(&prof_lock);
+    plock_unlock(&tally.lock);
     return snap;
 }
 
@@ -541,48 +759,38 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
  * ---------------------------------------------------------------------- */
 
 void ms_prof_log_start(uintptr_t *buf, size_t cap) {
-    pthread_mutex_lock(&prof_lock);
-    log_buf = buf, log_cap = cap, log_n = 0, log_over = false;
-    pthread_mutex_unlock(&prof_lock);
+    plock_lock(&tally.lock);
+    tally.log_buf = buf, tally.log_cap = cap, tally.log_n = 0, tally.log_over = false;
+    plock_unlock(&tally.lock);
 }
 
 size_t ms_prof_log_count(void) {
-    pthread_mutex_lock(&prof_lock);
-    size_t n = log_n;
-    pthread_mutex_unlock(&prof_lock);
+    plock_lock(&tally.lock);
+    size_t n = tally.log_n;
+    plock_unlock(&tally.lock);
     return n;
 }
 
 size_t ms_prof_log_stop(bool *overflow) {
-    pthread_mutex_lock(&prof_lock);
-    size_t n = log_n;
-    *overflow = log_over;
-    log_buf = NULL, log_cap = 0, log_n = 0, log_over = false;
-    pthread_mutex_unlock(&prof_lock);
+    plock_lock(&tally.lock);
+    size_t n = tally.log_n;
+    *overflow = tally.log_over;
+    tally.log_buf = NULL, tally.log_cap = 0, tally.log_n = 0, tally.log_over = false;
+    plock_unlock(&tally.lock);
     return n;
 }
 
 void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n) {
-    /* in batches, so allocating threads never wait long for the lock */
-    for (size_t i = 0; i < n;) {
-        size_t end = i + 4096 < n ? i + 4096 : n;
-        pthread_mutex_lock(&prof_lock);
-        for (; i < end; i++) {
-            recref_t ref;
-            uint64_t size;
-            if (!rec_find(addrs[i], &ref, &ids[i], &size)) ids[i] = UINT32_MAX;
-        }
-        pthread_mutex_unlock(&prof_lock);
+    /* a lock per block, each held for one lookup: allocating threads never wait long */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t size;
+        if (!rec_take(addrs[i], &ids[i], &size, false)) ids[i] = UINT32_MAX;
     }
 }
 
 bool ms_prof_stack_get(uint32_t id, const uintptr_t **pcs, uint32_t *npcs, bool *truncated) {
-    pthread_mutex_lock(&prof_lock);
-    bool ok = id < nstacks;
-    if (ok) {
-        const pstack_t *s = stack_at(id);
-        *pcs = s->pcs, *npcs = s->npcs, *truncated = s->truncated;
-    }
-    pthread_mutex_unlock(&prof_lock);
-    return ok;
+    if (id >= atomic_load_explicit(&nstacks, memory_order_acquire)) return false;
+    const pstack_t *s = stack_at(id); /* written once, before nstacks counted it */
+    *pcs = s->pcs, *npcs = s->npcs, *truncated = s->truncated;
+    return true;
 }

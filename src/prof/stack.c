@@ -21,11 +21,13 @@
  * but if it ever did, the allocation would not be sampled: the caller holds
  * ms_no_sample while capturing, so the profiler never re-enters itself.
  * Captures run with no memscope lock held.  A fork waits until no capture
- * is in progress (a counter, and a flag that makes captures started during
- * the fork give up), so a child never inherits an unwinder stopped half-way
- * through its cache update.  The capture itself is inline (stack.h) in the
- * sampling hook: every frame unwound costs about a hundred instructions,
- * and memscope's own frames are thrown away.
+ * is in progress (counters striped over the threads, and a flag that makes
+ * captures started during the fork give up), so a child never inherits an
+ * unwinder stopped half-way through its cache update.  The capture itself
+ * is inline (stack.h) in the sampling hook: every frame unwound costs about
+ * a hundred instructions, and memscope's own frames are thrown away.  The
+ * hook unwinds into a buffer in the thread's TLS, which holds nothing but
+ * return addresses, so it never needs clearing for the leak checker.
  *
  * The capture starts at this function; every frame inside memscope (the
  * malloc family's entry points, the sampling hook, this file: all placed in
@@ -34,18 +36,22 @@
  */
 #include "stack.h"
 
-_Atomic int ms_stack_capturing;
+stack_slot_t ms_stack_capturing[MS_STACK_SLOTS];
 _Atomic bool ms_stack_forking;
+__thread stack_own_t ms_stack_own __attribute__((tls_model("initial-exec")));
 
 void ms_stack_init(void) { unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD); }
 
 void ms_stack_fork_prepare(void) {
     atomic_store(&ms_stack_forking, true);
-    while (atomic_load(&ms_stack_capturing) > 0) sched_yield();
+    /* both sides are sequentially consistent: a capture that missed the
+     * flag has its count visible here */
+    for (int i = 0; i < MS_STACK_SLOTS; i++)
+        while (atomic_load(&ms_stack_capturing[i].n) > 0) sched_yield();
 }
 void ms_stack_fork_parent(void) { atomic_store(&ms_stack_forking, false); }
 void ms_stack_fork_child(void) {
-    atomic_store(&ms_stack_capturing, 0);
+    for (int i = 0; i < MS_STACK_SLOTS; i++) atomic_store(&ms_stack_capturing[i].n, 0);
     atomic_store(&ms_stack_forking, false);
 }
 
