@@ -948,7 +948,8 @@ uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
  * span's start (stale entries in the middle of other spans point at structs
  * that start elsewhere or are not in use), and the walk then skips the
  * span's pages.  It holds the heap lock for at most WALK_PAGES pages or
- * WALK_SPANS spans at a time, copying the spans it finds, and calls fn on
+ * WALK_SPANS span structs read (in use or free: each read may miss the
+ * cache) at a time, copying the spans it finds, and calls fn on
  * the copies with no lock held, so a heap of any size never keeps the lock
  * long; a span allocated or freed between two holds may be seen or not,
  * as with any walk that runs beside the program.  (A copy's `used` is the
@@ -965,7 +966,8 @@ size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg)
         int got = 0;
         uintptr_t budget = WALK_PAGES;
         heap_lock();
-        while (pn < all && got < WALK_SPANS && budget > 0) {
+        int seen = 0; /* span structs read: each may be a cache miss, free ones too */
+        while (pn < all && seen < WALK_SPANS && budget > 0) {
             if (!ms_pm.root[pn >> MS_PM_LEAF_BITS]) { /* no leaf: none of its pages is the heap's */
                 pn = (pn | (leaf_pages - 1)) + 1;
                 budget--;
@@ -975,7 +977,9 @@ size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg)
             span_t *s = ms_pagemap_span((void *)page);
             budget--;
             pn++;
-            if (s == MS_SPAN_NIL || s->start != page || s->state == SPAN_DEAD) continue;
+            if (s == MS_SPAN_NIL) continue;
+            seen++;
+            if (s->start != page || s->state == SPAN_DEAD) continue;
             if (s->state == SPAN_INUSE) memcpy(&copy[got++], s, sizeof *s);
             pn = (s->start >> MS_PAGE_SHIFT) + s->npages;
         }
