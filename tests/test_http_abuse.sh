@@ -67,7 +67,7 @@ def normal():
             ok = data.startswith(b"HTTP/1.1 200") and b"process_resident_memory_bytes" in data
             with lock:
                 if ok and dt <= 1.0: stats["normal"] += 1
-                else: stats["slow"].append(round(dt, 3) if ok else "bad answer")
+                else: stats["slow"].append(round(dt, 3) if ok else "bad answer: %r" % data[:60])
         except OSError as e:
             with lock: stats["errors"].append(str(e))
         time.sleep(0.25)

@@ -72,7 +72,7 @@ typedef struct conn_s {
     int fd;
     int state;
     uint64_t deadline_ms;  /* READ/WRITE/LINGER: give up at; WAIT: finish at */
-    uint64_t accepted_ms;
+    uint64_t accepted;      /* accept order: which connection is oldest (a ms clock ties a burst) */
     size_t inlen;          /* bytes of in[] filled */
     size_t headlen, headoff; /* answer head in head[], bytes sent */
     int body_fd;           /* memfd of the body, -1 if none (or HEAD) */
@@ -235,6 +235,8 @@ static void on_writable(conn_t *c, uint64_t now) {
     c->deadline_ms = now + MS_HTTP_LINGER_MS;
 }
 
+static uint64_t accepts; /* connections accepted so far (the server thread's) */
+
 static void accept_all(uint64_t now) {
     for (int k = 0; k < 64; k++) {
         int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -246,7 +248,7 @@ static void accept_all(uint64_t now) {
                 break;
             }
             if ((conns[i].state == C_READ || conns[i].state == C_LINGER) &&
-                (!oldest || conns[i].accepted_ms < oldest->accepted_ms))
+                (!oldest || conns[i].accepted < oldest->accepted))
                 oldest = &conns[i];
         }
         bool evicted = false;
@@ -262,7 +264,7 @@ static void accept_all(uint64_t now) {
         slot->wait = NULL;
         slot->inlen = 0;
         slot->state = C_READ;
-        slot->accepted_ms = now;
+        slot->accepted = ++accepts;
         slot->deadline_ms = now + MS_HTTP_READ_TIMEOUT_MS;
         /* One eviction per round: the rest of the backlog waits until the
          * connections just accepted have had their request read.  Accepting
