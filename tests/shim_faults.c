@@ -30,7 +30,8 @@
  *
  * FAULTSHIM_CORRUPT=1 turns the shim into a deliberately broken one: while
  * armed, every successful MAP_FIXED read-write anonymous mmap (memscope
- * committing heap pages) gets a stray byte written at offset 64.  It exists to show that tests/test_faults.sh can fail (a heap page
+ * committing heap pages) gets a stray byte written at offset 64 of each of
+ * its 4 KiB pages (the first 64 MiB of them).  It exists to show that tests/test_faults.sh can fail (a heap page
  * that does not come back zeroed must be caught by calloc's verification
  * or the debug build's validators).
  */
@@ -95,9 +96,13 @@ EXPORT void *mmap(void *a, size_t len, int prot, int flags, int fd, off_t off) {
         const char *c = getenv("FAULTSHIM_CORRUPT");
         corrupt = c && *c == '1';
     }
+    /* a stray byte in every 4 KiB page (of the first 64 MiB): a calloc that
+     * trusts any of these pages to be zero meets one, wherever its block
+     * starts (one byte per mapping was met only when a block happened to
+     * cover that offset, and a run could miss it) */
     if (corrupt && p != MAP_FAILED && (flags & MAP_ANONYMOUS) && (flags & MAP_FIXED) && (prot & PROT_WRITE) && len > 64 &&
         atomic_load(&every_n) > 0)
-        ((volatile unsigned char *)p)[64] = 0xA5;
+        for (size_t o = 64; o < len && o < ((size_t)64 << 20); o += 4096) ((volatile unsigned char *)p)[o] = 0xA5;
     return p;
 }
 EXPORT void *mmap64(void *a, size_t len, int prot, int flags, int fd, off_t off) {

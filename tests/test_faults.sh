@@ -86,10 +86,10 @@ shim_run mmap-faults-profiled "$LIB" "$THREADS" "$OPS" \
 echo "     (faults injected in all: $total_injected)"
 
 # Negative control: a shim that dirties fresh pages must be caught.  The
-# check sees the dirt only when a calloc lands on freshly committed pages
-# it does not clear (blocks above 256 KiB); with 20,000 operations it was
-# caught in each of 4 runs here (3,000 missed it now and then once blocks up to
-# 256 KiB came from size classes).
+# check sees the dirt when a calloc lands on freshly committed pages it
+# does not clear (blocks above 256 KiB); the shim dirties every page it
+# maps, so the first such calloc meets it (with one byte per mapping a
+# clean-clone CI run once missed it in 20,000 operations).
 FAULTSHIM_CORRUPT=1 LD_PRELOAD="$SHIM $LIB" timeout 300 "$PROG" shim 1 20000 >"$TMP/neg.out" 2>"$TMP/neg.err"
 rc=$?
 if [ "$rc" -eq 0 ]; then
