@@ -84,6 +84,8 @@ for c in $CONFIGS; do
     CFGS="$CFGS $c"
 done
 get() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+# KV: awk's g(key), the value of key=value among the fields of a LAT/BIG/HUGE/HOLD line
+KV='function g(k,  i, a) { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "" }'
 LOG=$OUT/latency.log; : > "$LOG"
 TMIX=$OUT/latency-mix.tsv; TBIG=$OUT/latency-big.tsv; THUGE=$OUT/latency-huge.tsv; THOLD=$OUT/latency-holds.tsv
 
@@ -126,11 +128,9 @@ if [[ " $PARTS " == *" mix "* ]]; then
         for c in $(rotated "$rep"); do
             out=$(run_cfg "$c" mix "$SECS" "$THREADS" "$MAXK" 1000 "$rep")
             st=$(status_of "$out" "$c"); secs=$(get secs "$(printf '%s\n' "$out" | grep '^RESULT ' | tail -1)")
-            printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" -v st="$st" -v s="${secs:-0}" '
-              function g(k,  i, a) { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "" }
+            printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" -v st="$st" -v s="${secs:-0}" "$KV"'
               /^LAT / { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, r, g("op"), g("n"), g("p50_ns"), g("p99_ns"), g("p999_ns"), g("p9999_ns"), g("max_ns"), s, st }' >> "$TMIX"
-            printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" '
-              function g(k,  i, a) { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "" }
+            printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" "$KV"'
               /^BIG / { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, r, g("k"), g("tries"), g("okn"), g("malloc_max_ns"), g("free_max_ns") }' >> "$TBIG"
             note "latency: mix [$rep/$RUNS] $c $st $(printf '%s\n' "$out" | grep '^LAT op=malloc' | cut -d' ' -f4-8)"
         done
@@ -145,8 +145,7 @@ if [[ " $PARTS " == *" huge "* ]]; then
             for c in $(rotated "$rep"); do
                 out=$(run_cfg "$c" huge "$k" "$HSECS" "$rep")
                 st=$(status_of "$out" "$c")
-                printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" -v st="$st" '
-                  function g(k,  i, a) { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "" }
+                printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" -v st="$st" "$KV"'
                   /^HUGE / { k = g("k"); ok = g("ok"); bm = g("malloc_ns"); bf = g("free_ns") }
                   /^LAT / { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, r, k, ok, bm, bf, g("op"), g("n"), g("p50_ns"), g("p99_ns"), g("p999_ns"), g("p9999_ns"), g("max_ns"), st }' >> "$THUGE"
                 note "latency: huge k=$k [$rep/$HRUNS] $c $st $(printf '%s\n' "$out" | grep '^HUGE' | cut -d' ' -f3-) $(printf '%s\n' "$out" | grep '^LAT op=malloc' | cut -d' ' -f3,8)"
@@ -162,8 +161,7 @@ if [[ " $PARTS " == *" holds "* ]]; then
         for c in $(rotated "$rep"); do
             out=$(run_cfg "$c" holds)
             st=$(status_of "$out" "$c")
-            printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" -v st="$st" '
-              function g(k,  i, a) { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "" }
+            printf '%s\n' "$out" | awk -v c="$c" -v r="$rep" -v st="$st" "$KV"'
               /^HOLD / { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, r, g("job"), g("job_ns"), g("lock_max_ns"), g("mallocs"), g("p99_ns"), g("p999_ns"), g("max_ns"), st }' >> "$THOLD"
             note "latency: holds [$rep/$HOLD_RUNS] $c $st $(printf '%s\n' "$out" | grep '^HOLD' | awk '{printf "%s %s; ", $2, $4}')"
         done

@@ -326,23 +326,27 @@ static bool reserve_for(size_t npages) {
     return resv_next + PAGES(npages) <= resv_end;
 }
 
+/* commit_range: makes npages of reserved address space at start usable:
+ * memory first, then page-map leaves (under the heap lock), so a request
+ * the kernel refuses leaves no metadata behind and one whose leaves cannot
+ * be mapped leaves no memory. */
+static bool commit_range(uintptr_t start, size_t npages, bool memory_done) {
+    if (!memory_done && !ms_os_commit((void *)start, PAGES(npages))) return false;
+    if (ms_pagemap_ensure(start, npages)) return true;
+    ms_os_decommit((void *)start, PAGES(npages));
+    return false;
+}
+
 /* commit_frontier: makes the npages right at the frontier usable and
  * accounts them as heap memory, for a span ending there that grows into
  * them; returns their address or 0. */
 static uintptr_t commit_frontier(size_t npages) {
     if (!(resv_next && resv_next + PAGES(npages) <= resv_end)) return 0;
     uintptr_t start = resv_next;
-    /* memory first, then page-map leaves: a request the kernel refuses
-     * leaves no metadata behind */
-    if (ms_os_commit((void *)start, PAGES(npages))) {
-        if (ms_pagemap_ensure(start, npages)) {
-            resv_next += PAGES(npages);
-            ctr.sys_pages += npages;
-            return start;
-        }
-        ms_os_decommit((void *)start, PAGES(npages));
-    }
-    return 0;
+    if (!commit_range(start, npages, false)) return 0;
+    resv_next += PAGES(npages);
+    ctr.sys_pages += npages;
+    return start;
 }
 
 /* add_fresh_locked: n committed pages at start, already in sys_pages,
@@ -379,9 +383,10 @@ static bool grow_locked(size_t npages) {
 /* grow: adds at least npages of fresh pages to the free lists, for
  * ms_heap_alloc; called and returns without the heap lock.  The lock is
  * held to claim the range at the frontier and to list it, not for the
- * kernel call between (mmap over the reservation: 20-60 us measured, more
- * when another thread's page faults hold the kernel's map lock), so growth
- * never shows as a long hold.  A claim that the kernel refuses is rolled
+ * kernel call between (an mmap over the reservation, which the kernel's
+ * map lock can delay behind other threads' page faults), so growth never
+ * shows as a long hold (bench/run_latency.sh, part holds, measures the
+ * holds of every job).  A claim that the kernel refuses is rolled
  * back if it is still the last one; otherwise its range stays reserved and
  * unused, a hole of address space only. */
 static bool grow(size_t npages) {
@@ -404,15 +409,12 @@ static bool grow(size_t npages) {
         heap_unlock();
         bool ok = ms_os_commit((void *)start, PAGES(n));
         heap_lock();
-        /* memory first, then page-map leaves: a request the kernel refuses
-         * leaves no metadata behind */
-        if (ok && ms_pagemap_ensure(start, n)) {
+        if (ok && commit_range(start, n, true)) {
             ctr.sys_pages += n;
             add_fresh_locked(s, start, n);
             heap_unlock();
             return true;
         }
-        if (ok) ms_os_decommit((void *)start, PAGES(n));
         span_delete(s);
         if (resv_next == start + PAGES(n) && resv_base == base) {
             if (base != old_base) { /* a reservation made for this request alone: give it back */

@@ -72,10 +72,10 @@
 
 /* plock_t: the profiler's mutex: 0 free, 1 held, 2 held with sleepers
  * (Drepper, "Futexes are tricky", mutex 3).  At profile_rate=1 every malloc
- * and free takes two of these; a pthread mutex spent about 55 instructions
- * a pair (type and owner checks), this about 10.  A waiter spins briefly
- * first: holds last tens of nanoseconds, shorter than a futex round trip.
- * Never allocates; fork reinitializes by storing 0. */
+ * and free takes two of these; a pthread mutex's type and owner checks cost
+ * several times this lock's one compare-and-swap per side.  A waiter spins
+ * briefly first: holds last tens of nanoseconds, shorter than a futex round
+ * trip.  Never allocates; fork reinitializes by storing 0. */
 typedef struct plock_s {
     _Atomic int v;
 } plock_t;

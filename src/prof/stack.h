@@ -62,7 +62,7 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
  * return addresses, so the leak checker (which scans TLS as a root) can
  * find no stale heap pointer in it, and it needs no clearing: a buffer on
  * the stack had to be cleared on every sample (two memsets of 500-800
- * bytes, a fifth of a sample's time at profile_rate=1). */
+ * bytes, a large share of a sample's cost at profile_rate=1). */
 typedef struct stack_own_s {
     volatile bool busy;  /* in use; a signal handler's sample then takes the stack path */
     uintptr_t raw[MS_STACK_RAW];
