@@ -84,18 +84,17 @@ for ms_env in profile_rate=1 profile_rate=524288; do
 done
 
 # the HTTP endpoint
-CASES_SLEEP=30 env LD_PRELOAD="$LIB" MEMSCOPE=http=127.0.0.1:0,profile_rate=1 ./cases all >/dev/null 2>host.err &
+CASES_SLEEP=30 env LD_PRELOAD="$LIB" MEMSCOPE=http=127.0.0.1:0,profile_rate=1 ./cases all >host.out 2>host.err &
 HOST_PID=$!
 URL=
-for _ in $(seq 100); do
+for _ in $(seq 400); do
     URL=$(grep -o 'http://127\.0\.0\.1:[0-9]*/' host.err 2>/dev/null | head -1)
-    [ -n "$URL" ] && break
+    [ -n "$URL" ] && grep -q '^ready$' host.out 2>/dev/null && break
     sleep 0.05
 done
-if [ -z "$URL" ]; then
-    fail "the HTTP host did not start"; cat host.err
+if [ -z "$URL" ] || ! grep -q '^ready$' host.out; then
+    fail "the HTTP host did not start or make its leaks"; cat host.err host.out
 else
-    sleep 0.3
     curl -s "${URL}debug/pprof/leaks?debug=1" >leaks.txt
     [ "$(counts leaks.txt)" = "3 4" ] && pass "GET /debug/pprof/leaks?debug=1: 3 direct, 4 indirect" \
         || { fail "leaks?debug=1 counts '$(counts leaks.txt)'"; cat leaks.txt; }

@@ -42,7 +42,10 @@
  * stopped by a debugger, would hang a naive checker.  Each missing thread
  * is looked at after 2 ms: gone (exited, or a zombie main thread) is
  * forgotten; the signal blocked (SigBlk in its status) is given up at once;
- * anything else by 100 ms.  For a thread given up, if it sits in a system
+ * anything else by 100 ms, except a thread that is runnable and does not
+ * block the signal (it answers once the scheduler gives it a CPU, which on a
+ * loaded machine can take longer): it is looked at every 10 ms and waited
+ * for up to 2 s.  For a thread given up, if it sits in a system
  * call (/proc/self/task/TID/syscall names its stack pointer), its stack is
  * still copied; its registers are not known.  The result lists it, and the
  * report says the check is incomplete: leaks referenced only from such a
@@ -72,9 +75,13 @@
  * still missing then is looked at, not given up, unless it blocks the
  * signal, so a busy machine only lengthens the pause); 100 ms
  * bounds the pause a thread in an odd state (stopped by a debugger, or
- * inside a long uninterruptible system call) can cause. */
+ * inside a long uninterruptible system call) can cause; 2 s bounds the
+ * wait for a runnable thread starved of CPU, which would otherwise make
+ * the result wrong rather than late. */
 #define LOOK_AFTER_NS (2ull * 1000 * 1000)
 #define GIVE_UP_NS (100ull * 1000 * 1000)
+#define RUNNABLE_GIVE_UP_NS (2000ull * 1000 * 1000)
+#define LOOK_AGAIN_NS (10ull * 1000 * 1000)
 #define RED_ZONE 128
 /* glibc's struct pthread on x86-64 (2304 bytes since glibc 2.26; the value
  * LeakSanitizer uses): the TCB lies in [tp, tp + TCB_BYTES), static TLS just
@@ -240,7 +247,18 @@ static const vma_t *maps_find(const maps_t *m, uintptr_t a) {
 }
 
 /* task_status: 0 alive and able to take our signal, 1 gone or a zombie,
- * 2 alive with our signal blocked. */
+ * 2 alive with our signal blocked, 3 runnable and able to take it.  A
+ * thread running our handler has the signal blocked too (the kernel masks
+ * it for the handler's duration): blocked but no longer pending is that
+ * thread, preempted before it answered, and it is runnable, not blocking. */
+static uint64_t status_mask(const char *t, const char *field) {
+    const char *s = strstr(t, field);
+    if (!s) return 0;
+    s += strlen(field);
+    while (*s == ' ' || *s == '\t') s++;
+    return hex(&s);
+}
+
 static int task_status(int tid) {
     char path[64];
     ms_snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
@@ -253,14 +271,11 @@ static int task_status(int tid) {
         s += 7;
         while (*s == ' ' || *s == '\t') s++;
         if (*s == 'Z' || *s == 'X') st = 1;
+        else if (*s == 'R') st = 3;
     }
-    s = strstr(t, "\nSigBlk:");
-    if (st == 0 && s) {
-        s += 8;
-        while (*s == ' ' || *s == '\t') s++;
-        uint64_t blk = hex(&s);
-        if ((blk >> (stop_sig - 1)) & 1) st = 2;
-    }
+    uint64_t bit = 1ull << (stop_sig - 1);
+    if (st != 1 && (status_mask(t, "\nSigBlk:") & bit))
+        st = (status_mask(t, "\nSigPnd:") & bit) ? 2 : 3;
     ms_os_free(t, cap);
     return st;
 }
@@ -427,6 +442,7 @@ static void add_tid(int tid, void *arg) {
  * given up (see the top of the file). */
 static void wait_stopped(capture_t *c, uint64_t t0) {
     bool looked = false;
+    uint64_t last_look = 0;
     for (;;) {
         uint32_t n = atomic_load(&nslots), want = 0;
         for (uint32_t i = 0; i < n; i++)
@@ -434,10 +450,22 @@ static void wait_stopped(capture_t *c, uint64_t t0) {
         uint32_t have = atomic_load_explicit(&arrived, memory_order_acquire);
         if (have >= want) return;
         uint64_t now = ms_os_now_ns();
-        if (now - t0 > GIVE_UP_NS) {
-            for (uint32_t i = 0; i < n; i++)
-                if (slots[i].state == SLOT_SENT && atomic_load(&slots[i].gen) != c->gen) slots[i].state = SLOT_GIVEN_UP;
-            return;
+        if (now - t0 > GIVE_UP_NS && now - last_look > LOOK_AGAIN_NS) {
+            /* a runnable thread that does not block the signal answers
+             * once it gets a CPU: on a loaded machine that can take longer
+             * than GIVE_UP_NS, and giving it up would report what its
+             * registers hold as lost */
+            last_look = now;
+            bool waiting = false;
+            for (uint32_t i = 0; i < n; i++) {
+                if (slots[i].state != SLOT_SENT || atomic_load(&slots[i].gen) == c->gen) continue;
+                int st = task_status(slots[i].tid);
+                if (st == 1) slots[i].state = SLOT_GONE;
+                else if (st == 3 && now - t0 < RUNNABLE_GIVE_UP_NS) waiting = true;
+                else slots[i].state = SLOT_GIVEN_UP;
+            }
+            if (!waiting) return;
+            continue;
         }
         if (!looked && now - t0 > LOOK_AFTER_NS) {
             looked = true;

@@ -20,7 +20,9 @@
  *   all       every case at once                           direct 3, indirect 4
  * Environment: CASES_CHECK_NOW=1 runs memscope_check_leaks(2) before exit
  * and prints "lost N"; CASES_FORK=1 runs it in a fork child instead ("child
- * lost N"); CASES_SLEEP=S sleeps S seconds before exit (for the HTTP test).
+ * lost N"); CASES_SLEEP=S prints "ready" once every leak is made and then
+ * sleeps S seconds before exit (for the HTTP test, which waits for the line:
+ * the endpoint is up from process start, long before the leaks exist).
  * Compiled with -O2; the stack is scrubbed after allocating so that no dead
  * copy of a pointer survives where the scan would see it.
  */
@@ -171,6 +173,10 @@ int main(int argc, char **argv) {
     }
     /* a live check's signal cuts sleep() short (EINTR, as any signal with a
      * handler does): sleep until the deadline */
+    if (getenv("CASES_SLEEP")) {
+        printf("ready\n");
+        fflush(stdout);
+    }
     if (getenv("CASES_SLEEP"))
         for (time_t end = time(NULL) + atoi(getenv("CASES_SLEEP")); time(NULL) < end;) sleep(1);
     return 0;
