@@ -104,23 +104,35 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             ne_push_back(ct, s);
             continue;
         }
-        while (n < want) {
+        while (n < want && s->freelist) {
             void *p = s->freelist;
-            if (p) {
-                s->freelist = *(void **)p;
-            } else if (s->start + s->used < s->limit) {
-                p = (void *)(s->start + s->used);
-                s->used += (uint32_t)size;
-                /* not yet the program's: on its way to a thread cache it
-                 * must read as free to the leak checker, like a freed one */
-                ((void **)p)[1] = (void *)ms_free_cookie(p);
-            } else {
-                break;
-            }
+            s->freelist = *(void **)p;
             *(void **)p = chain;
             chain = p;
             n++;
             s->allocated++;
+        }
+        if (n < want && s->start + s->used < s->limit) {
+            /* the never-used tail: a run of consecutive objects, linked
+             * in ascending order ahead of the chain, so the thread pops
+             * them in address order (a list built from successive mallocs
+             * is then walked forward through memory, which the hardware
+             * prefetcher follows; linked the other way, a walk of
+             * small_nodes' list took 6x as long) */
+            uintptr_t first = s->start + s->used;
+            uint32_t m = (uint32_t)((s->limit - first) / size);
+            if (m > want - n) m = want - n;
+            uintptr_t last = first + (uintptr_t)(m - 1) * size;
+            for (uintptr_t q = first; q <= last; q += size) {
+                /* not yet the program's: on its way to a thread cache it
+                 * must read as free to the leak checker, like a freed one */
+                ((void **)q)[0] = q == last ? chain : (void *)(q + size);
+                ((void **)q)[1] = (void *)ms_free_cookie((void *)q);
+            }
+            chain = (void *)first;
+            s->used += m * (uint32_t)size;
+            s->allocated += m;
+            n += m;
         }
         if (!s->freelist && s->start + s->used >= s->limit) ne_remove(s);
     }
