@@ -323,6 +323,20 @@ bool ms_central_is_valid(uint8_t cls);
 /* ------------------------------------------------------------------------
  * tcache.c
  * ---------------------------------------------------------------------- */
+/* ms_count_own: adds n to a counter that only the calling thread writes
+ * and other threads read (relaxed).  On x86-64 one add to memory: the
+ * owner's read and write need not be one atomic step, as no other thread
+ * writes, and a reader sees the aligned 8-byte store whole, before or after;
+ * the C11 relaxed load and store would cost three instructions and a
+ * register on malloc's fast path. */
+ms_inline void ms_count_own(_Atomic uint64_t *c, uint64_t n) {
+#if defined(__x86_64__)
+    __asm__("addq %1, %0" : "+m"(*(uint64_t *)c) : "er"(n));
+#else
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+#endif
+}
+
 /* One list per class; malloc and free touch one 32-byte entry. */
 typedef struct tclist_s {
     void *head;               /* objects linked through their first word */
@@ -340,12 +354,8 @@ typedef struct tclist_s {
         };
         uint64_t room_max;
     };
-    _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread */
-    /* objects given to the central lists minus objects taken from them,
-     * modulo 2^64.  The thread's frees are not counted one by one: they are
-     * len + nmalloc + nnet, since every object on the list came from a
-     * refill or a free and left by a malloc or a hand-back. */
-    _Atomic uint64_t nnet;
+    _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread (ms_count_own) */
+    uint64_t size;            /* the class's object size: malloc's sampling countdown reads it here */
 } tclist_t;
 _Static_assert(sizeof(tclist_t) == 1u << MS_TCLIST_SHIFT, "the mark word holds list offsets");
 _Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT <= MS_MARK_FAST_MASK, "fast_off fits");
@@ -356,6 +366,12 @@ typedef struct tcache_s {
     uint64_t rng;                   /* xorshift state for the sampling gaps */
     _Atomic uint64_t large_mallocs, large_frees;         /* large objects, counts */
     _Atomic uint64_t large_malloc_bytes, large_free_bytes;
+    /* per class: objects given to the central lists minus objects taken
+     * from them, modulo 2^64.  The thread's frees are not counted one by
+     * one: they are len + nmalloc + nnet, since every object on a list came
+     * from a refill or a free and left by a malloc or a hand-back.  Only
+     * the slow paths write it, so it lives here, off the lists' lines. */
+    _Atomic uint64_t nnet[MS_NUM_CLASSES];
     struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
     bool is_dummy;                  /* the shared empty cache of threads without one */
 } tcache_t;

@@ -19,7 +19,7 @@
  * memscope_read_stats from other threads.  Frees are not counted one by
  * one: every object on a list came in by a free or a refill and leaves by a
  * malloc or a hand-back to the central lists, so frees = len + mallocs +
- * (handed back - refilled), and only the slow paths count (tclist_t.nnet).
+ * (handed back - refilled), and only the slow paths count (tcache_t.nnet).
  * The free fast path thus writes nothing but the list.
  *
  * Lifetime: a thread gets its cache on its first allocation (until then
@@ -61,10 +61,6 @@ static class_counts_t dead[MS_NUM_CLASSES];
 static uint64_t dead_large_alloc, dead_large_free;
 static uint32_t nthreads;
 
-/* count_net: the owner adds to its list's nnet (relaxed, owner-only writes) */
-static inline void count_net(tclist_t *l, uint64_t n) {
-    atomic_store_explicit(&l->nnet, atomic_load_explicit(&l->nnet, memory_order_relaxed) + n, memory_order_relaxed);
-}
 
 /* len_of: the objects on list l, read from any thread: room and max in
  * one load, so a slow path changing both is seen before or after, never
@@ -75,10 +71,10 @@ static inline uint32_t len_of(const tclist_t *l) {
     return (uint32_t)(w >> 32) - (uint32_t)w;
 }
 
-/* frees_of: the objects freed to list l by its thread (see tclist_t) */
-static inline uint64_t frees_of(const tclist_t *l) {
-    return (uint64_t)len_of(l) + atomic_load_explicit(&l->nmalloc, memory_order_relaxed) +
-           atomic_load_explicit(&l->nnet, memory_order_relaxed);
+/* frees_of: the objects of class c freed by tc's thread (see tcache_t.nnet) */
+static inline uint64_t frees_of(tcache_t *tc, int c) {
+    return (uint64_t)len_of(&tc->lists[c]) + atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed) +
+           atomic_load_explicit(&tc->nnet[c], memory_order_relaxed);
 }
 
 static uint32_t class_cap(uint8_t cls) {
@@ -93,7 +89,7 @@ static uint32_t class_cap(uint8_t cls) {
 static void fold_counts_locked(tcache_t *tc) {
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
         dead[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
-        dead[c].frees += frees_of(&tc->lists[c]);
+        dead[c].frees += frees_of(tc, c);
     }
     dead[0].mallocs += atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed);
     dead[0].frees += atomic_load_explicit(&tc->large_frees, memory_order_relaxed);
@@ -127,7 +123,10 @@ tcache_t *ms_tcache_create(void) {
     pthread_mutex_lock(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
     if (tc) {
-        for (int c = 1; c < MS_NUM_CLASSES; c++) tc->lists[c].max = tc->lists[c].room = ms_class_batch[c];
+        for (int c = 1; c < MS_NUM_CLASSES; c++) {
+            tc->lists[c].max = tc->lists[c].room = ms_class_batch[c];
+            tc->lists[c].size = ms_class_size[c];
+        }
         tc->sample_left = INT64_MAX;
         tc->next = registry.next;
         tc->prev = &registry;
@@ -159,7 +158,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
         if (max < cap) max = max + ms_class_batch[cls] < cap ? max + ms_class_batch[cls] : cap;
         l->head = *(void **)p;
         l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
-        count_net(l, -(uint64_t)n);
+        ms_count_own(&tc->nnet[cls], -(uint64_t)n);
     }
     return p;
 }
@@ -179,7 +178,7 @@ void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
     uint32_t n = ms_class_batch[cls], len = l->max - (uint32_t)l->room;
     if (n > len) n = len;
     if (n) {
-        count_net(l, n);
+        ms_count_own(&tc->nnet[cls], n);
         ms_central_give(cls, pop_chain(l, n), n);
     }
 }
@@ -201,7 +200,7 @@ void ms_tcache_flush(tcache_t *tc) {
             } while (p && n < b);
             *(void **)last = NULL;
             l->head = p;
-            count_net(l, n);
+            ms_count_own(&tc->nnet[c], n);
             ms_central_give((uint8_t)c, h, n);
         }
         l->room_max = (uint64_t)b << 32 | b;
@@ -251,7 +250,7 @@ void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_b
     for (tcache_t *tc = registry.next; tc != &registry; tc = tc->next) {
         for (int c = 1; c < MS_NUM_CLASSES; c++) {
             by_class[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
-            by_class[c].frees += frees_of(&tc->lists[c]);
+            by_class[c].frees += frees_of(tc, c);
             cached += (uint64_t)len_of(&tc->lists[c]) * ms_class_size[c];
         }
         by_class[0].mallocs += atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed);
