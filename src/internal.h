@@ -372,6 +372,11 @@ typedef struct tcache_s {
      * from a refill or a free and left by a malloc or a hand-back.  Only
      * the slow paths write it, so it lives here, off the lists' lines. */
     _Atomic uint64_t nnet[MS_NUM_CLASSES];
+    /* per class, while the thread has never allocated from it (its list's
+     * max is 0): the objects it freed, on their way back to the central
+     * list in batches (tcache.c: ms_tcache_free_foreign) */
+    void *foreign[MS_NUM_CLASSES];
+    uint32_t nforeign[MS_NUM_CLASSES];
     struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
     bool is_dummy;                  /* the shared empty cache of threads without one */
 } tcache_t;
@@ -382,6 +387,17 @@ tcache_t *ms_tcache_create(void);   /* for the calling thread; NULL on OOM */
 void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached */
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list too long: a batch to central */
 void ms_tcache_flush(tcache_t *tc);                 /* every list to central */
+void ms_tcache_give_foreign(tcache_t *tc, int cls);
+/* ms_tcache_free_foreign: object p (its cookie set) is freed into list cls
+ * of tc, which the thread has never allocated from (max 0): gathered apart
+ * and counted as handed back at once, so the stats' frees (len + nmalloc +
+ * nnet) see it; a batch goes to the central list. */
+ms_inline void ms_tcache_free_foreign(tcache_t *tc, uint8_t cls, void *p) {
+    *(void **)p = tc->foreign[cls];
+    tc->foreign[cls] = p;
+    ms_count_own(&tc->nnet[cls], 1);
+    if (++tc->nforeign[cls] == ms_class_batch[cls]) ms_tcache_give_foreign(tc, cls);
+}
 void ms_tcache_init_process(void);
 void ms_tcache_fork_prepare(void);
 void ms_tcache_fork_parent(void);

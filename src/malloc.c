@@ -338,6 +338,11 @@ ms_cold static void free_small_slow(void **p, uint8_t cls, bool taken) {
         return;
     }
     tclist_t *l = &tc->lists[cls];
+    if (l->max == 0) { /* never allocated from: not the thread's to reuse (tcache.c) */
+        if (taken) l->room = 0; /* first, then the count: frees never read one too many */
+        ms_tcache_free_foreign(tc, cls, p);
+        return;
+    }
     /* taken: room is -1, and stays so until the batch leaves; the stats
      * count the object on the list from the start, as they would after a
      * fast free */
@@ -352,7 +357,14 @@ ms_cold static void free_small_slow(void **p, uint8_t cls, bool taken) {
  * free to keep the class or the cache for this call, it would spend a
  * register move on the fast path. */
 ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void **p) {
-    free_small_slow(p, (uint8_t)(l - ms_tc->lists), true);
+    tcache_t *tc = ms_tc;
+    uint8_t cls = (uint8_t)(l - tc->lists);
+    if (l->max == 0 && !tc->is_dummy) { /* a pure consumer's every free: kept short */
+        l->room = 0;
+        ms_tcache_free_foreign(tc, cls, p);
+        return;
+    }
+    free_small_slow(p, cls, true);
 }
 
 /* ------------------------------------------------------------------------

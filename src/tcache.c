@@ -8,11 +8,25 @@
  * local ones and never serialize threads; the objects drift back to their
  * spans through the central lists in batches.
  *
- * List lengths: a list starts allowed one batch and each refill (an
+ * List lengths: a list starts allowed nothing and each refill (an
  * underflow) raises the limit by a batch, up to 128 KiB or 256 objects per
  * class, so a thread that uses a class heavily keeps more of it while a thread
  * that touched a class once keeps little.  A free that finds the list at its
  * limit sends one batch to the central list first.
+ *
+ * Memory a thread frees but never allocated.  Until a thread's first malloc
+ * of a class, its list for the class allows nothing (max 0), so its frees
+ * of that class take the slow path, which gathers them apart from the list
+ * (tcache_t.foreign) and hands them to the central list a batch at a time.
+ * They are other threads' objects: cached on the list, the thread's first
+ * mallocs would hand them back to it, and a thread that is given one block
+ * by another and then allocates its own would keep writing a cache line the
+ * other thread writes too (Hoard's passive false sharing, bench/
+ * false_sharing.c: 2.8x mimalloc's time before this).  The first malloc of
+ * the class refills the list, then returns what was gathered to its spans
+ * (after, so that the refill cannot take it straight back), and the list is
+ * an ordinary one from then on; a pure consumer (frees, never allocates) keeps passing its
+ * frees back in batches, as its full list did before.
  *
  * Per-class malloc counts live next to the list heads (same cache line),
  * written only by the owner with relaxed stores and read by
@@ -123,10 +137,7 @@ tcache_t *ms_tcache_create(void) {
     pthread_mutex_lock(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
     if (tc) {
-        for (int c = 1; c < MS_NUM_CLASSES; c++) {
-            tc->lists[c].max = tc->lists[c].room = ms_class_batch[c];
-            tc->lists[c].size = ms_class_size[c];
-        }
+        for (int c = 1; c < MS_NUM_CLASSES; c++) tc->lists[c].size = ms_class_size[c]; /* max, room: 0 */
         tc->sample_left = INT64_MAX;
         tc->next = registry.next;
         tc->prev = &registry;
@@ -144,12 +155,24 @@ tcache_t *ms_tcache_create(void) {
     return tc;
 }
 
+/* ms_tcache_give_foreign: what the thread gathered of class cls (see
+ * ms_tcache_free_foreign) goes to the central list. */
+void ms_tcache_give_foreign(tcache_t *tc, int cls) {
+    if (!tc->foreign[cls]) return;
+    ms_central_give((uint8_t)cls, tc->foreign[cls], tc->nforeign[cls]);
+    tc->foreign[cls] = NULL;
+    tc->nforeign[cls] = 0;
+}
+
 void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     tclist_t *l = &tc->lists[cls];
     uint32_t want = ms_class_batch[cls];
     if (tc->is_dummy) want = 1; /* a thread with no cache (exiting): one at a time */
     void *head;
     uint32_t n = ms_central_take(cls, want, &head);
+    /* the first malloc of the class: what the thread gathered goes back
+     * after its refill, so that the refill cannot hand it straight back */
+    if (!tc->is_dummy && l->max == 0) ms_tcache_give_foreign(tc, cls);
     if (n == 0) return NULL;
     void *p = head;
     if (!tc->is_dummy) {
@@ -203,7 +226,12 @@ void ms_tcache_flush(tcache_t *tc) {
             ms_count_own(&tc->nnet[c], n);
             ms_central_give((uint8_t)c, h, n);
         }
-        l->room_max = (uint64_t)b << 32 | b;
+        l->room_max = 0;
+        /* counted by walking, for the same reason */
+        uint32_t n = 0;
+        for (void *p = tc->foreign[c]; p; p = *(void **)p) n++;
+        tc->nforeign[c] = n;
+        ms_tcache_give_foreign(tc, c);
     }
 }
 
