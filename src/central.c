@@ -123,12 +123,14 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             uint32_t m = (uint32_t)((s->limit - first) / size);
             if (m > want - n) m = want - n;
             uintptr_t last = first + (uintptr_t)(m - 1) * size;
-            for (uintptr_t q = first; q <= last; q += size) {
+            for (uintptr_t q = first; q < last; q += size) {
                 /* not yet the program's: on its way to a thread cache it
                  * must read as free to the leak checker, like a freed one */
-                ((void **)q)[0] = q == last ? chain : (void *)(q + size);
+                ((void **)q)[0] = (void *)(q + size);
                 ((void **)q)[1] = (void *)ms_free_cookie((void *)q);
             }
+            ((void **)last)[0] = chain;
+            ((void **)last)[1] = (void *)ms_free_cookie((void *)last);
             chain = (void *)first;
             s->used += m * (uint32_t)size;
             s->allocated += m;
@@ -146,22 +148,29 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
  * to hand to the page heap once the lock is dropped. */
 static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void *head, span_t *empty) {
     void *p = head;
-    span_t *s = NULL;
     while (p) {
-        void *next = *(void **)p;
-        /* neighbours in a batch usually share a span: skip the page map then */
-        if (!s || (uintptr_t)p - s->start >= ((size_t)s->npages << MS_PAGE_SHIFT)) s = ms_pagemap_lookup(p);
+        /* neighbours in a batch usually share a span: the run of them that
+         * does is already linked, and goes onto the span's free list whole */
+        span_t *s = ms_pagemap_lookup(p);
         ms_assert_internal(s && s->state == SPAN_INUSE && s->cls == cls);
-        *(void **)p = s->freelist;
-        s->freelist = p;
-        s->allocated--;
+        uintptr_t start = s->start, bytes = (size_t)s->npages << MS_PAGE_SHIFT;
+        void *first = p, *last;
+        uint32_t n = 0;
+        do {
+            last = p;
+            p = *(void **)p;
+            n++;
+        } while (p && (uintptr_t)p - start < bytes);
+        *(void **)last = s->freelist;
+        s->freelist = first;
+        ms_assert_internal(s->allocated >= n);
+        s->allocated -= n;
         if (!s->in_list) ne_push_back(ct, s);
         if (s->allocated == 0 && !(ct->nonempty.next == s && s->next == &ct->nonempty)) {
             ne_remove(s);
             s->next = empty;
             empty = s;
         }
-        p = next;
     }
     return empty;
 }
