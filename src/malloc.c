@@ -33,9 +33,12 @@
  * Freeing.  The page map gives the span of any pointer in three loads and
  * no test (untouched entries read as a nil span that is never fast).  The
  * object goes to the freeing thread's own list for its class (whichever
- * thread allocated it); a list at its limit sends one batch to the central
- * list, where batches go back to their spans, and a span with no object out
- * goes back to the page heap, idle.  Idle pages are released by the
+ * thread allocated it), once the thread has allocated from that class: until
+ * then its frees of the class go back to the central list in batches, so a
+ * thread never reuses another's blocks before its own (tcache.c).  A list
+ * at its limit sends one batch to the central list, where batches go back
+ * to their spans a run of neighbours at a time, and a span with no object
+ * out goes back to the page heap, idle.  Idle pages are released by the
  * scavenger after MEMSCOPE=scavenge_delay_ms, or by memscope_free_os_memory.
  *
  * Checking.  free() validates every pointer on the way: it must map to a
