@@ -27,7 +27,7 @@ LIBIBERTY := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libiberty.a /usr/l
 ifeq ($(LIBIBERTY),)
 $(error libiberty.a not found: install the Debian package libiberty-dev (scripts/install-deps.sh))
 endif
-LIBLIBS  := -lunwind -lz -lm $(LIBIBERTY) $(LDLIBS)
+LIBLIBS  := -lunwind -lz $(LIBIBERTY) $(LDLIBS)
 SOFLAGS  := -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a -Wl,--version-script,mk/libmemscope.map
 
 SRCS     := $(sort $(wildcard src/*.c src/*/*.c))
@@ -82,7 +82,7 @@ $(BUILD)/memscope: $(CLI_SRCS) tools/report.h tools/pprofread.h include/memscope
 # Every other test links the shared library the way a user's program would.
 $(BUILD)/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/debug/libmemscope.a tests/testhelper.h
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 -Iinclude -Isrc $< -o $@ $(BUILD)/debug/libmemscope.a $(LIBLIBS)
+	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 -Iinclude -Isrc $< -o $@ $(BUILD)/debug/libmemscope.a $(LIBLIBS) -lm
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libmemscope.so tests/testhelper.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g -Iinclude $< -o $@ -L$(BUILD) -lmemscope -Wl,-rpath,'$$ORIGIN/..' $(LDLIBS)

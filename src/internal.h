@@ -146,6 +146,10 @@ uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */
 uint64_t ms_os_wall_coarse_ns(void);          /* the same to a clock tick (a few ms), for a few ns */
 bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss); /* /proc/self/statm + VmHWM */
 uint64_t ms_os_random(void);
+/* fmath.c: log and exp for the sampler and the profile's weights, without
+ * libm (its pages cost every process more than memscope's own) */
+double ms_log(double x);
+double ms_exp(double x);
 /* ms_os_thread: a detached thread of memscope's own, all signals blocked. */
 int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out);
 

@@ -76,7 +76,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -195,7 +194,7 @@ static int64_t next_gap(tcache_t *tc) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     tc->rng = x;
     double u = ((double)(x >> 11) + 0.5) * 0x1p-53; /* in (0, 1) */
-    double gap = -log(u) * (double)rate;
+    double gap = -ms_log(u) * (double)rate;
     return gap >= 0x1p62 ? INT64_MAX : (int64_t)gap;
 }
 

@@ -28,7 +28,6 @@
  */
 #include "prof.h"
 
-#include <math.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -210,7 +209,7 @@ static uint32_t loc(enc_t *e, uintptr_t pc) {
  * The profile
  * ---------------------------------------------------------------------- */
 
-static int64_t est(double v) { return v > 0 ? (int64_t)llround(v) : 0; }
+static int64_t est(double v) { return v > 0 ? (int64_t)(v + 0.5) : 0; } /* no libm: fmath.c */
 
 /* values: the six sample values of r, in sample-type order. */
 static void values(const prof_rec_t *r, int64_t v[6]) {

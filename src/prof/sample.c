@@ -64,7 +64,6 @@
 #include "prof.h"
 #include "stack.h"
 
-#include <math.h>
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -548,7 +547,7 @@ static void log_add(uintptr_t a) {
 
 static double weight(uint64_t size) {
     if (rate_d <= 1) return 1;
-    return 1 / (1 - exp(-(double)size / rate_d));
+    return 1 / (1 - ms_exp(-(double)size / rate_d));
 }
 
 /* touch: s is about to change; keep its counts at the last peak first. */

@@ -28,7 +28,6 @@
 #include "prof.h"
 
 #include <fcntl.h>
-#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -219,7 +218,7 @@ int ms_prof_report_leaks(int fd, int top) {
         double n = c->alloc_objs_w - c->free_objs_w, b = c->alloc_bytes_w - c->free_bytes_w;
         human(h, sizeof h, b);
         put(&o, "memscope: %s%.0f bytes (%s) in %s%.0f block%s still allocated at exit, from:\n", exact ? "" : "~", b,
-            h, exact ? "" : "~", n, llround(n) == 1 ? "" : "s");
+            h, exact ? "" : "~", n, n >= 0.5 && n < 1.5 ? "" : "s");
         frames(&o, st, r, false);
         if (r->truncated) put(&o, "    ... (deeper frames not recorded)\n");
         shown++;
