@@ -50,13 +50,6 @@ static int cmp_ptr(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static uint64_t live(void) {
-    struct memscope_stats st;
-    memset(&st, 0, sizeof st);
-    st.size = sizeof st;
-    if (memscope_read_stats(&st) != 0) return UINT64_MAX;
-    return st.heap_objects;
-}
 
 int main(void) {
     int rounds = getenv("MEMSCOPE_TEST_QUICK") && atoi(getenv("MEMSCOPE_TEST_QUICK")) ? 20 : 200;
@@ -71,7 +64,7 @@ int main(void) {
         for (int r = 0; r <= rounds && result; r++) {
             pthread_t th[THREADS];
             pthread_barrier_init(&start, NULL, THREADS);
-            uint64_t before = live();
+            uint64_t before = th_heap_objects();
             result = CHECK_TRUE(before != UINT64_MAX);
             for (int t = 0; t < THREADS; t++)
                 for (int i = 0; i < PER; i++) blocks[t][i] = malloc(sizes[(t + i) % 4]);
@@ -79,7 +72,7 @@ int main(void) {
             for (int t = 0; t < THREADS; t++) pthread_create(&th[t], NULL, cacheless, blocks[t]);
             for (int t = 0; t < THREADS; t++) pthread_join(th[t], NULL);
             pthread_barrier_destroy(&start);
-            uint64_t after = live();
+            uint64_t after = th_heap_objects();
             if (r > 0) result = result && CHECK_TRUE(after == before);
             if (!result) fprintf(stderr, "round %d: %llu live objects before, %llu after\n", r,
                                  (unsigned long long)before, (unsigned long long)after);

@@ -60,12 +60,25 @@ static void *free_then_alloc(void *arg) {
     return NULL;
 }
 
-static uint64_t live(void) {
-    struct memscope_stats st;
-    memset(&st, 0, sizeof st);
-    st.size = sizeof st;
-    if (memscope_read_stats(&st) != 0) return UINT64_MAX;
-    return st.heap_objects;
+
+/* counted_rounds: three times, the main thread allocates CONSUMED blocks
+ * (of `size` bytes, or 16..128 when 0) and a new thread runs fn on them;
+ * heap_objects must be back where it started, rounds 1 and 2 checked. */
+static bool counted_rounds(void *(*fn)(void *), size_t size) {
+    bool ok = true;
+    for (int r = 0; r < 3 && ok; r++) {
+        uint64_t before = th_heap_objects();
+        for (int i = 0; i < CONSUMED; i++) blocks[i] = malloc(size ? size : 16 + 16 * (size_t)(i % 8));
+        pthread_t th;
+        pthread_create(&th, NULL, fn, NULL);
+        pthread_join(th, NULL);
+        uint64_t after = th_heap_objects();
+        if (r > 0) ok = CHECK_TRUE(before != UINT64_MAX && after == before);
+        if (!ok)
+            fprintf(stderr, "round %d: %llu live objects before, %llu after\n", r, (unsigned long long)before,
+                    (unsigned long long)after);
+    }
+    return ok;
 }
 
 static int cmp_ptr(const void *a, const void *b) {
@@ -95,38 +108,12 @@ int main(void) {
     /* round 0 of each count check is not checked: glibc keeps a block or
      * two per thread (its stack cache) the first time a thread runs */
     CHECK_BODY("pure-consumer-counted-and-returned") {
-      result = true;
-      for (int r = 0; r < 3 && result; r++) {
-        uint64_t before = live();
-        for (int i = 0; i < CONSUMED; i++) blocks[i] = malloc(16 + 16 * (i % 8));
-        pthread_t th;
-        pthread_create(&th, NULL, consumer, NULL);
-        pthread_join(th, NULL);
-        uint64_t after = live();
-        if (r > 0) result = CHECK_TRUE(before != UINT64_MAX && after == before);
-        if (!result)
-            fprintf(stderr, "round %d: %llu live objects before, %llu after\n", r, (unsigned long long)before,
-                    (unsigned long long)after);
+        result = counted_rounds(consumer, 0);
         for (int i = 0; i < CONSUMED; i++) blocks[i] = malloc(16 + 16 * (i % 8));
         qsort(blocks, CONSUMED, sizeof blocks[0], cmp_ptr);
         for (int i = 1; i < CONSUMED && result; i++) result = CHECK_TRUE(blocks[i] != blocks[i - 1]);
         for (int i = 0; i < CONSUMED; i++) free(blocks[i]);
-      }
     }
-    CHECK_BODY("free-then-allocate-counted") {
-      result = true;
-      for (int r = 0; r < 3 && result; r++) {
-        uint64_t before = live();
-        for (int i = 0; i < CONSUMED; i++) blocks[i] = malloc(48);
-        pthread_t th;
-        pthread_create(&th, NULL, free_then_alloc, NULL);
-        pthread_join(th, NULL);
-        uint64_t after = live();
-        if (r > 0) result = CHECK_TRUE(before != UINT64_MAX && after == before);
-        if (!result)
-            fprintf(stderr, "round %d: %llu live objects before, %llu after\n", r, (unsigned long long)before,
-                    (unsigned long long)after);
-      }
-    }
+    CHECK_BODY("free-then-allocate-counted") { result = counted_rounds(free_then_alloc, 48); }
     return print_test_summary();
 }

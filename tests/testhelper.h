@@ -88,4 +88,18 @@ static inline int print_test_summary(void)
     return th_failed > 125 ? 125 : th_failed;
 }
 
+#ifdef MEMSCOPE_H
+#include <string.h>
+/* th_heap_objects: memscope_read_stats' heap_objects (live blocks), or
+ * UINT64_MAX if the read fails; for tests that include memscope.h first. */
+static inline uint64_t th_heap_objects(void)
+{
+    struct memscope_stats st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    if (memscope_read_stats(&st) != 0) return UINT64_MAX;
+    return st.heap_objects;
+}
+#endif
+
 #endif /* MEMSCOPE_TESTHELPER_H */
