@@ -22,11 +22,12 @@
  * mallocs would hand them back to it, and a thread that is given one block
  * by another and then allocates its own would keep writing a cache line the
  * other thread writes too (Hoard's passive false sharing, bench/
- * false_sharing.c: 2.8x mimalloc's time before this).  The first malloc of
- * the class refills the list, then returns what was gathered to its spans
- * (after, so that the refill cannot take it straight back), and the list is
- * an ordinary one from then on; a pure consumer (frees, never allocates) keeps passing its
- * frees back in batches, as its full list did before.
+ * false_sharing.c: 2.8x the fastest peer's time before this).  The first
+ * malloc of the class refills the list, then returns what was gathered to
+ * its spans (after, so that the refill cannot take it straight back), and
+ * the list is an ordinary one from then on; a pure consumer (frees, never
+ * allocates) keeps passing its frees back in batches, as its full list did
+ * before.
  *
  * Per-class malloc counts live next to the list heads (same cache line),
  * written only by the owner with relaxed stores and read by
@@ -74,7 +75,6 @@ static pthread_key_t tc_key;
 static class_counts_t dead[MS_NUM_CLASSES];
 static uint64_t dead_large_alloc, dead_large_free;
 static uint32_t nthreads;
-
 
 /* len_of: the objects on list l, read from any thread: room and max in
  * one load, so a slow path changing both is seen before or after, never
