@@ -117,8 +117,8 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
              * in ascending order ahead of the chain, so the thread pops
              * them in address order (a list built from successive mallocs
              * is then walked forward through memory, which the hardware
-             * prefetcher follows; linked the other way, a walk of
-             * small_nodes' list took 6x as long) */
+             * prefetcher follows; linked the other way, bench/run.sh's
+             * small-nodes took 0.94 s instead of 0.61 s) */
             uintptr_t first = s->start + s->used;
             uint32_t m = (uint32_t)((s->limit - first) / size);
             if (m > want - n) m = want - n;

@@ -4,9 +4,10 @@
  * (malloc.c: next_gap), and the heap profiler weighs a sample of size S as
  * 1 / (1 - exp(-S / rate)) (prof/sample.c).  Those two calls were all
  * memscope took from libm, and loading libm cost every process it was
- * preloaded into about 320 KiB of resident memory (its pages mapped in by
- * fault-around, on a program that does not use libm itself), more than a
- * tenth of memscope's whole footprint in a small program.  Go's runtime
+ * preloaded into the resident pages the kernel maps around its faults, in
+ * a program that does not use libm itself (bench/run.sh's fs-active, which
+ * allocates almost nothing, peaked at 3.2 MiB with it and 2.5 without).
+ * Go's runtime
  * keeps its own approximation for the same draw (fastlog2).  These are
  * plain argument reductions with short series, accurate to about 1e-13
  * relative (tests/test_unit_math.c checks them against libm), far below
