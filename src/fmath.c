@@ -7,11 +7,10 @@
  * preloaded into the resident pages the kernel maps around its faults, in
  * a program that does not use libm itself (bench/run.sh's fs-active, which
  * allocates almost nothing, peaked at 3.2 MiB with it and 2.5 without).
- * Go's runtime
- * keeps its own approximation for the same draw (fastlog2).  These are
- * plain argument reductions with short series, accurate to about 1e-13
- * relative (tests/test_unit_math.c checks them against libm), far below
- * what a sampling estimate can notice.  Both are pure functions of a
+ * Go's runtime keeps its own approximation for the same draw (fastlog2).
+ * These are plain argument reductions with short series, accurate to about
+ * 1e-13 relative (tests/test_unit_math.c checks them against libm), far
+ * below what a sampling estimate can notice.  Both are pure functions of a
  * double: no state, no locks, safe anywhere.
  */
 #include "internal.h"
