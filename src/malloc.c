@@ -361,7 +361,9 @@ ms_cold static void free_small_slow(void **p, uint8_t cls, bool taken) {
 ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void **p) {
     tcache_t *tc = ms_tc;
     uint8_t cls = (uint8_t)(l - tc->lists);
-    if (l->max == 0 && !tc->is_dummy) { /* a pure consumer's every free: kept short */
+    /* a pure consumer's every free comes here: the same as free_small_slow's
+     * foreign branch, without its cache lookup and second cookie store */
+    if (l->max == 0 && !tc->is_dummy) {
         l->room = 0;
         ms_tcache_free_foreign(tc, cls, p);
         return;

@@ -43,7 +43,7 @@
  * Locking.  No lock is global to the hot path any more: at profile_rate=1
  * (leak-check mode) every malloc and free of a multi-threaded program comes
  * here, and one mutex over everything had threads queueing in futex waits
- * (larson 8.6x, prodcons 13.6x memscope's default CPU time).  Four kinds:
+ * (perf showed larson's threads waiting there in leak-check mode).  Four kinds:
  *   - stacks are looked up without a lock: a stack's identity is written
  *     once, before a release store publishes its index slot, and the index
  *     never moves (growth publishes a copy and keeps the old table); only
