@@ -42,6 +42,7 @@ typedef struct ms_leak_roots_s {
     uint32_t nunstopped;    /* threads that did not answer in time or could not be signalled */
     int unstopped_tids[MS_LEAK_LIST_TIDS];
     uint32_t nstack_only;   /* of those, threads whose stack was still read (blocked in a system call) */
+    uintptr_t loader_lo, loader_hi; /* the dynamic loader's code (mark.c: its blocks are roots) */
 } ms_leak_roots_t;
 
 /* The calling thread as the program left it, captured at the API's entry:

@@ -449,6 +449,55 @@ static void mark_addrs(mark_t *m, const uintptr_t *a, size_t n) {
     flood(m, false);
 }
 
+/* unreached: allocated blocks the mark has not reached (yet). */
+static uint64_t unreached(const mark_t *m) {
+    uint64_t n = 0;
+    for (uint64_t w = 0; w < (m->nbits + 31) / 32; w++)
+        n += (uint64_t)__builtin_popcountll(m->ar[w] & ~(m->ar[w] >> 1) & 0x5555555555555555ull);
+    return n;
+}
+
+/* mark_loader_blocks: blocks the dynamic loader allocated are roots, as
+ * under LeakSanitizer (its use_ld_allocations).  glibc keeps a joined
+ * thread's stack for the next thread, and with it the thread's DTV, which
+ * the loader calloc'd and which only that cached stack refers to; glibc
+ * lists such stacks nowhere a checker may read, so they are not scanned,
+ * and every thread the program ever joined would show one lost block.  A
+ * block is the loader's if its allocation stack starts there, so this
+ * knows only blocks with a stack (all of them at profile_rate=1).  Returns
+ * the bytes it mapped, 0 if none were needed or memory was refused (*ok
+ * false then). */
+static size_t mark_loader_blocks(mark_t *m, uintptr_t lo, uintptr_t hi, bool *ok) {
+    uint64_t n = lo < hi ? unreached(m) : 0;
+    if (!n) return 0;
+    size_t bytes = ((size_t)n * (sizeof(uintptr_t) + sizeof(uint32_t)) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    uintptr_t *a = ms_os_alloc(bytes);
+    if (!a) {
+        *ok = false;
+        return 0;
+    }
+    uint32_t *ids = (uint32_t *)(a + n);
+    size_t k = 0;
+    for (size_t s = 0; s < m->nspans; s++) {
+        const lspan_t *l = &m->spans[s];
+        for (uint32_t i = 0; i < l->nobj && k < n; i++)
+            if (is_alloc(m, l->bit0 + i) && !is_reach(m, l->bit0 + i)) a[k++] = l->start + i * l->osize;
+    }
+    ms_prof_block_stacks(a, ids, k);
+    size_t j = 0;
+    for (size_t i = 0; i < k; i++) {
+        const uintptr_t *pcs;
+        uint32_t npcs;
+        bool trunc;
+        if (ids[i] != UINT32_MAX && ms_prof_stack_get(ids[i], &pcs, &npcs, &trunc) && npcs > 0 &&
+            pcs[0] - 1 - lo < hi - lo)
+            a[j++] = a[i];
+    }
+    mark_addrs(m, a, j);
+    ms_os_free(a, bytes);
+    return bytes;
+}
+
 /* ------------------------------------------------------------------------
  * Classes
  * ---------------------------------------------------------------------- */
@@ -517,8 +566,12 @@ ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
         }
         ms_leak_roots_free(&res->roots);
         if (m.log) mark_addrs(&m, m.log, ms_prof_log_count());
+        if (prof) {
+            size_t lb = mark_loader_blocks(&m, res->roots.loader_lo, res->roots.loader_hi, &ok);
+            if (peak < mark_mapped(&m) + lb) peak = mark_mapped(&m) + lb;
+        }
         /* indirect: from each unmarked block */
-        for (size_t k = 0; k < m.nspans; k++) {
+        for (size_t k = 0; ok && k < m.nspans; k++) {
             const lspan_t *l = &m.spans[k];
             for (uint32_t i = 0; i < l->nobj; i++) {
                 uint64_t b = l->bit0 + i;
@@ -528,11 +581,9 @@ ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
             }
         }
         /* classes; lost blocks listed for the report */
-        uint64_t cand = 0;
-        for (uint64_t w = 0; w < (m.nbits + 31) / 32; w++)
-            cand += (uint64_t)__builtin_popcountll(m.ar[w] & ~(m.ar[w] >> 1) & 0x5555555555555555ull);
+        uint64_t cand = unreached(&m);
         lost_bytes = ((cand + 1) * sizeof(lost_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
-        lost = ms_os_alloc(lost_bytes);
+        lost = ok ? ms_os_alloc(lost_bytes) : NULL;
         ok = lost != NULL;
         for (size_t k = 0; ok && k < m.nspans; k++) {
             const lspan_t *l = &m.spans[k];

@@ -12,6 +12,8 @@
  *     main thread's sit in a mapping of their own), and its DTV, the array
  *     of pointers to dynamic TLS blocks: those blocks are malloc'd, so once
  *     the DTV is scanned they are reached like any heap block.
+ *   - the DTV of every thread that is gone but whose stack glibc keeps
+ *     for the next thread (add_cached_dtvs);
  * Mappings that memscope made (the heap, its metadata, this check's own
  * buffers) are never roots: nothing above names them, and every range is cut
  * exactly (TCB_BYTES below) because the kernel merges neighbouring anonymous
@@ -66,6 +68,7 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -83,8 +86,9 @@
 #define RUNNABLE_GIVE_UP_NS (2000ull * 1000 * 1000)
 #define LOOK_AGAIN_NS (10ull * 1000 * 1000)
 #define RED_ZONE 128
-/* glibc's struct pthread on x86-64 (2304 bytes since glibc 2.26; the value
- * LeakSanitizer uses): the TCB lies in [tp, tp + TCB_BYTES), static TLS just
+/* glibc's struct pthread on x86-64 (2304 bytes from glibc 2.26, the value
+ * LeakSanitizer uses; 2368 since 2.35 added the rseq area, which holds no
+ * pointer): the TCB lies in [tp, tp + TCB_BYTES), static TLS just
  * below it.  Ranges are exact on purpose: anonymous mappings with equal
  * permissions merge, so "the rest of the mapping" around a TLS block or
  * above a thread's stack may well be memscope's own metadata (the
@@ -207,7 +211,7 @@ static uintptr_t hex(const char **s) {
     }
 }
 
-typedef struct vma_s { uintptr_t lo, hi; bool readable; } vma_t;
+typedef struct vma_s { uintptr_t lo, hi; bool readable, writable, none; } vma_t;
 typedef struct maps_s { vma_t *v; size_t n, bytes; } maps_t;
 
 static bool maps_read(maps_t *m) {
@@ -225,7 +229,9 @@ static bool maps_read(maps_t *m) {
         if (*p == '-') p++;
         v->hi = hex(&p);
         if (*p == ' ') p++;
-        v->readable = *p == 'r';
+        v->readable = p[0] == 'r';
+        v->writable = v->readable && p[1] == 'w';
+        v->none = p[0] == '-' && p[1] == '-' && p[2] == '-';
         if (v->hi > v->lo) m->n++;
         while (*p && *p != '\n') p++;
         if (*p) p++;
@@ -345,6 +351,7 @@ typedef struct capture_s {
     size_t nranges, cap_ranges, ranges_bytes;
     maps_t maps;
     uintptr_t my_lo, my_hi; /* an address inside libmemscope's own data */
+    uintptr_t loader_base;  /* the dynamic loader's load address (AT_BASE), 0 if none */
 } capture_t;
 
 static void add_range(capture_t *c, uintptr_t lo, uintptr_t hi, uint8_t what) {
@@ -404,6 +411,37 @@ static void add_tls(capture_t *c, uintptr_t tp) {
     uintptr_t len = *(const uintptr_t *)(dtv - 16);
     if (len > 65536) len = 65536;
     add_overlapping(c, dtv - 16, dtv + 16 * (len + 1), R_TLS);
+}
+
+/* add_cached_dtvs: the DTVs of threads that are gone but whose stacks glibc
+ * keeps for reuse (mark.c, mark_loader_blocks, says why they matter).  A
+ * glibc thread stack is a mapping above a guard page with the thread's TCB
+ * at its top (the mapping's end less the TCB, rounded down to the static
+ * TLS alignment); a TCB starts with two pointers to itself (tcb and self, the
+ * first and third words).  Only the DTV word is taken, not the dead
+ * thread's TLS: a block a thread kept only in a __thread variable is lost
+ * when the thread ends, as LeakSanitizer also reports it.  The threads are
+ * stopped and the heap's mappings pinned, so nothing read here goes away. */
+static void add_cached_dtvs(capture_t *c) {
+#if defined(__x86_64__)
+    for (size_t i = 1; i < c->maps.n; i++) {
+        const vma_t *v = &c->maps.v[i], *g = &c->maps.v[i - 1];
+        if (!v->writable || !g->none || g->hi != v->lo || v->hi - v->lo < 4 * TCB_BYTES) continue;
+        /* struct pthread's size varies with glibc's version (2304 bytes
+         * in 2.26, 2368 in 2.36): the TCB is looked for, 64-byte aligned,
+         * from 2 KiB to 8 KiB below the top */
+        for (uintptr_t q = (v->hi - 2048) & ~(uintptr_t)63; q >= v->hi - 8192; q -= 64) {
+            const uintptr_t *w = (const uintptr_t *)q;
+            uintptr_t s;
+            size_t sz;
+            if (w[0] != q || w[2] != q || ms_block_find(q, &s, &sz)) continue;
+            add_range(c, q + sizeof(uintptr_t), q + 2 * sizeof(uintptr_t), R_TLS);
+            break;
+        }
+    }
+#else
+    (void)c;
+#endif
 }
 
 /* add_stack: from lo (at or below the stack pointer sp) to the top of the
@@ -494,8 +532,14 @@ static int seg_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     /* libmemscope.so's own statics are metadata; linked into the executable
      * (libmemscope.a) they cannot be told apart, and are scanned */
     if (mine && !is_exe) return 0;
+    bool loader = info->dlpi_addr == c->loader_base && c->loader_base != 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (loader && ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+            if (!c->r->loader_hi || lo < c->r->loader_lo) c->r->loader_lo = lo;
+            if (lo + ph->p_memsz > c->r->loader_hi) c->r->loader_hi = lo + ph->p_memsz;
+        }
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
         add_overlapping(c, lo, lo + ph->p_memsz, R_SEG);
@@ -566,6 +610,7 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
         uintptr_t tp = atomic_load(&own_tps[i]);
         if (atomic_load(&own_tids[i]) && tp && tp != thread_pointer()) add_tls(c, tp);
     }
+    add_cached_dtvs(c);
     dl_iterate_phdr(seg_cb, c);
 }
 
@@ -649,6 +694,7 @@ bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self) {
     pthread_once(&once, setup_once);
     capture_t c = {.r = r, .caller = self, .ok = true, .self = (int)syscall(SYS_gettid), .pid = getpid()};
     c.my_lo = (uintptr_t)&stop_gen;
+    c.loader_base = (uintptr_t)getauxval(AT_BASE);
     memset(r, 0, sizeof *r);
     dl_iterate_phdr(stop_cb, &c);
     ms_os_free(c.maps.v, c.maps.bytes);

@@ -17,6 +17,9 @@
  *   blocked   a block only the stack of a thread that blocks every signal
  *             holds (it sleeps in a system call): none, and memscope's
  *             report says the thread did not stop
+ *   joined    four threads that allocate, exit and are joined: none (glibc
+ *             keeps each one's stack for reuse, with its DTV, a block the
+ *             dynamic loader calloc'd and only that cached stack refers to)
  *   all       every case at once                           direct 3, indirect 4
  * Environment: CASES_CHECK_NOW=1 runs memscope_check_leaks(2) before exit
  * and prints "lost N"; CASES_FORK=1 runs it in a fork child instead ("child
@@ -135,6 +138,17 @@ static __attribute__((noinline)) void case_interior(void) { interior = (char *)t
 static volatile uintptr_t hidden;
 static __attribute__((noinline)) void case_xor(void) { hidden = (uintptr_t)touch(56) ^ 0x5555aaaa5555aaaaull; }
 
+static void *joined_thread(void *arg) {
+    free(touch(24));
+    return arg;
+}
+
+static __attribute__((noinline)) void case_joined(void) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, joined_thread, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+}
+
 static void start(void *(*fn)(void *), int *want) {
     pthread_t t;
     pthread_create(&t, NULL, fn, NULL);
@@ -155,6 +169,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(c, "dl")) case_dl(lib);
     if (all || !strcmp(c, "interior")) case_interior();
     if (all || !strcmp(c, "xor")) case_xor();
+    if (all || !strcmp(c, "joined")) case_joined();
     if (!strcmp(c, "blocked")) start(blocked_thread, &want);
     while (atomic_load(&ready) < want) usleep(1000);
     scrub();
