@@ -381,6 +381,7 @@ typedef struct tcache_s {
      * list in batches (tcache.c: ms_tcache_free_foreign) */
     void *foreign[MS_NUM_CLASSES];
     uint32_t nforeign[MS_NUM_CLASSES];
+    uint64_t max_bytes;             /* sum over the lists of max x object size (tcache.c: total cap) */
     struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
     bool is_dummy;                  /* the shared empty cache of threads without one */
 } tcache_t;

@@ -62,6 +62,14 @@
  * by more than 0.2%. */
 #define MS_TC_CLASS_BYTES ((size_t)128 << 10)
 #define MS_TC_CLASS_OBJECTS 256
+/* And all lists of a thread together hold at most 4 MiB (tcmalloc's
+ * per-thread bound), or one object per list in use if that is more: the
+ * per-class limits alone add up to 12.7 MiB, which a thread that went
+ * through every size class could keep for good.  The sum of the limits
+ * (max_bytes) is what is bounded, so the fast paths count nothing: a list
+ * that must grow past it takes the room from the longest other list
+ * (shrink_for). */
+#define MS_TC_TOTAL_BYTES ((uint64_t)4 << 20)
 
 __thread tcache_t *ms_tc __attribute__((tls_model("initial-exec"))) = &ms_tc_empty;
 static __thread bool tc_exited __attribute__((tls_model("initial-exec")));
@@ -164,28 +172,6 @@ void ms_tcache_give_foreign(tcache_t *tc, int cls) {
     tc->nforeign[cls] = 0;
 }
 
-void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
-    tclist_t *l = &tc->lists[cls];
-    uint32_t want = ms_class_batch[cls];
-    if (tc->is_dummy) want = 1; /* a thread with no cache (exiting): one at a time */
-    void *head;
-    uint32_t n = ms_central_take(cls, want, &head);
-    /* the first malloc of the class: what the thread gathered goes back
-     * after its refill, so that the refill cannot hand it straight back */
-    if (!tc->is_dummy && l->max == 0) ms_tcache_give_foreign(tc, cls);
-    if (n == 0) return NULL;
-    void *p = head;
-    if (!tc->is_dummy) {
-        /* the list was empty: room == max */
-        uint32_t cap = class_cap(cls), max = l->max;
-        if (max < cap) max = max + ms_class_batch[cls] < cap ? max + ms_class_batch[cls] : cap;
-        l->head = *(void **)p;
-        l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
-        ms_count_own(&tc->nnet[cls], -(uint64_t)n);
-    }
-    return p;
-}
-
 /* pop_chain: detaches the first n objects of a list as a NULL-terminated chain. */
 static void *pop_chain(tclist_t *l, uint32_t n) {
     void *head = l->head, *p = head;
@@ -196,9 +182,72 @@ static void *pop_chain(tclist_t *l, uint32_t n) {
     return head;
 }
 
+/* shrink_for: lowers other lists' limits, a batch at a time from the one
+ * whose limit holds the most bytes, until `need` more bytes fit under the
+ * total; a limit never drops below one object (0 would mean "never
+ * allocated", see ms_tcache_free_foreign).  Objects above a lowered limit
+ * go to the central list.  false if they cannot all fit. */
+static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
+    while (tc->max_bytes + need > MS_TC_TOTAL_BYTES) {
+        int big = 0;
+        uint64_t most = 0;
+        for (int c = 1; c < MS_NUM_CLASSES; c++) {
+            uint64_t b = (uint64_t)tc->lists[c].max * ms_class_size[c];
+            if (c != cls && tc->lists[c].max > 1 && b > most) most = b, big = c;
+        }
+        if (!big) return false;
+        tclist_t *l = &tc->lists[big];
+        uint32_t max = l->max > ms_class_batch[big] ? l->max - ms_class_batch[big] : 1;
+        uint32_t len = l->max - (uint32_t)l->room;
+        if (len > max) {
+            ms_count_own(&tc->nnet[big], len - max);
+            ms_central_give((uint8_t)big, pop_chain(l, len - max), len - max);
+            len = max;
+        }
+        tc->max_bytes -= (uint64_t)(l->max - max) * ms_class_size[big];
+        l->room_max = (uint64_t)max << 32 | (max - len);
+    }
+    return true;
+}
+
+/* ms_tcache_refill: the list of cls is empty (room == max).  It may grow by
+ * a batch, within its class's limit and the total, and takes a batch (or
+ * as many as its limit allows) from the central list. */
+void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
+    tclist_t *l = &tc->lists[cls];
+    uint32_t want = 1, max = l->max, grow = 0; /* a thread with no cache (exiting): one at a time */
+    if (!tc->is_dummy) {
+        uint32_t cap = class_cap(cls), b = ms_class_batch[cls];
+        if (max < cap) {
+            grow = cap - max < b ? cap - max : b;
+            /* a list's first object is let in even when nothing could
+             * make room: a list needs one */
+            if (!shrink_for(tc, cls, (uint64_t)grow * ms_class_size[cls])) grow = max ? 0 : 1;
+        }
+        want = max + grow < b ? max + grow : b;
+    }
+    void *head;
+    uint32_t n = ms_central_take(cls, want, &head);
+    /* the first malloc of the class: what the thread gathered goes back
+     * after its refill, so that the refill cannot hand it straight back */
+    if (!tc->is_dummy && l->max == 0) ms_tcache_give_foreign(tc, cls);
+    if (n == 0) return NULL;
+    void *p = head;
+    if (!tc->is_dummy) {
+        max += grow;
+        tc->max_bytes += (uint64_t)grow * ms_class_size[cls];
+        l->head = *(void **)p;
+        l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
+        ms_count_own(&tc->nnet[cls], -(uint64_t)n);
+    }
+    return p;
+}
+
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
     tclist_t *l = &tc->lists[cls];
-    uint32_t n = ms_class_batch[cls], len = l->max - (uint32_t)l->room;
+    /* objects on the list: a free that took room (room -1) has not put its
+     * object there yet */
+    uint32_t n = ms_class_batch[cls], len = l->max - (uint32_t)(l->room > 0 ? l->room : 0);
     if (n > len) n = len;
     if (n) {
         ms_count_own(&tc->nnet[cls], n);
@@ -233,6 +282,7 @@ void ms_tcache_flush(tcache_t *tc) {
         tc->nforeign[c] = n;
         ms_tcache_give_foreign(tc, c);
     }
+    tc->max_bytes = 0;
 }
 
 /* Fork: the prepare handler takes every allocator lock so the child gets a
