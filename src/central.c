@@ -204,6 +204,14 @@ void ms_central_give(uint8_t cls, void *head, uint32_t n) {
     free_empty(empty, 0);
 }
 
+void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
+    central_t *ct = &central[cls];
+    pthread_mutex_lock(&ct->lock);
+    span_t *empty = return_to_spans_locked(ct, cls, head, NULL);
+    pthread_mutex_unlock(&ct->lock);
+    free_empty(empty, idle_since_ms);
+}
+
 /* flush_class: with ct locked, every slot goes back into its spans and the
  * kept empty span is let go; returns the spans that became empty. */
 static span_t *flush_class_locked(central_t *ct, uint8_t cls) {

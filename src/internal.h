@@ -146,6 +146,9 @@ uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */
 uint64_t ms_os_wall_coarse_ns(void);          /* the same to a clock tick (a few ms), for a few ns */
 bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss); /* /proc/self/statm + VmHWM */
 uint64_t ms_os_random(void);
+bool ms_os_thread_syscall(int tid, uintptr_t *sp, uintptr_t *pc); /* blocked in a system call? */
+uint64_t ms_os_thread_switches(int tid);      /* times switched out; UINT64_MAX if unknown */
+size_t ms_os_read_self(uintptr_t addr, void *buf, size_t len); /* fault-free copy; bytes copied */
 /* fmath.c: log and exp for the sampler and the profile's weights, without
  * libm (its pages cost every process more than memscope's own) */
 double ms_log(double x);
@@ -315,6 +318,11 @@ void ms_heap_fork_child(void);
 uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head);
 /* ms_central_give: returns a NULL-terminated chain of n objects of class cls. */
 void ms_central_give(uint8_t cls, void *head, uint32_t n);
+/* ms_central_give_idle: the same for objects idle since idle_since_ms (a
+ * parked thread cache's): straight to their spans, not into a slot, and
+ * spans left empty are free pages idle since then; not the class's
+ * activity. */
+void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms);
 void ms_central_init(void);
 void ms_central_flush_slots(void); /* empty every transfer slot into its spans */
 bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms);
@@ -384,9 +392,21 @@ typedef struct tcache_s {
     uint64_t max_bytes;             /* sum over the lists of max x object size (tcache.c: total cap) */
     struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
     bool is_dummy;                  /* the shared empty cache of threads without one */
+    /* Parking a quiet thread's cache (tcache.c): the state, written by
+     * the owner and the scavenger as tcache.c says; the owner's thread id
+     * and its ms_tc; what the scavenger saw (park_lock) */
+    _Atomic uint32_t park;
+    int tid;
+    struct tcache_s **slot;
+    const uint32_t *busy;           /* the owner's ms_tc_busy */
+    uint64_t seen_ops, quiet_since_ms, look_round;
 } tcache_t;
 
 extern __thread tcache_t *ms_tc;
+/* ms_tc_busy: the thread is inside one of malloc.c's slow paths with its
+ * cache, where it may block on a lock or in mmap (tcache.c: a cache is
+ * never parked then). */
+extern __thread uint32_t ms_tc_busy;
 extern tcache_t ms_tc_empty;
 tcache_t *ms_tcache_create(void);   /* for the calling thread; NULL on OOM */
 void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached */
@@ -403,6 +423,14 @@ ms_inline void ms_tcache_free_foreign(tcache_t *tc, uint8_t cls, void *p) {
     ms_count_own(&tc->nnet[cls], 1);
     if (++tc->nforeign[cls] == ms_class_batch[cls]) ms_tcache_give_foreign(tc, cls);
 }
+/* ms_tcache_park_idle: the scavenger's look at the thread caches: the
+ * cache of a thread that has neither allocated nor freed for delay_ms and
+ * sits in a system call goes back to its spans, and pages it leaves free
+ * count as idle since the thread went quiet.  True while some cache still
+ * holds objects (look again). */
+bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms);
+extern void (*ms_tcache_on_unpark)(void); /* a parked cache is in use again */
+extern _Atomic uint64_t ms_tcache_parks;      /* caches parked so far */
 void ms_tcache_init_process(void);
 void ms_tcache_fork_prepare(void);
 void ms_tcache_fork_parent(void);

@@ -231,7 +231,9 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
 ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     tc->sample_left = next_gap(tc);
     bool (*hook)(void *, size_t) = ms_prof_hooks.sampled;
+    ms_tc_busy++;
     if (hook && ms_no_sample == 0) hook(p, size);
+    ms_tc_busy--;
     return p;
 }
 
@@ -279,7 +281,9 @@ static tcache_t *own_cache(void) {
 
 ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
     tcache_t *tc = own_cache();
+    ms_tc_busy++;
     void **p = ms_tcache_refill(tc, cls);
+    ms_tc_busy--;
     if (!p) {
         errno = ENOMEM;
         return NULL;
@@ -323,7 +327,13 @@ static inline void *alloc_small(size_t cls) {
  * settled on the fast path.  taken: the fast path took room on the list of
  * ms_tc, which went below 0 (the list is full, or it is the shared empty
  * cache's). */
+static inline void free_small_slow_in(void **p, uint8_t cls, bool taken);
 ms_cold static void free_small_slow(void **p, uint8_t cls, bool taken) {
+    ms_tc_busy++;
+    free_small_slow_in(p, cls, taken);
+    ms_tc_busy--;
+}
+static inline void free_small_slow_in(void **p, uint8_t cls, bool taken) {
     tcache_t *tc = ms_tc;
     if (taken && tc->is_dummy) {
         /* every thread without a cache writes here: back to 0, so that
@@ -365,7 +375,9 @@ ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void *
      * foreign branch, without its cache lookup and second cookie store */
     if (l->max == 0 && !tc->is_dummy) {
         l->room = 0;
+        ms_tc_busy++;
         ms_tcache_free_foreign(tc, cls, p);
+        ms_tc_busy--;
         return;
     }
     free_small_slow(p, cls, true);

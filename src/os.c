@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,6 +156,59 @@ bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss) {
         if (*max_rss < *rss) *max_rss = *rss; /* the two counters are read at different instants */
     }
     return true;
+}
+
+/* ms_os_thread_syscall: whether thread tid of this process is blocked in a
+ * system call now, and where: /proc/self/task/TID/syscall reads "nr, six
+ * arguments, sp, pc" for such a thread, "-1 sp pc" for one blocked
+ * elsewhere (a page fault) and "running" for one that runs. */
+bool ms_os_thread_syscall(int tid, uintptr_t *sp, uintptr_t *pc) {
+    char path[64], buf[256];
+    ms_snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+    if (read_small_file(path, buf, sizeof buf) <= 0 || buf[0] < '0' || buf[0] > '9') return false;
+    uintptr_t f[9];
+    int n = 0;
+    for (const char *q = buf; n < 9 && *q && *q != '\n';) {
+        while (*q == ' ') q++;
+        if (q[0] == '0' && q[1] == 'x') q += 2;
+        uintptr_t v = 0;
+        for (;; q++) {
+            char c = *q;
+            if (c >= '0' && c <= '9') v = v << 4 | (uintptr_t)(c - '0');
+            else if (c >= 'a' && c <= 'f') v = v << 4 | (uintptr_t)(c - 'a' + 10);
+            else break;
+        }
+        f[n++] = v;
+        while (*q && *q != ' ' && *q != '\n') q++;
+    }
+    if (n != 9) return false;
+    *sp = f[7], *pc = f[8];
+    return true;
+}
+
+/* ms_os_thread_switches: how many times thread tid has been switched out,
+ * voluntarily or not (/proc/self/task/TID/status); UINT64_MAX if unknown.
+ * A thread blocked at two looks whose count did not move in between did
+ * not run in between. */
+uint64_t ms_os_thread_switches(int tid) {
+    char path[64], buf[4096];
+    ms_snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+    if (read_small_file(path, buf, sizeof buf) <= 0) return UINT64_MAX;
+    static const char vk[] = "\nvoluntary_ctxt_switches:", nk[] = "\nnonvoluntary_ctxt_switches:";
+    const char *v = strstr(buf, vk), *nv = strstr(buf, nk);
+    if (!v || !nv) return UINT64_MAX;
+    return parse_u64(v + sizeof vk - 1, NULL) + parse_u64(nv + sizeof nk - 1, NULL);
+}
+
+/* ms_os_read_self: copies up to len bytes at addr of this process into buf
+ * and returns how many it could: the copy stops at the first unmapped page
+ * instead of faulting.  0 where process_vm_readv is refused. */
+size_t ms_os_read_self(uintptr_t addr, void *buf, size_t len) {
+    int saved = errno;
+    struct iovec local = {buf, len}, remote = {(void *)addr, len};
+    ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    errno = saved;
+    return n > 0 ? (size_t)n : 0;
 }
 
 uint64_t ms_os_random(void) {

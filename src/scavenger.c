@@ -13,8 +13,10 @@
  *     lists park freed objects it also looks at them every quarter delay: a
  *     class untouched for the delay hands its objects back to their spans,
  *     so spans pinned by a few parked objects become idle pages too (see
- *     central.c).  With nothing idle or parked it sleeps until a span is
- *     freed: an idle program costs no CPU.
+ *     central.c).  At the same looks it parks the caches of threads quiet
+ *     for the delay (tcache.c), so objects a sleeping thread cached stop
+ *     pinning their spans.  With nothing idle, parked or cached it sleeps
+ *     until a span is freed: an idle program costs no CPU.
  *   - Forced: memscope_free_os_memory() (and malloc_trim) flushes the calling
  *     thread's cache and the central transfer slots, then releases every idle
  *     page at once, whatever its age (Go's debug.FreeOSMemory).
@@ -97,6 +99,7 @@ static void *scavenger_main(void *arg) {
         uint64_t delay = (uint64_t)ms_opt.scavenge_delay_ms;
         pthread_mutex_unlock(&sc_lock);
         bool parked = ms_central_flush_idle(ms_os_now_ms(), delay);
+        parked |= ms_tcache_park_idle(ms_os_now_ms(), delay);
         pthread_mutex_lock(&sc_lock);
         uint64_t idle_bytes;
         uint64_t oldest = ms_heap_oldest_idle_ms(&idle_bytes);
@@ -198,6 +201,7 @@ void ms_scavenger_init(void) {
     ms_heap_before_idle = before_idle;
     ms_heap_on_idle = ms_scavenger_kick;
     ms_central_on_park = wake;
+    ms_tcache_on_unpark = wake;
 }
 
 void ms_scavenger_fork_child(void) {
@@ -218,7 +222,9 @@ void ms_scavenger_fork_done(void) { atomic_store(&sc_hold, false); }
 MEMSCOPE_API size_t memscope_free_os_memory(void) {
     ms_ensure_init();
     tcache_t *tc = ms_tc;
+    ms_tc_busy++;
     if (!tc->is_dummy) ms_tcache_flush(tc);
+    ms_tc_busy--;
     ms_central_flush_slots();
     size_t released = ms_heap_scavenge(UINT64_MAX, SIZE_MAX);
     ms_cycle_forced();

@@ -37,6 +37,39 @@
  * (handed back - refilled), and only the slow paths count (tcache_t.nnet).
  * The free fast path thus writes nothing but the list.
  *
+ * Quiet threads.  A thread that stops allocating keeps what its lists hold,
+ * and every object there pins its span: after a free in random order, a
+ * sleeping thread's cache can keep megabytes from the OS (the seed's
+ * shuffled demo).  The scavenger therefore parks the cache of a thread that
+ * has neither allocated nor freed for the scavenge delay and sits in a
+ * system call: it empties the lists into the central lists for the owner,
+ * while the owner cannot touch them, with nothing added to the fast paths.
+ * The protocol, on tcache_t.park (OWNED, TAKING, PARKED, DEAD):
+ *   1. the scavenger moves OWNED to TAKING, counts the thread's context
+ *      switches, reads that it is blocked in a system call, not inside one
+ *      of malloc's slow paths (ms_tc_busy: they may wait on a lock or in
+ *      mmap with the cache half updated), and not in a signal handler that
+ *      interrupted memscope's code (interrupted_in_memscope: the fast
+ *      paths mark nothing, the signal frame holds the interrupted pc);
+ *   2. it points the owner's ms_tc at ms_tc_empty, then looks again: still
+ *      blocked at the same stack pointer and pc, and not switched out
+ *      since (1).  The thread has not run between the looks, so no malloc
+ *      of it holds the old pointer, and when it runs it finds the empty
+ *      cache.  If it did run, ms_tc goes back and the state to OWNED;
+ *   3. it flushes the lists as ms_tcache_flush does at exit, but straight
+ *      to the spans and with the pages this frees counted idle since the
+ *      thread went quiet (the scavenger releases them at once), and
+ *      stores PARKED.
+ * The owner's next malloc or free finds the empty cache, takes the slow
+ * path to ms_tcache_create, waits while the state is TAKING and takes its
+ * cache back, counts kept: as if the thread had just started.  Only the
+ * owner leaves PARKED, only the scavenger enters TAKING (and only from
+ * OWNED), and the owner's thread exit waits out TAKING before DEAD, so the
+ * cache cannot be retired while the scavenger works on it.  Where /proc or
+ * process_vm_readv are refused nothing is parked; linked statically,
+ * memscope's code is the program's, so a thread in any signal handler is
+ * left alone.
+ *
  * Lifetime: a thread gets its cache on its first allocation (until then
  * ms_tc points at ms_tc_empty, whose empty lists send the fast path to the
  * slow path, so the fast path needs no NULL test; free's takes room on such
@@ -50,7 +83,11 @@
  */
 #include "internal.h"
 
+#include <link.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* A list holds at most 128 KiB and at most 256 objects.  The object cap is
  * what keeps a quiet thread from stranding memory: every cached object pins
@@ -73,6 +110,13 @@
 
 __thread tcache_t *ms_tc __attribute__((tls_model("initial-exec"))) = &ms_tc_empty;
 static __thread bool tc_exited __attribute__((tls_model("initial-exec")));
+static __thread tcache_t *tc_mine __attribute__((tls_model("initial-exec"))); /* even while parked */
+__thread uint32_t ms_tc_busy __attribute__((tls_model("initial-exec")));
+enum { TC_OWNED, TC_TAKING, TC_PARKED, TC_DEAD };
+/* held by the scavenger while it parks, and by fork (first) */
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+void (*ms_tcache_on_unpark)(void);
+_Atomic uint64_t ms_tcache_parks;
 tcache_t ms_tc_empty = {.is_dummy = true, .sample_left = INT64_MAX};
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -132,7 +176,14 @@ static void retire_locked(tcache_t *tc) {
 static void tc_destructor(void *arg) {
     tcache_t *tc = arg;
     if (!tc || tc->is_dummy) return;
+    /* the scavenger may be parking the cache: wait, then keep it out */
+    for (uint32_t st;;) {
+        st = atomic_load_explicit(&tc->park, memory_order_acquire);
+        if (st == TC_TAKING) sched_yield();
+        else if (atomic_compare_exchange_weak(&tc->park, &st, TC_DEAD)) break;
+    }
     ms_tc = &ms_tc_empty;
+    tc_mine = NULL;
     tc_exited = true;
     ms_tcache_flush(tc);
     pthread_mutex_lock(&reg_lock);
@@ -140,13 +191,29 @@ static void tc_destructor(void *arg) {
     pthread_mutex_unlock(&reg_lock);
 }
 
+/* unpark: the thread's own cache, parked or being parked, is its again. */
+static tcache_t *unpark(tcache_t *tc) {
+    uint32_t st;
+    while ((st = atomic_load_explicit(&tc->park, memory_order_acquire)) == TC_TAKING) sched_yield();
+    ms_tc = tc;
+    if (st == TC_PARKED) {
+        atomic_store_explicit(&tc->park, TC_OWNED, memory_order_release);
+        if (ms_tcache_on_unpark) ms_tcache_on_unpark(); /* the scavenger watches it again */
+    }
+    return tc;
+}
+
 tcache_t *ms_tcache_create(void) {
     if (tc_exited) return NULL;
+    if (tc_mine) return unpark(tc_mine);
     pthread_mutex_lock(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
     if (tc) {
         for (int c = 1; c < MS_NUM_CLASSES; c++) tc->lists[c].size = ms_class_size[c]; /* max, room: 0 */
         tc->sample_left = INT64_MAX;
+        tc->tid = (int)syscall(SYS_gettid);
+        tc->slot = &ms_tc;
+        tc->busy = &ms_tc_busy;
         tc->next = registry.next;
         tc->prev = &registry;
         registry.next->prev = tc;
@@ -159,6 +226,7 @@ tcache_t *ms_tcache_create(void) {
      * the first 32 get a second-level array), and that allocation must find
      * this cache instead of creating another one, forever */
     ms_tc = tc;
+    tc_mine = tc;
     pthread_setspecific(tc_key, tc);
     return tc;
 }
@@ -200,8 +268,9 @@ static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
         uint32_t max = l->max > ms_class_batch[big] ? l->max - ms_class_batch[big] : 1;
         uint32_t len = l->max - (uint32_t)l->room;
         if (len > max) {
-            ms_count_own(&tc->nnet[big], len - max);
-            ms_central_give((uint8_t)big, pop_chain(l, len - max), len - max);
+            void *chain = pop_chain(l, len - max);
+            ms_count_own(&tc->nnet[big], len - max); /* after: see ms_tcache_flush */
+            ms_central_give((uint8_t)big, chain, len - max);
             len = max;
         }
         tc->max_bytes -= (uint64_t)(l->max - max) * ms_class_size[big];
@@ -236,9 +305,9 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     if (!tc->is_dummy) {
         max += grow;
         tc->max_bytes += (uint64_t)grow * ms_class_size[cls];
+        ms_count_own(&tc->nnet[cls], -(uint64_t)n); /* first: see ms_tcache_flush */
         l->head = *(void **)p;
         l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
-        ms_count_own(&tc->nnet[cls], -(uint64_t)n);
     }
     return p;
 }
@@ -250,15 +319,34 @@ void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
     uint32_t n = ms_class_batch[cls], len = l->max - (uint32_t)(l->room > 0 ? l->room : 0);
     if (n > len) n = len;
     if (n) {
-        ms_count_own(&tc->nnet[cls], n);
-        ms_central_give(cls, pop_chain(l, n), n);
+        void *chain = pop_chain(l, n);
+        ms_count_own(&tc->nnet[cls], n); /* after: see ms_tcache_flush */
+        ms_central_give(cls, chain, n);
     }
 }
 
 /* ms_tcache_flush: every cached object goes to the central lists.  Walks
  * by pointer, not by len: in a fork child a list may have been caught
- * mid-update by a thread that no longer exists. */
-void ms_tcache_flush(tcache_t *tc) {
+ * mid-update by a thread that no longer exists.
+ *
+ * Order of the counts, here and wherever objects join or leave a list in a
+ * slow path: another thread's stats read frees as len + nmalloc + nnet
+ * while this may be under way (the scavenger flushes a parked cache, the
+ * owner overflows), and a read that counts an object twice is published
+ * for good (stats.c keeps frees from ever going down), while one that
+ * misses it is not.  So an object leaves len before nnet counts it, and
+ * nnet uncounts a refill before len shows it. */
+static void flush(tcache_t *tc, uint64_t idle_since_ms);
+void ms_tcache_flush(tcache_t *tc) { flush(tc, 0); }
+
+/* give: a chain back to the central list, or for a parked cache (idle
+ * since a time) to its spans */
+static void give(uint8_t cls, void *head, uint32_t n, uint64_t idle_since_ms) {
+    if (idle_since_ms) ms_central_give_idle(cls, head, idle_since_ms);
+    else ms_central_give(cls, head, n);
+}
+
+static void flush(tcache_t *tc, uint64_t idle_since_ms) {
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
         tclist_t *l = &tc->lists[c];
         uint32_t b = ms_class_batch[c];
@@ -272,15 +360,17 @@ void ms_tcache_flush(tcache_t *tc) {
             } while (p && n < b);
             *(void **)last = NULL;
             l->head = p;
+            l->room += (int32_t)n;
             ms_count_own(&tc->nnet[c], n);
-            ms_central_give((uint8_t)c, h, n);
+            give((uint8_t)c, h, n, idle_since_ms);
         }
         l->room_max = 0;
         /* counted by walking, for the same reason */
         uint32_t n = 0;
         for (void *p = tc->foreign[c]; p; p = *(void **)p) n++;
-        tc->nforeign[c] = n;
-        ms_tcache_give_foreign(tc, c);
+        if (n) give((uint8_t)c, tc->foreign[c], n, idle_since_ms);
+        tc->foreign[c] = NULL;
+        tc->nforeign[c] = 0;
     }
     tc->max_bytes = 0;
 }
@@ -291,6 +381,7 @@ void ms_tcache_flush(tcache_t *tc) {
  * the handlers in order), hands back the caches of the threads that did not
  * survive the fork. */
 void ms_tcache_fork_prepare(void) {
+    pthread_mutex_lock(&park_lock);
     pthread_mutex_lock(&reg_lock);
     ms_central_fork_prepare();
     ms_heap_fork_prepare();
@@ -300,22 +391,170 @@ void ms_tcache_fork_parent(void) {
     ms_heap_fork_parent();
     ms_central_fork_parent();
     pthread_mutex_unlock(&reg_lock);
+    pthread_mutex_unlock(&park_lock);
 }
 
 void ms_tcache_fork_child_locks(void) {
     ms_heap_fork_child();
     ms_central_fork_child();
     pthread_mutex_init(&reg_lock, NULL);
+    pthread_mutex_init(&park_lock, NULL);
 }
 
 void ms_tcache_fork_child_flush(void) {
-    tcache_t *self = ms_tc;
+    tcache_t *self = tc_mine; /* parked or not: ms_tc may be the empty cache */
     for (tcache_t *tc = registry.next, *next; tc != &registry; tc = next) {
         next = tc->next;
         if (tc == self) continue;
         ms_tcache_flush(tc);
         retire_locked(tc);
     }
+}
+
+/* ------------------------------------------------------------------------
+ * Parking the caches of quiet threads (the protocol is at the top)
+ * ---------------------------------------------------------------------- */
+
+/* ops_of: mallocs plus frees of tc's thread so far; cached_of: the bytes
+ * its lists hold. */
+static uint64_t ops_of(tcache_t *tc) {
+    uint64_t n = atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed) +
+                 atomic_load_explicit(&tc->large_frees, memory_order_relaxed);
+    for (int c = 1; c < MS_NUM_CLASSES; c++)
+        n += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed) + frees_of(tc, c);
+    return n;
+}
+static uint64_t cached_of(tcache_t *tc) {
+    uint64_t b = 0;
+    for (int c = 1; c < MS_NUM_CLASSES; c++)
+        b += ((uint64_t)len_of(&tc->lists[c]) + *(volatile uint32_t *)&tc->nforeign[c]) * ms_class_size[c];
+    return b;
+}
+
+/* memscope's code (linked into the program: the program's too), and a
+ * buffer for a copy of a thread's live stack; set once, under park_lock */
+static uintptr_t text_lo, text_hi;
+static bool text_known;
+static uintptr_t *stack_buf;
+#define STACK_SCAN_BYTES ((size_t)64 << 10)
+
+static int text_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size, (void)arg;
+    uintptr_t me = (uintptr_t)&ms_tcache_park_idle, lo = UINTPTR_MAX, hi = 0;
+    bool mine = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+        if (me >= a && me < a + ph->p_memsz) mine = true;
+        if (a < lo) lo = a;
+        if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
+    }
+    if (!mine) return 0;
+    text_lo = lo, text_hi = hi;
+    return 1;
+}
+
+/* interrupted_in_memscope: whether a signal handler runs on the thread
+ * (blocked at stack pointer sp) after interrupting memscope's code, say in
+ * the middle of malloc's fast path, which marks nothing.  The kernel puts
+ * a signal frame on the stack the handler runs on: the handler's return
+ * address (the sa_restorer of the handler's sigaction), then the
+ * ucontext, whose saved pc is 22 words further.  Every installed handler's
+ * restorer is read afresh (the raw system call: glibc's sigaction refuses
+ * its own signals), and the live stack above sp (64 KiB, or to the end of
+ * its mapping) is searched for one.  A stale frame left by a handler that
+ * returned can only make this say yes.  Unknown counts as yes. */
+static bool interrupted_in_memscope(uintptr_t sp) {
+    struct { uintptr_t handler, flags, restorer, mask; } ka;
+    uintptr_t rest[8];
+    int nr = 0;
+    for (int sig = 1; sig <= 64; sig++) {
+        if (syscall(SYS_rt_sigaction, sig, NULL, &ka, 8) != 0 || ka.handler <= 1 || !ka.restorer) continue;
+        int k = 0;
+        while (k < nr && rest[k] != ka.restorer) k++;
+        if (k < nr) continue;
+        if (nr == 8) return true;
+        rest[nr++] = ka.restorer;
+    }
+    if (nr == 0) return false; /* no handler, no signal frame */
+    if (!text_hi || !stack_buf) return true;
+    size_t n = ms_os_read_self(sp, stack_buf, STACK_SCAN_BYTES) / sizeof(uintptr_t);
+    if (n == 0) return true;
+    for (size_t i = 0; i < n; i++) {
+        for (int k = 0; k < nr; k++) {
+            if (stack_buf[i] != rest[k]) continue;
+            if (i + 22 >= n || stack_buf[i + 22] - text_lo < text_hi - text_lo) return true;
+        }
+    }
+    return false;
+}
+
+/* try_park: tc is TAKING (this thread moved it there); parks it, or gives
+ * it back OWNED if its thread may be inside memscope or ran meanwhile. */
+static bool try_park(tcache_t *tc) {
+    uintptr_t sp, pc, sp2, pc2;
+    uint64_t sw = ms_os_thread_switches(tc->tid);
+    if (sw == UINT64_MAX || !ms_os_thread_syscall(tc->tid, &sp, &pc) || *(volatile const uint32_t *)tc->busy ||
+        interrupted_in_memscope(sp))
+        goto back;
+    __atomic_store_n(tc->slot, &ms_tc_empty, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!ms_os_thread_syscall(tc->tid, &sp2, &pc2) || sp2 != sp || pc2 != pc || ms_os_thread_switches(tc->tid) != sw) {
+        __atomic_store_n(tc->slot, tc, __ATOMIC_RELAXED);
+        goto back;
+    }
+    flush(tc, tc->quiet_since_ms);
+    atomic_store_explicit(&tc->park, TC_PARKED, memory_order_release);
+    atomic_fetch_add_explicit(&ms_tcache_parks, 1, memory_order_relaxed);
+    return true;
+back:
+    atomic_store_explicit(&tc->park, TC_OWNED, memory_order_release);
+    return false;
+}
+
+bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms) {
+    pthread_mutex_lock(&park_lock);
+    if (!text_known) {
+        text_known = true;
+        dl_iterate_phdr(text_cb, NULL);
+        stack_buf = ms_os_alloc(STACK_SCAN_BYTES);
+        if (stack_buf) {
+            atomic_fetch_add(&ms_meta_sys, STACK_SCAN_BYTES);
+            atomic_fetch_add(&ms_meta_inuse, STACK_SCAN_BYTES);
+        }
+    }
+    static uint64_t round;
+    round++;
+    bool again = false;
+    for (;;) {
+        /* one cache at a time, the registry's lock dropped while /proc is
+         * read; TAKING keeps the cache from being retired meanwhile */
+        tcache_t *cand = NULL;
+        pthread_mutex_lock(&reg_lock);
+        for (tcache_t *tc = registry.next; tc != &registry; tc = tc->next) {
+            if (tc->look_round == round || atomic_load(&tc->park) != TC_OWNED) continue;
+            tc->look_round = round;
+            if (cached_of(tc) == 0) continue;
+            again = true;
+            uint64_t ops = ops_of(tc);
+            if (ops != tc->seen_ops || !tc->quiet_since_ms) {
+                tc->seen_ops = ops, tc->quiet_since_ms = now_ms;
+                continue;
+            }
+            if (now_ms - tc->quiet_since_ms < delay_ms || tc == tc_mine) continue;
+            uint32_t owned = TC_OWNED;
+            if (atomic_compare_exchange_strong(&tc->park, &owned, TC_TAKING)) {
+                cand = tc;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&reg_lock);
+        if (!cand) break;
+        if (!try_park(cand)) cand->quiet_since_ms = now_ms; /* not before another delay */
+    }
+    pthread_mutex_unlock(&park_lock);
+    return again;
 }
 
 void ms_tcache_init_process(void) { pthread_key_create(&tc_key, tc_destructor); }

@@ -286,25 +286,10 @@ static int task_status(int tid) {
     return st;
 }
 
-/* task_syscall_sp: the stack pointer of a thread blocked in a system call
- * (the next-to-last field of /proc/self/task/TID/syscall), or 0. */
+/* task_syscall_sp: the stack pointer of a thread blocked in a system call, or 0. */
 static uintptr_t task_syscall_sp(int tid) {
-    char path[64];
-    ms_snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-    size_t len, cap;
-    char *t = read_file(path, &len, &cap);
-    if (!t) return 0;
-    uintptr_t f[9];
-    int n = 0;
-    const char *p = t;
-    while (n < 9 && *p && *p != '\n') {
-        while (*p == ' ') p++;
-        if (p[0] == '0' && p[1] == 'x') p += 2;
-        f[n++] = hex(&p);
-        while (*p && *p != ' ' && *p != '\n') p++;
-    }
-    ms_os_free(t, cap);
-    return n == 9 ? f[7] : 0; /* nr, six arguments, sp, pc */
+    uintptr_t sp, pc;
+    return ms_os_thread_syscall(tid, &sp, &pc) ? sp : 0;
 }
 
 /* list_tasks: calls add(tid) for each thread of the process; returns how
