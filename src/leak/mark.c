@@ -238,6 +238,9 @@ static bool snapshot(mark_t *m, uint64_t *nblocks, uint64_t *bytes) {
         }
         n += c, b += c * l->osize;
     }
+    /* no span: an empty range (lo above hi would let -1 through, v - lo
+     * wrapping to 0, and index past the root) */
+    if (m->lo > m->hi) m->lo = m->hi = 0;
     *nblocks = n, *bytes = b;
     m->stack_bytes = ((n + 1) * sizeof(uint64_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     m->stack = ms_os_alloc(m->stack_bytes);
