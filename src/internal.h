@@ -376,6 +376,7 @@ typedef struct tcache_s {
     tclist_t lists[MS_NUM_CLASSES]; /* hot: the fast paths use only these ... */
     int64_t sample_left;            /* ... and this: bytes until the next sampled allocation */
     uint64_t rng;                   /* xorshift state for the sampling gaps */
+    void *hook_block;               /* the block being sampled (malloc.c: sample_point) */
     _Atomic uint64_t large_mallocs, large_frees;         /* large objects, counts */
     _Atomic uint64_t large_malloc_bytes, large_free_bytes;
     /* per class: objects given to the central lists minus objects taken

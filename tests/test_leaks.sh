@@ -9,7 +9,10 @@
 #     are exactly the expected ones, and LSan's are the same (bytes differ:
 #     memscope reports usable size, LSan the requested size; docs/LEAKS.md);
 #   - exit status 23 when something is lost, 0 otherwise (as LSan);
-#   - the report names the allocating function with file:line;
+#   - tests/leak/exitlost.c: a block lost just before exit is found, though
+#     the exit handlers' frames lie over the dead frames of its malloc;
+#   - the report names the allocating function with file:line, and a frame
+#     without a line its object and the offset in it (as LSan);
 #   - a thread that blocks every signal is reported as not stopped, and the
 #     block on its stack (it sleeps in a system call) is still found;
 #   - memscope_check_leaks() at run time, and in a fork child;
@@ -36,6 +39,7 @@ trap '[ -n "$HOST_PID" ] && kill $HOST_PID 2>/dev/null; rm -rf "$tmp"' EXIT
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/cases.c -o "$tmp/cases" -lpthread -ldl || exit 1
 $CC -O2 -g -shared -fPIC tests/leak/dl.c -o "$tmp/libleakdl.so" || exit 1
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/mt.c -o "$tmp/mt" -lpthread -ldl || exit 1
+$CC -O0 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/exitlost.c -o "$tmp/exitlost" || exit 1
 cd "$tmp" || exit 1
 
 # counts FILE: "direct indirect" objects summed over the report's paragraphs
@@ -62,10 +66,29 @@ for spec in "lost 1 0" "cycle 1 4" "stack 0 0" "reg 0 0" "tls 0 0" "dl 0 0" "int
     fi
 done
 grep -q 'in touch .*cases.c:[0-9]' ms.lost && pass "report names the allocating function and line" || { fail "no frame 'touch cases.c:N'"; cat ms.lost; }
+# a frame without a source line names its object and the pc's offset in
+# it, as LSan does (what addr2line -e takes): _start's lies within _start
+off=$(sed -n 's/.* in _start (.*cases+0x\([0-9a-f]*\)).*/\1/p' ms.lost | head -1)
+start=$(nm cases 2>/dev/null | awk '$3 == "_start" { print $1 }')
+if [ -n "$off" ] && [ -n "$start" ] && [ $((0x$off - 0x$start)) -ge 0 ] && [ $((0x$off - 0x$start)) -lt 64 ]; then
+    pass "frame offset is the object's (_start at 0x$start, frame at +0x$off)"
+else
+    fail "frame offset: _start at 0x${start:-?}, frame at +0x${off:-?}"; grep _start ms.lost
+fi
 grep -q 'INCOMPLETE: 1 thread(s) did not stop' ms.blocked && pass "a thread blocking signals is reported as not stopped" \
     || { fail "blocked thread not reported"; cat ms.blocked; }
 grep -q 'still reachable: ' ms.stack && grep -q 'stopped for [0-9]* us' ms.stack && pass "reachable bytes and pause reported" \
     || fail "reachable/pause lines missing"
+
+# a block lost just before exit (tests/leak/exitlost.c): found, as LSan finds it
+timeout 30 env LD_PRELOAD="$LIB" MEMSCOPE=leaks=reachable ./exitlost >/dev/null 2>ms.exitlost
+got=$(counts ms.exitlost)
+[ "$got" = "1 0" ] && pass "exitlost: memscope counts $got" || { fail "exitlost: memscope counts '$got', want '1 0'"; cat ms.exitlost; }
+if [ "$have_lsan" = 1 ]; then
+    timeout 30 env LD_PRELOAD="$LSAN" ./exitlost >/dev/null 2>lsan.exitlost
+    lgot=$(counts lsan.exitlost)
+    [ "$lgot" = "1 0" ] && pass "exitlost: LSan counts $lgot" || fail "exitlost: LSan counts '$lgot', want '1 0'"
+fi
 
 # a program that never allocates (not one span in the heap): the mark once
 # read past its page index on a root word of -1 (SIGSEGV at exit)

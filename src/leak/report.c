@@ -41,23 +41,7 @@ static void frames(textout_t *o, symtab_t *st, uint32_t stack) {
                "MEMSCOPE=profile_rate=1 or leaks=reachable)\n");
         return;
     }
-    unsigned idx = 0;
-    for (uint32_t k = ms_sym_first_frame(st, pcs, npcs); k < npcs; k++) {
-        uintptr_t pc = pcs[k] - 1;
-        sym_frame_t fr[8];
-        int n = st ? ms_sym_lookup(st, pc, fr, 8) : 0;
-        if (n <= 0) {
-            put(o, "    #%u 0x%lx\n", idx++, (unsigned long)pc);
-            continue;
-        }
-        for (int i = 0; i < n; i++) {
-            const sym_frame_t *f = &fr[i];
-            const char *name = f->pretty ? f->pretty : f->name ? f->name : "?";
-            const char *obj = f->map >= 0 ? ms_sym_map(st, f->map)->path : "?";
-            if (f->file) put(o, "    #%u 0x%lx in %s %s:%d\n", idx++, (unsigned long)pc, name, f->file, f->line);
-            else put(o, "    #%u 0x%lx in %s (%s+0x%lx)\n", idx++, (unsigned long)pc, name, obj, (unsigned long)f->offset);
-        }
-    }
+    ms_text_frames(o, st, pcs, npcs, false);
     if (trunc) put(o, "    ... (deeper frames not recorded)\n");
 }
 

@@ -177,6 +177,9 @@ typedef struct textout_s {
 } textout_t;
 void ms_text_put(textout_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ms_text_flush(textout_t *o);
+/* ms_text_frames: the frames of a stack, in Go's debug=1 style or in
+ * LeakSanitizer's (text.c). */
+void ms_text_frames(textout_t *o, symtab_t *st, const uintptr_t *pcs, uint32_t npcs, bool go_style);
 
 /* ms_prof_write: takes a snapshot and writes it (debug 0: pprof, else text). */
 int ms_prof_write(int fd, int kind, int debug);

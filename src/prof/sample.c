@@ -413,12 +413,22 @@ static inline uint32_t obj_of(const span_t *s, uintptr_t a) {
  * and reused locks a valid lock, sees span->prof changed, and retries.
  * span->prof changes only from NULL (compare-and-swap, the array already
  * holding its first record) and to NULL (under the array's lock). */
+/* A held lock word holds the process's fork generation (rec_gen), a free
+ * one 0.  A fork child starts a new generation, and a word left holding an
+ * older one was held by a thread the child does not have: it counts as
+ * free.  So the child need not find every array (a walk of the whole page
+ * map cost 9 ms per fork, in every child of a forking program). */
+static _Atomic int rec_gen = 1;
+
 static inline void rec_lock(srecs_t *r) {
-    for (unsigned spins = 0; atomic_exchange_explicit(&r->lock, 1, memory_order_acquire);) {
-        while (atomic_load_explicit(&r->lock, memory_order_relaxed)) {
-            if (++spins % 64 == 0) sched_yield(); /* its holder may be preempted */
-            else spin_pause();
-        }
+    int g = atomic_load_explicit(&rec_gen, memory_order_relaxed);
+    for (unsigned spins = 0;;) {
+        int v = atomic_load_explicit(&r->lock, memory_order_relaxed);
+        if (v != g && atomic_compare_exchange_weak_explicit(&r->lock, &v, g, memory_order_acquire, memory_order_relaxed))
+            return;
+        if (v != g) continue; /* the compare-and-swap lost a race or failed spuriously */
+        if (++spins % 64 == 0) sched_yield(); /* its holder may be preempted */
+        else spin_pause();
     }
 }
 static inline void rec_unlock(srecs_t *r) { atomic_store_explicit(&r->lock, 0, memory_order_release); }
@@ -657,19 +667,12 @@ static void fork_parent(void) {
     plock_unlock(&intern_lock);
     ms_stack_fork_parent();
 }
-/* unlock_recs: a record array's lock held by a thread that is not in the
- * child any more (its malloc or free never finishes there) is let go. */
-static void unlock_recs(const span_t *s, void *arg) {
-    srecs_t *r = s->cls ? s->prof : NULL;
-    if (r) atomic_store_explicit(&r->lock, 0, memory_order_relaxed);
-}
-
 static void fork_child(void) {
-    ms_heap_for_each_inuse(unlock_recs, NULL);
-    /* and on free arrays: a thread may have locked one just as it was freed */
-    for (int i = 0; i < STRIPES; i++)
-        for (int k = 0; k < SRECS_POOLS; k++)
-            for (srecs_t *r = stripes[i].free[k]; r; r = r->next) atomic_store_explicit(&r->lock, 0, memory_order_relaxed);
+    /* record arrays locked by threads the child does not have (their
+     * malloc or free never finishes here), in use or on the free lists,
+     * count as free from now on (rec_lock) */
+    int g = atomic_load_explicit(&rec_gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&rec_gen, g > 0 ? g : 1, memory_order_relaxed);
     plock_init(&tally.lock);
     for (int i = 0; i < STRIPES; i++) plock_init(&stripes[i].lock);
     plock_init(&big_lock);

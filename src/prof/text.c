@@ -89,13 +89,19 @@ static double raw_inuse_bytes(const prof_rec_t *r) { return (double)(r->now.allo
 static double raw_peak_bytes(const prof_rec_t *r) { return (double)(r->peak.alloc_bytes - r->peak.free_bytes); }
 static double est_inuse_bytes(const prof_rec_t *r) { return r->now.alloc_bytes_w - r->now.free_bytes_w; }
 
-/* frames: one line per frame of r, formatted by fmt_frame. */
-static void frames(textout_t *o, symtab_t *st, const prof_rec_t *r, bool go_style) {
+/* ms_text_frames: one line per frame, inlined frames included, of the
+ * stack pcs[0..n) (return addresses).  Go's debug=1 style names function
+ * and offset ("#\t0x4011d9\tmain.f+0x25\tfile:line"); LeakSanitizer's
+ * numbers the frames and, without a source line, names the object and the
+ * pc's offset in it ("#2 0x55d1c2a0b1c9 in f (/usr/bin/prog+0x11c9)"), the
+ * form addr2line -e takes. */
+void ms_text_frames(textout_t *o, symtab_t *st, const uintptr_t *pcs, uint32_t npcs, bool go_style) {
     unsigned idx = 0; /* frame number in the leak report: inlined frames count too */
-    for (uint32_t k = ms_sym_first_frame(st, r->pcs, r->npcs); k < r->npcs; k++) {
-        uintptr_t pc = r->pcs[k] - 1;
+    for (uint32_t k = ms_sym_first_frame(st, pcs, npcs); k < npcs; k++) {
+        uintptr_t pc = pcs[k] - 1;
         sym_frame_t fr[8];
         int n = st ? ms_sym_lookup(st, pc, fr, 8) : 0;
+        const sym_map_t *m = st && n > 0 ? ms_sym_map(st, fr[0].map) : NULL;
         if (n <= 0) {
             if (go_style) put(o, "#\t0x%lx\n", (unsigned long)pc);
             else put(o, "    #%u 0x%lx\n", idx++, (unsigned long)pc);
@@ -103,14 +109,17 @@ static void frames(textout_t *o, symtab_t *st, const prof_rec_t *r, bool go_styl
         }
         for (int i = 0; i < n; i++) {
             const sym_frame_t *f = &fr[i];
-            const char *name = f->pretty ? f->pretty : f->name ? f->name : "?";
-            const char *obj = f->map >= 0 ? ms_sym_map(st, f->map)->path : "?";
+            const char *name = f->pretty ? f->pretty : f->name ? f->name : NULL;
             if (go_style) {
-                if (f->file) put(o, "#\t0x%lx\t%s+0x%lx\t%s:%d\n", (unsigned long)pc, name, (unsigned long)f->offset, f->file, f->line);
-                else put(o, "#\t0x%lx\t%s+0x%lx\t%s\n", (unsigned long)pc, name, (unsigned long)f->offset, obj);
+                if (f->file) put(o, "#\t0x%lx\t%s+0x%lx\t%s:%d\n", (unsigned long)pc, name ? name : "?", (unsigned long)f->offset, f->file, f->line);
+                else put(o, "#\t0x%lx\t%s+0x%lx\t%s\n", (unsigned long)pc, name ? name : "?", (unsigned long)f->offset, m ? m->path : "?");
+            } else if (f->file) {
+                put(o, "    #%u 0x%lx in %s %s:%d\n", idx++, (unsigned long)pc, name ? name : "?", f->file, f->line);
             } else {
-                if (f->file) put(o, "    #%u 0x%lx in %s %s:%d\n", idx++, (unsigned long)pc, name, f->file, f->line);
-                else put(o, "    #%u 0x%lx in %s (%s+0x%lx)\n", idx++, (unsigned long)pc, name, obj, (unsigned long)f->offset);
+                put(o, "    #%u 0x%lx", idx++, (unsigned long)pc);
+                if (name) put(o, " in %s", name);
+                if (m) put(o, " (%s+0x%lx)", m->path, (unsigned long)(pc - m->start + m->offset));
+                put(o, "\n");
             }
         }
     }
@@ -161,7 +170,7 @@ int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind) {
             (unsigned long long)c->alloc_bytes);
         for (uint32_t k = ms_sym_first_frame(st, r->pcs, r->npcs); k < r->npcs; k++) put(&o, " 0x%lx", (unsigned long)r->pcs[k]);
         put(&o, "\n");
-        frames(&o, st, r, true);
+        ms_text_frames(&o, st, r->pcs, r->npcs, true);
         put(&o, "\n");
     }
     memstats(&o);
@@ -219,7 +228,7 @@ int ms_prof_report_leaks(int fd, int top) {
         human(h, sizeof h, b);
         put(&o, "memscope: %s%.0f bytes (%s) in %s%.0f block%s still allocated at exit, from:\n", exact ? "" : "~", b,
             h, exact ? "" : "~", n, n >= 0.5 && n < 1.5 ? "" : "s");
-        frames(&o, st, r, false);
+        ms_text_frames(&o, st, r->pcs, r->npcs, false);
         if (r->truncated) put(&o, "    ... (deeper frames not recorded)\n");
         shown++;
     }
