@@ -249,15 +249,18 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     if (hook && ms_no_sample == 0) {
         /* p waits in the cache, not in a register this frame would save
          * (the caller's frame is gone: every call here is a tail call
-         * or its caller has no use for p after it) */
+         * or its caller has no use for p after it).  tc, not ms_tc: the
+         * cache may have been parked before the hook (ms_tc is then the
+         * shared empty cache), and it is still this thread's.  A sample
+         * in a signal handler that interrupted this one keeps ours. */
+        void *outer = tc->hook_block;
         tc->hook_block = p;
         ms_tc_busy++;
         hook(p, size);
         ms_tc_busy--;
         scrub_hook_stack();
-        tc = ms_tc;
         p = tc->hook_block;
-        tc->hook_block = NULL;
+        tc->hook_block = outer;
     }
     return p;
 }

@@ -2,7 +2,10 @@
  * (tcache.c, "Quiet threads"), and parking never loses or hands out twice
  * an object of a thread that wakes up.  Debug build (MEMSCOPE_DEBUG=3: the
  * heap checks its lists on every operation), run with scavenge_delay_ms=20
- * (the program re-executes itself with it) so that parking happens often.
+ * (the program re-executes itself with it) so that parking happens often,
+ * and profile_rate=1, so that every malloc runs the sampling hook, which a
+ * parked cache must not confuse (it once returned another thread's block
+ * when the cache was parked just before the hook).
  *
  *   quiet:  a thread goes through every size class and then waits on a
  *           condition variable; its cache held 8.8 MiB of spans in use.
@@ -163,7 +166,7 @@ static void *stress_worker(void *arg) {
 int main(int argc, char **argv) {
     (void)argc;
     if (!getenv("MEMSCOPE")) {
-        setenv("MEMSCOPE", "scavenge_delay_ms=20", 1);
+        setenv("MEMSCOPE", "scavenge_delay_ms=20,profile_rate=1", 1);
         execv("/proc/self/exe", argv);
         perror("execv");
         return 1;
