@@ -1,4 +1,4 @@
-/* test_unit_tcache: a thread's cache holds at most 4 MiB in all (tcache.c,
+/* test_unit_tcache: a thread's cache holds at most 8 MiB in all (tcache.c,
  * MS_TC_TOTAL_BYTES), or one object per list in use if that is more.
  *
  * The thread goes through every size class, several times, freeing what it
@@ -14,7 +14,7 @@
 #include "internal.h"
 #include "testhelper.h"
 
-#define TOTAL ((uint64_t)4 << 20)
+#define TOTAL ((uint64_t)8 << 20)
 
 static void *objs[4096];
 static void *held[MS_NUM_CLASSES];
