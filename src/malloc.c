@@ -224,10 +224,6 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
 }
 
-/* sample_point: the countdown went below zero: block p goes to the
- * profiler, and the next gap is drawn.  The hook is the last call, a tail
- * call: one frame fewer for the profiler's unwinder to walk and throw away.
- * The profiler calls ms_malloc_sampled once it holds the record. */
 /* scrub_hook_stack: zeroes the 4 KiB of stack below the caller, where the
  * sampling hook just ran.  Its frames hold copies of the new block's
  * address (saved registers, the unwinder's register context: about 3 KiB
@@ -243,6 +239,12 @@ static __attribute__((noinline)) void scrub_hook_stack(void) {
     __asm__ volatile("" : : "r"(buf) : "memory"); /* not a dead store */
 }
 
+/* sample_point: the countdown went below zero: block p goes to the
+ * profiler, and the next gap is drawn.  It is itself the last call of its
+ * callers, a tail call where it can be (one frame fewer for the profiler's
+ * unwinder to walk and throw away, and none that keeps p); the hook's own
+ * frames are zeroed after it.  The profiler calls ms_malloc_sampled once
+ * it holds the record. */
 ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     tc->sample_left = next_gap(tc);
     bool (*hook)(void *, size_t) = ms_prof_hooks.sampled;
