@@ -529,13 +529,22 @@ bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms) {
     static uint64_t round;
     round++;
     bool again = false;
-    for (;;) {
+    for (bool more = true; more;) {
         /* one cache at a time, the registry's lock dropped while /proc is
-         * read; TAKING keeps the cache from being retired meanwhile */
+         * read (TAKING keeps the cache from being retired meanwhile), and
+         * at most 64 caches looked at per hold: a thousand threads must
+         * not hold up thread creation and exit, or a stats read, for a
+         * millisecond */
         tcache_t *cand = NULL;
+        unsigned looked = 0;
+        more = false;
         pthread_mutex_lock(&reg_lock);
         for (tcache_t *tc = registry.next; tc != &registry; tc = tc->next) {
             if (tc->look_round == round || atomic_load(&tc->park) != TC_OWNED) continue;
+            if (++looked > 64) {
+                more = true;
+                break;
+            }
             tc->look_round = round;
             if (cached_of(tc) == 0) continue;
             again = true;
@@ -552,7 +561,8 @@ bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms) {
             }
         }
         pthread_mutex_unlock(&reg_lock);
-        if (!cand) break;
+        if (!cand) continue;
+        more = true;
         if (!try_park(cand)) cand->quiet_since_ms = now_ms; /* not before another delay */
     }
     pthread_mutex_unlock(&park_lock);
