@@ -36,11 +36,92 @@
  */
 #include "stack.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 stack_slot_t ms_stack_capturing[MS_STACK_SLOTS];
 _Atomic bool ms_stack_forking;
 __thread stack_own_t ms_stack_own __attribute__((tls_model("initial-exec")));
 
-void ms_stack_init(void) { unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD); }
+/* Memory reads, and the program's file descriptors.  Debian's libunwind is
+ * built with conservative checks: before it reads a word on a page it has
+ * not seen lately (four pages remembered), it proves the page readable by
+ * writing a byte of it into a pipe it opens when it starts.  That pipe took
+ * the program's descriptors 3 and 4, and a program that closed them and
+ * opened its own files there (any daemon; a shell's "exec 3<file") had
+ * libunwind read a byte of its input and write into its output at the next
+ * sample on a new stack page.  So memscope gives the local address space
+ * a reader of its own (unw_get_accessors hands out the accessors libunwind
+ * uses), which proves a page readable with process_vm_readv on this
+ * process, no descriptor involved, remembering four pages per thread as
+ * libunwind did, and closes libunwind's pipe, which nothing uses then. */
+#define GOOD_PAGES 4
+#define OS_PAGE 4096 /* the smallest page: a page known readable is known to that size */
+static __thread uintptr_t good_page[GOOD_PAGES] __attribute__((tls_model("initial-exec")));
+static __thread unsigned good_next __attribute__((tls_model("initial-exec")));
+
+static inline bool page_known(uintptr_t page) {
+    for (int i = 0; i < GOOD_PAGES; i++)
+        if (good_page[i] == page) return true;
+    return false;
+}
+
+static int read_word(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write, void *arg) {
+    (void)as, (void)arg;
+    if (write) { /* never for a backtrace; as libunwind's own */
+        *(unw_word_t *)addr = *val;
+        return 0;
+    }
+    uintptr_t p0 = addr & ~(uintptr_t)(OS_PAGE - 1), p1 = (addr + sizeof *val - 1) & ~(uintptr_t)(OS_PAGE - 1);
+    if (page_known(p0) && page_known(p1)) {
+        *val = *(const unw_word_t *)addr;
+        return 0;
+    }
+    unw_word_t v;
+    if (ms_os_read_self(addr, &v, sizeof v) != sizeof v) return -UNW_EINVAL;
+    good_page[good_next++ % GOOD_PAGES] = p0;
+    if (p1 != p0) good_page[good_next++ % GOOD_PAGES] = p1;
+    *val = v;
+    return 0;
+}
+
+static bool fd_open(int fd) {
+    int saved = errno;
+    bool open = fcntl(fd, F_GETFD) != -1;
+    errno = saved;
+    return open;
+}
+
+void ms_stack_init(void) {
+    enum { LOOK = 64 };
+    bool before[LOOK];
+    for (int fd = 0; fd < LOOK; fd++) before[fd] = fd_open(fd);
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD); /* libunwind starts here */
+    unw_accessors_t *acc = unw_get_accessors(unw_local_addr_space);
+    unw_word_t probe = 0, one = 1;
+    if (!acc || read_word(unw_local_addr_space, (unw_word_t)&one, &probe, 0, NULL) != 0 || probe != 1) {
+        ms_warn("memscope: process_vm_readv is refused here: libunwind validates memory with a pipe of its own "
+                "(descriptors the program may reuse); MEMSCOPE=profile_rate=0 avoids it");
+        return;
+    }
+    acc->access_mem = read_word;
+    /* the pipe it opened: the one new pair of descriptors on one pipe */
+    int pair[2], n = 0;
+    struct stat st[2];
+    for (int fd = 0; fd < LOOK; fd++) {
+        if (before[fd] || !fd_open(fd)) continue;
+        if (n == 2 || fstat(fd, &st[n]) != 0 || !S_ISFIFO(st[n].st_mode)) return;
+        pair[n++] = fd;
+    }
+    if (n == 2 && st[0].st_ino == st[1].st_ino && st[0].st_dev == st[1].st_dev) {
+        int saved = errno;
+        close(pair[0]);
+        close(pair[1]);
+        errno = saved;
+    }
+}
 
 void ms_stack_fork_prepare(void) {
     atomic_store(&ms_stack_forking, true);

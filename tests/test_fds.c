@@ -1,0 +1,83 @@
+/* test_fds.c: memscope holds no file descriptor of the program's and never
+ * reads or writes one.
+ *
+ * libunwind, which the heap profiler uses, proves memory readable by
+ * writing it into a pipe it opens when it starts: that pipe took
+ * descriptors 3 and 4, the program's first open() returned 5 instead of 3,
+ * and a program that closed them and opened its own files there had
+ * libunwind read a byte of its input and write bytes into its output (a
+ * daemon; a shell's "exec 3<file").  memscope now reads memory for
+ * libunwind itself and closes that pipe (prof/stack.c).
+ *
+ * Run with profile_rate=1 (the program re-executes itself with it), so
+ * that every allocation takes a stack, on new threads' fresh stack pages.
+ *   - the first open() returns 3, as without memscope;
+ *   - files on descriptors 3 and 4, read and written around thousands of
+ *     sampled allocations in 16 threads, keep exactly their data.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testhelper.h"
+
+static __attribute__((noinline)) int deep(int n) {
+    volatile char pad[512];
+    pad[0] = (char)n;
+    if (n == 0) {
+        void *p = malloc(100 + (size_t)(rand() % 5000));
+        free(p);
+        return pad[0];
+    }
+    return deep(n - 1) + pad[0];
+}
+
+static void *thr(void *a) {
+    for (int i = 0; i < 40; i++) deep(i * 3);
+    return a;
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    if (!getenv("MEMSCOPE")) {
+        setenv("MEMSCOPE", "profile_rate=1", 1);
+        execv("/proc/self/exe", argv);
+        perror("execv");
+        return 1;
+    }
+    free(malloc(64)); /* the profiler (and libunwind) started */
+    char in_path[] = "/tmp/memscope-fds-in.XXXXXX", out_path[] = "/tmp/memscope-fds-out.XXXXXX";
+    int tin = mkstemp(in_path), tout = mkstemp(out_path);
+    CHECK("first-descriptor-is-3", tin == 3);
+    const char *data = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    if (write(tin, data, strlen(data)) != (ssize_t)strlen(data)) return 1;
+    close(tin);
+    close(tout);
+    /* the program's own files on 3 and 4, whatever was there */
+    int in = open(in_path, O_RDONLY), out = open(out_path, O_WRONLY | O_TRUNC);
+    if (in != 3) dup2(in, 3), close(in), in = 3;
+    if (out != 4) dup2(out, 4), close(out), out = 4;
+    if (write(out, "HEADER\n", 7) != 7) return 1;
+    for (int k = 0; k < 16; k++) {
+        pthread_t t;
+        pthread_create(&t, NULL, thr, NULL);
+        pthread_join(t, NULL);
+    }
+    char buf[64] = {0};
+    ssize_t n = read(in, buf, sizeof buf - 1);
+    if (write(out, "FOOTER\n", 7) != 7) return 1;
+    close(in);
+    close(out);
+    CHECK("input-read-whole", n == (ssize_t)strlen(data) && strcmp(buf, data) == 0);
+    char got[64] = {0};
+    int fd = open(out_path, O_RDONLY);
+    ssize_t m = read(fd, got, sizeof got - 1);
+    close(fd);
+    CHECK("output-exactly-written", m == 14 && strcmp(got, "HEADER\nFOOTER\n") == 0);
+    unlink(in_path);
+    unlink(out_path);
+    return print_test_summary();
+}
