@@ -44,7 +44,7 @@ static void end_cycle(bool forced) {
         struct memscope_stats st = {.size = sizeof st};
         memscope_read_stats(&st);
         double t = (double)(ms_os_now_ns() - t0_ns) / 1e9;
-        ms_printf_fd(2,
+        ms_printf_fd(ms_log_fd(),
                      "gc %u @%.3fs: %llu->%llu->%llu MB, %llu MB goal, %llu MB sys, %llu MB idle, %llu MB released, "
                      "%llu MB rss, %u threads%s\n",
                      n, t, (unsigned long long)(start_inuse >> 20), (unsigned long long)(peak >> 20),

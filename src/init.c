@@ -23,7 +23,6 @@
 _Atomic int ms_inited; /* 0 no, 1 in progress, 2 done */
 /* With stats or leaks, a private copy of stderr taken at load time: programs
  * such as coreutils close fd 2 in an atexit handler, before our destructor. */
-static int report_fd = 2;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread bool in_init __attribute__((tls_model("initial-exec")));
 
@@ -56,10 +55,7 @@ void ms_init_slow(void) {
         ms_scavenger_init();
         pthread_atfork(ms_tcache_fork_prepare, ms_tcache_fork_parent, fork_child);
         ms_options_init();
-        if (ms_opt.stats || ms_opt.leaks) {
-            int fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
-            if (fd >= 0) report_fd = fd;
-        }
+        ms_log_init(ms_opt.stats || ms_opt.leaks || ms_opt.trace);
         ms_cycle_init();
         ms_prof_init();
         atomic_store_explicit(&ms_inited, 2, memory_order_release);
@@ -82,9 +78,10 @@ __attribute__((constructor)) static void ms_ctor(void) {
  * reported, as LeakSanitizer does: the program's stdio buffers are flushed
  * first, so no output of the program is lost. */
 __attribute__((destructor)) static void ms_dtor(void) {
+    int report_fd = ms_log_fd(); /* -1: the program's stderr is gone; the exit status still says */
     bool fail = ms_prof_exit(report_fd);
     if (ms_opt.leaks == LEAKS_REACHABLE && ms_leak_exit(report_fd)) fail = true;
-    if (ms_opt.stats) memscope_print_stats(report_fd);
+    if (ms_opt.stats && report_fd >= 0) memscope_print_stats(report_fd);
     if (fail) {
         fflush(NULL);
         _exit(23);

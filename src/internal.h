@@ -162,6 +162,11 @@ int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t 
 size_t ms_vsnprintf(char *buf, size_t cap, const char *fmt, __builtin_va_list ap);
 size_t ms_snprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool ms_write_fd(int fd, const char *buf, size_t len); /* whole buffer, retrying short writes; false if it failed */
+/* ms_log_init: records which file the program's stderr is (and keeps a
+ * copy of it if keep_copy); ms_log_fd: where memscope's lines go now, -1
+ * if the program has put another file on descriptor 2 (log.c). */
+void ms_log_init(bool keep_copy);
+int ms_log_fd(void);
 void ms_printf_fd(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ms_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 ms_noreturn ms_cold void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -9,14 +9,63 @@
  * memscope prints: %d %i %u %x %s %c %p %% with the l/ll/z length modifiers,
  * width and precision (also as *), '-' and '0' flags, and %.Nf for
  * fixed-point doubles.
+ *
+ * Where it goes: the program's stderr as it was when memscope started.
+ * A program may close descriptor 2 and open a file of its own there (a
+ * daemon, or one that closes every descriptor), and a line written to "2"
+ * would then land in its data.  So the first look records which file
+ * descriptor 2 is (device and inode), memscope keeps a copy of it at a high
+ * number when it will print anyway (trace, stats, leak reports), and every
+ * line goes to the copy, or to descriptor 2, only while that is still the
+ * same file; otherwise it is dropped.  Fatal errors, the process ending
+ * anyway, go to descriptor 2 as glibc's do.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+static int out_copy = -1;       /* memscope's copy of the program's stderr */
+static dev_t out_dev;
+static ino_t out_ino;
+static _Atomic int out_known;   /* 0 not looked, 1 recorded, 2 stderr was closed */
+
+static bool is_stderr_file(int fd) {
+    struct stat st;
+    int saved = errno;
+    bool same = fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == out_dev && st.st_ino == out_ino;
+    errno = saved;
+    return same;
+}
+
+void ms_log_init(bool keep_copy) {
+    if (atomic_load(&out_known)) return;
+    struct stat st;
+    int saved = errno;
+    if (fstat(2, &st) != 0) {
+        atomic_store(&out_known, 2);
+        errno = saved;
+        return;
+    }
+    out_dev = st.st_dev, out_ino = st.st_ino;
+    if (keep_copy) out_copy = fcntl(2, F_DUPFD_CLOEXEC, 10);
+    errno = saved;
+    atomic_store(&out_known, 1);
+}
+
+int ms_log_fd(void) {
+    int k = atomic_load(&out_known);
+    if (k == 0) return 2; /* before initialization: nothing to compare with */
+    if (k == 2) return -1;
+    if (is_stderr_file(out_copy)) return out_copy;
+    if (is_stderr_file(2)) return 2;
+    return -1;
+}
 
 typedef struct out_s {
     char *buf;
@@ -203,15 +252,22 @@ void ms_printf_fd(int fd, const char *fmt, ...) {
 static _Atomic int warnings;
 
 void ms_warn(const char *fmt, ...) {
-    if (atomic_fetch_add(&warnings, 1) >= MS_MAX_WARNINGS) return;
+    int k = atomic_fetch_add(&warnings, 1);
+    if (k > MS_MAX_WARNINGS) return;
     char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    size_t n = ms_vsnprintf(buf, sizeof buf - 1, fmt, ap);
-    va_end(ap);
-    if (n > sizeof buf - 2) n = sizeof buf - 2;
-    buf[n++] = '\n';
-    ms_write_fd(2, buf, n);
+    size_t n;
+    if (k == MS_MAX_WARNINGS) {
+        n = ms_snprintf(buf, sizeof buf, "memscope: %d warnings printed; further ones are not\n", MS_MAX_WARNINGS);
+    } else {
+        va_list ap;
+        va_start(ap, fmt);
+        n = ms_vsnprintf(buf, sizeof buf - 1, fmt, ap);
+        va_end(ap);
+        if (n > sizeof buf - 2) n = sizeof buf - 2;
+        buf[n++] = '\n';
+    }
+    int fd = ms_log_fd();
+    if (fd >= 0) ms_write_fd(fd, buf, n < sizeof buf ? n : sizeof buf - 1);
 }
 
 void ms_fatal(const char *fmt, ...) {

@@ -82,7 +82,8 @@ void ms_trace_scavenge(size_t released_bytes, bool forced) {
                      (unsigned long long)(c.sys_pages / mb), (unsigned long long)(c.released_pages / mb),
                      (unsigned long long)((c.sys_pages - c.released_pages) / mb),
                      (unsigned long long)(ms_heap_take_max_hold_ns(1) / 1000), forced ? " (forced)" : "");
-    ms_write_fd(2, buf, n < sizeof buf ? n : sizeof buf - 1);
+    int fd = ms_log_fd();
+    if (fd >= 0) ms_write_fd(fd, buf, n < sizeof buf ? n : sizeof buf - 1);
 }
 
 /* How often the scavenger looks at the central lists while they park

@@ -17,7 +17,10 @@
 #     writing stdout lines all the time, no trace line is split or mixed
 #     with program output;
 #   - no trace line at all without trace=1 (unset, trace=0), and
-#     `memscope run --trace` turns it on.
+#     `memscope run --trace` turns it on;
+#   - a program that puts a file of its own on descriptor 2, or on every
+#     descriptor, finds only its own data in them (memscope's lines go to
+#     the stderr it started with, or nowhere).
 # Run from the repository root after `make all`.  Prints one line per failed
 # check; exit status = number of failures.
 set -u
@@ -239,6 +242,50 @@ done
 ok
 grep -aqE "$GC_RE" "$tmp/cli.err" || fail "memscope run --trace: no gc line on stderr"
 check_formats cli "$tmp/cli.err"
+
+# A program that closes its stderr and opens a data file there (fd 2), and
+# one that closes every descriptor and opens files on all of them: memscope's
+# lines (trace, stats, leaks=1 at exit) go to the stderr the program started
+# with, or nowhere, never into the program's files.
+cat >"$tmp/reuse2.c" <<'EOF2'
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc > 2) for (int fd = 0; fd < 64; fd++) close(fd);
+    else close(2);
+    int fd = -1;
+    for (int i = 0; i < (argc > 2 ? 16 : 1); i++) {
+        char name[4096];
+        snprintf(name, sizeof name, "%s.%d", argv[1], i);
+        fd = open(name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (write(fd, "DATA\n", 5) != 5) return 1;
+    }
+    char *b[48];
+    for (int i = 0; i < 48; i++) memset(b[i] = malloc(1 << 20), 1, 1 << 20); /* gc lines */
+    for (int i = 0; i < 48; i++) free(b[i]);
+    usleep(300000);
+    return 0;
+}
+EOF2
+if "$CC" -O1 -o "$tmp/reuse2" "$tmp/reuse2.c" 2>"$tmp/cc2.err"; then
+    for mode in one all; do
+        arg=; [ "$mode" = all ] && arg=x
+        rm -f "$tmp/data".*
+        env LD_PRELOAD="$LIB" MEMSCOPE=trace=1,stats=1,leaks=1 "$tmp/reuse2" "$tmp/data" $arg >/dev/null 2>"$tmp/reuse.err"
+        ok
+        bad=$(for f in "$tmp/data".*; do [ "$(cat "$f")" = DATA ] || echo "$f"; done)
+        [ -z "$bad" ] || { fail "stderr reused ($mode): memscope wrote into the program's file(s): $bad"; head -3 $bad | sed 's/^/    /'; }
+        if [ "$mode" = one ]; then
+            ok
+            grep -aqE "$GC_RE" "$tmp/reuse.err" || fail "stderr reused (one): the gc lines did not reach the original stderr"
+        fi
+    done
+else
+    fail "cannot build the stderr-reuse helper"; cat "$tmp/cc2.err"
+fi
 
 echo "test_trace: $checks checks, $failures failed"
 exit "$failures"
