@@ -9,6 +9,8 @@
 #     are exactly the expected ones, and LSan's are the same (bytes differ:
 #     memscope reports usable size, LSan the requested size; docs/LEAKS.md);
 #   - exit status 23 when something is lost, 0 otherwise (as LSan);
+#   - tests/leak/ownsig.c: a program's own handler on the stop signal is
+#     kept through checks (another real-time signal stops the threads);
 #   - tests/leak/exitlost.c: a block lost just before exit is found, though
 #     the exit handlers' frames lie over the dead frames of its malloc;
 #   - the report names the allocating function with file:line, and a frame
@@ -40,6 +42,7 @@ $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/cases.c -o "$tmp/cases" -
 $CC -O2 -g -shared -fPIC tests/leak/dl.c -o "$tmp/libleakdl.so" || exit 1
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/mt.c -o "$tmp/mt" -lpthread -ldl || exit 1
 $CC -O0 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/exitlost.c -o "$tmp/exitlost" || exit 1
+$CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/ownsig.c -o "$tmp/ownsig" -ldl || exit 1
 cd "$tmp" || exit 1
 
 # counts FILE: "direct indirect" objects summed over the report's paragraphs
@@ -89,6 +92,10 @@ if [ "$have_lsan" = 1 ]; then
     lgot=$(counts lsan.exitlost)
     [ "$lgot" = "1 0" ] && pass "exitlost: LSan counts $lgot" || fail "exitlost: LSan counts '$lgot', want '1 0'"
 fi
+
+# a program with its own handler on SIGRTMAX-1 keeps it through live checks
+out=$(timeout 30 env LD_PRELOAD="$LIB" ./ownsig 2>ownsig.err)
+[ "$out" = "handled 2 checks 0 0" ] && pass "program's own SIGRTMAX-1 handler kept: $out" || { fail "own signal handler: '$out', want 'handled 2 checks 0 0'"; cat ownsig.err; }
 
 # a program that never allocates (not one span in the heap): the mark once
 # read past its page index on a root word of -1 (SIGSEGV at exit)

@@ -656,14 +656,33 @@ static int stop_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     return 1;
 }
 
+/* pick_signal: the signal that stops the threads: the one used last if
+ * its handler is still ours, else the highest real-time signal the program
+ * leaves at its default (SIGRTMAX-1 first), which gets our handler.  A
+ * signal the program handles or ignores is never taken from it (its
+ * handler was once replaced for good by the first check).  false if the
+ * program has a use for every one.  Called with the check's lock held. */
+static bool pick_signal(void) {
+    struct sigaction cur;
+    if (stop_sig && sigaction(stop_sig, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_stop)
+        return true;
+    for (int sig = SIGRTMAX - 1; sig >= SIGRTMIN; sig--) {
+        if (sigaction(sig, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_DFL) continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_stop;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigfillset(&sa.sa_mask);
+        if (sigaction(sig, &sa, NULL) != 0) continue;
+        stop_sig = sig;
+        return true;
+    }
+    ms_warn("memscope: leak check: the program handles or ignores every real-time signal; threads cannot be "
+            "stopped for a check");
+    return false;
+}
+
 static void setup_once(void) {
-    stop_sig = SIGRTMAX - 1;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_stop;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigfillset(&sa.sa_mask);
-    sigaction(stop_sig, &sa, NULL);
     /* glibc's static TLS size (GLIBC_PRIVATE, as LeakSanitizer uses it) */
     void (*info)(size_t *, size_t *) = (void (*)(size_t *, size_t *))dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
     if (info) {
@@ -677,10 +696,11 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self) {
     pthread_once(&once, setup_once);
+    memset(r, 0, sizeof *r);
+    if (!pick_signal()) return false;
     capture_t c = {.r = r, .caller = self, .ok = true, .self = (int)syscall(SYS_gettid), .pid = getpid()};
     c.my_lo = (uintptr_t)&stop_gen;
     c.loader_base = (uintptr_t)getauxval(AT_BASE);
-    memset(r, 0, sizeof *r);
     dl_iterate_phdr(stop_cb, &c);
     ms_os_free(c.maps.v, c.maps.bytes);
     ms_os_free(c.ranges, c.ranges_bytes);
