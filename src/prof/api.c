@@ -98,6 +98,17 @@ bool ms_prof_exit(int report_fd) {
     if (ms_opt.heapprofile[0]) write_path(ms_opt.heapprofile, PROF_HEAP);
     if (ms_opt.leaks != LEAKS_ON && ms_opt.leaks != LEAKS_EXIT) return false; /* reachable: src/leak/ */
     int stacks = ms_prof_report_leaks(report_fd, 20);
-    if (stacks == 0) ms_printf_fd(report_fd, "memscope: no blocks still allocated at exit\n");
-    return stacks > 0 && ms_opt.leaks == LEAKS_EXIT;
+    /* the stacks are the sampled blocks'; the counts are exact for all */
+    struct memscope_stats st = {.size = sizeof st};
+    memscope_read_stats(&st);
+    if (stacks == 0 && st.heap_objects == 0) {
+        ms_printf_fd(report_fd, "memscope: no blocks still allocated at exit\n");
+    } else if (atomic_load(&ms_sample_rate) != 1) {
+        ms_printf_fd(report_fd,
+                     "memscope: %llu block(s), %llu bytes, still allocated at exit (exact)%s; every block's stack "
+                     "with MEMSCOPE=profile_rate=1\n",
+                     (unsigned long long)st.heap_objects, (unsigned long long)st.heap_alloc,
+                     stacks == 0 ? ", none of them sampled" : "");
+    }
+    return (stacks > 0 || st.heap_objects > 0) && ms_opt.leaks == LEAKS_EXIT;
 }
