@@ -137,6 +137,7 @@ void *ms_os_reserve(size_t bytes);            /* PROT_NONE address space, or NUL
 bool ms_os_commit(void *addr, size_t bytes);  /* make reserved pages usable (charged to the commit limit) */
 void ms_os_decommit(void *addr, size_t bytes); /* back to reserved: no memory, no charge */
 void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
+bool ms_os_as_limited(void);                  /* an RLIMIT_AS is set */
 void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
 int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed, 1 moved (from reads as zero), 2 moved, from unmapped */

@@ -256,10 +256,12 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
          * shared empty cache), and it is still this thread's.  A sample
          * in a signal handler that interrupted this one keeps ours. */
         void *outer = tc->hook_block;
+        int saved = errno; /* the unwinder's system calls are not the program's */
         tc->hook_block = p;
         ms_tc_busy++;
         hook(p, size);
         ms_tc_busy--;
+        errno = saved;
         scrub_hook_stack();
         p = tc->hook_block;
         tc->hook_block = outer;
@@ -446,6 +448,7 @@ MS_TEXT static void *alloc_large(size_t size, size_t align, bool zero) {
     size_t npages = (size + MS_PAGE_MASK) >> MS_PAGE_SHIFT;
     bool zeroed = false;
     span_t *s;
+    int saved = errno; /* a success leaves it as it was, whatever the kernel refused on the way */
     if (align <= MS_PAGE_SIZE && ms_heap_wants_direct(npages)) s = ms_heap_alloc_direct(npages), zeroed = true;
     else s = ms_heap_alloc(npages ? npages : 1, align > MS_PAGE_SIZE ? align >> MS_PAGE_SHIFT : 1, 0, &zeroed);
     if (!s) {
@@ -455,6 +458,7 @@ MS_TEXT static void *alloc_large(size_t size, size_t align, bool zero) {
     if (zero && !zeroed) memset((void *)s->start, 0, size);
     count_large(true, PAGES(s->npages), (void *)s->start);
     ms_heap_maybe_end_cycle();
+    errno = saved;
     return (void *)s->start;
 }
 

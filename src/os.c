@@ -24,7 +24,9 @@
 #include <unistd.h>
 
 void *ms_os_reserve(size_t bytes) {
+    int saved = errno; /* a refused try is not the program's error: the caller may try smaller */
     void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    errno = saved;
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -48,8 +50,17 @@ void ms_os_decommit(void *addr, size_t bytes) {
 }
 
 void *ms_os_alloc(size_t bytes) {
+    int saved = errno;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    errno = saved;
     return p == MAP_FAILED ? NULL : p;
+}
+
+/* ms_os_as_limited: an address-space limit (RLIMIT_AS, ulimit -v) is set:
+ * reserved address space counts against it like memory. */
+bool ms_os_as_limited(void) {
+    struct rlimit rl;
+    return getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY;
 }
 
 void ms_os_free(void *addr, size_t bytes) {

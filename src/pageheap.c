@@ -389,8 +389,27 @@ static bool grow_locked(size_t npages) {
  * holds of every job).  A claim that the kernel refuses is rolled
  * back if it is still the last one; otherwise its range stays reserved and
  * unused, a hole of address space only. */
+/* shrink_reservation: gives back the reservation's unused tail.  Under an
+ * address-space limit set after the reservation was made (setrlimit at
+ * run time), the reservation alone can exceed it, and then the kernel
+ * refuses every mapping, even one over reserved space; without the tail
+ * the heap grows again, in reservations that fit. */
+static bool shrink_reservation(void) {
+    heap_lock();
+    bool done = false;
+    if (resv_base && resv_end > resv_next) {
+        ms_os_free((void *)resv_next, resv_end - resv_next);
+        resv_bytes = resv_next - (uintptr_t)resv_base;
+        resv_end = resv_next;
+        done = true;
+    }
+    heap_unlock();
+    return done;
+}
+
 static bool grow(size_t npages) {
     size_t n = npages < MS_GROW_MIN_PAGES ? MS_GROW_MIN_PAGES : npages;
+    bool shrunk = false;
     for (;;) {
         heap_lock();
         span_t *s = span_new(0, 0);
@@ -427,6 +446,11 @@ static bool grow(size_t npages) {
         heap_unlock();
         if (n > npages) {
             n = npages;
+            continue;
+        }
+        if (!shrunk && ms_os_as_limited() && shrink_reservation()) {
+            shrunk = true;
+            n = npages < MS_GROW_MIN_PAGES ? MS_GROW_MIN_PAGES : npages;
             continue;
         }
         return false;

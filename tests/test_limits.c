@@ -1,7 +1,9 @@
 /* test_limits: memscope under an address-space limit (ulimit -v), where its
  * large PROT_NONE reservations fail and the heap grows in many small,
  * non-contiguous reservations.  Run by test_limits.sh under `ulimit -v`;
- * run directly it applies a 700 MB RLIMIT_AS itself.  Checks:
+ * run directly it applies a 700 MB RLIMIT_AS itself, after its heap has
+ * made its first reservation (64 GiB of address space).  Checks:
+ *   - a 16 MiB malloc succeeds under that limit, and leaves errno alone;
  *   - realloc growth of many blocks (some at a reservation's frontier, where
  *     in-place growth must not run past the reservation) keeps contents;
  *   - allocating until the limit gives NULL with ENOMEM, never a crash;
@@ -19,11 +21,24 @@
 static void *volatile sink;
 
 int main(void) {
+    /* the heap exists before the limit, as in a program that sets it at run
+     * time: its first reservation alone is then above the limit */
+    sink = malloc((size_t)1 << 20);
+    free(sink);
     struct rlimit rl = {(rlim_t)700 << 20, (rlim_t)700 << 20};
     getrlimit(RLIMIT_AS, &rl);
     if (rl.rlim_cur == RLIM_INFINITY) {
         rl.rlim_cur = (rlim_t)700 << 20;
         setrlimit(RLIMIT_AS, &rl);
+    }
+    CHECK_BODY("grows-under-a-limit-set-later") {
+        /* and a success leaves errno alone, whatever was refused on the way */
+        errno = EDOM;
+        char *p = malloc((size_t)16 << 20);
+        CHECK_TRUE(p != NULL);
+        CHECK_TRUE(errno == EDOM);
+        if (p) memset(p, 1, (size_t)16 << 20);
+        free(p);
     }
     CHECK_BODY("realloc-growth-across-reservations") {
         /* one block doubling until the limit: each growth at a reservation's
