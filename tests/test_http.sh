@@ -93,6 +93,16 @@ PY
 }
 check "HTTP/2.0 request line 400" [ "$(raw 'GET /metrics HTTP/2.0\r\n\r\n')" = 400 ]
 check "garbage request line 400" [ "$(raw 'hello\r\n\r\n')" = 400 ]
+check "OPTIONS * 405" [ "$(raw 'OPTIONS * HTTP/1.1\r\n\r\n')" = 405 ]
+# query values no route takes: 400 with a line naming the parameter (they
+# were read as the default and answered 200)
+for q in "debug/pprof/heap?seconds=-1" "debug/pprof/heap?seconds=abc" "debug/pprof/heap?seconds=61" \
+         "debug/pprof/heap?debug=9" "debug/pprof/leaks?debug=-1" "debug/memscope/top?by=zzz" \
+         "debug/memscope/top?n=-5" "debug/pprof/heap?gc=xx"; do
+    check "?${q#*\?} 400" [ "$(code "${URL}$q")" = 400 ]
+done
+check "400 names the parameter" grep -q 'bad value for ?gc=' "$TMPD/body"
+check "good values still 200" [ "$(code "${URL}debug/pprof/heap?debug=1&gc=1")" = 200 ]
 check "NUL byte 400" [ "$(raw 'GET /metrics\x00 HTTP/1.1\r\n\r\n')" = 400 ]
 check "header without colon 400" [ "$(raw 'GET /metrics HTTP/1.1\r\nBad header\r\n\r\n')" = 400 ]
 check "request body announced 400" [ "$(raw 'GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello')" = 400 ]

@@ -20,6 +20,7 @@
 #ifndef MS_HTTP_H
 #define MS_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,9 @@ int ms_http_parse(const char *buf, size_t len, ms_http_req_t *req);
 /* ms_http_query_int: the value of key in a query string ("a=1&b=2") as a
  * number in [0, max] (clamped), or def if absent or not a number. */
 long ms_http_query_int(ms_str_t query, const char *key, long def, long max);
+/* ms_http_query_valid: false if key is present with anything but a whole
+ * number from 0 to max. */
+bool ms_http_query_valid(ms_str_t query, const char *key, long max);
 /* ms_http_query_eq: true if key has exactly the value val. */
 int ms_http_query_eq(ms_str_t query, const char *key, const char *val);
 

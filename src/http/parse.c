@@ -126,7 +126,10 @@ int ms_http_parse(const char *buf, size_t len, ms_http_req_t *req) {
         while (qe < r.target.n && r.target.p[qe] != '#') qe++;
         r.query = (ms_str_t){r.target.p + q + 1, qe - q - 1};
     }
-    if (!path_ok(r.path)) return -400;
+    /* a well-formed request for another method is told which ones are
+     * served (405), whatever its target ("OPTIONS *" has no path) */
+    bool other = !str_eq(r.method, "GET") && !str_eq(r.method, "HEAD");
+    if (!other && !path_ok(r.path)) return -400;
 
     /* Headers: NAME ":" VALUE, until the blank line. */
     int body = 0;
@@ -174,6 +177,18 @@ long ms_http_query_int(ms_str_t query, const char *key, long def, long max) {
         if (x <= max) x = x * 10 + (v.p[i] - '0');
     }
     return x > max ? max : x;
+}
+
+bool ms_http_query_valid(ms_str_t query, const char *key, long max) {
+    ms_str_t v = query_find(query, key);
+    if (v.n == (size_t)-1) return true;
+    if (v.n == 0 || v.n > 9) return false;
+    long x = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9') return false;
+        x = x * 10 + (v.p[i] - '0');
+    }
+    return x <= max;
 }
 
 int ms_http_query_eq(ms_str_t query, const char *key, const char *val) {

@@ -552,6 +552,22 @@ static int profile_json(ms_out_t *o) {
  * The table of routes
  * ---------------------------------------------------------------------- */
 
+/* bad_query: the parameter of the query whose value no route takes, or
+ * NULL.  A value out of range was once read as the default (or clamped)
+ * and answered 200, so a client's mistake went unnoticed. */
+static const char *bad_query(const ms_http_req_t *req) {
+    static const struct {
+        const char *key;
+        long max;
+    } nums[] = {{"debug", 2}, {"seconds", 60}, {"gc", 1}, {"n", 100000}};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        if (!ms_http_query_valid(req->query, nums[i].key, nums[i].max)) return nums[i].key;
+    if (!ms_http_query_valid(req->query, "by", 0) && !ms_http_query_eq(req->query, "by", "inuse") &&
+        !ms_http_query_eq(req->query, "by", "alloc") && !ms_http_query_eq(req->query, "by", "peak"))
+        return "by";
+    return NULL;
+}
+
 int ms_http_route(const ms_http_req_t *req, int fd, int *status, const char **ctype, void **wait_state) {
     static ms_out_t out; /* the server thread only */
     ms_out_t *o = &out;
@@ -559,7 +575,12 @@ int ms_http_route(const ms_http_req_t *req, int fd, int *status, const char **ct
     *status = 200;
     *ctype = CT_TEXT;
     *wait_state = NULL;
-    if (path_is(req, "/")) {
+    const char *bad = bad_query(req);
+    if (bad) {
+        *status = 400;
+        ms_out_printf(o, "bad value for ?%s= (debug: 0-2, seconds: 0-60, gc: 0 or 1, n: a whole number, by: "
+                         "inuse, alloc or peak)\n", bad);
+    } else if (path_is(req, "/")) {
         *ctype = CT_HTML;
         ms_out_write(o, ms_http_page, ms_http_page_len);
     } else if (path_is(req, "/debug/pprof/") || path_is(req, "/debug/pprof")) {
