@@ -82,6 +82,30 @@ sys.exit(0 if stats["normal"] >= 20 and not stats["slow"] and not stats["errors"
 PY
 check "normal requests answered within 1 s throughout" [ $? = 0 ]
 check "the host is still running" kill -0 "$HOST_PID"
+
+# every connection slot held by clients waiting for ?seconds= profiles: a
+# new client gets an HTTP 503 saying so, not a reset
+python3 - "$URL" <<'PY'
+import socket, sys, urllib.parse, urllib.request, urllib.error
+u = urllib.parse.urlparse(sys.argv[1])
+held = []
+for i in range(16):
+    s = socket.create_connection((u.hostname, u.port), timeout=5)
+    s.sendall(b"GET /debug/pprof/heap?seconds=3 HTTP/1.1\r\n\r\n")
+    held.append(s)
+import time; time.sleep(0.3)
+try:
+    urllib.request.urlopen(sys.argv[1] + "metrics", timeout=5).read()
+    code = 200
+except urllib.error.HTTPError as e:
+    code = e.code
+except Exception as e:
+    code = repr(e)
+for s in held: s.close()
+print("17th client:", code)
+sys.exit(0 if code in (503, 200) else 1)
+PY
+check "all slots waiting: a new client gets 503, not a reset" [ $? = 0 ]
 wait "$HOST_PID"; rc=$?; HOST_PID=
 check "the host exits 0" [ "$rc" = 0 ]
 check "the host's output is unchanged" ticks_ok "$HOST_OUT" 120
