@@ -68,5 +68,23 @@ screen >"$TMPD/s3"
 check "program gone: top exits 1" grep -q '^rc=1$' "$TMPD/rc"
 check "program gone: one line says so, terminal restored" sh -c "grep -q 'went away' '$TMPD/s3' && grep -q SHELL-READY '$TMPD/s3'"
 $T kill-server 2>/dev/null
+
+# a server that answers 200 with something else: an error, not an empty screen
+python3 - >"$TMPD/g200.port" <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = b'{"hello": [1, 2, 3]}'
+        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_port, flush=True)
+s.handle_request(); s.handle_request()
+PY
+G200=$!
+for _ in $(seq 50); do [ -s "$TMPD/g200.port" ] && break; sleep 0.1; done
+"$BUILD/memscope" top --once "127.0.0.1:$(cat "$TMPD/g200.port")" >"$TMPD/g200.out" 2>"$TMPD/g200.err"; rc=$?
+check "not memscope's endpoint: top exits 1 and says so" sh -c "[ $rc = 1 ] && grep -q 'not memscope' '$TMPD/g200.err'"
+kill "$G200" 2>/dev/null; wait "$G200" 2>/dev/null
 echo "$failures failed"
 exit "$failures"

@@ -343,6 +343,9 @@ static int cmd_run(int argc, char **argv)
         } else if (strcmp(a, "--stats") == 0) {
             optlist_add_csv(&cli, "stats=1");
         } else if ((v = opt_value(argc, argv, &i, "--http"))) {
+            /* "--http -- cmd" would take "--" for the address */
+            if (!v[0] || v[0] == '-' || strchr(v, ','))
+                usage_error("--http wants PORT or IPV4:PORT (6060, 127.0.0.1:6060; port 0 picks a free one), not '%s'", v);
             char *item = xasprintf("http=%s", v);
             optlist_add_csv(&cli, item);
             free(item);
@@ -352,6 +355,8 @@ static int cmd_run(int argc, char **argv)
             optlist_add_csv(&cli, "leaks=exit");
         } else if (strcmp(a, "--leaks=reachable") == 0) {
             optlist_add_csv(&cli, "leaks=reachable");
+        } else if (strncmp(a, "--leaks=", 8) == 0) {
+            usage_error("--leaks takes no value, =exit or =reachable, not '%s'", a + 8);
         } else if ((v = opt_value(argc, argv, &i, "--profile-rate"))) {
             if (!v[0] || strspn(v, "0123456789") != strlen(v))
                 usage_error("--profile-rate wants a number of bytes, not '%s'", v);

@@ -264,6 +264,11 @@ static int draw(char *scr, size_t cap, int by, int utf8, char *err, size_t errca
         snprintf(err, errcap, "%s answered %d to /debug/memscope/series", hostport, st);
         return -1;
     }
+    if (!strstr(body, "\"t_ms\"")) { /* a server that answers 200 but is not memscope's */
+        snprintf(err, errcap, "%s: /debug/memscope/series is not memscope's series (is this a memscope endpoint?)",
+                 hostport);
+        return -1;
+    }
     int n = column(body, "t_ms", col_t, MAXPTS);
     for (int s = 0; s < 5; s++) column(body, series_keys[s], col[s], MAXPTS);
     column(body, "num_gc", col_gc, MAXPTS);
