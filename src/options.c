@@ -183,6 +183,7 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
                 ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE %s=\"%s\" is not valid (want %s); %s", d->name,
                             shown(eq + 1, vlen, sh, sizeof sh), accepted(d, acc, sizeof acc), def);
                 warn(msg), nwarn++;
+                if (d->kind != OPT_STRING) store(o, d, d->def, NULL, 0); /* as said, also after an earlier good value */
             } else if (d->kind == OPT_STRING ? v > d->max : (v < d->min || v > d->max)) {
                 if (d->kind == OPT_STRING)
                     ms_snprintf(msg, sizeof msg, "memscope: MEMSCOPE %s is too long (at most %lld bytes); ignored",
@@ -194,6 +195,7 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
                                 d->name, shown(eq + 1, vlen, sh, sizeof sh), (long long)d->min, (long long)d->max,
                                 (long long)d->def);
                 warn(msg), nwarn++;
+                if (d->kind != OPT_STRING) store(o, d, d->def, NULL, 0);
             } else {
                 store(o, d, v, eq + 1, vlen);
             }
