@@ -634,6 +634,10 @@ MS_EXPORT MS_TEXT void *aligned_alloc(size_t align, size_t size) {
 }
 
 MS_EXPORT MS_TEXT void *memalign(size_t align, size_t size) {
+    if (align > SIZE_MAX / 2 + 1) { /* no power of two to round up to: glibc's EINVAL */
+        errno = EINVAL;
+        return NULL;
+    }
     if (align > MS_MAX_ALLOC) {
         errno = ENOMEM;
         return NULL;
