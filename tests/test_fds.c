@@ -42,12 +42,7 @@ static void *thr(void *a) {
 
 int main(int argc, char **argv) {
     (void)argc;
-    if (!getenv("MEMSCOPE")) {
-        setenv("MEMSCOPE", "profile_rate=1", 1);
-        execv("/proc/self/exe", argv);
-        perror("execv");
-        return 1;
-    }
+    th_run_with("profile_rate=1", argv);
     free(malloc(64)); /* the profiler (and libunwind) started */
     char in_path[] = "/tmp/memscope-fds-in.XXXXXX", out_path[] = "/tmp/memscope-fds-out.XXXXXX";
     int tin = mkstemp(in_path), tout = mkstemp(out_path);

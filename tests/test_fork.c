@@ -35,10 +35,7 @@ static int released_after_free(size_t mb, long ms) {
 }
 
 int main(int argc, char **argv) {
-    if (!getenv("MEMSCOPE")) {
-        setenv("MEMSCOPE", "scavenge_delay_ms=200", 1);
-        execv("/proc/self/exe", argv);
-    }
+    th_run_with("scavenge_delay_ms=200", argv);
     (void)argc;
     CHECK("parent: scavenger releases after the delay", released_after_free(16, 800));
     pid_t pid = fork();

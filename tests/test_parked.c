@@ -27,10 +27,7 @@ static uint64_t next(void) {
 }
 
 int main(int argc, char **argv) {
-    if (!getenv("MEMSCOPE")) {
-        setenv("MEMSCOPE", "scavenge_delay_ms=200", 1);
-        execv("/proc/self/exe", argv);
-    }
+    th_run_with("scavenge_delay_ms=200", argv);
     (void)argc;
     void **p = calloc(N, sizeof *p);
     for (int i = 0; i < N; i++) {

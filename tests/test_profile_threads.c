@@ -58,13 +58,7 @@ static int totals(unsigned long long *objs, unsigned long long *bytes) {
 }
 
 int main(int argc, char **argv) {
-    const char *ms = getenv("MEMSCOPE");
-    if (!ms || !strstr(ms, "profile_rate=1")) {
-        setenv("MEMSCOPE", "profile_rate=1", 1);
-        execv("/proc/self/exe", argv);
-        perror("execv");
-        return 1;
-    }
+    th_run_with("profile_rate=1", argv);
     (void)argc;
     int nthreads = 32;
     if (getenv("MEMSCOPE_TEST_QUICK") && atoi(getenv("MEMSCOPE_TEST_QUICK"))) iters = 5000;

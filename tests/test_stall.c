@@ -94,13 +94,7 @@ static void *during_check(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    const char *ms = getenv("MEMSCOPE");
-    if (!ms || !strstr(ms, "scavenge_delay_ms=0")) {
-        setenv("MEMSCOPE", "scavenge_delay_ms=0", 1);
-        execv("/proc/self/exe", argv);
-        perror("execv");
-        return 1;
-    }
+    th_run_with("scavenge_delay_ms=0", argv);
     (void)argc;
     if (getenv("MEMSCOPE_TEST_QUICK") && atoi(getenv("MEMSCOPE_TEST_QUICK"))) seconds = 1;
     struct memscope_stats st = {.size = sizeof st};

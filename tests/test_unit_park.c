@@ -165,12 +165,7 @@ static void *stress_worker(void *arg) {
 
 int main(int argc, char **argv) {
     (void)argc;
-    if (!getenv("MEMSCOPE")) {
-        setenv("MEMSCOPE", "scavenge_delay_ms=20,profile_rate=1", 1);
-        execv("/proc/self/exe", argv);
-        perror("execv");
-        return 1;
-    }
+    th_run_with("scavenge_delay_ms=20,profile_rate=1", argv);
     bool quick = getenv("MEMSCOPE_TEST_QUICK") && atoi(getenv("MEMSCOPE_TEST_QUICK")) > 0;
 
     pthread_t t;

@@ -102,4 +102,18 @@ static inline uint64_t th_heap_objects(void)
 }
 #endif
 
+/* th_run_with: re-executes this program with MEMSCOPE=settings unless
+ * MEMSCOPE already holds them (memscope reads MEMSCOPE once, at start).
+ * Returns only in the re-executed program, or if exec failed (then exits 1). */
+#include <string.h>
+#include <unistd.h>
+static inline void th_run_with(const char *settings, char **argv) {
+    const char *ms = getenv("MEMSCOPE");
+    if (ms && strstr(ms, settings)) return;
+    setenv("MEMSCOPE", settings, 1);
+    execv("/proc/self/exe", argv);
+    perror("execv");
+    exit(1);
+}
+
 #endif /* MEMSCOPE_TESTHELPER_H */
