@@ -445,7 +445,7 @@ int ms_http_start(const char *addr_port) {
     if ((ntohl(sa.sin_addr.s_addr) >> 24) != 127)
         ms_warn("memscope: warning: http listens on %s, beyond loopback: anyone who can reach it reads heap "
                 "profiles, which reveal addresses and code names", url);
-    ms_printf_fd(2, "memscope: serving %s (pprof at %sdebug/pprof/, metrics at %smetrics)\n", url, url, url);
+    ms_printf_fd(ms_log_fd(), "memscope: serving %s (pprof at %sdebug/pprof/, metrics at %smetrics)\n", url, url, url);
     errno = saved;
     return 0;
 }
