@@ -42,8 +42,9 @@
  * sleeping thread's cache can keep megabytes from the OS (the seed's
  * shuffled demo).  The scavenger therefore parks the cache of a thread that
  * has neither allocated nor freed for the scavenge delay and sits in a
- * system call: it empties the lists into the central lists for the owner,
- * while the owner cannot touch them, with nothing added to the fast paths.
+ * system call: it returns what the lists hold to their spans for the
+ * owner, while the owner cannot touch them, with nothing added to the
+ * fast paths.
  * The protocol, on tcache_t.park (OWNED, TAKING, PARKED, DEAD):
  *   1. the scavenger moves OWNED to TAKING, counts the thread's context
  *      switches, reads that it is blocked in a system call, not inside one

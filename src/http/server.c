@@ -254,12 +254,16 @@ static void accept_all(uint64_t now) {
         bool evicted = false;
         if (!slot && oldest) close_conn(oldest), slot = oldest, evicted = true;
         if (!slot) { /* every slot is answering or waiting: a 503 saying so, then the client retries */
-            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                                       "Content-Length: 57\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-                                       "memscope: every connection is busy answering; retry soon\n";
+            static const char body[] = "memscope: every connection is busy answering; retry soon\n";
+            char busy[256];
+            size_t n = ms_snprintf(busy, sizeof busy,
+                                   "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                   "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+                                   sizeof body - 1, body);
             char drain[1024]; /* what the client sent already: unread, closing would reset the 503 */
             while (recv(fd, drain, sizeof drain, MSG_DONTWAIT) > 0) {}
-            if (send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) shutdown(fd, SHUT_WR);
+            if (send(fd, busy, n < sizeof busy ? n : sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+                shutdown(fd, SHUT_WR);
             close(fd);
             continue;
         }

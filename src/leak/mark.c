@@ -669,16 +669,10 @@ ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
     if (m.log) {
         size_t n = ms_prof_log_stop(&res->log_overflow);
         /* blocks new since the check began are not lost, whatever the mark
-         * saw.  lost[] is in address order (spans come in address order):
-         * each logged address is looked up in it, O(log n) apiece. */
+         * saw: each logged address is looked up in lost[], O(log n) apiece */
         for (size_t i = 0; i < n; i++) {
-            size_t lo = 0, hi = nlost;
-            while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (lost[mid].addr < m.log[i]) lo = mid + 1;
-                else hi = mid;
-            }
-            if (lo < nlost && lost[lo].addr == m.log[i]) lost[lo].kind = UINT32_MAX;
+            size_t j = lost_at(lost, nlost, m.log[i]);
+            if (j < nlost && lost[j].addr == m.log[i]) lost[j].kind = UINT32_MAX;
         }
     }
     if (ok && nlost && res->rate != 1) {
