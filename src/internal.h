@@ -508,10 +508,15 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
  * allocator lock held and may allocate (the recursion is not sampled).
  * ---------------------------------------------------------------------- */
 typedef struct prof_hooks_s {
-    /* sampled: block p of `size` usable bytes was just allocated and drawn
-     * for the profile; the profiler calls ms_malloc_sampled(p) if it keeps
-     * a record (the return value is its own business). */
-    bool (*sampled)(void *p, size_t size);
+    /* stack: the allocation being sampled: the id of its stack
+     * (UINT32_MAX: none).  Called with no copy of the block's address in
+     * any register (malloc.c: sample_point), so the unwinder's deep frames
+     * hold none either. */
+    uint32_t (*stack)(void);
+    /* sampled: block p of `size` usable bytes, allocated at stack `id`, was
+     * just drawn for the profile; the profiler calls ms_malloc_sampled(p)
+     * if it keeps a record (the return value is its own business). */
+    bool (*sampled)(void *p, size_t size, uint32_t id);
     /* freed: p, a block in a span with recorded blocks, is being freed (or
      * is leaving its address); true if p was recorded (the record is gone). */
     bool (*freed)(void *p);

@@ -224,17 +224,30 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
 }
 
-/* scrub_hook_stack: zeroes the 4 KiB of stack below the caller, where the
- * sampling hook just ran.  Its frames hold copies of the new block's
- * address (saved registers, the unwinder's register context: about 3 KiB
- * deep once the unwinder's cache is warm), and dead stack becomes live
- * frames of whatever runs next: at profile_rate=1 a leak check, whose
+/* forget_scratch: the caller-saved registers hold nothing from here on.
+ * The unwinder saves every register of the frame it starts from, and
+ * one of them may still hold the block being sampled. */
+static inline void forget_scratch(void) {
+#if defined(__x86_64__)
+    __asm__ volatile("xor %%eax, %%eax\n\txor %%ecx, %%ecx\n\txor %%edx, %%edx\n\t"
+                     "xor %%esi, %%esi\n\txor %%edi, %%edi\n\txor %%r8d, %%r8d\n\t"
+                     "xor %%r9d, %%r9d\n\txor %%r10d, %%r10d\n\txor %%r11d, %%r11d"
+                     ::: "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "cc");
+#endif
+}
+
+/* scrub_hook_stack: zeroes the stack below the caller where the profiler
+ * recorded the block.  Those frames hold copies of its address (registers
+ * saved by the callees of a frame that had it), and dead stack becomes
+ * live frames of whatever runs next: at profile_rate=1 a leak check, whose
  * scan of the stack is conservative, found blocks the program had lost
- * still reachable through them (a block lost just before exit was kept
- * by the exit handlers' frames; LeakSanitizer, whose malloc is shallow,
- * reported it). */
+ * still reachable through them (a block lost just before exit was kept by
+ * the exit handlers' frames; LeakSanitizer, whose malloc is shallow,
+ * reported it).  The unwinder's frames, far deeper, never see the block
+ * (sample_point), so the record's depth is all there is to clear. */
+#define HOOK_SCRUB 1024
 static __attribute__((noinline)) void scrub_hook_stack(void) {
-    char buf[4096];
+    char buf[HOOK_SCRUB];
     memset(buf, 0, sizeof buf);
     __asm__ volatile("" : : "r"(buf) : "memory"); /* not a dead store */
 }
@@ -242,24 +255,25 @@ static __attribute__((noinline)) void scrub_hook_stack(void) {
 /* sample_point: the countdown went below zero: block p goes to the
  * profiler, and the next gap is drawn.  It is itself the last call of its
  * callers, a tail call where it can be (one frame fewer for the profiler's
- * unwinder to walk and throw away, and none that keeps p); the hook's own
- * frames are zeroed after it.  The profiler calls ms_malloc_sampled once
- * it holds the record. */
+ * unwinder to walk and throw away, and none that keeps p).  The stack is
+ * captured while p waits in the cache and in no register (the caller's
+ * frame is gone: every call here is a tail call or its caller has no use
+ * for p after it); only then does the profiler see p, a few frames deep,
+ * which are zeroed after it.  tc, not ms_tc: the cache may have been
+ * parked before the hook (ms_tc is then the shared empty cache), and it is
+ * still this thread's.  A sample in a signal handler that interrupted this
+ * one keeps ours.  The profiler calls ms_malloc_sampled once it holds the
+ * record. */
 ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     tc->sample_left = next_gap(tc);
-    bool (*hook)(void *, size_t) = ms_prof_hooks.sampled;
-    if (hook && ms_no_sample == 0) {
-        /* p waits in the cache, not in a register this frame would save
-         * (the caller's frame is gone: every call here is a tail call
-         * or its caller has no use for p after it).  tc, not ms_tc: the
-         * cache may have been parked before the hook (ms_tc is then the
-         * shared empty cache), and it is still this thread's.  A sample
-         * in a signal handler that interrupted this one keeps ours. */
+    if (ms_prof_hooks.sampled && ms_no_sample == 0) {
         void *outer = tc->hook_block;
         int saved = errno; /* the unwinder's system calls are not the program's */
         tc->hook_block = p;
         ms_tc_busy++;
-        hook(p, size);
+        forget_scratch();
+        uint32_t id = ms_prof_hooks.stack();
+        ms_prof_hooks.sampled(tc->hook_block, size, id);
         ms_tc_busy--;
         errno = saved;
         scrub_hook_stack();

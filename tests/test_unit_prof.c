@@ -25,8 +25,10 @@ static uint64_t allocs_seen;
 static uint64_t *sample_at;
 static size_t nsample, cap_sample;
 
-static bool recorder(void *p, size_t size) {
-    (void)p, (void)size;
+static uint32_t no_stack(void) { return 0; }
+
+static bool recorder(void *p, size_t size, uint32_t id) {
+    (void)p, (void)size, (void)id;
     if (nsample < cap_sample) sample_at[nsample++] = allocs_seen;
     return false; /* recorded here only: the span stays unmarked */
 }
@@ -48,6 +50,7 @@ int main(void) {
     cap_sample = 1 << 20;
     prof_hooks_t saved = ms_prof_hooks;
     ms_prof_hooks.sampled = recorder;
+    ms_prof_hooks.stack = no_stack;
 
     CHECK_BODY("gaps-exponential") {
         const double R = 1024;

@@ -590,8 +590,9 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
  * Hooks
  * ---------------------------------------------------------------------- */
 
-/* record: block p of stack id is recorded and counted; false if memory for
- * its record is refused (id UINT32_MAX: no memory for the stack). */
+/* record (the sampled hook): block p of stack id is recorded and counted;
+ * false if memory for its record is refused (id UINT32_MAX: no stack, for
+ * want of memory or during a fork). */
 static bool record(void *p, size_t size, uint32_t id) {
     if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
     plock_lock(&tally.lock);
@@ -604,27 +605,31 @@ static bool record(void *p, size_t size, uint32_t id) {
     return true;
 }
 
-/* on_sampled_nested: a sample taken while the thread's capture buffer is
- * in use (a signal handler's malloc): the stack goes through a buffer on
- * this frame instead. */
-MS_TEXT __attribute__((noinline)) static bool on_sampled_nested(void *p, size_t size) {
+/* stack_nested: a sample taken while the thread's capture buffer is in
+ * use (a signal handler's malloc): the stack goes through a buffer on this
+ * frame instead. */
+MS_TEXT __attribute__((noinline)) static uint32_t stack_nested(void) {
     uintptr_t pcs[MS_PROF_MAX_DEPTH + 1];
     int n = ms_stack_capture_inline(pcs, MS_PROF_MAX_DEPTH + 1, 0);
-    if (n < 0) return false; /* a fork is under way */
+    if (n < 0) return UINT32_MAX; /* a fork is under way */
     __builtin_memset(pcs + n, 0, sizeof pcs - (size_t)n * sizeof pcs[0]); /* stale words: see stack.h */
     bool truncated = n > MS_PROF_MAX_DEPTH;
-    return record(p, size, stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated));
+    return stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
 }
 
-MS_TEXT static bool on_sampled(void *p, size_t size) {
+/* on_stack: the id of the sampled allocation's stack.  The unwinder's
+ * frames are the deepest memscope puts on the program's stack (3 KiB and
+ * more, with copies of every register); the block's address is in none of
+ * them, as the core calls this before it hands the block over. */
+MS_TEXT static uint32_t on_stack(void) {
     const uintptr_t *pcs;
     int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs);
-    if (n == -2) return on_sampled_nested(p, size);
-    if (n < 0) return false; /* a fork is under way */
+    if (n == -2) return stack_nested();
+    if (n < 0) return UINT32_MAX; /* a fork is under way */
     bool truncated = n > MS_PROF_MAX_DEPTH;
     uint32_t id = stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
     ms_stack_own_release(); /* a new stack's frames were copied */
-    return record(p, size, id);
+    return id;
 }
 
 static bool on_freed(void *p) {
@@ -690,7 +695,7 @@ void ms_prof_init(void) {
     ms_stack_init();
     rate_d = (double)rate;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
-    ms_prof_hooks = (prof_hooks_t){.sampled = on_sampled, .freed = on_freed, .moved = on_moved};
+    ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved};
     enabled = true;
     atomic_store(&ms_sample_rate, rate);
     ms_malloc_rearm();
