@@ -7,7 +7,9 @@
  * encoding -- lives in the files of this folder:
  *
  *   sample.c     the hooks: the table of stacks and the map of sampled blocks
- *   stack.c      stack capture (libunwind, guarded against recursion and fork)
+ *   stack.c      stack capture (guarded against recursion and fork)
+ *   unwind.c     the walker for plain frames (.eh_frame recipes); libunwind
+ *                walks whatever it refuses
  *   symbolize.c  pc -> function, file:line, mapping (ELF symbols, libdw)
  *   pprof.c      the profile.proto encoder and gzip (zlib)
  *   text.c       Go's debug=1 heap text, and the leaks-at-exit report

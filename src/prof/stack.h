@@ -22,6 +22,18 @@ typedef struct stack_slot_s {
 extern stack_slot_t ms_stack_capturing[MS_STACK_SLOTS];
 extern _Atomic bool ms_stack_forking;
 
+/* ms_stack_read: the word at addr if its page is readable (stack.c: a
+ * page proven readable by process_vm_readv, four remembered per thread). */
+bool ms_stack_read(uintptr_t addr, uintptr_t *val);
+
+/* unwind.c: the walker for plain frames; -1 where libunwind must walk. */
+extern bool ms_unwind_enabled;
+void ms_unwind_init(void);
+int ms_unwind(void **out, int cap);
+#if MEMSCOPE_DEBUG
+void ms_unwind_check(void *const *raw, int n, int cap);
+#endif
+
 /* stack_unwind: up to cap return addresses into raw, the innermost first
  * (memscope's own frames included); -1 when a fork is in progress. */
 ms_inline int stack_unwind(void **raw, int cap) {
@@ -32,7 +44,11 @@ ms_inline int stack_unwind(void **raw, int cap) {
         return -1;
     }
     ms_no_sample++;
-    int n = unw_backtrace(raw, cap);
+    int n = ms_unwind_enabled ? ms_unwind(raw, cap) : -1;
+#if MEMSCOPE_DEBUG
+    if (n >= 0) ms_unwind_check(raw, n, cap);
+#endif
+    if (n < 0) n = unw_backtrace(raw, cap);
     ms_no_sample--;
     atomic_fetch_sub(busy, 1);
     return n > 0 ? n : 0;

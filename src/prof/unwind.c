@@ -1,0 +1,525 @@
+/* unwind.c: the profiler's own stack walker, for x86-64 frames whose call
+ * frame information is plain.
+ *
+ * Why not libunwind alone.  With every allocation recorded (leak-check
+ * mode, profile_rate=1) the stack walk is most of an allocation's cost:
+ * libunwind's cached walk (unw_backtrace) spends about 150 instructions a
+ * frame plus 150 to set up, validating every read through its accessors
+ * and filling a cursor of every register.  A frame of code built by gcc or
+ * clang almost always says only three things: the canonical frame address
+ * (CFA: the stack pointer before the call) is rsp or rbp plus a constant,
+ * the return address is at CFA-8, and rbp is saved at CFA plus a constant
+ * or not at all.  That is all a walk needs, so it is all this keeps: a
+ * recipe of 8 bytes per return address, found once from the object's
+ * .eh_frame_hdr and .eh_frame and then reused from a table shared by every
+ * thread.  A warm frame costs a table probe, one or two checked reads and a
+ * few adds.
+ *
+ * What it refuses, and then libunwind walks the whole stack instead, so the
+ * result is always libunwind's or the same as libunwind's: a return address
+ * in no object or in one without .eh_frame_hdr, a binary-search table not
+ * of the usual encoding, a CFA or rbp or return address given by an
+ * expression or another register, signal frames (the 'S' augmentation,
+ * or a return address at rt_sigreturn's instructions),
+ * 64-bit .eh_frame lengths, DW_CFA_set_loc and any opcode not listed in
+ * recipe_run.  tests/test_unit_unwind.c holds the walk against libunwind's
+ * on the shapes that matter (deep recursion, alloca frames whose CFA is
+ * rbp, callbacks from libc, thread starts, signal handlers); debug builds
+ * compare the two on every capture.
+ *
+ * Memory.  Stack words are read through ms_stack_read, the same check
+ * libunwind's reads go through (a page proven readable with
+ * process_vm_readv, four remembered per thread), and each CFA must lie
+ * above the last, so a bad recipe or a corrupt stack ends the walk, never
+ * the program.  Unwind tables are read in place: they are the loaded
+ * objects' own read-only data, as for libgcc's and libunwind's walkers.
+ *
+ * The recipe table.  4,096 entries of two words, direct-mapped by return
+ * address, written by any thread without a lock: an entry is the recipe and
+ * a tag (the address xor the recipe), and a reader that finds the tag
+ * wrong for its address, a torn write included, looks the recipe up
+ * afresh.  Objects unloaded by dlclose leave stale recipes under addresses
+ * that may be reused by the next object mapped there: the table is emptied
+ * whenever dl_iterate_phdr's count of unloads moves.
+ */
+#include "stack.h"
+
+#include <link.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+
+#define OS_PAGE 4096 /* the smallest page */
+
+/* A recipe, packed: CFA offset (signed 24 bits, in bytes), rbp's save slot
+ * relative to the CFA (signed 16 bits), flags. */
+#define R_CFA_RBP  1u /* CFA = rbp + off (else rsp + off) */
+#define R_RBP_SAVED 2u
+#define R_LAST     4u /* return address undefined: the outermost frame */
+#define R_VALID    8u
+#define R_REFUSED  16u /* a frame this walker gives way on (never 0: 0 is an empty entry) */
+typedef uint64_t recipe_t;
+
+static inline recipe_t recipe_pack(unsigned flags, int32_t cfa_off, int32_t rbp_off) {
+    return (uint64_t)flags | (uint64_t)(uint32_t)(cfa_off & 0xffffff) << 8 | (uint64_t)(uint16_t)rbp_off << 32;
+}
+static inline int32_t recipe_cfa_off(recipe_t r) { return (int32_t)((uint32_t)(r >> 8) << 8) >> 8; }
+static inline int32_t recipe_rbp_off(recipe_t r) { return (int16_t)(r >> 32); }
+
+#define TABLE_BITS 12
+typedef struct entry_s {
+    _Atomic uint64_t tag; /* pc ^ recipe */
+    _Atomic uint64_t recipe;
+} entry_t;
+static entry_t *table;
+static _Atomic unsigned long long unloads_seen;
+bool ms_unwind_enabled;
+
+/* ------------------------------------------------------------------------
+ * Reading DWARF: bounded by the section's end where it is known
+ * ---------------------------------------------------------------------- */
+
+typedef struct rd_s {
+    const uint8_t *p, *end;
+    bool bad;
+} rd_t;
+
+static uint8_t rd_u8(rd_t *r) {
+    if (r->p >= r->end) { r->bad = true; return 0; }
+    return *r->p++;
+}
+static uint64_t rd_fixed(rd_t *r, int n) {
+    if (r->end - r->p < n) { r->bad = true; r->p = r->end; return 0; }
+    uint64_t v = 0;
+    memcpy(&v, r->p, (size_t)n); /* little-endian */
+    r->p += n;
+    return v;
+}
+static uint64_t rd_uleb(rd_t *r) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        uint8_t b = rd_u8(r);
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return v;
+    }
+    r->bad = true;
+    return 0;
+}
+static int64_t rd_sleb(rd_t *r) {
+    int64_t v = 0;
+    int shift = 0;
+    uint8_t b;
+    do {
+        b = rd_u8(r);
+        if (shift < 64) v |= (int64_t)((uint64_t)(b & 0x7f) << shift);
+        shift += 7;
+    } while ((b & 0x80) && !r->bad);
+    if (shift < 64 && (b & 0x40)) v |= -((int64_t)1 << shift);
+    return v;
+}
+
+/* rd_ptr: a pointer in DW_EH_PE encoding enc; data: the base of datarel */
+static uint64_t rd_ptr(rd_t *r, uint8_t enc, uintptr_t data) {
+    if (enc == 0xff) return 0; /* omit */
+    uintptr_t here = (uintptr_t)r->p;
+    uint64_t v;
+    switch (enc & 0x0f) {
+    case 0x00: v = rd_fixed(r, 8); break;
+    case 0x01: v = rd_uleb(r); break;
+    case 0x02: v = rd_fixed(r, 2); break;
+    case 0x03: v = rd_fixed(r, 4); break;
+    case 0x04: v = rd_fixed(r, 8); break;
+    case 0x09: v = (uint64_t)rd_sleb(r); break;
+    case 0x0a: v = (uint64_t)(int64_t)(int16_t)rd_fixed(r, 2); break;
+    case 0x0b: v = (uint64_t)(int64_t)(int32_t)rd_fixed(r, 4); break;
+    case 0x0c: v = rd_fixed(r, 8); break;
+    default: r->bad = true; return 0;
+    }
+    switch (enc & 0x70) {
+    case 0x00: break;
+    case 0x10: v += here; break;
+    case 0x30: v += data; break;
+    default: r->bad = true; return 0;
+    }
+    if (enc & 0x80) r->bad = true; /* indirect: not for code addresses here */
+    return v;
+}
+
+/* ------------------------------------------------------------------------
+ * Finding the FDE of a pc
+ * ---------------------------------------------------------------------- */
+
+typedef struct find_s {
+    uintptr_t pc;
+    const uint8_t *hdr; /* the object's .eh_frame_hdr, if pc is in the object */
+    bool in_object;
+} find_t;
+
+static int find_object(struct dl_phdr_info *info, size_t size, void *arg) {
+    (void)size;
+    find_t *f = arg;
+    const ElfW(Phdr) *eh = NULL;
+    bool hit = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD) {
+            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+            if (f->pc >= lo && f->pc < lo + ph->p_memsz) hit = true;
+        } else if (ph->p_type == PT_GNU_EH_FRAME) {
+            eh = ph;
+        }
+    }
+    if (!hit) return 0;
+    f->in_object = true;
+    f->hdr = eh ? (const uint8_t *)(info->dlpi_addr + eh->p_vaddr) : NULL;
+    return 1;
+}
+
+/* fde_of: the FDE covering pc from the object's binary-search table, or
+ * NULL.  The table is sorted by initial location, as datarel sdata4 pairs
+ * (what every linker writes); another encoding is refused. */
+static const uint8_t *fde_of(const uint8_t *hdr, uintptr_t pc) {
+    rd_t r = {hdr, hdr + 4 + 8 + 8, false}; /* version, encodings, two pointers at most */
+    if (rd_u8(&r) != 1) return NULL;
+    uint8_t eh_enc = rd_u8(&r), count_enc = rd_u8(&r), table_enc = rd_u8(&r);
+    if (table_enc != 0x3b) return NULL;
+    rd_ptr(&r, eh_enc, (uintptr_t)hdr);
+    uint64_t count = rd_ptr(&r, count_enc, (uintptr_t)hdr);
+    if (r.bad || count == 0) return NULL;
+    const int32_t *t = (const int32_t *)(const void *)r.p;
+    uint64_t lo = 0, hi = count; /* the last entry whose start <= pc */
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)hdr + (intptr_t)t[2 * mid] <= pc) lo = mid;
+        else hi = mid;
+    }
+    if ((uintptr_t)hdr + (intptr_t)t[2 * lo] > pc) return NULL;
+    return hdr + (intptr_t)t[2 * lo + 1];
+}
+
+/* ------------------------------------------------------------------------
+ * Running the CFA program
+ * ---------------------------------------------------------------------- */
+
+enum { DW_RBP = 6, DW_RSP = 7, DW_RA = 16 };
+enum { RULE_SAME, RULE_OFFSET, RULE_UNDEF, RULE_OTHER };
+
+typedef struct row_s {
+    int cfa_reg;        /* DW_RSP, DW_RBP, or -1 (anything else) */
+    int64_t cfa_off;
+    int rbp_rule, ra_rule;
+    int64_t rbp_off, ra_off;
+} row_t;
+
+typedef struct cie_s {
+    uint64_t caf;
+    int64_t daf;
+    uint8_t fde_enc;
+    bool has_z, signal;
+    rd_t insns;
+} cie_t;
+
+static bool cie_read(const uint8_t *p, cie_t *c) {
+    uint32_t len;
+    memcpy(&len, p, 4);
+    if (len == 0 || len == 0xffffffffu) return false;
+    rd_t r = {p + 4, p + 4 + len, false};
+    if (rd_fixed(&r, 4) != 0) return false; /* CIE id */
+    uint8_t version = rd_u8(&r);
+    if (version != 1 && version != 3) return false;
+    const char *aug = (const char *)r.p;
+    size_t alen = strnlen(aug, (size_t)(r.end - r.p));
+    if (alen == (size_t)(r.end - r.p)) return false;
+    r.p += alen + 1;
+    if (strstr(aug, "eh")) return false;
+    c->caf = rd_uleb(&r);
+    c->daf = rd_sleb(&r);
+    uint64_t ra = version == 1 ? rd_u8(&r) : rd_uleb(&r);
+    if (ra != DW_RA) return false;
+    c->fde_enc = 0; /* absptr */
+    c->has_z = aug[0] == 'z';
+    c->signal = false;
+    if (c->has_z) {
+        uint64_t n = rd_uleb(&r);
+        const uint8_t *after = r.p + n;
+        if (r.bad || after > r.end) return false;
+        for (const char *a = aug + 1; *a; a++) {
+            if (*a == 'R') c->fde_enc = rd_u8(&r);
+            else if (*a == 'L') rd_u8(&r);
+            else if (*a == 'P') rd_ptr(&r, rd_u8(&r) & 0x7f, 0); /* skipped: indirect is fine */
+            else if (*a == 'S') c->signal = true;
+            else break; /* unknown: 'z' gives the length to skip */
+        }
+        r.p = after;
+    } else if (aug[0] != '\0') {
+        return false;
+    }
+    c->insns = r;
+    return !r.bad;
+}
+
+/* run: the CFA program of ins (from loc, up to the row holding target) on
+ * row; init: the CIE's row, for DW_CFA_restore.  False on what this
+ * walker does not follow. */
+static bool run(rd_t ins, const cie_t *c, uintptr_t loc, uintptr_t target, row_t *row, const row_t *init) {
+    row_t saved[8];
+    int nsaved = 0;
+    while (ins.p < ins.end) {
+        uint8_t op = rd_u8(&ins), low = op & 0x3f;
+        uint64_t reg, adv = 0;
+        int64_t off;
+        switch (op & 0xc0) {
+        case 0x40: adv = low * c->caf; goto advance;
+        case 0x80: reg = low; off = (int64_t)rd_uleb(&ins) * c->daf; goto offset;
+        case 0xc0: reg = low; goto restore;
+        }
+        switch (op) {
+        case 0x00: continue;                                    /* nop */
+        case 0x02: adv = rd_fixed(&ins, 1) * c->caf; goto advance;
+        case 0x03: adv = rd_fixed(&ins, 2) * c->caf; goto advance;
+        case 0x04: adv = rd_fixed(&ins, 4) * c->caf; goto advance;
+        case 0x05: reg = rd_uleb(&ins); off = (int64_t)rd_uleb(&ins) * c->daf; goto offset;
+        case 0x11: reg = rd_uleb(&ins); off = rd_sleb(&ins) * c->daf; goto offset;
+        case 0x2f: reg = rd_uleb(&ins); off = -(int64_t)rd_uleb(&ins) * c->daf; goto offset;
+        case 0x06: reg = rd_uleb(&ins); goto restore;
+        case 0x07: reg = rd_uleb(&ins); /* undefined */
+            if (reg == DW_RBP) row->rbp_rule = RULE_UNDEF;
+            if (reg == DW_RA) row->ra_rule = RULE_UNDEF;
+            continue;
+        case 0x08: reg = rd_uleb(&ins); /* same value */
+            if (reg == DW_RBP) row->rbp_rule = RULE_SAME;
+            if (reg == DW_RA) row->ra_rule = RULE_OTHER;
+            continue;
+        case 0x09: reg = rd_uleb(&ins); rd_uleb(&ins); goto other;   /* register */
+        case 0x14: reg = rd_uleb(&ins); rd_uleb(&ins); goto other;   /* val_offset */
+        case 0x15: reg = rd_uleb(&ins); rd_sleb(&ins); goto other;   /* val_offset_sf */
+        case 0x10: case 0x16: {                                      /* (val_)expression */
+            reg = rd_uleb(&ins);
+            uint64_t n = rd_uleb(&ins);
+            if (n > (uint64_t)(ins.end - ins.p)) return false;
+            ins.p += n;
+            goto other;
+        }
+        case 0x0a:                                              /* remember_state */
+            if (nsaved == 8) return false;
+            saved[nsaved++] = *row;
+            continue;
+        case 0x0b:                                              /* restore_state */
+            if (nsaved == 0) return false;
+            {
+                row_t s = saved[--nsaved];
+                *row = s;
+            }
+            continue;
+        case 0x0c: reg = rd_uleb(&ins); row->cfa_off = (int64_t)rd_uleb(&ins); goto cfa_reg;
+        case 0x12: reg = rd_uleb(&ins); row->cfa_off = rd_sleb(&ins) * c->daf; goto cfa_reg;
+        case 0x0d: reg = rd_uleb(&ins); goto cfa_reg;
+        case 0x0e: row->cfa_off = (int64_t)rd_uleb(&ins); continue;
+        case 0x13: row->cfa_off = rd_sleb(&ins) * c->daf; continue;
+        case 0x0f: {                                            /* def_cfa_expression */
+            uint64_t n = rd_uleb(&ins);
+            if (n > (uint64_t)(ins.end - ins.p)) return false;
+            ins.p += n;
+            row->cfa_reg = -1;
+            continue;
+        }
+        case 0x2e: rd_uleb(&ins); continue;                     /* GNU_args_size */
+        default: return false;                                  /* set_loc, vendor ops */
+        }
+    advance:
+        if (ins.bad) return false;
+        if (loc + adv > target) return true;
+        loc += adv;
+        continue;
+    offset:
+        if (reg == DW_RBP) row->rbp_rule = RULE_OFFSET, row->rbp_off = off;
+        if (reg == DW_RA) row->ra_rule = RULE_OFFSET, row->ra_off = off;
+        continue;
+    restore:
+        if (!init) return false; /* in the CIE itself */
+        if (reg == DW_RBP) row->rbp_rule = init->rbp_rule, row->rbp_off = init->rbp_off;
+        if (reg == DW_RA) row->ra_rule = init->ra_rule, row->ra_off = init->ra_off;
+        continue;
+    other:
+        if (reg == DW_RBP) row->rbp_rule = RULE_OTHER;
+        if (reg == DW_RA) row->ra_rule = RULE_OTHER;
+        if (reg == DW_RSP) return false;
+        continue;
+    cfa_reg:
+        row->cfa_reg = reg == DW_RSP || reg == DW_RBP ? (int)reg : -1;
+        continue;
+    }
+    return !ins.bad;
+}
+
+static int count_unloads(struct dl_phdr_info *info, size_t size, void *arg) {
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+        *(unsigned long long *)arg = info->dlpi_subs;
+    return 1;
+}
+
+/* fresh: empties the table if an object was unloaded since it was last
+ * looked at: at each recipe found, so before any recipe of an object
+ * mapped where an unloaded one was can be entered (a stale recipe found
+ * before that is libunwind's exposure too: it asks programs that unload
+ * code to flush its caches). */
+static void fresh(void) {
+    unsigned long long subs = 0;
+    dl_iterate_phdr(count_unloads, &subs);
+    if (subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) {
+        for (size_t i = 0; i < (size_t)1 << TABLE_BITS; i++) {
+            atomic_store_explicit(&table[i].tag, 0, memory_order_relaxed);
+            atomic_store_explicit(&table[i].recipe, 0, memory_order_relaxed);
+        }
+        atomic_store_explicit(&unloads_seen, subs, memory_order_relaxed);
+    }
+}
+
+/* recipe_find: the recipe for return address pc (the row of pc - 1: the
+ * call, which may be a function's last instruction); 0 if refused. */
+ms_cold __attribute__((noinline)) static recipe_t recipe_find(uintptr_t pc) {
+    fresh();
+    find_t f = {.pc = pc - 1};
+    dl_iterate_phdr(find_object, &f);
+    if (!f.hdr) return 0;
+    /* a signal handler returns to the restorer's first instruction, not
+     * after a call: pc - 1 is in whatever precedes it */
+    static const uint8_t sigreturn[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+    uint8_t code[9];
+    if (ms_os_read_self(pc, code, sizeof code) == sizeof code && memcmp(code, sigreturn, sizeof code) == 0) return 0;
+    const uint8_t *fde = fde_of(f.hdr, pc - 1);
+    if (!fde) return 0;
+    uint32_t len, cie_off;
+    memcpy(&len, fde, 4);
+    if (len == 0 || len == 0xffffffffu) return 0;
+    memcpy(&cie_off, fde + 4, 4);
+    if (cie_off == 0) return 0; /* a CIE, not an FDE */
+    cie_t c;
+    if (!cie_read(fde + 4 - cie_off, &c) || c.signal) return 0;
+    rd_t r = {fde + 8, fde + 4 + len, false};
+    uintptr_t start = (uintptr_t)rd_ptr(&r, c.fde_enc, 0);
+    uintptr_t range = (uintptr_t)rd_ptr(&r, c.fde_enc & 0x0f, 0);
+    if (r.bad || pc - 1 < start || pc - 1 - start >= range) return 0;
+    if (c.has_z) {
+        uint64_t n = rd_uleb(&r);
+        if (r.bad || n > (uint64_t)(r.end - r.p)) return 0;
+        r.p += n;
+    }
+    row_t init = {.cfa_reg = -1, .rbp_rule = RULE_SAME, .ra_rule = RULE_UNDEF};
+    if (!run(c.insns, &c, start, UINTPTR_MAX, &init, NULL)) return 0;
+    row_t row = init;
+    if (!run(r, &c, start, pc - 1, &row, &init)) return 0;
+    if (row.cfa_reg < 0 || row.cfa_off < -(1 << 23) || row.cfa_off >= (1 << 23)) return 0;
+    unsigned flags = R_VALID | (row.cfa_reg == DW_RBP ? R_CFA_RBP : 0);
+    if (row.ra_rule == RULE_UNDEF) flags |= R_LAST;
+    else if (row.ra_rule != RULE_OFFSET || row.ra_off != -8) return 0;
+    int32_t rbp_off = 0;
+    if (row.rbp_rule == RULE_OFFSET) {
+        if (row.rbp_off < INT16_MIN || row.rbp_off > INT16_MAX) return 0;
+        flags |= R_RBP_SAVED;
+        rbp_off = (int32_t)row.rbp_off;
+    } else if (row.rbp_rule != RULE_SAME) {
+        return 0;
+    }
+    return recipe_pack(flags, (int32_t)row.cfa_off, rbp_off);
+}
+
+/* recipe_of: from the table, or found and entered (R_REFUSED too: a
+ * stack through a frame refused once goes to libunwind at once) */
+static inline recipe_t recipe_of(uintptr_t pc) {
+    entry_t *e = &table[(pc * 0x9E3779B97F4A7C15ull) >> (64 - TABLE_BITS)];
+    recipe_t r = atomic_load_explicit(&e->recipe, memory_order_relaxed);
+    if (ms_likely(atomic_load_explicit(&e->tag, memory_order_relaxed) == (pc ^ r) && r)) return r;
+    r = recipe_find(pc);
+    if (!r) r = R_REFUSED;
+    atomic_store_explicit(&e->recipe, r, memory_order_relaxed);
+    atomic_store_explicit(&e->tag, pc ^ r, memory_order_relaxed);
+    return r;
+}
+
+void ms_unwind_init(void) {
+    table = ms_meta_alloc(sizeof(entry_t) << TABLE_BITS);
+    ms_unwind_enabled = table != NULL;
+}
+
+/* walk_read: the word at a (ok false: unreadable), from the walk's known
+ * range [lo, *hi) or a page checked by ms_stack_read (the page just above
+ * the range extends it).  By value, so that the walk keeps its state in
+ * registers. */
+typedef struct word_s {
+    uintptr_t v;
+    bool ok;
+} word_t;
+
+static ms_cold __attribute__((noinline)) word_t read_checked(uintptr_t a) {
+    word_t w;
+    w.ok = ms_stack_read(a, &w.v);
+    return w;
+}
+
+static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
+    if (ms_likely(a >= lo && a + sizeof(uintptr_t) <= *hi)) return (word_t){*(const uintptr_t *)a, true};
+    word_t w = read_checked(a);
+    if (w.ok && (a & ~(uintptr_t)(OS_PAGE - 1)) == *hi && ((a + sizeof(uintptr_t) - 1) & ~(uintptr_t)(OS_PAGE - 1)) == *hi)
+        *hi += OS_PAGE;
+    return w;
+}
+
+/* ms_unwind: the return addresses of the calling frames, innermost (the
+ * return into this function's caller) first, up to cap; -1 where this
+ * walker gives way to libunwind.  __builtin_frame_address gives this
+ * function a frame pointer of its own (push rbp; mov rsp, rbp), and with
+ * it its caller's stack pointer, rbp and return address. */
+MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap) {
+    const uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
+    /* [lo, hi): stack known readable in this walk, grown a page at a time
+     * as the frames go up (sp's page is: the caller's frame is there) */
+    uintptr_t lo = sp & ~(uintptr_t)(OS_PAGE - 1), hi = lo + OS_PAGE;
+    int n = 0;
+    while (n < cap) {
+        out[n++] = (void *)pc;
+        recipe_t r = recipe_of(pc);
+        if (ms_unlikely(r & R_REFUSED)) return -1;
+        if (r & R_LAST) return n;
+        uintptr_t cfa = ((r & R_CFA_RBP) ? rbp : sp) + (intptr_t)recipe_cfa_off(r);
+        if (cfa <= sp) return -1;
+        word_t ra = walk_read(cfa - 8, lo, &hi);
+        if (!ra.ok) return -1;
+        if (r & R_RBP_SAVED) {
+            word_t w = walk_read(cfa + (intptr_t)recipe_rbp_off(r), lo, &hi);
+            if (!w.ok) return -1;
+            rbp = w.v;
+        }
+        if (ra.v == 0) return n; /* the outermost frame of a thread without CFI for it */
+        sp = cfa;
+        pc = ra.v;
+    }
+    return n;
+}
+
+#if MEMSCOPE_DEBUG
+/* ms_unwind_check: debug builds hold every walk of n frames (cap: the
+ * most it could have given) against libunwind's from the program's first
+ * frame on (the two start in different places). */
+void ms_unwind_check(void *const *raw, int n, int cap) {
+    void *ref[MS_STACK_RAW + 16];
+    int m = unw_backtrace(ref, MS_STACK_RAW + 16);
+    int i = 0, j = 0;
+    while (i < n && ms_in_memscope_text((uintptr_t)raw[i])) i++;
+    while (j < m && i < n && ref[j] != raw[i]) j++; /* this function's frames, and libunwind's */
+    bool same = true;
+    for (int a = i, b = j; a < n && b < m; a++, b++) same &= raw[a] == ref[b];
+    if (n < cap && n - i != m - j) same = false; /* not cut short, so the same depth */
+    if (same) return;
+    for (int a = i; a < n; a++) ms_warn("memscope: unwind: own   %2d %p", a - i, raw[a]);
+    for (int b = j; b < m; b++) ms_warn("memscope: unwind: libunwind %2d %p", b - j, ref[b]);
+    ms_assert_fail("the stack walk differs from libunwind's", __FILE__, __LINE__);
+}
+#endif
+
+#else /* not x86-64: libunwind walks every stack */
+bool ms_unwind_enabled;
+void ms_unwind_init(void) {}
+MS_TEXT int ms_unwind(void **out, int cap) { (void)out, (void)cap; return -1; }
+#endif

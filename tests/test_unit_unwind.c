@@ -1,0 +1,137 @@
+/* test_unit_unwind.c: the profiler's own stack walker (src/prof/unwind.c)
+ * against libunwind's, on the frame shapes that matter.
+ *
+ * Each case walks the stack with both from the same function and compares
+ * the callers (the first return address differs: two call sites).  The
+ * walker may refuse a stack (-1: libunwind then walks it), but what it
+ * gives must be libunwind's, frame for frame:
+ *   - deep recursion (frames whose CFA is rsp plus a constant);
+ *   - recursion through variable-length arrays (the CFA is rbp plus 16,
+ *     and rbp is restored from each frame's save slot);
+ *   - a comparison callback called by the C library's qsort;
+ *   - a thread's stack, which ends in the C library's thread start;
+ *   - a frame that realigns the stack (its CFA is an expression): refused;
+ *   - a signal handler (the stack goes through the kernel's signal frame):
+ *     refused;
+ *   - after a dlclose and a dlopen of another object at the same address
+ *     (the recipe table is emptied when objects go), when the C library's
+ *     libm is available to load.
+ * Every case but the refused ones must be walked by this walker, not
+ * handed to libunwind, or the fast path would go untested.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "prof/stack.h"
+#include "testhelper.h"
+
+#define CAP 80
+
+typedef struct result_s {
+    int own;     /* frames this walker gave, -1 refused */
+    bool same;   /* ... and they are libunwind's */
+} result_t;
+
+/* compare_here: both walks from this one frame */
+static __attribute__((noinline)) result_t compare_here(void) {
+    void *a[CAP], *b[CAP];
+    int n = ms_unwind(a, CAP);
+    int m = unw_backtrace(b, CAP);
+    result_t r = {n, false};
+    if (n < 2) return r;
+    int j = 0;
+    while (j < m && b[j] != a[1]) j++;
+    if (j == m) return r;
+    if (n - 1 != m - j) return r;
+    for (int i = 1; i < n; i++)
+        if (a[i] != b[j + i - 1]) return r;
+    r.same = true;
+    return r;
+}
+
+static volatile int sink;
+
+static __attribute__((noinline)) result_t recurse(int d) {
+    if (d == 0) return compare_here();
+    result_t r = recurse(d - 1);
+    sink += d; /* not a tail call */
+    return r;
+}
+
+static __attribute__((noinline)) result_t recurse_vla(int d) {
+    volatile char buf[16 + d * 8];
+    buf[0] = (char)d;
+    if (d == 0) return compare_here();
+    result_t r = recurse_vla(d - 1);
+    sink += buf[0];
+    return r;
+}
+
+static result_t in_qsort;
+static int cmp(const void *x, const void *y) {
+    if (in_qsort.own == 0) in_qsort = compare_here();
+    return *(const int *)x - *(const int *)y;
+}
+
+static void *thread_main(void *arg) {
+    *(result_t *)arg = recurse(3);
+    return NULL;
+}
+
+static __attribute__((noinline)) result_t realigned(void) {
+    _Alignas(128) volatile char buf[128];
+    buf[0] = 1;
+    result_t r = compare_here();
+    sink += buf[0];
+    return r;
+}
+
+static result_t in_handler;
+static void on_signal(int sig) {
+    (void)sig;
+    in_handler = recurse(2);
+}
+
+static bool good(result_t r) { return r.own > 0 && r.same; }
+
+int main(void) {
+    free(malloc(1)); /* the profiler, and with it the walker, starts */
+    CHECK("the walker is on", ms_unwind_enabled);
+
+    result_t r = recurse(40);
+    CHECK("deep recursion: libunwind's frames", good(r) && r.own > 40);
+    r = recurse_vla(20);
+    CHECK("frames with variable-length arrays (CFA = rbp + 16): libunwind's frames", good(r) && r.own > 20);
+
+    int v[64];
+    for (int i = 0; i < 64; i++) v[i] = (i * 37) % 64;
+    qsort(v, 64, sizeof v[0], cmp);
+    CHECK("inside a qsort callback: libunwind's frames", good(in_qsort));
+
+    pthread_t t;
+    result_t tr = {0, false};
+    CHECK("a thread's stack: libunwind's frames",
+          pthread_create(&t, NULL, thread_main, &tr) == 0 && pthread_join(t, NULL) == 0 && good(tr));
+
+    r = realigned();
+    CHECK("a realigned frame: refused or libunwind's", r.own == -1 || good(r));
+
+    signal(SIGUSR1, on_signal);
+    raise(SIGUSR1);
+    CHECK("a signal handler's stack: refused", in_handler.own == -1);
+
+    /* warm, then unload and load: no stale recipe walks the new object */
+    void *h = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
+    if (h) {
+        dlclose(h);
+        h = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
+        r = recurse(5);
+        CHECK("after dlclose and dlopen: libunwind's frames", good(r));
+        if (h) dlclose(h);
+    }
+    return print_test_summary();
+}
