@@ -13,6 +13,9 @@
  *   - a frame that realigns the stack (its CFA is an expression): refused;
  *   - a signal handler (the stack goes through the kernel's signal frame):
  *     refused;
+ *   - a walk replayed (the same stack as the buffer's last walk: only the
+ *     words it read are read again), and one through other callers with
+ *     the same frame sizes, which must not pass for a replay;
  *   - after a dlclose and a dlopen of another object at the same address
  *     (the recipe table is emptied when objects go), when the C library's
  *     libm is available to load.
@@ -36,10 +39,11 @@ typedef struct result_s {
     bool same;   /* ... and they are libunwind's */
 } result_t;
 
-/* compare_here: both walks from this one frame */
-static __attribute__((noinline)) result_t compare_here(void) {
-    void *a[CAP], *b[CAP];
-    int n = ms_unwind(a, CAP);
+/* compare_with: both walks from this one frame; the walker's into a, with
+ * replay record rp (or none) */
+static __attribute__((noinline)) result_t compare_with(void **a, replay_t *rp) {
+    void *b[CAP];
+    int n = ms_unwind(a, CAP, rp);
     int m = unw_backtrace(b, CAP);
     result_t r = {n, false};
     if (n < 2) return r;
@@ -53,7 +57,33 @@ static __attribute__((noinline)) result_t compare_here(void) {
     return r;
 }
 
+static __attribute__((noinline)) result_t compare_here(void) {
+    void *a[CAP];
+    return compare_with(a, NULL);
+}
+
 static volatile int sink;
+
+/* Replays: a walk from the same place into the same buffer, through the
+ * same callers, only rereads what the last one read; one through other
+ * callers of the same frame sizes (via_f1, via_f2) must not pass for it. */
+static void *replay_buf[CAP];
+static replay_t replay_rec;
+static __attribute__((noinline)) result_t via_g(void) {
+    result_t r = compare_with(replay_buf, &replay_rec);
+    sink++;
+    return r;
+}
+static __attribute__((noinline)) result_t via_f1(void) {
+    result_t r = via_g();
+    sink++;
+    return r;
+}
+static __attribute__((noinline)) result_t via_f2(void) {
+    result_t r = via_g();
+    sink += 2;
+    return r;
+}
 
 static __attribute__((noinline)) result_t recurse(int d) {
     if (d == 0) return compare_here();
@@ -116,6 +146,19 @@ int main(void) {
     result_t tr = {0, false};
     CHECK("a thread's stack: libunwind's frames",
           pthread_create(&t, NULL, thread_main, &tr) == 0 && pthread_join(t, NULL) == 0 && good(tr));
+
+    /* one call site: the stacks differ only below via_f1 and via_f2 */
+    result_t rr[4];
+    bool hit[4];
+    for (int i = 0; i < 4; i++) {
+        result_t (*volatile via)(void) = i < 2 ? via_f1 : via_f2;
+        rr[i] = via();
+        hit[i] = replay_rec.hit;
+    }
+    CHECK("replay: the same stack twice is a hit, with libunwind's frames",
+          good(rr[0]) && !hit[0] && good(rr[1]) && hit[1]);
+    CHECK("replay: another caller of the same frame sizes is not (libunwind's frames), then is",
+          good(rr[2]) && !hit[2] && good(rr[3]) && hit[3]);
 
     r = realigned();
     CHECK("a realigned frame: refused or libunwind's", r.own == -1 || good(r));

@@ -626,8 +626,12 @@ MS_TEXT static uint32_t on_stack(void) {
     int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs);
     if (n == -2) return stack_nested();
     if (n < 0) return UINT32_MAX; /* a fork is under way */
-    bool truncated = n > MS_PROF_MAX_DEPTH;
-    uint32_t id = stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
+    replay_t *rp = &ms_stack_own.replay;
+    uint32_t id = rp->id;
+    if (!rp->hit || id == UINT32_MAX) { /* not the stack of the thread's last sample */
+        bool truncated = n > MS_PROF_MAX_DEPTH;
+        id = rp->id = stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
+    }
     ms_stack_own_release(); /* a new stack's frames were copied */
     return id;
 }

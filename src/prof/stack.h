@@ -15,7 +15,6 @@
  * (at profile_rate=1 it bounced between CPUs on each malloc).  A thread's
  * slot comes from the address of its TLS block.  A fork sums the slots. */
 #define MS_STACK_SLOTS 16
-#define MS_STACK_RAW (MS_PROF_MAX_DEPTH + 32) /* room for memscope's own frames */
 typedef struct stack_slot_s {
     _Alignas(64) _Atomic int n;
 } stack_slot_t;
@@ -26,17 +25,34 @@ extern _Atomic bool ms_stack_forking;
  * page proven readable by process_vm_readv, four remembered per thread). */
 bool ms_stack_read(uintptr_t addr, uintptr_t *val);
 
-/* unwind.c: the walker for plain frames; -1 where libunwind must walk. */
+/* unwind.c: the walker for plain frames; -1 where libunwind must walk.
+ * A replay record (optional) remembers where a walk read each word: the
+ * next walk into the same buffer from the same place only reads them
+ * again, and if all are unchanged, it is the same stack (hit). */
+#define MS_STACK_RAW (MS_PROF_MAX_DEPTH + 32) /* room for memscope's own frames */
+typedef struct replay_s {
+    uintptr_t pc0, sp0, rbp0; /* where the walk started */
+    int n, cap;               /* frames it gave (0: no record), of at most cap */
+    bool ends_zero;           /* it ended at a return address of 0 */
+    bool uses_rbp0;           /* a frame's CFA came from rbp0 (else rbp0 need not match) */
+    bool hit;                 /* the last walk was this one again */
+    uint32_t id;              /* the profiler's id for the stack (UINT32_MAX: none yet) */
+    uintptr_t ra_at[MS_STACK_RAW];  /* where frame k's return address was read (0: none) */
+    uintptr_t rbp_at[MS_STACK_RAW]; /* where frame k's rbp was read (0: none); bit 0: a
+                                       later frame's CFA came from the value */
+    uintptr_t rbp_not[MS_STACK_RAW]; /* ~ the value read: never a heap address, for the
+                                        leak checker, which scans this TLS as a root */
+} replay_t;
 extern bool ms_unwind_enabled;
 void ms_unwind_init(void);
-int ms_unwind(void **out, int cap);
+int ms_unwind(void **out, int cap, replay_t *rp);
 #if MEMSCOPE_DEBUG
 void ms_unwind_check(void *const *raw, int n, int cap);
 #endif
 
 /* stack_unwind: up to cap return addresses into raw, the innermost first
  * (memscope's own frames included); -1 when a fork is in progress. */
-ms_inline int stack_unwind(void **raw, int cap) {
+ms_inline int stack_unwind(void **raw, int cap, replay_t *rp) {
     _Atomic int *busy = &ms_stack_capturing[(uint64_t)(uintptr_t)&ms_no_sample * 0x9E3779B97F4A7C15ull >> 60].n;
     atomic_fetch_add(busy, 1);
     if (atomic_load(&ms_stack_forking)) {
@@ -44,7 +60,7 @@ ms_inline int stack_unwind(void **raw, int cap) {
         return -1;
     }
     ms_no_sample++;
-    int n = ms_unwind_enabled ? ms_unwind(raw, cap) : -1;
+    int n = ms_unwind_enabled ? ms_unwind(raw, cap, rp) : -1;
 #if MEMSCOPE_DEBUG
     if (n >= 0) ms_unwind_check(raw, n, cap);
 #endif
@@ -58,7 +74,7 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
     void *raw[MS_STACK_RAW];
     int cap = max + skip + 16;
     if (cap > MS_STACK_RAW) cap = MS_STACK_RAW;
-    int n = stack_unwind(raw, cap);
+    int n = stack_unwind(raw, cap, NULL);
     if (n < 0) return -1;
     /* What the buffer held before is whatever earlier calls left at this
      * depth of the stack, heap pointers among them; the leak checker scans
@@ -75,13 +91,15 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
 }
 
 /* The thread's own capture buffer, for the sampling hook.  It holds only
- * return addresses, so the leak checker (which scans TLS as a root) can
- * find no stale heap pointer in it, and it needs no clearing: a buffer on
+ * return addresses and stack addresses, so the leak checker (which scans
+ * TLS as a root) can find no stale heap pointer in it, and it needs no
+ * clearing: a buffer on
  * the stack had to be cleared on every sample (two memsets of 500-800
  * bytes, a large share of a sample's cost at profile_rate=1). */
 typedef struct stack_own_s {
     volatile bool busy;  /* in use; a signal handler's sample then takes the stack path */
     uintptr_t raw[MS_STACK_RAW];
+    replay_t replay;     /* how raw was walked (a loop's mallocs walk the same stack) */
 } stack_own_t;
 extern __thread stack_own_t ms_stack_own;
 
@@ -99,7 +117,7 @@ ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs) {
     if (cap > MS_STACK_RAW) cap = MS_STACK_RAW;
     /* unw_backtrace stores void pointers; the buffer is read as uintptr_t,
      * the same size, written by another object file */
-    int n = stack_unwind((void **)o->raw, cap);
+    int n = stack_unwind((void **)o->raw, cap, &o->replay);
     if (n < 0) {
         o->busy = false;
         return -1;

@@ -465,37 +465,90 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
     return w;
 }
 
+/* replay: rp's walk, if it is the one that starts at (pc, sp, rbp) with
+ * room for cap frames: the words it read are read again (with the same
+ * checks) and must be those it read then.  The walk is a function of its
+ * start and of those words, so it would give the frames out holds.  rbp
+ * at the start counts only if a frame's CFA came from it before any frame
+ * restored rbp, and so does a value read from a frame's save slot (bit 0
+ * of its address set): optimized code keeps its own values in rbp, which
+ * would otherwise make every walk new.  Every word is read again all the
+ * same, so a replay fails where the walk would have. */
+static bool replay(const replay_t *rp, void *const *out, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp,
+                   uintptr_t lo, uintptr_t hi) {
+    if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp))
+        return false;
+    int n = rp->n;
+    for (int k = 0; k < n; k++) {
+        if (rp->rbp_at[k]) {
+            word_t w = walk_read(rp->rbp_at[k] & ~(uintptr_t)1, lo, &hi);
+            if (!w.ok || ((rp->rbp_at[k] & 1) && w.v != ~rp->rbp_not[k])) return false;
+        }
+        if (rp->ra_at[k]) {
+            word_t ra = walk_read(rp->ra_at[k], lo, &hi);
+            if (!ra.ok) return false;
+            if (k + 1 < n ? ra.v != (uintptr_t)out[k + 1] : rp->ends_zero && ra.v != 0) return false;
+        }
+    }
+    return true;
+}
+
 /* ms_unwind: the return addresses of the calling frames, innermost (the
  * return into this function's caller) first, up to cap; -1 where this
  * walker gives way to libunwind.  __builtin_frame_address gives this
  * function a frame pointer of its own (push rbp; mov rsp, rbp), and with
- * it its caller's stack pointer, rbp and return address. */
-MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap) {
+ * it its caller's stack pointer, rbp and return address.  rp (or NULL):
+ * the record of the last walk into out, replayed if it starts here, and
+ * rewritten otherwise. */
+MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *rp) {
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
     /* [lo, hi): stack known readable in this walk, grown a page at a time
      * as the frames go up (sp's page is: the caller's frame is there) */
     uintptr_t lo = sp & ~(uintptr_t)(OS_PAGE - 1), hi = lo + OS_PAGE;
+    if (rp) {
+        if ((rp->hit = replay(rp, out, cap, pc, sp, rbp, lo, hi))) return rp->n;
+        rp->pc0 = pc, rp->sp0 = sp, rp->rbp0 = rbp, rp->cap = cap, rp->id = UINT32_MAX;
+        rp->n = 0, rp->ends_zero = false, rp->uses_rbp0 = false;
+    }
+    int rbp_from = -1; /* the frame whose save slot gave rbp (-1: rbp0) */
     int n = 0;
     while (n < cap) {
+        if (rp) rp->ra_at[n] = 0, rp->rbp_at[n] = 0;
         out[n++] = (void *)pc;
         recipe_t r = recipe_of(pc);
-        if (ms_unlikely(r & R_REFUSED)) return -1;
-        if (r & R_LAST) return n;
+        if (ms_unlikely(r & R_REFUSED)) goto refused;
+        if (r & R_LAST) goto done;
         uintptr_t cfa = ((r & R_CFA_RBP) ? rbp : sp) + (intptr_t)recipe_cfa_off(r);
-        if (cfa <= sp) return -1;
-        word_t ra = walk_read(cfa - 8, lo, &hi);
-        if (!ra.ok) return -1;
-        if (r & R_RBP_SAVED) {
-            word_t w = walk_read(cfa + (intptr_t)recipe_rbp_off(r), lo, &hi);
-            if (!w.ok) return -1;
-            rbp = w.v;
+        if (cfa <= sp) goto refused;
+        if ((r & R_CFA_RBP) && rp) { /* the value of rbp counts: a replay compares it */
+            if (rbp_from < 0) rp->uses_rbp0 = true;
+            else rp->rbp_at[rbp_from] |= 1;
         }
-        if (ra.v == 0) return n; /* the outermost frame of a thread without CFI for it */
+        word_t ra = walk_read(cfa - 8, lo, &hi);
+        if (!ra.ok) goto refused;
+        if (r & R_RBP_SAVED) {
+            uintptr_t at = cfa + (intptr_t)recipe_rbp_off(r);
+            word_t w = walk_read(at, lo, &hi);
+            if (!w.ok) goto refused;
+            rbp = w.v;
+            rbp_from = n - 1;
+            if (rp) rp->rbp_at[n - 1] = at, rp->rbp_not[n - 1] = ~w.v;
+        }
+        if (rp) rp->ra_at[n - 1] = cfa - 8;
+        if (ra.v == 0) { /* the outermost frame of a thread without CFI for it */
+            if (rp) rp->ends_zero = true;
+            goto done;
+        }
         sp = cfa;
         pc = ra.v;
     }
+done:
+    if (rp) rp->n = n;
     return n;
+refused:
+    if (rp) rp->n = 0;
+    return -1;
 }
 
 #if MEMSCOPE_DEBUG
