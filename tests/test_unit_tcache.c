@@ -7,8 +7,12 @@
  * limit, the limits add up to the cache's own sum (max_bytes), and that sum
  * stays within the total; lists cut down to one object take several frees
  * in a row; and a class used again after all the others grows back (the
- * room comes from the other lists).  Runs in the debug build.
+ * room comes from the other lists).  Then 160 threads at once do the same
+ * over 24 classes: together they share 32 MiB (MS_TC_OVERALL_BYTES), so no
+ * thread's limits may add up to more than 32 MiB / 160 (without the shared
+ * budget each reached 3 MiB).  Runs in the debug build.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "internal.h"
@@ -28,6 +32,29 @@ static void churn(int c, int rounds) {
         for (size_t i = 0; i < n; i++) objs[i] = malloc(size);
         for (size_t i = 0; i < n; i++) free(objs[i]);
     }
+}
+
+#define MANY 160
+#define OVERALL ((uint64_t)32 << 20)
+static pthread_barrier_t all_in, all_done; /* no thread exits (and leaves its share) before all are done */
+static _Atomic int over_share;
+
+static void *many_main(void *arg) {
+    (void)arg;
+    void *volatile first = malloc(16); /* the cache, and with it the count of threads */
+    free(first);
+    pthread_barrier_wait(&all_in);
+    void *mine[512];
+    for (int round = 0; round < 2; round++)
+        for (int c = 1; c <= 24; c++) {
+            size_t size = ms_class_size[c], n = ((size_t)256 << 10) / size;
+            if (n > 512) n = 512;
+            for (size_t i = 0; i < n; i++) mine[i] = malloc(size);
+            for (size_t i = 0; i < n; i++) free(mine[i]);
+        }
+    if (ms_tc->max_bytes > OVERALL / MANY) over_share++;
+    pthread_barrier_wait(&all_done);
+    return NULL;
 }
 
 static uint64_t sum_max(const tcache_t *tc, uint64_t *cached, bool *lens_ok) {
@@ -73,5 +100,15 @@ int main(void) {
     CHECK("small-class-grows-back", tc->lists[c16].max >= 256);
     sum = sum_max(tc, &cached, &lens_ok);
     CHECK("still-within-cap", lens_ok && sum == tc->max_bytes && sum <= (TOTAL > floor ? TOTAL : floor));
+
+    pthread_t t[MANY];
+    pthread_barrier_init(&all_in, NULL, MANY);
+    pthread_barrier_init(&all_done, NULL, MANY);
+    int started = 0;
+    while (started < MANY && pthread_create(&t[started], NULL, many_main, NULL) == 0) started++;
+    for (int i = 0; i < started; i++) pthread_join(t[i], NULL);
+    fprintf(stderr, "[%d of %d threads above a share of %.0f KiB] ", (int)over_share, MANY,
+            OVERALL / MANY / 1024.0);
+    CHECK("many-threads-share-the-budget", started == MANY && over_share == 0);
     return print_test_summary();
 }
