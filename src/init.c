@@ -49,6 +49,7 @@ void ms_init_slow(void) {
         in_init = true;
         atomic_store(&ms_inited, 1);
         ms_cookie_key = ms_os_random();
+        ms_os_ticks_init();
         ms_heap_init();
         ms_central_init();
         ms_tcache_init_process();

@@ -143,6 +143,9 @@ bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range us
 int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed, 1 moved (from reads as zero), 2 moved, from unmapped */
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
 uint64_t ms_os_now_ns(void);                  /* monotonic */
+void ms_os_ticks_init(void);                  /* at process init, before any tick is taken */
+uint64_t ms_os_ticks(void);                   /* for short intervals (the TSC, or ns) */
+uint64_t ms_os_ticks_ns(uint64_t ticks);      /* a difference of ticks, in ns */
 uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */
 uint64_t ms_os_wall_coarse_ns(void);          /* the same to a clock tick (a few ms), for a few ns */
 bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss); /* /proc/self/statm + VmHWM */

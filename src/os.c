@@ -109,6 +109,45 @@ uint64_t ms_os_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Ticks, for timing short holds of locks on paths that run per allocation
+ * (the heap lock): the TSC where the CPU says it runs at a constant rate
+ * in every power state (invariant, CPUID 0x80000007 EDX bit 8), one
+ * instruction (12 ns here, against 30 for clock_gettime); else ns.  A
+ * difference of ticks becomes ns by the rate seen since the first tick. */
+static bool tsc_ok;
+static uint64_t tsc0, tsc0_ns;
+
+void ms_os_ticks_init(void) {
+#if defined(__x86_64__)
+    unsigned a = 0x80000000u, b, c, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "=c"(c), "=d"(d));
+    if (a < 0x80000007u) return;
+    a = 0x80000007u;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "=c"(c), "=d"(d));
+    if (!(d & (1u << 8))) return;
+    tsc0_ns = ms_os_now_ns();
+    tsc0 = __builtin_ia32_rdtsc();
+    tsc_ok = true;
+#endif
+}
+
+uint64_t ms_os_ticks(void) {
+#if defined(__x86_64__)
+    if (tsc_ok) return __builtin_ia32_rdtsc();
+#endif
+    return ms_os_now_ns();
+}
+
+uint64_t ms_os_ticks_ns(uint64_t ticks) {
+#if defined(__x86_64__)
+    if (tsc_ok) {
+        uint64_t dt = __builtin_ia32_rdtsc() - tsc0, dn = ms_os_now_ns() - tsc0_ns;
+        return dt ? (uint64_t)((unsigned __int128)ticks * dn / dt) : 0;
+    }
+#endif
+    return ticks;
+}
+
 uint64_t ms_os_wall_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
