@@ -10,7 +10,10 @@
  *     and rbp is restored from each frame's save slot);
  *   - a comparison callback called by the C library's qsort;
  *   - a thread's stack, which ends in the C library's thread start;
- *   - a frame that realigns the stack (its CFA is an expression): refused;
+ *   - a frame that realigns the stack (rbp-based), and one that does it as
+ *     GCC's -O2 does in main (the CFA saved below rbp and described as the
+ *     word at rbp - 8, rbp saved at rbp: its call frame information is
+ *     written out here, as GCC writes it);
  *   - a signal handler (the stack goes through the kernel's signal frame):
  *     refused;
  *   - a walk replayed (the same stack as the buffer's last walk: only the
@@ -120,6 +123,37 @@ static __attribute__((noinline)) result_t realigned(void) {
     return r;
 }
 
+/* drap_call: calls f on a stack realigned to 64 bytes the way GCC's -O2
+ * main does it (the CFA kept in r10, then saved below rbp) */
+result_t drap_call(result_t (*f)(void));
+__asm__(".text\n"
+        ".globl drap_call\n"
+        ".type drap_call, @function\n"
+        "drap_call:\n"
+        ".cfi_startproc\n"
+        "  lea 0x8(%rsp), %r10\n"
+        ".cfi_def_cfa %r10, 0\n"
+        "  and $-64, %rsp\n"
+        "  pushq -0x8(%r10)\n"
+        "  push %rbp\n"
+        ".cfi_escape 0x10, 0x06, 0x02, 0x76, 0x00\n"       /* rbp: saved at rbp + 0 */
+        "  mov %rsp, %rbp\n"
+        "  push %r10\n"
+        ".cfi_escape 0x0f, 0x03, 0x76, 0x78, 0x06\n"       /* CFA: the word at rbp - 8 */
+        "  sub $8, %rsp\n"
+        "  call *%rdi\n"
+        "  add $8, %rsp\n"
+        "  pop %r10\n"
+        ".cfi_def_cfa %r10, 0\n"
+        "  pop %rbp\n"
+        ".cfi_restore %rbp\n"
+        "  lea -0x8(%r10), %rsp\n"
+        ".cfi_def_cfa %rsp, 8\n"
+        "  ret\n"
+        ".cfi_endproc\n"
+        ".size drap_call, .-drap_call\n");
+static result_t drap_inner(void) { return recurse(3); }
+
 static result_t in_handler;
 static void on_signal(int sig) {
     (void)sig;
@@ -160,8 +194,10 @@ int main(void) {
     CHECK("replay: another caller of the same frame sizes is not (libunwind's frames), then is",
           good(rr[2]) && !hit[2] && good(rr[3]) && hit[3]);
 
+    r = drap_call(drap_inner);
+    CHECK("through a frame whose CFA is the word at rbp - 8 (GCC's main): libunwind's frames", good(r));
     r = realigned();
-    CHECK("a realigned frame: refused or libunwind's", r.own == -1 || good(r));
+    CHECK("a realigned frame (CFA saved below rbp): libunwind's frames", good(r));
 
     signal(SIGUSR1, on_signal);
     raise(SIGUSR1);

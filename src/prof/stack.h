@@ -30,18 +30,17 @@ bool ms_stack_read(uintptr_t addr, uintptr_t *val);
  * next walk into the same buffer from the same place only reads them
  * again, and if all are unchanged, it is the same stack (hit). */
 #define MS_STACK_RAW (MS_PROF_MAX_DEPTH + 32) /* room for memscope's own frames */
+#define MS_REPLAY_READS (2 * MS_STACK_RAW)
 typedef struct replay_s {
     uintptr_t pc0, sp0, rbp0; /* where the walk started */
     int n, cap;               /* frames it gave (0: no record), of at most cap */
-    bool ends_zero;           /* it ended at a return address of 0 */
+    int nreads;               /* words it read, in order */
     bool uses_rbp0;           /* a frame's CFA came from rbp0 (else rbp0 need not match) */
     bool hit;                 /* the last walk was this one again */
     uint32_t id;              /* the profiler's id for the stack (UINT32_MAX: none yet) */
-    uintptr_t ra_at[MS_STACK_RAW];  /* where frame k's return address was read (0: none) */
-    uintptr_t rbp_at[MS_STACK_RAW]; /* where frame k's rbp was read (0: none); bit 0: a
-                                       later frame's CFA came from the value */
-    uintptr_t rbp_not[MS_STACK_RAW]; /* ~ the value read: never a heap address, for the
-                                        leak checker, which scans this TLS as a root */
+    uintptr_t at[MS_REPLAY_READS];  /* where each word was read; bit 0: its value counts */
+    uintptr_t not[MS_REPLAY_READS]; /* ~ the value read: never a heap address, for the
+                                       leak checker, which scans this TLS as a root */
 } replay_t;
 extern bool ms_unwind_enabled;
 void ms_unwind_init(void);

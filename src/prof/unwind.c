@@ -9,7 +9,8 @@
  * clang almost always says only three things: the canonical frame address
  * (CFA: the stack pointer before the call) is rsp or rbp plus a constant,
  * the return address is at CFA-8, and rbp is saved at CFA plus a constant
- * or not at all.  That is all a walk needs, so it is all this keeps: a
+ * or not at all (a function that realigns its stack saves the CFA below
+ * rbp, and rbp at rbp).  That is all a walk needs, so it is all this keeps: a
  * recipe of 8 bytes per return address, found once from the object's
  * .eh_frame_hdr and .eh_frame and then reused from a table shared by every
  * thread.  A warm frame costs a table probe, one or two checked reads and a
@@ -19,7 +20,9 @@
  * result is always libunwind's or the same as libunwind's: a return address
  * in no object or in one without .eh_frame_hdr, a binary-search table not
  * of the usual encoding, a CFA or rbp or return address given by an
- * expression or another register, signal frames (the 'S' augmentation,
+ * expression (but the two that frames realigning the stack use: CFA = the
+ * word at rbp + n, rbp saved at rbp + n) or another register, signal
+ * frames (the 'S' augmentation,
  * or a return address at rt_sigreturn's instructions),
  * 64-bit .eh_frame lengths, DW_CFA_set_loc and any opcode not listed in
  * recipe_run.  tests/test_unit_unwind.c holds the walk against libunwind's
@@ -58,6 +61,8 @@
 #define R_LAST     4u /* return address undefined: the outermost frame */
 #define R_VALID    8u
 #define R_REFUSED  16u /* a frame this walker gives way on (never 0: 0 is an empty entry) */
+#define R_CFA_DEREF 32u /* CFA = the word at rbp + off (a frame that realigned its stack) */
+#define R_RBP_AT_RBP 64u /* rbp saved at rbp + its offset, not at CFA + it */
 typedef uint64_t recipe_t;
 
 static inline recipe_t recipe_pack(unsigned flags, int32_t cfa_off, int32_t rbp_off) {
@@ -202,7 +207,20 @@ static const uint8_t *fde_of(const uint8_t *hdr, uintptr_t pc) {
  * ---------------------------------------------------------------------- */
 
 enum { DW_RBP = 6, DW_RSP = 7, DW_RA = 16 };
-enum { RULE_SAME, RULE_OFFSET, RULE_UNDEF, RULE_OTHER };
+enum { RULE_SAME, RULE_OFFSET, RULE_AT_RBP, RULE_UNDEF, RULE_OTHER };
+#define CFA_DEREF_RBP 100 /* row_t.cfa_reg: the CFA is the word at rbp + cfa_off */
+
+/* breg6: the expression [p, p + n) is DW_OP_breg6 x (rbp + x), followed
+ * by DW_OP_deref if deref; the two forms compilers write for a frame that
+ * realigns its stack (the CFA saved below rbp, rbp saved at rbp). */
+static bool breg6(const uint8_t *p, uint64_t n, bool deref, int64_t *x) {
+    rd_t r = {p, p + n, false};
+    *x = 0;
+    if (rd_u8(&r) != 0x76) return false;
+    *x = rd_sleb(&r);
+    if (deref && rd_u8(&r) != 0x06) return false;
+    return !r.bad && r.p == r.end;
+}
 
 typedef struct row_s {
     int cfa_reg;        /* DW_RSP, DW_RBP, or -1 (anything else) */
@@ -297,6 +315,12 @@ static bool run(rd_t ins, const cie_t *c, uintptr_t loc, uintptr_t target, row_t
             reg = rd_uleb(&ins);
             uint64_t n = rd_uleb(&ins);
             if (n > (uint64_t)(ins.end - ins.p)) return false;
+            int64_t x;
+            if (op == 0x10 && reg == DW_RBP && breg6(ins.p, n, false, &x)) { /* saved at rbp + x */
+                ins.p += n;
+                row->rbp_rule = RULE_AT_RBP, row->rbp_off = x;
+                continue;
+            }
             ins.p += n;
             goto other;
         }
@@ -313,14 +337,18 @@ static bool run(rd_t ins, const cie_t *c, uintptr_t loc, uintptr_t target, row_t
             continue;
         case 0x0c: reg = rd_uleb(&ins); row->cfa_off = (int64_t)rd_uleb(&ins); goto cfa_reg;
         case 0x12: reg = rd_uleb(&ins); row->cfa_off = rd_sleb(&ins) * c->daf; goto cfa_reg;
-        case 0x0d: reg = rd_uleb(&ins); goto cfa_reg;
-        case 0x0e: row->cfa_off = (int64_t)rd_uleb(&ins); continue;
-        case 0x13: row->cfa_off = rd_sleb(&ins) * c->daf; continue;
+        case 0x0d: reg = rd_uleb(&ins); /* keeps the offset: meaningless after an expression */
+            if (row->cfa_reg == CFA_DEREF_RBP) row->cfa_reg = -1, reg = DW_RA;
+            goto cfa_reg;
+        case 0x0e: row->cfa_off = (int64_t)rd_uleb(&ins); goto cfa_off;
+        case 0x13: row->cfa_off = rd_sleb(&ins) * c->daf; goto cfa_off;
         case 0x0f: {                                            /* def_cfa_expression */
             uint64_t n = rd_uleb(&ins);
             if (n > (uint64_t)(ins.end - ins.p)) return false;
+            int64_t x;
+            row->cfa_reg = breg6(ins.p, n, true, &x) ? CFA_DEREF_RBP : -1; /* the word at rbp + x */
+            row->cfa_off = x;
             ins.p += n;
-            row->cfa_reg = -1;
             continue;
         }
         case 0x2e: rd_uleb(&ins); continue;                     /* GNU_args_size */
@@ -347,6 +375,9 @@ static bool run(rd_t ins, const cie_t *c, uintptr_t loc, uintptr_t target, row_t
         continue;
     cfa_reg:
         row->cfa_reg = reg == DW_RSP || reg == DW_RBP ? (int)reg : -1;
+        continue;
+    cfa_off:
+        if (row->cfa_reg == CFA_DEREF_RBP) row->cfa_reg = -1;
         continue;
     }
     return !ins.bad;
@@ -410,13 +441,13 @@ ms_cold __attribute__((noinline)) static recipe_t recipe_find(uintptr_t pc) {
     row_t row = init;
     if (!run(r, &c, start, pc - 1, &row, &init)) return 0;
     if (row.cfa_reg < 0 || row.cfa_off < -(1 << 23) || row.cfa_off >= (1 << 23)) return 0;
-    unsigned flags = R_VALID | (row.cfa_reg == DW_RBP ? R_CFA_RBP : 0);
+    unsigned flags = R_VALID | (row.cfa_reg == DW_RBP ? R_CFA_RBP : row.cfa_reg == CFA_DEREF_RBP ? R_CFA_DEREF : 0);
     if (row.ra_rule == RULE_UNDEF) flags |= R_LAST;
     else if (row.ra_rule != RULE_OFFSET || row.ra_off != -8) return 0;
     int32_t rbp_off = 0;
-    if (row.rbp_rule == RULE_OFFSET) {
+    if (row.rbp_rule == RULE_OFFSET || row.rbp_rule == RULE_AT_RBP) {
         if (row.rbp_off < INT16_MIN || row.rbp_off > INT16_MAX) return 0;
-        flags |= R_RBP_SAVED;
+        flags |= R_RBP_SAVED | (row.rbp_rule == RULE_AT_RBP ? R_RBP_AT_RBP : 0);
         rbp_off = (int32_t)row.rbp_off;
     } else if (row.rbp_rule != RULE_SAME) {
         return 0;
@@ -474,21 +505,12 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
  * of its address set): optimized code keeps its own values in rbp, which
  * would otherwise make every walk new.  Every word is read again all the
  * same, so a replay fails where the walk would have. */
-static bool replay(const replay_t *rp, void *const *out, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp,
-                   uintptr_t lo, uintptr_t hi) {
+static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
     if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp))
         return false;
-    int n = rp->n;
-    for (int k = 0; k < n; k++) {
-        if (rp->rbp_at[k]) {
-            word_t w = walk_read(rp->rbp_at[k] & ~(uintptr_t)1, lo, &hi);
-            if (!w.ok || ((rp->rbp_at[k] & 1) && w.v != ~rp->rbp_not[k])) return false;
-        }
-        if (rp->ra_at[k]) {
-            word_t ra = walk_read(rp->ra_at[k], lo, &hi);
-            if (!ra.ok) return false;
-            if (k + 1 < n ? ra.v != (uintptr_t)out[k + 1] : rp->ends_zero && ra.v != 0) return false;
-        }
+    for (int i = 0; i < rp->nreads; i++) {
+        word_t w = walk_read(rp->at[i] & ~(uintptr_t)1, lo, &hi);
+        if (!w.ok || ((rp->at[i] & 1) && w.v != ~rp->not[i])) return false;
     }
     return true;
 }
@@ -507,41 +529,58 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
      * as the frames go up (sp's page is: the caller's frame is there) */
     uintptr_t lo = sp & ~(uintptr_t)(OS_PAGE - 1), hi = lo + OS_PAGE;
     if (rp) {
-        if ((rp->hit = replay(rp, out, cap, pc, sp, rbp, lo, hi))) return rp->n;
+        if ((rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
         rp->pc0 = pc, rp->sp0 = sp, rp->rbp0 = rbp, rp->cap = cap, rp->id = UINT32_MAX;
-        rp->n = 0, rp->ends_zero = false, rp->uses_rbp0 = false;
+        rp->n = 0, rp->nreads = 0, rp->uses_rbp0 = false;
     }
-    int rbp_from = -1; /* the frame whose save slot gave rbp (-1: rbp0) */
+    int rbp_from = -1; /* the read that gave rbp (-1: rbp0) */
     int n = 0;
+    word_t w;
+/* read: w = the word at a, noted for replays; `counts`: its value does */
+#define READ(a, counts)                                                      \
+    do {                                                                     \
+        uintptr_t a_ = (a);                                                  \
+        w = walk_read(a_, lo, &hi);                                          \
+        if (!w.ok) goto refused;                                             \
+        if (rp) {                                                            \
+            if (rp->nreads == MS_REPLAY_READS) rp = NULL; /* no replay */    \
+            else rp->at[rp->nreads] = a_ | (counts), rp->not[rp->nreads++] = ~w.v; \
+        }                                                                    \
+    } while (0)
+/* uses_rbp: an address or the CFA comes from rbp: its value counts */
+#define USES_RBP()                                                           \
+    do {                                                                     \
+        if (rp) {                                                            \
+            if (rbp_from < 0) rp->uses_rbp0 = true;                          \
+            else rp->at[rbp_from] |= 1;                                      \
+        }                                                                    \
+    } while (0)
     while (n < cap) {
-        if (rp) rp->ra_at[n] = 0, rp->rbp_at[n] = 0;
         out[n++] = (void *)pc;
         recipe_t r = recipe_of(pc);
         if (ms_unlikely(r & R_REFUSED)) goto refused;
         if (r & R_LAST) goto done;
-        uintptr_t cfa = ((r & R_CFA_RBP) ? rbp : sp) + (intptr_t)recipe_cfa_off(r);
+        uintptr_t cfa;
+        if (r & R_CFA_DEREF) { /* a realigned frame: the CFA was saved at rbp + off */
+            USES_RBP();
+            READ(rbp + (intptr_t)recipe_cfa_off(r), 1);
+            cfa = w.v;
+        } else {
+            if (r & R_CFA_RBP) USES_RBP();
+            cfa = ((r & R_CFA_RBP) ? rbp : sp) + (intptr_t)recipe_cfa_off(r);
+        }
         if (cfa <= sp) goto refused;
-        if ((r & R_CFA_RBP) && rp) { /* the value of rbp counts: a replay compares it */
-            if (rbp_from < 0) rp->uses_rbp0 = true;
-            else rp->rbp_at[rbp_from] |= 1;
-        }
-        word_t ra = walk_read(cfa - 8, lo, &hi);
-        if (!ra.ok) goto refused;
         if (r & R_RBP_SAVED) {
-            uintptr_t at = cfa + (intptr_t)recipe_rbp_off(r);
-            word_t w = walk_read(at, lo, &hi);
-            if (!w.ok) goto refused;
+            if (r & R_RBP_AT_RBP) USES_RBP();
+            READ(((r & R_RBP_AT_RBP) ? rbp : cfa) + (intptr_t)recipe_rbp_off(r), 0);
             rbp = w.v;
-            rbp_from = n - 1;
-            if (rp) rp->rbp_at[n - 1] = at, rp->rbp_not[n - 1] = ~w.v;
+            rbp_from = rp ? rp->nreads - 1 : 0;
         }
-        if (rp) rp->ra_at[n - 1] = cfa - 8;
-        if (ra.v == 0) { /* the outermost frame of a thread without CFI for it */
-            if (rp) rp->ends_zero = true;
-            goto done;
-        }
+        /* the return address counts, but for the last frame of a walk cut at cap */
+        READ(cfa - 8, n < cap);
+        if (w.v == 0) goto done; /* the outermost frame of a thread without CFI for it */
         sp = cfa;
-        pc = ra.v;
+        pc = w.v;
     }
 done:
     if (rp) rp->n = n;
@@ -549,6 +588,8 @@ done:
 refused:
     if (rp) rp->n = 0;
     return -1;
+#undef READ
+#undef USES_RBP
 }
 
 #if MEMSCOPE_DEBUG
