@@ -26,10 +26,12 @@
  * is in progress (counters striped over the threads, and a flag that makes
  * captures started during the fork give up), so a child never inherits an
  * unwinder stopped half-way through its cache update.  The capture itself
- * is inline (stack.h) in the sampling hook: every frame unwound costs about
- * a hundred instructions, and memscope's own frames are thrown away.  The
- * hook unwinds into a buffer in the thread's TLS, which holds nothing but
- * return addresses, so it never needs clearing for the leak checker.
+ * is inline (stack.h) in the sampling hook: every frame unwound costs tens
+ * of instructions (about a hundred through libunwind), and memscope's own
+ * frames are thrown away.  The hook unwinds into a buffer in the thread's
+ * TLS, which holds nothing but return addresses and, for replays
+ * (unwind.c), stack addresses and complemented words, so it never needs
+ * clearing for the leak checker.
  *
  * The capture starts at this function; every frame inside memscope (the
  * malloc family's entry points, the sampling hook, this file: all placed in
