@@ -155,10 +155,10 @@ static uint64_t rd_ptr(rd_t *r, uint8_t enc, uintptr_t data) {
  * ---------------------------------------------------------------------- */
 
 typedef struct find_s {
-    uintptr_t pc;
-    const uint8_t *hdr; /* the object's .eh_frame_hdr, if pc is in the object */
-    bool in_object;
+    uintptr_t pc;    /* a return address */
+    recipe_t recipe; /* its recipe, 0 if refused */
 } find_t;
+static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc);
 
 static int find_object(struct dl_phdr_info *info, size_t size, void *arg) {
     (void)size;
@@ -169,14 +169,15 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *arg) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_LOAD) {
             uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-            if (f->pc >= lo && f->pc < lo + ph->p_memsz) hit = true;
+            if (f->pc - 1 >= lo && f->pc - 1 < lo + ph->p_memsz) hit = true;
         } else if (ph->p_type == PT_GNU_EH_FRAME) {
             eh = ph;
         }
     }
     if (!hit) return 0;
-    f->in_object = true;
-    f->hdr = eh ? (const uint8_t *)(info->dlpi_addr + eh->p_vaddr) : NULL;
+    /* in here, with the loader's lock held: no dlclose can unmap the
+     * tables while they are read */
+    if (eh) f->recipe = recipe_in((const uint8_t *)(info->dlpi_addr + eh->p_vaddr), f->pc);
     return 1;
 }
 
@@ -410,15 +411,20 @@ static void fresh(void) {
  * call, which may be a function's last instruction); 0 if refused. */
 ms_cold __attribute__((noinline)) static recipe_t recipe_find(uintptr_t pc) {
     fresh();
-    find_t f = {.pc = pc - 1};
+    find_t f = {.pc = pc};
     dl_iterate_phdr(find_object, &f);
-    if (!f.hdr) return 0;
+    return f.recipe;
+}
+
+/* recipe_in: recipe_find's work, in the object whose .eh_frame_hdr is at
+ * hdr (called back by dl_iterate_phdr) */
+static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc) {
     /* a signal handler returns to the restorer's first instruction, not
      * after a call: pc - 1 is in whatever precedes it */
     static const uint8_t sigreturn[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
     uint8_t code[9];
     if (ms_os_read_self(pc, code, sizeof code) == sizeof code && memcmp(code, sigreturn, sizeof code) == 0) return 0;
-    const uint8_t *fde = fde_of(f.hdr, pc - 1);
+    const uint8_t *fde = fde_of(hdr, pc - 1);
     if (!fde) return 0;
     uint32_t len, cie_off;
     memcpy(&len, fde, 4);
