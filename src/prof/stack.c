@@ -73,6 +73,11 @@ static inline bool page_known(uintptr_t page) {
 }
 
 bool ms_stack_read(uintptr_t addr, uintptr_t *val) {
+    /* the first 64 KiB are never mapped (vm.mmap_min_addr), and an empty
+     * slot of good_page reads as page 0: a garbage address there (a walk
+     * through a frame with no call frame information, __start_context's
+     * under makecontext) took the fast path and faulted */
+    if (addr < ((uintptr_t)64 << 10) || addr > UINTPTR_MAX - sizeof *val) return false;
     uintptr_t p0 = addr & ~(uintptr_t)(OS_PAGE - 1), p1 = (addr + sizeof *val - 1) & ~(uintptr_t)(OS_PAGE - 1);
     if (ms_likely(page_known(p0) && page_known(p1))) {
         *val = *(const uintptr_t *)addr;
