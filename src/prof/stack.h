@@ -38,6 +38,7 @@ typedef struct replay_s {
     bool uses_rbp0;           /* a frame's CFA came from rbp0 (else rbp0 need not match) */
     bool hit;                 /* the last walk was this one again */
     uint32_t id;              /* the profiler's id for the stack (UINT32_MAX: none yet) */
+    uint32_t gen;             /* unwind.c's recipe generation it was walked with */
     uintptr_t at[MS_REPLAY_READS];  /* where each word was read; bit 0: its value counts */
     uintptr_t not[MS_REPLAY_READS]; /* ~ the value read: never a heap address, for the
                                        leak checker, which scans this TLS as a root */

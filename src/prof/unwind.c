@@ -37,13 +37,17 @@
  * the program.  Unwind tables are read in place: they are the loaded
  * objects' own read-only data, as for libgcc's and libunwind's walkers.
  *
- * The recipe table.  4,096 entries of two words, direct-mapped by return
- * address, written by any thread without a lock: an entry is the recipe and
- * a tag (the address xor the recipe), and a reader that finds the tag
- * wrong for its address, a torn write included, looks the recipe up
- * afresh.  Objects unloaded by dlclose leave stale recipes under addresses
- * that may be reused by the next object mapped there: the table is emptied
- * whenever dl_iterate_phdr's count of unloads moves.
+ * The recipe table.  16,384 entries of two words in pairs (two places for
+ * each return address), written by any thread without a lock: an entry is
+ * the recipe and a tag (the address xor the recipe), and a reader that
+ * finds the tag wrong for its address, a torn write included, looks the
+ * recipe up afresh.  (4,096 entries direct-mapped missed once in six
+ * captures in cc1plus, and each miss is a walk of the loaded objects.)
+ * Objects unloaded by dlclose leave stale recipes under addresses that may
+ * be reused by the next object mapped there: the table is emptied, and
+ * replays of walks made before are void, when dl_iterate_phdr's count of
+ * unloads has moved, which a walk looks at once per tick of the coarse
+ * clock (fresh).
  */
 #include "stack.h"
 
@@ -71,13 +75,14 @@ static inline recipe_t recipe_pack(unsigned flags, int32_t cfa_off, int32_t rbp_
 static inline int32_t recipe_cfa_off(recipe_t r) { return (int32_t)((uint32_t)(r >> 8) << 8) >> 8; }
 static inline int32_t recipe_rbp_off(recipe_t r) { return (int16_t)(r >> 32); }
 
-#define TABLE_BITS 12
+#define TABLE_BITS 14 /* 16,384 entries, in pairs: 256 KiB, touched as used */
 typedef struct entry_s {
     _Atomic uint64_t tag; /* pc ^ recipe */
     _Atomic uint64_t recipe;
 } entry_t;
 static entry_t *table;
 static _Atomic unsigned long long unloads_seen;
+static _Atomic uint32_t recipes_gen; /* moves when the table is emptied: replays of older walks are void */
 bool ms_unwind_enabled;
 
 /* ------------------------------------------------------------------------
@@ -155,29 +160,34 @@ static uint64_t rd_ptr(rd_t *r, uint8_t enc, uintptr_t data) {
  * ---------------------------------------------------------------------- */
 
 typedef struct find_s {
-    uintptr_t pc;    /* a return address */
-    recipe_t recipe; /* its recipe, 0 if refused */
+    uintptr_t pc;               /* a return address */
+    recipe_t recipe;            /* its recipe, 0 if refused */
+    unsigned long long subs;    /* objects unloaded so far (dl_iterate_phdr's count) */
 } find_t;
-static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc);
+static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc, uintptr_t code_end);
+
+static bool has_subs(size_t size) {
+    return size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(unsigned long long);
+}
 
 static int find_object(struct dl_phdr_info *info, size_t size, void *arg) {
-    (void)size;
     find_t *f = arg;
+    if (has_subs(size)) f->subs = info->dlpi_subs;
     const ElfW(Phdr) *eh = NULL;
-    bool hit = false;
+    uintptr_t code_end = 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_LOAD) {
             uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-            if (f->pc - 1 >= lo && f->pc - 1 < lo + ph->p_memsz) hit = true;
+            if (f->pc - 1 >= lo && f->pc - 1 < lo + ph->p_memsz && (ph->p_flags & PF_R)) code_end = lo + ph->p_filesz;
         } else if (ph->p_type == PT_GNU_EH_FRAME) {
             eh = ph;
         }
     }
-    if (!hit) return 0;
+    if (!code_end) return 0;
     /* in here, with the loader's lock held: no dlclose can unmap the
      * tables while they are read */
-    if (eh) f->recipe = recipe_in((const uint8_t *)(info->dlpi_addr + eh->p_vaddr), f->pc);
+    if (eh) f->recipe = recipe_in((const uint8_t *)(info->dlpi_addr + eh->p_vaddr), f->pc, code_end);
     return 1;
 }
 
@@ -384,46 +394,56 @@ static bool run(rd_t ins, const cie_t *c, uintptr_t loc, uintptr_t target, row_t
     return !ins.bad;
 }
 
+/* forget: objects were unloaded (subs of them in all): every recipe goes,
+ * since an object mapped where an unloaded one was would find the old
+ * one's recipes under its return addresses. */
+static void forget(unsigned long long subs) {
+    for (size_t i = 0; i < (size_t)1 << TABLE_BITS; i++) {
+        atomic_store_explicit(&table[i].tag, 0, memory_order_relaxed);
+        atomic_store_explicit(&table[i].recipe, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&unloads_seen, subs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&recipes_gen, 1, memory_order_relaxed);
+}
+
 static int count_unloads(struct dl_phdr_info *info, size_t size, void *arg) {
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
-        *(unsigned long long *)arg = info->dlpi_subs;
+    if (has_subs(size)) *(unsigned long long *)arg = info->dlpi_subs;
     return 1;
 }
 
-/* fresh: empties the table if an object was unloaded since it was last
- * looked at: at each recipe found, so before any recipe of an object
- * mapped where an unloaded one was can be entered (a stale recipe found
- * before that is libunwind's exposure too: it asks programs that unload
- * code to flush its caches). */
+/* fresh: looks whether objects were unloaded, at most once per tick of the
+ * coarse clock (a few ms), so that a walk after a dlclose uses no recipe of
+ * the unloaded object for longer than that: dl_iterate_phdr is the only
+ * count of unloads, and it takes the loader's lock, too much for each of
+ * a million walks a second. */
+static _Atomic uint64_t fresh_ms;
 static void fresh(void) {
+    uint64_t now = ms_os_now_ms();
+    if (now == atomic_load_explicit(&fresh_ms, memory_order_relaxed)) return;
+    atomic_store_explicit(&fresh_ms, now, memory_order_relaxed);
     unsigned long long subs = 0;
     dl_iterate_phdr(count_unloads, &subs);
-    if (subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) {
-        for (size_t i = 0; i < (size_t)1 << TABLE_BITS; i++) {
-            atomic_store_explicit(&table[i].tag, 0, memory_order_relaxed);
-            atomic_store_explicit(&table[i].recipe, 0, memory_order_relaxed);
-        }
-        atomic_store_explicit(&unloads_seen, subs, memory_order_relaxed);
-    }
+    if (subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) forget(subs);
 }
 
 /* recipe_find: the recipe for return address pc (the row of pc - 1: the
  * call, which may be a function's last instruction); 0 if refused. */
 ms_cold __attribute__((noinline)) static recipe_t recipe_find(uintptr_t pc) {
-    fresh();
     find_t f = {.pc = pc};
     dl_iterate_phdr(find_object, &f);
+    if (f.subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) forget(f.subs);
     return f.recipe;
 }
 
 /* recipe_in: recipe_find's work, in the object whose .eh_frame_hdr is at
  * hdr (called back by dl_iterate_phdr) */
-static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc) {
+static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc, uintptr_t code_end) {
     /* a signal handler returns to the restorer's first instruction, not
-     * after a call: pc - 1 is in whatever precedes it */
+     * after a call: pc - 1 is in whatever precedes it (the code is read in
+     * place: pc lies in a readable segment of the object, which cannot go
+     * while the loader's lock is held) */
     static const uint8_t sigreturn[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
-    uint8_t code[9];
-    if (ms_os_read_self(pc, code, sizeof code) == sizeof code && memcmp(code, sigreturn, sizeof code) == 0) return 0;
+    if (pc + sizeof sigreturn <= code_end && memcmp((const void *)pc, sigreturn, sizeof sigreturn) == 0) return 0;
     const uint8_t *fde = fde_of(hdr, pc - 1);
     if (!fde) return 0;
     uint32_t len, cie_off;
@@ -464,11 +484,14 @@ static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc) {
 /* recipe_of: from the table, or found and entered (R_REFUSED too: a
  * stack through a frame refused once goes to libunwind at once) */
 static inline recipe_t recipe_of(uintptr_t pc) {
-    entry_t *e = &table[(pc * 0x9E3779B97F4A7C15ull) >> (64 - TABLE_BITS)];
-    recipe_t r = atomic_load_explicit(&e->recipe, memory_order_relaxed);
-    if (ms_likely(atomic_load_explicit(&e->tag, memory_order_relaxed) == (pc ^ r) && r)) return r;
-    r = recipe_find(pc);
+    entry_t *e = &table[((pc * 0x9E3779B97F4A7C15ull) >> (64 - TABLE_BITS)) & ~(uint64_t)1];
+    for (int w = 0; w < 2; w++) {
+        recipe_t r = atomic_load_explicit(&e[w].recipe, memory_order_relaxed);
+        if (ms_likely(atomic_load_explicit(&e[w].tag, memory_order_relaxed) == (pc ^ r) && r)) return r;
+    }
+    recipe_t r = recipe_find(pc);
     if (!r) r = R_REFUSED;
+    e += (pc >> 4) & 1; /* of the pair, the way the address picks */
     atomic_store_explicit(&e->recipe, r, memory_order_relaxed);
     atomic_store_explicit(&e->tag, pc ^ r, memory_order_relaxed);
     return r;
@@ -512,7 +535,8 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
  * would otherwise make every walk new.  Every word is read again all the
  * same, so a replay fails where the walk would have. */
 static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
-    if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp))
+    if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp) ||
+        rp->gen != atomic_load_explicit(&recipes_gen, memory_order_relaxed))
         return false;
     for (int i = 0; i < rp->nreads; i++) {
         word_t w = walk_read(rp->at[i] & ~(uintptr_t)1, lo, &hi);
@@ -534,10 +558,12 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
     /* [lo, hi): stack known readable in this walk, grown a page at a time
      * as the frames go up (sp's page is: the caller's frame is there) */
     uintptr_t lo = sp & ~(uintptr_t)(OS_PAGE - 1), hi = lo + OS_PAGE;
+    fresh();
     if (rp) {
         if ((rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
         rp->pc0 = pc, rp->sp0 = sp, rp->rbp0 = rbp, rp->cap = cap, rp->id = UINT32_MAX;
         rp->n = 0, rp->nreads = 0, rp->uses_rbp0 = false;
+        rp->gen = atomic_load_explicit(&recipes_gen, memory_order_relaxed);
     }
     int rbp_from = -1; /* the read that gave rbp (-1: rbp0) */
     int n = 0;
@@ -601,8 +627,13 @@ refused:
 #if MEMSCOPE_DEBUG
 /* ms_unwind_check: debug builds hold every walk of n frames (cap: the
  * most it could have given) against libunwind's from the program's first
- * frame on (the two start in different places). */
+ * frame on (the two start in different places), until an object is
+ * unloaded. */
 void ms_unwind_check(void *const *raw, int n, int cap) {
+    /* after a dlclose libunwind 1.6's unw_backtrace keeps recipes of the
+     * unloaded object (unw_flush_cache does not reach them): it is no
+     * reference any more */
+    if (atomic_load_explicit(&unloads_seen, memory_order_relaxed)) return;
     void *ref[MS_STACK_RAW + 16];
     int m = unw_backtrace(ref, MS_STACK_RAW + 16);
     int i = 0, j = 0;
