@@ -527,6 +527,15 @@ typedef struct prof_hooks_s {
     void (*moved)(void *p, void *q, size_t size);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
+/* ms_prof_busy: the thread is inside the profiler (a hook, or one of its
+ * entry points that take its locks): a signal handler's malloc is not
+ * sampled, and its free of a block the profiler may hold waits (malloc.c:
+ * defer_free) until ms_prof_leave brings the count back to 0. */
+extern __thread uint32_t ms_prof_busy;
+void ms_prof_leave_slow(void);
+ms_inline void ms_prof_leave(void) {
+    if (--ms_prof_busy == 0) ms_prof_leave_slow();
+}
 /* ms_malloc_sampled: the profiler keeps a record of block p (just allocated,
  * not yet returned to the program): free must now ask it. */
 void ms_malloc_sampled(void *p);

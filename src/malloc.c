@@ -254,6 +254,38 @@ static __attribute__((noinline)) void scrub_hook_stack(void) {
     __asm__ volatile("" : : "r"(buf) : "memory"); /* not a dead store */
 }
 
+/* Signal handlers that allocate.  The profiler's hooks take locks (a
+ * block's record, the counts of its stack); a signal handler that mallocs
+ * or frees while its thread is inside a hook, holding one of them, would
+ * wait for itself for ever (every few seconds at profile_rate=1 with an
+ * itimer handler that allocates).  So while a thread is inside the
+ * profiler (ms_prof_busy, also set by the profiler's own entry points) it
+ * samples nothing, and a free that would need the profiler (a block in a
+ * span with recorded blocks) waits on a list of the thread's, threaded
+ * through the blocks themselves, until the thread leaves the profiler;
+ * a realloc of such a block moves it, and frees the old one the same way. */
+__thread uint32_t ms_prof_busy __attribute__((tls_model("initial-exec")));
+static __thread void *deferred __attribute__((tls_model("initial-exec")));
+
+static void defer_free(void *p, const void *caller) {
+    for (void *q = deferred; q; q = *(void **)q)
+        if (q == p) {
+            char w[160];
+            ms_fatal("memscope: free(): double free of %p (freed while the profiler was busy) from %s", p,
+                     where(caller, w, sizeof w));
+        }
+    *(void **)p = deferred;
+    deferred = p;
+}
+
+void ms_prof_leave_slow(void) {
+    while (deferred) {
+        void *p = deferred;
+        deferred = *(void **)p;
+        free(p);
+    }
+}
+
 /* sample_point: the countdown went below zero: block p goes to the
  * profiler, and the next gap is drawn.  It is itself the last call of its
  * callers, a tail call where it can be (one frame fewer for the profiler's
@@ -268,14 +300,16 @@ static __attribute__((noinline)) void scrub_hook_stack(void) {
  * record. */
 ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     tc->sample_left = next_gap(tc);
-    if (ms_prof_hooks.sampled && ms_no_sample == 0) {
+    if (ms_prof_hooks.sampled && ms_no_sample == 0 && ms_prof_busy == 0) {
         void *outer = tc->hook_block;
         int saved = errno; /* the unwinder's system calls are not the program's */
         tc->hook_block = p;
         ms_tc_busy++;
+        ms_prof_busy++;
         forget_scratch();
         uint32_t id = ms_prof_hooks.stack();
         ms_prof_hooks.sampled(tc->hook_block, size, id);
+        ms_prof_leave();
         ms_tc_busy--;
         errno = saved;
         scrub_hook_stack();
@@ -298,7 +332,9 @@ static void unsample(span_t *s, void *p) {
     if (ms_likely(((m >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) == 0)) return;
     uint32_t idx = obj_index(s, p);
     if (!((m >> 32) & ((uint64_t)1 << (idx & 31)))) return;
+    ms_prof_busy++;
     if (ms_prof_hooks.freed(p)) mark_sampled(s, idx, false);
+    ms_prof_leave();
 }
 
 bool ms_in_memscope_text(uintptr_t pc) {
@@ -500,6 +536,10 @@ ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
     if (p == NULL) return;
     if (s == MS_SPAN_NIL || ((uintptr_t)p >> (MS_PAGE_SHIFT + MS_PM_LEAF_BITS + MS_PM_ROOT_BITS))) s = NULL;
     checked_size(p, s, "free", caller);
+    if (ms_unlikely(ms_prof_busy) && ms_span_sampled(s)) { /* a signal handler inside the profiler */
+        defer_free(p, caller);
+        return;
+    }
     if (s->cls) {
         unsample(s, p);
         free_small_slow(p, s->cls, false);
@@ -565,7 +605,11 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
             bool rec = ms_span_sampled(s) != 0;
             count_large(false, PAGES(old), NULL);
             count_large(true, PAGES(want), rec ? NULL : p);
-            if (rec) ms_prof_hooks.moved(p, p, PAGES(want));
+            if (rec) {
+                ms_prof_busy++;
+                ms_prof_hooks.moved(p, p, PAGES(want));
+                ms_prof_leave();
+            }
             ms_heap_maybe_end_cycle();
         }
         return p;
@@ -578,12 +622,14 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
         bool rec = ms_span_sampled(s) != 0, carry = rec && ms_span_sampled(t) == 0;
         if (ms_heap_move_pages(s, t)) { /* s is free now, its mark cleared */
             count_large(false, PAGES(old), NULL);
+            ms_prof_busy++;
             if (carry) {
                 mark_sampled(t, 0, true);
                 ms_prof_hooks.moved(p, q, PAGES(t->npages));
             } else if (rec) {
                 ms_prof_hooks.freed(p);
             }
+            ms_prof_leave();
             return q;
         }
     }
@@ -600,7 +646,9 @@ MS_EXPORT MS_TEXT void *realloc(void *p, size_t size) {
     }
     span_t *s = ms_pagemap_lookup(p);
     size_t have = checked_size(p, s, "realloc", __builtin_return_address(0));
-    if (s->cls == 0 && size > MS_MAX_SMALL) return realloc_large(p, s, size);
+    /* (inside the profiler, a recorded large block moves: see defer_free) */
+    if (s->cls == 0 && size > MS_MAX_SMALL && !(ms_unlikely(ms_prof_busy) && ms_span_sampled(s)))
+        return realloc_large(p, s, size);
     /* a small block keeps its place while the new size still fills half */
     if (s->cls && size <= have && size >= have / 2) return p;
     void *q = malloc(size);

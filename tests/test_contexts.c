@@ -9,7 +9,14 @@
  *     SIGSEGV (the check of pages known readable took an empty slot of its
  *     memory for page 0);
  *   - a signal handler that allocates, interrupting the main thread's
- *     allocations (the stack goes through the kernel's signal frame).
+ *     allocations (the stack goes through the kernel's signal frame);
+ *   - an itimer's handler that mallocs, frees blocks the program allocated
+ *     (all recorded) and reallocs a large one, every 100 us of CPU time,
+ *     while the thread allocates: it interrupts the profiler holding its
+ *     locks, and the run hung for good (the handler waited for a lock its
+ *     own thread held) before a thread inside the profiler stopped
+ *     sampling and kept such frees for when it leaves; a watchdog alarm
+ *     fails the test if it hangs.
  * Each must allocate, free and return, and the profile must hold their
  * samples.
  */
@@ -19,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <ucontext.h>
 
 #include "memscope.h"
@@ -65,6 +74,28 @@ static void on_alarm(int sig) {
     handled++;
 }
 
+#define HANDED 4096
+static void *handed[HANDED]; /* allocated by the program, freed by the handler */
+static volatile int handed_next;
+static void *grown;          /* reallocated by the handler only */
+static volatile long prof_hits;
+static void on_prof(int sig) {
+    (void)sig;
+    void *volatile p = malloc(24 + (size_t)(prof_hits % 300));
+    free(p);
+    if (handed_next < HANDED) free(handed[handed_next++]);
+    void *g = realloc(grown, (size_t)(70000 + (prof_hits % 7) * 40000));
+    if (g) grown = g;
+    prof_hits++;
+}
+
+static void watchdog(int sig) {
+    (void)sig;
+    static const char msg[] = "test_contexts: hung (an allocation in a signal handler never returned)\n";
+    if (write(2, msg, sizeof msg - 1)) {}
+    _exit(2);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     th_run_with("profile_rate=1", argv);
@@ -80,6 +111,31 @@ int main(int argc, char **argv) {
         free(p);
     }
     CHECK("sampled allocations in a signal handler", handled == 200);
+
+    for (int i = 0; i < HANDED; i++) handed[i] = malloc(16 + (size_t)i % 500);
+    grown = malloc(70000);
+    signal(SIGALRM, watchdog);
+    alarm(60);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_prof;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPROF, &sa, NULL);
+    struct itimerval every = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_PROF, &every, NULL);
+    long sum = 0;
+    for (long i = 0; i < 3000000; i++) {
+        char *volatile p = malloc(16 + (size_t)i % 700);
+        p[0] = (char)i;
+        sum += p[0];
+        free(p);
+    }
+    setitimer(ITIMER_PROF, &off, NULL);
+    alarm(0);
+    fprintf(stderr, "[%ld handler runs, %d handed blocks freed there] ", (long)prof_hits, (int)handed_next);
+    CHECK("an itimer's handler that allocates while the thread allocates", prof_hits > 10 && sum != 1);
+    free(grown);
+    for (int i = handed_next; i < HANDED; i++) free(handed[i]);
 
     char path[] = "/tmp/memscope-contexts-XXXXXX";
     int fd = mkstemp(path);

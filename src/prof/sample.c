@@ -726,6 +726,7 @@ prof_snap_t *ms_prof_snap_take(void) {
      * chunk's copy (about 100 us).  Each stack's counts are consistent; two
      * stacks may be read a few microseconds apart, as Go's profile is.  A
      * stack's counts only change under tally.lock, after it was published. */
+    ms_prof_busy++; /* a signal handler's malloc meanwhile must not wait for this lock */
     plock_lock(&tally.lock);
     uint32_t ns = atomic_load_explicit(&nstacks, memory_order_acquire);
     if (n > ns) n = ns;
@@ -746,6 +747,7 @@ prof_snap_t *ms_prof_snap_take(void) {
     }
     snap->nrecs = n;
     plock_unlock(&tally.lock);
+    ms_prof_leave();
     return snap;
 }
 
@@ -770,33 +772,41 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
  * ---------------------------------------------------------------------- */
 
 void ms_prof_log_start(uintptr_t *buf, size_t cap) {
+    ms_prof_busy++;
     plock_lock(&tally.lock);
     tally.log_buf = buf, tally.log_cap = cap, tally.log_n = 0, tally.log_over = false;
     plock_unlock(&tally.lock);
+    ms_prof_leave();
 }
 
 size_t ms_prof_log_count(void) {
+    ms_prof_busy++;
     plock_lock(&tally.lock);
     size_t n = tally.log_n;
     plock_unlock(&tally.lock);
+    ms_prof_leave();
     return n;
 }
 
 size_t ms_prof_log_stop(bool *overflow) {
+    ms_prof_busy++;
     plock_lock(&tally.lock);
     size_t n = tally.log_n;
     *overflow = tally.log_over;
     tally.log_buf = NULL, tally.log_cap = 0, tally.log_n = 0, tally.log_over = false;
     plock_unlock(&tally.lock);
+    ms_prof_leave();
     return n;
 }
 
 void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n) {
     /* a lock per block, each held for one lookup: allocating threads never wait long */
+    ms_prof_busy++;
     for (size_t i = 0; i < n; i++) {
         uint64_t size;
         if (!rec_take(addrs[i], &ids[i], &size, false)) ids[i] = UINT32_MAX;
     }
+    ms_prof_leave();
 }
 
 bool ms_prof_stack_get(uint32_t id, const uintptr_t **pcs, uint32_t *npcs, bool *truncated) {
