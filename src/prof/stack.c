@@ -14,9 +14,9 @@
  * per-thread cache of each return address's frame recipe and, once warm,
  * unwinds without parsing any DWARF; libgcc parses the FDE afresh on each
  * frame.  memscope goes one step further for the frames that are plain
- * (unwind.c: about a third of libunwind's cost on a warm stack) and gives
- * every other stack to libunwind (as gperftools uses it), with local-only
- * unwinding and per-thread caching.
+ * (unwind.c: 305 instructions a capture on st_churn's warm stack against
+ * libunwind's 790, callgrind) and gives every other stack to libunwind (as
+ * gperftools uses it), with local-only unwinding and per-thread caching.
  *
  * Guards.  libunwind keeps its cache in memory it maps itself and finds
  * unwind tables with dl_iterate_phdr; it does not call malloc on this path,
