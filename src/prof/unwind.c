@@ -17,25 +17,35 @@
  * few adds.
  *
  * What it refuses, and then libunwind walks the whole stack instead, so the
- * result is always libunwind's or the same as libunwind's: a return address
- * in no object or in one without .eh_frame_hdr, a binary-search table not
- * of the usual encoding, a CFA or rbp or return address given by an
- * expression (but the two that frames realigning the stack use: CFA = the
- * word at rbp + n, rbp saved at rbp + n) or another register, signal
- * frames (the 'S' augmentation,
- * or a return address at rt_sigreturn's instructions),
- * 64-bit .eh_frame lengths, DW_CFA_set_loc and any opcode not listed in
- * recipe_run.  tests/test_unit_unwind.c holds the walk against libunwind's
- * on the shapes that matter (deep recursion, alloca frames whose CFA is
- * rbp, callbacks from libc, thread starts, signal handlers); debug builds
- * compare the two on every capture.
+ * result is libunwind's or the same as libunwind's (but for a few ms after a
+ * dlclose, below): a return address in no object or in one without
+ * .eh_frame_hdr, a binary-search table not of the usual encoding, a CFA or
+ * rbp or return address given by another register or by an expression
+ * (but the two that frames realigning the stack use: CFA = the word at
+ * rbp + n, rbp saved at rbp + n), signal frames (the 'S' augmentation, or
+ * a return address at rt_sigreturn's instructions), 64-bit .eh_frame
+ * lengths, DW_CFA_set_loc and any opcode not listed in run().
+ * tests/test_unit_unwind.c holds the walk against libunwind's on the shapes
+ * that matter (deep recursion, VLA frames whose CFA is rbp, callbacks from
+ * libc, a thread, realigned frames, replays, a signal handler, dlclose and
+ * dlopen), tests/test_contexts.c runs samples where no walker can finish
+ * (makecontext, signal handlers), and debug builds compare the two walkers
+ * on every capture until an object is unloaded (libunwind keeps stale
+ * recipes then).
  *
- * Memory.  Stack words are read through ms_stack_read, the same check
- * libunwind's reads go through (a page proven readable with
- * process_vm_readv, four remembered per thread), and each CFA must lie
+ * Replays.  A loop's mallocs walk the same stack again and again.  A walk
+ * into a thread's own buffer keeps the list of words it read (where, and
+ * whether the value counted: every return address, a CFA saved below rbp,
+ * an rbp that a later frame's CFA came from); the next walk from the same
+ * place only reads them again, and if none changed it gives the same
+ * frames, because a walk is a function of its start and of those words.
+ *
+ * Memory.  Stack words are read from the range the walk has found readable
+ * (the caller's page, then each page above it once ms_stack_read, the same
+ * check libunwind's reads go through, has proven it), and each CFA must lie
  * above the last, so a bad recipe or a corrupt stack ends the walk, never
- * the program.  Unwind tables are read in place: they are the loaded
- * objects' own read-only data, as for libgcc's and libunwind's walkers.
+ * the program.  Unwind tables are read in place, inside dl_iterate_phdr's
+ * callback, so that no dlclose can unmap them meanwhile.
  *
  * The recipe table.  16,384 entries of two words in pairs (two places for
  * each return address), written by any thread without a lock: an entry is
