@@ -55,7 +55,10 @@ int main(void) {
     CHECK_BODY("aligned-class") {
         for (size_t align = 16; align <= MS_PAGE_SIZE; align *= 2)
             for (size_t s = 0; s <= MS_MAX_SMALL; s += 7) {
-                uint8_t c = ms_class_for_aligned(s, align);
+                uint8_t c = ms_class_for_aligned(s, align), want = 0;
+                for (int k = ms_size_class(s); k < MS_NUM_CLASSES && !want; k++) /* the smallest that fits */
+                    if (ms_class_size[k] % align == 0 && ms_class_size[k] >= s) want = (uint8_t)k;
+                CHECK_TRUE(c == want);
                 if (c) CHECK_TRUE(ms_class_size[c] % align == 0 && ms_class_size[c] >= s);
                 else CHECK_TRUE(s > MS_MAX_SMALL - align); /* only near the top can no class fit */
             }
