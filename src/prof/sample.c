@@ -546,6 +546,18 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) 
     }
 }
 
+/* tally_lock: the thread counts as inside the profiler while it holds
+ * the lock, so that a signal handler's malloc or free on it does not wait
+ * for it (malloc.c: defer_free) */
+static inline void tally_lock(void) {
+    ms_prof_busy++;
+    plock_lock(&tally.lock);
+}
+static inline void tally_unlock(void) {
+    plock_unlock(&tally.lock);
+    ms_prof_leave();
+}
+
 static void log_add(uintptr_t a) {
     if (tally.log_n < tally.log_cap) tally.log_buf[tally.log_n++] = a;
     else tally.log_over = true;
@@ -595,12 +607,12 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
  * want of memory or during a fork). */
 static bool record(void *p, size_t size, uint32_t id) {
     if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
-    plock_lock(&tally.lock);
+    tally_lock();
     if (tally.log_buf) log_add((uintptr_t)p);
     uint32_t g = tally.gen;
     account(id, size, true);
     if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
-    plock_unlock(&tally.lock);
+    tally_unlock();
     ms_malloc_sampled(p);
     return true;
 }
@@ -640,9 +652,9 @@ static bool on_freed(void *p) {
     uint32_t id;
     uint64_t size;
     if (!rec_take((uintptr_t)p, &id, &size, true)) return false;
-    plock_lock(&tally.lock);
+    tally_lock();
     account(id, size, false);
-    plock_unlock(&tally.lock);
+    tally_unlock();
     return true;
 }
 
@@ -651,11 +663,11 @@ static void on_moved(void *p, void *q, size_t size) {
     uint64_t old;
     if (!rec_take((uintptr_t)p, &id, &old, true)) return;
     bool put = rec_put((uintptr_t)q, id, size);
-    plock_lock(&tally.lock);
+    tally_lock();
     account(id, old, false);
     if (put) account(id, size, true);
     if (tally.log_buf) log_add((uintptr_t)q);
-    plock_unlock(&tally.lock);
+    tally_unlock();
 }
 
 /* ------------------------------------------------------------------------
@@ -726,16 +738,15 @@ prof_snap_t *ms_prof_snap_take(void) {
      * chunk's copy (about 100 us).  Each stack's counts are consistent; two
      * stacks may be read a few microseconds apart, as Go's profile is.  A
      * stack's counts only change under tally.lock, after it was published. */
-    ms_prof_busy++; /* a signal handler's malloc meanwhile must not wait for this lock */
-    plock_lock(&tally.lock);
+    tally_lock();
     uint32_t ns = atomic_load_explicit(&nstacks, memory_order_acquire);
     if (n > ns) n = ns;
     snap->peak_bytes = (uint64_t)(tally.peak_w + 0.5);
     snap->peak_time_ns = tally.peak_time_ns;
     for (uint32_t i = 0; i < n; i++) {
         if (i % SNAP_CHUNK == 0 && i) {
-            plock_unlock(&tally.lock);
-            plock_lock(&tally.lock);
+            tally_unlock();
+            tally_lock();
         }
         const pstack_t *s = stack_at(i);
         prof_rec_t *r = &snap->recs[i];
@@ -746,8 +757,7 @@ prof_snap_t *ms_prof_snap_take(void) {
         r->peak = s->peak_gen == tally.gen ? s->peak : s->now;
     }
     snap->nrecs = n;
-    plock_unlock(&tally.lock);
-    ms_prof_leave();
+    tally_unlock();
     return snap;
 }
 
@@ -772,30 +782,24 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
  * ---------------------------------------------------------------------- */
 
 void ms_prof_log_start(uintptr_t *buf, size_t cap) {
-    ms_prof_busy++;
-    plock_lock(&tally.lock);
+    tally_lock();
     tally.log_buf = buf, tally.log_cap = cap, tally.log_n = 0, tally.log_over = false;
-    plock_unlock(&tally.lock);
-    ms_prof_leave();
+    tally_unlock();
 }
 
 size_t ms_prof_log_count(void) {
-    ms_prof_busy++;
-    plock_lock(&tally.lock);
+    tally_lock();
     size_t n = tally.log_n;
-    plock_unlock(&tally.lock);
-    ms_prof_leave();
+    tally_unlock();
     return n;
 }
 
 size_t ms_prof_log_stop(bool *overflow) {
-    ms_prof_busy++;
-    plock_lock(&tally.lock);
+    tally_lock();
     size_t n = tally.log_n;
     *overflow = tally.log_over;
     tally.log_buf = NULL, tally.log_cap = 0, tally.log_n = 0, tally.log_over = false;
-    plock_unlock(&tally.lock);
-    ms_prof_leave();
+    tally_unlock();
     return n;
 }
 
