@@ -19,15 +19,15 @@ LIBFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -fno-builtin-malloc -fno-b
 RELFLAGS := -O2 -g -DNDEBUG
 DBGFLAGS := -O1 -g -DMEMSCOPE_DEBUG=3
 LDLIBS   := -lpthread -ldl
-# The profiler (src/prof): libunwind for stacks, zlib for gzip, libm for the sample weights,
+# The profiler (src/prof): libunwind for stacks, libm for the sample weights,
 # libiberty's C++ demangler (static and PIC on Debian: nothing more is loaded
 # into preloaded processes; its symbols are kept out of the .so's exports).
-# libdw is deliberately not linked: symbolize.c dlopens it when needed.
+# libdw and zlib are deliberately not linked: symbolize.c and pprof.c dlopen them when needed.
 LIBIBERTY := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libiberty.a /usr/lib/libiberty.a))
 ifeq ($(LIBIBERTY),)
 $(error libiberty.a not found: install the Debian package libiberty-dev (scripts/install-deps.sh))
 endif
-LIBLIBS  := -lunwind -lz $(LIBIBERTY) $(LDLIBS)
+LIBLIBS  := -lunwind $(LIBIBERTY) $(LDLIBS)
 SOFLAGS  := -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a -Wl,--version-script,mk/libmemscope.map
 
 SRCS     := $(sort $(wildcard src/*.c src/*/*.c))

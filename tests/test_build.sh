@@ -29,5 +29,21 @@ fi
 for f in malloc free calloc realloc posix_memalign aligned_alloc malloc_usable_size memscope_read_stats memscope_free_os_memory; do
     echo "$exported" | grep -qx "$f" || { echo "FAIL: $f not exported"; fail=1; }
 done
+# What every process pays for having memscope loaded: its thread-local
+# storage is zeroed at each thread's start (a 16 KiB buffer there cost 20 KiB
+# of RSS per thread), and each library it needs is loaded and relocated at
+# start (zlib is dlopen'd on the first gzipped profile).
+tls=$(readelf -lW build/libmemscope.so | awk '$1 == "TLS" {print $6}')
+[ -n "$tls" ] && tls=$((tls))
+if [ -n "$tls" ] && [ "$tls" -le 8192 ]; then
+    echo "ok: thread-local storage $tls bytes (at most 8 KiB)"
+else
+    echo "FAIL: thread-local storage '${tls:-none}' bytes, more than 8 KiB"; fail=1
+fi
+if readelf -d build/libmemscope.so | grep NEEDED | grep -q 'libz\.'; then
+    echo "FAIL: libmemscope.so needs libz at load time"; fail=1
+else
+    echo "ok: libz is not loaded with the library"
+fi
 [ $fail = 0 ] && echo "test_build: 1 passed, 0 failed" || echo "test_build: 0 passed, 1 failed"
 exit $fail

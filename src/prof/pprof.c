@@ -28,6 +28,8 @@
  */
 #include "prof.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -356,26 +358,63 @@ static void z_free(voidpf opaque, voidpf addr) {
     ms_os_free(p, p[0]);
 }
 
-/* gzip_write: deflates [p, p+n) to fd in gzip framing; 0 or -1. */
+/* zlib is loaded on the first profile written, not with memscope: most
+ * programs never write one, and a library loaded at start costs every
+ * process its relocated pages (84 KiB of RSS here).  Its soname is part of
+ * its ABI, as for libdw in symbolize.c. */
+static struct {
+    int (*init2)(z_streamp, int, int, int, int, int, const char *, int);
+    int (*deflate)(z_streamp, int);
+    int (*end)(z_streamp);
+} zl;
+static pthread_once_t zl_once = PTHREAD_ONCE_INIT;
+
+static void zl_load(void) {
+    void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        ms_warn("memscope: cannot load zlib (libz.so.1) to gzip profiles: %s", dlerror());
+        return;
+    }
+    zl.init2 = (int (*)(z_streamp, int, int, int, int, int, const char *, int))dlsym(h, "deflateInit2_");
+    zl.deflate = (int (*)(z_streamp, int))dlsym(h, "deflate");
+    zl.end = (int (*)(z_streamp))dlsym(h, "deflateEnd");
+    if (!zl.init2 || !zl.deflate || !zl.end) {
+        ms_warn("memscope: zlib (libz.so.1) lacks deflate: profiles cannot be gzipped");
+        zl.init2 = NULL;
+    }
+}
+
+/* gzip_write: deflates [p, p+n) to fd in gzip framing; 0 or -1.  Its
+ * output buffer is mapped per call: as thread-local storage it was 16 KiB
+ * in every thread of the program, zeroed by the C library at each thread's
+ * start. */
 int ms_gzip_write(int fd, const void *p, size_t n) {
+    pthread_once(&zl_once, zl_load);
+    if (!zl.init2) return -1;
     z_stream z = {.zalloc = z_alloc, .zfree = z_free};
-    if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
-    static __thread uint8_t out[16384];
+    if (zl.init2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, (int)sizeof z) != Z_OK)
+        return -1;
+    enum { OUT = 16384 };
+    uint8_t *out = ms_os_alloc(OUT);
+    if (!out) {
+        zl.end(&z);
+        return -1;
+    }
     z.next_in = (Bytef *)(uintptr_t)p;
     z.avail_in = (uInt)n; /* profiles stay far below 4 GiB */
     int rc;
     bool written = true;
     do {
         z.next_out = out;
-        z.avail_out = sizeof out;
-        rc = deflate(&z, Z_FINISH);
+        z.avail_out = OUT;
+        rc = zl.deflate(&z, Z_FINISH);
         /* a failed write (full disk, file-size limit) fails the whole profile */
-        written = ms_write_fd(fd, (const char *)out, sizeof out - z.avail_out);
+        written = ms_write_fd(fd, (const char *)out, OUT - z.avail_out);
     } while (rc == Z_OK && written);
-    deflateEnd(&z);
+    zl.end(&z);
+    ms_os_free(out, OUT);
     return rc == Z_STREAM_END && written ? 0 : -1;
 }
-
 
 int ms_prof_write_pprof(int fd, const prof_snap_t *snap, int kind) {
     ms_no_sample++;
