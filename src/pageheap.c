@@ -51,9 +51,10 @@
 
 pthread_mutex_t ms_heap_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Every hold of the heap lock is timed (two reads of the TSC: the lock is
- * taken for every large or over-aligned block, where clock_gettime was 7%
- * of a program's time), and the longest is published twice: for
+/* Every hold of the heap lock is timed (two reads of the TSC where it is
+ * invariant, else of the clock: the lock is taken for every large or
+ * over-aligned block, where clock_gettime was 7% of a program's perf
+ * samples), and the longest is published twice: for
  * memscope_read_stats and for the trace's scvg lines, each reader taking
  * "the longest since I last asked".  It is the figure that says whether an
  * allocating thread can have waited long. */

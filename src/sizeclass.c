@@ -11,7 +11,8 @@
  * are all aligned to align (a power of two <= MS_PAGE_SIZE), or 0.  From a
  * table per alignment, built on first use (C++'s aligned new calls this on
  * every allocation: the search over the classes was 4% of such a
- * program's time).  Builders racing write the same bytes. */
+ * program's perf samples; the table saves about 6 instructions a call,
+ * callgrind).  Builders racing write the same bytes. */
 #define ALIGN_MIN_SHIFT 5 /* 16 and less: every class */
 #define ALIGN_ROWS (MS_PAGE_SHIFT - ALIGN_MIN_SHIFT + 1)
 static uint8_t aligned_from[ALIGN_ROWS][MS_NUM_CLASSES]; /* [align][c]: first class >= c aligned so */

@@ -112,10 +112,11 @@
 #define MS_TC_TOTAL_BYTES ((uint64_t)8 << 20)
 /* Many threads at once share 32 MiB (tcmalloc's overall budget), each at
  * least 64 KiB: 200 threads that each allocate and free a burst of 64
- * objects in 16 classes and then wait kept 77 MiB in their caches, 0.4 MiB
- * each (glibc's arenas, shared by threads, 12 MiB in all).  A thread's
- * share is taken when one of its lists must grow, so threads that started
- * alone keep what they hold until then. */
+ * objects in 16 classes and then wait held 70 MB of heap in use beyond
+ * their live blocks, 54 MB with the budget (by hand; glibc, whose arenas
+ * threads share, peaked at 12 MB of RSS in all).  A thread's share is
+ * taken when one of its lists must grow, so threads that started alone
+ * keep what they hold until then. */
 #define MS_TC_OVERALL_BYTES ((uint64_t)32 << 20)
 #define MS_TC_MIN_BYTES ((uint64_t)64 << 10)
 
@@ -261,16 +262,19 @@ static void *pop_chain(tclist_t *l, uint32_t n) {
     return head;
 }
 
-/* shrink_for: lowers other lists' limits, a batch at a time from the one
- * whose limit holds the most bytes, until `need` more bytes fit under the
- * thread's total (total_cap); a limit never drops below one object (0 would mean "never
- * allocated", see ms_tcache_free_foreign).  Objects above a lowered limit
- * go to the central list.  false if they cannot all fit. */
+/* total_cap: what a thread's lists may hold together now: its share of
+ * MS_TC_OVERALL_BYTES, within [MS_TC_MIN_BYTES, MS_TC_TOTAL_BYTES]. */
 static uint64_t total_cap(void) {
     uint32_t n = atomic_load_explicit(&nthreads, memory_order_relaxed);
     uint64_t share = n ? MS_TC_OVERALL_BYTES / n : MS_TC_TOTAL_BYTES;
     return share > MS_TC_TOTAL_BYTES ? MS_TC_TOTAL_BYTES : share < MS_TC_MIN_BYTES ? MS_TC_MIN_BYTES : share;
 }
+
+/* shrink_for: lowers other lists' limits, a batch at a time from the one
+ * whose limit holds the most bytes, until `need` more bytes fit under the
+ * thread's total (total_cap); a limit never drops below one object (0
+ * would mean "never allocated", see ms_tcache_free_foreign).  Objects above
+ * a lowered limit go to the central list.  false if they cannot all fit. */
 
 static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
     uint64_t cap = total_cap();

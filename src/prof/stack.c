@@ -62,7 +62,6 @@ __thread stack_own_t ms_stack_own __attribute__((tls_model("initial-exec")));
  * process, no descriptor involved, remembering four pages per thread as
  * libunwind did, and closes libunwind's pipe, which nothing uses then. */
 #define GOOD_PAGES 4
-#define OS_PAGE 4096 /* the smallest page: a page known readable is known to that size */
 static __thread uintptr_t good_page[GOOD_PAGES] __attribute__((tls_model("initial-exec")));
 static __thread unsigned good_next __attribute__((tls_model("initial-exec")));
 
@@ -78,7 +77,7 @@ bool ms_stack_read(uintptr_t addr, uintptr_t *val) {
      * through a frame with no call frame information, __start_context's
      * under makecontext) took the fast path and faulted */
     if (addr < ((uintptr_t)64 << 10) || addr > UINTPTR_MAX - sizeof *val) return false;
-    uintptr_t p0 = addr & ~(uintptr_t)(OS_PAGE - 1), p1 = (addr + sizeof *val - 1) & ~(uintptr_t)(OS_PAGE - 1);
+    uintptr_t p0 = addr & ~(uintptr_t)(MS_OS_PAGE - 1), p1 = (addr + sizeof *val - 1) & ~(uintptr_t)(MS_OS_PAGE - 1);
     if (ms_likely(page_known(p0) && page_known(p1))) {
         *val = *(const uintptr_t *)addr;
         return true;

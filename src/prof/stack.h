@@ -22,7 +22,10 @@ extern stack_slot_t ms_stack_capturing[MS_STACK_SLOTS];
 extern _Atomic bool ms_stack_forking;
 
 /* ms_stack_read: the word at addr if its page is readable (stack.c: a
- * page proven readable by process_vm_readv, four remembered per thread). */
+ * page proven readable by process_vm_readv, four remembered per thread).
+ * Pages are counted in the smallest size: a page known readable is known
+ * to that size. */
+#define MS_OS_PAGE 4096
 bool ms_stack_read(uintptr_t addr, uintptr_t *val);
 
 /* unwind.c: the walker for plain frames; -1 where libunwind must walk.
@@ -90,12 +93,12 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
     return k;
 }
 
-/* The thread's own capture buffer, for the sampling hook.  It holds only
- * return addresses and stack addresses, so the leak checker (which scans
- * TLS as a root) can find no stale heap pointer in it, and it needs no
- * clearing: a buffer on
- * the stack had to be cleared on every sample (two memsets of 500-800
- * bytes, a large share of a sample's cost at profile_rate=1). */
+/* The thread's own capture buffer, for the sampling hook.  It holds return
+ * addresses, stack addresses and complemented words (replay_t), never a
+ * heap address, so the leak checker (which scans TLS as a root) can find
+ * no stale heap pointer in it, and it needs no clearing: a buffer on the
+ * stack had to be cleared on every sample (two memsets of 500-800 bytes, a
+ * large share of a sample's cost at profile_rate=1). */
 typedef struct stack_own_s {
     volatile bool busy;  /* in use; a signal handler's sample then takes the stack path */
     uintptr_t raw[MS_STACK_RAW];
