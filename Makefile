@@ -28,9 +28,19 @@ ifeq ($(LIBIBERTY),)
 $(error libiberty.a not found: install the Debian package libiberty-dev (scripts/install-deps.sh))
 endif
 LIBLIBS  := -lunwind $(LIBIBERTY) $(LDLIBS)
-SOFLAGS  := -shared -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a -Wl,--version-script,mk/libmemscope.map
+SOFLAGS  := -shared -Wl,-T,mk/text.ld -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a -Wl,--version-script,mk/libmemscope.map
 
-SRCS     := $(sort $(wildcard src/*.c src/*/*.c))
+# Link order is text order, and the kernel maps a library's text 64 KiB at
+# a time around each page executed.  What only runs on request (the HTTP
+# server, the leak checker, the profile writers, the symbolizer and
+# libiberty's demangler, pulled in right after them) comes first, the
+# allocator and the sampler last, next to the C library's pthread_atfork
+# stub that every link appends: a process that never asks for a report
+# leaves the cold 64 KiB windows unmapped (mk/text.ld puts memscope's own
+# hot section ahead of all of it).
+COLD_SRCS := $(sort $(wildcard src/http/*.c src/leak/*.c)) src/prof/pprof.c src/prof/text.c src/prof/symbolize.c
+SRCS     := $(COLD_SRCS) $(filter-out $(COLD_SRCS),$(sort $(wildcard src/*.c src/*/*.c)))
+COLD_OBJS := $(COLD_SRCS:src/%.c=$(BUILD)/obj/%.o)
 OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 DBGOBJS  := $(SRCS:src/%.c=$(BUILD)/dbg/%.o)
 
@@ -61,13 +71,13 @@ $(BUILD)/dbg/%.o: src/%.c
 # The live page is linked in with .incbin (src/http/page.c): rebuild on edit.
 $(BUILD)/obj/http/page.o $(BUILD)/dbg/http/page.o: src/http/page.html
 
-$(BUILD)/libmemscope.so: $(OBJS) mk/libmemscope.map
-	$(CC) $(SOFLAGS) -o $@ $(OBJS) $(LIBLIBS)
+$(BUILD)/libmemscope.so: $(OBJS) mk/libmemscope.map mk/text.ld
+	$(CC) $(SOFLAGS) -o $@ $(COLD_OBJS) $(LIBIBERTY) $(filter-out $(COLD_OBJS),$(OBJS)) $(LIBLIBS)
 $(BUILD)/libmemscope.a: $(OBJS)
 	@rm -f $@; ar rcs $@ $(OBJS)
 $(BUILD)/debug/libmemscope.a: $(DBGOBJS)
 	@mkdir -p $(@D); rm -f $@; ar rcs $@ $(DBGOBJS)
-$(BUILD)/debug/libmemscope.so: $(DBGOBJS) mk/libmemscope.map
+$(BUILD)/debug/libmemscope.so: $(DBGOBJS) mk/libmemscope.map mk/text.ld
 	@mkdir -p $(@D)
 	$(CC) $(SOFLAGS) -o $@ $(DBGOBJS) $(LIBLIBS)
 

@@ -33,10 +33,17 @@ typedef struct central_s {
     uint64_t ops;                  /* takes and gives so far: the scavenger's sign of activity */
     uint64_t ops_seen;             /* ops at the scavenger's last look */
     uint64_t quiet_since_ms;       /* when the scavenger last saw ops change */
-    void *slots[MS_SLOT_MAX];      /* each a chain of exactly ms_class_batch[cls] objects */
 } __attribute__((aligned(MS_CACHE_LINE))) central_t;
 
 static central_t central[MS_NUM_CLASSES];
+/* Each class's slots (under its lock), each a chain of exactly
+ * ms_class_batch[cls] objects.  Apart from the lists, so that a class in
+ * use makes a 192-byte list resident and not 512 bytes more of slots it may
+ * never fill: the lists of all classes fit in 4 pages. */
+static struct {
+    void *chain[MS_SLOT_MAX];
+} __attribute__((aligned(MS_CACHE_LINE))) slots[MS_NUM_CLASSES];
+#define SLOTS(ct) (slots[(ct) - central].chain)
 /* Each class's lock, one to a cache line, apart from its list: fork takes
  * and releases every lock, and after a fork each page written costs the
  * parent and the child a copy-on-write fault.  Packed, the locks fill two
@@ -46,17 +53,20 @@ static struct {
     pthread_mutex_t m;
 } __attribute__((aligned(MS_CACHE_LINE))) locks[MS_NUM_CLASSES];
 #define LOCK(ct) (&locks[(ct) - central].m)
+/* Nothing is set up at process start: zeroed memory is a default mutex in
+ * glibc (PTHREAD_MUTEX_INITIALIZER), and each list is set up by its class's
+ * first take (first_take).  An init that wrote every list made all of
+ * central[] resident in every process. */
 
-/* ms_central_init: called once from process init, before any allocation. */
-void ms_central_init(void) {
-    for (int c = 1; c < MS_NUM_CLASSES; c++) {
-        central_t *ct = &central[c];
-        pthread_mutex_init(LOCK(ct), NULL);
-        ct->nonempty.next = ct->nonempty.prev = &ct->nonempty;
-        size_t per = (size_t)ms_class_batch[c] * ms_class_size[c];
-        size_t m = MS_SLOT_BYTES / per;
-        ct->max_slots = (uint32_t)(m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m);
-    }
+/* first_take: class ct's list before its first span (lock held).  Only a
+ * take can come first: a give returns objects some take handed out.  Until
+ * then the sentinel's links are NULL, and the walks over every class
+ * (flush_class_locked, ms_central_is_valid) see an empty list. */
+static void first_take(central_t *ct, uint8_t cls) {
+    ct->nonempty.next = ct->nonempty.prev = &ct->nonempty;
+    size_t per = (size_t)ms_class_batch[cls] * ms_class_size[cls];
+    size_t m = MS_SLOT_BYTES / per;
+    ct->max_slots = (uint32_t)(m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m);
 }
 
 static void ne_push_back(central_t *ct, span_t *s) {
@@ -94,9 +104,10 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
     uint32_t batch = ms_class_batch[cls];
     size_t size = ms_class_size[cls];
     pthread_mutex_lock(LOCK(ct));
+    if (ms_unlikely(!ct->nonempty.next)) first_take(ct, cls);
     ct->ops++;
     if (want >= batch && ct->nslots > 0) {
-        *head = ct->slots[--ct->nslots];
+        *head = SLOTS(ct)[--ct->nslots];
         pthread_mutex_unlock(LOCK(ct));
         return batch;
     }
@@ -202,7 +213,7 @@ void ms_central_give(uint8_t cls, void *head, uint32_t n) {
     ct->ops++;
     if (n == ms_class_batch[cls] && ct->nslots < ct->max_slots) {
         bool first = ct->nslots++ == 0;
-        ct->slots[ct->nslots - 1] = head;
+        SLOTS(ct)[ct->nslots - 1] = head;
         pthread_mutex_unlock(LOCK(ct));
         if (first && ms_central_on_park) ms_central_on_park();
         return;
@@ -224,9 +235,9 @@ void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
  * kept empty span is let go; returns the spans that became empty. */
 static span_t *flush_class_locked(central_t *ct, uint8_t cls) {
     span_t *empty = NULL;
-    while (ct->nslots > 0) empty = return_to_spans_locked(ct, cls, ct->slots[--ct->nslots], empty);
+    while (ct->nslots > 0) empty = return_to_spans_locked(ct, cls, SLOTS(ct)[--ct->nslots], empty);
     span_t *last = ct->nonempty.next; /* the one empty span give() keeps */
-    if (last != &ct->nonempty && last->allocated == 0) {
+    if (last && last != &ct->nonempty && last->allocated == 0) {
         ne_remove(last);
         last->next = empty;
         empty = last;
@@ -277,7 +288,7 @@ bool ms_central_is_valid(uint8_t cls) {
     pthread_mutex_lock(LOCK(ct));
     bool ok = true;
     size_t size = ms_class_size[cls];
-    for (span_t *s = ct->nonempty.next; s != &ct->nonempty && ok; s = s->next) {
+    for (span_t *s = ct->nonempty.next; s && s != &ct->nonempty && ok; s = s->next) {
         size_t nfree = 0;
         for (void *p = s->freelist; p && ok; p = *(void **)p) {
             ok = (uintptr_t)p >= s->start && (uintptr_t)p < s->start + s->used && ((uintptr_t)p - s->start) % size == 0;

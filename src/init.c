@@ -50,8 +50,6 @@ void ms_init_slow(void) {
         atomic_store(&ms_inited, 1);
         ms_cookie_key = ms_os_random();
         ms_os_ticks_init();
-        ms_heap_init();
-        ms_central_init();
         ms_tcache_init_process();
         ms_scavenger_init();
         pthread_atfork(ms_tcache_fork_prepare, ms_tcache_fork_parent, fork_child);
@@ -71,7 +69,7 @@ void ms_init_slow(void) {
  * inside the program's first malloc. */
 __attribute__((constructor)) static void ms_ctor(void) {
     ms_ensure_init();
-    ms_http_start_from_env();
+    if (ms_opt.http[0]) ms_http_start(ms_opt.http);
 }
 
 /* At exit: the heap profile and the leak report (prof/api.c), then the

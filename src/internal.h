@@ -260,7 +260,6 @@ typedef struct heap_counters_s {
     uint32_t busy_batches;                    /* scavenger batches off the lists now */
 } heap_counters_t;
 
-void ms_heap_init(void);
 extern pthread_mutex_t ms_heap_lock;
 extern _Atomic uint64_t ms_heap_goal_bytes; /* in-use bytes that end a heap cycle */
 extern void (*ms_heap_goal_hook)(void);     /* called (no lock held) once in-use bytes reach the goal */
@@ -332,7 +331,6 @@ void ms_central_give(uint8_t cls, void *head, uint32_t n);
  * spans left empty are free pages idle since then; not the class's
  * activity. */
 void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms);
-void ms_central_init(void);
 void ms_central_flush_slots(void); /* empty every transfer slot into its spans */
 bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms);
 extern void (*ms_central_on_park)(void); /* called (no lock held) when a class starts parking a batch */

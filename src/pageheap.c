@@ -135,11 +135,6 @@ static span_t *list_for(size_t npages) {
     return npages < NLISTS ? &free_lists[npages] : &free_large[bin_of(npages)];
 }
 
-/* ms_heap_init: called once from process init, before any allocation. */
-void ms_heap_init(void) {
-    for (int i = 0; i < NLISTS; i++) free_lists[i].next = free_lists[i].prev = &free_lists[i];
-    for (int i = 0; i < NBINS; i++) free_large[i].next = free_large[i].prev = &free_large[i];
-}
 
 /* The scavenger's list: every listed free span with unreleased pages is
  * also on this one, appended when listed, so it runs roughly oldest first
@@ -150,8 +145,12 @@ void ms_heap_init(void) {
  * is listed: its released count only changes while it is off the lists. */
 static span_t unreleased = {.unext = &unreleased, .uprev = &unreleased};
 
+/* A list's sentinel is set up by its first push: written at init, the 160
+ * sentinels (20 KiB) were resident in every process.  A list whose bit is
+ * clear is never read, so a sentinel still zero is never followed. */
 static void list_push(span_t *s) {
     span_t *h = list_for(s->npages);
+    if (ms_unlikely(!h->next)) h->next = h->prev = h;
     s->next = h->next;
     s->prev = h;
     h->next->prev = s;
@@ -896,8 +895,8 @@ bool ms_heap_is_valid_locked(void) {
     for (int i = 1; i < NLISTS + NBINS; i++) {
         span_t *h = i < NLISTS ? &free_lists[i] : &free_large[i - NLISTS];
         bool bit = i < NLISTS ? (nonempty[i / 64] >> (i % 64)) & 1 : (large_nonempty >> (i - NLISTS)) & 1;
-        VALID(bit == (h->next != h));
-        for (span_t *s = h->next; s != h; s = s->next) {
+        VALID(bit == (h->next && h->next != h));
+        for (span_t *s = h->next; s && s != h; s = s->next) {
             VALID(s->state == SPAN_FREE && list_for(s->npages) == h);
             VALID(ms_pagemap_lookup((void *)s->start) == s);
             VALID(ms_pagemap_lookup((void *)(span_end(s) - MS_PAGE_SIZE)) == s);

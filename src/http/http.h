@@ -113,7 +113,6 @@ extern const size_t ms_http_page_len;
  * server.c
  * ---------------------------------------------------------------------- */
 int ms_http_start(const char *addr_port); /* 0 or -1 (one warning printed) */
-void ms_http_start_from_env(void);        /* the library constructor: MEMSCOPE=http=... */
 #endif
 
 #endif /* MS_HTTP_H */

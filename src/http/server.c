@@ -454,10 +454,6 @@ int ms_http_start(const char *addr_port) {
     return 0;
 }
 
-void ms_http_start_from_env(void) {
-    if (ms_opt.http[0]) ms_http_start(ms_opt.http);
-}
-
 MEMSCOPE_API int memscope_http_start(const char *addr_port) { return ms_http_start(addr_port); }
 
 /* ------------------------------------------------------------------------
