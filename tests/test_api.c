@@ -451,6 +451,31 @@ int main(void)
         }
         result = result && CHECK_TRUE(malloc_usable_size(NULL) == 0);
     }
+    CHECK_BODY("__libc_malloc-family-is-memscope") {
+        /* glibc's own names reach the same allocator: each block is
+         * memscope's (it counts it) and mixes freely with malloc/free */
+        extern void *__libc_malloc(size_t), *__libc_calloc(size_t, size_t), *__libc_realloc(void *, size_t);
+        extern void *__libc_memalign(size_t, size_t), *__libc_valloc(size_t), *__libc_pvalloc(size_t);
+        extern void __libc_free(void *);
+        struct memscope_stats s0 = {.size = sizeof s0}, s1 = {.size = sizeof s1};
+        memscope_read_stats(&s0);
+        void *a = opaque(__libc_malloc(100)), *b = opaque(__libc_calloc(10, 10));
+        void *c = opaque(__libc_memalign(256, 100)), *d = opaque(__libc_valloc(100)), *e = opaque(__libc_pvalloc(100));
+        memscope_read_stats(&s1);
+        result = CHECK_TRUE(a && b && c && d && e) && CHECK_TRUE(s1.mallocs - s0.mallocs >= 5) &&
+                 CHECK_TRUE(((uintptr_t)c & 255) == 0) && CHECK_TRUE(((uintptr_t)d & 4095) == 0) &&
+                 CHECK_TRUE(malloc_usable_size(a) >= 100) && CHECK_TRUE(malloc_usable_size(e) >= 4096) &&
+                 CHECK_TRUE(((unsigned char *)b)[99] == 0);
+        a = opaque(__libc_realloc(a, 5000));
+        result = result && CHECK_TRUE(a != NULL) && CHECK_TRUE(malloc_usable_size(a) >= 5000);
+        free(a);
+        __libc_free(b);
+        __libc_free(c);
+        free(d);
+        __libc_free(e);
+        void *f = opaque(malloc(64));
+        __libc_free(f);
+    }
     CHECK_BODY("malloc_usable_size-is-not-absurd") {
         /* A small request must not report a usable size wildly larger
          * (a sign of reading the wrong span/class metadata). */
