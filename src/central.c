@@ -73,19 +73,12 @@ static void first_take(central_t *ct, uint8_t cls) {
     ct->max_slots = (uint32_t)(m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m);
 }
 
-static void ne_push_back(central_t *ct, span_t *s) {
-    s->next = &ct->nonempty;
-    s->prev = ct->nonempty.prev;
-    ct->nonempty.prev->next = s;
-    ct->nonempty.prev = s;
-    s->in_list = 1;
-}
-
-static void ne_push_front(central_t *ct, span_t *s) {
-    s->prev = &ct->nonempty;
-    s->next = ct->nonempty.next;
-    ct->nonempty.next->prev = s;
-    ct->nonempty.next = s;
+/* ne_insert: s joins a nonempty list after `after` (its sentinel: first) */
+static void ne_insert(span_t *after, span_t *s) {
+    s->prev = after;
+    s->next = after->next;
+    after->next->prev = s;
+    after->next = s;
     s->in_list = 1;
 }
 
@@ -132,7 +125,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             s = new_span(cls);
             pthread_mutex_lock(LOCK(ct));
             if (!s) break;
-            ne_push_back(ct, s);
+            ne_insert(ct->nonempty.prev, s); /* last: spans listed meanwhile are partly used, and go first */
             continue;
         }
         while (n < want && s->freelist) {
@@ -201,7 +194,7 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void *head, sp
          * spans get time to drain back to the page heap; put last,
          * mixed_realloc's peak RSS was 0.8 MiB higher (interleaved runs,
          * by hand) */
-        if (!s->in_list) ne_push_front(ct, s);
+        if (!s->in_list) ne_insert(&ct->nonempty, s);
         if (s->allocated == 0 && !(ct->nonempty.next == s && s->next == &ct->nonempty)) {
             ne_remove(s);
             s->next = empty;
