@@ -724,18 +724,27 @@ MS_EXPORT MS_TEXT void *pvalloc(size_t size) {
 MS_EXPORT size_t malloc_usable_size(void *p) { return p ? usable_size_of(p, ms_pagemap_lookup(p)) : 0; }
 
 /* glibc's own names for its allocator, which some programs and libraries
- * call directly (a wrapper that means "the C library's malloc", code that
- * predates malloc hooks' removal): without them a block memscope handed
- * out would reach glibc's free, which does not know it, and one from
- * glibc's malloc would reach memscope's, which refuses it.  The other
- * replacement allocators (jemalloc, tcmalloc, mimalloc) define them too. */
-MS_EXPORT void *__libc_malloc(size_t size) { return malloc(size); }
-MS_EXPORT void __libc_free(void *p) { free(p); }
-MS_EXPORT void *__libc_calloc(size_t n, size_t size) { return calloc(n, size); }
-MS_EXPORT void *__libc_realloc(void *p, size_t size) { return realloc(p, size); }
-MS_EXPORT void *__libc_memalign(size_t align, size_t size) { return memalign(align, size); }
-MS_EXPORT void *__libc_valloc(size_t size) { return valloc(size); }
-MS_EXPORT void *__libc_pvalloc(size_t size) { return pvalloc(size); }
+ * call directly: without them a block memscope handed out would reach
+ * glibc's free, which does not know it, and one from glibc's malloc would
+ * reach memscope's, which refuses it.  The other replacement allocators
+ * (jemalloc, tcmalloc, mimalloc) define them too.  Aliases of memscope's
+ * own code, never calls of malloc: the classic counting interposer defines
+ * malloc as a call of __libc_malloc, and preloaded ahead of memscope, a
+ * __libc_malloc that called malloc back would loop for ever (as it did
+ * here, tests/test_preload.sh).  GCC wants an alias to carry its target's
+ * attributes (copy); clang neither checks nor knows the attribute. */
+#if defined(__clang__)
+#define LIBC_NAME(f) MS_EXPORT __attribute__((alias(#f)))
+#else
+#define LIBC_NAME(f) MS_EXPORT __attribute__((alias(#f), copy(f)))
+#endif
+LIBC_NAME(malloc) void *__libc_malloc(size_t size);
+LIBC_NAME(free) void __libc_free(void *p);
+LIBC_NAME(calloc) void *__libc_calloc(size_t n, size_t size);
+LIBC_NAME(realloc) void *__libc_realloc(void *p, size_t size);
+LIBC_NAME(memalign) void *__libc_memalign(size_t align, size_t size);
+LIBC_NAME(valloc) void *__libc_valloc(size_t size);
+LIBC_NAME(pvalloc) void *__libc_pvalloc(size_t size);
 
 /* ------------------------------------------------------------------------
  * glibc's extras: answered from memscope's own accounting

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# test_preload.sh: memscope preloaded together with another interposer.
+#
+# Why: the classic malloc-counting shim defines malloc as a call of glibc's
+# __libc_malloc (tests/shim_libcnames.c).  memscope defines the __libc_*
+# names too, so that no block crosses between two allocators; were they
+# calls of malloc, the shim ahead of memscope would be called back for ever
+# (a loop at 100% CPU, found by hand).  Each order of the two in LD_PRELOAD
+# must give the program's own output and exit status, memscope must be the
+# allocator (its stats count the blocks), and the shim, when it is first,
+# must have seen the calls.  A timeout catches the loop.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+LIB=$BUILD/libmemscope.so
+SHIM=$BUILD/tests/shim_libcnames.so
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fail=1; }
+
+# the program: many blocks of many sizes, kept, sorted and freed; it prints
+# a checksum (sort(1) would do, but closes stderr before the shim reports)
+cat > "$T/prog.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+int main(void) {
+    enum { N = 20000 };
+    char **v = calloc(N, sizeof *v);
+    for (int i = 0; i < N; i++) {
+        v[i] = malloc(8 + (size_t)(i * 7919) % 600);
+        snprintf(v[i], 8, "%06d", (i * 7919) % 10007);
+        if (i % 3 == 0) v[i] = realloc(v[i], 2000);
+    }
+    qsort(v, N, sizeof *v, cmp);
+    unsigned long sum = 0;
+    for (int i = 0; i < N; i++) sum = sum * 31 + (unsigned char)v[i][3] + (unsigned long)i, free(v[i]);
+    free(v);
+    printf("%lu\n", sum);
+    return 0;
+}
+CEOF
+cc -O2 -o "$T/prog" "$T/prog.c" || { echo "FAIL: cc"; exit 1; }
+"$T/prog" > "$T/want" || { echo "FAIL: the program fails without memscope"; exit 1; }
+
+for order in "$SHIM $LIB" "$LIB $SHIM"; do
+    name=$([ "${order%% *}" = "$SHIM" ] && echo "shim first" || echo "memscope first")
+    MEMSCOPE=stats=1 LD_PRELOAD="$order" timeout 60 "$T/prog" > "$T/got" 2> "$T/err"
+    rc=$?
+    if [ $rc -ne 0 ]; then bad "$name: exited $rc (124: timed out)"; head -5 "$T/err"; continue; fi
+    if cmp -s "$T/got" "$T/want"; then ok "$name: same output as without either"; else bad "$name: output differs"; fi
+    m=$(awk '$1 == "mallocs" {print $2; exit}' "$T/err")
+    if [ -n "$m" ] && [ "$m" -ge 20000 ]; then ok "$name: memscope allocated ($m mallocs)"; else bad "$name: memscope's stats show too few mallocs ('$m')"; fi
+    if [ "$name" = "shim first" ]; then
+        s=$(sed -n 's/^shim: mallocs \([0-9]*\) .*/\1/p' "$T/err")
+        if [ -n "$s" ] && [ "$s" -ge 20000 ]; then ok "$name: the shim saw $s mallocs"; else bad "$name: the shim saw too few mallocs ('$s')"; fi
+    fi
+done
+
+# a block from either name, freed by the other, in a program linked with memscope
+cat > "$T/mix.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+extern void *__libc_malloc(size_t); extern void __libc_free(void *);
+int main(void) {
+    for (int i = 0; i < 100000; i++) {
+        char *a = __libc_malloc(16 + i % 3000), *b = malloc(16 + i % 5000);
+        memset(a, 1, 16); memset(b, 2, 16);
+        free(a); __libc_free(b);
+    }
+    puts("done");
+    return 0;
+}
+CEOF
+if cc -O2 -o "$T/mix" "$T/mix.c" 2> "$T/cc.err"; then
+    out=$(LD_PRELOAD="$SHIM $LIB" timeout 60 "$T/mix" 2> "$T/err"); rc=$?
+    if [ $rc -eq 0 ] && [ "$out" = done ]; then ok "mixed names under the shim"; else bad "mixed names under the shim: exit $rc, '$out'"; head -3 "$T/err"; fi
+else
+    bad "cc failed"; cat "$T/cc.err"
+fi
+
+[ $fail -eq 0 ] && echo "test_preload: all ok"
+exit $fail
