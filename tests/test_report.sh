@@ -211,6 +211,12 @@ else
     note; grep -q '^ .*  std::vector<std:.*\.\.\.  *.*tcc:1138$' "$tmp/out" ||
         fail "$desc: long name not cut with '...' before its file:line"
     check_width "$desc" "$tmp/out"
+    desc="C++ operators"
+    python3 tests/data/mkpprof.py ops "$tmp/ops.pb"
+    run "$MS" report "$tmp/ops.pb"
+    expect_row 'Widget::operator()' 1000 1000 w.cc:3      # the parameter list goes, "()" stays
+    expect_row 'std::operator<<' 2000 2000 ostream:600
+    expect_row 'IntVec<int>::operator[]' 3000 3000 v.h:1040
     run "$MS" report "$tmp/base-u.pb.gz"
     note; [ "$out" = "$("$MS" report "$B")" ] || fail "unpacked+gzipped profile reads differently from packed"
 

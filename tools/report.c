@@ -517,7 +517,9 @@ static void loc_of(char *buf, size_t len, const node_t *r)
 
 /* drop_params removes a C++ parameter list and what follows it ("f(int)
  * const" -> "f"), as pprof's default simplified names do: in 80 columns the
- * qualified name says more than the argument types. */
+ * qualified name says more than the argument types.  An operator's own
+ * characters are part of its name ("F::operator()(int)" -> "F::operator()",
+ * "operator<<(...)" -> "operator<<"), not brackets. */
 static void drop_params(char *name)
 {
     size_t n = strlen(name);
@@ -525,7 +527,15 @@ static void drop_params(char *name)
         return;
     int depth = 0;
     for (size_t i = 0; i < n; i++) {
-        if (name[i] == '<')
+        if (strncmp(name + i, "operator", 8) == 0) {
+            size_t j = i + 8;
+            if (name[j] == '(' && name[j + 1] == ')')
+                j += 2;
+            else
+                while (name[j] && strchr("<>=!+-*/%^&|~[],", name[j]))
+                    j++;
+            i = j - 1;
+        } else if (name[i] == '<')
             depth++;
         else if (name[i] == '>' && depth > 0)
             depth--;

@@ -13,8 +13,8 @@ location with no function (only an address and a mapping), a name far wider
 than a terminal, and repeated fields written unpacked.  Every figure the test
 checks is derived in the comments of SAMPLES below.
 
-SCENARIO is "base" or "new"; "new" is "base" with leaky() grown and recurse()
-shrunk, for --diff.
+SCENARIO is "base", "new" or "ops"; "new" is "base" with leaky() grown and
+recurse() shrunk, for --diff; "ops" holds three C++ operators' frames.
 """
 import gzip
 import sys
@@ -35,6 +35,10 @@ FUNCTIONS = {
     4: ("inlined_helper", "inlined_helper", "/src/app/leak.cc", 0),
     5: ("recurse", "recurse", "/src/app/r.c", 0),
     6: (LONG, "_ZNSt6vector17_M_realloc_insertE", "/usr/include/c++/12/bits/vector.tcc", 0),
+    # C++ operators ("ops" only): an operator's characters are its name
+    7: ("Widget::operator()(int) const", "_ZNK6WidgetclEi", "/src/app/w.cc", 0),
+    8: ("std::operator<<(std::ostream&, char const*)", "_ZStlsRSoPKc", "/usr/include/c++/12/ostream", 0),
+    9: ("IntVec<int>::operator[](unsigned long)", "_ZN6IntVecIiEixEm", "/src/app/v.h", 0),
 }
 # id: (address, mapping, [(function, line), ...] innermost first)
 LOCATIONS = {
@@ -46,6 +50,9 @@ LOCATIONS = {
     6: (0x401060, 1, [(5, 101)]),
     7: (0x7f00dead, 2, []),                 # no symbol: shown by address
     8: (0x401080, 1, [(6, 1138)]),
+    9: (0x401090, 1, [(7, 3)]),
+    10: (0x4010a0, 1, [(8, 600)]),
+    11: (0x4010b0, 1, [(9, 1040)]),
 }
 MAPPINGS = {1: (0x400000, 0x500000, "/usr/bin/demo-app", "abc123"),
             2: (0x7f0000000000, 0x7f0000100000, "/usr/lib/libfoo.so.1", "")}
@@ -73,6 +80,9 @@ def scenario(name):
     if name == "new":
         samples[1][1][3] = 900000   # leaky: inuse +500000
         samples[3][1][3] = 50000    # recurse: inuse -150000
+    elif name == "ops":
+        samples = [([9, 3], [1, 1000, 1, 1000, 1, 1000]), ([10, 3], [1, 2000, 1, 2000, 1, 2000]),
+                   ([11, 3], [1, 3000, 1, 3000, 1, 3000])]
     elif name != "base":
         sys.exit("mkpprof.py: unknown scenario " + name)
     return samples
