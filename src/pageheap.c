@@ -135,7 +135,6 @@ static span_t *list_for(size_t npages) {
     return npages < NLISTS ? &free_lists[npages] : &free_large[bin_of(npages)];
 }
 
-
 /* The scavenger's list: every listed free span with unreleased pages is
  * also on this one, appended when listed, so it runs roughly oldest first
  * (a merged span is appended with an averaged age that may be older).  The
