@@ -61,6 +61,7 @@
  */
 #include "stack.h"
 
+#include <dlfcn.h>
 #include <link.h>
 #include <string.h>
 
@@ -426,13 +427,36 @@ static int count_unloads(struct dl_phdr_info *info, size_t size, void *arg) {
  * count of unloads, and it takes the loader's lock, too much for each of
  * a million walks a second. */
 static _Atomic uint64_t fresh_ms;
+static void look(void) {
+    unsigned long long subs = 0;
+    dl_iterate_phdr(count_unloads, &subs);
+    if (subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) forget(subs);
+}
 static void fresh(void) {
     uint64_t now = ms_os_now_ms();
     if (now == atomic_load_explicit(&fresh_ms, memory_order_relaxed)) return;
     atomic_store_explicit(&fresh_ms, now, memory_order_relaxed);
-    unsigned long long subs = 0;
-    dl_iterate_phdr(count_unloads, &subs);
-    if (subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) forget(subs);
+    look();
+}
+
+/* dlclose: the C library's, then fresh()'s look at once.  A program that
+ * closes a plugin and opens another, which the loader maps where the first
+ * was, and allocates in it within the same tick had its stacks walked with
+ * the closed object's recipes: one frame, every time (a helper session's
+ * loop of two plugins).  Unloads that do not come through here (the C
+ * library's own, of NSS modules) still wait for the tick.  Nothing is
+ * looked at before the first walk: the table would be emptied for nothing. */
+__attribute__((visibility("default"))) int dlclose(void *handle) {
+    static int (*_Atomic next)(void *);
+    int (*f)(void *) = atomic_load_explicit(&next, memory_order_acquire);
+    if (!f) {
+        f = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+        if (!f) return -1; /* no C library's dlclose: the object stays, as after a failed close */
+        atomic_store_explicit(&next, f, memory_order_release);
+    }
+    int r = f(handle);
+    if (atomic_load_explicit(&fresh_ms, memory_order_relaxed)) look();
+    return r;
 }
 
 /* recipe_find: the recipe for return address pc (the row of pc - 1: the
