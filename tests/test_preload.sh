@@ -5,7 +5,7 @@
 # __libc_malloc (tests/shim_libcnames.c).  memscope defines the __libc_*
 # names too, so that no block crosses between two allocators; were they
 # calls of malloc, the shim ahead of memscope would be called back for ever
-# (a loop at 100% CPU, found by hand).  Each order of the two in LD_PRELOAD
+# (a loop at 100% CPU, found by a helper session).  Each order of the two in LD_PRELOAD
 # must give the program's own output and exit status, memscope must be the
 # allocator (its stats count the blocks), and the shim, when it is first,
 # must have seen the calls.  A timeout catches the loop.
