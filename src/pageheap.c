@@ -794,7 +794,14 @@ static span_t *carve_unreleased_locked(span_t *s) {
     if (pos > s->start) {
         s->scan_from = (uint32_t)((pos - s->start) >> MS_PAGE_SHIFT); /* all released before pos: the split needs no count */
         bool ok = split_tail_free(s, (pos - s->start) >> MS_PAGE_SHIFT);
-        s->scan_from = s->npages; /* the prefix before pos is all released */
+        /* split: s is the prefix before pos, all released.  Not split (no
+         * memory for a span struct): s still runs past pos, and scan_from
+         * must stay at pos.  Set to the whole span, a later split would
+         * take the unreleased tail for released and the span's released
+         * count could wrap below zero: heap_released 2^32 pages below zero
+         * was seen once under test_faults.sh's injected mmap failures, and
+         * this is the path found that leads there (not reproduced) */
+        if (ok) s->scan_from = s->npages;
         list_push(s);
         if (!ok) return NULL;
         s = ms_pagemap_lookup((void *)pos);
