@@ -5,6 +5,10 @@
 #   - clients send random bytes, a 1 MiB header, bad methods, traversal
 #     attempts and NUL bytes, over and over;
 #   - every 250 ms a normal GET /metrics must be answered in full within 1 s.
+# The normal client is a process of its own: in the attackers' process it
+# shared Python's interpreter lock with 68 threads, and on a loaded machine
+# its own wait for the lock made answers look late that the server had sent
+# in time.
 # Then: the host program is still running, its stdout is exactly its ticks
 # (unchanged), and its stderr holds only the one "serving" line.
 set -u
@@ -72,13 +76,18 @@ def normal():
             with lock: stats["errors"].append(str(e))
         time.sleep(0.25)
 
+pid = os.fork()
+if pid == 0:
+    normal()
+    print("normal requests answered within 1 s:", stats["normal"], "late:", stats["slow"], "errors:", stats["errors"])
+    sys.stdout.flush()
+    os._exit(0 if stats["normal"] >= 20 and not stats["slow"] and not stats["errors"] else 1)
 threads = [threading.Thread(target=dribble) for _ in range(64)]
 threads += [threading.Thread(target=hostile, args=(i,)) for i in range(4)]
-threads += [threading.Thread(target=normal)]
 for t in threads: t.start()
 for t in threads: t.join()
-print("normal requests answered within 1 s:", stats["normal"], "late:", stats["slow"], "errors:", stats["errors"])
-sys.exit(0 if stats["normal"] >= 20 and not stats["slow"] and not stats["errors"] else 1)
+_, status = os.waitpid(pid, 0)
+sys.exit(0 if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else 1)
 PY
 check "normal requests answered within 1 s throughout" [ $? = 0 ]
 check "the host is still running" kill -0 "$HOST_PID"
