@@ -212,9 +212,24 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
 
 /* mark_sampled: one more (on) or one fewer recorded block, block idx of
  * span s; the span's fast_off is set exactly while none is left, and its
- * mask is cleared with the last. */
+ * mask is cleared with the last.
+ *
+ * At profile_rate=1 (leak-check mode) every block is recorded, so counting
+ * them per span buys nothing: a small span's first record makes its mark
+ * "all recorded" (count MS_MARK_SAMPLED_MAX, which 512 objects never
+ * reach; every mask bit set), and nothing changes it until the span leaves
+ * use (ms_span_set_fast).  Every free there asks the profiler, as it would
+ * anyway.  Counted, each malloc and each free wrote the span's header
+ * with a compare-and-swap: in a producer-consumer program, a line moving
+ * between the two CPUs on every operation. */
+#define MARK_ALL ((uint64_t)0xffffffffu << 32 | (uint64_t)MS_MARK_SAMPLED_MAX << MS_MARK_SAMPLED_SHIFT)
 static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     uint64_t old = ms_span_mark(s), nw;
+    if (old == MARK_ALL) return;
+    if (on && s->cls && atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1) {
+        atomic_store_explicit(&s->mark, MARK_ALL, memory_order_relaxed); /* every writer stores the same */
+        return;
+    }
     do {
         uint64_t n = ((old >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) + (on ? 1 : (uint64_t)-1);
         ms_assert_internal(on || ((old >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) > 0);
