@@ -417,6 +417,8 @@ extern __thread tcache_t *ms_tc;
 extern __thread uint32_t ms_tc_busy;
 extern tcache_t ms_tc_empty;
 tcache_t *ms_tcache_create(void);   /* for the calling thread; NULL on OOM */
+tcache_t *ms_tcache_hide(void);     /* the thread's cache out of use (see tcache.c) ... */
+void ms_tcache_unhide(tcache_t *tc); /* ... and back */
 void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached */
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list too long: a batch to central */
 void ms_tcache_flush(tcache_t *tc);                 /* every list to central */

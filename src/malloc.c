@@ -380,6 +380,7 @@ static tcache_t *own_cache(void) {
 ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
     tcache_t *tc = own_cache();
     ms_tc_busy++;
+    ms_assert_internal(ms_tc_busy == 1 || tc->is_dummy);
     void **p = ms_tcache_refill(tc, cls);
     ms_tc_busy--;
     if (!p) {
@@ -408,6 +409,8 @@ ms_cold __attribute__((noinline)) MS_TEXT static void *alloc_list_empty(tclist_t
 
 static inline void *alloc_small(size_t cls) {
     tcache_t *tc = ms_tc;
+    /* no slow path of this cache is under way below (tcache.c: ms_tcache_hide) */
+    ms_assert_internal(ms_tc_busy == 0 || tc->is_dummy);
     tclist_t *l = &tc->lists[cls];
     void **p = l->head;
     if (ms_unlikely(p == NULL)) return alloc_list_empty(l);
@@ -442,7 +445,7 @@ static inline void free_small_slow_in(void **p, uint8_t cls, bool taken) {
     }
     tc = own_cache();
     p[1] = (void *)ms_free_cookie(p);
-    if (tc->is_dummy) { /* thread past exit: straight to the central list */
+    if (tc->is_dummy) { /* thread past exit, or its cache hidden: straight to the central list */
         p[0] = NULL;
         atomic_fetch_add(&orphan_frees[cls], 1);
         ms_central_give(cls, p, 1);
@@ -577,6 +580,7 @@ MS_EXPORT void free(void *p) {
     void *cookie = (void *)ms_free_cookie(p);
     if (ms_likely((off & MS_MARK_FAST_MASK) != 0 && object_start(s, p) && q[1] != cookie)) {
         tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + off);
+        ms_assert_internal(ms_tc_busy == 0 || ms_tc->is_dummy);
         q[1] = cookie; /* first and apart: two stores, not vector code */
         if (ms_likely(--l->room >= 0)) {
             q[0] = l->head;

@@ -151,7 +151,12 @@ static void start_thread(void) {
         return;
     }
     atomic_store(&sc_started, true);
+    /* this may run in the middle of a slow path of the thread's cache (a
+     * free that leaves a span idle), and pthread_create allocates: not
+     * through that cache (tcache.c: ms_tcache_hide) */
+    tcache_t *tc = ms_tcache_hide();
     int rc = ms_os_thread(scavenger_main, 64 << 10, "memscope-scvg", NULL);
+    ms_tcache_unhide(tc);
     if (rc != 0) ms_warn("memscope: cannot start the scavenger thread (error %d); idle memory is returned only by "
                  "memscope_free_os_memory()", rc);
     pthread_mutex_unlock(&sc_lock);

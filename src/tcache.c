@@ -215,8 +215,35 @@ static tcache_t *unpark(tcache_t *tc) {
     return tc;
 }
 
+/* ms_tcache_hide / ms_tcache_unhide: while hidden, the calling thread
+ * allocates and frees as a thread without a cache does (one object at a
+ * time to and from the central lists), and its cache is left as it is.
+ * For code that the allocator itself runs in the middle of a slow path and
+ * that may call malloc: the scavenger's thread is started from whatever
+ * free first leaves a span idle (scavenger.c: before_idle), which can be
+ * inside shrink_for, an overflow or a flush of this very cache, and
+ * pthread_create allocates the new thread's DTV with calloc on the calling
+ * thread.  Through the cache, that calloc popped or refilled a list the
+ * slow path below it was changing, and the slow path then stored counts
+ * read before it (shrink_for: room_max from a stale len, max_bytes less a
+ * limit the nested refill had already taken off): a list counted longer
+ * than it was, and pop_chain walked off its end.  Nothing else writes
+ * ms_tc meanwhile: it is only used where no scavenger runs yet. */
+static __thread uint32_t tc_hidden __attribute__((tls_model("initial-exec")));
+tcache_t *ms_tcache_hide(void) {
+    tcache_t *tc = ms_tc;
+    ms_tc = &ms_tc_empty;
+    tc_hidden++;
+    ms_tc_busy++; /* and never parked meanwhile: the scavenger just started may look at it */
+    return tc;
+}
+void ms_tcache_unhide(tcache_t *tc) {
+    ms_tc_busy--;
+    if (--tc_hidden == 0) ms_tc = tc;
+}
+
 tcache_t *ms_tcache_create(void) {
-    if (tc_exited) return NULL;
+    if (tc_exited || tc_hidden) return NULL;
     if (tc_mine) return unpark(tc_mine);
     pthread_mutex_lock(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
@@ -246,10 +273,18 @@ tcache_t *ms_tcache_create(void) {
 /* ms_tcache_give_foreign: what the thread gathered of class cls (see
  * ms_tcache_free_foreign) goes to the central list. */
 void ms_tcache_give_foreign(tcache_t *tc, int cls) {
-    if (!tc->foreign[cls]) return;
-    ms_central_give((uint8_t)cls, tc->foreign[cls], tc->nforeign[cls]);
+    void *head = tc->foreign[cls];
+    uint32_t n = tc->nforeign[cls];
+    if (!head) return;
+    /* off the cache before they are given, as pop_chain's chains are: a
+     * fork while this thread is inside ms_central_give (waiting for the heap
+     * lock in free_empty, or for the scavenger's lock in wake, after the
+     * objects went back to their spans or into a slot) would otherwise
+     * leave them on foreign in the child, whose ms_tcache_fork_child_flush
+     * gives them a second time (the same objects handed out twice there) */
     tc->foreign[cls] = NULL;
     tc->nforeign[cls] = 0;
+    ms_central_give((uint8_t)cls, head, n);
 }
 
 /* pop_chain: detaches the first n objects of a list as a NULL-terminated chain. */
@@ -289,14 +324,17 @@ static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
         tclist_t *l = &tc->lists[big];
         uint32_t max = l->max > ms_class_batch[big] ? l->max - ms_class_batch[big] : 1;
         uint32_t len = l->max - (uint32_t)l->room;
-        if (len > max) {
-            void *chain = pop_chain(l, len - max);
-            ms_count_own(&tc->nnet[big], len - max); /* after: see ms_tcache_flush */
-            ms_central_give((uint8_t)big, chain, len - max);
-            len = max;
-        }
+        void *chain = NULL;
+        uint32_t over = len > max ? len - max : 0;
+        if (over) chain = pop_chain(l, over);
+        /* the list and the total are settled before anything leaves
+         * tcache.c, so that nothing the give runs can see them half done */
         tc->max_bytes -= (uint64_t)(l->max - max) * ms_class_size[big];
-        l->room_max = (uint64_t)max << 32 | (max - len);
+        l->room_max = (uint64_t)max << 32 | (max - (len - over));
+        if (over) {
+            ms_count_own(&tc->nnet[big], over); /* after: see ms_tcache_flush */
+            ms_central_give((uint8_t)big, chain, over);
+        }
     }
     return true;
 }
@@ -387,12 +425,15 @@ static void flush(tcache_t *tc, uint64_t idle_since_ms) {
             give((uint8_t)c, h, n, idle_since_ms);
         }
         l->room_max = 0;
-        /* counted by walking, for the same reason */
+        /* counted by walking, for the same reason; off the cache before
+         * they are given (see ms_tcache_give_foreign: a thread flushing at
+         * exit may be inside give when another forks) */
         uint32_t n = 0;
-        for (void *p = tc->foreign[c]; p; p = *(void **)p) n++;
-        if (n) give((uint8_t)c, tc->foreign[c], n, idle_since_ms);
+        void *f = tc->foreign[c];
+        for (void *p = f; p; p = *(void **)p) n++;
         tc->foreign[c] = NULL;
         tc->nforeign[c] = 0;
+        if (n) give((uint8_t)c, f, n, idle_since_ms);
     }
     tc->max_bytes = 0;
 }
