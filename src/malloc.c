@@ -377,8 +377,14 @@ static tcache_t *own_cache(void) {
     return tc;
 }
 
+static inline void *alloc_small(size_t cls);
 ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
     tcache_t *tc = own_cache();
+    /* The fast path may have looked at the shared empty cache while the
+     * scavenger tried to park this thread's (tcache.c, "Quiet threads": an
+     * attempt that finds the thread ran points ms_tc back).  The own list
+     * may hold objects then, and a refill would write over them. */
+    if (ms_unlikely(tc->lists[cls].head != NULL)) return alloc_small(cls);
     ms_tc_busy++;
     ms_assert_internal(ms_tc_busy == 1 || tc->is_dummy);
     void **p = ms_tcache_refill(tc, cls);

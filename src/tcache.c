@@ -344,6 +344,7 @@ static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
  * as many as its limit allows) from the central list. */
 void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     tclist_t *l = &tc->lists[cls];
+    ms_assert_internal(l->head == NULL);
     uint32_t want = 1, max = l->max, grow = 0; /* a thread with no cache (exiting): one at a time */
     if (!tc->is_dummy) {
         uint32_t cap = class_cap(cls), b = ms_class_batch[cls];

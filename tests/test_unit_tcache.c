@@ -75,6 +75,19 @@ int main(void) {
     free(first);
     tcache_t *tc = ms_tc;
     CHECK("thread-has-a-cache", !tc->is_dummy);
+    /* A park that fails (the scavenger pointed ms_tc at the empty cache,
+     * then saw the thread run and pointed it back) can leave a malloc on
+     * the slow path with the thread's own list full: it must take from the
+     * list, not refill over it (the objects there were lost). */
+    {
+        void *a = malloc(48), *b = malloc(48);
+        free(b);
+        free(a); /* a heads the list */
+        ms_tc = &ms_tc_empty; /* what the malloc's fast path saw */
+        void *c = malloc(48);
+        CHECK("failed-park-malloc-takes-from-the-list", c == a && ms_tc == tc);
+        free(c);
+    }
     uint64_t floor = 0; /* one object per list */
     for (int c = 1; c < MS_NUM_CLASSES; c++) floor += ms_class_size[c];
     for (int c = 1; c < MS_NUM_CLASSES; c++) churn(c, 3);
