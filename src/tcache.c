@@ -11,7 +11,13 @@
  * List lengths: a list starts allowed nothing and each refill (an
  * underflow) raises the limit by a batch, up to 128 KiB or 256 objects per
  * class, so a thread that uses a class heavily keeps more of it while a thread
- * that touched a class once keeps little.  A free that finds the list at its
+ * that touched a class once keeps little.  The first refill of a class up
+ * to 32 KiB takes at most 8 KiB of objects: a refill writes a link into
+ * every object it takes, and a whole batch of a class of 4 KiB is 64 KiB of
+ * pages made resident for a thread that may want one block (one fopen's
+ * buffer).  Larger classes keep their batch of two: taken one at a time,
+ * bench/large.c's blocks of 64 KiB to 256 KiB left more spans half used
+ * (peak RSS 69 -> 74 MiB, by hand).  A free that finds the list at its
  * limit sends one batch to the central list first.
  *
  * Memory a thread frees but never allocated.  Until a thread's first malloc
@@ -154,6 +160,9 @@ static inline uint64_t frees_of(tcache_t *tc, int c) {
     return (uint64_t)len_of(&tc->lists[c]) + atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed) +
            atomic_load_explicit(&tc->nnet[c], memory_order_relaxed);
 }
+
+#define FIRST_REFILL_BYTES 8192u        /* see "List lengths" */
+#define FIRST_REFILL_MAX_CLASS 32768u
 
 static uint32_t class_cap(uint8_t cls) {
     uint32_t cap = (uint32_t)(MS_TC_CLASS_BYTES / ms_class_size[cls]);
@@ -350,6 +359,8 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
         uint32_t cap = class_cap(cls), b = ms_class_batch[cls];
         if (max < cap) {
             grow = cap - max < b ? cap - max : b;
+            if (max == 0 && ms_class_size[cls] <= FIRST_REFILL_MAX_CLASS && grow > FIRST_REFILL_BYTES / ms_class_size[cls])
+                grow = ms_class_size[cls] < FIRST_REFILL_BYTES ? FIRST_REFILL_BYTES / ms_class_size[cls] : 1;
             /* a list's first object is let in even when nothing could
              * make room: a list needs one */
             if (!shrink_for(tc, cls, (uint64_t)grow * ms_class_size[cls])) grow = max ? 0 : 1;
