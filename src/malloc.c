@@ -415,8 +415,10 @@ ms_cold __attribute__((noinline)) MS_TEXT static void *alloc_list_empty(tclist_t
 
 static inline void *alloc_small(size_t cls) {
     tcache_t *tc = ms_tc;
-    /* no slow path of this cache is under way below (tcache.c: ms_tcache_hide) */
-    ms_assert_internal(ms_tc_busy == 0 || tc->is_dummy);
+    /* no slow path of this cache is under way below (tcache.c:
+     * ms_tcache_hide); a signal handler may allocate inside the sampling
+     * hook, which holds ms_tc_busy with the lists whole */
+    ms_assert_internal(ms_tc_busy == 0 || tc->is_dummy || ms_prof_busy);
     tclist_t *l = &tc->lists[cls];
     void **p = l->head;
     if (ms_unlikely(p == NULL)) return alloc_list_empty(l);
@@ -586,7 +588,7 @@ MS_EXPORT void free(void *p) {
     void *cookie = (void *)ms_free_cookie(p);
     if (ms_likely((off & MS_MARK_FAST_MASK) != 0 && object_start(s, p) && q[1] != cookie)) {
         tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + off);
-        ms_assert_internal(ms_tc_busy == 0 || ms_tc->is_dummy);
+        ms_assert_internal(ms_tc_busy == 0 || ms_tc->is_dummy || ms_prof_busy);
         q[1] = cookie; /* first and apart: two stores, not vector code */
         if (ms_likely(--l->room >= 0)) {
             q[0] = l->head;
