@@ -386,7 +386,7 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
      * may hold objects then, and a refill would write over them. */
     if (ms_unlikely(tc->lists[cls].head != NULL)) return alloc_small(cls);
     ms_tc_busy++;
-    ms_assert_internal(ms_tc_busy == 1 || tc->is_dummy);
+    ms_assert_internal(ms_tc_busy == 1 || tc->is_dummy || ms_prof_busy); /* see alloc_small */
     void **p = ms_tcache_refill(tc, cls);
     ms_tc_busy--;
     if (!p) {
