@@ -62,7 +62,10 @@
  *      blocked at the same stack pointer and pc, and not switched out
  *      since (1).  The thread has not run between the looks, so no malloc
  *      of it holds the old pointer, and when it runs it finds the empty
- *      cache.  If it did run, ms_tc goes back and the state to OWNED;
+ *      cache.  If it did run, ms_tc goes back and the state to OWNED
+ *      (a malloc of it may have seen the empty cache meanwhile: its slow
+ *      path takes from the thread's own list when that holds objects,
+ *      malloc.c: alloc_small_slow);
  *   3. it flushes the lists as ms_tcache_flush does at exit, but straight
  *      to the spans and with the pages this frees counted idle since the
  *      thread went quiet (the scavenger releases them at once), and
