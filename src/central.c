@@ -211,6 +211,7 @@ static void free_empty(span_t *empty, uint64_t idle_since_ms) {
         span_t *s = empty;
         empty = s->next;
         s->next = NULL;
+        if (s->prof) ms_prof_hooks.span_done(s);
         ms_heap_free_idle_since(s, idle_since_ms);
     }
 }

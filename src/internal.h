@@ -101,9 +101,9 @@ typedef struct span_s {
     uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
     struct span_s *unext, *uprev; /* free with unreleased pages: the scavenger's list, in order freed */
     /* small, in use: the heap profiler's records of the span's sampled
-     * blocks (src/prof/sample.c, under its lock; the core never reads it).
-     * The profiler clears it when the last record goes, before the block's
-     * free returns, so it is NULL whenever the span leaves use. */
+     * blocks (src/prof/sample.c).  The core only tests it when the span
+     * leaves use, and then hands it back (ms_prof_hooks.span_done): in
+     * leak-check mode the records stay for the span's whole use. */
     void *prof;
 } span_t;
 
@@ -525,6 +525,9 @@ typedef struct prof_hooks_s {
     bool (*freed)(void *p);
     /* moved: recorded block p now lives at q with `size` usable bytes. */
     void (*moved)(void *p, void *q, size_t size);
+    /* span_done: small span s, whose prof is set, leaves use (every object
+     * is back in it; central.c, before the page heap takes it). */
+    void (*span_done)(span_t *s);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
 /* ms_prof_busy: the thread is inside the profiler (a hook, or one of its

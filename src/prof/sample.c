@@ -49,8 +49,9 @@
  *     never moves (growth publishes a copy and keeps the old table); only
  *     adding a stack takes intern_lock;
  *   - a small block's record is under the spin lock of its span's record
- *     array (rec_lock), a large block's under big_lock; the arrays' pools
- *     under 16 locks striped by span address;
+ *     array (rec_lock), or in leak-check mode a plain atomic word of a
+ *     sticky array (below), a large block's under big_lock; the arrays'
+ *     pools under 16 locks striped by span address;
  *   - the counts, the in-use estimate, the peak generation and the leak
  *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
@@ -140,12 +141,25 @@ static inline uint64_t size_unpack(uint32_t v) {
 /* The sampled blocks of one small span: a word per object, the stack id
  * plus one (0: not sampled), hung on the span (span->prof).  Its size is the
  * class's, so it needs no field.  Arrays come in powers of two from 64 bytes
- * (8 KiB spans of 16-byte objects need 2072 bytes, the most of any class). */
+ * (8 KiB spans of 16-byte objects need 2072 bytes, the most of any class).
+ *
+ * Two kinds.  A counted array (sampled mode) goes with its last record, so
+ * that a heap with a few hundred samples keeps a few hundred arrays; its
+ * words change under its lock.  A sticky array (hung while profile_rate is
+ * 1, leak-check mode, where every block of the span is recorded anyway)
+ * stays until the span leaves use (ms_prof_span_done, called by the core),
+ * and its words change with plain atomic stores, no lock: a block's word is
+ * written by its malloc and cleared by its free, never by two threads at
+ * once, and the array cannot go while a block of the span is out.  Counted,
+ * a producer-consumer program freed and rebuilt the array of every span
+ * it drained, and its records took the array's lock on both CPUs: 35% of
+ * prodcons' time in leak-check mode (perf). */
 typedef struct srecs_s {
-    _Atomic int lock;    /* spin lock; kept through reuse (see rec_lock) */
-    uint32_t live;       /* entries not 0; the array goes with the last */
+    _Atomic int lock;    /* spin lock (counted arrays); kept through reuse (see rec_lock) */
+    uint32_t live;       /* counted: entries not 0; the array goes with the last */
     uint32_t nobj;       /* objects of the span */
-    uint32_t pool;       /* index of its size in srecs_size */
+    uint16_t pool;       /* index of its size in srecs_size */
+    bool sticky;         /* set before the array is hung, never changed until it is freed */
     struct srecs_s *next; /* on its stripe's free list */
     uint32_t id[];
 } srecs_t;
@@ -157,12 +171,16 @@ static plock_t big_lock;                  /* the map of large blocks */
 /* The pools of small blocks' record arrays, in 16 stripes by span address
  * (a fixalloc has no lock of its own).  Arrays freed go on the stripe's
  * free lists, never back to the fixalloc, whose reuse would clear their
- * lock words (see rec_lock).  At most 16 x 7 chunks of 64 KiB. */
+ * lock words (see rec_lock).  At most 16 x 7 chunks of 64 KiB.  A free
+ * list is pushed without the lock (a compare-and-swap) and popped under
+ * it, so pops never race each other (no ABA): a span leaving use in a fork
+ * child's flush of the caches, before this file's child handler has
+ * released the stripes' locks, hands its array back (on_span_done). */
 #define STRIPES 16
 typedef struct stripe_s {
     _Alignas(64) plock_t lock;
     fixalloc_t pool[SRECS_POOLS];
-    srecs_t *free[SRECS_POOLS];
+    _Atomic(srecs_t *) free[SRECS_POOLS];
 } stripe_t;
 static stripe_t stripes[STRIPES];
 static bool enabled;
@@ -437,35 +455,37 @@ static inline srecs_t *span_recs(span_t *s) { return __atomic_load_n((srecs_t **
 
 /* srecs_new: an empty array for span s of nobj objects; NULL if memory is
  * refused. */
-static srecs_t *srecs_new(stripe_t *st, uint32_t nobj) {
+static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
     unsigned k = 0;
     while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
     if (k == SRECS_POOLS) return NULL;
     plock_lock(&st->lock);
-    srecs_t *r = st->free[k];
-    if (r) {
-        st->free[k] = r->next;
-        atomic_fetch_add_explicit(&ms_meta_inuse, srecs_size[k], memory_order_relaxed);
-    } else {
-        r = ms_fixalloc_alloc(&st->pool[k]);
-    }
+    srecs_t *r = atomic_load_explicit(&st->free[k], memory_order_acquire);
+    while (r && !atomic_compare_exchange_weak_explicit(&st->free[k], &r, r->next, memory_order_acquire,
+                                                       memory_order_acquire))
+        ;
+    if (r) atomic_fetch_add_explicit(&ms_meta_inuse, srecs_size[k], memory_order_relaxed);
+    else r = ms_fixalloc_alloc(&st->pool[k]);
     plock_unlock(&st->lock);
     if (!r) return NULL;
     memset(r->id, 0, (size_t)nobj * sizeof(uint32_t));
-    r->live = 0, r->nobj = nobj, r->pool = k, r->next = NULL;
+    r->live = 0, r->nobj = nobj, r->pool = (uint16_t)k, r->sticky = sticky, r->next = NULL;
     return r;
 }
 
 static void srecs_free(stripe_t *st, srecs_t *r) {
-    plock_lock(&st->lock);
-    r->next = st->free[r->pool];
-    st->free[r->pool] = r;
+    _Atomic(srecs_t *) *head = &st->free[r->pool];
     atomic_fetch_sub_explicit(&ms_meta_inuse, srecs_size[r->pool], memory_order_relaxed);
-    plock_unlock(&st->lock);
+    srecs_t *old = atomic_load_explicit(head, memory_order_relaxed);
+    do r->next = old;
+    while (!atomic_compare_exchange_weak_explicit(head, &old, r, memory_order_release, memory_order_relaxed));
 }
 
+static inline uint32_t rec_word(const srecs_t *r, uint32_t i) { return __atomic_load_n(&r->id[i], __ATOMIC_RELAXED); }
+static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_store_n(&r->id[i], v, __ATOMIC_RELAXED); }
+
 /* rec_put: records block a (stack, size); false if memory for the record
- * is refused.  Takes a's array's lock or the large blocks' lock. */
+ * is refused.  Takes a's array's lock (counted) or the large blocks' lock. */
 static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
     span_t *s = small_span(a);
     if (!s) {
@@ -479,7 +499,8 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
         srecs_t *r = span_recs(s);
         if (!r) {
             stripe_t *st = stripe_of(s);
-            if (!(r = srecs_new(st, (uint32_t)((s->limit - s->start) / s->size)))) return false;
+            bool sticky = atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1;
+            if (!(r = srecs_new(st, (uint32_t)((s->limit - s->start) / s->size), sticky))) return false;
             r->id[i] = stack + 1;
             r->live = 1;
             srecs_t *none = NULL;
@@ -488,8 +509,15 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
             srecs_free(st, r); /* another thread hung one first */
             continue;
         }
+        /* r may be a counted array freed and hung again since it was read;
+         * if s holds it now, it is s's, and a sticky one stays */
+        if (r->sticky && span_recs(s) == r) {
+            ms_assert_internal(i < r->nobj && rec_word(r, i) == 0);
+            rec_word_set(r, i, stack + 1);
+            return true;
+        }
         rec_lock(r);
-        if (span_recs(s) != r) { /* freed meanwhile */
+        if (span_recs(s) != r || r->sticky) { /* freed meanwhile, or sticky since */
             rec_unlock(r);
             continue;
         }
@@ -504,7 +532,9 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
 /* rec_take: the record of block a, its stack and size, removed if `remove`;
  * false if none.  A large block starts a page: the map is asked first for
  * such an address, since after realloc moved a large block's pages its old
- * address may already lie in a small span. */
+ * address may already lie in a small span.  Without `remove` the caller
+ * (the leak checker) need not own the block: a sticky array read as its
+ * span leaves use gives a stale word, which the caller's block was not. */
 static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
         plock_lock(&big_lock);
@@ -522,8 +552,15 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) 
     for (;;) {
         srecs_t *r = span_recs(s);
         if (!r) return false;
+        if (r->sticky && span_recs(s) == r) {
+            uint32_t v = i < r->nobj ? rec_word(r, i) : 0;
+            if (v == 0) return false;
+            *stack = v - 1, *size = s->size;
+            if (remove) rec_word_set(r, i, 0);
+            return true;
+        }
         rec_lock(r);
-        if (span_recs(s) != r) {
+        if (span_recs(s) != r || r->sticky) {
             rec_unlock(r);
             continue;
         }
@@ -544,6 +581,17 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) 
         rec_unlock(r);
         return true;
     }
+}
+
+/* on_span_done (the span_done hook): small span s, every object back in
+ * it, leaves use: its array goes, sticky (the only kind left on an empty
+ * span: a counted one goes with its last record). */
+static void on_span_done(span_t *s) {
+    srecs_t *r = span_recs(s);
+    if (!r) return;
+    ms_assert_internal(r->sticky);
+    __atomic_store_n((srecs_t **)&s->prof, NULL, __ATOMIC_RELEASE);
+    srecs_free(stripe_of(s), r);
 }
 
 /* tally_lock: the thread counts as inside the profiler while it holds
@@ -599,6 +647,136 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
 }
 
 /* ------------------------------------------------------------------------
+ * Batches of counts (leak-check mode)
+ *
+ * At profile_rate=1 every malloc and free of every thread is counted, and
+ * one lock over the counts had the threads of a multi-threaded program
+ * pass its line back and forth on every operation: with the record arrays
+ * sticky, a third of larson's time in leak-check mode was that lock (perf).
+ * So there each thread gathers its counts in a batch of its own (its lock
+ * is uncontended but for a drain) and adds them under tally.lock 64 at a
+ * time, or as soon as they would move the in-use total by more than
+ * BATCH_BYTES either way.  Whoever reads the counts (a snapshot, the leak
+ * checker's log, a fork, the thread's exit) drains every batch first, so
+ * what it reads is every count made before it began.  The price is the
+ * peak: the counts reach the tally in batch order, not in the order the
+ * threads made them, so with n threads the peak found may differ from the
+ * true one by up to n x BATCH_BYTES, and the stacks' counts at the peak
+ * are those at the batch that made it.  One thread's peak stays exact.
+ * In sampled mode each sample is counted at once, as the weights of even
+ * a small sample exceed BATCH_BYTES.
+ *
+ * Order of the locks: reg_lock, a batch's lock, tally.lock.
+ * ---------------------------------------------------------------------- */
+#define BATCH_EVENTS 64
+#define BATCH_BYTES ((int64_t)64 << 10)
+
+/* One count: the block's address (bit 0 set for an allocation), its stack,
+ * its size packed as in block_t (the address goes to the checker's log). */
+typedef struct event_s {
+    uintptr_t addr;
+    uint32_t id;
+    uint32_t size;
+} event_t;
+
+typedef struct batch_s {
+    _Alignas(64) plock_t lock;
+    uint32_t n;
+    bool unowned;          /* its thread exited: free to reuse (reg_lock) */
+    int64_t delta;         /* what the events add to the in-use bytes */
+    struct batch_s *next;  /* registry (reg_lock); never unlinked */
+    event_t ev[BATCH_EVENTS];
+} batch_t;
+
+static plock_t reg_lock;
+static batch_t *batches;
+static fixalloc_t batch_pool;  /* reg_lock */
+static pthread_key_t batch_key;
+#define BATCH_NONE ((batch_t *)1) /* exited, or refused memory: counts go straight to the tally */
+static __thread batch_t *my_batch __attribute__((tls_model("initial-exec")));
+
+/* drain_locked: b's events into the counts (b's lock held, and ms_prof_busy) */
+static void drain_locked(batch_t *b) {
+    if (b->n == 0) return;
+    plock_lock(&tally.lock);
+    uint32_t g = tally.gen;
+    for (uint32_t i = 0; i < b->n; i++) {
+        const event_t *e = &b->ev[i];
+        bool alloc = e->addr & 1;
+        if (alloc && tally.log_buf) log_add(e->addr & ~(uintptr_t)1);
+        account(e->id, size_unpack(e->size), alloc);
+    }
+    if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns();
+    plock_unlock(&tally.lock);
+    b->n = 0;
+    b->delta = 0;
+}
+
+/* drain_all: every thread's batch into the counts */
+static void drain_all(void) {
+    ms_prof_busy++;
+    plock_lock(&reg_lock);
+    for (batch_t *b = batches; b; b = b->next) {
+        plock_lock(&b->lock);
+        drain_locked(b);
+        plock_unlock(&b->lock);
+    }
+    plock_unlock(&reg_lock);
+    ms_prof_leave();
+}
+
+/* batch_detach (the key's destructor): the exiting thread's counts go in,
+ * and its batch to the next thread */
+static void batch_detach(void *v) {
+    batch_t *b = v;
+    ms_prof_busy++;
+    plock_lock(&b->lock);
+    drain_locked(b);
+    plock_unlock(&b->lock);
+    my_batch = BATCH_NONE; /* what it frees after this is counted at once */
+    plock_lock(&reg_lock);
+    b->unowned = true;
+    plock_unlock(&reg_lock);
+    ms_prof_leave();
+}
+
+ms_cold static batch_t *batch_attach(void) {
+    plock_lock(&reg_lock);
+    batch_t *b = batches;
+    while (b && !b->unowned) b = b->next;
+    if (b) {
+        b->unowned = false;
+    } else if ((b = ms_fixalloc_alloc(&batch_pool))) {
+        b->next = batches;
+        batches = b;
+    }
+    plock_unlock(&reg_lock);
+    if (!b || pthread_setspecific(batch_key, b) != 0) {
+        if (b) batch_detach(b);
+        my_batch = BATCH_NONE;
+        return NULL;
+    }
+    return my_batch = b;
+}
+
+/* batch_add: counts the allocation (or free) of block a later, in the
+ * thread's batch; false if the caller must count it now. */
+static bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
+    if (rate_d > 1) return false;
+    batch_t *b = my_batch;
+    if (ms_unlikely(b == NULL)) b = batch_attach();
+    if (b == NULL || b == BATCH_NONE) return false;
+    ms_prof_busy++;
+    plock_lock(&b->lock);
+    b->ev[b->n++] = (event_t){a | alloc, id, size_pack(size)};
+    b->delta += alloc ? (int64_t)size : -(int64_t)size;
+    if (b->n == BATCH_EVENTS || b->delta > BATCH_BYTES || b->delta < -BATCH_BYTES) drain_locked(b);
+    plock_unlock(&b->lock);
+    ms_prof_leave();
+    return true;
+}
+
+/* ------------------------------------------------------------------------
  * Hooks
  * ---------------------------------------------------------------------- */
 
@@ -607,12 +785,14 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
  * want of memory or during a fork). */
 static bool record(void *p, size_t size, uint32_t id) {
     if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
-    tally_lock();
-    if (tally.log_buf) log_add((uintptr_t)p);
-    uint32_t g = tally.gen;
-    account(id, size, true);
-    if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
-    tally_unlock();
+    if (!batch_add((uintptr_t)p, id, size, true)) {
+        tally_lock();
+        if (tally.log_buf) log_add((uintptr_t)p);
+        uint32_t g = tally.gen;
+        account(id, size, true);
+        if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
+        tally_unlock();
+    }
     ms_malloc_sampled(p);
     return true;
 }
@@ -652,6 +832,7 @@ static bool on_freed(void *p) {
     uint32_t id;
     uint64_t size;
     if (!rec_take((uintptr_t)p, &id, &size, true)) return false;
+    if (batch_add((uintptr_t)p, id, size, false)) return true;
     tally_lock();
     account(id, size, false);
     tally_unlock();
@@ -679,10 +860,20 @@ static void fork_prepare(void) {
     plock_lock(&intern_lock);
     plock_lock(&big_lock);
     for (int i = 0; i < STRIPES; i++) plock_lock(&stripes[i].lock);
+    /* every batch drained and held, so the child starts with none pending */
+    ms_prof_busy++;
+    plock_lock(&reg_lock);
+    for (batch_t *b = batches; b; b = b->next) {
+        plock_lock(&b->lock);
+        drain_locked(b);
+    }
     plock_lock(&tally.lock);
 }
 static void fork_parent(void) {
     plock_unlock(&tally.lock);
+    for (batch_t *b = batches; b; b = b->next) plock_unlock(&b->lock);
+    plock_unlock(&reg_lock);
+    ms_prof_leave();
     for (int i = STRIPES - 1; i >= 0; i--) plock_unlock(&stripes[i].lock);
     plock_unlock(&big_lock);
     plock_unlock(&intern_lock);
@@ -695,6 +886,13 @@ static void fork_child(void) {
     int g = atomic_load_explicit(&rec_gen, memory_order_relaxed) + 1;
     atomic_store_explicit(&rec_gen, g > 0 ? g : 1, memory_order_relaxed);
     plock_init(&tally.lock);
+    /* the other threads' batches (empty) are free for the child's threads */
+    for (batch_t *b = batches; b; b = b->next) {
+        plock_init(&b->lock);
+        b->unowned = b != my_batch;
+    }
+    plock_init(&reg_lock);
+    ms_prof_leave();
     for (int i = 0; i < STRIPES; i++) plock_init(&stripes[i].lock);
     plock_init(&big_lock);
     plock_init(&intern_lock);
@@ -709,9 +907,12 @@ void ms_prof_init(void) {
         for (int k = 0; k < SRECS_POOLS; k++) stripes[i].pool[k].size = srecs_size[k];
     }
     ms_stack_init();
+    batch_pool.size = sizeof(batch_t);
+    if (pthread_key_create(&batch_key, batch_detach) != 0) my_batch = BATCH_NONE; /* then the counts go straight in */
     rate_d = (double)rate;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
-    ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved};
+    ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved,
+                                    .span_done = on_span_done};
     enabled = true;
     atomic_store(&ms_sample_rate, rate);
     ms_malloc_rearm();
@@ -729,6 +930,7 @@ prof_snap_t *ms_prof_snap_take(void) {
     size_t bytes = (sizeof(prof_snap_t) + (size_t)n * sizeof(prof_rec_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     prof_snap_t *snap = ms_os_alloc(bytes);
     if (!snap) return NULL;
+    drain_all();
     snap->recs = (prof_rec_t *)(snap + 1);
     snap->map_bytes = bytes;
     snap->rate = (int64_t)rate_d;
@@ -782,12 +984,14 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
  * ---------------------------------------------------------------------- */
 
 void ms_prof_log_start(uintptr_t *buf, size_t cap) {
+    drain_all(); /* what was allocated before the check is not logged */
     tally_lock();
     tally.log_buf = buf, tally.log_cap = cap, tally.log_n = 0, tally.log_over = false;
     tally_unlock();
 }
 
 size_t ms_prof_log_count(void) {
+    drain_all();
     tally_lock();
     size_t n = tally.log_n;
     tally_unlock();
@@ -795,6 +999,7 @@ size_t ms_prof_log_count(void) {
 }
 
 size_t ms_prof_log_stop(bool *overflow) {
+    drain_all();
     tally_lock();
     size_t n = tally.log_n;
     *overflow = tally.log_over;
