@@ -664,7 +664,10 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
  * true one by up to n x BATCH_BYTES, and the stacks' counts at the peak
  * are those at the batch that made it.  One thread's peak stays exact.
  * In sampled mode each sample is counted at once, as the weights of even
- * a small sample exceed BATCH_BYTES.
+ * a small sample exceed BATCH_BYTES, and so is every count while only one
+ * thread has counted (nowned < 2): nothing contends for its lock, and the
+ * batch's own work cost a single-threaded program 11% more instructions
+ * in leak-check mode (st_churn, callgrind).
  *
  * Order of the locks: reg_lock, a batch's lock, tally.lock.
  * ---------------------------------------------------------------------- */
@@ -690,6 +693,7 @@ typedef struct batch_s {
 
 static plock_t reg_lock;
 static batch_t *batches;
+static _Atomic uint32_t nowned; /* batches with a thread (reg_lock to change) */
 static fixalloc_t batch_pool;  /* reg_lock */
 static pthread_key_t batch_key;
 #define BATCH_NONE ((batch_t *)1) /* exited, or refused memory: counts go straight to the tally */
@@ -736,6 +740,7 @@ static void batch_detach(void *v) {
     my_batch = BATCH_NONE; /* what it frees after this is counted at once */
     plock_lock(&reg_lock);
     b->unowned = true;
+    nowned--;
     plock_unlock(&reg_lock);
     ms_prof_leave();
 }
@@ -750,6 +755,7 @@ ms_cold static batch_t *batch_attach(void) {
         b->next = batches;
         batches = b;
     }
+    if (b) nowned++;
     plock_unlock(&reg_lock);
     if (!b || pthread_setspecific(batch_key, b) != 0) {
         if (b) batch_detach(b);
@@ -759,18 +765,42 @@ ms_cold static batch_t *batch_attach(void) {
     return my_batch = b;
 }
 
+/* batch_full: b's lock held, and ms_prof_busy: drained, released */
+ms_cold __attribute__((noinline)) static void batch_full(batch_t *b) {
+    drain_locked(b);
+    plock_unlock(&b->lock);
+    ms_prof_leave();
+}
+
 /* batch_add: counts the allocation (or free) of block a later, in the
- * thread's batch; false if the caller must count it now. */
-static bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
+ * thread's batch; false if the caller must count it now: in sampled mode,
+ * and while no other thread has counted anything (a lone thread's lock is
+ * never contended, and counting at once costs it less than the batch). */
+static inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
     if (rate_d > 1) return false;
     batch_t *b = my_batch;
     if (ms_unlikely(b == NULL)) b = batch_attach();
     if (b == NULL || b == BATCH_NONE) return false;
     ms_prof_busy++;
+    if (atomic_load_explicit(&nowned, memory_order_relaxed) < 2) {
+        if (ms_unlikely(b->n)) { /* left from when other threads counted: first */
+            plock_lock(&b->lock);
+            drain_locked(b);
+            plock_unlock(&b->lock);
+        }
+        ms_prof_leave();
+        return false;
+    }
     plock_lock(&b->lock);
-    b->ev[b->n++] = (event_t){a | alloc, id, size_pack(size)};
-    b->delta += alloc ? (int64_t)size : -(int64_t)size;
-    if (b->n == BATCH_EVENTS || b->delta > BATCH_BYTES || b->delta < -BATCH_BYTES) drain_locked(b);
+    uint32_t n = b->n;
+    b->ev[n] = (event_t){a | alloc, id, size_pack(size)};
+    b->n = n + 1;
+    int64_t d = b->delta + (alloc ? (int64_t)size : -(int64_t)size);
+    b->delta = d;
+    if (ms_unlikely(n + 1 == BATCH_EVENTS || d > BATCH_BYTES || d < -BATCH_BYTES)) {
+        batch_full(b);
+        return true;
+    }
     plock_unlock(&b->lock);
     ms_prof_leave();
     return true;
@@ -891,6 +921,7 @@ static void fork_child(void) {
         plock_init(&b->lock);
         b->unowned = b != my_batch;
     }
+    atomic_store_explicit(&nowned, my_batch && my_batch != BATCH_NONE, memory_order_relaxed);
     plock_init(&reg_lock);
     ms_prof_leave();
     for (int i = 0; i < STRIPES; i++) plock_init(&stripes[i].lock);
