@@ -137,5 +137,28 @@ int main(int argc, char **argv) {
         CHECK_TRUE(oc == oa && bc == ba);
         result = true;
     }
+    /* Leak-check mode keeps a span's records for as long as the span is in
+     * use: they must go with it.  100,000 blocks of 32 bytes (about 390
+     * spans, each with an array of 1 KiB) allocated, freed, and every idle
+     * span handed back: the metadata in use returns to about where it was
+     * (without the hand-back it stays 390 KiB higher). */
+    CHECK_BODY("records-go-with-their-spans") {
+        enum { N = 100000 };
+        static void *blk[N];
+        struct memscope_stats m0 = {.size = sizeof m0}, m1 = {.size = sizeof m1}, m2 = {.size = sizeof m2};
+        memscope_free_os_memory();
+        memscope_read_stats(&m0);
+        for (int i = 0; i < N; i++) blk[i] = malloc(32);
+        memscope_read_stats(&m1);
+        for (int i = 0; i < N; i++) free(blk[i]);
+        memscope_free_os_memory();
+        memscope_read_stats(&m2);
+        long long grew = (long long)(m1.metadata_inuse - m0.metadata_inuse);
+        long long left = (long long)(m2.metadata_inuse - m0.metadata_inuse);
+        fprintf(stderr, "[metadata in use: %+lld KiB with the blocks, %+lld KiB after] ", grew >> 10, left >> 10);
+        CHECK_TRUE(grew > 300 << 10); /* the arrays were there */
+        CHECK_TRUE(left < 64 << 10);
+        result = true;
+    }
     return print_test_summary();
 }

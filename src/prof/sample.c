@@ -147,7 +147,7 @@ static inline uint64_t size_unpack(uint32_t v) {
  * that a heap with a few hundred samples keeps a few hundred arrays; its
  * words change under its lock.  A sticky array (hung while profile_rate is
  * 1, leak-check mode, where every block of the span is recorded anyway)
- * stays until the span leaves use (ms_prof_span_done, called by the core),
+ * stays until the span leaves use (on_span_done, called by the core),
  * and its words change with plain atomic stores, no lock: a block's word is
  * written by its malloc and cleared by its free, never by two threads at
  * once, and the array cannot go while a block of the span is out.  Counted,
