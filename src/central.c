@@ -54,11 +54,11 @@ static struct {
  * pages instead of the 17 the lists span: 51 more page faults per fork
  * than glibc before, by hand, on a program forking in a loop. */
 static struct {
-    pthread_mutex_t m;
+    ms_lock_t m;
 } __attribute__((aligned(MS_CACHE_LINE))) locks[MS_NUM_CLASSES];
 #define LOCK(ct) (&locks[(ct) - central].m)
-/* Nothing is set up at process start: zeroed memory is a default mutex in
- * glibc (PTHREAD_MUTEX_INITIALIZER), and each list is set up by its class's
+/* Nothing is set up at process start: zeroed memory is a free lock
+ * (lock.c), and each list is set up by its class's
  * first take (first_take).  An init that wrote every list made all of
  * central[] resident in every process. */
 
@@ -108,12 +108,12 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
     central_t *ct = &central[cls];
     uint32_t batch = ms_class_batch[cls];
     size_t size = ms_class_size[cls];
-    pthread_mutex_lock(LOCK(ct));
+    ms_lock(LOCK(ct));
     if (ms_unlikely(!ct->nonempty.next)) first_take(ct, cls);
     ct->ops++;
     if (want >= batch && ct->nslots > 0) {
         *head = SLOTS(ct)[--ct->nslots];
-        pthread_mutex_unlock(LOCK(ct));
+        ms_unlock(LOCK(ct));
         return batch;
     }
     void *chain = NULL;
@@ -121,9 +121,9 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
     while (n < want) {
         span_t *s = ct->nonempty.next;
         if (s == &ct->nonempty) {
-            pthread_mutex_unlock(LOCK(ct));
+            ms_unlock(LOCK(ct));
             s = new_span(cls);
-            pthread_mutex_lock(LOCK(ct));
+            ms_lock(LOCK(ct));
             if (!s) break;
             ne_insert(ct->nonempty.prev, s); /* last: spans listed meanwhile are partly used, and go first */
             continue;
@@ -162,7 +162,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
         }
         if (!s->freelist && s->start + s->used >= s->limit) ne_remove(s);
     }
-    pthread_mutex_unlock(LOCK(ct));
+    ms_unlock(LOCK(ct));
     *head = chain;
     return n;
 }
@@ -220,25 +220,25 @@ void (*ms_central_on_park)(void);
 
 void ms_central_give(uint8_t cls, void *head, uint32_t n) {
     central_t *ct = &central[cls];
-    pthread_mutex_lock(LOCK(ct));
+    ms_lock(LOCK(ct));
     ct->ops++;
     if (n == ms_class_batch[cls] && ct->nslots < ct->max_slots) {
         bool first = ct->nslots++ == 0;
         SLOTS(ct)[ct->nslots - 1] = head;
-        pthread_mutex_unlock(LOCK(ct));
+        ms_unlock(LOCK(ct));
         if (first && ms_central_on_park) ms_central_on_park();
         return;
     }
     span_t *empty = return_to_spans_locked(ct, cls, head, NULL);
-    pthread_mutex_unlock(LOCK(ct));
+    ms_unlock(LOCK(ct));
     free_empty(empty, 0);
 }
 
 void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
     central_t *ct = &central[cls];
-    pthread_mutex_lock(LOCK(ct));
+    ms_lock(LOCK(ct));
     span_t *empty = return_to_spans_locked(ct, cls, head, NULL);
-    pthread_mutex_unlock(LOCK(ct));
+    ms_unlock(LOCK(ct));
     free_empty(empty, idle_since_ms);
 }
 
@@ -262,9 +262,9 @@ static span_t *flush_class_locked(central_t *ct, uint8_t cls) {
 void ms_central_flush_slots(void) {
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
         central_t *ct = &central[c];
-        pthread_mutex_lock(LOCK(ct));
+        ms_lock(LOCK(ct));
         span_t *empty = flush_class_locked(ct, (uint8_t)c);
-        pthread_mutex_unlock(LOCK(ct));
+        ms_unlock(LOCK(ct));
         free_empty(empty, 0);
     }
 }
@@ -279,7 +279,7 @@ bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms) {
         central_t *ct = &central[c];
         span_t *empty = NULL;
         uint64_t since = 0;
-        pthread_mutex_lock(LOCK(ct));
+        ms_lock(LOCK(ct));
         if (ct->ops != ct->ops_seen) {
             ct->ops_seen = ct->ops;
             ct->quiet_since_ms = now_ms;
@@ -288,7 +288,7 @@ bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms) {
             since = ct->quiet_since_ms;
         }
         parked |= ct->nslots > 0;
-        pthread_mutex_unlock(LOCK(ct));
+        ms_unlock(LOCK(ct));
         free_empty(empty, since);
     }
     return parked;
@@ -296,7 +296,7 @@ bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms) {
 
 bool ms_central_is_valid(uint8_t cls) {
     central_t *ct = &central[cls];
-    pthread_mutex_lock(LOCK(ct));
+    ms_lock(LOCK(ct));
     bool ok = true;
     size_t size = ms_class_size[cls];
     for (span_t *s = ct->nonempty.next; s && s != &ct->nonempty && ok; s = s->next) {
@@ -308,16 +308,16 @@ bool ms_central_is_valid(uint8_t cls) {
         ok = ok && s->state == SPAN_INUSE && s->cls == cls && s->in_list &&
              s->used / size == s->allocated + nfree;
     }
-    pthread_mutex_unlock(LOCK(ct));
+    ms_unlock(LOCK(ct));
     return ok;
 }
 
 void ms_central_fork_prepare(void) {
-    for (int c = 1; c < MS_NUM_CLASSES; c++) pthread_mutex_lock(&locks[c].m);
+    for (int c = 1; c < MS_NUM_CLASSES; c++) ms_lock(&locks[c].m);
 }
 void ms_central_fork_parent(void) {
-    for (int c = MS_NUM_CLASSES - 1; c >= 1; c--) pthread_mutex_unlock(&locks[c].m);
+    for (int c = MS_NUM_CLASSES - 1; c >= 1; c--) ms_unlock(&locks[c].m);
 }
 void ms_central_fork_child(void) {
-    for (int c = 1; c < MS_NUM_CLASSES; c++) pthread_mutex_init(&locks[c].m, NULL);
+    for (int c = 1; c < MS_NUM_CLASSES; c++) ms_lock_init(&locks[c].m);
 }

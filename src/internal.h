@@ -2,6 +2,7 @@
  *
  * The layers, bottom to top (a file only calls into layers below it):
  *   os.c, log.c       kernel memory calls, /proc readers; allocation-free output
+ *   lock.c            a one-word mutex for short holds
  *   meta.c            fixed-size pools for the allocator's own structures
  *   pagemap.c         page number -> span (XOR-encoded, no NULLs), released-page bitmap
  *   pageheap.c        spans of pages: in use, idle, released; coalescing
@@ -159,6 +160,29 @@ double ms_log(double x);
 double ms_exp(double x);
 /* ms_os_thread: a detached thread of memscope's own, all signals blocked. */
 int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out);
+
+/* ------------------------------------------------------------------------
+ * lock.c: a mutex of one word (see there)
+ * ---------------------------------------------------------------------- */
+typedef struct ms_lock_s {
+    _Atomic int v;
+} ms_lock_t;
+void ms_lock_wait(ms_lock_t *l);
+void ms_lock_wake(ms_lock_t *l);
+ms_inline void ms_lock(ms_lock_t *l) {
+    int z = 0;
+    if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
+        ms_lock_wait(l);
+}
+ms_inline void ms_unlock(ms_lock_t *l) {
+    if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2) ms_lock_wake(l);
+}
+ms_inline void ms_lock_init(ms_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_relaxed); }
+ms_inline void ms_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 /* ------------------------------------------------------------------------
  * log.c: formatted output that never allocates

@@ -55,10 +55,13 @@
  *   - the counts, the in-use estimate, the peak generation and the leak
  *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
- *     that order, so the peak profile stays exact;
+ *     that order (in leak-check mode, threads bring their counts to it in
+ *     batches, each under the batch's own lock: see Batches below);
  *   - a snapshot holds tally.lock for the copy of 1024 stacks at a time.
- * A hook captures the stack (inline, stack.h) before taking any lock, and
- * never holds two of these locks at once (only a fork takes them all).
+ * All are lock.c's one-word mutex but the record arrays' spin locks.  A
+ * hook captures the stack (inline, stack.h) before taking any lock, and
+ * holds at most a batch's lock and then tally.lock (only a fork takes them
+ * all).
  * Nothing here takes an allocator lock while holding one, and nothing that
  * holds an allocator lock calls here.
  */
@@ -66,47 +69,7 @@
 #include "stack.h"
 
 #include <string.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <unistd.h>
-
-/* plock_t: the profiler's mutex: 0 free, 1 held, 2 held with sleepers
- * (Drepper, "Futexes are tricky", mutex 3).  At profile_rate=1 every malloc
- * and free takes two of these; a pthread mutex's type and owner checks cost
- * several times this lock's one compare-and-swap per side.  A waiter spins
- * briefly first: holds last tens of nanoseconds, shorter than a futex round
- * trip.  Never allocates; fork reinitializes by storing 0. */
-typedef struct plock_s {
-    _Atomic int v;
-} plock_t;
-
-static inline void spin_pause(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-static void plock_wait(plock_t *l) {
-    for (int i = 0; i < 16; i++) {
-        spin_pause();
-        int z = 0;
-        if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
-            atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
-            return;
-    }
-    while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
-        syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
-}
-static inline void plock_lock(plock_t *l) {
-    int z = 0;
-    if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
-        plock_wait(l);
-}
-static inline void plock_unlock(plock_t *l) {
-    if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
-        syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-static inline void plock_init(plock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_relaxed); }
 
 #define CHUNK_STACKS 4096u
 #define SNAP_CHUNK 1024u /* stacks copied per hold of the lock by a snapshot */
@@ -166,8 +129,8 @@ typedef struct srecs_s {
 #define SRECS_POOLS 7    /* 64 B .. 4 KiB */
 
 /* The locks (see Locking above), none ever held with another. */
-static plock_t intern_lock; /* adding stacks */
-static plock_t big_lock;                  /* the map of large blocks */
+static ms_lock_t intern_lock; /* adding stacks */
+static ms_lock_t big_lock;                  /* the map of large blocks */
 /* The pools of small blocks' record arrays, in 16 stripes by span address
  * (a fixalloc has no lock of its own).  Arrays freed go on the stripe's
  * free lists, never back to the fixalloc, whose reuse would clear their
@@ -178,7 +141,7 @@ static plock_t big_lock;                  /* the map of large blocks */
  * released the stripes' locks, hands its array back (on_span_done). */
 #define STRIPES 16
 typedef struct stripe_s {
-    _Alignas(64) plock_t lock;
+    _Alignas(64) ms_lock_t lock;
     fixalloc_t pool[SRECS_POOLS];
     _Atomic(srecs_t *) free[SRECS_POOLS];
 } stripe_t;
@@ -214,7 +177,7 @@ static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 
  * moves between CPUs with every sample and every free, and should be the
  * only one that does besides the stack's counts. */
 static struct {
-    _Alignas(64) plock_t lock;
+    _Alignas(64) ms_lock_t lock;
     uint32_t gen;              /* bumped at each new peak */
     double inuse_w, peak_w;    /* estimated in-use bytes now, and at the peak */
     uint64_t peak_time_ns;
@@ -317,7 +280,7 @@ static uint32_t stack_intern(const uintptr_t *pcs, int n, bool truncated) {
     index_t *t = atomic_load_explicit(&index_cur, memory_order_acquire);
     uint32_t id = t ? index_find(t, pcs, n, h, &j) : UINT32_MAX;
     if (id != UINT32_MAX) return id;
-    plock_lock(&intern_lock);
+    ms_lock(&intern_lock);
     uint32_t ns = atomic_load_explicit(&nstacks, memory_order_relaxed);
     t = atomic_load_explicit(&index_cur, memory_order_relaxed);
     if ((!t || (ns + 1) * 2 > t->cap) && !index_grow()) goto out;
@@ -343,7 +306,7 @@ static uint32_t stack_intern(const uintptr_t *pcs, int n, bool truncated) {
     }
     atomic_store_explicit(&t->slot[j], id + 1, memory_order_release);
 out:
-    plock_unlock(&intern_lock);
+    ms_unlock(&intern_lock);
     return id;
 }
 
@@ -446,7 +409,7 @@ static inline void rec_lock(srecs_t *r) {
             return;
         if (v != g) continue; /* the compare-and-swap lost a race or failed spuriously */
         if (++spins % 64 == 0) sched_yield(); /* its holder may be preempted */
-        else spin_pause();
+        else ms_spin_pause();
     }
 }
 static inline void rec_unlock(srecs_t *r) { atomic_store_explicit(&r->lock, 0, memory_order_release); }
@@ -459,14 +422,14 @@ static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
     unsigned k = 0;
     while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
     if (k == SRECS_POOLS) return NULL;
-    plock_lock(&st->lock);
+    ms_lock(&st->lock);
     srecs_t *r = atomic_load_explicit(&st->free[k], memory_order_acquire);
     while (r && !atomic_compare_exchange_weak_explicit(&st->free[k], &r, r->next, memory_order_acquire,
                                                        memory_order_acquire))
         ;
     if (r) atomic_fetch_add_explicit(&ms_meta_inuse, srecs_size[k], memory_order_relaxed);
     else r = ms_fixalloc_alloc(&st->pool[k]);
-    plock_unlock(&st->lock);
+    ms_unlock(&st->lock);
     if (!r) return NULL;
     memset(r->id, 0, (size_t)nobj * sizeof(uint32_t));
     r->live = 0, r->nobj = nobj, r->pool = (uint16_t)k, r->sticky = sticky, r->next = NULL;
@@ -489,9 +452,9 @@ static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_s
 static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
     span_t *s = small_span(a);
     if (!s) {
-        plock_lock(&big_lock);
+        ms_lock(&big_lock);
         bool ok = block_insert(a, stack, size);
-        plock_unlock(&big_lock);
+        ms_unlock(&big_lock);
         return ok;
     }
     uint32_t i = obj_of(s, a);
@@ -537,13 +500,13 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
  * span leaves use gives a stale word, which the caller's block was not. */
 static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
-        plock_lock(&big_lock);
+        ms_lock(&big_lock);
         block_t *b = block_find(a);
         if (b) {
             *stack = b->stack, *size = size_unpack(b->size);
             if (remove) block_remove(b);
         }
-        plock_unlock(&big_lock);
+        ms_unlock(&big_lock);
         if (b) return true;
     }
     span_t *s = small_span(a);
@@ -599,10 +562,10 @@ static void on_span_done(span_t *s) {
  * for it (malloc.c: defer_free) */
 static inline void tally_lock(void) {
     ms_prof_busy++;
-    plock_lock(&tally.lock);
+    ms_lock(&tally.lock);
 }
 static inline void tally_unlock(void) {
-    plock_unlock(&tally.lock);
+    ms_unlock(&tally.lock);
     ms_prof_leave();
 }
 
@@ -683,7 +646,7 @@ typedef struct event_s {
 } event_t;
 
 typedef struct batch_s {
-    _Alignas(64) plock_t lock;
+    _Alignas(64) ms_lock_t lock;
     uint32_t n;
     bool unowned;          /* its thread exited: free to reuse (reg_lock) */
     int64_t delta;         /* what the events add to the in-use bytes */
@@ -691,7 +654,7 @@ typedef struct batch_s {
     event_t ev[BATCH_EVENTS];
 } batch_t;
 
-static plock_t reg_lock;
+static ms_lock_t reg_lock;
 static batch_t *batches;
 static _Atomic uint32_t nowned; /* batches with a thread (reg_lock to change) */
 static fixalloc_t batch_pool;  /* reg_lock */
@@ -702,7 +665,7 @@ static __thread batch_t *my_batch __attribute__((tls_model("initial-exec")));
 /* drain_locked: b's events into the counts (b's lock held, and ms_prof_busy) */
 static void drain_locked(batch_t *b) {
     if (b->n == 0) return;
-    plock_lock(&tally.lock);
+    ms_lock(&tally.lock);
     uint32_t g = tally.gen;
     for (uint32_t i = 0; i < b->n; i++) {
         const event_t *e = &b->ev[i];
@@ -711,7 +674,7 @@ static void drain_locked(batch_t *b) {
         account(e->id, size_unpack(e->size), alloc);
     }
     if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns();
-    plock_unlock(&tally.lock);
+    ms_unlock(&tally.lock);
     b->n = 0;
     b->delta = 0;
 }
@@ -719,13 +682,13 @@ static void drain_locked(batch_t *b) {
 /* drain_all: every thread's batch into the counts */
 static void drain_all(void) {
     ms_prof_busy++;
-    plock_lock(&reg_lock);
+    ms_lock(&reg_lock);
     for (batch_t *b = batches; b; b = b->next) {
-        plock_lock(&b->lock);
+        ms_lock(&b->lock);
         drain_locked(b);
-        plock_unlock(&b->lock);
+        ms_unlock(&b->lock);
     }
-    plock_unlock(&reg_lock);
+    ms_unlock(&reg_lock);
     ms_prof_leave();
 }
 
@@ -734,19 +697,19 @@ static void drain_all(void) {
 static void batch_detach(void *v) {
     batch_t *b = v;
     ms_prof_busy++;
-    plock_lock(&b->lock);
+    ms_lock(&b->lock);
     drain_locked(b);
-    plock_unlock(&b->lock);
+    ms_unlock(&b->lock);
     my_batch = BATCH_NONE; /* what it frees after this is counted at once */
-    plock_lock(&reg_lock);
+    ms_lock(&reg_lock);
     b->unowned = true;
     nowned--;
-    plock_unlock(&reg_lock);
+    ms_unlock(&reg_lock);
     ms_prof_leave();
 }
 
 ms_cold static batch_t *batch_attach(void) {
-    plock_lock(&reg_lock);
+    ms_lock(&reg_lock);
     batch_t *b = batches;
     while (b && !b->unowned) b = b->next;
     if (b) {
@@ -756,7 +719,7 @@ ms_cold static batch_t *batch_attach(void) {
         batches = b;
     }
     if (b) nowned++;
-    plock_unlock(&reg_lock);
+    ms_unlock(&reg_lock);
     if (!b || pthread_setspecific(batch_key, b) != 0) {
         if (b) batch_detach(b);
         my_batch = BATCH_NONE;
@@ -768,7 +731,7 @@ ms_cold static batch_t *batch_attach(void) {
 /* batch_full: b's lock held, and ms_prof_busy: drained, released */
 ms_cold __attribute__((noinline)) static void batch_full(batch_t *b) {
     drain_locked(b);
-    plock_unlock(&b->lock);
+    ms_unlock(&b->lock);
     ms_prof_leave();
 }
 
@@ -784,14 +747,14 @@ static inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc
     ms_prof_busy++;
     if (atomic_load_explicit(&nowned, memory_order_relaxed) < 2) {
         if (ms_unlikely(b->n)) { /* left from when other threads counted: first */
-            plock_lock(&b->lock);
+            ms_lock(&b->lock);
             drain_locked(b);
-            plock_unlock(&b->lock);
+            ms_unlock(&b->lock);
         }
         ms_prof_leave();
         return false;
     }
-    plock_lock(&b->lock);
+    ms_lock(&b->lock);
     uint32_t n = b->n;
     b->ev[n] = (event_t){a | alloc, id, size_pack(size)};
     b->n = n + 1;
@@ -801,7 +764,7 @@ static inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc
         batch_full(b);
         return true;
     }
-    plock_unlock(&b->lock);
+    ms_unlock(&b->lock);
     ms_prof_leave();
     return true;
 }
@@ -887,26 +850,26 @@ static void on_moved(void *p, void *q, size_t size) {
 
 static void fork_prepare(void) {
     ms_stack_fork_prepare();
-    plock_lock(&intern_lock);
-    plock_lock(&big_lock);
-    for (int i = 0; i < STRIPES; i++) plock_lock(&stripes[i].lock);
+    ms_lock(&intern_lock);
+    ms_lock(&big_lock);
+    for (int i = 0; i < STRIPES; i++) ms_lock(&stripes[i].lock);
     /* every batch drained and held, so the child starts with none pending */
     ms_prof_busy++;
-    plock_lock(&reg_lock);
+    ms_lock(&reg_lock);
     for (batch_t *b = batches; b; b = b->next) {
-        plock_lock(&b->lock);
+        ms_lock(&b->lock);
         drain_locked(b);
     }
-    plock_lock(&tally.lock);
+    ms_lock(&tally.lock);
 }
 static void fork_parent(void) {
-    plock_unlock(&tally.lock);
-    for (batch_t *b = batches; b; b = b->next) plock_unlock(&b->lock);
-    plock_unlock(&reg_lock);
+    ms_unlock(&tally.lock);
+    for (batch_t *b = batches; b; b = b->next) ms_unlock(&b->lock);
+    ms_unlock(&reg_lock);
     ms_prof_leave();
-    for (int i = STRIPES - 1; i >= 0; i--) plock_unlock(&stripes[i].lock);
-    plock_unlock(&big_lock);
-    plock_unlock(&intern_lock);
+    for (int i = STRIPES - 1; i >= 0; i--) ms_unlock(&stripes[i].lock);
+    ms_unlock(&big_lock);
+    ms_unlock(&intern_lock);
     ms_stack_fork_parent();
 }
 static void fork_child(void) {
@@ -915,18 +878,18 @@ static void fork_child(void) {
      * count as free from now on (rec_lock) */
     int g = atomic_load_explicit(&rec_gen, memory_order_relaxed) + 1;
     atomic_store_explicit(&rec_gen, g > 0 ? g : 1, memory_order_relaxed);
-    plock_init(&tally.lock);
+    ms_lock_init(&tally.lock);
     /* the other threads' batches (empty) are free for the child's threads */
     for (batch_t *b = batches; b; b = b->next) {
-        plock_init(&b->lock);
+        ms_lock_init(&b->lock);
         b->unowned = b != my_batch;
     }
     atomic_store_explicit(&nowned, my_batch && my_batch != BATCH_NONE, memory_order_relaxed);
-    plock_init(&reg_lock);
+    ms_lock_init(&reg_lock);
     ms_prof_leave();
-    for (int i = 0; i < STRIPES; i++) plock_init(&stripes[i].lock);
-    plock_init(&big_lock);
-    plock_init(&intern_lock);
+    for (int i = 0; i < STRIPES; i++) ms_lock_init(&stripes[i].lock);
+    ms_lock_init(&big_lock);
+    ms_lock_init(&intern_lock);
     ms_stack_fork_child();
 }
 
@@ -934,7 +897,7 @@ void ms_prof_init(void) {
     int64_t rate = ms_opt.profile_rate;
     if (rate <= 0 || enabled) return;
     for (int i = 0; i < STRIPES; i++) {
-        plock_init(&stripes[i].lock);
+        ms_lock_init(&stripes[i].lock);
         for (int k = 0; k < SRECS_POOLS; k++) stripes[i].pool[k].size = srecs_size[k];
     }
     ms_stack_init();
