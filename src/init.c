@@ -33,6 +33,8 @@ static __thread bool in_init __attribute__((tls_model("initial-exec")));
  * scavenger that is not there), and the scavenger may start again on demand
  * after the handler returns. */
 static void fork_child(void) {
+    ms_os_fork_child();
+    ms_log_fork_child();
     ms_tcache_fork_child_locks();
     ms_scavenger_fork_child();
     ms_cycle_fork_child();

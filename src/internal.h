@@ -138,7 +138,7 @@ void *ms_os_reserve(size_t bytes);            /* PROT_NONE address space, or NUL
 bool ms_os_commit(void *addr, size_t bytes);  /* make reserved pages usable (charged to the commit limit) */
 void ms_os_decommit(void *addr, size_t bytes); /* back to reserved: no memory, no charge */
 void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
-bool ms_os_as_limited(void);                  /* an RLIMIT_AS is set */
+size_t ms_os_as_limit(void);                 /* RLIMIT_AS in bytes, 0 if none */
 void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
 int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed, 1 moved (from reads as zero), 2 moved, from unmapped */
@@ -158,8 +158,12 @@ size_t ms_os_read_self(uintptr_t addr, void *buf, size_t len); /* fault-free cop
  * libm (its pages cost every process more than memscope's own) */
 double ms_log(double x);
 double ms_exp(double x);
-/* ms_os_thread: a detached thread of memscope's own, all signals blocked. */
+/* ms_os_thread: a detached thread of memscope's own, all signals blocked;
+ * it returns once ms_os_program_gone (every thread of the program has
+ * exited, so that the process ends as it would without memscope). */
 int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out);
+bool ms_os_program_gone(void);
+void ms_os_fork_child(void);
 
 /* ------------------------------------------------------------------------
  * lock.c: a mutex of one word (see there)
@@ -194,6 +198,7 @@ bool ms_write_fd(int fd, const char *buf, size_t len); /* whole buffer, retrying
  * copy of it if keep_copy); ms_log_fd: where memscope's lines go now, -1
  * if the program has put another file on descriptor 2 (log.c). */
 void ms_log_init(bool keep_copy);
+void ms_log_fork_child(void); /* a fork child keeps no copy (log.c) */
 int ms_log_fd(void);
 void ms_printf_fd(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ms_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -464,6 +469,7 @@ ms_inline void ms_tcache_free_foreign(tcache_t *tc, uint8_t cls, void *p) {
  * holds objects (look again). */
 bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms);
 extern void (*ms_tcache_on_unpark)(void); /* a parked cache is in use again */
+extern void (*ms_tcache_on_exit)(void);   /* a thread with a cache is exiting */
 extern _Atomic uint64_t ms_tcache_parks;      /* caches parked so far */
 void ms_tcache_init_process(void);
 void ms_tcache_fork_prepare(void);

@@ -18,16 +18,23 @@
  * number when it will print anyway (trace, stats, leak reports), and every
  * line goes to the copy, or to descriptor 2, only while that is still the
  * same file; otherwise it is dropped.  Fatal errors, the process ending
- * anyway, go to descriptor 2 as glibc's do.
+ * anyway, go to descriptor 2 as glibc's do.  A fork child closes the copy:
+ * a daemon points its descriptors at /dev/null and lives on, and a copy of
+ * its parent's stderr kept open in it held the pipe of a shell's $(...)
+ * open until the daemon exited (a helper session's redis-server
+ * --daemonize under trace=1: 602 s).  The child's lines go to its
+ * descriptor 2 while that is still the parent's stderr.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int out_copy = -1;       /* memscope's copy of the program's stderr */
@@ -56,6 +63,14 @@ void ms_log_init(bool keep_copy) {
     if (keep_copy) out_copy = fcntl(2, F_DUPFD_CLOEXEC, 10);
     errno = saved;
     atomic_store(&out_known, 1);
+}
+
+void ms_log_fork_child(void) {
+    if (out_copy < 0) return;
+    int saved = errno;
+    close(out_copy);
+    out_copy = -1;
+    errno = saved;
 }
 
 int ms_log_fd(void) {
@@ -224,15 +239,32 @@ size_t ms_snprintf(char *buf, size_t cap, const char *fmt, ...) {
     return n;
 }
 
+/* ms_write_fd: a reader that went away (a pipe to a program that exited)
+ * must not kill the host with SIGPIPE for a line of memscope's: the
+ * signal is blocked in this thread around the write, and one the write
+ * raised is taken back unless one was pending already (a helper session's
+ * program that never wrote to stderr died of SIGPIPE under trace=1). */
 bool ms_write_fd(int fd, const char *buf, size_t len) {
     int saved = errno;
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    bool broken = false;
     while (len > 0) {
         ssize_t w = write(fd, buf, len);
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EPIPE) broken = true;
         if (w <= 0) break;
         buf += w;
         len -= (size_t)w;
     }
+    if (broken && !was_pending) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;
     return len == 0; /* a full disk or a file-size limit: the caller decides */
 }

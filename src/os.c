@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,11 +57,12 @@ void *ms_os_alloc(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* ms_os_as_limited: an address-space limit (RLIMIT_AS, ulimit -v) is set:
- * reserved address space counts against it like memory. */
-bool ms_os_as_limited(void) {
+/* ms_os_as_limit: the address-space limit (RLIMIT_AS, ulimit -v) in
+ * bytes, 0 if none: reserved address space counts against it like memory. */
+size_t ms_os_as_limit(void) {
     struct rlimit rl;
-    return getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+    return rl.rlim_cur > SIZE_MAX ? SIZE_MAX : (size_t)rl.rlim_cur;
 }
 
 void ms_os_free(void *addr, size_t bytes) {
@@ -270,10 +272,49 @@ uint64_t ms_os_random(void) {
     return v | 1;
 }
 
+/* memscope's own threads.  glibc ends a process when its last thread
+ * exits, and it counts these: a program whose threads all left with
+ * pthread_exit (its first one included) would live on as long as the
+ * scavenger or the HTTP server did, with every signal pending for ever
+ * (they block all of them).  So each of them asks ms_os_program_gone now
+ * and then and returns when it is true; the last one to return ends the
+ * process as the program's last thread would have (glibc's exit(0)). */
+static _Atomic int own_threads;
+typedef void *(*thread_fn)(void *);
+
+static void *own_start(void *arg) {
+    thread_fn fn = (thread_fn)(uintptr_t)arg;
+    void *r = fn(NULL);
+    atomic_fetch_sub(&own_threads, 1);
+    return r;
+}
+
+/* ms_os_fork_child: a fork child has none of them */
+void ms_os_fork_child(void) { atomic_store(&own_threads, 0); }
+
+/* ms_os_program_gone: the process's first thread has exited (a zombie
+ * until the process ends) and no thread is left but memscope's own.  Read
+ * without opening a file: a program that closes descriptor 0 and opens
+ * /dev/null expects to get 0 back, and a file opened here meanwhile would
+ * take it.  The link count of /proc/self/task is 2 plus the threads (the
+ * zombie first one included), and /proc/self/exe reads as ENOENT once the
+ * first thread has exited (its memory is gone). */
+bool ms_os_program_gone(void) {
+    int saved = errno;
+    struct stat st;
+    char link[8];
+    bool gone = stat("/proc/self/task", &st) == 0 && st.st_nlink >= 2 &&
+                st.st_nlink - 2 <= 1 + (nlink_t)atomic_load(&own_threads) &&
+                readlink("/proc/self/exe", link, sizeof link) < 0 && errno == ENOENT;
+    errno = saved;
+    return gone;
+}
+
 /* ms_os_thread: one of memscope's own threads (scavenger, HTTP server),
  * detached, with every signal blocked so that the host's signals are never
  * delivered to it, and errno left as it was.  stack 0: the default size.
- * Returns pthread_create's result. */
+ * fn is called with NULL, and should return once ms_os_program_gone says
+ * so (above).  Returns pthread_create's result. */
 int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out) {
     int saved = errno;
     sigset_t all, old;
@@ -284,7 +325,9 @@ int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t 
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (stack) pthread_attr_setstacksize(&attr, stack);
     pthread_t t;
-    int rc = pthread_create(&t, &attr, fn, NULL);
+    atomic_fetch_add(&own_threads, 1);
+    int rc = pthread_create(&t, &attr, own_start, (void *)(uintptr_t)fn);
+    if (rc != 0) atomic_fetch_sub(&own_threads, 1);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0) {

@@ -307,15 +307,20 @@ static bool split_tail_free(span_t *s, size_t keep) {
 /* reserve_for: makes room for npages at the frontier.  Under an address
  * space limit (ulimit -v) the big reservation fails: try smaller ones, so
  * the heap still grows in chunks that coalesce, and only then the bare
- * request. */
+ * request.  There no reservation takes more than a sixteenth of the limit:
+ * the program's own mappings count against it too, and a 256 MiB
+ * reservation under a 293 MiB limit (the largest that fitted) left a
+ * helper session's program unable to map 64 MiB, and CPython unable to
+ * start at some limits where glibc's malloc ran it. */
 static bool reserve_for(size_t npages) {
     if (resv_next && resv_next + PAGES(npages) <= resv_end) return true;
     static const size_t tries[] = {MS_RESERVE_BYTES, (size_t)4 << 30, (size_t)1 << 30, (size_t)256 << 20,
-                                   (size_t)64 << 20};
+                                   (size_t)64 << 20, (size_t)16 << 20, (size_t)4 << 20};
     size_t need = PAGES(npages) + MS_PAGE_SIZE, bytes = 0;
+    size_t limit = ms_os_as_limit(), most = limit ? limit / 16 : SIZE_MAX;
     void *r = NULL;
     for (size_t i = 0; !r && i < sizeof tries / sizeof tries[0]; i++)
-        if (tries[i] >= need) r = ms_os_reserve(bytes = tries[i]);
+        if (tries[i] >= need && tries[i] <= most) r = ms_os_reserve(bytes = tries[i]);
     if (!r) r = ms_os_reserve(bytes = need);
     if (!r) return false;
     resv_base = r;
@@ -448,7 +453,7 @@ static bool grow(size_t npages) {
             n = npages;
             continue;
         }
-        if (!shrunk && ms_os_as_limited() && shrink_reservation()) {
+        if (!shrunk && ms_os_as_limit() && shrink_reservation()) {
             shrunk = true;
             n = npages < MS_GROW_MIN_PAGES ? MS_GROW_MIN_PAGES : npages;
             continue;

@@ -16,7 +16,11 @@
  *     central.c).  At the same looks it parks the caches of threads quiet
  *     for the delay (tcache.c), so objects a sleeping thread cached stop
  *     pinning their spans.  With nothing idle, parked or cached it sleeps
- *     until a span is freed: an idle program costs no CPU.
+ *     until a span is freed, waking once a second for a stat and a readlink
+ *     of /proc (os.c: ms_os_program_gone): if every thread of the program
+ *     has exited with pthread_exit, the scavenger returns so that the
+ *     process ends.  After a thread with a cache exits it looks every 10 ms
+ *     for a while, so such a process ends within milliseconds.
  *   - Forced: memscope_free_os_memory() (and malloc_trim) flushes the calling
  *     thread's cache and the central transfer slots, then releases every idle
  *     page at once, whatever its age (Go's debug.FreeOSMemory).
@@ -55,6 +59,11 @@ static _Atomic bool sc_waiting_forever; /* asleep with nothing to wait for: a ki
 static _Atomic bool sc_hold;            /* in a fork child's handler: start nothing */
 static uint32_t scvg_seq;               /* trace line number (sc_lock) */
 static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The program's threads may all exit (os.c: ms_os_thread): the idle
+ * scavenger looks every GONE_LOOK_S, and every 10 ms for the next
+ * sc_exit_hint looks after a thread with a cache exits. */
+#define GONE_LOOK_S 1
+static _Atomic uint32_t sc_exit_hint;
 
 /* ms_trace_scavenge: the scavenger's trace lines, in the format of Go's
  * scavenger trace (GODEBUG=gctrace=1, Go 1.11):
@@ -112,17 +121,36 @@ static void *scavenger_main(void *arg) {
             pthread_mutex_lock(&sc_lock);
             continue;
         }
+        if (atomic_load(&sc_exit_hint) && ms_os_program_gone()) break;
         uint64_t wake = oldest == UINT64_MAX ? UINT64_MAX : oldest + delay;
         if (parked && now + look_interval_ms(delay) < wake) wake = now + look_interval_ms(delay);
         if (wake == UINT64_MAX) {
+            /* nothing to wait for: but the program may end all its threads
+             * (os.c: ms_os_thread), so look now and then, and often for a
+             * while after a thread of the program exits */
+            uint32_t hint = atomic_load(&sc_exit_hint);
+            if (hint) atomic_store(&sc_exit_hint, hint - 1);
+            if (!hint && ms_os_program_gone()) break;
             atomic_store(&sc_waiting_forever, true);
-            pthread_cond_wait(&sc_cond, &sc_lock);
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += hint ? 10 * 1000000 : 0;
+            ts.tv_sec += hint ? 0 : GONE_LOOK_S;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&sc_cond, &sc_lock, &ts);
             atomic_store(&sc_waiting_forever, false);
             continue;
         }
         /* sleep until then; CLOCK_MONOTONIC_COARSE ticks every few ms, so
          * wake a tick late rather than early */
         uint64_t wait_ms = wake - now + 5;
+        if (atomic_load(&sc_exit_hint)) { /* look again in 10 ms (above) */
+            atomic_fetch_sub(&sc_exit_hint, 1);
+            if (wait_ms > 10) wait_ms = 10;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += (time_t)(wait_ms / 1000);
@@ -133,6 +161,8 @@ static void *scavenger_main(void *arg) {
         }
         pthread_cond_timedwait(&sc_cond, &sc_lock, &ts);
     }
+    /* sc_started stays set: nothing is left to start it for */
+    pthread_mutex_unlock(&sc_lock);
     return NULL;
 }
 
@@ -175,6 +205,13 @@ static void wake(void) {
     }
 }
 
+/* on_thread_exit (tcache.c's hook): a thread of the program is exiting;
+ * if it is the last one, the idle scavenger should see it soon */
+static void on_thread_exit(void) {
+    atomic_store(&sc_exit_hint, 20);
+    wake();
+}
+
 void ms_scavenger_kick(void) {
     if (ms_unlikely(!atomic_load_explicit(&sc_started, memory_order_relaxed))) {
         if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
@@ -208,6 +245,7 @@ void ms_scavenger_init(void) {
     ms_heap_on_idle = ms_scavenger_kick;
     ms_central_on_park = wake;
     ms_tcache_on_unpark = wake;
+    ms_tcache_on_exit = on_thread_exit;
 }
 
 void ms_scavenger_fork_child(void) {

@@ -137,6 +137,7 @@ enum { TC_OWNED, TC_TAKING, TC_PARKED, TC_DEAD };
 /* held by the scavenger while it parks, and by fork (first) */
 static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
 void (*ms_tcache_on_unpark)(void);
+void (*ms_tcache_on_exit)(void);
 _Atomic uint64_t ms_tcache_parks;
 tcache_t ms_tc_empty = {.is_dummy = true, .sample_left = INT64_MAX};
 
@@ -213,6 +214,7 @@ static void tc_destructor(void *arg) {
     pthread_mutex_lock(&reg_lock);
     retire_locked(tc);
     pthread_mutex_unlock(&reg_lock);
+    if (ms_tcache_on_exit) ms_tcache_on_exit();
 }
 
 /* unpark: the thread's own cache, parked or being parked, is its again. */

@@ -311,6 +311,9 @@ static void *server_main(void *arg) {
     for (;;) {
         uint64_t now = ms_os_now_ms();
         if (now >= next_sample) {
+            /* every thread of the program has exited: leave, so that the
+             * process ends (os.c: ms_os_thread); the sockets go with it */
+            if (ms_os_program_gone()) return NULL;
             ms_series_sample();
             next_sample += MS_HTTP_SAMPLE_MS;
             if (next_sample <= now) next_sample = now + MS_HTTP_SAMPLE_MS;

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# test_lifecycle.sh: memscope leaves a process's life as it would be without
+# it: how it ends, what its children hold, what its signals do, what room
+# it leaves the program under an address-space limit.
+#
+# Why: each case is a way a helper session's sweep of real programs found
+# memscope changing a program's behaviour, and each fails on the library
+# before its fix:
+#   pthread_exit   a program whose threads all leave with pthread_exit (its
+#                  first one included) ends with status 0; memscope's own
+#                  threads (scavenger, HTTP server) kept it alive for ever,
+#                  deaf to SIGTERM (CPython's test_threading hung on it)
+#   daemon         a daemon child that points its descriptors at /dev/null
+#                  does not keep its parent's stderr pipe open: with a copy
+#                  kept by memscope, `x=$(prog 2>&1)` waited for the daemon
+#   sigpipe        a trace line written to a stderr whose reader has gone
+#                  does not kill the program with SIGPIPE
+#   rlimit-as      under `ulimit -v`, the heap's reservation leaves the
+#                  program room for a mapping of its own
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+LIB=${MEMSCOPE_LIB:-$BUILD/libmemscope.so}
+CC=${CC:-cc}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fail=1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+
+cat > "$T/pexit.c" <<'CEOF'
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* with an argument: a second thread outlives main, then leaves too */
+static void *late(void *a) {
+    for (int i = 0; i < 1000; i++) free(malloc(100));
+    return a;
+}
+int main(int argc, char **argv) {
+    enum { N = 100000 };
+    static void *v[N];
+    for (int i = 0; i < N; i++) v[i] = malloc(64);
+    for (int i = 0; i < N; i++) free(v[i]);
+    char *p = malloc(4 << 20);
+    memset(p, 1, 4 << 20);
+    free(p);
+    pthread_t t;
+    if (argc > 1) pthread_create(&t, NULL, late, NULL);
+    printf("main leaves\n");
+    pthread_exit(NULL);
+}
+CEOF
+cat > "$T/daemon.c" <<'CEOF'
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(void) {
+    printf("started\n");
+    fflush(stdout);
+    free(malloc(100));
+    if (fork() == 0) { /* the daemon: detached from the caller's descriptors */
+        int fd = open("/dev/null", O_RDWR);
+        dup2(fd, 0), dup2(fd, 1), dup2(fd, 2);
+        if (fd > 2) close(fd);
+        setsid();
+        sleep(5);
+        _exit(0);
+    }
+    return 0;
+}
+CEOF
+cat > "$T/churn.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+/* never writes to stderr itself; its heap cycles make trace lines */
+int main(void) {
+    usleep(300000); /* the reader of stderr is gone by then */
+    for (int i = 0; i < 64; i++) memset(malloc(1 << 20), 1, 1 << 20);
+    puts("done");
+    return 0;
+}
+CEOF
+cat > "$T/aslimit.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+int main(void) {
+    for (size_t i = 0; i < ((size_t)40 << 20) / 64; i++) memset(malloc(64), 1, 64);
+    void *m = mmap(NULL, (size_t)64 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    printf("mmap: %s\n", m == MAP_FAILED ? "refused" : "ok");
+    return 0;
+}
+CEOF
+for p in pexit daemon churn aslimit; do
+    $CC -O2 -pthread -o "$T/$p" "$T/$p.c" || { echo "FAIL: cannot build $p"; exit 1; }
+done
+
+# pthread_exit: the process ends with status 0, its output flushed, within
+# a few seconds (the scavenger looks at once when a thread with a cache
+# exits, the HTTP server at its next one-second tick); timeout's SIGTERM
+# would not end it (memscope's threads block every signal), hence -k
+for mode in "" "http=127.0.0.1:0" "scavenge_delay_ms=0"; do
+    for arg in "" late; do
+        t0=$(now)
+        out=$(MEMSCOPE=$mode LD_PRELOAD=$LIB timeout -k 1 8 "$T/pexit" $arg 2>/dev/null); rc=$?
+        e=$(elapsed "$t0")
+        if [ $rc = 0 ] && [ "$out" = "main leaves" ] && awk -v e="$e" 'BEGIN { exit !(e < 4) }'; then
+            ok "pthread_exit${arg:+ (a thread outlives main)} with MEMSCOPE='$mode': status 0 in $e s"
+        else
+            bad "pthread_exit${arg:+ (a thread outlives main)} with MEMSCOPE='$mode': status $rc after $e s, output '$out'"
+        fi
+    done
+done
+
+# daemon: the command substitution returns when the parent exits
+for mode in trace=1 stats=1 leaks=reachable; do
+    t0=$(now)
+    x=$(MEMSCOPE=$mode LD_PRELOAD=$LIB timeout 20 "$T/daemon" 2>&1)
+    e=$(elapsed "$t0")
+    if awk -v e="$e" 'BEGIN { exit !(e < 3) }' && [ "$(head -1 <<<"$x")" = started ]; then
+        ok "daemon under MEMSCOPE=$mode: \$(...) returned in $e s"
+    else
+        bad "daemon under MEMSCOPE=$mode: \$(...) took $e s (the daemon lives 5 s)"
+    fi
+done
+
+# sigpipe: stderr is a pipe whose reader exits at once
+rc=$( { MEMSCOPE=trace=1 LD_PRELOAD=$LIB timeout 20 "$T/churn" 2> >(exec true) >/dev/null; echo $?; } )
+[ "$rc" = 0 ] && ok "trace lines to a closed pipe: status 0" || bad "trace lines to a closed pipe: status $rc (141 is SIGPIPE)"
+
+# rlimit-as: 40 MiB of small blocks, then the program maps 64 MiB itself,
+# under a limit of about 293 MiB (glibc's malloc leaves room for it)
+base=$( (ulimit -v 300000; "$T/aslimit") 2>&1 )
+out=$( (ulimit -v 300000; LD_PRELOAD=$LIB "$T/aslimit") 2>&1 )
+if [ "$base" != "mmap: ok" ]; then
+    bad "rlimit-as: the program fails even without memscope: $base"
+elif [ "$out" = "mmap: ok" ]; then
+    ok "rlimit-as: the program's own 64 MiB mapping fits beside the heap"
+else
+    bad "rlimit-as: $out"
+fi
+
+exit $fail
