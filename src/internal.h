@@ -485,7 +485,7 @@ void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_b
  * sizeclass.c
  * ---------------------------------------------------------------------- */
 ms_inline uint8_t ms_size_class(size_t size) {
-    if (size <= 1024) return ms_size_to_class8[(size + 7) >> 3];
+    if (ms_likely(size <= 1024)) return ms_size_to_class8[(size + 7) >> 3];
     return ms_size_to_class128[(size + 127) >> 7];
 }
 extern uint64_t ms_cookie_key;
