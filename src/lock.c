@@ -9,10 +9,10 @@
  * central lists take their class's lock twice per batch of objects that a
  * thread cache refills or gives back.  A waiter spins briefly first, since
  * holds are shorter than a futex round trip, then sleeps in the kernel, so
- * a holder that is preempted costs its waiters no CPU.  It never allocates,
- * has no owner (no recursion, no error checks: an unlock by a thread that
- * does not hold it is a bug the debug build's callers assert against where
- * it matters), and a fork child reinitializes it by storing 0.
+ * a holder that is preempted costs its waiters no CPU.  It never allocates
+ * and has no owner: no recursion, and no check that the thread unlocking it
+ * is the one that took it (memscope's callers pair them in one function).
+ * A fork child reinitializes it by storing 0.
  *
  * The heap lock stays a pthread mutex: it is held across system calls
  * (mmap, madvise), where a waiter spinning first gains nothing.
