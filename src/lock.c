@@ -11,7 +11,7 @@
  * holds are shorter than a futex round trip, then sleeps in the kernel, so
  * a holder that is preempted costs its waiters no CPU.  It never allocates
  * and has no owner: no recursion, and no check that the thread unlocking it
- * is the one that took it (memscope's callers pair them in one function).
+ * is the one that took it.
  * A fork child reinitializes it by storing 0.
  *
  * The heap lock stays a pthread mutex: it is held across system calls
