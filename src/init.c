@@ -12,6 +12,8 @@
  * _exit(), which runs no destructor).
  */
 #include "internal.h"
+
+#include <signal.h>
 #include "http/http.h"
 #include "leak/leak.h"
 #include "prof/prof.h"
@@ -78,7 +80,16 @@ __attribute__((constructor)) static void ms_ctor(void) {
  * stats.  leaks=exit ends the process with status 23 when something is
  * reported, as LeakSanitizer does: the program's stdio buffers are flushed
  * first, so no output of the program is lost. */
+/* ms_dtor: the reports at exit.  They take memscope's locks and allocate
+ * (symbolizing, the leak check) for milliseconds, so the program's signals
+ * wait until they are done: a handler that forks or allocates, legal
+ * enough in practice under glibc, would otherwise find memscope inside
+ * malloc every time (a helper session's 1 ms timer whose handler forked
+ * hung at exit under leaks=reachable, 3 times out of 3). */
 __attribute__((destructor)) static void ms_dtor(void) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     int report_fd = ms_log_fd(); /* -1: the program's stderr is gone; the exit status still says */
     bool fail = ms_prof_exit(report_fd);
     if (ms_opt.leaks == LEAKS_REACHABLE && ms_leak_exit(report_fd)) fail = true;
@@ -87,6 +98,7 @@ __attribute__((destructor)) static void ms_dtor(void) {
         fflush(NULL);
         _exit(23);
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 MEMSCOPE_API int memscope_version(void) { return MEMSCOPE_VERSION; }

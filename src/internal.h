@@ -150,6 +150,7 @@ uint64_t ms_os_ticks_ns(uint64_t ticks);      /* a difference of ticks, in ns */
 uint64_t ms_os_wall_ns(void);                 /* realtime, ns since epoch */
 uint64_t ms_os_wall_coarse_ns(void);          /* the same to a clock tick (a few ms), for a few ns */
 bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss); /* /proc/self/statm + VmHWM */
+int ms_os_open_proc_mm(const char *name);     /* /proc/thread-self/NAME (maps, statm), or /proc/self's; -1 */
 uint64_t ms_os_random(void);
 bool ms_os_thread_syscall(int tid, uintptr_t *sp, uintptr_t *pc); /* blocked in a system call? */
 uint64_t ms_os_thread_switches(int tid);      /* times switched out; UINT64_MAX if unknown */

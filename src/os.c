@@ -162,10 +162,29 @@ uint64_t ms_os_wall_coarse_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* read_small_file: reads up to cap-1 bytes of a /proc file into buf. */
-static ssize_t read_small_file(const char *path, char *buf, size_t cap) {
+/* ms_os_open_proc_mm: /proc's file `name` of the process's memory (maps,
+ * statm), read through the calling thread: once the first thread has
+ * exited (pthread_exit; a zombie until the process ends) the files under
+ * /proc/self read as empty, and a leak check at exit saw no roots and
+ * reported every block lost.  /proc/self for kernels before 3.17. */
+int ms_os_open_proc_mm(const char *name) {
     int saved = errno;
+    char path[64];
+    ms_snprintf(path, sizeof path, "/proc/thread-self/%s", name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ms_snprintf(path, sizeof path, "/proc/self/%s", name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    errno = saved;
+    return fd;
+}
+
+/* read_small_fd: reads up to cap-1 bytes of a /proc file into buf (fd:
+ * open already, or -1 to open path), and closes it. */
+static ssize_t read_small_fd(int fd, const char *path, char *buf, size_t cap) {
+    int saved = errno;
+    if (fd < 0) fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         errno = saved;
         return -1;
@@ -196,7 +215,8 @@ static uint64_t parse_u64(const char *s, const char **end) {
  * offers) and, if max_rss is not NULL, the high-water mark (getrusage). */
 bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss) {
     char buf[256];
-    if (read_small_file("/proc/self/statm", buf, sizeof buf) <= 0) return false;
+    int fd = ms_os_open_proc_mm("statm");
+    if (fd < 0 || read_small_fd(fd, NULL, buf, sizeof buf) <= 0) return false;
     const char *s = buf;
     uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
     parse_u64(s, &s);                      /* size */
@@ -217,7 +237,7 @@ bool ms_os_rss(uint64_t *rss, uint64_t *file, uint64_t *max_rss) {
 bool ms_os_thread_syscall(int tid, uintptr_t *sp, uintptr_t *pc) {
     char path[64], buf[256];
     ms_snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-    if (read_small_file(path, buf, sizeof buf) <= 0 || buf[0] < '0' || buf[0] > '9') return false;
+    if (read_small_fd(-1, path, buf, sizeof buf) <= 0 || buf[0] < '0' || buf[0] > '9') return false;
     uintptr_t f[9];
     int n = 0;
     for (const char *q = buf; n < 9 && *q && *q != '\n';) {
@@ -245,7 +265,7 @@ bool ms_os_thread_syscall(int tid, uintptr_t *sp, uintptr_t *pc) {
 uint64_t ms_os_thread_switches(int tid) {
     char path[64], buf[4096];
     ms_snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
-    if (read_small_file(path, buf, sizeof buf) <= 0) return UINT64_MAX;
+    if (read_small_fd(-1, path, buf, sizeof buf) <= 0) return UINT64_MAX;
     static const char vk[] = "\nvoluntary_ctxt_switches:", nk[] = "\nnonvoluntary_ctxt_switches:";
     const char *v = strstr(buf, vk), *nv = strstr(buf, nk);
     if (!v || !nv) return UINT64_MAX;
@@ -280,7 +300,29 @@ uint64_t ms_os_random(void) {
  * and then and returns when it is true; the last one to return ends the
  * process as the program's last thread would have (glibc's exit(0)). */
 static _Atomic int own_threads;
+static _Atomic bool finishing;
 typedef void *(*thread_fn)(void *);
+
+/* finisher: the thread that ends the process once the program is gone.
+ * The last thread to exit runs the process's exit (atexit handlers, C++
+ * destructors, stdio's flush) on its own stack and with its own signal
+ * mask; memscope's threads have 64 KiB stacks and block every signal (a
+ * helper session's atexit handler with 128 KiB of locals crashed on the
+ * scavenger's stack).  So a thread with glibc's default stack and no
+ * signal blocked is started to be the last: it waits until memscope's
+ * other threads have returned, then returns itself. */
+static void *finisher(void *arg) {
+    (void)arg;
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    while (atomic_load(&own_threads) > 1) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_fetch_sub(&own_threads, 1);
+    return NULL;
+}
 
 static void *own_start(void *arg) {
     thread_fn fn = (thread_fn)(uintptr_t)arg;
@@ -290,16 +332,20 @@ static void *own_start(void *arg) {
 }
 
 /* ms_os_fork_child: a fork child has none of them */
-void ms_os_fork_child(void) { atomic_store(&own_threads, 0); }
+void ms_os_fork_child(void) {
+    atomic_store(&own_threads, 0);
+    atomic_store(&finishing, false);
+}
 
-/* ms_os_program_gone: the process's first thread has exited (a zombie
- * until the process ends) and no thread is left but memscope's own.  Read
- * without opening a file: a program that closes descriptor 0 and opens
- * /dev/null expects to get 0 back, and a file opened here meanwhile would
- * take it.  The link count of /proc/self/task is 2 plus the threads (the
- * zombie first one included), and /proc/self/exe reads as ENOENT once the
- * first thread has exited (its memory is gone). */
-bool ms_os_program_gone(void) {
+/* program_gone: the process's first thread has exited (a zombie until the
+ * process ends) and no thread is left but memscope's own.  Read without
+ * opening a file: a program that closes descriptor 0 and opens /dev/null
+ * expects to get 0 back, and a file opened here meanwhile would take it.
+ * The link count of /proc/self/task is 2 plus the threads (the zombie first
+ * one included), and /proc/self/exe reads as ENOENT once the first thread
+ * has exited (its memory is gone).  Without /proc this never says so, and
+ * such a process lives on (README). */
+static bool program_gone(void) {
     int saved = errno;
     struct stat st;
     char link[8];
@@ -308,6 +354,25 @@ bool ms_os_program_gone(void) {
                 readlink("/proc/self/exe", link, sizeof link) < 0 && errno == ENOENT;
     errno = saved;
     return gone;
+}
+
+/* ms_os_program_gone: true if the calling thread of memscope's should
+ * return now, the program's threads having all exited; the first to see it
+ * starts the finisher (above). */
+bool ms_os_program_gone(void) {
+    if (atomic_load(&finishing)) return true;
+    if (!program_gone()) return false;
+    if (!atomic_exchange(&finishing, true)) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        atomic_fetch_add(&own_threads, 1);
+        if (pthread_create(&t, &attr, finisher, NULL) != 0) atomic_fetch_sub(&own_threads, 1);
+        else pthread_setname_np(t, "memscope-exit");
+        pthread_attr_destroy(&attr);
+    }
+    return true;
 }
 
 /* ms_os_thread: one of memscope's own threads (scavenger, HTTP server),

@@ -104,6 +104,7 @@ static void *scavenger_main(void *arg) {
     ms_no_sample = 1; /* memscope's own thread: never in the heap profile */
     ms_leak_own_thread(); /* nor stopped by the leak checker (it blocks signals) */
     (void)arg;
+    uint64_t gone_look_ms = ms_os_now_ms();
     pthread_mutex_lock(&sc_lock);
     for (;;) {
         uint64_t delay = (uint64_t)ms_opt.scavenge_delay_ms;
@@ -121,7 +122,11 @@ static void *scavenger_main(void *arg) {
             pthread_mutex_lock(&sc_lock);
             continue;
         }
-        if (atomic_load(&sc_exit_hint) && ms_os_program_gone()) break;
+        /* busy, it still looks once a second: a thread that never
+         * allocated may be the program's last */
+        if ((atomic_load(&sc_exit_hint) || now + 10 >= gone_look_ms + GONE_LOOK_S * 1000) &&
+            (gone_look_ms = now, ms_os_program_gone()))
+            break;
         uint64_t wake = oldest == UINT64_MAX ? UINT64_MAX : oldest + delay;
         if (parked && now + look_interval_ms(delay) < wake) wake = now + look_interval_ms(delay);
         if (wake == UINT64_MAX) {
@@ -130,7 +135,6 @@ static void *scavenger_main(void *arg) {
              * while after a thread of the program exits */
             uint32_t hint = atomic_load(&sc_exit_hint);
             if (hint) atomic_store(&sc_exit_hint, hint - 1);
-            if (!hint && ms_os_program_gone()) break;
             atomic_store(&sc_waiting_forever, true);
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -147,6 +151,7 @@ static void *scavenger_main(void *arg) {
         /* sleep until then; CLOCK_MONOTONIC_COARSE ticks every few ms, so
          * wake a tick late rather than early */
         uint64_t wait_ms = wake - now + 5;
+        if (wait_ms > GONE_LOOK_S * 1000) wait_ms = GONE_LOOK_S * 1000;
         if (atomic_load(&sc_exit_hint)) { /* look again in 10 ms (above) */
             atomic_fetch_sub(&sc_exit_hint, 1);
             if (wait_ms > 10) wait_ms = 10;
@@ -209,7 +214,11 @@ static void wake(void) {
  * if it is the last one, the idle scavenger should see it soon */
 static void on_thread_exit(void) {
     atomic_store(&sc_exit_hint, 20);
-    wake();
+    if (atomic_load_explicit(&sc_started, memory_order_relaxed)) { /* whatever it waits for */
+        pthread_mutex_lock(&sc_lock);
+        pthread_cond_signal(&sc_cond);
+        pthread_mutex_unlock(&sc_lock);
+    }
 }
 
 void ms_scavenger_kick(void) {

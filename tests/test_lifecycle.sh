@@ -17,6 +17,18 @@
 #                  does not kill the program with SIGPIPE
 #   rlimit-as      under `ulimit -v`, the heap's reservation leaves the
 #                  program room for a mapping of its own
+# and cases from a second sweep:
+#   atexit         after pthread_exit, the process's exit (an atexit handler
+#                  with 128 KiB of locals) ran on the scavenger's 64 KiB
+#                  stack with every signal blocked: SIGSEGV
+#   pexit-leaks    a leak check at exit after pthread_exit read /proc/self
+#                  files that are empty once the first thread has exited:
+#                  no roots, every block reported lost, exit status 23
+#   http-fd        the HTTP server's socket took descriptor 3 from the
+#                  program, and served the program's own clients when the
+#                  program closed it and listened there itself
+#   exit-signal    1 ms alarms whose handler forks hung the process in the
+#                  exit-time leak check (memscope inside malloc)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -99,7 +111,91 @@ int main(void) {
     return 0;
 }
 CEOF
-for p in pexit daemon churn aslimit; do
+cat > "$T/atexit.c" <<'CEOF'
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static void at_exit(void) {
+    volatile char buf[128 << 10];
+    memset((char *)buf, 1, sizeof buf);
+    sigset_t cur;
+    pthread_sigmask(SIG_SETMASK, NULL, &cur);
+    printf("atexit ran, SIGTERM %s, %d\n", sigismember(&cur, SIGTERM) ? "blocked" : "not blocked", buf[1000]);
+}
+static void *work(void *a) {
+    for (int i = 0; i < 100; i++) free(malloc(1000));
+    usleep(100000);
+    return a;
+}
+int main(void) {
+    atexit(at_exit);
+    void *b[200];
+    for (int i = 0; i < 200; i++) memset(b[i] = malloc(65536), 1, 65536);
+    for (int i = 0; i < 200; i++) free(b[i]);
+    pthread_t t;
+    pthread_create(&t, NULL, work, NULL);
+    pthread_exit(NULL);
+}
+CEOF
+cat > "$T/pexitleaks.c" <<'CEOF'
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+void *keep[10]; /* every block stays reachable from here */
+static void *work(void *a) {
+    for (int i = 0; i < 100; i++) free(malloc(1000));
+    usleep(100000);
+    return a;
+}
+int main(void) {
+    for (int i = 0; i < 10; i++) keep[i] = memset(malloc(100 * (i + 1)), 1, 100 * (i + 1));
+    pthread_t t;
+    pthread_create(&t, NULL, work, NULL);
+    pthread_exit(NULL);
+}
+CEOF
+cat > "$T/fd3.c" <<'CEOF'
+#include <fcntl.h>
+#include <stdio.h>
+int main(void) {
+    int fd = open("/dev/null", O_RDONLY);
+    printf("%d\n", fd);
+    return fd == 3 ? 0 : 1;
+}
+CEOF
+cat > "$T/forkalarm.c" <<'CEOF'
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void on_alarm(int s) { (void)s; if (fork() == 0) _exit(9); }
+static void churn(int n) {
+    for (int i = 0; i < n; i++) free(malloc(100 + i % 3000));
+    char *b = malloc(4 << 20);
+    memset(b, 1, 4 << 20);
+    free(b);
+}
+int main(void) {
+    churn(10000);
+    signal(SIGALRM, on_alarm);
+    int st, kids = 0;
+    for (int i = 0; i < 200; i++) { /* a 1 ms alarm at each round; the last ones fire during the exit */
+        ualarm(1000, 0);
+        churn(300);
+        while (waitpid(-1, &st, WNOHANG) > 0) kids++;
+    }
+    while (waitpid(-1, &st, 0) > 0) kids++;
+    printf("%d\n", kids > 0);
+    return 0;
+}
+CEOF
+for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm; do
     $CC -O2 -pthread -o "$T/$p" "$T/$p.c" || { echo "FAIL: cannot build $p"; exit 1; }
 done
 
@@ -147,5 +243,27 @@ elif [ "$out" = "mmap: ok" ]; then
 else
     bad "rlimit-as: $out"
 fi
+
+# atexit: the process's exit runs on a thread with a normal stack and the
+# program's signals unblocked, after every thread left with pthread_exit
+out=$(LD_PRELOAD=$LIB timeout -k 1 10 "$T/atexit" 2>&1); rc=$?
+[ $rc = 0 ] && [ "$out" = "atexit ran, SIGTERM not blocked, 1" ] && ok "atexit after pthread_exit: $out" ||
+    bad "atexit after pthread_exit: status $rc, output '$out'"
+
+# pexit-leaks: nothing is lost, so the check at exit reports nothing
+out=$(MEMSCOPE=leaks=reachable LD_PRELOAD=$LIB timeout -k 1 10 "$T/pexitleaks" 2>&1); rc=$?
+[ $rc = 0 ] && ! grep -q "leak of" <<<"$out" && ok "leak check at exit after pthread_exit: none lost, status 0" ||
+    bad "leak check at exit after pthread_exit: status $rc: $(grep -m2 'leak of\|roots' <<<"$out" | tr '\n' ' ')"
+
+# http-fd: the program's next descriptor is still 3
+out=$(MEMSCOPE=http=127.0.0.1:0 LD_PRELOAD=$LIB timeout 10 "$T/fd3" 2>/dev/null); rc=$?
+[ $rc = 0 ] && ok "with the HTTP server on, the program's first open gives 3" || bad "with the HTTP server on, the program's first open gave $out"
+
+# exit-signal: the exit-time leak check finishes while the timer fires
+t0=$(now)
+MEMSCOPE=leaks=reachable LD_PRELOAD=$LIB timeout -k 1 20 "$T/forkalarm" >/dev/null 2>&1; rc=$?
+e=$(elapsed "$t0")
+[ $rc = 0 ] && ok "exit-time leak check with 1 ms alarms whose handler forks: status 0 in $e s" ||
+    bad "exit-time leak check with 1 ms alarms whose handler forks: status $rc after $e s"
 
 exit $fail

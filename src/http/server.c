@@ -85,6 +85,36 @@ typedef struct conn_s {
 
 static conn_t conns[MS_HTTP_MAX_CONNS];
 static int listen_fd = -1;
+static ino_t listen_ino;  /* the socket's, to tell whether the descriptor is still it */
+
+/* high_fd: fd moved to a descriptor number of 512 or more (closing fd), so
+ * that the server's sockets leave the low numbers to the program: one that
+ * expects its next open to give 3, or dup2s a file onto 3 (a shell's exec
+ * 3>file), found the listening socket there (a helper session's sweep: the
+ * server then spun on poll over the program's file, and answered the
+ * program's own clients with 408).  fd as it is if the limit is lower. */
+#define HIGH_FD 512
+static int high_fd(int fd) {
+    if (fd < 0 || fd >= HIGH_FD) return fd;
+    int saved = errno;
+    int h = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
+    if (h >= 0) {
+        close(fd);
+        fd = h;
+    }
+    errno = saved;
+    return fd;
+}
+
+/* still_ours: the listening descriptor is still the server's socket (the
+ * program may have closed it, or put a file of its own there) */
+static bool still_ours(void) {
+    struct stat st;
+    int saved = errno;
+    bool ok = listen_fd >= 0 && fstat(listen_fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == listen_ino;
+    errno = saved;
+    return ok;
+}
 static pthread_t server_thread;
 static _Atomic int running;             /* a server thread exists in this process */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -239,7 +269,7 @@ static uint64_t accepts; /* connections accepted so far (the server thread's) */
 
 static void accept_all(uint64_t now) {
     for (int k = 0; k < 64; k++) {
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = high_fd(accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (fd < 0) return;
         conn_t *slot = NULL, *oldest = NULL;
         for (int i = 0; i < MS_HTTP_MAX_CONNS; i++) {
@@ -314,6 +344,12 @@ static void *server_main(void *arg) {
             /* every thread of the program has exited: leave, so that the
              * process ends (os.c: ms_os_thread); the sockets go with it */
             if (ms_os_program_gone()) return NULL;
+            if (!still_ours()) { /* not ours to close any more */
+                ms_warn("memscope: http: the program closed or replaced the server's socket (descriptor %d); "
+                        "no longer serving", listen_fd);
+                listen_fd = -1;
+                return NULL;
+            }
             ms_series_sample();
             next_sample += MS_HTTP_SAMPLE_MS;
             if (next_sample <= now) next_sample = now + MS_HTTP_SAMPLE_MS;
@@ -433,6 +469,9 @@ int ms_http_start(const char *addr_port) {
     inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
     ms_snprintf(url, sizeof url, "http://%s:%u/", host, (unsigned)ntohs(sa.sin_port));
     for (int i = 0; i < MS_HTTP_MAX_CONNS; i++) conns[i] = (conn_t){.fd = -1, .body_fd = -1};
+    fd = high_fd(fd);
+    struct stat lst;
+    listen_ino = fstat(fd, &lst) == 0 ? lst.st_ino : 0;
     listen_fd = fd;
     if (!atfork_done) {
         pthread_atfork(NULL, NULL, fork_child);

@@ -174,10 +174,9 @@ static void on_stop(int sig, siginfo_t *si, void *ucv) {
  * /proc readers (no stdio, no heap)
  * ---------------------------------------------------------------------- */
 
-/* read_file: the whole of path into a mapped buffer (*cap bytes mapped);
- * NUL-terminated; NULL on failure. */
-static char *read_file(const char *path, size_t *len, size_t *cap) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+/* read_file: all of open file fd (closed here; -1: failed) into a mapped
+ * buffer (*cap bytes mapped), NUL-terminated; NULL on failure. */
+static char *read_file(int fd, size_t *len, size_t *cap) {
     if (fd < 0) return NULL;
     size_t c = 64 << 10, n = 0;
     char *b = ms_os_alloc(c);
@@ -216,7 +215,7 @@ typedef struct maps_s { vma_t *v; size_t n, bytes; } maps_t;
 
 static bool maps_read(maps_t *m) {
     size_t len, cap;
-    char *t = read_file("/proc/self/maps", &len, &cap);
+    char *t = read_file(ms_os_open_proc_mm("maps"), &len, &cap);
     if (!t) return false;
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += t[i] == '\n';
@@ -269,7 +268,7 @@ static int task_status(int tid) {
     char path[64];
     ms_snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
     size_t len, cap;
-    char *t = read_file(path, &len, &cap);
+    char *t = read_file(open(path, O_RDONLY | O_CLOEXEC), &len, &cap);
     if (!t) return 1;
     int st = 0;
     const char *s = strstr(t, "\nState:");

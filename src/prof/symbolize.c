@@ -693,7 +693,7 @@ static void add_map(symtab_t *st, const char *line, const char *end) {
 }
 
 static bool read_maps(symtab_t *st) {
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    int fd = ms_os_open_proc_mm("maps");
     if (fd < 0) return false;
     size_t cap = 64 << 10, have = 0;
     char *buf = arena_alloc(st, cap);

@@ -179,7 +179,7 @@ int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind) {
      * static binary that pprof is given, so Go's text has no such part.) */
     put(&o, "\nMAPPED_LIBRARIES:\n");
     flush(&o);
-    int mfd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    int mfd = ms_os_open_proc_mm("maps");
     if (mfd >= 0) {
         ssize_t n;
         while ((n = read(mfd, o.buf, sizeof o.buf)) > 0) ms_write_fd(fd, o.buf, (size_t)n);
