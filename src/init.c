@@ -12,13 +12,12 @@
  * _exit(), which runs no destructor).
  */
 #include "internal.h"
-
-#include <signal.h>
 #include "http/http.h"
 #include "leak/leak.h"
 #include "prof/prof.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -79,10 +78,9 @@ __attribute__((constructor)) static void ms_ctor(void) {
 /* At exit: the heap profile and the leak report (prof/api.c), then the
  * stats.  leaks=exit ends the process with status 23 when something is
  * reported, as LeakSanitizer does: the program's stdio buffers are flushed
- * first, so no output of the program is lost. */
-/* ms_dtor: the reports at exit.  They take memscope's locks and allocate
- * (symbolizing, the leak check) for milliseconds, so the program's signals
- * wait until they are done: a handler that forks or allocates, legal
+ * first, so no output of the program is lost.  The reports take
+ * memscope's locks and allocate (symbolizing, the leak check) for
+ * milliseconds, so the program's signals wait until they are done: a handler that forks or allocates, legal
  * enough in practice under glibc, would otherwise find memscope inside
  * malloc every time (a helper session's 1 ms timer whose handler forked
  * hung at exit under leaks=reachable, 3 times out of 3). */

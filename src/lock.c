@@ -5,7 +5,7 @@
  * tricky", mutex 3).  Taking it uncontended is one compare-and-swap and
  * releasing it one exchange.  A glibc pthread mutex costs several times
  * that (its type, owner and robust-list bookkeeping: about 55 instructions
- * a lock and unlock pair against this one's 8, callgrind), and the
+ * a lock and unlock pair in a bulk malloc-free run, callgrind), and the
  * central lists take their class's lock twice per batch of objects that a
  * thread cache refills or gives back.  A waiter spins briefly first, since
  * holds are shorter than a futex round trip, then sleeps in the kernel, so

@@ -297,8 +297,9 @@ uint64_t ms_os_random(void) {
  * pthread_exit (its first one included) would live on as long as the
  * scavenger or the HTTP server did, with every signal pending for ever
  * (they block all of them).  So each of them asks ms_os_program_gone now
- * and then and returns when it is true; the last one to return ends the
- * process as the program's last thread would have (glibc's exit(0)). */
+ * and then and returns when it is true; the finisher (below) is then the
+ * last thread, and glibc ends the process on it with exit(0), as it would
+ * have on the program's last thread. */
 static _Atomic int own_threads;
 static _Atomic bool finishing;
 typedef void *(*thread_fn)(void *);

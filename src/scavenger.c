@@ -19,8 +19,8 @@
  *     until a span is freed, waking once a second for a stat and a readlink
  *     of /proc (os.c: ms_os_program_gone): if every thread of the program
  *     has exited with pthread_exit, the scavenger returns so that the
- *     process ends.  After a thread with a cache exits it looks every 10 ms
- *     for a while, so such a process ends within milliseconds.
+ *     process ends.  For 200 ms after a thread with a cache exits it looks
+ *     every 10 ms.
  *   - Forced: memscope_free_os_memory() (and malloc_trim) flushes the calling
  *     thread's cache and the central transfer slots, then releases every idle
  *     page at once, whatever its age (Go's debug.FreeOSMemory).
@@ -55,13 +55,13 @@
 static pthread_mutex_t sc_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sc_cond;
 static _Atomic bool sc_started;
-static _Atomic bool sc_waiting_forever; /* asleep with nothing to wait for: a kick must wake it */
+static _Atomic bool sc_waiting_forever; /* asleep with nothing to wait for (but the look at GONE_LOOK_S): a kick must wake it */
 static _Atomic bool sc_hold;            /* in a fork child's handler: start nothing */
 static uint32_t scvg_seq;               /* trace line number (sc_lock) */
 static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
-/* The program's threads may all exit (os.c: ms_os_thread): the idle
- * scavenger looks every GONE_LOOK_S, and every 10 ms for the next
- * sc_exit_hint looks after a thread with a cache exits. */
+/* The program's threads may all exit (os.c: ms_os_thread): the scavenger
+ * looks every GONE_LOOK_S, and every 10 ms for the next sc_exit_hint looks
+ * after a thread with a cache exits. */
 #define GONE_LOOK_S 1
 static _Atomic uint32_t sc_exit_hint;
 
@@ -124,38 +124,26 @@ static void *scavenger_main(void *arg) {
         }
         /* busy, it still looks once a second: a thread that never
          * allocated may be the program's last */
-        if ((atomic_load(&sc_exit_hint) || now + 10 >= gone_look_ms + GONE_LOOK_S * 1000) &&
-            (gone_look_ms = now, ms_os_program_gone()))
-            break;
+        if (atomic_load(&sc_exit_hint) || now + 10 >= gone_look_ms + GONE_LOOK_S * 1000) {
+            gone_look_ms = now;
+            if (ms_os_program_gone()) break;
+        }
         uint64_t wake = oldest == UINT64_MAX ? UINT64_MAX : oldest + delay;
         if (parked && now + look_interval_ms(delay) < wake) wake = now + look_interval_ms(delay);
-        if (wake == UINT64_MAX) {
-            /* nothing to wait for: but the program may end all its threads
-             * (os.c: ms_os_thread), so look now and then, and often for a
-             * while after a thread of the program exits */
-            uint32_t hint = atomic_load(&sc_exit_hint);
-            if (hint) atomic_store(&sc_exit_hint, hint - 1);
-            atomic_store(&sc_waiting_forever, true);
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += hint ? 10 * 1000000 : 0;
-            ts.tv_sec += hint ? 0 : GONE_LOOK_S;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&sc_cond, &sc_lock, &ts);
-            atomic_store(&sc_waiting_forever, false);
-            continue;
-        }
-        /* sleep until then; CLOCK_MONOTONIC_COARSE ticks every few ms, so
-         * wake a tick late rather than early */
-        uint64_t wait_ms = wake - now + 5;
+        /* Sleep until then (CLOCK_MONOTONIC_COARSE ticks every few ms, so
+         * a tick late rather than early), or with nothing to wait for until
+         * a span is freed.  Either way for at most GONE_LOOK_S, and 10 ms
+         * while sc_exit_hint lasts: the program may end all its threads
+         * (os.c: ms_os_thread). */
+        bool idle = wake == UINT64_MAX;
+        uint64_t wait_ms = idle ? GONE_LOOK_S * 1000 : wake - now + 5;
         if (wait_ms > GONE_LOOK_S * 1000) wait_ms = GONE_LOOK_S * 1000;
-        if (atomic_load(&sc_exit_hint)) { /* look again in 10 ms (above) */
-            atomic_fetch_sub(&sc_exit_hint, 1);
+        uint32_t hint = atomic_load(&sc_exit_hint);
+        if (hint) {
+            atomic_store(&sc_exit_hint, hint - 1);
             if (wait_ms > 10) wait_ms = 10;
         }
+        if (idle) atomic_store(&sc_waiting_forever, true);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_sec += (time_t)(wait_ms / 1000);
@@ -165,6 +153,7 @@ static void *scavenger_main(void *arg) {
             ts.tv_nsec -= 1000000000;
         }
         pthread_cond_timedwait(&sc_cond, &sc_lock, &ts);
+        if (idle) atomic_store(&sc_waiting_forever, false);
     }
     /* sc_started stays set: nothing is left to start it for */
     pthread_mutex_unlock(&sc_lock);
