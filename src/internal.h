@@ -225,8 +225,13 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
 /* ------------------------------------------------------------------------
  * pagemap.c: page number -> span, and one "released" bit per page
  * ---------------------------------------------------------------------- */
-#define MS_PM_LEAF_BITS 20
-#define MS_PM_ROOT_BITS 15 /* 13 + 20 + 15 = 48-bit addresses */
+/* 13 + 17 + 18 = 48-bit addresses.  The split keeps the fixed address
+ * space small, which a program under an address-space limit (ulimit -v)
+ * needs: 2 MiB of root and a 1 MiB nil leaf in BSS, and 1 MiB per leaf
+ * (1 GiB of heap); 20 leaf bits took 16 MiB before the first malloc
+ * returned, and programs glibc runs under a 20 MB limit failed. */
+#define MS_PM_LEAF_BITS 17
+#define MS_PM_ROOT_BITS 18
 /* Entries are stored XOR the address of ms_pm (its nil leaf), so that the
  * zero of untouched memory reads as that address: a root entry never
  * written gives the nil leaf, a leaf entry never written gives the "nil

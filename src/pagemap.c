@@ -1,9 +1,9 @@
 /* pagemap.c: from an address to its span in two loads, and which pages are
  * released.  See malloc.c for the overview.
  *
- * A two-level radix tree over 48-bit addresses: the root (in BSS, 256 KiB of
+ * A two-level radix tree over 48-bit addresses: the root (in BSS, 2 MiB of
  * virtual space of which only touched entries become resident) points to
- * leaves covering 8 GiB each.  Pointers are stored XOR a sentinel's address
+ * leaves covering 1 GiB each.  Pointers are stored XOR a sentinel's address
  * (internal.h), so an untouched zero entry reads as the sentinel and free()
  * follows the tree with three loads and no NULL test.  A leaf is mapped once, lazily, under the heap
  * lock and never freed, so readers (free, malloc_usable_size) need no lock:
@@ -16,7 +16,7 @@
  */
 #include "internal.h"
 
-pagemap_t ms_pm; /* BSS: the nil leaf (8 MiB, only ever read) and the root */
+pagemap_t ms_pm; /* BSS: the nil leaf (1 MiB, only ever read) and the root */
 
 #define LEAF_MASK ((1u << MS_PM_LEAF_BITS) - 1)
 #define NIL_LEAF ((uintptr_t)&ms_pm)
@@ -32,7 +32,7 @@ bool ms_pagemap_ensure(uintptr_t start, size_t npages) {
         if (ms_pm.root[i]) continue;
         pm_leaf_t *leaf = ms_meta_alloc(sizeof(pm_leaf_t));
         if (!leaf) return false;
-        /* a leaf is ~8 MiB of address space but only the touched pages are
+        /* a leaf is ~1 MiB of address space but only the touched pages are
          * resident: count what is resident, not what is mapped */
         atomic_fetch_sub_explicit(&ms_meta_inuse, sizeof(pm_leaf_t), memory_order_relaxed);
         atomic_store_explicit((_Atomic uintptr_t *)&ms_pm.root[i], (uintptr_t)leaf ^ NIL_LEAF, memory_order_release);

@@ -56,8 +56,9 @@
  * check is over (the generation is even) and returns at once.
  *
  * fork: a child starts with no check running (ms_leak_fork_child, from
- * init.c's handler); slots are static so that a late handler never touches
- * memory that was returned.
+ * init.c's handler).  The slots are mapped at the first check and never
+ * returned, so that a late handler never touches memory that was; a
+ * program that never checks does not pay their 2 MiB of address space.
  */
 #include "leak.h"
 
@@ -107,7 +108,7 @@ typedef struct slot_s {
 } slot_t;
 enum { SLOT_SENT = 0, SLOT_GONE = 1, SLOT_GIVEN_UP = 2 };
 
-static slot_t slots[MS_LEAK_MAX_THREADS];
+static slot_t *slots; /* MS_LEAK_MAX_THREADS of them, from the first check on */
 static _Atomic uint32_t nslots;
 static _Atomic uint32_t stop_gen;  /* odd while threads must stop */
 static _Atomic uint32_t arrived;   /* handlers that have saved their state */
@@ -447,7 +448,7 @@ static void add_tid(int tid, void *arg) {
     uint32_t n = atomic_load_explicit(&nslots, memory_order_relaxed);
     for (uint32_t i = 0; i < n; i++)
         if (atomic_load_explicit(&slots[i].tid, memory_order_relaxed) == tid) return;
-    if (n == MS_LEAK_MAX_THREADS) {
+    if (!slots || n == MS_LEAK_MAX_THREADS) { /* no slots: memory refused them */
         c->too_many = true;
         return;
     }
@@ -624,6 +625,8 @@ static void copy_ranges(capture_t *c) {
 
 static void stop_and_copy(capture_t *c) {
     uint64_t t0 = ms_os_now_ns();
+    if (!slots && (slots = ms_meta_alloc(MS_LEAK_MAX_THREADS * sizeof(slot_t))) != NULL)
+        atomic_fetch_sub_explicit(&ms_meta_inuse, MS_LEAK_MAX_THREADS * sizeof(slot_t), memory_order_relaxed); /* resident only as used */
     c->gen = atomic_load(&stop_gen) + 1; /* odd */
     atomic_store(&arrived, 0);
     atomic_store(&nslots, 0);
