@@ -173,6 +173,25 @@ else
     fail "no C++ compiler"
 fi
 
+# --- a heapprofile path that is not a regular file is written through,
+# never replaced (a rename once put a file in place of /dev/null): a FIFO
+# with a reader gets the profile, one without is refused with one line, and
+# a symbolic link stays a link to the rewritten file
+mkfifo "$tmp/fifo"
+exec 7<>"$tmp/fifo" # a reader from the start; the profile waits in the pipe's buffer
+run profile_rate=1,heapprofile="$tmp/fifo" "$tmp/sites" leak >/dev/null 2>&1
+dd iflag=nonblock bs=1M count=1 <&7 >"$tmp/from_fifo" 2>/dev/null
+exec 7<&-
+[ -p "$tmp/fifo" ] && "$MS" report --inuse "$tmp/from_fifo" | grep -q leak_site && ok ||
+    fail "heapprofile=FIFO: not written through the FIFO (or the FIFO replaced)"
+err=$(run profile_rate=1,heapprofile="$tmp/fifo" "$tmp/sites" leak 2>&1 >/dev/null); rc=$?
+[ $rc = 0 ] && [ -p "$tmp/fifo" ] && [ "$(printf '%s\n' "$err" | grep -c 'FIFO with no reader')" = 1 ] && ok ||
+    fail "heapprofile=FIFO without a reader: exit $rc, $err"
+echo old >"$tmp/target.pb.gz"; ln -s target.pb.gz "$tmp/link"
+run profile_rate=1,heapprofile="$tmp/link" "$tmp/sites" leak >/dev/null 2>&1
+[ -L "$tmp/link" ] && "$MS" report --inuse "$tmp/target.pb.gz" | grep -q leak_site && ok ||
+    fail "heapprofile=symlink: the link was replaced or its file not rewritten"
+
 # --- the same through memscope run's flags
 rm -f "$tmp"/run.*.pb.gz
 "$MS" run --profile-rate 1 --heapprofile "$tmp/run.%p.pb.gz" --leaks=exit -- "$tmp/sites" leak >/dev/null 2>"$tmp/run.err"; rc=$?

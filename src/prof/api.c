@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* expand: PATH with each %p replaced by the pid and %% by %; false if too long. */
@@ -52,6 +53,28 @@ static int write_path(const char *path, int kind) {
     if (!ms_prof_enabled()) {
         ms_warn("memscope: heap profile: profiling is off (MEMSCOPE=profile_rate=0); %s not written", final);
         return -1;
+    }
+    /* A path that is not a regular file (a device such as /dev/stdout, a
+     * FIFO, a symbolic link) is written through, as `> path` would: the
+     * rename below would put a file in its place (it once replaced
+     * /dev/null).  A FIFO with no reader is refused, not waited for. */
+    struct stat st;
+    if (lstat(final, &st) == 0 && !S_ISREG(st.st_mode)) {
+        int fd = open(final, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0) {
+            ms_warn("memscope: heap profile: cannot open %s (errno %d%s)", final, errno,
+                    errno == ENXIO ? ": a FIFO with no reader" : "");
+            errno = saved;
+            return -1;
+        }
+        struct stat to; /* a link to a regular file: that file, rewritten */
+        bool ok = fstat(fd, &to) == 0 && (!S_ISREG(to.st_mode) || ftruncate(fd, 0) == 0);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        int rc = ok ? ms_prof_write(fd, kind, 0) : -1;
+        if (close(fd) != 0) rc = -1;
+        if (rc != 0) ms_warn("memscope: heap profile: writing %s failed", final);
+        errno = saved;
+        return rc;
     }
     ms_snprintf(tmp, sizeof tmp, "%s.%d.tmp", final, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
