@@ -86,5 +86,29 @@ for _ in $(seq 50); do [ -s "$TMPD/g200.port" ] && break; sleep 0.1; done
 "$BUILD/memscope" top --once "127.0.0.1:$(cat "$TMPD/g200.port")" >"$TMPD/g200.out" 2>"$TMPD/g200.err"; rc=$?
 check "not memscope's endpoint: top exits 1 and says so" sh -c "[ $rc = 1 ] && grep -q 'not memscope' '$TMPD/g200.err'"
 kill "$G200" 2>/dev/null; wait "$G200" 2>/dev/null
+
+# a server that drips its answer a byte a second: top gives up within its
+# 5 s bound instead of waiting for ever
+python3 - >"$TMPD/drip.port" <<'PY' &
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+for _ in range(60):
+    try: c.send(b"H"); time.sleep(1)
+    except OSError: break
+PY
+DRIP=$!
+for _ in $(seq 50); do [ -s "$TMPD/drip.port" ] && break; sleep 0.1; done
+t0=$SECONDS
+timeout 30 "$BUILD/memscope" top --once "127.0.0.1:$(cat "$TMPD/drip.port")" >/dev/null 2>"$TMPD/drip.err"; rc=$?
+check "a dripping server: top exits 1 within 8 s and says so" sh -c "[ $rc = 1 ] && [ $((SECONDS - t0)) -le 8 ] && grep -q 'no complete answer' '$TMPD/drip.err'"
+kill "$DRIP" 2>/dev/null; wait "$DRIP" 2>/dev/null
+
+# a port past 65535 is a bad URL, not that port modulo 65536
+"$BUILD/memscope" top --once 83688 >/dev/null 2>&1; rc1=$?
+"$BUILD/memscope" top --once http://127.0.0.1:70000 >/dev/null 2>&1; rc2=$?
+check "ports above 65535 are usage errors" sh -c "[ $rc1 = 2 ] && [ $rc2 = 2 ]"
 echo "$failures failed"
 exit "$failures"

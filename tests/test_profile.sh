@@ -200,6 +200,8 @@ grep -q 'leak_site' "$tmp/run.err" && ok || fail "memscope run --leaks: no repor
 f=$(ls "$tmp"/run.*.pb.gz 2>/dev/null | head -1)
 [ -n "$f" ] && "$MS" report --inuse "$f" | grep -q leak_site && ok || fail "memscope run --heapprofile: no profile naming leak_site"
 "$MS" run --profile-rate x -- true 2>/dev/null; [ $? = 2 ] && ok || fail "--profile-rate x is not a usage error"
+# past the library's range: a usage error, not a warning from the library
+"$MS" run --profile-rate 2000000000000 -- true 2>/dev/null; [ $? = 2 ] && ok || fail "--profile-rate 2000000000000 is not a usage error"
 
 # --- dlopen, dlclose and fork racing stack capture at rate 1: no deadlock, no crash
 $CC -O2 -g tests/prof/dlstress.c -o "$tmp/dlstress" -lpthread -ldl || exit 1

@@ -358,8 +358,9 @@ static int cmd_run(int argc, char **argv)
         } else if (strncmp(a, "--leaks=", 8) == 0) {
             usage_error("--leaks takes no value, =exit or =reachable, not '%s'", a + 8);
         } else if ((v = opt_value(argc, argv, &i, "--profile-rate"))) {
-            if (!v[0] || strspn(v, "0123456789") != strlen(v))
-                usage_error("--profile-rate wants a number of bytes, not '%s'", v);
+            /* the library's range (src/options.c): 0 .. 2^40 bytes */
+            if (!v[0] || strspn(v, "0123456789") != strlen(v) || strlen(v) > 13 || strtoull(v, NULL, 10) > (1ull << 40))
+                usage_error("--profile-rate wants a number of bytes from 0 to 1099511627776, not '%s'", v);
             char *kv = xasprintf("profile_rate=%s", v);
             optlist_add_csv(&cli, kv);
             free(kv);

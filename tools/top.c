@@ -39,6 +39,13 @@ int memscope_top_main(int argc, char **argv);
 
 #define MAXPTS 1800
 #define RESP_CAP (4 << 20)
+#define FETCH_SECONDS 5
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static char host[256], port[16], hostport[300];
 static char urlbuf[300];
@@ -68,6 +75,9 @@ static int parse_url(const char *u) {
         snprintf(port, sizeof port, "%.15s", colon + 1);
         if (!host[0]) snprintf(host, sizeof host, "127.0.0.1");
     }
+    /* a numeric port is 1..65535: getaddrinfo would take 83688 modulo 65536 */
+    if (strspn(port, "0123456789") == strlen(port) && (!port[0] || strlen(port) > 5 || atoi(port) < 1 || atoi(port) > 65535))
+        return -1;
     snprintf(hostport, sizeof hostport, "%.250s:%.15s", host, port);
     return 0;
 }
@@ -103,13 +113,22 @@ static int fetch(const char *path, char **body, char *err, size_t errcap) {
         close(fd);
         return -1;
     }
+    /* the whole answer within FETCH_SECONDS: the receive timeout bounds
+     * each wait, and a server that drips a byte at a time must not hold
+     * the view (and its q and Ctrl-C) for ever */
     size_t len = 0;
+    double t0 = now_s();
     for (;;) {
         ssize_t r = recv(fd, resp + len, RESP_CAP - 1 - len, 0);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         len += (size_t)r;
         if (len >= RESP_CAP - 1) break;
+        if (now_s() - t0 > FETCH_SECONDS) {
+            snprintf(err, errcap, "%s: no complete answer within %d s", hostport, FETCH_SECONDS);
+            close(fd);
+            return -1;
+        }
     }
     close(fd);
     resp[len] = 0;

@@ -68,6 +68,15 @@ static int profile_route(const ms_http_req_t *req, int kind, int fd, int *status
     }
     int debug = (int)ms_http_query_int(req->query, "debug", 0, 2);
     long secs = ms_http_query_int(req->query, "seconds", 0, 60); /* bounded: a slot is held meanwhile */
+    if (secs > 0 && debug && kind != PROF_PEAK) {
+        /* a delta's counts go below zero, which Go's text format cannot
+         * carry: refused as Go's net/http/pprof refuses it */
+        static const char msg[] = "seconds and debug params are incompatible\n";
+        ms_write_fd(fd, msg, sizeof msg - 1);
+        *status = 400;
+        *ctype = CT_TEXT;
+        return 0;
+    }
     if (ms_http_query_int(req->query, "gc", 0, 1)) memscope_free_os_memory();
     *ctype = debug ? CT_TEXT : "application/octet-stream";
     if (secs > 0 && kind != PROF_PEAK) {
