@@ -267,19 +267,33 @@ static void on_writable(conn_t *c, uint64_t now) {
 
 static uint64_t accepts; /* connections accepted so far (the server thread's) */
 
+/* free_slot: a free slot, or NULL and in *oldest the longest-held one that
+ * may be evicted: still reading its request, or lingering after its answer */
+static conn_t *free_slot(conn_t **oldest) {
+    *oldest = NULL;
+    for (int i = 0; i < MS_HTTP_MAX_CONNS; i++) {
+        if (conns[i].state == C_FREE) return &conns[i];
+        if ((conns[i].state == C_READ || conns[i].state == C_LINGER) &&
+            (!*oldest || conns[i].accepted < (*oldest)->accepted))
+            *oldest = &conns[i];
+    }
+    return NULL;
+}
+
 static void accept_all(uint64_t now) {
     for (int k = 0; k < 64; k++) {
         int fd = high_fd(accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (fd < 0) return;
-        conn_t *slot = NULL, *oldest = NULL;
-        for (int i = 0; i < MS_HTTP_MAX_CONNS; i++) {
-            if (conns[i].state == C_FREE) {
-                slot = &conns[i];
-                break;
-            }
-            if ((conns[i].state == C_READ || conns[i].state == C_LINGER) &&
-                (!oldest || conns[i].accepted < oldest->accepted))
-                oldest = &conns[i];
+        conn_t *oldest, *slot = free_slot(&oldest);
+        if (!slot) {
+            /* Every slot is taken.  Read first what the connections still
+             * reading have received: a complete request is then answered,
+             * not evicted (a burst of 17 complete requests reset the first
+             * one's connection), and only a slow or idle client is left to
+             * evict. */
+            for (int i = 0; i < MS_HTTP_MAX_CONNS; i++)
+                if (conns[i].state == C_READ) on_readable(&conns[i], now);
+            slot = free_slot(&oldest);
         }
         bool evicted = false;
         if (!slot && oldest) close_conn(oldest), slot = oldest, evicted = true;
