@@ -200,5 +200,20 @@ if [ "$rc" -eq 0 ] || [ "$nerr" -ne 1 ] || [ -n "$out" ]; then
     fail "library missing: want non-zero exit, one stderr line, command not run; got exit $rc, out '$out', err '$err'"
 fi
 
+# a program the loader cannot preload into runs, with one line saying that
+# it runs without memscope (it once ran silently, without what was asked)
+printf 'int main(void) { return 3; }\n' >"$tmp/static.c"
+if ! ${CC:-cc} -static -o "$tmp/static" "$tmp/static.c" 2>"$tmp/cc.err"; then
+    fail "cannot build a static test program (libc6-dev's libc.a): $(head -1 "$tmp/cc.err")"
+else
+    run "$MS" run --stats -- "$tmp/static"
+    note
+    [ "$rc" = 3 ] && [ "$nerr" = 1 ] && grep -q 'statically linked.*runs without memscope' "$tmp/err" ||
+        fail "run on a static program: exit $rc (want 3), stderr: $err"
+    run "$MS" run -- true # a dynamic one: nothing said
+    note
+    [ "$rc" = 0 ] && [ "$nerr" = 0 ] || fail "run true: exit $rc, stderr: $err"
+fi
+
 echo "test_cli: $checks checks, $failures failed"
 [ "$failures" -eq 0 ]

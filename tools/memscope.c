@@ -50,9 +50,12 @@
  * exit status follows the shell convention: 127 "command not found" when it
  * does not exist, 126 when it exists but cannot be executed; one line each.
  */
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,6 +326,58 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name)
     return argv[++*i];
 }
 
+/* resolve: the file execvp would run for cmd, in buf; false if none */
+static bool resolve(const char *cmd, char *buf, size_t cap)
+{
+    if (strchr(cmd, '/')) return snprintf(buf, cap, "%s", cmd) < (int)cap;
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin"; ; ) {
+        size_t n = strcspn(p, ":");
+        if (snprintf(buf, cap, "%.*s%s%s", (int)n, p, n ? "/" : "", cmd) < (int)cap && access(buf, X_OK) == 0)
+            return true;
+        if (!p[n]) return false;
+        p += n + 1;
+    }
+}
+
+/* warn_unpreloadable: one line when the loader will not preload the library
+ * into cmd, which then runs without any of what was asked: a statically
+ * linked program has no loader, and one that changes user or group on exec
+ * runs in secure-execution mode, where the loader ignores LD_PRELOAD and
+ * glibc drops MEMSCOPE.  The program still runs: its exit status is the
+ * command's, as always. */
+static void warn_unpreloadable(const char *cmd)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (!resolve(cmd, path, sizeof path) || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    if (((st.st_mode & S_ISUID) && st.st_uid != geteuid()) || ((st.st_mode & S_ISGID) && st.st_gid != getegid())) {
+        fprintf(stderr, "memscope: %s is set-user-ID or set-group-ID: the loader ignores LD_PRELOAD for it, "
+                        "so it runs without memscope\n", cmd);
+        return;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    Elf64_Ehdr eh;
+    bool interp = true; /* unless the headers say otherwise (not ELF, 32-bit: the loader speaks) */
+    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr) && eh.e_phnum < 4096) {
+        interp = false;
+        for (unsigned i = 0; i < eh.e_phnum && !interp; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) != (ssize_t)sizeof ph) {
+                interp = true; /* unreadable: say nothing */
+                break;
+            }
+            interp = ph.p_type == PT_INTERP;
+        }
+    }
+    close(fd);
+    if (!interp)
+        fprintf(stderr, "memscope: %s is statically linked: nothing can be preloaded into it, "
+                        "so it runs without memscope\n", cmd);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct optlist cli = {0};
@@ -409,6 +464,7 @@ static int cmd_run(int argc, char **argv)
     if (ms[0] && setenv("MEMSCOPE", ms, 1) != 0)
         die(1, "cannot set MEMSCOPE: %s", strerror(errno));
 
+    warn_unpreloadable(cmd[0]);
     fflush(NULL);
     execvp(cmd[0], cmd);
     int err = errno;
