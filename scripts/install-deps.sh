@@ -27,7 +27,7 @@
 #              redis-server redis-tools (bench/run_apps.sh: redis-server under
 #              redis-benchmark; python3 and sqlite3 above serve it too)
 set -eu
-PKGS="gcc clang make g++ binutils zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
+PKGS="gcc clang make g++ binutils libc6-dev zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
       libpython3.11-testsuite redis-server redis-tools
       prometheus chromium tmux libclang-rt-14-dev
       libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind redis-server redis-tools coreutils gawk liblsan0"
