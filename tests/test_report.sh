@@ -288,6 +288,14 @@ expect_bad "random bytes" "$tmp/random"
 printf '\037\213' >"$tmp/magic.gz"
 expect_bad "gzip magic only" "$tmp/magic.gz"
 expect_bad "text file" Makefile
+# a file of 2 GiB (sparse) is refused by its size, before anything is read:
+# reading it first held 1 GiB of memory before saying so
+truncate -s 2G "$tmp/huge.pb"
+run /usr/bin/time -f '%M' -o "$tmp/huge.rss" "$MS" report "$tmp/huge.pb"
+note
+[ "$rc" = 1 ] && grep -q 'too large' "$tmp/err" && [ "$(tail -1 "$tmp/huge.rss")" -lt 65536 ] ||
+    fail "a 2 GiB file: exit $rc, max RSS $(tail -1 "$tmp/huge.rss") KiB (want under 64 MiB), $err"
+rm -f "$tmp/huge.pb"
 src=""
 if [ -n "$REF" ]; then src=$REF/heap.pb.gz; elif [ -f "$tmp/new.pb.gz" ]; then src=$tmp/new.pb.gz; fi
 if [ -n "$src" ]; then

@@ -29,6 +29,8 @@
  */
 #include "pprofread.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -745,6 +747,11 @@ static const char *read_file(const char *path, unsigned char **out, size_t *outl
     FILE *f = fopen(path, "rb");
     if (!f)
         return strerror(errno);
+    struct stat st; /* a file known too large is refused before 1 GiB is read */
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size >= MS_PPROF_MAX_BYTES) {
+        fclose(f);
+        return "profile too large (1 GiB or more)";
+    }
     size_t cap = 1 << 16, n = 0;
     unsigned char *buf = malloc(cap);
     const char *e = buf ? NULL : "out of memory";
