@@ -219,6 +219,7 @@ typedef struct fixalloc_s {
 void *ms_fixalloc_alloc(fixalloc_t *fa);   /* zeroed object, or NULL; caller holds the owning lock */
 void ms_fixalloc_free(fixalloc_t *fa, void *p);
 void *ms_meta_alloc(size_t bytes);         /* zeroed pages for a long-lived table */
+void *ms_meta_sparse(size_t bytes);        /* the same, for a table touched only in part: not counted in use */
 extern _Atomic uint64_t ms_meta_sys;       /* bytes of metadata mapped */
 extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
 

@@ -28,6 +28,16 @@ void *ms_meta_alloc(size_t bytes) {
     return p;
 }
 
+/* ms_meta_sparse: a table whose pages become resident only as they are
+ * touched (a page-map leaf, the leak checker's thread slots) counts as
+ * metadata mapped but not as metadata in use, which would overstate what
+ * memscope itself holds by megabytes. */
+void *ms_meta_sparse(size_t bytes) {
+    void *p = ms_meta_alloc(bytes);
+    if (p) atomic_fetch_sub_explicit(&ms_meta_inuse, (bytes + MS_PAGE_MASK) & ~MS_PAGE_MASK, memory_order_relaxed);
+    return p;
+}
+
 void *ms_fixalloc_alloc(fixalloc_t *fa) {
     void *p = fa->free;
     if (p) {

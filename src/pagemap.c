@@ -30,11 +30,8 @@ bool ms_pagemap_ensure(uintptr_t start, size_t npages) {
     if (last >> (MS_PM_LEAF_BITS + MS_PM_ROOT_BITS)) return false;
     for (uintptr_t i = first >> MS_PM_LEAF_BITS; i <= last >> MS_PM_LEAF_BITS; i++) {
         if (ms_pm.root[i]) continue;
-        pm_leaf_t *leaf = ms_meta_alloc(sizeof(pm_leaf_t));
+        pm_leaf_t *leaf = ms_meta_sparse(sizeof(pm_leaf_t)); /* ~1 MiB, resident as touched */
         if (!leaf) return false;
-        /* a leaf is ~1 MiB of address space but only the touched pages are
-         * resident: count what is resident, not what is mapped */
-        atomic_fetch_sub_explicit(&ms_meta_inuse, sizeof(pm_leaf_t), memory_order_relaxed);
         atomic_store_explicit((_Atomic uintptr_t *)&ms_pm.root[i], (uintptr_t)leaf ^ NIL_LEAF, memory_order_release);
     }
     return true;

@@ -625,8 +625,7 @@ static void copy_ranges(capture_t *c) {
 
 static void stop_and_copy(capture_t *c) {
     uint64_t t0 = ms_os_now_ns();
-    if (!slots && (slots = ms_meta_alloc(MS_LEAK_MAX_THREADS * sizeof(slot_t))) != NULL)
-        atomic_fetch_sub_explicit(&ms_meta_inuse, MS_LEAK_MAX_THREADS * sizeof(slot_t), memory_order_relaxed); /* resident only as used */
+    if (!slots) slots = ms_meta_sparse(MS_LEAK_MAX_THREADS * sizeof(slot_t));
     c->gen = atomic_load(&stop_gen) + 1; /* odd */
     atomic_store(&arrived, 0);
     atomic_store(&nslots, 0);
