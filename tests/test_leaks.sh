@@ -105,6 +105,14 @@ fi
 # a program with its own handler on SIGRTMAX-1 keeps it through live checks
 out=$(timeout 30 env LD_PRELOAD="$LIB" ./ownsig 2>ownsig.err)
 [ "$out" = "handled 2 checks 0 0" ] && pass "program's own SIGRTMAX-1 handler kept: $out" || { fail "own signal handler: '$out', want 'handled 2 checks 0 0'"; cat ownsig.err; }
+out=$(timeout 30 env LD_PRELOAD="$LIB" ./ownsig all 2>ownsig.err); rc=$?
+[ $rc = 0 ] && [ "$out" = "all checks -1 -1" ] && [ "$(grep -c 'no signal can stop' ownsig.err)" = 2 ] &&
+    pass "every real-time signal taken: checks fail with one line each, the program goes on" ||
+    { fail "every real-time signal taken: exit $rc, '$out'"; cat ownsig.err; }
+out=$(timeout 30 env LD_PRELOAD="$LIB" MEMSCOPE=leaks=reachable ./ownsig all 2>ownsig.err); rc=$?
+[ $rc = 0 ] && [ "$(grep -c 'no signal can stop' ownsig.err)" = 3 ] &&
+    pass "every real-time signal taken: the check at exit says why, the status is the program's" ||
+    { fail "every real-time signal taken, at exit: exit $rc"; cat ownsig.err; }
 
 # live checks at the sampled rate while a global table's blocks are replaced
 # (no leak at all): new blocks at freed blocks' addresses were reported lost,

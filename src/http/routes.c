@@ -117,8 +117,7 @@ static int leaks_route(const ms_http_req_t *req, int fd, int *status, const char
     int debug = (int)ms_http_query_int(req->query, "debug", 0, 2);
     ms_leak_result_t *r = ms_leak_check(NULL); /* the server thread: no program frames */
     if (!r) {
-        static const char msg[] = "leak check: out of memory\n";
-        ms_write_fd(fd, msg, sizeof msg - 1);
+        ms_printf_fd(fd, "leak check: %s\n", ms_leak_why());
         *status = 503;
         *ctype = CT_TEXT;
         return 0;

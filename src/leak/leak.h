@@ -109,9 +109,11 @@ typedef struct ms_leak_result_s {
     size_t map_bytes;             /* of this struct and groups */
 } ms_leak_result_t;
 
-/* ms_leak_check: a full check now; NULL if memory was refused.  self as
- * for ms_leak_roots_capture. */
+/* ms_leak_check: a full check now; NULL if memory was refused or no signal
+ * can stop the threads (ms_leak_why says which).  self as for
+ * ms_leak_roots_capture. */
 ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self);
+const char *ms_leak_why(void); /* why the last check gave NULL, for a one-line message */
 void ms_leak_result_free(ms_leak_result_t *r);
 void ms_leak_mark_fork_child(void); /* from ms_leak_fork_child */
 

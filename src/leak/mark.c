@@ -582,6 +582,9 @@ static size_t confirm_lost(lost_t *lost, size_t n, const ms_leak_self_t *self, m
 /* group: lost blocks by (kind, stack) into r->groups, largest first. */
 static bool group(ms_leak_result_t *r, const lost_t *lost, const uint32_t *ids, size_t n, size_t *mapped);
 
+/* mark_free: returns what the mark mapped, and forgets it: a failed
+ * check reaches it twice (it once unmapped the tables a second time and
+ * read a freed root, SIGSEGV, when no thread could be stopped) */
 static void mark_free(mark_t *m) {
     ms_os_free(m->spans, m->spans_bytes);
     ms_os_free(m->ar, m->ar_bytes);
@@ -592,6 +595,7 @@ static void mark_free(mark_t *m) {
     ms_os_free(m->root, m->root_bytes);
     ms_os_free(m->stack, m->stack_bytes);
     ms_os_free(m->log, m->log_bytes);
+    *m = (mark_t){0};
 }
 
 static size_t mark_mapped(const mark_t *m) {

@@ -214,7 +214,7 @@ int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
 static __attribute__((noinline)) bool leak_exit(int fd, const ms_leak_self_t *self) {
     ms_leak_result_t *r = ms_leak_check(self);
     if (!r) {
-        ms_printf_fd(fd, "memscope: leak check: out of memory; no report\n");
+        ms_printf_fd(fd, "memscope: leak check: %s; no report\n", ms_leak_why());
         return false;
     }
     bool lost = r->objs[0] + r->objs[1] > 0;
@@ -243,7 +243,10 @@ __attribute__((noinline)) bool ms_leak_exit(int fd) {
 static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *self) {
     ms_ensure_init();
     ms_leak_result_t *r = ms_leak_check(self);
-    if (!r) return -1;
+    if (!r) {
+        ms_warn("memscope: leak check: %s; no report", ms_leak_why());
+        return -1;
+    }
     if (fd >= 0) ms_leak_write_text(fd, r, 50);
     long n = (long)(r->objs[0] + r->objs[1]);
     ms_leak_result_free(r);

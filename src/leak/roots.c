@@ -663,8 +663,16 @@ static int stop_cb(struct dl_phdr_info *info, size_t size, void *arg) {
  * signal the program handles or ignores is never taken from it (its
  * handler was once replaced for good by the first check).  false if the
  * program has a use for every one.  Called with the check's lock held. */
+static bool no_signal; /* the last pick found none */
+
+const char *ms_leak_why(void) {
+    return no_signal ? "no signal can stop the program's threads (it handles or ignores every real-time signal)"
+                     : "out of memory";
+}
+
 static bool pick_signal(void) {
     struct sigaction cur;
+    no_signal = false;
     if (stop_sig && sigaction(stop_sig, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_stop)
         return true;
     for (int sig = SIGRTMAX - 1; sig >= SIGRTMIN; sig--) {
@@ -678,8 +686,7 @@ static bool pick_signal(void) {
         stop_sig = sig;
         return true;
     }
-    ms_warn("memscope: leak check: the program handles or ignores every real-time signal; threads cannot be "
-            "stopped for a check");
+    no_signal = true; /* the caller's message says so */
     return false;
 }
 
