@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <signal.h>
 
 #include "memscope.h"
 #include "sizeclasses.h"
@@ -378,6 +379,20 @@ bool ms_central_is_valid(uint8_t cls);
 /* ------------------------------------------------------------------------
  * tcache.c
  * ---------------------------------------------------------------------- */
+/* ms_signals_hold: blocks every signal in the calling thread for a stretch
+ * of memscope's own work done on the program's thread (a leak check, a
+ * profile, stats, returning memory, the reports at exit), which holds
+ * memscope's locks: a handler that allocates meanwhile would wait on a
+ * lock its own thread holds (a 1 kHz timer whose handler mallocs hung
+ * memscope_check_leaks 5 times out of 5), or find a profiler snapshot half
+ * taken.  The signal is delivered when the stretch ends. */
+ms_inline void ms_signals_hold(sigset_t *old) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, old);
+}
+ms_inline void ms_signals_restore(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }
+
 /* ms_count_own: adds n to a counter that only the calling thread writes
  * and other threads read (relaxed).  On x86-64 one add to memory: the
  * owner's read and write need not be one atomic step, as no other thread

@@ -383,9 +383,8 @@ bool ms_os_program_gone(void) {
  * so (above).  Returns pthread_create's result. */
 int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out) {
     int saved = errno;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    sigset_t old;
+    ms_signals_hold(&old); /* the new thread inherits the mask */
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -395,7 +394,7 @@ int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t 
     int rc = pthread_create(&t, &attr, own_start, (void *)(uintptr_t)fn);
     if (rc != 0) atomic_fetch_sub(&own_threads, 1);
     pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    ms_signals_restore(&old);
     if (rc == 0) {
         pthread_setname_np(t, name);
         if (out) *out = t;

@@ -125,7 +125,10 @@ MEMSCOPE_API int memscope_read_stats(struct memscope_stats *st) {
     if (!st || st->size < offsetof(struct memscope_stats, metadata_inuse)) return -1;
     ms_ensure_init();
     struct memscope_stats full;
+    sigset_t old;
+    ms_signals_hold(&old);
     ms_stats_read(&full);
+    ms_signals_restore(&old);
     size_t n = st->size < sizeof full ? st->size : sizeof full;
     memcpy(st, &full, n);
     st->size = (uint32_t)n;

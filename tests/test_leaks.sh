@@ -47,6 +47,7 @@ $CC -O2 -g -shared -fPIC tests/leak/dl.c -o "$tmp/libleakdl.so" || exit 1
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/mt.c -o "$tmp/mt" -lpthread -ldl || exit 1
 $CC -O0 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/exitlost.c -o "$tmp/exitlost" || exit 1
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/ownsig.c -o "$tmp/ownsig" -ldl || exit 1
+$CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/sigalloc.c -o "$tmp/sigalloc" -ldl || exit 1
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/churn.c -o "$tmp/churn" -ldl -lpthread || exit 1
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/moving.c -o "$tmp/moving" -ldl -lpthread || exit 1
 cd "$tmp" || exit 1
@@ -105,6 +106,12 @@ fi
 # a program with its own handler on SIGRTMAX-1 keeps it through live checks
 out=$(timeout 30 env LD_PRELOAD="$LIB" ./ownsig 2>ownsig.err)
 [ "$out" = "handled 2 checks 0 0" ] && pass "program's own SIGRTMAX-1 handler kept: $out" || { fail "own signal handler: '$out', want 'handled 2 checks 0 0'"; cat ownsig.err; }
+for mode in profile_rate=1 ""; do
+    out=$(timeout 60 env LD_PRELOAD="$LIB" MEMSCOPE=$mode ./sigalloc 2>sigalloc.err); rc=$?
+    [ $rc = 0 ] && [ "$out" = "sigalloc ok 1" ] &&
+        pass "a timer handler that allocates during checks, profiles and stats (${mode:-defaults})" ||
+        { fail "timer handler allocating during checks (${mode:-defaults}): exit $rc, '$out'"; head -3 sigalloc.err; }
+done
 out=$(timeout 30 env LD_PRELOAD="$LIB" ./ownsig all 2>ownsig.err); rc=$?
 [ $rc = 0 ] && [ "$out" = "all checks -1 -1" ] && [ "$(grep -c 'no signal can stop' ownsig.err)" = 2 ] &&
     pass "every real-time signal taken: checks fail with one line each, the program goes on" ||

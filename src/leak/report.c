@@ -242,14 +242,18 @@ __attribute__((noinline)) bool ms_leak_exit(int fd) {
 
 static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *self) {
     ms_ensure_init();
+    sigset_t old;
+    ms_signals_hold(&old);
     ms_leak_result_t *r = ms_leak_check(self);
+    long n = -1;
     if (!r) {
         ms_warn("memscope: leak check: %s; no report", ms_leak_why());
-        return -1;
+    } else {
+        if (fd >= 0) ms_leak_write_text(fd, r, 50);
+        n = (long)(r->objs[0] + r->objs[1]);
+        ms_leak_result_free(r);
     }
-    if (fd >= 0) ms_leak_write_text(fd, r, 50);
-    long n = (long)(r->objs[0] + r->objs[1]);
-    ms_leak_result_free(r);
+    ms_signals_restore(&old);
     return n;
 }
 

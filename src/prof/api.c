@@ -36,10 +36,15 @@ static bool expand(const char *path, char *out, size_t cap) {
 }
 
 int ms_prof_write(int fd, int kind, int debug) {
+    sigset_t old;
+    ms_signals_hold(&old);
     prof_snap_t *snap = ms_prof_snap_take();
-    if (!snap) return -1;
-    int rc = debug ? ms_prof_write_text(fd, snap, kind) : ms_prof_write_pprof(fd, snap, kind);
-    ms_prof_snap_free(snap);
+    int rc = -1;
+    if (snap) {
+        rc = debug ? ms_prof_write_text(fd, snap, kind) : ms_prof_write_pprof(fd, snap, kind);
+        ms_prof_snap_free(snap);
+    }
+    ms_signals_restore(&old);
     return rc;
 }
 
