@@ -176,8 +176,10 @@ MEMSCOPE_API long memscope_check_leaks(int fd);
  * ---------------------------------------------------------------------- */
 
 /* memscope_http_start serves /debug/pprof/, /metrics, /debug/vars and a live
- * page on "PORT" or "IPV4:PORT" (127.0.0.1 unless given) from a background
- * thread, as MEMSCOPE=http=... does.  Returns 0, or -1 (one warning on stderr). */
+ * page on "PORT" or "IPV4:PORT" (127.0.0.1 unless given; NULL or "" is
+ * 127.0.0.1:6060) from a background thread, as MEMSCOPE=http=... does.
+ * Returns 0, or -1 (one warning on stderr; after 32 warnings in a process,
+ * memscope says once that it prints no more). */
 MEMSCOPE_API int memscope_http_start(const char *addr_port);
 
 #ifdef __cplusplus

@@ -122,7 +122,7 @@ void ms_stats_read(struct memscope_stats *st) {
 }
 
 MEMSCOPE_API int memscope_read_stats(struct memscope_stats *st) {
-    if (!st || st->size < offsetof(struct memscope_stats, metadata_inuse)) return -1;
+    if (!st || st->size < offsetof(struct memscope_stats, heap_alloc)) return -1; /* the general fields, as the header says */
     ms_ensure_init();
     struct memscope_stats full;
     sigset_t old;

@@ -149,5 +149,16 @@ sys.exit(0 if set(got) <= {"HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable"
 PY
 check "a burst of 20 queued requests: each gets 200 or 503" [ $? = 0 ]
 stop_host
+
+# the program closes the server's socket, which stops the server with one
+# line; a later memscope_http_start serves again
+port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BUILD/tests/prog_http_restart" 127.0.0.1:0 "127.0.0.1:$port2" >"$TMPD/restart.out" 2>"$TMPD/restart.err" &
+RPID=$!
+for _ in $(seq 60); do [ -s "$TMPD/restart.out" ] && break; sleep 0.1; done
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port2/metrics")
+kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null
+check "the server stopped by a closed socket can be started again" \
+    sh -c "[ '$(cat "$TMPD/restart.out")' = 'first=0 second=0' ] && [ '$code' = 200 ] && grep -q 'no longer serving' '$TMPD/restart.err'"
 echo "$failures failed"
 exit "$failures"

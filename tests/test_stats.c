@@ -118,6 +118,17 @@ int main(void) {
         result &= CHECK_TRUE(memscope_read_stats(&st) == -1);
         st.size = offsetof(struct memscope_stats, alloc);
         result &= CHECK_TRUE(memscope_read_stats(&st) == -1);
+        st.size = offsetof(struct memscope_stats, frees); /* the general fields but one */
+        result &= CHECK_TRUE(memscope_read_stats(&st) == -1);
+    }
+    CHECK_BODY("the general fields alone are enough (the header's promise)") {
+        struct memscope_stats st;
+        memset(&st, 0x5A, sizeof st);
+        size_t n = offsetof(struct memscope_stats, heap_alloc);
+        st.size = (uint32_t)n;
+        result = CHECK_TRUE(memscope_read_stats(&st) == 0);
+        result &= CHECK_TRUE(st.size == n && st.mallocs >= st.frees && st.alloc != 0x5A5A5A5A5A5A5A5Aull);
+        result &= CHECK_TRUE(st.heap_alloc == 0x5A5A5A5A5A5A5A5Aull); /* nothing past the prefix */
     }
     CHECK_BODY("older caller gets a prefix, nothing written past it") {
         struct memscope_stats st;

@@ -22,6 +22,8 @@
  * buffer to the descriptor, never through stdio or the heap.
  */
 #include "leak.h"
+
+#include <errno.h>
 #include "../prof/prof.h"
 
 #include <string.h>
@@ -242,6 +244,7 @@ __attribute__((noinline)) bool ms_leak_exit(int fd) {
 
 static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *self) {
     ms_ensure_init();
+    int saved = errno; /* the stop signal's futex waits and /proc reads are not the caller's business */
     sigset_t old;
     ms_signals_hold(&old);
     ms_leak_result_t *r = ms_leak_check(self);
@@ -254,6 +257,7 @@ static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *
         ms_leak_result_free(r);
     }
     ms_signals_restore(&old);
+    errno = saved;
     return n;
 }
 

@@ -174,6 +174,7 @@ int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind);
  * through stdio or the heap (text.c); fd < 0 discards. */
 typedef struct textout_s {
     int fd;
+    bool failed; /* a write to fd failed: the writer reports -1 */
     size_t len;
     char buf[8192];
 } textout_t;

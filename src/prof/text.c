@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 void ms_text_flush(textout_t *o) {
-    if (o->fd >= 0) ms_write_fd(o->fd, o->buf, o->len);
+    if (o->fd >= 0 && o->len && !ms_write_fd(o->fd, o->buf, o->len)) o->failed = true;
     o->len = 0;
 }
 
@@ -182,13 +182,14 @@ int ms_prof_write_text(int fd, const prof_snap_t *snap, int kind) {
     int mfd = ms_os_open_proc_mm("maps");
     if (mfd >= 0) {
         ssize_t n;
-        while ((n = read(mfd, o.buf, sizeof o.buf)) > 0) ms_write_fd(fd, o.buf, (size_t)n);
+        while ((n = read(mfd, o.buf, sizeof o.buf)) > 0)
+            if (!ms_write_fd(fd, o.buf, (size_t)n)) o.failed = true;
         close(mfd);
     }
     if (st) ms_sym_close(st);
     ms_os_free(ix, ob);
     ms_no_sample--;
-    return 0;
+    return o.failed ? -1 : 0; /* as the pprof writer: -1 when the bytes did not all go out */
 }
 
 static void human(char *buf, size_t cap, double b) {
