@@ -15,6 +15,7 @@
  * accept non-power-of-two alignments before glibc 2.38, so that check fails).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +25,16 @@
 
 #include "memscope.h"
 #include "testhelper.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+static atomic_bool spin_stop;
+static void *spin(void *arg) { /* allocates until told to stop */
+    (void)arg;
+    while (!atomic_load(&spin_stop)) free(malloc(64));
+    return NULL;
+}
 
 #ifdef TEST_GLIBC_ONLY
 size_t memscope_free_os_memory(void) { malloc_trim(0); return 0; }
@@ -132,6 +143,36 @@ int main(void)
         s.size = 4;
         result = CHECK_TRUE(memscope_read_stats(NULL) == -1) &&
                  CHECK_TRUE(memscope_read_stats(&s) == -1);
+    }
+    CHECK_BODY("profile-writers-report-a-failed-write") {
+        /* both formats: -1 when the bytes did not go out (the text one
+         * once said 0 on /dev/full and on a closed descriptor) */
+        int full = open("/dev/full", O_WRONLY);
+        result = CHECK_TRUE(full >= 0) && CHECK_TRUE(memscope_write_heap_profile_fd(full, 0) == -1) &&
+                 CHECK_TRUE(memscope_write_heap_profile_fd(full, 1) == -1);
+        if (full >= 0) close(full);
+        int p[2];
+        if (CHECK_TRUE(pipe(p) == 0)) {
+            close(p[1]);
+            result &= CHECK_TRUE(memscope_write_heap_profile_fd(p[1], 1) == -1);
+            close(p[0]);
+        }
+    }
+    CHECK_BODY("check-leaks-keeps-errno") {
+        /* with threads to stop: the stop's futex waits once left EAGAIN */
+        int null = open("/dev/null", O_WRONLY);
+        pthread_t t[3];
+        atomic_store(&spin_stop, false);
+        for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, spin, NULL);
+        result = true;
+        for (int k = 0; k < 20; k++) {
+            errno = EDOM;
+            long n = memscope_check_leaks(null);
+            result &= CHECK_TRUE(n >= 0) && CHECK_TRUE(errno == EDOM);
+        }
+        atomic_store(&spin_stop, true);
+        for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+        if (null >= 0) close(null);
     }
 #endif
 
