@@ -385,7 +385,8 @@ bool ms_central_is_valid(uint8_t cls);
  * memscope's locks: a handler that allocates meanwhile would wait on a
  * lock its own thread holds (a 1 kHz timer whose handler mallocs hung
  * memscope_check_leaks 5 times out of 5), or find a profiler snapshot half
- * taken.  The signal is delivered when the stretch ends. */
+ * taken.  A signal sent to the thread waits until the stretch ends; one
+ * sent to the process goes to another thread that takes it, or waits too. */
 ms_inline void ms_signals_hold(sigset_t *old) {
     sigset_t all;
     sigfillset(&all);

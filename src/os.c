@@ -310,8 +310,8 @@ typedef void *(*thread_fn)(void *);
  * mask; memscope's threads have 64 KiB stacks and block every signal (a
  * helper session's atexit handler with 128 KiB of locals crashed on the
  * scavenger's stack).  So a thread with glibc's default stack and no
- * signal blocked is started to be the last: it waits until memscope's
- * other threads have returned, then returns itself. */
+ * signal blocked is started to be the last (by ms_os_thread, below): it
+ * waits until memscope's other threads have returned, then returns itself. */
 static void *finisher(void *arg) {
     (void)arg;
     sigset_t none;
@@ -321,8 +321,7 @@ static void *finisher(void *arg) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    atomic_fetch_sub(&own_threads, 1);
-    return NULL;
+    return NULL; /* own_start counts it out */
 }
 
 static void *own_start(void *arg) {
@@ -363,16 +362,7 @@ static bool program_gone(void) {
 bool ms_os_program_gone(void) {
     if (atomic_load(&finishing)) return true;
     if (!program_gone()) return false;
-    if (!atomic_exchange(&finishing, true)) {
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_t t;
-        atomic_fetch_add(&own_threads, 1);
-        if (pthread_create(&t, &attr, finisher, NULL) != 0) atomic_fetch_sub(&own_threads, 1);
-        else pthread_setname_np(t, "memscope-exit");
-        pthread_attr_destroy(&attr);
-    }
+    if (!atomic_exchange(&finishing, true)) ms_os_thread(finisher, 0, "memscope-exit", NULL);
     return true;
 }
 

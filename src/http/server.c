@@ -362,10 +362,10 @@ static void *server_main(void *arg) {
                 ms_warn("memscope: http: the program closed or replaced the server's socket (descriptor %d); "
                         "no longer serving", listen_fd);
                 /* The connections' descriptors are left as they are: they
-                 * may be the program's now too.  A later memscope_http_start
-                 * may serve again (it once said "already serving"). */
+                 * may be the program's now too (a later start resets the
+                 * slots).  memscope_http_start may serve again: it once
+                 * said "already serving". */
                 pthread_mutex_lock(&start_lock);
-                for (int i = 0; i < MS_HTTP_MAX_CONNS; i++) conns[i] = (conn_t){.fd = -1, .body_fd = -1};
                 listen_fd = -1;
                 atomic_store(&running, 0);
                 pthread_mutex_unlock(&start_lock);
