@@ -333,6 +333,14 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     return p;
 }
 
+/* sample_small: sample_point for small block p of class size `size`,
+ * zeroed first in leak-check mode (ms_every_block_recorded); a tail call
+ * in turn */
+ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size) {
+    if (ms_every_block_recorded()) memset(p, 0, size);
+    return sample_point(tc, p, size);
+}
+
 void ms_malloc_sampled(void *p) {
     span_t *s = ms_pagemap_lookup(p);
     mark_sampled(s, obj_index(s, p), true);
@@ -402,7 +410,7 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
     ms_count_own(&tc->lists[cls].nmalloc, 1);
     ms_heap_maybe_end_cycle();
     /* last, a tail call: this frame keeps no copy of p (scrub_hook_stack) */
-    if ((tc->sample_left -= (int64_t)size) < 0) return sample_point(tc, p, size);
+    if ((tc->sample_left -= (int64_t)size) < 0) return sample_small(tc, p, size);
     return p;
 }
 
@@ -429,7 +437,7 @@ static inline void *alloc_small(size_t cls) {
     l->room++;
     p[1] = NULL; /* clear the free cookie */
     ms_count_own(&l->nmalloc, 1);
-    if (ms_unlikely((tc->sample_left -= (int64_t)size) < 0)) return sample_point(tc, p, size);
+    if (ms_unlikely((tc->sample_left -= (int64_t)size) < 0)) return sample_small(tc, p, size);
     return p;
 }
 
@@ -516,6 +524,12 @@ MS_TEXT static void count_large(bool alloc, size_t bytes, void *p) {
     }
 }
 
+/* zero_tail: large block s now holds `size` bytes; what its pages hold past
+ * them is cleared (see ms_every_block_recorded) */
+static void zero_tail(span_t *s, size_t size) {
+    memset((char *)s->start + size, 0, PAGES(s->npages) - size);
+}
+
 MS_TEXT static void *alloc_large(size_t size, size_t align, bool zero) {
     ms_ensure_init();
     if (size > MS_MAX_ALLOC || align > MS_MAX_ALLOC) {
@@ -533,6 +547,7 @@ MS_TEXT static void *alloc_large(size_t size, size_t align, bool zero) {
         return NULL;
     }
     if (zero && !zeroed) memset((void *)s->start, 0, size);
+    else if (!zeroed && ms_every_block_recorded()) zero_tail(s, size);
     count_large(true, PAGES(s->npages), (void *)s->start);
     ms_heap_maybe_end_cycle();
     errno = saved;
@@ -627,6 +642,7 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
     }
     size_t old = s->npages, want = (size + MS_PAGE_MASK) >> MS_PAGE_SHIFT;
     if (want == old || ms_heap_try_resize(s, want)) {
+        if (ms_every_block_recorded()) zero_tail(s, size);
         if (want != old) {
             bool rec = ms_span_sampled(s) != 0;
             count_large(false, PAGES(old), NULL);
@@ -660,6 +676,7 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
         }
     }
     memcpy(q, p, PAGES(old < want ? old : want));
+    if (ms_every_block_recorded()) zero_tail(t, size);
     free_large(s);
     return q;
 }

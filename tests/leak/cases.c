@@ -14,6 +14,10 @@
  *   dl        a block only a dlopen'd library's data holds   none
  *   interior  a 1 MiB block held only by a pointer into its middle   none
  *   xor       a pointer hidden by xor                      direct 1
+ *   tail      a block whose address is left only past the requested
+ *             bytes of a live block (a freed block's words) direct 1 (not
+ *             in `all`: memscope clears such tails in leak-check mode
+ *             only, and the run-time checks below run sampled)
  *   blocked   a block only the stack of a thread that blocks every signal
  *             holds (it sleeps in a system call): none, and memscope's
  *             report says the thread did not stop
@@ -138,6 +142,19 @@ static __attribute__((noinline)) void case_interior(void) { interior = (char *)t
 static volatile uintptr_t hidden;
 static __attribute__((noinline)) void case_xor(void) { hidden = (uintptr_t)touch(56) ^ 0x5555aaaa5555aaaaull; }
 
+/* The freed block's memory goes to the next block of its size class,
+ * which asks for less: its requested bytes are all written, and the words
+ * past them are the freed block's, each the lost block's address. */
+static void *volatile tail_keep;
+static __attribute__((noinline)) void case_tail(void) {
+    uintptr_t lost = (uintptr_t)touch(40);
+    size_t n = 40960;
+    uintptr_t *old = malloc(n);
+    for (size_t i = 0; i < n / sizeof *old; i++) old[i] = lost;
+    free(old);
+    tail_keep = touch(40000);
+}
+
 static void *joined_thread(void *arg) {
     free(touch(24));
     return arg;
@@ -170,6 +187,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(c, "interior")) case_interior();
     if (all || !strcmp(c, "xor")) case_xor();
     if (all || !strcmp(c, "joined")) case_joined();
+    if (!strcmp(c, "tail")) case_tail();
     if (!strcmp(c, "blocked")) start(blocked_thread, &want);
     while (atomic_load(&ready) < want) usleep(1000);
     scrub();
