@@ -323,6 +323,12 @@ static bool reserve_for(size_t npages) {
         if (tries[i] >= need && tries[i] <= most) r = ms_os_reserve(bytes = tries[i]);
     if (!r) r = ms_os_reserve(bytes = need);
     if (!r) return false;
+    /* The old reservation's unused tail goes: it is address space only,
+     * but ulimit -v counts it, and a run of blocks each larger than what
+     * the last left (2.2 MB blocks in 4 MiB reservations) kept a
+     * reservation's worth of it per block: such a program got half the heap
+     * glibc's malloc gave it under the same limit. */
+    if (resv_base && resv_end > resv_next) ms_os_free((void *)resv_next, resv_end - resv_next);
     resv_base = r;
     resv_bytes = bytes;
     /* keep the heap aligned to its 8 KiB pages */
@@ -418,9 +424,8 @@ static bool grow(size_t npages) {
     for (;;) {
         heap_lock();
         span_t *s = span_new(0, 0);
-        uintptr_t old_next = resv_next, old_end = resv_end;
+        uintptr_t old_next = resv_next;
         void *old_base = resv_base;
-        size_t old_bytes = resv_bytes;
         if (!s || !reserve_for(n)) {
             if (s) span_delete(s);
             heap_unlock();
@@ -443,7 +448,9 @@ static bool grow(size_t npages) {
         if (resv_next == start + PAGES(n) && resv_base == base) {
             if (base != old_base) { /* a reservation made for this request alone: give it back */
                 ms_os_free(resv_base, resv_bytes);
-                resv_next = old_next, resv_end = old_end, resv_base = old_base, resv_bytes = old_bytes;
+                /* reserve_for gave back the old one's tail */
+                resv_next = old_next, resv_end = old_next, resv_base = old_base;
+                resv_bytes = old_base ? old_next - (uintptr_t)old_base : 0;
             } else {
                 resv_next = start;
             }
