@@ -69,7 +69,7 @@ void ms_leak_spill_regs(uintptr_t regs[8]);
 
 /* ms_leak_roots_capture: stops every other thread, copies the roots into
  * r->words, and lets the threads go; false if memory was refused.  self:
- * the caller's frames and registers (NULL: everything from here up). */
+ * the caller's frames and registers (NULL: a memscope thread, none). */
 bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self);
 void ms_leak_roots_free(ms_leak_roots_t *r);
 /* ms_leak_own_thread: the calling thread is memscope's own (scavenger, HTTP
@@ -101,6 +101,8 @@ typedef struct ms_leak_result_s {
     uint64_t nspans, nblocks;     /* the snapshot: spans in use, blocks allocated */
     uint64_t heap_bytes;          /* bytes of those blocks */
     uint64_t changed_objs;        /* blocks allocated or freed during the check: left out */
+    uint64_t unconfirmed_objs;    /* of those, lost at the second look but not at the first */
+    int looks;                    /* 2: the check looked twice (mark.c, "A second look") */
     bool log_overflow;            /* too many allocations during the check to list: some may show as lost */
     uint64_t total_ns, snapshot_ns, mark_ns;
     size_t mark_bytes;            /* memory the check mapped for itself, at its largest */

@@ -61,9 +61,13 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
         (unsigned long long)r->nblocks, (unsigned long long)r->nspans,
         (unsigned long long)(r->snapshot_ns / 1000000), (unsigned long long)(r->mark_ns / 1000000),
         (unsigned long long)(r->total_ns / 1000000), (unsigned long long)(r->mark_bytes >> 10));
-    if (r->changed_objs)
+    if (r->changed_objs > r->unconfirmed_objs)
         put(o, "memscope: %llu block(s) allocated or freed during the check were left out (counted reachable)\n",
-            (unsigned long long)r->changed_objs);
+            (unsigned long long)(r->changed_objs - r->unconfirmed_objs));
+    if (r->looks > 1)
+        put(o, "memscope: the check looked twice (threads ran during the first); %llu block(s) lost at the second "
+               "look only were left out (counted reachable)\n",
+            (unsigned long long)r->unconfirmed_objs);
     if (t->nunstopped) {
         put(o, "memscope: INCOMPLETE: %u thread(s) did not stop (signal blocked, stopped, or too many threads):",
             t->nunstopped);
