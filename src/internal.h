@@ -248,9 +248,15 @@ typedef struct pm_leaf_s {
 typedef struct pagemap_s {
     pm_leaf_t nil;                            /* never written */
     uintptr_t root[1u << MS_PM_ROOT_BITS];    /* leaf ^ &ms_pm */
+    uint64_t has_leaf[(1u << MS_PM_ROOT_BITS) / 64]; /* root entries set (heap lock) */
 } pagemap_t;
 extern pagemap_t ms_pm;
 #define MS_SPAN_NIL ((span_t *)(void *)&ms_pm)
+/* ms_pagemap_next_leaf: the first root index from i on that has a leaf, or
+ * 1 << MS_PM_ROOT_BITS (heap lock held).  A walk of the heap reads 32 KiB
+ * of bits instead of the 2 MiB root: a leak check of a small program
+ * faulted the whole root in, 512 pages, for a heap of one leaf. */
+uintptr_t ms_pagemap_next_leaf(uintptr_t i);
 
 /* ms_pagemap_span: the span recorded for the page holding p, or
  * MS_SPAN_NIL; any address is fine (above 48 bits the root index wraps,
@@ -595,6 +601,13 @@ ms_inline void ms_prof_leave(void) {
 /* ms_malloc_sampled: the profiler keeps a record of block p (just allocated,
  * not yet returned to the program): free must now ask it. */
 void ms_malloc_sampled(void *p);
+/* ms_hook_block: the block the calling thread's malloc is handing out
+ * while the profiler records its stack, or NULL.  It waits in the thread's
+ * cache then, in no register and on no stack (sample_point), so the leak
+ * checker's stop handler takes it as one of the thread's registers: a
+ * thread preempted there across a whole check had its new block reported
+ * lost, without a stack.  Async-signal-safe. */
+void *ms_hook_block(void);
 /* ms_no_sample: while nonzero the thread's allocations are never sampled:
  * memscope's own threads, and the profiler while it captures a stack. */
 extern __thread int ms_no_sample;

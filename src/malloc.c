@@ -341,6 +341,8 @@ ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size) {
     return sample_point(tc, p, size);
 }
 
+void *ms_hook_block(void) { return ms_tc->hook_block; }
+
 void ms_malloc_sampled(void *p) {
     span_t *s = ms_pagemap_lookup(p);
     mark_sampled(s, obj_index(s, p), true);

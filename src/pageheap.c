@@ -1004,7 +1004,7 @@ uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
 
 size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg) {
     size_t n = 0;
-    const uintptr_t leaf_pages = (uintptr_t)1 << MS_PM_LEAF_BITS, all = (uintptr_t)1 << (MS_PM_ROOT_BITS + MS_PM_LEAF_BITS);
+    const uintptr_t all = (uintptr_t)1 << (MS_PM_ROOT_BITS + MS_PM_LEAF_BITS);
     uintptr_t pn = 0; /* next page number to look at */
     span_t copy[WALK_SPANS];
     while (pn < all) {
@@ -1014,7 +1014,7 @@ size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg)
         int seen = 0; /* span structs read: each may be a cache miss, free ones too */
         while (pn < all && seen < WALK_SPANS && budget > 0) {
             if (!ms_pm.root[pn >> MS_PM_LEAF_BITS]) { /* no leaf: none of its pages is the heap's */
-                pn = (pn | (leaf_pages - 1)) + 1;
+                pn = ms_pagemap_next_leaf((pn >> MS_PM_LEAF_BITS) + 1) << MS_PM_LEAF_BITS;
                 budget--;
                 continue;
             }

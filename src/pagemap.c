@@ -33,8 +33,20 @@ bool ms_pagemap_ensure(uintptr_t start, size_t npages) {
         pm_leaf_t *leaf = ms_meta_sparse(sizeof(pm_leaf_t)); /* ~1 MiB, resident as touched */
         if (!leaf) return false;
         atomic_store_explicit((_Atomic uintptr_t *)&ms_pm.root[i], (uintptr_t)leaf ^ NIL_LEAF, memory_order_release);
+        ms_pm.has_leaf[i / 64] |= (uint64_t)1 << (i % 64);
     }
     return true;
+}
+
+uintptr_t ms_pagemap_next_leaf(uintptr_t i) {
+    const uintptr_t n = (uintptr_t)1 << MS_PM_ROOT_BITS;
+    if (i >= n) return n;
+    uint64_t w = ms_pm.has_leaf[i / 64] & (~(uint64_t)0 << (i % 64));
+    for (uintptr_t k = i / 64;;) {
+        if (w) return k * 64 + (uintptr_t)__builtin_ctzll(w);
+        if (++k == n / 64) return n;
+        w = ms_pm.has_leaf[k];
+    }
 }
 
 void ms_pagemap_set(uintptr_t page_addr, span_t *s) {

@@ -101,8 +101,8 @@ typedef struct ms_leak_result_s {
     uint64_t nspans, nblocks;     /* the snapshot: spans in use, blocks allocated */
     uint64_t heap_bytes;          /* bytes of those blocks */
     uint64_t changed_objs;        /* blocks allocated or freed during the check: left out */
-    uint64_t unconfirmed_objs;    /* of those, lost at the second look but not at the first */
-    int looks;                    /* 2: the check looked twice (mark.c, "A second look") */
+    uint64_t unconfirmed_objs;    /* of those, lost at the last look but not at every earlier one */
+    int looks;                    /* how many times the check looked (mark.c, "More looks") */
     bool log_overflow;            /* too many allocations during the check to list: some may show as lost */
     uint64_t total_ns, snapshot_ns, mark_ns;
     size_t mark_bytes;            /* memory the check mapped for itself, at its largest */

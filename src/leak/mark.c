@@ -603,7 +603,7 @@ static size_t mark_mapped(const mark_t *m) {
            m->stack_bytes + m->log_bytes;
 }
 
-/* A second look.  The mark runs while the program does, so a block whose
+/* More looks.  The mark runs while the program does, so a block whose
  * only pointer moves from a place not yet scanned to one already scanned
  * looks lost (see the top of this file).  At exit that flipped the status
  * to 23: two threads updating a std::map while main exited had a string's
@@ -612,26 +612,31 @@ static size_t mark_mapped(const mark_t *m) {
  * sweep).  Stopping every thread for the whole mark would have them hold
  * whatever allocator and profiler locks they held, which the mark needs.
  * So a check that finds blocks lost while other threads ran looks again,
- * at once, and reports only the blocks lost at both looks (by address: a
- * block that moved has settled by the second look; one allocated at a lost
+ * at once, and keeps only the blocks lost at every look (by address: a
+ * block that moved has settled by the next look; one allocated at a lost
  * block's address in between is lost itself, or it would be reachable).
- * A block raced at both looks would still show.  A check with one thread,
- * or that finds nothing, looks once. */
+ * It looks again while a look drops a candidate, up to MAX_LOOKS: a
+ * program that moves pointers without pause (tests/leak/shuffle.c, under
+ * load) has 3-5% of its blocks in flight at each look, and some of them
+ * in flight at two.  Real leaks are lost at every look, so a check that
+ * finds only those looks twice.  A check with one thread, or that finds
+ * nothing, looks once. */
+#define MAX_LOOKS 4
 typedef struct looks_s {
-    const uintptr_t *first;  /* second look: the first one's lost blocks, in address order */
-    size_t nfirst;
-    uintptr_t *lost;         /* first look: its lost blocks (ms_os_alloc, lost_bytes) */
+    const uintptr_t *prev;   /* the candidates so far (lost at every earlier look), in address order */
+    size_t nprev;
+    uintptr_t *lost;         /* out: this look's lost blocks (ms_os_alloc, lost_bytes) */
     size_t nlost, lost_bytes;
 } looks_t;
 
-static bool in_first(const looks_t *lk, uintptr_t a) {
-    size_t lo = 0, hi = lk->nfirst;
+static bool in_prev(const looks_t *lk, uintptr_t a) {
+    size_t lo = 0, hi = lk->nprev;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (lk->first[mid] < a) lo = mid + 1;
+        if (lk->prev[mid] < a) lo = mid + 1;
         else hi = mid;
     }
-    return lo < lk->nfirst && lk->first[lo] == a;
+    return lo < lk->nprev && lk->prev[lo] == a;
 }
 
 static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk);
@@ -641,18 +646,22 @@ ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
     pthread_mutex_lock(&check_lock);
     looks_t lk = {0};
     ms_leak_result_t *r = check_look(self, &lk);
-    if (r && lk.nlost && r->roots.nthreads > 1) {
-        looks_t again = {.first = lk.lost, .nfirst = lk.nlost};
-        ms_leak_result_t *r2 = check_look(self, &again);
-        if (r2) {
-            r2->looks = 2;
-            r2->roots.pause_ns += r->roots.pause_ns;
-            r2->total_ns += r->total_ns;
-            if (r2->mark_bytes < r->mark_bytes) r2->mark_bytes = r->mark_bytes;
-            ms_leak_result_free(r);
-            r = r2;
-        }
+    uint64_t pause = r ? r->roots.pause_ns : 0, total = r ? r->total_ns : 0;
+    size_t most = r ? r->mark_bytes : 0;
+    while (r && lk.nlost && r->roots.nthreads > 1 && r->looks < MAX_LOOKS) {
+        looks_t next = {.prev = lk.lost, .nprev = lk.nlost};
+        ms_leak_result_t *r2 = check_look(self, &next);
+        if (!r2) break;
+        bool settled = next.nlost == lk.nlost; /* nothing dropped: every candidate lost again */
+        r2->looks = r->looks + 1;
+        pause += r2->roots.pause_ns, total += r2->total_ns;
+        if (most < r2->mark_bytes) most = r2->mark_bytes;
+        ms_leak_result_free(r);
+        ms_os_free(lk.lost, lk.lost_bytes);
+        r = r2, lk = next;
+        if (settled) break;
     }
+    if (r) r->roots.pause_ns = pause, r->total_ns = total, r->mark_bytes = most;
     ms_os_free(lk.lost, lk.lost_bytes);
     pthread_mutex_unlock(&check_lock);
     return r;
@@ -759,7 +768,7 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
     if (ok) {
         size_t keep = 0;
         for (size_t i = 0; i < nlost; i++) {
-            if (lk->first && lost[i].kind != UINT32_MAX && !in_first(lk, lost[i].addr)) {
+            if (lk->prev && lost[i].kind != UINT32_MAX && !in_prev(lk, lost[i].addr)) {
                 lost[i].kind = UINT32_MAX;
                 res->unconfirmed_objs++;
             }
@@ -771,13 +780,13 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
             }
         }
         nlost = keep;
-        if (!lk->first && nlost) { /* for a second look (in address order, as lost[] is) */
+        if (nlost) { /* for the next look (in address order, as lost[] is) */
             lk->lost_bytes = (nlost * sizeof(uintptr_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
             if ((lk->lost = ms_os_alloc(lk->lost_bytes))) {
                 for (size_t i = 0; i < nlost; i++) lk->lost[i] = lost[i].addr;
                 lk->nlost = nlost;
             } else {
-                lk->lost_bytes = 0; /* no second look: the first one stands */
+                lk->lost_bytes = 0; /* no next look: this one stands */
             }
         }
     }

@@ -65,9 +65,9 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
         put(o, "memscope: %llu block(s) allocated or freed during the check were left out (counted reachable)\n",
             (unsigned long long)(r->changed_objs - r->unconfirmed_objs));
     if (r->looks > 1)
-        put(o, "memscope: the check looked twice (threads ran during the first); %llu block(s) lost at the second "
-               "look only were left out (counted reachable)\n",
-            (unsigned long long)r->unconfirmed_objs);
+        put(o, "memscope: the check looked %d times (threads ran during it) and reports the blocks lost at every "
+               "look; %llu block(s) lost at the last look only were left out (counted reachable)\n",
+            r->looks, (unsigned long long)r->unconfirmed_objs);
     if (t->nunstopped) {
         put(o, "memscope: INCOMPLETE: %u thread(s) did not stop (signal blocked, stopped, or too many threads):",
             t->nunstopped);

@@ -97,7 +97,9 @@
 #define TCB_BYTES 2304
 /* Words of registers kept per thread: the whole mcontext (x86-64: 23
  * general registers and the fpregs pointer) plus 16 vector registers. */
-#define REG_WORDS (sizeof(mcontext_t) / sizeof(uintptr_t) + 32)
+/* the general registers, 32 words of vector registers, and the block the
+ * thread is handing out while the profiler records it (ms_hook_block) */
+#define REG_WORDS (sizeof(mcontext_t) / sizeof(uintptr_t) + 32 + 1)
 
 typedef struct slot_s {
     _Atomic int tid;
@@ -156,6 +158,8 @@ static void on_stop(int sig, siginfo_t *si, void *ucv) {
 #if defined(__x86_64__)
         sl->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
         if (uc->uc_mcontext.fpregs) memcpy(&sl->regs[k], uc->uc_mcontext.fpregs->_xmm, 32 * sizeof(uintptr_t));
+        else memset(&sl->regs[k], 0, 32 * sizeof(uintptr_t));
+        sl->regs[k + 32] = (uintptr_t)ms_hook_block();
 #elif defined(__aarch64__)
         sl->sp = (uintptr_t)uc->uc_mcontext.sp;
 #else
