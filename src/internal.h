@@ -613,9 +613,9 @@ void *ms_hook_block(void);
 extern __thread int ms_no_sample;
 extern _Atomic int64_t ms_sample_rate; /* mean bytes between samples; 0: off */
 /* ms_every_block_recorded: leak-check mode (profile_rate=1), where a check
- * must be exact.  There malloc hands out nothing of the past but what the
- * program asks for: a small block is zeroed whole (the sampling hook runs
- * for every one anyway), a large block's last page past its size.  A
+ * must be exact.  There malloc hands out nothing of the past: a block is
+ * zeroed whole (the sampling hook runs for every small one anyway), unless
+ * its pages are fresh from the kernel.  A
  * conservative scan reads every byte of a block, and what a slot or page
  * held before (a freed block's words, another layout's free-list links, to
  * slots that may hold lost blocks since) survived in the unused tail: with

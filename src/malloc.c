@@ -526,10 +526,11 @@ MS_TEXT static void count_large(bool alloc, size_t bytes, void *p) {
     }
 }
 
-/* zero_tail: large block s now holds `size` bytes; what its pages hold past
- * them is cleared (see ms_every_block_recorded) */
-static void zero_tail(span_t *s, size_t size) {
-    memset((char *)s->start + size, 0, PAGES(s->npages) - size);
+/* zero_tail: what large block s's pages hold from byte `from` on is
+ * cleared: the whole of a block handed out, the part past a block's old
+ * contents when realloc resizes it (see ms_every_block_recorded) */
+static void zero_tail(span_t *s, size_t from) {
+    memset((char *)s->start + from, 0, PAGES(s->npages) - from);
 }
 
 MS_TEXT static void *alloc_large(size_t size, size_t align, bool zero) {
@@ -549,7 +550,7 @@ MS_TEXT static void *alloc_large(size_t size, size_t align, bool zero) {
         return NULL;
     }
     if (zero && !zeroed) memset((void *)s->start, 0, size);
-    else if (!zeroed && ms_every_block_recorded()) zero_tail(s, size);
+    else if (!zeroed && ms_every_block_recorded()) zero_tail(s, 0);
     count_large(true, PAGES(s->npages), (void *)s->start);
     ms_heap_maybe_end_cycle();
     errno = saved;
@@ -644,7 +645,7 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
     }
     size_t old = s->npages, want = (size + MS_PAGE_MASK) >> MS_PAGE_SHIFT;
     if (want == old || ms_heap_try_resize(s, want)) {
-        if (ms_every_block_recorded()) zero_tail(s, size);
+        if (ms_every_block_recorded()) zero_tail(s, size < PAGES(old) ? size : PAGES(old));
         if (want != old) {
             bool rec = ms_span_sampled(s) != 0;
             count_large(false, PAGES(old), NULL);

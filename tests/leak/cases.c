@@ -18,6 +18,9 @@
  *             bytes of a live block (a freed block's words) direct 1 (not
  *             in `all`: memscope clears such tails in leak-check mode
  *             only, and the run-time checks below run sampled)
+ *   unwritten the same in the requested bytes of a 1 MiB block the
+ *             program never writes (the freed block's pages) direct 1
+ *             (not in `all`, as tail)
  *   blocked   a block only the stack of a thread that blocks every signal
  *             holds (it sleeps in a system call): none, and memscope's
  *             report says the thread did not stop
@@ -145,14 +148,31 @@ static __attribute__((noinline)) void case_xor(void) { hidden = (uintptr_t)touch
 /* The freed block's memory goes to the next block of its size class,
  * which asks for less: its requested bytes are all written, and the words
  * past them are the freed block's, each the lost block's address. */
+/* fill: every word of p is v (stores the compiler must not drop as dead
+ * before the free that follows) */
+static __attribute__((noinline)) void fill(uintptr_t *p, size_t n, uintptr_t v) {
+    for (size_t i = 0; i < n / sizeof *p; i++) p[i] = v;
+    __asm__ volatile("" ::"r"(p) : "memory");
+}
+
 static void *volatile tail_keep;
 static __attribute__((noinline)) void case_tail(void) {
     uintptr_t lost = (uintptr_t)touch(40);
     size_t n = 40960;
     uintptr_t *old = malloc(n);
-    for (size_t i = 0; i < n / sizeof *old; i++) old[i] = lost;
+    fill(old, n, lost);
     free(old);
     tail_keep = touch(40000);
+}
+
+static void *volatile unwritten_keep;
+static __attribute__((noinline)) void case_unwritten(void) {
+    uintptr_t lost = (uintptr_t)touch(40);
+    size_t n = (size_t)1 << 20;
+    uintptr_t *old = malloc(n);
+    fill(old, n, lost);
+    free(old);
+    unwritten_keep = malloc(n);
 }
 
 static void *joined_thread(void *arg) {
@@ -188,6 +208,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(c, "xor")) case_xor();
     if (all || !strcmp(c, "joined")) case_joined();
     if (!strcmp(c, "tail")) case_tail();
+    if (!strcmp(c, "unwritten")) case_unwritten();
     if (!strcmp(c, "blocked")) start(blocked_thread, &want);
     while (atomic_load(&ready) < want) usleep(1000);
     scrub();
