@@ -164,6 +164,21 @@ double ms_exp(double x);
  * it returns once ms_os_program_gone (every thread of the program has
  * exited, so that the process ends as it would without memscope). */
 int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out);
+/* memscope's own threads, listed by ms_os_thread before it returns: slot i
+ * (0 .. MS_OWN_MAX-1) holds a thread id and its thread pointer, or 0 */
+#define MS_OWN_MAX 8
+int ms_os_own_tid(int i);
+uintptr_t ms_os_own_tp(int i);
+/* ms_thread_pointer: the calling thread's TCB (its TLS lies below it) */
+static inline uintptr_t ms_thread_pointer(void) {
+#if defined(__x86_64__)
+    uintptr_t tp;
+    __asm__("mov %%fs:0, %0" : "=r"(tp));
+    return tp;
+#else
+    return (uintptr_t)__builtin_thread_pointer();
+#endif
+}
 bool ms_os_program_gone(void);
 void ms_os_fork_child(void);
 

@@ -41,7 +41,6 @@
  * it is started again on demand.  The thread never calls malloc.
  */
 #include "internal.h"
-#include "leak/leak.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -102,7 +101,6 @@ static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay
 
 static void *scavenger_main(void *arg) {
     ms_no_sample = 1; /* memscope's own thread: never in the heap profile */
-    ms_leak_own_thread(); /* nor stopped by the leak checker (it blocks signals) */
     (void)arg;
     uint64_t gone_look_ms = ms_os_now_ms();
     pthread_mutex_lock(&sc_lock);

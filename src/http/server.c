@@ -348,7 +348,6 @@ static void on_deadline(conn_t *c, uint64_t now) {
 static void *server_main(void *arg) {
     (void)arg;
     ms_prof_thread_internal();
-    ms_leak_own_thread(); /* holds no heap pointer; blocks signals */
     struct pollfd pfd[MS_HTTP_MAX_CONNS + 1];
     conn_t *who[MS_HTTP_MAX_CONNS + 1];
     uint64_t next_sample = ms_os_now_ms();

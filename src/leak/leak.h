@@ -72,10 +72,6 @@ void ms_leak_spill_regs(uintptr_t regs[8]);
  * the caller's frames and registers (NULL: a memscope thread, none). */
 bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self);
 void ms_leak_roots_free(ms_leak_roots_t *r);
-/* ms_leak_own_thread: the calling thread is memscope's own (scavenger, HTTP
- * server): it blocks signals and holds no pointer into the heap, so checks
- * neither stop nor scan it. */
-void ms_leak_own_thread(void);
 /* ms_leak_fork_child: a check interrupted by fork is forgotten in the child. */
 void ms_leak_fork_child(void);
 

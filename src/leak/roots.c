@@ -115,25 +115,12 @@ static _Atomic uint32_t nslots;
 static _Atomic uint32_t stop_gen;  /* odd while threads must stop */
 static _Atomic uint32_t arrived;   /* handlers that have saved their state */
 static int stop_sig;
-/* memscope's own threads (ms_leak_own_thread); a few at most */
-#define OWN_MAX 8
-static _Atomic int own_tids[OWN_MAX];
-static _Atomic uintptr_t own_tps[OWN_MAX]; /* their thread pointers: their TLS is still scanned */
 static size_t tls_static_bytes = 4096;
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts) {
     return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
 }
 
-static inline uintptr_t thread_pointer(void) {
-#if defined(__x86_64__)
-    uintptr_t tp;
-    __asm__("mov %%fs:0, %0" : "=r"(tp));
-    return tp;
-#else
-    return (uintptr_t)__builtin_thread_pointer();
-#endif
-}
 
 /* ------------------------------------------------------------------------
  * The signal handler (runs in the stopped thread)
@@ -166,7 +153,7 @@ static void on_stop(int sig, siginfo_t *si, void *ucv) {
         sl->sp = (uintptr_t)__builtin_frame_address(0);
 #endif
         sl->hsp = (uintptr_t)__builtin_frame_address(0);
-        sl->tp = thread_pointer();
+        sl->tp = ms_thread_pointer();
         atomic_store_explicit(&sl->gen, g, memory_order_release);
         atomic_fetch_add_explicit(&arrived, 1, memory_order_release);
         futex(&arrived, FUTEX_WAKE_PRIVATE, 1, NULL);
@@ -380,6 +367,8 @@ static void add_overlapping(capture_t *c, uintptr_t lo, uintptr_t hi, uint8_t wh
     }
 }
 
+static void copy_range(uintptr_t *dst, uintptr_t lo, size_t n);
+
 static void add_tls(capture_t *c, uintptr_t tp) {
     if (!tp) return;
     /* _dl_get_tls_static_info's size counts the TCB too */
@@ -390,16 +379,45 @@ static void add_tls(capture_t *c, uintptr_t tp) {
     add_overlapping(c, tp > TCB_BYTES ? tp - TCB_BYTES : 0, tp + tls_static_bytes, R_TLS);
 #endif
     /* the DTV: glibc keeps its length in the entry before the one the TCB points at */
+    uintptr_t dtv = 0, len = 0; /* read with copy_range: a memscope thread's TLS may go meanwhile */
 #if defined(__x86_64__)
-    uintptr_t dtv = *(const uintptr_t *)(tp + sizeof(uintptr_t));
+    copy_range(&dtv, tp + sizeof(uintptr_t), sizeof dtv);
 #else
-    uintptr_t dtv = *(const uintptr_t *)tp;
+    copy_range(&dtv, tp, sizeof dtv);
 #endif
     const vma_t *v = dtv > 16 ? maps_find(&c->maps, dtv - 16) : NULL;
     if (!v || !v->readable) return;
-    uintptr_t len = *(const uintptr_t *)(dtv - 16);
+    copy_range(&len, dtv - 16, sizeof len);
     if (len > 65536) len = 65536;
     add_overlapping(c, dtv - 16, dtv + 16 * (len + 1), R_TLS);
+}
+
+/* copy_range: n bytes at lo into dst.  A range can vanish while it is
+ * copied: the stack of a thread that did not stop (it exits, and glibc
+ * trims its cache of thread stacks), a DTV in that cache.  memcpy from
+ * such a stack crashed the program (SIGSEGV in 5 of 34 checks of 200
+ * threads while detached ones came and went, found by a helper), so every
+ * range goes through process_vm_readv, which stops at an unmapped page;
+ * what could not be read is zero (no words, no roots).  Where that call
+ * is refused (seccomp), memcpy, which the stopped threads' ranges and the
+ * segments (copied under the loader's lock) are safe for. */
+static int read_self_ok = -1;
+static void copy_range(uintptr_t *dst, uintptr_t lo, size_t n) {
+    if (read_self_ok < 0) {
+        uintptr_t probe = 0, one = 1;
+        read_self_ok = ms_os_read_self((uintptr_t)&one, &probe, sizeof probe) == sizeof probe && probe == 1;
+    }
+    if (!read_self_ok) {
+        memcpy(dst, (const void *)lo, n);
+        return;
+    }
+    size_t got = 0;
+    while (got < n) {
+        size_t k = ms_os_read_self(lo + got, (char *)dst + got, n - got);
+        if (k == 0) break;
+        got += k;
+    }
+    if (got < n) memset((char *)dst + got, 0, n - got);
 }
 
 /* add_cached_dtvs: the DTVs of threads that are gone but whose stacks glibc
@@ -409,18 +427,24 @@ static void add_tls(capture_t *c, uintptr_t tp) {
  * TLS alignment); a TCB starts with two pointers to itself (tcb and self, the
  * first and third words).  Only the DTV word is taken, not the dead
  * thread's TLS: a block a thread kept only in a __thread variable is lost
- * when the thread ends, as LeakSanitizer also reports it.  The threads are
- * stopped and the heap's mappings pinned, so nothing read here goes away. */
+ * when the thread ends, as LeakSanitizer also reports it.  Such a mapping
+ * may go while it is read (a thread that did not stop exits, glibc trims
+ * its cache): its top 8 KiB are copied at once (copy_range), since direct
+ * reads crashed a check of 200 threads while detached ones came and went
+ * (1 run in 102, by hand). */
 static void add_cached_dtvs(capture_t *c) {
 #if defined(__x86_64__)
+    uintptr_t top[8192 / sizeof(uintptr_t)];
     for (size_t i = 1; i < c->maps.n; i++) {
         const vma_t *v = &c->maps.v[i], *g = &c->maps.v[i - 1];
         if (!v->writable || !g->none || g->hi != v->lo || v->hi - v->lo < 4 * TCB_BYTES) continue;
+        uintptr_t base = v->hi - sizeof top;
+        copy_range(top, base, sizeof top);
         /* struct pthread's size varies with glibc's version (2304 bytes
          * in 2.26, 2368 in 2.36): the TCB is looked for, 64-byte aligned,
          * from 2 KiB to 8 KiB below the top */
-        for (uintptr_t q = (v->hi - 2048) & ~(uintptr_t)63; q >= v->hi - 8192; q -= 64) {
-            const uintptr_t *w = (const uintptr_t *)q;
+        for (uintptr_t q = (v->hi - 2048) & ~(uintptr_t)63; q >= base; q -= 64) {
+            const uintptr_t *w = &top[(q - base) / sizeof(uintptr_t)];
             uintptr_t s;
             size_t sz;
             if (w[0] != q || w[2] != q || ms_block_find(q, &s, &sz)) continue;
@@ -447,8 +471,8 @@ static void add_stack(capture_t *c, uintptr_t sp, uintptr_t lo, uintptr_t tp) {
 static void add_tid(int tid, void *arg) {
     capture_t *c = arg;
     if (tid == c->self) return;
-    for (int i = 0; i < OWN_MAX; i++)
-        if (atomic_load_explicit(&own_tids[i], memory_order_relaxed) == tid) return;
+    for (int i = 0; i < MS_OWN_MAX; i++)
+        if (ms_os_own_tid(i) == tid) return;
     uint32_t n = atomic_load_explicit(&nslots, memory_order_relaxed);
     for (uint32_t i = 0; i < n; i++)
         if (atomic_load_explicit(&slots[i].tid, memory_order_relaxed) == tid) return;
@@ -566,9 +590,9 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
     const ms_leak_self_t *self = c->caller;
     if (self) {
         add_range(c, (uintptr_t)self->regs, (uintptr_t)(self->regs + 8), R_REGS);
-        add_stack(c, self->lo, self->lo, thread_pointer());
+        add_stack(c, self->lo, self->lo, ms_thread_pointer());
     }
-    add_tls(c, thread_pointer());
+    add_tls(c, ms_thread_pointer());
     c->r->nthreads = 1, c->r->nstopped = 1;
     uint32_t n = atomic_load(&nslots);
     for (uint32_t i = 0; i < n; i++) {
@@ -596,40 +620,12 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
     if (c->too_many) c->r->nunstopped++;
     /* memscope's own threads are not stopped, but glibc may hang blocks on
      * their TLS on their behalf (a DTV grown by dlopen, dlerror's buffer) */
-    for (int i = 0; i < OWN_MAX; i++) {
-        uintptr_t tp = atomic_load(&own_tps[i]);
-        if (atomic_load(&own_tids[i]) && tp && tp != thread_pointer()) add_tls(c, tp);
+    for (int i = 0; i < MS_OWN_MAX; i++) {
+        uintptr_t tp = ms_os_own_tp(i);
+        if (ms_os_own_tid(i) && tp && tp != ms_thread_pointer()) add_tls(c, tp);
     }
     add_cached_dtvs(c);
     dl_iterate_phdr(seg_cb, c);
-}
-
-/* copy_range: n bytes at lo into dst.  A range can vanish while it is
- * copied: the stack of a thread that did not stop (it exits, and glibc
- * trims its cache of thread stacks), a DTV in that cache.  memcpy from
- * such a stack crashed the program (SIGSEGV in 5 of 34 checks of 200
- * threads while detached ones came and went, found by a helper), so every
- * range goes through process_vm_readv, which stops at an unmapped page;
- * what could not be read is zero (no words, no roots).  Where that call
- * is refused (seccomp), memcpy, which the stopped threads' ranges and the
- * segments (copied under the loader's lock) are safe for. */
-static int read_self_ok = -1;
-static void copy_range(uintptr_t *dst, uintptr_t lo, size_t n) {
-    if (read_self_ok < 0) {
-        uintptr_t probe = 0, one = 1;
-        read_self_ok = ms_os_read_self((uintptr_t)&one, &probe, sizeof probe) == sizeof probe && probe == 1;
-    }
-    if (!read_self_ok) {
-        memcpy(dst, (const void *)lo, n);
-        return;
-    }
-    size_t got = 0;
-    while (got < n) {
-        size_t k = ms_os_read_self(lo + got, (char *)dst + got, n - got);
-        if (k == 0) break;
-        got += k;
-    }
-    if (got < n) memset((char *)dst + got, 0, n - got);
 }
 
 /* copy_ranges: every range into r->words. */
@@ -754,20 +750,8 @@ void ms_leak_roots_free(ms_leak_roots_t *r) {
     r->words = NULL, r->nwords = 0, r->map_bytes = 0;
 }
 
-void ms_leak_own_thread(void) {
-    int tid = (int)syscall(SYS_gettid);
-    for (int i = 0; i < OWN_MAX; i++) {
-        int z = 0;
-        if (atomic_compare_exchange_strong(&own_tids[i], &z, tid)) {
-            atomic_store(&own_tps[i], thread_pointer());
-            return;
-        }
-    }
-}
-
 void ms_leak_fork_child(void) {
     ms_leak_mark_fork_child();
-    for (int i = 0; i < OWN_MAX; i++) atomic_store(&own_tids[i], 0), atomic_store(&own_tps[i], 0); /* the child's restart and register again */
     uint32_t g = atomic_load(&stop_gen);
     if (g & 1) atomic_store(&stop_gen, g + 1);
 }
