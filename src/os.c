@@ -329,10 +329,10 @@ static void *finisher(void *arg) {
  * checker neither stops them (they block every signal and hold no heap
  * pointer) nor lists them as threads it could not stop, and scans their
  * TLS, where glibc may hang blocks on their behalf.  A thread is listed
- * before ms_os_thread returns: listed by the thread itself once it ran, a
- * scavenger started by a check's own free was listed as a program thread
- * that did not stop (INCOMPLETE in 8 of 10 exit checks of a one-thread
- * program, found by a helper). */
+ * before ms_os_thread returns: when each listed itself once it ran, a
+ * scavenger started by a free just before a check was taken for a program
+ * thread that did not stop (INCOMPLETE in 8 of 10 exit checks of a
+ * one-thread program, found by a helper). */
 static _Atomic int own_tids[MS_OWN_MAX];
 static _Atomic uintptr_t own_tps[MS_OWN_MAX];
 

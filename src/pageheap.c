@@ -304,6 +304,16 @@ static bool split_tail_free(span_t *s, size_t keep) {
  * Growth
  * ---------------------------------------------------------------------- */
 
+/* drop_tail_locked: gives back the current reservation's unused tail
+ * (heap lock held); false if it had none. */
+static bool drop_tail_locked(void) {
+    if (!resv_base || resv_end <= resv_next) return false;
+    ms_os_free((void *)resv_next, resv_end - resv_next);
+    resv_bytes = resv_next - (uintptr_t)resv_base;
+    resv_end = resv_next;
+    return true;
+}
+
 /* reserve_for: makes room for npages at the frontier.  Under an address
  * space limit (ulimit -v) the big reservation fails: try smaller ones, so
  * the heap still grows in chunks that coalesce, and only then the bare
@@ -328,7 +338,7 @@ static bool reserve_for(size_t npages) {
      * the last left (2.2 MB blocks in 4 MiB reservations) kept a
      * reservation's worth of it per block: such a program got half the heap
      * glibc's malloc gave it under the same limit. */
-    if (resv_base && resv_end > resv_next) ms_os_free((void *)resv_next, resv_end - resv_next);
+    drop_tail_locked();
     resv_base = r;
     resv_bytes = bytes;
     /* keep the heap aligned to its 8 KiB pages */
@@ -407,13 +417,7 @@ static bool grow_locked(size_t npages) {
  * the heap grows again, in reservations that fit. */
 static bool shrink_reservation(void) {
     heap_lock();
-    bool done = false;
-    if (resv_base && resv_end > resv_next) {
-        ms_os_free((void *)resv_next, resv_end - resv_next);
-        resv_bytes = resv_next - (uintptr_t)resv_base;
-        resv_end = resv_next;
-        done = true;
-    }
+    bool done = drop_tail_locked();
     heap_unlock();
     return done;
 }
@@ -448,7 +452,7 @@ static bool grow(size_t npages) {
         if (resv_next == start + PAGES(n) && resv_base == base) {
             if (base != old_base) { /* a reservation made for this request alone: give it back */
                 ms_os_free(resv_base, resv_bytes);
-                /* reserve_for gave back the old one's tail */
+                /* reserve_for gave back the old one's tail (drop_tail_locked) */
                 resv_next = old_next, resv_end = old_next, resv_base = old_base;
                 resv_bytes = old_base ? old_next - (uintptr_t)old_base : 0;
             } else {

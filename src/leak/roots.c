@@ -399,8 +399,9 @@ static void add_tls(capture_t *c, uintptr_t tp) {
  * threads while detached ones came and went, found by a helper), so every
  * range goes through process_vm_readv, which stops at an unmapped page;
  * what could not be read is zero (no words, no roots).  Where that call
- * is refused (seccomp), memcpy, which the stopped threads' ranges and the
- * segments (copied under the loader's lock) are safe for. */
+ * is refused (seccomp), memcpy, as before: safe for the stopped threads'
+ * ranges and the segments (copied under the loader's lock), but a stack
+ * that vanishes meanwhile can still fault there. */
 static int read_self_ok = -1;
 static void copy_range(uintptr_t *dst, uintptr_t lo, size_t n) {
     if (read_self_ok < 0) {
