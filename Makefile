@@ -19,15 +19,19 @@ LIBFLAGS := $(CSTD) $(WARN) -fPIC -fvisibility=hidden -fno-builtin-malloc -fno-b
 RELFLAGS := -O2 -g -DNDEBUG
 DBGFLAGS := -O1 -g -DMEMSCOPE_DEBUG=3
 LDLIBS   := -lpthread -ldl
-# The profiler (src/prof): libunwind for stacks, libm for the sample weights,
-# libiberty's C++ demangler (static and PIC on Debian: nothing more is loaded
-# into preloaded processes; its symbols are kept out of the .so's exports).
-# libdw and zlib are deliberately not linked: symbolize.c and pprof.c dlopen them when needed.
+# The profiler (src/prof): libm for the sample weights, libiberty's C++
+# demangler (static and PIC on Debian: nothing more is loaded into preloaded
+# processes; its symbols are kept out of the .so's exports).  libunwind,
+# libdw and zlib are deliberately not linked: stack.c, symbolize.c and
+# pprof.c dlopen them when first needed (libunwind-dev gives the header).
 LIBIBERTY := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libiberty.a /usr/lib/libiberty.a))
 ifeq ($(LIBIBERTY),)
 $(error libiberty.a not found: install the Debian package libiberty-dev (scripts/install-deps.sh))
 endif
-LIBLIBS  := -lunwind $(LIBIBERTY) $(LDLIBS)
+LIBLIBS  := $(LIBIBERTY) $(LDLIBS)
+# Unit tests link the library statically, and libunwind: test_unit_unwind
+# holds memscope's walker against it.
+UNIT_LIBS := $(LIBLIBS) -lunwind -lm
 SOFLAGS  := -shared -Wl,-T,mk/text.ld -Wl,-soname,libmemscope.so -Wl,-z,nodelete -Wl,--exclude-libs,libiberty.a -Wl,--version-script,mk/libmemscope.map
 
 # Link order is text order, and the kernel maps a library's text 64 KiB at
@@ -92,7 +96,7 @@ $(BUILD)/memscope: $(CLI_SRCS) tools/report.h tools/pprofread.h include/memscope
 # Every other test links the shared library the way a user's program would.
 $(BUILD)/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/debug/libmemscope.a tests/testhelper.h
 	@mkdir -p $(@D)
-	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 -Iinclude -Isrc $< -o $@ $(BUILD)/debug/libmemscope.a $(LIBLIBS) -lm
+	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 -Iinclude -Isrc $< -o $@ $(BUILD)/debug/libmemscope.a $(UNIT_LIBS)
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libmemscope.so tests/testhelper.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g -Iinclude $< -o $@ -L$(BUILD) -lmemscope -Wl,-rpath,'$$ORIGIN/..' $(LDLIBS)

@@ -59,7 +59,7 @@ $(BUILD)/ubsan/libmemscope.a: $(UBSANOBJS)
 $(BUILD)/ubsan/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/ubsan/libmemscope.a tests/testhelper.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 $(UBSAN_FLAGS) -Iinclude -Isrc $< -o $@ \
-	    $(BUILD)/ubsan/libmemscope.a $(LIBLIBS) -lm
+	    $(BUILD)/ubsan/libmemscope.a $(UNIT_LIBS)
 
 -include $(FUZZOBJS:.o=.d) $(UBSANOBJS:.o=.d)
 

@@ -7,16 +7,22 @@
  * and a program that closed them and opened its own files there had
  * libunwind read a byte of its input and write bytes into its output (a
  * daemon; a shell's "exec 3<file").  memscope now reads memory for
- * libunwind itself and closes that pipe (prof/stack.c).
+ * libunwind itself and closes that pipe (prof/stack.c).  libunwind is
+ * loaded by the first stack memscope's own walker refuses, late in a run:
+ * here a malloc in a signal handler, after the program's files are open.
  *
  * Run with profile_rate=1 (the program re-executes itself with it), so
  * that every allocation takes a stack, on new threads' fresh stack pages.
  *   - the first open() returns 3, as without memscope;
  *   - files on descriptors 3 and 4, read and written around thousands of
- *     sampled allocations in 16 threads, keep exactly their data.
+ *     sampled allocations in 16 threads, keep exactly their data;
+ *   - libunwind, loaded then, is in the process and leaves no descriptor
+ *     open: the next open() returns 5.
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +39,25 @@ static __attribute__((noinline)) int deep(int n) {
         return pad[0];
     }
     return deep(n - 1) + pad[0];
+}
+
+/* a signal frame: memscope's walker gives such stacks to libunwind */
+static volatile sig_atomic_t in_handler;
+static void *volatile kept; /* or gcc drops the malloc and free as a pair */
+static void on_usr1(int sig) {
+    (void)sig;
+    in_handler++;
+    kept = malloc(48);
+    free(kept);
+}
+
+static bool libunwind_mapped(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    bool found = false;
+    while (f && fgets(line, sizeof line, f)) found |= strstr(line, "/libunwind.so") != NULL;
+    if (f) fclose(f);
+    return found;
 }
 
 static void *thr(void *a) {
@@ -61,6 +86,12 @@ int main(int argc, char **argv) {
         pthread_create(&t, NULL, thr, NULL);
         pthread_join(t, NULL);
     }
+    signal(SIGUSR1, on_usr1);
+    for (int k = 0; k < 8; k++) raise(SIGUSR1);
+    CHECK("libunwind-loaded-by-a-signal-frame", in_handler == 8 && libunwind_mapped());
+    int next = open("/dev/null", O_RDONLY);
+    CHECK("no-descriptor-left-by-libunwind", next == 5);
+    close(next);
     char buf[64] = {0};
     ssize_t n = read(in, buf, sizeof buf - 1);
     if (write(out, "FOOTER\n", 7) != 7) return 1;

@@ -107,6 +107,9 @@ static bool check(const unsigned char *p, size_t n, uint64_t tag) {
     return true;
 }
 
+static void *volatile warm[THREADS];
+static _Atomic int warmed;
+
 static void *stress_worker(void *arg) {
     int id = (int)(intptr_t)arg;
     uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(id + 1);
@@ -114,6 +117,12 @@ static void *stress_worker(void *arg) {
     size_t hsz[HELD] = {0};
     uint64_t tag[HELD] = {0};
     unsigned rounds = 0;
+    /* a first sampled malloc: in this debug build it also walks the stack
+     * with libunwind, whose per-thread cache then takes the thread's block
+     * of dynamic TLS (glibc mallocs it) before main counts */
+    warm[id] = malloc(16);
+    free(warm[id]);
+    atomic_fetch_add(&warmed, 1);
     wait_phase(3); /* main counts the heap's objects once every thread exists */
     while (!atomic_load(&stop)) {
         for (int k = 0; k < 200; k++) { /* a burst */
@@ -193,6 +202,7 @@ int main(int argc, char **argv) {
     uint64_t parks1 = atomic_load(&ms_tcache_parks);
     pthread_t w[THREADS];
     for (int i = 0; i < THREADS; i++) pthread_create(&w[i], NULL, stress_worker, (void *)(intptr_t)i);
+    while (atomic_load(&warmed) < THREADS) usleep(1000);
     uint64_t base = heap_objects(); /* glibc's blocks for the new threads included */
     set_phase(3);
     sleep(quick ? 2 : 6);

@@ -32,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
 #include "prof/stack.h"
 #include "testhelper.h"
 

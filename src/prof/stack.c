@@ -40,6 +40,10 @@
  */
 #include "stack.h"
 
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -102,41 +106,109 @@ static int read_word(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int 
     return 0;
 }
 
-static bool fd_open(int fd) {
+/* libunwind, loaded on first need.  memscope's walker (unwind.c) reads
+ * almost every stack itself: git, the gcc driver and sort at profile_rate=1
+ * never once fell back to libunwind (gdb, a breakpoint on unw_backtrace).
+ * Linked, libunwind and the liblzma it needs were loaded into every process
+ * that preloads memscope: two more objects for the loader to map and
+ * relocate (a third of memscope's start-up cost on /bin/true, perf stat)
+ * and 148 KiB of RSS.  So it is dlopen'd, RTLD_LOCAL (its weak `backtrace`
+ * then stays out of the program's symbol lookup), by the first capture
+ * that needs it, inside stack_unwind: with sampling held off (ms_no_sample)
+ * and counted as a capture in progress, so a fork waits for the load to
+ * end.  One thread loads; a capture that finds the load under way (another
+ * thread, or a signal handler that interrupted it) gets no stack rather
+ * than wait.  If libunwind cannot be loaded, such stacks stay empty and one
+ * line says why. */
+enum { LU_NONE, LU_LOADING, LU_READY, LU_FAILED };
+static _Atomic int lu_state;
+static int (*lu_backtrace)(void **, int);
+static bool reads_ok; /* process_vm_readv works here (ms_stack_init) */
+
+/* fds_open: the descriptors below n that are open, one bit each */
+static void fds_open(uint64_t *bits, int n) {
     int saved = errno;
-    bool open = fcntl(fd, F_GETFD) != -1;
+    for (int fd = 0; fd < n; fd++) {
+        if (fcntl(fd, F_GETFD) != -1) bits[fd / 64] |= 1ull << (fd % 64);
+        else bits[fd / 64] &= ~(1ull << (fd % 64));
+    }
     errno = saved;
-    return open;
+}
+
+/* close_new_pipe: libunwind's pipe, the one pair of descriptors open now
+ * and not in before[], both ends of one pipe and both close-on-exec and
+ * non-blocking as libunwind opens them.  Anything else new (another thread
+ * opened files meanwhile) and nothing is closed: two descriptors left open
+ * are better than one of the program's closed. */
+static void close_new_pipe(const uint64_t *before, int n) {
+    int pair[2], k = 0;
+    struct stat st[2];
+    int saved = errno;
+    for (int fd = 0; fd < n; fd++) {
+        if ((before[fd / 64] >> (fd % 64)) & 1 || fcntl(fd, F_GETFD) == -1) continue;
+        if (k == 2 || fstat(fd, &st[k]) != 0 || !S_ISFIFO(st[k].st_mode) || fcntl(fd, F_GETFD) != FD_CLOEXEC ||
+            !(fcntl(fd, F_GETFL) & O_NONBLOCK))
+            goto out;
+        pair[k++] = fd;
+    }
+    if (k == 2 && st[0].st_ino == st[1].st_ino && st[0].st_dev == st[1].st_dev) {
+        close(pair[0]);
+        close(pair[1]);
+    }
+out:
+    errno = saved;
+}
+
+static bool lu_load(void) {
+    int expect = LU_NONE;
+    if (!atomic_compare_exchange_strong(&lu_state, &expect, LU_LOADING)) return false;
+    enum { LOOK = 1024 };
+    uint64_t before[LOOK / 64];
+    fds_open(before, LOOK);
+    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    int (*bt)(void **, int) = h ? (int (*)(void **, int))dlsym(h, "unw_backtrace") : NULL;
+    int (*policy)(unw_addr_space_t, unw_caching_policy_t) =
+        h ? (int (*)(unw_addr_space_t, unw_caching_policy_t))dlsym(h, "_ULx86_64_set_caching_policy") : NULL;
+    unw_accessors_t *(*accessors)(unw_addr_space_t) =
+        h ? (unw_accessors_t * (*)(unw_addr_space_t)) dlsym(h, "_Ux86_64_get_accessors") : NULL;
+    unw_addr_space_t *local = h ? (unw_addr_space_t *)dlsym(h, "_ULx86_64_local_addr_space") : NULL;
+    if (!bt || !policy || !accessors || !local) {
+        ms_warn("memscope: libunwind.so.8 could not be loaded (%s): stacks through frames memscope's own "
+                "walker does not read stay empty (install libunwind8)",
+                h ? "a symbol is missing" : dlerror());
+        atomic_store(&lu_state, LU_FAILED);
+        return false;
+    }
+    policy(*local, UNW_CACHE_PER_THREAD); /* libunwind starts here, and opens its pipe */
+    if (reads_ok) { /* libunwind's reads go through process_vm_readv too */
+        unw_accessors_t *acc = accessors(*local);
+        if (acc) {
+            acc->access_mem = read_word;
+            close_new_pipe(before, LOOK);
+        }
+    }
+    lu_backtrace = bt;
+    atomic_store_explicit(&lu_state, LU_READY, memory_order_release);
+    return true;
+}
+
+int ms_libunwind_backtrace(void **raw, int cap) {
+    if (atomic_load_explicit(&lu_state, memory_order_acquire) != LU_READY && !lu_load()) return 0;
+    return lu_backtrace(raw, cap);
 }
 
 void ms_stack_init(void) {
-    enum { LOOK = 64 };
-    bool before[LOOK];
-    for (int fd = 0; fd < LOOK; fd++) before[fd] = fd_open(fd);
-    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD); /* libunwind starts here */
-    unw_accessors_t *acc = unw_get_accessors(unw_local_addr_space);
-    unw_word_t probe = 0, one = 1;
-    if (!acc || read_word(unw_local_addr_space, (unw_word_t)&one, &probe, 0, NULL) != 0 || probe != 1) {
+    uintptr_t one = 1, probe = 0;
+    if (!ms_stack_read((uintptr_t)&one, &probe) || probe != 1) {
         ms_warn("memscope: process_vm_readv is refused here: libunwind validates memory with a pipe of its own "
                 "(descriptors the program may reuse); MEMSCOPE=profile_rate=0 avoids it");
         return;
     }
-    acc->access_mem = read_word;
+    reads_ok = true;
     ms_unwind_init(); /* its reads are checked the same way */
-    /* the pipe it opened: the one new pair of descriptors on one pipe */
-    int pair[2], n = 0;
-    struct stat st[2];
-    for (int fd = 0; fd < LOOK; fd++) {
-        if (before[fd] || !fd_open(fd)) continue;
-        if (n == 2 || fstat(fd, &st[n]) != 0 || !S_ISFIFO(st[n].st_mode)) return;
-        pair[n++] = fd;
-    }
-    if (n == 2 && st[0].st_ino == st[1].st_ino && st[0].st_dev == st[1].st_dev) {
-        int saved = errno;
-        close(pair[0]);
-        close(pair[1]);
-        errno = saved;
-    }
+#if MEMSCOPE_DEBUG
+    lu_load(); /* now, not mid-run: every capture is held against libunwind's (unwind.c) */
+#endif
 }
 
 void ms_stack_fork_prepare(void) {

@@ -4,8 +4,6 @@
 #ifndef MS_STACK_H
 #define MS_STACK_H
 
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 #include <sched.h>
 
 #include "prof.h"
@@ -48,6 +46,10 @@ typedef struct replay_s {
 } replay_t;
 extern bool ms_unwind_enabled;
 void ms_unwind_init(void);
+/* ms_libunwind_backtrace: libunwind's unw_backtrace, for the stacks the
+ * walker refuses; libunwind is loaded by the first call (stack.c).  0
+ * frames when it cannot be loaded, or while another capture loads it. */
+int ms_libunwind_backtrace(void **raw, int cap);
 int ms_unwind(void **out, int cap, replay_t *rp);
 #if MEMSCOPE_DEBUG
 void ms_unwind_check(void *const *raw, int n, int cap);
@@ -67,7 +69,7 @@ ms_inline int stack_unwind(void **raw, int cap, replay_t *rp) {
 #if MEMSCOPE_DEBUG
     if (n >= 0) ms_unwind_check(raw, n, cap);
 #endif
-    if (n < 0) n = unw_backtrace(raw, cap);
+    if (n < 0) n = ms_libunwind_backtrace(raw, cap);
     ms_no_sample--;
     atomic_fetch_sub(busy, 1);
     return n > 0 ? n : 0;
@@ -83,7 +85,7 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
      * depth of the stack, heap pointers among them; the leak checker scans
      * the stacks of threads it stops (often in here, waiting for the
      * profiler's lock), so stale pointers would keep lost blocks
-     * "reachable".  Clear what unw_backtrace did not write. */
+     * "reachable".  Clear what the walk did not write. */
     __builtin_memset(raw + n, 0, sizeof raw - (size_t)n * sizeof raw[0]);
     int i = 0;
     while (i < n && ms_in_memscope_text((uintptr_t)raw[i])) i++;
@@ -118,7 +120,7 @@ ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs) {
     atomic_signal_fence(memory_order_seq_cst);
     int cap = max + 16;
     if (cap > MS_STACK_RAW) cap = MS_STACK_RAW;
-    /* unw_backtrace stores void pointers; the buffer is read as uintptr_t,
+    /* the walkers store void pointers; the buffer is read as uintptr_t,
      * the same size, written by another object file */
     int n = stack_unwind((void **)o->raw, cap, &o->replay);
     if (n < 0) {

@@ -668,7 +668,8 @@ void ms_unwind_check(void *const *raw, int n, int cap) {
      * reference any more */
     if (atomic_load_explicit(&unloads_seen, memory_order_relaxed)) return;
     void *ref[MS_STACK_RAW + 16];
-    int m = unw_backtrace(ref, MS_STACK_RAW + 16);
+    int m = ms_libunwind_backtrace(ref, MS_STACK_RAW + 16);
+    if (m <= 0) return; /* libunwind not loaded (yet): no reference */
     int i = 0, j = 0;
     while (i < n && ms_in_memscope_text((uintptr_t)raw[i])) i++;
     while (j < m && i < n && ref[j] != raw[i]) j++; /* this function's frames, and libunwind's */
