@@ -155,7 +155,9 @@ MEMSCOPE_API void memscope_print_stats(int fd);
 MEMSCOPE_API int memscope_write_heap_profile(const char *path);
 
 /* memscope_write_heap_profile_fd writes it to an open descriptor: pprof
- * protobuf (debug 0) or Go's debug=1 text with a MemStats trailer (1). */
+ * protobuf (debug 0) or Go's debug=1 text with a MemStats trailer (any
+ * positive debug, as in Go).  0, or -1 (a negative fd or debug, profiling
+ * off, a failed write). */
 MEMSCOPE_API int memscope_write_heap_profile_fd(int fd, int debug);
 
 /* memscope_write_peak_profile writes the profile of the moment the heap

@@ -57,18 +57,24 @@ static void end_cycle(bool forced) {
     ms_heap_reset_peak();
 }
 
+/* A cycle's end reads /proc and writes the trace line, cancellation points,
+ * under cyc_lock: cancellation is off meanwhile (ms_cancel_off). */
 static void goal_reached(void) {
     if (pthread_mutex_trylock(&cyc_lock) != 0) return;
+    int cancel = ms_cancel_off();
     heap_counters_t c;
     ms_heap_counters(&c);
     if ((c.inuse_pages << MS_PAGE_SHIFT) >= atomic_load(&ms_heap_goal_bytes)) end_cycle(false);
     pthread_mutex_unlock(&cyc_lock);
+    ms_cancel_restore(cancel);
 }
 
 void ms_cycle_forced(void) {
+    int cancel = ms_cancel_off();
     pthread_mutex_lock(&cyc_lock);
     end_cycle(true);
     pthread_mutex_unlock(&cyc_lock);
+    ms_cancel_restore(cancel);
 }
 
 void ms_cycle_info(uint64_t *next_gc, uint64_t *last_gc_ns, uint32_t *ngc, uint32_t *nforced) {

@@ -85,8 +85,8 @@ __attribute__((constructor)) static void ms_ctor(void) {
  * malloc every time (a helper session's 1 ms timer whose handler forked
  * hung at exit under leaks=reachable, 3 times out of 3). */
 __attribute__((destructor)) static void ms_dtor(void) {
-    sigset_t old;
-    ms_signals_hold(&old);
+    ms_held_t old;
+    ms_hold(&old);
     int report_fd = ms_log_fd(); /* -1: the program's stderr is gone; the exit status still says */
     bool fail = ms_prof_exit(report_fd);
     if (ms_opt.leaks == LEAKS_REACHABLE && ms_leak_exit(report_fd)) fail = true;
@@ -95,7 +95,7 @@ __attribute__((destructor)) static void ms_dtor(void) {
         fflush(NULL);
         _exit(23);
     }
-    ms_signals_restore(&old);
+    ms_release(&old);
 }
 
 MEMSCOPE_API int memscope_version(void) { return MEMSCOPE_VERSION; }

@@ -219,6 +219,9 @@ void ms_log_fork_child(void); /* a fork child keeps no copy (log.c) */
 int ms_log_fd(void);
 void ms_printf_fd(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ms_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* ms_errstr: errno's description ("No such file or directory"), from a
+ * table in the C library: no allocation, no locale */
+const char *ms_errstr(int e);
 ms_noreturn ms_cold void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 ms_noreturn ms_cold void ms_assert_fail(const char *expr, const char *file, int line);
 
@@ -400,20 +403,46 @@ bool ms_central_is_valid(uint8_t cls);
 /* ------------------------------------------------------------------------
  * tcache.c
  * ---------------------------------------------------------------------- */
-/* ms_signals_hold: blocks every signal in the calling thread for a stretch
- * of memscope's own work done on the program's thread (a leak check, a
- * profile, stats, returning memory, the reports at exit), which holds
- * memscope's locks: a handler that allocates meanwhile would wait on a
- * lock its own thread holds (a 1 kHz timer whose handler mallocs hung
- * memscope_check_leaks 5 times out of 5), or find a profiler snapshot half
- * taken.  A signal sent to the thread waits until the stretch ends; one
- * sent to the process goes to another thread that takes it, or waits too. */
-ms_inline void ms_signals_hold(sigset_t *old) {
+/* ms_cancel_off: turns the calling thread's cancellation off, for memscope's
+ * work on the program's thread that reaches a cancellation point (a wait
+ * on a condition, a sleep, open, read, write, close): malloc and free are
+ * no cancellation points, and a thread cancelled there left memscope's lock
+ * held for ever (a thread cancelled in the free that started the
+ * scavenger, whose start sleeps holding the scavenger's lock: the next
+ * thread's exit hung) or a block taken and never handed out.  Costs no
+ * system call.  ms_cancel_restore puts back what ms_cancel_off returned. */
+ms_inline int ms_cancel_off(void) {
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    return old;
+}
+ms_inline void ms_cancel_restore(int old) {
+    if (old != PTHREAD_CANCEL_DISABLE) pthread_setcancelstate(old, &old);
+}
+
+/* ms_hold: blocks every signal in the calling thread, and turns its
+ * cancellation off, for a stretch of memscope's own work done on the
+ * program's thread (a leak check, a profile, stats, returning memory, the
+ * reports at exit), which holds memscope's locks: a handler that allocates
+ * meanwhile would wait on a lock its own thread holds (a 1 kHz timer whose
+ * handler mallocs hung memscope_check_leaks 5 times out of 5), or find a
+ * profiler snapshot half taken.  A signal sent to the thread waits until
+ * the stretch ends; one sent to the process goes to another thread that
+ * takes it, or waits too.  ms_release ends the stretch. */
+typedef struct ms_held_s {
+    sigset_t sigs;
+    int cancel;
+} ms_held_t;
+ms_inline void ms_hold(ms_held_t *h) {
     sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, old);
+    h->cancel = ms_cancel_off();
+    pthread_sigmask(SIG_BLOCK, &all, &h->sigs);
 }
-ms_inline void ms_signals_restore(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }
+ms_inline void ms_release(const ms_held_t *h) {
+    pthread_sigmask(SIG_SETMASK, &h->sigs, NULL);
+    ms_cancel_restore(h->cancel);
+}
 
 /* ms_count_own: adds n to a counter that only the calling thread writes
  * and other threads read (relaxed).  On x86-64 one add to memory: the

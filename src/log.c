@@ -17,8 +17,12 @@
  * descriptor 2 is (device and inode), memscope keeps a copy of it at a high
  * number when it will print anyway (trace, stats, leak reports), and every
  * line goes to the copy, or to descriptor 2, only while that is still the
- * same file; otherwise it is dropped.  Fatal errors, the process ending
- * anyway, go to descriptor 2 as glibc's do.  A fork child closes the copy:
+ * same file; otherwise it is dropped.  The copy sits at 1000 or above (half
+ * the descriptor limit when that is lower), away from the numbers programs
+ * pick for themselves: at 10, a shell's `exec 10>file` met it.  Fatal
+ * errors, the process ending anyway, go to descriptor 2 as glibc's do.  A
+ * fork child closes the copy, if that descriptor is still memscope's (the
+ * same file, close-on-exec: a program's dup2 there clears the flag):
  * a daemon points its descriptors at /dev/null and lives on, and a copy of
  * its parent's stderr kept open in it held the pipe of a shell's $(...)
  * open until the daemon exited (a helper session's redis-server
@@ -33,6 +37,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,7 +65,13 @@ void ms_log_init(bool keep_copy) {
         return;
     }
     out_dev = st.st_dev, out_ino = st.st_ino;
-    if (keep_copy) out_copy = fcntl(2, F_DUPFD_CLOEXEC, 10);
+    if (keep_copy) {
+        struct rlimit lim;
+        int base = 1000;
+        if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur <= (rlim_t)base)
+            base = lim.rlim_cur / 2 > 10 ? (int)(lim.rlim_cur / 2) : 10;
+        out_copy = fcntl(2, F_DUPFD_CLOEXEC, base);
+    }
     errno = saved;
     atomic_store(&out_known, 1);
 }
@@ -68,7 +79,7 @@ void ms_log_init(bool keep_copy) {
 void ms_log_fork_child(void) {
     if (out_copy < 0) return;
     int saved = errno;
-    close(out_copy);
+    if (is_stderr_file(out_copy) && fcntl(out_copy, F_GETFD) == FD_CLOEXEC) close(out_copy);
     out_copy = -1;
     errno = saved;
 }
@@ -250,6 +261,7 @@ bool ms_write_fd(int fd, const char *buf, size_t len) {
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    int cancel = ms_cancel_off(); /* write and sigtimedwait are cancellation points */
     bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
     bool broken = false;
     while (len > 0) {
@@ -264,9 +276,15 @@ bool ms_write_fd(int fd, const char *buf, size_t len) {
         struct timespec zero = {0, 0};
         sigtimedwait(&pipe_set, NULL, &zero);
     }
+    ms_cancel_restore(cancel);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;
     return len == 0; /* a full disk or a file-size limit: the caller decides */
+}
+
+const char *ms_errstr(int e) {
+    const char *s = strerrordesc_np(e);
+    return s ? s : "unknown error";
 }
 
 void ms_printf_fd(int fd, const char *fmt, ...) {

@@ -134,13 +134,18 @@ ms_noreturn ms_cold static void bad_pointer(const char *fn, const void *p, const
                      size, (void *)base, where(caller, w, sizeof w));
         }
     }
-    ms_fatal("memscope: %s(): invalid pointer %p (not allocated by memscope) from %s", fn, p,
-             where(caller, w, sizeof w));
+    /* a large block's pages leave the page map when it is freed, and only
+     * its ends are in it meanwhile: a freed large block and the middle of
+     * one land here too */
+    ms_fatal("memscope: %s(): invalid pointer %p (no block memscope has allocated starts there: never "
+             "allocated, freed already, or inside a large block) from %s",
+             fn, p, where(caller, w, sizeof w));
 }
 
 ms_noreturn ms_cold static void double_free(const char *fn, const void *p, size_t size, const void *caller) {
     char w[256];
-    ms_fatal("memscope: %s(): double free of %p (%zu-byte block) from %s", fn, p, size, where(caller, w, sizeof w));
+    ms_fatal("memscope: %s(): double free of %p (a free %zu-byte block: freed already, or never handed out) from %s",
+             fn, p, size, where(caller, w, sizeof w));
 }
 
 /* object_start: p lies inside small span s, in the part the span has handed
@@ -687,6 +692,9 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
 MS_EXPORT MS_TEXT void *realloc(void *p, size_t size) {
     if (p == NULL) return malloc(size);
     if (size == 0) { /* glibc frees and returns NULL; programs rely on it */
+        /* checked here, so that a bad pointer is reported as realloc's,
+         * called from the program, not as free's called from realloc */
+        checked_size(p, ms_pagemap_lookup(p), "realloc", __builtin_return_address(0));
         free(p);
         return NULL;
     }

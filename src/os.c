@@ -47,7 +47,7 @@ bool ms_os_commit(void *addr, size_t bytes) {
 void ms_os_decommit(void *addr, size_t bytes) {
     int saved = errno;
     if (mmap(addr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != addr)
-        ms_warn("memscope: cannot return %zu bytes at %p to reserved address space (errno %d)", bytes, addr, errno);
+        ms_warn("memscope: cannot return %zu bytes at %p to reserved address space: %s", bytes, addr, ms_errstr(errno));
     errno = saved;
 }
 
@@ -68,7 +68,7 @@ size_t ms_os_as_limit(void) {
 
 void ms_os_free(void *addr, size_t bytes) {
     int saved = errno;
-    if (addr && munmap(addr, bytes) != 0) ms_warn("memscope: munmap(%p, %zu) failed (errno %d)", addr, bytes, errno);
+    if (addr && munmap(addr, bytes) != 0) ms_warn("memscope: munmap(%p, %zu) failed: %s", addr, bytes, ms_errstr(errno));
     errno = saved;
 }
 
@@ -169,7 +169,7 @@ uint64_t ms_os_wall_coarse_ns(void) {
  * /proc/self read as empty, and a leak check at exit saw no roots and
  * reported every block lost.  /proc/self for kernels before 3.17. */
 int ms_os_open_proc_mm(const char *name) {
-    int saved = errno;
+    int saved = errno, cancel = ms_cancel_off();
     char path[64];
     ms_snprintf(path, sizeof path, "/proc/thread-self/%s", name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -177,6 +177,7 @@ int ms_os_open_proc_mm(const char *name) {
         ms_snprintf(path, sizeof path, "/proc/self/%s", name);
         fd = open(path, O_RDONLY | O_CLOEXEC);
     }
+    ms_cancel_restore(cancel);
     errno = saved;
     return fd;
 }
@@ -184,9 +185,10 @@ int ms_os_open_proc_mm(const char *name) {
 /* read_small_fd: reads up to cap-1 bytes of a /proc file into buf (fd:
  * open already, or -1 to open path), and closes it. */
 static ssize_t read_small_fd(int fd, const char *path, char *buf, size_t cap) {
-    int saved = errno;
+    int saved = errno, cancel = ms_cancel_off();
     if (fd < 0) fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
+        ms_cancel_restore(cancel);
         errno = saved;
         return -1;
     }
@@ -199,6 +201,7 @@ static ssize_t read_small_fd(int fd, const char *path, char *buf, size_t cap) {
     }
     close(fd);
     buf[n] = 0;
+    ms_cancel_restore(cancel);
     errno = saved;
     return (ssize_t)n;
 }
@@ -287,7 +290,8 @@ size_t ms_os_read_self(uintptr_t addr, void *buf, size_t len) {
 uint64_t ms_os_random(void) {
     uint64_t v = 0;
     int saved = errno;
-    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
+    /* the system call itself: glibc's getrandom is a cancellation point */
+    if (syscall(SYS_getrandom, &v, sizeof v, GRND_NONBLOCK) != (long)sizeof v)
         v = ms_os_now_ns() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
     errno = saved;
     return v | 1;
@@ -402,9 +406,9 @@ bool ms_os_program_gone(void) {
  * fn is called with NULL, and should return once ms_os_program_gone says
  * so (above).  Returns pthread_create's result. */
 int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t *out) {
-    int saved = errno;
-    sigset_t old;
-    ms_signals_hold(&old); /* the new thread inherits the mask */
+    int saved = errno, cancel = ms_cancel_off(); /* its wait below sleeps */
+    ms_held_t old;
+    ms_hold(&old); /* the new thread inherits the mask */
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -415,7 +419,7 @@ int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t 
     int rc = pthread_create(&t, &attr, own_start, &a);
     if (rc != 0) atomic_fetch_sub(&own_threads, 1);
     pthread_attr_destroy(&attr);
-    ms_signals_restore(&old);
+    ms_release(&old);
     if (rc == 0) {
         pthread_setname_np(t, name);
         if (out) *out = t;
@@ -425,6 +429,7 @@ int ms_os_thread(void *(*fn)(void *), size_t stack, const char *name, pthread_t 
             nanosleep(&ts, NULL);
         }
     }
+    ms_cancel_restore(cancel);
     errno = saved;
     return rc;
 }

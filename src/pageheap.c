@@ -641,7 +641,11 @@ void ms_heap_pin_mappings(void) {
     while (moving > 0) {
         heap_unlock(); /* not a hold: waiting for the kernel calls of others */
         pthread_mutex_lock(&ms_heap_lock);
-        if (moving > 0) pthread_cond_wait(&moves_cv, &ms_heap_lock);
+        if (moving > 0) {
+            int c = ms_cancel_off(); /* a cancellation point, with the heap's lock */
+            pthread_cond_wait(&moves_cv, &ms_heap_lock);
+            ms_cancel_restore(c);
+        }
         lock_t0 = ms_os_ticks();
     }
     heap_unlock();
@@ -953,8 +957,10 @@ bool ms_heap_is_valid(void) {
  * counted idle and never used again.  A batch is out for the time of its
  * madvise calls (at most 64 spans of 16 MiB). */
 void ms_heap_fork_prepare(void) {
+    int c = ms_cancel_off(); /* the wait is a cancellation point */
     pthread_mutex_lock(&ms_heap_lock);
     while (busy_batches > 0) pthread_cond_wait(&busy_cv, &ms_heap_lock);
+    ms_cancel_restore(c);
 }
 void ms_heap_fork_parent(void) { pthread_mutex_unlock(&ms_heap_lock); }
 void ms_heap_fork_child(void) {

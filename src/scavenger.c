@@ -261,8 +261,8 @@ void ms_scavenger_fork_done(void) { atomic_store(&sc_hold, false); }
  * forced heap cycle. */
 MEMSCOPE_API size_t memscope_free_os_memory(void) {
     ms_ensure_init();
-    sigset_t old;
-    ms_signals_hold(&old);
+    ms_held_t old;
+    ms_hold(&old);
     tcache_t *tc = ms_tc;
     ms_tc_busy++;
     if (!tc->is_dummy) ms_tcache_flush(tc);
@@ -271,6 +271,6 @@ MEMSCOPE_API size_t memscope_free_os_memory(void) {
     size_t released = ms_heap_scavenge(UINT64_MAX, SIZE_MAX);
     ms_cycle_forced();
     ms_trace_scavenge(released, true);
-    ms_signals_restore(&old);
+    ms_release(&old);
     return released;
 }

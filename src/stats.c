@@ -125,10 +125,10 @@ MEMSCOPE_API int memscope_read_stats(struct memscope_stats *st) {
     if (!st || st->size < offsetof(struct memscope_stats, heap_alloc)) return -1; /* the general fields, as the header says */
     ms_ensure_init();
     struct memscope_stats full;
-    sigset_t old;
-    ms_signals_hold(&old);
+    ms_held_t old;
+    ms_hold(&old);
     ms_stats_read(&full);
-    ms_signals_restore(&old);
+    ms_release(&old);
     size_t n = st->size < sizeof full ? st->size : sizeof full;
     memcpy(st, &full, n);
     st->size = (uint32_t)n;

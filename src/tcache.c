@@ -198,8 +198,15 @@ static void retire_locked(tcache_t *tc) {
     ms_fixalloc_free(&tc_pool, tc);
 }
 
+/* tc_destructor: the thread's exit (its key's destructor).  The cache is
+ * the thread's own tc_mine, not arg: a program that calls
+ * pthread_setspecific on a key it never created (a zeroed pthread_key_t)
+ * writes memscope's key when memscope made the process's first, and the
+ * destructor then got the program's value (glibc refuses such a call with
+ * EINVAL; a helper session's program crashed at thread exit). */
 static void tc_destructor(void *arg) {
-    tcache_t *tc = arg;
+    (void)arg;
+    tcache_t *tc = tc_mine;
     if (!tc || tc->is_dummy) return;
     /* the scavenger may be parking the cache: wait, then keep it out */
     for (uint32_t st;;) {

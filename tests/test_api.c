@@ -158,6 +158,15 @@ int main(void)
             close(p[0]);
         }
     }
+    CHECK_BODY("profile-fd-rejects-a-negative-debug") {
+        /* nothing written: no format has a negative number */
+        int p[2];
+        result = CHECK_TRUE(pipe(p) == 0) && CHECK_TRUE(memscope_write_heap_profile_fd(p[1], -1) == -1);
+        close(p[1]);
+        char c;
+        result &= CHECK_TRUE(read(p[0], &c, 1) == 0);
+        close(p[0]);
+    }
     CHECK_BODY("check-leaks-keeps-errno") {
         /* with threads to stop: the stop's futex waits once left EAGAIN */
         int null = open("/dev/null", O_WRONLY);

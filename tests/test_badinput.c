@@ -345,6 +345,15 @@ static int run_case(const char *c)
         (void)opaque(q);
         return not_aborted(c);
     }
+    if (strcmp(c, "realloc0-stack") == 0) { /* realloc(p, 0) frees: still realloc's error, from here */
+        _Alignas(16) char buf[256];
+        memset(buf, 1, sizeof buf);
+        void *p = opaque(buf + 32);
+        announce(p);
+        void *q = realloc(p, 0);
+        (void)opaque(q);
+        return not_aborted(c);
+    }
     fprintf(stderr, "unknown case %s\n", c);
     return 2;
 }
@@ -354,8 +363,20 @@ static const char *const cases[] = {
     "free-interior-odd", "free-interior-large", "free-interior-memalign", "double-free-small",
     "double-free-small-after-others", "double-free-medium", "double-free-large",
     "double-free-cross-thread", "realloc-invalid", "realloc-stack", "realloc-freed",
-    "realloc-freed-large",
+    "realloc-freed-large", "realloc0-stack",
 };
+
+/* key_abuse: writes the keys a program never created (a zeroed
+ * pthread_key_t is key 0), over whatever value a thread that has allocated
+ * holds there (memscope's, if it made the process's first key), then exits */
+static volatile bool key_abused;
+static void *key_abuse(void *arg)
+{
+    free(opaque(malloc(32)));
+    for (pthread_key_t k = 0; k < 4; k++)
+        if (pthread_getspecific(k) != NULL) key_abused = pthread_setspecific(k, (void *)0x40) == 0;
+    return arg;
+}
 
 int main(int argc, char **argv)
 {
@@ -395,6 +416,11 @@ int main(int argc, char **argv)
         void *p = opaque(aligned_alloc(v_three, 64));
         result = CHECK_TRUE(p == NULL) && CHECK_TRUE(errno == EINVAL);
         free(p);
+    }
+    CHECK_BODY("thread-exit-after-a-write-to-a-key-never-created") {
+        pthread_t t;
+        result = CHECK_TRUE(pthread_create(&t, NULL, key_abuse, NULL) == 0) &&
+                 CHECK_TRUE(pthread_join(t, NULL) == 0) && CHECK_TRUE(key_abused);
     }
     CHECK_BODY("heap-still-works-after-bad-requests") {
         char *p = opaque(malloc(1000));

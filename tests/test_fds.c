@@ -12,12 +12,16 @@
  * here a malloc in a signal handler, after the program's files are open.
  *
  * Run with profile_rate=1 (the program re-executes itself with it), so
- * that every allocation takes a stack, on new threads' fresh stack pages.
+ * that every allocation takes a stack, on new threads' fresh stack pages,
+ * and trace=1, so that memscope keeps a copy of stderr (log.c).
  *   - the first open() returns 3, as without memscope;
  *   - files on descriptors 3 and 4, read and written around thousands of
  *     sampled allocations in 16 threads, keep exactly their data;
  *   - libunwind, loaded then, is in the process and leaves no descriptor
- *     open: the next open() returns 5.
+ *     open: the next open() returns 5;
+ *   - memscope's copy of stderr sits at 1000 or above, and a file the
+ *     program puts on that number itself (dup2) is the program's: a fork
+ *     child writes to it (the child once closed it as memscope's copy).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -26,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testhelper.h"
@@ -67,7 +73,7 @@ static void *thr(void *a) {
 
 int main(int argc, char **argv) {
     (void)argc;
-    th_run_with("profile_rate=1", argv);
+    th_run_with("profile_rate=1,trace=1", argv);
     free(malloc(64)); /* the profiler (and libunwind) started */
     char in_path[] = "/tmp/memscope-fds-in.XXXXXX", out_path[] = "/tmp/memscope-fds-out.XXXXXX";
     int tin = mkstemp(in_path), tout = mkstemp(out_path);
@@ -105,5 +111,28 @@ int main(int argc, char **argv) {
     CHECK("output-exactly-written", m == 14 && strcmp(got, "HEADER\nFOOTER\n") == 0);
     unlink(in_path);
     unlink(out_path);
+
+    /* memscope's copy: a descriptor on stderr's file, close-on-exec */
+    struct stat e, st;
+    int copy = -1;
+    fstat(2, &e);
+    for (int d = 3; d < 1100 && copy < 0; d++)
+        if (fstat(d, &st) == 0 && st.st_dev == e.st_dev && st.st_ino == e.st_ino && fcntl(d, F_GETFD) == FD_CLOEXEC)
+            copy = d;
+    CHECK("stderr-copy-kept-high", copy >= 1000);
+    char own_path[] = "/tmp/memscope-fds-own.XXXXXX";
+    int own = mkstemp(own_path);
+    if (copy < 0) copy = 1000;
+    dup2(own, copy);
+    close(own);
+    pid_t pid = fork();
+    if (pid == 0) _exit(write(copy, "child\n", 6) == 6 ? 0 : 1);
+    int status = -1;
+    waitpid(pid, &status, 0);
+    char mine[16] = {0};
+    ssize_t k = pread(copy, mine, sizeof mine - 1, 0);
+    CHECK("program-file-on-that-number-kept-in-child", status == 0 && k == 6 && strcmp(mine, "child\n") == 0);
+    close(copy);
+    unlink(own_path);
     return print_test_summary();
 }

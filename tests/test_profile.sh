@@ -20,7 +20,9 @@
 #   - leaks=1 names the leaking site with its exact bytes, leaks=exit exits
 #     23, and a program that frees everything reports nothing;
 #   - dlopen/dlclose and fork racing stack capture at rate 1 neither
-#     deadlock nor crash (tests/prof/dlstress.c).
+#     deadlock nor crash (tests/prof/dlstress.c);
+#   - a program exporting a deflateReset of its own still gets a gzipped
+#     profile, and its function is never called (tests/prof/zlib_own.c).
 # Needs cc and go (Debian golang-go; scripts/install-deps.sh).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -207,6 +209,17 @@ f=$(ls "$tmp"/run.*.pb.gz 2>/dev/null | head -1)
 $CC -O2 -g tests/prof/dlstress.c -o "$tmp/dlstress" -lpthread -ldl || exit 1
 o=$(MEMSCOPE=profile_rate=1 LD_PRELOAD=$LIB timeout 60 "$tmp/dlstress" "$tmp/libsites_dl.so" 2>&1); rc=$?
 [ $rc = 0 ] && [ "$o" = "dlstress: done" ] && ok || fail "dlstress at rate 1: exit $rc: $o"
+
+# --- a program with a deflateReset of its own (node exports its zlib): the
+# gzip never calls it, and the profile is still written and readable
+$CC -O2 -g -rdynamic tests/prof/zlib_own.c -o "$tmp/zlib_own" || exit 1
+for ms in profile_rate=1 profile_rate=1,leaks=1; do
+    rm -f "$tmp/own.pb.gz"
+    err=$(run "$ms,heapprofile=$tmp/own.pb.gz" "$tmp/zlib_own" 2>&1 >/dev/null); rc=$?
+    [ $rc = 0 ] && ! grep -q "deflateReset was called" <<<"$err" && "$MS" report --inuse "$tmp/own.pb.gz" | grep -q own_site &&
+        go tool pprof -top "$tmp/own.pb.gz" 2>/dev/null | grep -q own_site && ok ||
+        fail "program exporting deflateReset ($ms): exit $rc, $err"
+done
 
 echo "test_profile: $checks checks, $failures failed"
 exit $((failures > 0))

@@ -249,8 +249,8 @@ __attribute__((noinline)) bool ms_leak_exit(int fd) {
 static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *self) {
     ms_ensure_init();
     int saved = errno; /* the stop signal's futex waits and /proc reads are not the caller's business */
-    sigset_t old;
-    ms_signals_hold(&old);
+    ms_held_t old;
+    ms_hold(&old);
     ms_leak_result_t *r = ms_leak_check(self);
     long n = -1;
     if (!r) {
@@ -260,7 +260,7 @@ static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *
         n = (long)(r->objs[0] + r->objs[1]);
         ms_leak_result_free(r);
     }
-    ms_signals_restore(&old);
+    ms_release(&old);
     errno = saved;
     return n;
 }

@@ -36,15 +36,15 @@ static bool expand(const char *path, char *out, size_t cap) {
 }
 
 int ms_prof_write(int fd, int kind, int debug) {
-    sigset_t old;
-    ms_signals_hold(&old);
+    ms_held_t old;
+    ms_hold(&old);
     prof_snap_t *snap = ms_prof_snap_take();
     int rc = -1;
     if (snap) {
         rc = debug ? ms_prof_write_text(fd, snap, kind) : ms_prof_write_pprof(fd, snap, kind);
         ms_prof_snap_free(snap);
     }
-    ms_signals_restore(&old);
+    ms_release(&old);
     return rc;
 }
 
@@ -67,8 +67,8 @@ static int write_path(const char *path, int kind) {
     if (lstat(final, &st) == 0 && !S_ISREG(st.st_mode)) {
         int fd = open(final, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (fd < 0) {
-            ms_warn("memscope: heap profile: cannot open %s (errno %d%s)", final, errno,
-                    errno == ENXIO ? ": a FIFO with no reader" : "");
+            ms_warn("memscope: heap profile: cannot open %s: %s", final,
+                    errno == ENXIO ? "a FIFO with no reader" : ms_errstr(errno));
             errno = saved;
             return -1;
         }
@@ -84,7 +84,7 @@ static int write_path(const char *path, int kind) {
     ms_snprintf(tmp, sizeof tmp, "%s.%d.tmp", final, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        ms_warn("memscope: heap profile: cannot create %s (errno %d)", tmp, errno);
+        ms_warn("memscope: heap profile: cannot write %s: %s (creating %s)", final, ms_errstr(errno), tmp);
         errno = saved;
         return -1;
     }
@@ -111,7 +111,7 @@ MEMSCOPE_API int memscope_write_peak_profile(const char *path) {
 
 MEMSCOPE_API int memscope_write_heap_profile_fd(int fd, int debug) {
     ms_ensure_init();
-    if (fd < 0 || !ms_prof_enabled()) return -1;
+    if (fd < 0 || debug < 0 || !ms_prof_enabled()) return -1;
     return ms_prof_write(fd, PROF_HEAP, debug);
 }
 

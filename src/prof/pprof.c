@@ -369,19 +369,69 @@ static struct {
 } zl;
 static pthread_once_t zl_once = PTHREAD_ONCE_INIT;
 
+/* zl_load: the zlib to deflate with.  All three functions must come from
+ * one zlib, and so must the calls they make to each other: node exports a
+ * zlib of its own (deflateReset, ...), and libz.so.1's deflateInit2_,
+ * loaded here beside it, reached node's deflateReset through the program's
+ * symbol scope, with another layout of the state: every gzipped profile of
+ * node crashed it (a helper session).  So a zlib the program's scope
+ * already has (its own, or a libz.so.1 it loaded) is used as it is;
+ * otherwise libz.so.1 is loaded with its calls bound inside it
+ * (RTLD_DEEPBIND; it allocates through z_alloc here, never through
+ * malloc, so nothing else changes).  A libz.so.1 loaded already (libdw
+ * loads one, RTLD_LOCAL) keeps the binding it has: if the program's scope
+ * has any function the deflate path calls by name, it is not used, and
+ * neither is a zlib that cannot be loaded; profiles are then written as
+ * gzip's stored blocks (stored_write), valid and uncompressed. */
+static const char *const zl_inner[] = {"deflateReset", "deflateResetKeep", "deflateSetHeader", "crc32", "adler32"};
+
 static void zl_load(void) {
-    void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        ms_warn("memscope: cannot load zlib (libz.so.1) to gzip profiles: %s", dlerror());
-        return;
+    void *h = RTLD_DEFAULT;
+    if (!dlsym(h, "deflateInit2_") || !dlsym(h, "deflate") || !dlsym(h, "deflateEnd")) {
+        if (dlopen("libz.so.1", RTLD_NOW | RTLD_NOLOAD))
+            for (size_t i = 0; i < sizeof zl_inner / sizeof zl_inner[0]; i++)
+                if (dlsym(RTLD_DEFAULT, zl_inner[i])) return; /* stored blocks */
+        h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+        if (!h) {
+            ms_warn("memscope: cannot load zlib (libz.so.1): %s; profiles are written uncompressed", dlerror());
+            return;
+        }
     }
     zl.init2 = (int (*)(z_streamp, int, int, int, int, int, const char *, int))dlsym(h, "deflateInit2_");
     zl.deflate = (int (*)(z_streamp, int))dlsym(h, "deflate");
     zl.end = (int (*)(z_streamp))dlsym(h, "deflateEnd");
     if (!zl.init2 || !zl.deflate || !zl.end) {
-        ms_warn("memscope: zlib (libz.so.1) lacks deflate: profiles cannot be gzipped");
+        ms_warn("memscope: zlib (libz.so.1) lacks deflate: profiles are written uncompressed");
         zl.init2 = NULL;
     }
+}
+
+/* stored_write: [p, p+n) as a gzip member of stored (uncompressed) deflate
+ * blocks, RFC 1951 section 3.2.4 and RFC 1952, for when no zlib can be
+ * used: every pprof reader takes it.  0 or -1. */
+static uint32_t crc32_of(const uint8_t *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+    }
+    return ~c;
+}
+
+static int stored_write(int fd, const uint8_t *p, size_t n) {
+    static const uint8_t header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+    bool ok = ms_write_fd(fd, (const char *)header, sizeof header);
+    size_t off = 0;
+    do {
+        size_t len = n - off < 65535 ? n - off : 65535;
+        uint8_t b[5] = {off + len == n, (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)~len, (uint8_t)(~len >> 8)};
+        ok = ok && ms_write_fd(fd, (const char *)b, sizeof b) && ms_write_fd(fd, (const char *)p + off, len);
+        off += len;
+    } while (ok && off < n);
+    uint32_t crc = crc32_of(p, n), size = (uint32_t)n;
+    uint8_t t[8] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16), (uint8_t)(crc >> 24),
+                    (uint8_t)size, (uint8_t)(size >> 8), (uint8_t)(size >> 16), (uint8_t)(size >> 24)};
+    return ok && ms_write_fd(fd, (const char *)t, sizeof t) ? 0 : -1;
 }
 
 /* gzip_write: deflates [p, p+n) to fd in gzip framing; 0 or -1.  Its
@@ -390,10 +440,10 @@ static void zl_load(void) {
  * start. */
 int ms_gzip_write(int fd, const void *p, size_t n) {
     pthread_once(&zl_once, zl_load);
-    if (!zl.init2) return -1;
     z_stream z = {.zalloc = z_alloc, .zfree = z_free};
-    if (zl.init2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, (int)sizeof z) != Z_OK)
-        return -1;
+    if (!zl.init2 ||
+        zl.init2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, (int)sizeof z) != Z_OK)
+        return stored_write(fd, p, n);
     enum { OUT = 16384 };
     uint8_t *out = ms_os_alloc(OUT);
     if (!out) {

@@ -162,6 +162,7 @@ out:
 static bool lu_load(void) {
     int expect = LU_NONE;
     if (!atomic_compare_exchange_strong(&lu_state, &expect, LU_LOADING)) return false;
+    int cancel = ms_cancel_off(); /* inside malloc: close is a cancellation point */
     enum { LOOK = 1024 };
     uint64_t before[LOOK / 64];
     fds_open(before, LOOK);
@@ -177,6 +178,7 @@ static bool lu_load(void) {
                 "walker does not read stay empty (install libunwind8)",
                 h ? "a symbol is missing" : dlerror());
         atomic_store(&lu_state, LU_FAILED);
+        ms_cancel_restore(cancel);
         return false;
     }
     policy(*local, UNW_CACHE_PER_THREAD); /* libunwind starts here, and opens its pipe */
@@ -189,6 +191,7 @@ static bool lu_load(void) {
     }
     lu_backtrace = bt;
     atomic_store_explicit(&lu_state, LU_READY, memory_order_release);
+    ms_cancel_restore(cancel);
     return true;
 }
 

@@ -637,16 +637,17 @@ static const char *hex_field(const char *s, const char *end, uintptr_t *v) {
 static mod_t *find_or_add_module(symtab_t *st, const char *path, uintptr_t start, uintptr_t off) {
     const uint8_t *img = NULL;
     size_t bytes = 0;
-    bool mapped = false;
+    bool mapped = false, again = false;
     if (st->nmods >= MS_SYM_MAX_MAPS) return NULL;
     if (strcmp(path, "[vdso]") == 0) {
         img = (const uint8_t *)start; /* the kernel maps the whole vDSO image here */
     } else if (path[0] == '/') {
         for (int i = st->nmods - 1; i >= 0; i--) { /* a later mapping of a file already seen */
             mod_t *m = &st->mods[i];
-            if (m->img_mapped && strcmp(m->path, path) == 0 &&
-                elf_bias(m->img, m->img_bytes, start, off) == m->bias)
-                return m;
+            if (m->img_mapped && strcmp(m->path, path) == 0) {
+                if (elf_bias(m->img, m->img_bytes, start, off) == m->bias) return m;
+                again = true;
+            }
         }
         img = map_file(path, &bytes);
         mapped = img != NULL;
@@ -657,6 +658,12 @@ static mod_t *find_or_add_module(symtab_t *st, const char *path, uintptr_t start
     m->img_bytes = bytes;
     m->img_mapped = mapped;
     m->path = path;
+    /* A second copy of a file's code at another bias (V8 maps node's
+     * builtins again, far from the executable) gets symbols but no DWARF:
+     * reported to libdw as the whole file at that bias, it overlapped the
+     * other modules, and a lookup in it crashed inside libdw (tfind, from
+     * dwfl_module_addrdie) on every debug=1 profile of node. */
+    m->dw_tried = again;
     return m;
 }
 

@@ -1,0 +1,122 @@
+/* test_cancel.c: malloc, free and malloc_trim are no cancellation points.
+ *
+ * POSIX lists the functions that are cancellation points, and the malloc
+ * family is not among them: a thread with a cancellation request pending
+ * (deferred, the default) must go through any number of them and be
+ * cancelled at its own next cancellation point.  memscope's slow paths wait
+ * on conditions, sleep and do I/O (starting the scavenger, a trace line at
+ * the end of a cycle, the first malloc's random seed), and a thread once
+ * was cancelled there: inside the free that started the scavenger, holding
+ * its lock, so that the next thread's exit hung for ever; inside its first
+ * malloc, with a large block taken and never handed out.  Run with
+ * trace=1 (the program re-executes itself with it), so that cycles end
+ * with their I/O.  Each worker has its request pending before it starts:
+ *   - free:   200,000 frees, which start the scavenger;
+ *   - malloc: a new thread's first mallocs, large and small;
+ *   - trim:   malloc_trim, which ends a cycle and returns memory;
+ * each must do all of its work and be cancelled only at pthread_testcancel,
+ * and a thread created afterwards must start and exit as usual.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <malloc.h>
+#include <time.h>
+
+#include "testhelper.h"
+
+#define N 200000
+static void *blocks[N];
+static atomic_int go;
+static atomic_long done;
+
+static void wait_go(void) {
+    while (!atomic_load(&go)) {
+    }
+}
+
+static void *free_worker(void *arg) {
+    (void)arg;
+    for (int i = 0; i < N; i++) blocks[i] = malloc(64);
+    wait_go();
+    for (int i = 0; i < N; i++) {
+        free(blocks[i]);
+        atomic_fetch_add(&done, 1);
+    }
+    for (;;) pthread_testcancel();
+    return NULL;
+}
+
+static void *malloc_worker(void *arg) {
+    (void)arg;
+    wait_go();
+    for (int i = 0; i < 1000; i++) {
+        blocks[i] = malloc(i % 10 == 0 ? (size_t)1 << 20 : 100);
+        atomic_fetch_add(&done, 1);
+    }
+    for (int i = 0; i < 1000; i++) free(blocks[i]);
+    for (;;) pthread_testcancel();
+    return NULL;
+}
+
+static void *trim_worker(void *arg) {
+    (void)arg;
+    wait_go();
+    for (int i = 0; i < 40; i++) {
+        void *volatile p = malloc((size_t)(i % 8 + 1) << 16);
+        free(p);
+        malloc_trim(0);
+        atomic_fetch_add(&done, 1);
+    }
+    for (;;) pthread_testcancel();
+    return NULL;
+}
+
+static void *plain(void *arg) {
+    for (int i = 0; i < 20000; i++) blocks[i] = malloc(100);
+    for (int i = 0; i < 20000; i++) free(blocks[i]);
+    return arg;
+}
+
+/* run: fn in a thread with its cancellation already requested; true if it
+ * was cancelled (joined within 20 s) after `want` steps */
+static bool run(void *(*fn)(void *), long want) {
+    atomic_store(&go, 0);
+    atomic_store(&done, 0);
+    pthread_t t;
+    if (pthread_create(&t, NULL, fn, NULL) != 0) return false;
+    pthread_cancel(t);
+    atomic_store(&go, 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    void *ret = NULL;
+    int r = pthread_timedjoin_np(t, &ret, &ts);
+    long got = atomic_load(&done);
+    if (r != 0 || got != want || ret != PTHREAD_CANCELED)
+        fprintf(stderr, "[join %s, %ld of %ld steps] ", r ? "timed out" : "ok", got, want);
+    return r == 0 && got == want && ret == PTHREAD_CANCELED;
+}
+
+static bool plain_thread(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, plain, blocks) != 0) return false;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    void *ret = NULL;
+    return pthread_timedjoin_np(t, &ret, &ts) == 0 && ret == blocks;
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    th_run_with("trace=1", argv);
+    CHECK("free-is-no-cancellation-point", run(free_worker, N));
+    CHECK("a-thread-after-it-runs", plain_thread());
+    CHECK("malloc-is-no-cancellation-point", run(malloc_worker, 1000));
+    CHECK("malloc_trim-is-no-cancellation-point", run(trim_worker, 40));
+    malloc_trim(0);
+    CHECK("a-thread-after-them-runs", plain_thread());
+    return print_test_summary();
+}
