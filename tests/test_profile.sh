@@ -22,7 +22,9 @@
 #   - dlopen/dlclose and fork racing stack capture at rate 1 neither
 #     deadlock nor crash (tests/prof/dlstress.c);
 #   - a program exporting a deflateReset of its own still gets a gzipped
-#     profile, and its function is never called (tests/prof/zlib_own.c).
+#     profile, and its function is never called (tests/prof/zlib_own.c);
+#   - compressed DWARF gives file:line while it inflates to at most 4 MiB,
+#     and names alone past that (tests/prof/inflate.c).
 # Needs cc and go (Debian golang-go; scripts/install-deps.sh).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -220,6 +222,20 @@ for ms in profile_rate=1 profile_rate=1,leaks=1; do
         go tool pprof -top "$tmp/own.pb.gz" 2>/dev/null | grep -q own_site && ok ||
         fail "program exporting deflateReset ($ms): exit $rc, $err"
 done
+
+# --- compressed DWARF: file:line while it inflates to at most 4 MiB, the
+# name alone past that (tests/prof/inflate.c)
+python3 -c "print('\\n'.join('#define BIG_MACRO_%d (%d + 1)' % (i, i) for i in range(150000)))" >"$tmp/defs.h"
+printf '#include <stdlib.h>\n#include "defs.h"\nvoid *volatile big_kept;\n__attribute__((noinline)) void big_site(void) { big_kept = malloc(4096 + BIG_MACRO_7); }\n' >"$tmp/big.c"
+printf '#include <stdlib.h>\nvoid *volatile small_kept;\n__attribute__((noinline)) void small_site(void) {\n    small_kept = malloc(4096);\n}\n' >"$tmp/small.c"
+$CC -O2 -g3 -gz -fPIC -shared -I"$tmp" "$tmp/big.c" -o "$tmp/libbig.so" || exit 1
+$CC -O2 -g -gz -fPIC -shared "$tmp/small.c" -o "$tmp/libsmall.so" || exit 1
+$CC -O2 -g tests/prof/inflate.c -o "$tmp/inflate" -L"$tmp" -lbig -lsmall -Wl,-rpath,"$tmp" || exit 1
+run profile_rate=1,heapprofile="$tmp/inflate.pb.gz" "$tmp/inflate" >/dev/null 2>&1
+go tool pprof -top -lines -nodecount=100 "$tmp/inflate.pb.gz" >"$tmp/inflate.top" 2>/dev/null
+grep -qE 'small_site .*small\.c:4' "$tmp/inflate.top" && ok || fail "compressed DWARF under 4 MiB: no small.c:4 for small_site: $(grep site "$tmp/inflate.top")"
+grep -q 'big_site' "$tmp/inflate.top" && ! grep -q 'big\.c:' "$tmp/inflate.top" && ok ||
+    fail "compressed DWARF past 4 MiB: want big_site by name only: $(grep site "$tmp/inflate.top")"
 
 echo "test_profile: $checks checks, $failures failed"
 exit $((failures > 0))
