@@ -124,7 +124,7 @@ section() {
         echo
         echo "_Run: $(cat "$OUT/leaks-scan.meta" 2>/dev/null)_"
         echo
-        echo "| check | wall ms | CPU ms (checking thread) | pause µs | threads stopped | snapshot ms | mark ms | check memory | blocks | lost (dropped) |"
+        echo "| check | wall ms | CPU ms (checking thread) | longest pause µs | threads stopped | snapshot ms | mark ms | check memory | blocks | lost (dropped) |"
         echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
         i=0
         while read -r line; do

@@ -98,6 +98,12 @@ grep -q 'INCOMPLETE: 1 thread(s) did not stop' ms.blocked && pass "a thread bloc
     || { fail "blocked thread not reported"; cat ms.blocked; }
 grep -q 'still reachable: ' ms.lost && grep -q 'stopped for [0-9]* us' ms.lost && pass "reachable bytes and pause reported" \
     || fail "reachable/pause lines missing"
+# a check that looks again (threads ran): "stopped for" is the longest stop,
+# with the number of stops (one per look) and their sum beside it
+looks=$(sed -n 's/.*the check looked \([0-9]*\) times.*/\1/p' ms.all)
+set -- $(sed -n 's/.*stopped for \([0-9]*\) us (the longest of \([0-9]*\) stops; \([0-9]*\) us in all).*/\1 \2 \3/p' ms.all) x x x
+[ -n "$looks" ] && [ "$2" = "$looks" ] && [ "$1" -le "$3" ] && pass "each look's stop counted: longest $1 us of $2 stops, $3 us in all" \
+    || { fail "stops of a check that looked ${looks:-?} times: '$*'"; grep -E 'stopped|looked' ms.all; }
 # a clean, complete check at exit says nothing (as LSan: tools that read a
 # program's stderr with its stdout must not see memscope), unless asked
 [ ! -s ms.stack ] && pass "no leak: nothing on stderr" || { fail "no leak, yet stderr has:"; cat ms.stack; }

@@ -34,7 +34,9 @@ typedef struct ms_leak_roots_s {
     uintptr_t *words;       /* every root word, copied while the threads were stopped */
     size_t nwords;
     size_t map_bytes;       /* mapping of words */
-    uint64_t pause_ns;      /* how long the other threads were stopped */
+    uint64_t pause_ns;      /* how long the other threads were stopped, all stops of a check together */
+    uint64_t pause_max_ns;  /* the longest of those stops */
+    uint32_t nstops;        /* how many times they were stopped (a check may look again, mark.c) */
     uint64_t seg_bytes, stack_bytes, tls_bytes, reg_bytes; /* what the words came from */
     uint32_t nsegments;     /* writable PT_LOAD segments scanned */
     uint32_t nthreads;      /* threads seen (the caller included) */
@@ -44,6 +46,13 @@ typedef struct ms_leak_roots_s {
     uint32_t nstack_only;   /* of those, threads whose stack was still read (blocked in a system call) */
     uintptr_t loader_lo, loader_hi; /* the dynamic loader's code (mark.c: its blocks are roots) */
 } ms_leak_roots_t;
+
+/* ms_leak_pause_add: the stops of b counted into a's */
+static inline void ms_leak_pause_add(ms_leak_roots_t *a, const ms_leak_roots_t *b) {
+    a->pause_ns += b->pause_ns;
+    if (a->pause_max_ns < b->pause_max_ns) a->pause_max_ns = b->pause_max_ns;
+    a->nstops += b->nstops;
+}
 
 /* The calling thread as the program left it, captured at the API's entry:
  * the program's frames lie above lo, and regs hold its callee-saved

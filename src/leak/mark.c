@@ -553,7 +553,7 @@ static size_t confirm_lost(lost_t *lost, size_t n, const ms_leak_self_t *self, m
         ms_os_free(stack, sb);
         return 0;
     }
-    res->roots.pause_ns += again.pause_ns;
+    ms_leak_pause_add(&res->roots, &again);
     size_t sp = 0, mapped = sb + again.map_bytes;
     for (size_t k = 0; k < again.nwords; k++) {
         size_t i = lost_at(lost, n, again.words[k]);
@@ -646,7 +646,9 @@ ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
     pthread_mutex_lock(&check_lock);
     looks_t lk = {0};
     ms_leak_result_t *r = check_look(self, &lk);
-    uint64_t pause = r ? r->roots.pause_ns : 0, total = r ? r->total_ns : 0;
+    uint64_t total = r ? r->total_ns : 0;
+    ms_leak_roots_t stops = {0};
+    if (r) ms_leak_pause_add(&stops, &r->roots);
     size_t most = r ? r->mark_bytes : 0;
     while (r && lk.nlost && r->roots.nthreads > 1 && r->looks < MAX_LOOKS) {
         looks_t next = {.prev = lk.lost, .nprev = lk.nlost};
@@ -654,14 +656,17 @@ ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
         if (!r2) break;
         bool settled = next.nlost == lk.nlost; /* nothing dropped: every candidate lost again */
         r2->looks = r->looks + 1;
-        pause += r2->roots.pause_ns, total += r2->total_ns;
+        ms_leak_pause_add(&stops, &r2->roots), total += r2->total_ns;
         if (most < r2->mark_bytes) most = r2->mark_bytes;
         ms_leak_result_free(r);
         ms_os_free(lk.lost, lk.lost_bytes);
         r = r2, lk = next;
         if (settled) break;
     }
-    if (r) r->roots.pause_ns = pause, r->total_ns = total, r->mark_bytes = most;
+    if (r) {
+        r->roots.pause_ns = stops.pause_ns, r->roots.pause_max_ns = stops.pause_max_ns, r->roots.nstops = stops.nstops;
+        r->total_ns = total, r->mark_bytes = most;
+    }
     ms_os_free(lk.lost, lk.lost_bytes);
     pthread_mutex_unlock(&check_lock);
     return r;

@@ -51,10 +51,16 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
     const ms_leak_roots_t *t = &r->roots;
     put(o, "memscope: still reachable: %llu byte(s) in %llu block(s)\n",
         (unsigned long long)r->bytes[MS_LEAK_REACHABLE], (unsigned long long)r->objs[MS_LEAK_REACHABLE]);
-    put(o, "memscope: check: %u of %u thread(s) stopped for %llu us; roots %llu KiB (segments %llu, stacks %llu, "
+    /* "stopped for": the longest stop, the pause a thread felt; a check
+     * that looked again stopped the threads once per look */
+    char stops[96] = "";
+    if (t->nstops > 1)
+        ms_snprintf(stops, sizeof stops, " (the longest of %u stops; %llu us in all)", t->nstops,
+                    (unsigned long long)(t->pause_ns / 1000));
+    put(o, "memscope: check: %u of %u thread(s) stopped for %llu us%s; roots %llu KiB (segments %llu, stacks %llu, "
            "TLS %llu, registers %llu); %llu blocks in %llu spans; snapshot %llu ms, mark %llu ms, total %llu ms; "
            "memory %llu KiB\n",
-        t->nstopped, t->nthreads, (unsigned long long)(t->pause_ns / 1000),
+        t->nstopped, t->nthreads, (unsigned long long)(t->pause_max_ns / 1000), stops,
         (unsigned long long)((t->seg_bytes + t->stack_bytes + t->tls_bytes + t->reg_bytes) >> 10),
         (unsigned long long)(t->seg_bytes >> 10), (unsigned long long)(t->stack_bytes >> 10),
         (unsigned long long)(t->tls_bytes >> 10), (unsigned long long)(t->reg_bytes >> 10),
@@ -152,9 +158,9 @@ int ms_leak_write_pprof(int fd, const ms_leak_result_t *r) {
     }
     char comment[256];
     ms_snprintf(comment, sizeof comment,
-                "memscope leak check: %llu byte(s) lost in %llu block(s); %llu byte(s) still reachable; pause %llu us%s",
+                "memscope leak check: %llu byte(s) lost in %llu block(s); %llu byte(s) still reachable; longest pause %llu us%s",
                 (unsigned long long)(r->bytes[0] + r->bytes[1]), (unsigned long long)(r->objs[0] + r->objs[1]),
-                (unsigned long long)r->bytes[2], (unsigned long long)(r->roots.pause_ns / 1000),
+                (unsigned long long)r->bytes[2], (unsigned long long)(r->roots.pause_max_ns / 1000),
                 r->roots.nunstopped ? "; INCOMPLETE: some threads did not stop" : "");
     prof_custom_t c = {.types = types, .ntypes = 4, .default_type = "leaked_space",
                        .period_type = {"space", "bytes"}, .period = r->rate > 0 ? r->rate : 1,
@@ -181,11 +187,13 @@ int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
     textout_t o = {.fd = fd};
     symtab_t *st = r->ngroups ? ms_sym_open() : NULL;
     put(&o, "{\"direct_objects\":%llu,\"direct_bytes\":%llu,\"indirect_objects\":%llu,\"indirect_bytes\":%llu,"
-            "\"reachable_objects\":%llu,\"reachable_bytes\":%llu,\"pause_us\":%llu,\"total_ms\":%llu,"
+            "\"reachable_objects\":%llu,\"reachable_bytes\":%llu,\"pause_us\":%llu,\"pause_max_us\":%llu,"
+            "\"stops\":%u,\"total_ms\":%llu,"
             "\"threads\":%u,\"stopped\":%u,\"complete\":%s,\"exact_stacks\":%s,\"groups\":[",
         (unsigned long long)r->objs[0], (unsigned long long)r->bytes[0], (unsigned long long)r->objs[1],
         (unsigned long long)r->bytes[1], (unsigned long long)r->objs[2], (unsigned long long)r->bytes[2],
-        (unsigned long long)(r->roots.pause_ns / 1000), (unsigned long long)(r->total_ns / 1000000),
+        (unsigned long long)(r->roots.pause_ns / 1000), (unsigned long long)(r->roots.pause_max_ns / 1000),
+        r->roots.nstops, (unsigned long long)(r->total_ns / 1000000),
         r->roots.nthreads, r->roots.nstopped, r->roots.nunstopped || r->log_overflow ? "false" : "true",
         r->rate == 1 ? "true" : "false");
     for (size_t i = 0; i < r->ngroups && (int)i < max_groups; i++) {

@@ -674,7 +674,8 @@ static void stop_and_copy(capture_t *c) {
     }
     atomic_store_explicit(&stop_gen, c->gen + 1, memory_order_release);
     futex(&stop_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
-    c->r->pause_ns = ms_os_now_ns() - t0;
+    c->r->pause_ns = c->r->pause_max_ns = ms_os_now_ns() - t0;
+    c->r->nstops = 1;
 }
 
 static int stop_cb(struct dl_phdr_info *info, size_t size, void *arg) {
