@@ -5,11 +5,13 @@
 # returns at once without touching the network; otherwise one `apt-get update`
 # and one install of the missing packages.
 #   build:     gcc clang make g++ zlib1g-dev pkgconf cmake (tests/test_install.sh);
-#              libunwind-dev (the heap profiler's stack capture, src/prof/stack.c);
+#              libunwind-dev (header only: src/prof/stack.c dlopens libunwind8's
+#              library when a stack needs it; the unit tests link it);
 #              libiberty-dev (C++ demangler, linked statically) and libdw-dev
 #              (headers only) for src/prof/symbolize.c; libdw1, dlopen'd at
 #              run time for file:line (symbols work without it)
 #   tests:     python3 sqlite3 git procps time curl (tests/test_realprogs.sh,
+#              strace (test_profile.sh counts a deep stack's system calls),
 #              tests/test_cxx.sh, the HTTP endpoint tests); binutils for nm;
 #              golang-go for `go tool pprof`, the oracle of tests/test_report.sh
 #              for tests/test_http*.sh: prometheus (promtool and a real
@@ -27,7 +29,7 @@
 #              redis-server redis-tools (bench/run_apps.sh: redis-server under
 #              redis-benchmark; python3 and sqlite3 above serve it too)
 set -eu
-PKGS="gcc clang make g++ binutils libc6-dev zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time curl ca-certificates golang-go
+PKGS="gcc clang make g++ binutils libc6-dev zlib1g-dev libunwind-dev libiberty-dev libdw-dev libdw1 pkgconf cmake python3 sqlite3 git procps time strace curl ca-certificates golang-go
       libpython3.11-testsuite redis-server redis-tools
       prometheus chromium tmux libclang-rt-14-dev
       libjemalloc2 libgoogle-perftools4 libmimalloc2.0 heaptrack valgrind redis-server redis-tools coreutils gawk liblsan0"

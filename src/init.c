@@ -16,9 +16,13 @@
 #include "leak/leak.h"
 #include "prof/prof.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 _Atomic int ms_inited; /* 0 no, 1 in progress, 2 done */
@@ -70,8 +74,31 @@ void ms_init_slow(void) {
  * start the HTTP server's thread (MEMSCOPE=http=...), which pthread_create
  * and glibc may allocate for.  Never from ms_init_slow, which can run
  * inside the program's first malloc. */
+/* own_malloc_note: a program that defines malloc itself (Chromium exports
+ * one) never calls memscope's, and every diagnostic then sees an empty
+ * heap: "peak in-use 0 bytes", "no leaks found".  When MEMSCOPE asked for
+ * something, one line says so.  A malloc in the same object as this
+ * function is memscope's (linked in, libmemscope.a).  Only a definition
+ * counts: a non-PIE executable that takes malloc's address (python3.11)
+ * makes its PLT entry the address dlsym gives, under an undefined symbol
+ * malloc of its own. */
+static void own_malloc_note(void) {
+    const char *ms = getenv("MEMSCOPE");
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    Dl_info theirs, mine;
+    const ElfW(Sym) *sym = NULL;
+    if (!ms || !ms[0] || !m || !dladdr1(m, &theirs, (void **)&sym, RTLD_DL_SYMENT) ||
+        !dladdr((void *)own_malloc_note, &mine) || theirs.dli_fbase == mine.dli_fbase || !sym ||
+        sym->st_shndx == SHN_UNDEF)
+        return;
+    ms_warn("memscope: %s has a malloc of its own: it never calls memscope's, whose statistics, profiles "
+            "and leak checks see none of its blocks",
+            theirs.dli_fname && theirs.dli_fname[0] ? theirs.dli_fname : "the program");
+}
+
 __attribute__((constructor)) static void ms_ctor(void) {
     ms_ensure_init();
+    own_malloc_note();
     if (ms_opt.http[0]) ms_http_start(ms_opt.http);
 }
 

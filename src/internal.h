@@ -156,6 +156,9 @@ uint64_t ms_os_random(void);
 bool ms_os_thread_syscall(int tid, uintptr_t *sp, uintptr_t *pc); /* blocked in a system call? */
 uint64_t ms_os_thread_switches(int tid);      /* times switched out; UINT64_MAX if unknown */
 size_t ms_os_read_self(uintptr_t addr, void *buf, size_t len); /* fault-free copy; bytes copied */
+/* ms_os_pages_readable: how many of the n pages of `page` bytes from lo, in
+ * order, can be read: a byte of each, one system call (at most 64 pages) */
+size_t ms_os_pages_readable(uintptr_t lo, size_t page, size_t n);
 /* fmath.c: log and exp for the sampler and the profile's weights, without
  * libm (its pages cost every process more than memscope's own) */
 double ms_log(double x);

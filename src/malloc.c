@@ -74,6 +74,7 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -106,14 +107,17 @@ static inline void count(_Atomic uint64_t *c, uint64_t n) {
  * no concern. */
 static const char *where(const void *caller, char *buf, size_t cap) {
     Dl_info di;
-    if (caller && dladdr(caller, &di) && di.dli_fname) {
+    struct link_map *lm = NULL;
+    if (caller && dladdr1(caller, &di, (void **)&lm, RTLD_DL_LINKMAP) && di.dli_fname) {
         const char *obj = strrchr(di.dli_fname, '/');
         obj = obj ? obj + 1 : di.dli_fname;
         if (di.dli_sname)
             ms_snprintf(buf, cap, "%p (%s+0x%zx, %s)", caller, di.dli_sname,
                         (size_t)((uintptr_t)caller - (uintptr_t)di.dli_saddr), obj);
         else
-            ms_snprintf(buf, cap, "%p (%s+0x%zx)", caller, obj, (size_t)((uintptr_t)caller - (uintptr_t)di.dli_fbase));
+            /* the address addr2line takes: minus the load bias (0 for a
+             * non-PIE executable, where dli_fbase is its first page) */
+            ms_snprintf(buf, cap, "%p (%s+0x%zx)", caller, obj, (size_t)((uintptr_t)caller - (lm ? lm->l_addr : (uintptr_t)di.dli_fbase)));
     } else {
         ms_snprintf(buf, cap, "%p", caller);
     }

@@ -287,6 +287,19 @@ size_t ms_os_read_self(uintptr_t addr, void *buf, size_t len) {
     return n > 0 ? (size_t)n : 0;
 }
 
+size_t ms_os_pages_readable(uintptr_t lo, size_t page, size_t n) {
+    enum { MAX = 64 };
+    struct iovec remote[MAX];
+    char buf[MAX];
+    if (n > MAX) n = MAX;
+    for (size_t i = 0; i < n; i++) remote[i] = (struct iovec){(void *)(lo + i * page), 1};
+    struct iovec local = {buf, n};
+    int saved = errno;
+    ssize_t r = n ? process_vm_readv(getpid(), &local, 1, remote, n, 0) : 0; /* stops at the first page it cannot read */
+    errno = saved;
+    return r > 0 ? (size_t)r : 0;
+}
+
 uint64_t ms_os_random(void) {
     uint64_t v = 0;
     int saved = errno;

@@ -47,6 +47,7 @@ tmp=$(mktemp -d)
 HOST_PID=
 trap '[ -n "$HOST_PID" ] && kill $HOST_PID 2>/dev/null; rm -rf "$tmp"' EXIT
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/cases.c -o "$tmp/cases" -lpthread -ldl || exit 1
+$CC -O2 -g -std=gnu11 -Wall -Wextra -Werror -no-pie -fno-pie tests/leak/cases.c -o "$tmp/cases_nopie" -lpthread -ldl || exit 1
 $CC -O2 -g -shared -fPIC tests/leak/dl.c -o "$tmp/libleakdl.so" || exit 1
 $CC -O2 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/mt.c -o "$tmp/mt" -lpthread -ldl || exit 1
 $CC -O0 -g -std=gnu11 -Wall -Wextra -Werror tests/leak/exitlost.c -o "$tmp/exitlost" || exit 1
@@ -82,14 +83,19 @@ for spec in "lost 1 0" "cycle 1 4" "stack 0 0" "reg 0 0" "tls 0 0" "dl 0 0" "int
 done
 grep -q 'in touch .*cases.c:[0-9]' ms.lost && pass "report names the allocating function and line" || { fail "no frame 'touch cases.c:N'"; cat ms.lost; }
 # a frame without a source line names its object and the pc's offset in
-# it, as LSan does (what addr2line -e takes): _start's lies within _start
-off=$(sed -n 's/.* in _start (.*cases+0x\([0-9a-f]*\)).*/\1/p' ms.lost | head -1)
-start=$(nm cases 2>/dev/null | awk '$3 == "_start" { print $1 }')
-if [ -n "$off" ] && [ -n "$start" ] && [ $((0x$off - 0x$start)) -ge 0 ] && [ $((0x$off - 0x$start)) -lt 64 ]; then
-    pass "frame offset is the object's (_start at 0x$start, frame at +0x$off)"
-else
-    fail "frame offset: _start at 0x${start:-?}, frame at +0x${off:-?}"; grep _start ms.lost
-fi
+# it, as LSan does (what addr2line -e takes): _start's lies within _start,
+# in a PIE and in a non-PIE executable (its addresses are absolute)
+timeout 30 env LD_PRELOAD="$LIB" MEMSCOPE=leaks=reachable "$tmp/cases_nopie" lost >/dev/null 2>ms.nopie
+for prog in cases:ms.lost cases_nopie:ms.nopie; do
+    bin=${prog%%:*} rep=${prog#*:}
+    off=$(sed -n "s/.* in _start (.*$bin+0x\([0-9a-f]*\)).*/\1/p" "$rep" | head -1)
+    start=$(nm "$tmp/$bin" 2>/dev/null | awk '$3 == "_start" { print $1 }')
+    if [ -n "$off" ] && [ -n "$start" ] && [ $((0x$off - 0x$start)) -ge 0 ] && [ $((0x$off - 0x$start)) -lt 64 ]; then
+        pass "$bin: frame offset is addr2line's (_start at 0x$start, frame at +0x$off)"
+    else
+        fail "$bin: frame offset: _start at 0x${start:-?}, frame at +0x${off:-?}"; grep _start "$rep"
+    fi
+done
 # unwritten's free of 1 MiB starts the scavenger just before the exit check:
 # memscope's own thread, not one that did not stop
 grep -q INCOMPLETE ms.unwritten && { fail "a thread memscope just started is reported as not stopped"; grep INCOMPLETE ms.unwritten; } \

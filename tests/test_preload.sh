@@ -83,5 +83,30 @@ else
     bad "cc failed"; cat "$T/cc.err"
 fi
 
+# a program with a malloc of its own (Chromium exports one) never calls
+# memscope's: with MEMSCOPE set, one line says so; without, nothing; and a
+# program that uses memscope's hears nothing of it
+cat > "$T/own.c" <<'CEOF'
+#include <stddef.h>
+#include <stdio.h>
+static _Alignas(16) char pool[1 << 20];
+static size_t used;
+void *malloc(size_t n) { void *p = pool + used; used += (n + 15) & ~(size_t)15; return p; }
+void free(void *p) { (void)p; }
+void *calloc(size_t a, size_t b) { return malloc(a * b); }
+void *realloc(void *p, size_t n) { (void)p; return malloc(n); }
+int main(void) { puts("own"); return 0; }
+CEOF
+if cc -O1 -rdynamic -o "$T/own" "$T/own.c" 2> "$T/cc.err"; then
+    err=$(MEMSCOPE=trace=1 LD_PRELOAD="$LIB" timeout 20 "$T/own" 2>&1 >/dev/null)
+    [ "$(grep -c 'has a malloc of its own' <<<"$err")" = 1 ] && ok "own malloc: one line" || bad "own malloc with MEMSCOPE set: '$err'"
+    err=$(LD_PRELOAD="$LIB" timeout 20 "$T/own" 2>&1 >/dev/null)
+    [ -z "$err" ] && ok "own malloc, no MEMSCOPE: silent" || bad "own malloc without MEMSCOPE: '$err'"
+    err=$(MEMSCOPE=trace=1 LD_PRELOAD="$LIB" timeout 20 "$T/prog" 2>&1 >/dev/null)
+    ! grep -q 'malloc of its own' <<<"$err" && ok "memscope's malloc: no such line" || bad "false own-malloc line: '$err'"
+else
+    bad "cc failed"; cat "$T/cc.err"
+fi
+
 [ $fail -eq 0 ] && echo "test_preload: all ok"
 exit $fail

@@ -24,7 +24,9 @@
 #   - a program exporting a deflateReset of its own still gets a gzipped
 #     profile, and its function is never called (tests/prof/zlib_own.c);
 #   - compressed DWARF gives file:line while it inflates to at most 4 MiB,
-#     and names alone past that (tests/prof/inflate.c).
+#     and names alone past that (tests/prof/inflate.c);
+#   - captures on a deep stack do not prove its pages readable again and
+#     again (tests/prof/deep.c, system calls counted with strace).
 # Needs cc and go (Debian golang-go; scripts/install-deps.sh).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -236,6 +238,17 @@ go tool pprof -top -lines -nodecount=100 "$tmp/inflate.pb.gz" >"$tmp/inflate.top
 grep -qE 'small_site .*small\.c:4' "$tmp/inflate.top" && ok || fail "compressed DWARF under 4 MiB: no small.c:4 for small_site: $(grep site "$tmp/inflate.top")"
 grep -q 'big_site' "$tmp/inflate.top" && ! grep -q 'big\.c:' "$tmp/inflate.top" && ok ||
     fail "compressed DWARF past 4 MiB: want big_site by name only: $(grep site "$tmp/inflate.top")"
+
+# --- a deep stack at rate 1: the pages a walk proved readable are not proved
+# again by every capture (tests/prof/deep.c: 2000 captures through 23 pages)
+$CC -O2 -g tests/prof/deep.c -o "$tmp/deep" || exit 1
+if command -v strace >/dev/null; then
+    MEMSCOPE=profile_rate=1 LD_PRELOAD=$LIB strace -f -qq -e trace=process_vm_readv -o "$tmp/deep.trace" "$tmp/deep" >/dev/null 2>&1
+    n=$(grep -c process_vm_readv "$tmp/deep.trace")
+    [ "$n" -lt 200 ] && ok || fail "deep stack at rate 1: $n process_vm_readv calls for 2000 captures"
+else
+    fail "strace not found (apt-get install strace)"
+fi
 
 echo "test_profile: $checks checks, $failures failed"
 exit $((failures > 0))

@@ -107,6 +107,8 @@ int ms_stack_capture(uintptr_t *pcs, int max, int skip);
  * ---------------------------------------------------------------------- */
 typedef struct sym_map_s {
     uintptr_t start, limit, offset; /* an executable mapping and its file offset */
+    uintptr_t bias;                 /* run-time address minus link-time address: pc - bias is what
+                                     * addr2line takes (0 for a non-PIE executable) */
     const char *path;               /* file, or a name such as [vdso] */
     const char *build_id;           /* hex GNU build ID, "" if none */
 } sym_map_t;

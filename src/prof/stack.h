@@ -25,6 +25,11 @@ extern _Atomic bool ms_stack_forking;
  * to that size. */
 #define MS_OS_PAGE 4096
 bool ms_stack_read(uintptr_t addr, uintptr_t *val);
+/* ms_stack_run: a walk that starts on page lo may read [lo, the returned
+ * end) as it is (stack.c: the thread's run of pages proven readable).
+ * ms_stack_run_hi: that end now, if lo is still in the run, else 0. */
+uintptr_t ms_stack_run(uintptr_t lo);
+uintptr_t ms_stack_run_hi(uintptr_t lo);
 
 /* unwind.c: the walker for plain frames; -1 where libunwind must walk.
  * A replay record (optional) remembers where a walk read each word: the

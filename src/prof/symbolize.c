@@ -712,7 +712,7 @@ static void add_map(symtab_t *st, const char *line, const char *end) {
     const char *path = arena_strndup(st, p, (size_t)(end - p));
     if (path == NULL) return;
     sym_map_t *mp = &st->maps[st->nmaps];
-    *mp = (sym_map_t){start, limit, off, path, ""};
+    *mp = (sym_map_t){start, limit, off, start - off, path, ""};
     mod_t *m = find_or_add_module(st, path, start, off);
     if (m != NULL && m->build_id == NULL) {
         if (!m->img_mapped) m->img_bytes = limit - start; /* [vdso] */
@@ -720,7 +720,7 @@ static void add_map(symtab_t *st, const char *line, const char *end) {
         m->build_id = elf_build_id(st, m->img, m->img_bytes);
         if (m->build_id == NULL) m->build_id = "";
     }
-    if (m != NULL) mp->build_id = m->build_id;
+    if (m != NULL) mp->build_id = m->build_id, mp->bias = m->bias;
     st->mapmod[st->nmaps++] = m;
 }
 

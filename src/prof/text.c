@@ -118,7 +118,7 @@ void ms_text_frames(textout_t *o, symtab_t *st, const uintptr_t *pcs, uint32_t n
             } else {
                 put(o, "    #%u 0x%lx", idx++, (unsigned long)pc);
                 if (name) put(o, " in %s", name);
-                if (m) put(o, " (%s+0x%lx)", m->path, (unsigned long)(pc - m->start + m->offset));
+                if (m) put(o, " (%s+0x%lx)", m->path, (unsigned long)(pc - m->bias)); /* addr2line's address */
                 put(o, "\n");
             }
         }

@@ -555,6 +555,10 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
     word_t w = read_checked(a);
     if (w.ok && (a & ~(uintptr_t)(MS_OS_PAGE - 1)) == *hi && ((a + sizeof(uintptr_t) - 1) & ~(uintptr_t)(MS_OS_PAGE - 1)) == *hi)
         *hi += MS_OS_PAGE;
+    if (w.ok) { /* the thread's run may have grown past it (stack.c) */
+        uintptr_t run = ms_stack_run_hi(lo);
+        if (run > *hi) *hi = run;
+    }
     return w;
 }
 
@@ -589,8 +593,9 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
     /* [lo, hi): stack known readable in this walk, grown a page at a time
-     * as the frames go up (sp's page is: the caller's frame is there) */
-    uintptr_t lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1), hi = lo + MS_OS_PAGE;
+     * as the frames go up (sp's page is: the caller's frame is there), and
+     * from the start as far as the thread's run of proven pages goes */
+    uintptr_t lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1), hi = ms_stack_run(lo);
     fresh();
     if (rp) {
         if ((rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
