@@ -31,46 +31,46 @@ static void *blocks[N];
 static atomic_int go;
 static atomic_long done;
 
-static void wait_go(void) {
+/* A job: prepare (before it starts, may be NULL), n steps, finish (may
+ * be NULL), then the thread's own cancellation point. */
+typedef struct job_s {
+    void (*prepare)(void);
+    void (*step)(int i);
+    void (*finish)(void);
+    long n;
+} job_t;
+
+static void *worker(void *arg) {
+    const job_t *j = arg;
+    if (j->prepare) j->prepare();
     while (!atomic_load(&go)) {
     }
+    for (long i = 0; i < j->n; i++) {
+        j->step((int)i);
+        atomic_fetch_add(&done, 1);
+    }
+    if (j->finish) j->finish();
+    for (;;) pthread_testcancel();
+    return NULL;
 }
 
-static void *free_worker(void *arg) {
-    (void)arg;
+/* free: 200,000 frees, which start the scavenger */
+static void alloc_all(void) {
     for (int i = 0; i < N; i++) blocks[i] = malloc(64);
-    wait_go();
-    for (int i = 0; i < N; i++) {
-        free(blocks[i]);
-        atomic_fetch_add(&done, 1);
-    }
-    for (;;) pthread_testcancel();
-    return NULL;
 }
+static void free_one(int i) { free(blocks[i]); }
 
-static void *malloc_worker(void *arg) {
-    (void)arg;
-    wait_go();
-    for (int i = 0; i < 1000; i++) {
-        blocks[i] = malloc(i % 10 == 0 ? (size_t)1 << 20 : 100);
-        atomic_fetch_add(&done, 1);
-    }
+/* malloc: a new thread's first mallocs, large and small */
+static void malloc_one(int i) { blocks[i] = malloc(i % 10 == 0 ? (size_t)1 << 20 : 100); }
+static void free_first_thousand(void) {
     for (int i = 0; i < 1000; i++) free(blocks[i]);
-    for (;;) pthread_testcancel();
-    return NULL;
 }
 
-static void *trim_worker(void *arg) {
-    (void)arg;
-    wait_go();
-    for (int i = 0; i < 40; i++) {
-        void *volatile p = malloc((size_t)(i % 8 + 1) << 16);
-        free(p);
-        malloc_trim(0);
-        atomic_fetch_add(&done, 1);
-    }
-    for (;;) pthread_testcancel();
-    return NULL;
+/* trim: malloc_trim, which ends a cycle and returns memory */
+static void trim_one(int i) {
+    void *volatile p = malloc((size_t)(i % 8 + 1) << 16);
+    free(p);
+    malloc_trim(0);
 }
 
 static void *plain(void *arg) {
@@ -79,13 +79,13 @@ static void *plain(void *arg) {
     return arg;
 }
 
-/* run: fn in a thread with its cancellation already requested; true if it
- * was cancelled (joined within 20 s) after `want` steps */
-static bool run(void *(*fn)(void *), long want) {
+/* run: job j in a thread with its cancellation already requested; true if
+ * it was cancelled (joined within 20 s) after all its steps */
+static bool run(const job_t *j) {
     atomic_store(&go, 0);
     atomic_store(&done, 0);
     pthread_t t;
-    if (pthread_create(&t, NULL, fn, NULL) != 0) return false;
+    if (pthread_create(&t, NULL, worker, (void *)j) != 0) return false;
     pthread_cancel(t);
     atomic_store(&go, 1);
     struct timespec ts;
@@ -94,9 +94,9 @@ static bool run(void *(*fn)(void *), long want) {
     void *ret = NULL;
     int r = pthread_timedjoin_np(t, &ret, &ts);
     long got = atomic_load(&done);
-    if (r != 0 || got != want || ret != PTHREAD_CANCELED)
-        fprintf(stderr, "[join %s, %ld of %ld steps] ", r ? "timed out" : "ok", got, want);
-    return r == 0 && got == want && ret == PTHREAD_CANCELED;
+    if (r != 0 || got != j->n || ret != PTHREAD_CANCELED)
+        fprintf(stderr, "[join %s, %ld of %ld steps] ", r ? "timed out" : "ok", got, j->n);
+    return r == 0 && got == j->n && ret == PTHREAD_CANCELED;
 }
 
 static bool plain_thread(void) {
@@ -112,10 +112,12 @@ static bool plain_thread(void) {
 int main(int argc, char **argv) {
     (void)argc;
     th_run_with("trace=1", argv);
-    CHECK("free-is-no-cancellation-point", run(free_worker, N));
+    static const job_t frees = {alloc_all, free_one, NULL, N}, mallocs = {NULL, malloc_one, free_first_thousand, 1000},
+                       trims = {NULL, trim_one, NULL, 40};
+    CHECK("free-is-no-cancellation-point", run(&frees));
     CHECK("a-thread-after-it-runs", plain_thread());
-    CHECK("malloc-is-no-cancellation-point", run(malloc_worker, 1000));
-    CHECK("malloc_trim-is-no-cancellation-point", run(trim_worker, 40));
+    CHECK("malloc-is-no-cancellation-point", run(&mallocs));
+    CHECK("malloc_trim-is-no-cancellation-point", run(&trims));
     malloc_trim(0);
     CHECK("a-thread-after-them-runs", plain_thread());
     return print_test_summary();

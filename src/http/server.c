@@ -483,7 +483,7 @@ int ms_http_start(const char *addr_port) {
         if (fd >= 0) close(fd);
         pthread_mutex_unlock(&start_lock);
         ms_warn("memscope: http: cannot listen on %.64s: %s; the program goes on without the endpoint", addr_port,
-                strerror(e));
+                ms_errstr(e));
         errno = saved;
         return -1;
     }
@@ -506,7 +506,7 @@ int ms_http_start(const char *addr_port) {
         close(fd);
         listen_fd = -1;
         pthread_mutex_unlock(&start_lock);
-        ms_warn("memscope: http: cannot start the server thread: %s", strerror(rc));
+        ms_warn("memscope: http: cannot start the server thread: %s", ms_errstr(rc));
         errno = saved;
         return -1;
     }
