@@ -141,6 +141,10 @@ void ms_os_decommit(void *addr, size_t bytes); /* back to reserved: no memory, n
 void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL */
 size_t ms_os_as_limit(void);                 /* RLIMIT_AS in bytes, 0 if none */
 void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
+/* ms_os_own_ranges: up to cap of the ranges ms_os_reserve and ms_os_alloc
+ * returned that are still mapped, in no order; complete is false if some
+ * were not listed (the table overflowed, or cap was too small). */
+size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool *complete);
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
 int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed, 1 moved (from reads as zero), 2 moved, from unmapped */
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
@@ -595,6 +599,7 @@ typedef struct options_s {
     int64_t profile_rate;                /* bytes; 0 off */
     char heapprofile[MS_OPT_PATH_MAX];   /* "" none */
     int64_t leaks;                       /* LEAKS_* */
+    bool leaks_mmap;                     /* leak checks read the program's own mappings too */
     char http[MS_OPT_HTTP_MAX];          /* "" (off), "PORT" or "ADDR:PORT" */
 } options_t;
 #define OPT_INIT_OPT_BOOL(def) (def)

@@ -25,11 +25,112 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* memscope's own mappings.  A leak check asked to scan the memory the
+ * program mapped itself (leaks_mmap, src/leak/roots.c) must leave out
+ * memscope's: the heap, whose blocks are what it judges, and the metadata
+ * and buffers that hold their addresses.  /proc/self/maps cannot tell them
+ * apart (the kernel merges neighbouring anonymous mappings, and names one
+ * only with CONFIG_ANON_VMA_NAME, which many kernels lack), so every range
+ * that ms_os_reserve and ms_os_alloc return is listed here until it is
+ * unmapped.  The list is a table of slots claimed with a compare-and-swap,
+ * without a lock: a signal handler's malloc may map metadata while the
+ * thread it interrupted is in here.  A slot is free while its lo is 0; hi
+ * is written after lo, so a reader skips a slot whose hi is still 0.  The
+ * table is mapped at the first entry, and is itself listed (its first
+ * slot): its words are addresses of the heap.  Slots are only used up to
+ * own_top, so a walk reads what was ever used and no more.  A table that
+ * overflows sets own_full and the leak check says it cannot tell. */
+#define OWN_SLOTS 8192
+#define OS_ROUND(n) (((n) + 4095) & ~(size_t)4095) /* the kernel's page: what mmap really maps */
+typedef struct own_map_s { _Atomic uintptr_t lo, hi; } own_map_t;
+static own_map_t *_Atomic own_maps;
+static _Atomic uint32_t own_top;
+static _Atomic bool own_full;
+
+static void own_add(uintptr_t lo, uintptr_t hi);
+
+static own_map_t *own_table(void) {
+    own_map_t *t = atomic_load_explicit(&own_maps, memory_order_acquire);
+    if (t) return t;
+    size_t bytes = OWN_SLOTS * sizeof(own_map_t);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    own_map_t *none = NULL;
+    if (!atomic_compare_exchange_strong(&own_maps, &none, (own_map_t *)p)) {
+        munmap(p, bytes); /* another thread's table won */
+        return none;
+    }
+    own_add((uintptr_t)p, (uintptr_t)p + bytes);
+    return p;
+}
+
+static void own_add(uintptr_t lo, uintptr_t hi) {
+    own_map_t *t = own_table();
+    if (!t) {
+        atomic_store(&own_full, true);
+        return;
+    }
+    for (uint32_t i = 0; i < OWN_SLOTS; i++) {
+        uintptr_t zero = 0;
+        if (atomic_load_explicit(&t[i].lo, memory_order_relaxed) != 0 ||
+            !atomic_compare_exchange_strong(&t[i].lo, &zero, lo))
+            continue;
+        atomic_store_explicit(&t[i].hi, hi, memory_order_release);
+        uint32_t top = atomic_load(&own_top);
+        while (top < i + 1 && !atomic_compare_exchange_weak(&own_top, &top, i + 1)) {
+        }
+        return;
+    }
+    atomic_store(&own_full, true);
+}
+
+/* own_remove: [lo, hi) is unmapped: what the slots hold of it goes.  Only
+ * the thread that unmaps a range changes its slot, so a slot's update is
+ * never raced by another's (a split adds the upper part first). */
+static void own_remove(uintptr_t lo, uintptr_t hi) {
+    own_map_t *t = atomic_load_explicit(&own_maps, memory_order_acquire);
+    uint32_t top = atomic_load(&own_top);
+    for (uint32_t i = 0; t && i < top; i++) {
+        uintptr_t a = atomic_load_explicit(&t[i].lo, memory_order_relaxed);
+        uintptr_t b = atomic_load_explicit(&t[i].hi, memory_order_acquire);
+        if (!b || b <= lo || a >= hi) continue;
+        if (lo <= a && hi >= b) { /* all of it: hi first, so readers skip the slot before it is reused */
+            atomic_store_explicit(&t[i].hi, 0, memory_order_relaxed);
+            atomic_store_explicit(&t[i].lo, 0, memory_order_release);
+        } else if (lo <= a) {
+            atomic_store(&t[i].lo, hi);
+        } else {
+            if (hi < b) own_add(hi, b);
+            atomic_store(&t[i].hi, lo);
+        }
+    }
+}
+
+size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool *complete) {
+    own_map_t *t = atomic_load_explicit(&own_maps, memory_order_acquire);
+    uint32_t top = atomic_load(&own_top);
+    size_t n = 0;
+    *complete = !atomic_load(&own_full);
+    for (uint32_t i = 0; t && i < top; i++) {
+        uintptr_t b = atomic_load_explicit(&t[i].hi, memory_order_acquire);
+        uintptr_t a = atomic_load_explicit(&t[i].lo, memory_order_relaxed);
+        if (!a || b <= a) continue;
+        if (n == cap) {
+            *complete = false;
+            break;
+        }
+        out[n][0] = a, out[n][1] = b, n++;
+    }
+    return n;
+}
+
 void *ms_os_reserve(size_t bytes) {
     int saved = errno; /* a refused try is not the program's error: the caller may try smaller */
     void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     errno = saved;
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED) return NULL;
+    own_add((uintptr_t)p, (uintptr_t)p + OS_ROUND(bytes));
+    return p;
 }
 
 /* Committing maps fresh pages over the reservation without MAP_NORESERVE,
@@ -55,7 +156,9 @@ void *ms_os_alloc(size_t bytes) {
     int saved = errno;
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     errno = saved;
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED) return NULL;
+    own_add((uintptr_t)p, (uintptr_t)p + OS_ROUND(bytes));
+    return p;
 }
 
 /* ms_os_as_limit: the address-space limit (RLIMIT_AS, ulimit -v) in
@@ -69,6 +172,7 @@ size_t ms_os_as_limit(void) {
 void ms_os_free(void *addr, size_t bytes) {
     int saved = errno;
     if (addr && munmap(addr, bytes) != 0) ms_warn("memscope: munmap(%p, %zu) failed: %s", addr, bytes, ms_errstr(errno));
+    else if (addr) own_remove((uintptr_t)addr, (uintptr_t)addr + OS_ROUND(bytes));
     errno = saved;
 }
 

@@ -45,6 +45,12 @@ typedef struct ms_leak_roots_s {
     int unstopped_tids[MS_LEAK_LIST_TIDS];
     uint32_t nstack_only;   /* of those, threads whose stack was still read (blocked in a system call) */
     uintptr_t loader_lo, loader_hi; /* the dynamic loader's code (mark.c: its blocks are roots) */
+    /* leaks_mmap: the program's own memory mappings, read by the mark with
+     * the program running (ms_leak_roots_scan_mmaps), not copied in the stop */
+    uintptr_t (*mmaps)[2];
+    size_t nmmaps, mmaps_map;
+    uint64_t mmap_bytes;    /* resident bytes of them read */
+    bool mmap_unsure;       /* memscope's own mappings could not all be told apart: none read */
 } ms_leak_roots_t;
 
 /* ms_leak_pause_add: the stops of b counted into a's */
@@ -81,6 +87,9 @@ void ms_leak_spill_regs(uintptr_t regs[8]);
  * the caller's frames and registers (NULL: a memscope thread, none). */
 bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self);
 void ms_leak_roots_free(ms_leak_roots_t *r);
+/* ms_leak_roots_scan_mmaps: hands fn the words of the mappings listed in r
+ * (leaks_mmap), a resident stretch at a time. */
+void ms_leak_roots_scan_mmaps(ms_leak_roots_t *r, void (*fn)(const uintptr_t *w, size_t n, void *arg), void *arg);
 /* ms_leak_fork_child: a check interrupted by fork is forgotten in the child. */
 void ms_leak_fork_child(void);
 

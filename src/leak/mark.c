@@ -641,6 +641,17 @@ static bool in_prev(const looks_t *lk, uintptr_t a) {
 
 static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk);
 
+/* mark_roots: n root words at w, and all they reach; in chunks, for the
+ * reason given at CHUNK_BYTES */
+static void mark_roots(const uintptr_t *w, size_t n, void *arg) {
+    mark_t *m = arg;
+    for (size_t i = 0; i < n; i += CHUNK_BYTES / sizeof(uintptr_t)) {
+        size_t k = n - i;
+        scan_reach(m, w + i, k < CHUNK_BYTES / sizeof(uintptr_t) ? k : CHUNK_BYTES / sizeof(uintptr_t));
+        flood(m, false);
+    }
+}
+
 ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self) {
     ms_ensure_init();
     pthread_mutex_lock(&check_lock);
@@ -705,12 +716,8 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
     uint32_t *ids = NULL;
     size_t lost_bytes = 0, nlost = 0, ids_bytes = 0;
     if (ok) {
-        /* in chunks, for the reason given at CHUNK_BYTES */
-        for (size_t w = 0; w < res->roots.nwords; w += CHUNK_BYTES / sizeof(uintptr_t)) {
-            size_t k = res->roots.nwords - w;
-            scan_reach(&m, res->roots.words + w, k < CHUNK_BYTES / sizeof(uintptr_t) ? k : CHUNK_BYTES / sizeof(uintptr_t));
-            flood(&m, false);
-        }
+        mark_roots(res->roots.words, res->roots.nwords, &m);
+        ms_leak_roots_scan_mmaps(&res->roots, mark_roots, &m);
         ms_leak_roots_free(&res->roots);
         if (m.log) mark_addrs(&m, m.log, m.log_seen = ms_prof_log_count());
         if (prof) {

@@ -20,7 +20,9 @@
  * mappings.  memscope's own threads (scavenger, HTTP server) block signals
  * and hold no heap pointer: they are not stopped, but their TLS is scanned.
  * Memory the program mmaps itself is not a root (LeakSanitizer does not scan
- * it either).
+ * it either) unless leaks_mmap asks for it (add_mmaps): then its memory
+ * mappings are listed while the threads are stopped and read after they go
+ * on, as the heap is, resident pages only.
  *
  * Stopping.  Every other thread (listed from /proc/self/task with getdents,
  * which does not allocate) is sent a real-time signal with tgkill.  Its
@@ -70,6 +72,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -202,8 +205,28 @@ static uintptr_t hex(const char **s) {
     }
 }
 
-typedef struct vma_s { uintptr_t lo, hi; bool readable, writable, none; } vma_t;
+/* kind: what leaks_mmap may scan.  VMA_MEM is memory (anonymous, private
+ * or shared, /dev/zero, memfd, /dev/shm), VMA_FILE a regular file, whose
+ * pages hold pointers only by rare design and reading them reads the file;
+ * VMA_OTHER the kernel's ([vvar], [vdso]), devices and the main stack. */
+enum { VMA_MEM, VMA_FILE, VMA_OTHER };
+typedef struct vma_s {
+    uintptr_t lo, hi;
+    bool readable, writable, none;
+    uint8_t kind;
+    bool stack; /* a thread's stack, live or cached: never scanned whole */
+} vma_t;
 typedef struct maps_s { vma_t *v; size_t n, bytes; } maps_t;
+
+static bool starts(const char *p, const char *with) { return strncmp(p, with, strlen(with)) == 0; }
+
+static uint8_t vma_kind(const char *path) {
+    if (*path == '\n' || *path == 0 || starts(path, "[heap]") || starts(path, "[anon:") || starts(path, "/memfd:") ||
+        starts(path, "/dev/zero") || starts(path, "/dev/shm/") || starts(path, "/SYSV"))
+        return VMA_MEM;
+    if (*path == '[' || starts(path, "/dev/")) return VMA_OTHER;
+    return VMA_FILE;
+}
 
 static bool maps_read(maps_t *m) {
     size_t len, cap;
@@ -223,6 +246,13 @@ static bool maps_read(maps_t *m) {
         v->readable = p[0] == 'r';
         v->writable = v->readable && p[1] == 'w';
         v->none = p[0] == '-' && p[1] == '-' && p[2] == '-';
+        v->stack = false;
+        /* offset, device, inode, then the path (if any) */
+        for (int f = 0; f < 4; f++) {
+            while (*p && *p != ' ' && *p != '\n') p++;
+            while (*p == ' ') p++;
+        }
+        v->kind = vma_kind(p);
         if (v->hi > v->lo) m->n++;
         while (*p && *p != '\n') p++;
         if (*p) p++;
@@ -232,7 +262,7 @@ static bool maps_read(maps_t *m) {
 }
 
 /* maps_find: the mapping holding a, or NULL (the list is sorted). */
-static const vma_t *maps_find(const maps_t *m, uintptr_t a) {
+static vma_t *maps_find(const maps_t *m, uintptr_t a) {
     size_t lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -315,7 +345,7 @@ static int list_tasks(void (*add)(int tid, void *arg), void *arg) {
  * ---------------------------------------------------------------------- */
 
 typedef struct range_s { uintptr_t lo, hi; uint8_t what; } range_t;
-enum { R_SEG, R_STACK, R_TLS, R_REGS };
+enum { R_SEG, R_STACK, R_TLS, R_REGS, R_CUT }; /* R_CUT: not a root, only kept out of leaks_mmap's scan */
 
 typedef struct capture_s {
     ms_leak_roots_t *r;
@@ -368,6 +398,7 @@ static void add_overlapping(capture_t *c, uintptr_t lo, uintptr_t hi, uint8_t wh
 }
 
 static void copy_range(uintptr_t *dst, uintptr_t lo, size_t n);
+static void add_mmaps(capture_t *c);
 
 static void add_tls(capture_t *c, uintptr_t tp) {
     if (!tp) return;
@@ -437,7 +468,8 @@ static void add_cached_dtvs(capture_t *c) {
 #if defined(__x86_64__)
     uintptr_t top[8192 / sizeof(uintptr_t)];
     for (size_t i = 1; i < c->maps.n; i++) {
-        const vma_t *v = &c->maps.v[i], *g = &c->maps.v[i - 1];
+        vma_t *v = &c->maps.v[i];
+        const vma_t *g = &c->maps.v[i - 1];
         if (!v->writable || !g->none || g->hi != v->lo || v->hi - v->lo < 4 * TCB_BYTES) continue;
         uintptr_t base = v->hi - sizeof top;
         copy_range(top, base, sizeof top);
@@ -450,6 +482,7 @@ static void add_cached_dtvs(capture_t *c) {
             size_t sz;
             if (w[0] != q || w[2] != q || ms_block_find(q, &s, &sz)) continue;
             add_range(c, q + sizeof(uintptr_t), q + 2 * sizeof(uintptr_t), R_TLS);
+            v->stack = true; /* a thread's, live or kept for reuse: its dead frames are no root */
             break;
         }
     }
@@ -462,7 +495,8 @@ static void add_cached_dtvs(capture_t *c) {
  * stack: the end of its mapping, or for a glibc thread whose TCB sits in
  * the same mapping above sp, the end of the TCB (see TCB_BYTES). */
 static void add_stack(capture_t *c, uintptr_t sp, uintptr_t lo, uintptr_t tp) {
-    const vma_t *v = maps_find(&c->maps, sp);
+    vma_t *v = maps_find(&c->maps, sp);
+    if (v) v->stack = true;
     if (!v || !v->readable) return;
     uintptr_t hi = v->hi;
     if (tp > sp && tp < v->hi && tp + TCB_BYTES < hi) hi = tp + TCB_BYTES;
@@ -545,6 +579,12 @@ static int seg_cb(struct dl_phdr_info *info, size_t size, void *arg) {
     }
     /* libmemscope.so's own statics are metadata; linked into the executable
      * (libmemscope.a) they cannot be told apart, and are scanned */
+    if (ms_opt.leaks_mmap) /* an object's pages are its segments' or nobody's: never the program's mmap */
+        for (int i = 0; i < info->dlpi_phnum; i++) {
+            const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+            uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+            if (ph->p_type == PT_LOAD) add_range(c, lo & ~(uintptr_t)4095, (lo + ph->p_memsz + 4095) & ~(uintptr_t)4095, R_CUT);
+        }
     if (mine && !is_exe) return 0;
     bool loader = info->dlpi_addr == c->loader_base && c->loader_base != 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
@@ -627,12 +667,115 @@ static __attribute__((noinline)) void spill_and_collect(capture_t *c) {
     }
     add_cached_dtvs(c);
     dl_iterate_phdr(seg_cb, c);
+    if (ms_opt.leaks_mmap) add_mmaps(c);
+}
+
+/* add_mmaps (leaks_mmap): the program's own memory mappings, listed for the
+ * mark to read with the program running (ms_leak_roots_scan_mmaps, below):
+ * every writable VMA_MEM mapping that is no thread's stack, less
+ * memscope's own ranges (os.c lists them) and the segments copied above.
+ * Nothing is listed if memscope's ranges cannot all be known: scanning one
+ * of them (the profiler's table of block addresses) would hide every leak. */
+static void sort_pairs(uintptr_t (*a)[2], size_t n) {
+    for (size_t gap = n / 2; gap > 0; gap /= 2) /* shell sort: no libc (qsort may malloc) */
+        for (size_t i = gap; i < n; i++)
+            for (size_t j = i; j >= gap && a[j - gap][0] > a[j][0]; j -= gap) {
+                uintptr_t t0 = a[j][0], t1 = a[j][1];
+                a[j][0] = a[j - gap][0], a[j][1] = a[j - gap][1];
+                a[j - gap][0] = t0, a[j - gap][1] = t1;
+            }
+}
+
+static void add_mmaps(capture_t *c) {
+    ms_leak_roots_t *r = c->r;
+    size_t own_cap = 16384, cap = own_cap + c->nranges;
+    size_t bytes = (cap * sizeof(uintptr_t[2]) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    uintptr_t(*cut)[2] = ms_os_alloc(bytes);
+    if (!cut) {
+        c->ok = false;
+        return;
+    }
+    bool complete;
+    size_t n = ms_os_own_ranges(cut, own_cap, &complete);
+    if (!complete) {
+        r->mmap_unsure = true;
+        ms_os_free(cut, bytes);
+        return;
+    }
+    for (size_t i = 0; i < c->nranges; i++)
+        if (c->ranges[i].what == R_SEG || c->ranges[i].what == R_CUT) cut[n][0] = c->ranges[i].lo, cut[n][1] = c->ranges[i].hi, n++;
+    sort_pairs(cut, n);
+    size_t m = 0; /* merged: disjoint, so their ends rise too */
+    for (size_t i = 0; i < n; i++) {
+        if (m && cut[i][0] <= cut[m - 1][1]) {
+            if (cut[i][1] > cut[m - 1][1]) cut[m - 1][1] = cut[i][1];
+        } else {
+            cut[m][0] = cut[i][0], cut[m][1] = cut[i][1], m++;
+        }
+    }
+    r->mmaps_map = ((c->maps.n + m + 1) * sizeof(uintptr_t[2]) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    r->mmaps = ms_os_alloc(r->mmaps_map);
+    if (!r->mmaps) {
+        r->mmaps_map = 0;
+        c->ok = false;
+    }
+    for (size_t i = 0, j = 0; r->mmaps && i < c->maps.n; i++) {
+        const vma_t *v = &c->maps.v[i];
+        while (j < m && cut[j][1] <= v->lo) j++;
+        if (!v->writable || v->kind != VMA_MEM || v->stack) continue;
+        uintptr_t a = v->lo;
+        for (size_t k = j; k < m && cut[k][0] < v->hi && a < v->hi; k++) {
+            if (cut[k][0] > a) r->mmaps[r->nmmaps][0] = a, r->mmaps[r->nmmaps][1] = cut[k][0], r->nmmaps++;
+            if (cut[k][1] > a) a = cut[k][1];
+        }
+        if (a < v->hi) r->mmaps[r->nmmaps][0] = a, r->mmaps[r->nmmaps][1] = v->hi, r->nmmaps++;
+    }
+    ms_os_free(cut, bytes);
+}
+
+/* ms_leak_roots_scan_mmaps: the ranges add_mmaps listed, read now: the
+ * resident pages only (mincore), since a page never touched reads as
+ * zero, and reading it would make it resident: a program's 64 GiB
+ * reservation of read-write memory would become 64 GiB of zero pages.
+ * A swapped-out page is not read either (the report says which scan ran). */
+#define MMAP_CHUNK ((size_t)256 << 10)
+void ms_leak_roots_scan_mmaps(ms_leak_roots_t *r, void (*fn)(const uintptr_t *w, size_t n, void *arg), void *arg) {
+    if (!r->nmmaps || !r->mmaps) return;
+    uintptr_t *buf = ms_os_alloc(MMAP_CHUNK);
+    if (!buf) {
+        r->mmap_unsure = true;
+        return;
+    }
+    unsigned char vec[MMAP_CHUNK / 4096];
+    for (size_t i = 0; i < r->nmmaps; i++) {
+        for (uintptr_t a = r->mmaps[i][0]; a < r->mmaps[i][1];) {
+            size_t len = r->mmaps[i][1] - a < MMAP_CHUNK ? r->mmaps[i][1] - a : MMAP_CHUNK;
+            int saved = errno;
+            bool ok = mincore((void *)a, len, vec) == 0; /* unmapped meanwhile: nothing to read */
+            errno = saved;
+            for (size_t p = 0; ok && p < len / 4096;) {
+                if (!(vec[p] & 1)) {
+                    p++;
+                    continue;
+                }
+                size_t q = p;
+                while (q < len / 4096 && (vec[q] & 1)) q++;
+                size_t got = ms_os_read_self(a + p * 4096, buf, (q - p) * 4096);
+                r->mmap_bytes += got;
+                if (got) fn(buf, got / sizeof(uintptr_t), arg);
+                p = q;
+            }
+            a += len;
+        }
+    }
+    ms_os_free(buf, MMAP_CHUNK);
 }
 
 /* copy_ranges: every range into r->words. */
 static void copy_ranges(capture_t *c) {
     size_t words = 0;
-    for (size_t i = 0; i < c->nranges; i++) words += (c->ranges[i].hi - c->ranges[i].lo) / sizeof(uintptr_t);
+    for (size_t i = 0; i < c->nranges; i++)
+        if (c->ranges[i].what != R_CUT) words += (c->ranges[i].hi - c->ranges[i].lo) / sizeof(uintptr_t);
     ms_leak_roots_t *r = c->r;
     r->map_bytes = (words * sizeof(uintptr_t) + MS_PAGE_SIZE) & ~MS_PAGE_MASK;
     r->words = ms_os_alloc(r->map_bytes);
@@ -642,6 +785,7 @@ static void copy_ranges(capture_t *c) {
     }
     for (size_t i = 0; i < c->nranges; i++) {
         const range_t *g = &c->ranges[i];
+        if (g->what == R_CUT) continue;
         size_t n = (g->hi - g->lo) / sizeof(uintptr_t);
         copy_range(r->words + r->nwords, g->lo, n * sizeof(uintptr_t));
         r->nwords += n;
@@ -750,6 +894,8 @@ bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self) {
 void ms_leak_roots_free(ms_leak_roots_t *r) {
     ms_os_free(r->words, r->map_bytes);
     r->words = NULL, r->nwords = 0, r->map_bytes = 0;
+    ms_os_free(r->mmaps, r->mmaps_map);
+    r->mmaps = NULL, r->mmaps_map = 0; /* nmmaps stays: the report counts them */
 }
 
 void ms_leak_fork_child(void) {

@@ -882,7 +882,7 @@ void ms_sym_close(symtab_t *st) {
     }
     for (chunk_t *c = st->chunks, *next; c != NULL; c = next) { /* st lives in one of them */
         next = c->next;
-        munmap(c, c->bytes);
+        ms_os_free(c, c->bytes); /* ms_os_alloc's: it lists them (os.c, memscope's own mappings) */
     }
     errno = saved;
 }

@@ -27,6 +27,13 @@
  *   joined    four threads that allocate, exit and are joined: none (glibc
  *             keeps each one's stack for reuse, with its DTV, a block the
  *             dynamic loader calloc'd and only that cached stack refers to)
+ *   mmap      three blocks held only from memory the program mapped itself:
+ *             a private anonymous mapping, a shared anonymous one and a
+ *             shared mapping of a file; and 16 GiB of read-write address
+ *             space never touched (MAP_NORESERVE) beside them.  direct 3,
+ *             as under LSan, which scans no such memory; with
+ *             MEMSCOPE=leaks_mmap=1 direct 1 (the file's: only memory is
+ *             read, and of it only the resident pages).  Not in `all`.
  *   all       every case at once                           direct 3, indirect 4
  * Environment: CASES_CHECK_NOW=1 runs memscope_check_leaks(2) before exit
  * and prints "lost N"; CASES_FORK=1 runs it in a fork child instead ("child
@@ -39,6 +46,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <stdatomic.h>
@@ -175,6 +183,23 @@ static __attribute__((noinline)) void case_unwritten(void) {
     unwritten_keep = malloc(n);
 }
 
+static __attribute__((noinline)) void case_mmap(void) {
+    int prot = PROT_READ | PROT_WRITE;
+    void **anon = mmap(NULL, 1 << 20, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void **shared = mmap(NULL, 1 << 16, prot, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void *vast = mmap(NULL, (size_t)16 << 30, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    FILE *f = tmpfile();
+    void **file = MAP_FAILED;
+    if (f && ftruncate(fileno(f), 1 << 16) == 0) file = mmap(NULL, 1 << 16, prot, MAP_SHARED, fileno(f), 0);
+    if (anon == MAP_FAILED || shared == MAP_FAILED || vast == MAP_FAILED || file == MAP_FAILED) {
+        fprintf(stderr, "cases: mmap failed\n");
+        exit(2);
+    }
+    anon[(1 << 19) / sizeof(void *)] = touch(72);
+    shared[100] = touch(80);
+    file[200] = touch(88);
+}
+
 static void *joined_thread(void *arg) {
     free(touch(24));
     return arg;
@@ -210,6 +235,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "tail")) case_tail();
     if (!strcmp(c, "unwritten")) case_unwritten();
     if (!strcmp(c, "blocked")) start(blocked_thread, &want);
+    if (!strcmp(c, "mmap")) case_mmap();
     while (atomic_load(&ready) < want) usleep(1000);
     scrub();
     /* memscope's live check, when preloaded */
