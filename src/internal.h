@@ -526,6 +526,17 @@ extern __thread tcache_t *ms_tc;
 extern __thread uint32_t ms_tc_busy;
 extern tcache_t ms_tc_empty;
 tcache_t *ms_tcache_create(void);   /* for the calling thread; NULL on OOM */
+tcache_t *ms_tcache_list_owner(const tclist_t *l); /* the empty cache or the caller's own, whichever holds l */
+/* ms_debug_slow_entry (debug builds): called first on entering malloc's or
+ * free's slow path from the fast path, where the scavenger's step back
+ * (tcache.c, "Quiet threads", 2) may land between the two;
+ * tests/test_unit_parkwake.c plays it there. */
+#if MEMSCOPE_DEBUG
+extern void (*ms_debug_slow_entry)(void);
+#define MS_DEBUG_SLOW_ENTRY() (ms_debug_slow_entry ? ms_debug_slow_entry() : (void)0)
+#else
+#define MS_DEBUG_SLOW_ENTRY() ((void)0)
+#endif
 tcache_t *ms_tcache_hide(void);     /* the thread's cache out of use (see tcache.c) ... */
 void ms_tcache_unhide(tcache_t *tc); /* ... and back */
 void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached */

@@ -427,9 +427,19 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
 
 /* alloc_list_empty: malloc's fast path found list l of ms_tc empty.  The
  * class comes from l, as in free_list_full, so that the fast path keeps no
- * copy of it. */
+ * copy of it: l's index in the cache it is in (ms_tcache_list_owner), not
+ * in ms_tc read again, which the scavenger may have pointed back at the
+ * thread's own cache since the fast path read the empty one (tcache.c,
+ * "Quiet threads", step 2).  That index was garbage, and a central list
+ * out of bounds was set up over the page heap's lists (a corrupt free
+ * list, test_faults.sh's scavenge_delay_ms=0 case, once in about 300
+ * runs; tests/test_unit_parkwake.c). */
+#if MEMSCOPE_DEBUG
+void (*ms_debug_slow_entry)(void);
+#endif
 ms_cold __attribute__((noinline)) MS_TEXT static void *alloc_list_empty(tclist_t *l) {
-    return alloc_small_slow((uint8_t)(l - ms_tc->lists));
+    MS_DEBUG_SLOW_ENTRY();
+    return alloc_small_slow((uint8_t)(l - ms_tcache_list_owner(l)->lists));
 }
 
 static inline void *alloc_small(size_t cls) {
@@ -453,24 +463,27 @@ static inline void *alloc_small(size_t cls) {
 }
 
 /* free_small_slow: a free of small block p of class cls that is not
- * settled on the fast path.  taken: the fast path took room on the list of
- * ms_tc, which went below 0 (the list is full, or it is the shared empty
- * cache's). */
-static inline void free_small_slow_in(void **p, uint8_t cls, bool taken);
-ms_cold static void free_small_slow(void **p, uint8_t cls, bool taken) {
+ * settled on the fast path.  took: the cache whose list of cls the fast
+ * path took room on, which went below 0 (the list is full, or it is the
+ * shared empty cache's); NULL if none. */
+static inline void free_small_slow_in(void **p, uint8_t cls, tcache_t *took);
+ms_cold static void free_small_slow(void **p, uint8_t cls, tcache_t *took) {
     ms_tc_busy++;
-    free_small_slow_in(p, cls, taken);
+    free_small_slow_in(p, cls, took);
     ms_tc_busy--;
 }
-static inline void free_small_slow_in(void **p, uint8_t cls, bool taken) {
-    tcache_t *tc = ms_tc;
-    if (taken && tc->is_dummy) {
+static inline void free_small_slow_in(void **p, uint8_t cls, tcache_t *took) {
+    if (took && took->is_dummy) {
         /* every thread without a cache writes here: back to 0, so that
          * the racing decrements never wrap it to a positive room */
-        tc->lists[cls].room = 0;
-        taken = false;
+        took->lists[cls].room = 0;
+        took = NULL;
     }
-    tc = own_cache();
+    tcache_t *tc = own_cache();
+    bool taken = took != NULL;
+    /* room is only taken on the own cache while ms_tc is it: the scavenger
+     * points ms_tc elsewhere only while the thread waits in a system call */
+    ms_assert_internal(!taken || took == tc);
     p[1] = (void *)ms_free_cookie(p);
     if (tc->is_dummy) { /* thread past exit, or its cache hidden: straight to the central list */
         p[0] = NULL;
@@ -498,7 +511,8 @@ static inline void free_small_slow_in(void **p, uint8_t cls, bool taken) {
  * free to keep the class or the cache for this call, it would spend a
  * register move on the fast path. */
 ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void **p) {
-    tcache_t *tc = ms_tc;
+    MS_DEBUG_SLOW_ENTRY();
+    tcache_t *tc = ms_tcache_list_owner(l); /* not ms_tc again: see alloc_list_empty */
     uint8_t cls = (uint8_t)(l - tc->lists);
     /* a pure consumer's every free comes here: the same as free_small_slow's
      * foreign branch, without its cache lookup and second cookie store */
@@ -509,7 +523,7 @@ ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void *
         ms_tc_busy--;
         return;
     }
-    free_small_slow(p, cls, true);
+    free_small_slow(p, cls, tc);
 }
 
 /* ------------------------------------------------------------------------
@@ -594,7 +608,7 @@ ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
     }
     if (s->cls) {
         unsample(s, p);
-        free_small_slow(p, s->cls, false);
+        free_small_slow(p, s->cls, NULL);
     } else {
         free_large(s);
     }

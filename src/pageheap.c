@@ -731,12 +731,20 @@ bool ms_heap_try_resize(span_t *s, size_t new_npages) {
             n = free_neighbour(span_end(s), span_end(s), false);
         if (n && n->npages >= extra) {
             list_remove(n);
-            take_pages_locked(n, extra, 0, NULL);
-            /* n's pages now extend s */
-            s->npages += (uint32_t)extra;
-            span_delete(n);
-            map_ends(s);
-            ok = true;
+            /* n is cut to exactly the pages s needs, or s does not grow:
+             * take_pages_locked would keep the whole of n when it cannot
+             * split (no memory for a span struct), and the pages past
+             * extra would then be in use and nobody's */
+            if (n->npages > extra && !split_tail_free(n, extra)) {
+                list_push(n);
+            } else {
+                take_pages_locked(n, extra, 0, NULL);
+                /* n's pages now extend s */
+                s->npages += (uint32_t)extra;
+                span_delete(n);
+                map_ends(s);
+                ok = true;
+            }
         } else if (!n && span_end(s) == resv_next && commit_frontier(extra)) {
             ctr.inuse_pages += extra;
             note_inuse_locked();

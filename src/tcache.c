@@ -63,9 +63,11 @@
  *      since (1).  The thread has not run between the looks, so no malloc
  *      of it holds the old pointer, and when it runs it finds the empty
  *      cache.  If it did run, ms_tc goes back and the state to OWNED
- *      (a malloc of it may have seen the empty cache meanwhile: its slow
- *      path takes from the thread's own list when that holds objects,
- *      malloc.c: alloc_small_slow);
+ *      (a malloc or free of it may have run its fast path on the empty
+ *      cache meanwhile and find its own cache back in its slow path: the
+ *      slow path takes the class from the list the fast path used,
+ *      ms_tcache_list_owner, and takes from the thread's own list when
+ *      that holds objects, malloc.c: alloc_small_slow);
  *   3. it flushes the lists as ms_tcache_flush does at exit, but straight
  *      to the spans and with the pages this frees counted idle since the
  *      thread went quiet (the scavenger releases them at once), and
@@ -261,6 +263,14 @@ tcache_t *ms_tcache_hide(void) {
 void ms_tcache_unhide(tcache_t *tc) {
     ms_tc_busy--;
     if (--tc_hidden == 0) ms_tc = tc;
+}
+
+/* ms_tcache_list_owner: the cache list l is in.  ms_tc only ever points at
+ * the shared empty cache or at the thread's own, so it is one of those. */
+tcache_t *ms_tcache_list_owner(const tclist_t *l) {
+    if ((uintptr_t)l - (uintptr_t)ms_tc_empty.lists < sizeof ms_tc_empty.lists || !tc_mine) return &ms_tc_empty;
+    ms_assert_internal((uintptr_t)l - (uintptr_t)tc_mine->lists < sizeof tc_mine->lists);
+    return tc_mine;
 }
 
 tcache_t *ms_tcache_create(void) {
