@@ -68,9 +68,14 @@ enum { SPAN_DEAD = 0, SPAN_INUSE = 1, SPAN_FREE = 2, SPAN_BUSY = 3 };
 
 /* A span is a run of pages.  In use it holds either one large object
  * (cls == 0) or objects of one size class; free it sits in the page heap.
- * The first cache line holds what free() reads. */
+ * Two cache lines (span_t is aligned to them): the first holds what free()
+ * and malloc's checks read, written only when the span changes hands or
+ * grows its used part; the second what the central list and the page heap
+ * write on every batch of objects they move.  On one line, every thread
+ * freeing an object of a span missed in its cache each time a batch went
+ * back to that span. */
 typedef struct span_s {
-    /* first cache line: what free() reads */
+    /* first cache line: read by free() on every call */
     uintptr_t start;        /* address of the first page */
     uint32_t npages;        /* length in pages */
     uint8_t cls;            /* size class, 0 for a large object or a free span */
@@ -92,22 +97,23 @@ typedef struct span_s {
     uint64_t div;           /* small: UINT64_MAX / size + 1: off % size == 0 iff off * div < div */
     uint32_t used;          /* small: bytes from start ever handed out; the never-used tail follows (central lock) */
     uint32_t size;          /* small: object size (ms_class_size[cls]) */
-    uint32_t allocated;     /* small: objects handed out of the span (central lock) */
-    uint32_t pad_;
-    void *freelist;         /* small: freed objects back in the span (central lock) */
     uintptr_t limit;        /* small: end of the last whole object */
-    /* second line */
-    struct span_s *next, *prev; /* central nonempty list or page-heap free list */
-    uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
-    uint32_t released;      /* free: pages of the span already returned to the OS */
-    uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
-    struct span_s *unext, *uprev; /* free with unreleased pages: the scavenger's list, in order freed */
     /* small, in use: the heap profiler's records of the span's sampled
      * blocks (src/prof/sample.c).  The core only tests it when the span
      * leaves use, and then hands it back (ms_prof_hooks.span_done): in
      * leak-check mode the records stay for the span's whole use. */
     void *prof;
-} span_t;
+    /* second line: the central list's and the page heap's */
+    struct span_s *next, *prev; /* central nonempty list or page-heap free list */
+    void *freelist;         /* small: freed objects back in the span (central lock) */
+    uint32_t allocated;     /* small: objects handed out of the span (central lock) */
+    uint32_t released;      /* free: pages of the span already returned to the OS */
+    uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
+    uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
+    uint32_t pad_;
+    struct span_s *unext, *uprev; /* free with unreleased pages: the scavenger's list, in order freed */
+} __attribute__((aligned(MS_CACHE_LINE))) span_t;
+_Static_assert(sizeof(span_t) == 2 * MS_CACHE_LINE, "span_t: two cache lines");
 
 #define MS_TCLIST_SHIFT 5        /* sizeof(tclist_t) == 1 << MS_TCLIST_SHIFT */
 #define MS_MARK_FAST_MASK 0xffffu /* fast_off */
