@@ -280,7 +280,7 @@ typedef struct pagemap_s {
     pm_leaf_t nil;                            /* never written */
     uintptr_t root[1u << MS_PM_ROOT_BITS];    /* leaf ^ &ms_pm */
     uint64_t has_leaf[(1u << MS_PM_ROOT_BITS) / 64]; /* root entries set (heap lock) */
-} pagemap_t;
+} __attribute__((aligned(MS_CACHE_LINE))) pagemap_t; /* the nil span is a span_t, aligned as one */
 extern pagemap_t ms_pm;
 #define MS_SPAN_NIL ((span_t *)(void *)&ms_pm)
 /* ms_pagemap_next_leaf: the first root index from i on that has a leaf, or

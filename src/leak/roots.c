@@ -577,14 +577,14 @@ static int seg_cb(struct dl_phdr_info *info, size_t size, void *arg) {
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
         if (ph->p_type == PT_LOAD && c->my_lo >= lo && c->my_lo < lo + ph->p_memsz) mine = true;
     }
-    /* libmemscope.so's own statics are metadata; linked into the executable
-     * (libmemscope.a) they cannot be told apart, and are scanned */
     if (ms_opt.leaks_mmap) /* an object's pages are its segments' or nobody's: never the program's mmap */
         for (int i = 0; i < info->dlpi_phnum; i++) {
             const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
             uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
             if (ph->p_type == PT_LOAD) add_range(c, lo & ~(uintptr_t)4095, (lo + ph->p_memsz + 4095) & ~(uintptr_t)4095, R_CUT);
         }
+    /* libmemscope.so's own statics are metadata; linked into the executable
+     * (libmemscope.a) they cannot be told apart, and are scanned */
     if (mine && !is_exe) return 0;
     bool loader = info->dlpi_addr == c->loader_base && c->loader_base != 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
