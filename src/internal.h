@@ -148,9 +148,11 @@ void *ms_os_alloc(size_t bytes);              /* fresh zeroed RW pages, or NULL 
 size_t ms_os_as_limit(void);                 /* RLIMIT_AS in bytes, 0 if none */
 void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
 /* ms_os_own_ranges: up to cap of the ranges ms_os_reserve and ms_os_alloc
- * returned that are still mapped, in no order; complete is false if some
- * were not listed (the table overflowed, or cap was too small). */
-size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool *complete);
+ * returned that are still mapped (and memscope's threads' stacks), in no
+ * order; complete is false if some were not listed (the table overflowed,
+ * or cap was too small, or with settled, a mapping under way did not
+ * settle).  settled: wait for mappings under way in other threads. */
+size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool settled, bool *complete);
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
 int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed, 1 moved (from reads as zero), 2 moved, from unmapped */
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
@@ -608,6 +610,7 @@ void ms_trace_scavenge(size_t released_bytes, bool forced);
 /* Fields are named after the MEMSCOPE keys (options.c holds the table). */
 #define MS_OPT_PATH_MAX 256
 enum { LEAKS_OFF = 0, LEAKS_ON = 1, LEAKS_EXIT = 2, LEAKS_REACHABLE = 3 };
+enum { LEAKS_MMAP_OFF = 0, LEAKS_MMAP_PRIVATE = 1, LEAKS_MMAP_SHARED = 2 };
 #define MS_OPT_HTTP_MAX 64 /* bytes of the http option, with its NUL */
 typedef struct options_s {
     bool trace;
@@ -616,7 +619,7 @@ typedef struct options_s {
     int64_t profile_rate;                /* bytes; 0 off */
     char heapprofile[MS_OPT_PATH_MAX];   /* "" none */
     int64_t leaks;                       /* LEAKS_* */
-    bool leaks_mmap;                     /* leak checks read the program's own mappings too */
+    int64_t leaks_mmap;                  /* LEAKS_MMAP_*: leak checks read the program's own mappings too */
     char http[MS_OPT_HTTP_MAX];          /* "" (off), "PORT" or "ADDR:PORT" */
 } options_t;
 #define OPT_INIT_OPT_BOOL(def) (def)

@@ -31,8 +31,9 @@
     X(leaks, OPT_CHOICE, 0, 0, 3,                                                                          \
       "0|1|exit|reachable: at exit, list what is still allocated by stack; exit: and exit with status 23 " \
       "if any; reachable: report blocks nothing references (LeakSanitizer-style, status 23 if any)")      \
-    X(leaks_mmap, OPT_BOOL, 0, 0, 1,                                                                       \
-      "leak checks also scan the memory the program mapped itself (mmap) for pointers to blocks")        \
+    X(leaks_mmap, OPT_CHOICE, 0, 0, 2,                                                                     \
+      "0|1|shared: leak checks also read the memory the program mapped itself (mmap) for pointers to "    \
+      "blocks; 1: private mappings, shared: shared ones too")                                             \
     X(http, OPT_STRING, 0, 0, MS_OPT_HTTP_MAX - 1,                                                        \
       "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")
 

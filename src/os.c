@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -46,6 +47,9 @@ typedef struct own_map_s { _Atomic uintptr_t lo, hi; } own_map_t;
 static own_map_t *_Atomic own_maps;
 static _Atomic uint32_t own_top;
 static _Atomic bool own_full;
+/* mappings being made or unmapped and not yet listed or unlisted: a reader
+ * that must see every one of memscope's mappings waits for none */
+static _Atomic uint32_t own_busy;
 
 static void own_add(uintptr_t lo, uintptr_t hi);
 
@@ -106,11 +110,15 @@ static void own_remove(uintptr_t lo, uintptr_t hi) {
     }
 }
 
-size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool *complete) {
+size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool settled, bool *complete) {
+    *complete = !atomic_load(&own_full);
+    /* settled: after any mapping under way (a few system calls; bounded,
+     * since a thread of the program may be stopped in the middle of one) */
+    for (int i = 0; settled && atomic_load(&own_busy) && i < 2000; i++) sched_yield();
+    if (settled && atomic_load(&own_busy)) *complete = false;
     own_map_t *t = atomic_load_explicit(&own_maps, memory_order_acquire);
     uint32_t top = atomic_load(&own_top);
     size_t n = 0;
-    *complete = !atomic_load(&own_full);
     for (uint32_t i = 0; t && i < top; i++) {
         uintptr_t b = atomic_load_explicit(&t[i].hi, memory_order_acquire);
         uintptr_t a = atomic_load_explicit(&t[i].lo, memory_order_relaxed);
@@ -126,11 +134,12 @@ size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool *complete) {
 
 void *ms_os_reserve(size_t bytes) {
     int saved = errno; /* a refused try is not the program's error: the caller may try smaller */
+    atomic_fetch_add(&own_busy, 1);
     void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) own_add((uintptr_t)p, (uintptr_t)p + OS_ROUND(bytes));
+    atomic_fetch_sub(&own_busy, 1);
     errno = saved;
-    if (p == MAP_FAILED) return NULL;
-    own_add((uintptr_t)p, (uintptr_t)p + OS_ROUND(bytes));
-    return p;
+    return p == MAP_FAILED ? NULL : p;
 }
 
 /* Committing maps fresh pages over the reservation without MAP_NORESERVE,
@@ -154,11 +163,12 @@ void ms_os_decommit(void *addr, size_t bytes) {
 
 void *ms_os_alloc(size_t bytes) {
     int saved = errno;
+    atomic_fetch_add(&own_busy, 1);
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) own_add((uintptr_t)p, (uintptr_t)p + OS_ROUND(bytes));
+    atomic_fetch_sub(&own_busy, 1);
     errno = saved;
-    if (p == MAP_FAILED) return NULL;
-    own_add((uintptr_t)p, (uintptr_t)p + OS_ROUND(bytes));
-    return p;
+    return p == MAP_FAILED ? NULL : p;
 }
 
 /* ms_os_as_limit: the address-space limit (RLIMIT_AS, ulimit -v) in
@@ -171,8 +181,11 @@ size_t ms_os_as_limit(void) {
 
 void ms_os_free(void *addr, size_t bytes) {
     int saved = errno;
-    if (addr && munmap(addr, bytes) != 0) ms_warn("memscope: munmap(%p, %zu) failed: %s", addr, bytes, ms_errstr(errno));
-    else if (addr) own_remove((uintptr_t)addr, (uintptr_t)addr + OS_ROUND(bytes));
+    if (!addr) return;
+    atomic_fetch_add(&own_busy, 1);
+    if (munmap(addr, bytes) != 0) ms_warn("memscope: munmap(%p, %zu) failed: %s", addr, bytes, ms_errstr(errno));
+    else own_remove((uintptr_t)addr, (uintptr_t)addr + OS_ROUND(bytes));
+    atomic_fetch_sub(&own_busy, 1);
     errno = saved;
 }
 
@@ -474,8 +487,21 @@ static void *own_start(void *arg) {
         if (atomic_compare_exchange_strong(&own_tids[i], &z, tid)) slot = i;
     }
     if (slot >= 0) atomic_store(&own_tps[slot], ms_thread_pointer());
+    /* its stack is memscope's too, listed as its mappings are: the kernel
+     * may merge it with a mapping of the program's, and the leak checker's
+     * dead frames there hold the addresses of blocks found lost */
+    uintptr_t stack_lo = 0, stack_hi = 0;
+    pthread_attr_t at;
+    if (pthread_getattr_np(pthread_self(), &at) == 0) {
+        void *sa;
+        size_t ss;
+        if (pthread_attr_getstack(&at, &sa, &ss) == 0) stack_lo = (uintptr_t)sa, stack_hi = stack_lo + ss;
+        pthread_attr_destroy(&at);
+    }
+    if (stack_hi) own_add(stack_lo, stack_hi);
     atomic_store(&a->listed, 1); /* a is the creator's, gone after this */
     void *r = fn(NULL);
+    if (stack_hi) own_remove(stack_lo, stack_hi);
     if (slot >= 0) atomic_store(&own_tps[slot], 0), atomic_store(&own_tids[slot], 0);
     atomic_fetch_sub(&own_threads, 1);
     return r;

@@ -66,7 +66,7 @@ counts() {
 
 have_lsan=0
 if [ -e "$LSAN" ]; then have_lsan=1; else echo "note: $LSAN missing (apt-get install liblsan0): no LSan comparison"; fi
-for spec in "lost 1 0" "cycle 1 4" "stack 0 0" "reg 0 0" "tls 0 0" "dl 0 0" "interior 0 0" "xor 1 0" "tail 1 0" "unwritten 1 0" "joined 0 0" "blocked 0 0" "mmap 3 0" "all 3 4"; do
+for spec in "lost 1 0" "cycle 1 4" "stack 0 0" "reg 0 0" "tls 0 0" "dl 0 0" "interior 0 0" "xor 1 0" "tail 1 0" "unwritten 1 0" "joined 0 0" "blocked 0 0" "mmap 3 0" "ustack 2 0" "all 3 4"; do
     set -- $spec
     c=$1 want="$2 $3"
     timeout 30 env LD_PRELOAD="$LIB" MEMSCOPE=leaks=reachable ./cases "$c" >/dev/null 2>"ms.$c"
@@ -81,19 +81,21 @@ for spec in "lost 1 0" "cycle 1 4" "stack 0 0" "reg 0 0" "tls 0 0" "dl 0 0" "int
         [ "$lgot" = "$got" ] && pass "$c: LeakSanitizer agrees ($lgot)" || fail "$c: LeakSanitizer counts '$lgot', memscope '$got'"
     fi
 done
-# leaks_mmap=1: the program's own memory mappings are roots too, those of
-# files are not, and only their resident pages are read (not the 16 GiB
-# reservation: the check must neither read nor fault it in); memscope's own
-# mappings (heap, metadata) never are, or the other cases' leaks would hide
-for spec in "mmap 1 0" "all 3 4" "lost 1 0"; do
+# leaks_mmap=1: the program's own private memory mappings are roots too,
+# shared ones only with leaks_mmap=shared, those of files never, and only
+# their resident pages are read (not the 16 GiB reservation: the check must
+# neither read nor fault it in); memscope's own mappings (heap, metadata)
+# never are, or the other cases' leaks would hide; a stack the program gave
+# a thread is a stack only up to its top (ustack)
+for spec in "1 mmap 2 0" "shared mmap 1 0" "1 ustack 0 0" "1 all 3 4" "1 lost 1 0"; do
     set -- $spec
-    timeout 60 env LD_PRELOAD="$LIB" MEMSCOPE=leaks=reachable,leaks_mmap=1,stats=1 ./cases "$1" >/dev/null 2>"ms.mm.$1"
-    got=$(counts "ms.mm.$1")
-    [ "$got" = "$2 $3" ] && pass "leaks_mmap=1, $1: memscope counts $got" || { fail "leaks_mmap=1, $1: counts '$got', want '$2 $3'"; cat "ms.mm.$1"; }
+    timeout 60 env LD_PRELOAD="$LIB" MEMSCOPE=leaks=reachable,leaks_mmap=$1,stats=1 ./cases "$2" >/dev/null 2>"ms.mm$1.$2"
+    got=$(counts "ms.mm$1.$2")
+    [ "$got" = "$3 $4" ] && pass "leaks_mmap=$1, $2: memscope counts $got" || { fail "leaks_mmap=$1, $2: counts '$got', want '$3 $4'"; cat "ms.mm$1.$2"; }
 done
-kib=$(sed -n 's/.*leaks_mmap: read \([0-9]*\) KiB of the program.s own mappings.*/\1/p' ms.mm.mmap | head -1)
+kib=$(sed -n 's/.*leaks_mmap: read \([0-9]*\) KiB of the program.s own private and shared mappings.*/\1/p' ms.mmshared.mmap | head -1)
 [ -n "$kib" ] && [ "$kib" -ge 4 ] && [ "$kib" -lt 65536 ] && pass "leaks_mmap read $kib KiB (resident pages only)" \
-    || { fail "leaks_mmap read '${kib:-?}' KiB, want 4..65535"; grep leaks_mmap ms.mm.mmap; }
+    || { fail "leaks_mmap read '${kib:-?}' KiB, want 4..65535"; grep leaks_mmap ms.mmshared.mmap; }
 grep -q 'leaks_mmap: read' ms.lost && fail "leaks_mmap line without the option" || pass "no leaks_mmap line without the option"
 grep -q 'in touch .*cases.c:[0-9]' ms.lost && pass "report names the allocating function and line" || { fail "no frame 'touch cases.c:N'"; cat ms.lost; }
 # a frame without a source line names its object and the pc's offset in

@@ -19,7 +19,7 @@ static uintptr_t ranges[CAP][2];
 /* listed: every page of [lo, hi) is in a listed range; unlisted: none is */
 static bool listed(uintptr_t lo, uintptr_t hi) {
     bool complete;
-    size_t n = ms_os_own_ranges(ranges, CAP, &complete);
+    size_t n = ms_os_own_ranges(ranges, CAP, true, &complete);
     if (!complete) return false;
     for (uintptr_t a = lo; a < hi; a += 4096) {
         bool in = false;
@@ -30,7 +30,7 @@ static bool listed(uintptr_t lo, uintptr_t hi) {
 }
 static bool unlisted(uintptr_t lo, uintptr_t hi) {
     bool complete;
-    size_t n = ms_os_own_ranges(ranges, CAP, &complete);
+    size_t n = ms_os_own_ranges(ranges, CAP, true, &complete);
     for (size_t i = 0; i < n; i++)
         if (ranges[i][0] < hi && ranges[i][1] > lo) return false;
     return complete;
@@ -82,7 +82,7 @@ int main(void) {
         for (int i = 0; i < N; i++) ms_os_free(many[i], page);
     }
     bool complete;
-    ms_os_own_ranges(ranges, CAP, &complete);
+    ms_os_own_ranges(ranges, CAP, true, &complete);
     CHECK("slots-reused", complete);
     return print_test_summary();
 }

@@ -68,11 +68,14 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
         (unsigned long long)(r->snapshot_ns / 1000000), (unsigned long long)(r->mark_ns / 1000000),
         (unsigned long long)(r->total_ns / 1000000), (unsigned long long)(r->mark_bytes >> 10));
     if (ms_opt.leaks_mmap && t->mmap_unsure)
-        put(o, "memscope: leaks_mmap: the program's own mappings were not read (memscope could not list all of its "
-               "own, or memory was refused)\n");
+        put(o, "memscope: leaks_mmap: INCOMPLETE: %llu KiB of the program's own mappings read, not all (memscope could "
+               "not list all of its own mappings, or memory was refused): blocks only they reference may be reported "
+               "as lost\n",
+            (unsigned long long)(t->mmap_bytes >> 10));
     else if (ms_opt.leaks_mmap)
-        put(o, "memscope: leaks_mmap: read %llu KiB of the program's own mappings (%zu range(s), resident pages)\n",
-            (unsigned long long)(t->mmap_bytes >> 10), t->nmmaps);
+        put(o, "memscope: leaks_mmap: read %llu KiB of the program's own %s mappings (%zu range(s), resident pages)\n",
+            (unsigned long long)(t->mmap_bytes >> 10),
+            ms_opt.leaks_mmap == LEAKS_MMAP_SHARED ? "private and shared" : "private", t->nmmaps);
     if (r->changed_objs > r->unconfirmed_objs)
         put(o, "memscope: %llu block(s) allocated or freed during the check were left out (counted reachable)\n",
             (unsigned long long)(r->changed_objs - r->unconfirmed_objs));
@@ -194,12 +197,13 @@ int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
     symtab_t *st = r->ngroups ? ms_sym_open() : NULL;
     put(&o, "{\"direct_objects\":%llu,\"direct_bytes\":%llu,\"indirect_objects\":%llu,\"indirect_bytes\":%llu,"
             "\"reachable_objects\":%llu,\"reachable_bytes\":%llu,\"pause_us\":%llu,\"pause_max_us\":%llu,"
-            "\"stops\":%u,\"total_ms\":%llu,\"mmap_bytes\":%llu,"
+            "\"stops\":%u,\"total_ms\":%llu,\"mmap_bytes\":%llu,\"mmap_complete\":%s,"
             "\"threads\":%u,\"stopped\":%u,\"complete\":%s,\"exact_stacks\":%s,\"groups\":[",
         (unsigned long long)r->objs[0], (unsigned long long)r->bytes[0], (unsigned long long)r->objs[1],
         (unsigned long long)r->bytes[1], (unsigned long long)r->objs[2], (unsigned long long)r->bytes[2],
         (unsigned long long)(r->roots.pause_ns / 1000), (unsigned long long)(r->roots.pause_max_ns / 1000),
         r->roots.nstops, (unsigned long long)(r->total_ns / 1000000), (unsigned long long)r->roots.mmap_bytes,
+        ms_opt.leaks_mmap && r->roots.mmap_unsure ? "false" : "true",
         r->roots.nthreads, r->roots.nstopped, r->roots.nunstopped || r->log_overflow ? "false" : "true",
         r->rate == 1 ? "true" : "false");
     for (size_t i = 0; i < r->ngroups && (int)i < max_groups; i++) {

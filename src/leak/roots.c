@@ -206,13 +206,14 @@ static uintptr_t hex(const char **s) {
 }
 
 /* kind: what leaks_mmap may scan.  VMA_MEM is memory (anonymous, private
- * or shared, /dev/zero, memfd, /dev/shm), VMA_FILE a regular file, whose
- * pages hold pointers only by rare design and reading them reads the file;
- * VMA_OTHER the kernel's ([vvar], [vdso]), devices and the main stack. */
+ * or shared, /dev/zero, memfd, /dev/shm, huge pages), VMA_FILE a regular
+ * file, whose pages hold pointers only by rare design and reading them
+ * reads the file; VMA_OTHER the kernel's ([vvar], [vdso]), devices and the
+ * main stack.  shared: MAP_SHARED (read only with leaks_mmap=shared). */
 enum { VMA_MEM, VMA_FILE, VMA_OTHER };
 typedef struct vma_s {
     uintptr_t lo, hi;
-    bool readable, writable, none;
+    bool readable, writable, none, shared;
     uint8_t kind;
     bool stack; /* a thread's stack, live or cached: never scanned whole */
 } vma_t;
@@ -221,8 +222,9 @@ typedef struct maps_s { vma_t *v; size_t n, bytes; } maps_t;
 static bool starts(const char *p, const char *with) { return strncmp(p, with, strlen(with)) == 0; }
 
 static uint8_t vma_kind(const char *path) {
-    if (*path == '\n' || *path == 0 || starts(path, "[heap]") || starts(path, "[anon:") || starts(path, "/memfd:") ||
-        starts(path, "/dev/zero") || starts(path, "/dev/shm/") || starts(path, "/SYSV"))
+    if (*path == '\n' || *path == 0 || starts(path, "[heap]") || starts(path, "[anon:") ||
+        starts(path, "[anon_shmem:") || starts(path, "/memfd:") || starts(path, "/dev/zero") ||
+        starts(path, "/dev/shm/") || starts(path, "/SYSV") || starts(path, "/anon_hugepage"))
         return VMA_MEM;
     if (*path == '[' || starts(path, "/dev/")) return VMA_OTHER;
     return VMA_FILE;
@@ -246,6 +248,7 @@ static bool maps_read(maps_t *m) {
         v->readable = p[0] == 'r';
         v->writable = v->readable && p[1] == 'w';
         v->none = p[0] == '-' && p[1] == '-' && p[2] == '-';
+        v->shared = p[3] == 's';
         v->stack = false;
         /* offset, device, inode, then the path (if any) */
         for (int f = 0; f < 4; f++) {
@@ -496,10 +499,15 @@ static void add_cached_dtvs(capture_t *c) {
  * the same mapping above sp, the end of the TCB (see TCB_BYTES). */
 static void add_stack(capture_t *c, uintptr_t sp, uintptr_t lo, uintptr_t tp) {
     vma_t *v = maps_find(&c->maps, sp);
-    if (v) v->stack = true;
     if (!v || !v->readable) return;
     uintptr_t hi = v->hi;
     if (tp > sp && tp < v->hi && tp + TCB_BYTES < hi) hi = tp + TCB_BYTES;
+    /* for leaks_mmap, the mapping is a stack up to the stack's top only:
+     * the kernel merges a stack given by the program (pthread_attr_setstack)
+     * with the program's mapping above it, whose blocks were then lost (a
+     * helper session's arena) */
+    if (hi == v->hi) v->stack = true;
+    else if (ms_opt.leaks_mmap) add_range(c, v->lo, (hi + 4095) & ~(uintptr_t)4095, R_CUT);
     add_in_mapping(c, sp, lo, hi, R_STACK);
 }
 
@@ -696,7 +704,7 @@ static void add_mmaps(capture_t *c) {
         return;
     }
     bool complete;
-    size_t n = ms_os_own_ranges(cut, own_cap, &complete);
+    size_t n = ms_os_own_ranges(cut, own_cap, false, &complete); /* the threads are stopped: no waiting */
     if (!complete) {
         r->mmap_unsure = true;
         ms_os_free(cut, bytes);
@@ -722,7 +730,8 @@ static void add_mmaps(capture_t *c) {
     for (size_t i = 0, j = 0; r->mmaps && i < c->maps.n; i++) {
         const vma_t *v = &c->maps.v[i];
         while (j < m && cut[j][1] <= v->lo) j++;
-        if (!v->writable || v->kind != VMA_MEM || v->stack) continue;
+        if (!v->writable || v->kind != VMA_MEM || v->stack || (v->shared && ms_opt.leaks_mmap != LEAKS_MMAP_SHARED))
+            continue;
         uintptr_t a = v->lo;
         for (size_t k = j; k < m && cut[k][0] < v->hi && a < v->hi; k++) {
             if (cut[k][0] > a) r->mmaps[r->nmmaps][0] = a, r->mmaps[r->nmmaps][1] = cut[k][0], r->nmmaps++;
@@ -737,30 +746,49 @@ static void add_mmaps(capture_t *c) {
  * resident pages only (mincore), since a page never touched reads as
  * zero, and reading it would make it resident: a program's 64 GiB
  * reservation of read-write memory would become 64 GiB of zero pages.
- * A swapped-out page is not read either (the report says which scan ran). */
+ * One mincore call covers 256 MiB (MMAP_SPAN): at 256 KiB a call, a
+ * terabyte of reserved address space took seconds.  A swapped-out page is
+ * not read either.  The program runs meanwhile, and may unmap a listed
+ * range; memscope may then map its own memory there (a table growing in
+ * another thread): after each read, whatever memscope holds now of what
+ * was read is dropped from it, memscope's mappings under way settled
+ * first (a leak check found blocks reachable through the profiler's table
+ * of block addresses, grown into a range the program had just unmapped;
+ * a helper session's race, 1 check in 2). */
 #define MMAP_CHUNK ((size_t)256 << 10)
+#define MMAP_SPAN ((size_t)256 << 20)
+#define OWN_CAP 16384
 void ms_leak_roots_scan_mmaps(ms_leak_roots_t *r, void (*fn)(const uintptr_t *w, size_t n, void *arg), void *arg) {
     if (!r->nmmaps || !r->mmaps) return;
+    size_t vec_bytes = MMAP_SPAN / 4096, own_bytes = OWN_CAP * sizeof(uintptr_t[2]);
     uintptr_t *buf = ms_os_alloc(MMAP_CHUNK);
-    if (!buf) {
-        r->mmap_unsure = true;
-        return;
-    }
-    unsigned char vec[MMAP_CHUNK / 4096];
-    for (size_t i = 0; i < r->nmmaps; i++) {
+    unsigned char *vec = ms_os_alloc(vec_bytes);
+    uintptr_t(*own)[2] = ms_os_alloc(own_bytes);
+    for (size_t i = 0; buf && vec && own && i < r->nmmaps; i++) {
         for (uintptr_t a = r->mmaps[i][0]; a < r->mmaps[i][1];) {
-            size_t len = r->mmaps[i][1] - a < MMAP_CHUNK ? r->mmaps[i][1] - a : MMAP_CHUNK;
+            size_t len = r->mmaps[i][1] - a < MMAP_SPAN ? r->mmaps[i][1] - a : MMAP_SPAN, pages = len / 4096;
             int saved = errno;
             bool ok = mincore((void *)a, len, vec) == 0; /* unmapped meanwhile: nothing to read */
             errno = saved;
-            for (size_t p = 0; ok && p < len / 4096;) {
+            for (size_t p = 0; ok && p < pages;) {
                 if (!(vec[p] & 1)) {
                     p++;
                     continue;
                 }
                 size_t q = p;
-                while (q < len / 4096 && (vec[q] & 1)) q++;
-                size_t got = ms_os_read_self(a + p * 4096, buf, (q - p) * 4096);
+                while (q < pages && q - p < MMAP_CHUNK / 4096 && (vec[q] & 1)) q++;
+                uintptr_t lo = a + p * 4096;
+                size_t got = ms_os_read_self(lo, buf, (q - p) * 4096);
+                bool complete;
+                size_t nown = ms_os_own_ranges(own, OWN_CAP, true, &complete);
+                if (!complete) {
+                    r->mmap_unsure = true;
+                    got = 0;
+                }
+                for (size_t k = 0; got && k < nown; k++) {
+                    uintptr_t x = own[k][0] > lo ? own[k][0] : lo, y = own[k][1] < lo + got ? own[k][1] : lo + got;
+                    if (x < y) memset((char *)buf + (x - lo), 0, y - x);
+                }
                 r->mmap_bytes += got;
                 if (got) fn(buf, got / sizeof(uintptr_t), arg);
                 p = q;
@@ -768,7 +796,10 @@ void ms_leak_roots_scan_mmaps(ms_leak_roots_t *r, void (*fn)(const uintptr_t *w,
             a += len;
         }
     }
+    if (!buf || !vec || !own) r->mmap_unsure = true;
     ms_os_free(buf, MMAP_CHUNK);
+    ms_os_free(vec, vec_bytes);
+    ms_os_free(own, own_bytes);
 }
 
 /* copy_ranges: every range into r->words. */

@@ -32,8 +32,14 @@
  *             shared mapping of a file; and 16 GiB of read-write address
  *             space never touched (MAP_NORESERVE) beside them.  direct 3,
  *             as under LSan, which scans no such memory; with
- *             MEMSCOPE=leaks_mmap=1 direct 1 (the file's: only memory is
- *             read, and of it only the resident pages).  Not in `all`.
+ *             MEMSCOPE=leaks_mmap=1 direct 2 (private memory only), with
+ *             leaks_mmap=shared direct 1 (the file's: only memory is read,
+ *             and of it only the resident pages).  Not in `all`.
+ *   ustack    a thread whose stack the program gave it (pthread_attr_
+ *             setstack) in the lower half of one mapping, and two blocks
+ *             held only from the upper half, above the stack: direct 2 as
+ *             under LSan; with leaks_mmap=1 none (the mapping is a stack
+ *             up to the stack's top only).  Not in `all`.
  *   all       every case at once                           direct 3, indirect 4
  * Environment: CASES_CHECK_NOW=1 runs memscope_check_leaks(2) before exit
  * and prints "lost N"; CASES_FORK=1 runs it in a fork child instead ("child
@@ -200,6 +206,35 @@ static __attribute__((noinline)) void case_mmap(void) {
     file[200] = touch(88);
 }
 
+static void *volatile *ustack_arena;
+static void *ustack_thread(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    atomic_store(&ready, atomic_load(&ready) + 1);
+    pthread_cond_broadcast(&cv);
+    for (;;) pthread_cond_wait(&cv, &mu); /* until the process exits */
+    return NULL;
+}
+
+static __attribute__((noinline)) void case_ustack(int *want) {
+    size_t half = (size_t)1 << 20;
+    char *m = mmap(NULL, 2 * half, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        fprintf(stderr, "cases: mmap failed\n");
+        exit(2);
+    }
+    ustack_arena = (void *volatile *)(m + half);
+    ustack_arena[10] = touch(152);
+    ustack_arena[5000] = touch(168);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstack(&at, m, half);
+    pthread_t t;
+    pthread_create(&t, &at, ustack_thread, NULL);
+    pthread_detach(t);
+    (*want)++;
+}
+
 static void *joined_thread(void *arg) {
     free(touch(24));
     return arg;
@@ -236,6 +271,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "unwritten")) case_unwritten();
     if (!strcmp(c, "blocked")) start(blocked_thread, &want);
     if (!strcmp(c, "mmap")) case_mmap();
+    if (!strcmp(c, "ustack")) case_ustack(&want);
     while (atomic_load(&ready) < want) usleep(1000);
     scrub();
     /* memscope's live check, when preloaded */
