@@ -509,6 +509,7 @@ static void *own_start(void *arg) {
 
 /* ms_os_fork_child: a fork child has none of them */
 void ms_os_fork_child(void) {
+    atomic_store(&own_busy, 0); /* mappings other threads were making: theirs are gone */
     atomic_store(&own_threads, 0);
     atomic_store(&finishing, false);
     for (int i = 0; i < MS_OWN_MAX; i++) atomic_store(&own_tids[i], 0), atomic_store(&own_tps[i], 0);
