@@ -97,6 +97,19 @@ kib=$(sed -n 's/.*leaks_mmap: read \([0-9]*\) KiB of the program.s own private a
 [ -n "$kib" ] && [ "$kib" -ge 4 ] && [ "$kib" -lt 65536 ] && pass "leaks_mmap read $kib KiB (resident pages only)" \
     || { fail "leaks_mmap read '${kib:-?}' KiB, want 4..65535"; grep leaks_mmap ms.mmshared.mmap; }
 grep -q 'leaks_mmap: read' ms.lost && fail "leaks_mmap line without the option" || pass "no leaks_mmap line without the option"
+# a live check of python3, whose objects pymalloc keeps in mmap'd arenas:
+# without leaks_mmap the malloc'd buffers of live bytearrays look lost (as
+# they would to LSan), with it none does
+cat >pylive.py <<'PY'
+import ctypes
+keep = [bytearray(1000 + i) for i in range(2000)]
+d = {i: str(i) * 20 for i in range(5000)}
+print("lost", ctypes.CDLL(None).memscope_check_leaks(2))
+PY
+py0=$(timeout 60 env LD_PRELOAD="$LIB" MEMSCOPE=profile_rate=1 /usr/bin/python3 pylive.py 2>py0.err | sed -n 's/^lost //p')
+py1=$(timeout 60 env LD_PRELOAD="$LIB" MEMSCOPE=profile_rate=1,leaks_mmap=1 /usr/bin/python3 pylive.py 2>py1.err | sed -n 's/^lost //p')
+[ "${py0:-0}" -ge 1000 ] && [ "$py1" = 0 ] && pass "live python3: $py0 blocks lost without leaks_mmap, none with it" \
+    || { fail "live python3: lost '${py0:-?}' without leaks_mmap (want 1000 or more), '${py1:-?}' with it (want 0)"; tail -3 py0.err py1.err; }
 grep -q 'in touch .*cases.c:[0-9]' ms.lost && pass "report names the allocating function and line" || { fail "no frame 'touch cases.c:N'"; cat ms.lost; }
 # a frame without a source line names its object and the pc's offset in
 # it, as LSan does (what addr2line -e takes): _start's lies within _start,
