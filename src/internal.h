@@ -154,7 +154,7 @@ void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
  * settle).  settled: wait for mappings under way in other threads. */
 size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool settled, bool *complete);
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
-int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed, 1 moved (from reads as zero), 2 moved, from unmapped */
+int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed (copy instead), 1 moved (from stays mapped, reads as zero) */
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
 uint64_t ms_os_now_ns(void);                  /* monotonic */
 void ms_os_ticks_init(void);                  /* at process init, before any tick is taken */

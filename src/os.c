@@ -182,9 +182,16 @@ size_t ms_os_as_limit(void) {
 void ms_os_free(void *addr, size_t bytes) {
     int saved = errno;
     if (!addr) return;
+    /* off the list before the unmap: once unmapped, the range may be
+     * another thread's next mmap, and a listing of memscope's made there
+     * first would be taken off instead (found by a helper session) */
+    uintptr_t lo = (uintptr_t)addr, hi = lo + OS_ROUND(bytes);
     atomic_fetch_add(&own_busy, 1);
-    if (munmap(addr, bytes) != 0) ms_warn("memscope: munmap(%p, %zu) failed: %s", addr, bytes, ms_errstr(errno));
-    else own_remove((uintptr_t)addr, (uintptr_t)addr + OS_ROUND(bytes));
+    own_remove(lo, hi);
+    if (munmap(addr, bytes) != 0) {
+        ms_warn("memscope: munmap(%p, %zu) failed: %s", addr, bytes, ms_errstr(errno));
+        own_add(lo, hi);
+    }
     atomic_fetch_sub(&own_busy, 1);
     errno = saved;
 }
@@ -197,24 +204,26 @@ bool ms_os_release(void *addr, size_t bytes) {
 }
 
 /* ms_os_move: mremap moves the page-table entries of [from, from+bytes) to
- * `to` (replacing whatever was mapped there) without copying a byte; the
- * hole left at `from` is mapped again with fresh zero pages so the heap's
- * address range stays contiguous.  Returns 0 (nothing changed) when the
- * range crosses two kernel mappings that could not be merged, 1 when moved,
- * 2 when moved but the hole could not be mapped again. */
+ * `to` (replacing whatever was mapped there) without copying a byte.  The
+ * source stays mapped (MREMAP_DONTUNMAP, Linux 5.7) and reads as fresh zero
+ * pages.  A plain move unmapped it, and until memscope mapped it again
+ * (MAP_FIXED) the hole was free address space in the middle of the heap:
+ * another thread's mmap could be given it (a thread's stack, a library's
+ * cache, memscope's own metadata), and the refill then replaced that
+ * mapping with heap pages (a helper session's finding).  Returns 0
+ * (nothing changed: the kernel refused, the range crosses two kernel
+ * mappings, or it has no MREMAP_DONTUNMAP; the caller copies) or 1 (moved). */
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
 int ms_os_move(void *from, void *to, size_t bytes) {
+    static _Atomic bool refused; /* the kernel's answer to DONTUNMAP does not change */
+    if (atomic_load_explicit(&refused, memory_order_relaxed)) return 0;
     int saved = errno;
-    void *r = mremap(from, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, to);
-    if (r == MAP_FAILED) {
-        errno = saved;
-        return 0;
-    }
-    /* the hole is refilled so the heap's range stays one mapping; when the
-     * kernel refuses (vm.max_map_count) the pages are simply gone, and the
-     * caller takes them out of the heap rather than stop the program */
-    void *h = mmap(from, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    void *r = mremap(from, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to);
+    if (r == MAP_FAILED && errno == EINVAL) atomic_store_explicit(&refused, true, memory_order_relaxed);
     errno = saved;
-    return h == from ? 1 : 2;
+    return r == MAP_FAILED ? 0 : 1;
 }
 
 uint64_t ms_os_now_ms(void) {

@@ -771,19 +771,6 @@ bool ms_heap_move_pages(span_t *from, span_t *to) {
     if (!moved) return false;
     if (from->direct) {
         free_direct(from);
-    } else if (moved == 2) {
-        /* the pages left behind could not be mapped again: they leave the
-         * heap (the reservation keeps a hole that is never handed out) */
-        size_t n = from->npages;
-        heap_lock();
-        ctr.sys_pages -= n;
-        ctr.inuse_pages -= n;
-        ms_pagemap_set(from->start, NULL);
-        ms_pagemap_set(span_end(from) - MS_PAGE_SIZE, NULL);
-        span_delete(from);
-        heap_unlock();
-        ms_warn("memscope: could not map heap pages again after moving a block (the kernel refused a mapping); "
-                "%zu pages left the heap", n);
     } else {
         heap_lock();
         free_locked(from, true, 0);
@@ -836,7 +823,11 @@ static span_t *carve_unreleased_locked(span_t *s) {
         list_remove(s);
     }
     if (s->npages > run && !split_tail_free(s, run)) {
-        list_push(s);
+        /* merged back: once a prefix was cut off above, s and it are free
+         * neighbours, and listed apart they stayed two spans for good (the
+         * debug build's "!free_neighbour" under injected mmap failures, a
+         * helper session's prog_faults shim 4) */
+        insert_free_locked(s);
         return NULL;
     }
     s->state = SPAN_BUSY;

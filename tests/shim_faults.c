@@ -22,11 +22,11 @@
  * failed (the kernel only refuses it when splitting a VMA exceeds the map
  * count, and memscope only unmaps whole mappings it made).
  *
- * One call is spared by default: the mmap(MAP_FIXED) that maps fresh pages
- * into the hole an mremap(MREMAP_FIXED) just left (src/os.c ms_os_move).
- * memscope cannot undo the move at that point and stops the program with
- * "cannot remap heap pages" (see docs/RELIABILITY.md, "Faults");
- * FAULTSHIM_REPAIR=1 fails that call too, to show it.
+ * One call is spared by default: an mmap(MAP_FIXED) right after an
+ * mremap(MREMAP_FIXED), which memscope once made to refill the hole a move
+ * left (FAULTSHIM_REPAIR=1 fails it too).  Its moves keep the source mapped
+ * now (MREMAP_DONTUNMAP, src/os.c ms_os_move), so it makes no such call;
+ * see docs/RELIABILITY.md, "the hole after a moved block".
  *
  * FAULTSHIM_CORRUPT=1 turns the shim into a deliberately broken one: while
  * armed, every successful MAP_FIXED read-write anonymous mmap (memscope
