@@ -524,6 +524,7 @@ typedef struct tcache_s {
     int tid;
     struct tcache_s **slot;
     const uint32_t *busy;           /* the owner's ms_tc_busy */
+    uintptr_t tp;                   /* the owner's thread pointer: its stack ends below it (tcache.c) */
     uint64_t seen_ops, quiet_since_ms, look_round;
 } tcache_t;
 

@@ -161,10 +161,26 @@ static inline uint32_t len_of(const tclist_t *l) {
     return (uint32_t)(w >> 32) - (uint32_t)w;
 }
 
-/* frees_of: the objects of class c freed by tc's thread (see tcache_t.nnet) */
+/* frees_of: the objects of class c freed by tc's thread (see tcache_t.nnet),
+ * read from any thread while the owner (or the scavenger parking its cache)
+ * moves objects between the three terms.  A read that counts an object
+ * twice is published for good (stats.c), so: nmalloc and nnet are read
+ * before len, which no move from len to them (malloc, overflow, flush:
+ * len drops first) can then count twice; and again after it, so that a
+ * refill (nnet drops first, then len rises) read across is read again.
+ * Read as len + nmalloc + nnet, in that order, a move from len to nnet
+ * that fell between the loads was counted in both. */
 static inline uint64_t frees_of(tcache_t *tc, int c) {
-    return (uint64_t)len_of(&tc->lists[c]) + atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed) +
-           atomic_load_explicit(&tc->nnet[c], memory_order_relaxed);
+    const tclist_t *l = &tc->lists[c];
+    for (int tries = 0;; tries++) {
+        uint64_t nm = atomic_load_explicit(&l->nmalloc, memory_order_acquire);
+        uint64_t nn = atomic_load_explicit(&tc->nnet[c], memory_order_acquire);
+        uint32_t len = len_of(l);
+        atomic_thread_fence(memory_order_acquire);
+        if (tries == 16 || (atomic_load_explicit(&l->nmalloc, memory_order_relaxed) == nm &&
+                            atomic_load_explicit(&tc->nnet[c], memory_order_relaxed) == nn))
+            return (uint64_t)len + nm + nn;
+    }
 }
 
 #define FIRST_REFILL_BYTES 8192u        /* see "List lengths" */
@@ -284,6 +300,7 @@ tcache_t *ms_tcache_create(void) {
         tc->tid = (int)syscall(SYS_gettid);
         tc->slot = &ms_tc;
         tc->busy = &ms_tc_busy;
+        tc->tp = ms_thread_pointer();
         tc->next = registry.next;
         tc->prev = &registry;
         registry.next->prev = tc;
@@ -560,9 +577,23 @@ static int text_cb(struct dl_phdr_info *info, size_t size, void *arg) {
  * ucontext, whose saved pc is 22 words further.  Every installed handler's
  * restorer is read afresh (the raw system call: glibc's sigaction refuses
  * its own signals), and the live stack above sp (64 KiB, or to the end of
- * its mapping) is searched for one.  A stale frame left by a handler that
- * returned can only make this say yes.  Unknown counts as yes. */
-static bool interrupted_in_memscope(uintptr_t sp) {
+ * its mapping) is searched for one.  A stale frame left by a handler
+ * that returned can only make this say yes.  Unknown counts as yes.
+ * How far: a handler that uses more stack than the first read before it
+ * blocks (a buffer on its frame) has its signal frame further up, and
+ * taken for "no frame" the cache of a thread whose handler had
+ * interrupted malloc's or free's fast path was parked under it: the fast
+ * path then finished on flushed lists (a block handed out twice, a list
+ * through freed objects).  So the search goes on to the top of the
+ * thread's stack, which for a thread the C library started ends just below
+ * its thread pointer (tp, recorded when the cache was made); where sp is
+ * not below tp (the main thread, an alternate signal stack) it goes on
+ * while the memory reads, to at most STACK_SCAN_MAX, and a stack still
+ * going on there is unknown.  The reads overlap by the 23 words a frame's
+ * test spans. */
+#define STACK_SCAN_MAX ((size_t)1 << 20)
+#define STACK_TP_MAX ((uintptr_t)64 << 20) /* sp within this below tp: on the thread's own stack */
+static bool interrupted_in_memscope(uintptr_t sp, uintptr_t tp) {
     struct { uintptr_t handler, flags, restorer, mask; } ka;
     uintptr_t rest[8];
     int nr = 0;
@@ -576,15 +607,28 @@ static bool interrupted_in_memscope(uintptr_t sp) {
     }
     if (nr == 0) return false; /* no handler, no signal frame */
     if (!text_hi || !stack_buf) return true;
-    size_t n = ms_os_read_self(sp, stack_buf, STACK_SCAN_BYTES) / sizeof(uintptr_t);
-    if (n == 0) return true;
-    for (size_t i = 0; i < n; i++) {
-        for (int k = 0; k < nr; k++) {
-            if (stack_buf[i] != rest[k]) continue;
-            if (i + 22 >= n || stack_buf[i + 22] - text_lo < text_hi - text_lo) return true;
+    bool own = tp > sp && tp - sp <= STACK_TP_MAX;
+    uintptr_t end = own ? tp : sp + STACK_SCAN_MAX;
+    enum { OVERLAP = 23 };
+    for (uintptr_t at = sp;;) {
+        size_t want = end - at < STACK_SCAN_BYTES ? (size_t)(end - at) & ~(sizeof(uintptr_t) - 1) : STACK_SCAN_BYTES;
+        size_t got = ms_os_read_self(at, stack_buf, want), n = got / sizeof(uintptr_t);
+        if (n == 0) return at == sp; /* sp unreadable: unknown; past the mapping's end: no frame */
+        bool last = got < want || at + got >= end; /* no more to read after this */
+        for (size_t i = 0; i < n; i++) {
+            for (int k = 0; k < nr; k++) {
+                if (stack_buf[i] != rest[k]) continue;
+                if (i + 22 >= n) {
+                    if (last) return true; /* cut off: unknown */
+                    continue;              /* the next read, which overlaps, sees it whole */
+                }
+                if (stack_buf[i + 22] - text_lo < text_hi - text_lo) return true;
+            }
         }
+        if (got < want || (own && at + got >= end)) return false; /* read to the mapping's or the stack's end */
+        if (at + got >= end) return true; /* deeper than STACK_SCAN_MAX: unknown */
+        at += got - OVERLAP * sizeof(uintptr_t);
     }
-    return false;
 }
 
 /* try_park: tc is TAKING (this thread moved it there); parks it, or gives
@@ -593,7 +637,7 @@ static bool try_park(tcache_t *tc) {
     uintptr_t sp, pc, sp2, pc2;
     uint64_t sw = ms_os_thread_switches(tc->tid);
     if (sw == UINT64_MAX || !ms_os_thread_syscall(tc->tid, &sp, &pc) || *(volatile const uint32_t *)tc->busy ||
-        interrupted_in_memscope(sp))
+        interrupted_in_memscope(sp, tc->tp))
         goto back;
     __atomic_store_n(tc->slot, &ms_tc_empty, __ATOMIC_RELAXED);
     atomic_thread_fence(memory_order_seq_cst);
