@@ -22,11 +22,10 @@
  * failed (the kernel only refuses it when splitting a VMA exceeds the map
  * count, and memscope only unmaps whole mappings it made).
  *
- * One call is spared by default: an mmap(MAP_FIXED) right after an
- * mremap(MREMAP_FIXED), which memscope once made to refill the hole a move
- * left (FAULTSHIM_REPAIR=1 fails it too).  Its moves keep the source mapped
- * now (MREMAP_DONTUNMAP, src/os.c ms_os_move), so it makes no such call;
- * see docs/RELIABILITY.md, "the hole after a moved block".
+ * Every covered call may be failed: memscope's moves keep their source
+ * mapped (MREMAP_DONTUNMAP, src/os.c ms_os_move), so no call of its must
+ * succeed once another did (docs/RELIABILITY.md, "the hole after a moved
+ * block").
  *
  * FAULTSHIM_CORRUPT=1 turns the shim into a deliberately broken one: while
  * armed, every successful MAP_FIXED read-write anonymous mmap (memscope
@@ -53,8 +52,6 @@ static _Atomic long budget;    /* successful calls still allowed before faults s
 static _Atomic long seen;      /* calls while armed */
 static _Atomic long injected;  /* calls failed */
 static int corrupt = -1;       /* FAULTSHIM_CORRUPT, read lazily (getenv does not allocate) */
-static int fail_repair = -1;   /* FAULTSHIM_REPAIR=1: fail the mmap that refills an mremap's hole too */
-static __thread int after_mremap; /* the last call of this thread was a successful mremap */
 
 EXPORT void faultshim_arm(long every, long after) {
     atomic_store(&budget, after);
@@ -81,13 +78,7 @@ static void *raw_mmap(void *a, size_t len, int prot, int flags, int fd, off_t of
 }
 
 EXPORT void *mmap(void *a, size_t len, int prot, int flags, int fd, off_t off) {
-    int repair = after_mremap && (flags & MAP_FIXED);
-    after_mremap = 0;
-    if (fail_repair < 0) {
-        const char *c = getenv("FAULTSHIM_REPAIR");
-        fail_repair = c && *c == '1';
-    }
-    if ((!repair || fail_repair) && should_fail()) {
+    if (should_fail()) {
         errno = ENOMEM;
         return MAP_FAILED;
     }
@@ -139,6 +130,5 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...) {
     }
     long r = syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
     if (r < 0 && r > -4096) return MAP_FAILED;
-    after_mremap = (flags & MREMAP_FIXED) != 0;
     return (void *)r;
 }
