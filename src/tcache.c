@@ -517,6 +517,9 @@ void ms_tcache_fork_child_locks(void) {
 
 void ms_tcache_fork_child_flush(void) {
     tcache_t *self = tc_mine; /* parked or not: ms_tc may be the empty cache */
+    /* the child's thread has an id of its own: under the parent's, which
+     * /proc of the child does not list, its cache was never parked */
+    if (self) self->tid = (int)syscall(SYS_gettid);
     for (tcache_t *tc = registry.next, *next; tc != &registry; tc = next) {
         next = tc->next;
         if (tc == self) continue;
