@@ -694,9 +694,11 @@ static void sort_pairs(uintptr_t (*a)[2], size_t n) {
             }
 }
 
+/* memscope's own ranges a check reads at once: above os.c's table (8192) */
+#define OWN_CAP 16384
 static void add_mmaps(capture_t *c) {
     ms_leak_roots_t *r = c->r;
-    size_t own_cap = 16384, cap = own_cap + c->nranges;
+    size_t cap = OWN_CAP + c->nranges;
     size_t bytes = (cap * sizeof(uintptr_t[2]) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     uintptr_t(*cut)[2] = ms_os_alloc(bytes);
     if (!cut) {
@@ -704,7 +706,7 @@ static void add_mmaps(capture_t *c) {
         return;
     }
     bool complete;
-    size_t n = ms_os_own_ranges(cut, own_cap, false, &complete); /* the threads are stopped: no waiting */
+    size_t n = ms_os_own_ranges(cut, OWN_CAP, false, &complete); /* the threads are stopped: no waiting */
     if (!complete) {
         r->mmap_unsure = true;
         ms_os_free(cut, bytes);
@@ -757,7 +759,6 @@ static void add_mmaps(capture_t *c) {
  * a helper session's race, 1 check in 2). */
 #define MMAP_CHUNK ((size_t)256 << 10)
 #define MMAP_SPAN ((size_t)256 << 20)
-#define OWN_CAP 16384
 void ms_leak_roots_scan_mmaps(ms_leak_roots_t *r, void (*fn)(const uintptr_t *w, size_t n, void *arg), void *arg) {
     if (!r->nmmaps || !r->mmaps) return;
     size_t vec_bytes = MMAP_SPAN / 4096, own_bytes = OWN_CAP * sizeof(uintptr_t[2]);
