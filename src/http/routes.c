@@ -115,7 +115,7 @@ static int profile_route(const ms_http_req_t *req, int kind, int fd, int *status
  * threads and is never stopped). */
 static int leaks_route(const ms_http_req_t *req, int fd, int *status, const char **ctype) {
     int debug = (int)ms_http_query_int(req->query, "debug", 0, 2);
-    ms_leak_result_t *r = ms_leak_check(NULL); /* the server thread: no program frames */
+    ms_leak_result_t *r = ms_leak_check(NULL, false); /* the server thread: no program frames */
     if (!r) {
         ms_printf_fd(fd, "leak check: %s\n", ms_leak_why());
         *status = 503;

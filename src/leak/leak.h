@@ -37,6 +37,7 @@ typedef struct ms_leak_roots_s {
     uint64_t pause_ns;      /* how long the other threads were stopped, all stops of a check together */
     uint64_t pause_max_ns;  /* the longest of those stops */
     uint32_t nstops;        /* how many times they were stopped (a check may look again, mark.c) */
+    bool held;              /* they stayed stopped while the mark followed the roots (the check at exit) */
     uint64_t seg_bytes, stack_bytes, tls_bytes, reg_bytes; /* what the words came from */
     uint32_t nsegments;     /* writable PT_LOAD segments scanned */
     uint32_t nthreads;      /* threads seen (the caller included) */
@@ -83,9 +84,12 @@ void ms_leak_spill_regs(uintptr_t regs[8]);
     } while (0)
 
 /* ms_leak_roots_capture: stops every other thread, copies the roots into
- * r->words, and lets the threads go; false if memory was refused.  self:
- * the caller's frames and registers (NULL: a memscope thread, none). */
-bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self);
+ * r->words, calls held (if not NULL) while the threads are still stopped,
+ * and lets them go; false if memory was refused.  held must take no lock
+ * and make no call that may (a stopped thread may hold it).  self: the
+ * caller's frames and registers (NULL: a memscope thread, none). */
+bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self, void (*held)(ms_leak_roots_t *r, void *arg),
+                           void *held_arg);
 void ms_leak_roots_free(ms_leak_roots_t *r);
 /* ms_leak_roots_scan_mmaps: hands fn the words of the mappings listed in r
  * (leaks_mmap), a resident stretch at a time. */
@@ -127,8 +131,10 @@ typedef struct ms_leak_result_s {
 
 /* ms_leak_check: a full check now; NULL if memory was refused or no signal
  * can stop the threads (ms_leak_why says which).  self as for
- * ms_leak_roots_capture. */
-ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self);
+ * ms_leak_roots_capture.  stopped: keep the other threads stopped while the
+ * mark follows the roots (the check at exit, as LeakSanitizer does; see
+ * mark.c), instead of only while the roots are copied. */
+ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self, bool stopped);
 const char *ms_leak_why(void); /* why the last check gave NULL, for a one-line message */
 void ms_leak_result_free(ms_leak_result_t *r);
 void ms_leak_mark_fork_child(void); /* from ms_leak_fork_child */

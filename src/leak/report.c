@@ -53,10 +53,12 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
         (unsigned long long)r->bytes[MS_LEAK_REACHABLE], (unsigned long long)r->objs[MS_LEAK_REACHABLE]);
     /* "stopped for": the longest stop, the pause a thread felt; a check
      * that looked again stopped the threads once per look */
-    char stops[96] = "";
+    char stops[128] = "";
     if (t->nstops > 1)
-        ms_snprintf(stops, sizeof stops, " (the longest of %u stops; %llu us in all)", t->nstops,
-                    (unsigned long long)(t->pause_ns / 1000));
+        ms_snprintf(stops, sizeof stops, " (the longest of %u stops; %llu us in all)%s", t->nstops,
+                    (unsigned long long)(t->pause_ns / 1000), t->held ? ", through the mark" : "");
+    else if (t->held)
+        ms_snprintf(stops, sizeof stops, ", through the mark");
     put(o, "memscope: check: %u of %u thread(s) stopped for %llu us%s; roots %llu KiB (segments %llu, stacks %llu, "
            "TLS %llu, registers %llu); %llu blocks in %llu spans; snapshot %llu ms, mark %llu ms, total %llu ms; "
            "memory %llu KiB\n",
@@ -236,7 +238,7 @@ int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
 }
 
 static __attribute__((noinline)) bool leak_exit(int fd, const ms_leak_self_t *self) {
-    ms_leak_result_t *r = ms_leak_check(self);
+    ms_leak_result_t *r = ms_leak_check(self, true);
     if (!r) {
         ms_printf_fd(fd, "memscope: leak check: %s; no report\n", ms_leak_why());
         return false;
@@ -273,7 +275,7 @@ static __attribute__((noinline)) long check_leaks(int fd, const ms_leak_self_t *
     int saved = errno; /* the stop signal's futex waits and /proc reads are not the caller's business */
     ms_held_t old;
     ms_hold(&old);
-    ms_leak_result_t *r = ms_leak_check(self);
+    ms_leak_result_t *r = ms_leak_check(self, false);
     long n = -1;
     if (!r) {
         ms_warn("memscope: leak check: %s; no report", ms_leak_why());

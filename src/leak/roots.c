@@ -361,6 +361,8 @@ typedef struct capture_s {
     maps_t maps;
     uintptr_t my_lo, my_hi; /* an address inside libmemscope's own data */
     uintptr_t loader_base;  /* the dynamic loader's load address (AT_BASE), 0 if none */
+    void (*held)(ms_leak_roots_t *r, void *arg); /* run before the threads go on; NULL: none */
+    void *held_arg;
 } capture_t;
 
 static void add_range(capture_t *c, uintptr_t lo, uintptr_t hi, uint8_t what) {
@@ -845,6 +847,7 @@ static void stop_and_copy(capture_t *c) {
     if (maps_read(&c->maps)) {
         spill_and_collect(c);
         if (c->ok) copy_ranges(c);
+        if (c->ok && c->held) c->held(c->r, c->held_arg), c->r->held = true;
     } else {
         c->ok = false;
     }
@@ -909,11 +912,13 @@ static void setup_once(void) {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self) {
+bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self, void (*held)(ms_leak_roots_t *r, void *arg),
+                           void *held_arg) {
     pthread_once(&once, setup_once);
     memset(r, 0, sizeof *r);
     if (!pick_signal()) return false;
-    capture_t c = {.r = r, .caller = self, .ok = true, .self = (int)syscall(SYS_gettid), .pid = getpid()};
+    capture_t c = {.r = r, .caller = self, .ok = true, .self = (int)syscall(SYS_gettid), .pid = getpid(),
+                   .held = held, .held_arg = held_arg};
     c.my_lo = (uintptr_t)&stop_gen;
     c.loader_base = (uintptr_t)getauxval(AT_BASE);
     dl_iterate_phdr(stop_cb, &c);

@@ -90,6 +90,10 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base);
  * (they live as long as the process). */
 void ms_prof_log_start(uintptr_t *buf, size_t cap);
 size_t ms_prof_log_count(void);
+/* ms_prof_log_count_stopped: how many are listed, read without the lock
+ * (a stopped thread may hold it), for the leak checker while every thread
+ * that allocates is stopped; what a thread's batch holds is not counted. */
+size_t ms_prof_log_count_stopped(void);
 size_t ms_prof_log_stop(bool *overflow);
 void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n);
 bool ms_prof_stack_get(uint32_t id, const uintptr_t **pcs, uint32_t *npcs, bool *truncated);

@@ -992,6 +992,12 @@ size_t ms_prof_log_count(void) {
     return n;
 }
 
+size_t ms_prof_log_count_stopped(void) {
+    /* each entry is written before the count that covers it, by a thread
+     * that has since answered the stop signal (an acquire on its side) */
+    return __atomic_load_n(&tally.log_n, __ATOMIC_ACQUIRE);
+}
+
 size_t ms_prof_log_stop(bool *overflow) {
     drain_all();
     tally_lock();
