@@ -37,7 +37,8 @@ typedef struct ms_leak_roots_s {
     uint64_t pause_ns;      /* how long the other threads were stopped, all stops of a check together */
     uint64_t pause_max_ns;  /* the longest of those stops */
     uint32_t nstops;        /* how many times they were stopped (a check may look again, mark.c) */
-    bool held;              /* they stayed stopped while the mark followed the roots (the check at exit) */
+    bool held;              /* they stayed stopped until the mark had followed the roots (mark.c, held) */
+    uint64_t held_ns;       /* of the pause, how long that mark took (whether it finished or not) */
     uint64_t seg_bytes, stack_bytes, tls_bytes, reg_bytes; /* what the words came from */
     uint32_t nsegments;     /* writable PT_LOAD segments scanned */
     uint32_t nthreads;      /* threads seen (the caller included) */
@@ -86,9 +87,10 @@ void ms_leak_spill_regs(uintptr_t regs[8]);
 /* ms_leak_roots_capture: stops every other thread, copies the roots into
  * r->words, calls held (if not NULL) while the threads are still stopped,
  * and lets them go; false if memory was refused.  held must take no lock
- * and make no call that may (a stopped thread may hold it).  self: the
- * caller's frames and registers (NULL: a memscope thread, none). */
-bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self, void (*held)(ms_leak_roots_t *r, void *arg),
+ * and make no call that may (a stopped thread may hold it); what it
+ * returns goes to r->held.  self: the caller's frames and registers (NULL:
+ * a memscope thread, none). */
+bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self, bool (*held)(ms_leak_roots_t *r, void *arg),
                            void *held_arg);
 void ms_leak_roots_free(ms_leak_roots_t *r);
 /* ms_leak_roots_scan_mmaps: hands fn the words of the mappings listed in r
@@ -121,6 +123,7 @@ typedef struct ms_leak_result_s {
     uint64_t changed_objs;        /* blocks allocated or freed during the check: left out */
     uint64_t unconfirmed_objs;    /* of those, lost at the last look but not at every earlier one */
     int looks;                    /* how many times the check looked (mark.c, "More looks") */
+    bool exact;                   /* the mark from the roots saw the program at one instant (mark.c, held) */
     bool log_overflow;            /* too many allocations during the check to list: some may show as lost */
     uint64_t total_ns, snapshot_ns, mark_ns;
     size_t mark_bytes;            /* memory the check mapped for itself, at its largest */
@@ -131,10 +134,11 @@ typedef struct ms_leak_result_s {
 
 /* ms_leak_check: a full check now; NULL if memory was refused or no signal
  * can stop the threads (ms_leak_why says which).  self as for
- * ms_leak_roots_capture.  stopped: keep the other threads stopped while the
- * mark follows the roots (the check at exit, as LeakSanitizer does; see
- * mark.c), instead of only while the roots are copied. */
-ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self, bool stopped);
+ * ms_leak_roots_capture.  at_exit: the check at exit, which keeps the
+ * other threads stopped until the mark has followed the roots however long
+ * that takes (as LeakSanitizer does); any other check keeps them stopped
+ * for a few milliseconds of it at most (mark.c, held). */
+ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self, bool at_exit);
 const char *ms_leak_why(void); /* why the last check gave NULL, for a one-line message */
 void ms_leak_result_free(ms_leak_result_t *r);
 void ms_leak_mark_fork_child(void); /* from ms_leak_fork_child */

@@ -47,9 +47,11 @@
  * already scanned (or into a register) hides that block, which then shows as
  * lost.  The stop-the-world checkers (LSan) do not have this race; the
  * price here is a pause of one copy of the roots instead of the whole mark.
- * A live check lives with it by looking again (ms_leak_check); the check
- * at exit, where a longer pause costs the program nothing, keeps the
- * threads stopped through step 4's mark from the roots (held).
+ * So step 4's mark from the roots starts before the threads go on (held):
+ * the check at exit, where a longer pause costs the program nothing, keeps
+ * them stopped until it is done; a live check for HOLD_NS at most, and if
+ * that was not enough, the mark goes on with the program running and the
+ * check looks again if it finds anything (ms_leak_check).
  * docs/LEAKS.md discusses it.
  */
 #include "leak.h"
@@ -67,6 +69,10 @@
 /* Blocks the profiler may list as new during one check; past it the result
  * says so.  8 MiB of address space, touched only as it fills. */
 #define LOG_CAP ((size_t)1 << 20)
+/* Blocks counted in the threads' batches but not yet logged, read while
+ * they are stopped (held): a batch holds 64 events, so this covers 1024
+ * threads' full batches; 512 KiB of address space, touched as it fills. */
+#define PEND_CAP ((size_t)1 << 16)
 
 typedef struct lspan_s {
     uintptr_t start, end;   /* end: past the last slot handed out at the snapshot */
@@ -126,6 +132,14 @@ typedef struct mark_s {
     size_t log_bytes;
     size_t log_seen;     /* entries of the log already marked from */
     bool oom;
+    /* held (below): the mark with the threads stopped */
+    uint64_t hold_ns;    /* how long it may take; UINT64_MAX: as long as it needs */
+    uint64_t deadline;   /* when it must give way (0: never), set as it starts */
+    bool over;           /* it ran out of time: the rest is marked with the program running */
+    size_t roots_at;     /* root words marked from so far */
+    uintptr_t *pend;     /* blocks in the threads' batches of counts at the stop */
+    size_t pend_bytes;
+    bool exact;          /* it finished, knowing every block allocated since the snapshot */
     /* the reach phase's two delay lines (see PIPE); 0 / NULL: empty */
     const uint64_t *q1_ent[PIPE];
     uintptr_t q1_v[PIPE];
@@ -404,11 +418,18 @@ static uintptr_t rest_of(const mark_t *m, uintptr_t p) {
 #define PREFETCH_RING 16
 
 
-/* flood: scans every block on the stack, and what they push, until empty. */
+/* flood: scans every block on the stack, and what they push, until empty,
+ * or until m->deadline has passed (m->over: what it had popped goes back on
+ * the stack, where the next flood finds it). */
 static void flood(mark_t *m, bool indirect) {
     uint64_t ring[PREFETCH_RING];
-    unsigned head = 0, n = 0;
+    unsigned head = 0, n = 0, steps = 0;
     for (;;) {
+        if (m->deadline && !(++steps & 1023) && ms_os_now_ns() > m->deadline) {
+            for (; n; n--, head = (head + 1) % PREFETCH_RING) m->stack[m->sp++] = ring[head];
+            m->over = true;
+            return;
+        }
         while (n < PREFETCH_RING && m->sp) {
             uint64_t e = m->stack[--m->sp];
             const char *b = (const char *)(uintptr_t)(e & ADDR_MASK);
@@ -598,12 +619,13 @@ static void mark_free(mark_t *m) {
     ms_os_free(m->root, m->root_bytes);
     ms_os_free(m->stack, m->stack_bytes);
     ms_os_free(m->log, m->log_bytes);
+    ms_os_free(m->pend, m->pend_bytes);
     *m = (mark_t){0};
 }
 
 static size_t mark_mapped(const mark_t *m) {
     return m->spans_bytes + m->ar_bytes + m->bits_bytes + m->root_bytes + m->nleaves * (sizeof(uint64_t) << IDX_LEAF_BITS) +
-           m->stack_bytes + m->log_bytes;
+           m->stack_bytes + m->log_bytes + m->pend_bytes;
 }
 
 /* More looks.  The mark runs while the program does, so a block whose
@@ -623,17 +645,18 @@ static size_t mark_mapped(const mark_t *m) {
  * load) has 3-5% of its blocks in flight at each look, and some of them
  * in flight at two.  Real leaks are lost at every look, so a check that
  * finds only those looks twice.  A check with one thread, or that finds
- * nothing, looks once.  The check at exit marks with the threads stopped
- * (held), and looks again only for what that cannot cover; a program whose
- * threads moved whole chains between linked lists (tests/leak/lists.c)
- * defeated four looks in 5 runs of 10 before. */
+ * nothing, looks once.  Nor does one whose mark from the roots finished
+ * with the threads stopped and every new block known (exact, see held): a
+ * program whose threads move whole chains between linked lists
+ * (tests/leak/lists.c) defeated four looks in 5 runs of 10 at exit and in
+ * 5-13 live checks of 20 before the threads were held. */
 #define MAX_LOOKS 4
 typedef struct looks_s {
     const uintptr_t *prev;   /* the candidates so far (lost at every earlier look), in address order */
     size_t nprev;
     uintptr_t *lost;         /* out: this look's lost blocks (ms_os_alloc, lost_bytes) */
     size_t nlost, lost_bytes;
-    bool stopped;            /* mark from the roots before the threads go on (held) */
+    bool at_exit;            /* held may take as long as it needs */
 } looks_t;
 
 static bool in_prev(const looks_t *lk, uintptr_t a) {
@@ -659,35 +682,59 @@ static void mark_roots(const uintptr_t *w, size_t n, void *arg) {
     }
 }
 
-/* held: the mark from the copied roots, and from the blocks listed as new
- * so far, while the other threads are still stopped (ms_leak_check's
- * stopped, for the check at exit).  No pointer can move meanwhile, so
- * nothing reachable at the stop is missed, as under LeakSanitizer, which
- * keeps the world stopped for its whole check; the race at the top of
- * this file is left to what a thread allocated after the snapshot and still
- * holds in its batch (marked once the threads go on) and to leaks_mmap's
- * mappings, read after.  Everything here reads memory the check owns or the
- * pinned heap (ms_block_find takes no lock), so a stopped thread's lock
- * cannot stall it.  The price is a pause as long as that mark: at exit
- * the program has nothing left to do, and a live check keeps its short
- * pause (the looks of ms_leak_check instead). */
-static void held(ms_leak_roots_t *r, void *arg) {
-    mark_t *m = arg;
-    mark_roots(r->words, r->nwords, m);
-    if (m->log) mark_addrs(m, m->log, ms_prof_log_count_stopped());
+/* mark_root_words: the copied roots, from where the last call stopped
+ * (m->over), and all they reach. */
+static void mark_root_words(mark_t *m, const ms_leak_roots_t *r) {
+    while (m->roots_at < r->nwords && !m->over) {
+        size_t k = r->nwords - m->roots_at;
+        if (k > CHUNK_BYTES / sizeof(uintptr_t)) k = CHUNK_BYTES / sizeof(uintptr_t);
+        scan_reach(m, r->words + m->roots_at, k);
+        m->roots_at += k;
+        flood(m, false);
+    }
 }
 
-ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self, bool stopped) {
+/* held: the mark from the copied roots, and from every block allocated
+ * since the snapshot (the log so far, and what the threads' batches of
+ * counts still hold), while the other threads are still stopped.  No
+ * pointer can move meanwhile, so if it finishes, nothing reachable at the
+ * stop is missed, as under LeakSanitizer, which keeps the world stopped
+ * for its whole check, and the check need not look again (exact; at
+ * profile_rate=1, without leaks_mmap's mappings, which are read after,
+ * and with every thread stopped).  Everything here reads memory the check
+ * owns or the pinned heap (ms_block_find and the profiler's _stopped
+ * readers take no lock), so a stopped thread's lock cannot stall it.  It
+ * pauses the program for as long as it runs: at exit that costs nothing
+ * and it runs to the end; a live check gives it HOLD_NS, which a heap of
+ * up to some ten thousand blocks needs, and marks the rest with the
+ * program running (and looks again if it then finds anything). */
+#define HOLD_NS 4000000ull
+static bool held(ms_leak_roots_t *r, void *arg) {
+    mark_t *m = arg;
+    m->deadline = m->hold_ns == UINT64_MAX ? 0 : ms_os_now_ns() + m->hold_ns;
+    mark_root_words(m, r);
+    size_t nlog = m->log && !m->over ? ms_prof_log_count_stopped() : 0, npend = 0;
+    bool all = false;
+    if (nlog) mark_addrs(m, m->log, nlog);
+    if (m->pend && !m->over) npend = ms_prof_pending_stopped(m->pend, m->pend_bytes / sizeof(uintptr_t), &all);
+    if (npend) mark_addrs(m, m->pend, npend);
+    bool done = !m->over;
+    m->deadline = 0, m->over = false; /* the rest, if any, with the program running */
+    m->exact = done && m->log && nlog < LOG_CAP && all;
+    return done;
+}
+
+ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self, bool at_exit) {
     ms_ensure_init();
     pthread_mutex_lock(&check_lock);
-    looks_t lk = {.stopped = stopped};
+    looks_t lk = {.at_exit = at_exit};
     ms_leak_result_t *r = check_look(self, &lk);
     uint64_t total = r ? r->total_ns : 0;
     ms_leak_roots_t stops = {0};
     if (r) ms_leak_pause_add(&stops, &r->roots);
     size_t most = r ? r->mark_bytes : 0;
-    while (r && lk.nlost && r->roots.nthreads > 1 && r->looks < MAX_LOOKS) {
-        looks_t next = {.prev = lk.lost, .nprev = lk.nlost, .stopped = stopped};
+    while (r && lk.nlost && r->roots.nthreads > 1 && !r->exact && r->looks < MAX_LOOKS) {
+        looks_t next = {.prev = lk.lost, .nprev = lk.nlost, .at_exit = at_exit};
         ms_leak_result_t *r2 = check_look(self, &next);
         if (!r2) break;
         bool settled = next.nlost == lk.nlost; /* nothing dropped: every candidate lost again */
@@ -728,20 +775,24 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
         m.log = ms_os_alloc(m.log_bytes);
         if (m.log) ms_prof_log_start(m.log, LOG_CAP);
         else m.log_bytes = 0;
+        m.pend_bytes = PEND_CAP * sizeof(uintptr_t);
+        if (!(m.pend = ms_os_alloc(m.pend_bytes))) m.pend_bytes = 0;
     }
+    m.hold_ns = lk->at_exit ? UINT64_MAX : HOLD_NS;
     uint64_t nblocks = 0, heap_bytes = 0;
     bool ok = snapshot(&m, &nblocks, &heap_bytes);
     res->nspans = m.nspans, res->nblocks = nblocks, res->heap_bytes = heap_bytes;
     uint64_t t1 = ms_os_now_ns();
     res->snapshot_ns = t1 - t0;
-    if (ok) ok = ms_leak_roots_capture(&res->roots, self, lk->stopped ? held : NULL, &m);
+    if (ok) ok = ms_leak_roots_capture(&res->roots, self, held, &m);
     uint64_t t2 = ms_os_now_ns();
     size_t peak = mark_mapped(&m) + res->roots.map_bytes;
     lost_t *lost = NULL;
     uint32_t *ids = NULL;
     size_t lost_bytes = 0, nlost = 0, ids_bytes = 0;
     if (ok) {
-        if (!lk->stopped) mark_roots(res->roots.words, res->roots.nwords, &m);
+        mark_root_words(&m, &res->roots); /* what held left, if it ran out of time */
+        res->exact = m.exact && res->rate == 1 && !ms_opt.leaks_mmap && res->roots.nunstopped == 0;
         ms_leak_roots_scan_mmaps(&res->roots, mark_roots, &m);
         ms_leak_roots_free(&res->roots);
         if (m.log) mark_addrs(&m, m.log, m.log_seen = ms_prof_log_count());

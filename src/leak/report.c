@@ -53,12 +53,14 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
         (unsigned long long)r->bytes[MS_LEAK_REACHABLE], (unsigned long long)r->objs[MS_LEAK_REACHABLE]);
     /* "stopped for": the longest stop, the pause a thread felt; a check
      * that looked again stopped the threads once per look */
-    char stops[128] = "";
+    char stops[160] = "";
+    size_t k = 0;
     if (t->nstops > 1)
-        ms_snprintf(stops, sizeof stops, " (the longest of %u stops; %llu us in all)%s", t->nstops,
-                    (unsigned long long)(t->pause_ns / 1000), t->held ? ", through the mark" : "");
-    else if (t->held)
-        ms_snprintf(stops, sizeof stops, ", through the mark");
+        k = (size_t)ms_snprintf(stops, sizeof stops, " (the longest of %u stops; %llu us in all)", t->nstops,
+                                (unsigned long long)(t->pause_ns / 1000));
+    if (k < sizeof stops)
+        ms_snprintf(stops + k, sizeof stops - k, t->held ? ", through the mark (%llu us of it)" : ", %llu us of it marking",
+                    (unsigned long long)(t->held_ns / 1000));
     put(o, "memscope: check: %u of %u thread(s) stopped for %llu us%s; roots %llu KiB (segments %llu, stacks %llu, "
            "TLS %llu, registers %llu); %llu blocks in %llu spans; snapshot %llu ms, mark %llu ms, total %llu ms; "
            "memory %llu KiB\n",
@@ -199,12 +201,13 @@ int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
     symtab_t *st = r->ngroups ? ms_sym_open() : NULL;
     put(&o, "{\"direct_objects\":%llu,\"direct_bytes\":%llu,\"indirect_objects\":%llu,\"indirect_bytes\":%llu,"
             "\"reachable_objects\":%llu,\"reachable_bytes\":%llu,\"pause_us\":%llu,\"pause_max_us\":%llu,"
-            "\"stops\":%u,\"total_ms\":%llu,\"mmap_bytes\":%llu,\"mmap_complete\":%s,"
+            "\"stops\":%u,\"held\":%s,\"looks\":%d,\"total_ms\":%llu,\"mmap_bytes\":%llu,\"mmap_complete\":%s,"
             "\"threads\":%u,\"stopped\":%u,\"complete\":%s,\"exact_stacks\":%s,\"groups\":[",
         (unsigned long long)r->objs[0], (unsigned long long)r->bytes[0], (unsigned long long)r->objs[1],
         (unsigned long long)r->bytes[1], (unsigned long long)r->objs[2], (unsigned long long)r->bytes[2],
         (unsigned long long)(r->roots.pause_ns / 1000), (unsigned long long)(r->roots.pause_max_ns / 1000),
-        r->roots.nstops, (unsigned long long)(r->total_ns / 1000000), (unsigned long long)r->roots.mmap_bytes,
+        r->roots.nstops, r->roots.held ? "true" : "false", r->looks, (unsigned long long)(r->total_ns / 1000000),
+        (unsigned long long)r->roots.mmap_bytes,
         ms_opt.leaks_mmap && r->roots.mmap_unsure ? "false" : "true",
         r->roots.nthreads, r->roots.nstopped, r->roots.nunstopped || r->log_overflow ? "false" : "true",
         r->rate == 1 ? "true" : "false");

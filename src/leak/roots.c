@@ -361,7 +361,7 @@ typedef struct capture_s {
     maps_t maps;
     uintptr_t my_lo, my_hi; /* an address inside libmemscope's own data */
     uintptr_t loader_base;  /* the dynamic loader's load address (AT_BASE), 0 if none */
-    void (*held)(ms_leak_roots_t *r, void *arg); /* run before the threads go on; NULL: none */
+    bool (*held)(ms_leak_roots_t *r, void *arg); /* run before the threads go on; NULL: none */
     void *held_arg;
 } capture_t;
 
@@ -847,7 +847,11 @@ static void stop_and_copy(capture_t *c) {
     if (maps_read(&c->maps)) {
         spill_and_collect(c);
         if (c->ok) copy_ranges(c);
-        if (c->ok && c->held) c->held(c->r, c->held_arg), c->r->held = true;
+        if (c->ok && c->held) {
+            uint64_t h0 = ms_os_now_ns();
+            c->r->held = c->held(c->r, c->held_arg);
+            c->r->held_ns = ms_os_now_ns() - h0;
+        }
     } else {
         c->ok = false;
     }
@@ -912,7 +916,7 @@ static void setup_once(void) {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self, void (*held)(ms_leak_roots_t *r, void *arg),
+bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self, bool (*held)(ms_leak_roots_t *r, void *arg),
                            void *held_arg) {
     pthread_once(&once, setup_once);
     memset(r, 0, sizeof *r);

@@ -94,6 +94,10 @@ size_t ms_prof_log_count(void);
  * (a stopped thread may hold it), for the leak checker while every thread
  * that allocates is stopped; what a thread's batch holds is not counted. */
 size_t ms_prof_log_count_stopped(void);
+/* ms_prof_pending_stopped: likewise, the blocks allocated and counted in a
+ * thread's batch but not yet in the log (at most cap into out; all false if
+ * there were more). */
+size_t ms_prof_pending_stopped(uintptr_t *out, size_t cap, bool *all);
 size_t ms_prof_log_stop(bool *overflow);
 void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n);
 bool ms_prof_stack_get(uint32_t id, const uintptr_t **pcs, uint32_t *npcs, bool *truncated);

@@ -998,6 +998,30 @@ size_t ms_prof_log_count_stopped(void) {
     return __atomic_load_n(&tally.log_n, __ATOMIC_ACQUIRE);
 }
 
+size_t ms_prof_pending_stopped(uintptr_t *out, size_t cap, bool *all) {
+    /* Read without the locks: every thread that writes a batch is stopped
+     * (its writes happened before it answered the stop signal), a batch is
+     * never unlinked, and a new one is linked at the head, so the list read
+     * from its head is whole.  A thread stopped inside drain_locked has
+     * events both here and in the log: listed twice, marked once. */
+    size_t k = 0;
+    *all = true;
+    for (batch_t *b = __atomic_load_n(&batches, __ATOMIC_ACQUIRE); b; b = b->next) {
+        uint32_t n = __atomic_load_n(&b->n, __ATOMIC_RELAXED);
+        if (n > BATCH_EVENTS) n = BATCH_EVENTS;
+        for (uint32_t i = 0; i < n; i++) {
+            uintptr_t a = b->ev[i].addr;
+            if (!(a & 1)) continue; /* a free */
+            if (k == cap) {
+                *all = false;
+                return k;
+            }
+            out[k++] = a & ~(uintptr_t)1;
+        }
+    }
+    return k;
+}
+
 size_t ms_prof_log_stop(bool *overflow) {
     drain_all();
     tally_lock();
