@@ -58,7 +58,7 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
     if (t->nstops > 1)
         k = (size_t)ms_snprintf(stops, sizeof stops, " (the longest of %u stops; %llu us in all)", t->nstops,
                                 (unsigned long long)(t->pause_ns / 1000));
-    if (k < sizeof stops)
+    if (k < sizeof stops && (t->held || t->held_ns))
         ms_snprintf(stops + k, sizeof stops - k, t->held ? ", through the mark (%llu us of it)" : ", %llu us of it marking",
                     (unsigned long long)(t->held_ns / 1000));
     put(o, "memscope: check: %u of %u thread(s) stopped for %llu us%s; roots %llu KiB (segments %llu, stacks %llu, "

@@ -31,9 +31,11 @@
  * checker moves on; no ptrace, so the check works under a debugger and in
  * containers that forbid ptrace.  The list is read again until no new thread
  * shows up, so a thread created while the others stop is caught too.  While
- * they wait the checker copies every root into one mapped buffer, then lets
- * them go: the pause lasts one copy of the stacks and writable segments, and
- * the mark (mark.c) works on the copy while the program runs.
+ * they wait the checker copies every root into one mapped buffer and runs
+ * the caller's held (mark.c: the mark from that copy, for a few ms in a
+ * live check, to its end at exit), then lets them go: the pause lasts one
+ * copy of the stacks and writable segments and what held took, and the
+ * rest of the mark works on the copy while the program runs.
  *
  * The whole stop happens inside a dl_iterate_phdr callback, holding the
  * loader's lock (recursive), as LeakSanitizer does: no thread can be stopped
