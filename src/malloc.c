@@ -709,6 +709,11 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
 
 MS_EXPORT MS_TEXT void *realloc(void *p, size_t size) {
     if (p == NULL) return malloc(size);
+    /* the double-free test reads the block's second word, the first touch
+     * of a block that is often cold: started now, that miss overlaps the
+     * page-map walk instead of following it (perf on mixed_realloc: 13% of
+     * the samples in checked_size, 71% of those on that read) */
+    __builtin_prefetch(p);
     if (size == 0) { /* glibc frees and returns NULL; programs rely on it */
         /* checked here, so that a bad pointer is reported as realloc's,
          * called from the program, not as free's called from realloc */
