@@ -273,7 +273,7 @@ static inline void forget_scratch(void) {
 /* the C library's vector code, not the inline rep stos the compiler picks
  * for a constant size: that was 14% of a sample's time (perf), and the
  * library's memset took a sample at profile_rate=1 from 353 to 314 ns (by
- * hand, bench/stackcost.c) */
+ * hand, bench/stackcost.c).  sample_small clears blocks with it too. */
 static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
 static __attribute__((noinline)) void scrub_hook_stack(void) {
     char buf[HOOK_SCRUB];
@@ -346,7 +346,12 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
  * zeroed first in leak-check mode (ms_every_block_recorded); a tail call
  * in turn */
 ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size) {
-    if (ms_every_block_recorded()) memset(p, 0, size);
+    /* the library's memset: gcc inlines one of a variable size as rep
+     * stosb, which the C library itself uses only from 2 KiB up (its
+     * rep_stosb_threshold), its vector stores being faster below; and
+     * callgrind counts rep stosb a byte at a time, which made this line a
+     * sixth of leak-check mode's instructions on st_churn */
+    if (ms_every_block_recorded()) scrub_memset(p, 0, size);
     return sample_point(tc, p, size);
 }
 
