@@ -23,9 +23,11 @@
  * but if it ever did, the allocation would not be sampled: the caller holds
  * ms_no_sample while capturing, so the profiler never re-enters itself.
  * Captures run with no memscope lock held.  A fork waits until no capture
- * is in progress (counters striped over the threads, and a flag that makes
- * captures started during the fork give up), so a child never inherits an
- * unwinder stopped half-way through its cache update.  The capture itself
+ * is inside libunwind, the loader's list or the recipe table's emptying
+ * (counters striped over the threads, and a flag that makes captures
+ * started during the fork give up: ms_stack_guard_enter), so a child never
+ * inherits an unwinder stopped half-way through its cache update.  A warm
+ * walk of memscope's own walker needs none of it (unwind.c).  The capture itself
  * is inline (stack.h) in the sampling hook: every frame unwound costs tens
  * of instructions (about a hundred through libunwind), and memscope's own
  * frames are thrown away.  The hook unwinds into a buffer in the thread's

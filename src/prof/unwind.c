@@ -34,11 +34,15 @@
  * recipes then).
  *
  * Replays.  A loop's mallocs walk the same stack again and again.  A walk
- * into a thread's own buffer keeps the list of words it read (where, and
- * whether the value counted: every return address, a CFA saved below rbp,
- * an rbp that a later frame's CFA came from); the next walk from the same
- * place only reads them again, and if none changed it gives the same
- * frames, because a walk is a function of its start and of those words.
+ * into a thread's own buffer keeps the list of words it read whose values
+ * counted (every return address, a CFA saved below rbp, an rbp that a
+ * later frame's CFA came from), and the range all its reads lay in; the
+ * next walk from the same place, if that range is known readable, only
+ * reads those words again, and if none changed it gives the same frames,
+ * because a walk is a function of its start and of those words.  A warm
+ * replay is a load and a compare per word (110 instructions a capture on
+ * st_churn, against 218 when every word read went through the walk's
+ * checks again).
  *
  * Memory.  Stack words are read from the range the walk has found readable
  * (the caller's page, then each page above it once ms_stack_read, the same
@@ -58,6 +62,12 @@
  * replays of walks made before are void, when dl_iterate_phdr's count of
  * unloads has moved, which a walk looks at once per tick of the coarse
  * clock (fresh).
+ *
+ * Forks.  Only what takes the loader's lock or empties the table (finding
+ * a recipe, looking for unloads) is counted as a capture a fork waits for
+ * (stack.h: ms_stack_guard_enter); a warm walk reads the thread's stack
+ * and the table and writes its own buffer, which a fork cannot leave
+ * half-done for the child, and goes without the two locked instructions.
  */
 #include "stack.h"
 
@@ -77,6 +87,7 @@
 #define R_REFUSED  16u /* a frame this walker gives way on (never 0: 0 is an empty entry) */
 #define R_CFA_DEREF 32u /* CFA = the word at rbp + off (a frame that realigned its stack) */
 #define R_RBP_AT_RBP 64u /* rbp saved at rbp + its offset, not at CFA + it */
+#define R_FORK     128u /* never stored: no recipe found, as a fork is in progress */
 typedef uint64_t recipe_t;
 
 static inline recipe_t recipe_pack(unsigned flags, int32_t cfa_off, int32_t rbp_off) {
@@ -432,11 +443,20 @@ static void look(void) {
     dl_iterate_phdr(count_unloads, &subs);
     if (subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) forget(subs);
 }
-static void fresh(void) {
-    uint64_t now = ms_os_now_ms();
-    if (now == atomic_load_explicit(&fresh_ms, memory_order_relaxed)) return;
+/* look_guarded: look, counted as a capture a fork waits for (the loader's
+ * lock); false if a fork is in progress */
+ms_cold __attribute__((noinline)) static bool look_guarded(uint64_t now) {
+    if (!ms_stack_guard_enter()) return false;
     atomic_store_explicit(&fresh_ms, now, memory_order_relaxed);
     look();
+    ms_stack_guard_leave();
+    return true;
+}
+/* fresh: false if it had to look while a fork is in progress */
+static inline bool fresh(void) {
+    uint64_t now = ms_os_now_ms();
+    if (ms_likely(now == atomic_load_explicit(&fresh_ms, memory_order_relaxed))) return true;
+    return look_guarded(now);
 }
 
 /* dlclose: the C library's, then fresh()'s look at once.  A program that
@@ -460,11 +480,15 @@ __attribute__((visibility("default"))) int dlclose(void *handle) {
 }
 
 /* recipe_find: the recipe for return address pc (the row of pc - 1: the
- * call, which may be a function's last instruction); 0 if refused. */
+ * call, which may be a function's last instruction); 0 if refused,
+ * R_FORK if a fork is in progress (it reads the loader's list under the
+ * loader's lock and may empty the table: a fork waits for it). */
 ms_cold __attribute__((noinline)) static recipe_t recipe_find(uintptr_t pc) {
+    if (!ms_stack_guard_enter()) return R_FORK;
     find_t f = {.pc = pc};
     dl_iterate_phdr(find_object, &f);
     if (f.subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) forget(f.subs);
+    ms_stack_guard_leave();
     return f.recipe;
 }
 
@@ -523,6 +547,7 @@ static inline recipe_t recipe_of(uintptr_t pc) {
         if (ms_likely(atomic_load_explicit(&e[w].tag, memory_order_relaxed) == (pc ^ r) && r)) return r;
     }
     recipe_t r = recipe_find(pc);
+    if (r == R_FORK) return r;
     if (!r) r = R_REFUSED;
     e += (pc >> 4) & 1; /* of the pair, the way the address picks */
     atomic_store_explicit(&e->recipe, r, memory_order_relaxed);
@@ -563,23 +588,40 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
 }
 
 /* replay: rp's walk, if it is the one that starts at (pc, sp, rbp) with
- * room for cap frames: the words it read are read again (with the same
- * checks) and must be those it read then.  The walk is a function of its
- * start and of those words, so it would give the frames out holds.  rbp
- * at the start counts only if a frame's CFA came from it before any frame
- * restored rbp, and so does a value read from a frame's save slot (bit 0
- * of its address set): optimized code keeps its own values in rbp, which
- * would otherwise make every walk new.  Every word is read again all the
- * same, so a replay fails where the walk would have. */
+ * room for cap frames: the words whose values counted are read again and
+ * must be those it read then.  The walk is a function of its start and of
+ * those words (a word that does not count only had to be readable), so it
+ * would give the frames out holds.  rbp at the start counts only if a
+ * frame's CFA came from it before any frame restored rbp, and so does a
+ * value read from a frame's save slot: optimized code keeps its own values
+ * in rbp, which would otherwise make every walk new.  Every word the walk
+ * read lies in [rd_lo, rd_hi), which must lie in what this walk knows is
+ * readable, [lo, hi): then the words are read as they are, a load and a
+ * compare each.  (Reading each through the checks of a walk, and comparing
+ * the words that did not count as well, was most of a replay's cost.)  A
+ * replay refused here is only a walk made again. */
 static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
     if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp) ||
-        rp->gen != atomic_load_explicit(&recipes_gen, memory_order_relaxed))
+        rp->gen != atomic_load_explicit(&recipes_gen, memory_order_relaxed) || rp->rd_lo < lo || rp->rd_hi > hi)
         return false;
-    for (int i = 0; i < rp->nreads; i++) {
-        word_t w = walk_read(rp->at[i] & ~(uintptr_t)1, lo, &hi);
-        if (!w.ok || ((rp->at[i] & 1) && w.v != ~rp->not[i])) return false;
-    }
+    for (int i = 0; i < rp->nreads; i++)
+        if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
     return true;
+}
+
+/* keep_counted: the walk recorded in rp ended well: only the reads whose
+ * values count stay (bit 0 of their addresses, cleared), and the range of
+ * all of them is noted. */
+static void keep_counted(replay_t *rp, uintptr_t lo) {
+    uintptr_t rlo = lo, rhi = lo;
+    int k = 0;
+    for (int i = 0; i < rp->nreads; i++) {
+        uintptr_t a = rp->at[i] & ~(uintptr_t)1;
+        if (i == 0 || a < rlo) rlo = a;
+        if (i == 0 || a + sizeof(uintptr_t) > rhi) rhi = a + sizeof(uintptr_t);
+        if (rp->at[i] & 1) rp->at[k] = a, rp->not[k++] = rp->not[i];
+    }
+    rp->nreads = k, rp->rd_lo = rlo, rp->rd_hi = rhi;
 }
 
 /* ms_unwind: the return addresses of the calling frames, innermost (the
@@ -596,7 +638,7 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
      * as the frames go up (sp's page is: the caller's frame is there), and
      * from the start as far as the thread's run of proven pages goes */
     uintptr_t lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1), hi = ms_stack_run(lo);
-    fresh();
+    if (!fresh()) return MS_UNWIND_FORK;
     if (rp) {
         if ((rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
         rp->pc0 = pc, rp->sp0 = sp, rp->rbp0 = rbp, rp->cap = cap, rp->id = UINT32_MAX;
@@ -628,7 +670,10 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
     while (n < cap) {
         out[n++] = (void *)pc;
         recipe_t r = recipe_of(pc);
-        if (ms_unlikely(r & R_REFUSED)) goto refused;
+        if (ms_unlikely(r & (R_REFUSED | R_FORK))) {
+            if (r & R_FORK) goto forking;
+            goto refused;
+        }
         if (r & R_LAST) goto done;
         uintptr_t cfa;
         if (r & R_CFA_DEREF) { /* a realigned frame: the CFA was saved at rbp + off */
@@ -653,11 +698,17 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
         pc = w.v;
     }
 done:
-    if (rp) rp->n = n;
+    if (rp) {
+        keep_counted(rp, lo);
+        rp->n = n;
+    }
     return n;
 refused:
     if (rp) rp->n = 0;
-    return -1;
+    return MS_UNWIND_REFUSED;
+forking:
+    if (rp) rp->n = 0;
+    return MS_UNWIND_FORK;
 #undef READ
 #undef USES_RBP
 }
@@ -691,5 +742,5 @@ void ms_unwind_check(void *const *raw, int n, int cap) {
 #else /* not x86-64: libunwind walks every stack */
 bool ms_unwind_enabled;
 void ms_unwind_init(void) {}
-MS_TEXT int ms_unwind(void **out, int cap) { (void)out, (void)cap; return -1; }
+MS_TEXT int ms_unwind(void **out, int cap, replay_t *rp) { (void)out, (void)cap, (void)rp; return MS_UNWIND_REFUSED; }
 #endif
