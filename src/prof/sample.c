@@ -448,9 +448,10 @@ static inline uint32_t rec_word(const srecs_t *r, uint32_t i) { return __atomic_
 static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_store_n(&r->id[i], v, __ATOMIC_RELAXED); }
 
 /* rec_put: records block a (stack, size); false if memory for the record
- * is refused.  Takes a's array's lock (counted) or the large blocks' lock. */
-static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
-    span_t *s = small_span(a);
+ * is refused.  Takes a's array's lock (counted) or the large blocks' lock.
+ * *span: a's small span (NULL: a large block), for the caller's use. */
+static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
+    span_t *s = *span = small_span(a);
     if (!s) {
         ms_lock(&big_lock);
         bool ok = block_insert(a, stack, size);
@@ -497,8 +498,10 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
  * such an address, since after realloc moved a large block's pages its old
  * address may already lie in a small span.  Without `remove` the caller
  * (the leak checker) need not own the block: a sticky array read as its
- * span leaves use gives a stale word, which the caller's block was not. */
-static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) {
+ * span leaves use gives a stale word, which the caller's block was not.
+ * hint: a's span in use, checked by the caller (free), or NULL: a small
+ * one spares a second walk of the page map. */
+static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
         ms_lock(&big_lock);
         block_t *b = block_find(a);
@@ -509,7 +512,7 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) 
         ms_unlock(&big_lock);
         if (b) return true;
     }
-    span_t *s = small_span(a);
+    span_t *s = hint && hint->cls ? hint : small_span(a);
     if (!s) return false;
     uint32_t i = obj_of(s, a);
     for (;;) {
@@ -744,16 +747,17 @@ static inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc
     batch_t *b = my_batch;
     if (ms_unlikely(b == NULL)) b = batch_attach();
     if (b == NULL || b == BATCH_NONE) return false;
-    ms_prof_busy++;
     if (atomic_load_explicit(&nowned, memory_order_relaxed) < 2) {
         if (ms_unlikely(b->n)) { /* left from when other threads counted: first */
+            ms_prof_busy++;
             ms_lock(&b->lock);
             drain_locked(b);
             ms_unlock(&b->lock);
+            ms_prof_leave();
         }
-        ms_prof_leave();
         return false;
     }
+    ms_prof_busy++;
     ms_lock(&b->lock);
     uint32_t n = b->n;
     b->ev[n] = (event_t){a | alloc, id, size_pack(size)};
@@ -777,7 +781,8 @@ static inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc
  * false if memory for its record is refused (id UINT32_MAX: no stack, for
  * want of memory or during a fork). */
 static bool record(void *p, size_t size, uint32_t id) {
-    if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
+    span_t *s;
+    if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size, &s)) return false;
     if (!batch_add((uintptr_t)p, id, size, true)) {
         tally_lock();
         if (tally.log_buf) log_add((uintptr_t)p);
@@ -786,7 +791,7 @@ static bool record(void *p, size_t size, uint32_t id) {
         if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
         tally_unlock();
     }
-    ms_malloc_sampled(p);
+    ms_malloc_sampled(p, s);
     return true;
 }
 
@@ -821,10 +826,10 @@ MS_TEXT static uint32_t on_stack(void) {
     return id;
 }
 
-static bool on_freed(void *p) {
+static bool on_freed(void *p, span_t *s) {
     uint32_t id;
     uint64_t size;
-    if (!rec_take((uintptr_t)p, &id, &size, true)) return false;
+    if (!rec_take((uintptr_t)p, &id, &size, true, s)) return false;
     if (batch_add((uintptr_t)p, id, size, false)) return true;
     tally_lock();
     account(id, size, false);
@@ -835,8 +840,9 @@ static bool on_freed(void *p) {
 static void on_moved(void *p, void *q, size_t size) {
     uint32_t id;
     uint64_t old;
-    if (!rec_take((uintptr_t)p, &id, &old, true)) return;
-    bool put = rec_put((uintptr_t)q, id, size);
+    span_t *s;
+    if (!rec_take((uintptr_t)p, &id, &old, true, NULL)) return;
+    bool put = rec_put((uintptr_t)q, id, size, &s);
     tally_lock();
     account(id, old, false);
     if (put) account(id, size, true);
@@ -1007,7 +1013,7 @@ void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n) {
     ms_prof_busy++;
     for (size_t i = 0; i < n; i++) {
         uint64_t size;
-        if (!rec_take(addrs[i], &ids[i], &size, false)) ids[i] = UINT32_MAX;
+        if (!rec_take(addrs[i], &ids[i], &size, false, NULL)) ids[i] = UINT32_MAX;
     }
     ms_prof_leave();
 }
