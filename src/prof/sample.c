@@ -18,7 +18,9 @@
  * block of S bytes is drawn at all, so sums of weights are unbiased
  * estimates of the program's true totals (Go applies the same factor when it
  * writes a profile; applying it per sample keeps stacks of mixed sizes
- * unbiased too).  At rate 1 every weight is exactly 1.
+ * unbiased too).  At rate 1 every weight is exactly 1, so there only the
+ * raw counts are kept and a snapshot copies them into the weighted ones
+ * (account: half the work of each count in leak-check mode).
  *
  * The peak profile.  The estimated in-use bytes (sum of the weights of live
  * samples times their sizes) has a high-water mark; the peak profile is
@@ -30,7 +32,9 @@
  * copy; any other stack has not changed since the peak, so its current
  * counts are its peak counts.  O(1) per sample, exact for the estimate.
  * While the heap grows every malloc is a new peak, so the peak's time is
- * read from the coarse clock (a few ms of resolution, a few ns a read).
+ * kept in ticks (ms_os_ticks: the TSC, one instruction, where it is
+ * invariant) and made a wall time when a snapshot reads it; the coarse
+ * clock it was read from before cost a call into the vDSO per malloc.
  *
  * Memory.  Stacks, their frames, the hash index, the spans' record arrays
  * and the map of large blocks live in pages mapped for them (ms_meta_alloc,
@@ -148,6 +152,10 @@ typedef struct stripe_s {
 static stripe_t stripes[STRIPES];
 static bool enabled;
 static double rate_d;
+/* exact: profile_rate is 1 (leak-check mode): every weight is 1, so a
+ * stack's weighted counts are its raw ones, which a snapshot copies into
+ * them; the counting itself keeps only the raw ones (account) */
+static bool exact;
 
 /* Stacks: an array of chunk pointers.  A stack's identity (hash, frames) is
  * written once, before it is published by the index slot and by nstacks
@@ -180,7 +188,7 @@ static struct {
     _Alignas(64) ms_lock_t lock;
     uint32_t gen;              /* bumped at each new peak */
     double inuse_w, peak_w;    /* estimated in-use bytes now, and at the peak */
-    uint64_t peak_time_ns;
+    uint64_t peak_ticks;       /* when the peak was reached (ms_os_ticks) */
     /* The leak checker's list of blocks recorded while a check runs (see
      * ms_prof_log_start); log_buf NULL when no check runs. */
     uintptr_t *log_buf;
@@ -414,7 +422,21 @@ static inline void rec_lock(srecs_t *r) {
 }
 static inline void rec_unlock(srecs_t *r) { atomic_store_explicit(&r->lock, 0, memory_order_release); }
 
-static inline srecs_t *span_recs(span_t *s) { return __atomic_load_n((srecs_t **)&s->prof, __ATOMIC_ACQUIRE); }
+/* A sticky array is hung with bit 0 of span->prof set, so that a record
+ * of leak-check mode is found from the span's first line (which free has
+ * read already) and the line of its word, never the array's header: the
+ * header's line was a cache miss on most mallocs and frees (callgrind's
+ * cache simulation, st_churn), read only to learn the array sticky. */
+#define RECS_STICKY ((uintptr_t)1)
+static inline srecs_t *span_recs(span_t *s) {
+    return (srecs_t *)(__atomic_load_n((uintptr_t *)&s->prof, __ATOMIC_ACQUIRE) & ~RECS_STICKY);
+}
+/* span_sticky: s's array if it is sticky, else NULL.  A sticky array stays
+ * until s leaves use, so a caller that holds a block of s may use it. */
+static inline srecs_t *span_sticky(span_t *s) {
+    uintptr_t v = __atomic_load_n((uintptr_t *)&s->prof, __ATOMIC_ACQUIRE);
+    return v & RECS_STICKY ? (srecs_t *)(v & ~RECS_STICKY) : NULL;
+}
 
 /* srecs_new: an empty array for span s of nobj objects; NULL if memory is
  * refused. */
@@ -459,6 +481,12 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
         return ok;
     }
     uint32_t i = obj_of(s, a);
+    srecs_t *k = span_sticky(s);
+    if (ms_likely(k != NULL)) {
+        ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
+        rec_word_set(k, i, stack + 1);
+        return true;
+    }
     for (;;) {
         srecs_t *r = span_recs(s);
         if (!r) {
@@ -467,8 +495,8 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
             if (!(r = srecs_new(st, (uint32_t)((s->limit - s->start) / s->size), sticky))) return false;
             r->id[i] = stack + 1;
             r->live = 1;
-            srecs_t *none = NULL;
-            if (__atomic_compare_exchange_n((srecs_t **)&s->prof, &none, r, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            uintptr_t none = 0, hung = (uintptr_t)r | (sticky ? RECS_STICKY : 0);
+            if (__atomic_compare_exchange_n((uintptr_t *)&s->prof, &none, hung, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
                 return true;
             srecs_free(st, r); /* another thread hung one first */
             continue;
@@ -515,6 +543,14 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, 
     span_t *s = hint && hint->cls ? hint : small_span(a);
     if (!s) return false;
     uint32_t i = obj_of(s, a);
+    srecs_t *k;
+    if (remove && (k = span_sticky(s)) != NULL) { /* the caller's block: s stays in use */
+        uint32_t v = rec_word(k, i);
+        if (v == 0) return false;
+        *stack = v - 1, *size = s->size;
+        rec_word_set(k, i, 0);
+        return true;
+    }
     for (;;) {
         srecs_t *r = span_recs(s);
         if (!r) return false;
@@ -586,6 +622,12 @@ static double weight(uint64_t size) {
     return 1 / (1 - ms_exp(-(double)size / rate_d));
 }
 
+/* counts_fill_w: at rate 1 the weighted counts are the raw ones */
+static void counts_fill_w(prof_counts_t *c) {
+    c->alloc_objs_w = (double)c->alloc_objs, c->alloc_bytes_w = (double)c->alloc_bytes;
+    c->free_objs_w = (double)c->free_objs, c->free_bytes_w = (double)c->free_bytes;
+}
+
 /* touch: s is about to change; keep its counts at the last peak first. */
 static void touch(pstack_t *s) {
     if (s->peak_gen != tally.gen) {
@@ -597,8 +639,22 @@ static void touch(pstack_t *s) {
 static void account(uint32_t id, uint64_t size, bool alloc) {
     pstack_t *s = stack_at(id);
     touch(s);
-    double w = weight(size);
     prof_counts_t *c = &s->now;
+    if (exact) { /* every malloc and free of the program: half the work */
+        if (alloc) {
+            c->alloc_objs++, c->alloc_bytes += size;
+            tally.inuse_w += (double)size;
+            if (tally.inuse_w > tally.peak_w) {
+                tally.peak_w = tally.inuse_w;
+                tally.gen++;
+            }
+        } else {
+            c->free_objs++, c->free_bytes += size;
+            tally.inuse_w -= (double)size;
+        }
+        return;
+    }
+    double w = weight(size);
     if (alloc) {
         c->alloc_objs++, c->alloc_bytes += size, c->alloc_objs_w += w, c->alloc_bytes_w += w * (double)size;
         tally.inuse_w += w * (double)size;
@@ -676,7 +732,7 @@ static void drain_locked(batch_t *b) {
         if (alloc && tally.log_buf) log_add(e->addr & ~(uintptr_t)1);
         account(e->id, size_unpack(e->size), alloc);
     }
-    if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns();
+    if (tally.gen != g) tally.peak_ticks = ms_os_ticks();
     ms_unlock(&tally.lock);
     b->n = 0;
     b->delta = 0;
@@ -788,7 +844,7 @@ static bool record(void *p, size_t size, uint32_t id) {
         if (tally.log_buf) log_add((uintptr_t)p);
         uint32_t g = tally.gen;
         account(id, size, true);
-        if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
+        if (tally.gen != g) tally.peak_ticks = ms_os_ticks(); /* a new peak may come with every malloc */
         tally_unlock();
     }
     ms_malloc_sampled(p, s);
@@ -910,6 +966,7 @@ void ms_prof_init(void) {
     batch_pool.size = sizeof(batch_t);
     if (pthread_key_create(&batch_key, batch_detach) != 0) my_batch = BATCH_NONE; /* then the counts go straight in */
     rate_d = (double)rate;
+    exact = rate == 1;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved,
                                     .span_done = on_span_done};
@@ -944,7 +1001,8 @@ prof_snap_t *ms_prof_snap_take(void) {
     uint32_t ns = atomic_load_explicit(&nstacks, memory_order_acquire);
     if (n > ns) n = ns;
     snap->peak_bytes = (uint64_t)(tally.peak_w + 0.5);
-    snap->peak_time_ns = tally.peak_time_ns;
+    uint64_t ago = tally.peak_ticks ? ms_os_ticks_ns(ms_os_ticks() - tally.peak_ticks) : 0;
+    snap->peak_time_ns = tally.peak_ticks && ago < snap->time_ns ? snap->time_ns - ago : 0;
     for (uint32_t i = 0; i < n; i++) {
         if (i % SNAP_CHUNK == 0 && i) {
             tally_unlock();
@@ -957,6 +1015,10 @@ prof_snap_t *ms_prof_snap_take(void) {
         r->truncated = s->truncated;
         r->now = s->now;
         r->peak = s->peak_gen == tally.gen ? s->peak : s->now;
+        if (exact) {
+            counts_fill_w(&r->now);
+            counts_fill_w(&r->peak);
+        }
     }
     snap->nrecs = n;
     tally_unlock();
