@@ -798,8 +798,17 @@ ms_cold __attribute__((noinline)) static void batch_full(batch_t *b) {
  * thread's batch; false if the caller must count it now: in sampled mode,
  * and while no other thread has counted anything (a lone thread's lock is
  * never contended, and counting at once costs it less than the batch). */
+static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc);
 static inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
-    if (rate_d > 1) return false;
+    if (!exact) return false;
+    /* a lone thread with nothing left in its batch, the commonest case,
+     * decided inline */
+    batch_t *b = my_batch;
+    if (b != NULL && b != BATCH_NONE && atomic_load_explicit(&nowned, memory_order_relaxed) < 2 && b->n == 0)
+        return false;
+    return batch_add_slow(a, id, size, alloc);
+}
+static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
     batch_t *b = my_batch;
     if (ms_unlikely(b == NULL)) b = batch_attach();
     if (b == NULL || b == BATCH_NONE) return false;

@@ -89,9 +89,11 @@ static inline bool page_known(uintptr_t page) {
  * that starts elsewhere (another stack, a signal's alternate stack) starts
  * a new run. */
 #define RUN_GROW 64
-static __thread uintptr_t run_lo, run_hi __attribute__((tls_model("initial-exec")));
+__thread uintptr_t ms_stack_run_lo, ms_stack_run_hi_ __attribute__((tls_model("initial-exec")));
+#define run_lo ms_stack_run_lo
+#define run_hi ms_stack_run_hi_
 
-uintptr_t ms_stack_run(uintptr_t lo) {
+uintptr_t ms_stack_run_slow(uintptr_t lo) {
     if (lo >= run_lo && lo < run_hi) return run_hi;
     size_t below = lo < run_lo ? (run_lo - lo) / MS_OS_PAGE : SIZE_MAX; /* the pages from lo up to the run */
     if (below <= RUN_GROW && ms_os_pages_readable(lo, MS_OS_PAGE, below) == below) {

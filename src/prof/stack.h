@@ -28,7 +28,12 @@ bool ms_stack_read(uintptr_t addr, uintptr_t *val);
 /* ms_stack_run: a walk that starts on page lo may read [lo, the returned
  * end) as it is (stack.c: the thread's run of pages proven readable).
  * ms_stack_run_hi: that end now, if lo is still in the run, else 0. */
-uintptr_t ms_stack_run(uintptr_t lo);
+extern __thread uintptr_t ms_stack_run_lo, ms_stack_run_hi_; /* the run (stack.c) */
+uintptr_t ms_stack_run_slow(uintptr_t lo);
+ms_inline uintptr_t ms_stack_run(uintptr_t lo) {
+    if (ms_likely(lo >= ms_stack_run_lo && lo < ms_stack_run_hi_)) return ms_stack_run_hi_;
+    return ms_stack_run_slow(lo);
+}
 uintptr_t ms_stack_run_hi(uintptr_t lo);
 
 /* ms_stack_guard_enter: counts the calling thread as inside the part of a

@@ -631,6 +631,8 @@ static void keep_counted(replay_t *rp, uintptr_t lo) {
  * it its caller's stack pointer, rbp and return address.  rp (or NULL):
  * the record of the last walk into out, replayed if it starts here, and
  * rewritten otherwise. */
+static int walk(void **out, int cap, replay_t *rp, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo,
+                uintptr_t hi);
 MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *rp) {
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
@@ -639,8 +641,15 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
      * from the start as far as the thread's run of proven pages goes */
     uintptr_t lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1), hi = ms_stack_run(lo);
     if (!fresh()) return MS_UNWIND_FORK;
+    if (rp && (rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
+    return walk(out, cap, rp, pc, sp, rbp, lo, hi);
+}
+
+/* walk: ms_unwind's walk from (pc, sp, rbp), a function of its own so that
+ * a replay, most captures, pays nothing for the registers a walk needs */
+MS_TEXT __attribute__((noinline)) static int walk(void **out, int cap, replay_t *rp, uintptr_t pc, uintptr_t sp,
+                                                  uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
     if (rp) {
-        if ((rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
         rp->pc0 = pc, rp->sp0 = sp, rp->rbp0 = rbp, rp->cap = cap, rp->id = UINT32_MAX;
         rp->n = 0, rp->nreads = 0, rp->uses_rbp0 = false;
         rp->gen = atomic_load_explicit(&recipes_gen, memory_order_relaxed);
