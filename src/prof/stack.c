@@ -106,6 +106,14 @@ uintptr_t ms_stack_run_slow(uintptr_t lo) {
 
 uintptr_t ms_stack_run_hi(uintptr_t lo) { return lo >= run_lo && lo < run_hi ? run_hi : 0; }
 
+uintptr_t ms_stack_run_to(uintptr_t lo, uintptr_t to) {
+    if (!(lo >= run_lo && lo < run_hi)) return 0;
+    if (to <= run_hi) return run_hi;
+    size_t n = (to - run_hi + MS_OS_PAGE - 1) / MS_OS_PAGE;
+    if (n <= RUN_GROW && ms_os_pages_readable(run_hi, MS_OS_PAGE, n) == n) run_hi += n * MS_OS_PAGE;
+    return run_hi;
+}
+
 bool ms_stack_read(uintptr_t addr, uintptr_t *val) {
     /* the first 64 KiB are never mapped (vm.mmap_min_addr), and an empty
      * slot of good_page reads as page 0: a garbage address there (a walk

@@ -35,6 +35,11 @@ ms_inline uintptr_t ms_stack_run(uintptr_t lo) {
     return ms_stack_run_slow(lo);
 }
 uintptr_t ms_stack_run_hi(uintptr_t lo);
+/* ms_stack_run_to: the run's end, once it is grown (if it can be) to reach
+ * `to`, for a walk that starts on page lo; 0 if lo is not in the run.
+ * Pages read through ms_stack_read's four remembered ones do not grow the
+ * run, and a frame of more than a page leaves pages a walk never reads. */
+uintptr_t ms_stack_run_to(uintptr_t lo, uintptr_t to);
 
 /* ms_stack_guard_enter: counts the calling thread as inside the part of a
  * capture that a fork must not cut in two (stack.c: libunwind and its

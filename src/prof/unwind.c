@@ -596,14 +596,17 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
  * value read from a frame's save slot: optimized code keeps its own values
  * in rbp, which would otherwise make every walk new.  Every word the walk
  * read lies in [rd_lo, rd_hi), which must lie in what this walk knows is
- * readable, [lo, hi): then the words are read as they are, a load and a
- * compare each.  (Reading each through the checks of a walk, and comparing
+ * readable, [lo, hi), the thread's run of proven pages (grown to rd_hi the
+ * first time, where the walk read pages the run did not take in: pages
+ * ms_stack_read remembered, a frame larger than a page): then the words are
+ * read as they are, a load and a compare each.  (Reading each through the checks of a walk, and comparing
  * the words that did not count as well, was most of a replay's cost.)  A
  * replay refused here is only a walk made again. */
 static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
     if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp) ||
-        rp->gen != atomic_load_explicit(&recipes_gen, memory_order_relaxed) || rp->rd_lo < lo || rp->rd_hi > hi)
+        rp->gen != atomic_load_explicit(&recipes_gen, memory_order_relaxed) || rp->rd_lo < lo)
         return false;
+    if (ms_unlikely(rp->rd_hi > hi) && ms_stack_run_to(lo, rp->rd_hi) < rp->rd_hi) return false; /* once */
     for (int i = 0; i < rp->nreads; i++)
         if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
     return true;
