@@ -76,9 +76,11 @@ ms_inline void ms_stack_guard_leave(void) {
 typedef struct replay_s {
     uintptr_t pc0, sp0, rbp0; /* where the walk started */
     int n, cap;               /* frames it gave (0: no record), of at most cap */
-    int nreads;               /* words whose value counts, in order */
+    int nreads;               /* words whose value counts: at/not[MS_REPLAY_READS - nreads ..] */
     bool uses_rbp0;           /* a frame's CFA came from rbp0 (else rbp0 need not match) */
     bool hit;                 /* the last walk was this one again */
+    int spliced;              /* the last walk ended with the one before's frames from this
+                                 one of its own on (-1: it did not; unwind.c) */
     int skip;                 /* the capture's count of memscope's own frames at the top */
     uint32_t id;              /* the profiler's id for the stack (UINT32_MAX: none yet) */
     uint32_t gen;             /* unwind.c's recipe generation it was walked with */
@@ -86,6 +88,14 @@ typedef struct replay_s {
     uintptr_t at[MS_REPLAY_READS];  /* where each word that counts was read */
     uintptr_t not[MS_REPLAY_READS]; /* ~ the value read: never a heap address, for the
                                        leak checker, which scans this TLS as a root */
+    /* Frame j of the n at index MS_STACK_RAW - n + j (at the end, so that
+     * the next walk writes its own from 0 while it looks among these):
+     * its pc and sp, ~ its rbp, whether the walk from it on used that rbp,
+     * the words that count from it on (the last frest of at/not) and the
+     * range all reads from it on lay in. */
+    uintptr_t fpc[MS_STACK_RAW], fsp[MS_STACK_RAW], frbp[MS_STACK_RAW], flo[MS_STACK_RAW], fhi[MS_STACK_RAW];
+    uint16_t frest[MS_STACK_RAW];
+    bool frbp_counts[MS_STACK_RAW];
 } replay_t;
 extern bool ms_unwind_enabled;
 void ms_unwind_init(void);
