@@ -92,8 +92,10 @@ typedef struct replay_s {
      * the next walk writes its own from 0 while it looks among these):
      * its pc and sp, ~ its rbp, whether the walk from it on used that rbp,
      * the words that count from it on (the last frest of at/not) and the
-     * range all reads from it on lay in. */
-    uintptr_t fpc[MS_STACK_RAW], fsp[MS_STACK_RAW], frbp[MS_STACK_RAW], flo[MS_STACK_RAW], fhi[MS_STACK_RAW];
+     * lowest address read from it on (the highest is rd_hi, near enough:
+     * the walk reads upwards, and tests/test_build.sh holds memscope's TLS
+     * to 8 KiB a thread). */
+    uintptr_t fpc[MS_STACK_RAW], fsp[MS_STACK_RAW], frbp[MS_STACK_RAW], flo[MS_STACK_RAW];
     uint16_t frest[MS_STACK_RAW];
     bool frbp_counts[MS_STACK_RAW];
 } replay_t;

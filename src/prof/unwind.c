@@ -625,8 +625,8 @@ static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uint
  * on exactly as the last walk did from that frame: the rest of a walk is a
  * function of where it stands and of those words, as a replay's is.  So it
  * takes the last walk's frames from there and stops.  The record keeps,
- * per frame, where the walk stood, and the counted words and the range of
- * all reads from each frame on; the last walk must have ended by itself
+ * per frame, where the walk stood, and the counted words and the lowest
+ * address read from each frame on; the last walk must have ended by itself
  * (not cut at cap), and the frames taken must fit in cap. */
 
 /* tail_same: the last walk (rp) from its frame at index f on is the walk
@@ -634,7 +634,7 @@ static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uint
 static bool tail_same(const replay_t *rp, int f, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
     if (rp->frbp_counts[f] && ~rp->frbp[f] != rbp) return false;
     if (rp->flo[f] < lo) return false;
-    if (rp->fhi[f] > hi && ms_stack_run_to(lo, rp->fhi[f]) < rp->fhi[f]) return false;
+    if (rp->rd_hi > hi && ms_stack_run_to(lo, rp->rd_hi) < rp->rd_hi) return false;
     for (int i = MS_REPLAY_READS - rp->frest[f]; i < MS_REPLAY_READS; i++)
         if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
     return true;
@@ -660,7 +660,7 @@ static void finish(replay_t *rp, const walk_t *wk, int k, int tail, uintptr_t pc
                    int cap, uint32_t gen) {
     const int RAW = MS_STACK_RAW, READS = MS_REPLAY_READS, N = k + tail;
     int c = tail ? rp->frest[RAW - tail] : 0, d = READS - c, next = wk->reads;
-    uintptr_t mn = tail ? rp->flo[RAW - tail] : UINTPTR_MAX, mx = tail ? rp->fhi[RAW - tail] : 0;
+    uintptr_t mn = tail ? rp->flo[RAW - tail] : UINTPTR_MAX, mx = tail ? rp->rd_hi : 0;
     for (int f = k - 1; f >= 0; f--) {
         for (int i = next - 1; i >= wk->first[f]; i--) {
             uintptr_t a = rp->at[i] & ~(uintptr_t)1;
@@ -673,7 +673,7 @@ static void finish(replay_t *rp, const walk_t *wk, int k, int tail, uintptr_t pc
         /* the read rbp came from was made before this frame's: not moved yet */
         rp->frbp_counts[to] = s < 0 ? wk->uses0 : (rp->at[s] & 1) != 0;
         rp->fpc[to] = rp->fpc[f], rp->fsp[to] = rp->fsp[f], rp->frbp[to] = rp->frbp[f];
-        rp->frest[to] = (uint16_t)c, rp->flo[to] = mn, rp->fhi[to] = mx;
+        rp->frest[to] = (uint16_t)c, rp->flo[to] = mn;
     }
     rp->nreads = c;
     rp->pc0 = pc0, rp->sp0 = sp0, rp->rbp0 = rbp0, rp->cap = cap, rp->gen = gen, rp->id = UINT32_MAX;
