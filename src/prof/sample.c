@@ -977,6 +977,15 @@ static void on_moved(void *p, void *q, size_t size) {
     span_t *s;
     if (!rec_take((uintptr_t)p, &id, &old, true, NULL)) return;
     bool put = rec_put((uintptr_t)q, id, size, &s);
+    /* the thread's counts still in its batch go first, so that the tally
+     * sees its changes in order (a lone thread's peak stays exact); its
+     * lock keeps drainers out, and it appends nothing meanwhile */
+    batch_t *b = my_batch;
+    if (lockfree && b != NULL && b != BATCH_NONE && b->n) {
+        ms_lock(&b->lock);
+        drain_locked(b);
+        ms_unlock(&b->lock);
+    }
     tally_lock();
     account(id, old, false);
     if (put) account(id, size, true);
