@@ -60,7 +60,8 @@
  *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
  *     that order (in leak-check mode, threads bring their counts to it in
- *     batches, each under the batch's own lock: see Batches below);
+ *     batches, appended with no lock where membarrier exists, else under
+ *     the batch's own lock: see Batches below);
  *   - a snapshot holds tally.lock for the copy of 1024 stacks at a time.
  * All are lock.c's one-word mutex but the record arrays' spin locks.  A
  * hook captures the stack (inline, stack.h) before taking any lock, and
