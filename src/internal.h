@@ -653,8 +653,10 @@ typedef struct prof_hooks_s {
      * if it keeps a record (the return value is its own business). */
     bool (*sampled)(void *p, size_t size, uint32_t id);
     /* freed: p, a block in a span with recorded blocks, is being freed (or
-     * is leaving its address); true if p was recorded (the record is gone). */
-    bool (*freed)(void *p);
+     * is leaving its address); true if p was recorded (the record is gone).
+     * s: p's span in use, as the caller found it in the page map, or NULL
+     * (the profiler looks it up). */
+    bool (*freed)(void *p, span_t *s);
     /* moved: recorded block p now lives at q with `size` usable bytes. */
     void (*moved)(void *p, void *q, size_t size);
     /* span_done: small span s, whose prof is set, leaves use (every object
@@ -667,13 +669,15 @@ extern prof_hooks_t ms_prof_hooks;
  * sampled, and its free of a block the profiler may hold waits (malloc.c:
  * defer_free) until ms_prof_leave brings the count back to 0. */
 extern __thread uint32_t ms_prof_busy;
+extern __thread void *ms_prof_deferred; /* the frees waiting for it (malloc.c) */
 void ms_prof_leave_slow(void);
 ms_inline void ms_prof_leave(void) {
-    if (--ms_prof_busy == 0) ms_prof_leave_slow();
+    if (--ms_prof_busy == 0 && ms_unlikely(ms_prof_deferred != NULL)) ms_prof_leave_slow();
 }
 /* ms_malloc_sampled: the profiler keeps a record of block p (just allocated,
- * not yet returned to the program): free must now ask it. */
-void ms_malloc_sampled(void *p);
+ * not yet returned to the program): free must now ask it.  s: p's span, if
+ * the caller has it (else NULL). */
+void ms_malloc_sampled(void *p, span_t *s);
 /* ms_hook_block: the block the calling thread's malloc is handing out
  * while the profiler records its stack, or NULL.  It waits in the thread's
  * cache then, in no register and on no stack (sample_point), so the leak

@@ -273,7 +273,7 @@ static inline void forget_scratch(void) {
 /* the C library's vector code, not the inline rep stos the compiler picks
  * for a constant size: that was 14% of a sample's time (perf), and the
  * library's memset took a sample at profile_rate=1 from 353 to 314 ns (by
- * hand, bench/stackcost.c) */
+ * hand, bench/stackcost.c).  sample_small clears blocks with it too. */
 static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
 static __attribute__((noinline)) void scrub_hook_stack(void) {
     char buf[HOOK_SCRUB];
@@ -292,7 +292,10 @@ static __attribute__((noinline)) void scrub_hook_stack(void) {
  * through the blocks themselves, until the thread leaves the profiler;
  * a realloc of such a block moves it, and frees the old one the same way. */
 __thread uint32_t ms_prof_busy __attribute__((tls_model("initial-exec")));
-static __thread void *deferred __attribute__((tls_model("initial-exec")));
+/* looked at inline by ms_prof_leave: a call to find it empty cost every
+ * hook of leak-check mode a few instructions more, several times over */
+__thread void *ms_prof_deferred __attribute__((tls_model("initial-exec")));
+#define deferred ms_prof_deferred
 
 static void defer_free(void *p, size_t size, const void *caller) {
     for (void *q = deferred; q; q = *(void **)q)
@@ -346,14 +349,19 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
  * zeroed first in leak-check mode (ms_every_block_recorded); a tail call
  * in turn */
 ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size) {
-    if (ms_every_block_recorded()) memset(p, 0, size);
+    /* the library's memset: gcc inlines one of a variable size as rep
+     * stosb, which the C library itself uses only from 2 KiB up (its
+     * rep_stosb_threshold), its vector stores being faster below; and
+     * callgrind counts rep stosb a byte at a time, which made this line a
+     * sixth of leak-check mode's instructions on st_churn */
+    if (ms_every_block_recorded()) scrub_memset(p, 0, size);
     return sample_point(tc, p, size);
 }
 
 void *ms_hook_block(void) { return ms_tc->hook_block; }
 
-void ms_malloc_sampled(void *p) {
-    span_t *s = ms_pagemap_lookup(p);
+void ms_malloc_sampled(void *p, span_t *s) {
+    if (!s) s = ms_pagemap_lookup(p);
     mark_sampled(s, obj_index(s, p), true);
 }
 
@@ -366,7 +374,7 @@ static void unsample(span_t *s, void *p) {
     uint32_t idx = obj_index(s, p);
     if (!((m >> 32) & ((uint64_t)1 << (idx & 31)))) return;
     ms_prof_busy++;
-    if (ms_prof_hooks.freed(p)) mark_sampled(s, idx, false);
+    if (ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
     ms_prof_leave();
 }
 
@@ -695,7 +703,7 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
                 mark_sampled(t, 0, true);
                 ms_prof_hooks.moved(p, q, PAGES(t->npages));
             } else if (rec) {
-                ms_prof_hooks.freed(p);
+                ms_prof_hooks.freed(p, NULL); /* s is free now */
             }
             ms_prof_leave();
             return q;

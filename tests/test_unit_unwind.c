@@ -19,6 +19,8 @@
  *   - a walk replayed (the same stack as the buffer's last walk: only the
  *     words it read are read again), and one through other callers with
  *     the same frame sizes, which must not pass for a replay;
+ *   - walks that end with the last walk's frames (a splice, unwind.c),
+ *     and one that must not splice where a return address above differs;
  *   - after a dlclose and a dlopen of another object at the same address
  *     (the recipe table is emptied when objects go), when the C library's
  *     libm is available to load.
@@ -89,6 +91,55 @@ static __attribute__((noinline)) result_t via_f2(void) {
     result_t r = via_g();
     sink += 2;
     return r;
+}
+
+/* Splices: leaf1 and leaf2 walk from different places (no replay) through
+ * via_h's one call site; via_h is called from via_k1 or via_k2 (the same
+ * frame sizes), and they from one call site of splice_from. */
+static __attribute__((noinline)) result_t leaf1(void) {
+    result_t r = compare_with(replay_buf, &replay_rec);
+    sink++;
+    return r;
+}
+static __attribute__((noinline)) result_t leaf2(void) {
+    result_t r = compare_with(replay_buf, &replay_rec);
+    sink += 3;
+    return r;
+}
+static __attribute__((noinline)) result_t via_h(result_t (*leaf)(void)) {
+    result_t (*volatile f)(void) = leaf;
+    result_t r = f();
+    sink++;
+    return r;
+}
+static __attribute__((noinline)) result_t via_k1(result_t (*leaf)(void)) {
+    result_t r = via_h(leaf);
+    sink++;
+    return r;
+}
+static __attribute__((noinline)) result_t via_k2(result_t (*leaf)(void)) {
+    result_t r = via_h(leaf);
+    sink += 2;
+    return r;
+}
+static __attribute__((noinline)) result_t splice_from(int i, result_t (*leaf)(void), int *spliced) {
+    result_t (*volatile via)(result_t (*)(void)) = i ? via_k2 : via_k1;
+    result_t r = via(leaf);
+    *spliced = replay_rec.spliced;
+    sink++;
+    return r;
+}
+
+static __attribute__((noinline)) void run_splices(int *sp, bool *ok) {
+    result_t (*const leaves[2])(void) = {leaf1, leaf2};
+    int k[3 + 64], l[3 + 64];
+    k[0] = 0, l[0] = 0, k[1] = 0, l[1] = 1, k[2] = 1, l[2] = 0;
+    for (int i = 3; i < 3 + 64; i++) k[i] = i & 1, l[i] = (i >> 1) & 1;
+    result_t (*volatile from)(int, result_t (*)(void), int *) = splice_from;
+    for (int i = 0; i < 3 + 64; i++) {
+        result_t t = from(k[i], leaves[l[i]], &sp[i]); /* the one call site */
+        ok[i] = t.own > 0 && t.same;
+    }
 }
 
 static __attribute__((noinline)) result_t recurse(int d) {
@@ -196,6 +247,23 @@ int main(void) {
           good(rr[0]) && !hit[0] && good(rr[1]) && hit[1]);
     CHECK("replay: another caller of the same frame sizes is not (libunwind's frames), then is",
           good(rr[2]) && !hit[2] && good(rr[3]) && hit[3]);
+
+    /* leaf1 then leaf2 under via_k1: the second walk reaches via_h's frame
+     * (2: compare_with's is 0, the leaf's 1) where the first stood, and
+     * takes the first's frames from there; then leaf1 under via_k2: via_h's
+     * frame stands where it did, but its return address differs, and so
+     * does via_k2's pc, so the splice comes further out, at splice_from's
+     * frame (4); then 64 walks alternating leaves and callers, each held
+     * against libunwind.  All from one call site (run_splices). */
+    int sp[3 + 64];
+    bool ok[3 + 64];
+    run_splices(sp, ok);
+    bool all = true;
+    for (int i = 3; i < 3 + 64; i++) all &= ok[i];
+    CHECK("splice: another leaf under the same callers ends with the last walk's frames (libunwind's)",
+          ok[0] && ok[1] && sp[1] == 2);
+    CHECK("splice: not where a word above differs, but further out (libunwind's frames)", ok[2] && sp[2] == 4);
+    CHECK("splice: alternating leaves and callers, libunwind's frames every time", all);
 
     r = drap_call(drap_inner);
     CHECK("through a frame whose CFA is the word at rbp - 8 (GCC's main): libunwind's frames", good(r));

@@ -18,7 +18,9 @@
  * block of S bytes is drawn at all, so sums of weights are unbiased
  * estimates of the program's true totals (Go applies the same factor when it
  * writes a profile; applying it per sample keeps stacks of mixed sizes
- * unbiased too).  At rate 1 every weight is exactly 1.
+ * unbiased too).  At rate 1 every weight is exactly 1, so there only the
+ * raw counts are kept and a snapshot copies them into the weighted ones
+ * (account: half the work of each count in leak-check mode).
  *
  * The peak profile.  The estimated in-use bytes (sum of the weights of live
  * samples times their sizes) has a high-water mark; the peak profile is
@@ -30,7 +32,9 @@
  * copy; any other stack has not changed since the peak, so its current
  * counts are its peak counts.  O(1) per sample, exact for the estimate.
  * While the heap grows every malloc is a new peak, so the peak's time is
- * read from the coarse clock (a few ms of resolution, a few ns a read).
+ * kept in ticks (ms_os_ticks: the TSC, one instruction, where it is
+ * invariant) and made a wall time when a snapshot reads it; the coarse
+ * clock it was read from before cost a call into the vDSO per malloc.
  *
  * Memory.  Stacks, their frames, the hash index, the spans' record arrays
  * and the map of large blocks live in pages mapped for them (ms_meta_alloc,
@@ -56,7 +60,8 @@
  *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
  *     that order (in leak-check mode, threads bring their counts to it in
- *     batches, each under the batch's own lock: see Batches below);
+ *     batches, appended with no lock where membarrier exists, else under
+ *     the batch's own lock: see Batches below);
  *   - a snapshot holds tally.lock for the copy of 1024 stacks at a time.
  * All are lock.c's one-word mutex but the record arrays' spin locks.  A
  * hook captures the stack (inline, stack.h) before taking any lock, and
@@ -68,7 +73,9 @@
 #include "prof.h"
 #include "stack.h"
 
+#include <linux/membarrier.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define CHUNK_STACKS 4096u
@@ -148,6 +155,10 @@ typedef struct stripe_s {
 static stripe_t stripes[STRIPES];
 static bool enabled;
 static double rate_d;
+/* exact: profile_rate is 1 (leak-check mode): every weight is 1, so a
+ * stack's weighted counts are its raw ones, which a snapshot copies into
+ * them; the counting itself keeps only the raw ones (account) */
+static bool exact;
 
 /* Stacks: an array of chunk pointers.  A stack's identity (hash, frames) is
  * written once, before it is published by the index slot and by nstacks
@@ -180,7 +191,7 @@ static struct {
     _Alignas(64) ms_lock_t lock;
     uint32_t gen;              /* bumped at each new peak */
     double inuse_w, peak_w;    /* estimated in-use bytes now, and at the peak */
-    uint64_t peak_time_ns;
+    uint64_t peak_ticks;       /* when the peak was reached (ms_os_ticks) */
     /* The leak checker's list of blocks recorded while a check runs (see
      * ms_prof_log_start); log_buf NULL when no check runs. */
     uintptr_t *log_buf;
@@ -414,7 +425,21 @@ static inline void rec_lock(srecs_t *r) {
 }
 static inline void rec_unlock(srecs_t *r) { atomic_store_explicit(&r->lock, 0, memory_order_release); }
 
-static inline srecs_t *span_recs(span_t *s) { return __atomic_load_n((srecs_t **)&s->prof, __ATOMIC_ACQUIRE); }
+/* A sticky array is hung with bit 0 of span->prof set, so that a record
+ * of leak-check mode is found from the span's first line (which free has
+ * read already) and the line of its word, never the array's header: the
+ * header's line was a cache miss on most mallocs and frees (callgrind's
+ * cache simulation, st_churn), read only to learn the array sticky. */
+#define RECS_STICKY ((uintptr_t)1)
+static inline srecs_t *span_recs(span_t *s) {
+    return (srecs_t *)(__atomic_load_n((uintptr_t *)&s->prof, __ATOMIC_ACQUIRE) & ~RECS_STICKY);
+}
+/* span_sticky: s's array if it is sticky, else NULL.  A sticky array stays
+ * until s leaves use, so a caller that holds a block of s may use it. */
+static inline srecs_t *span_sticky(span_t *s) {
+    uintptr_t v = __atomic_load_n((uintptr_t *)&s->prof, __ATOMIC_ACQUIRE);
+    return v & RECS_STICKY ? (srecs_t *)(v & ~RECS_STICKY) : NULL;
+}
 
 /* srecs_new: an empty array for span s of nobj objects; NULL if memory is
  * refused. */
@@ -448,9 +473,10 @@ static inline uint32_t rec_word(const srecs_t *r, uint32_t i) { return __atomic_
 static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_store_n(&r->id[i], v, __ATOMIC_RELAXED); }
 
 /* rec_put: records block a (stack, size); false if memory for the record
- * is refused.  Takes a's array's lock (counted) or the large blocks' lock. */
-static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
-    span_t *s = small_span(a);
+ * is refused.  Takes a's array's lock (counted) or the large blocks' lock.
+ * *span: a's small span (NULL: a large block), for the caller's use. */
+static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
+    span_t *s = *span = small_span(a);
     if (!s) {
         ms_lock(&big_lock);
         bool ok = block_insert(a, stack, size);
@@ -458,6 +484,12 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
         return ok;
     }
     uint32_t i = obj_of(s, a);
+    srecs_t *k = span_sticky(s);
+    if (ms_likely(k != NULL)) {
+        ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
+        rec_word_set(k, i, stack + 1);
+        return true;
+    }
     for (;;) {
         srecs_t *r = span_recs(s);
         if (!r) {
@@ -466,8 +498,8 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
             if (!(r = srecs_new(st, (uint32_t)((s->limit - s->start) / s->size), sticky))) return false;
             r->id[i] = stack + 1;
             r->live = 1;
-            srecs_t *none = NULL;
-            if (__atomic_compare_exchange_n((srecs_t **)&s->prof, &none, r, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            uintptr_t none = 0, hung = (uintptr_t)r | (sticky ? RECS_STICKY : 0);
+            if (__atomic_compare_exchange_n((uintptr_t *)&s->prof, &none, hung, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
                 return true;
             srecs_free(st, r); /* another thread hung one first */
             continue;
@@ -497,8 +529,10 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size) {
  * such an address, since after realloc moved a large block's pages its old
  * address may already lie in a small span.  Without `remove` the caller
  * (the leak checker) need not own the block: a sticky array read as its
- * span leaves use gives a stale word, which the caller's block was not. */
-static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) {
+ * span leaves use gives a stale word, which the caller's block was not.
+ * hint: a's span in use, checked by the caller (free), or NULL: a small
+ * one spares a second walk of the page map. */
+static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
         ms_lock(&big_lock);
         block_t *b = block_find(a);
@@ -509,9 +543,17 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) 
         ms_unlock(&big_lock);
         if (b) return true;
     }
-    span_t *s = small_span(a);
+    span_t *s = hint && hint->cls ? hint : small_span(a);
     if (!s) return false;
     uint32_t i = obj_of(s, a);
+    srecs_t *k;
+    if (remove && (k = span_sticky(s)) != NULL) { /* the caller's block: s stays in use */
+        uint32_t v = rec_word(k, i);
+        if (v == 0) return false;
+        *stack = v - 1, *size = s->size;
+        rec_word_set(k, i, 0);
+        return true;
+    }
     for (;;) {
         srecs_t *r = span_recs(s);
         if (!r) return false;
@@ -583,6 +625,12 @@ static double weight(uint64_t size) {
     return 1 / (1 - ms_exp(-(double)size / rate_d));
 }
 
+/* counts_fill_w: at rate 1 the weighted counts are the raw ones */
+static void counts_fill_w(prof_counts_t *c) {
+    c->alloc_objs_w = (double)c->alloc_objs, c->alloc_bytes_w = (double)c->alloc_bytes;
+    c->free_objs_w = (double)c->free_objs, c->free_bytes_w = (double)c->free_bytes;
+}
+
 /* touch: s is about to change; keep its counts at the last peak first. */
 static void touch(pstack_t *s) {
     if (s->peak_gen != tally.gen) {
@@ -591,11 +639,25 @@ static void touch(pstack_t *s) {
     }
 }
 
-static void account(uint32_t id, uint64_t size, bool alloc) {
+ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
     pstack_t *s = stack_at(id);
     touch(s);
-    double w = weight(size);
     prof_counts_t *c = &s->now;
+    if (exact) { /* every malloc and free of the program: half the work */
+        if (alloc) {
+            c->alloc_objs++, c->alloc_bytes += size;
+            tally.inuse_w += (double)size;
+            if (tally.inuse_w > tally.peak_w) {
+                tally.peak_w = tally.inuse_w;
+                tally.gen++;
+            }
+        } else {
+            c->free_objs++, c->free_bytes += size;
+            tally.inuse_w -= (double)size;
+        }
+        return;
+    }
+    double w = weight(size);
     if (alloc) {
         c->alloc_objs++, c->alloc_bytes += size, c->alloc_objs_w += w, c->alloc_bytes_w += w * (double)size;
         tally.inuse_w += w * (double)size;
@@ -627,10 +689,27 @@ static void account(uint32_t id, uint64_t size, bool alloc) {
  * true one by up to n x BATCH_BYTES, and the stacks' counts at the peak
  * are those at the batch that made it.  One thread's peak stays exact.
  * In sampled mode each sample is counted at once, as the weights of even
- * a small sample exceed BATCH_BYTES, and so is every count while only one
- * thread has counted (nowned < 2): nothing contends for its lock, and the
- * batch's own work cost a single-threaded program 11% more instructions
- * in leak-check mode (st_churn, callgrind).
+ * a small sample exceed BATCH_BYTES.
+ *
+ * No lock per count.  A batch's lock, taken and released for each count,
+ * was two lock-prefixed instructions per malloc and two per free (the
+ * tally's, for a lone thread, as many), tens of cycles each, for a lock
+ * nobody else wanted.  So where the kernel offers membarrier's private
+ * expedited command (Linux 4.14; `lockfree`), the thread appends with
+ * plain stores, between setting its batch's `busy` and clearing it, and
+ * looks at `want` in between; whoever drains other threads' batches (a
+ * snapshot, the leak checker, a fork) takes their locks, sets their
+ * `want`, makes every running thread of the process execute a full
+ * barrier (membarrier: one system call per drain, not per count), and
+ * waits until each `busy` is clear.  Either the thread's `busy` was
+ * visible to the drainer after the barrier, or the thread sees `want`
+ * after it; a thread that sees `want` takes its lock as before (the
+ * asymmetric Dekker of userspace RCU and of Folly's asymmetric barrier).
+ * A lone thread appends to its batch too (with the lock, it counted at
+ * once: the batch's work cost it 11% more instructions than the tally's
+ * lock, and nothing contended).  Without membarrier (an older kernel, a
+ * seccomp filter) every count takes the batch's lock, or the tally's
+ * while only one thread has counted (nowned < 2).
  *
  * Order of the locks: reg_lock, a batch's lock, tally.lock.
  * ---------------------------------------------------------------------- */
@@ -648,6 +727,8 @@ typedef struct event_s {
 typedef struct batch_s {
     _Alignas(64) ms_lock_t lock;
     uint32_t n;
+    _Atomic bool busy;     /* lockfree: its thread is appending without the lock */
+    _Atomic bool want;     /* lockfree: a drainer holds the lock, or waits for busy to clear */
     bool unowned;          /* its thread exited: free to reuse (reg_lock) */
     int64_t delta;         /* what the events add to the in-use bytes */
     struct batch_s *next;  /* registry (reg_lock); never unlinked */
@@ -661,6 +742,23 @@ static fixalloc_t batch_pool;  /* reg_lock */
 static pthread_key_t batch_key;
 #define BATCH_NONE ((batch_t *)1) /* exited, or refused memory: counts go straight to the tally */
 static __thread batch_t *my_batch __attribute__((tls_model("initial-exec")));
+static bool lockfree; /* membarrier works: counts are appended without a lock */
+
+static bool heavy_barrier(void) {
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+/* claim: b (locked by the caller) is left to the caller: its thread
+ * appends no more without the lock.  claim_wait: and has finished
+ * appending.  In between, heavy_barrier() (one for any number of
+ * batches). */
+static inline void claim(batch_t *b) { atomic_store_explicit(&b->want, true, memory_order_relaxed); }
+static void claim_wait(batch_t *b) {
+    for (unsigned spins = 0; atomic_load_explicit(&b->busy, memory_order_acquire);)
+        if (++spins % 64 == 0) sched_yield(); /* the thread may be preempted mid-append */
+        else ms_spin_pause();
+}
+static inline void unclaim(batch_t *b) { atomic_store_explicit(&b->want, false, memory_order_release); }
 
 /* drain_locked: b's events into the counts (b's lock held, and ms_prof_busy) */
 static void drain_locked(batch_t *b) {
@@ -673,7 +771,7 @@ static void drain_locked(batch_t *b) {
         if (alloc && tally.log_buf) log_add(e->addr & ~(uintptr_t)1);
         account(e->id, size_unpack(e->size), alloc);
     }
-    if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns();
+    if (tally.gen != g) tally.peak_ticks = ms_os_ticks();
     ms_unlock(&tally.lock);
     b->n = 0;
     b->delta = 0;
@@ -683,9 +781,18 @@ static void drain_locked(batch_t *b) {
 static void drain_all(void) {
     ms_prof_busy++;
     ms_lock(&reg_lock);
+    if (lockfree) {
+        for (batch_t *b = batches; b; b = b->next) {
+            ms_lock(&b->lock);
+            claim(b);
+        }
+        heavy_barrier(); /* it worked at ms_prof_init and in fork_child: it does */
+    }
     for (batch_t *b = batches; b; b = b->next) {
-        ms_lock(&b->lock);
+        if (lockfree) claim_wait(b);
+        else ms_lock(&b->lock);
         drain_locked(b);
+        unclaim(b);
         ms_unlock(&b->lock);
     }
     ms_unlock(&reg_lock);
@@ -735,32 +842,64 @@ ms_cold __attribute__((noinline)) static void batch_full(batch_t *b) {
     ms_prof_leave();
 }
 
-/* batch_add: counts the allocation (or free) of block a later, in the
- * thread's batch; false if the caller must count it now: in sampled mode,
- * and while no other thread has counted anything (a lone thread's lock is
- * never contended, and counting at once costs it less than the batch). */
-static inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
-    if (rate_d > 1) return false;
-    batch_t *b = my_batch;
-    if (ms_unlikely(b == NULL)) b = batch_attach();
-    if (b == NULL || b == BATCH_NONE) return false;
-    ms_prof_busy++;
-    if (atomic_load_explicit(&nowned, memory_order_relaxed) < 2) {
-        if (ms_unlikely(b->n)) { /* left from when other threads counted: first */
-            ms_lock(&b->lock);
-            drain_locked(b);
-            ms_unlock(&b->lock);
-        }
-        ms_prof_leave();
-        return false;
-    }
-    ms_lock(&b->lock);
+/* append: the count into b (its lock held, or its thread's busy set with
+ * no drainer wanting it); true if b must be drained now */
+static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
     uint32_t n = b->n;
     b->ev[n] = (event_t){a | alloc, id, size_pack(size)};
     b->n = n + 1;
     int64_t d = b->delta + (alloc ? (int64_t)size : -(int64_t)size);
     b->delta = d;
-    if (ms_unlikely(n + 1 == BATCH_EVENTS || d > BATCH_BYTES || d < -BATCH_BYTES)) {
+    return n + 1 == BATCH_EVENTS || d > BATCH_BYTES || d < -BATCH_BYTES;
+}
+
+/* batch_add: counts the allocation (or free) of block a later, in the
+ * thread's batch; false if the caller must count it now: in sampled mode,
+ * and without `lockfree` while no other thread has counted anything (a
+ * lone thread's lock is never contended, and counting at once costs it
+ * less than the batch). */
+static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc);
+ms_inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
+    if (!exact) return false;
+    batch_t *b = my_batch;
+    if (lockfree) {
+        if (ms_unlikely(b == NULL || b == BATCH_NONE)) return batch_add_slow(a, id, size, alloc);
+        ms_prof_busy++; /* a signal handler's malloc here is not counted, its free waits */
+        atomic_store_explicit(&b->busy, true, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst); /* the drainer's heavy_barrier orders the two */
+        if (ms_likely(!atomic_load_explicit(&b->want, memory_order_acquire))) { /* a drain's n = 0 seen */
+            if (ms_unlikely(append(b, a, id, size, alloc))) drain_locked(b); /* no drainer while busy */
+            atomic_store_explicit(&b->busy, false, memory_order_release);
+            ms_prof_leave();
+            return true;
+        }
+        atomic_store_explicit(&b->busy, false, memory_order_release);
+        ms_prof_leave();
+        return batch_add_slow(a, id, size, alloc); /* with the lock, after the drainer */
+    }
+    /* a lone thread with nothing left in its batch, the commonest case,
+     * decided inline */
+    if (b != NULL && b != BATCH_NONE && atomic_load_explicit(&nowned, memory_order_relaxed) < 2 && b->n == 0)
+        return false;
+    return batch_add_slow(a, id, size, alloc);
+}
+static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
+    batch_t *b = my_batch;
+    if (ms_unlikely(b == NULL)) b = batch_attach();
+    if (b == NULL || b == BATCH_NONE) return false;
+    if (!lockfree && atomic_load_explicit(&nowned, memory_order_relaxed) < 2) {
+        if (ms_unlikely(b->n)) { /* left from when other threads counted: first */
+            ms_prof_busy++;
+            ms_lock(&b->lock);
+            drain_locked(b);
+            ms_unlock(&b->lock);
+            ms_prof_leave();
+        }
+        return false;
+    }
+    ms_prof_busy++;
+    ms_lock(&b->lock);
+    if (ms_unlikely(append(b, a, id, size, alloc))) {
         batch_full(b);
         return true;
     }
@@ -777,16 +916,17 @@ static inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc
  * false if memory for its record is refused (id UINT32_MAX: no stack, for
  * want of memory or during a fork). */
 static bool record(void *p, size_t size, uint32_t id) {
-    if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size)) return false;
+    span_t *s;
+    if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size, &s)) return false;
     if (!batch_add((uintptr_t)p, id, size, true)) {
         tally_lock();
         if (tally.log_buf) log_add((uintptr_t)p);
         uint32_t g = tally.gen;
         account(id, size, true);
-        if (tally.gen != g) tally.peak_time_ns = ms_os_wall_coarse_ns(); /* a new peak may come with every malloc */
+        if (tally.gen != g) tally.peak_ticks = ms_os_ticks(); /* a new peak may come with every malloc */
         tally_unlock();
     }
-    ms_malloc_sampled(p);
+    ms_malloc_sampled(p, s);
     return true;
 }
 
@@ -821,10 +961,10 @@ MS_TEXT static uint32_t on_stack(void) {
     return id;
 }
 
-static bool on_freed(void *p) {
+static bool on_freed(void *p, span_t *s) {
     uint32_t id;
     uint64_t size;
-    if (!rec_take((uintptr_t)p, &id, &size, true)) return false;
+    if (!rec_take((uintptr_t)p, &id, &size, true, s)) return false;
     if (batch_add((uintptr_t)p, id, size, false)) return true;
     tally_lock();
     account(id, size, false);
@@ -835,8 +975,18 @@ static bool on_freed(void *p) {
 static void on_moved(void *p, void *q, size_t size) {
     uint32_t id;
     uint64_t old;
-    if (!rec_take((uintptr_t)p, &id, &old, true)) return;
-    bool put = rec_put((uintptr_t)q, id, size);
+    span_t *s;
+    if (!rec_take((uintptr_t)p, &id, &old, true, NULL)) return;
+    bool put = rec_put((uintptr_t)q, id, size, &s);
+    /* the thread's counts still in its batch go first, so that the tally
+     * sees its changes in order (a lone thread's peak stays exact); its
+     * lock keeps drainers out, and it appends nothing meanwhile */
+    batch_t *b = my_batch;
+    if (lockfree && b != NULL && b != BATCH_NONE && b->n) {
+        ms_lock(&b->lock);
+        drain_locked(b);
+        ms_unlock(&b->lock);
+    }
     tally_lock();
     account(id, old, false);
     if (put) account(id, size, true);
@@ -853,18 +1003,27 @@ static void fork_prepare(void) {
     ms_lock(&intern_lock);
     ms_lock(&big_lock);
     for (int i = 0; i < STRIPES; i++) ms_lock(&stripes[i].lock);
-    /* every batch drained and held, so the child starts with none pending */
+    /* every batch drained and held (and claimed: no thread appends without
+     * its lock), so the child starts with none pending */
     ms_prof_busy++;
     ms_lock(&reg_lock);
     for (batch_t *b = batches; b; b = b->next) {
         ms_lock(&b->lock);
+        if (lockfree) claim(b);
+    }
+    if (lockfree) heavy_barrier();
+    for (batch_t *b = batches; b; b = b->next) {
+        if (lockfree) claim_wait(b);
         drain_locked(b);
     }
     ms_lock(&tally.lock);
 }
 static void fork_parent(void) {
     ms_unlock(&tally.lock);
-    for (batch_t *b = batches; b; b = b->next) ms_unlock(&b->lock);
+    for (batch_t *b = batches; b; b = b->next) {
+        unclaim(b);
+        ms_unlock(&b->lock);
+    }
     ms_unlock(&reg_lock);
     ms_prof_leave();
     for (int i = STRIPES - 1; i >= 0; i--) ms_unlock(&stripes[i].lock);
@@ -882,8 +1041,14 @@ static void fork_child(void) {
     /* the other threads' batches (empty) are free for the child's threads */
     for (batch_t *b = batches; b; b = b->next) {
         ms_lock_init(&b->lock);
+        atomic_store_explicit(&b->busy, false, memory_order_relaxed); /* clear: fork_prepare waited */
+        unclaim(b);
         b->unowned = b != my_batch;
     }
+    /* the registration is the process's (the kernel's mm), and a kernel
+     * may not carry it into the child: renewed, or the child counts with
+     * the locks (no other thread is running to append meanwhile) */
+    if (lockfree && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) lockfree = false;
     atomic_store_explicit(&nowned, my_batch && my_batch != BATCH_NONE, memory_order_relaxed);
     ms_lock_init(&reg_lock);
     ms_prof_leave();
@@ -904,6 +1069,12 @@ void ms_prof_init(void) {
     batch_pool.size = sizeof(batch_t);
     if (pthread_key_create(&batch_key, batch_detach) != 0) my_batch = BATCH_NONE; /* then the counts go straight in */
     rate_d = (double)rate;
+    exact = rate == 1;
+    /* only leak-check mode counts every malloc; registering makes the
+     * kernel note the process in each of its context switches, for nothing
+     * in sampled mode */
+    lockfree = exact && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+               heavy_barrier();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved,
                                     .span_done = on_span_done};
@@ -938,7 +1109,8 @@ prof_snap_t *ms_prof_snap_take(void) {
     uint32_t ns = atomic_load_explicit(&nstacks, memory_order_acquire);
     if (n > ns) n = ns;
     snap->peak_bytes = (uint64_t)(tally.peak_w + 0.5);
-    snap->peak_time_ns = tally.peak_time_ns;
+    uint64_t ago = tally.peak_ticks ? ms_os_ticks_ns(ms_os_ticks() - tally.peak_ticks) : 0;
+    snap->peak_time_ns = tally.peak_ticks && ago < snap->time_ns ? snap->time_ns - ago : 0;
     for (uint32_t i = 0; i < n; i++) {
         if (i % SNAP_CHUNK == 0 && i) {
             tally_unlock();
@@ -951,6 +1123,10 @@ prof_snap_t *ms_prof_snap_take(void) {
         r->truncated = s->truncated;
         r->now = s->now;
         r->peak = s->peak_gen == tally.gen ? s->peak : s->now;
+        if (exact) {
+            counts_fill_w(&r->now);
+            counts_fill_w(&r->peak);
+        }
     }
     snap->nrecs = n;
     tally_unlock();
@@ -1037,7 +1213,7 @@ void ms_prof_block_stacks(const uintptr_t *addrs, uint32_t *ids, size_t n) {
     ms_prof_busy++;
     for (size_t i = 0; i < n; i++) {
         uint64_t size;
-        if (!rec_take(addrs[i], &ids[i], &size, false)) ids[i] = UINT32_MAX;
+        if (!rec_take(addrs[i], &ids[i], &size, false, NULL)) ids[i] = UINT32_MAX;
     }
     ms_prof_leave();
 }

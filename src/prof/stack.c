@@ -23,9 +23,11 @@
  * but if it ever did, the allocation would not be sampled: the caller holds
  * ms_no_sample while capturing, so the profiler never re-enters itself.
  * Captures run with no memscope lock held.  A fork waits until no capture
- * is in progress (counters striped over the threads, and a flag that makes
- * captures started during the fork give up), so a child never inherits an
- * unwinder stopped half-way through its cache update.  The capture itself
+ * is inside libunwind, the loader's list or the recipe table's emptying
+ * (counters striped over the threads, and a flag that makes captures
+ * started during the fork give up: ms_stack_guard_enter), so a child never
+ * inherits an unwinder stopped half-way through its cache update.  A warm
+ * walk of memscope's own walker needs none of it (unwind.c).  The capture itself
  * is inline (stack.h) in the sampling hook: every frame unwound costs tens
  * of instructions (about a hundred through libunwind), and memscope's own
  * frames are thrown away.  The hook unwinds into a buffer in the thread's
@@ -87,9 +89,11 @@ static inline bool page_known(uintptr_t page) {
  * that starts elsewhere (another stack, a signal's alternate stack) starts
  * a new run. */
 #define RUN_GROW 64
-static __thread uintptr_t run_lo, run_hi __attribute__((tls_model("initial-exec")));
+__thread uintptr_t ms_stack_run_lo, ms_stack_run_hi_ __attribute__((tls_model("initial-exec")));
+#define run_lo ms_stack_run_lo
+#define run_hi ms_stack_run_hi_
 
-uintptr_t ms_stack_run(uintptr_t lo) {
+uintptr_t ms_stack_run_slow(uintptr_t lo) {
     if (lo >= run_lo && lo < run_hi) return run_hi;
     size_t below = lo < run_lo ? (run_lo - lo) / MS_OS_PAGE : SIZE_MAX; /* the pages from lo up to the run */
     if (below <= RUN_GROW && ms_os_pages_readable(lo, MS_OS_PAGE, below) == below) {
@@ -101,6 +105,14 @@ uintptr_t ms_stack_run(uintptr_t lo) {
 }
 
 uintptr_t ms_stack_run_hi(uintptr_t lo) { return lo >= run_lo && lo < run_hi ? run_hi : 0; }
+
+uintptr_t ms_stack_run_to(uintptr_t lo, uintptr_t to) {
+    if (!(lo >= run_lo && lo < run_hi)) return 0;
+    if (to <= run_hi) return run_hi;
+    size_t n = (to - run_hi + MS_OS_PAGE - 1) / MS_OS_PAGE;
+    if (n <= RUN_GROW && ms_os_pages_readable(run_hi, MS_OS_PAGE, n) == n) run_hi += n * MS_OS_PAGE;
+    return run_hi;
+}
 
 bool ms_stack_read(uintptr_t addr, uintptr_t *val) {
     /* the first 64 KiB are never mapped (vm.mmap_min_addr), and an empty

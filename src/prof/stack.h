@@ -28,32 +28,83 @@ bool ms_stack_read(uintptr_t addr, uintptr_t *val);
 /* ms_stack_run: a walk that starts on page lo may read [lo, the returned
  * end) as it is (stack.c: the thread's run of pages proven readable).
  * ms_stack_run_hi: that end now, if lo is still in the run, else 0. */
-uintptr_t ms_stack_run(uintptr_t lo);
+extern __thread uintptr_t ms_stack_run_lo, ms_stack_run_hi_; /* the run (stack.c) */
+uintptr_t ms_stack_run_slow(uintptr_t lo);
+ms_inline uintptr_t ms_stack_run(uintptr_t lo) {
+    if (ms_likely(lo >= ms_stack_run_lo && lo < ms_stack_run_hi_)) return ms_stack_run_hi_;
+    return ms_stack_run_slow(lo);
+}
 uintptr_t ms_stack_run_hi(uintptr_t lo);
+/* ms_stack_run_to: the run's end, once it is grown (if it can be) to reach
+ * `to`, for a walk that starts on page lo; 0 if lo is not in the run.
+ * Pages read through ms_stack_read's four remembered ones do not grow the
+ * run, and a frame of more than a page leaves pages a walk never reads. */
+uintptr_t ms_stack_run_to(uintptr_t lo, uintptr_t to);
 
-/* unwind.c: the walker for plain frames; -1 where libunwind must walk.
- * A replay record (optional) remembers where a walk read each word: the
- * next walk into the same buffer from the same place only reads them
- * again, and if all are unchanged, it is the same stack (hit). */
+/* ms_stack_guard_enter: counts the calling thread as inside the part of a
+ * capture that a fork must not cut in two (stack.c: libunwind and its
+ * cache, dl_iterate_phdr, the recipe table emptied); false, and not
+ * counted, when a fork is in progress.  ms_stack_guard_leave ends it.
+ * Only what takes a lock or updates shared state goes in there: a warm
+ * walk, which reads the thread's stack and the recipe table and writes
+ * only its own buffer, needs no guard, and the two locked instructions
+ * were a good part of a capture's time at profile_rate=1. */
+ms_inline bool ms_stack_guard_enter(void) {
+    _Atomic int *busy = &ms_stack_capturing[(uint64_t)(uintptr_t)&ms_no_sample * 0x9E3779B97F4A7C15ull >> 60].n;
+    atomic_fetch_add(busy, 1);
+    if (atomic_load(&ms_stack_forking)) {
+        atomic_fetch_sub(busy, 1);
+        return false;
+    }
+    return true;
+}
+ms_inline void ms_stack_guard_leave(void) {
+    atomic_fetch_sub(&ms_stack_capturing[(uint64_t)(uintptr_t)&ms_no_sample * 0x9E3779B97F4A7C15ull >> 60].n, 1);
+}
+
+/* unwind.c: the walker for plain frames; MS_UNWIND_REFUSED where libunwind
+ * must walk, MS_UNWIND_FORK when it needed the guard (a recipe to find,
+ * the unloads to count) while a fork is in progress.
+ * A replay record (optional) remembers where a walk read each word whose
+ * value counts: the next walk into the same buffer from the same place
+ * only reads them again, and if all are unchanged, it is the same stack
+ * (hit). */
 #define MS_STACK_RAW (MS_PROF_MAX_DEPTH + 32) /* room for memscope's own frames */
 #define MS_REPLAY_READS (2 * MS_STACK_RAW)
+#define MS_UNWIND_REFUSED (-1)
+#define MS_UNWIND_FORK (-2)
 typedef struct replay_s {
     uintptr_t pc0, sp0, rbp0; /* where the walk started */
     int n, cap;               /* frames it gave (0: no record), of at most cap */
-    int nreads;               /* words it read, in order */
+    int nreads;               /* words whose value counts: at/not[MS_REPLAY_READS - nreads ..] */
     bool uses_rbp0;           /* a frame's CFA came from rbp0 (else rbp0 need not match) */
     bool hit;                 /* the last walk was this one again */
+    int spliced;              /* the last walk ended with the one before's frames from this
+                                 one of its own on (-1: it did not; unwind.c) */
+    int skip;                 /* the capture's count of memscope's own frames at the top */
     uint32_t id;              /* the profiler's id for the stack (UINT32_MAX: none yet) */
     uint32_t gen;             /* unwind.c's recipe generation it was walked with */
-    uintptr_t at[MS_REPLAY_READS];  /* where each word was read; bit 0: its value counts */
+    uintptr_t rd_lo, rd_hi;   /* every word the walk read lies in [rd_lo, rd_hi) */
+    uintptr_t at[MS_REPLAY_READS];  /* where each word that counts was read */
     uintptr_t not[MS_REPLAY_READS]; /* ~ the value read: never a heap address, for the
                                        leak checker, which scans this TLS as a root */
+    /* Frame j of the n at index MS_STACK_RAW - n + j (at the end, so that
+     * the next walk writes its own from 0 while it looks among these):
+     * its pc and sp, ~ its rbp, whether the walk from it on used that rbp,
+     * the words that count from it on (the last frest of at/not) and the
+     * lowest address read from it on (the highest is rd_hi, near enough:
+     * the walk reads upwards, and tests/test_build.sh holds memscope's TLS
+     * to 8 KiB a thread). */
+    uintptr_t fpc[MS_STACK_RAW], fsp[MS_STACK_RAW], frbp[MS_STACK_RAW], flo[MS_STACK_RAW];
+    uint16_t frest[MS_STACK_RAW];
+    bool frbp_counts[MS_STACK_RAW];
 } replay_t;
 extern bool ms_unwind_enabled;
 void ms_unwind_init(void);
 /* ms_libunwind_backtrace: libunwind's unw_backtrace, for the stacks the
  * walker refuses; libunwind is loaded by the first call (stack.c).  0
- * frames when it cannot be loaded, or while another capture loads it. */
+ * frames when it cannot be loaded, or while another capture loads it.
+ * The caller holds the guard. */
 int ms_libunwind_backtrace(void **raw, int cap);
 int ms_unwind(void **out, int cap, replay_t *rp);
 #if MEMSCOPE_DEBUG
@@ -63,20 +114,24 @@ void ms_unwind_check(void *const *raw, int n, int cap);
 /* stack_unwind: up to cap return addresses into raw, the innermost first
  * (memscope's own frames included); -1 when a fork is in progress. */
 ms_inline int stack_unwind(void **raw, int cap, replay_t *rp) {
-    _Atomic int *busy = &ms_stack_capturing[(uint64_t)(uintptr_t)&ms_no_sample * 0x9E3779B97F4A7C15ull >> 60].n;
-    atomic_fetch_add(busy, 1);
-    if (atomic_load(&ms_stack_forking)) {
-        atomic_fetch_sub(busy, 1);
-        return -1;
-    }
     ms_no_sample++;
-    int n = ms_unwind_enabled ? ms_unwind(raw, cap, rp) : -1;
+    int n = ms_unwind_enabled ? ms_unwind(raw, cap, rp) : MS_UNWIND_REFUSED;
 #if MEMSCOPE_DEBUG
-    if (n >= 0) ms_unwind_check(raw, n, cap);
+    if (n >= 0 && ms_stack_guard_enter()) {
+        ms_unwind_check(raw, n, cap);
+        ms_stack_guard_leave();
+    }
 #endif
-    if (n < 0) n = ms_libunwind_backtrace(raw, cap);
+    if (n == MS_UNWIND_REFUSED) {
+        if (ms_stack_guard_enter()) {
+            n = ms_libunwind_backtrace(raw, cap);
+            ms_stack_guard_leave();
+        } else {
+            n = MS_UNWIND_FORK;
+        }
+    }
     ms_no_sample--;
-    atomic_fetch_sub(busy, 1);
+    if (n == MS_UNWIND_FORK) return -1;
     return n > 0 ? n : 0;
 }
 
@@ -132,8 +187,15 @@ ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs) {
         o->busy = false;
         return -1;
     }
+    /* a replay gives the frames of the last walk, whose count of memscope's
+     * frames is known */
     int i = 0;
-    while (i < n && ms_in_memscope_text(o->raw[i])) i++;
+    if (o->replay.hit) {
+        i = o->replay.skip;
+    } else {
+        while (i < n && ms_in_memscope_text(o->raw[i])) i++;
+        o->replay.skip = i;
+    }
     *pcs = &o->raw[i];
     return n - i < max ? n - i : max;
 }

@@ -34,11 +34,18 @@
  * recipes then).
  *
  * Replays.  A loop's mallocs walk the same stack again and again.  A walk
- * into a thread's own buffer keeps the list of words it read (where, and
- * whether the value counted: every return address, a CFA saved below rbp,
- * an rbp that a later frame's CFA came from); the next walk from the same
- * place only reads them again, and if none changed it gives the same
- * frames, because a walk is a function of its start and of those words.
+ * into a thread's own buffer keeps the list of words it read whose values
+ * counted (every return address, a CFA saved below rbp, an rbp that a
+ * later frame's CFA came from), and the range all its reads lay in; the
+ * next walk from the same place, if that range is known readable, only
+ * reads those words again, and if none changed it gives the same frames,
+ * because a walk is a function of its start and of those words.  A warm
+ * replay is a load and a compare per word (110 instructions a capture on
+ * st_churn, against 218 when every word read went through the walk's
+ * checks again).  A walk from elsewhere that reaches a frame of the last
+ * one, standing where it stood, with the words from there on unchanged,
+ * ends with the last walk's frames (a splice, below): most of a real
+ * program's mallocs share their outer frames with the one before.
  *
  * Memory.  Stack words are read from the range the walk has found readable
  * (the caller's page, then each page above it once ms_stack_read, the same
@@ -58,6 +65,12 @@
  * replays of walks made before are void, when dl_iterate_phdr's count of
  * unloads has moved, which a walk looks at once per tick of the coarse
  * clock (fresh).
+ *
+ * Forks.  Only what takes the loader's lock or empties the table (finding
+ * a recipe, looking for unloads) is counted as a capture a fork waits for
+ * (stack.h: ms_stack_guard_enter); a warm walk reads the thread's stack
+ * and the table and writes its own buffer, which a fork cannot leave
+ * half-done for the child, and goes without the two locked instructions.
  */
 #include "stack.h"
 
@@ -77,6 +90,7 @@
 #define R_REFUSED  16u /* a frame this walker gives way on (never 0: 0 is an empty entry) */
 #define R_CFA_DEREF 32u /* CFA = the word at rbp + off (a frame that realigned its stack) */
 #define R_RBP_AT_RBP 64u /* rbp saved at rbp + its offset, not at CFA + it */
+#define R_FORK     128u /* never stored: no recipe found, as a fork is in progress */
 typedef uint64_t recipe_t;
 
 static inline recipe_t recipe_pack(unsigned flags, int32_t cfa_off, int32_t rbp_off) {
@@ -432,11 +446,20 @@ static void look(void) {
     dl_iterate_phdr(count_unloads, &subs);
     if (subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) forget(subs);
 }
-static void fresh(void) {
-    uint64_t now = ms_os_now_ms();
-    if (now == atomic_load_explicit(&fresh_ms, memory_order_relaxed)) return;
+/* look_guarded: look, counted as a capture a fork waits for (the loader's
+ * lock); false if a fork is in progress */
+ms_cold __attribute__((noinline)) static bool look_guarded(uint64_t now) {
+    if (!ms_stack_guard_enter()) return false;
     atomic_store_explicit(&fresh_ms, now, memory_order_relaxed);
     look();
+    ms_stack_guard_leave();
+    return true;
+}
+/* fresh: false if it had to look while a fork is in progress */
+static inline bool fresh(void) {
+    uint64_t now = ms_os_now_ms();
+    if (ms_likely(now == atomic_load_explicit(&fresh_ms, memory_order_relaxed))) return true;
+    return look_guarded(now);
 }
 
 /* dlclose: the C library's, then fresh()'s look at once.  A program that
@@ -460,11 +483,15 @@ __attribute__((visibility("default"))) int dlclose(void *handle) {
 }
 
 /* recipe_find: the recipe for return address pc (the row of pc - 1: the
- * call, which may be a function's last instruction); 0 if refused. */
+ * call, which may be a function's last instruction); 0 if refused,
+ * R_FORK if a fork is in progress (it reads the loader's list under the
+ * loader's lock and may empty the table: a fork waits for it). */
 ms_cold __attribute__((noinline)) static recipe_t recipe_find(uintptr_t pc) {
+    if (!ms_stack_guard_enter()) return R_FORK;
     find_t f = {.pc = pc};
     dl_iterate_phdr(find_object, &f);
     if (f.subs != atomic_load_explicit(&unloads_seen, memory_order_relaxed)) forget(f.subs);
+    ms_stack_guard_leave();
     return f.recipe;
 }
 
@@ -523,6 +550,7 @@ static inline recipe_t recipe_of(uintptr_t pc) {
         if (ms_likely(atomic_load_explicit(&e[w].tag, memory_order_relaxed) == (pc ^ r) && r)) return r;
     }
     recipe_t r = recipe_find(pc);
+    if (r == R_FORK) return r;
     if (!r) r = R_REFUSED;
     e += (pc >> 4) & 1; /* of the pair, the way the address picks */
     atomic_store_explicit(&e->recipe, r, memory_order_relaxed);
@@ -563,23 +591,96 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
 }
 
 /* replay: rp's walk, if it is the one that starts at (pc, sp, rbp) with
- * room for cap frames: the words it read are read again (with the same
- * checks) and must be those it read then.  The walk is a function of its
- * start and of those words, so it would give the frames out holds.  rbp
- * at the start counts only if a frame's CFA came from it before any frame
- * restored rbp, and so does a value read from a frame's save slot (bit 0
- * of its address set): optimized code keeps its own values in rbp, which
- * would otherwise make every walk new.  Every word is read again all the
- * same, so a replay fails where the walk would have. */
+ * room for cap frames: the words whose values counted are read again and
+ * must be those it read then.  The walk is a function of its start and of
+ * those words (a word that does not count only had to be readable), so it
+ * would give the frames out holds.  rbp at the start counts only if a
+ * frame's CFA came from it before any frame restored rbp, and so does a
+ * value read from a frame's save slot: optimized code keeps its own values
+ * in rbp, which would otherwise make every walk new.  Every word the walk
+ * read lies in [rd_lo, rd_hi), which must lie in what this walk knows is
+ * readable, [lo, hi), the thread's run of proven pages (grown to rd_hi the
+ * first time, where the walk read pages the run did not take in: pages
+ * ms_stack_read remembered, a frame larger than a page): then the words are
+ * read as they are, a load and a compare each.  (Reading each through the
+ * checks of a walk, and comparing the words that did not count as well,
+ * was most of a replay's cost.)  A replay refused here is only a walk made
+ * again. */
 static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
     if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp) ||
-        rp->gen != atomic_load_explicit(&recipes_gen, memory_order_relaxed))
+        rp->gen != atomic_load_explicit(&recipes_gen, memory_order_relaxed) || rp->rd_lo < lo)
         return false;
-    for (int i = 0; i < rp->nreads; i++) {
-        word_t w = walk_read(rp->at[i] & ~(uintptr_t)1, lo, &hi);
-        if (!w.ok || ((rp->at[i] & 1) && w.v != ~rp->not[i])) return false;
-    }
+    if (ms_unlikely(rp->rd_hi > hi) && ms_stack_run_to(lo, rp->rd_hi) < rp->rd_hi) return false; /* once */
+    for (int i = MS_REPLAY_READS - rp->nreads; i < MS_REPLAY_READS; i++)
+        if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
     return true;
+}
+
+/* Splices.  Most mallocs of a real program come from call sites other than
+ * the last one (git log: one capture in eight was a replay), but from the
+ * same outer frames: main, the command's loop, the library's entry point.
+ * A walk that reaches a frame of the last walk, the same pc at the same sp,
+ * with the same rbp if the rest of the last walk used it, and finds every
+ * word that counted from there on unchanged and still readable, would go
+ * on exactly as the last walk did from that frame: the rest of a walk is a
+ * function of where it stands and of those words, as a replay's is.  So it
+ * takes the last walk's frames from there and stops.  The record keeps,
+ * per frame, where the walk stood, and the counted words and the lowest
+ * address read from each frame on; the last walk must have ended by itself
+ * (not cut at cap), and the frames taken must fit in cap. */
+
+/* tail_same: the last walk (rp) from its frame at index f on is the walk
+ * from (its pc, its sp, rbp) now */
+static bool tail_same(const replay_t *rp, int f, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
+    if (rp->frbp_counts[f] && ~rp->frbp[f] != rbp) return false;
+    if (rp->flo[f] < lo) return false;
+    if (rp->rd_hi > hi && ms_stack_run_to(lo, rp->rd_hi) < rp->rd_hi) return false;
+    for (int i = MS_REPLAY_READS - rp->frest[f]; i < MS_REPLAY_READS; i++)
+        if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
+    return true;
+}
+
+/* walk_t: what a walk notes for its record while it goes, before it is
+ * written over the last walk's (finish) */
+typedef struct walk_s {
+    int reads;                    /* all its reads, at/not[0 .. reads) (bit 0: counts) */
+    bool uses0;                   /* rbp0 counts */
+    int16_t first[MS_STACK_RAW];  /* per frame: its first read */
+    int16_t src[MS_STACK_RAW];    /* per frame: the read rbp came from (-1: rbp0) */
+} walk_t;
+
+/* finish: rp becomes the record of the walk that gave k frames of its own
+ * (their pc, sp and rbp at rp->f*[0 .. k)) and then `tail` frames of the
+ * last walk's, already in place at the end of the arrays (their counted
+ * reads too).  The walk's counted reads go just below the tail's, and its
+ * frames to just below the tail's, from the last, so that nothing is
+ * written over before it is read: every destination lies at or above its
+ * source. */
+static void finish(replay_t *rp, const walk_t *wk, int k, int tail, uintptr_t pc0, uintptr_t sp0, uintptr_t rbp0,
+                   int cap, uint32_t gen) {
+    const int RAW = MS_STACK_RAW, READS = MS_REPLAY_READS, N = k + tail;
+    int c = tail ? rp->frest[RAW - tail] : 0, d = READS - c, next = wk->reads;
+    uintptr_t mn = tail ? rp->flo[RAW - tail] : UINTPTR_MAX, mx = tail ? rp->rd_hi : 0;
+    for (int f = k - 1; f >= 0; f--) {
+        for (int i = next - 1; i >= wk->first[f]; i--) {
+            uintptr_t a = rp->at[i] & ~(uintptr_t)1;
+            if (a < mn) mn = a;
+            if (a + sizeof(uintptr_t) > mx) mx = a + sizeof(uintptr_t);
+            if (rp->at[i] & 1) --d, rp->at[d] = a, rp->not[d] = rp->not[i], c++;
+        }
+        next = wk->first[f];
+        int to = RAW - N + f, s = wk->src[f];
+        /* the read rbp came from was made before this frame's: not moved yet */
+        rp->frbp_counts[to] = s < 0 ? wk->uses0 : (rp->at[s] & 1) != 0;
+        rp->fpc[to] = rp->fpc[f], rp->fsp[to] = rp->fsp[f], rp->frbp[to] = rp->frbp[f];
+        rp->frest[to] = (uint16_t)c, rp->flo[to] = mn;
+    }
+    rp->nreads = c;
+    rp->pc0 = pc0, rp->sp0 = sp0, rp->rbp0 = rbp0, rp->cap = cap, rp->gen = gen, rp->id = UINT32_MAX;
+    rp->uses_rbp0 = N ? rp->frbp_counts[RAW - N] : false;
+    rp->rd_lo = N && mn != UINTPTR_MAX ? mn : sp0, rp->rd_hi = N && mx ? mx : sp0;
+    rp->spliced = tail ? k : -1;
+    rp->n = N;
 }
 
 /* ms_unwind: the return addresses of the calling frames, innermost (the
@@ -589,6 +690,8 @@ static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uint
  * it its caller's stack pointer, rbp and return address.  rp (or NULL):
  * the record of the last walk into out, replayed if it starts here, and
  * rewritten otherwise. */
+static int walk(void **out, int cap, replay_t *rp, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo,
+                uintptr_t hi);
 MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *rp) {
     const uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
@@ -596,15 +699,28 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
      * as the frames go up (sp's page is: the caller's frame is there), and
      * from the start as far as the thread's run of proven pages goes */
     uintptr_t lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1), hi = ms_stack_run(lo);
-    fresh();
-    if (rp) {
-        if ((rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
-        rp->pc0 = pc, rp->sp0 = sp, rp->rbp0 = rbp, rp->cap = cap, rp->id = UINT32_MAX;
-        rp->n = 0, rp->nreads = 0, rp->uses_rbp0 = false;
-        rp->gen = atomic_load_explicit(&recipes_gen, memory_order_relaxed);
-    }
+    if (!fresh()) return MS_UNWIND_FORK;
+    if (rp && (rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
+    return walk(out, cap, rp, pc, sp, rbp, lo, hi);
+}
+
+/* walk: ms_unwind's walk from (pc, sp, rbp), a function of its own so that
+ * a replay, most captures, pays nothing for the registers a walk needs */
+MS_TEXT __attribute__((noinline)) static int walk(void **out, int cap, replay_t *rp, uintptr_t pc, uintptr_t sp,
+                                                  uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
+    const uintptr_t pc0 = pc, sp0 = sp, rbp0 = rbp;
+    const uint32_t gen = atomic_load_explicit(&recipes_gen, memory_order_relaxed);
+    walk_t wk;
+    wk.reads = 0, wk.uses0 = false;
+    bool keep = rp != NULL; /* a record of this walk is kept */
+    /* the last walk, whose frames this one may end with: its frames at
+     * [obase, MS_STACK_RAW), its counted reads from oreads on; on 0 once
+     * this walk's own have reached them */
+    int on = 0, obase = MS_STACK_RAW, oreads = MS_REPLAY_READS, oj = 0;
+    if (rp && rp->n > 0 && rp->n < rp->cap && rp->cap == cap && rp->gen == gen)
+        on = rp->n, obase = MS_STACK_RAW - on, oreads = MS_REPLAY_READS - rp->nreads;
     int rbp_from = -1; /* the read that gave rbp (-1: rbp0) */
-    int n = 0;
+    int n = 0, tail = 0;
     word_t w;
 /* read: w = the word at a, noted for replays; `counts`: its value does */
 #define READ(a, counts)                                                      \
@@ -612,23 +728,45 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
         uintptr_t a_ = (a);                                                  \
         w = walk_read(a_, lo, &hi);                                          \
         if (!w.ok) goto refused;                                             \
-        if (rp) {                                                            \
-            if (rp->nreads == MS_REPLAY_READS) rp = NULL; /* no replay */    \
-            else rp->at[rp->nreads] = a_ | (counts), rp->not[rp->nreads++] = ~w.v; \
+        if (keep) {                                                          \
+            if (wk.reads == oreads) on = 0; /* the last walk's, from here */ \
+            if (wk.reads == MS_REPLAY_READS) keep = false, on = 0;           \
+            else rp->at[wk.reads] = a_ | (counts), rp->not[wk.reads++] = ~w.v; \
         }                                                                    \
     } while (0)
 /* uses_rbp: an address or the CFA comes from rbp: its value counts */
 #define USES_RBP()                                                           \
     do {                                                                     \
-        if (rp) {                                                            \
-            if (rbp_from < 0) rp->uses_rbp0 = true;                          \
+        if (keep) {                                                          \
+            if (rbp_from < 0) wk.uses0 = true;                               \
             else rp->at[rbp_from] |= 1;                                      \
         }                                                                    \
     } while (0)
     while (n < cap) {
+        if (on) {
+            if (n >= obase) {
+                on = 0; /* the last walk's frames, from here */
+            } else {
+                while (oj < on && rp->fsp[obase + oj] < sp) oj++;
+                if (oj < on && rp->fsp[obase + oj] == sp && rp->fpc[obase + oj] == pc && n + on - oj < cap &&
+                    tail_same(rp, obase + oj, rbp, lo, hi)) {
+                    if (rp->frbp_counts[obase + oj]) USES_RBP();
+                    tail = on - oj;
+                    for (int t = 0; t < tail; t++) out[n + t] = (void *)rp->fpc[obase + oj + t];
+                    goto done;
+                }
+            }
+        }
+        if (keep) {
+            wk.first[n] = (int16_t)wk.reads, wk.src[n] = (int16_t)rbp_from;
+            rp->fpc[n] = pc, rp->fsp[n] = sp, rp->frbp[n] = ~rbp;
+        }
         out[n++] = (void *)pc;
         recipe_t r = recipe_of(pc);
-        if (ms_unlikely(r & R_REFUSED)) goto refused;
+        if (ms_unlikely(r & (R_REFUSED | R_FORK))) {
+            if (r & R_FORK) goto forking;
+            goto refused;
+        }
         if (r & R_LAST) goto done;
         uintptr_t cfa;
         if (r & R_CFA_DEREF) { /* a realigned frame: the CFA was saved at rbp + off */
@@ -644,7 +782,7 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
             if (r & R_RBP_AT_RBP) USES_RBP();
             READ(((r & R_RBP_AT_RBP) ? rbp : cfa) + (intptr_t)recipe_rbp_off(r), 0);
             rbp = w.v;
-            rbp_from = rp ? rp->nreads - 1 : 0;
+            rbp_from = keep ? wk.reads - 1 : 0;
         }
         /* the return address counts, but for the last frame of a walk cut at cap */
         READ(cfa - 8, n < cap);
@@ -653,11 +791,15 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
         pc = w.v;
     }
 done:
-    if (rp) rp->n = n;
-    return n;
+    if (keep) finish(rp, &wk, n, tail, pc0, sp0, rbp0, cap, gen);
+    else if (rp) rp->n = 0;
+    return n + tail;
 refused:
     if (rp) rp->n = 0;
-    return -1;
+    return MS_UNWIND_REFUSED;
+forking:
+    if (rp) rp->n = 0;
+    return MS_UNWIND_FORK;
 #undef READ
 #undef USES_RBP
 }
@@ -691,5 +833,5 @@ void ms_unwind_check(void *const *raw, int n, int cap) {
 #else /* not x86-64: libunwind walks every stack */
 bool ms_unwind_enabled;
 void ms_unwind_init(void) {}
-MS_TEXT int ms_unwind(void **out, int cap) { (void)out, (void)cap; return -1; }
+MS_TEXT int ms_unwind(void **out, int cap, replay_t *rp) { (void)out, (void)cap, (void)rp; return MS_UNWIND_REFUSED; }
 #endif
