@@ -49,7 +49,8 @@ fi
 # KiB at a time around each page run, the first window clipped to the
 # text's start, so .init maps the text up to the second 64 KiB boundary.
 # Everything a process runs without asking for a report (the allocator, the
-# sampler, _fini, the C library's pthread_atfork stub) must lie below it,
+# sampler, _fini, the C library's pthread_atfork stub, libgcc's 128-bit
+# division) must lie below it,
 # and the code that runs only on request (HTTP, leak checker, writers,
 # symbolizer) above all of it: with the cold code first, a small program
 # had every page of the text resident (188 KiB; 108 KiB so).
@@ -62,7 +63,7 @@ syms() { nm --defined-only $1 2>/dev/null | awk '$2 == "T" {print $3}' | sort -u
 nm -n --defined-only $so | awk '$2 ~ /[Tt]/ {print $1, $3}' >"$tmp/so.syms"
 addr_max() { awk 'NR==FNR {want[$1]=1; next} ($2 in want) {a=strtonum("0x"$1); if (a>m) m=a} END {print m+0}' - "$tmp/so.syms"; }
 addr_min() { awk 'NR==FNR {want[$1]=1; next} ($2 in want) {a=strtonum("0x"$1); if (m==0||a<m) m=a} END {print m+0}' - "$tmp/so.syms"; }
-hot_max=$( { for o in $hot_objs; do syms $o; done; echo _fini; echo pthread_atfork; } | addr_max)
+hot_max=$( { for o in $hot_objs; do syms $o; done; echo _fini; echo pthread_atfork; echo __udivti3; } | addr_max)
 cold_min=$( { for o in $cold_objs; do syms $o; done; } | addr_min)
 if [ "$hot_max" -gt 0 ] && [ "$hot_max" -lt "$limit" ] && [ "$hot_max" -lt "$cold_min" ]; then
     printf 'ok: hot text ends at 0x%x, below 0x%x and the cold code (0x%x)\n' "$hot_max" "$limit" "$cold_min"
