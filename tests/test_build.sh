@@ -45,5 +45,30 @@ if readelf -d build/libmemscope.so | grep NEEDED | grep -q 'libz\.'; then
 else
     echo "ok: libz is not loaded with the library"
 fi
+# Text layout (Makefile, mk/text.ld): the kernel maps a library's text 64
+# KiB at a time around each page run, the first window clipped to the
+# text's start, so .init maps the text up to the second 64 KiB boundary.
+# Everything a process runs without asking for a report (the allocator, the
+# sampler, _fini, the C library's pthread_atfork stub, libgcc's 128-bit
+# division) must lie below it,
+# and the code that runs only on request (HTTP, leak checker, writers,
+# symbolizer) above all of it: with the cold code first, a small program
+# had every page of the text resident (188 KiB; 108 KiB so).
+so=build/libmemscope.so
+text_lo=$(readelf -lW $so | awk '$1 == "LOAD" && $7 ~ /E/ {print $3; exit}')
+limit=$(( (text_lo & ~0xffff) + 0x20000 ))
+cold_objs=$(ls build/obj/http/*.o build/obj/leak/*.o build/obj/prof/pprof.o build/obj/prof/text.o build/obj/prof/symbolize.o)
+hot_objs=$(ls build/obj/*.o build/obj/prof/*.o | grep -v -e prof/pprof.o -e prof/text.o -e prof/symbolize.o)
+syms() { nm --defined-only $1 2>/dev/null | awk '$2 == "T" {print $3}' | sort -u; }
+nm -n --defined-only $so | awk '$2 ~ /[Tt]/ {print $1, $3}' >"$tmp/so.syms"
+addr_max() { awk 'NR==FNR {want[$1]=1; next} ($2 in want) {a=strtonum("0x"$1); if (a>m) m=a} END {print m+0}' - "$tmp/so.syms"; }
+addr_min() { awk 'NR==FNR {want[$1]=1; next} ($2 in want) {a=strtonum("0x"$1); if (m==0||a<m) m=a} END {print m+0}' - "$tmp/so.syms"; }
+hot_max=$( { for o in $hot_objs; do syms $o; done; echo _fini; echo pthread_atfork; echo __udivti3; } | addr_max)
+cold_min=$( { for o in $cold_objs; do syms $o; done; } | addr_min)
+if [ "$hot_max" -gt 0 ] && [ "$hot_max" -lt "$limit" ] && [ "$hot_max" -lt "$cold_min" ]; then
+    printf 'ok: hot text ends at 0x%x, below 0x%x and the cold code (0x%x)\n' "$hot_max" "$limit" "$cold_min"
+else
+    printf 'FAIL: hot text reaches 0x%x (limit 0x%x, cold code from 0x%x)\n' "$hot_max" "$limit" "$cold_min"; fail=1
+fi
 [ $fail = 0 ] && echo "test_build: 1 passed, 0 failed" || echo "test_build: 0 passed, 1 failed"
 exit $fail

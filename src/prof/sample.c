@@ -55,7 +55,8 @@
  *   - a small block's record is under the spin lock of its span's record
  *     array (rec_lock), or in leak-check mode a plain atomic word of a
  *     sticky array (below), a large block's under big_lock; the arrays'
- *     pools under 16 locks striped by span address;
+ *     free lists under 16 locks striped by span address, and new arrays
+ *     under pool_lock, taken inside one of those;
  *   - the counts, the in-use estimate, the peak generation and the leak
  *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
@@ -135,24 +136,31 @@ typedef struct srecs_s {
 } srecs_t;
 #define SRECS_POOLS 7    /* 64 B .. 4 KiB */
 
-/* The locks (see Locking above), none ever held with another. */
+/* The locks (see Locking above), none ever held with another but
+ * pool_lock (inside a stripe's). */
 static ms_lock_t intern_lock; /* adding stacks */
 static ms_lock_t big_lock;                  /* the map of large blocks */
-/* The pools of small blocks' record arrays, in 16 stripes by span address
- * (a fixalloc has no lock of its own).  Arrays freed go on the stripe's
- * free lists, never back to the fixalloc, whose reuse would clear their
- * lock words (see rec_lock).  At most 16 x 7 chunks of 64 KiB.  A free
- * list is pushed without the lock (a compare-and-swap) and popped under
- * it, so pops never race each other (no ABA): a span leaving use in a fork
- * child's flush of the caches, before this file's child handler has
+/* The free lists of small blocks' record arrays, in 16 stripes by span
+ * address.  Arrays freed go on the stripe's free lists, never back to the
+ * fixalloc, whose reuse would clear their lock words (see rec_lock).  A
+ * free list is pushed without the lock (a compare-and-swap) and popped
+ * under it, so pops never race each other (no ABA): a span leaving use in
+ * a fork child's flush of the caches, before this file's child handler has
  * released the stripes' locks, hands its array back (on_span_done). */
 #define STRIPES 16
 typedef struct stripe_s {
     _Alignas(64) ms_lock_t lock;
-    fixalloc_t pool[SRECS_POOLS];
     _Atomic(srecs_t *) free[SRECS_POOLS];
 } stripe_t;
 static stripe_t stripes[STRIPES];
+/* New arrays, when a stripe's free list has none of the size, come from
+ * one fixalloc per size for all stripes, under pool_lock (taken inside a
+ * stripe's lock, only while the number of arrays grows).  A fixalloc per
+ * stripe and size took a 64 KiB chunk for each pair used and made its
+ * first page resident: a small program with a few dozen samples held 34
+ * such chunks, 136 KiB of RSS for records that fit in a few pages. */
+static ms_lock_t pool_lock;
+static fixalloc_t pools[SRECS_POOLS];
 static bool enabled;
 static double rate_d;
 /* exact: profile_rate is 1 (leak-check mode): every weight is 1, so a
@@ -452,8 +460,13 @@ static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
     while (r && !atomic_compare_exchange_weak_explicit(&st->free[k], &r, r->next, memory_order_acquire,
                                                        memory_order_acquire))
         ;
-    if (r) atomic_fetch_add_explicit(&ms_meta_inuse, srecs_size[k], memory_order_relaxed);
-    else r = ms_fixalloc_alloc(&st->pool[k]);
+    if (r) {
+        atomic_fetch_add_explicit(&ms_meta_inuse, srecs_size[k], memory_order_relaxed);
+    } else {
+        ms_lock(&pool_lock);
+        r = ms_fixalloc_alloc(&pools[k]);
+        ms_unlock(&pool_lock);
+    }
     ms_unlock(&st->lock);
     if (!r) return NULL;
     memset(r->id, 0, (size_t)nobj * sizeof(uint32_t));
@@ -1003,6 +1016,7 @@ static void fork_prepare(void) {
     ms_lock(&intern_lock);
     ms_lock(&big_lock);
     for (int i = 0; i < STRIPES; i++) ms_lock(&stripes[i].lock);
+    ms_lock(&pool_lock);
     /* every batch drained and held (and claimed: no thread appends without
      * its lock), so the child starts with none pending */
     ms_prof_busy++;
@@ -1026,6 +1040,7 @@ static void fork_parent(void) {
     }
     ms_unlock(&reg_lock);
     ms_prof_leave();
+    ms_unlock(&pool_lock);
     for (int i = STRIPES - 1; i >= 0; i--) ms_unlock(&stripes[i].lock);
     ms_unlock(&big_lock);
     ms_unlock(&intern_lock);
@@ -1052,6 +1067,7 @@ static void fork_child(void) {
     atomic_store_explicit(&nowned, my_batch && my_batch != BATCH_NONE, memory_order_relaxed);
     ms_lock_init(&reg_lock);
     ms_prof_leave();
+    ms_lock_init(&pool_lock);
     for (int i = 0; i < STRIPES; i++) ms_lock_init(&stripes[i].lock);
     ms_lock_init(&big_lock);
     ms_lock_init(&intern_lock);
@@ -1061,10 +1077,9 @@ static void fork_child(void) {
 void ms_prof_init(void) {
     int64_t rate = ms_opt.profile_rate;
     if (rate <= 0 || enabled) return;
-    for (int i = 0; i < STRIPES; i++) {
-        ms_lock_init(&stripes[i].lock);
-        for (int k = 0; k < SRECS_POOLS; k++) stripes[i].pool[k].size = srecs_size[k];
-    }
+    for (int i = 0; i < STRIPES; i++) ms_lock_init(&stripes[i].lock);
+    ms_lock_init(&pool_lock);
+    for (int k = 0; k < SRECS_POOLS; k++) pools[k].size = srecs_size[k];
     ms_stack_init();
     batch_pool.size = sizeof(batch_t);
     if (pthread_key_create(&batch_key, batch_detach) != 0) my_batch = BATCH_NONE; /* then the counts go straight in */

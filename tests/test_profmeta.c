@@ -1,0 +1,62 @@
+/* test_profmeta.c: the heap profiler's records of small blocks cost memory
+ * in proportion to what they hold, not to how many of its locks they
+ * spread over.
+ *
+ * A small span with sampled blocks carries an array of their records, from
+ * 64 bytes to 4 KiB by the span's object count (src/prof/sample.c), and
+ * those arrays are looked up under 16 locks striped by span address.  Each
+ * stripe once carved its arrays from a 64 KiB chunk of its own per array
+ * size: a program with sampled blocks in a few dozen spans mapped a chunk
+ * for each pair used and made a page of each resident (34 chunks, 136 KiB
+ * of RSS, in bench/prodcons.c).  Here, at profile_rate=1 (every block
+ * recorded), seven classes whose spans need the seven array sizes get
+ * 64 spans each, spread over every stripe: the metadata mapped for their
+ * arrays must stay within 1 MiB (256 KiB here; 6.1 MiB with a chunk per
+ * stripe and size).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include "memscope.h"
+#include "testhelper.h"
+
+#define SPANS 64
+
+static struct memscope_stats stats(void) {
+    struct memscope_stats st = {.size = sizeof st};
+    memscope_read_stats(&st);
+    return st;
+}
+
+int main(int argc, char **argv) {
+    th_run_with("profile_rate=1", argv);
+    /* object sizes whose 8 KiB spans hold 512, 256, ... 8 objects */
+    static const size_t sizes[] = {16, 32, 64, 128, 256, 512, 1024};
+    enum { NSIZES = sizeof sizes / sizeof sizes[0] };
+    static void *blocks[NSIZES][SPANS * 512];
+    /* the profiler's own tables (stacks, batches of counts) and the page
+     * map are made by the first blocks recorded: two spans of each size
+     * come and go first */
+    size_t n[NSIZES];
+    for (int k = 0; k < NSIZES; k++) {
+        n[k] = 2 * (8192 / sizes[k]);
+        for (size_t i = 0; i < n[k]; i++)
+            if (!(blocks[k][i] = malloc(sizes[k]))) abort();
+    }
+    for (int k = 0; k < NSIZES; k++)
+        for (size_t i = 0; i < n[k]; i++) free(blocks[k][i]);
+    struct memscope_stats a = stats();
+    for (int k = 0; k < NSIZES; k++) {
+        n[k] = SPANS * (8192 / sizes[k]);
+        for (size_t i = 0; i < n[k]; i++)
+            if (!(blocks[k][i] = malloc(sizes[k]))) abort();
+    }
+    struct memscope_stats b = stats();
+    CHECK_BODY("record-arrays-share-chunks") {
+        unsigned long long grew = (unsigned long long)(b.metadata_sys - a.metadata_sys);
+        fprintf(stderr, "[metadata_sys +%llu KiB] ", grew >> 10);
+        result = grew <= (1u << 20);
+    }
+    for (int k = 0; k < NSIZES; k++)
+        for (size_t i = 0; i < n[k]; i++) free(blocks[k][i]);
+    return print_test_summary();
+}
