@@ -549,7 +549,8 @@ static uint64_t cached_of(tcache_t *tc) {
 }
 
 /* memscope's code (linked into the program: the program's too), and a
- * buffer for a copy of a thread's live stack; set once, under park_lock */
+ * buffer for a copy of a thread's live stack; set once, by the
+ * scavenger's thread before it first takes park_lock */
 static uintptr_t text_lo, text_hi;
 static bool text_known;
 static uintptr_t *stack_buf;
@@ -658,7 +659,11 @@ back:
 }
 
 bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms) {
-    pthread_mutex_lock(&park_lock);
+    /* Before park_lock, which a fork takes after the profiler's locks:
+     * dl_iterate_phdr takes the dynamic linker's lock, and a thread in
+     * dlclose holds that while it frees, waiting for a profiler lock the
+     * fork holds (three threads stuck for good: tests/prof/dlstress.c,
+     * about 1 run in 40).  Only the scavenger's thread comes here. */
     if (!text_known) {
         text_known = true;
         dl_iterate_phdr(text_cb, NULL);
@@ -668,6 +673,7 @@ bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms) {
             atomic_fetch_add(&ms_meta_inuse, STACK_SCAN_BYTES);
         }
     }
+    pthread_mutex_lock(&park_lock);
     static uint64_t round;
     round++;
     bool again = false;
