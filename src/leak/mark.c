@@ -710,11 +710,11 @@ static void mark_root_words(mark_t *m, const ms_leak_roots_t *r) {
  * machine at load 7, by hand), and marks the rest with the program running
  * (and looks again if it then finds anything). */
 #define HOLD_NS 4000000ull
-/* A live check of a heap with more blocks than this does not hold the
- * threads at all: HOLD_NS would not be enough (128,000 took 3.0-3.7 ms),
- * and a mark that cannot finish in the stop only lengthens it (bench/
- * run_leaks.sh's 10M blocks: 9-14 ms instead of about 1 ms). */
-#define HOLD_BLOCKS 200000u
+/* Even on a heap the hold cannot finish, the part it marks has no race:
+ * live checks of 800,000 nodes moving between lists (tests/leak/lists.c's
+ * program, larger) counted false leaks in 17 of 20 checks without it, 2-4
+ * with 2 ms, none in 40 with 4 ms (by hand); the price is up to 4 ms more
+ * pause on such a heap. */
 static bool held(ms_leak_roots_t *r, void *arg) {
     mark_t *m = arg;
     m->deadline = m->hold_ns == UINT64_MAX ? 0 : ms_os_now_ns() + m->hold_ns;
@@ -784,13 +784,13 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
         m.pend_bytes = PEND_CAP * sizeof(uintptr_t);
         if (!(m.pend = ms_os_alloc(m.pend_bytes))) m.pend_bytes = 0;
     }
+    m.hold_ns = lk->at_exit ? UINT64_MAX : HOLD_NS;
     uint64_t nblocks = 0, heap_bytes = 0;
     bool ok = snapshot(&m, &nblocks, &heap_bytes);
     res->nspans = m.nspans, res->nblocks = nblocks, res->heap_bytes = heap_bytes;
     uint64_t t1 = ms_os_now_ns();
     res->snapshot_ns = t1 - t0;
-    m.hold_ns = lk->at_exit ? UINT64_MAX : nblocks <= HOLD_BLOCKS ? HOLD_NS : 0;
-    if (ok) ok = ms_leak_roots_capture(&res->roots, self, m.hold_ns ? held : NULL, &m);
+    if (ok) ok = ms_leak_roots_capture(&res->roots, self, held, &m);
     uint64_t t2 = ms_os_now_ns();
     size_t peak = mark_mapped(&m) + res->roots.map_bytes;
     lost_t *lost = NULL;
