@@ -295,19 +295,18 @@ __thread uint32_t ms_prof_busy __attribute__((tls_model("initial-exec")));
 /* looked at inline by ms_prof_leave: a call to find it empty cost every
  * hook of leak-check mode a few instructions more, several times over */
 __thread void *ms_prof_deferred __attribute__((tls_model("initial-exec")));
-#define deferred ms_prof_deferred
 
 static void defer_free(void *p, size_t size, const void *caller) {
-    for (void *q = deferred; q; q = *(void **)q)
+    for (void *q = ms_prof_deferred; q; q = *(void **)q)
         if (q == p) double_free("free", p, size, caller);
-    *(void **)p = deferred;
-    deferred = p;
+    *(void **)p = ms_prof_deferred;
+    ms_prof_deferred = p;
 }
 
 void ms_prof_leave_slow(void) {
-    while (deferred) {
-        void *p = deferred;
-        deferred = *(void **)p;
+    while (ms_prof_deferred) {
+        void *p = ms_prof_deferred;
+        ms_prof_deferred = *(void **)p;
         free(p);
     }
 }

@@ -11,7 +11,8 @@
  *      done span by span).  Every page of every span, large ones included,
  *      goes into a private two-level index from page to span, so an
  *      interior pointer anywhere in a large block resolves in two loads.
- *   3. Roots (roots.c): the threads stop, the roots are copied, they go on.
+ *   3. Roots (roots.c): the threads stop, the roots are copied, step 4
+ *      starts on them (held, below), and the threads go on.
  *   4. Mark from the copied roots: a word is a pointer if it falls in a
  *      snapshot span, below its used mark, in a slot whose bit says allocated.
  *      Marked blocks go on an explicit stack and are scanned in turn, live
@@ -688,9 +689,8 @@ static void mark_root_words(mark_t *m, const ms_leak_roots_t *r) {
     while (m->roots_at < r->nwords && !m->over) {
         size_t k = r->nwords - m->roots_at;
         if (k > CHUNK_BYTES / sizeof(uintptr_t)) k = CHUNK_BYTES / sizeof(uintptr_t);
-        scan_reach(m, r->words + m->roots_at, k);
+        mark_roots(r->words + m->roots_at, k, m); /* one chunk */
         m->roots_at += k;
-        flood(m, false);
     }
 }
 
