@@ -86,6 +86,15 @@ static heap_counters_t ctr;
 static uintptr_t resv_next, resv_end; /* growth frontier inside the current reservation */
 static void *resv_base;                /* the current reservation, as mapped */
 static size_t resv_bytes;
+/* Every mapping the heap's pages live in, for ms_heap_mappings: the
+ * reservations (a handful: 64 GiB each, smaller only under ulimit -v) and
+ * the direct spans, linked through next/prev, which a direct span does not
+ * otherwise use (heap lock). */
+#define MAX_RESV 64
+static struct { uintptr_t lo, hi; } resv_list[MAX_RESV];
+static uint32_t nresv;
+static bool resv_unlisted; /* more than MAX_RESV: ms_heap_mappings cannot name them all */
+static span_t direct_spans = {.next = &direct_spans, .prev = &direct_spans};
 /* Scavenger batches off the lists (their spans BUSY); fork waits for none. */
 static int busy_batches;
 static pthread_cond_t busy_cv = PTHREAD_COND_INITIALIZER;
@@ -311,7 +320,23 @@ static bool drop_tail_locked(void) {
     ms_os_free((void *)resv_next, resv_end - resv_next);
     resv_bytes = resv_next - (uintptr_t)resv_base;
     resv_end = resv_next;
+    for (uint32_t i = 0; i < nresv; i++)
+        if (resv_list[i].lo == (uintptr_t)resv_base) resv_list[i].hi = (uintptr_t)resv_base + resv_bytes;
     return true;
+}
+
+/* resv_listed: reservation [lo, lo + bytes) is the heap's (bytes 0: no more) */
+static void resv_listed(uintptr_t lo, size_t bytes) {
+    uint32_t i = 0;
+    while (i < nresv && resv_list[i].lo != lo) i++;
+    if (bytes == 0) {
+        if (i < nresv) resv_list[i] = resv_list[--nresv];
+    } else if (i < MAX_RESV) {
+        resv_list[i].lo = lo, resv_list[i].hi = lo + bytes;
+        if (i == nresv) nresv++;
+    } else {
+        resv_unlisted = true;
+    }
 }
 
 /* reserve_for: makes room for npages at the frontier.  Under an address
@@ -341,6 +366,7 @@ static bool reserve_for(size_t npages) {
     drop_tail_locked();
     resv_base = r;
     resv_bytes = bytes;
+    resv_listed((uintptr_t)r, bytes);
     /* keep the heap aligned to its 8 KiB pages */
     resv_next = ((uintptr_t)r + MS_PAGE_MASK) & ~(uintptr_t)MS_PAGE_MASK;
     resv_end = ((uintptr_t)r + bytes) & ~(uintptr_t)MS_PAGE_MASK;
@@ -451,6 +477,7 @@ static bool grow(size_t npages) {
         span_delete(s);
         if (resv_next == start + PAGES(n) && resv_base == base) {
             if (base != old_base) { /* a reservation made for this request alone: give it back */
+                resv_listed((uintptr_t)resv_base, 0);
                 ms_os_free(resv_base, resv_bytes);
                 /* reserve_for gave back the old one's tail (drop_tail_locked) */
                 resv_next = old_next, resv_end = old_next, resv_base = old_base;
@@ -611,7 +638,8 @@ span_t *ms_heap_alloc_direct(size_t npages) {
         s->cls = 0;
         s->direct = 1;
         ms_span_set_fast(s, 0);
-        s->next = s->prev = NULL;
+        s->next = direct_spans.next, s->prev = &direct_spans;
+        s->next->prev = s, direct_spans.next = s;
         map_ends(s);
         ctr.sys_pages += npages;
         ctr.inuse_pages += npages;
@@ -673,6 +701,8 @@ static void free_direct(span_t *s) {
     if (MS_DIRECT_ADAPTIVE && n < MS_DIRECT_MAX_PAGES && n >= atomic_load_explicit(&direct_min, memory_order_relaxed))
         atomic_store_explicit(&direct_min, n + 1, memory_order_relaxed);
     heap_lock();
+    s->prev->next = s->next, s->next->prev = s->prev;
+    s->next = s->prev = NULL;
     ctr.sys_pages -= n;
     ctr.inuse_pages -= n;
     ctr.released_bytes_total += PAGES(n);
@@ -976,6 +1006,21 @@ void ms_heap_fork_child(void) {
         span_delete(l);
     }
     unmap_later = NULL;
+}
+
+size_t ms_heap_mappings(uintptr_t (*out)[2], size_t cap) {
+    heap_lock();
+    size_t n = resv_unlisted ? SIZE_MAX : 0;
+    for (uint32_t i = 0; n != SIZE_MAX && i < nresv; i++, n++) {
+        /* the current reservation up to its frontier: past it, no page
+         * was ever mapped, and a walk of 64 GiB of nothing is not free */
+        uintptr_t hi = resv_list[i].lo == (uintptr_t)resv_base ? resv_next : resv_list[i].hi;
+        if (n < cap) out[n][0] = resv_list[i].lo, out[n][1] = hi;
+    }
+    for (span_t *d = direct_spans.next; n != SIZE_MAX && d != &direct_spans; d = d->next, n++)
+        if (n < cap) out[n][0] = d->start, out[n][1] = d->start + PAGES(d->npages);
+    heap_unlock();
+    return n;
 }
 
 /* ms_heap_oldest_idle_ms: the idle time of the oldest free span that still

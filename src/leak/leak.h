@@ -123,6 +123,8 @@ typedef struct ms_leak_result_s {
     uint64_t changed_objs;        /* blocks allocated or freed during the check: left out */
     uint64_t unconfirmed_objs;    /* of those, lost at the last look but not at every earlier one */
     int looks;                    /* how many times the check looked (mark.c, "More looks") */
+    uint32_t rescans;             /* stops to rescan the pages written during the mark (mark.c, "Rescans") */
+    uint64_t rescan_pages;        /* the written pages they rescanned, in 4 KiB pages */
     bool exact;                   /* the mark from the roots saw the program at one instant (mark.c, held) */
     bool log_overflow;            /* too many allocations during the check to list: some may show as lost */
     uint64_t total_ns, snapshot_ns, mark_ns;
@@ -131,6 +133,15 @@ typedef struct ms_leak_result_s {
     uint64_t time_ns;             /* wall clock at the check */
     size_t map_bytes;             /* of this struct and groups */
 } ms_leak_result_t;
+
+/* writes.c: which heap pages the program wrote.  start arms it (false:
+ * the kernel cannot tell); take lists, into *out, the pages written since
+ * start or the last take, as [lo, hi) ranges valid until the next call,
+ * and arms them again (false: it can no longer tell); stop disarms it. */
+bool ms_leak_writes_start(void);
+bool ms_leak_writes_take(const uintptr_t (**out)[2], size_t *n);
+void ms_leak_writes_stop(void);
+void ms_leak_writes_fork_child(void);
 
 /* ms_leak_check: a full check now; NULL if memory was refused or no signal
  * can stop the threads (ms_leak_why says which).  self as for

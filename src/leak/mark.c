@@ -141,6 +141,13 @@ typedef struct mark_s {
     uintptr_t *pend;     /* blocks in the threads' batches of counts at the stop */
     size_t pend_bytes;
     bool exact;          /* it finished, knowing every block allocated since the snapshot */
+    /* rescans (below): the pages written since the last take, and how far
+     * they have been rescanned */
+    const uintptr_t (*wr)[2];
+    size_t nwr, wr_at;
+    uintptr_t wr_pos;
+    bool wr_ok;
+    uint64_t wr_pages;   /* kernel pages rescanned, all rounds */
     /* the reach phase's two delay lines (see PIPE); 0 / NULL: empty */
     const uint64_t *q1_ent[PIPE];
     uintptr_t q1_v[PIPE];
@@ -730,6 +737,144 @@ static bool held(ms_leak_roots_t *r, void *arg) {
     return done;
 }
 
+/* ------------------------------------------------------------------------
+ * Rescans of written pages
+ * ---------------------------------------------------------------------- */
+
+/* A check whose mark ran with the program going on, and found blocks it
+ * did not reach, asks writes.c which pages the program wrote since the
+ * snapshot (their protection was armed before it) and rescans those, then
+ * stops the threads, copies the roots again and rescans the pages written
+ * meanwhile, with them stopped (HOLD_NS, as held).  A block reachable at
+ * that stop is reached: a pointer to it lies in a root (copied now), in a
+ * block the mark scanned and whose page has not been written since (so the
+ * pointer was there when it was scanned), or in a written page (rescanned
+ * now).  If the rescan finishes inside the stop, the check saw the program
+ * at that instant, exactly, at any profile_rate, and looks only once: the
+ * second whole look it would take otherwise was half of a check's time on
+ * a large heap (bench/run_leaks.sh).  If it does not, it goes on with the
+ * program running and tries again, up to MAX_RESCANS stops, and after that
+ * the check looks again as before (More looks, below).
+ *
+ * What a written page holds is judged block by block: a block the mark
+ * reached is scanned again (the part on the page), a block allocated
+ * since the snapshot is read as a root (it is new, so reachable by the
+ * rule of step 4), a block not reached is left alone (the candidates:
+ * reaching one later scans it whole), and a free slot is skipped.  A page
+ * that cannot be told (the middle of a large block allocated since the
+ * snapshot, whose pages the page map does not name) is read as roots:
+ * that can only keep a block counted reachable, never report one lost. */
+#define MAX_RESCANS 3
+
+static inline bool slot_free_now(uintptr_t obj) {
+    return ((void *const volatile *)obj)[1] == (void *)ms_free_cookie((void *)obj);
+}
+
+static inline void rescan_words(mark_t *m, uintptr_t lo, uintptr_t hi) {
+    if (hi > lo) scan_reach(m, (const uintptr_t *)lo, (hi - lo) / sizeof(uintptr_t));
+}
+
+/* rescan_page: [lo, hi), inside heap page pg, was written */
+static void rescan_page(mark_t *m, uintptr_t pg, uintptr_t lo, uintptr_t hi) {
+    uint64_t ent = 0;
+    if (pg - m->lo < m->hi - m->lo) {
+        const uint64_t *leaf = m->root[pg >> (MS_PAGE_SHIFT + IDX_LEAF_BITS)];
+        if (leaf) ent = leaf[(pg >> MS_PAGE_SHIFT) & ((1u << IDX_LEAF_BITS) - 1)];
+    }
+    const span_t *s = ms_pagemap_lookup((const void *)pg);
+    bool small = s && s->state == SPAN_INUSE && s->cls && pg >= s->start && pg < s->start + PAGES(s->npages);
+    unsigned cls = (unsigned)(ent >> 36) & 127;
+    uint64_t bit0 = UINT64_MAX; /* the span's first bit, if the snapshot knows the span as it is now */
+    if (ent && cls) {
+        uintptr_t start = pg - (((ent >> 43) & 63) << MS_PAGE_SHIFT);
+        if (small && s->start == start && s->cls == cls) bit0 = ent & ENT_LOW;
+    } else if (ent) {
+        const lspan_t *l = &m->spans[ent & ENT_LOW];
+        uintptr_t st;
+        size_t sz;
+        if (ms_block_find(l->start, &st, &sz) && st == l->start) {
+            if (is_reach(m, l->bit0)) rescan_words(m, lo, hi);
+            return;
+        }
+    }
+    if (!small) { /* a large block's middle, or nothing the page map names */
+        rescan_words(m, lo, hi);
+        return;
+    }
+    size_t osz = ms_class_size[s->cls];
+    uintptr_t used_end = s->start + *(const volatile uint32_t *)&s->used, span_end = s->start + PAGES(s->npages);
+    uint64_t i = ((lo - s->start) * ms_class_magic[s->cls]) >> MS_MAGIC_SHIFT;
+    for (uintptr_t obj = s->start + i * osz; obj < hi && obj + osz <= span_end; obj += osz, i++) {
+        uintptr_t a = obj > lo ? obj : lo, e = obj + osz < hi ? obj + osz : hi;
+        if (bit0 != UINT64_MAX && is_alloc(m, bit0 + i)) {
+            if (is_reach(m, bit0 + i)) rescan_words(m, a, e);
+        } else if (obj < used_end && !slot_free_now(obj)) {
+            rescan_words(m, a, e);
+        }
+    }
+}
+
+/* rescan_written: the pages of the last take, from where the last call
+ * stopped (m->over) */
+static void rescan_written(mark_t *m) {
+    while (m->wr_at < m->nwr && !m->over) {
+        uintptr_t hi = m->wr[m->wr_at][1], p = m->wr_pos ? m->wr_pos : m->wr[m->wr_at][0];
+        for (unsigned k = 0; p < hi && !m->over; k++) {
+            uintptr_t pg = p & ~(uintptr_t)MS_PAGE_MASK, e = pg + MS_PAGE_SIZE < hi ? pg + MS_PAGE_SIZE : hi;
+            rescan_page(m, pg, p, e);
+            m->wr_pages += (e - p + 4095) / 4096;
+            p = e;
+            if ((k & 15) == 15) flood(m, false);
+        }
+        flood(m, false);
+        if (p >= hi && !m->over) m->wr_at++, p = 0;
+        m->wr_pos = p;
+    }
+}
+
+static bool take_written(mark_t *m) {
+    m->wr_ok = ms_leak_writes_take(&m->wr, &m->nwr);
+    m->wr_at = 0, m->wr_pos = 0;
+    return m->wr_ok;
+}
+
+/* held_rescan: the rescan's stop (ms_leak_roots_capture's held) */
+static bool held_rescan(ms_leak_roots_t *r, void *arg) {
+    mark_t *m = arg;
+    m->deadline = ms_os_now_ns() + m->hold_ns;
+    if (take_written(m)) {
+        mark_root_words(m, r);
+        rescan_written(m);
+    }
+    bool done = m->wr_ok && !m->over;
+    m->deadline = 0, m->over = false;
+    return done;
+}
+
+/* rescan: the rounds above; true if one finished inside its stop with
+ * every thread stopped (the check is then exact); *stops gets the pauses */
+static bool rescan(mark_t *m, const ms_leak_self_t *self, ms_leak_roots_t *stops, bool *ok) {
+    for (int round = 0; round < MAX_RESCANS; round++) {
+        if (!take_written(m)) return false; /* with the program running: the stop's share gets smaller */
+        rescan_written(m);
+        ms_leak_roots_t again;
+        m->roots_at = 0;
+        if (!ms_leak_roots_capture(&again, self, held_rescan, m)) {
+            *ok = false;
+            return false;
+        }
+        ms_leak_pause_add(stops, &again);
+        if (m->wr_ok) {
+            mark_root_words(m, &again);
+            rescan_written(m);
+        }
+        ms_leak_roots_free(&again);
+        if (!m->wr_ok) return false;
+        if (again.held && again.nunstopped == 0) return true;
+    }
+    return false;
+}
+
 ms_leak_result_t *ms_leak_check(const ms_leak_self_t *self, bool at_exit) {
     ms_ensure_init();
     pthread_mutex_lock(&check_lock);
@@ -766,6 +911,7 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
     ms_heap_pin_mappings(); /* the mark reads blocks that may be freed meanwhile */
     uint64_t t0 = ms_os_now_ns();
     mark_t m = {0};
+    bool tracked = false; /* writes.c armed (Rescans) */
     ms_leak_result_t *res = NULL;
     size_t res_bytes = (sizeof *res + MS_PAGE_MASK) & ~MS_PAGE_MASK;
     res = ms_os_alloc(res_bytes);
@@ -785,6 +931,10 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
         if (!(m.pend = ms_os_alloc(m.pend_bytes))) m.pend_bytes = 0;
     }
     m.hold_ns = lk->at_exit ? UINT64_MAX : HOLD_NS;
+    /* armed before the snapshot: every write after it shows (rescans, above);
+     * not at exit, where the mark holds the threads until it is done, nor
+     * for a look after the first */
+    tracked = !lk->at_exit && !lk->prev && ms_leak_writes_start();
     uint64_t nblocks = 0, heap_bytes = 0;
     bool ok = snapshot(&m, &nblocks, &heap_bytes);
     res->nspans = m.nspans, res->nblocks = nblocks, res->heap_bytes = heap_bytes;
@@ -806,6 +956,17 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
             size_t lb = mark_loader_blocks(&m, res->roots.loader_lo, res->roots.loader_hi, &ok);
             if (peak < mark_mapped(&m) + lb) peak = mark_mapped(&m) + lb;
         }
+        if (ok && tracked && !res->exact && res->roots.nthreads > 1 && unreached(&m) > 0) {
+            uint32_t before = res->roots.nstops;
+            if (rescan(&m, self, &res->roots, &ok) && !ms_opt.leaks_mmap) res->exact = true;
+            res->rescans = res->roots.nstops - before, res->rescan_pages = m.wr_pages;
+            if (m.log) { /* new since: reachable, as at step 4 */
+                size_t now_n = ms_prof_log_count();
+                mark_addrs(&m, m.log + m.log_seen, now_n - m.log_seen);
+                m.log_seen = now_n;
+            }
+        }
+        if (tracked) ms_leak_writes_stop(), tracked = false;
         /* indirect: from each unmarked block */
         for (size_t k = 0; ok && k < m.nspans; k++) {
             const lspan_t *l = &m.spans[k];
@@ -855,7 +1016,7 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
             if (j < nlost && lost[j].addr == m.log[i]) lost[j].kind = UINT32_MAX;
         }
     }
-    if (ok && nlost && res->rate != 1) {
+    if (ok && nlost && res->rate != 1 && !res->exact) {
         size_t cb = confirm_lost(lost, nlost, self, res);
         if (peak < mark_mapped(&m) + lost_bytes + cb) peak = mark_mapped(&m) + lost_bytes + cb;
     }
@@ -911,6 +1072,7 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
         res = NULL;
     }
 out:
+    if (tracked) ms_leak_writes_stop();
     if (!res) mark_free(&m);
     ms_heap_unpin_mappings();
     ms_no_sample--;
@@ -983,4 +1145,7 @@ void ms_leak_result_free(ms_leak_result_t *r) {
     ms_os_free(r, (sizeof *r + MS_PAGE_MASK) & ~MS_PAGE_MASK);
 }
 
-void ms_leak_mark_fork_child(void) { pthread_mutex_init(&check_lock, NULL); }
+void ms_leak_mark_fork_child(void) {
+    pthread_mutex_init(&check_lock, NULL);
+    ms_leak_writes_fork_child();
+}

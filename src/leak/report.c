@@ -83,6 +83,10 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
     if (r->changed_objs > r->unconfirmed_objs)
         put(o, "memscope: %llu block(s) allocated or freed during the check were left out (counted reachable)\n",
             (unsigned long long)(r->changed_objs - r->unconfirmed_objs));
+    if (r->rescans)
+        put(o, "memscope: the mark ran with the program going on; %u stop(s) rescanned the %llu page(s) it wrote "
+               "meanwhile%s\n",
+            r->rescans, (unsigned long long)r->rescan_pages, r->exact ? ", the last one to the end" : "");
     if (r->looks > 1)
         put(o, "memscope: the check looked %d times (threads ran during it) and reports the blocks lost at every "
                "look; %llu block(s) lost at the last look only were left out (counted reachable)\n",
@@ -201,12 +205,12 @@ int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
     symtab_t *st = r->ngroups ? ms_sym_open() : NULL;
     put(&o, "{\"direct_objects\":%llu,\"direct_bytes\":%llu,\"indirect_objects\":%llu,\"indirect_bytes\":%llu,"
             "\"reachable_objects\":%llu,\"reachable_bytes\":%llu,\"pause_us\":%llu,\"pause_max_us\":%llu,"
-            "\"stops\":%u,\"held\":%s,\"looks\":%d,\"total_ms\":%llu,\"mmap_bytes\":%llu,\"mmap_complete\":%s,"
+            "\"stops\":%u,\"held\":%s,\"looks\":%d,\"rescans\":%u,\"exact\":%s,\"total_ms\":%llu,\"mmap_bytes\":%llu,\"mmap_complete\":%s,"
             "\"threads\":%u,\"stopped\":%u,\"complete\":%s,\"exact_stacks\":%s,\"groups\":[",
         (unsigned long long)r->objs[0], (unsigned long long)r->bytes[0], (unsigned long long)r->objs[1],
         (unsigned long long)r->bytes[1], (unsigned long long)r->objs[2], (unsigned long long)r->bytes[2],
         (unsigned long long)(r->roots.pause_ns / 1000), (unsigned long long)(r->roots.pause_max_ns / 1000),
-        r->roots.nstops, r->roots.held ? "true" : "false", r->looks, (unsigned long long)(r->total_ns / 1000000),
+        r->roots.nstops, r->roots.held ? "true" : "false", r->looks, r->rescans, r->exact ? "true" : "false", (unsigned long long)(r->total_ns / 1000000),
         (unsigned long long)r->roots.mmap_bytes,
         ms_opt.leaks_mmap && r->roots.mmap_unsure ? "false" : "true",
         r->roots.nthreads, r->roots.nstopped, r->roots.nunstopped || r->log_overflow ? "false" : "true",
