@@ -19,6 +19,8 @@
  *     sampled allocations in 16 threads, keep exactly their data;
  *   - libunwind, loaded then, is in the process and leaves no descriptor
  *     open: the next open() returns 5;
+ *   - nor does a leak check with a thread running (it opens the kernel's
+ *     write tracking for its length);
  *   - memscope's copy of stderr sits at 1000 or above, and a file the
  *     program puts on that number itself (dup2) is the program's: a fork
  *     child writes to it (the child once closed it as memscope's copy).
@@ -34,6 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "memscope.h"
 #include "testhelper.h"
 
 static __attribute__((noinline)) int deep(int n) {
@@ -55,6 +58,15 @@ static void on_usr1(int sig) {
     in_handler++;
     kept = malloc(48);
     free(kept);
+}
+
+static volatile int stop_spin;
+static void *spin(void *arg) {
+    (void)arg;
+    void *volatile p = malloc(32); /* a heap page written while the check runs */
+    while (!stop_spin) ((volatile char *)p)[0]++;
+    free(p);
+    return NULL;
 }
 
 static bool libunwind_mapped(void) {
@@ -97,6 +109,16 @@ int main(int argc, char **argv) {
     CHECK("libunwind-loaded-by-a-signal-frame", in_handler == 8 && libunwind_mapped());
     int next = open("/dev/null", O_RDONLY);
     CHECK("no-descriptor-left-by-libunwind", next == 5);
+    close(next);
+    /* a live check with another thread running opens the kernel's write
+     * tracking and /proc files for its length (src/leak/writes.c) */
+    pthread_t busy;
+    pthread_create(&busy, NULL, spin, NULL);
+    long lost = memscope_check_leaks(-1);
+    stop_spin = 1;
+    pthread_join(busy, NULL);
+    next = open("/dev/null", O_RDONLY);
+    CHECK("no-descriptor-left-by-a-leak-check", lost >= 0 && next == 5);
     close(next);
     char buf[64] = {0};
     ssize_t n = read(in, buf, sizeof buf - 1);

@@ -31,10 +31,14 @@
  *
  * Where the kernel refuses (an older kernel, a seccomp filter on
  * userfaultfd, too many mappings), take and start say false and mark.c
- * looks again the old way.  A fork child forgets the descriptor: it
- * refers to the parent's address space.  All of it runs under the
- * checker's lock, one check at a time, and nothing here allocates from the
- * heap: the buffers come from ms_os_alloc and stay for the next check.
+ * looks again the old way.  The two descriptors (the userfaultfd and
+ * /proc/self/pagemap) are opened at the start and closed at the stop:
+ * memscope keeps none of the program's descriptor numbers between calls
+ * (tests/test_fds.c), and a fork child must not use the parent's
+ * userfaultfd, which names the parent's address space.  All of it runs
+ * under the checker's lock, one check at a time, and nothing here
+ * allocates from the heap: the buffers come from ms_os_alloc and stay for
+ * the next check.
  */
 #include "leak.h"
 
@@ -69,7 +73,7 @@ typedef struct pm_scan_s {
 #define VEC_LEN 4096
 
 static int ufd = -1, pmfd = -1;
-static bool refused;     /* the kernel said no once: it will again */
+static bool refused;     /* the kernel said no to the userfaultfd once: it will again */
 static bool active;      /* between a start that worked and the stop */
 static uintptr_t (*maps)[2];
 static size_t nmaps, maps_cap, maps_bytes;
@@ -79,7 +83,6 @@ static uintptr_t (*got)[2];
 static size_t ngot, got_cap, got_bytes;
 
 static bool open_fds(void) {
-    if (ufd >= 0) return true;
     if (refused) return false;
     int saved = errno;
     int u = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | USER_MODE_ONLY);
@@ -96,6 +99,11 @@ static bool open_fds(void) {
     refused = true;
     errno = saved;
     return false;
+}
+
+static void close_fds(void) {
+    if (ufd >= 0) close(ufd), close(pmfd);
+    ufd = pmfd = -1;
 }
 
 /* list: the heap's mappings now, into maps */
@@ -175,7 +183,7 @@ static bool arm(bool keep) {
 bool ms_leak_writes_start(void) {
     int saved = errno;
     active = open_fds() && arm(false);
-    if (!active && ufd >= 0) ms_leak_writes_stop();
+    if (!active) ms_leak_writes_stop();
     errno = saved;
     return active;
 }
@@ -192,9 +200,8 @@ void ms_leak_writes_stop(void) {
     if (ufd < 0) return;
     int saved = errno;
     active = false;
-    /* a mapping made since the last take is registered first, so that the
-     * calls below, which refuse a range with an unregistered part, cover it */
-    if (list() && register_all()) {
+    /* in chunks (UNREGISTER_CHUNK); a part never registered is passed over */
+    if (list())
         for (size_t i = 0; i < nmaps; i++) {
             for (uintptr_t lo = maps[i][0]; lo < maps[i][1]; lo += UNREGISTER_CHUNK) {
                 uintptr_t hi = maps[i][1] - lo > UNREGISTER_CHUNK ? lo + UNREGISTER_CHUNK : maps[i][1];
@@ -202,19 +209,15 @@ void ms_leak_writes_stop(void) {
                 (void)ioctl(ufd, UFFDIO_UNREGISTER, &r);
             }
         }
-    } else {
-        /* the mappings cannot be named: closing the descriptor unregisters
-         * every range and lifts every page's protection (at once) */
-        close(ufd), close(pmfd);
-        ufd = pmfd = -1;
-    }
+    /* and whatever that missed (a mapping it could not name): closing the
+     * descriptor unregisters every range still registered, at once */
+    close_fds();
     errno = saved;
 }
 
 void ms_leak_writes_fork_child(void) {
-    /* the parent's descriptors: closing them here touches nothing of the
-     * parent's, whose copies stay open */
-    if (ufd >= 0) close(ufd), close(pmfd);
-    ufd = pmfd = -1;
+    /* a check the fork cut in two: its descriptors are the parent's; closing
+     * the child's copies touches nothing of the parent's */
+    close_fds();
     active = false;
 }
