@@ -148,6 +148,7 @@ typedef struct mark_s {
     uintptr_t wr_pos;
     bool wr_ok;
     uint64_t wr_pages;   /* kernel pages rescanned, all rounds */
+    uint64_t settled, settled_bytes; /* unreached blocks found free at a stop (settle) */
     /* the reach phase's two delay lines (see PIPE); 0 / NULL: empty */
     const uint64_t *q1_ent[PIPE];
     uintptr_t q1_v[PIPE];
@@ -838,6 +839,40 @@ static bool take_written(mark_t *m) {
     return m->wr_ok;
 }
 
+/* span_of_bit: the snapshot span that owns bit b (spans are in bit order) */
+static const lspan_t *span_of_bit(const mark_t *m, uint64_t b) {
+    size_t lo = 0, hi = m->nspans;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (m->spans[mid].bit0 <= b) lo = mid;
+        else hi = mid;
+    }
+    return &m->spans[lo];
+}
+
+/* settle: with the threads stopped and the rescan done, the blocks still
+ * unreached are the ones lost at this instant, but for those freed during
+ * the mark: their slots are free now, and a block allocated there after
+ * the threads go on (unlisted at a sampled rate) would be taken for the
+ * lost one.  So those are dropped from the snapshot now.  False if the
+ * stop's time ran out first (the check is then not exact). */
+static bool settle(mark_t *m) {
+    unsigned steps = 0;
+    for (uint64_t w = 0; w < (m->nbits + 31) / 32; w++) {
+        uint64_t c = m->ar[w] & ~(m->ar[w] >> 1) & 0x5555555555555555ull;
+        for (; c; c &= c - 1) {
+            if (!(++steps & 1023) && ms_os_now_ns() > m->deadline) return false;
+            uint64_t b = w * 32 + (uint64_t)__builtin_ctzll(c) / 2;
+            const lspan_t *l = span_of_bit(m, b);
+            uintptr_t p = l->start + (b - l->bit0) * l->osize, st;
+            size_t sz;
+            bool gone = l->cls ? slot_free_now(p) : !(ms_block_find(p, &st, &sz) && st == p);
+            if (gone) m->ar[w] &= ~(1ull << ((b & 31) * 2)), m->settled++, m->settled_bytes += l->osize;
+        }
+    }
+    return true;
+}
+
 /* held_rescan: the rescan's stop (ms_leak_roots_capture's held) */
 static bool held_rescan(ms_leak_roots_t *r, void *arg) {
     mark_t *m = arg;
@@ -846,7 +881,7 @@ static bool held_rescan(ms_leak_roots_t *r, void *arg) {
         mark_root_words(m, r);
         rescan_written(m);
     }
-    bool done = m->wr_ok && !m->over;
+    bool done = m->wr_ok && !m->over && settle(m);
     m->deadline = 0, m->over = false;
     return done;
 }
@@ -960,6 +995,9 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
             uint32_t before = res->roots.nstops;
             if (rescan(&m, self, &res->roots, &ok) && !ms_opt.leaks_mmap) res->exact = true;
             res->rescans = res->roots.nstops - before, res->rescan_pages = m.wr_pages;
+            /* counted as the check counts every block that changed under it */
+            res->changed_objs += m.settled;
+            res->objs[MS_LEAK_REACHABLE] += m.settled, res->bytes[MS_LEAK_REACHABLE] += m.settled_bytes;
             if (m.log) { /* new since: reachable, as at step 4 */
                 size_t now_n = ms_prof_log_count();
                 mark_addrs(&m, m.log + m.log_seen, now_n - m.log_seen);
