@@ -793,7 +793,7 @@ static void rescan_page(mark_t *m, uintptr_t pg, uintptr_t lo, uintptr_t hi) {
         const lspan_t *l = &m->spans[ent & ENT_LOW];
         uintptr_t st;
         size_t sz;
-        if (ms_block_find(l->start, &st, &sz) && st == l->start) {
+        if (ms_block_find(l->start, &st, &sz) && st == l->start && sz == l->osize) { /* that block still */
             if (is_reach(m, l->bit0)) rescan_words(m, lo, hi);
             return;
         }
