@@ -730,8 +730,11 @@ size_t ms_heap_for_each_inuse(void (*fn)(const span_t *s, void *arg), void *arg)
 /* pageheap.c: every mapping that holds heap pages (reservations, up to
  * the last page ever mapped in them, and direct spans), up to cap of them into
  * out as [lo, hi); returns how many there are (more than cap: call again
- * with room), SIZE_MAX if the heap cannot name them all. */
-size_t ms_heap_mappings(uintptr_t (*out)[2], size_t cap);
+ * with room), SIZE_MAX if the heap cannot name them all.  *gen: a number
+ * that changes with the list; ms_heap_mappings_gen reads it without a lock
+ * (for a reader that has stopped the other threads: it takes none). */
+size_t ms_heap_mappings(uintptr_t (*out)[2], size_t cap, uint64_t *gen);
+uint64_t ms_heap_mappings_gen(void);
 /* malloc.c: true if addr is at or in a block allocated now (see there for
  * the middle pages of large blocks); its start and usable size. */
 bool ms_block_find(uintptr_t addr, uintptr_t *start, size_t *size);

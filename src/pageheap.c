@@ -95,6 +95,10 @@ static struct { uintptr_t lo, hi; } resv_list[MAX_RESV];
 static uint32_t nresv;
 static bool resv_unlisted; /* more than MAX_RESV: ms_heap_mappings cannot name them all */
 static span_t direct_spans = {.next = &direct_spans, .prev = &direct_spans};
+/* bumped (heap lock) whenever what ms_heap_mappings lists changes; read
+ * without the lock by a reader whose other threads are stopped */
+static _Atomic uint64_t maps_gen;
+static inline void maps_changed(void) { atomic_fetch_add_explicit(&maps_gen, 1, memory_order_relaxed); }
 /* Scavenger batches off the lists (their spans BUSY); fork waits for none. */
 static int busy_batches;
 static pthread_cond_t busy_cv = PTHREAD_COND_INITIALIZER;
@@ -320,6 +324,7 @@ static bool drop_tail_locked(void) {
     ms_os_free((void *)resv_next, resv_end - resv_next);
     resv_bytes = resv_next - (uintptr_t)resv_base;
     resv_end = resv_next;
+    maps_changed();
     for (uint32_t i = 0; i < nresv; i++)
         if (resv_list[i].lo == (uintptr_t)resv_base) resv_list[i].hi = (uintptr_t)resv_base + resv_bytes;
     return true;
@@ -327,6 +332,7 @@ static bool drop_tail_locked(void) {
 
 /* resv_listed: reservation [lo, lo + bytes) is the heap's (bytes 0: no more) */
 static void resv_listed(uintptr_t lo, size_t bytes) {
+    maps_changed();
     uint32_t i = 0;
     while (i < nresv && resv_list[i].lo != lo) i++;
     if (bytes == 0) {
@@ -369,6 +375,7 @@ static bool reserve_for(size_t npages) {
     resv_listed((uintptr_t)r, bytes);
     /* keep the heap aligned to its 8 KiB pages */
     resv_next = ((uintptr_t)r + MS_PAGE_MASK) & ~(uintptr_t)MS_PAGE_MASK;
+    maps_changed();
     resv_end = ((uintptr_t)r + bytes) & ~(uintptr_t)MS_PAGE_MASK;
     return resv_next + PAGES(npages) <= resv_end;
 }
@@ -392,6 +399,7 @@ static uintptr_t commit_frontier(size_t npages) {
     uintptr_t start = resv_next;
     if (!commit_range(start, npages, false)) return 0;
     resv_next += PAGES(npages);
+    maps_changed();
     ctr.sys_pages += npages;
     return start;
 }
@@ -464,6 +472,7 @@ static bool grow(size_t npages) {
         }
         uintptr_t start = resv_next;
         resv_next += PAGES(n);
+        maps_changed();
         void *base = resv_base;
         heap_unlock();
         bool ok = ms_os_commit((void *)start, PAGES(n));
@@ -481,9 +490,11 @@ static bool grow(size_t npages) {
                 ms_os_free(resv_base, resv_bytes);
                 /* reserve_for gave back the old one's tail (drop_tail_locked) */
                 resv_next = old_next, resv_end = old_next, resv_base = old_base;
+                maps_changed();
                 resv_bytes = old_base ? old_next - (uintptr_t)old_base : 0;
             } else {
                 resv_next = start;
+                maps_changed();
             }
         }
         heap_unlock();
@@ -640,6 +651,7 @@ span_t *ms_heap_alloc_direct(size_t npages) {
         ms_span_set_fast(s, 0);
         s->next = direct_spans.next, s->prev = &direct_spans;
         s->next->prev = s, direct_spans.next = s;
+        maps_changed();
         map_ends(s);
         ctr.sys_pages += npages;
         ctr.inuse_pages += npages;
@@ -703,6 +715,7 @@ static void free_direct(span_t *s) {
     heap_lock();
     s->prev->next = s->next, s->next->prev = s->prev;
     s->next = s->prev = NULL;
+    maps_changed();
     ctr.sys_pages -= n;
     ctr.inuse_pages -= n;
     ctr.released_bytes_total += PAGES(n);
@@ -1008,8 +1021,9 @@ void ms_heap_fork_child(void) {
     unmap_later = NULL;
 }
 
-size_t ms_heap_mappings(uintptr_t (*out)[2], size_t cap) {
+size_t ms_heap_mappings(uintptr_t (*out)[2], size_t cap, uint64_t *gen) {
     heap_lock();
+    *gen = atomic_load_explicit(&maps_gen, memory_order_relaxed);
     size_t n = resv_unlisted ? SIZE_MAX : 0;
     for (uint32_t i = 0; n != SIZE_MAX && i < nresv; i++, n++) {
         /* the current reservation up to its frontier: past it, no page
@@ -1022,6 +1036,8 @@ size_t ms_heap_mappings(uintptr_t (*out)[2], size_t cap) {
     heap_unlock();
     return n;
 }
+
+uint64_t ms_heap_mappings_gen(void) { return atomic_load_explicit(&maps_gen, memory_order_relaxed); }
 
 /* ms_heap_oldest_idle_ms: the idle time of the oldest free span that still
  * has unreleased pages among the first MS_SCAVENGE_VISIT of the scavenger's

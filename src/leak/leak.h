@@ -137,9 +137,12 @@ typedef struct ms_leak_result_s {
 /* writes.c: which heap pages the program wrote.  start arms it (false:
  * the kernel cannot tell); take lists, into *out, the pages written since
  * start or the last take, as [lo, hi) ranges valid until the next call,
- * and arms them again (false: it can no longer tell); stop disarms it. */
+ * and arms them again: 1, or 0 when called with the other threads stopped
+ * (it takes no lock then) and the heap's mappings changed since the last
+ * take (nothing taken: ask again once they run), or -1 when it can no
+ * longer tell; stop disarms it. */
 bool ms_leak_writes_start(void);
-bool ms_leak_writes_take(const uintptr_t (**out)[2], size_t *n);
+int ms_leak_writes_take(const uintptr_t (**out)[2], size_t *n, bool stopped);
 void ms_leak_writes_stop(void);
 void ms_leak_writes_fork_child(void);
 

@@ -149,6 +149,8 @@ typedef struct mark_s {
     bool wr_ok;
     uint64_t wr_pages;   /* kernel pages rescanned, all rounds */
     uint64_t settled, settled_bytes; /* unreached blocks found free at a stop (settle) */
+    uint64_t *cand;      /* unreached blocks before the stop: bit, address | 1 if large (settle) */
+    size_t ncand, cand_bytes;
     /* the reach phase's two delay lines (see PIPE); 0 / NULL: empty */
     const uint64_t *q1_ent[PIPE];
     uintptr_t q1_v[PIPE];
@@ -629,12 +631,13 @@ static void mark_free(mark_t *m) {
     ms_os_free(m->stack, m->stack_bytes);
     ms_os_free(m->log, m->log_bytes);
     ms_os_free(m->pend, m->pend_bytes);
+    ms_os_free(m->cand, m->cand_bytes);
     *m = (mark_t){0};
 }
 
 static size_t mark_mapped(const mark_t *m) {
     return m->spans_bytes + m->ar_bytes + m->bits_bytes + m->root_bytes + m->nleaves * (sizeof(uint64_t) << IDX_LEAF_BITS) +
-           m->stack_bytes + m->log_bytes + m->pend_bytes;
+           m->stack_bytes + m->log_bytes + m->pend_bytes + m->cand_bytes;
 }
 
 /* More looks.  The mark runs while the program does, so a block whose
@@ -833,21 +836,30 @@ static void rescan_written(mark_t *m) {
     }
 }
 
-static bool take_written(mark_t *m) {
-    m->wr_ok = ms_leak_writes_take(&m->wr, &m->nwr);
+static int take_written(mark_t *m, bool stopped) {
+    int r = ms_leak_writes_take(&m->wr, &m->nwr, stopped);
+    m->wr_ok = r >= 0;
     m->wr_at = 0, m->wr_pos = 0;
-    return m->wr_ok;
+    return r;
 }
 
-/* span_of_bit: the snapshot span that owns bit b (spans are in bit order) */
-static const lspan_t *span_of_bit(const mark_t *m, uint64_t b) {
-    size_t lo = 0, hi = m->nspans;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (m->spans[mid].bit0 <= b) lo = mid;
-        else hi = mid;
+/* list_unreached: the blocks not reached yet, for settle, listed with the
+ * program running (walking every span's bits in the stop took longer than
+ * the stop may: 4 ms for 10M blocks, by hand); the list only shrinks */
+static bool list_unreached(mark_t *m) {
+    if (!m->cand) {
+        m->cand_bytes = ((unreached(m) + 1) * 2 * sizeof(uint64_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+        if (!(m->cand = ms_os_alloc(m->cand_bytes))) return false;
     }
-    return &m->spans[lo];
+    size_t n = 0, cap = m->cand_bytes / (2 * sizeof(uint64_t));
+    for (size_t k = 0; k < m->nspans; k++) {
+        const lspan_t *l = &m->spans[k];
+        for (uint32_t i = 0; i < l->nobj && n < cap; i++)
+            if (is_alloc(m, l->bit0 + i) && !is_reach(m, l->bit0 + i))
+                m->cand[2 * n] = l->bit0 + i, m->cand[2 * n + 1] = (l->start + i * l->osize) | !l->cls, n++;
+    }
+    m->ncand = n;
+    return true;
 }
 
 /* settle: with the threads stopped and the rescan done, the blocks still
@@ -857,17 +869,18 @@ static const lspan_t *span_of_bit(const mark_t *m, uint64_t b) {
  * lost one.  So those are dropped from the snapshot now.  False if the
  * stop's time ran out first (the check is then not exact). */
 static bool settle(mark_t *m) {
-    unsigned steps = 0;
-    for (uint64_t w = 0; w < (m->nbits + 31) / 32; w++) {
-        uint64_t c = m->ar[w] & ~(m->ar[w] >> 1) & 0x5555555555555555ull;
-        for (; c; c &= c - 1) {
-            if (!(++steps & 1023) && ms_os_now_ns() > m->deadline) return false;
-            uint64_t b = w * 32 + (uint64_t)__builtin_ctzll(c) / 2;
-            const lspan_t *l = span_of_bit(m, b);
-            uintptr_t p = l->start + (b - l->bit0) * l->osize, st;
-            size_t sz;
-            bool gone = l->cls ? slot_free_now(p) : !(ms_block_find(p, &st, &sz) && st == p);
-            if (gone) m->ar[w] &= ~(1ull << ((b & 31) * 2)), m->settled++, m->settled_bytes += l->osize;
+    for (size_t k = 0; k < m->ncand; k++) {
+        if (!(k & 255) && ms_os_now_ns() > m->deadline) return false;
+        uint64_t b = m->cand[2 * k];
+        uintptr_t p = m->cand[2 * k + 1] & ~(uintptr_t)1, st;
+        size_t sz;
+        if (!is_alloc(m, b) || is_reach(m, b)) continue;
+        bool gone = m->cand[2 * k + 1] & 1 ? !(ms_block_find(p, &st, &sz) && st == p) : slot_free_now(p);
+        if (gone) {
+            uint64_t ent = entry_at(m, p);
+            unsigned cls = (unsigned)(ent >> 36) & 127;
+            m->ar[b >> 5] &= ~(1ull << ((b & 31) * 2));
+            m->settled++, m->settled_bytes += cls ? ms_class_size[cls] : m->spans[ent & ENT_LOW].osize;
         }
     }
     return true;
@@ -877,11 +890,12 @@ static bool settle(mark_t *m) {
 static bool held_rescan(ms_leak_roots_t *r, void *arg) {
     mark_t *m = arg;
     m->deadline = ms_os_now_ns() + m->hold_ns;
-    if (take_written(m)) {
+    int taken = take_written(m, true); /* no lock taken: the threads may hold any */
+    if (taken > 0) {
         mark_root_words(m, r);
         rescan_written(m);
     }
-    bool done = m->wr_ok && !m->over && settle(m);
+    bool done = taken > 0 && !m->over && settle(m);
     m->deadline = 0, m->over = false;
     return done;
 }
@@ -890,8 +904,9 @@ static bool held_rescan(ms_leak_roots_t *r, void *arg) {
  * every thread stopped (the check is then exact); *stops gets the pauses */
 static bool rescan(mark_t *m, const ms_leak_self_t *self, ms_leak_roots_t *stops, bool *ok) {
     for (int round = 0; round < MAX_RESCANS; round++) {
-        if (!take_written(m)) return false; /* with the program running: the stop's share gets smaller */
+        if (take_written(m, false) < 0) return false; /* with the program running: the stop's share gets smaller */
         rescan_written(m);
+        if (!list_unreached(m)) return false;
         ms_leak_roots_t again;
         m->roots_at = 0;
         if (!ms_leak_roots_capture(&again, self, held_rescan, m)) {

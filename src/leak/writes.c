@@ -77,6 +77,7 @@ static bool refused;     /* the kernel said no to the userfaultfd once: it will 
 static bool active;      /* between a start that worked and the stop */
 static uintptr_t (*maps)[2];
 static size_t nmaps, maps_cap, maps_bytes;
+static uint64_t maps_gen;   /* the heap's count of changes to them when listed */
 static pm_region_t *vec;
 static size_t vec_bytes;
 static uintptr_t (*got)[2];
@@ -109,7 +110,7 @@ static void close_fds(void) {
 /* list: the heap's mappings now, into maps */
 static bool list(void) {
     for (;;) {
-        size_t n = ms_heap_mappings(maps, maps_cap);
+        size_t n = ms_heap_mappings(maps, maps_cap, &maps_gen);
         if (n == SIZE_MAX) return false;
         if (n <= maps_cap) {
             nmaps = n;
@@ -188,12 +189,26 @@ bool ms_leak_writes_start(void) {
     return active;
 }
 
-bool ms_leak_writes_take(const uintptr_t (**out)[2], size_t *n) {
-    int saved = errno;
-    bool ok = active && arm(true);
+int ms_leak_writes_take(const uintptr_t (**out)[2], size_t *n, bool stopped) {
+    int saved = errno, r = -1;
+    *out = (const uintptr_t (*)[2])got, *n = 0;
+    if (!active) return -1;
+    if (!stopped) {
+        r = arm(true) ? 1 : -1;
+    } else if (ms_heap_mappings_gen() != maps_gen) {
+        /* listing them takes the heap's lock, which a stopped thread may
+         * hold; they changed since the last list: this stop cannot tell,
+         * and what was written waits, still flagged, for the next take */
+        r = 0;
+    } else {
+        /* the same mappings, all registered (a thread stopped in the
+         * middle of mapping a new one has handed out no block from it) */
+        r = scan_all(true) ? 1 : -1;
+    }
+    if (r < 0) active = false; /* a walk cut short re-armed pages no one will read */
     errno = saved;
-    *out = (const uintptr_t (*)[2])got, *n = ok ? ngot : 0;
-    return ok;
+    *out = (const uintptr_t (*)[2])got, *n = r > 0 ? ngot : 0;
+    return r;
 }
 
 void ms_leak_writes_stop(void) {
