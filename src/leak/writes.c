@@ -37,8 +37,8 @@
  * (tests/test_fds.c), and a fork child must not use the parent's
  * userfaultfd, which names the parent's address space.  All of it runs
  * under the checker's lock, one check at a time, and nothing here
- * allocates from the heap: the buffers come from ms_os_alloc and stay for
- * the next check.
+ * allocates from the heap: the buffers come from ms_os_alloc and go at
+ * the stop.
  */
 #include "leak.h"
 
@@ -227,6 +227,10 @@ void ms_leak_writes_stop(void) {
     /* and whatever that missed (a mapping it could not name): closing the
      * descriptor unregisters every range still registered, at once */
     close_fds();
+    /* and the buffers go, as the rest of the check's memory does */
+    ms_os_free(maps, maps_bytes), ms_os_free(vec, vec_bytes), ms_os_free(got, got_bytes);
+    maps = NULL, vec = NULL, got = NULL;
+    nmaps = maps_cap = maps_bytes = vec_bytes = ngot = got_cap = got_bytes = 0;
     errno = saved;
 }
 
