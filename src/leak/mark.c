@@ -721,6 +721,12 @@ static void mark_root_words(mark_t *m, const ms_leak_roots_t *r) {
  * machine at load 7, by hand), and marks the rest with the program running
  * (and looks again if it then finds anything). */
 #define HOLD_NS 4000000ull
+/* With the kernel tracking writes, what the first stop does not mark is
+ * settled by the rescan's stop (below), so the first stop needs to hold
+ * only long enough to finish a small heap's mark (80,000 blocks in
+ * 1.7-2.5 ms at load 7), and a large heap's first pause is a quarter of
+ * what it was. */
+#define HOLD_TRACKED_NS 1000000ull
 /* Even on a heap the hold cannot finish, the part it marks has no race:
  * live checks of 800,000 nodes moving between lists (tests/leak/lists.c's
  * program, larger) counted false leaks in 17 of 20 checks without it, 2-4
@@ -889,7 +895,7 @@ static bool settle(mark_t *m) {
 /* held_rescan: the rescan's stop (ms_leak_roots_capture's held) */
 static bool held_rescan(ms_leak_roots_t *r, void *arg) {
     mark_t *m = arg;
-    m->deadline = ms_os_now_ns() + m->hold_ns;
+    m->deadline = ms_os_now_ns() + HOLD_NS;
     int taken = take_written(m, true); /* no lock taken: the threads may hold any */
     if (taken > 0) {
         mark_root_words(m, r);
@@ -985,6 +991,7 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
      * not at exit, where the mark holds the threads until it is done, nor
      * for a look after the first */
     tracked = !lk->at_exit && !lk->prev && ms_leak_writes_start();
+    if (tracked) m.hold_ns = HOLD_TRACKED_NS;
     uint64_t nblocks = 0, heap_bytes = 0;
     bool ok = snapshot(&m, &nblocks, &heap_bytes);
     res->nspans = m.nspans, res->nblocks = nblocks, res->heap_bytes = heap_bytes;
