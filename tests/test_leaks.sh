@@ -318,7 +318,7 @@ else
     [ "$(counts leaks.txt)" = "3 4" ] && pass "GET /debug/pprof/leaks?debug=1: 3 direct, 4 indirect" \
         || { fail "leaks?debug=1 counts '$(counts leaks.txt)'"; cat leaks.txt; }
     curl -s "${URL}debug/pprof/leaks?debug=2" >leaks.json
-    python3 -c 'import json,sys; d=json.load(open("leaks.json")); assert d["direct_objects"]==3 and d["indirect_objects"]==4 and d["exact_stacks"], d' \
+    python3 -c 'import json,sys; d=json.load(open("leaks.json")); assert d["direct_objects"]==3 and d["indirect_objects"]==4 and d["exact_stacks"] and isinstance(d["exact"], bool) and d["rescans"] >= 0, d' \
         && pass "GET /debug/pprof/leaks?debug=2: JSON" || { fail "leaks JSON"; cat leaks.json; }
     curl -s -o leaks.pb.gz "${URL}debug/pprof/leaks"
     if command -v go >/dev/null; then
