@@ -3,8 +3,10 @@
  * are chosen.  Every class size is a multiple of 16 and every span starts on
  * an 8 KiB page, so object k of a class of size S sits at a multiple of the
  * largest power of two dividing S: that is what lets aligned requests up to
- * a page be served from a size class instead of a whole span.
+ * a page be served from a size class instead of a whole span.  The
+ * tables themselves are defined here, once (sizeclasses.h).
  */
+#define MS_CLASS_TABLES_HERE
 #include "internal.h"
 
 /* ms_class_for_aligned: the smallest class holding size bytes whose objects

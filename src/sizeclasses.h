@@ -108,7 +108,16 @@
 #define MS_MAX_SMALL 262144
 #define MS_MAGIC_SHIFT 40
 
-static const uint32_t ms_class_size[MS_NUM_CLASSES] = {0,
+#define MS_CLASS_TABLE __attribute__((visibility("hidden")))
+extern const uint32_t ms_class_size[MS_NUM_CLASSES] MS_CLASS_TABLE;
+extern const uint8_t ms_class_pages[MS_NUM_CLASSES] MS_CLASS_TABLE;
+extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;
+extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;
+extern const uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE;
+extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;
+
+#ifdef MS_CLASS_TABLES_HERE /* sizeclass.c */
+const uint32_t ms_class_size[MS_NUM_CLASSES] = {0,
     16, 32, 48, 64, 80, 96, 112, 128, 144, 160,
     176, 192, 208, 224, 240, 256, 288, 320, 352, 384,
     416, 448, 480, 512, 576, 640, 704, 768, 832, 896,
@@ -119,21 +128,21 @@ static const uint32_t ms_class_size[MS_NUM_CLASSES] = {0,
     30720, 32768, 36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536,
     73728, 81920, 90112, 98304, 106496, 114688, 122880, 131072, 147456, 163840,
     180224, 196608, 212992, 229376, 245760, 262144};
-static const uint8_t ms_class_pages[MS_NUM_CLASSES] = {0,
+const uint8_t ms_class_pages[MS_NUM_CLASSES] = {0,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4,
     5, 5, 6, 6, 7, 7, 8, 8, 9, 10, 11, 12, 13, 14, 15, 16,
     18, 20, 22, 24, 26, 28, 30, 32, 9, 10, 11, 12, 13, 14, 15, 16,
     18, 20, 22, 24, 26, 28, 30, 32, 36, 40, 44, 48, 52, 56, 60, 64};
-static const uint8_t ms_class_batch[MS_NUM_CLASSES] = {0,
+const uint8_t ms_class_batch[MS_NUM_CLASSES] = {0,
     32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32,
     32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32,
     32, 32, 32, 32, 32, 32, 32, 32, 28, 25, 23, 21, 19, 18, 17, 16,
     14, 12, 11, 10, 9, 9, 8, 8, 7, 6, 5, 5, 4, 4, 4, 4,
     3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
-static const uint64_t ms_class_magic[MS_NUM_CLASSES] = {0,
+const uint64_t ms_class_magic[MS_NUM_CLASSES] = {0,
     68719476737ull, 34359738369ull, 22906492246ull, 17179869185ull,
     13743895348ull, 11453246123ull, 9817068106ull, 8589934593ull,
     7635497416ull, 6871947674ull, 6247225158ull, 5726623062ull,
@@ -159,7 +168,7 @@ static const uint64_t ms_class_magic[MS_NUM_CLASSES] = {0,
     7456541ull, 6710887ull, 6100806ull, 5592406ull,
     5162221ull, 4793491ull, 4473925ull, 4194305ull};
 /* class of size s <= 1024: ms_size_to_class8[(s + 7) >> 3] */
-static const uint8_t ms_size_to_class8[1024 / 8 + 1] = {
+const uint8_t ms_size_to_class8[1024 / 8 + 1] = {
     1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8,
     8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16,
     16, 17, 17, 17, 17, 18, 18, 18, 18, 19, 19, 19, 19, 20, 20, 20,
@@ -170,7 +179,7 @@ static const uint8_t ms_size_to_class8[1024 / 8 + 1] = {
     30, 31, 31, 31, 31, 31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32,
     32};
 /* class of 1024 < s <= MS_MAX_SMALL: ms_size_to_class128[(s + 127) >> 7] */
-static const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] = {
+const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] = {
     1, 8, 16, 20, 24, 26, 28, 30, 32, 33, 34, 35, 36, 37, 38, 39,
     40, 41, 41, 42, 42, 43, 43, 44, 44, 45, 45, 46, 46, 47, 47, 48,
     48, 49, 49, 49, 49, 50, 50, 50, 50, 51, 51, 51, 51, 52, 52, 52,
@@ -300,5 +309,6 @@ static const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] = {
     96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96,
     96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96, 96,
     96};
+#endif /* MS_CLASS_TABLES_HERE */
 
 #endif

@@ -67,30 +67,42 @@ int main(void) {
     printf("#define MS_NUM_CLASSES %u /* class 0 is \"large\": no class */\n", n + 1);
     printf("#define MS_MAX_SMALL %u\n", MAX_SMALL);
     printf("#define MS_MAGIC_SHIFT 40\n\n");
-    printf("static const uint32_t ms_class_size[MS_NUM_CLASSES] = {0");
+    /* one copy of each table, in sizeclass.c: as static consts, every file
+     * that read one had its own (six copies of the tables in the library's
+     * read-only data, and the fast paths of malloc.c and tcache.c reading
+     * the same sizes from different cache lines) */
+    printf("#define MS_CLASS_TABLE __attribute__((visibility(\"hidden\")))\n");
+    printf("extern const uint32_t ms_class_size[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
+    printf("extern const uint8_t ms_class_pages[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
+    printf("extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
+    printf("extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
+    printf("extern const uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE;\n");
+    printf("extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;\n\n");
+    printf("#ifdef MS_CLASS_TABLES_HERE /* sizeclass.c */\n");
+    printf("const uint32_t ms_class_size[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 10 == 0 ? ",\n    " : ", ", sizes[i]);
-    printf("};\nstatic const uint8_t ms_class_pages[MS_NUM_CLASSES] = {0");
+    printf("};\nconst uint8_t ms_class_pages[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 16 == 0 ? ",\n    " : ", ", pages[i]);
-    printf("};\nstatic const uint8_t ms_class_batch[MS_NUM_CLASSES] = {0");
+    printf("};\nconst uint8_t ms_class_batch[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 16 == 0 ? ",\n    " : ", ", batch[i]);
-    printf("};\nstatic const uint64_t ms_class_magic[MS_NUM_CLASSES] = {0");
+    printf("};\nconst uint64_t ms_class_magic[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++)
         printf("%s%lluull", i % 4 == 0 ? ",\n    " : ", ", (unsigned long long)((1ull << 40) / sizes[i] + 1));
     /* size -> class: by 8 bytes up to 1024, by 128 bytes up to MAX_SMALL */
     printf("};\n/* class of size s <= 1024: ms_size_to_class8[(s + 7) >> 3] */\n");
-    printf("static const uint8_t ms_size_to_class8[1024 / 8 + 1] = {");
+    printf("const uint8_t ms_size_to_class8[1024 / 8 + 1] = {");
     for (unsigned j = 0; j <= 1024 / 8; j++) {
         unsigned s = j * 8, c = 0;
         while (sizes[c] < s) c++;
         printf("%s%u", j == 0 ? "\n    " : j % 16 == 0 ? ",\n    " : ", ", c + 1);
     }
     printf("};\n/* class of 1024 < s <= MS_MAX_SMALL: ms_size_to_class128[(s + 127) >> 7] */\n");
-    printf("static const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] = {");
+    printf("const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] = {");
     for (unsigned j = 0; j <= MAX_SMALL / 128; j++) {
         unsigned s = j * 128, c = 0;
         while (sizes[c] < s) c++;
         printf("%s%u", j == 0 ? "\n    " : j % 16 == 0 ? ",\n    " : ", ", c + 1);
     }
-    printf("};\n\n#endif\n");
+    printf("};\n#endif /* MS_CLASS_TABLES_HERE */\n\n#endif\n");
     return 0;
 }
