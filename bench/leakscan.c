@@ -9,7 +9,9 @@
  * checks with memscope_check_leaks, writing each report to a temporary file,
  * and prints its "memscope: check:" line and the counts, as
  *   CHECK lost=<n> dropped=<n> wall_ms=<check, report included> cpu_ms=<of the
- *         checking thread> <the check line>
+ *         checking thread> rescans=<stops that rescanned written pages>
+ *         rescan_pages=<n> exact=<1: the last rescan finished in its stop>
+ *         looks=<n> <the check line>
  * Usage: leakscan N [threads] [checks]   (run with libmemscope.so preloaded)
  */
 #include <dlfcn.h>
@@ -81,11 +83,24 @@ int main(int argc, char **argv) {
         char buf[1 << 16];
         ssize_t len = pread(fd, buf, sizeof buf - 1, 0);
         buf[len > 0 ? len : 0] = 0;
+        /* how the check settled: rescans of the pages written during the
+         * mark (and whether the last one finished in its stop), or looks */
+        unsigned rescans = 0, looks = 1;
+        unsigned long long pages = 0;
+        const char *r = strstr(buf, "stop(s) rescanned the ");
+        if (r) {
+            const char *b = r > buf ? r - 1 : r; /* the space, then the count's digits */
+            while (b > buf && b[-1] >= '0' && b[-1] <= '9') b--;
+            sscanf(b, "%u stop(s) rescanned the %llu", &rescans, &pages);
+        }
+        int exact = r && strstr(r, "the last one to the end") != NULL;
+        const char *k = strstr(buf, "the check looked ");
+        if (k) sscanf(k, "the check looked %u", &looks);
         char *line = strstr(buf, "memscope: check:");
         char *end = line ? strchr(line, '\n') : NULL;
         if (end) *end = 0;
-        printf("CHECK lost=%ld dropped=%ld wall_ms=%.1f cpu_ms=%.1f %s\n", lost, expect, wall_ms, cpu_ms,
-               line ? line : "(no check line)");
+        printf("CHECK lost=%ld dropped=%ld wall_ms=%.1f cpu_ms=%.1f rescans=%u rescan_pages=%llu exact=%d looks=%u %s\n",
+               lost, expect, wall_ms, cpu_ms, rescans, pages, exact, looks, line ? line : "(no check line)");
         fflush(stdout);
     }
     atomic_store(&stop, 1);

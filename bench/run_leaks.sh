@@ -124,8 +124,8 @@ section() {
         echo
         echo "_Run: $(cat "$OUT/leaks-scan.meta" 2>/dev/null)_"
         echo
-        echo "| check | wall ms | CPU ms (checking thread) | longest pause µs | threads stopped | snapshot ms | mark ms | check memory | blocks | lost (dropped) |"
-        echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+        echo "| check | wall ms | CPU ms (checking thread) | longest pause µs | stops | settled by | threads stopped | snapshot ms | mark ms | check memory | blocks | lost (dropped) |"
+        echo "|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"
         i=0
         while read -r line; do
             i=$((i + 1))
@@ -136,7 +136,12 @@ section() {
             mark=$(printf '%s\n' "$line" | sed -n 's/.*mark \([0-9]*\) ms.*/\1/p')
             mem=$(printf '%s\n' "$line" | sed -n 's/.*memory \([0-9]*\) KiB.*/\1/p')
             blk=$(printf '%s\n' "$line" | sed -n 's/.*; \([0-9]*\) blocks in.*/\1/p')
-            echo "| $i | $w | $c | $pause | $thr | $snap | $mark | $((mem / 1024)) MiB | $blk | $l ($d) |"
+            stops=$(printf '%s\n' "$line" | sed -n 's/.*the longest of \([0-9]*\) stops.*/\1/p')
+            rs=$(get rescans "$line"); rp=$(get rescan_pages "$line"); ex=$(get exact "$line"); lk=$(get looks "$line")
+            how="one look"
+            [ "${rs:-0}" -gt 0 ] && how="rescan of $rp written pages$([ "$ex" = 1 ] && echo ', exact')"
+            [ "${lk:-1}" -gt 1 ] && how="$how; $lk looks"
+            echo "| $i | $w | $c | $pause | ${stops:-1} | $how | $thr | $snap | $mark | $((mem / 1024)) MiB | $blk | $l ($d) |"
         done < <(grep '^CHECK ' "$OUT/leaks-scan.txt")
         echo
         echo "\"lost\" is below \"dropped\" because a dropped block that another block still points at is not lost."
