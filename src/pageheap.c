@@ -86,6 +86,12 @@ static heap_counters_t ctr;
 static uintptr_t resv_next, resv_end; /* growth frontier inside the current reservation */
 static void *resv_base;                /* the current reservation, as mapped */
 static size_t resv_bytes;
+/* The address ranges the heap has committed, for the scavenger's look for
+ * dense 2 MiB regions (ms_heap_huge_candidates): growth at the frontier
+ * extends the last one.  Ranges beyond the table's size are not looked at. */
+#define HEAP_RANGES 32
+static struct { uintptr_t lo, hi; } ranges[HEAP_RANGES];
+static uint32_t nranges;
 /* Scavenger batches off the lists (their spans BUSY); fork waits for none. */
 static int busy_batches;
 static pthread_cond_t busy_cv = PTHREAD_COND_INITIALIZER;
@@ -373,6 +379,9 @@ static uintptr_t commit_frontier(size_t npages) {
 /* add_fresh_locked: n committed pages at start, already in sys_pages,
  * become a free span (s, allocated beforehand) of released pages. */
 static void add_fresh_locked(span_t *s, uintptr_t start, size_t n) {
+    uintptr_t end = start + PAGES(n);
+    if (nranges && ranges[nranges - 1].hi == start) ranges[nranges - 1].hi = end;
+    else if (nranges < HEAP_RANGES) ranges[nranges].lo = start, ranges[nranges++].hi = end;
     s->start = start;
     s->npages = (uint32_t)n;
     ms_pagemap_mark_released(start, n, true);
@@ -445,7 +454,9 @@ static bool grow(size_t npages) {
         if (ok && commit_range(start, n, true)) {
             ctr.sys_pages += n;
             add_fresh_locked(s, start, n);
+            uint64_t sys = PAGES(ctr.sys_pages);
             heap_unlock();
+            if (ms_heap_on_grow) ms_heap_on_grow(sys);
             return true;
         }
         span_delete(s);
@@ -566,6 +577,7 @@ static void free_locked(span_t *s, bool pages_released, uint64_t idle_since_ms) 
 
 void (*ms_heap_on_idle)(void);
 void (*ms_heap_before_idle)(size_t bytes);
+void (*ms_heap_on_grow)(uint64_t sys_bytes);
 
 /* ------------------------------------------------------------------------
  * Very large blocks
@@ -769,6 +781,11 @@ bool ms_heap_move_pages(span_t *from, span_t *to) {
     if (--moving == 0) pthread_cond_broadcast(&moves_cv);
     heap_unlock();
     if (!moved) return false;
+    if (!to->direct) { /* the moved pages replaced a huge page's */
+        heap_lock();
+        ms_pagemap_clear_huge(to->start, from->npages);
+        heap_unlock();
+    }
     if (from->direct) {
         free_direct(from);
     } else {
@@ -898,6 +915,57 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
 }
 
 /* ------------------------------------------------------------------------
+ * Dense regions, for huge pages (scavenger.c)
+ * ---------------------------------------------------------------------- */
+
+/* Free spans with unreleased pages looked at per call: a heap with more
+ * of them has no candidates until the scavenger has released them. */
+#define HUGE_IDLE_VISIT 1024
+
+size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max, size_t looks, uint64_t *seq) {
+    size_t n = 0;
+    heap_lock();
+    *seq = ms_pagemap_release_seq();
+    for (size_t k = 0; k < looks && n < max && nranges; k++) {
+        if (cur->range >= nranges) cur->range = 0, cur->at = 0;
+        uintptr_t lo = (ranges[cur->range].lo + MS_HUGE_SIZE - 1) & ~(uintptr_t)(MS_HUGE_SIZE - 1);
+        uintptr_t reg = cur->at > lo ? cur->at : lo;
+        if (reg + MS_HUGE_SIZE > ranges[cur->range].hi) { /* this range done: the next one */
+            cur->range++, cur->at = 0;
+            continue;
+        }
+        cur->at = reg + MS_HUGE_SIZE;
+        if (ms_pagemap_region_unreleased(reg)) out[n++] = reg;
+    }
+    /* every page of a candidate must be in a span in use: idle pages would
+     * be released within the scavenge delay, and a release splits the huge
+     * page again.  Idle pages are released ones (the bits above) or on the
+     * scavenger's list (unreleased ones). */
+    int visited = 0;
+    for (span_t *c = unreleased.unext; n && c != &unreleased; c = c->unext) {
+        if (++visited > HUGE_IDLE_VISIT) {
+            n = 0;
+            break;
+        }
+        size_t keep = 0;
+        for (size_t i = 0; i < n; i++)
+            if (span_end(c) <= out[i] || c->start >= out[i] + MS_HUGE_SIZE) out[keep++] = out[i];
+        n = keep;
+    }
+    heap_unlock();
+    return n;
+}
+
+void ms_heap_huge_done(uintptr_t region, uint64_t seq) {
+    heap_lock();
+    /* a release anywhere since the look may have been in this region, after
+     * the collapse: it stays unmarked, and the next look asks again (a
+     * collapse of a huge page is a quick no-op) */
+    if (ms_pagemap_release_seq() == seq) ms_pagemap_set_huge(region);
+    heap_unlock();
+}
+
+/* ------------------------------------------------------------------------
  * Validation and fork
  * ---------------------------------------------------------------------- */
 
@@ -961,8 +1029,12 @@ void ms_heap_fork_prepare(void) {
     while (busy_batches > 0) pthread_cond_wait(&busy_cv, &ms_heap_lock);
     ms_cancel_restore(c);
 }
-void ms_heap_fork_parent(void) { pthread_mutex_unlock(&ms_heap_lock); }
+void ms_heap_fork_parent(void) {
+    ms_pagemap_clear_huge_all(); /* the child shares the huge pages: a write splits them */
+    pthread_mutex_unlock(&ms_heap_lock);
+}
 void ms_heap_fork_child(void) {
+    ms_pagemap_clear_huge_all();
     pthread_mutex_init(&ms_heap_lock, NULL);
     pthread_cond_init(&busy_cv, NULL);
     pthread_cond_init(&moves_cv, NULL);
