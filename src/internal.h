@@ -287,6 +287,7 @@ typedef struct pm_leaf_s {
     uintptr_t span[1u << MS_PM_LEAF_BITS];
     uint64_t released[(1u << MS_PM_LEAF_BITS) / 64];
     uint64_t huge[(1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* per 2 MiB: collapsed, nothing released since */
+    uint64_t seen[(1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* per 2 MiB: dense at the scavenger's last look */
 } pm_leaf_t;
 typedef struct pagemap_s {
     pm_leaf_t nil;                            /* never written */
@@ -335,6 +336,7 @@ size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released, size_t 
  * counts in ms_pagemap_release_seq. */
 bool ms_pagemap_region_unreleased(uintptr_t region); /* no page released, not marked huge */
 void ms_pagemap_set_huge(uintptr_t region);
+bool ms_pagemap_seen(uintptr_t region, bool dense); /* was it dense at the last look; it is (not) now */
 void ms_pagemap_clear_huge(uintptr_t start, size_t npages); /* pages replaced (mremap): not huge */
 uint64_t ms_pagemap_release_seq(void);
 void ms_pagemap_clear_huge_all(void); /* fork: every region is looked at again */
@@ -411,14 +413,16 @@ bool ms_heap_is_valid(void); /* expensive validator, takes the lock */
 /* Huge pages (scavenger.c).  ms_heap_huge_candidates: looks at up to
  * `looks` 2 MiB-aligned regions of the heap's committed memory from *cur
  * on (wrapping), and returns in out up to max of them whose pages are all
- * in spans in use, none released, not collapsed already; *seq is for
+ * in spans in use, none released, not collapsed already, and were so at
+ * the previous look too (ms_pagemap_seen); *seq is for
  * ms_heap_huge_done, which marks a region collapsed unless a page of the
  * heap was released since the look. */
 typedef struct ms_huge_cursor_s {
     uint32_t range;
     uintptr_t at;
 } ms_huge_cursor_t;
-size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max, size_t looks, uint64_t *seq);
+size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max, size_t looks, uint64_t *seq,
+                               size_t *first_seen); /* dense for the first time: not returned yet */
 void ms_heap_huge_done(uintptr_t region, uint64_t seq);
 extern void (*ms_heap_on_grow)(uint64_t sys_bytes); /* called (no lock held) after the heap grows to sys_bytes */
 void ms_heap_fork_prepare(void);

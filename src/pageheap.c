@@ -922,7 +922,8 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
  * of them has no candidates until the scavenger has released them. */
 #define HUGE_IDLE_VISIT 1024
 
-size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max, size_t looks, uint64_t *seq) {
+size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max, size_t looks, uint64_t *seq,
+                               size_t *first_seen) {
     size_t n = 0;
     heap_lock();
     *seq = ms_pagemap_release_seq();
@@ -944,16 +945,25 @@ size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max
     int visited = 0;
     for (span_t *c = unreleased.unext; n && c != &unreleased; c = c->unext) {
         if (++visited > HUGE_IDLE_VISIT) {
+            for (size_t i = 0; i < n; i++) ms_pagemap_seen(out[i], false);
             n = 0;
             break;
         }
         size_t keep = 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             if (span_end(c) <= out[i] || c->start >= out[i] + MS_HUGE_SIZE) out[keep++] = out[i];
+            else ms_pagemap_seen(out[i], false);
+        }
         n = keep;
     }
+    /* and dense at the previous look too: a heap that is still being
+     * built, or freed soon after, is not worth the copies */
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ms_pagemap_seen(out[i], true)) out[keep++] = out[i];
+    *first_seen = n - keep;
     heap_unlock();
-    return n;
+    return keep;
 }
 
 void ms_heap_huge_done(uintptr_t region, uint64_t seq) {

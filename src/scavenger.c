@@ -46,10 +46,10 @@
  * kernel says every 4 KiB page is resident and the process's alone: RSS
  * does not move.  A release inside such a region later splits the huge
  * page (os.c says what that costs); requiring the whole region in use
- * keeps that rare.  The work is capped: HUGE_LOOKS_PER_S regions looked at
- * and HUGE_PER_S tries (2 MiB copied each, about 0.1 ms) a second.
+ * keeps that rare, and so does asking that a region be dense at two looks
+ * in a row.  The work is capped by the CPU time it takes (2% of a CPU).
  * The thread starts when the heap reaches two huge pages' worth (on_grow),
- * not only at the first idle span, and looks again HUGE_SOON_MS after the
+ * not only at the first idle span, and looks again HUGE_LOOK_MS after the
  * heap grew.  After fork, a huge page is shared with the child like any
  * other page; since Linux 5.8 the first write to it on either side splits
  * the mapping and copies 4 KiB, not 2 MiB, so the cost to a program that
@@ -125,61 +125,93 @@ void ms_trace_scavenge(size_t released_bytes, bool forced) {
  * quarter-delay late; never more often than every 10 ms. */
 static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay / 4 : 10; }
 
-/* Huge pages: the look and its caps (see the top).  HUGE_PER_S tries a
- * second (each a read of /proc/self/pagemap, and for a dense region a
- * collapse) copy at most 64 MiB a second, a few per cent of one CPU at
- * worst; a heap of 8 GiB is looked at once a second, a larger one in turns
- * (the looks read memscope's page map only).  State of the scavenger
- * thread alone. */
+/* Huge pages: the look and its caps (see the top).  A collapse costs this
+ * VM 1.2-6 ms of CPU (a fresh 2 MiB page zeroed and the old pages copied
+ * into it, timed by hand: tools would say the copy alone is 0.1 ms), so the
+ * work is capped by the CPU time it took: HUGE_CPU_US_PER_S a second, 2%
+ * of one CPU, saved up to HUGE_CPU_BURST_US; the budget starts empty, so
+ * a short run never spends more than 2% of its time on it.  A dense heap
+ * of 30 MiB is then on huge pages within 2-4 s, one of 100 MiB within
+ * 6-30 s.  HUGE_PER_S caps the tries (each a read
+ * of /proc/self/pagemap) where regions turn out not resident.  A region
+ * must be dense at two looks HUGE_LOOK_MS apart: a heap that is still
+ * being built, or that the program frees soon after, is not worth the
+ * copies (bench/small_nodes.c builds 320 MiB and frees it within 0.5 s;
+ * collapsing at once cost it 15% of its CPU time).  The looks read
+ * memscope's page map only: a heap of 8 GiB is looked at once a second, a
+ * larger one in turns.  State of the scavenger thread alone. */
+#define HUGE_CPU_US_PER_S 20000
+#define HUGE_CPU_BURST_US 40000
 #define HUGE_PER_S 32
 #define HUGE_LOOKS_PER_S 4096
 #define HUGE_LOOKS_PER_HOLD 64 /* regions looked at per hold of the heap lock */
-#define HUGE_SOON_MS 100
+#define HUGE_LOOK_MS 250
 static _Atomic uint64_t heap_sys_bytes; /* on_grow's latest */
 static struct {
     ms_huge_cursor_t cur;
-    uint64_t tokens, looks, t_ms, sys_seen;
+    int64_t cpu_us; /* budget left; below 0 after a collapse that overdrew it */
+    uint64_t tries, looks, t_ms, sys_seen;
     bool off; /* the kernel refused (no MADV_COLLAPSE): never again */
 } huge;
+
+static uint64_t thread_cpu_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* huge_look: collapses what it may of the dense regions; returns when it
  * wants to look again (UINT64_MAX: at the usual looks) */
 static uint64_t huge_look(uint64_t now) {
     if (!ms_opt.hugepages || huge.off) return UINT64_MAX;
+    if (!huge.t_ms) { /* the first look: no CPU time saved yet */
+        huge.t_ms = now;
+        huge.tries = HUGE_PER_S, huge.looks = HUGE_LOOKS_PER_S;
+    } else if (now < huge.t_ms + HUGE_LOOK_MS) {
+        return huge.t_ms + HUGE_LOOK_MS;
+    }
     uint64_t dt = now - huge.t_ms;
+    if (dt > 1000) dt = 1000;
     huge.t_ms = now;
-    huge.tokens += dt * HUGE_PER_S / 1000;
-    if (huge.tokens > HUGE_PER_S) huge.tokens = HUGE_PER_S;
+    huge.cpu_us += (int64_t)(dt * HUGE_CPU_US_PER_S / 1000);
+    if (huge.cpu_us > HUGE_CPU_BURST_US) huge.cpu_us = HUGE_CPU_BURST_US;
+    huge.tries += dt * HUGE_PER_S / 1000;
+    if (huge.tries > HUGE_PER_S) huge.tries = HUGE_PER_S;
     huge.looks += dt * HUGE_LOOKS_PER_S / 1000;
     if (huge.looks > HUGE_LOOKS_PER_S) huge.looks = HUGE_LOOKS_PER_S;
     uint64_t sys = atomic_load_explicit(&heap_sys_bytes, memory_order_relaxed);
-    bool soon = sys != huge.sys_seen; /* the heap grew: what it grew into is not dense yet */
+    bool soon = sys != huge.sys_seen; /* the heap grew: look at what it grew into */
     huge.sys_seen = sys;
     /* one pass over the heap at most */
     uint64_t pass = sys / MS_HUGE_SIZE + (uint64_t)HUGE_LOOKS_PER_HOLD;
-    bool done_some = false;
-    while (huge.tokens > 0 && huge.looks > 0 && pass > 0) {
+    size_t found = 0;
+    while (huge.tries > 0 && huge.looks > 0 && pass > 0) {
         uintptr_t reg[8];
         uint64_t seq, looks = huge.looks < HUGE_LOOKS_PER_HOLD ? huge.looks : HUGE_LOOKS_PER_HOLD;
-        size_t want = huge.tokens < 8 ? (size_t)huge.tokens : 8;
-        size_t n = ms_heap_huge_candidates(&huge.cur, reg, want, (size_t)looks, &seq);
+        size_t fresh, n = ms_heap_huge_candidates(&huge.cur, reg, 8, (size_t)looks, &seq, &fresh);
         huge.looks -= looks;
         pass = pass > looks ? pass - looks : 0;
-        for (size_t i = 0; i < n; i++) {
+        found += n;
+        soon |= fresh > 0; /* to be collapsed at the next look if still dense */
+        for (size_t i = 0; i < n && huge.cpu_us > 0 && huge.tries > 0; i++) {
+            uint64_t t0 = thread_cpu_us();
             int r = ms_os_collapse((void *)reg[i], MS_HUGE_SIZE);
+            huge.cpu_us -= (int64_t)(thread_cpu_us() - t0);
+            huge.tries--;
             if (r == MS_COLLAPSE_REFUSED) {
                 huge.off = true;
                 return UINT64_MAX;
             }
-            huge.tokens--; /* a look at the kernel's page tables, or a copy */
-            if (r == MS_COLLAPSE_DONE) ms_heap_huge_done(reg[i], seq), done_some = true;
+            if (r == MS_COLLAPSE_DONE) ms_heap_huge_done(reg[i], seq);
         }
+        /* candidates left over when the budget ran out are found again
+         * at the next look (they stay "seen"); the look goes on, to mark
+         * the regions dense now */
     }
-    /* capped while collapsing: more may wait.  Capped by regions that are
-     * not resident (untouched spans, pages shared with a fork child) it
-     * looks again only at its usual wakes, at most once a second. */
-    if (done_some && (huge.tokens == 0 || huge.looks == 0)) soon = true;
-    return soon ? now + HUGE_SOON_MS : UINT64_MAX;
+    /* new memory, or dense regions waiting for budget: look again soon;
+     * else at the usual wakes, at most once a second */
+    if (found > 0 && (huge.cpu_us <= 0 || huge.tries == 0)) soon = true;
+    return soon ? now + HUGE_LOOK_MS : UINT64_MAX;
 }
 
 static void *scavenger_main(void *arg) {
