@@ -261,6 +261,8 @@ static bool all_resident_own(void *addr, size_t bytes) {
 }
 
 int ms_os_collapse(void *addr, size_t bytes) {
+    /* 2 MiB is the huge page of 4 KiB pages (x86-64, and arm64 so built) */
+    if (sysconf(_SC_PAGESIZE) != 4096) atomic_store_explicit(&collapse_refused, true, memory_order_relaxed);
     if (atomic_load_explicit(&collapse_refused, memory_order_relaxed)) return MS_COLLAPSE_REFUSED;
     int saved = errno, r = MS_COLLAPSE_DONE;
     pthread_rwlock_wrlock(&resid_lock);
