@@ -47,7 +47,7 @@
  * does not move.  A release inside such a region later splits the huge
  * page (os.c says what that costs); requiring the whole region in use
  * keeps that rare, and so does asking that a region be dense at two looks
- * in a row.  The work is capped by the CPU time it takes (2% of a CPU).
+ * in a row.  The work is capped by the CPU time it takes (5% of a CPU).
  * The thread starts when the heap reaches two huge pages' worth (on_grow),
  * not only at the first idle span, and looks again HUGE_LOOK_MS after the
  * heap grew.  After fork, a huge page is shared with the child like any
@@ -128,11 +128,12 @@ static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay
 /* Huge pages: the look and its caps (see the top).  A collapse costs this
  * VM 1.2-6 ms of CPU (a fresh 2 MiB page zeroed and the old pages copied
  * into it, timed by hand: tools would say the copy alone is 0.1 ms), so the
- * work is capped by the CPU time it took: HUGE_CPU_US_PER_S a second, 2%
+ * work is capped by the CPU time it took: HUGE_CPU_US_PER_S a second, 5%
  * of one CPU, saved up to HUGE_CPU_BURST_US; the budget starts empty, so
- * a short run never spends more than 2% of its time on it.  A dense heap
- * of 30 MiB is then on huge pages within 2-4 s, one of 100 MiB within
- * 6-30 s.  HUGE_PER_S caps the tries (each a read
+ * a short run never spends more than 5% of its time on it.  A dense heap
+ * of 30 MiB is then on huge pages within 1-2 s, one of 100 MiB within
+ * 3-12 s (at 2%, bench/st_churn.c at 40M steps, a 4-5 s run, spent most of
+ * its time before its heap was collapsed and gained 3% instead of 20%).  HUGE_PER_S caps the tries (each a read
  * of /proc/self/pagemap) where regions turn out not resident.  A region
  * must be dense at two looks HUGE_LOOK_MS apart: a heap that is still
  * being built, or that the program frees soon after, is not worth the
@@ -140,8 +141,8 @@ static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay
  * collapsing at once cost it 15% of its CPU time).  The looks read
  * memscope's page map only: a heap of 8 GiB is looked at once a second, a
  * larger one in turns.  State of the scavenger thread alone. */
-#define HUGE_CPU_US_PER_S 20000
-#define HUGE_CPU_BURST_US 40000
+#define HUGE_CPU_US_PER_S 50000
+#define HUGE_CPU_BURST_US 100000
 #define HUGE_PER_S 32
 #define HUGE_LOOKS_PER_S 4096
 #define HUGE_LOOKS_PER_HOLD 64 /* regions looked at per hold of the heap lock */
