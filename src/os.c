@@ -214,8 +214,8 @@ void ms_os_free(void *addr, size_t bytes) {
  * releases (MADV_DONTNEED) or moves away (mremap) between the look and the
  * collapse would come back as a resident zero page.  So releases and moves
  * hold resid_lock for reading, and a collapse holds it for writing from its
- * look (mincore) to the end of the madvise; a release waits at most one
- * collapse (a copy of 2 MiB).  A release inside a huge page later splits it
+ * look (/proc/self/pagemap) to the end of the madvise; a release waits at
+ * most one collapse (a few ms).  A release inside a huge page later splits it
  * into 4 KiB pages: RSS falls at once by what was released, and the kernel
  * frees the released part of the huge page when its deferred-split
  * shrinker runs (under memory pressure).  The scavenger only collapses ranges
