@@ -424,7 +424,7 @@ typedef struct ms_huge_cursor_s {
 size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max, size_t looks, uint64_t *seq,
                                size_t *first_seen); /* dense for the first time: not returned yet */
 void ms_heap_huge_done(uintptr_t region, uint64_t seq);
-extern void (*ms_heap_on_grow)(uint64_t sys_bytes); /* called (no lock held) after the heap grows to sys_bytes */
+extern void (*ms_heap_on_grow)(uint64_t sys_bytes); /* called (no lock held) after an allocation grew the heap to sys_bytes */
 void ms_heap_fork_prepare(void);
 void ms_heap_fork_parent(void);
 void ms_heap_fork_child(void);
