@@ -155,6 +155,10 @@ void ms_os_free(void *addr, size_t bytes);    /* unmap what ms_os_alloc gave */
 size_t ms_os_own_ranges(uintptr_t (*out)[2], size_t cap, bool settled, bool *complete);
 bool ms_os_release(void *addr, size_t bytes); /* return pages, keep the range usable (zero on reuse) */
 int ms_os_move(void *from, void *to, size_t bytes); /* mremap; 0 failed (copy instead), 1 moved (from stays mapped, reads as zero) */
+/* ms_os_collapse: makes the 2 MiB-aligned range one huge page
+ * (MADV_COLLAPSE) if every page of it is resident, so RSS never grows */
+enum { MS_COLLAPSE_DONE, MS_COLLAPSE_NOT_RESIDENT, MS_COLLAPSE_FAILED, MS_COLLAPSE_REFUSED };
+int ms_os_collapse(void *addr, size_t bytes);
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
 uint64_t ms_os_now_ns(void);                  /* monotonic */
 void ms_os_ticks_init(void);                  /* at process init, before any tick is taken */
@@ -274,9 +278,16 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
  * mark 0, so never fast; used 0, so no object starts in it).  free's lookup
  * then needs no NULL test and one address for both XORs.  The nil leaf is
  * BSS that is only ever read: the zero page, no RSS. */
+/* The kernel's huge page (x86-64's PMD), which the scavenger asks for on
+ * dense parts of the heap (scavenger.c) */
+#define MS_HUGE_SHIFT 21
+#define MS_HUGE_SIZE ((size_t)1 << MS_HUGE_SHIFT)
+#define MS_HUGE_PAGES ((size_t)1 << (MS_HUGE_SHIFT - MS_PAGE_SHIFT)) /* heap pages in one */
 typedef struct pm_leaf_s {
     uintptr_t span[1u << MS_PM_LEAF_BITS];
     uint64_t released[(1u << MS_PM_LEAF_BITS) / 64];
+    uint64_t huge[(1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* per 2 MiB: collapsed, nothing released since */
+    uint64_t seen[(1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* per 2 MiB: dense at the scavenger's last look */
 } pm_leaf_t;
 typedef struct pagemap_s {
     pm_leaf_t nil;                            /* never written */
@@ -319,6 +330,16 @@ void ms_pagemap_mark_released(uintptr_t start, size_t npages, bool released);
  * released bit is `released`; returns its length, at most max (0 if none),
  * and leaves its first page address in *pos.  Scans 64 pages a word. */
 size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released, size_t max);
+/* Huge-page state of the 2 MiB region at `region` (aligned, inside the
+ * heap; heap lock held).  ms_pagemap_mark_released(.., true) clears the
+ * "huge" mark of every region it touches (a release splits a huge page) and
+ * counts in ms_pagemap_release_seq. */
+bool ms_pagemap_region_unreleased(uintptr_t region); /* no page released, not marked huge */
+void ms_pagemap_set_huge(uintptr_t region);
+bool ms_pagemap_seen(uintptr_t region, bool dense); /* was it dense at the last look; it is (not) now */
+void ms_pagemap_clear_huge(uintptr_t start, size_t npages); /* pages replaced (mremap): not huge */
+uint64_t ms_pagemap_release_seq(void);
+void ms_pagemap_clear_huge_all(void); /* fork: every region is looked at again */
 
 /* ------------------------------------------------------------------------
  * pageheap.c
@@ -389,6 +410,21 @@ void ms_heap_unpin_mappings(void);
  * are released.  Returns the bytes released. */
 size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes);
 bool ms_heap_is_valid(void); /* expensive validator, takes the lock */
+/* Huge pages (scavenger.c).  ms_heap_huge_candidates: looks at up to
+ * `looks` 2 MiB-aligned regions of the heap's committed memory from *cur
+ * on (wrapping), and returns in out up to max of them whose pages are all
+ * in spans in use, none released, not collapsed already, and were so at
+ * the previous look too (ms_pagemap_seen); *seq is for
+ * ms_heap_huge_done, which marks a region collapsed unless a page of the
+ * heap was released since the look. */
+typedef struct ms_huge_cursor_s {
+    uint32_t range;
+    uintptr_t at;
+} ms_huge_cursor_t;
+size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max, size_t looks, uint64_t *seq,
+                               size_t *first_seen); /* dense for the first time: not returned yet */
+void ms_heap_huge_done(uintptr_t region, uint64_t seq);
+extern void (*ms_heap_on_grow)(uint64_t sys_bytes); /* called (no lock held) after an allocation grew the heap to sys_bytes */
 void ms_heap_fork_prepare(void);
 void ms_heap_fork_parent(void);
 void ms_heap_fork_child(void);
@@ -622,6 +658,7 @@ typedef struct options_s {
     int64_t leaks;                       /* LEAKS_* */
     int64_t leaks_mmap;                  /* LEAKS_MMAP_*: leak checks read the program's own mappings too */
     char http[MS_OPT_HTTP_MAX];          /* "" (off), "PORT" or "ADDR:PORT" */
+    bool hugepages;                      /* the scavenger collapses dense heap regions into huge pages */
 } options_t;
 #define OPT_INIT_OPT_BOOL(def) (def)
 #define OPT_INIT_OPT_DURATION(def) (def)

@@ -35,7 +35,9 @@
       "0|1|shared: leak checks also read the memory the program mapped itself (mmap) for pointers to "    \
       "blocks; 1: private mappings, shared: shared ones too")                                             \
     X(http, OPT_STRING, 0, 0, MS_OPT_HTTP_MAX - 1,                                                        \
-      "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")
+      "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")         \
+    X(hugepages, OPT_BOOL, 1, 0, 1,                                                                        \
+      "back dense, fully resident 2 MiB regions of the heap with huge pages (MADV_COLLAPSE)")
 
 enum { OPT_BOOL, OPT_DURATION, OPT_BYTES, OPT_STRING, OPT_CHOICE };
 

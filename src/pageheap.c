@@ -86,10 +86,12 @@ static heap_counters_t ctr;
 static uintptr_t resv_next, resv_end; /* growth frontier inside the current reservation */
 static void *resv_base;                /* the current reservation, as mapped */
 static size_t resv_bytes;
-/* Every mapping the heap's pages live in, for ms_heap_mappings: the
- * reservations (a handful: 64 GiB each, smaller only under ulimit -v) and
- * the direct spans, linked through next/prev, which a direct span does not
- * otherwise use (heap lock). */
+/* Every mapping the heap's pages live in: the reservations (a handful:
+ * 64 GiB each, smaller only under ulimit -v), each up to its frontier
+ * (resv_hi), and the direct spans, linked through next/prev, which a
+ * direct span does not otherwise use (heap lock).  The leak checker's
+ * write tracking lists them all (ms_heap_mappings), the scavenger's look
+ * for dense 2 MiB regions walks the reservations (ms_heap_huge_candidates). */
 #define MAX_RESV 64
 static struct { uintptr_t lo, hi; } resv_list[MAX_RESV];
 static uint32_t nresv;
@@ -99,6 +101,10 @@ static span_t direct_spans = {.next = &direct_spans, .prev = &direct_spans};
  * without the lock by a reader whose other threads are stopped */
 static _Atomic uint64_t maps_gen;
 static inline void maps_changed(void) { atomic_fetch_add_explicit(&maps_gen, 1, memory_order_relaxed); }
+/* resv_hi: the end of reservation i's part ever mapped: past it, nothing */
+static inline uintptr_t resv_hi(uint32_t i) {
+    return resv_list[i].lo == (uintptr_t)resv_base ? resv_next : resv_list[i].hi;
+}
 /* Scavenger batches off the lists (their spans BUSY); fork waits for none. */
 static int busy_batches;
 static pthread_cond_t busy_cv = PTHREAD_COND_INITIALIZER;
@@ -545,9 +551,11 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
     span_t *s = find_free(need);
     /* another thread may take the pages grown before this one looks again:
      * a few rounds, then the request fails as if the kernel had said no */
+    bool grew = false;
     for (int round = 0; !s && round < 4; round++) {
         heap_unlock();
         if (!grow(need)) return NULL;
+        grew = true;
         heap_lock();
         s = find_free(need);
     }
@@ -574,7 +582,13 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
     }
     take_pages_locked(s, npages, cls, zeroed);
     check_locked();
+    uint64_t sys = PAGES(ctr.sys_pages);
     heap_unlock();
+    /* after the pages are taken: the hook may start a thread, which
+     * allocates, and between the growth and the take that once took the
+     * start of the new pages, so that the request no longer fitted and the
+     * heap grew again (bench/large.c: heap_sys 7 MiB higher) */
+    if (grew && ms_heap_on_grow) ms_heap_on_grow(sys);
     return s;
 }
 
@@ -604,6 +618,7 @@ static void free_locked(span_t *s, bool pages_released, uint64_t idle_since_ms) 
 
 void (*ms_heap_on_idle)(void);
 void (*ms_heap_before_idle)(size_t bytes);
+void (*ms_heap_on_grow)(uint64_t sys_bytes);
 
 /* ------------------------------------------------------------------------
  * Very large blocks
@@ -812,6 +827,11 @@ bool ms_heap_move_pages(span_t *from, span_t *to) {
     if (--moving == 0) pthread_cond_broadcast(&moves_cv);
     heap_unlock();
     if (!moved) return false;
+    if (!to->direct) { /* the moved pages replaced a huge page's */
+        heap_lock();
+        ms_pagemap_clear_huge(to->start, from->npages);
+        heap_unlock();
+    }
     if (from->direct) {
         free_direct(from);
     } else {
@@ -941,6 +961,67 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
 }
 
 /* ------------------------------------------------------------------------
+ * Dense regions, for huge pages (scavenger.c)
+ * ---------------------------------------------------------------------- */
+
+/* Free spans with unreleased pages looked at per call: a heap with more
+ * of them has no candidates until the scavenger has released them. */
+#define HUGE_IDLE_VISIT 1024
+
+size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max, size_t looks, uint64_t *seq,
+                               size_t *first_seen) {
+    size_t n = 0;
+    heap_lock();
+    *seq = ms_pagemap_release_seq();
+    for (size_t k = 0; k < looks && n < max && nresv; k++) {
+        if (cur->range >= nresv) cur->range = 0, cur->at = 0;
+        uintptr_t lo = (resv_list[cur->range].lo + MS_HUGE_SIZE - 1) & ~(uintptr_t)(MS_HUGE_SIZE - 1);
+        uintptr_t reg = cur->at > lo ? cur->at : lo;
+        if (reg + MS_HUGE_SIZE > resv_hi(cur->range)) { /* this reservation done: the next one */
+            cur->range++, cur->at = 0;
+            continue;
+        }
+        cur->at = reg + MS_HUGE_SIZE;
+        if (ms_pagemap_region_unreleased(reg)) out[n++] = reg;
+    }
+    /* every page of a candidate must be in a span in use: idle pages would
+     * be released within the scavenge delay, and a release splits the huge
+     * page again.  Idle pages are released ones (the bits above) or on the
+     * scavenger's list (unreleased ones). */
+    int visited = 0;
+    for (span_t *c = unreleased.unext; n && c != &unreleased; c = c->unext) {
+        if (++visited > HUGE_IDLE_VISIT) {
+            for (size_t i = 0; i < n; i++) ms_pagemap_seen(out[i], false);
+            n = 0;
+            break;
+        }
+        size_t keep = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (span_end(c) <= out[i] || c->start >= out[i] + MS_HUGE_SIZE) out[keep++] = out[i];
+            else ms_pagemap_seen(out[i], false);
+        }
+        n = keep;
+    }
+    /* and dense at the previous look too: a heap that is still being
+     * built, or freed soon after, is not worth the copies */
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ms_pagemap_seen(out[i], true)) out[keep++] = out[i];
+    *first_seen = n - keep;
+    heap_unlock();
+    return keep;
+}
+
+void ms_heap_huge_done(uintptr_t region, uint64_t seq) {
+    heap_lock();
+    /* a release anywhere since the look may have been in this region, after
+     * the collapse: it stays unmarked, and the next look asks again (a
+     * collapse of a huge page is a quick no-op) */
+    if (ms_pagemap_release_seq() == seq) ms_pagemap_set_huge(region);
+    heap_unlock();
+}
+
+/* ------------------------------------------------------------------------
  * Validation and fork
  * ---------------------------------------------------------------------- */
 
@@ -1004,8 +1085,12 @@ void ms_heap_fork_prepare(void) {
     while (busy_batches > 0) pthread_cond_wait(&busy_cv, &ms_heap_lock);
     ms_cancel_restore(c);
 }
-void ms_heap_fork_parent(void) { pthread_mutex_unlock(&ms_heap_lock); }
+void ms_heap_fork_parent(void) {
+    ms_pagemap_clear_huge_all(); /* the child shares the huge pages: a write splits them */
+    pthread_mutex_unlock(&ms_heap_lock);
+}
 void ms_heap_fork_child(void) {
+    ms_pagemap_clear_huge_all();
     pthread_mutex_init(&ms_heap_lock, NULL);
     pthread_cond_init(&busy_cv, NULL);
     pthread_cond_init(&moves_cv, NULL);
@@ -1028,8 +1113,7 @@ size_t ms_heap_mappings(uintptr_t (*out)[2], size_t cap, uint64_t *gen) {
     for (uint32_t i = 0; n != SIZE_MAX && i < nresv; i++, n++) {
         /* the current reservation up to its frontier: past it, no page
          * was ever mapped, and a walk of 64 GiB of nothing is not free */
-        uintptr_t hi = resv_list[i].lo == (uintptr_t)resv_base ? resv_next : resv_list[i].hi;
-        if (n < cap) out[n][0] = resv_list[i].lo, out[n][1] = hi;
+        if (n < cap) out[n][0] = resv_list[i].lo, out[n][1] = resv_hi(i);
     }
     for (span_t *d = direct_spans.next; n != SIZE_MAX && d != &direct_spans; d = d->next, n++)
         if (n < cap) out[n][0] = d->start, out[n][1] = d->start + PAGES(d->npages);

@@ -74,8 +74,26 @@ size_t ms_pagemap_count_released(uintptr_t start, size_t npages) {
     return n;
 }
 
+static uint64_t release_seq; /* calls that marked pages released (heap lock) */
+
+void ms_pagemap_clear_huge(uintptr_t start, size_t npages) {
+    uintptr_t pn = start >> MS_PAGE_SHIFT, end = pn + npages;
+    for (uintptr_t r = pn / MS_HUGE_PAGES; npages && r <= (end - 1) / MS_HUGE_PAGES; r++) {
+        uintptr_t i = (r * MS_HUGE_PAGES) & LEAF_MASK; /* the region's first page in its leaf */
+        pm_leaf_t *leaf = leaf_of(r * MS_HUGE_PAGES);
+        uint64_t *w = &leaf->huge[i / MS_HUGE_PAGES / 64], *v = &leaf->seen[i / MS_HUGE_PAGES / 64];
+        uint64_t m = (uint64_t)1 << (i / MS_HUGE_PAGES % 64);
+        if (*w & m) *w &= ~m; /* only ever written where set: never in the nil leaf */
+        if (*v & m) *v &= ~m;
+    }
+}
+
 void ms_pagemap_mark_released(uintptr_t start, size_t npages, bool released) {
     uintptr_t pn = start >> MS_PAGE_SHIFT, end = pn + npages;
+    if (released && npages) {
+        release_seq++;
+        ms_pagemap_clear_huge(start, npages);
+    }
     while (pn < end) {
         uint64_t *w = &leaf_of(pn)->released[(pn & LEAF_MASK) >> 6];
         unsigned bit = pn & 63;
@@ -112,4 +130,45 @@ size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released, size_t 
     uintptr_t stop = find_bit(first, limit, !released);
     *pos = first << MS_PAGE_SHIFT;
     return stop - first;
+}
+
+/* Huge pages (scavenger.c).  A region's "huge" bit says the scavenger
+ * collapsed it and no page of it has been released since, so it is not
+ * asked again; its "seen" bit that it was dense at the scavenger's last
+ * look, as it must be at two looks before it is collapsed. */
+bool ms_pagemap_region_unreleased(uintptr_t region) {
+    uintptr_t pn = region >> MS_PAGE_SHIFT, i = pn & LEAF_MASK;
+    const pm_leaf_t *leaf = leaf_of(pn);
+    if ((leaf->huge[i / MS_HUGE_PAGES / 64] >> (i / MS_HUGE_PAGES % 64)) & 1) return false;
+    for (size_t k = 0; k < MS_HUGE_PAGES / 64; k++)
+        if (leaf->released[i / 64 + k]) return false;
+    return true;
+}
+
+void ms_pagemap_set_huge(uintptr_t region) {
+    uintptr_t pn = region >> MS_PAGE_SHIFT, i = pn & LEAF_MASK;
+    leaf_of(pn)->huge[i / MS_HUGE_PAGES / 64] |= (uint64_t)1 << (i / MS_HUGE_PAGES % 64);
+}
+
+bool ms_pagemap_seen(uintptr_t region, bool dense) {
+    uintptr_t pn = region >> MS_PAGE_SHIFT, i = pn & LEAF_MASK;
+    uint64_t *v = &leaf_of(pn)->seen[i / MS_HUGE_PAGES / 64], m = (uint64_t)1 << (i / MS_HUGE_PAGES % 64);
+    bool was = (*v & m) != 0;
+    if (was != dense) *v ^= m;
+    return was;
+}
+
+uint64_t ms_pagemap_release_seq(void) { return release_seq; }
+
+/* after fork: a write to a huge page shared with the other process splits
+ * it, so every region is to be looked at again (the look skips pages still
+ * shared: os.c, all_resident_own) */
+void ms_pagemap_clear_huge_all(void) {
+    for (uintptr_t i = ms_pagemap_next_leaf(0); i < ((uintptr_t)1 << MS_PM_ROOT_BITS); i = ms_pagemap_next_leaf(i + 1)) {
+        pm_leaf_t *leaf = (pm_leaf_t *)(ms_pm.root[i] ^ NIL_LEAF);
+        for (size_t k = 0; k < sizeof leaf->huge / sizeof leaf->huge[0]; k++) {
+            if (leaf->huge[k]) leaf->huge[k] = 0; /* a page of the leaf written only if it had marks */
+            if (leaf->seen[k]) leaf->seen[k] = 0;
+        }
+    }
 }

@@ -21,6 +21,8 @@
  *     has exited with pthread_exit, the scavenger returns so that the
  *     process ends.  For 200 ms after a thread with a cache exits it looks
  *     every 10 ms.
+ *   - Huge pages: at the same looks, dense 2 MiB regions of the heap become
+ *     one huge page each (below).
  *   - Forced: memscope_free_os_memory() (and malloc_trim) flushes the calling
  *     thread's cache and the central transfer slots, then releases every idle
  *     page at once, whatever its age (Go's debug.FreeOSMemory).
@@ -33,10 +35,34 @@
  * reused soon.  The default, 1 s, was chosen from bench/ measurements of the
  * churn workloads against the small-objects demo: see bench/RESULTS.md.
  *
+ * Huge pages.  A program that reads objects in random order over a heap of
+ * tens of MiB misses the TLB on nearly every object (os.c: huge pages);
+ * bench/st_churn.c with 100,000 live objects touches the same number of
+ * pages under mimalloc and tcmalloc, and runs faster once its heap is
+ * backed by 2 MiB pages.  The kernel's THP mode is usually "madvise", and
+ * MADV_HUGEPAGE on the heap would let khugepaged fill half-empty ranges
+ * with zeros, so memscope asks for MADV_COLLAPSE itself, region by region,
+ * only where every page is in a span in use, none is released, and the
+ * kernel says every 4 KiB page is resident and the process's alone: RSS
+ * does not move.  A release inside such a region later splits the huge
+ * page (os.c says what that costs); requiring the whole region in use
+ * keeps that rare, and so does asking that a region be dense at two looks
+ * in a row.  The work is capped by the CPU time it takes (5% of a CPU).
+ * The thread starts when the heap reaches two huge pages' worth (on_grow),
+ * not only at the first idle span, and looks again HUGE_LOOK_MS after the
+ * heap grew.  After fork, a huge page is shared with the child like any
+ * other page; since Linux 5.8 the first write to it on either side splits
+ * the mapping and copies 4 KiB, not 2 MiB, so the cost to a program that
+ * forks is one page-table split per huge page written.  Fork clears the
+ * marks of collapsed regions (pageheap.c), and a split region is collapsed
+ * again once its pages are the process's alone.  MEMSCOPE=hugepages=0
+ * turns it all off (and the thread is then started as before).
+ *
  * Age: a free span remembers when it became idle (weighted over merges, see
  * pageheap.c).  The thread starts lazily, just before the first span of
- * pages becomes idle (before_idle below says why then), so a program that
- * never frees a span never gets a second thread; its signals are all blocked so the host's
+ * pages becomes idle (before_idle below says why then) or once the heap is
+ * large enough for huge pages, so a small program that never frees a span
+ * never gets a second thread; its signals are all blocked so the host's
  * signal handlers never run on it.  In a fork child the thread does not exist:
  * it is started again on demand.  The thread never calls malloc.
  */
@@ -99,6 +125,96 @@ void ms_trace_scavenge(size_t released_bytes, bool forced) {
  * quarter-delay late; never more often than every 10 ms. */
 static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay / 4 : 10; }
 
+/* Huge pages: the look and its caps (see the top).  A collapse costs this
+ * VM 1.2-6 ms of CPU (a fresh 2 MiB page zeroed and the old pages copied
+ * into it, timed by hand: tools would say the copy alone is 0.1 ms), so the
+ * work is capped by the CPU time it took: HUGE_CPU_US_PER_S a second, 5%
+ * of one CPU, saved up to HUGE_CPU_BURST_US; the budget starts empty, so
+ * a short run never spends more than 5% of its time on it.  A dense heap
+ * of 30 MiB is then on huge pages within 1-2 s, one of 100 MiB within
+ * 3-12 s (at 2%, bench/st_churn.c at 40M steps, a 4-5 s run, spent most of
+ * its time before its heap was collapsed and gained 3% instead of 20%).  HUGE_PER_S caps the tries (each a read
+ * of /proc/self/pagemap) where regions turn out not resident.  A region
+ * must be dense at two looks HUGE_LOOK_MS apart: a heap that is still
+ * being built, or that the program frees soon after, is not worth the
+ * copies (bench/small_nodes.c builds 320 MiB and frees it within 0.5 s;
+ * collapsing at once cost it 15% of its CPU time).  The looks read
+ * memscope's page map only: a heap of 8 GiB is looked at once a second, a
+ * larger one in turns.  State of the scavenger thread alone. */
+#define HUGE_CPU_US_PER_S 50000
+#define HUGE_CPU_BURST_US 100000
+#define HUGE_PER_S 32
+#define HUGE_LOOKS_PER_S 4096
+#define HUGE_LOOKS_PER_HOLD 64 /* regions looked at per hold of the heap lock */
+#define HUGE_LOOK_MS 250
+static _Atomic uint64_t heap_sys_bytes; /* on_grow's latest */
+static struct {
+    ms_huge_cursor_t cur;
+    int64_t cpu_us; /* budget left; below 0 after a collapse that overdrew it */
+    uint64_t tries, looks, t_ms, sys_seen;
+    bool off; /* the kernel refused (no MADV_COLLAPSE): never again */
+} huge;
+
+static uint64_t thread_cpu_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* huge_look: collapses what it may of the dense regions; returns when it
+ * wants to look again (UINT64_MAX: at the usual looks) */
+static uint64_t huge_look(uint64_t now) {
+    if (!ms_opt.hugepages || huge.off) return UINT64_MAX;
+    if (!huge.t_ms) { /* the first look: no CPU time saved yet */
+        huge.t_ms = now;
+        huge.tries = HUGE_PER_S, huge.looks = HUGE_LOOKS_PER_S;
+    } else if (now < huge.t_ms + HUGE_LOOK_MS) {
+        return huge.t_ms + HUGE_LOOK_MS;
+    }
+    uint64_t dt = now - huge.t_ms;
+    if (dt > 1000) dt = 1000;
+    huge.t_ms = now;
+    huge.cpu_us += (int64_t)(dt * HUGE_CPU_US_PER_S / 1000);
+    if (huge.cpu_us > HUGE_CPU_BURST_US) huge.cpu_us = HUGE_CPU_BURST_US;
+    huge.tries += dt * HUGE_PER_S / 1000;
+    if (huge.tries > HUGE_PER_S) huge.tries = HUGE_PER_S;
+    huge.looks += dt * HUGE_LOOKS_PER_S / 1000;
+    if (huge.looks > HUGE_LOOKS_PER_S) huge.looks = HUGE_LOOKS_PER_S;
+    uint64_t sys = atomic_load_explicit(&heap_sys_bytes, memory_order_relaxed);
+    bool soon = sys != huge.sys_seen; /* the heap grew: look at what it grew into */
+    huge.sys_seen = sys;
+    /* one pass over the heap at most */
+    uint64_t pass = sys / MS_HUGE_SIZE + (uint64_t)HUGE_LOOKS_PER_HOLD;
+    size_t found = 0;
+    while (huge.tries > 0 && huge.looks > 0 && pass > 0) {
+        uintptr_t reg[8];
+        uint64_t seq, looks = huge.looks < HUGE_LOOKS_PER_HOLD ? huge.looks : HUGE_LOOKS_PER_HOLD;
+        size_t fresh, n = ms_heap_huge_candidates(&huge.cur, reg, 8, (size_t)looks, &seq, &fresh);
+        huge.looks -= looks;
+        pass = pass > looks ? pass - looks : 0;
+        found += n;
+        soon |= fresh > 0; /* to be collapsed at the next look if still dense */
+        for (size_t i = 0; i < n && huge.cpu_us > 0 && huge.tries > 0; i++) {
+            uint64_t t0 = thread_cpu_us();
+            int r = ms_os_collapse((void *)reg[i], MS_HUGE_SIZE);
+            huge.cpu_us -= (int64_t)(thread_cpu_us() - t0);
+            huge.tries--;
+            if (r == MS_COLLAPSE_REFUSED) {
+                huge.off = true;
+                return UINT64_MAX;
+            }
+            if (r == MS_COLLAPSE_DONE) ms_heap_huge_done(reg[i], seq);
+        }
+        /* candidates left over when the budget ran out are found again
+         * at the next look (they stay "seen"); the look goes on, to mark
+         * the regions dense now */
+    }
+    /* new memory, or dense regions waiting for budget: look again soon;
+     * else at the usual wakes, at most once a second */
+    if (found > 0 && (huge.cpu_us <= 0 || huge.tries == 0)) soon = true;
+    return soon ? now + HUGE_LOOK_MS : UINT64_MAX;
+}
+
 static void *scavenger_main(void *arg) {
     ms_no_sample = 1; /* memscope's own thread: never in the heap profile */
     (void)arg;
@@ -128,6 +244,10 @@ static void *scavenger_main(void *arg) {
         }
         uint64_t wake = oldest == UINT64_MAX ? UINT64_MAX : oldest + delay;
         if (parked && now + look_interval_ms(delay) < wake) wake = now + look_interval_ms(delay);
+        pthread_mutex_unlock(&sc_lock); /* not held over the kernel's copies */
+        uint64_t hw = huge_look(now);
+        pthread_mutex_lock(&sc_lock);
+        if (hw < wake) wake = hw;
         /* Sleep until then (CLOCK_MONOTONIC_COARSE ticks every few ms, so
          * a tick late rather than early), or with nothing to wait for until
          * a span is freed.  Either way for at most GONE_LOOK_S, and 10 ms
@@ -235,8 +355,24 @@ static void before_idle(size_t bytes) {
     start_thread();
 }
 
+/* on_grow: the heap has grown to sys bytes.  Once it can hold a dense
+ * 2 MiB region the thread starts (before_idle's reasons hold here too:
+ * nothing the program freed is idle yet, or the thread would exist), and a
+ * running one that sleeps for want of idle pages looks at the new memory. */
+static void on_grow(uint64_t sys) {
+    atomic_store_explicit(&heap_sys_bytes, sys, memory_order_relaxed);
+    if (!ms_opt.hugepages || sys < 2 * MS_HUGE_SIZE) return;
+    if (atomic_load_explicit(&sc_started, memory_order_relaxed)) {
+        wake();
+        return;
+    }
+    if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
+    start_thread();
+}
+
 void ms_scavenger_init(void) {
     init_cond();
+    ms_heap_on_grow = on_grow;
     ms_heap_before_idle = before_idle;
     ms_heap_on_idle = ms_scavenger_kick;
     ms_central_on_park = wake;

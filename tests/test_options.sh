@@ -129,6 +129,8 @@ expect "scavenge_delay_ms=3600001" 1 1000 0 'scavenge_delay_ms' 'out of range'
 expect "scavenge_delay_ms=99999999999999999999999" 1 1000 0 'scavenge_delay_ms' 'default 1000'
 expect "trace" 1 1000 0 '"trace"' 'no value' 'key=value'
 expect "scavenge_delay_ms" 1 1000 0 '"scavenge_delay_ms"' 'no value'
+expect "hugepages=0" 0 1000 0
+expect "hugepages=maybe" 1 1000 0 'hugepages="maybe"' "$BOOLS" 'default 1'
 # bad items next to good ones: the good ones apply
 expect "foo=1,scavenge_delay_ms=250" 1 250 0 '"foo"'
 expect "scavenge_delay_ms=abc,trace=1" 1 1000 1 'scavenge_delay_ms="abc"'
