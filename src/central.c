@@ -157,6 +157,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             ((void **)last)[1] = (void *)ms_free_cookie((void *)last);
             chain = (void *)first;
             s->used += m * (uint32_t)size;
+            ms_span_sync_check(s); /* before any of them leaves the lock */
             s->allocated += m;
             n += m;
         }
