@@ -330,14 +330,22 @@ ms_inline uint64_t ms_pagemap_check(const void *p) {
         (const pm_leaf_t *)(ms_pm.root[(pn >> MS_PM_LEAF_BITS) & ((1u << MS_PM_ROOT_BITS) - 1)] ^ base);
     return leaf->check[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
 }
-/* ms_pagemap_check_close: small span s leaves use, its pages' checks
- * back to 0 (they are 0 until its first ms_span_sync_check: nothing handed
- * out yet). */
+/* ms_pagemap_check_open: small span s, fast and with nothing handed out,
+ * enters use (its pages admit nothing yet); ms_pagemap_check_close: it
+ * leaves use, its pages' checks back to 0.  ms_span_check_grow: s handed
+ * out more (used grew, central lock held), its open checks follow. */
+void ms_pagemap_check_open(span_t *s);
 void ms_pagemap_check_close(span_t *s);
-/* ms_span_sync_check: small span s's limits follow its mark and used part
- * as they are now.  Called after every change of either that free must
- * see (a first or last sampled block, used grown); serialized per span,
- * so that the last call reads and writes last. */
+void ms_span_check_grow(span_t *s);
+/* ms_span_sync_check: small span s's checks follow its mark and used part
+ * as they are now.  Called after every change of the mark's fast bits
+ * (a first or last sampled block); serialized per span, so that the last
+ * call reads and writes last.  Takes a lock: only inside the profiler's
+ * hooks (pagemap.c says why).  ms_span_check_closed: the same, for a
+ * sampler whose block at page_addr the mark already counts (or all of
+ * whose blocks it counts): returns once that page's check is 0 and no
+ * sync that could open it is under way, without the lock if so already. */
+void ms_span_check_closed(span_t *s, uintptr_t page_addr);
 void ms_span_sync_check(span_t *s);
 bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages); /* the validators' */
 void ms_pagemap_fork_prepare(void);

@@ -242,7 +242,14 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
 #define MARK_ALL ((uint64_t)0xffffffffu << 32 | (uint64_t)MS_MARK_SAMPLED_MAX << MS_MARK_SAMPLED_SHIFT)
 static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     uint64_t old = ms_span_mark(s), nw;
-    if (old == MARK_ALL) return;
+    /* the block's page's check must be closed before the block reaches the
+     * program: by this sampler's sync if it closed the span, else it waits
+     * for the one that did (pagemap.c, "Free's check") */
+    uintptr_t page = s->cls ? (s->start + (uintptr_t)idx * s->size) & ~(uintptr_t)MS_PAGE_MASK : 0;
+    if (old == MARK_ALL) {
+        if (on) ms_span_check_closed(s, page);
+        return;
+    }
     if (on && s->cls && atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1) {
         atomic_store_explicit(&s->mark, MARK_ALL, memory_order_relaxed); /* every writer stores the same */
         ms_span_sync_check(s);
@@ -259,6 +266,7 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
      * sampled block closes it before the block reaches the program, the
      * last one's free opens it again */
     if (s->cls && (old & MS_MARK_FAST_MASK) != (nw & MS_MARK_FAST_MASK)) ms_span_sync_check(s);
+    else if (s->cls && on) ms_span_check_closed(s, page);
 }
 
 /* forget_scratch: the caller-saved registers hold nothing from here on.

@@ -32,16 +32,27 @@
  * start; the class's divisor comes from the thread's list.
  *
  * The word must never be nonzero while a sampled block of the span is
- * live, or a free of it would skip the profiler.  It is written from the
- * span's mark and used part as they are at the time, under one of
- * CHECK_LOCKS locks (by span), by ms_span_sync_check, which every change
- * of the mark's fast bits and every growth of used is followed by: the
- * writes are serialized and each reads what it writes from, so the last
- * one reflects the last change.  A sampler's sync runs before its block
- * reaches the program, and the mark stays sampled until that block is
- * freed, so no later sync opens the span while it is live.  Words go back
- * to 0 when the span leaves use (no block of it is live), and are 0 from
- * the leaf's creation: a span's pages read 0 until its first take.
+ * live, or a free of it would skip the profiler.  Opening and closing it
+ * (a first or last sampled block) are written from the span's mark and
+ * used part as they are at the time, under one of CHECK_LOCKS locks (by
+ * span), by ms_span_sync_check, which every change of the mark's fast bits
+ * is followed by: these writes are serialized and each reads what it
+ * writes from, so the last one reflects the last change.  A sampler's sync
+ * runs before its block reaches the program, and the mark stays sampled
+ * until that block is freed, so no later sync opens the span while it is
+ * live.  A sampler that found the span counting sampled blocks already
+ * (no change of the fast bits) may get there before the one that closed
+ * it has written: it waits until its block's page reads 0 with no sync
+ * under way (ms_span_check_closed; tests/test_unit_freecheck.c's race
+ * had such a block freed on the fast path, its record left behind).  A take that hands out more of the span raises the limit of each
+ * open word by compare-and-swap and never writes over a 0
+ * (ms_span_check_grow), without the lock: the lock is taken only inside
+ * the profiler's hooks (ms_prof_busy), where a signal handler that
+ * allocates samples nothing and defers sampled frees, while its malloc may
+ * well take from a span's tail, and would wait on a lock its own thread
+ * holds.  A span's words are set open when it enters use (nothing handed
+ * out: the limit is its start), and go back to 0 when it leaves use (no
+ * block of it is live); a leaf's are 0 from its creation.
  */
 #include "internal.h"
 
@@ -161,13 +172,50 @@ static void set_checks(const span_t *s, uint64_t v) {
 
 void ms_pagemap_check_close(span_t *s) { set_checks(s, 0); }
 
+static inline uint64_t word_of(const span_t *s, uint64_t fast) {
+    return fast ? (uint64_t)(s->start + *(const volatile uint32_t *)&s->used) << MS_CHECK_SHIFT | fast : 0;
+}
+
+void ms_pagemap_check_open(span_t *s) { set_checks(s, word_of(s, ms_span_mark(s) & MS_MARK_FAST_MASK)); }
+
+void ms_span_check_grow(span_t *s) {
+    uintptr_t pn = s->start >> MS_PAGE_SHIFT;
+    for (uint32_t i = 0; i < s->npages; i++, pn++) {
+        uint64_t *w = check_of(pn), v = __atomic_load_n(w, __ATOMIC_RELAXED);
+        /* never over a 0: a sampled block may be live (the sync that opens
+         * the span again reads used afresh) */
+        while (v && !__atomic_compare_exchange_n(w, &v, word_of(s, v & MS_MARK_FAST_MASK), false, __ATOMIC_SEQ_CST,
+                                                 __ATOMIC_RELAXED)) {
+        }
+    }
+}
+
 void ms_span_sync_check(span_t *s) {
     ms_lock_t *m = &check_locks[((uintptr_t)s / sizeof(span_t)) % CHECK_LOCKS].m;
     ms_lock(m);
     uint64_t fast = ms_span_mark(s) & MS_MARK_FAST_MASK;
-    uintptr_t limit = s->start + *(const volatile uint32_t *)&s->used;
-    set_checks(s, fast ? (uint64_t)limit << MS_CHECK_SHIFT | fast : 0);
+    for (uint32_t used;;) {
+        used = *(const volatile uint32_t *)&s->used;
+        set_checks(s, word_of(s, fast));
+        /* a take that grew used meanwhile found the words closed (0) and
+         * left them: read used again after the writes (against its store
+         * of used before its compare-and-swap, a full barrier each) */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!fast || *(const volatile uint32_t *)&s->used == used) break;
+    }
     ms_unlock(m);
+}
+
+void ms_span_check_closed(span_t *s, uintptr_t page_addr) {
+    ms_lock_t *m = &check_locks[((uintptr_t)s / sizeof(span_t)) % CHECK_LOCKS].m;
+    /* the mark counts the block already (a compare-and-swap, ordered
+     * before these loads): a sync that takes the lock after them reads it
+     * and closes; one that wrote before them left its word for them to
+     * see; one under way is waited for */
+    if (__atomic_load_n(check_of(page_addr >> MS_PAGE_SHIFT), __ATOMIC_SEQ_CST) == 0 &&
+        atomic_load_explicit(&m->v, memory_order_seq_cst) == 0)
+        return;
+    ms_span_sync_check(s);
 }
 
 bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages) {

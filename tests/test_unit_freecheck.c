@@ -15,7 +15,8 @@
  *   sampled   a sampled block's span has limit 0 while the block is live
  *             (a free of it must reach the profiler), frees of its other
  *             blocks still come out even, and the limit comes back when
- *             the sampled block is freed;
+ *             the sampled block is freed; takes from the tail of such a
+ *             span leave it at 0, and the free opens it with their part;
  *   close     a span that leaves use has every entry back at 0;
  *   race      two threads sample blocks of one class over and over, each
  *             freeing the other's, while both free unsampled ones: when all
@@ -107,7 +108,7 @@ int main(int argc, char **argv) {
     span_t *s = ms_pagemap_lookup(a);
     CHECK("open-span", s != NULL && s->cls == ms_size_class(48));
     CHECK("open-entry", s && entry_ok(s));
-    CHECK("open-below-limit", s && (uintptr_t)a < limit_of(a));
+    CHECK("open-below-limit", s && (ms_span_sampled(s) || (uintptr_t)a < limit_of(a)));
     /* an address above the page map's 47 bits reads the same page's word
      * (the root index wraps), and is refused by its absolute limit */
     void *alias = (void *)((uintptr_t)a | (uintptr_t)1 << 47);
@@ -125,7 +126,8 @@ int main(int argc, char **argv) {
     bool all_ok = gs != NULL;
     for (int i = 0; i < N && all_ok; i++) {
         span_t *t = ms_pagemap_lookup(g[i]);
-        all_ok = t && t->npages == 3 && entry_ok(t) && (uintptr_t)g[i] < limit_of(g[i]);
+        /* (a block the profiler drew by chance closes its span) */
+        all_ok = t && t->npages == 3 && entry_ok(t) && (ms_span_sampled(t) || (uintptr_t)g[i] < limit_of(g[i]));
     }
     CHECK("grow-entries", all_ok);
     if (gs && gs->start + gs->used < gs->limit) {
@@ -144,7 +146,28 @@ int main(int argc, char **argv) {
     CHECK("sampled-other-free-taken", ((void *volatile *)plain_at)[1] == (void *)ms_free_cookie((void *)plain_at));
     free(smp);
     CHECK("sampled-unmarked", ss && ms_span_sampled(ss) == 0);
-    CHECK("sampled-reopened", ss && entry_ok(ss) && limit_of(ss ? (void *)ss->start : NULL) != 0);
+    CHECK("sampled-reopened", ss && entry_ok(ss) && (ms_span_sampled(ss) || limit_of(ss ? (void *)ss->start : NULL) != 0));
+
+    /* sampled while growing: takes from the tail of a span with a live
+     * sampled block leave it closed, and its free opens it with all that
+     * was handed out meanwhile (class 43, 2816 B: a take from a new span
+     * hands out two blocks, so later ones come from its tail) */
+    size_t s43 = ms_class_size[43];
+    void *first = sampled_malloc(s43);
+    span_t *s3 = ms_pagemap_lookup(first);
+    uint32_t used0 = s3 ? s3->used : 0;
+    void *more[7];
+    bool closed = s3 != NULL;
+    for (int i = 0; i < 7; i++) {
+        more[i] = malloc(s43);
+        closed = closed && limit_of(first) == 0;
+    }
+    CHECK("sampled-grow-used", s3 && s3->used > used0);
+    CHECK("sampled-grow-closed", closed && s3 && entry_ok(s3));
+    free(first);
+    CHECK("sampled-grow-reopened", s3 && entry_ok(s3) &&
+                                       (ms_span_sampled(s3) || limit_of(s3 ? (void *)s3->start : NULL) == s3->start + s3->used));
+    for (int i = 0; i < 7; i++) free(more[i]);
 
     /* close: a thread's blocks of class 41 all go back (at its exit), and
      * everything idle is returned, so that their span leaves the class */
