@@ -1,18 +1,19 @@
 /* pagemap.c: from an address to its span in two loads, and which pages are
  * released.  See malloc.c for the overview.
  *
- * A two-level radix tree over 47-bit addresses (internal.h says why): the root (in BSS, 1 MiB of
- * virtual space of which only touched entries become resident) points to
- * leaves covering 1 GiB each.  Pointers are stored XOR a sentinel's address
- * (internal.h), so an untouched zero entry reads as the sentinel and free()
- * follows the tree with three loads and no NULL test.  A leaf is mapped once, lazily, under the heap
- * lock and never freed, so readers (free, malloc_usable_size) need no lock:
- * they either see NULL (not our memory) or a leaf that stays valid forever.
- * Each leaf also holds one bit per page saying whether the page has been
- * returned to the OS (and so reads as zero).  The bits are what keep
- * heap_released exact when free spans of different histories coalesce and
- * split, and what lets calloc skip zeroing pages that came back from the OS.
- * The bits are only touched under the heap lock.
+ * A two-level radix tree over 47-bit addresses (internal.h says why): the
+ * root (in BSS, 1 MiB of virtual space of which only touched entries become
+ * resident) points to leaves covering 1 GiB each.  Pointers are stored XOR a
+ * sentinel's address (internal.h), so an untouched zero entry reads as the
+ * sentinel and free() follows the tree with three loads and no NULL test.  A
+ * leaf is mapped once, lazily, under the heap lock and never freed, so
+ * readers (free, malloc_usable_size) need no lock: they either see NULL (not
+ * our memory) or a leaf that stays valid forever. Each leaf also holds one
+ * bit per page saying whether the page has been returned to the OS (and so
+ * reads as zero).  The bits are what keep heap_released exact when free spans
+ * of different histories coalesce and split, and what lets calloc skip
+ * zeroing pages that came back from the OS. The bits are only touched under
+ * the heap lock.
  *
  * Free's check.  free() must know of any pointer whether it starts a block
  * handed out of a small span in use with nothing sampled, and which class
@@ -31,28 +32,28 @@
  * lies a whole number of blocks from the span's start), so free needs no
  * start; the class's divisor comes from the thread's list.
  *
- * The word must never be nonzero while a sampled block of the span is
- * live, or a free of it would skip the profiler.  Opening and closing it
- * (a first or last sampled block) are written from the span's mark and
- * used part as they are at the time, under one of CHECK_LOCKS locks (by
- * span), by ms_span_sync_check, which every change of the mark's fast bits
- * is followed by: these writes are serialized and each reads what it
- * writes from, so the last one reflects the last change.  A sampler's sync
- * runs before its block reaches the program, and the mark stays sampled
- * until that block is freed, so no later sync opens the span while it is
- * live.  A sampler that found the span counting sampled blocks already
- * (no change of the fast bits) may get there before the one that closed
- * it has written: it waits until its block's page reads 0 with no sync
- * under way (ms_span_check_closed; tests/test_unit_freecheck.c's race
- * had such a block freed on the fast path, its record left behind).  A take that hands out more of the span raises the limit of each
- * open word by compare-and-swap and never writes over a 0
- * (ms_span_check_grow), without the lock: the lock is taken only inside
- * the profiler's hooks (ms_prof_busy), where a signal handler that
- * allocates samples nothing and defers sampled frees, while its malloc may
- * well take from a span's tail, and would wait on a lock its own thread
- * holds.  A span's words are set open when it enters use (nothing handed
- * out: the limit is its start), and go back to 0 when it leaves use (no
- * block of it is live); a leaf's are 0 from its creation.
+ * The word must never be nonzero while a sampled block of the span is live,
+ * or a free of it would skip the profiler.  Opening and closing it (a first
+ * or last sampled block) are written from the span's mark and used part as
+ * they are at the time, under one of CHECK_LOCKS locks (by span), by
+ * ms_span_sync_check, which every change of the mark's fast bits is followed
+ * by: these writes are serialized and each reads what it writes from, so the
+ * last one reflects the last change.  A sampler's sync runs before its block
+ * reaches the program, and the mark stays sampled until that block is freed,
+ * so no later sync opens the span while it is live.  A sampler that found the
+ * span counting sampled blocks already (no change of the fast bits) may get
+ * there before the one that closed it has written: it waits until its block's
+ * page reads 0 with no sync under way (ms_span_check_closed;
+ * tests/test_unit_freecheck.c's race had such a block freed on the fast path,
+ * its record left behind).  A take that hands out more of the span raises the
+ * limit of each open word by compare-and-swap and never writes over a 0
+ * (ms_span_check_grow), without the lock: the lock is taken only inside the
+ * profiler's hooks (ms_prof_busy), where a signal handler that allocates
+ * samples nothing and defers sampled frees, while its malloc may well take
+ * from a span's tail, and would wait on a lock its own thread holds.  A
+ * span's words are set open when it enters use (nothing handed out: the limit
+ * is its start), and go back to 0 when it leaves use (no block of it is
+ * live); a leaf's are 0 from its creation.
  */
 #include "internal.h"
 
