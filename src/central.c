@@ -101,6 +101,7 @@ static span_t *new_span(uint8_t cls) {
     s->size = (uint32_t)size;
     s->div = UINT64_MAX / size + 1;
     ms_span_set_fast(s, cls);
+    ms_pagemap_check_open(s);
     return s;
 }
 
@@ -157,6 +158,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             ((void **)last)[1] = (void *)ms_free_cookie((void *)last);
             chain = (void *)first;
             s->used += m * (uint32_t)size;
+            ms_span_check_grow(s); /* before any of them leaves the lock */
             s->allocated += m;
             n += m;
         }

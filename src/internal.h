@@ -4,7 +4,7 @@
  *   os.c, log.c       kernel memory calls, /proc readers; allocation-free output
  *   lock.c            a one-word mutex for short holds
  *   meta.c            fixed-size pools for the allocator's own structures
- *   pagemap.c         page number -> span (XOR-encoded, no NULLs), released-page bitmap
+ *   pagemap.c         page number -> span (XOR-encoded, no NULLs), free's check per page, released-page bitmap
  *   pageheap.c        spans of pages: in use, idle, released; coalescing
  *   central.c         per-class span lists and transfer slots
  *   tcache.c          per-thread caches, thread registry, fork
@@ -68,14 +68,16 @@ enum { SPAN_DEAD = 0, SPAN_INUSE = 1, SPAN_FREE = 2, SPAN_BUSY = 3 };
 
 /* A span is a run of pages.  In use it holds either one large object
  * (cls == 0) or objects of one size class; free it sits in the page heap.
- * Two cache lines (span_t is aligned to them): the first holds what free()
- * and malloc's checks read, written only when the span changes hands or
+ * Two cache lines (span_t is aligned to them): the first holds what the
+ * checks of free's slow path, realloc and malloc_usable_size read (free's
+ * fast path reads the page map's copy of what it needs: pagemap.c, "Free's
+ * check"), written only when the span changes hands or
  * grows its used part; the second what the central list and the page heap
  * write on every batch of objects they move.  On one line, every thread
  * freeing an object of a span missed in its cache each time a batch went
  * back to that span. */
 typedef struct span_s {
-    /* first cache line: read by free() on every call */
+    /* first cache line: the checks' */
     uintptr_t start;        /* address of the first page */
     uint32_t npages;        /* length in pages */
     uint8_t cls;            /* size class, 0 for a large object or a free span */
@@ -85,9 +87,9 @@ typedef struct span_s {
     /* fast_off | sampled << 16 | mask << 32, changed together by
      * compare-and-swap.  fast_off (the low 16 bits) is the byte offset of
      * the span's class list in a tcache_t (cls << MS_TCLIST_SHIFT) while
-     * the span is in use with no sampled block, else 0: free()'s one test,
-     * and then, the rest of the word being zero, the list's offset as it
-     * stands (no shift on the fast path).  sampled (16 bits: a span holds at
+     * the span is in use with no sampled block, else 0: whether free may
+     * take its fast path, which reads it as copied into the page map
+     * (ms_pagemap_check).  sampled (16 bits: a span holds at
      * most 512 objects) counts the span's live blocks recorded by the heap
      * profiler; mask has bit (i % 32) set if block i may be one of them, so
      * a free of an unsampled block in a span with sampled ones is settled
@@ -115,7 +117,7 @@ typedef struct span_s {
 } __attribute__((aligned(MS_CACHE_LINE))) span_t;
 _Static_assert(sizeof(span_t) == 2 * MS_CACHE_LINE, "span_t: two cache lines");
 
-#define MS_TCLIST_SHIFT 5        /* sizeof(tclist_t) == 1 << MS_TCLIST_SHIFT */
+#define MS_TCLIST_SHIFT 6        /* sizeof(tclist_t) == 1 << MS_TCLIST_SHIFT */
 #define MS_MARK_FAST_MASK 0xffffu /* fast_off */
 #define MS_MARK_SAMPLED_SHIFT 16
 #define MS_MARK_SAMPLED_MAX 0xffffu
@@ -264,33 +266,50 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
 /* ------------------------------------------------------------------------
  * pagemap.c: page number -> span, and one "released" bit per page
  * ---------------------------------------------------------------------- */
-/* 13 + 17 + 18 = 48-bit addresses.  The split keeps the fixed address
- * space small, which a program under an address-space limit (ulimit -v)
- * needs: 2 MiB of root and a 1 MiB nil leaf in BSS, and 1 MiB per leaf
- * (1 GiB of heap); 20 leaf bits took 16 MiB before the first malloc
- * returned, and programs glibc runs under a 20 MB limit failed. */
+/* 13 + 17 + 17 = 47-bit addresses: the user half of x86-64's address
+ * space, where Linux maps everything unless asked for more (with 5-level
+ * paging, mmap goes above 2^47 only given a hint there; memscope never
+ * gives one, and the page map refuses pages beyond it).  A pointer above
+ * wraps to a lower root entry: no span found contains it, and free's
+ * check compares it with an absolute limit below 2^47.  The split keeps
+ * the fixed address space small, which a program under an address-space
+ * limit (ulimit -v) needs: 1 MiB of root and a 1 MiB nil leaf in BSS, and
+ * 2 MiB per leaf (1 GiB of heap); 20 leaf bits took 16 MiB before the first
+ * malloc returned, and programs glibc runs under a 20 MB limit failed.  A
+ * root of 18 bits (48-bit addresses) with free's checks in the leaves took
+ * 1 MiB more than before them, and tests/test_limits.sh's sort under 16 MB
+ * failed 9 times in 12 (its scavenger found no room for its stack). */
 #define MS_PM_LEAF_BITS 17
-#define MS_PM_ROOT_BITS 18
+#define MS_PM_ROOT_BITS 17
 /* Entries are stored XOR the address of ms_pm (its nil leaf), so that the
  * zero of untouched memory reads as that address: a root entry never
  * written gives the nil leaf, a leaf entry never written gives the "nil
  * span", which is the nil leaf's first bytes read as a span_t (all zero:
  * mark 0, so never fast; used 0, so no object starts in it).  free's lookup
- * then needs no NULL test and one address for both XORs.  The nil leaf is
- * BSS that is only ever read: the zero page, no RSS. */
+ * then needs no NULL test.  The nil leaf is BSS that is only ever read:
+ * the zero page, no RSS.  It holds only free's checks (pm_leaf_t's first
+ * array, read with no test): address space counts under a limit (ulimit
+ * -v, tests/test_limits.sh), and lookups of spans, off free's fast path,
+ * test for it instead of reading a nil span array. */
+/* Free's check of a page (pagemap.c, "Free's check"): while the page's
+ * small span is in use with nothing sampled, the end of the part the span
+ * has handed out (its limit) << 16 | the offset of the span's class list in
+ * a tcache_t; else 0.  Free reads only this word of the span. */
+#define MS_CHECK_SHIFT 16
 /* The kernel's huge page (x86-64's PMD), which the scavenger asks for on
  * dense parts of the heap (scavenger.c) */
 #define MS_HUGE_SHIFT 21
 #define MS_HUGE_SIZE ((size_t)1 << MS_HUGE_SHIFT)
 #define MS_HUGE_PAGES ((size_t)1 << (MS_HUGE_SHIFT - MS_PAGE_SHIFT)) /* heap pages in one */
 typedef struct pm_leaf_s {
+    uint64_t check[1u << MS_PM_LEAF_BITS]; /* first: free addresses it with no displacement */
     uintptr_t span[1u << MS_PM_LEAF_BITS];
     uint64_t released[(1u << MS_PM_LEAF_BITS) / 64];
     uint64_t huge[(1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* per 2 MiB: collapsed, nothing released since */
     uint64_t seen[(1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* per 2 MiB: dense at the scavenger's last look */
 } pm_leaf_t;
 typedef struct pagemap_s {
-    pm_leaf_t nil;                            /* never written */
+    uint64_t nil[1u << MS_PM_LEAF_BITS];      /* the nil leaf's checks; never written */
     uintptr_t root[1u << MS_PM_ROOT_BITS];    /* leaf ^ &ms_pm */
     uint64_t has_leaf[(1u << MS_PM_ROOT_BITS) / 64]; /* root entries set (heap lock) */
 } __attribute__((aligned(MS_CACHE_LINE))) pagemap_t; /* the nil span is a span_t, aligned as one */
@@ -303,14 +322,46 @@ extern pagemap_t ms_pm;
 uintptr_t ms_pagemap_next_leaf(uintptr_t i);
 
 /* ms_pagemap_span: the span recorded for the page holding p, or
- * MS_SPAN_NIL; any address is fine (above 48 bits the root index wraps,
- * and the span found does not contain p).  Three loads, no test. */
+ * MS_SPAN_NIL; any address is fine (above 47 bits the root index wraps,
+ * and the span found does not contain p).  Three loads and the nil leaf's
+ * test. */
 ms_inline span_t *ms_pagemap_span(const void *p) {
+    uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT, base = (uintptr_t)&ms_pm;
+    uintptr_t r = ms_pm.root[(pn >> MS_PM_LEAF_BITS) & ((1u << MS_PM_ROOT_BITS) - 1)];
+    if (ms_unlikely(r == 0)) return MS_SPAN_NIL; /* the nil leaf has no span array */
+    const pm_leaf_t *leaf = (const pm_leaf_t *)(r ^ base);
+    return (span_t *)(leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)] ^ base);
+}
+
+/* ms_pagemap_check: free's check of the page holding p (any address, as
+ * for ms_pagemap_span: a page memscope never handed out reads 0). */
+ms_inline uint64_t ms_pagemap_check(const void *p) {
     uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT, base = (uintptr_t)&ms_pm;
     const pm_leaf_t *leaf =
         (const pm_leaf_t *)(ms_pm.root[(pn >> MS_PM_LEAF_BITS) & ((1u << MS_PM_ROOT_BITS) - 1)] ^ base);
-    return (span_t *)(leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)] ^ base);
+    return leaf->check[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
 }
+/* ms_pagemap_check_open: small span s, fast and with nothing handed out,
+ * enters use (its pages admit nothing yet); ms_pagemap_check_close: it
+ * leaves use, its pages' checks back to 0.  ms_span_check_grow: s handed
+ * out more (used grew, central lock held), its open checks follow. */
+void ms_pagemap_check_open(span_t *s);
+void ms_pagemap_check_close(span_t *s);
+void ms_span_check_grow(span_t *s);
+/* ms_span_sync_check: small span s's checks follow its mark and used part
+ * as they are now.  Called after every change of the mark's fast bits
+ * (a first or last sampled block); serialized per span, so that the last
+ * call reads and writes last.  Takes a lock: only inside the profiler's
+ * hooks (pagemap.c says why).  ms_span_check_closed: the same, for a
+ * sampler whose block at page_addr the mark already counts (or all of
+ * whose blocks it counts): returns once that page's check is 0 and no
+ * sync that could open it is under way, without the lock if so already. */
+void ms_span_check_closed(span_t *s, uintptr_t page_addr);
+void ms_span_sync_check(span_t *s);
+bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages); /* the validators' */
+void ms_pagemap_fork_prepare(void);
+void ms_pagemap_fork_parent(void);
+void ms_pagemap_fork_child(void);
 
 /* ms_pagemap_lookup: the span recorded for the page holding p, or NULL.  Only
  * the first and last page of large and free spans are recorded; every page of
@@ -509,7 +560,7 @@ ms_inline void ms_count_own(_Atomic uint64_t *c, uint64_t n) {
 #endif
 }
 
-/* One list per class; malloc and free touch one 32-byte entry. */
+/* One list per class; malloc and free touch one 64-byte entry, a line. */
 typedef struct tclist_s {
     void *head;               /* objects linked through their first word */
     /* room: objects the list takes before a batch goes to central, so that
@@ -528,9 +579,14 @@ typedef struct tclist_s {
     };
     _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread (ms_count_own) */
     uint64_t size;            /* the class's object size: malloc's sampling countdown reads it here */
-} tclist_t;
+    /* UINT64_MAX / size + 1: free's test that an offset is a multiple of
+     * size (malloc.c: object_start), on the line free writes anyway; 0 in
+     * the shared empty cache, whose frees all take the slow path */
+    uint64_t div;
+    uint64_t pad_[3];
+} __attribute__((aligned(MS_CACHE_LINE))) tclist_t;
 _Static_assert(sizeof(tclist_t) == 1u << MS_TCLIST_SHIFT, "the mark word holds list offsets");
-_Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT <= MS_MARK_FAST_MASK, "fast_off fits");
+_Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT < (1u << MS_CHECK_SHIFT), "fast_off fits free's check");
 
 typedef struct tcache_s {
     tclist_t lists[MS_NUM_CLASSES]; /* hot: the fast paths use only these ... */

@@ -8,7 +8,8 @@
  *               committed as the heap grows; idle pages go back with
  *               madvise(MADV_DONTNEED), which drops RSS at once.
  *   pagemap.c   A two-level radix tree from page number to span, read without
- *               a lock, plus one bit per page: released to the OS or not.
+ *               a lock, plus per page free's check (below) and one bit:
+ *               released to the OS or not.
  *   pageheap.c  Spans: runs of 8 KiB pages, in use, idle or being released.
  *               Free spans coalesce; best fit; LIFO within a size.  One lock.
  *   central.c   Per size class: spans with free objects, and transfer slots
@@ -30,9 +31,15 @@
  *      which grows from the OS when no free span fits.
  * Larger requests take a span straight from the page heap.
  *
- * Freeing.  The page map gives the span of any pointer in three loads and
- * no test (untouched entries read as a nil span that is never fast).  The
- * object goes to the freeing thread's own list for its class (whichever
+ * Freeing.  The page map gives, for any pointer, in three loads and no
+ * test, the 16 bytes of its page that free needs (untouched entries read
+ * as 0, never fast): where its small span starts, which class list it
+ * feeds, and how far the span has handed blocks out, 0 unless the span is
+ * in use with nothing sampled.  free never reads the span's own header,
+ * which with one-page spans was a cache line per 8 KiB of heap and missed
+ * the first-level cache in most frees of a program working over a few
+ * megabytes (pagemap.c, "Free's check").  The object goes to the freeing
+ * thread's own list for its class (whichever
  * thread allocated it), once the thread has allocated from that class: until
  * then its frees of the class go back to the central list in batches, so a
  * thread never reuses another's blocks before its own (tcache.c).  A list
@@ -43,7 +50,8 @@
  *
  * Checking.  free() validates every pointer on the way: it must map to a
  * span in use, lie in the part the span has handed out, and sit exactly at
- * an object boundary (one multiply: Lemire's divisibility test).  A freed small object carries a
+ * an object boundary (one multiply: Lemire's divisibility test, by a
+ * constant of the class kept on its thread list's line).  A freed small object carries a
  * cookie, its address xor a per-process random key, in its second word,
  * which malloc clears; finding the cookie at free is a double free.  Errors
  * print one line naming the call, the error, the address and the caller,
@@ -63,7 +71,7 @@
  * low 16 bits free() already tests (they hold the offset of the class's
  * list in the thread cache while nothing is sampled), so the unsampled fast
  * path pays nothing more and only a free that may be of a sampled block
- * asks the profiler.
+ * asks the profiler.  The page map's copy follows the mark (pagemap.c).
  *
  * Memory from the OS: calloc skips zeroing when every page of a large block
  * comes from released or fresh pages (the kernel zeroed them); realloc grows
@@ -234,9 +242,17 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
 #define MARK_ALL ((uint64_t)0xffffffffu << 32 | (uint64_t)MS_MARK_SAMPLED_MAX << MS_MARK_SAMPLED_SHIFT)
 static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     uint64_t old = ms_span_mark(s), nw;
-    if (old == MARK_ALL) return;
+    /* the block's page's check must be closed before the block reaches the
+     * program: by this sampler's sync if it closed the span, else it waits
+     * for the one that did (pagemap.c, "Free's check") */
+    uintptr_t page = s->cls ? (s->start + (uintptr_t)idx * s->size) & ~(uintptr_t)MS_PAGE_MASK : 0;
+    if (old == MARK_ALL) {
+        if (on) ms_span_check_closed(s, page);
+        return;
+    }
     if (on && s->cls && atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1) {
         atomic_store_explicit(&s->mark, MARK_ALL, memory_order_relaxed); /* every writer stores the same */
+        ms_span_sync_check(s);
         return;
     }
     do {
@@ -246,6 +262,11 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
         uint64_t mask = n == 0 ? 0 : (old >> 32) | (on ? (uint64_t)1 << (idx & 31) : 0);
         nw = mask << 32 | (n & MS_MARK_SAMPLED_MAX) << MS_MARK_SAMPLED_SHIFT | (n == 0 ? ms_span_mark_fast(s->cls) : 0);
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
+    /* free reads the page map's copy (pagemap.c, "Free's check"): a first
+     * sampled block closes it before the block reaches the program, the
+     * last one's free opens it again */
+    if (s->cls && (old & MS_MARK_FAST_MASK) != (nw & MS_MARK_FAST_MASK)) ms_span_sync_check(s);
+    else if (s->cls && on) ms_span_check_closed(s, page);
 }
 
 /* forget_scratch: the caller-saved registers hold nothing from here on.
@@ -603,10 +624,11 @@ MS_EXPORT MS_TEXT void *malloc(size_t size) {
 }
 
 /* free_slow: NULL, a large block, a small one in a span with sampled
- * objects or a full cache list, or a bad pointer (s may be the page map's
- * sentinel). */
-ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
+ * objects, or a bad pointer. */
+ms_cold static void free_slow(void *p, const void *caller) {
     if (p == NULL) return;
+    MS_DEBUG_SLOW_ENTRY();
+    span_t *s = ms_pagemap_span(p);
     if (s == MS_SPAN_NIL || ((uintptr_t)p >> (MS_PAGE_SHIFT + MS_PM_LEAF_BITS + MS_PM_ROOT_BITS))) s = NULL;
     size_t size = checked_size(p, s, "free", caller);
     if (ms_unlikely(ms_prof_busy) && ms_span_sampled(s)) { /* a signal handler inside the profiler */
@@ -621,21 +643,25 @@ ms_cold static void free_slow(void *p, span_t *s, const void *caller) {
     }
 }
 
-/* free: the page map gives the span (three loads, no test); a small span
- * in use with no sampled block has its class's list offset in the mark
- * word's low bits (and nothing else in the word); the pointer must start an
- * object the span handed out and not carry the free cookie; then the object
- * goes on the thread's list if it has room.  Everything else (NULL, large
- * blocks, sampled spans, full lists, errors) is free_slow's or
- * free_small_slow's, reached by a tail call, so the fast path needs no
- * stack frame. */
+/* free: the page map gives free's check of p's page (three loads, no
+ * test, and not the span's header: pagemap.c, "Free's check"); p below its
+ * limit lies in the handed-out part of a small span in use with no sampled
+ * block, whose class list offset is in the word's low bits; p must start
+ * an object (the limit lies whole blocks from the span's start, so
+ * (limit - p) * div < div, div from the class's list) and not carry the
+ * free cookie; then the object goes on the thread's list if it has room.
+ * Everything else (NULL, large blocks, sampled spans, full lists, errors)
+ * is free_slow's or free_small_slow's, reached by a tail call, so the fast
+ * path needs no stack frame. */
 MS_EXPORT void free(void *p) {
-    span_t *s = ms_pagemap_span(p);
-    uint64_t off = ms_span_mark(s);
+    uint64_t c = ms_pagemap_check(p);
     void **q = p;
     void *cookie = (void *)ms_free_cookie(p);
-    if (ms_likely((off & MS_MARK_FAST_MASK) != 0 && object_start(s, p) && q[1] != cookie)) {
-        tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + off);
+    uintptr_t limit = c >> MS_CHECK_SHIFT;
+    if (ms_likely((uintptr_t)p < limit)) {
+        tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + (uint16_t)c);
+        uintptr_t back = limit - (uintptr_t)p; /* a multiple of the size iff p starts a block */
+        if (ms_unlikely(back * l->div >= l->div || q[1] == cookie)) goto slow;
         ms_assert_internal(ms_tc_busy == 0 || ms_tc->is_dummy || ms_prof_busy);
         q[1] = cookie; /* first and apart: two stores, not vector code */
         if (ms_likely(--l->room >= 0)) {
@@ -646,7 +672,8 @@ MS_EXPORT void free(void *p) {
         free_list_full(l, q); /* a tail call */
         return;
     }
-    free_slow(p, s, __builtin_return_address(0));
+slow:
+    free_slow(p, __builtin_return_address(0));
 }
 
 MS_EXPORT MS_TEXT void *calloc(size_t n, size_t size) {

@@ -596,6 +596,7 @@ static void free_locked(span_t *s, bool pages_released, uint64_t idle_since_ms) 
     size_t n = s->npages;
     ms_assert_internal(s->state == SPAN_INUSE);
     ms_span_set_fast(s, 0);
+    if (s->cls) ms_pagemap_check_close(s);
     if (s->cls && n > 2) ms_pagemap_set_range(s->start + MS_PAGE_SIZE, n - 2, NULL);
     ctr.inuse_pages -= n;
     ctr.free_pages += n;
@@ -1050,6 +1051,10 @@ bool ms_heap_is_valid_locked(void) {
             VALID(ms_pagemap_lookup((void *)s->start) == s);
             VALID(ms_pagemap_lookup((void *)(span_end(s) - MS_PAGE_SIZE)) == s);
             VALID(ms_pagemap_count_released(s->start, s->npages) == s->released);
+            /* free lets nothing into a free span (its ends: a long one is
+             * not walked whole after every operation) */
+            VALID(ms_pagemap_check_is_clear(s->start, s->npages < 4 ? s->npages : 2) &&
+                  ms_pagemap_check_is_clear(span_end(s) - 2 * MS_PAGE_SIZE, s->npages < 4 ? 0 : 2));
             VALID(s->scan_from <= s->npages && ms_pagemap_count_released(s->start, s->scan_from) == s->scan_from);
             /* coalesced: no free neighbour on either side */
             VALID(!free_neighbour(span_end(s), span_end(s), false));

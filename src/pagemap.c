@@ -1,18 +1,59 @@
 /* pagemap.c: from an address to its span in two loads, and which pages are
  * released.  See malloc.c for the overview.
  *
- * A two-level radix tree over 48-bit addresses: the root (in BSS, 2 MiB of
- * virtual space of which only touched entries become resident) points to
- * leaves covering 1 GiB each.  Pointers are stored XOR a sentinel's address
- * (internal.h), so an untouched zero entry reads as the sentinel and free()
- * follows the tree with three loads and no NULL test.  A leaf is mapped once, lazily, under the heap
- * lock and never freed, so readers (free, malloc_usable_size) need no lock:
- * they either see NULL (not our memory) or a leaf that stays valid forever.
- * Each leaf also holds one bit per page saying whether the page has been
- * returned to the OS (and so reads as zero).  The bits are what keep
- * heap_released exact when free spans of different histories coalesce and
- * split, and what lets calloc skip zeroing pages that came back from the OS.
- * The bits are only touched under the heap lock.
+ * A two-level radix tree over 47-bit addresses (internal.h says why): the
+ * root (in BSS, 1 MiB of virtual space of which only touched entries become
+ * resident) points to leaves covering 1 GiB each.  Pointers are stored XOR a
+ * sentinel's address (internal.h), so an untouched zero entry reads as the
+ * sentinel and free() follows the tree with three loads and no NULL test.  A
+ * leaf is mapped once, lazily, under the heap lock and never freed, so
+ * readers (free, malloc_usable_size) need no lock: they either see NULL (not
+ * our memory) or a leaf that stays valid forever. Each leaf also holds one
+ * bit per page saying whether the page has been returned to the OS (and so
+ * reads as zero).  The bits are what keep heap_released exact when free spans
+ * of different histories coalesce and split, and what lets calloc skip
+ * zeroing pages that came back from the OS. The bits are only touched under
+ * the heap lock.
+ *
+ * Free's check.  free() must know of any pointer whether it starts a block
+ * handed out of a small span in use with nothing sampled, and which class
+ * list it goes to.  Those facts lived in the span's header, one 64-byte line
+ * per span, and with one-page spans a program touching a few megabytes at
+ * random (bench/larson.c, 5,000 live blocks of 16 B to 1 KiB per thread)
+ * missed the first-level cache on that line in 83% of its frees (callgrind's
+ * cache simulation), more than once a free counting the leaf: tcmalloc's
+ * free, which reads a size class per page, missed 0.3 times.  So each leaf
+ * also keeps one word per page with what free needs: the limit below which
+ * the page's span has handed blocks out, shifted up, and the offset of the
+ * class's list in a tcache_t in the low 16 bits; 0 while the span is not in
+ * use, is not small, or holds a sampled block.  One compare (p < limit)
+ * stands for the span being fast and p inside what it handed out, and p
+ * starts a block exactly when limit - p is a multiple of the size (limit
+ * lies a whole number of blocks from the span's start), so free needs no
+ * start; the class's divisor comes from the thread's list.
+ *
+ * The word must never be nonzero while a sampled block of the span is live,
+ * or a free of it would skip the profiler.  Opening and closing it (a first
+ * or last sampled block) are written from the span's mark and used part as
+ * they are at the time, under one of CHECK_LOCKS locks (by span), by
+ * ms_span_sync_check, which every change of the mark's fast bits is followed
+ * by: these writes are serialized and each reads what it writes from, so the
+ * last one reflects the last change.  A sampler's sync runs before its block
+ * reaches the program, and the mark stays sampled until that block is freed,
+ * so no later sync opens the span while it is live.  A sampler that found the
+ * span counting sampled blocks already (no change of the fast bits) may get
+ * there before the one that closed it has written: it waits until its block's
+ * page reads 0 with no sync under way (ms_span_check_closed;
+ * tests/test_unit_freecheck.c's race had such a block freed on the fast path,
+ * its record left behind).  A take that hands out more of the span raises the
+ * limit of each open word by compare-and-swap and never writes over a 0
+ * (ms_span_check_grow), without the lock: the lock is taken only inside the
+ * profiler's hooks (ms_prof_busy), where a signal handler that allocates
+ * samples nothing and defers sampled frees, while its malloc may well take
+ * from a span's tail, and would wait on a lock its own thread holds.  A
+ * span's words are set open when it enters use (nothing handed out: the limit
+ * is its start), and go back to 0 when it leaves use (no block of it is
+ * live); a leaf's are 0 from its creation.
  */
 #include "internal.h"
 
@@ -30,7 +71,7 @@ bool ms_pagemap_ensure(uintptr_t start, size_t npages) {
     if (last >> (MS_PM_LEAF_BITS + MS_PM_ROOT_BITS)) return false;
     for (uintptr_t i = first >> MS_PM_LEAF_BITS; i <= last >> MS_PM_LEAF_BITS; i++) {
         if (ms_pm.root[i]) continue;
-        pm_leaf_t *leaf = ms_meta_sparse(sizeof(pm_leaf_t)); /* ~1 MiB, resident as touched */
+        pm_leaf_t *leaf = ms_meta_sparse(sizeof(pm_leaf_t)); /* ~2 MiB, resident as touched */
         if (!leaf) return false;
         atomic_store_explicit((_Atomic uintptr_t *)&ms_pm.root[i], (uintptr_t)leaf ^ NIL_LEAF, memory_order_release);
         ms_pm.has_leaf[i / 64] |= (uint64_t)1 << (i % 64);
@@ -171,4 +212,87 @@ void ms_pagemap_clear_huge_all(void) {
             if (leaf->seen[k]) leaf->seen[k] = 0;
         }
     }
+}
+
+/* ------------------------------------------------------------------------
+ * Free's check (top of file)
+ * ---------------------------------------------------------------------- */
+
+#define CHECK_LOCKS 64
+static struct {
+    ms_lock_t m;
+} __attribute__((aligned(MS_CACHE_LINE))) check_locks[CHECK_LOCKS];
+
+static inline uint64_t *check_of(uintptr_t pn) { return &leaf_of(pn)->check[pn & LEAF_MASK]; }
+
+static void set_checks(const span_t *s, uint64_t v) {
+    uintptr_t pn = s->start >> MS_PAGE_SHIFT;
+    for (uint32_t i = 0; i < s->npages; i++, pn++) __atomic_store_n(check_of(pn), v, __ATOMIC_RELAXED);
+}
+
+void ms_pagemap_check_close(span_t *s) { set_checks(s, 0); }
+
+static inline uint64_t word_of(const span_t *s, uint64_t fast) {
+    return fast ? (uint64_t)(s->start + *(const volatile uint32_t *)&s->used) << MS_CHECK_SHIFT | fast : 0;
+}
+
+void ms_pagemap_check_open(span_t *s) { set_checks(s, word_of(s, ms_span_mark(s) & MS_MARK_FAST_MASK)); }
+
+void ms_span_check_grow(span_t *s) {
+    uintptr_t pn = s->start >> MS_PAGE_SHIFT;
+    for (uint32_t i = 0; i < s->npages; i++, pn++) {
+        uint64_t *w = check_of(pn), v = __atomic_load_n(w, __ATOMIC_RELAXED);
+        /* never over a 0: a sampled block may be live (the sync that opens
+         * the span again reads used afresh) */
+        while (v && !__atomic_compare_exchange_n(w, &v, word_of(s, v & MS_MARK_FAST_MASK), false, __ATOMIC_SEQ_CST,
+                                                 __ATOMIC_RELAXED)) {
+        }
+    }
+}
+
+void ms_span_sync_check(span_t *s) {
+    ms_lock_t *m = &check_locks[((uintptr_t)s / sizeof(span_t)) % CHECK_LOCKS].m;
+    ms_lock(m);
+    uint64_t fast = ms_span_mark(s) & MS_MARK_FAST_MASK;
+    for (uint32_t used;;) {
+        used = *(const volatile uint32_t *)&s->used;
+        set_checks(s, word_of(s, fast));
+        /* a take that grew used meanwhile found the words closed (0) and
+         * left them: read used again after the writes (against its store
+         * of used before its compare-and-swap, a full barrier each) */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!fast || *(const volatile uint32_t *)&s->used == used) break;
+    }
+    ms_unlock(m);
+}
+
+void ms_span_check_closed(span_t *s, uintptr_t page_addr) {
+    ms_lock_t *m = &check_locks[((uintptr_t)s / sizeof(span_t)) % CHECK_LOCKS].m;
+    /* the mark counts the block already (a compare-and-swap, ordered
+     * before these loads): a sync that takes the lock after them reads it
+     * and closes; one that wrote before them left its word for them to
+     * see; one under way is waited for */
+    if (__atomic_load_n(check_of(page_addr >> MS_PAGE_SHIFT), __ATOMIC_SEQ_CST) == 0 &&
+        atomic_load_explicit(&m->v, memory_order_seq_cst) == 0)
+        return;
+    ms_span_sync_check(s);
+}
+
+bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages) {
+    uintptr_t pn = start >> MS_PAGE_SHIFT;
+    for (size_t i = 0; i < npages; i++, pn++)
+        if (*check_of(pn)) return false;
+    return true;
+}
+
+/* Fork: a sync under way in another thread would leave its lock held and
+ * the span's limits half written in the child. */
+void ms_pagemap_fork_prepare(void) {
+    for (int i = 0; i < CHECK_LOCKS; i++) ms_lock(&check_locks[i].m);
+}
+void ms_pagemap_fork_parent(void) {
+    for (int i = CHECK_LOCKS - 1; i >= 0; i--) ms_unlock(&check_locks[i].m);
+}
+void ms_pagemap_fork_child(void) {
+    for (int i = 0; i < CHECK_LOCKS; i++) ms_lock_init(&check_locks[i].m);
 }

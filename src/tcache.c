@@ -295,7 +295,10 @@ tcache_t *ms_tcache_create(void) {
     pthread_mutex_lock(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
     if (tc) {
-        for (int c = 1; c < MS_NUM_CLASSES; c++) tc->lists[c].size = ms_class_size[c]; /* max, room: 0 */
+        for (int c = 1; c < MS_NUM_CLASSES; c++) { /* max, room: 0 */
+            tc->lists[c].size = ms_class_size[c];
+            tc->lists[c].div = UINT64_MAX / ms_class_size[c] + 1;
+        }
         tc->sample_left = INT64_MAX;
         tc->tid = (int)syscall(SYS_gettid);
         tc->slot = &ms_tc;
@@ -499,9 +502,11 @@ void ms_tcache_fork_prepare(void) {
     pthread_mutex_lock(&reg_lock);
     ms_central_fork_prepare();
     ms_heap_fork_prepare();
+    ms_pagemap_fork_prepare();
 }
 
 void ms_tcache_fork_parent(void) {
+    ms_pagemap_fork_parent();
     ms_heap_fork_parent();
     ms_central_fork_parent();
     pthread_mutex_unlock(&reg_lock);
@@ -509,6 +514,7 @@ void ms_tcache_fork_parent(void) {
 }
 
 void ms_tcache_fork_child_locks(void) {
+    ms_pagemap_fork_child();
     ms_heap_fork_child();
     ms_central_fork_child();
     pthread_mutex_init(&reg_lock, NULL);
