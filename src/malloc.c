@@ -32,10 +32,9 @@
  * Larger requests take a span straight from the page heap.
  *
  * Freeing.  The page map gives, for any pointer, in three loads and no
- * test, the 16 bytes of its page that free needs (untouched entries read
- * as 0, never fast): where its small span starts, which class list it
- * feeds, and how far the span has handed blocks out, 0 unless the span is
- * in use with nothing sampled.  free never reads the span's own header,
+ * test, the one word of its page that free needs (untouched entries read
+ * as 0, never fast): which class list it feeds, and how far the span has
+ * handed blocks out, 0 unless the span is in use with nothing sampled.  free never reads the span's own header,
  * which with one-page spans was a cache line per 8 KiB of heap and missed
  * the first-level cache in most frees of a program working over a few
  * megabytes (pagemap.c, "Free's check").  The object goes to the freeing
