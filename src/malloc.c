@@ -481,7 +481,11 @@ static inline void *alloc_small(size_t cls) {
     /* the size from the list's own line, and a tail call when sampled:
      * the fast path then needs neither the class nor a saved register */
     size_t size = l->size;
-    l->head = p[0];
+    void *next = p[0];
+    l->head = next;
+    /* the next malloc of the class reads next's first word: fetch it now,
+     * while this one goes on (as tcmalloc's free list pop does) */
+    __builtin_prefetch(next, 1);
     l->room++;
     p[1] = NULL; /* clear the free cookie */
     ms_count_own(&l->nmalloc, 1);
