@@ -325,14 +325,13 @@ static bool split_tail_free(span_t *s, size_t keep) {
 
 /* drop_tail_locked: gives back the current reservation's unused tail
  * (heap lock held); false if it had none. */
+static void resv_listed(uintptr_t lo, size_t bytes);
 static bool drop_tail_locked(void) {
     if (!resv_base || resv_end <= resv_next) return false;
     ms_os_free((void *)resv_next, resv_end - resv_next);
     resv_bytes = resv_next - (uintptr_t)resv_base;
     resv_end = resv_next;
-    maps_changed();
-    for (uint32_t i = 0; i < nresv; i++)
-        if (resv_list[i].lo == (uintptr_t)resv_base) resv_list[i].hi = (uintptr_t)resv_base + resv_bytes;
+    resv_listed((uintptr_t)resv_base, resv_bytes);
     return true;
 }
 

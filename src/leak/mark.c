@@ -50,10 +50,12 @@
  * price here is a pause of one copy of the roots instead of the whole mark.
  * So step 4's mark from the roots starts before the threads go on (held):
  * the check at exit, where a longer pause costs the program nothing, keeps
- * them stopped until it is done; a live check for HOLD_NS at most, and if
- * that was not enough, the mark goes on with the program running and the
- * check looks again if it finds anything (ms_leak_check).
- * docs/LEAKS.md discusses it.
+ * them stopped until it is done; a live check for HOLD_NS at most
+ * (HOLD_TRACKED_NS where the kernel tracks writes), and if that was not
+ * enough, the mark goes on with the program running.  If it then leaves
+ * blocks unreached, the check rescans the pages the program wrote meanwhile
+ * and settles in a second stop (Rescans, below); where it cannot, it looks
+ * again (More looks, ms_leak_check).  docs/LEAKS.md discusses it.
  */
 #include "leak.h"
 #include "../prof/prof.h"
@@ -719,7 +721,7 @@ static void mark_root_words(mark_t *m, const ms_leak_roots_t *r) {
  * and it runs to the end; a live check gives it HOLD_NS, enough for about
  * a hundred thousand small blocks (80,000 took 1.7-2.5 ms on the 2-CPU
  * machine at load 7, by hand), and marks the rest with the program running
- * (and looks again if it then finds anything). */
+ * (then rescans, or looks again, if it finds anything: see the top). */
 #define HOLD_NS 4000000ull
 /* With the kernel tracking writes, what the first stop does not mark is
  * settled by the rescan's stop (below), so the first stop needs to hold
