@@ -97,6 +97,10 @@ $(BUILD)/memscope: $(CLI_SRCS) tools/report.h tools/pprofread.h include/memscope
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O2 -g -Iinclude -DMEMSCOPE_VERSION_STR='"$(VERSION)"' $(CLI_SRCS) -o $@ -lz -lm
 
+# test_unit_hookdepth measures the optimized build's stack depths: the release archive.
+$(BUILD)/tests/test_unit_hookdepth: tests/test_unit_hookdepth.c $(BUILD)/libmemscope.a tests/testhelper.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g -Iinclude -Isrc $< -o $@ $(BUILD)/libmemscope.a $(UNIT_LIBS)
 # Tests named test_unit_*.c see internal symbols: they link the debug archive statically.
 # Every other test links the shared library the way a user's program would.
 $(BUILD)/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/debug/libmemscope.a tests/testhelper.h

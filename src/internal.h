@@ -735,6 +735,8 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
  * installs these before setting ms_sample_rate.  Hooks run with no
  * allocator lock held and may allocate (the recursion is not sampled).
  * ---------------------------------------------------------------------- */
+#define MS_HOOK_SHALLOW 384
+#define MS_HOOK_DEEP 4096
 typedef struct prof_hooks_s {
     /* stack: the allocation being sampled: the id of its stack
      * (UINT32_MAX: none).  Called with no copy of the block's address in
@@ -743,7 +745,10 @@ typedef struct prof_hooks_s {
     uint32_t (*stack)(void);
     /* sampled: block p of `size` usable bytes, allocated at stack `id`, was
      * just drawn for the profile; the profiler calls ms_malloc_sampled(p)
-     * if it keeps a record (the return value is its own business). */
+     * if it keeps a record.  True if its frames and its callees' stayed
+     * within MS_HOOK_SHALLOW bytes below the caller's stack pointer (the
+     * core then clears only those of copies of p), false if they may have
+     * gone as deep as MS_HOOK_DEEP. */
     bool (*sampled)(void *p, size_t size, uint32_t id);
     /* freed: p, a block in a span with recorded blocks, is being freed (or
      * is leaving its address); true if p was recorded (the record is gone).

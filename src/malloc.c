@@ -280,7 +280,7 @@ static inline void forget_scratch(void) {
 #endif
 }
 
-/* scrub_hook_stack: zeroes the stack below the caller where the profiler
+/* scrub_shallow, scrub_deep: zero the stack below the caller where the profiler
  * recorded the block.  Those frames hold copies of its address (registers
  * saved by the callees of a frame that had it), and dead stack becomes
  * live frames of whatever runs next: at profile_rate=1 a leak check, whose
@@ -288,17 +288,27 @@ static inline void forget_scratch(void) {
  * still reachable through them (a block lost just before exit was kept by
  * the exit handlers' frames; LeakSanitizer, whose malloc is shallow,
  * reported it).  The unwinder's frames, far deeper, never see the block
- * (sample_point), so the record's depth is all there is to clear. */
-#define HOOK_SCRUB 1024
-/* the C library's vector code, not the inline rep stos the compiler picks
+ * (sample_point), so the record's depth is all there is to clear: the
+ * hook says whether it stayed within MS_HOOK_SHALLOW bytes (a record in
+ * leak-check mode: 248 bytes with gcc 12 -O2, every time but a thread's
+ * first or a span's first record) or may have gone to MS_HOOK_DEEP
+ * (tests/test_unit_hookdepth.c measures both).  Clearing 1 KiB on every
+ * sample was a tenth of leak-check mode's instructions on st_churn, and
+ * still fell short of a rare path (1.7 KiB, once in a run of st_churn).
+ * The C library's vector memset, not the inline rep stos the compiler picks
  * for a constant size: that was 14% of a sample's time (perf), and the
  * library's memset took a sample at profile_rate=1 from 353 to 314 ns (by
  * hand, bench/stackcost.c).  sample_small clears blocks with it too. */
 static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
-static __attribute__((noinline)) void scrub_hook_stack(void) {
-    char buf[HOOK_SCRUB];
+static __attribute__((noinline)) void scrub_shallow(void) {
+    char buf[MS_HOOK_SHALLOW];
     scrub_memset(buf, 0, sizeof buf);
     __asm__ volatile("" : : "r"(buf) : "memory"); /* not a dead store */
+}
+static __attribute__((noinline)) void scrub_deep(void) {
+    char buf[MS_HOOK_DEEP];
+    scrub_memset(buf, 0, sizeof buf);
+    __asm__ volatile("" : : "r"(buf) : "memory");
 }
 
 /* Signal handlers that allocate.  The profiler's hooks take locks (a
@@ -353,11 +363,12 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
         ms_prof_busy++;
         forget_scratch();
         uint32_t id = ms_prof_hooks.stack();
-        ms_prof_hooks.sampled(tc->hook_block, size, id);
+        bool shallow = ms_prof_hooks.sampled(tc->hook_block, size, id);
         ms_prof_leave();
         ms_tc_busy--;
         errno = saved;
-        scrub_hook_stack();
+        if (ms_likely(shallow)) scrub_shallow();
+        else scrub_deep();
         p = tc->hook_block;
         tc->hook_block = outer;
     }
@@ -447,7 +458,7 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
     }
     ms_count_own(&tc->lists[cls].nmalloc, 1);
     ms_heap_maybe_end_cycle();
-    /* last, a tail call: this frame keeps no copy of p (scrub_hook_stack) */
+    /* last, a tail call: this frame keeps no copy of p (scrub_shallow) */
     if ((tc->sample_left -= (int64_t)size) < 0) return sample_small(tc, p, size);
     return p;
 }

@@ -485,12 +485,16 @@ static void srecs_free(stripe_t *st, srecs_t *r) {
 static inline uint32_t rec_word(const srecs_t *r, uint32_t i) { return __atomic_load_n(&r->id[i], __ATOMIC_RELAXED); }
 static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_store_n(&r->id[i], v, __ATOMIC_RELAXED); }
 
+/* hook_deep: the sampled hook (record) left its common path: see record */
+static __thread bool hook_deep __attribute__((tls_model("initial-exec")));
+
 /* rec_put: records block a (stack, size); false if memory for the record
  * is refused.  Takes a's array's lock (counted) or the large blocks' lock.
  * *span: a's small span (NULL: a large block), for the caller's use. */
 static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
     span_t *s = *span = small_span(a);
     if (!s) {
+        hook_deep = true;
         ms_lock(&big_lock);
         bool ok = block_insert(a, stack, size);
         ms_unlock(&big_lock);
@@ -503,6 +507,7 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
         rec_word_set(k, i, stack + 1);
         return true;
     }
+    hook_deep = true;
     for (;;) {
         srecs_t *r = span_recs(s);
         if (!r) {
@@ -898,7 +903,10 @@ ms_inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
 }
 static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
     batch_t *b = my_batch;
-    if (ms_unlikely(b == NULL)) b = batch_attach();
+    if (ms_unlikely(b == NULL)) {
+        hook_deep = true; /* the thread's first count: pthread_setspecific and more */
+        b = batch_attach();
+    }
     if (b == NULL || b == BATCH_NONE) return false;
     if (!lockfree && atomic_load_explicit(&nowned, memory_order_relaxed) < 2) {
         if (ms_unlikely(b->n)) { /* left from when other threads counted: first */
@@ -925,11 +933,18 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
  * Hooks
  * ---------------------------------------------------------------------- */
 
-/* record (the sampled hook): block p of stack id is recorded and counted;
- * false if memory for its record is refused (id UINT32_MAX: no stack, for
- * want of memory or during a fork). */
+/* record (the sampled hook): block p of stack id is recorded and counted.
+ * True if it kept to its common path, whose frames lie within
+ * MS_HOOK_SHALLOW bytes below its caller's (a sticky array's word, a batch
+ * the thread already has, a drain: 248 bytes with gcc 12 -O2); false if it
+ * went further (a record array or a large block's entry made, the thread's
+ * batch attached, memory for the record refused; id UINT32_MAX: no stack,
+ * for want of memory or during a fork), so that the core clears the deeper
+ * stack it may have left copies of p in (malloc.c: scrub_shallow).
+ * tests/test_unit_hookdepth.c holds record to that. */
 static bool record(void *p, size_t size, uint32_t id) {
     span_t *s;
+    hook_deep = false;
     if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size, &s)) return false;
     if (!batch_add((uintptr_t)p, id, size, true)) {
         tally_lock();
@@ -940,7 +955,7 @@ static bool record(void *p, size_t size, uint32_t id) {
         tally_unlock();
     }
     ms_malloc_sampled(p, s);
-    return true;
+    return !hook_deep;
 }
 
 /* stack_nested: a sample taken while the thread's capture buffer is in

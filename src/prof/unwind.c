@@ -439,7 +439,15 @@ static int count_unloads(struct dl_phdr_info *info, size_t size, void *arg) {
  * coarse clock (a few ms), so that a walk after a dlclose uses no recipe of
  * the unloaded object for longer than that: dl_iterate_phdr is the only
  * count of unloads, and it takes the loader's lock, too much for each of
- * a million walks a second. */
+ * a million walks a second.  Even the clock is read only every FRESH_EVERY
+ * walks of a thread: at profile_rate=1 the read (a call into the vDSO) was
+ * 6% of st_churn's time (perf), more than a warm replay.  So a thread may
+ * make up to FRESH_EVERY - 1 walks more with a stale recipe after an unload
+ * that does not come through dlclose below (the C library's own, of NSS
+ * modules); such a walk gives wrong frames, never a read outside the stack
+ * (ms_unwind's bounds). */
+#define FRESH_EVERY 16
+static __thread uint8_t fresh_skip __attribute__((tls_model("initial-exec")));
 static _Atomic uint64_t fresh_ms;
 static void look(void) {
     unsigned long long subs = 0;
@@ -449,7 +457,10 @@ static void look(void) {
 /* look_guarded: look, counted as a capture a fork waits for (the loader's
  * lock); false if a fork is in progress */
 ms_cold __attribute__((noinline)) static bool look_guarded(uint64_t now) {
-    if (!ms_stack_guard_enter()) return false;
+    if (!ms_stack_guard_enter()) {
+        fresh_skip = 0; /* it has not looked: the next walk tries again */
+        return false;
+    }
     atomic_store_explicit(&fresh_ms, now, memory_order_relaxed);
     look();
     ms_stack_guard_leave();
@@ -457,6 +468,11 @@ ms_cold __attribute__((noinline)) static bool look_guarded(uint64_t now) {
 }
 /* fresh: false if it had to look while a fork is in progress */
 static inline bool fresh(void) {
+    if (ms_likely(fresh_skip != 0)) {
+        fresh_skip--;
+        return true;
+    }
+    fresh_skip = FRESH_EVERY - 1;
     uint64_t now = ms_os_now_ms();
     if (ms_likely(now == atomic_load_explicit(&fresh_ms, memory_order_relaxed))) return true;
     return look_guarded(now);
@@ -467,7 +483,7 @@ static inline bool fresh(void) {
  * was, and allocates in it within the same tick had its stacks walked with
  * the closed object's recipes: one frame, every time (a helper session's
  * loop of two plugins).  Unloads that do not come through here (the C
- * library's own, of NSS modules) still wait for the tick.  Nothing is
+ * library's own, of NSS modules) still wait for the tick (fresh).  Nothing is
  * looked at before the first walk: the table would be emptied for nothing. */
 __attribute__((visibility("default"))) int dlclose(void *handle) {
     static int (*_Atomic next)(void *);

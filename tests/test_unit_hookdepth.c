@@ -1,0 +1,181 @@
+/* test_unit_hookdepth.c: how deep the profiler's record of a block goes
+ * on the stack, and that malloc leaves no copy of the block there.
+ *
+ * In leak-check mode every malloc hands its block to the profiler's hook
+ * (internal.h: prof_hooks_t.sampled), whose frames below the core's may
+ * keep copies of the block's address; the core zeroes MS_HOOK_SHALLOW
+ * bytes of that stack when the hook says it kept to its common path, and
+ * MS_HOOK_DEEP otherwise (malloc.c: scrub_shallow).  A copy left below
+ * would make a block the program lost look reachable to a leak check,
+ * whose scan of a thread's stack is conservative.
+ *   depth    the hook, wrapped here, runs over stack filled with a
+ *            pattern: every call that says it stayed shallow wrote nothing
+ *            deeper than MS_HOOK_SHALLOW below the wrapper's stack pointer,
+ *            and every other call nothing deeper than MS_HOOK_DEEP; most
+ *            calls are shallow, and the paths that are not (a thread's
+ *            first record, a span's first, a large block) are met.  Blocks
+ *            of many classes and large ones, from four threads freeing
+ *            each other's blocks (drains, contended locks).
+ *   nocopy   with the profiler's own hook in place, after malloc returns
+ *            p, no word of the 16 KiB of dead stack below the caller
+ *            holds p (2,000 small and large blocks, none at an address
+ *            freed before: free's frames hold copies of what they free).
+ * Linked with the release archive (the depths are those of the optimized
+ * build users run) and run with MEMSCOPE=profile_rate=1: the test execs
+ * itself with it.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testhelper.h"
+
+/* CHECK_MSG: CHECK_TRUE, saying why when it fails */
+#define CHECK_MSG(cond, ...) \
+    do { \
+        if (!CHECK_TRUE(cond)) fprintf(stderr, "  " __VA_ARGS__), fputc('\n', stderr); \
+    } while (0)
+
+#define PATTERN 0x5a17c0de5a17c0deull
+#define PROBE_WORDS (MS_HOOK_DEEP / 8 + 256)
+
+static bool (*real_sampled)(void *p, size_t size, uint32_t id);
+static _Atomic uint64_t n_shallow, n_deep, bad_shallow, bad_deep;
+static _Atomic size_t max_shallow, max_deep;
+
+/* probe: fill (mode 0) or measure (mode 1) the stack below the caller.
+ * Called twice from the same frame, its buffer lies at the same place
+ * both times; the depth is counted from the caller's stack pointer. */
+static __attribute__((noinline)) size_t probe(int mode) {
+    uint64_t space[PROBE_WORDS];
+    volatile uint64_t *buf = space;
+    __asm__ volatile("" : "+r"(buf) : : "memory"); /* what lies there is the point, not a bug */
+    uintptr_t caller_sp = (uintptr_t)__builtin_frame_address(0) + 16;
+    if (mode == 0) {
+        for (size_t i = 0; i < PROBE_WORDS; i++) buf[i] = PATTERN;
+        return 0;
+    }
+    size_t i = 0;
+    while (i < PROBE_WORDS && buf[i] == PATTERN) i++;
+    return i == PROBE_WORDS ? 0 : caller_sp - (uintptr_t)&buf[i];
+}
+
+static void note_max(_Atomic size_t *m, size_t v) {
+    size_t cur = atomic_load(m);
+    while (v > cur && !atomic_compare_exchange_weak(m, &cur, v)) {
+    }
+}
+
+static bool wrapped(void *p, size_t size, uint32_t id) {
+    probe(0);
+    bool shallow = real_sampled(p, size, id);
+    size_t d = probe(1);
+    if (shallow) {
+        atomic_fetch_add(&n_shallow, 1);
+        note_max(&max_shallow, d);
+        if (d > MS_HOOK_SHALLOW) atomic_fetch_add(&bad_shallow, 1);
+    } else {
+        atomic_fetch_add(&n_deep, 1);
+        note_max(&max_deep, d);
+        if (d > MS_HOOK_DEEP) atomic_fetch_add(&bad_deep, 1);
+    }
+    return shallow;
+}
+
+typedef struct shared_s {
+    _Atomic(void *) slot[4096];
+} shared_t;
+static shared_t shared;
+
+static void *churn(void *arg) {
+    uint64_t x = (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15ull + 1;
+    for (int i = 0; i < 60000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t n = (x >> 20) % 64 == 0 ? 40000 + (x >> 40) % 300000 : 8 + (x >> 30) % 2000;
+        void *p = malloc(n);
+        if (!p) return (void *)1;
+        memset(p, 1, n < 64 ? n : 64);
+        void *old = atomic_exchange(&shared.slot[(x >> 8) % 4096], p);
+        free(old);
+    }
+    return NULL;
+}
+
+/* below: malloc(n) from a frame of its own, then a look at the dead stack
+ * under that frame for a word equal to the block's address */
+static __attribute__((noinline)) void *alloc_here(size_t n) {
+    void *p = malloc(n);
+    __asm__ volatile("" : : "r"(p) : "memory");
+    return p;
+}
+static __attribute__((noinline)) int copies_below(uintptr_t p) {
+    uintptr_t space[2048]; /* not written: it is the dead stack, read */
+    volatile uintptr_t *buf = space;
+    __asm__ volatile("" : "+r"(buf) : : "memory");
+    int found = 0;
+    for (size_t i = 0; i < 2048; i++) found += buf[i] == p;
+    return found;
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    const char *env = getenv("MEMSCOPE");
+    if (!env || strcmp(env, "profile_rate=1") != 0) {
+        setenv("MEMSCOPE", "profile_rate=1", 1);
+        execv("/proc/self/exe", argv);
+        perror("execv");
+        return 1;
+    }
+    free(malloc(1));
+    if (atomic_load(&ms_sample_rate) != 1 || !ms_prof_hooks.sampled) {
+        fprintf(stderr, "profile_rate=1 is not in effect\n");
+        return 1;
+    }
+
+    CHECK_BODY("nocopy") {
+        /* every block is kept until the end: a free leaves copies of its
+         * block in its own frames, and a block at a freed one's address
+         * would find them */
+        int left = 0;
+        static void *kept[2000];
+        for (int i = 0; i < 2000; i++) {
+            size_t n = i % 10 == 9 ? 300000 : 16 + (size_t)(i * 37) % 3000;
+            kept[i] = alloc_here(n);
+            left += copies_below((uintptr_t)kept[i]);
+        }
+        for (int i = 0; i < 2000; i++) free(kept[i]);
+        CHECK_MSG(left == 0, "%d copies of blocks left on the dead stack below malloc's caller", left);
+    }
+
+    real_sampled = ms_prof_hooks.sampled;
+    ms_prof_hooks.sampled = wrapped;
+    CHECK_BODY("depth") {
+        pthread_t t[4];
+        for (uintptr_t i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, (void *)(i + 1));
+        bool ok = true;
+        for (int i = 0; i < 4; i++) {
+            void *r;
+            pthread_join(t[i], &r);
+            ok = ok && r == NULL;
+        }
+        for (size_t i = 0; i < 4096; i++) free(atomic_exchange(&shared.slot[i], NULL));
+        uint64_t s = atomic_load(&n_shallow), d = atomic_load(&n_deep);
+        printf("  shallow %llu (deepest %zu B, limit %d), deep %llu (deepest %zu B, limit %d)\n",
+               (unsigned long long)s, atomic_load(&max_shallow), MS_HOOK_SHALLOW, (unsigned long long)d,
+               atomic_load(&max_deep), MS_HOOK_DEEP);
+        CHECK_MSG(ok, "a thread's malloc failed");
+        CHECK_MSG(atomic_load(&bad_shallow) == 0, "%llu calls said shallow and went deeper than %d bytes",
+                  (unsigned long long)atomic_load(&bad_shallow), MS_HOOK_SHALLOW);
+        CHECK_MSG(atomic_load(&bad_deep) == 0, "%llu calls went deeper than %d bytes",
+                  (unsigned long long)atomic_load(&bad_deep), MS_HOOK_DEEP);
+        CHECK_MSG(s > 9 * (s + d) / 10, "only %llu of %llu calls were shallow", (unsigned long long)s,
+                  (unsigned long long)(s + d));
+        CHECK_MSG(d >= 4, "only %llu deep calls: the uncommon paths were not met", (unsigned long long)d);
+    }
+    ms_prof_hooks.sampled = real_sampled;
+    return print_test_summary();
+}
