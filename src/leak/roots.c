@@ -852,7 +852,7 @@ static void stop_and_copy(capture_t *c) {
         if (c->ok && c->held) {
             uint64_t h0 = ms_os_now_ns();
             c->r->held = c->held(c->r, c->held_arg);
-            c->r->held_ns = ms_os_now_ns() - h0;
+            c->r->held_max_ns = c->r->held_ns = ms_os_now_ns() - h0;
         }
     } else {
         c->ok = false;
