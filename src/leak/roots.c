@@ -365,6 +365,8 @@ typedef struct capture_s {
     uintptr_t loader_base;  /* the dynamic loader's load address (AT_BASE), 0 if none */
     bool (*held)(ms_leak_roots_t *r, void *arg); /* run before the threads go on; NULL: none */
     void *held_arg;
+    uintptr_t *pre;         /* a buffer for the copy, mapped and faulted in before the stop */
+    size_t pre_bytes;
 } capture_t;
 
 static void add_range(capture_t *c, uintptr_t lo, uintptr_t hi, uint8_t what) {
@@ -808,13 +810,35 @@ void ms_leak_roots_scan_mmaps(ms_leak_roots_t *r, void (*fn)(const uintptr_t *w,
 }
 
 /* copy_ranges: every range into r->words. */
+/* The copy's buffer.  Mapped in the stop, its page faults were two thirds
+ * of the copy (1.1 of 1.6 ms for CPython's 1.9 MiB of roots, by hand), and
+ * the stop is the program's pause; so a buffer the size of the last copy,
+ * and a quarter more, is mapped and faulted in before the threads stop,
+ * and the copy takes it if it fits (the roots of one program change little
+ * from one stop to the next: a check stops up to seven times). */
+static _Atomic size_t last_copy_bytes;
+
+static void pre_map(capture_t *c) {
+    size_t last = atomic_load_explicit(&last_copy_bytes, memory_order_relaxed);
+    if (!last) return;
+    size_t nb = (last + last / 4 + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    if (!(c->pre = ms_os_alloc(nb))) return;
+    c->pre_bytes = nb;
+    for (size_t i = 0; i < nb; i += 4096) ((volatile char *)c->pre)[i] = 0;
+}
+
 static void copy_ranges(capture_t *c) {
     size_t words = 0;
     for (size_t i = 0; i < c->nranges; i++)
         if (c->ranges[i].what != R_CUT) words += (c->ranges[i].hi - c->ranges[i].lo) / sizeof(uintptr_t);
     ms_leak_roots_t *r = c->r;
     r->map_bytes = (words * sizeof(uintptr_t) + MS_PAGE_SIZE) & ~MS_PAGE_MASK;
-    r->words = ms_os_alloc(r->map_bytes);
+    if (c->pre && r->map_bytes <= c->pre_bytes) {
+        r->words = c->pre, r->map_bytes = c->pre_bytes;
+        c->pre = NULL;
+    } else {
+        r->words = ms_os_alloc(r->map_bytes);
+    }
     if (!r->words) {
         c->ok = false;
         return;
@@ -927,9 +951,12 @@ bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self, bool 
                    .held = held, .held_arg = held_arg};
     c.my_lo = (uintptr_t)&stop_gen;
     c.loader_base = (uintptr_t)getauxval(AT_BASE);
+    pre_map(&c);
     dl_iterate_phdr(stop_cb, &c);
+    ms_os_free(c.pre, c.pre_bytes);
     ms_os_free(c.maps.v, c.maps.bytes);
     ms_os_free(c.ranges, c.ranges_bytes);
+    if (c.ok) atomic_store_explicit(&last_copy_bytes, (size_t)r->nwords * sizeof(uintptr_t), memory_order_relaxed);
     if (!c.ok) ms_leak_roots_free(r);
     return c.ok;
 }
