@@ -809,7 +809,6 @@ void ms_leak_roots_scan_mmaps(ms_leak_roots_t *r, void (*fn)(const uintptr_t *w,
     ms_os_free(own, own_bytes);
 }
 
-/* copy_ranges: every range into r->words. */
 /* The copy's buffer.  Mapped in the stop, its page faults were two thirds
  * of the copy (1.1 of 1.6 ms for CPython's 1.9 MiB of roots, by hand), and
  * the stop is the program's pause; so a buffer the size of the last copy,
@@ -827,6 +826,7 @@ static void pre_map(capture_t *c) {
     for (size_t i = 0; i < nb; i += 4096) ((volatile char *)c->pre)[i] = 0;
 }
 
+/* copy_ranges: every range into r->words. */
 static void copy_ranges(capture_t *c) {
     size_t words = 0;
     for (size_t i = 0; i < c->nranges; i++)
