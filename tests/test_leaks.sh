@@ -36,7 +36,9 @@
 #     each count exactly 5, and at least one says it rescanned the pages
 #     written during the mark to the end in one look (before the rescans,
 #     every one looked twice), or, on a kernel that cannot track writes,
-#     that it looked again;
+#     that it looked again; at the sampled rate a check that looked again
+#     (its rescan stop ran out of time on a loaded machine) races with the
+#     threads as documented, and its count is shown apart;
 #   - tests/leak/writers.c: where the kernel can track writes, 7 live
 #     checks while two threads write every page of a 96 MB heap count
 #     exactly the 5 lost, and the median of their longest mark in one stop
