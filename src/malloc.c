@@ -37,7 +37,8 @@
  * handed blocks out, 0 unless the span is in use with nothing sampled.  free never reads the span's own header,
  * which with one-page spans was a cache line per 8 KiB of heap and missed
  * the first-level cache in most frees of a program working over a few
- * megabytes (pagemap.c, "Free's check").  The object goes to the freeing
+ * megabytes (pagemap.c, "Free's check"); realloc checks a small block
+ * the same way.  The object goes to the freeing
  * thread's own list for its class (whichever
  * thread allocated it), once the thread has allocated from that class: until
  * then its frees of the class go back to the central list in batches, so a
