@@ -186,7 +186,7 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void *head, sp
             last = p;
             p = *(void **)p;
             n++;
-        } while (p && (uintptr_t)p - start < bytes);
+        } while ((uintptr_t)p - start < bytes); /* NULL ends it too: it wraps to far above */
         *(void **)last = s->freelist;
         s->freelist = first;
         ms_assert_internal(s->allocated >= n);
