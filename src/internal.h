@@ -163,6 +163,7 @@ enum { MS_COLLAPSE_DONE, MS_COLLAPSE_NOT_RESIDENT, MS_COLLAPSE_FAILED, MS_COLLAP
 int ms_os_collapse(void *addr, size_t bytes);
 uint64_t ms_os_now_ms(void);                  /* monotonic, coarse */
 uint64_t ms_os_now_ns(void);                  /* monotonic */
+uint64_t ms_os_thread_cpu_ns(void);           /* the calling thread's CPU time (a system call, not the vDSO) */
 void ms_os_ticks_init(void);                  /* at process init, before any tick is taken */
 uint64_t ms_os_ticks(void);                   /* for short intervals (the TSC, or ns) */
 uint64_t ms_os_ticks_ns(uint64_t ticks);      /* a difference of ticks, in ns */

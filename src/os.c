@@ -316,6 +316,12 @@ uint64_t ms_os_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t ms_os_thread_cpu_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return ms_os_now_ns();
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* Ticks, for timing short holds of locks on paths that run per allocation
  * (the heap lock): the TSC where the CPU says it runs at a constant rate
  * in every power state (invariant, CPUID 0x80000007 EDX bit 8), one

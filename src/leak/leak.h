@@ -40,6 +40,7 @@ typedef struct ms_leak_roots_s {
     bool held;              /* they stayed stopped until the mark had followed the roots (mark.c, held) */
     uint64_t held_ns;       /* of the pause, how long that mark took (whether it finished or not) */
     uint64_t held_max_ns;   /* the longest such mark of all stops of a check (its deadline bounds it) */
+    uint64_t held_max_cpu_ns; /* the most CPU time the checking thread spent on one (its budget bounds it) */
     uint64_t seg_bytes, stack_bytes, tls_bytes, reg_bytes; /* what the words came from */
     uint32_t nsegments;     /* writable PT_LOAD segments scanned */
     uint32_t nthreads;      /* threads seen (the caller included) */
@@ -61,6 +62,7 @@ static inline void ms_leak_pause_add(ms_leak_roots_t *a, const ms_leak_roots_t *
     a->pause_ns += b->pause_ns;
     if (a->pause_max_ns < b->pause_max_ns) a->pause_max_ns = b->pause_max_ns;
     if (a->held_max_ns < b->held_max_ns) a->held_max_ns = b->held_max_ns;
+    if (a->held_max_cpu_ns < b->held_max_cpu_ns) a->held_max_cpu_ns = b->held_max_cpu_ns;
     a->nstops += b->nstops;
 }
 

@@ -53,12 +53,13 @@ static void check_lines(textout_t *o, const ms_leak_result_t *r) {
         (unsigned long long)r->bytes[MS_LEAK_REACHABLE], (unsigned long long)r->objs[MS_LEAK_REACHABLE]);
     /* "stopped for": the longest stop, the pause a thread felt; a check
      * that looked again stopped the threads once per look */
-    char stops[160] = "";
+    char stops[200] = "";
     size_t k = 0;
     if (t->nstops > 1)
-        k = (size_t)ms_snprintf(stops, sizeof stops, " (the longest of %u stops; %llu us in all; marking %llu us at most in one)",
+        k = (size_t)ms_snprintf(stops, sizeof stops,
+                                " (the longest of %u stops; %llu us in all; marking %llu us at most in one, %llu us of CPU)",
                                 t->nstops, (unsigned long long)(t->pause_ns / 1000),
-                                (unsigned long long)(t->held_max_ns / 1000));
+                                (unsigned long long)(t->held_max_ns / 1000), (unsigned long long)(t->held_max_cpu_ns / 1000));
     if (k < sizeof stops && (t->held || t->held_ns))
         ms_snprintf(stops + k, sizeof stops - k, t->held ? ", through the mark (%llu us of it)" : ", %llu us of it marking",
                     (unsigned long long)(t->held_ns / 1000));
@@ -205,13 +206,13 @@ int ms_leak_write_json(int fd, const ms_leak_result_t *r, int max_groups) {
     textout_t o = {.fd = fd};
     symtab_t *st = r->ngroups ? ms_sym_open() : NULL;
     put(&o, "{\"direct_objects\":%llu,\"direct_bytes\":%llu,\"indirect_objects\":%llu,\"indirect_bytes\":%llu,"
-            "\"reachable_objects\":%llu,\"reachable_bytes\":%llu,\"pause_us\":%llu,\"pause_max_us\":%llu,\"held_max_us\":%llu,"
+            "\"reachable_objects\":%llu,\"reachable_bytes\":%llu,\"pause_us\":%llu,\"pause_max_us\":%llu,\"held_max_us\":%llu,\"held_max_cpu_us\":%llu,"
             "\"stops\":%u,\"held\":%s,\"looks\":%d,\"rescans\":%u,\"exact\":%s,\"total_ms\":%llu,\"mmap_bytes\":%llu,\"mmap_complete\":%s,"
             "\"threads\":%u,\"stopped\":%u,\"complete\":%s,\"exact_stacks\":%s,\"groups\":[",
         (unsigned long long)r->objs[0], (unsigned long long)r->bytes[0], (unsigned long long)r->objs[1],
         (unsigned long long)r->bytes[1], (unsigned long long)r->objs[2], (unsigned long long)r->bytes[2],
         (unsigned long long)(r->roots.pause_ns / 1000), (unsigned long long)(r->roots.pause_max_ns / 1000),
-        (unsigned long long)(r->roots.held_max_ns / 1000), r->roots.nstops, r->roots.held ? "true" : "false", r->looks, r->rescans, r->exact ? "true" : "false", (unsigned long long)(r->total_ns / 1000000),
+        (unsigned long long)(r->roots.held_max_ns / 1000), (unsigned long long)(r->roots.held_max_cpu_ns / 1000), r->roots.nstops, r->roots.held ? "true" : "false", r->looks, r->rescans, r->exact ? "true" : "false", (unsigned long long)(r->total_ns / 1000000),
         (unsigned long long)r->roots.mmap_bytes,
         ms_opt.leaks_mmap && r->roots.mmap_unsure ? "false" : "true",
         r->roots.nthreads, r->roots.nstopped, r->roots.nunstopped || r->log_overflow ? "false" : "true",

@@ -874,9 +874,10 @@ static void stop_and_copy(capture_t *c) {
         spill_and_collect(c);
         if (c->ok) copy_ranges(c);
         if (c->ok && c->held) {
-            uint64_t h0 = ms_os_now_ns();
+            uint64_t h0 = ms_os_now_ns(), c0 = ms_os_thread_cpu_ns();
             c->r->held = c->held(c->r, c->held_arg);
             c->r->held_max_ns = c->r->held_ns = ms_os_now_ns() - h0;
+            c->r->held_max_cpu_ns = ms_os_thread_cpu_ns() - c0;
         }
     } else {
         c->ok = false;

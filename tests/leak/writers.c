@@ -6,18 +6,19 @@
  * written again within a millisecond, and each pass of a check's rescan
  * (mark.c, Rescans) finds all of them written: more than its stop can
  * rescan in its 4 ms.  Each of 7 checks must count exactly the 5 lost,
- * and the stops must keep to their deadline: the median over the checks
- * of the report's longest mark in one stop must stay under 9 ms (4 ms of
- * deadline, up to 1.5 ms to read which pages were written, and room for
- * the rest).  The median, because the figure is wall time: on a loaded
- * machine the checking thread, alone on a CPU while the others wait, can
- * still be preempted (a stop of 3.3 ms of CPU took 19 ms with the load at
- * 5; at a load of 12 the median itself reached 12.6 ms once), and a
- * second round of 7 checks is run when the first round's median is over
- * (both rounds' medians were over on the code before).  The rescan
- * loop once read the clock only among the blocks it popped, and ran on
- * past its deadline over pages that pointed at nothing new: medians of
- * 13-24 ms here, at a load of 5, where the fixed loop's were 4.0-5.6 ms.
+ * and the stops must keep to their budget: the median over the checks of
+ * the CPU time the checking thread spent on the longest mark in one stop
+ * (the report's "marking M us at most in one, C us of CPU") must stay
+ * under 11 ms (a stop's budget is 4 ms, or 8 ms after one that ran out
+ * while following what it reached, and reading which pages were written
+ * takes up to 1.5 ms more).  The CPU time, because the wall time
+ * also counts the waits of a checking thread preempted on a loaded machine
+ * (a stop of 3.3 ms of CPU took 19 ms with the load at 5); the median, and
+ * a second round of 7 checks when the first round's is over, for what
+ * remains of the noise.  The rescan loop once read the clock only among
+ * the blocks it popped, and ran on past its deadline over pages that
+ * pointed at nothing new: medians of 13-24 ms (wall) in both rounds, at a
+ * load of 5, where the fixed loop's were 4.0-5.6 ms.
  *
  * Prints "N of 7 checks wrong; longest mark in a stop, per check: ... us;
  * median M us" per round and exits 1 if a count was wrong, 2 if the
@@ -37,7 +38,7 @@
 
 #define NBLOCKS 1000000
 #define CHECKS 7
-#define HELD_LIMIT_US 9000
+#define HELD_LIMIT_US 11000
 
 typedef struct block_s {
     uint64_t count;
@@ -66,11 +67,12 @@ static __attribute__((noinline)) void lose(void) {
     }
 }
 
-/* held_max: the longest mark in one stop the report names, in us */
+/* held_max: the most CPU time of one stop's mark the report names, in us
+ * (a stop of one: its wall time) */
 static unsigned long long held_max(const char *text) {
-    unsigned long long v = 0;
+    unsigned long long v = 0, cpu = 0;
     const char *p = strstr(text, "marking ");
-    if (p && sscanf(p, "marking %llu us at most in one", &v) == 1) return v;
+    if (p && sscanf(p, "marking %llu us at most in one, %llu us of CPU", &v, &cpu) == 2) return cpu;
     if ((p = strstr(text, "through the mark (")) && sscanf(p, "through the mark (%llu", &v) == 1) return v;
     if ((p = strstr(text, " us of it marking"))) {
         while (p > text && p[-1] >= '0' && p[-1] <= '9') p--;
