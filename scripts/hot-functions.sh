@@ -15,13 +15,15 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BUILD=${1:-build}
-SO=$ROOT/$BUILD/libmemscope.so
+case $BUILD in /*) SO=$BUILD/libmemscope.so ;; *) SO=$ROOT/$BUILD/libmemscope.so ;; esac
 command -v valgrind >/dev/null || { echo "hot-functions: valgrind is needed" >&2; exit 2; }
 [ -f "$SO" ] || { echo "hot-functions: build $SO first (make lib)" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 [ -n "${HOT_KEEP:-}" ] && trap - EXIT && echo "hot-functions: files in $tmp" >&2
-# workload | arguments: each of bench/run.sh's, small enough for callgrind
+# workload | arguments: each of bench/run.sh's, small enough for callgrind;
+# the first with MEMSCOPE set (its default values), whose parsing runs at
+# every start where the variable is set
 RUNS="
 false_sharing|active 2 40000 10 8
 false_sharing|passive 2 40000 10 8
@@ -35,14 +37,20 @@ tl_remote|4 50000 10000 100
 small_nodes|300000 1
 seed_vector|3000000 1
 "
+env=MEMSCOPE=profile_rate=524288,scavenge_delay_ms=1000
 printf '%s\n' "$RUNS" | while IFS='|' read -r prog args; do
     [ -n "$prog" ] || continue
     cc -std=c11 -O2 -pthread -o "$tmp/$prog" "bench/$prog.c"
     # shellcheck disable=SC2086
-    LD_PRELOAD=$SO valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$prog.%p" "$tmp/$prog" $args >/dev/null 2>&1
+    env $env LD_PRELOAD=$SO valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$prog.%p" "$tmp/$prog" $args >/dev/null 2>&1
+    env=MEMSCOPE_UNSET=1
 done
 # function names of the library's object: ob= names the object of the
-# records below it, fn=/cfn= name a function id the first time it appears
+# records below it, fn=/cfn= name a function id the first time it appears.
+# valgrind reads file and line only for .text: the functions already in
+# memscope_text or memscope_hot come under the object "???" (their names
+# are right), so those count too; the names are checked against the
+# library's own below.
 awk '
     match($0, /^c?ob=\(([0-9]+)\)( .*)?$/) {
         split(substr($0, index($0, "(") + 1), a, ")"); id = a[1]
@@ -53,7 +61,7 @@ awk '
     match($0, /^c?fn=\(([0-9]+)\)( .*)?$/) {
         split(substr($0, index($0, "(") + 1), a, ")"); id = a[1]
         if (index($0, ") ")) fn[FILENAME, id] = substr($0, index($0, ") ") + 2)
-        if ($0 ~ /^fn=/ && cur ~ /libmemscope/) print fn[FILENAME, id]
+        if ($0 ~ /^fn=/ && (cur ~ /libmemscope/ || cur == "???")) print fn[FILENAME, id]
     }' "$tmp"/cg.* | sed -e "s/'[0-9]*\$//" -e 's/\..*//' | grep -v '^0x' | sort -u >"$tmp/ran"
 # keep the functions of .text (not memscope_text, not the C library's)
 nm --defined-only "$SO" | awk '$2 ~ /[tT]/ {print $3}' | sed 's/\..*//' | sort -u >"$tmp/defined"
@@ -61,10 +69,16 @@ lo=$(readelf -SW "$SO" | awk '$2 == "memscope_text" {print $4}')
 size=$(readelf -SW "$SO" | awk '$2 == "memscope_text" {print $6}')
 nm --defined-only "$SO" | awk -v lo=$((16#$lo)) -v hi=$((16#$lo + 16#$size)) \
     '$2 ~ /[tT]/ { a = strtonum("0x" $1); if (a >= lo && a < hi) print $3 }' | sed 's/\..*//' | sort -u >"$tmp/mstext"
+# and those of the list before that are still the library's: what a run
+# reaches depends on timing too (the scavenger's huge pages), so a
+# function leaves the list only by hand
+sed -n 's/^    \*(\.text\.\([^ ]*\) .*/\1/p' mk/hot.ld 2>/dev/null >>"$tmp/ran"
+sort -u -o "$tmp/ran" "$tmp/ran"
 comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" >"$tmp/hot"
 {
     echo "/* mk/hot.ld: written by scripts/hot-functions.sh; do not edit."
-    echo " * The functions of libmemscope.so that bench/'s workloads ran, one"
+    echo " * The functions of libmemscope.so that bench/'s workloads ran (and those"
+    echo " * listed before that the library still has), one"
     echo " * input-section pattern each (the library is built with"
     echo " * -ffunction-sections), for mk/text.ld's memscope_hot. */"
     while read -r f; do printf '    *(.text.%s .text.%s.*)\n' "$f" "$f"; done <"$tmp/hot"
