@@ -91,7 +91,10 @@
  * totals of exited threads.  After that, the thread's last allocations (other
  * destructors) go straight to the central lists.  In a fork child only the
  * forking thread exists: every other cache is flushed into the central lists
- * so its memory is usable again and its counts are kept.
+ * so its memory is usable again and its counts are kept.  A cache that
+ * retires (either way) also unmaps the profiler's capture buffer of its
+ * thread (tcache_t.stack_own): hung here, it lives exactly as long as the
+ * thread, and threads that never sample never map one.
  */
 #include "internal.h"
 
