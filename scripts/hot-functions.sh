@@ -12,6 +12,7 @@
 # the text's first 64 KiB.
 # Needs valgrind and a built library (make lib).  usage: scripts/hot-functions.sh [build-dir]
 set -eu
+export LC_ALL=C # one collation for sort, comm and join
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BUILD=${1:-build}
@@ -61,8 +62,14 @@ awk '
     match($0, /^c?fn=\(([0-9]+)\)( .*)?$/) {
         split(substr($0, index($0, "(") + 1), a, ")"); id = a[1]
         if (index($0, ") ")) fn[FILENAME, id] = substr($0, index($0, ") ") + 2)
-        if ($0 ~ /^fn=/ && (cur ~ /libmemscope/ || cur == "???")) print fn[FILENAME, id]
-    }' "$tmp"/cg.* | sed -e "s/'[0-9]*\$//" -e 's/\..*//' | grep -v '^0x' | sort -u >"$tmp/ran"
+        if ($0 ~ /^fn=/ && (cur ~ /libmemscope/ || cur == "???")) {
+            name = fn[FILENAME, id]
+            sub(/'"'"'[0-9]+$/, "", name); sub(/\..*/, "", name) # recursion marks, .cold, .part.0, ...
+            if (name !~ /^0x/ && !seen[FILENAME, name]++) n[name]++
+        }
+    }
+    END { for (f in n) print f, n[f] }' "$tmp"/cg.* | sort >"$tmp/runs"
+cut -d' ' -f1 "$tmp/runs" >"$tmp/ran"
 # keep the functions of .text (not memscope_text, not the C library's)
 nm --defined-only "$SO" | awk '$2 ~ /[tT]/ {print $3}' | sed 's/\..*//' | sort -u >"$tmp/defined"
 lo=$(readelf -SW "$SO" | awk '$2 == "memscope_text" {print $4}')
@@ -74,12 +81,16 @@ nm --defined-only "$SO" | awk -v lo=$((16#$lo)) -v hi=$((16#$lo + 16#$size)) \
 # function leaves the list only by hand
 sed -n 's/^    \*(\.text\.\([^ ]*\) .*/\1/p' mk/hot.ld 2>/dev/null >>"$tmp/ran"
 sort -u -o "$tmp/ran" "$tmp/ran"
-comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" >"$tmp/hot"
+# Ordered by the number of runs that ran them, most first: if the list ever
+# outgrows the first 64 KiB (tests/test_build.sh), what spills over is the
+# code that fewest programs run.
+comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" |
+    join -a1 -e0 -o 0,2.2 - "$tmp/runs" | sort -k2,2nr -k1,1 | cut -d' ' -f1 >"$tmp/hot"
 {
     echo "/* mk/hot.ld: written by scripts/hot-functions.sh; do not edit."
     echo " * The functions of libmemscope.so that bench/'s workloads ran (and those"
-    echo " * listed before that the library still has), one"
-    echo " * input-section pattern each (the library is built with"
+    echo " * listed before that the library still has), those that most runs ran"
+    echo " * first, one input-section pattern each (the library is built with"
     echo " * -ffunction-sections), for mk/text.ld's memscope_hot. */"
     while read -r f; do printf '    *(.text.%s .text.%s.*)\n' "$f" "$f"; done <"$tmp/hot"
 } >mk/hot.ld
