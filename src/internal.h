@@ -260,6 +260,7 @@ typedef struct fixalloc_s {
 void *ms_fixalloc_alloc(fixalloc_t *fa);   /* zeroed object, or NULL; caller holds the owning lock */
 void ms_fixalloc_free(fixalloc_t *fa, void *p);
 void *ms_meta_alloc(size_t bytes);         /* zeroed pages for a long-lived table */
+void ms_meta_free(void *p, size_t bytes);  /* such a table, given back */
 void *ms_meta_sparse(size_t bytes);        /* the same, for a table touched only in part: not counted in use */
 extern _Atomic uint64_t ms_meta_sys;       /* bytes of metadata mapped */
 extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
@@ -619,9 +620,18 @@ typedef struct tcache_s {
     const uint32_t *busy;           /* the owner's ms_tc_busy */
     uintptr_t tp;                   /* the owner's thread pointer: its stack ends below it (tcache.c) */
     uint64_t seen_ops, quiet_since_ms, look_round;
+    /* The profiler's capture buffer for this thread (prof/stack.h), mapped
+     * at its first sample and unmapped when the cache retires: in TLS it
+     * was 7 KiB that the C library zeroes, and so makes resident, in every
+     * thread, sampling or not.  Set only by the owner thread. */
+    void *stack_own;
+    size_t stack_own_bytes;
 } tcache_t;
 
 extern __thread tcache_t *ms_tc;
+/* ms_tcache_mine: the calling thread's own cache, parked or not; NULL
+ * before its first allocation and once its exit has retired it. */
+tcache_t *ms_tcache_mine(void);
 /* ms_tc_busy: the thread is inside one of malloc.c's slow paths with its
  * cache, where it may block on a lock or in mmap (tcache.c: a cache is
  * never parked then). */

@@ -4,10 +4,12 @@
  * recurse into the heap being described), so they come from here: pages
  * mapped straight from the OS, carved into fixed-size objects by a fixalloc
  * (Go's fixalloc: a free list plus a bump chunk).  Freed objects are reused,
- * never returned to the OS; metadata is a few per mille of the heap.  A
- * fixalloc has no lock of its own: each one is owned by the structure whose
- * lock its caller holds (spans by the heap lock, caches by the registry
- * lock).  ms_meta_sys and ms_meta_inuse feed the metadata fields of the stats.
+ * never returned to the OS; metadata is a few per mille of the heap.  Whole
+ * tables can go back (ms_meta_free): per-thread ones, that would otherwise
+ * outlive their threads.  A fixalloc has no lock of its own: each one is
+ * owned by the structure whose lock its caller holds (spans by the heap
+ * lock, caches by the registry lock).  ms_meta_sys and ms_meta_inuse feed
+ * the metadata fields of the stats.
  */
 #include "internal.h"
 
@@ -26,6 +28,16 @@ void *ms_meta_alloc(size_t bytes) {
         atomic_fetch_add_explicit(&ms_meta_inuse, bytes, memory_order_relaxed);
     }
     return p;
+}
+
+/* ms_meta_free: a table from ms_meta_alloc that is no longer needed goes
+ * back to the OS (the profiler's per-thread capture buffers, unmapped when
+ * their thread's cache retires). */
+void ms_meta_free(void *p, size_t bytes) {
+    bytes = (bytes + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+    ms_os_free(p, bytes);
+    atomic_fetch_sub_explicit(&ms_meta_sys, bytes, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&ms_meta_inuse, bytes, memory_order_relaxed);
 }
 
 /* ms_meta_sparse: a table whose pages become resident only as they are

@@ -91,7 +91,10 @@
  * totals of exited threads.  After that, the thread's last allocations (other
  * destructors) go straight to the central lists.  In a fork child only the
  * forking thread exists: every other cache is flushed into the central lists
- * so its memory is usable again and its counts are kept.
+ * so its memory is usable again and its counts are kept.  A cache that
+ * retires (either way) also unmaps the profiler's capture buffer of its
+ * thread (tcache_t.stack_own): hung here, it lives exactly as long as the
+ * thread, and threads that never sample never map one.
  */
 #include "internal.h"
 
@@ -210,6 +213,8 @@ static void fold_counts_locked(tcache_t *tc) {
  * the totals of exited threads. */
 static void retire_locked(tcache_t *tc) {
     fold_counts_locked(tc);
+    if (tc->stack_own) ms_meta_free(tc->stack_own, tc->stack_own_bytes);
+    tc->stack_own = NULL;
     tc->prev->next = tc->next;
     tc->next->prev = tc->prev;
     nthreads--;
@@ -241,6 +246,8 @@ static void tc_destructor(void *arg) {
     pthread_mutex_unlock(&reg_lock);
     if (ms_tcache_on_exit) ms_tcache_on_exit();
 }
+
+tcache_t *ms_tcache_mine(void) { return tc_mine; }
 
 /* unpark: the thread's own cache, parked or being parked, is its again. */
 static tcache_t *unpark(tcache_t *tc) {

@@ -976,16 +976,17 @@ MS_TEXT __attribute__((noinline)) static uint32_t stack_nested(void) {
  * them, as the core calls this before it hands the block over. */
 MS_TEXT static uint32_t on_stack(void) {
     const uintptr_t *pcs;
-    int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs);
+    stack_own_t *own;
+    int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs, &own);
     if (n == -2) return stack_nested();
     if (n < 0) return UINT32_MAX; /* a fork is under way */
-    replay_t *rp = &ms_stack_own.replay;
+    replay_t *rp = &own->replay;
     uint32_t id = rp->id;
     if (!rp->hit || id == UINT32_MAX) { /* not the stack of the thread's last sample */
         bool truncated = n > MS_PROF_MAX_DEPTH;
         id = rp->id = stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
     }
-    ms_stack_own_release(); /* a new stack's frames were copied */
+    ms_stack_own_release(own); /* a new stack's frames were copied */
     return id;
 }
 

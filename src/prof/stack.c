@@ -30,8 +30,9 @@
  * walk of memscope's own walker needs none of it (unwind.c).  The capture itself
  * is inline (stack.h) in the sampling hook: every frame unwound costs tens
  * of instructions (about a hundred through libunwind), and memscope's own
- * frames are thrown away.  The hook unwinds into a buffer in the thread's
- * TLS, which holds nothing but return addresses and, for replays
+ * frames are thrown away.  The hook unwinds into a buffer of the thread's
+ * own, mapped at its first sample and hung off its cache (stack.h says why
+ * not in TLS), which holds nothing but return addresses and, for replays
  * (unwind.c), stack addresses and complemented words, so it never needs
  * clearing for the leak checker.
  *
@@ -53,7 +54,25 @@
 
 stack_slot_t ms_stack_capturing[MS_STACK_SLOTS];
 _Atomic bool ms_stack_forking;
-__thread stack_own_t ms_stack_own __attribute__((tls_model("initial-exec")));
+
+/* A signal handler's sample may run in the middle of the thread's own first
+ * one, between the mapping and the store: whichever stores first keeps its
+ * buffer, the other unmaps its own (both calls are async-signal-safe). */
+stack_own_t *ms_stack_own_map(void) {
+    tcache_t *tc = ms_tcache_mine();
+    if (!tc || tc->is_dummy) return NULL;
+    void *cur = __atomic_load_n(&tc->stack_own, __ATOMIC_RELAXED);
+    if (cur) return cur;
+    void *p = ms_meta_alloc(sizeof(stack_own_t));
+    if (!p) return NULL;
+    void *none = NULL;
+    if (__atomic_compare_exchange_n(&tc->stack_own, &none, p, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        tc->stack_own_bytes = (sizeof(stack_own_t) + MS_PAGE_MASK) & ~MS_PAGE_MASK;
+        return p;
+    }
+    ms_meta_free(p, sizeof(stack_own_t));
+    return none;
+}
 
 /* Memory reads, and the program's file descriptors.  Debian's libunwind is
  * built with conservative checks: before it reads a word on a page it has

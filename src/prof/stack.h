@@ -157,24 +157,34 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
 
 /* The thread's own capture buffer, for the sampling hook.  It holds return
  * addresses, stack addresses and complemented words (replay_t), never a
- * heap address, so the leak checker (which scans TLS as a root) can find
- * no stale heap pointer in it, and it needs no clearing: a buffer on the
- * stack had to be cleared on every sample (two memsets of 500-800 bytes, a
- * large share of a sample's cost at profile_rate=1). */
+ * heap address, so it needs no clearing for the leak checker (which does
+ * not scan it): a buffer on the stack had to be cleared on every sample
+ * (two memsets of 500-800 bytes, a large share of a sample's cost at
+ * profile_rate=1).  It hangs off the thread's cache (tcache_t.stack_own),
+ * mapped at the thread's first sample and unmapped when the cache retires
+ * (the thread's exit, or a fork child's flush of the other threads'
+ * caches): in TLS, 7 KiB of it was resident in every thread, the
+ * scavenger's and those that never sample among them, because the C
+ * library zeroes a thread's static TLS when it starts it. */
 typedef struct stack_own_s {
     volatile bool busy;  /* in use; a signal handler's sample then takes the stack path */
     uintptr_t raw[MS_STACK_RAW];
     replay_t replay;     /* how raw was walked (a loop's mallocs walk the same stack) */
 } stack_own_t;
-extern __thread stack_own_t ms_stack_own;
+/* ms_stack_own_map: the calling thread's buffer, mapped now; NULL when it
+ * has no cache (before its first allocation, after its exit) or the
+ * kernel refuses the mapping: its samples then take the stack path. */
+stack_own_t *ms_stack_own_map(void);
 
 /* ms_stack_capture_own: as ms_stack_capture_inline with no skip, into the
- * thread's own buffer: *pcs points at up to max frames, valid until
+ * thread's own buffer (*own): *pcs points at up to max frames, valid until
  * ms_stack_own_release.  -1 during a fork; -2 when the buffer is in use (a
- * malloc in a signal handler that interrupted a sample): the caller then
- * uses ms_stack_capture_inline. */
-ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs) {
-    stack_own_t *o = &ms_stack_own;
+ * malloc in a signal handler that interrupted a sample) or the thread has
+ * none: the caller then uses ms_stack_capture_inline. */
+ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs, stack_own_t **own) {
+    tcache_t *tc = ms_tcache_mine();
+    stack_own_t *o = tc ? (stack_own_t *)tc->stack_own : NULL;
+    if (ms_unlikely(!o) && !(o = ms_stack_own_map())) return -2;
     if (o->busy) return -2;
     o->busy = true;
     atomic_signal_fence(memory_order_seq_cst);
@@ -197,11 +207,12 @@ ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs) {
         o->replay.skip = i;
     }
     *pcs = &o->raw[i];
+    *own = o;
     return n - i < max ? n - i : max;
 }
-ms_inline void ms_stack_own_release(void) {
+ms_inline void ms_stack_own_release(stack_own_t *o) {
     atomic_signal_fence(memory_order_seq_cst);
-    ms_stack_own.busy = false;
+    o->busy = false;
 }
 
 #endif /* MS_STACK_H */

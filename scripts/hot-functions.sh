@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# scripts/hot-functions.sh: writes mk/hot.ld, the list of the library's
+# functions that an ordinary program runs (see mk/text.ld for why they are
+# linked together).
+#
+# It runs bench/'s workloads, small, under callgrind with the release
+# library preloaded, and lists every function of libmemscope.so that ran in
+# any of them (callgrind's "fn=" records of the object), less the ones in
+# section memscope_text, which mk/text.ld places first anyway.  Rerun it
+# after adding or renaming functions on the allocator's or the sampler's
+# paths; tests/test_build.sh fails when the listed code no longer fits in
+# the text's first 64 KiB.
+# Needs valgrind and a built library (make lib).  usage: scripts/hot-functions.sh [build-dir]
+set -eu
+export LC_ALL=C # one collation for sort, comm and join
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BUILD=${1:-build}
+case $BUILD in /*) SO=$BUILD/libmemscope.so ;; *) SO=$ROOT/$BUILD/libmemscope.so ;; esac
+command -v valgrind >/dev/null || { echo "hot-functions: valgrind is needed" >&2; exit 2; }
+[ -f "$SO" ] || { echo "hot-functions: build $SO first (make lib)" >&2; exit 2; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+[ -n "${HOT_KEEP:-}" ] && trap - EXIT && echo "hot-functions: files in $tmp" >&2
+# workload | arguments: each of bench/run.sh's, small enough for callgrind;
+# the first with MEMSCOPE set (its default values), whose parsing runs at
+# every start where the variable is set
+RUNS="
+false_sharing|active 2 40000 10 8
+false_sharing|passive 2 40000 10 8
+prodcons|300000 4096
+many_threads|8 5000 2000 2 2
+st_churn|300000 20000
+large|100 8 page
+mixed_realloc|200000 4000
+larson|4 20000 5000 2
+tl_remote|4 50000 10000 100
+small_nodes|300000 1
+seed_vector|3000000 1
+"
+env=MEMSCOPE=profile_rate=524288,scavenge_delay_ms=1000
+printf '%s\n' "$RUNS" | while IFS='|' read -r prog args; do
+    [ -n "$prog" ] || continue
+    cc -std=c11 -O2 -pthread -o "$tmp/$prog" "bench/$prog.c"
+    # shellcheck disable=SC2086
+    env $env LD_PRELOAD=$SO valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$prog.%p" "$tmp/$prog" $args >/dev/null 2>&1
+    env=MEMSCOPE_UNSET=1
+done
+# function names of the library's object: ob= names the object of the
+# records below it, fn=/cfn= name a function id the first time it appears.
+# valgrind reads file and line only for .text: the functions already in
+# memscope_text or memscope_hot come under the object "???" (their names
+# are right), so those count too; the names are checked against the
+# library's own below.
+awk '
+    match($0, /^c?ob=\(([0-9]+)\)( .*)?$/) {
+        split(substr($0, index($0, "(") + 1), a, ")"); id = a[1]
+        if (index($0, ") ")) ob[FILENAME, id] = substr($0, index($0, ") ") + 2)
+        if ($0 ~ /^ob=/) cur = ob[FILENAME, id]
+        next
+    }
+    match($0, /^c?fn=\(([0-9]+)\)( .*)?$/) {
+        split(substr($0, index($0, "(") + 1), a, ")"); id = a[1]
+        if (index($0, ") ")) fn[FILENAME, id] = substr($0, index($0, ") ") + 2)
+        if ($0 ~ /^fn=/ && (cur ~ /libmemscope/ || cur == "???")) {
+            name = fn[FILENAME, id]
+            sub(/'"'"'[0-9]+$/, "", name); sub(/\..*/, "", name) # recursion marks, .cold, .part.0, ...
+            if (name !~ /^0x/ && !seen[FILENAME, name]++) n[name]++
+        }
+    }
+    END { for (f in n) print f, n[f] }' "$tmp"/cg.* | sort >"$tmp/runs"
+cut -d' ' -f1 "$tmp/runs" >"$tmp/ran"
+# keep the functions of .text (not memscope_text, not the C library's)
+nm --defined-only "$SO" | awk '$2 ~ /[tT]/ {print $3}' | sed 's/\..*//' | sort -u >"$tmp/defined"
+lo=$(readelf -SW "$SO" | awk '$2 == "memscope_text" {print $4}')
+size=$(readelf -SW "$SO" | awk '$2 == "memscope_text" {print $6}')
+nm --defined-only "$SO" | awk -v lo=$((16#$lo)) -v hi=$((16#$lo + 16#$size)) \
+    '$2 ~ /[tT]/ { a = strtonum("0x" $1); if (a >= lo && a < hi) print $3 }' | sed 's/\..*//' | sort -u >"$tmp/mstext"
+# and those of the list before that are still the library's: what a run
+# reaches depends on timing too (the scavenger's huge pages), so a
+# function leaves the list only by hand
+sed -n 's/^    \*(\.text\.\([^ ]*\) .*/\1/p' mk/hot.ld 2>/dev/null >>"$tmp/ran"
+sort -u -o "$tmp/ran" "$tmp/ran"
+# Ordered by the number of runs that ran them, most first: if the list ever
+# outgrows the first 64 KiB (tests/test_build.sh), what spills over is the
+# code that fewest programs run.
+comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" |
+    join -a1 -e0 -o 0,2.2 - "$tmp/runs" | sort -k2,2nr -k1,1 | cut -d' ' -f1 >"$tmp/hot"
+{
+    echo "/* mk/hot.ld: written by scripts/hot-functions.sh; do not edit."
+    echo " * The functions of libmemscope.so that bench/'s workloads ran (and those"
+    echo " * listed before that the library still has), those that most runs ran"
+    echo " * first, one input-section pattern each (the library is built with"
+    echo " * -ffunction-sections), for mk/text.ld's memscope_hot. */"
+    while read -r f; do printf '    *(.text.%s .text.%s.*)\n' "$f" "$f"; done <"$tmp/hot"
+} >mk/hot.ld
+echo "hot-functions: $(wc -l <"$tmp/hot") functions in mk/hot.ld"
