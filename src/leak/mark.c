@@ -464,8 +464,8 @@ static bool past(const mark_t *m) { return ms_os_now_ns() > m->deadline || ms_os
 
 
 /* flood: scans every block on the stack, and what they push, until empty,
- * or until m->deadline has passed (m->over: what it had popped goes back on
- * the stack, where the next flood finds it). */
+ * or until its stop's budget is spent (hold, past; m->over: what it had
+ * popped goes back on the stack, where the next flood finds it). */
 static void flood(mark_t *m, bool indirect) {
     uint64_t ring[PREFETCH_RING];
     unsigned head = 0, n = 0, steps = 0;
@@ -892,6 +892,13 @@ static void rescan_written(mark_t *m) {
     }
 }
 
+/* wr_total: the kernel pages of the last take */
+static uint64_t wr_total(const mark_t *m) {
+    uint64_t pages = 0;
+    for (size_t i = 0; i < m->nwr; i++) pages += (m->wr[i][1] - m->wr[i][0]) >> 12;
+    return pages;
+}
+
 static int take_written(mark_t *m, bool stopped) {
     int r = ms_leak_writes_take(&m->wr, &m->nwr, stopped);
     m->wr_ok = r >= 0;
@@ -984,8 +991,7 @@ static bool held_rescan(ms_leak_roots_t *r, void *arg) {
     mark_t *m = arg;
     hold(m, m->stop_ns);
     int taken = take_written(m, true); /* no lock taken: the threads may hold any */
-    uint64_t before = m->wr_pages, pages = 0;
-    for (size_t i = 0; i < m->nwr; i++) pages += (m->wr[i][1] - m->wr[i][0]) >> 12;
+    uint64_t before = m->wr_pages, pages = wr_total(m);
     if (taken > 0) {
         mark_root_words(m, r);
         rescan_written(m);
@@ -1010,11 +1016,10 @@ static bool rescan(mark_t *m, const ms_leak_self_t *self, ms_leak_roots_t *stops
          * CPython whose four threads churned dicts wrote 15,000-27,000
          * pages during a check, and one pass left the stop more than its
          * 4 ms in half the checks (by hand; up to three passes a round) */
-        size_t pages = 0;
+        uint64_t pages = 0;
         for (int pass = 0; pass < PRE_PASSES; pass++) {
             if (take_written(m, false) < 0) return false;
-            pages = 0;
-            for (size_t i = 0; i < m->nwr; i++) pages += (m->wr[i][1] - m->wr[i][0]) >> 12;
+            pages = wr_total(m);
             rescan_written(m);
             if (pages <= PRE_ENOUGH_PAGES) break;
         }
