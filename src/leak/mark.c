@@ -139,6 +139,7 @@ typedef struct mark_s {
     uint64_t hold_ns;    /* how long it may take; UINT64_MAX: as long as it needs */
     uint64_t deadline;   /* when it must give way at the latest (0: never), set as it starts (hold) */
     uint64_t cpu_deadline; /* and the checking thread's CPU time it may use until then */
+    uint64_t soft;         /* the wall time before which that cannot be spent (past) */
     bool over;           /* it ran out of time: the rest is marked with the program running */
     size_t roots_at;     /* root words marked from so far */
     uintptr_t *pend;     /* blocks in the threads' batches of counts at the stop */
@@ -457,10 +458,18 @@ static uintptr_t rest_of(const mark_t *m, uintptr_t p) {
  * pause is the wall time, whatever the budget: the report gives it. */
 #define HOLD_WALL 8
 static void hold(mark_t *m, uint64_t ns) {
-    m->deadline = ms_os_now_ns() + HOLD_WALL * ns;
+    uint64_t now = ms_os_now_ns();
+    m->deadline = now + HOLD_WALL * ns, m->soft = now + ns;
     m->cpu_deadline = ms_os_thread_cpu_ns() + ns;
 }
-static bool past(const mark_t *m) { return ms_os_now_ns() > m->deadline || ms_os_thread_cpu_ns() > m->cpu_deadline; }
+/* past: a thread's CPU time grows no faster than the wall clock, so the
+ * CPU clock (a system call; the wall clock is the vDSO's) is read only
+ * once the budget could have been spent */
+static bool past(const mark_t *m) {
+    uint64_t now = ms_os_now_ns();
+    if (now > m->deadline) return true;
+    return now >= m->soft && ms_os_thread_cpu_ns() > m->cpu_deadline;
+}
 
 
 /* flood: scans every block on the stack, and what they push, until empty,
