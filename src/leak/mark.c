@@ -50,8 +50,8 @@
  * price here is a pause of one copy of the roots instead of the whole mark.
  * So step 4's mark from the roots starts before the threads go on (held):
  * the check at exit, where a longer pause costs the program nothing, keeps
- * them stopped until it is done; a live check for HOLD_NS at most
- * (HOLD_TRACKED_NS where the kernel tracks writes), and if that was not
+ * them stopped until it is done; a live check for HOLD_NS of its CPU time
+ * at most (HOLD_TRACKED_NS where the kernel tracks writes; hold), and if that was not
  * enough, the mark goes on with the program running.  If it then leaves
  * blocks unreached, the check rescans the pages the program wrote meanwhile
  * and settles in a second stop (Rescans, below); where it cannot, it looks
@@ -802,7 +802,8 @@ static bool held(ms_leak_roots_t *r, void *arg) {
  * did not reach, asks writes.c which pages the program wrote since the
  * snapshot (their protection was armed before it) and rescans those, then
  * stops the threads, copies the roots again and rescans the pages written
- * meanwhile, with them stopped (HOLD_NS, as held).  A block reachable at
+ * meanwhile, with them stopped (HOLD_NS of CPU time, as held; twice that
+ * after a stop that ran out while following what it reached).  A block reachable at
  * that stop is reached: a pointer to it lies in a root (copied now), in a
  * block the mark scanned and whose page has not been written since (so the
  * pointer was there when it was scanned), or in a written page (rescanned
