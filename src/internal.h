@@ -314,7 +314,11 @@ typedef struct pagemap_s {
     uint64_t nil[1u << MS_PM_LEAF_BITS];      /* the nil leaf's checks; never written */
     uintptr_t root[1u << MS_PM_ROOT_BITS];    /* leaf ^ &ms_pm */
     uint64_t has_leaf[(1u << MS_PM_ROOT_BITS) / 64]; /* root entries set (heap lock) */
+    uint64_t nil_tail[2 * (1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* the nil leaf's huge and seen: a guard */
 } __attribute__((aligned(MS_CACHE_LINE))) pagemap_t; /* the nil span is a span_t, aligned as one */
+/* the nil leaf, read as a pm_leaf_t, ends inside ms_pm: a stray write to it
+ * reaches none of memscope's other state */
+_Static_assert(sizeof(pagemap_t) >= sizeof(pm_leaf_t), "the nil leaf overlays ms_pm whole");
 extern pagemap_t ms_pm;
 #define MS_SPAN_NIL ((span_t *)(void *)&ms_pm)
 /* ms_pagemap_next_leaf: the first root index from i on that has a leaf, or

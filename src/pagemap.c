@@ -66,6 +66,20 @@ pagemap_t ms_pm; /* BSS: the nil leaf (1 MiB, only ever read) and the root */
 /* leaf_of: only for pages inside the heap, whose leaf exists */
 static inline pm_leaf_t *leaf_of(uintptr_t pn) { return (pm_leaf_t *)(ms_pm.root[pn >> MS_PM_LEAF_BITS] ^ NIL_LEAF); }
 
+/* leaf_if: the leaf of page pn, or NULL if it has none.  A reservation has
+ * leaves only where it was committed, and the scavenger's walk of 2 MiB
+ * regions also meets the rest: a range claimed at the frontier and not yet
+ * committed (grow), or one whose commit the kernel refused.  The nil leaf
+ * holds only free's checks; its other arrays would lie over the root, the
+ * has_leaf bits and then pagemap_t's guard (nil_tail), where a "seen" bit
+ * once landed on a lock of free's check: the next sampled block of a span
+ * hashed to it waited forever (tests/test_faults.sh's negative control,
+ * 1 run in 3). */
+static inline pm_leaf_t *leaf_if(uintptr_t pn) {
+    uintptr_t r = ms_pm.root[(pn >> MS_PM_LEAF_BITS) & ((1u << MS_PM_ROOT_BITS) - 1)];
+    return r ? (pm_leaf_t *)(r ^ NIL_LEAF) : NULL;
+}
+
 bool ms_pagemap_ensure(uintptr_t start, size_t npages) {
     uintptr_t first = start >> MS_PAGE_SHIFT, last = first + npages - 1;
     if (last >> (MS_PM_LEAF_BITS + MS_PM_ROOT_BITS)) return false;
@@ -179,21 +193,29 @@ size_t ms_pagemap_next_run(uintptr_t *pos, uintptr_t end, bool released, size_t 
  * look, as it must be at two looks before it is collapsed. */
 bool ms_pagemap_region_unreleased(uintptr_t region) {
     uintptr_t pn = region >> MS_PAGE_SHIFT, i = pn & LEAF_MASK;
-    const pm_leaf_t *leaf = leaf_of(pn);
+    const pm_leaf_t *leaf = leaf_if(pn);
+    if (!leaf) return false; /* never committed: not a candidate */
     if ((leaf->huge[i / MS_HUGE_PAGES / 64] >> (i / MS_HUGE_PAGES % 64)) & 1) return false;
     for (size_t k = 0; k < MS_HUGE_PAGES / 64; k++)
         if (leaf->released[i / 64 + k]) return false;
     return true;
 }
 
+/* set_huge and seen are asked only about candidates, which have leaves
+ * (region_unreleased), and leaves stay; for a region without one they
+ * write nothing all the same (leaf_if). */
 void ms_pagemap_set_huge(uintptr_t region) {
     uintptr_t pn = region >> MS_PAGE_SHIFT, i = pn & LEAF_MASK;
-    leaf_of(pn)->huge[i / MS_HUGE_PAGES / 64] |= (uint64_t)1 << (i / MS_HUGE_PAGES % 64);
+    pm_leaf_t *leaf = leaf_if(pn);
+    ms_assert_internal(leaf);
+    if (leaf) leaf->huge[i / MS_HUGE_PAGES / 64] |= (uint64_t)1 << (i / MS_HUGE_PAGES % 64);
 }
 
 bool ms_pagemap_seen(uintptr_t region, bool dense) {
     uintptr_t pn = region >> MS_PAGE_SHIFT, i = pn & LEAF_MASK;
-    uint64_t *v = &leaf_of(pn)->seen[i / MS_HUGE_PAGES / 64], m = (uint64_t)1 << (i / MS_HUGE_PAGES % 64);
+    pm_leaf_t *leaf = leaf_if(pn);
+    if (!leaf) return false;
+    uint64_t *v = &leaf->seen[i / MS_HUGE_PAGES / 64], m = (uint64_t)1 << (i / MS_HUGE_PAGES % 64);
     bool was = (*v & m) != 0;
     if (was != dense) *v ^= m;
     return was;
