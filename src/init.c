@@ -31,15 +31,35 @@ _Atomic int ms_inited; /* 0 no, 1 in progress, 2 done */
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread bool in_init __attribute__((tls_model("initial-exec")));
 
-/* fork(): the allocator's locks are all taken around it (tcache.c).  In
- * the child only the forking thread exists, so every lock is re-created and
- * the scavenger is marked not running; only then are the caches of the
- * threads left behind flushed (which frees spans and would otherwise kick a
- * scavenger that is not there), and the scavenger may start again on demand
- * after the handler returns. */
+/* fork(): every allocator lock is taken around it, outermost first: the
+ * thread registry, the central lists, the heap, free's check locks (the
+ * profiler, above the core, registers its handlers later, so its locks are
+ * taken before these and released after).  In the child only the forking
+ * thread exists, so every lock is re-created and the scavenger is marked
+ * not running; only then are the caches of the threads left behind flushed
+ * (which frees spans and would otherwise kick a scavenger that is not
+ * there), and the scavenger may start again on demand after the handler
+ * returns. */
+static void fork_prepare(void) {
+    ms_tcache_fork_prepare();
+    ms_central_fork_prepare();
+    ms_heap_fork_prepare();
+    ms_pagemap_fork_prepare();
+}
+
+static void fork_parent(void) {
+    ms_pagemap_fork_parent();
+    ms_heap_fork_parent();
+    ms_central_fork_parent();
+    ms_tcache_fork_parent();
+}
+
 static void fork_child(void) {
     ms_os_fork_child();
     ms_log_fork_child();
+    ms_pagemap_fork_child();
+    ms_heap_fork_child();
+    ms_central_fork_child();
     ms_tcache_fork_child_locks();
     ms_scavenger_fork_child();
     ms_cycle_fork_child();
@@ -59,7 +79,7 @@ void ms_init_slow(void) {
         ms_os_ticks_init();
         ms_tcache_init_process();
         ms_scavenger_init();
-        pthread_atfork(ms_tcache_fork_prepare, ms_tcache_fork_parent, fork_child);
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
         ms_options_init();
         ms_log_init(ms_opt.stats || ms_opt.leaks || ms_opt.trace);
         ms_cycle_init();

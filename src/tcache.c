@@ -499,31 +499,21 @@ static void flush(tcache_t *tc, uint64_t idle_since_ms) {
     tc->max_bytes = 0;
 }
 
-/* Fork: the prepare handler takes every allocator lock so the child gets a
- * consistent heap; the child re-creates them (only the forking thread
- * exists there), and then, once the diagnostics are reset too (init.c runs
- * the handlers in order), hands back the caches of the threads that did not
- * survive the fork. */
+/* Fork (the order of every layer is init.c's): the registry's and the
+ * parking protocol's locks are taken first and released last; the child
+ * re-creates them, and once the diagnostics are reset too hands back the
+ * caches of the threads that did not survive the fork. */
 void ms_tcache_fork_prepare(void) {
     pthread_mutex_lock(&park_lock);
     pthread_mutex_lock(&reg_lock);
-    ms_central_fork_prepare();
-    ms_heap_fork_prepare();
-    ms_pagemap_fork_prepare();
 }
 
 void ms_tcache_fork_parent(void) {
-    ms_pagemap_fork_parent();
-    ms_heap_fork_parent();
-    ms_central_fork_parent();
     pthread_mutex_unlock(&reg_lock);
     pthread_mutex_unlock(&park_lock);
 }
 
 void ms_tcache_fork_child_locks(void) {
-    ms_pagemap_fork_child();
-    ms_heap_fork_child();
-    ms_central_fork_child();
     pthread_mutex_init(&reg_lock, NULL);
     pthread_mutex_init(&park_lock, NULL);
 }
