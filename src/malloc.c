@@ -43,7 +43,8 @@
  * thread allocated it), once the thread has allocated from that class: until
  * then its frees of the class go back to the central list in batches, so a
  * thread never reuses another's blocks before its own (tcache.c).  A list
- * at its limit sends one batch to the central list, where batches go back
+ * at its limit sends half of itself to the central list (tcache.c,
+ * "Batches"), where batches go back
  * to their spans a run of neighbours at a time, and a span with no object
  * out goes back to the page heap, idle.  Idle pages are released by the
  * scavenger after MEMSCOPE=scavenge_delay_ms, or by memscope_free_os_memory.
