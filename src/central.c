@@ -117,10 +117,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
         ms_unlock(LOCK(ct));
         return batch;
     }
-    /* two chains: objects from the spans' free lists, and runs of their
-     * never-used tails, appended in the order taken (end: where the last
-     * run's last link is); the runs go first (below) */
-    void *freed = NULL, *chain = NULL, **end = &chain;
+    void *chain = NULL;
     uint32_t n = 0;
     while (n < want) {
         span_t *s = ct->nonempty.next;
@@ -135,25 +132,18 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
         while (n < want && s->freelist) {
             void *p = s->freelist;
             s->freelist = *(void **)p;
-            *(void **)p = freed;
-            freed = p;
+            *(void **)p = chain;
+            chain = p;
             n++;
             s->allocated++;
         }
         if (n < want && s->start + s->used < s->limit) {
             /* the never-used tail: a run of consecutive objects, linked
-             * in ascending order, so the thread pops them in address order
-             * (a list built from successive mallocs is then walked forward
-             * through memory, which the hardware prefetcher follows;
-             * linked the other way, bench/run.sh's small-nodes took 0.94 s
-             * instead of 0.61 s).  A take that ends one span's tail and
-             * starts the next one's hands the runs out in that order too:
-             * each run put ahead of the last, as before takes grew past
-             * one batch, broke the walk at every such take (small-nodes'
-             * walk and free phases 30-40% slower, by hand).  The runs come
-             * before the freed objects, which a thread then reaches last
-             * (tests/test_foreign.c: a block another thread freed is not
-             * the first one handed out) */
+             * in ascending order ahead of the chain, so the thread pops
+             * them in address order (a list built from successive mallocs
+             * is then walked forward through memory, which the hardware
+             * prefetcher follows; linked the other way, bench/run.sh's
+             * small-nodes took 0.94 s instead of 0.61 s) */
             uintptr_t first = s->start + s->used;
             uint32_t m = (uint32_t)((s->limit - first) / size);
             if (m > want - n) m = want - n;
@@ -164,17 +154,26 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
                 ((void **)q)[0] = (void *)(q + size);
                 ((void **)q)[1] = (void *)ms_free_cookie((void *)q);
             }
+            ((void **)last)[0] = chain;
             ((void **)last)[1] = (void *)ms_free_cookie((void *)last);
-            *end = (void *)first;
-            end = (void **)last;
+            chain = (void *)first;
             s->used += m * (uint32_t)size;
             ms_span_check_grow(s); /* before any of them leaves the lock */
             s->allocated += m;
             n += m;
         }
-        if (!s->freelist && s->start + s->used >= s->limit) ne_remove(s);
+        if (!s->freelist && s->start + s->used >= s->limit) {
+            ne_remove(s);
+            /* a take of more than a batch (tcache.c, "Batches") ends with
+             * a span it used up, so that the next one starts where this
+             * left off and no take hands out the start of one span's tail
+             * ahead of the end of another's: every take of a stream of
+             * mallocs then walks memory upwards (small-nodes' walk and
+             * free phases were 30-40% slower with takes across spans, by
+             * hand) */
+            if (n >= batch) break;
+        }
     }
-    *end = freed;
     ms_unlock(LOCK(ct));
     *head = chain;
     return n;

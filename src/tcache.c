@@ -19,21 +19,23 @@
  * bench/large.c's blocks of 64 KiB to 256 KiB left more spans half used
  * (peak RSS 69 -> 74 MiB, by hand).
  *
- * Batches: an empty list takes a batch, or up to 8 KiB of objects where
- * that is more (classes below 256 bytes: bulk_of), within its limit; a
- * free that finds the list at its limit sends half of it back first, in
- * whole batches, as much as a refill takes at most.  The central list
- * walks those objects once, from the list itself, to hand them to slots or
- * spans (ms_central_give_front), where it once took a batch that the cache
- * had walked to cut off.  Every exchange with the central list costs a
- * few hundred instructions besides its objects' (the slow paths' entry,
- * the lock, the refill's bookkeeping), which for 32-byte objects came to
- * eleven instructions an object each way: a program that allocates or
- * frees millions of small objects in a row (bench/small_nodes.c) spent a
- * third of its instructions in the slow paths (callgrind: 120 a node, the
- * program's own 20 included; 106 so).  Capped in bytes, for the classes above 256 bytes a
- * bulk is the batch as before: taking the whole limit at once made
- * mixed_realloc's peak RSS 2 MiB (4%) higher.
+ * Batches: an empty list takes a batch, or up to 2 KiB of objects where
+ * that is more (classes below 64 bytes), within its limit; a free that
+ * finds the list at its limit sends half of it back first, in whole
+ * batches, and at most 8 KiB of them or one batch (bulk_of).  The central
+ * list walks those objects once, from the list itself, to hand them to
+ * slots or spans (ms_central_give_front), where it once took a batch that
+ * the cache had walked to cut off.  Every exchange with the central list
+ * costs a few hundred instructions besides its objects' (the slow paths'
+ * entry, the lock, the refill's bookkeeping), which for 32-byte objects
+ * came to about eleven instructions an object each way: a program that
+ * allocates or frees millions of small objects in a row (bench/
+ * small_nodes.c) spent a third of its instructions in the slow paths
+ * (callgrind: 120 a node, the program's own 20 included; 109 so).  The
+ * refill's bulk is the smaller because it is what costs memory: refills
+ * of up to 8 KiB (classes below 256 bytes) made mixed_realloc's peak RSS
+ * 0.6 MiB higher, 4 KiB 0.5 MiB, 2 KiB nothing measurable, and the
+ * overflow's 8 KiB nothing either (by hand, 3-4 runs each).
  *
  * Memory a thread frees but never allocated.  Until a thread's first malloc
  * of a class, its list for the class allows nothing (max 0), so its frees
@@ -201,17 +203,15 @@ static inline uint64_t frees_of(tcache_t *tc, int c) {
     }
 }
 
-#ifndef BULK_BYTES
-#define BULK_BYTES 8192u                /* see "Batches" */
-#endif
+#define REFILL_BULK_BYTES 2048u         /* see "Batches" */
+#define OVERFLOW_BULK_BYTES 8192u
 #define FIRST_REFILL_BYTES 8192u        /* see "List lengths" */
 #define FIRST_REFILL_MAX_CLASS 32768u
 
-/* bulk_of: how many objects of class cls a refill takes, and at most how
- * many an overflow gives back, at once: a batch, or BULK_BYTES of them if
- * more (see "Batches") */
-static inline uint32_t bulk_of(uint8_t cls) {
-    uint32_t b = ms_class_batch[cls], n = BULK_BYTES / ms_class_size[cls];
+/* bulk_of: a batch of class cls, or as many objects as fit in `bytes` if
+ * that is more (see "Batches") */
+static inline uint32_t bulk_of(uint8_t cls, uint32_t bytes) {
+    uint32_t b = ms_class_batch[cls], n = bytes / ms_class_size[cls];
     return n > b ? n : b;
 }
 
@@ -440,7 +440,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
              * make room: a list needs one */
             if (!shrink_for(tc, cls, (uint64_t)grow * ms_class_size[cls])) grow = max ? 0 : 1;
         }
-        want = bulk_of(cls);
+        want = bulk_of(cls, REFILL_BULK_BYTES);
         if (want > max + grow) want = max + grow;
     }
     void *head;
@@ -465,7 +465,7 @@ void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
     /* objects on the list: a free that took room (room -1) has not put its
      * object there yet */
     uint32_t b = ms_class_batch[cls], len = l->max - (uint32_t)(l->room > 0 ? l->room : 0);
-    uint32_t n = l->max / 2, bulk = bulk_of(cls); /* half the list, within a bulk, in whole batches */
+    uint32_t n = l->max / 2, bulk = bulk_of(cls, OVERFLOW_BULK_BYTES); /* half the list, within a bulk, in whole batches */
     n = (n < bulk ? n : bulk) / b * b;
     if (n < b) n = b;
     if (n > len) n = len;
