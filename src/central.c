@@ -3,10 +3,12 @@
  * A central list owns the spans of its class that are in use and hands their
  * objects to thread caches in batches (Go's mcentral).  It keeps two things
  * under one lock per class, each lock on its own cache line (locks, below):
- *   - transfer slots: whole batches exactly as a thread cache gave them back,
- *     handed out again as they are, so the common exchange between threads
- *     costs O(1) under the lock and touches no object (tcmalloc's transfer
- *     cache).  Slots are capped by bytes so they cannot hoard memory.
+ *   - transfer slots: whole batches as a thread cache gave them back (a
+ *     batch of its frees, or cut here from the front of its full list:
+ *     ms_central_give_front), handed out again as they are, so the common
+ *     exchange between threads costs O(1) under the lock when taken and
+ *     touches no object (tcmalloc's transfer cache).  Slots are capped by
+ *     bytes so they cannot hoard memory.
  *   - spans with free objects (the nonempty list): objects come from a span's
  *     free list first, then from its never-used tail (s->used), so a new
  *     span's pages are only touched as objects are really handed out.
