@@ -3,10 +3,12 @@
  * A central list owns the spans of its class that are in use and hands their
  * objects to thread caches in batches (Go's mcentral).  It keeps two things
  * under one lock per class, each lock on its own cache line (locks, below):
- *   - transfer slots: whole batches exactly as a thread cache gave them back,
- *     handed out again as they are, so the common exchange between threads
- *     costs O(1) under the lock and touches no object (tcmalloc's transfer
- *     cache).  Slots are capped by bytes so they cannot hoard memory.
+ *   - transfer slots: whole batches as a thread cache gave them back (a
+ *     batch of its frees, or cut here from the front of its full list:
+ *     ms_central_give_front), handed out again as they are, so the common
+ *     exchange between threads costs O(1) under the lock when taken and
+ *     touches no object (tcmalloc's transfer cache).  Slots are capped by
+ *     bytes so they cannot hoard memory.
  *   - spans with free objects (the nonempty list): objects come from a span's
  *     free list first, then from its never-used tail (s->used), so a new
  *     span's pages are only touched as objects are really handed out.
@@ -162,35 +164,48 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             s->allocated += m;
             n += m;
         }
-        if (!s->freelist && s->start + s->used >= s->limit) ne_remove(s);
+        if (!s->freelist && s->start + s->used >= s->limit) {
+            ne_remove(s);
+            /* a take of more than a batch (tcache.c, "Batches") ends with
+             * a span it used up, so that the next one starts where this
+             * left off and no take hands out the start of one span's tail
+             * ahead of the end of another's: every take of a stream of
+             * mallocs then walks memory upwards (small-nodes' walk and
+             * free phases were 30-40% slower with takes across spans, by
+             * hand) */
+            if (n >= batch) break;
+        }
     }
     ms_unlock(LOCK(ct));
     *head = chain;
     return n;
 }
 
-/* return_to_spans_locked: puts a chain of objects back into their spans;
- * returns the spans that became empty (linked through next) for the caller
- * to hand to the page heap once the lock is dropped. */
-static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void *head, span_t *empty) {
-    void *p = head;
-    while (p) {
+/* return_to_spans_locked: puts the first n objects of the chain at *head
+ * (all of it if n is UINT32_MAX: it ends in NULL) back into their spans, and
+ * leaves the rest of the chain in *head; returns the spans that became empty
+ * (linked through next, after `empty`) for the caller to hand to the page
+ * heap once the lock is dropped. */
+static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, uint32_t n, span_t *empty) {
+    void *p = *head;
+    while (n && p) {
         /* neighbours in a batch usually share a span: the run of them that
          * does is already linked, and goes onto the span's free list whole */
         span_t *s = ms_pagemap_lookup(p);
         ms_assert_internal(s && s->state == SPAN_INUSE && s->cls == cls);
         uintptr_t start = s->start, bytes = (size_t)s->npages << MS_PAGE_SHIFT;
         void *first = p, *last;
-        uint32_t n = 0;
+        uint32_t k = 0;
         do {
             last = p;
             p = *(void **)p;
-            n++;
-        } while ((uintptr_t)p - start < bytes); /* NULL ends it too: it wraps to far above */
+            k++;
+        } while (k < n && (uintptr_t)p - start < bytes); /* NULL ends it too: it wraps to far above */
+        n -= n == UINT32_MAX ? 0 : k;
         *(void **)last = s->freelist;
         s->freelist = first;
-        ms_assert_internal(s->allocated >= n);
-        s->allocated -= n;
+        ms_assert_internal(s->allocated >= k);
+        s->allocated -= k;
         /* a span that was full gets objects back: it is the fullest one
          * with room, and goes first, so that takes fill it and emptier
          * spans get time to drain back to the page heap; put last,
@@ -203,6 +218,7 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void *head, sp
             empty = s;
         }
     }
+    *head = p;
     return empty;
 }
 
@@ -231,15 +247,39 @@ void ms_central_give(uint8_t cls, void *head, uint32_t n) {
         if (first && ms_central_on_park) ms_central_on_park();
         return;
     }
-    span_t *empty = return_to_spans_locked(ct, cls, head, NULL);
+    span_t *empty = return_to_spans_locked(ct, cls, &head, UINT32_MAX, NULL);
     ms_unlock(LOCK(ct));
+    free_empty(empty, 0);
+}
+
+void ms_central_give_front(uint8_t cls, void **list, uint32_t n) {
+    central_t *ct = &central[cls];
+    uint32_t batch = ms_class_batch[cls];
+    span_t *empty = NULL;
+    bool first = false;
+    void *p = *list;
+    ms_lock(LOCK(ct));
+    ct->ops++;
+    while (n >= batch && ct->nslots < ct->max_slots) {
+        void *last = p;
+        for (uint32_t i = 1; i < batch; i++) last = *(void **)last;
+        first |= ct->nslots == 0;
+        SLOTS(ct)[ct->nslots++] = p;
+        p = *(void **)last;
+        *(void **)last = NULL;
+        n -= batch;
+    }
+    if (n) empty = return_to_spans_locked(ct, cls, &p, n, NULL);
+    *list = p;
+    ms_unlock(LOCK(ct));
+    if (first && ms_central_on_park) ms_central_on_park();
     free_empty(empty, 0);
 }
 
 void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
     central_t *ct = &central[cls];
     ms_lock(LOCK(ct));
-    span_t *empty = return_to_spans_locked(ct, cls, head, NULL);
+    span_t *empty = return_to_spans_locked(ct, cls, &head, UINT32_MAX, NULL);
     ms_unlock(LOCK(ct));
     free_empty(empty, idle_since_ms);
 }
@@ -248,7 +288,7 @@ void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
  * kept empty span is let go; returns the spans that became empty. */
 static span_t *flush_class_locked(central_t *ct, uint8_t cls) {
     span_t *empty = NULL;
-    while (ct->nslots > 0) empty = return_to_spans_locked(ct, cls, SLOTS(ct)[--ct->nslots], empty);
+    while (ct->nslots > 0) empty = return_to_spans_locked(ct, cls, &SLOTS(ct)[--ct->nslots], UINT32_MAX, empty);
     span_t *last = ct->nonempty.next; /* the one empty span give() keeps */
     if (last && last != &ct->nonempty && last->allocated == 0) {
         ne_remove(last);

@@ -495,6 +495,12 @@ void ms_heap_fork_child(void);
 uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head);
 /* ms_central_give: returns a NULL-terminated chain of n objects of class cls. */
 void ms_central_give(uint8_t cls, void *head, uint32_t n);
+/* ms_central_give_front: the first n objects of the chain at *list (a
+ * thread's own list, n at most its length) go back: whole batches into
+ * slots while there is room, the rest to their spans, walked once and under
+ * the lock; *list is left pointing past them before the lock is dropped,
+ * so that a fork never finds them both given and still on the list. */
+void ms_central_give_front(uint8_t cls, void **list, uint32_t n);
 /* ms_central_give_idle: the same for objects idle since idle_since_ms (a
  * parked thread cache's): straight to their spans, not into a slot, and
  * spans left empty are free pages idle since then; not the class's

@@ -43,7 +43,8 @@
  * thread allocated it), once the thread has allocated from that class: until
  * then its frees of the class go back to the central list in batches, so a
  * thread never reuses another's blocks before its own (tcache.c).  A list
- * at its limit sends one batch to the central list, where batches go back
+ * at its limit sends half of itself to the central list (tcache.c,
+ * "Batches"), where batches go back
  * to their spans a run of neighbours at a time, and a span with no object
  * out goes back to the page heap, idle.  Idle pages are released by the
  * scavenger after MEMSCOPE=scavenge_delay_ms, or by memscope_free_os_memory.
@@ -756,6 +757,58 @@ MS_TEXT static void *realloc_large(void *p, span_t *s, size_t size) {
     return q;
 }
 
+/* realloc_move: block p, checked, with `have` usable bytes, moves to a
+ * new block of size bytes.  off: the offset of p's class list in a
+ * tcache_t when free's fast check passed on p (realloc's), else 0.  Then
+ * the old block, just read whole by the copy, goes on the thread's list
+ * as free's fast path would put it there, without free's second look at
+ * the page map and the block (on mixed_realloc, two thirds of the
+ * reallocs move and most frees are theirs).  That check may since have
+ * been closed by another thread's sampled block in the span, but p, open
+ * when checked, is not recorded (a record closes the check before its
+ * block reaches the program: pagemap.c), so the profiler has nothing to
+ * forget; the list is read from ms_tc afresh, which malloc may have
+ * changed (the thread's first cache).  Apart from realloc, so that its
+ * in-place answer saves no registers. */
+MS_TEXT __attribute__((noinline)) static void *realloc_move(void *p, size_t have, size_t size, uint16_t off) {
+    void *q = malloc(size);
+    if (!q) return NULL;
+    memcpy(q, p, have < size ? have : size);
+    if (!off) {
+        free(p);
+        return q;
+    }
+    tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + off);
+    void **b = p;
+    b[1] = (void *)ms_free_cookie(p);
+    if (ms_likely(--l->room >= 0)) {
+        b[0] = l->head;
+        l->head = b;
+    } else {
+        free_list_full(l, b);
+    }
+    return q;
+}
+
+/* realloc_slow: realloc of anything that free's fast check does not pass
+ * (large blocks, sampled spans, errors), or of size 0. */
+MS_TEXT __attribute__((noinline)) static void *realloc_slow(void *p, size_t size, const void *caller) {
+    span_t *s = ms_pagemap_lookup(p);
+    size_t have = checked_size(p, s, "realloc", caller);
+    if (size == 0) { /* glibc frees and returns NULL; programs rely on it */
+        /* checked above, so that a bad pointer is reported as realloc's,
+         * called from the program, not as free's called from realloc */
+        free(p);
+        return NULL;
+    }
+    /* (inside the profiler, a recorded large block moves: see defer_free) */
+    if (s->cls == 0 && size > MS_MAX_SMALL && !(ms_unlikely(ms_prof_busy) && ms_span_sampled(s)))
+        return realloc_large(p, s, size);
+    /* a small block keeps its place while the new size still fills half */
+    if (s->cls && size <= have && size >= have / 2) return p;
+    return realloc_move(p, have, size, 0);
+}
+
 MS_EXPORT MS_TEXT void *realloc(void *p, size_t size) {
     if (p == NULL) return malloc(size);
     /* the double-free test reads the block's second word, the first touch
@@ -763,45 +816,27 @@ MS_EXPORT MS_TEXT void *realloc(void *p, size_t size) {
      * page-map walk instead of following it (perf on mixed_realloc: 13% of
      * the samples in checked_size, 71% of those on that read) */
     __builtin_prefetch(p);
-    if (size == 0) { /* glibc frees and returns NULL; programs rely on it */
-        /* checked here, so that a bad pointer is reported as realloc's,
-         * called from the program, not as free's called from realloc */
-        checked_size(p, ms_pagemap_lookup(p), "realloc", __builtin_return_address(0));
-        free(p);
-        return NULL;
-    }
     /* A small block in a span with nothing sampled is checked as free
      * checks it (see free): from its page's check word and the class's
      * list line, without the span's header.  Read here, that header was a
      * cache line per span missed by most reallocs of a program whose
      * blocks are spread over megabytes (perf on mixed_realloc: a quarter
      * of checked_size's samples, on the header's first word); free never
-     * reads it.  Anything else, errors included, takes the path below. */
+     * reads it.  Anything else, errors and size 0 included, is
+     * realloc_slow's. */
     uint64_t c = ms_pagemap_check(p);
     uintptr_t limit = c >> MS_CHECK_SHIFT;
-    size_t have;
-    if (ms_likely((uintptr_t)p < limit)) {
+    if (ms_likely((uintptr_t)p < limit && size != 0)) {
         const tclist_t *l = (const tclist_t *)(const void *)((const char *)ms_tc->lists + (uint16_t)c);
         uintptr_t back = limit - (uintptr_t)p; /* a multiple of the size iff p starts a block */
         if (ms_likely(back * l->div < l->div && ((void *const *)p)[1] != (void *)ms_free_cookie(p))) {
-            have = l->size;
+            size_t have = l->size;
+            /* a small block keeps its place while the new size still fills half */
             if (size <= have && size >= have / 2) return p;
-            goto move;
+            return realloc_move(p, have, size, (uint16_t)c);
         }
     }
-    span_t *s = ms_pagemap_lookup(p);
-    have = checked_size(p, s, "realloc", __builtin_return_address(0));
-    /* (inside the profiler, a recorded large block moves: see defer_free) */
-    if (s->cls == 0 && size > MS_MAX_SMALL && !(ms_unlikely(ms_prof_busy) && ms_span_sampled(s)))
-        return realloc_large(p, s, size);
-    /* a small block keeps its place while the new size still fills half */
-    if (s->cls && size <= have && size >= have / 2) return p;
-move:;
-    void *q = malloc(size);
-    if (!q) return NULL;
-    memcpy(q, p, have < size ? have : size);
-    free(p);
-    return q;
+    return realloc_slow(p, size, __builtin_return_address(0));
 }
 
 MS_EXPORT MS_TEXT void *reallocarray(void *p, size_t n, size_t size) {
