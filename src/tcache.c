@@ -12,10 +12,14 @@
  * underflow) raises the limit by a batch, up to 128 KiB or 256 objects per
  * class, so a thread that uses a class heavily keeps more of it while a thread
  * that touched a class once keeps little.  The first refill of a class up
- * to 32 KiB takes at most 8 KiB of objects: a refill writes a link into
- * every object it takes, and a whole batch of a class of 4 KiB is 64 KiB of
- * pages made resident for a thread that may want one block (one fopen's
- * buffer).  Larger classes keep their batch of two: taken one at a time,
+ * to 32 KiB takes at most 4 KiB of objects (one kernel page, or one
+ * object): a refill writes a link into every object it takes, and a whole
+ * batch of a class of 4 KiB is 64 KiB of pages made resident for a thread
+ * that may want one block (one fopen's buffer).  At 8 KiB, a program that
+ * mallocs once or twice in each of 30 classes (64 mallocs of 16 to 520
+ * bytes) had 180 KiB of heap and page map resident, at 4 KiB 112 KiB
+ * (glibc's heap: 20 KiB).  Larger
+ * classes keep their batch of two: taken one at a time,
  * bench/large.c's blocks of 64 KiB to 256 KiB left more spans half used
  * (peak RSS 69 -> 74 MiB, by hand).
  *
@@ -205,7 +209,7 @@ static inline uint64_t frees_of(tcache_t *tc, int c) {
 
 #define REFILL_BULK_BYTES 2048u         /* see "Batches" */
 #define OVERFLOW_BULK_BYTES 8192u
-#define FIRST_REFILL_BYTES 8192u        /* see "List lengths" */
+#define FIRST_REFILL_BYTES 4096u        /* see "List lengths" */
 #define FIRST_REFILL_MAX_CLASS 32768u
 
 /* bulk_of: a batch of class cls, or as many objects as fit in `bytes` if
