@@ -103,11 +103,12 @@ void ms_init_slow(void) {
  * makes its PLT entry the address dlsym gives, under an undefined symbol
  * malloc of its own. */
 static void own_malloc_note(void) {
-    const char *ms = getenv("MEMSCOPE");
+    const char *ms = getenv(MS_ENV);
+    if (!ms || !ms[0]) return; /* before dlsym, whose "malloc" lies in .rodata */
     void *m = dlsym(RTLD_DEFAULT, "malloc");
     Dl_info theirs, mine;
     const ElfW(Sym) *sym = NULL;
-    if (!ms || !ms[0] || !m || !dladdr1(m, &theirs, (void **)&sym, RTLD_DL_SYMENT) ||
+    if (!m || !dladdr1(m, &theirs, (void **)&sym, RTLD_DL_SYMENT) ||
         !dladdr((void *)own_malloc_note, &mine) || theirs.dli_fbase == mine.dli_fbase || !sym ||
         sym->st_shndx == SHN_UNDEF)
         return;

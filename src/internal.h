@@ -28,6 +28,11 @@
 #include "memscope.h"
 #include "sizeclasses.h"
 
+/* MS_ENV: the variable memscope reads its options from, named from
+ * memscope_rodata (options.c), not from .rodata (mk/text.ld says why). */
+extern const char ms_env_name[] __attribute__((visibility("hidden")));
+#define MS_ENV ms_env_name
+
 /* ------------------------------------------------------------------------
  * Compiler helpers and assertions
  * ---------------------------------------------------------------------- */

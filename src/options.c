@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char ms_env_name[] __attribute__((section("memscope_rodata"))) = "MEMSCOPE"; /* internal.h: MS_ENV */
+
 /* X(name, kind, default, min, max, help).  OPT_STRING keys take any text
  * up to max bytes (default ""); OPT_CHOICE keys take one of the words in
  * help's leading "a|b|c:" list and store its index. */
@@ -213,7 +215,7 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
 static void warn_stderr(const char *msg) { ms_warn("%s", msg); }
 
 void ms_options_init(void) {
-    const char *env = secure_getenv("MEMSCOPE");
+    const char *env = secure_getenv(MS_ENV);
     if (env) ms_options_parse(env, &ms_opt, warn_stderr);
     /* leak-check mode: every block keeps its allocation stack, unless a
      * rate was asked for (the cost is in the README) */

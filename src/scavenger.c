@@ -302,7 +302,9 @@ static void start_thread(void) {
      * free that leaves a span idle), and pthread_create allocates: not
      * through that cache (tcache.c: ms_tcache_hide) */
     tcache_t *tc = ms_tcache_hide();
-    int rc = ms_os_thread(scavenger_main, 64 << 10, "memscope-scvg", NULL);
+    /* the name from memscope_rodata: in .rodata, it made 64 KiB of it resident */
+    static const char name[] __attribute__((section("memscope_rodata"))) = "memscope-scvg";
+    int rc = ms_os_thread(scavenger_main, 64 << 10, name, NULL);
     ms_tcache_unhide(tc);
     if (rc != 0) ms_warn("memscope: cannot start the scavenger thread (error %d); idle memory is returned only by "
                  "memscope_free_os_memory()", rc);

@@ -4,7 +4,8 @@
  * an 8 KiB page, so object k of a class of size S sits at a multiple of the
  * largest power of two dividing S: that is what lets aligned requests up to
  * a page be served from a size class instead of a whole span.  The
- * tables themselves are defined here, once (sizeclasses.h).
+ * tables themselves are defined here, once (sizeclasses.h), in section
+ * memscope_rodata, which mk/text.ld puts in the library's first segment.
  */
 #define MS_CLASS_TABLES_HERE
 #include "internal.h"

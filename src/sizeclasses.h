@@ -108,7 +108,7 @@
 #define MS_MAX_SMALL 262144
 #define MS_MAGIC_SHIFT 40
 
-#define MS_CLASS_TABLE __attribute__((visibility("hidden")))
+#define MS_CLASS_TABLE __attribute__((visibility("hidden"), section("memscope_rodata")))
 extern const uint32_t ms_class_size[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint8_t ms_class_pages[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;

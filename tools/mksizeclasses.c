@@ -71,7 +71,7 @@ int main(void) {
      * that read one had its own (six copies of the tables in the library's
      * read-only data, and the fast paths of malloc.c and tcache.c reading
      * the same sizes from different cache lines) */
-    printf("#define MS_CLASS_TABLE __attribute__((visibility(\"hidden\")))\n");
+    printf("#define MS_CLASS_TABLE __attribute__((visibility(\"hidden\"), section(\"memscope_rodata\")))\n");
     printf("extern const uint32_t ms_class_size[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint8_t ms_class_pages[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
