@@ -793,21 +793,30 @@ static inline void settle_one(mark_t *m, uint64_t b, uintptr_t p) {
     m->settled++, m->settled_bytes += cls ? ms_class_size[cls] : m->spans[ent & ENT_LOW].osize;
 }
 
+/* next_unreached: the first slot of span l from i on that holds an
+ * allocated block not reached, or l->nobj; a word of the bitmap (32 slots)
+ * with none is passed at once. */
+static inline uint32_t next_unreached(const mark_t *m, const lspan_t *l, uint32_t i) {
+    for (; i < l->nobj; i++) {
+        uint64_t b = l->bit0 + i, w = m->ar[b >> 5];
+        if (!(w & ~(w >> 1) & 0x5555555555555555ull)) { /* none of this word's slots: past them */
+            i += 31 - (uint32_t)(b & 31);
+            continue;
+        }
+        if (is_alloc(m, b) && !is_reach(m, b)) return i;
+    }
+    return l->nobj;
+}
+
 /* settle_unreached: settle_one for every unreached block, found from the
- * bitmap (32 slots a word; no list made beforehand, as the rescans' is);
- * false if the stop's time ran out first. */
+ * bitmap (no list made beforehand, as the rescans' is); false if the
+ * stop's time ran out first. */
 static bool settle_unreached(mark_t *m) {
     for (size_t k = 0; k < m->nspans; k++) {
         if (m->deadline && !(k & 63) && past(m)) return false;
         const lspan_t *l = &m->spans[k];
-        for (uint32_t i = 0; i < l->nobj; i++) {
-            uint64_t b = l->bit0 + i, w = m->ar[b >> 5];
-            if (!(w & ~(w >> 1) & 0x5555555555555555ull)) { /* none of this word's 32 slots: past them */
-                i += 31 - (uint32_t)(b & 31);
-                continue;
-            }
-            if (is_alloc(m, b) && !is_reach(m, b)) settle_one(m, b, l->start + (uintptr_t)i * l->osize);
-        }
+        for (uint32_t i = next_unreached(m, l, 0); i < l->nobj; i = next_unreached(m, l, i + 1))
+            settle_one(m, l->bit0 + i, l->start + (uintptr_t)i * l->osize);
     }
     return true;
 }
@@ -999,13 +1008,7 @@ static void cand_pages(mark_t *m) {
     if (!pg) return;
     for (size_t k = 0; k < m->nspans; k++) {
         const lspan_t *l = &m->spans[k];
-        for (uint32_t i = 0; i < l->nobj; i++) {
-            uint64_t b = l->bit0 + i, w = m->ar[b >> 5];
-            if (!(w & ~(w >> 1) & 0x5555555555555555ull)) { /* none of this word's 32 slots: past them */
-                i += 31 - (uint32_t)(b & 31);
-                continue;
-            }
-            if (!is_alloc(m, b) || is_reach(m, b)) continue;
+        for (uint32_t i = next_unreached(m, l, 0); i < l->nobj; i = next_unreached(m, l, i + 1)) {
             uintptr_t a = l->start + (uintptr_t)i * l->osize, e = a + l->osize - 1;
             for (uint64_t p = (a - m->lo) >> MS_PAGE_SHIFT; p <= (e - m->lo) >> MS_PAGE_SHIFT && p < npg; p++)
                 pg[p >> 6] |= 1ull << (p & 63);
@@ -1025,9 +1028,8 @@ static bool list_unreached(mark_t *m) {
     size_t n = 0, cap = m->cand_bytes / (2 * sizeof(uint64_t));
     for (size_t k = 0; k < m->nspans; k++) {
         const lspan_t *l = &m->spans[k];
-        for (uint32_t i = 0; i < l->nobj && n < cap; i++)
-            if (is_alloc(m, l->bit0 + i) && !is_reach(m, l->bit0 + i))
-                m->cand[2 * n] = l->bit0 + i, m->cand[2 * n + 1] = (l->start + i * l->osize) | !l->cls, n++;
+        for (uint32_t i = next_unreached(m, l, 0); i < l->nobj && n < cap; i = next_unreached(m, l, i + 1))
+            m->cand[2 * n] = l->bit0 + i, m->cand[2 * n + 1] = (l->start + (uintptr_t)i * l->osize) | !l->cls, n++;
     }
     m->ncand = n;
     return true;
