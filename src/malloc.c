@@ -570,6 +570,19 @@ ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void *
     free_small_slow(p, cls, tc);
 }
 
+/* list_push: block q, checked (free's fast check passed on it), goes on
+ * list l of ms_tc, its cookie first: free's fast path, and realloc's move
+ * of such a block. */
+ms_inline void list_push(tclist_t *l, void **q, void *cookie) {
+    q[1] = cookie; /* first and apart: two stores, not vector code */
+    if (ms_likely(--l->room >= 0)) {
+        q[0] = l->head;
+        l->head = q;
+        return;
+    }
+    free_list_full(l, q); /* a tail call */
+}
+
 /* ------------------------------------------------------------------------
  * Large objects
  * ---------------------------------------------------------------------- */
@@ -679,13 +692,7 @@ MS_EXPORT void free(void *p) {
         uintptr_t back = limit - (uintptr_t)p; /* a multiple of the size iff p starts a block */
         if (ms_unlikely(back * l->div >= l->div || q[1] == cookie)) goto slow;
         ms_assert_internal(ms_tc_busy == 0 || ms_tc->is_dummy || ms_prof_busy);
-        q[1] = cookie; /* first and apart: two stores, not vector code */
-        if (ms_likely(--l->room >= 0)) {
-            q[0] = l->head;
-            l->head = q;
-            return;
-        }
-        free_list_full(l, q); /* a tail call */
+        list_push(l, q, cookie);
         return;
     }
 slow:
@@ -778,15 +785,7 @@ MS_TEXT __attribute__((noinline)) static void *realloc_move(void *p, size_t have
         free(p);
         return q;
     }
-    tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + off);
-    void **b = p;
-    b[1] = (void *)ms_free_cookie(p);
-    if (ms_likely(--l->room >= 0)) {
-        b[0] = l->head;
-        l->head = b;
-    } else {
-        free_list_full(l, b);
-    }
+    list_push((tclist_t *)(void *)((char *)ms_tc->lists + off), p, (void *)ms_free_cookie(p));
     return q;
 }
 

@@ -18,10 +18,9 @@
  * that may want one block (one fopen's buffer).  At 8 KiB, a program that
  * mallocs once or twice in each of 30 classes (64 mallocs of 16 to 520
  * bytes) had 180 KiB of heap and page map resident, at 4 KiB 112 KiB
- * (glibc's heap: 20 KiB).  Larger
- * classes keep their batch of two: taken one at a time,
- * bench/large.c's blocks of 64 KiB to 256 KiB left more spans half used
- * (peak RSS 69 -> 74 MiB, by hand).
+ * (glibc's heap: 20 KiB; by hand).  Larger classes keep their batch of
+ * two: taken one at a time, bench/large.c's blocks of 64 KiB to 256 KiB
+ * left more spans half used (peak RSS 69 -> 74 MiB, by hand).
  *
  * Batches: an empty list takes a batch, or up to 2 KiB of objects where
  * that is more (classes below 64 bytes), within its limit; a free that
