@@ -25,7 +25,9 @@
  *
  * The heap grows in steps of at least MS_GROW_MIN bytes out of a large
  * PROT_NONE reservation, so successive growths are contiguous and coalesce,
- * and a large object at the frontier can grow in place.  Fresh pages count
+ * and a large object at the frontier can grow in place; a request that no
+ * free span fits grows it only by what the free span at the frontier lacks.
+ * Fresh pages count
  * as released (they are not resident and read as zero), as in Go.
  *
  * All state here is protected by ms_heap_lock, which is taken after any
@@ -543,6 +545,20 @@ static void take_pages_locked(span_t *s, size_t npages, uint8_t cls, bool *zeroe
     else map_ends(s);
 }
 
+/* frontier_free_locked: the pages of the free span that ends at the growth
+ * frontier, which fresh pages grown there join (insert_free_locked).  A
+ * request that no free span fits grows the heap by what it lacks beyond
+ * them, as Go's heap does, and not by its whole size: the top span's pages
+ * are often resident already (a large block freed a moment ago), so taking
+ * them first costs no page faults and adds no RSS, where a whole new range
+ * would leave them idle until the scavenger returns them (bench/large.c's
+ * churn of 64 KiB-8 MiB blocks). */
+static size_t frontier_free_locked(void) {
+    if (!resv_base || resv_next <= (uintptr_t)resv_base + MS_PAGE_SIZE) return 0;
+    span_t *t = free_neighbour(resv_next - MS_PAGE_SIZE, resv_next, true);
+    return t ? t->npages : 0;
+}
+
 span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zeroed) {
     if (npages == 0 || npages > (MS_MAX_ALLOC >> MS_PAGE_SHIFT)) return NULL;
     size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
@@ -552,8 +568,9 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
      * a few rounds, then the request fails as if the kernel had said no */
     bool grew = false;
     for (int round = 0; !s && round < 4; round++) {
+        size_t tail = frontier_free_locked();
         heap_unlock();
-        if (!grow(need)) return NULL;
+        if (!grow(need - (tail < need ? tail : 0))) return NULL;
         grew = true;
         heap_lock();
         s = find_free(need);

@@ -176,5 +176,31 @@ int main(void) {
         alarm(0);
         result = true;
     }
+    /* A request that no free span fits grows the heap only by what the
+     * free span at the growth frontier lacks, and takes that span's pages
+     * first: they may be resident, and fresh ones would leave them idle.
+     * a: a span that must grow the heap (larger than the whole heap), so it
+     * ends at the frontier; freed, it is the frontier's free span; b: larger
+     * than any free span, so it must grow too. */
+    CHECK_BODY("growth-joins-the-free-span-at-the-frontier") {
+        heap_counters_t c0, c1;
+        ms_heap_counters(&c0);
+        size_t na = (size_t)c0.sys_pages + 300;
+        span_t *a = ms_heap_alloc(na, 1, 0, NULL);
+        CHECK_TRUE(a != NULL);
+        uintptr_t a_start = a ? a->start : 0;
+        if (a) ms_heap_free(a);
+        ms_heap_counters(&c1);
+        size_t nb = (size_t)c1.sys_pages + 200; /* more than every free page */
+        span_t *b = ms_heap_alloc(nb, 1, 0, NULL);
+        CHECK_TRUE(b != NULL);
+        heap_counters_t c2;
+        ms_heap_counters(&c2);
+        /* the old way grew by all of nb */
+        CHECK_TRUE(c2.sys_pages - c1.sys_pages < nb);
+        CHECK_TRUE(b && b->start <= a_start);
+        if (b) ms_heap_free(b);
+        result = true;
+    }
     return print_test_summary();
 }
