@@ -27,8 +27,8 @@
  * PROT_NONE reservation, so successive growths are contiguous and coalesce,
  * and a large object at the frontier can grow in place; a request that no
  * free span fits grows it only by what the free span at the frontier lacks.
- * Fresh pages count
- * as released (they are not resident and read as zero), as in Go.
+ * Fresh pages count as released (they are not resident and read as zero),
+ * as in Go.
  *
  * All state here is protected by ms_heap_lock, which is taken after any
  * central lock and never before one.
