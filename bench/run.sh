@@ -62,7 +62,7 @@ mixed-realloc|mixed_realloc|4000000 4000
 large|large|500 8 page
 seed-vector|seed_vector|32000000 1
 small-nodes|small_nodes|10000000 1
-tl-remote|tl_remote|4 1000000 10000 100
+tl-remote|tl_remote|4 3000000 10000 100
 fs-active|false_sharing|active 2 40000 1000 8
 fs-passive|false_sharing|passive 2 40000 1000 8
 many-threads|many_threads|32 50000 2000 3 2
