@@ -553,10 +553,14 @@ static void take_pages_locked(span_t *s, size_t npages, uint8_t cls, bool *zeroe
  * them first costs no page faults and adds no RSS, where a whole new range
  * would leave them idle until the scavenger returns them (bench/large.c's
  * churn of 64 KiB-8 MiB blocks). */
-static size_t frontier_free_locked(void) {
+static size_t frontier_free_locked(size_t need) {
     if (!resv_base || resv_next <= (uintptr_t)resv_base + MS_PAGE_SIZE) return 0;
     span_t *t = free_neighbour(resv_next - MS_PAGE_SIZE, resv_next, true);
-    return t ? t->npages : 0;
+    if (!t || t->npages >= need) return 0;
+    /* only where the rest fits in the reservation: grown in a new one, it
+     * would not join, and the request would grow again (a program filling
+     * its address space under ulimit -v got a fifth less, test_limits.sh) */
+    return resv_next + PAGES(need - t->npages) <= resv_end ? t->npages : 0;
 }
 
 span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zeroed) {
@@ -568,9 +572,9 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
      * a few rounds, then the request fails as if the kernel had said no */
     bool grew = false;
     for (int round = 0; !s && round < 4; round++) {
-        size_t tail = frontier_free_locked();
+        size_t tail = frontier_free_locked(need);
         heap_unlock();
-        if (!grow(need - (tail < need ? tail : 0))) return NULL;
+        if (!grow(need - tail)) return NULL;
         grew = true;
         heap_lock();
         s = find_free(need);
