@@ -267,6 +267,7 @@ void ms_fixalloc_free(fixalloc_t *fa, void *p);
 void *ms_meta_alloc(size_t bytes);         /* zeroed pages for a long-lived table */
 void ms_meta_free(void *p, size_t bytes);  /* such a table, given back */
 void *ms_meta_sparse(size_t bytes);        /* the same, for a table touched only in part: not counted in use */
+void ms_meta_use(size_t bytes);            /* ... of which bytes, filled from the front, are now in use */
 extern _Atomic uint64_t ms_meta_sys;       /* bytes of metadata mapped */
 extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
 

@@ -50,6 +50,10 @@ void *ms_meta_sparse(size_t bytes) {
     return p;
 }
 
+/* ms_meta_use: bytes of a sparse table that its owner fills from the front
+ * (the profiler's stacks and frames) are now in use. */
+void ms_meta_use(size_t bytes) { atomic_fetch_add_explicit(&ms_meta_inuse, bytes, memory_order_relaxed); }
+
 void *ms_fixalloc_alloc(fixalloc_t *fa) {
     void *p = fa->free;
     if (p) {

@@ -39,7 +39,10 @@
  * Memory.  Stacks, their frames, the hash index, the spans' record arrays
  * and the map of large blocks live in pages mapped for them (ms_meta_alloc,
  * ms_fixalloc_alloc, ms_os_alloc), never in the heap
- * being profiled, and count as metadata in the stats.  Stacks and frames are
+ * being profiled, and count as metadata in the stats: the chunks of stacks
+ * and frames (1.6 MiB mapped at the first sample) as they fill, since their
+ * pages become resident only then, so that a program's metadata in use is
+ * not megabytes it never touched.  Stacks and frames are
  * never freed, so snapshots point at frames without copying them.  The table
  * holds at most MS_PROF_MAX_STACKS stacks; past that, samples go to one
  * "(stack table full)" record and one warning is printed.
@@ -269,11 +272,11 @@ static uint32_t new_stack(const uintptr_t *pcs, int n, bool truncated, uint64_t 
     uint32_t id = atomic_load_explicit(&nstacks, memory_order_relaxed);
     if (id >= MS_PROF_MAX_STACKS) return UINT32_MAX;
     if (id % CHUNK_STACKS == 0 && !chunks[id / CHUNK_STACKS]) {
-        chunks[id / CHUNK_STACKS] = ms_meta_alloc(CHUNK_STACKS * sizeof(pstack_t));
+        chunks[id / CHUNK_STACKS] = ms_meta_sparse(CHUNK_STACKS * sizeof(pstack_t));
         if (!chunks[id / CHUNK_STACKS]) return UINT32_MAX;
     }
     if (frames_left < (size_t)n) {
-        frames = ms_meta_alloc(FRAME_CHUNK);
+        frames = ms_meta_sparse(FRAME_CHUNK);
         if (!frames) return frames_left = 0, UINT32_MAX;
         frames_left = FRAME_CHUNK / sizeof *frames;
     }
@@ -286,6 +289,7 @@ static uint32_t new_stack(const uintptr_t *pcs, int n, bool truncated, uint64_t 
     memcpy(frames, pcs, (size_t)n * sizeof *pcs);
     frames += n;
     frames_left -= (size_t)n;
+    ms_meta_use(sizeof *s + (size_t)n * sizeof *pcs);
     atomic_store_explicit(&nstacks, id + 1, memory_order_release);
     return id;
 }
