@@ -31,7 +31,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT" || exit 2
 BUILD=${BUILD:-build}; BIN=$BUILD/bench; OUT=bench/out; CC=${CC:-cc}
 RUNS=${BENCH_RUNS:-3}; TIMEOUT=${BENCH_TIMEOUT:-300}
 PARTS=${LEAK_PARTS:-scan mode}
-NBLOCKS=${LEAK_BLOCKS:-10000000}; NTHREADS=${LEAK_THREADS:-2}; NCHECKS=${LEAK_CHECKS:-3}
+# LEAK_THREADS: the heap is checked once per count of running threads: 0
+# (the program idle: the check has a CPU to itself) and 2 (two threads
+# spinning on the 2 CPUs: the checking thread gets about two thirds of one,
+# so its wall time is about 1.5x its CPU time)
+NBLOCKS=${LEAK_BLOCKS:-10000000}; NTHREADS=${LEAK_THREADS:-0 2}; NCHECKS=${LEAK_CHECKS:-3}
 RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
 LSAN=/usr/lib/x86_64-linux-gnu/liblsan.so.0
 mkdir -p "$BIN" "$OUT"
@@ -63,9 +67,13 @@ median() { sort -g | awk '{a[NR]=$1} END{if(NR==0){print "";exit} print (NR%2)?a
 
 # ------------------------------------------------------------ part 1: scan ----
 if [[ " $PARTS " == *" scan "* ]]; then
-    note "leaks/scan: $NBLOCKS blocks, $NTHREADS running threads, $NCHECKS checks"
     P_LOAD=$(cut -d' ' -f1 /proc/loadavg)
-    LD_PRELOAD=$MS timeout "$TIMEOUT" "$BIN/leakscan" "$NBLOCKS" "$NTHREADS" "$NCHECKS" >"$OUT/leaks-scan.txt" 2>"$OUT/leaks-scan.err"
+    : >"$OUT/leaks-scan.txt"
+    for t in $NTHREADS; do
+        note "leaks/scan: $NBLOCKS blocks, $t running threads, $NCHECKS checks"
+        LD_PRELOAD=$MS timeout "$TIMEOUT" "$BIN/leakscan" "$NBLOCKS" "$t" "$NCHECKS" 2>"$OUT/leaks-scan.err" |
+            sed "s/^CHECK /CHECK running=$t /" >>"$OUT/leaks-scan.txt"
+    done
     printf 'load %s %s; memscope git %s, sha256 %s…; %s\n' "$P_LOAD" "$(cut -d' ' -f1 /proc/loadavg)" "$REV" "$MS_SHA" \
         "$(date -u '+%Y-%m-%d %H:%M UTC')" >"$OUT/leaks-scan.meta"
     cat "$OUT/leaks-scan.txt" >&2
@@ -122,15 +130,17 @@ section() {
         awk '/^<!-- BEGIN bench\/run_leaks.sh -->/{b=1} b && /^### A check of a large heap/{k=1}
              b && /^### Leak-check mode/{k=0} b && /^<!-- END bench\/run_leaks.sh -->/{b=0; k=0} k' "$RESULTS"
     elif [ -s "$OUT/leaks-scan.txt" ]; then
-        echo "### A check of a large heap (\`bench/leakscan.c\`: $(grep -o '[0-9]* blocks, [0-9.]* GiB' "$OUT/leaks-scan.err" | head -1) requested; $NTHREADS threads running)"
+        echo "### A check of a large heap (\`bench/leakscan.c\`: $(grep -o '[0-9]* blocks, [0-9.]* GiB' "$OUT/leaks-scan.err" | head -1) requested; $NCHECKS checks with each count of other threads running)"
         echo
         echo "_Run: $(cat "$OUT/leaks-scan.meta" 2>/dev/null)_"
         echo
-        echo "| check | wall ms | CPU ms (checking thread) | longest pause µs | stops | settled by | threads stopped | snapshot ms | mark ms | check memory | blocks | lost (dropped) |"
-        echo "|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"
+        echo "| threads running | check | wall ms | CPU ms (checking thread) | longest pause µs | stops | settled by | threads stopped | snapshot ms | mark ms | check memory | blocks | lost (dropped) |"
+        echo "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"
         i=0
         while read -r line; do
-            i=$((i + 1))
+            r=$(get running "$line")
+            [ "$r" = "${prev_r:-}" ] && i=$((i + 1)) || i=1
+            prev_r=$r
             l=$(get lost "$line"); d=$(get dropped "$line"); w=$(get wall_ms "$line"); c=$(get cpu_ms "$line")
             pause=$(printf '%s\n' "$line" | sed -n 's/.*stopped for \([0-9]*\) us.*/\1/p')
             thr=$(printf '%s\n' "$line" | sed -n 's/.*check: \([0-9]* of [0-9]*\) thread.*/\1/p')
@@ -143,10 +153,10 @@ section() {
             how="one look"
             [ "${rs:-0}" -gt 0 ] && how="rescan of $rp written pages$([ "$ex" = 1 ] && echo ', exact')"
             [ "${lk:-1}" -gt 1 ] && how="$how; $lk looks"
-            echo "| $i | $w | $c | $pause | ${stops:-1} | $how | $thr | $snap | $mark | $((mem / 1024)) MiB | $blk | $l ($d) |"
+            echo "| $r | $i | $w | $c | $pause | ${stops:-1} | $how | $thr | $snap | $mark | $((mem / 1024)) MiB | $blk | $l ($d) |"
         done < <(grep '^CHECK ' "$OUT/leaks-scan.txt")
         echo
-        echo "\"lost\" is below \"dropped\" because a dropped block that another block still points at is not lost."
+        echo "\"lost\" is below \"dropped\" because a dropped block that another block still points at is not lost. With threads running, the checking thread shares the 2 CPUs with them, so its wall time is longer than its CPU time by the time it waited for a CPU."
         echo
     fi
     if [[ " $PARTS " != *" mode "* ]] && [ -f "$RESULTS" ] && grep -q '^### Leak-check mode' "$RESULTS"; then
