@@ -572,7 +572,9 @@ span_t *ms_heap_alloc(size_t npages, size_t align_pages, uint8_t cls, bool *zero
      * a few rounds, then the request fails as if the kernel had said no */
     bool grew = false;
     for (int round = 0; !s && round < 4; round++) {
-        size_t tail = frontier_free_locked(need);
+        /* the first round only: if another thread took the frontier's span
+         * meanwhile, the later rounds grow by all of it, as before */
+        size_t tail = round ? 0 : frontier_free_locked(need);
         heap_unlock();
         if (!grow(need - tail)) return NULL;
         grew = true;
