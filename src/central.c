@@ -107,6 +107,33 @@ static span_t *new_span(uint8_t cls) {
     return s;
 }
 
+/* link_run: the m consecutive objects of `size` bytes from first, linked
+ * in ascending order ahead of chain; returns the new chain.  Each carries
+ * its free cookie: not yet the program's, on its way to a thread cache it
+ * must read as free to free's check and to the leak checker, like a freed
+ * one.  Four at a time, one compare and branch for the four: 6
+ * instructions an object, where one at a time took 8, and every object a
+ * program allocates from a fresh span is linked here.  Not inlined: in
+ * ms_central_take its registers cost every take a spill, the takes of a
+ * whole batch from a slot (most of prodcons's) included. */
+__attribute__((noinline)) static void *link_run(uintptr_t first, uint32_t m, size_t size, void *chain) {
+    /* the key read once: ms_free_cookie's, which the compiler would load
+     * again after every store (they may alias it) */
+    uintptr_t key = ms_cookie_key, q = first, last = first + (uintptr_t)(m - 1) * size;
+    while (last - q >= 4 * size) {
+        uintptr_t a = q + size, b = a + size, c = b + size, d = c + size;
+        ((uintptr_t *)q)[0] = a, ((uintptr_t *)q)[1] = q ^ key;
+        ((uintptr_t *)a)[0] = b, ((uintptr_t *)a)[1] = a ^ key;
+        ((uintptr_t *)b)[0] = c, ((uintptr_t *)b)[1] = b ^ key;
+        ((uintptr_t *)c)[0] = d, ((uintptr_t *)c)[1] = c ^ key;
+        q = d;
+    }
+    for (; q < last; q += size) ((uintptr_t *)q)[0] = q + size, ((uintptr_t *)q)[1] = q ^ key;
+    ((void **)last)[0] = chain;
+    ((uintptr_t *)last)[1] = last ^ key;
+    return (void *)first;
+}
+
 uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
     central_t *ct = &central[cls];
     uint32_t batch = ms_class_batch[cls];
@@ -149,16 +176,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
             uintptr_t first = s->start + s->used;
             uint32_t m = (uint32_t)((s->limit - first) / size);
             if (m > want - n) m = want - n;
-            uintptr_t last = first + (uintptr_t)(m - 1) * size;
-            for (uintptr_t q = first; q < last; q += size) {
-                /* not yet the program's: on its way to a thread cache it
-                 * must read as free to the leak checker, like a freed one */
-                ((void **)q)[0] = (void *)(q + size);
-                ((void **)q)[1] = (void *)ms_free_cookie((void *)q);
-            }
-            ((void **)last)[0] = chain;
-            ((void **)last)[1] = (void *)ms_free_cookie((void *)last);
-            chain = (void *)first;
+            chain = link_run(first, m, size, chain);
             s->used += m * (uint32_t)size;
             ms_span_check_grow(s); /* before any of them leaves the lock */
             s->allocated += m;
@@ -194,14 +212,28 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, u
         span_t *s = ms_pagemap_lookup(p);
         ms_assert_internal(s && s->state == SPAN_INUSE && s->cls == cls);
         uintptr_t start = s->start, bytes = (size_t)s->npages << MS_PAGE_SHIFT;
-        void *first = p, *last;
-        uint32_t k = 0;
-        do {
-            last = p;
-            p = *(void **)p;
-            k++;
-        } while (k < n && (uintptr_t)p - start < bytes); /* NULL ends it too: it wraps to far above */
-        n -= n == UINT32_MAX ? 0 : k;
+        void *first = p, *last = p;
+        p = *(void **)p;
+        /* objects after `last` that may still join the run (UINT32_MAX - 1
+         * stands for all: the chain's NULL ends the run first) */
+        uint32_t left = n - 1;
+        uintptr_t neg = -start; /* p + neg < bytes: p lies in s (NULL wraps to far above) */
+        /* two objects a turn, each tested before it is followed, and one
+         * test of the count for the two: the objects of a thread's full
+         * list come back this way (overflow), 6.5 instructions each where
+         * one at a time took 9 */
+        while (left >= 2) {
+            if ((uintptr_t)p + neg >= bytes) break;
+            void *r = *(void **)p;
+            if ((uintptr_t)r + neg >= bytes) {
+                last = p, p = r, left--;
+                break;
+            }
+            last = r, p = *(void **)r, left -= 2;
+        }
+        if (left == 1 && (uintptr_t)p + neg < bytes) last = p, p = *(void **)p, left--;
+        uint32_t k = n - left;
+        n = left;
         *(void **)last = s->freelist;
         s->freelist = first;
         ms_assert_internal(s->allocated >= k);

@@ -34,7 +34,9 @@
  * came to about eleven instructions an object each way: a program that
  * allocates or frees millions of small objects in a row (bench/
  * small_nodes.c) spent a third of its instructions in the slow paths
- * (callgrind: 120 a node, the program's own 20 included; 109 so).  The
+ * (callgrind: 120 a node, the program's own 20 included; 109 so, and 106
+ * since the central list links and walks its runs several objects a turn,
+ * central.c: link_run, return_to_spans_locked).  The
  * refill's bulk is the smaller because it is what costs memory: refills
  * of up to 8 KiB (classes below 256 bytes) made mixed_realloc's peak RSS
  * 0.6 MiB higher, 4 KiB 0.5 MiB, 2 KiB nothing measurable, and the
