@@ -598,8 +598,8 @@ typedef struct tclist_s {
     uint64_t size;            /* the class's object size: malloc's sampling countdown reads it here */
     /* UINT64_MAX / size + 1: free's test that an offset is a multiple of
      * size (malloc.c: object_start), on the line free writes anyway; 0 in
-     * the shared empty cache and in a list never refilled (size too: both
-     * are set by the first refill, tcache.c), whose frees all take the
+     * the shared empty cache and in a list never used (size too: both
+     * are set by the list's first use, tcache.c), whose frees all take the
      * slow path */
     uint64_t div;
     /* Objects given to the central lists minus objects taken from them,
@@ -672,6 +672,12 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached *
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list too long: a batch to central */
 void ms_tcache_flush(tcache_t *tc);                 /* every list to central */
 void ms_tcache_give_foreign(tcache_t *tc, int cls);
+/* ms_tcache_list_setup: list l of class cls gets its size and div, at its
+ * first use (a refill, or a free of the class: tcache.c, "Memory") */
+ms_inline void ms_tcache_list_setup(tclist_t *l, uint8_t cls) {
+    l->size = ms_class_size[cls];
+    l->div = UINT64_MAX / ms_class_size[cls] + 1;
+}
 /* ms_tcache_free_foreign: object p (its cookie set) is freed into list cls
  * of tc, which the thread has never allocated from (max 0): gathered apart
  * and counted as handed back at once, so the stats' frees (len + nmalloc +

@@ -104,10 +104,11 @@
  *
  * Memory.  A cache is 6.4 KiB, of which a thread writes the fields it is
  * made with and the line of each class it uses: everything per class is
- * on the class's line (tclist_t), set by the class's first refill, and
- * the exit's flush writes only lines that were.  Written whole when made,
- * with the per-class counts in arrays of their own, every cache had its
- * 8.3 KiB resident, three pages in a thread of one class (bench/
+ * on the class's line (tclist_t), set up by its first use (a refill or a
+ * free: ms_tcache_refill), and the exit's flush writes only lines
+ * that were.  Written whole when made, with the per-class counts in
+ * arrays of their own, every cache had its 8.3 KiB resident, three pages
+ * in a thread of one class (bench/
  * false_sharing.c's three threads: 28 -> 16 KiB of caches resident;
  * many_threads' 33: 232 -> 156 KiB; pagemap, by hand).
  *
@@ -451,16 +452,14 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
         want = bulk_of(cls, REFILL_BULK_BYTES);
         if (want > max + grow) want = max + grow;
     }
-    /* A list's line is written first by its first refill, not when the
-     * cache is made: 97 lines (6 KiB) written up front made two pages of
-     * every thread's cache resident, whatever classes it used.  Until then
-     * div is 0, which sends every free of the class to the slow path (as
-     * in the shared empty cache), and an empty list every malloc: neither
+    /* A list's line is written first by its first use (here, or a free
+     * of the class: malloc.c, free_small_slow_in), not when the cache is
+     * made: 97 lines (6 KiB) written up front made two pages of every
+     * thread's cache resident, whatever classes it used.  Until then div
+     * is 0, which sends every free of the class to the slow path (as in
+     * the shared empty cache), and an empty list every malloc: neither
      * fast path reads size or div of a list that never held an object. */
-    if (!tc->is_dummy && max == 0 && l->div == 0) {
-        l->size = ms_class_size[cls];
-        l->div = UINT64_MAX / ms_class_size[cls] + 1;
-    }
+    if (!tc->is_dummy && l->div == 0) ms_tcache_list_setup(l, cls);
     void *head;
     uint32_t n = ms_central_take(cls, want, &head);
     /* the first malloc of the class: what the thread gathered goes back
