@@ -599,9 +599,22 @@ typedef struct tclist_s {
     uint64_t size;            /* the class's object size: malloc's sampling countdown reads it here */
     /* UINT64_MAX / size + 1: free's test that an offset is a multiple of
      * size (malloc.c: object_start), on the line free writes anyway; 0 in
-     * the shared empty cache, whose frees all take the slow path */
+     * the shared empty cache and in a list never used (size too: both
+     * are set by the list's first use, tcache.c), whose frees all take the
+     * slow path */
     uint64_t div;
-    uint64_t pad_[3];
+    /* Objects given to the central lists minus objects taken from them,
+     * modulo 2^64.  The thread's frees are not counted one by one: they
+     * are len + nmalloc + nnet, since every object on a list came from a
+     * refill or a free and left by a malloc or a hand-back.  Only the slow
+     * paths write it. */
+    _Atomic uint64_t nnet;
+    /* While the thread has never allocated from the class (max is 0): the
+     * objects it freed, on their way back to the central list in batches
+     * (tcache.c: ms_tcache_free_foreign).  Here, not in arrays of their
+     * own, so that a class the thread uses is one line of its cache. */
+    void *foreign;
+    uint32_t nforeign;
 } __attribute__((aligned(MS_CACHE_LINE))) tclist_t;
 _Static_assert(sizeof(tclist_t) == 1u << MS_TCLIST_SHIFT, "the mark word holds list offsets");
 _Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT < (1u << MS_CHECK_SHIFT), "fast_off fits free's check");
@@ -613,17 +626,6 @@ typedef struct tcache_s {
     void *hook_block;               /* the block being sampled (malloc.c: sample_point) */
     _Atomic uint64_t large_mallocs, large_frees;         /* large objects, counts */
     _Atomic uint64_t large_malloc_bytes, large_free_bytes;
-    /* per class: objects given to the central lists minus objects taken
-     * from them, modulo 2^64.  The thread's frees are not counted one by
-     * one: they are len + nmalloc + nnet, since every object on a list came
-     * from a refill or a free and left by a malloc or a hand-back.  Only
-     * the slow paths write it, so it lives here, off the lists' lines. */
-    _Atomic uint64_t nnet[MS_NUM_CLASSES];
-    /* per class, while the thread has never allocated from it (its list's
-     * max is 0): the objects it freed, on their way back to the central
-     * list in batches (tcache.c: ms_tcache_free_foreign) */
-    void *foreign[MS_NUM_CLASSES];
-    uint32_t nforeign[MS_NUM_CLASSES];
     uint64_t max_bytes;             /* sum over the lists of max x object size (tcache.c: total cap) */
     struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
     bool is_dummy;                  /* the shared empty cache of threads without one */
@@ -671,15 +673,22 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached *
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list too long: a batch to central */
 void ms_tcache_flush(tcache_t *tc);                 /* every list to central */
 void ms_tcache_give_foreign(tcache_t *tc, int cls);
+/* ms_tcache_list_setup: list l of class cls gets its size and div, at its
+ * first use (a refill, or a free of the class: tcache.c, "Memory") */
+ms_inline void ms_tcache_list_setup(tclist_t *l, uint8_t cls) {
+    l->size = ms_class_size[cls];
+    l->div = UINT64_MAX / ms_class_size[cls] + 1;
+}
 /* ms_tcache_free_foreign: object p (its cookie set) is freed into list cls
  * of tc, which the thread has never allocated from (max 0): gathered apart
  * and counted as handed back at once, so the stats' frees (len + nmalloc +
  * nnet) see it; a batch goes to the central list. */
 ms_inline void ms_tcache_free_foreign(tcache_t *tc, uint8_t cls, void *p) {
-    *(void **)p = tc->foreign[cls];
-    tc->foreign[cls] = p;
-    ms_count_own(&tc->nnet[cls], 1);
-    if (++tc->nforeign[cls] == ms_class_batch[cls]) ms_tcache_give_foreign(tc, cls);
+    tclist_t *l = &tc->lists[cls];
+    *(void **)p = l->foreign;
+    l->foreign = p;
+    ms_count_own(&l->nnet, 1);
+    if (++l->nforeign == ms_class_batch[cls]) ms_tcache_give_foreign(tc, cls);
 }
 /* ms_tcache_park_idle: the scavenger's look at the thread caches: the
  * cache of a thread that has neither allocated nor freed for delay_ms and

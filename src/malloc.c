@@ -538,6 +538,12 @@ static inline void free_small_slow_in(void **p, uint8_t cls, tcache_t *took) {
     tclist_t *l = &tc->lists[cls];
     if (l->max == 0) { /* never allocated from: not the thread's to reuse (tcache.c) */
         if (taken) l->room = 0; /* first, then the count: frees never read one too many */
+        /* not taken: here from free_slow, as div was 0 (the list's first
+         * use, tcache.c: ms_tcache_refill); set, the class's next frees
+         * pass free's check and come from a full list (free_list_full),
+         * not through free_slow's checks (in bench/prodcons.c's consumer
+         * those doubled the instructions of a free) */
+        else if (!l->div) ms_tcache_list_setup(l, cls);
         ms_tcache_free_foreign(tc, cls, p);
         return;
     }

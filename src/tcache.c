@@ -45,7 +45,7 @@
  * Memory a thread frees but never allocated.  Until a thread's first malloc
  * of a class, its list for the class allows nothing (max 0), so its frees
  * of that class take the slow path, which gathers them apart from the list
- * (tcache_t.foreign) and hands them to the central list a batch at a time.
+ * (tclist_t.foreign) and hands them to the central list a batch at a time.
  * They are other threads' objects: cached on the list, the thread's first
  * mallocs would hand them back to it, and a thread that is given one block
  * by another and then allocates its own would keep writing a cache line the
@@ -62,7 +62,7 @@
  * memscope_read_stats from other threads.  Frees are not counted one by
  * one: every object on a list came in by a free or a refill and leaves by a
  * malloc or a hand-back to the central lists, so frees = len + mallocs +
- * (handed back - refilled), and only the slow paths count (tcache_t.nnet).
+ * (handed back - refilled), and only the slow paths count (tclist_t.nnet).
  * The free fast path thus writes nothing but the list.
  *
  * Quiet threads.  A thread that stops allocating keeps what its lists hold,
@@ -103,6 +103,16 @@
  * process_vm_readv are refused nothing is parked; linked statically,
  * memscope's code is the program's, so a thread in any signal handler is
  * left alone.
+ *
+ * Memory.  A cache is 6.4 KiB, of which a thread writes the fields it is
+ * made with and the line of each class it uses: everything per class is
+ * on the class's line (tclist_t), set up by its first use (a refill or a
+ * free: ms_tcache_refill), and the exit's flush writes only lines
+ * that were.  Written whole when made, with the per-class counts in
+ * arrays of their own, every cache had its 8.3 KiB resident, three pages
+ * in a thread of one class (bench/
+ * false_sharing.c's three threads: 28 -> 16 KiB of caches resident;
+ * many_threads' 33: 232 -> 156 KiB; pagemap, by hand).
  *
  * Lifetime: a thread gets its cache on its first allocation (until then
  * ms_tc points at ms_tc_empty, whose empty lists send the fast path to the
@@ -186,7 +196,7 @@ static inline uint32_t len_of(const tclist_t *l) {
     return (uint32_t)(w >> 32) - (uint32_t)w;
 }
 
-/* frees_of: the objects of class c freed by tc's thread (see tcache_t.nnet),
+/* frees_of: the objects of class c freed by tc's thread (see tclist_t.nnet),
  * read from any thread while the owner (or the scavenger parking its cache)
  * moves objects between the three terms.  A read that counts an object
  * twice is published for good (stats.c), so: nmalloc and nnet are read
@@ -199,11 +209,11 @@ static inline uint64_t frees_of(tcache_t *tc, int c) {
     const tclist_t *l = &tc->lists[c];
     for (int tries = 0;; tries++) {
         uint64_t nm = atomic_load_explicit(&l->nmalloc, memory_order_acquire);
-        uint64_t nn = atomic_load_explicit(&tc->nnet[c], memory_order_acquire);
+        uint64_t nn = atomic_load_explicit(&l->nnet, memory_order_acquire);
         uint32_t len = len_of(l);
         atomic_thread_fence(memory_order_acquire);
         if (tries == 16 || (atomic_load_explicit(&l->nmalloc, memory_order_relaxed) == nm &&
-                            atomic_load_explicit(&tc->nnet[c], memory_order_relaxed) == nn))
+                            atomic_load_explicit(&l->nnet, memory_order_relaxed) == nn))
             return (uint64_t)len + nm + nn;
     }
 }
@@ -332,11 +342,7 @@ tcache_t *ms_tcache_create(void) {
     if (tc_mine) return unpark(tc_mine);
     pthread_mutex_lock(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
-    if (tc) {
-        for (int c = 1; c < MS_NUM_CLASSES; c++) { /* max, room: 0 */
-            tc->lists[c].size = ms_class_size[c];
-            tc->lists[c].div = UINT64_MAX / ms_class_size[c] + 1;
-        }
+    if (tc) { /* lists: all 0 (max, room, and div: see ms_tcache_refill) */
         tc->sample_left = INT64_MAX;
         tc->tid = (int)syscall(SYS_gettid);
         tc->slot = &ms_tc;
@@ -362,8 +368,8 @@ tcache_t *ms_tcache_create(void) {
 /* ms_tcache_give_foreign: what the thread gathered of class cls (see
  * ms_tcache_free_foreign) goes to the central list. */
 void ms_tcache_give_foreign(tcache_t *tc, int cls) {
-    void *head = tc->foreign[cls];
-    uint32_t n = tc->nforeign[cls];
+    void *head = tc->lists[cls].foreign;
+    uint32_t n = tc->lists[cls].nforeign;
     if (!head) return;
     /* off the cache before they are given, as pop_chain's chains are: a
      * fork while this thread is inside ms_central_give (waiting for the heap
@@ -371,8 +377,8 @@ void ms_tcache_give_foreign(tcache_t *tc, int cls) {
      * objects went back to their spans or into a slot) would otherwise
      * leave them on foreign in the child, whose ms_tcache_fork_child_flush
      * gives them a second time (the same objects handed out twice there) */
-    tc->foreign[cls] = NULL;
-    tc->nforeign[cls] = 0;
+    tc->lists[cls].foreign = NULL;
+    tc->lists[cls].nforeign = 0;
     ms_central_give((uint8_t)cls, head, n);
 }
 
@@ -421,7 +427,7 @@ static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
         tc->max_bytes -= (uint64_t)(l->max - max) * ms_class_size[big];
         l->room_max = (uint64_t)max << 32 | (max - (len - over));
         if (over) {
-            ms_count_own(&tc->nnet[big], over); /* after: see ms_tcache_flush */
+            ms_count_own(&tc->lists[big].nnet, over); /* after: see ms_tcache_flush */
             ms_central_give((uint8_t)big, chain, over);
         }
     }
@@ -448,6 +454,14 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
         want = bulk_of(cls, REFILL_BULK_BYTES);
         if (want > max + grow) want = max + grow;
     }
+    /* A list's line is written first by its first use (here, or a free
+     * of the class: malloc.c, free_small_slow_in), not when the cache is
+     * made: 97 lines (6 KiB) written up front made two pages of every
+     * thread's cache resident, whatever classes it used.  Until then div
+     * is 0, which sends every free of the class to the slow path (as in
+     * the shared empty cache), and an empty list every malloc: neither
+     * fast path reads size or div of a list that never held an object. */
+    if (!tc->is_dummy && l->div == 0) ms_tcache_list_setup(l, cls);
     void *head;
     uint32_t n = ms_central_take(cls, want, &head);
     /* the first malloc of the class: what the thread gathered goes back
@@ -458,7 +472,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     if (!tc->is_dummy) {
         max += grow;
         tc->max_bytes += (uint64_t)grow * ms_class_size[cls];
-        ms_count_own(&tc->nnet[cls], -(uint64_t)n); /* first: see ms_tcache_flush */
+        ms_count_own(&tc->lists[cls].nnet, -(uint64_t)n); /* first: see ms_tcache_flush */
         l->head = *(void **)p;
         l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
     }
@@ -477,7 +491,7 @@ void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
     if (n) {
         ms_central_give_front(cls, &l->head, n);
         l->room += (int32_t)n;
-        ms_count_own(&tc->nnet[cls], n); /* after: see ms_tcache_flush */
+        ms_count_own(&tc->lists[cls].nnet, n); /* after: see ms_tcache_flush */
     }
 }
 
@@ -517,19 +531,22 @@ static void flush(tcache_t *tc, uint64_t idle_since_ms) {
             *(void **)last = NULL;
             l->head = p;
             l->room += (int32_t)n;
-            ms_count_own(&tc->nnet[c], n);
+            ms_count_own(&tc->lists[c].nnet, n);
             give((uint8_t)c, h, n, idle_since_ms);
         }
-        l->room_max = 0;
+        /* the lines and words of classes the thread never used are not
+         * written: a cache's pages stay untouched where they were */
+        if (l->room_max) l->room_max = 0;
         /* counted by walking, for the same reason; off the cache before
          * they are given (see ms_tcache_give_foreign: a thread flushing at
          * exit may be inside give when another forks) */
+        void *f = tc->lists[c].foreign;
+        if (!f) continue;
         uint32_t n = 0;
-        void *f = tc->foreign[c];
         for (void *p = f; p; p = *(void **)p) n++;
-        tc->foreign[c] = NULL;
-        tc->nforeign[c] = 0;
-        if (n) give((uint8_t)c, f, n, idle_since_ms);
+        tc->lists[c].foreign = NULL;
+        tc->lists[c].nforeign = 0;
+        give((uint8_t)c, f, n, idle_since_ms);
     }
     tc->max_bytes = 0;
 }
@@ -582,7 +599,7 @@ static uint64_t ops_of(tcache_t *tc) {
 static uint64_t cached_of(tcache_t *tc) {
     uint64_t b = 0;
     for (int c = 1; c < MS_NUM_CLASSES; c++)
-        b += ((uint64_t)len_of(&tc->lists[c]) + *(volatile uint32_t *)&tc->nforeign[c]) * ms_class_size[c];
+        b += ((uint64_t)len_of(&tc->lists[c]) + *(volatile uint32_t *)&tc->lists[c].nforeign) * ms_class_size[c];
     return b;
 }
 

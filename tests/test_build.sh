@@ -82,5 +82,14 @@ else
     printf 'FAIL: the text starts at 0x%x, its hot functions end at 0x%x (must be 64 KiB aligned, within 64 KiB)\n' \
         "$text_lo" "${hot_end:-0}"; fail=1
 fi
+# ... and the unwind tables, which the sampler's walker reads in place,
+# share no 64 KiB window with .rodata (mk/text.ld).
+ro_end=$(readelf -SW $so | awk '$2 == ".rodata" {print strtonum("0x" $4) + strtonum("0x" $6)}')
+eh_lo=$(readelf -SW $so | awk '$2 == ".eh_frame_hdr" {print strtonum("0x" $4)}')
+if [ -n "$ro_end" ] && [ -n "$eh_lo" ] && [ $(( (ro_end - 1) >> 16 )) -lt $(( eh_lo >> 16 )) ]; then
+    printf 'ok: .rodata ends at 0x%x, the unwind tables start a window at 0x%x\n' "$ro_end" "$eh_lo"
+else
+    printf 'FAIL: .rodata ends at 0x%x, in the window of .eh_frame_hdr (0x%x)\n' "${ro_end:-0}" "${eh_lo:-0}"; fail=1
+fi
 [ $fail = 0 ] && echo "test_build: 1 passed, 0 failed" || echo "test_build: 0 passed, 1 failed"
 exit $fail

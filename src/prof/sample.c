@@ -59,7 +59,7 @@
  *     array (rec_lock), or in leak-check mode a plain atomic word of a
  *     sticky array (below), a large block's under big_lock; the arrays'
  *     free lists under 16 locks striped by span address, and new arrays
- *     under pool_lock, taken inside one of those;
+ *     under pool_lock;
  *   - the counts, the in-use estimate, the peak generation and the leak
  *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
@@ -139,13 +139,15 @@ typedef struct srecs_s {
 } srecs_t;
 #define SRECS_POOLS 7    /* 64 B .. 4 KiB */
 
-/* The locks (see Locking above), none ever held with another but
- * pool_lock (inside a stripe's). */
+/* The locks (see Locking above), none ever held with another (but by a
+ * fork, which takes them all). */
 static ms_lock_t intern_lock; /* adding stacks */
 static ms_lock_t big_lock;                  /* the map of large blocks */
 /* The free lists of small blocks' record arrays, in 16 stripes by span
- * address.  Arrays freed go on the stripe's free lists, never back to the
- * fixalloc, whose reuse would clear their lock words (see rec_lock).  A
+ * address (a new array comes from another stripe's list when its own has
+ * none of the size: srecs_new).  Arrays freed go on the stripe's free
+ * lists, never back to the fixalloc, whose reuse would clear their lock
+ * words (see rec_lock).  A
  * free list is pushed without the lock (a compare-and-swap) and popped
  * under it, so pops never race each other (no ABA): a span leaving use in
  * a fork child's flush of the caches, before this file's child handler has
@@ -157,8 +159,8 @@ typedef struct stripe_s {
 } stripe_t;
 static stripe_t stripes[STRIPES];
 /* New arrays, when a stripe's free list has none of the size, come from
- * one fixalloc per size for all stripes, under pool_lock (taken inside a
- * stripe's lock, only while the number of arrays grows).  A fixalloc per
+ * one fixalloc per size for all stripes, under pool_lock (taken only
+ * while the number of arrays grows).  A fixalloc per
  * stripe and size took a 64 KiB chunk for each pair used and made its
  * first page resident: a small program with a few dozen samples held 34
  * such chunks, 136 KiB of RSS for records that fit in a few pages. */
@@ -455,15 +457,31 @@ static inline srecs_t *span_sticky(span_t *s) {
 
 /* srecs_new: an empty array for span s of nobj objects; NULL if memory is
  * refused. */
-static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
-    unsigned k = 0;
-    while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
-    if (k == SRECS_POOLS) return NULL;
+ms_inline srecs_t *srecs_pop(stripe_t *st, unsigned k) {
     ms_lock(&st->lock);
     srecs_t *r = atomic_load_explicit(&st->free[k], memory_order_acquire);
     while (r && !atomic_compare_exchange_weak_explicit(&st->free[k], &r, r->next, memory_order_acquire,
                                                        memory_order_acquire))
         ;
+    ms_unlock(&st->lock);
+    return r;
+}
+
+static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
+    unsigned k = 0;
+    while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
+    if (k == SRECS_POOLS) return NULL;
+    /* the stripe's own free list first, then the others' (one lock at a
+     * time), before a new array: spans come and go over all stripes, and
+     * with each stripe keeping what was freed on it, a program whose few
+     * live samples moved from span to span had every stripe grow its own
+     * arrays (st_churn: 60 KiB of arrays resident for about ten live
+     * samples, by hand) */
+    srecs_t *r = srecs_pop(st, k);
+    for (unsigned i = 1; !r && i < STRIPES; i++) {
+        stripe_t *o = &stripes[(unsigned)(st - stripes + i) % STRIPES];
+        if (atomic_load_explicit(&o->free[k], memory_order_relaxed)) r = srecs_pop(o, k);
+    }
     if (r) {
         atomic_fetch_add_explicit(&ms_meta_inuse, srecs_size[k], memory_order_relaxed);
     } else {
@@ -471,7 +489,6 @@ static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
         r = ms_fixalloc_alloc(&pools[k]);
         ms_unlock(&pool_lock);
     }
-    ms_unlock(&st->lock);
     if (!r) return NULL;
     memset(r->id, 0, (size_t)nobj * sizeof(uint32_t));
     r->live = 0, r->nobj = nobj, r->pool = (uint16_t)k, r->sticky = sticky, r->next = NULL;

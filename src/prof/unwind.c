@@ -54,12 +54,21 @@
  * the program.  Unwind tables are read in place, inside dl_iterate_phdr's
  * callback, so that no dlclose can unmap them meanwhile.
  *
- * The recipe table.  16,384 entries of two words in pairs (two places for
- * each return address), written by any thread without a lock: an entry is
- * the recipe and a tag (the address xor the recipe), and a reader that
- * finds the tag wrong for its address, a torn write included, looks the
- * recipe up afresh.  (4,096 entries direct-mapped missed once in six
- * captures in cc1plus, and each miss is a walk of the loaded objects.)
+ * The recipe table.  Entries of two words in pairs (two places for each
+ * return address), written by any thread without a lock: an entry is the
+ * recipe and a tag (the address xor the recipe), and a reader that finds
+ * the tag wrong for its address, a torn write included, looks the recipe
+ * up afresh.  (4,096 entries direct-mapped missed once in six captures in
+ * cc1plus, and each miss is a walk of the loaded objects.)  The table
+ * grows with the program: it starts at 256 entries (4 KiB, one page) and
+ * is replaced by one four times larger whenever a quarter of its entries'
+ * worth of recipes have been entered since it was made, up to 16,384 (256
+ * KiB).  A return address hashes anywhere in the table, so made at full
+ * size a small program's dozen addresses made six or seven of its pages
+ * resident (24-28 KiB, by hand).  A replaced table is kept, never freed (a
+ * walk may still be reading it; the ones kept add up to less than a third
+ * of the current one), and the recipes in it are found again as they are
+ * met.  The table's address and size are one word, read once a frame.
  * Objects unloaded by dlclose leave stale recipes under addresses that may
  * be reused by the next object mapped there: the table is emptied, and
  * replays of walks made before are void, when dl_iterate_phdr's count of
@@ -99,12 +108,15 @@ static inline recipe_t recipe_pack(unsigned flags, int32_t cfa_off, int32_t rbp_
 static inline int32_t recipe_cfa_off(recipe_t r) { return (int32_t)((uint32_t)(r >> 8) << 8) >> 8; }
 static inline int32_t recipe_rbp_off(recipe_t r) { return (int16_t)(r >> 32); }
 
-#define TABLE_BITS 14 /* 16,384 entries, in pairs: 256 KiB, touched as used */
+#define TABLE_BITS_MIN 8  /* 256 entries, in pairs: 4 KiB ... */
+#define TABLE_BITS_MAX 14 /* ... up to 16,384: 256 KiB */
 typedef struct entry_s {
     _Atomic uint64_t tag; /* pc ^ recipe */
     _Atomic uint64_t recipe;
 } entry_t;
-static entry_t *table;
+/* the entries (page-aligned) | 64 - log2 of their number: the hash's shift */
+static _Atomic uintptr_t table;
+static _Atomic uint32_t entered; /* recipes entered since the table was made */
 static _Atomic unsigned long long unloads_seen;
 static _Atomic uint32_t recipes_gen; /* moves when the table is emptied: replays of older walks are void */
 bool ms_unwind_enabled;
@@ -422,9 +434,16 @@ static bool run(rd_t ins, const cie_t *c, uintptr_t loc, uintptr_t target, row_t
  * since an object mapped where an unloaded one was would find the old
  * one's recipes under its return addresses. */
 static void forget(unsigned long long subs) {
-    for (size_t i = 0; i < (size_t)1 << TABLE_BITS; i++) {
-        atomic_store_explicit(&table[i].tag, 0, memory_order_relaxed);
-        atomic_store_explicit(&table[i].recipe, 0, memory_order_relaxed);
+    uintptr_t t = atomic_load_explicit(&table, memory_order_acquire);
+    unsigned shift = t & 63;
+    entry_t *e = (entry_t *)(t - shift);
+    /* only the entries in use are written: the rest stay unmapped */
+    for (size_t i = 0; i < (size_t)1 << (64 - shift); i++) {
+        if (!atomic_load_explicit(&e[i].tag, memory_order_relaxed) &&
+            !atomic_load_explicit(&e[i].recipe, memory_order_relaxed))
+            continue;
+        atomic_store_explicit(&e[i].tag, 0, memory_order_relaxed);
+        atomic_store_explicit(&e[i].recipe, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&unloads_seen, subs, memory_order_relaxed);
     atomic_fetch_add_explicit(&recipes_gen, 1, memory_order_relaxed);
@@ -559,8 +578,11 @@ static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc, uintptr_t code_end) 
 
 /* recipe_of: from the table, or found and entered (R_REFUSED too: a
  * stack through a frame refused once goes to libunwind at once) */
+static void entered_one(uintptr_t t);
 static inline recipe_t recipe_of(uintptr_t pc) {
-    entry_t *e = &table[((pc * 0x9E3779B97F4A7C15ull) >> (64 - TABLE_BITS)) & ~(uint64_t)1];
+    uintptr_t t = atomic_load_explicit(&table, memory_order_acquire);
+    unsigned shift = t & 63;
+    entry_t *e = (entry_t *)(t - shift) + (((pc * 0x9E3779B97F4A7C15ull) >> shift) & ~(uint64_t)1);
     for (int w = 0; w < 2; w++) {
         recipe_t r = atomic_load_explicit(&e[w].recipe, memory_order_relaxed);
         if (ms_likely(atomic_load_explicit(&e[w].tag, memory_order_relaxed) == (pc ^ r) && r)) return r;
@@ -571,12 +593,36 @@ static inline recipe_t recipe_of(uintptr_t pc) {
     e += (pc >> 4) & 1; /* of the pair, the way the address picks */
     atomic_store_explicit(&e->recipe, r, memory_order_relaxed);
     atomic_store_explicit(&e->tag, pc ^ r, memory_order_relaxed);
+    entered_one(t);
     return r;
 }
 
+/* entered_one: a recipe was entered in table t; a table that has had a
+ * quarter of its entries' worth is replaced by one four times larger
+ * (under the guard, as a fork's child must find one table or the other).
+ * Of threads that grow t at once, one publishes its table; the others
+ * give theirs back. */
+ms_cold __attribute__((noinline)) static void entered_one(uintptr_t t) {
+    unsigned shift = t & 63;
+    if (64 - shift >= TABLE_BITS_MAX ||
+        atomic_fetch_add_explicit(&entered, 1, memory_order_relaxed) + 1 < (1u << (64 - shift)) / 4)
+        return;
+    if (!ms_stack_guard_enter()) return;
+    unsigned bits = 64 - shift + 2;
+    entry_t *n = ms_meta_alloc(sizeof(entry_t) << bits);
+    if (n) {
+        if (atomic_compare_exchange_strong(&table, &t, (uintptr_t)n | (64 - bits)))
+            atomic_store_explicit(&entered, 0, memory_order_relaxed);
+        else
+            ms_meta_free(n, sizeof(entry_t) << bits);
+    }
+    ms_stack_guard_leave();
+}
+
 void ms_unwind_init(void) {
-    table = ms_meta_alloc(sizeof(entry_t) << TABLE_BITS);
-    ms_unwind_enabled = table != NULL;
+    entry_t *e = ms_meta_alloc(sizeof(entry_t) << TABLE_BITS_MIN);
+    atomic_store_explicit(&table, e ? (uintptr_t)e | (64 - TABLE_BITS_MIN) : 0, memory_order_release);
+    ms_unwind_enabled = e != NULL;
 }
 
 /* walk_read: the word at a (ok false: unreadable), from the walk's known
