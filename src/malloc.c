@@ -406,10 +406,13 @@ void ms_malloc_sampled(void *p, span_t *s) {
 static void unsample(span_t *s, void *p) {
     uint64_t m = ms_span_mark(s);
     if (ms_likely(((m >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) == 0)) return;
-    uint32_t idx = obj_index(s, p);
-    if (!((m >> 32) & ((uint64_t)1 << (idx & 31)))) return;
     ms_prof_busy++;
-    if (ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
+    if (m == MARK_ALL) { /* leak-check mode: the mark stays while p's span holds p */
+        ms_prof_hooks.freed(p, s);
+    } else {
+        uint32_t idx = obj_index(s, p);
+        if ((m >> 32) & ((uint64_t)1 << (idx & 31)) && ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
+    }
     ms_prof_leave();
 }
 
