@@ -397,7 +397,10 @@ void *ms_hook_block(void) { return ms_tc->hook_block; }
 
 void ms_malloc_sampled(void *p, span_t *s) {
     if (!s) s = ms_pagemap_lookup(p);
-    mark_sampled(s, obj_index(s, p), true);
+    /* leak-check mode's every malloc: mark_sampled's first branch, without
+     * the block's index (p's page is the block's page) */
+    if (ms_span_mark(s) == MARK_ALL) ms_span_check_closed(s, s->cls ? (uintptr_t)p & ~(uintptr_t)MS_PAGE_MASK : 0);
+    else mark_sampled(s, obj_index(s, p), true);
 }
 
 /* unsample: block p of span s leaves (free, or a move the profiler does not

@@ -395,7 +395,7 @@ static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
  * ---------------------------------------------------------------------- */
 
 /* small_span: the small span in use that holds a, or NULL. */
-static span_t *small_span(uintptr_t a) {
+ms_inline span_t *small_span(uintptr_t a) {
     span_t *s = ms_pagemap_lookup((const void *)a);
     return s && s->cls && s->state == SPAN_INUSE && a - s->start < s->limit - s->start ? s : NULL;
 }
@@ -490,9 +490,23 @@ static __thread bool hook_deep __attribute__((tls_model("initial-exec")));
 
 /* rec_put: records block a (stack, size); false if memory for the record
  * is refused.  Takes a's array's lock (counted) or the large blocks' lock.
- * *span: a's small span (NULL: a large block), for the caller's use. */
-static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
+ * *span: a's small span (NULL: a large block), for the caller's use.
+ * Inline, a word stored in a sticky array (every record of leak-check mode
+ * but a span's first); rec_put_slow for the rest.  One function, it saved
+ * and restored six registers for the slow path's sake on every record. */
+static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s);
+ms_inline bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
     span_t *s = *span = small_span(a);
+    srecs_t *k;
+    if (ms_likely(s != NULL && (k = span_sticky(s)) != NULL)) {
+        uint32_t i = obj_of(s, a);
+        ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
+        rec_word_set(k, i, stack + 1);
+        return true;
+    }
+    return rec_put_slow(a, stack, size, s);
+}
+static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) {
     if (!s) {
         hook_deep = true;
         ms_lock(&big_lock);
@@ -501,12 +515,6 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
         return ok;
     }
     uint32_t i = obj_of(s, a);
-    srecs_t *k = span_sticky(s);
-    if (ms_likely(k != NULL)) {
-        ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
-        rec_word_set(k, i, stack + 1);
-        return true;
-    }
     hook_deep = true;
     for (;;) {
         srecs_t *r = span_recs(s);
@@ -549,7 +557,22 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
  * (the leak checker) need not own the block: a sticky array read as its
  * span leaves use gives a stale word, which the caller's block was not.
  * hint: a's span in use, checked by the caller (free), or NULL: a small
- * one spares a second walk of the page map. */
+ * one spares a second walk of the page map.
+ * rec_drop: the same for the caller's own block (remove), inline where it
+ * is a word of a sticky array (a free in leak-check mode). */
+static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint);
+ms_inline bool rec_drop(uintptr_t a, uint32_t *stack, uint64_t *size, span_t *hint) {
+    srecs_t *k;
+    if (ms_likely(hint != NULL && hint->cls && (k = span_sticky(hint)) != NULL &&
+                  ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
+        uint32_t i = obj_of(hint, a), v = rec_word(k, i);
+        if (v == 0) return false;
+        *stack = v - 1, *size = hint->size;
+        rec_word_set(k, i, 0);
+        return true;
+    }
+    return rec_take(a, stack, size, true, hint);
+}
 static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
         ms_lock(&big_lock);
@@ -993,7 +1016,7 @@ MS_TEXT static uint32_t on_stack(void) {
 static bool on_freed(void *p, span_t *s) {
     uint32_t id;
     uint64_t size;
-    if (!rec_take((uintptr_t)p, &id, &size, true, s)) return false;
+    if (!rec_drop((uintptr_t)p, &id, &size, s)) return false;
     if (batch_add((uintptr_t)p, id, size, false)) return true;
     tally_lock();
     account(id, size, false);
