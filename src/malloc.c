@@ -356,7 +356,9 @@ void ms_prof_leave_slow(void) {
  * one keeps ours.  The profiler calls ms_malloc_sampled once it holds the
  * record. */
 ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
-    tc->sample_left = next_gap(tc);
+    /* leak-check mode samples every allocation: no draw, and no call */
+    bool every = atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1;
+    tc->sample_left = every ? 0 : next_gap(tc);
     if (ms_prof_hooks.sampled && ms_no_sample == 0 && ms_prof_busy == 0) {
         void *outer = tc->hook_block;
         int saved = errno; /* the unwinder's system calls are not the program's */
@@ -406,7 +408,7 @@ void ms_malloc_sampled(void *p, span_t *s) {
 /* unsample: block p of span s leaves (free, or a move the profiler does not
  * follow); its record, if it has one, goes.  The span's mask rules most
  * unsampled blocks out without asking the profiler (and its lock). */
-static void unsample(span_t *s, void *p) {
+static inline void unsample(span_t *s, void *p) {
     uint64_t m = ms_span_mark(s);
     if (ms_likely(((m >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) == 0)) return;
     ms_prof_busy++;

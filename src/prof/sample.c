@@ -20,7 +20,7 @@
  * writes a profile; applying it per sample keeps stacks of mixed sizes
  * unbiased too).  At rate 1 every weight is exactly 1, so there only the
  * raw counts are kept and a snapshot copies them into the weighted ones
- * (account: half the work of each count in leak-check mode).
+ * (account_exact: half the work of each count in leak-check mode).
  *
  * The peak profile.  The estimated in-use bytes (sum of the weights of live
  * samples times their sizes) has a high-water mark; the peak profile is
@@ -680,24 +680,33 @@ static void touch(pstack_t *s) {
     }
 }
 
-ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
+/* account_exact: account at rate 1, where every weight is 1: every malloc
+ * and free of the program, and half the work */
+ms_inline void account_exact(uint32_t id, uint64_t size, bool alloc) {
     pstack_t *s = stack_at(id);
     touch(s);
     prof_counts_t *c = &s->now;
-    if (exact) { /* every malloc and free of the program: half the work */
-        if (alloc) {
-            c->alloc_objs++, c->alloc_bytes += size;
-            tally.inuse_w += (double)size;
-            if (tally.inuse_w > tally.peak_w) {
-                tally.peak_w = tally.inuse_w;
-                tally.gen++;
-            }
-        } else {
-            c->free_objs++, c->free_bytes += size;
-            tally.inuse_w -= (double)size;
+    if (alloc) {
+        c->alloc_objs++, c->alloc_bytes += size;
+        tally.inuse_w += (double)size;
+        if (tally.inuse_w > tally.peak_w) {
+            tally.peak_w = tally.inuse_w;
+            tally.gen++;
         }
+    } else {
+        c->free_objs++, c->free_bytes += size;
+        tally.inuse_w -= (double)size;
+    }
+}
+
+ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
+    if (exact) {
+        account_exact(id, size, alloc);
         return;
     }
+    pstack_t *s = stack_at(id);
+    touch(s);
+    prof_counts_t *c = &s->now;
     double w = weight(size);
     if (alloc) {
         c->alloc_objs++, c->alloc_bytes += size, c->alloc_objs_w += w, c->alloc_bytes_w += w * (double)size;
@@ -801,16 +810,21 @@ static void claim_wait(batch_t *b) {
 }
 static inline void unclaim(batch_t *b) { atomic_store_explicit(&b->want, false, memory_order_release); }
 
-/* drain_locked: b's events into the counts (b's lock held, and ms_prof_busy) */
+/* drain_locked: b's events into the counts (b's lock held, and ms_prof_busy).
+ * Only leak-check mode makes events (batch_add), so they are counted as
+ * exact ones, and a check's log, when one runs, takes its addresses in a
+ * pass of its own: the loop of every drain tested both, per event. */
 static void drain_locked(batch_t *b) {
     if (b->n == 0) return;
+    ms_assert_internal(exact);
     ms_lock(&tally.lock);
     uint32_t g = tally.gen;
+    if (tally.log_buf)
+        for (uint32_t i = 0; i < b->n; i++)
+            if (b->ev[i].addr & 1) log_add(b->ev[i].addr & ~(uintptr_t)1);
     for (uint32_t i = 0; i < b->n; i++) {
         const event_t *e = &b->ev[i];
-        bool alloc = e->addr & 1;
-        if (alloc && tally.log_buf) log_add(e->addr & ~(uintptr_t)1);
-        account(e->id, size_unpack(e->size), alloc);
+        account_exact(e->id, size_unpack(e->size), e->addr & 1);
     }
     if (tally.gen != g) tally.peak_ticks = ms_os_ticks();
     ms_unlock(&tally.lock);
