@@ -24,6 +24,8 @@
  */
 #include "internal.h"
 
+#include <string.h>
+
 #define MS_SLOT_MAX 64
 /* Bytes of whole batches a class may keep in its slots: enough to absorb
  * the bursts of a producer/consumer pair, little enough to be noise.  At
@@ -91,14 +93,23 @@ static void ne_remove(span_t *s) {
     s->in_list = 0;
 }
 
+/* new_span: a span for class cls from the page heap.  In leak-check mode
+ * its pages are cleared unless the kernel just did (ms_every_block_recorded):
+ * what a span of another class, or a large block, left there lies at any
+ * offset of the new objects, past the words malloc clears (the free-list
+ * link and the cookie) and outside anything the new class's requests
+ * write, and it would keep blocks reachable for the leak checker. */
 static span_t *new_span(uint8_t cls) {
-    span_t *s = ms_heap_alloc(ms_class_pages[cls], 1, cls, NULL);
+    bool zeroed = false;
+    span_t *s = ms_heap_alloc(ms_class_pages[cls], 1, cls, &zeroed);
     if (!s) return NULL;
     size_t size = ms_class_size[cls];
     size_t objs = ((size_t)ms_class_pages[cls] << MS_PAGE_SHIFT) / size;
     s->freelist = NULL;
     s->allocated = 0;
     s->used = 0;
+    /* after used: a leak check meanwhile sees no block handed out here */
+    if (!zeroed && ms_every_block_recorded()) memset((void *)s->start, 0, (size_t)s->npages << MS_PAGE_SHIFT);
     s->limit = s->start + objs * size;
     s->size = (uint32_t)size;
     s->div = UINT64_MAX / size + 1;

@@ -356,7 +356,9 @@ void ms_prof_leave_slow(void) {
  * one keeps ours.  The profiler calls ms_malloc_sampled once it holds the
  * record. */
 ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
-    tc->sample_left = next_gap(tc);
+    /* leak-check mode samples every allocation: no draw, and no call */
+    bool every = atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1;
+    tc->sample_left = every ? 0 : next_gap(tc);
     if (ms_prof_hooks.sampled && ms_no_sample == 0 && ms_prof_busy == 0) {
         void *outer = tc->hook_block;
         int saved = errno; /* the unwinder's system calls are not the program's */
@@ -378,15 +380,18 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
 }
 
 /* sample_small: sample_point for small block p of class size `size`,
- * zeroed first in leak-check mode (ms_every_block_recorded); a tail call
- * in turn */
-ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size) {
+ * asked for `req` bytes; in leak-check mode (ms_every_block_recorded) its
+ * free-list link and the bytes past the request are cleared first; a tail
+ * call in turn */
+ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, size_t req) {
     /* the library's memset: gcc inlines one of a variable size as rep
      * stosb, which the C library itself uses only from 2 KiB up (its
      * rep_stosb_threshold), its vector stores being faster below; and
-     * callgrind counts rep stosb a byte at a time, which made this line a
-     * sixth of leak-check mode's instructions on st_churn */
-    if (ms_every_block_recorded()) scrub_memset(p, 0, size);
+     * callgrind counts rep stosb a byte at a time */
+    if (ms_every_block_recorded()) {
+        ((void **)p)[0] = NULL; /* the cookie, word 1, is cleared already */
+        if (req < size) scrub_memset((char *)p + req, 0, size - req);
+    }
     return sample_point(tc, p, size);
 }
 
@@ -394,19 +399,25 @@ void *ms_hook_block(void) { return ms_tc->hook_block; }
 
 void ms_malloc_sampled(void *p, span_t *s) {
     if (!s) s = ms_pagemap_lookup(p);
-    mark_sampled(s, obj_index(s, p), true);
+    /* leak-check mode's every malloc: mark_sampled's first branch, without
+     * the block's index (p's page is the block's page) */
+    if (ms_span_mark(s) == MARK_ALL) ms_span_check_closed(s, s->cls ? (uintptr_t)p & ~(uintptr_t)MS_PAGE_MASK : 0);
+    else mark_sampled(s, obj_index(s, p), true);
 }
 
 /* unsample: block p of span s leaves (free, or a move the profiler does not
  * follow); its record, if it has one, goes.  The span's mask rules most
  * unsampled blocks out without asking the profiler (and its lock). */
-static void unsample(span_t *s, void *p) {
+static inline void unsample(span_t *s, void *p) {
     uint64_t m = ms_span_mark(s);
     if (ms_likely(((m >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) == 0)) return;
-    uint32_t idx = obj_index(s, p);
-    if (!((m >> 32) & ((uint64_t)1 << (idx & 31)))) return;
     ms_prof_busy++;
-    if (ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
+    if (m == MARK_ALL) { /* leak-check mode: the mark stays while p's span holds p */
+        ms_prof_hooks.freed(p, s);
+    } else {
+        uint32_t idx = obj_index(s, p);
+        if ((m >> 32) & ((uint64_t)1 << (idx & 31)) && ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
+    }
     ms_prof_leave();
 }
 
@@ -436,14 +447,14 @@ static tcache_t *own_cache(void) {
     return tc;
 }
 
-static inline void *alloc_small(size_t cls);
-ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
+static inline void *alloc_small(size_t cls, size_t req);
+ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls, size_t req) {
     tcache_t *tc = own_cache();
     /* The fast path may have looked at the shared empty cache while the
      * scavenger tried to park this thread's (tcache.c, "Quiet threads": an
      * attempt that finds the thread ran points ms_tc back).  The own list
      * may hold objects then, and a refill would write over them. */
-    if (ms_unlikely(tc->lists[cls].head != NULL)) return alloc_small(cls);
+    if (ms_unlikely(tc->lists[cls].head != NULL)) return alloc_small(cls, req);
     ms_tc_busy++;
     ms_assert_internal(ms_tc_busy == 1 || tc->is_dummy || ms_prof_busy); /* see alloc_small */
     void **p = ms_tcache_refill(tc, cls);
@@ -461,7 +472,7 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
     ms_count_own(&tc->lists[cls].nmalloc, 1);
     ms_heap_maybe_end_cycle();
     /* last, a tail call: this frame keeps no copy of p (scrub_shallow) */
-    if ((tc->sample_left -= (int64_t)size) < 0) return sample_small(tc, p, size);
+    if ((tc->sample_left -= (int64_t)size) < 0) return sample_small(tc, p, size, req);
     return p;
 }
 
@@ -477,12 +488,14 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls) {
 #if MEMSCOPE_DEBUG
 void (*ms_debug_slow_entry)(void);
 #endif
-ms_cold __attribute__((noinline)) MS_TEXT static void *alloc_list_empty(tclist_t *l) {
+ms_cold __attribute__((noinline)) MS_TEXT static void *alloc_list_empty(tclist_t *l, size_t req) {
     MS_DEBUG_SLOW_ENTRY();
-    return alloc_small_slow((uint8_t)(l - ms_tcache_list_owner(l)->lists));
+    return alloc_small_slow((uint8_t)(l - ms_tcache_list_owner(l)->lists), req);
 }
 
-static inline void *alloc_small(size_t cls) {
+/* alloc_small: a block of class cls for a request of req bytes (which
+ * only leak-check mode's sampling hook reads) */
+static inline void *alloc_small(size_t cls, size_t req) {
     tcache_t *tc = ms_tc;
     /* no slow path of this cache is under way below (tcache.c:
      * ms_tcache_hide); a signal handler may allocate inside the sampling
@@ -490,7 +503,7 @@ static inline void *alloc_small(size_t cls) {
     ms_assert_internal(ms_tc_busy == 0 || tc->is_dummy || ms_prof_busy);
     tclist_t *l = &tc->lists[cls];
     void **p = l->head;
-    if (ms_unlikely(p == NULL)) return alloc_list_empty(l);
+    if (ms_unlikely(p == NULL)) return alloc_list_empty(l, req);
     /* the size from the list's own line, and a tail call when sampled:
      * the fast path then needs neither the class nor a saved register */
     size_t size = l->size;
@@ -502,7 +515,7 @@ static inline void *alloc_small(size_t cls) {
     l->room++;
     p[1] = NULL; /* clear the free cookie */
     ms_count_own(&l->nmalloc, 1);
-    if (ms_unlikely((tc->sample_left -= (int64_t)size) < 0)) return sample_small(tc, p, size);
+    if (ms_unlikely((tc->sample_left -= (int64_t)size) < 0)) return sample_small(tc, p, size, req);
     return p;
 }
 
@@ -654,7 +667,7 @@ static void free_large(span_t *s) {
  * ---------------------------------------------------------------------- */
 
 MS_EXPORT MS_TEXT void *malloc(size_t size) {
-    if (ms_likely(size <= MS_MAX_SMALL)) return alloc_small(ms_size_class(size));
+    if (ms_likely(size <= MS_MAX_SMALL)) return alloc_small(ms_size_class(size), size);
     return alloc_large(size, 1, false);
 }
 
@@ -672,7 +685,11 @@ ms_cold static void free_slow(void *p, const void *caller) {
     }
     if (s->cls) {
         unsample(s, p);
-        free_small_slow(p, s->cls, NULL);
+        /* then onto the thread's list as free's fast path puts it (its
+         * slow cases are free_list_full's): in leak-check mode every free
+         * comes this way, and free_small_slow's second look at the cache
+         * cost each one 50 instructions more (callgrind) */
+        list_push(&ms_tc->lists[s->cls], p, (void *)ms_free_cookie(p));
     } else {
         free_large(s);
     }
@@ -712,7 +729,7 @@ MS_EXPORT MS_TEXT void *calloc(size_t n, size_t size) {
         return NULL;
     }
     if (total <= MS_MAX_SMALL) {
-        void *p = alloc_small(ms_size_class(total));
+        void *p = alloc_small(ms_size_class(total), total);
         if (p) memset(p, 0, total);
         return p;
     }
@@ -858,7 +875,7 @@ MS_TEXT static void *alloc_aligned(size_t align, size_t size) {
     if (align <= 16) return malloc(size);
     if (size <= MS_MAX_SMALL && align <= MS_PAGE_SIZE) {
         uint8_t cls = ms_class_for_aligned(size, align);
-        if (cls) return alloc_small(cls);
+        if (cls) return alloc_small(cls, size);
     }
     return alloc_large(size ? size : 1, align, false);
 }

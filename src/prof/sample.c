@@ -20,7 +20,7 @@
  * writes a profile; applying it per sample keeps stacks of mixed sizes
  * unbiased too).  At rate 1 every weight is exactly 1, so there only the
  * raw counts are kept and a snapshot copies them into the weighted ones
- * (account: half the work of each count in leak-check mode).
+ * (account_exact: half the work of each count in leak-check mode).
  *
  * The peak profile.  The estimated in-use bytes (sum of the weights of live
  * samples times their sizes) has a high-water mark; the peak profile is
@@ -401,7 +401,7 @@ static bool block_insert(uintptr_t a, uint32_t stack, uint64_t size) {
  * ---------------------------------------------------------------------- */
 
 /* small_span: the small span in use that holds a, or NULL. */
-static span_t *small_span(uintptr_t a) {
+ms_inline span_t *small_span(uintptr_t a) {
     span_t *s = ms_pagemap_lookup((const void *)a);
     return s && s->cls && s->state == SPAN_INUSE && a - s->start < s->limit - s->start ? s : NULL;
 }
@@ -511,9 +511,23 @@ static __thread bool hook_deep __attribute__((tls_model("initial-exec")));
 
 /* rec_put: records block a (stack, size); false if memory for the record
  * is refused.  Takes a's array's lock (counted) or the large blocks' lock.
- * *span: a's small span (NULL: a large block), for the caller's use. */
-static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
+ * *span: a's small span (NULL: a large block), for the caller's use.
+ * Inline, a word stored in a sticky array (every record of leak-check mode
+ * but a span's first); rec_put_slow for the rest.  One function, it saved
+ * and restored six registers for the slow path's sake on every record. */
+static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s);
+ms_inline bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
     span_t *s = *span = small_span(a);
+    srecs_t *k;
+    if (ms_likely(s != NULL && (k = span_sticky(s)) != NULL)) {
+        uint32_t i = obj_of(s, a);
+        ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
+        rec_word_set(k, i, stack + 1);
+        return true;
+    }
+    return rec_put_slow(a, stack, size, s);
+}
+static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) {
     if (!s) {
         hook_deep = true;
         ms_lock(&big_lock);
@@ -522,12 +536,6 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
         return ok;
     }
     uint32_t i = obj_of(s, a);
-    srecs_t *k = span_sticky(s);
-    if (ms_likely(k != NULL)) {
-        ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
-        rec_word_set(k, i, stack + 1);
-        return true;
-    }
     hook_deep = true;
     for (;;) {
         srecs_t *r = span_recs(s);
@@ -570,7 +578,22 @@ static bool rec_put(uintptr_t a, uint32_t stack, uint64_t size, span_t **span) {
  * (the leak checker) need not own the block: a sticky array read as its
  * span leaves use gives a stale word, which the caller's block was not.
  * hint: a's span in use, checked by the caller (free), or NULL: a small
- * one spares a second walk of the page map. */
+ * one spares a second walk of the page map.
+ * rec_drop: the same for the caller's own block (remove), inline where it
+ * is a word of a sticky array (a free in leak-check mode). */
+static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint);
+ms_inline bool rec_drop(uintptr_t a, uint32_t *stack, uint64_t *size, span_t *hint) {
+    srecs_t *k;
+    if (ms_likely(hint != NULL && hint->cls && (k = span_sticky(hint)) != NULL &&
+                  ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
+        uint32_t i = obj_of(hint, a), v = rec_word(k, i);
+        if (v == 0) return false;
+        *stack = v - 1, *size = hint->size;
+        rec_word_set(k, i, 0);
+        return true;
+    }
+    return rec_take(a, stack, size, true, hint);
+}
 static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
         ms_lock(&big_lock);
@@ -678,24 +701,33 @@ static void touch(pstack_t *s) {
     }
 }
 
-ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
+/* account_exact: account at rate 1, where every weight is 1: every malloc
+ * and free of the program, and half the work */
+ms_inline void account_exact(uint32_t id, uint64_t size, bool alloc) {
     pstack_t *s = stack_at(id);
     touch(s);
     prof_counts_t *c = &s->now;
-    if (exact) { /* every malloc and free of the program: half the work */
-        if (alloc) {
-            c->alloc_objs++, c->alloc_bytes += size;
-            tally.inuse_w += (double)size;
-            if (tally.inuse_w > tally.peak_w) {
-                tally.peak_w = tally.inuse_w;
-                tally.gen++;
-            }
-        } else {
-            c->free_objs++, c->free_bytes += size;
-            tally.inuse_w -= (double)size;
+    if (alloc) {
+        c->alloc_objs++, c->alloc_bytes += size;
+        tally.inuse_w += (double)size;
+        if (tally.inuse_w > tally.peak_w) {
+            tally.peak_w = tally.inuse_w;
+            tally.gen++;
         }
+    } else {
+        c->free_objs++, c->free_bytes += size;
+        tally.inuse_w -= (double)size;
+    }
+}
+
+ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
+    if (exact) {
+        account_exact(id, size, alloc);
         return;
     }
+    pstack_t *s = stack_at(id);
+    touch(s);
+    prof_counts_t *c = &s->now;
     double w = weight(size);
     if (alloc) {
         c->alloc_objs++, c->alloc_bytes += size, c->alloc_objs_w += w, c->alloc_bytes_w += w * (double)size;
@@ -799,16 +831,21 @@ static void claim_wait(batch_t *b) {
 }
 static inline void unclaim(batch_t *b) { atomic_store_explicit(&b->want, false, memory_order_release); }
 
-/* drain_locked: b's events into the counts (b's lock held, and ms_prof_busy) */
+/* drain_locked: b's events into the counts (b's lock held, and ms_prof_busy).
+ * Only leak-check mode makes events (batch_add), so they are counted as
+ * exact ones, and a check's log, when one runs, takes its addresses in a
+ * pass of its own: the loop of every drain tested both, per event. */
 static void drain_locked(batch_t *b) {
     if (b->n == 0) return;
+    ms_assert_internal(exact);
     ms_lock(&tally.lock);
     uint32_t g = tally.gen;
+    if (tally.log_buf)
+        for (uint32_t i = 0; i < b->n; i++)
+            if (b->ev[i].addr & 1) log_add(b->ev[i].addr & ~(uintptr_t)1);
     for (uint32_t i = 0; i < b->n; i++) {
         const event_t *e = &b->ev[i];
-        bool alloc = e->addr & 1;
-        if (alloc && tally.log_buf) log_add(e->addr & ~(uintptr_t)1);
-        account(e->id, size_unpack(e->size), alloc);
+        account_exact(e->id, size_unpack(e->size), e->addr & 1);
     }
     if (tally.gen != g) tally.peak_ticks = ms_os_ticks();
     ms_unlock(&tally.lock);
@@ -1014,7 +1051,7 @@ MS_TEXT static uint32_t on_stack(void) {
 static bool on_freed(void *p, span_t *s) {
     uint32_t id;
     uint64_t size;
-    if (!rec_take((uintptr_t)p, &id, &size, true, s)) return false;
+    if (!rec_drop((uintptr_t)p, &id, &size, s)) return false;
     if (batch_add((uintptr_t)p, id, size, false)) return true;
     tally_lock();
     account(id, size, false);

@@ -21,6 +21,9 @@
  *   unwritten the same in the requested bytes of a 1 MiB block the
  *             program never writes (the freed block's pages) direct 1
  *             (not in `all`, as tail)
+ *   respan    the same in a small block the program never writes, on
+ *             pages a freed large block left to a span of a new class
+ *             direct 1 (not in `all`, as tail)
  *   blocked   a block only the stack of a thread that blocks every signal
  *             holds (it sleeps in a system call): none, and memscope's
  *             report says the thread did not stop
@@ -189,6 +192,20 @@ static __attribute__((noinline)) void case_unwritten(void) {
     unwritten_keep = malloc(n);
 }
 
+/* The freed large block's pages go back to the page heap, and the first
+ * span of a class not used before takes them (the first fit in address
+ * order, as the block was the last thing the heap handed out): the words
+ * of the unwritten small block are the large block's. */
+static void *volatile respan_keep;
+static __attribute__((noinline)) void case_respan(void) {
+    uintptr_t lost = (uintptr_t)touch(40);
+    size_t n = 300000;
+    uintptr_t *old = malloc(n);
+    fill(old, n, lost);
+    free(old);
+    respan_keep = malloc(6000);
+}
+
 static __attribute__((noinline)) void case_mmap(void) {
     int prot = PROT_READ | PROT_WRITE;
     void **anon = mmap(NULL, 1 << 20, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -269,6 +286,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(c, "joined")) case_joined();
     if (!strcmp(c, "tail")) case_tail();
     if (!strcmp(c, "unwritten")) case_unwritten();
+    if (!strcmp(c, "respan")) case_respan();
     if (!strcmp(c, "blocked")) start(blocked_thread, &want);
     if (!strcmp(c, "mmap")) case_mmap();
     if (!strcmp(c, "ustack")) case_ustack(&want);
