@@ -539,6 +539,10 @@ static void take_pages_locked(span_t *s, size_t npages, uint8_t cls, bool *zeroe
     s->released = 0;
     s->state = SPAN_INUSE;
     s->cls = cls;
+    /* nothing handed out yet, before the span shows in use: a span struct
+     * is reused, and the leak checker's walk (ms_heap_for_each_inuse) would
+     * otherwise read its last owner's mark until new_span resets it */
+    s->used = 0;
     ms_span_set_fast(s, 0); /* set by the central list once the span is ready */
     s->next = s->prev = NULL;
     if (cls) ms_pagemap_set_range(s->start, npages, s);
@@ -1179,7 +1183,8 @@ uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes) {
  * the copies with no lock held, so a heap of any size never keeps the lock
  * long; a span allocated or freed between two holds may be seen or not,
  * as with any walk that runs beside the program.  (A copy's `used` is the
- * central list's, read racily: it only grows while the span is in use.) */
+ * central list's, read racily: 0 when the span is taken, it only grows
+ * while the span is in use.) */
 #define WALK_PAGES 4096
 #define WALK_SPANS 32
 
