@@ -162,9 +162,6 @@ static __attribute__((noinline)) void case_interior(void) { interior = (char *)t
 static volatile uintptr_t hidden;
 static __attribute__((noinline)) void case_xor(void) { hidden = (uintptr_t)touch(56) ^ 0x5555aaaa5555aaaaull; }
 
-/* The freed block's memory goes to the next block of its size class,
- * which asks for less: its requested bytes are all written, and the words
- * past them are the freed block's, each the lost block's address. */
 /* fill: every word of p is v (stores the compiler must not drop as dead
  * before the free that follows) */
 static __attribute__((noinline)) void fill(uintptr_t *p, size_t n, uintptr_t v) {
@@ -172,39 +169,31 @@ static __attribute__((noinline)) void fill(uintptr_t *p, size_t n, uintptr_t v) 
     __asm__ volatile("" ::"r"(p) : "memory");
 }
 
-static void *volatile tail_keep;
-static __attribute__((noinline)) void case_tail(void) {
+/* reuse: a block of old_n bytes, every word the address of a block then
+ * lost, is freed, and a block of new_n bytes (written, or not) kept: the
+ * freed block's words must not make the lost block reachable.  The three
+ * cases that use it run alone, one per process. */
+static void *volatile reuse_keep;
+static __attribute__((noinline)) void reuse(size_t old_n, size_t new_n, bool written) {
     uintptr_t lost = (uintptr_t)touch(40);
-    size_t n = 40960;
-    uintptr_t *old = malloc(n);
-    fill(old, n, lost);
+    uintptr_t *old = malloc(old_n);
+    fill(old, old_n, lost);
     free(old);
-    tail_keep = touch(40000);
+    reuse_keep = written ? touch(new_n) : malloc(new_n);
 }
 
-static void *volatile unwritten_keep;
-static __attribute__((noinline)) void case_unwritten(void) {
-    uintptr_t lost = (uintptr_t)touch(40);
-    size_t n = (size_t)1 << 20;
-    uintptr_t *old = malloc(n);
-    fill(old, n, lost);
-    free(old);
-    unwritten_keep = malloc(n);
-}
+/* tail: the next block of the class asks for less, all of it written;
+ * the words past the request are the freed block's */
+static __attribute__((noinline)) void case_tail(void) { reuse(40960, 40000, true); }
 
-/* The freed large block's pages go back to the page heap, and the first
- * span of a class not used before takes them (the first fit in address
- * order, as the block was the last thing the heap handed out): the words
- * of the unwritten small block are the large block's. */
-static void *volatile respan_keep;
-static __attribute__((noinline)) void case_respan(void) {
-    uintptr_t lost = (uintptr_t)touch(40);
-    size_t n = 300000;
-    uintptr_t *old = malloc(n);
-    fill(old, n, lost);
-    free(old);
-    respan_keep = malloc(6000);
-}
+/* unwritten: a large block on the same pages, never written */
+static __attribute__((noinline)) void case_unwritten(void) { reuse((size_t)1 << 20, (size_t)1 << 20, false); }
+
+/* respan: the freed large block's pages go back to the page heap, and the
+ * first span of a class not used before takes them (the first fit in
+ * address order, as the block was the last thing the heap handed out):
+ * the words of the unwritten small block are the large block's */
+static __attribute__((noinline)) void case_respan(void) { reuse(300000, 6000, false); }
 
 static __attribute__((noinline)) void case_mmap(void) {
     int prot = PROT_READ | PROT_WRITE;
