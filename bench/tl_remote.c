@@ -12,6 +12,15 @@
  * trickle of cross-thread frees, and whether remotely freed memory finds its
  * way back (RSS).
  *
+ * With TL_PLACEMENT set in the environment, the threads stop after their
+ * churn (a barrier) while their live objects are counted, and the program
+ * prints per thread how many 4 KiB pages its live objects lie in and how
+ * many of those pages also hold another thread's live objects (lines
+ * "PLACEMENT thread=t pages=n shared=m"): how much memory a thread's own
+ * reads of its working set cover, the TLB and cache footprint that the
+ * allocator's placement decides.  The count falls inside the timed part:
+ * timed runs leave TL_PLACEMENT unset.
+ *
  * usage: tl_remote [threads=4] [ops=5000000 per thread] [window=10000] [every=100] [seed=1]
  */
 #include "bench.h"
@@ -25,6 +34,37 @@ static int nthreads;
 static unsigned long long ops, window, every, seed;
 static unsigned long long sums[MAXT], remote_freed[MAXT];
 static atomic_int done_threads;
+static int placement;               /* TL_PLACEMENT set */
+static pthread_barrier_t churned;   /* placement: every thread's churn is over */
+static unsigned char **live[MAXT];  /* placement: each thread's slots */
+
+static int cmp_pair(const void *a, const void *b) {
+    const uint64_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* report_placement: with every thread stopped at the barrier, the pages
+ * (4 KiB) of each thread's live objects, and how many hold another
+ * thread's too: (page, thread) pairs sorted by page. */
+static void report_placement(void) {
+    size_t n = 0;
+    uint64_t (*pr)[2] = malloc((size_t)nthreads * window * sizeof *pr);
+    unsigned long long pages[MAXT] = {0}, shared[MAXT] = {0};
+    if (!pr) return;
+    for (int t = 0; t < nthreads; t++)
+        for (size_t i = 0; i < window; i++)
+            if (live[t][i]) pr[n][0] = (uint64_t)(uintptr_t)live[t][i] >> 12, pr[n++][1] = (uint64_t)t;
+    qsort(pr, n, sizeof *pr, cmp_pair);
+    for (size_t i = 0, j; i < n; i = j) {
+        int owners = 0;
+        for (j = i; j < n && pr[j][0] == pr[i][0]; j++)
+            if (j == i || pr[j][1] != pr[j - 1][1]) owners++;
+        for (size_t k = i; k < j; k++)
+            if (k == i || pr[k][1] != pr[k - 1][1]) pages[pr[k][1]]++, shared[pr[k][1]] += owners > 1;
+    }
+    for (int t = 0; t < nthreads; t++) printf("PLACEMENT thread=%d pages=%llu shared=%llu\n", t, pages[t], shared[t]);
+    free(pr);
+}
 
 static unsigned long long drain(int t)
 {
@@ -64,6 +104,11 @@ static void *worker(void *arg)
         slot[i] = p;
         if ((k & 63) == 0) rf += drain(t);
     }
+    if (placement) {
+        live[t] = slot;
+        if (pthread_barrier_wait(&churned) == PTHREAD_BARRIER_SERIAL_THREAD) report_placement();
+        pthread_barrier_wait(&churned);
+    }
     for (size_t i = 0; i < window; i++) free(slot[i]);
     free(slot);
     atomic_fetch_add(&done_threads, 1);
@@ -85,6 +130,8 @@ int main(int argc, char **argv)
     if (nthreads > MAXT) nthreads = MAXT;
     if (window == 0) window = 1;
     pthread_t th[MAXT];
+    placement = getenv("TL_PLACEMENT") != NULL;
+    if (placement) pthread_barrier_init(&churned, NULL, (unsigned)nthreads);
     double t0 = now_s();
     for (int t = 0; t < nthreads; t++) pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
     for (int t = 0; t < nthreads; t++) pthread_join(th[t], NULL);
