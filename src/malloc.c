@@ -602,6 +602,22 @@ ms_inline void list_push(tclist_t *l, void **q, void *cookie) {
     free_list_full(l, q); /* a tail call */
 }
 
+/* fast_checked: the list line of p's class, from p's page-map check word
+ * c, if p passes free's fast check (see free), else NULL; cookie is p's
+ * free cookie.  Free and realloc's in-place path both ask it. */
+ms_inline tclist_t *fast_checked(void *p, uint64_t c, void *cookie) {
+    uintptr_t limit = c >> MS_CHECK_SHIFT;
+    if (ms_unlikely((uintptr_t)p >= limit)) return NULL;
+    tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + (uint16_t)c);
+    uintptr_t back = limit - (uintptr_t)p; /* a multiple of the size iff p starts a block */
+    if (ms_unlikely(back * l->div >= l->div || ((void *const *)p)[1] == cookie)) return NULL;
+    return l;
+}
+
+/* keeps_place: a small block of `have` usable bytes stays where it is for
+ * a realloc to size bytes while size still fills half of it */
+static inline bool keeps_place(size_t size, size_t have) { return size <= have && size >= have / 2; }
+
 /* ------------------------------------------------------------------------
  * Large objects
  * ---------------------------------------------------------------------- */
@@ -688,7 +704,7 @@ ms_cold static void free_slow(void *p, const void *caller) {
         /* then onto the thread's list as free's fast path puts it (its
          * slow cases are free_list_full's): in leak-check mode every free
          * comes this way, and free_small_slow's second look at the cache
-         * cost each one 50 instructions more (callgrind) */
+         * cost each one 50 instructions more (callgrind, by hand) */
         list_push(&ms_tc->lists[s->cls], p, (void *)ms_free_cookie(p));
     } else {
         free_large(s);
@@ -706,19 +722,13 @@ ms_cold static void free_slow(void *p, const void *caller) {
  * is free_slow's or free_small_slow's, reached by a tail call, so the fast
  * path needs no stack frame. */
 MS_EXPORT void free(void *p) {
-    uint64_t c = ms_pagemap_check(p);
-    void **q = p;
     void *cookie = (void *)ms_free_cookie(p);
-    uintptr_t limit = c >> MS_CHECK_SHIFT;
-    if (ms_likely((uintptr_t)p < limit)) {
-        tclist_t *l = (tclist_t *)(void *)((char *)ms_tc->lists + (uint16_t)c);
-        uintptr_t back = limit - (uintptr_t)p; /* a multiple of the size iff p starts a block */
-        if (ms_unlikely(back * l->div >= l->div || q[1] == cookie)) goto slow;
+    tclist_t *l = fast_checked(p, ms_pagemap_check(p), cookie);
+    if (ms_likely(l != NULL)) {
         ms_assert_internal(ms_tc_busy == 0 || ms_tc->is_dummy || ms_prof_busy);
-        list_push(l, q, cookie);
+        list_push(l, p, cookie);
         return;
     }
-slow:
     free_slow(p, __builtin_return_address(0));
 }
 
@@ -826,8 +836,7 @@ MS_TEXT __attribute__((noinline)) static void *realloc_slow(void *p, size_t size
     /* (inside the profiler, a recorded large block moves: see defer_free) */
     if (s->cls == 0 && size > MS_MAX_SMALL && !(ms_unlikely(ms_prof_busy) && ms_span_sampled(s)))
         return realloc_large(p, s, size);
-    /* a small block keeps its place while the new size still fills half */
-    if (s->cls && size <= have && size >= have / 2) return p;
+    if (s->cls && keeps_place(size, have)) return p;
     return realloc_move(p, have, size, 0);
 }
 
@@ -847,16 +856,11 @@ MS_EXPORT MS_TEXT void *realloc(void *p, size_t size) {
      * reads it.  Anything else, errors and size 0 included, is
      * realloc_slow's. */
     uint64_t c = ms_pagemap_check(p);
-    uintptr_t limit = c >> MS_CHECK_SHIFT;
-    if (ms_likely((uintptr_t)p < limit && size != 0)) {
-        const tclist_t *l = (const tclist_t *)(const void *)((const char *)ms_tc->lists + (uint16_t)c);
-        uintptr_t back = limit - (uintptr_t)p; /* a multiple of the size iff p starts a block */
-        if (ms_likely(back * l->div < l->div && ((void *const *)p)[1] != (void *)ms_free_cookie(p))) {
-            size_t have = l->size;
-            /* a small block keeps its place while the new size still fills half */
-            if (size <= have && size >= have / 2) return p;
-            return realloc_move(p, have, size, (uint16_t)c);
-        }
+    const tclist_t *l = size != 0 ? fast_checked(p, c, (void *)ms_free_cookie(p)) : NULL;
+    if (ms_likely(l != NULL)) {
+        size_t have = l->size;
+        if (keeps_place(size, have)) return p;
+        return realloc_move(p, have, size, (uint16_t)c);
     }
     return realloc_slow(p, size, __builtin_return_address(0));
 }

@@ -107,12 +107,12 @@
  * Memory.  A cache is 6.4 KiB, of which a thread writes the fields it is
  * made with and the line of each class it uses: everything per class is
  * on the class's line (tclist_t), set up by its first use (a refill or a
- * free: ms_tcache_refill), and the exit's flush writes only lines
+ * free: ms_tcache_list_setup), and the exit's flush writes only lines
  * that were.  Written whole when made, with the per-class counts in
  * arrays of their own, every cache had its 8.3 KiB resident, three pages
- * in a thread of one class (bench/
- * false_sharing.c's three threads: 28 -> 16 KiB of caches resident;
- * many_threads' 33: 232 -> 156 KiB; pagemap, by hand).
+ * in a thread of one class (bench/false_sharing.c's three threads: 28 ->
+ * 16 KiB of caches resident; many_threads' 33: 232 -> 156 KiB; pagemap,
+ * by hand).
  *
  * Lifetime: a thread gets its cache on its first allocation (until then
  * ms_tc points at ms_tc_empty, whose empty lists send the fast path to the

@@ -703,17 +703,23 @@ static void touch(pstack_t *s) {
 
 /* account_exact: account at rate 1, where every weight is 1: every malloc
  * and free of the program, and half the work */
+/* inuse_up: the estimated in-use bytes grow by b; a new peak bumps the
+ * generation ("The peak profile" above) */
+ms_inline void inuse_up(double b) {
+    tally.inuse_w += b;
+    if (tally.inuse_w > tally.peak_w) {
+        tally.peak_w = tally.inuse_w;
+        tally.gen++;
+    }
+}
+
 ms_inline void account_exact(uint32_t id, uint64_t size, bool alloc) {
     pstack_t *s = stack_at(id);
     touch(s);
     prof_counts_t *c = &s->now;
     if (alloc) {
         c->alloc_objs++, c->alloc_bytes += size;
-        tally.inuse_w += (double)size;
-        if (tally.inuse_w > tally.peak_w) {
-            tally.peak_w = tally.inuse_w;
-            tally.gen++;
-        }
+        inuse_up((double)size);
     } else {
         c->free_objs++, c->free_bytes += size;
         tally.inuse_w -= (double)size;
@@ -731,11 +737,7 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
     double w = weight(size);
     if (alloc) {
         c->alloc_objs++, c->alloc_bytes += size, c->alloc_objs_w += w, c->alloc_bytes_w += w * (double)size;
-        tally.inuse_w += w * (double)size;
-        if (tally.inuse_w > tally.peak_w) {
-            tally.peak_w = tally.inuse_w;
-            tally.gen++;
-        }
+        inuse_up(w * (double)size);
     } else {
         c->free_objs++, c->free_bytes += size, c->free_objs_w += w, c->free_bytes_w += w * (double)size;
         tally.inuse_w -= w * (double)size;
