@@ -185,7 +185,7 @@ static size_t usable_size_of(const void *p, const span_t *s) {
 
 /* checked_size: usable_size_of for a block the caller is about to free or
  * resize; anything else (a wild, interior or freed pointer) is fatal. */
-static size_t checked_size(const void *p, const span_t *s, const char *fn, const void *caller) {
+ms_inline size_t checked_size(const void *p, const span_t *s, const char *fn, const void *caller) {
     size_t n = usable_size_of(p, s);
     if (ms_unlikely(n == 0)) bad_pointer(fn, p, s, caller);
     if (s->cls && ((void *const *)p)[1] == (void *)ms_free_cookie(p)) double_free(fn, p, n, caller);
