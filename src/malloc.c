@@ -177,7 +177,7 @@ ms_inline bool object_start(const span_t *s, const void *p) {
 
 /* usable_size_of: the usable bytes of the in-use block that starts at p in
  * span s (from the page map, may be NULL), or 0 if p starts no such block. */
-static size_t usable_size_of(const void *p, const span_t *s) {
+ms_inline size_t usable_size_of(const void *p, const span_t *s) {
     if (!s || s->state != SPAN_INUSE) return 0;
     if (s->cls) return object_start(s, p) ? s->size : 0;
     return (uintptr_t)p == s->start ? PAGES(s->npages) : 0;
