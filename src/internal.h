@@ -648,8 +648,10 @@ typedef struct tcache_s {
 
 extern __thread tcache_t *ms_tc;
 /* ms_tcache_mine: the calling thread's own cache, parked or not; NULL
- * before its first allocation and once its exit has retired it. */
-tcache_t *ms_tcache_mine(void);
+ * before its first allocation and once its exit has retired it.  Inline:
+ * every capture of leak-check mode asks (stack.h). */
+extern __thread tcache_t *ms_tc_mine;
+ms_inline tcache_t *ms_tcache_mine(void) { return ms_tc_mine; }
 /* ms_tc_busy: the thread is inside one of malloc.c's slow paths with its
  * cache, where it may block on a lock or in mmap (tcache.c: a cache is
  * never parked then). */
