@@ -240,7 +240,7 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
  * anyway.  Counted, each malloc and each free wrote the span's header
  * with a compare-and-swap: in a producer-consumer program, a line moving
  * between the two CPUs on every operation. */
-#define MARK_ALL ((uint64_t)0xffffffffu << 32 | (uint64_t)MS_MARK_SAMPLED_MAX << MS_MARK_SAMPLED_SHIFT)
+#define MARK_ALL MS_MARK_ALL
 static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     uint64_t old = ms_span_mark(s), nw;
     /* the block's page's check must be closed before the block reaches the

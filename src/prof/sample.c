@@ -1105,7 +1105,7 @@ static bool record(void *p, size_t size, uint32_t id) {
         if (tally.gen != g) tally.peak_ticks = ms_os_ticks(); /* a new peak may come with every malloc */
         tally_unlock();
     }
-    ms_malloc_sampled(p, s);
+    ms_malloc_sampled_small(p, s); /* s: a small span or NULL (rec_put) */
     return !hook_deep;
 }
 
