@@ -752,9 +752,9 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
  * pass its line back and forth on every operation: with the record arrays
  * sticky, a third of larson's time in leak-check mode was that lock (perf).
  * So there each thread gathers its counts in a batch of its own (its lock
- * is uncontended but for a drain) and adds them under tally.lock 64 at a
- * time, or as soon as they would move the in-use total by more than
- * BATCH_BYTES either way.  Whoever reads the counts (a snapshot, the leak
+ * is uncontended but for a drain) and adds them under tally.lock every 64
+ * allocations, or as soon as they would move the in-use total by more than
+ * BATCH_BYTES either way, or at the first free after a new peak (below).  Whoever reads the counts (a snapshot, the leak
  * checker's log, a fork, the thread's exit) drains every batch first, so
  * what it reads is every count made before it began.  The price is the
  * peak: the counts reach the tally in batch order, not in the order the
