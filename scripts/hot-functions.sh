@@ -92,7 +92,7 @@ sort -u -o "$tmp/ran" "$tmp/ran"
 # runs once, at the start of a process that set the variable: the
 # scavenger's formatting of /proc paths (ms_vsnprintf), which every process
 # with a scavenger runs now and then, did not fit beside it.
-printf '%s\n' on_moved ms_options_parse >"$tmp/left"
+printf '%s\n' on_moved ms_options_parse | sort >"$tmp/left" # sorted, for comm
 comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" | comm -23 - "$tmp/left" |
     join -a1 -e0 -o 0,2.2 - "$tmp/runs" | sort -k2,2nr -k1,1 | cut -d' ' -f1 >"$tmp/hot"
 {

@@ -648,8 +648,10 @@ typedef struct tcache_s {
 
 extern __thread tcache_t *ms_tc;
 /* ms_tcache_mine: the calling thread's own cache, parked or not; NULL
- * before its first allocation and once its exit has retired it. */
-tcache_t *ms_tcache_mine(void);
+ * before its first allocation and once its exit has retired it.  Inline:
+ * every capture of leak-check mode asks (stack.h). */
+extern __thread tcache_t *ms_tc_mine;
+ms_inline tcache_t *ms_tcache_mine(void) { return ms_tc_mine; }
 /* ms_tc_busy: the thread is inside one of malloc.c's slow paths with its
  * cache, where it may block on a lock or in mmap (tcache.c: a cache is
  * never parked then). */
@@ -812,6 +814,18 @@ ms_inline void ms_prof_leave(void) {
  * not yet returned to the program): free must now ask it.  s: p's span, if
  * the caller has it (else NULL). */
 void ms_malloc_sampled(void *p, span_t *s);
+/* MS_MARK_ALL: a small span's mark in leak-check mode, where every block
+ * is recorded (malloc.c: mark_sampled) */
+#define MS_MARK_ALL ((uint64_t)0xffffffffu << 32 | (uint64_t)MS_MARK_SAMPLED_MAX << MS_MARK_SAMPLED_SHIFT)
+/* ms_malloc_sampled_small: ms_malloc_sampled for block p of small span s
+ * (or NULL), inline where s is all recorded already (leak-check mode's
+ * every malloc but a span's first): only the check of p's page is closed */
+ms_inline void ms_malloc_sampled_small(void *p, span_t *s) {
+    if (ms_likely(s != NULL && ms_span_mark(s) == MS_MARK_ALL))
+        ms_span_check_closed(s, (uintptr_t)p & ~(uintptr_t)MS_PAGE_MASK);
+    else
+        ms_malloc_sampled(p, s);
+}
 /* ms_hook_block: the block the calling thread's malloc is handing out
  * while the profiler records its stack, or NULL.  It waits in the thread's
  * cache then, in no register and on no stack (sample_point), so the leak

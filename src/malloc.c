@@ -177,7 +177,7 @@ ms_inline bool object_start(const span_t *s, const void *p) {
 
 /* usable_size_of: the usable bytes of the in-use block that starts at p in
  * span s (from the page map, may be NULL), or 0 if p starts no such block. */
-static size_t usable_size_of(const void *p, const span_t *s) {
+ms_inline size_t usable_size_of(const void *p, const span_t *s) {
     if (!s || s->state != SPAN_INUSE) return 0;
     if (s->cls) return object_start(s, p) ? s->size : 0;
     return (uintptr_t)p == s->start ? PAGES(s->npages) : 0;
@@ -185,7 +185,7 @@ static size_t usable_size_of(const void *p, const span_t *s) {
 
 /* checked_size: usable_size_of for a block the caller is about to free or
  * resize; anything else (a wild, interior or freed pointer) is fatal. */
-static size_t checked_size(const void *p, const span_t *s, const char *fn, const void *caller) {
+ms_inline size_t checked_size(const void *p, const span_t *s, const char *fn, const void *caller) {
     size_t n = usable_size_of(p, s);
     if (ms_unlikely(n == 0)) bad_pointer(fn, p, s, caller);
     if (s->cls && ((void *const *)p)[1] == (void *)ms_free_cookie(p)) double_free(fn, p, n, caller);
@@ -240,7 +240,7 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
  * anyway.  Counted, each malloc and each free wrote the span's header
  * with a compare-and-swap: in a producer-consumer program, a line moving
  * between the two CPUs on every operation. */
-#define MARK_ALL ((uint64_t)0xffffffffu << 32 | (uint64_t)MS_MARK_SAMPLED_MAX << MS_MARK_SAMPLED_SHIFT)
+#define MARK_ALL MS_MARK_ALL
 static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     uint64_t old = ms_span_mark(s), nw;
     /* the block's page's check must be closed before the block reaches the

@@ -168,7 +168,8 @@
 
 __thread tcache_t *ms_tc __attribute__((tls_model("initial-exec"))) = &ms_tc_empty;
 static __thread bool tc_exited __attribute__((tls_model("initial-exec")));
-static __thread tcache_t *tc_mine __attribute__((tls_model("initial-exec"))); /* even while parked */
+__thread tcache_t *ms_tc_mine __attribute__((tls_model("initial-exec"))); /* even while parked */
+#define tc_mine ms_tc_mine
 __thread uint32_t ms_tc_busy __attribute__((tls_model("initial-exec")));
 enum { TC_OWNED, TC_TAKING, TC_PARKED, TC_DEAD };
 /* held by the scavenger while it parks, and by fork (first) */
@@ -288,7 +289,6 @@ static void tc_destructor(void *arg) {
     if (ms_tcache_on_exit) ms_tcache_on_exit();
 }
 
-tcache_t *ms_tcache_mine(void) { return tc_mine; }
 
 /* unpark: the thread's own cache, parked or being parked, is its again. */
 static tcache_t *unpark(tcache_t *tc) {

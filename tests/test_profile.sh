@@ -14,7 +14,8 @@
 #     the debug=1 text (which go tool pprof parses too), whose header and
 #     MemStats trailer follow Go's format;
 #   - peak: the peak profile names the site that was largest at the peak,
-#     the in-use profile the one largest at the end;
+#     the in-use profile the one largest at the end; at profile_rate=1 it
+#     gives each site's bytes at the peak exactly (tests/prof/peak_walk.c);
 #   - fork: heapprofile=...%p... gives parent and child each their own file,
 #     and only the child's holds the child's site;
 #   - leaks=1 names the leaking site with its exact bytes, leaks=exit exits
@@ -123,6 +124,18 @@ if [ -s "$tmp/one.txt" ]; then
 else
     fail "no debug=1 text written"
 fi
+
+# --- peak at rate 1: each site's bytes at the moment the heap held the most,
+# exactly (tests/prof/peak_walk.c writes down its own count)
+$CC -O1 -g tests/prof/peak_walk.c -o "$tmp/peak_walk" || exit 1
+run profile_rate=1,heapprofile="$tmp/walk.pb.gz" "$tmp/peak_walk" "$tmp/walk_truth" || fail "peak_walk failed"
+go tool pprof -top -unit=B -nodecount=200 -nodefraction=0 -edgefraction=0 -sample_index=peak_space "$tmp/walk.pb.gz" \
+    >"$tmp/walk.top" 2>&1
+while read -r fn want; do
+    got=$(awk -v f="$fn" '$NF == f {sub(/B$/, "", $1); print $1}' "$tmp/walk.top")
+    [ "$got" = "$want" ] && ok || fail "peak_space of $fn at rate 1: '$got', want $want"
+done <"$tmp/walk_truth"
+[ "$(wc -l <"$tmp/walk_truth")" = 3 ] && ok || fail "peak_walk wrote no truth"
 
 # --- peak
 run heapprofile="$tmp/peak.pb.gz" "$tmp/sites" peak >/dev/null || fail "sites peak failed"

@@ -752,9 +752,9 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
  * pass its line back and forth on every operation: with the record arrays
  * sticky, a third of larson's time in leak-check mode was that lock (perf).
  * So there each thread gathers its counts in a batch of its own (its lock
- * is uncontended but for a drain) and adds them under tally.lock 64 at a
- * time, or as soon as they would move the in-use total by more than
- * BATCH_BYTES either way.  Whoever reads the counts (a snapshot, the leak
+ * is uncontended but for a drain) and adds them under tally.lock every 64
+ * allocations, or as soon as they would move the in-use total by more than
+ * BATCH_BYTES either way, or at the first free after a new peak (below).  Whoever reads the counts (a snapshot, the leak
  * checker's log, a fork, the thread's exit) drains every batch first, so
  * what it reads is every count made before it began.  The price is the
  * peak: the counts reach the tally in batch order, not in the order the
@@ -784,28 +784,68 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
  * seccomp filter) every count takes the batch's lock, or the tally's
  * while only one thread has counted (nowned < 2).
  *
+ * Sums, not events.  A batch keeps, per stack, the sums of its counts
+ * (direct-mapped by stack id, BATCH_STACKS of them; a stack whose place
+ * another holds goes to a short list of single counts), and the addresses
+ * of the blocks allocated since its last drain, which the leak checker's
+ * log takes (drain_locked) and a stopped check reads (ms_prof_pending_stopped).
+ * A list of every count, each added to its stack at the drain, was about
+ * 45 instructions a count, 90 of leak-check mode's 840 per free and malloc
+ * of st_churn (callgrind); a sum is a few adds, and the drain's work is
+ * per stack, not per count.
+ *
+ * The peak, with sums.  The order of a batch's counts is lost in its sums,
+ * and the peak needs the stacks' counts at the moment the in-use bytes
+ * were highest.  A thread that counts alone knows that moment as it comes:
+ * its batch keeps `room`, what the in-use bytes could still grow by before
+ * a new peak when it was last drained (peak minus in-use then, exact while
+ * no other thread counts), and an allocation that takes the batch's sum of
+ * bytes (delta) past it sets `at_peak`; every allocation after it only
+ * adds to the peak, and the first free after it drains the batch before
+ * it is counted, so the sums drained are the counts at the peak, which
+ * drain_locked then records as the tally's new high.  One thread's peak
+ * stays exact, as it was per event (memscope's own threads may hold
+ * batches too, so "one thread" is not nowned < 2: the test is the same
+ * for all).  With more threads counting, room is as old as the last drain
+ * and the peak stays what it was: found in batch order, up to n x
+ * BATCH_BYTES from the true one; a thread then drains at each of its own
+ * new highs (at the free after one), which in a steady heap are rare.
+ *
  * Order of the locks: reg_lock, a batch's lock, tally.lock.
  * ---------------------------------------------------------------------- */
-#define BATCH_EVENTS 64
+#define BATCH_EVENTS 64   /* allocations per batch: their addresses, for the checker's log */
+#define BATCH_STACKS 16   /* stacks summed per batch, direct-mapped by id */
+#define BATCH_OTHER 32    /* single counts of stacks whose place another holds */
 #define BATCH_BYTES ((int64_t)64 << 10)
 
-/* One count: the block's address (bit 0 set for an allocation), its stack,
- * its size packed as in block_t (the address goes to the checker's log). */
+/* A stack's counts in a batch (id1: its id plus one, 0 for none) */
+typedef struct bsum_s {
+    uint32_t id1;
+    uint64_t aobjs, abytes, fobjs, fbytes;
+} bsum_t;
+/* One count of a stack whose place in sum was taken: its id, its size
+ * packed as in block_t, allocation or free */
 typedef struct event_s {
-    uintptr_t addr;
     uint32_t id;
     uint32_t size;
+    bool alloc;
 } event_t;
 
 typedef struct batch_s {
     _Alignas(64) ms_lock_t lock;
-    uint32_t n;
+    uint32_t n;            /* allocations since the last drain: addresses in addr */
     _Atomic bool busy;     /* lockfree: its thread is appending without the lock */
     _Atomic bool want;     /* lockfree: a drainer holds the lock, or waits for busy to clear */
     bool unowned;          /* its thread exited: free to reuse (reg_lock) */
-    int64_t delta;         /* what the events add to the in-use bytes */
+    bool at_peak;          /* lone thread: the sums are the counts at a new peak */
+    uint32_t used;         /* bit i: sum[i] holds a stack */
+    uint32_t nother;       /* counts in other */
+    int64_t delta;         /* what the counts add to the in-use bytes */
+    int64_t room;          /* the peak minus the in-use bytes at the last drain (INT64_MIN: unknown) */
     struct batch_s *next;  /* registry (reg_lock); never unlinked */
-    event_t ev[BATCH_EVENTS];
+    bsum_t sum[BATCH_STACKS];
+    uintptr_t addr[BATCH_EVENTS];
+    event_t other[BATCH_OTHER];
 } batch_t;
 
 static ms_lock_t reg_lock;
@@ -837,22 +877,44 @@ static inline void unclaim(batch_t *b) { atomic_store_explicit(&b->want, false, 
  * Only leak-check mode makes events (batch_add), so they are counted as
  * exact ones, and a check's log, when one runs, takes its addresses in a
  * pass of its own: the loop of every drain tested both, per event. */
+static inline bool batch_empty(const batch_t *b) { return (b->n | b->used | b->nother) == 0; }
+/* room_now: the peak minus the in-use bytes (tally.lock held); both are
+ * whole numbers of bytes at rate 1, so the difference is exact */
+static inline int64_t room_now(void) { return (int64_t)(tally.peak_w - tally.inuse_w); }
 static void drain_locked(batch_t *b) {
-    if (b->n == 0) return;
+    if (batch_empty(b)) return;
     ms_assert_internal(exact);
     ms_lock(&tally.lock);
     uint32_t g = tally.gen;
     if (tally.log_buf)
-        for (uint32_t i = 0; i < b->n; i++)
-            if (b->ev[i].addr & 1) log_add(b->ev[i].addr & ~(uintptr_t)1);
-    for (uint32_t i = 0; i < b->n; i++) {
-        const event_t *e = &b->ev[i];
-        account_exact(e->id, size_unpack(e->size), e->addr & 1);
+        for (uint32_t i = 0; i < b->n; i++) log_add(b->addr[i]);
+    for (uint32_t u = b->used; u; u &= u - 1) {
+        bsum_t *m = &b->sum[__builtin_ctz(u)];
+        pstack_t *s = stack_at(m->id1 - 1);
+        touch(s);
+        prof_counts_t *c = &s->now;
+        c->alloc_objs += m->aobjs, c->alloc_bytes += m->abytes;
+        c->free_objs += m->fobjs, c->free_bytes += m->fbytes;
+        *m = (bsum_t){0};
     }
+    for (uint32_t i = 0; i < b->nother; i++) {
+        const event_t *e = &b->other[i];
+        pstack_t *s = stack_at(e->id);
+        touch(s);
+        prof_counts_t *c = &s->now;
+        uint64_t size = size_unpack(e->size);
+        if (e->alloc) c->alloc_objs++, c->alloc_bytes += size;
+        else c->free_objs++, c->free_bytes += size;
+    }
+    /* the sums' bytes at once: at_peak or not, the batch ends at its
+     * highest point above the peak if it rose above it (see above) */
+    inuse_up((double)b->delta);
     if (tally.gen != g) tally.peak_ticks = ms_os_ticks();
+    b->room = room_now();
     ms_unlock(&tally.lock);
-    b->n = 0;
+    b->n = 0, b->used = 0, b->nother = 0;
     b->delta = 0;
+    b->at_peak = false;
 }
 
 /* drain_all: every thread's batch into the counts */
@@ -903,6 +965,7 @@ ms_cold static batch_t *batch_attach(void) {
         b->next = batches;
         batches = b;
     }
+    if (b) b->room = INT64_MIN; /* unknown until its first drain: the first allocation is taken as a peak */
     if (b) nowned++;
     ms_unlock(&reg_lock);
     if (!b || pthread_setspecific(batch_key, b) != 0) {
@@ -921,14 +984,39 @@ ms_cold __attribute__((noinline)) static void batch_full(batch_t *b) {
 }
 
 /* append: the count into b (its lock held, or its thread's busy set with
- * no drainer wanting it); true if b must be drained now */
+ * no drainer wanting it); true if b must be drained now.  A free after a
+ * peak is for the caller to drain b first (at_peak: see "The peak, with
+ * sums" above). */
 static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
-    uint32_t n = b->n;
-    b->ev[n] = (event_t){a | alloc, id, size_pack(size)};
-    b->n = n + 1;
+    bsum_t *m = &b->sum[id % BATCH_STACKS];
+    bool full = false;
+    if (ms_likely(m->id1 == id + 1)) {
+    add:
+        if (alloc) m->aobjs++, m->abytes += size;
+        else m->fobjs++, m->fbytes += size;
+    } else if (m->id1 == 0) {
+        m->id1 = id + 1;
+        b->used |= 1u << (id % BATCH_STACKS);
+        goto add;
+    } else {
+        uint32_t k = b->nother;
+        b->other[k] = (event_t){id, size_pack(size), alloc};
+        b->nother = k + 1;
+        full = k + 1 == BATCH_OTHER;
+    }
     int64_t d = b->delta + (alloc ? (int64_t)size : -(int64_t)size);
     b->delta = d;
-    return n + 1 == BATCH_EVENTS || d > BATCH_BYTES || d < -BATCH_BYTES;
+    if (alloc) {
+        uint32_t n = b->n;
+        b->addr[n] = a;
+        b->n = n + 1;
+        full |= n + 1 == BATCH_EVENTS;
+        if (d > b->room) {
+            b->at_peak = true; /* a new peak: from here the sums only rise until a free */
+            b->room = d;
+        }
+    }
+    return full || d > BATCH_BYTES || d < -BATCH_BYTES;
 }
 
 /* batch_add: counts the allocation (or free) of block a later, in the
@@ -942,22 +1030,24 @@ ms_inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
     batch_t *b = my_batch;
     if (lockfree) {
         if (ms_unlikely(b == NULL || b == BATCH_NONE)) return batch_add_slow(a, id, size, alloc);
-        ms_prof_busy++; /* a signal handler's malloc here is not counted, its free waits */
+        /* the hooks, its only callers, hold ms_prof_busy: a signal
+         * handler's malloc here is not counted, its free waits */
+        ms_assert_internal(ms_prof_busy);
         atomic_store_explicit(&b->busy, true, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst); /* the drainer's heavy_barrier orders the two */
         if (ms_likely(!atomic_load_explicit(&b->want, memory_order_acquire))) { /* a drain's n = 0 seen */
-            if (ms_unlikely(append(b, a, id, size, alloc))) drain_locked(b); /* no drainer while busy */
+            /* no drainer while busy */
+            if (ms_unlikely(!alloc && b->at_peak)) drain_locked(b); /* the counts at the peak first */
+            if (ms_unlikely(append(b, a, id, size, alloc))) drain_locked(b);
             atomic_store_explicit(&b->busy, false, memory_order_release);
-            ms_prof_leave();
             return true;
         }
         atomic_store_explicit(&b->busy, false, memory_order_release);
-        ms_prof_leave();
         return batch_add_slow(a, id, size, alloc); /* with the lock, after the drainer */
     }
     /* a lone thread with nothing left in its batch, the commonest case,
      * decided inline */
-    if (b != NULL && b != BATCH_NONE && atomic_load_explicit(&nowned, memory_order_relaxed) < 2 && b->n == 0)
+    if (b != NULL && b != BATCH_NONE && atomic_load_explicit(&nowned, memory_order_relaxed) < 2 && batch_empty(b))
         return false;
     return batch_add_slow(a, id, size, alloc);
 }
@@ -969,7 +1059,7 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
     }
     if (b == NULL || b == BATCH_NONE) return false;
     if (!lockfree && atomic_load_explicit(&nowned, memory_order_relaxed) < 2) {
-        if (ms_unlikely(b->n)) { /* left from when other threads counted: first */
+        if (ms_unlikely(!batch_empty(b))) { /* left from when other threads counted: first */
             ms_prof_busy++;
             ms_lock(&b->lock);
             drain_locked(b);
@@ -980,6 +1070,7 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
     }
     ms_prof_busy++;
     ms_lock(&b->lock);
+    if (ms_unlikely(!alloc && b->at_peak)) drain_locked(b); /* the counts at the peak first */
     if (ms_unlikely(append(b, a, id, size, alloc))) {
         batch_full(b);
         return true;
@@ -1014,7 +1105,7 @@ static bool record(void *p, size_t size, uint32_t id) {
         if (tally.gen != g) tally.peak_ticks = ms_os_ticks(); /* a new peak may come with every malloc */
         tally_unlock();
     }
-    ms_malloc_sampled(p, s);
+    ms_malloc_sampled_small(p, s); /* s: a small span or NULL (rec_put) */
     return !hook_deep;
 }
 
@@ -1069,18 +1160,22 @@ static void on_moved(void *p, void *q, size_t size) {
     bool put = rec_put((uintptr_t)q, id, size, &s);
     /* the thread's counts still in its batch go first, so that the tally
      * sees its changes in order (a lone thread's peak stays exact); its
-     * lock keeps drainers out, and it appends nothing meanwhile */
+     * lock keeps drainers out, and it appends nothing meanwhile.  The
+     * batch's room is then set anew, as the move changed the in-use bytes
+     * without it. */
     batch_t *b = my_batch;
-    if (lockfree && b != NULL && b != BATCH_NONE && b->n) {
+    bool held = exact && b != NULL && b != BATCH_NONE;
+    if (held) {
         ms_lock(&b->lock);
         drain_locked(b);
-        ms_unlock(&b->lock);
     }
     tally_lock();
     account(id, old, false);
     if (put) account(id, size, true);
     if (tally.log_buf) log_add((uintptr_t)q);
+    if (held) b->room = room_now();
     tally_unlock();
+    if (held) ms_unlock(&b->lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -1134,6 +1229,7 @@ static void fork_child(void) {
         ms_lock_init(&b->lock);
         atomic_store_explicit(&b->busy, false, memory_order_relaxed); /* clear: fork_prepare waited */
         unclaim(b);
+        b->room = INT64_MIN; /* set anew at its next drain */
         b->unowned = b != my_batch;
     }
     /* the registration is the process's (the kernel's mm), and a kernel
@@ -1277,13 +1373,11 @@ size_t ms_prof_pending_stopped(uintptr_t *out, size_t cap, bool *all) {
         uint32_t n = __atomic_load_n(&b->n, __ATOMIC_RELAXED);
         if (n > BATCH_EVENTS) n = BATCH_EVENTS;
         for (uint32_t i = 0; i < n; i++) {
-            uintptr_t a = b->ev[i].addr;
-            if (!(a & 1)) continue; /* a free */
             if (k == cap) {
                 *all = false;
                 return k;
             }
-            out[k++] = a & ~(uintptr_t)1;
+            out[k++] = b->addr[i];
         }
     }
     return k;
