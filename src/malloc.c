@@ -240,19 +240,18 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
  * anyway.  Counted, each malloc and each free wrote the span's header
  * with a compare-and-swap: in a producer-consumer program, a line moving
  * between the two CPUs on every operation. */
-#define MARK_ALL MS_MARK_ALL
 static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     uint64_t old = ms_span_mark(s), nw;
     /* the block's page's check must be closed before the block reaches the
      * program: by this sampler's sync if it closed the span, else it waits
      * for the one that did (pagemap.c, "Free's check") */
     uintptr_t page = s->cls ? (s->start + (uintptr_t)idx * s->size) & ~(uintptr_t)MS_PAGE_MASK : 0;
-    if (old == MARK_ALL) {
+    if (old == MS_MARK_ALL) {
         if (on) ms_span_check_closed(s, page);
         return;
     }
     if (on && s->cls && atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1) {
-        atomic_store_explicit(&s->mark, MARK_ALL, memory_order_relaxed); /* every writer stores the same */
+        atomic_store_explicit(&s->mark, MS_MARK_ALL, memory_order_relaxed); /* every writer stores the same */
         ms_span_sync_check(s);
         return;
     }
@@ -401,7 +400,7 @@ void ms_malloc_sampled(void *p, span_t *s) {
     if (!s) s = ms_pagemap_lookup(p);
     /* leak-check mode's every malloc: mark_sampled's first branch, without
      * the block's index (p's page is the block's page) */
-    if (ms_span_mark(s) == MARK_ALL) ms_span_check_closed(s, s->cls ? (uintptr_t)p & ~(uintptr_t)MS_PAGE_MASK : 0);
+    if (ms_span_mark(s) == MS_MARK_ALL) ms_span_check_closed(s, s->cls ? (uintptr_t)p & ~(uintptr_t)MS_PAGE_MASK : 0);
     else mark_sampled(s, obj_index(s, p), true);
 }
 
@@ -412,7 +411,7 @@ static inline void unsample(span_t *s, void *p) {
     uint64_t m = ms_span_mark(s);
     if (ms_likely(((m >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) == 0)) return;
     ms_prof_busy++;
-    if (m == MARK_ALL) { /* leak-check mode: the mark stays while p's span holds p */
+    if (m == MS_MARK_ALL) { /* leak-check mode: the mark stays while p's span holds p */
         ms_prof_hooks.freed(p, s);
     } else {
         uint32_t idx = obj_index(s, p);

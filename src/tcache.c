@@ -169,7 +169,6 @@
 __thread tcache_t *ms_tc __attribute__((tls_model("initial-exec"))) = &ms_tc_empty;
 static __thread bool tc_exited __attribute__((tls_model("initial-exec")));
 __thread tcache_t *ms_tc_mine __attribute__((tls_model("initial-exec"))); /* even while parked */
-#define tc_mine ms_tc_mine
 __thread uint32_t ms_tc_busy __attribute__((tls_model("initial-exec")));
 enum { TC_OWNED, TC_TAKING, TC_PARKED, TC_DEAD };
 /* held by the scavenger while it parks, and by fork (first) */
@@ -264,14 +263,14 @@ static void retire_locked(tcache_t *tc) {
 }
 
 /* tc_destructor: the thread's exit (its key's destructor).  The cache is
- * the thread's own tc_mine, not arg: a program that calls
+ * the thread's own ms_tc_mine, not arg: a program that calls
  * pthread_setspecific on a key it never created (a zeroed pthread_key_t)
  * writes memscope's key when memscope made the process's first, and the
  * destructor then got the program's value (glibc refuses such a call with
  * EINVAL; a helper session's program crashed at thread exit). */
 static void tc_destructor(void *arg) {
     (void)arg;
-    tcache_t *tc = tc_mine;
+    tcache_t *tc = ms_tc_mine;
     if (!tc || tc->is_dummy) return;
     /* the scavenger may be parking the cache: wait, then keep it out */
     for (uint32_t st;;) {
@@ -280,7 +279,7 @@ static void tc_destructor(void *arg) {
         else if (atomic_compare_exchange_weak(&tc->park, &st, TC_DEAD)) break;
     }
     ms_tc = &ms_tc_empty;
-    tc_mine = NULL;
+    ms_tc_mine = NULL;
     tc_exited = true;
     ms_tcache_flush(tc);
     pthread_mutex_lock(&reg_lock);
@@ -288,7 +287,6 @@ static void tc_destructor(void *arg) {
     pthread_mutex_unlock(&reg_lock);
     if (ms_tcache_on_exit) ms_tcache_on_exit();
 }
-
 
 /* unpark: the thread's own cache, parked or being parked, is its again. */
 static tcache_t *unpark(tcache_t *tc) {
@@ -332,14 +330,14 @@ void ms_tcache_unhide(tcache_t *tc) {
 /* ms_tcache_list_owner: the cache list l is in.  ms_tc only ever points at
  * the shared empty cache or at the thread's own, so it is one of those. */
 tcache_t *ms_tcache_list_owner(const tclist_t *l) {
-    if ((uintptr_t)l - (uintptr_t)ms_tc_empty.lists < sizeof ms_tc_empty.lists || !tc_mine) return &ms_tc_empty;
-    ms_assert_internal((uintptr_t)l - (uintptr_t)tc_mine->lists < sizeof tc_mine->lists);
-    return tc_mine;
+    if ((uintptr_t)l - (uintptr_t)ms_tc_empty.lists < sizeof ms_tc_empty.lists || !ms_tc_mine) return &ms_tc_empty;
+    ms_assert_internal((uintptr_t)l - (uintptr_t)ms_tc_mine->lists < sizeof ms_tc_mine->lists);
+    return ms_tc_mine;
 }
 
 tcache_t *ms_tcache_create(void) {
     if (tc_exited || tc_hidden) return NULL;
-    if (tc_mine) return unpark(tc_mine);
+    if (ms_tc_mine) return unpark(ms_tc_mine);
     pthread_mutex_lock(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
     if (tc) { /* lists: all 0 (max, room, and div: see ms_tcache_refill) */
@@ -360,7 +358,7 @@ tcache_t *ms_tcache_create(void) {
      * the first 32 get a second-level array), and that allocation must find
      * this cache instead of creating another one, forever */
     ms_tc = tc;
-    tc_mine = tc;
+    ms_tc_mine = tc;
     pthread_setspecific(tc_key, tc);
     return tc;
 }
@@ -571,7 +569,7 @@ void ms_tcache_fork_child_locks(void) {
 }
 
 void ms_tcache_fork_child_flush(void) {
-    tcache_t *self = tc_mine; /* parked or not: ms_tc may be the empty cache */
+    tcache_t *self = ms_tc_mine; /* parked or not: ms_tc may be the empty cache */
     /* the child's thread has an id of its own: under the parent's, which
      * /proc of the child does not list, its cache was never parked */
     if (self) self->tid = (int)syscall(SYS_gettid);
@@ -756,7 +754,7 @@ bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms) {
                 tc->seen_ops = ops, tc->quiet_since_ms = now_ms;
                 continue;
             }
-            if (now_ms - tc->quiet_since_ms < delay_ms || tc == tc_mine) continue;
+            if (now_ms - tc->quiet_since_ms < delay_ms || tc == ms_tc_mine) continue;
             uint32_t owned = TC_OWNED;
             if (atomic_compare_exchange_strong(&tc->park, &owned, TC_TAKING)) {
                 cand = tc;
