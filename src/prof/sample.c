@@ -701,8 +701,6 @@ static void touch(pstack_t *s) {
     }
 }
 
-/* account_exact: account at rate 1, where every weight is 1: every malloc
- * and free of the program, and half the work */
 /* inuse_up: the estimated in-use bytes grow by b; a new peak bumps the
  * generation ("The peak profile" above) */
 ms_inline void inuse_up(double b) {
@@ -713,15 +711,24 @@ ms_inline void inuse_up(double b) {
     }
 }
 
-ms_inline void account_exact(uint32_t id, uint64_t size, bool alloc) {
+/* counts_add: exact counts (every weight 1) added to stack id's, which the
+ * stack saves first if a new peak came since it last changed (touch) */
+ms_inline void counts_add(uint32_t id, uint64_t aobjs, uint64_t abytes, uint64_t fobjs, uint64_t fbytes) {
     pstack_t *s = stack_at(id);
     touch(s);
     prof_counts_t *c = &s->now;
+    c->alloc_objs += aobjs, c->alloc_bytes += abytes;
+    c->free_objs += fobjs, c->free_bytes += fbytes;
+}
+
+/* account_exact: account at rate 1, where every weight is 1: every malloc
+ * and free of the program, and half the work */
+ms_inline void account_exact(uint32_t id, uint64_t size, bool alloc) {
     if (alloc) {
-        c->alloc_objs++, c->alloc_bytes += size;
+        counts_add(id, 1, size, 0, 0);
         inuse_up((double)size);
     } else {
-        c->free_objs++, c->free_bytes += size;
+        counts_add(id, 0, 0, 1, size);
         tally.inuse_w -= (double)size;
     }
 }
@@ -890,21 +897,14 @@ static void drain_locked(batch_t *b) {
         for (uint32_t i = 0; i < b->n; i++) log_add(b->addr[i]);
     for (uint32_t u = b->used; u; u &= u - 1) {
         bsum_t *m = &b->sum[__builtin_ctz(u)];
-        pstack_t *s = stack_at(m->id1 - 1);
-        touch(s);
-        prof_counts_t *c = &s->now;
-        c->alloc_objs += m->aobjs, c->alloc_bytes += m->abytes;
-        c->free_objs += m->fobjs, c->free_bytes += m->fbytes;
+        counts_add(m->id1 - 1, m->aobjs, m->abytes, m->fobjs, m->fbytes);
         *m = (bsum_t){0};
     }
     for (uint32_t i = 0; i < b->nother; i++) {
         const event_t *e = &b->other[i];
-        pstack_t *s = stack_at(e->id);
-        touch(s);
-        prof_counts_t *c = &s->now;
         uint64_t size = size_unpack(e->size);
-        if (e->alloc) c->alloc_objs++, c->alloc_bytes += size;
-        else c->free_objs++, c->free_bytes += size;
+        if (e->alloc) counts_add(e->id, 1, size, 0, 0);
+        else counts_add(e->id, 0, 0, 1, size);
     }
     /* the sums' bytes at once: at_peak or not, the batch ends at its
      * highest point above the peak if it rose above it (see above) */
