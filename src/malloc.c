@@ -53,7 +53,7 @@
  * span in use, lie in the part the span has handed out, and sit exactly at
  * an object boundary (one multiply: Lemire's divisibility test, by a
  * constant of the class kept on its thread list's line).  A freed small object carries a
- * cookie, its address xor a per-process random key, in its second word,
+ * cookie, its address plus a per-process random key, in its second word,
  * which malloc clears; finding the cookie at free is a double free.  Errors
  * print one line naming the call, the error, the address and the caller,
  * then abort: memory corruption is never allowed to go on silently.
