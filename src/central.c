@@ -3,12 +3,12 @@
  * A central list owns the spans of its class that are in use and hands their
  * objects to thread caches in batches (Go's mcentral).  It keeps two things
  * under one lock per class, each lock on its own cache line (locks, below):
- *   - transfer slots: whole batches as a thread cache gave them back (a
- *     batch of its frees, or cut here from the front of its full list:
- *     ms_central_give_front), handed out again as they are, so the common
- *     exchange between threads costs O(1) under the lock when taken and
- *     touches no object (tcmalloc's transfer cache).  Slots are capped by
- *     bytes so they cannot hoard memory.
+ *   - transfer slots: whole chains as a thread cache gave them back (the
+ *     spare chain of a list that filled up while it had one, tcache.c
+ *     "Batches", or a batch of frees), handed out again as they are, so the common
+ *     exchange between threads costs O(1) under the lock both ways and
+ *     touches no object (tcmalloc's transfer cache, with chains of any
+ *     length).  Slots are capped by bytes so they cannot hoard memory.
  *   - spans with free objects (the nonempty list): objects come from a span's
  *     free list first, then from its never-used tail (s->used), so a new
  *     span's pages are only touched as objects are really handed out.
@@ -40,21 +40,24 @@
 
 typedef struct central_s {
     span_t nonempty;               /* sentinel: spans with free objects */
-    uint32_t nslots, max_slots;
+    uint32_t nslots;               /* chains in slots */
+    uint32_t slot_objs, max_slot_objs; /* objects in them, and the most they may hold */
     uint64_t ops;                  /* takes and gives so far: the scavenger's sign of activity */
     uint64_t ops_seen;             /* ops at the scavenger's last look */
     uint64_t quiet_since_ms;       /* when the scavenger last saw ops change */
 } __attribute__((aligned(MS_CACHE_LINE))) central_t;
 
 static central_t central[MS_NUM_CLASSES];
-/* Each class's slots (under its lock), each a chain of exactly
- * ms_class_batch[cls] objects.  Apart from the lists, so that a class in
- * use makes a 192-byte list resident and not 512 bytes more of slots it may
+/* Each class's slots (under its lock), each a NULL-terminated chain of
+ * n[i] objects, at least half a batch.  Apart from the lists, so that a class in
+ * use makes a 192-byte list resident and not 768 bytes more of slots it may
  * never fill: the lists of all classes fit in 4 pages. */
 static struct {
     void *chain[MS_SLOT_MAX];
+    uint32_t n[MS_SLOT_MAX];
 } __attribute__((aligned(MS_CACHE_LINE))) slots[MS_NUM_CLASSES];
 #define SLOTS(ct) (slots[(ct) - central].chain)
+#define SLOT_N(ct) (slots[(ct) - central].n)
 /* Each class's lock, one to a cache line, apart from its list: fork takes
  * and releases every lock, and after a fork each page written costs the
  * parent and the child a copy-on-write fault.  Packed, the locks fill two
@@ -75,9 +78,12 @@ static struct {
  * (flush_class_locked, ms_central_is_valid) see an empty list. */
 ms_cold static void first_take(central_t *ct, uint8_t cls) {
     ct->nonempty.next = ct->nonempty.prev = &ct->nonempty;
+    /* as many objects as MS_SLOT_MAX batches or MS_SLOT_BYTES hold,
+     * whichever is less, and at least two batches */
     size_t per = (size_t)ms_class_batch[cls] * ms_class_size[cls];
     size_t m = MS_SLOT_BYTES / per;
-    ct->max_slots = (uint32_t)(m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m);
+    m = m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m;
+    ct->max_slot_objs = (uint32_t)m * ms_class_batch[cls];
 }
 
 /* ne_insert: s joins a nonempty list after `after` (its sentinel: first) */
@@ -233,19 +239,32 @@ __attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8
     return n;
 }
 
-uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
+uint32_t ms_central_take(uint8_t cls, uint32_t want, uint32_t room, void **head) {
     central_t *ct = &central[cls];
     ms_lock_t *lock = &locks[cls].m; /* by the class: LOCK(ct) divides by sizeof(central_t) */
     ms_lock(lock);
     if (ms_unlikely(!ct->nonempty.next)) first_take(ct, cls);
     ct->ops++;
-    uint32_t batch = ms_class_batch[cls];
-    if (want >= batch && ct->nslots > 0) {
-        *head = slots[cls].chain[--ct->nslots];
+    /* the chain given last, if it fits (a list still growing may not take
+     * the whole spare of a list at its limit: it takes from the spans) */
+    uint32_t k = ct->nslots;
+    if (k > 0 && slots[cls].n[k - 1] <= room) {
+        uint32_t n = slots[cls].n[--k];
+        ct->nslots = k;
+        ct->slot_objs -= n;
+        *head = slots[cls].chain[k];
         ms_unlock(lock);
-        return batch;
+        return n;
     }
     return take_spans_locked(ct, cls, want, head);
+}
+
+/* ms_central_next_chain: a hint, read without the lock (tcache.c:
+ * ms_tcache_refill) */
+uint32_t ms_central_next_chain(uint8_t cls) {
+    central_t *ct = &central[cls];
+    uint32_t n = __atomic_load_n(&ct->nslots, __ATOMIC_RELAXED);
+    return n ? __atomic_load_n(&SLOT_N(ct)[n - 1], __ATOMIC_RELAXED) : 0;
 }
 
 /* return_to_spans_locked: puts the first n objects of the chain at *head
@@ -334,50 +353,20 @@ void ms_central_give(uint8_t cls, void *head, uint32_t n) {
     central_t *ct = &central[cls];
     ms_lock(LOCK(ct));
     ct->ops++;
-    if (n == ms_class_batch[cls] && ct->nslots < ct->max_slots) {
-        bool first = ct->nslots++ == 0;
-        SLOTS(ct)[ct->nslots - 1] = head;
+    /* at least half a batch: the spare of a list of the largest classes
+     * is one block (tcache.c: class_cap); a chain much shorter would make
+     * a refill that takes it come back at once */
+    if (2 * n >= ms_class_batch[cls] && ct->nslots < MS_SLOT_MAX && ct->slot_objs + n <= ct->max_slot_objs) {
+        bool first = ct->nslots == 0;
+        SLOTS(ct)[ct->nslots] = head;
+        SLOT_N(ct)[ct->nslots++] = n;
+        ct->slot_objs += n;
         ms_unlock(LOCK(ct));
         if (first && ms_central_on_park) ms_central_on_park();
         return;
     }
     span_t *empty = return_to_spans_locked(ct, cls, &head, UINT32_MAX, NULL);
     ms_unlock(LOCK(ct));
-    free_empty(empty, 0);
-}
-
-/* chain_last: the n-th object of the chain from p (n >= 1).  Four links a
- * turn, one count test for the four: 1.75 instructions an object where one
- * at a time took 4, and every batch a full list sends to a slot is cut
- * off this way (an sh6bench-like run: 4.4 M of its 173 M, callgrind). */
-static inline void *chain_last(void *p, uint32_t n) {
-    uint32_t k = n - 1;
-    for (; k >= 4; k -= 4) p = *(void **)*(void **)*(void **)*(void **)p;
-    for (; k; k--) p = *(void **)p;
-    return p;
-}
-
-void ms_central_give_front(uint8_t cls, void **list, uint32_t n) {
-    central_t *ct = &central[cls];
-    uint32_t batch = ms_class_batch[cls];
-    span_t *empty = NULL;
-    bool first = false;
-    void *p = *list;
-    ms_lock(LOCK(ct));
-    ct->ops++;
-    while (n >= batch && ct->nslots < ct->max_slots) {
-        void *last = p;
-        last = chain_last(p, batch);
-        first |= ct->nslots == 0;
-        SLOTS(ct)[ct->nslots++] = p;
-        p = *(void **)last;
-        *(void **)last = NULL;
-        n -= batch;
-    }
-    if (n) empty = return_to_spans_locked(ct, cls, &p, n, NULL);
-    *list = p;
-    ms_unlock(LOCK(ct));
-    if (first && ms_central_on_park) ms_central_on_park();
     free_empty(empty, 0);
 }
 
@@ -394,6 +383,7 @@ void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
 static span_t *flush_class_locked(central_t *ct, uint8_t cls) {
     span_t *empty = NULL;
     while (ct->nslots > 0) empty = return_to_spans_locked(ct, cls, &SLOTS(ct)[--ct->nslots], UINT32_MAX, empty);
+    ct->slot_objs = 0;
     span_t *last = ct->nonempty.next; /* the one empty span give() keeps */
     if (last && last != &ct->nonempty && last->allocated == 0) {
         ne_remove(last);
