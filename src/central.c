@@ -3,12 +3,12 @@
  * A central list owns the spans of its class that are in use and hands their
  * objects to thread caches in batches (Go's mcentral).  It keeps two things
  * under one lock per class, each lock on its own cache line (locks, below):
- *   - transfer slots: whole batches as a thread cache gave them back (a
- *     batch of its frees, or cut here from the front of its full list:
- *     ms_central_give_front), handed out again as they are, so the common
- *     exchange between threads costs O(1) under the lock when taken and
- *     touches no object (tcmalloc's transfer cache).  Slots are capped by
- *     bytes so they cannot hoard memory.
+ *   - transfer slots: whole chains as a thread cache gave them back (the
+ *     spare chain of a list that filled up while it had one, tcache.c
+ *     "Batches", or a batch of frees), handed out again as they are, so the common
+ *     exchange between threads costs O(1) under the lock both ways and
+ *     touches no object (tcmalloc's transfer cache, with chains of any
+ *     length).  Slots are capped by bytes so they cannot hoard memory.
  *   - spans with free objects (the nonempty list): objects come from a span's
  *     free list first, then from its never-used tail (s->used), so a new
  *     span's pages are only touched as objects are really handed out.
@@ -25,6 +25,9 @@
 #include "internal.h"
 
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MS_SLOT_MAX 64
 /* Bytes of whole batches a class may keep in its slots: enough to absorb
@@ -37,21 +40,24 @@
 
 typedef struct central_s {
     span_t nonempty;               /* sentinel: spans with free objects */
-    uint32_t nslots, max_slots;
+    uint32_t nslots;               /* chains in slots */
+    uint32_t slot_objs, max_slot_objs; /* objects in them, and the most they may hold */
     uint64_t ops;                  /* takes and gives so far: the scavenger's sign of activity */
     uint64_t ops_seen;             /* ops at the scavenger's last look */
     uint64_t quiet_since_ms;       /* when the scavenger last saw ops change */
 } __attribute__((aligned(MS_CACHE_LINE))) central_t;
 
 static central_t central[MS_NUM_CLASSES];
-/* Each class's slots (under its lock), each a chain of exactly
- * ms_class_batch[cls] objects.  Apart from the lists, so that a class in
- * use makes a 192-byte list resident and not 512 bytes more of slots it may
+/* Each class's slots (under its lock), each a NULL-terminated chain of
+ * n[i] objects, at least half a batch.  Apart from the lists, so that a class in
+ * use makes a 192-byte list resident and not 768 bytes more of slots it may
  * never fill: the lists of all classes fit in 4 pages. */
 static struct {
     void *chain[MS_SLOT_MAX];
+    uint32_t n[MS_SLOT_MAX];
 } __attribute__((aligned(MS_CACHE_LINE))) slots[MS_NUM_CLASSES];
 #define SLOTS(ct) (slots[(ct) - central].chain)
+#define SLOT_N(ct) (slots[(ct) - central].n)
 /* Each class's lock, one to a cache line, apart from its list: fork takes
  * and releases every lock, and after a fork each page written costs the
  * parent and the child a copy-on-write fault.  Packed, the locks fill two
@@ -70,11 +76,14 @@ static struct {
  * take can come first: a give returns objects some take handed out.  Until
  * then the sentinel's links are NULL, and the walks over every class
  * (flush_class_locked, ms_central_is_valid) see an empty list. */
-static void first_take(central_t *ct, uint8_t cls) {
+ms_cold static void first_take(central_t *ct, uint8_t cls) {
     ct->nonempty.next = ct->nonempty.prev = &ct->nonempty;
+    /* as many objects as MS_SLOT_MAX batches or MS_SLOT_BYTES hold,
+     * whichever is less, and at least two batches */
     size_t per = (size_t)ms_class_batch[cls] * ms_class_size[cls];
     size_t m = MS_SLOT_BYTES / per;
-    ct->max_slots = (uint32_t)(m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m);
+    m = m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m;
+    ct->max_slot_objs = (uint32_t)m * ms_class_batch[cls];
 }
 
 /* ne_insert: s joins a nonempty list after `after` (its sentinel: first) */
@@ -122,42 +131,61 @@ static span_t *new_span(uint8_t cls) {
  * in ascending order ahead of chain; returns the new chain.  Each carries
  * its free cookie: not yet the program's, on its way to a thread cache it
  * must read as free to free's check and to the leak checker, like a freed
- * one.  Four at a time, one compare and branch for the four: 6
- * instructions an object, where one at a time took 8 (callgrind, by
- * hand), and every object a program allocates from a fresh span is
- * linked here.  Not inlined: in
+ * one.  Every object a program allocates from a fresh span is linked here,
+ * so it is written for the instruction count: an object's two words
+ * {next, cookie} are {q + size, q + key}, both linear in q, so one vector
+ * of the two steps by size from object to object and each object costs a
+ * 16-byte store and a vector add (four a turn, addressed from one base).
+ * 2.8 instructions an object, where the scalar loop with the cookie as
+ * q xor key took 6 (callgrind on small_nodes, by hand).  Not inlined: in
  * ms_central_take its registers cost every take a spill, the takes of a
  * whole batch from a slot (most of prodcons's) included. */
 __attribute__((noinline)) static void *link_run(uintptr_t first, uint32_t m, size_t size, void *chain) {
     /* the key read once: ms_free_cookie's, which the compiler would load
      * again after every store (they may alias it) */
     uintptr_t key = ms_cookie_key, q = first, last = first + (uintptr_t)(m - 1) * size;
-    while (last - q >= 4 * size) {
+    uint32_t turns = m / 4;
+#if defined(__SSE2__)
+    if (turns) {
+        __m128i v = _mm_set_epi64x((long long)(q + key), (long long)(q + size)); /* {next, cookie} */
+        const __m128i step = _mm_set1_epi64x((long long)size);
+        uintptr_t s3 = 3 * size;
+        do {
+            _mm_storeu_si128((__m128i *)q, v);
+            v = _mm_add_epi64(v, step);
+            _mm_storeu_si128((__m128i *)(q + size), v);
+            v = _mm_add_epi64(v, step);
+            _mm_storeu_si128((__m128i *)(q + 2 * size), v);
+            v = _mm_add_epi64(v, step);
+            _mm_storeu_si128((__m128i *)(q + s3), v);
+            v = _mm_add_epi64(v, step);
+            q += 4 * size;
+        } while (--turns);
+    }
+#else
+    for (; turns; turns--) {
         uintptr_t a = q + size, b = a + size, c = b + size, d = c + size;
-        ((uintptr_t *)q)[0] = a, ((uintptr_t *)q)[1] = q ^ key;
-        ((uintptr_t *)a)[0] = b, ((uintptr_t *)a)[1] = a ^ key;
-        ((uintptr_t *)b)[0] = c, ((uintptr_t *)b)[1] = b ^ key;
-        ((uintptr_t *)c)[0] = d, ((uintptr_t *)c)[1] = c ^ key;
+        ((uintptr_t *)q)[0] = a, ((uintptr_t *)q)[1] = q + key;
+        ((uintptr_t *)a)[0] = b, ((uintptr_t *)a)[1] = a + key;
+        ((uintptr_t *)b)[0] = c, ((uintptr_t *)b)[1] = b + key;
+        ((uintptr_t *)c)[0] = d, ((uintptr_t *)c)[1] = c + key;
         q = d;
     }
-    for (; q < last; q += size) ((uintptr_t *)q)[0] = q + size, ((uintptr_t *)q)[1] = q ^ key;
+#endif
+    /* the last turn's link of the last object is overwritten below */
+    for (; q <= last; q += size) ((uintptr_t *)q)[0] = q + size, ((uintptr_t *)q)[1] = q + key;
     ((void **)last)[0] = chain;
-    ((uintptr_t *)last)[1] = last ^ key;
     return (void *)first;
 }
 
-uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
-    central_t *ct = &central[cls];
+/* take_spans_locked: ms_central_take's objects from the spans, class ct
+ * locked; unlocks it.  Apart, so that a take from a slot (most takes of a
+ * program that frees what it allocated in batches) does not pay for this
+ * part's registers: 72 instructions a take from a slot, 58 so (callgrind
+ * on an sh6bench-like run). */
+__attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8_t cls, uint32_t want, void **head) {
     uint32_t batch = ms_class_batch[cls];
     size_t size = ms_class_size[cls];
-    ms_lock(LOCK(ct));
-    if (ms_unlikely(!ct->nonempty.next)) first_take(ct, cls);
-    ct->ops++;
-    if (want >= batch && ct->nslots > 0) {
-        *head = SLOTS(ct)[--ct->nslots];
-        ms_unlock(LOCK(ct));
-        return batch;
-    }
     void *chain = NULL;
     uint32_t n = 0;
     while (n < want) {
@@ -211,6 +239,34 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head) {
     return n;
 }
 
+uint32_t ms_central_take(uint8_t cls, uint32_t want, uint32_t room, void **head) {
+    central_t *ct = &central[cls];
+    ms_lock_t *lock = &locks[cls].m; /* by the class: LOCK(ct) divides by sizeof(central_t) */
+    ms_lock(lock);
+    if (ms_unlikely(!ct->nonempty.next)) first_take(ct, cls);
+    ct->ops++;
+    /* the chain given last, if it fits (a list still growing may not take
+     * the whole spare of a list at its limit: it takes from the spans) */
+    uint32_t k = ct->nslots;
+    if (k > 0 && slots[cls].n[k - 1] <= room) {
+        uint32_t n = slots[cls].n[--k];
+        ct->nslots = k;
+        ct->slot_objs -= n;
+        *head = slots[cls].chain[k];
+        ms_unlock(lock);
+        return n;
+    }
+    return take_spans_locked(ct, cls, want, head);
+}
+
+/* ms_central_next_chain: a hint, read without the lock (tcache.c:
+ * ms_tcache_refill) */
+uint32_t ms_central_next_chain(uint8_t cls) {
+    central_t *ct = &central[cls];
+    uint32_t n = __atomic_load_n(&ct->nslots, __ATOMIC_RELAXED);
+    return n ? __atomic_load_n(&SLOT_N(ct)[n - 1], __ATOMIC_RELAXED) : 0;
+}
+
 /* return_to_spans_locked: puts the first n objects of the chain at *head
  * (all of it if n is UINT32_MAX: it ends in NULL) back into their spans, and
  * leaves the rest of the chain in *head; returns the spans that became empty
@@ -230,20 +286,33 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, u
          * stands for all: the chain's NULL ends the run first) */
         uint32_t left = n - 1;
         uintptr_t neg = -start; /* p + neg < bytes: p lies in s (NULL wraps to far above) */
-        /* two objects a turn, each tested before it is followed, and one
-         * test of the count for the two: the objects of a thread's full
-         * list come back this way (overflow), 6.5 instructions each where
-         * one at a time took 9 (callgrind, by hand) */
-        while (left >= 2) {
-            if ((uintptr_t)p + neg >= bytes) break;
-            void *r = *(void **)p;
-            if ((uintptr_t)r + neg >= bytes) {
-                last = p, p = r, left--;
-                break;
+        __asm__("" : "+r"(neg)); /* kept as an add (one lea), not folded into p - start (a copy and a sub) */
+        /* four objects a turn, each tested before it is followed (a lea,
+         * a compare and a branch: p + neg needs no copy of p), and one test
+         * of the count for the four: the objects of a thread's full list
+         * come back this way, 4.9 instructions each where two a turn took
+         * 6.5 and one at a time 9 (callgrind on small_nodes) */
+        while (left >= 4) {
+            if ((uintptr_t)p + neg >= bytes) goto run_end;
+            void *q1 = *(void **)p;
+            if ((uintptr_t)q1 + neg >= bytes) {
+                last = p, p = q1, left--;
+                goto run_end;
             }
-            last = r, p = *(void **)r, left -= 2;
+            void *q2 = *(void **)q1;
+            if ((uintptr_t)q2 + neg >= bytes) {
+                last = q1, p = q2, left -= 2;
+                goto run_end;
+            }
+            void *q3 = *(void **)q2;
+            if ((uintptr_t)q3 + neg >= bytes) {
+                last = q2, p = q3, left -= 3;
+                goto run_end;
+            }
+            last = q3, p = *(void **)q3, left -= 4;
         }
-        if (left == 1 && (uintptr_t)p + neg < bytes) last = p, p = *(void **)p, left--;
+        while (left > 0 && (uintptr_t)p + neg < bytes) last = p, p = *(void **)p, left--;
+    run_end:;
         uint32_t k = n - left;
         n = left;
         *(void **)last = s->freelist;
@@ -284,39 +353,20 @@ void ms_central_give(uint8_t cls, void *head, uint32_t n) {
     central_t *ct = &central[cls];
     ms_lock(LOCK(ct));
     ct->ops++;
-    if (n == ms_class_batch[cls] && ct->nslots < ct->max_slots) {
-        bool first = ct->nslots++ == 0;
-        SLOTS(ct)[ct->nslots - 1] = head;
+    /* at least half a batch: the spare of a list of the largest classes
+     * is one block (tcache.c: class_cap); a chain much shorter would make
+     * a refill that takes it come back at once */
+    if (2 * n >= ms_class_batch[cls] && ct->nslots < MS_SLOT_MAX && ct->slot_objs + n <= ct->max_slot_objs) {
+        bool first = ct->nslots == 0;
+        SLOTS(ct)[ct->nslots] = head;
+        SLOT_N(ct)[ct->nslots++] = n;
+        ct->slot_objs += n;
         ms_unlock(LOCK(ct));
         if (first && ms_central_on_park) ms_central_on_park();
         return;
     }
     span_t *empty = return_to_spans_locked(ct, cls, &head, UINT32_MAX, NULL);
     ms_unlock(LOCK(ct));
-    free_empty(empty, 0);
-}
-
-void ms_central_give_front(uint8_t cls, void **list, uint32_t n) {
-    central_t *ct = &central[cls];
-    uint32_t batch = ms_class_batch[cls];
-    span_t *empty = NULL;
-    bool first = false;
-    void *p = *list;
-    ms_lock(LOCK(ct));
-    ct->ops++;
-    while (n >= batch && ct->nslots < ct->max_slots) {
-        void *last = p;
-        for (uint32_t i = 1; i < batch; i++) last = *(void **)last;
-        first |= ct->nslots == 0;
-        SLOTS(ct)[ct->nslots++] = p;
-        p = *(void **)last;
-        *(void **)last = NULL;
-        n -= batch;
-    }
-    if (n) empty = return_to_spans_locked(ct, cls, &p, n, NULL);
-    *list = p;
-    ms_unlock(LOCK(ct));
-    if (first && ms_central_on_park) ms_central_on_park();
     free_empty(empty, 0);
 }
 
@@ -333,6 +383,7 @@ void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
 static span_t *flush_class_locked(central_t *ct, uint8_t cls) {
     span_t *empty = NULL;
     while (ct->nslots > 0) empty = return_to_spans_locked(ct, cls, &SLOTS(ct)[--ct->nslots], UINT32_MAX, empty);
+    ct->slot_objs = 0;
     span_t *last = ct->nonempty.next; /* the one empty span give() keeps */
     if (last && last != &ct->nonempty && last->allocated == 0) {
         ne_remove(last);

@@ -495,18 +495,18 @@ void ms_heap_fork_child(void);
 /* ------------------------------------------------------------------------
  * central.c
  * ---------------------------------------------------------------------- */
-/* ms_central_take: up to `want` objects of class cls linked through their
- * first word; returns the count (0 only when the OS refuses memory) and the
- * chain in *head. */
-uint32_t ms_central_take(uint8_t cls, uint32_t want, void **head);
-/* ms_central_give: returns a NULL-terminated chain of n objects of class cls. */
+/* ms_central_take: objects of class cls linked through their first word:
+ * a whole chain that a thread gave back, if one of at most `room` objects
+ * waits in a slot, else up to `want` (at most room) from the spans; returns
+ * the count (0 only when the OS refuses memory) and the chain in *head. */
+uint32_t ms_central_take(uint8_t cls, uint32_t want, uint32_t room, void **head);
+/* ms_central_next_chain: the length of the chain the next take from a
+ * slot would hand out, 0 if none; read without the lock, a hint */
+uint32_t ms_central_next_chain(uint8_t cls);
+/* ms_central_give: returns a NULL-terminated chain of n objects of class
+ * cls: kept whole in a slot while the class's slots have room for it, else
+ * walked back into its spans. */
 void ms_central_give(uint8_t cls, void *head, uint32_t n);
-/* ms_central_give_front: the first n objects of the chain at *list (a
- * thread's own list, n at most its length) go back: whole batches into
- * slots while there is room, the rest to their spans, walked once and under
- * the lock; *list is left pointing past them before the lock is dropped,
- * so that a fork never finds them both given and still on the list. */
-void ms_central_give_front(uint8_t cls, void **list, uint32_t n);
 /* ms_central_give_idle: the same for objects idle since idle_since_ms (a
  * parked thread cache's): straight to their spans, not into a slot, and
  * spans left empty are free pages idle since then; not the class's
@@ -596,7 +596,10 @@ typedef struct tclist_s {
         uint64_t room_max;
     };
     _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread (ms_count_own) */
-    uint64_t size;            /* the class's object size: malloc's sampling countdown reads it here */
+    uint32_t size;            /* the class's object size: malloc's sampling countdown reads it here */
+    /* While the thread has never allocated from the class (max is 0): how
+     * many objects foreign (below) holds */
+    uint32_t nforeign;
     /* UINT64_MAX / size + 1: free's test that an offset is a multiple of
      * size (malloc.c: object_start), on the line free writes anyway; 0 in
      * the shared empty cache and in a list never used (size too: both
@@ -614,7 +617,10 @@ typedef struct tclist_s {
      * (tcache.c: ms_tcache_free_foreign).  Here, not in arrays of their
      * own, so that a class the thread uses is one line of its cache. */
     void *foreign;
-    uint32_t nforeign;
+    /* The list's second chain (tcache.c, "Batches"): NULL, or exactly max
+     * objects, the whole list as it was when it last filled up.  Only the
+     * slow paths touch it. */
+    void *spare;
 } __attribute__((aligned(MS_CACHE_LINE))) tclist_t;
 _Static_assert(sizeof(tclist_t) == 1u << MS_TCLIST_SHIFT, "the mark word holds list offsets");
 _Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT < (1u << MS_CHECK_SHIFT), "fast_off fits free's check");
@@ -672,7 +678,7 @@ extern void (*ms_debug_slow_entry)(void);
 tcache_t *ms_tcache_hide(void);     /* the thread's cache out of use (see tcache.c) ... */
 void ms_tcache_unhide(tcache_t *tc); /* ... and back */
 void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached */
-void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list too long: a batch to central */
+void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list full: it becomes the spare, the old spare goes to central */
 void ms_tcache_flush(tcache_t *tc);                 /* every list to central */
 void ms_tcache_give_foreign(tcache_t *tc, int cls);
 /* ms_tcache_list_setup: list l of class cls gets its size and div, at its
@@ -691,6 +697,27 @@ ms_inline void ms_tcache_free_foreign(tcache_t *tc, uint8_t cls, void *p) {
     l->foreign = p;
     ms_count_own(&l->nnet, 1);
     if (++l->nforeign == ms_class_batch[cls]) ms_tcache_give_foreign(tc, cls);
+}
+/* ms_tcache_spare_in: list l of the thread's own cache is empty and has a
+ * spare (tcache.c, "Batches"), which becomes the list, full; returns its
+ * head.  ms_tcache_spare_out: list l of the thread's own cache is full and
+ * free's fast path took room for p (room -1); with no spare, the list
+ * becomes the spare and p the list.  Either way the objects leave one
+ * (the spare, or the list's word) before the other shows them, the order
+ * tcache.c's len_of relies on. */
+ms_inline void **ms_tcache_spare_in(tclist_t *l) {
+    void **p = l->spare;
+    __atomic_store_n(&l->spare, NULL, __ATOMIC_RELEASE);
+    l->head = p;
+    l->room_max = (uint64_t)l->max << 32;
+    return p;
+}
+ms_inline void ms_tcache_spare_out(tclist_t *l, void **p) {
+    void *full = l->head;
+    p[0] = NULL;
+    l->head = p;
+    l->room_max = (uint64_t)l->max << 32 | (l->max - 1);
+    __atomic_store_n(&l->spare, full, __ATOMIC_RELEASE);
 }
 /* ms_tcache_park_idle: the scavenger's look at the thread caches: the
  * cache of a thread that has neither allocated nor freed for delay_ms and
@@ -720,8 +747,12 @@ ms_inline uint8_t ms_size_class(size_t size) {
 }
 extern uint64_t ms_cookie_key;
 /* A freed small object carries ms_free_cookie(p) in its second word; malloc
- * clears it.  Finding it at free means the object is already free. */
-ms_inline uintptr_t ms_free_cookie(const void *p) { return (uintptr_t)p ^ ms_cookie_key; }
+ * clears it.  Finding it at free means the object is already free.  Its
+ * address plus the key, not xor: as good a value no program stores by
+ * chance, and linear in p, so that the cookies of a run of objects a span
+ * carves step by the object size (central.c: link_run, two instructions
+ * an object instead of five). */
+ms_inline uintptr_t ms_free_cookie(const void *p) { return (uintptr_t)p + ms_cookie_key; }
 uint8_t ms_class_for_aligned(size_t size, size_t align); /* 0 if no class fits */
 
 /* ------------------------------------------------------------------------

@@ -43,9 +43,9 @@
  * thread allocated it), once the thread has allocated from that class: until
  * then its frees of the class go back to the central list in batches, so a
  * thread never reuses another's blocks before its own (tcache.c).  A list
- * at its limit sends half of itself to the central list (tcache.c,
- * "Batches"), where batches go back
- * to their spans a run of neighbours at a time, and a span with no object
+ * at its limit becomes its spare chain, and the old spare goes whole to the
+ * central list (tcache.c, "Batches"), which keeps it for another list or
+ * walks it back into its spans a run of neighbours at a time; a span with no object
  * out goes back to the page heap, idle.  Idle pages are released by the
  * scavenger after MEMSCOPE=scavenge_delay_ms, or by memscope_free_os_memory.
  *
@@ -53,7 +53,7 @@
  * span in use, lie in the part the span has handed out, and sit exactly at
  * an object boundary (one multiply: Lemire's divisibility test, by a
  * constant of the class kept on its thread list's line).  A freed small object carries a
- * cookie, its address xor a per-process random key, in its second word,
+ * cookie, its address plus a per-process random key, in its second word,
  * which malloc clears; finding the cookie at free is a double free.  Errors
  * print one line naming the call, the error, the address and the caller,
  * then abort: memory corruption is never allowed to go on silently.
@@ -487,8 +487,16 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls, size_t req) {
 #if MEMSCOPE_DEBUG
 void (*ms_debug_slow_entry)(void);
 #endif
+static inline void *list_pop(tcache_t *tc, tclist_t *l, void **p, size_t req);
 ms_cold __attribute__((noinline)) MS_TEXT static void *alloc_list_empty(tclist_t *l, size_t req) {
     MS_DEBUG_SLOW_ENTRY();
+    /* a spare becomes the list before anything else: a thread whose count
+     * of free blocks of a class hovers around the list's limit swaps on
+     * every crossing, and through alloc_small_slow each swap cost 150
+     * instructions more (st_churn: 1% more in all; callgrind).  Only a
+     * list of the thread's own cache has one (ms_tc_mine: even if ms_tc was
+     * pointed away meanwhile, tcache.c "Quiet threads"). */
+    if (l->spare) return list_pop(ms_tc_mine, l, ms_tcache_spare_in(l), req);
     return alloc_small_slow((uint8_t)(l - ms_tcache_list_owner(l)->lists), req);
 }
 
@@ -503,6 +511,12 @@ static inline void *alloc_small(size_t cls, size_t req) {
     tclist_t *l = &tc->lists[cls];
     void **p = l->head;
     if (ms_unlikely(p == NULL)) return alloc_list_empty(l, req);
+    return list_pop(tc, l, p, req);
+}
+
+/* list_pop: p, the head of list l of tc, is handed out: malloc's fast
+ * path, and its first step back from the list's spare */
+static inline void *list_pop(tcache_t *tc, tclist_t *l, void **p, size_t req) {
     /* the size from the list's own line, and a tail call when sampled:
      * the fast path then needs neither the class nor a saved register */
     size_t size = l->size;
@@ -574,6 +588,12 @@ static inline void free_small_slow_in(void **p, uint8_t cls, tcache_t *took) {
  * register move on the fast path. */
 ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void **p) {
     MS_DEBUG_SLOW_ENTRY();
+    /* the full list becomes the spare if it has none, here first as in
+     * alloc_list_empty; max is 0 in the shared empty cache, which has none */
+    if (l->max != 0 && l->spare == NULL) {
+        ms_tcache_spare_out(l, p);
+        return;
+    }
     tcache_t *tc = ms_tcache_list_owner(l); /* not ms_tc again: see alloc_list_empty */
     uint8_t cls = (uint8_t)(l - tc->lists);
     /* a pure consumer's every free comes here: the same as free_small_slow's

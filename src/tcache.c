@@ -9,38 +9,45 @@
  * spans through the central lists in batches.
  *
  * List lengths: a list starts allowed nothing and each refill (an
- * underflow) raises the limit by a batch, up to 128 KiB or 256 objects per
- * class, so a thread that uses a class heavily keeps more of it while a thread
+ * underflow) raises the limit by a batch, or to the length of the chain it
+ * takes from a slot ("Batches"), up to 64 KiB or 128 objects per class
+ * (and its spare as many again, below), so a thread that uses a
+ * class heavily keeps more of it while a thread
  * that touched a class once keeps little.  The first refill of a class up
- * to 32 KiB takes at most 4 KiB of objects (one kernel page, or one
- * object): a refill writes a link into every object it takes, and a whole
+ * to 32 KiB takes at most 4 KiB of objects from the spans (one kernel
+ * page, or one object): a refill writes a link into every object it
+ * carves there, and a whole
  * batch of a class of 4 KiB is 64 KiB of pages made resident for a thread
  * that may want one block (one fopen's buffer).  At 8 KiB, a program that
  * mallocs once or twice in each of 30 classes (64 mallocs of 16 to 520
  * bytes) had 180 KiB of heap and page map resident, at 4 KiB 112 KiB
- * (glibc's heap: 20 KiB; by hand).  Larger classes keep their batch of
- * two: taken one at a time, bench/large.c's blocks of 64 KiB to 256 KiB
- * left more spans half used (peak RSS 69 -> 74 MiB, by hand).
+ * (glibc's heap: 20 KiB; by hand).  Larger classes keep a block and a
+ * spare block: taken one at a time, bench/large.c's blocks of 64 KiB to
+ * 256 KiB left more spans half used (peak RSS 69 -> 74 MiB, by hand).
  *
- * Batches: an empty list takes a batch, or up to 2 KiB of objects where
- * that is more (classes below 64 bytes), within its limit; a free that
- * finds the list at its limit sends half of it back first, in whole
- * batches, and at most 8 KiB of them or one batch (bulk_of).  The central
- * list walks those objects once, from the list itself, to hand them to
- * slots or spans (ms_central_give_front), where it once took a batch that
- * the cache had walked to cut off.  Every exchange with the central list
- * costs a few hundred instructions besides its objects' (the slow paths'
- * entry, the lock, the refill's bookkeeping), which for 32-byte objects
- * came to about eleven instructions an object each way: a program that
- * allocates or frees millions of small objects in a row (bench/
- * small_nodes.c) spent a third of its instructions in the slow paths
- * (callgrind: 120 a node, the program's own 20 included; 109 so, and 106
- * since the central list links and walks its runs several objects a turn,
- * central.c: link_run, return_to_spans_locked).  The
- * refill's bulk is the smaller because it is what costs memory: refills
- * of up to 8 KiB (classes below 256 bytes) made mixed_realloc's peak RSS
- * 0.6 MiB higher, 4 KiB 0.5 MiB, 2 KiB nothing measurable, and the
- * overflow's 8 KiB nothing either (by hand, 3-4 runs each).
+ * Batches: chains move whole, as magazines do (Bonwick's magazine layer,
+ * tcmalloc's pre-linked batches).  Each list has a spare chain
+ * (tclist_t.spare): a free that finds the list at its limit hands the old
+ * spare, if any, to the central list and makes the full list the spare;
+ * a malloc that finds the list empty takes the spare as the list.  Both
+ * are two pointer moves, and a thread whose count of live objects swings
+ * by less than a list's length never reaches the central list.  What
+ * does reach it is a whole chain of max objects, which it keeps as it is
+ * in a slot and hands as it is to the next empty list it fits (central.c);
+ * only chains that find the slots full are walked, back into their
+ * spans.  Before, a full list sent half of itself back, at most 8 KiB,
+ * cut into batches by walking them, and a refill took a batch from a
+ * slot: on an sh6bench-like run (1000 blocks of one size allocated, then
+ * freed in reverse, over 8 sizes) that exchange cost 11 instructions a
+ * malloc and free, 2.5 so (callgrind, 173 -> 157 M in all; mimalloc 143
+ * M).  An empty list with no spare takes a slot's chain, or a batch or up
+ * to 2 KiB of objects where that is more (classes below 64 bytes) from
+ * the spans, within its limit.  Every exchange with the central list costs
+ * a few hundred instructions besides its objects' (the slow paths' entry,
+ * the lock, the refill's bookkeeping).  The refill's bulk from the spans
+ * is small because it is what costs memory: refills of up to 8 KiB
+ * (classes below 256 bytes) made mixed_realloc's peak RSS 0.6 MiB higher,
+ * 4 KiB 0.5 MiB, 2 KiB nothing measurable (by hand, 3-4 runs each).
  *
  * Memory a thread frees but never allocated.  Until a thread's first malloc
  * of a class, its list for the class allows nothing (max 0), so its frees
@@ -136,7 +143,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* A list holds at most 128 KiB and at most 256 objects.  The object cap is
+/* A list and its spare hold at most 128 KiB and 256 objects.  The object cap is
  * what keeps a quiet thread from stranding memory: every cached object pins
  * its span, and after a free in random order the cached objects lie in as
  * many different spans.  With 4096 32-byte objects allowed, 38 MiB of the
@@ -146,6 +153,10 @@
  * by more than 0.2%. */
 #define MS_TC_CLASS_BYTES ((size_t)128 << 10)
 #define MS_TC_CLASS_OBJECTS 256
+/* Of which the list proper (max) holds half and its spare the other half
+ * ("Batches"). */
+#define MS_TC_LIST_BYTES (MS_TC_CLASS_BYTES / 2)
+#define MS_TC_LIST_OBJECTS (MS_TC_CLASS_OBJECTS / 2)
 /* And all lists of a thread together hold at most 8 MiB, or one object
  * per list in use if that is more: the per-class limits alone add up to
  * 12.7 MiB.  The sum of the limits (max_bytes) is what is bounded, so the
@@ -187,13 +198,24 @@ static class_counts_t dead[MS_NUM_CLASSES];
 static uint64_t dead_large_alloc, dead_large_free;
 static _Atomic uint32_t nthreads; /* written under reg_lock; read anywhere */
 
-/* len_of: the objects on list l, read from any thread: room and max in
- * one load, so a slow path changing both is seen before or after, never
- * half way (a free that took its room but is still in the slow path counts
- * already). */
+/* len_of: the objects on list l and its spare, read from any thread: room
+ * and max in one load, so a slow path changing both is seen before or
+ * after, never half way (a free that took its room but is still in the
+ * slow path counts already).  The spare (max objects when set) is read
+ * before and after: a chain moving between the list and the spare is off
+ * the one before it is on the other, but the list's word read after the
+ * spare could see the chain on the list (a refill from the spare) while
+ * the spare read before still held it; the second read of the spare then
+ * differs, and the whole is read again. */
 static inline uint32_t len_of(const tclist_t *l) {
-    uint64_t w = *(const volatile uint64_t *)&l->room_max;
-    return (uint32_t)(w >> 32) - (uint32_t)w;
+    for (int tries = 0;; tries++) {
+        void *s = __atomic_load_n(&l->spare, __ATOMIC_ACQUIRE);
+        uint64_t w = __atomic_load_n(&l->room_max, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&l->spare, __ATOMIC_RELAXED) == s || tries == 16) {
+            uint32_t max = (uint32_t)(w >> 32);
+            return max - (uint32_t)w + (s && max ? max : 0);
+        }
+    }
 }
 
 /* frees_of: the objects of class c freed by tc's thread (see tclist_t.nnet),
@@ -219,7 +241,6 @@ static inline uint64_t frees_of(tcache_t *tc, int c) {
 }
 
 #define REFILL_BULK_BYTES 2048u         /* see "Batches" */
-#define OVERFLOW_BULK_BYTES 8192u
 #define FIRST_REFILL_BYTES 4096u        /* see "List lengths" */
 #define FIRST_REFILL_MAX_CLASS 32768u
 
@@ -230,14 +251,21 @@ static inline uint32_t bulk_of(uint8_t cls, uint32_t bytes) {
     return n > b ? n : b;
 }
 
+/* class_cap: the most a list of cls may allow (max); its spare holds as
+ * many again */
 static uint32_t class_cap(uint8_t cls) {
-    uint32_t cap = (uint32_t)(MS_TC_CLASS_BYTES / ms_class_size[cls]);
-    if (cap > MS_TC_CLASS_OBJECTS) cap = MS_TC_CLASS_OBJECTS;
-    /* at least two batches, so a list can give one back and keep one;
-     * above 32 KiB one batch of two blocks: up to 512 KiB is enough */
-    uint32_t min = (ms_class_size[cls] > 32768 ? 1u : 2u) * ms_class_batch[cls];
+    uint32_t cap = (uint32_t)(MS_TC_LIST_BYTES / ms_class_size[cls]);
+    if (cap > MS_TC_LIST_OBJECTS) cap = MS_TC_LIST_OBJECTS;
+    /* at least a batch, so that the list and its spare hold two and one
+     * can go back while one stays; above 32 KiB one block each: with the
+     * spare, up to 512 KiB is enough */
+    uint32_t b = ms_class_batch[cls], min = ms_class_size[cls] > 32768 ? (b + 1) / 2 : b;
     return cap < min ? min : cap;
 }
+
+/* held_bytes: what a list of cls allowing max objects may hold with its
+ * spare, as the thread's total (max_bytes) counts it */
+static inline uint64_t held_bytes(uint8_t cls, uint32_t max) { return 2 * (uint64_t)max * ms_class_size[cls]; }
 
 static void fold_counts_locked(tcache_t *tc) {
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
@@ -398,6 +426,17 @@ static uint64_t total_cap(void) {
     return share > MS_TC_TOTAL_BYTES ? MS_TC_TOTAL_BYTES : share < MS_TC_MIN_BYTES ? MS_TC_MIN_BYTES : share;
 }
 
+/* give_spare: list l's spare, if it has one, goes to the central list
+ * (off the list first, then counted: see ms_tcache_flush). */
+static void give_spare(tclist_t *l, uint8_t cls) {
+    void *s = l->spare;
+    if (!s) return;
+    uint32_t n = l->max;
+    __atomic_store_n(&l->spare, NULL, __ATOMIC_RELEASE);
+    ms_count_own(&l->nnet, n);
+    ms_central_give(cls, s, n);
+}
+
 /* shrink_for: lowers other lists' limits, a batch at a time from the one
  * whose limit holds the most bytes, until `need` more bytes fit under the
  * thread's total (total_cap); a limit never drops below one object (0
@@ -415,6 +454,8 @@ static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
         }
         if (!big) return false;
         tclist_t *l = &tc->lists[big];
+        /* its spare first: it holds the old limit's count */
+        give_spare(l, (uint8_t)big);
         uint32_t max = l->max > ms_class_batch[big] ? l->max - ms_class_batch[big] : 1;
         uint32_t len = l->max - (uint32_t)l->room;
         void *chain = NULL;
@@ -422,7 +463,7 @@ static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
         if (over) chain = pop_chain(l, over);
         /* the list and the total are settled before anything leaves
          * tcache.c, so that nothing the give runs can see them half done */
-        tc->max_bytes -= (uint64_t)(l->max - max) * ms_class_size[big];
+        tc->max_bytes -= held_bytes((uint8_t)big, l->max - max);
         l->room_max = (uint64_t)max << 32 | (max - (len - over));
         if (over) {
             ms_count_own(&tc->lists[big].nnet, over); /* after: see ms_tcache_flush */
@@ -432,22 +473,44 @@ static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
     return true;
 }
 
-/* ms_tcache_refill: the list of cls is empty (room == max).  It may grow by
- * a batch, within its class's limit and the total, and takes a batch (or
- * as many as its limit allows) from the central list. */
+/* ms_tcache_refill: the list of cls is empty (room == max).  Its spare,
+ * if it has one, becomes the list (max objects, nothing else moves).  Else
+ * the list may grow by a batch, within its class's limit and the total,
+ * and takes from the central list a chain that another list gave back
+ * whole, if one fits, or a batch (or as many as its limit allows) from the
+ * class's spans. */
 void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     tclist_t *l = &tc->lists[cls];
     ms_assert_internal(l->head == NULL);
     uint32_t want = 1, max = l->max, grow = 0; /* a thread with no cache (exiting): one at a time */
+    if (l->spare) { /* only a cache of the thread's own has one (malloc.c swaps it in first) */
+        void **p = ms_tcache_spare_in(l);
+        l->head = p[0];
+        l->room++;
+        return p;
+    }
     if (!tc->is_dummy) {
         uint32_t cap = class_cap(cls), b = ms_class_batch[cls];
         if (max < cap) {
             grow = cap - max < b ? cap - max : b;
             if (max == 0 && ms_class_size[cls] <= FIRST_REFILL_MAX_CLASS && grow > FIRST_REFILL_BYTES / ms_class_size[cls])
                 grow = ms_class_size[cls] < FIRST_REFILL_BYTES ? FIRST_REFILL_BYTES / ms_class_size[cls] : 1;
+            /* a chain waiting in a slot that is longer than the list may
+             * grow: the list grows to take it, its first refill too (the
+             * chain's pages are resident already).  Else the slots filled
+             * with the spares of lists at their limit (and of threads that
+             * exited) while lists still growing, every new thread's among
+             * them, took from the spans: larson's heap in use grew by 1.3
+             * MiB over its 40 generations, and its peak RSS was 21% higher
+             * (9.8 -> 11.9 MiB; 11.1 with the first refill left out).
+             * Read without the lock: if the chain is gone by the take, the
+             * list has grown early, as it would have anyway. */
+            uint32_t top = ms_central_next_chain(cls);
+            if (top > max + grow && top <= cap && shrink_for(tc, cls, held_bytes(cls, top - max)))
+                grow = top - max;
             /* a list's first object is let in even when nothing could
              * make room: a list needs one */
-            if (!shrink_for(tc, cls, (uint64_t)grow * ms_class_size[cls])) grow = max ? 0 : 1;
+            else if (!shrink_for(tc, cls, held_bytes(cls, grow))) grow = max ? 0 : 1;
         }
         want = bulk_of(cls, REFILL_BULK_BYTES);
         if (want > max + grow) want = max + grow;
@@ -461,7 +524,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
      * fast path reads size or div of a list that never held an object. */
     if (!tc->is_dummy && l->div == 0) ms_tcache_list_setup(l, cls);
     void *head;
-    uint32_t n = ms_central_take(cls, want, &head);
+    uint32_t n = ms_central_take(cls, want, max + grow, &head);
     /* the first malloc of the class: what the thread gathered goes back
      * after its refill, so that the refill cannot hand it straight back */
     if (!tc->is_dummy && l->max == 0) ms_tcache_give_foreign(tc, cls);
@@ -469,7 +532,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     void *p = head;
     if (!tc->is_dummy) {
         max += grow;
-        tc->max_bytes += (uint64_t)grow * ms_class_size[cls];
+        tc->max_bytes += held_bytes(cls, grow);
         ms_count_own(&tc->lists[cls].nnet, -(uint64_t)n); /* first: see ms_tcache_flush */
         l->head = *(void **)p;
         l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
@@ -477,19 +540,26 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     return p;
 }
 
+/* ms_tcache_overflow: list cls is full (max objects, and a free under way
+ * took room for one more).  The old spare goes to the central list, and
+ * the list becomes the spare: two pointer moves and no walk ("Batches"). */
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
     tclist_t *l = &tc->lists[cls];
     /* objects on the list: a free that took room (room -1) has not put its
      * object there yet */
-    uint32_t b = ms_class_batch[cls], len = l->max - (uint32_t)(l->room > 0 ? l->room : 0);
-    uint32_t n = l->max / 2, bulk = bulk_of(cls, OVERFLOW_BULK_BYTES); /* half the list, within a bulk, in whole batches */
-    n = (n < bulk ? n : bulk) / b * b;
-    if (n < b) n = b;
-    if (n > len) n = len;
-    if (n) {
-        ms_central_give_front(cls, &l->head, n);
-        l->room += (int32_t)n;
-        ms_count_own(&tc->lists[cls].nnet, n); /* after: see ms_tcache_flush */
+    uint32_t len = l->max - (uint32_t)(l->room > 0 ? l->room : 0);
+    ms_assert_internal(len == l->max && l->max > 0);
+    void *old = l->spare, *full = l->head;
+    if (old) __atomic_store_n(&l->spare, NULL, __ATOMIC_RELEASE);
+    /* the list leaves (len drops), then the spare holds it (len rises):
+     * see len_of; the list and spare are settled before anything leaves
+     * tcache.c, as in shrink_for */
+    l->head = NULL;
+    l->room += (int32_t)len;
+    __atomic_store_n(&l->spare, full, __ATOMIC_RELEASE);
+    if (old) {
+        ms_count_own(&tc->lists[cls].nnet, len); /* after: see ms_tcache_flush */
+        ms_central_give(cls, old, len);
     }
 }
 
@@ -531,6 +601,16 @@ static void flush(tcache_t *tc, uint64_t idle_since_ms) {
             l->room += (int32_t)n;
             ms_count_own(&tc->lists[c].nnet, n);
             give((uint8_t)c, h, n, idle_since_ms);
+        }
+        /* the spare, counted by walking too, before room_max (by whose
+         * max len_of counts it) goes */
+        void *sp = l->spare;
+        if (sp) {
+            uint32_t n = 0;
+            for (void *p = sp; p; p = *(void **)p) n++;
+            __atomic_store_n(&l->spare, NULL, __ATOMIC_RELEASE);
+            ms_count_own(&tc->lists[c].nnet, n);
+            give((uint8_t)c, sp, n, idle_since_ms);
         }
         /* the lines and words of classes the thread never used are not
          * written: a cache's pages stay untouched where they were */
