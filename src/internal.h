@@ -375,18 +375,29 @@ typedef struct ms_check_lock_s {
 } __attribute__((aligned(MS_CACHE_LINE))) ms_check_lock_t;
 extern ms_check_lock_t ms_check_locks[MS_CHECK_LOCKS];
 /* inline: leak-check mode's every malloc asks, and finds the page closed */
-/* ms_span_check_is_closed: ms_span_check_closed's test alone (false: it
- * must call ms_span_sync_check) */
-ms_inline bool ms_span_check_is_closed(const span_t *s, uintptr_t page_addr) {
+/* ms_pagemap_block_span: the span of p, an address in a page of the heap
+ * (whose leaf exists: a block handed out), and *check, the page's word of
+ * free's check, from one walk of the page map */
+ms_inline span_t *ms_pagemap_block_span(const void *p, const uint64_t **check) {
+    uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT, base = (uintptr_t)&ms_pm;
+    const pm_leaf_t *leaf = (const pm_leaf_t *)(ms_pm.root[pn >> MS_PM_LEAF_BITS] ^ base);
+    *check = &leaf->check[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
+    return (span_t *)(leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)] ^ base);
+}
+/* ms_span_check_word_closed: ms_span_check_closed's test alone, of the
+ * page's word at check (false: it must call ms_span_sync_check) */
+ms_inline bool ms_span_check_word_closed(const span_t *s, const uint64_t *check) {
     ms_lock_t *m = &ms_check_locks[((uintptr_t)s / sizeof(span_t)) % MS_CHECK_LOCKS].m;
     /* the mark counts the block already (a compare-and-swap, ordered
      * before these loads): a sync that takes the lock after them reads it
      * and closes; one that wrote before them left its word for them to
      * see; one under way is waited for */
-    uintptr_t pn = page_addr >> MS_PAGE_SHIFT;
-    const pm_leaf_t *leaf = (const pm_leaf_t *)(ms_pm.root[pn >> MS_PM_LEAF_BITS] ^ (uintptr_t)&ms_pm);
-    return __atomic_load_n(&leaf->check[pn & ((1u << MS_PM_LEAF_BITS) - 1)], __ATOMIC_SEQ_CST) == 0 &&
-           atomic_load_explicit(&m->v, memory_order_seq_cst) == 0;
+    return __atomic_load_n(check, __ATOMIC_SEQ_CST) == 0 && atomic_load_explicit(&m->v, memory_order_seq_cst) == 0;
+}
+ms_inline bool ms_span_check_is_closed(const span_t *s, uintptr_t page_addr) {
+    const uint64_t *check;
+    (void)ms_pagemap_block_span((const void *)page_addr, &check);
+    return ms_span_check_word_closed(s, check);
 }
 ms_inline void ms_span_check_closed(span_t *s, uintptr_t page_addr) {
     if (!ms_span_check_is_closed(s, page_addr)) ms_span_sync_check(s);

@@ -1181,7 +1181,8 @@ MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
     if (ms_unlikely(id == UINT32_MAX)) return MS_HOOK_TO_DEEP;
     void *p = tc->hook_block;
     uintptr_t a = (uintptr_t)p;
-    span_t *s = ms_pagemap_span(p);
+    const uint64_t *check;
+    span_t *s = ms_pagemap_block_span(p, &check);
     srecs_t *k = span_sticky(s);
     /* leaf: no call since p was read, so that p can be in no frame but
      * this one (the core then clears MS_HOOK_LEAF bytes) */
@@ -1201,7 +1202,7 @@ MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
     }
     /* the block's page closed (ms_malloc_sampled_small), tested inline */
     if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL ||
-                    !ms_span_check_is_closed(s, a & ~(uintptr_t)MS_PAGE_MASK))) {
+                    !ms_span_check_word_closed(s, check))) {
         if (leaf) leaf = false, hook_deep = false;
         ms_malloc_sampled(p, s);
     }

@@ -235,8 +235,7 @@ ms_inline bool ms_stack_replay_hit(stack_own_t *o, int cap, const uintptr_t *fp)
      * the page the walk starts on (unwind.c: replay) */
     for (int i = MS_REPLAY_READS - rp->nreads; i < MS_REPLAY_READS; i++)
         if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
-    ms_unwind_fresh_skip--;
-    rp->hit = true;
+    ms_unwind_fresh_skip--; /* (rp->hit is for a capture's readers: none here) */
     return true;
 }
 
