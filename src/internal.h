@@ -368,8 +368,40 @@ void ms_span_check_grow(span_t *s);
  * sampler whose block at page_addr the mark already counts (or all of
  * whose blocks it counts): returns once that page's check is 0 and no
  * sync that could open it is under way, without the lock if so already. */
-void ms_span_check_closed(span_t *s, uintptr_t page_addr);
 void ms_span_sync_check(span_t *s);
+#define MS_CHECK_LOCKS 64 /* pagemap.c: the syncs' locks, by span */
+typedef struct ms_check_lock_s {
+    ms_lock_t m;
+} __attribute__((aligned(MS_CACHE_LINE))) ms_check_lock_t;
+extern ms_check_lock_t ms_check_locks[MS_CHECK_LOCKS];
+/* inline: leak-check mode's every malloc asks, and finds the page closed */
+/* ms_pagemap_block_span: the span of p, an address in a page of the heap
+ * (whose leaf exists: a block handed out), and *check, the page's word of
+ * free's check, from one walk of the page map */
+ms_inline span_t *ms_pagemap_block_span(const void *p, const uint64_t **check) {
+    uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT, base = (uintptr_t)&ms_pm;
+    const pm_leaf_t *leaf = (const pm_leaf_t *)(ms_pm.root[pn >> MS_PM_LEAF_BITS] ^ base);
+    *check = &leaf->check[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
+    return (span_t *)(leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)] ^ base);
+}
+/* ms_span_check_word_closed: ms_span_check_closed's test alone, of the
+ * page's word at check (false: it must call ms_span_sync_check) */
+ms_inline bool ms_span_check_word_closed(const span_t *s, const uint64_t *check) {
+    ms_lock_t *m = &ms_check_locks[((uintptr_t)s / sizeof(span_t)) % MS_CHECK_LOCKS].m;
+    /* the mark counts the block already (a compare-and-swap, ordered
+     * before these loads): a sync that takes the lock after them reads it
+     * and closes; one that wrote before them left its word for them to
+     * see; one under way is waited for */
+    return __atomic_load_n(check, __ATOMIC_SEQ_CST) == 0 && atomic_load_explicit(&m->v, memory_order_seq_cst) == 0;
+}
+ms_inline bool ms_span_check_is_closed(const span_t *s, uintptr_t page_addr) {
+    const uint64_t *check;
+    (void)ms_pagemap_block_span((const void *)page_addr, &check);
+    return ms_span_check_word_closed(s, check);
+}
+ms_inline void ms_span_check_closed(span_t *s, uintptr_t page_addr) {
+    if (!ms_span_check_is_closed(s, page_addr)) ms_span_sync_check(s);
+}
 bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages); /* the validators' */
 void ms_pagemap_fork_prepare(void);
 void ms_pagemap_fork_parent(void);
@@ -804,8 +836,14 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
  * installs these before setting ms_sample_rate.  Hooks run with no
  * allocator lock held and may allocate (the recursion is not sampled).
  * ---------------------------------------------------------------------- */
+#define MS_HOOK_LEAF 128
 #define MS_HOOK_SHALLOW 384
 #define MS_HOOK_DEEP 4096
+/* what the every hook says of the stack it may have left copies of its
+ * block in: below its caller's stack pointer, at most MS_HOOK_LEAF bytes
+ * (it made no call once it had read the block), MS_HOOK_SHALLOW or
+ * MS_HOOK_DEEP bytes */
+enum { MS_HOOK_TO_LEAF, MS_HOOK_TO_SHALLOW, MS_HOOK_TO_DEEP };
 typedef struct prof_hooks_s {
     /* stack: the allocation being sampled: the id of its stack
      * (UINT32_MAX: none).  Called with no copy of the block's address in
@@ -829,6 +867,15 @@ typedef struct prof_hooks_s {
     /* span_done: small span s, whose prof is set, leaves use (every object
      * is back in it; central.c, before the page heap takes it). */
     void (*span_done)(span_t *s);
+    /* every: leak-check mode's record of a small block, stack and all, in
+     * one call (malloc.c: sample_every): the block waits in tc->hook_block
+     * (read only once the stack is captured, as for `stack`), `size`
+     * usable bytes; fp: the core's frame, whose return address and
+     * caller's rbp the stack starts from (fp[1], fp[0]).  Returns how
+     * deep its frames may have kept copies of the block (MS_HOOK_TO_*),
+     * as `sampled` does with one more depth: most calls make no call of
+     * their own once they have read the block.  NULL in sampled mode. */
+    int (*every)(tcache_t *tc, size_t size, const uintptr_t *fp);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
 /* ms_prof_busy: the thread is inside the profiler (a hook, or one of its
@@ -840,6 +887,19 @@ extern __thread void *ms_prof_deferred; /* the frees waiting for it (malloc.c) *
 void ms_prof_leave_slow(void);
 ms_inline void ms_prof_leave(void) {
     if (--ms_prof_busy == 0 && ms_unlikely(ms_prof_deferred != NULL)) ms_prof_leave_slow();
+}
+/* ms_forget_scratch: the caller-saved registers hold nothing from here
+ * on.  The unwinder (libunwind's, which gets the registers' context
+ * first) saves every register of the frame it starts from, and one of
+ * them may still hold the block being sampled (malloc.c: sample_point;
+ * the every hook calls it before it walks). */
+ms_inline void ms_forget_scratch(void) {
+#if defined(__x86_64__)
+    __asm__ volatile("xor %%eax, %%eax\n\txor %%ecx, %%ecx\n\txor %%edx, %%edx\n\t"
+                     "xor %%esi, %%esi\n\txor %%edi, %%edi\n\txor %%r8d, %%r8d\n\t"
+                     "xor %%r9d, %%r9d\n\txor %%r10d, %%r10d\n\txor %%r11d, %%r11d"
+                     ::: "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "cc");
+#endif
 }
 /* ms_malloc_sampled: the profiler keeps a record of block p (just allocated,
  * not yet returned to the program): free must now ask it.  s: p's span, if

@@ -269,18 +269,6 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     else if (s->cls && on) ms_span_check_closed(s, page);
 }
 
-/* forget_scratch: the caller-saved registers hold nothing from here on.
- * The unwinder saves every register of the frame it starts from, and
- * one of them may still hold the block being sampled. */
-static inline void forget_scratch(void) {
-#if defined(__x86_64__)
-    __asm__ volatile("xor %%eax, %%eax\n\txor %%ecx, %%ecx\n\txor %%edx, %%edx\n\t"
-                     "xor %%esi, %%esi\n\txor %%edi, %%edi\n\txor %%r8d, %%r8d\n\t"
-                     "xor %%r9d, %%r9d\n\txor %%r10d, %%r10d\n\txor %%r11d, %%r11d"
-                     ::: "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "cc");
-#endif
-}
-
 /* scrub_shallow, scrub_deep: zero the stack below the caller where the profiler
  * recorded the block.  Those frames hold copies of its address (registers
  * saved by the callees of a frame that had it), and dead stack becomes
@@ -301,6 +289,21 @@ static inline void forget_scratch(void) {
  * library's memset took a sample at profile_rate=1 from 353 to 314 ns (by
  * hand, bench/stackcost.c).  sample_small clears blocks with it too. */
 static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
+/* scrub_leaf: the every hook's common case, which made no call once it
+ * read the block (MS_HOOK_LEAF bytes: its own frame, 96 with gcc 12 -O2):
+ * eight stores of 16 bytes, inline, where the library's memset of 384
+ * cost 35 instructions a malloc with its call (callgrind) */
+typedef long long ms_v2_t __attribute__((vector_size(16)));
+static __attribute__((noinline)) void scrub_leaf(void) {
+    ms_v2_t buf[MS_HOOK_LEAF / sizeof(ms_v2_t)];
+    /* volatile: a loop or a memset of the array became rep stos, which
+     * callgrind counts a word at a time and the CPU starts slowly */
+    volatile ms_v2_t *v = buf;
+    const ms_v2_t z = {0, 0};
+    _Static_assert(MS_HOOK_LEAF == 8 * sizeof(ms_v2_t), "scrub_leaf's stores");
+    v[0] = z, v[1] = z, v[2] = z, v[3] = z, v[4] = z, v[5] = z, v[6] = z, v[7] = z;
+    __asm__ volatile("" : : "r"(buf) : "memory");
+}
 static __attribute__((noinline)) void scrub_shallow(void) {
     char buf[MS_HOOK_SHALLOW];
     scrub_memset(buf, 0, sizeof buf);
@@ -364,7 +367,7 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
         tc->hook_block = p;
         ms_tc_busy++;
         ms_prof_busy++;
-        forget_scratch();
+        ms_forget_scratch();
         uint32_t id = ms_prof_hooks.stack();
         bool shallow = ms_prof_hooks.sampled(tc->hook_block, size, id);
         ms_prof_leave();
@@ -379,19 +382,45 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
 }
 
 /* sample_small: sample_point for small block p of class size `size`,
- * asked for `req` bytes; in leak-check mode (ms_every_block_recorded) its
- * free-list link and the bytes past the request are cleared first; a tail
- * call in turn */
+ * asked for `req` bytes (a tail call in turn); in leak-check mode
+ * (ms_every_block_recorded) its free-list link and the bytes past the
+ * request are cleared first, and the profiler's every hook takes it */
 ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, size_t req) {
+    if (!ms_every_block_recorded()) return sample_point(tc, p, size);
     /* the library's memset: gcc inlines one of a variable size as rep
      * stosb, which the C library itself uses only from 2 KiB up (its
      * rep_stosb_threshold), its vector stores being faster below; and
      * callgrind counts rep stosb a byte at a time */
-    if (ms_every_block_recorded()) {
-        ((void **)p)[0] = NULL; /* the cookie, word 1, is cleared already */
-        if (req < size) scrub_memset((char *)p + req, 0, size - req);
-    }
-    return sample_point(tc, p, size);
+    ((void **)p)[0] = NULL; /* the cookie, word 1, is cleared already */
+    if (req < size) scrub_memset((char *)p + req, 0, size - req);
+    if (ms_unlikely(!ms_prof_hooks.every)) return sample_point(tc, p, size); /* (a test's own hooks) */
+    tc->sample_left = 0; /* every allocation: no draw */
+    if (ms_unlikely((ms_no_sample | ms_prof_busy) != 0)) return p;
+    /* Leak-check mode: sample_point's work, but the stack, the record and
+     * its count in one call of the profiler (the `every` hook), where
+     * sample_point's two hooks, each a layer of its own down to the
+     * unwinder, cost st_churn 430 instructions a malloc (callgrind).  The
+     * stack starts at this frame's return address (a tail call of malloc's
+     * returns to the program), so a replay of a warm stack reads none of
+     * memscope's frames.  Otherwise as sample_point: p waits in the cache
+     * and in no register while the stack is captured. */
+    void *outer = tc->hook_block;
+    int saved = errno;
+    tc->hook_block = p;
+    ms_tc_busy++;
+    ms_prof_busy++;
+    /* (the hook forgets the scratch registers itself, before it walks a
+     * stack: a replay, nearly every call, saves no register) */
+    int depth = ms_prof_hooks.every(tc, size, __builtin_frame_address(0));
+    ms_prof_leave();
+    ms_tc_busy--;
+    errno = saved;
+    if (ms_likely(depth == MS_HOOK_TO_LEAF)) scrub_leaf();
+    else if (depth == MS_HOOK_TO_SHALLOW) scrub_shallow();
+    else scrub_deep();
+    p = tc->hook_block;
+    tc->hook_block = outer;
+    return p;
 }
 
 void *ms_hook_block(void) { return ms_tc->hook_block; }

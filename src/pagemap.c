@@ -240,10 +240,9 @@ void ms_pagemap_clear_huge_all(void) {
  * Free's check (top of file)
  * ---------------------------------------------------------------------- */
 
-#define CHECK_LOCKS 64
-static struct {
-    ms_lock_t m;
-} __attribute__((aligned(MS_CACHE_LINE))) check_locks[CHECK_LOCKS];
+#define CHECK_LOCKS MS_CHECK_LOCKS
+ms_check_lock_t ms_check_locks[CHECK_LOCKS];
+#define check_locks ms_check_locks
 
 static inline uint64_t *check_of(uintptr_t pn) { return &leaf_of(pn)->check[pn & LEAF_MASK]; }
 
@@ -286,18 +285,6 @@ void ms_span_sync_check(span_t *s) {
         if (!fast || *(const volatile uint32_t *)&s->used == used) break;
     }
     ms_unlock(m);
-}
-
-void ms_span_check_closed(span_t *s, uintptr_t page_addr) {
-    ms_lock_t *m = &check_locks[((uintptr_t)s / sizeof(span_t)) % CHECK_LOCKS].m;
-    /* the mark counts the block already (a compare-and-swap, ordered
-     * before these loads): a sync that takes the lock after them reads it
-     * and closes; one that wrote before them left its word for them to
-     * see; one under way is waited for */
-    if (__atomic_load_n(check_of(page_addr >> MS_PAGE_SHIFT), __ATOMIC_SEQ_CST) == 0 &&
-        atomic_load_explicit(&m->v, memory_order_seq_cst) == 0)
-        return;
-    ms_span_sync_check(s);
 }
 
 bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages) {

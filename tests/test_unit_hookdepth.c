@@ -2,7 +2,7 @@
  * on the stack, and that malloc leaves no copy of the block there.
  *
  * In leak-check mode every malloc hands its block to the profiler's hook
- * (internal.h: prof_hooks_t.sampled), whose frames below the core's may
+ * (internal.h: prof_hooks_t.sampled, and .every for small blocks), whose frames below the core's may
  * keep copies of the block's address; the core zeroes MS_HOOK_SHALLOW
  * bytes of that stack when the hook says it kept to its common path, and
  * MS_HOOK_DEEP otherwise (malloc.c: scrub_shallow).  A copy left below
@@ -11,8 +11,10 @@
  *   depth    the hook, wrapped here, runs over stack filled with a
  *            pattern: every call that says it stayed shallow wrote nothing
  *            deeper than MS_HOOK_SHALLOW below the wrapper's stack pointer,
- *            and every other call nothing deeper than MS_HOOK_DEEP; most
- *            calls are shallow, and the paths that are not (a thread's
+ *            and every other call nothing deeper than MS_HOOK_DEEP (for
+ *            the every hook, which may also say leaf, MS_HOOK_LEAF: the
+ *            deepest word pointing into the block is what is measured,
+ *            see wrapped_every); most calls are shallow or leaf, and the paths that are not (a thread's
  *            first record, a span's first, a large block) are met.  Blocks
  *            of many classes and large ones, from four threads freeing
  *            each other's blocks (drains, contended locks).
@@ -48,13 +50,13 @@
 #define PROBE_WORDS (MS_HOOK_DEEP / 8 + 256)
 
 static bool (*real_sampled)(void *p, size_t size, uint32_t id);
-static _Atomic uint64_t n_shallow, n_deep, bad_shallow, bad_deep;
-static _Atomic size_t max_shallow, max_deep;
+static _Atomic uint64_t n_leaf, n_shallow, n_deep, bad_leaf, bad_shallow, bad_deep;
+static _Atomic size_t max_leaf, max_shallow, max_deep;
 
 /* probe: fill (mode 0) or measure (mode 1) the stack below the caller.
  * Called twice from the same frame, its buffer lies at the same place
  * both times; the depth is counted from the caller's stack pointer. */
-static __attribute__((noinline)) size_t probe(int mode) {
+static __attribute__((noinline)) size_t probe(int mode, uintptr_t lo, uintptr_t hi) {
     uint64_t space[PROBE_WORDS];
     volatile uint64_t *buf = space;
     __asm__ volatile("" : "+r"(buf) : : "memory"); /* what lies there is the point, not a bug */
@@ -62,6 +64,13 @@ static __attribute__((noinline)) size_t probe(int mode) {
     if (mode == 0) {
         for (size_t i = 0; i < PROBE_WORDS; i++) buf[i] = PATTERN;
         return 0;
+    }
+    if (mode == 2) { /* the depth of the deepest word pointing into [lo, hi) */
+        size_t deepest = 0;
+        for (size_t i = 0; i < PROBE_WORDS; i++)
+            if (buf[i] >= lo && buf[i] < hi && caller_sp - (uintptr_t)&buf[i] > deepest)
+                deepest = caller_sp - (uintptr_t)&buf[i];
+        return deepest;
     }
     size_t i = 0;
     while (i < PROBE_WORDS && buf[i] == PATTERN) i++;
@@ -74,11 +83,12 @@ static void note_max(_Atomic size_t *m, size_t v) {
     }
 }
 
-static bool wrapped(void *p, size_t size, uint32_t id) {
-    probe(0);
-    bool shallow = real_sampled(p, size, id);
-    size_t d = probe(1);
-    if (shallow) {
+static void note_depth(int level, size_t d) {
+    if (level == MS_HOOK_TO_LEAF) {
+        atomic_fetch_add(&n_leaf, 1);
+        note_max(&max_leaf, d);
+        if (d > MS_HOOK_LEAF) atomic_fetch_add(&bad_leaf, 1);
+    } else if (level == MS_HOOK_TO_SHALLOW) {
         atomic_fetch_add(&n_shallow, 1);
         note_max(&max_shallow, d);
         if (d > MS_HOOK_SHALLOW) atomic_fetch_add(&bad_shallow, 1);
@@ -87,7 +97,31 @@ static bool wrapped(void *p, size_t size, uint32_t id) {
         note_max(&max_deep, d);
         if (d > MS_HOOK_DEEP) atomic_fetch_add(&bad_deep, 1);
     }
+}
+
+static bool wrapped(void *p, size_t size, uint32_t id) {
+    probe(0, 0, 0);
+    bool shallow = real_sampled(p, size, id);
+    note_depth(shallow ? MS_HOOK_TO_SHALLOW : MS_HOOK_TO_DEEP, probe(1, 0, 0));
     return shallow;
+}
+
+/* The record of a small block in leak-check mode (prof_hooks_t.every)
+ * captures the block's stack first, before it reads the block: the walk's
+ * frames go deep (1.7 KiB) and hold no copy of it.  So here the depth
+ * counted is that of the deepest word that points into the block (at or
+ * inside it, as the leak checker's scan takes it), the thing the core's
+ * clearing is for. */
+static int (*real_every)(tcache_t *tc, size_t size, const uintptr_t *fp);
+static int wrapped_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
+    probe(0, 0, 0);
+    int level = real_every(tc, size, fp);
+    /* the block is read after the call, as the core reads it: held here
+     * across the call, it was saved into the frames of the stack walk
+     * that the hook makes before it reads the block */
+    uintptr_t p = (uintptr_t)tc->hook_block;
+    note_depth(level, probe(2, p, p + size));
+    return level;
 }
 
 typedef struct shared_s {
@@ -161,6 +195,8 @@ int main(int argc, char **argv) {
 
     real_sampled = ms_prof_hooks.sampled;
     ms_prof_hooks.sampled = wrapped;
+    real_every = ms_prof_hooks.every;
+    if (real_every) ms_prof_hooks.every = wrapped_every;
     CHECK_BODY("depth") {
         pthread_t t[4];
         for (uintptr_t i = 0; i < 4; i++) pthread_create(&t[i], NULL, churn, (void *)(i + 1));
@@ -171,11 +207,17 @@ int main(int argc, char **argv) {
             ok = ok && r == NULL;
         }
         for (size_t i = 0; i < 4096; i++) free(atomic_exchange(&shared.slot[i], NULL));
-        uint64_t s = atomic_load(&n_shallow), d = atomic_load(&n_deep);
-        printf("  shallow %llu (deepest %zu B, limit %d), deep %llu (deepest %zu B, limit %d)\n",
-               (unsigned long long)s, atomic_load(&max_shallow), MS_HOOK_SHALLOW, (unsigned long long)d,
-               atomic_load(&max_deep), MS_HOOK_DEEP);
+        uint64_t f = atomic_load(&n_leaf), s = atomic_load(&n_shallow) + f, d = atomic_load(&n_deep);
+        printf("  leaf %llu (deepest %zu B, limit %d), shallow %llu (deepest %zu B, limit %d), deep %llu (deepest "
+               "%zu B, limit %d)\n",
+               (unsigned long long)f, atomic_load(&max_leaf), MS_HOOK_LEAF, (unsigned long long)(s - f),
+               atomic_load(&max_shallow), MS_HOOK_SHALLOW, (unsigned long long)d, atomic_load(&max_deep),
+               MS_HOOK_DEEP);
         CHECK_MSG(ok, "a thread's malloc failed");
+        CHECK_MSG(atomic_load(&bad_leaf) == 0, "%llu calls said leaf and left a copy deeper than %d bytes",
+                  (unsigned long long)atomic_load(&bad_leaf), MS_HOOK_LEAF);
+        CHECK_MSG(!real_every || f > s / 2, "only %llu of %llu shallow calls were leaf calls", (unsigned long long)f,
+                  (unsigned long long)s);
         CHECK_MSG(atomic_load(&bad_shallow) == 0, "%llu calls said shallow and went deeper than %d bytes",
                   (unsigned long long)atomic_load(&bad_shallow), MS_HOOK_SHALLOW);
         CHECK_MSG(atomic_load(&bad_deep) == 0, "%llu calls went deeper than %d bytes",
@@ -185,5 +227,6 @@ int main(int argc, char **argv) {
         CHECK_MSG(d >= 4, "only %llu deep calls: the uncommon paths were not met", (unsigned long long)d);
     }
     ms_prof_hooks.sampled = real_sampled;
+    ms_prof_hooks.every = real_every;
     return print_test_summary();
 }

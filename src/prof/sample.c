@@ -579,21 +579,8 @@ static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) 
  * span leaves use gives a stale word, which the caller's block was not.
  * hint: a's span in use, checked by the caller (free), or NULL: a small
  * one spares a second walk of the page map.
- * rec_drop: the same for the caller's own block (remove), inline where it
- * is a word of a sticky array (a free in leak-check mode). */
-static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint);
-ms_inline bool rec_drop(uintptr_t a, uint32_t *stack, uint64_t *size, span_t *hint) {
-    srecs_t *k;
-    if (ms_likely(hint != NULL && hint->cls && (k = span_sticky(hint)) != NULL &&
-                  ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
-        uint32_t i = obj_of(hint, a), v = rec_word(k, i);
-        if (v == 0) return false;
-        *stack = v - 1, *size = hint->size;
-        rec_word_set(k, i, 0);
-        return true;
-    }
-    return rec_take(a, stack, size, true, hint);
-}
+ * on_freed takes a word of a sticky array (a free in leak-check mode)
+ * itself, inline. */
 static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
         ms_lock(&big_lock);
@@ -1025,26 +1012,34 @@ static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, b
  * lone thread's lock is never contended, and counting at once costs it
  * less than the batch). */
 static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc);
+/* batch_try: batch_add's common case where `lockfree`, inline, with no
+ * call but a full batch's drain: 1 if the count went in so, 2 if a drain
+ * followed; 0 if nothing was done (the caller calls batch_add).  A free
+ * after a new peak is batch_add_slow's, with the batch's lock (the counts
+ * at the peak go in first). */
+ms_inline int batch_try(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
+    batch_t *b = my_batch;
+    if (!lockfree || ms_unlikely(b == NULL || b == BATCH_NONE)) return 0;
+    /* the hooks, its only callers, hold ms_prof_busy: a signal
+     * handler's malloc here is not counted, its free waits */
+    ms_assert_internal(ms_prof_busy);
+    atomic_store_explicit(&b->busy, true, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst); /* the drainer's heavy_barrier orders the two */
+    /* want clear: a drain's n = 0 seen, and no drainer while busy */
+    if (ms_unlikely(atomic_load_explicit(&b->want, memory_order_acquire) || (!alloc && b->at_peak))) {
+        atomic_store_explicit(&b->busy, false, memory_order_release);
+        return 0;
+    }
+    int r = 1;
+    if (ms_unlikely(append(b, a, id, size, alloc))) drain_locked(b), r = 2;
+    atomic_store_explicit(&b->busy, false, memory_order_release);
+    return r;
+}
+
 ms_inline bool batch_add(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
     if (!exact) return false;
+    if (lockfree) return batch_try(a, id, size, alloc) || batch_add_slow(a, id, size, alloc);
     batch_t *b = my_batch;
-    if (lockfree) {
-        if (ms_unlikely(b == NULL || b == BATCH_NONE)) return batch_add_slow(a, id, size, alloc);
-        /* the hooks, its only callers, hold ms_prof_busy: a signal
-         * handler's malloc here is not counted, its free waits */
-        ms_assert_internal(ms_prof_busy);
-        atomic_store_explicit(&b->busy, true, memory_order_relaxed);
-        atomic_signal_fence(memory_order_seq_cst); /* the drainer's heavy_barrier orders the two */
-        if (ms_likely(!atomic_load_explicit(&b->want, memory_order_acquire))) { /* a drain's n = 0 seen */
-            /* no drainer while busy */
-            if (ms_unlikely(!alloc && b->at_peak)) drain_locked(b); /* the counts at the peak first */
-            if (ms_unlikely(append(b, a, id, size, alloc))) drain_locked(b);
-            atomic_store_explicit(&b->busy, false, memory_order_release);
-            return true;
-        }
-        atomic_store_explicit(&b->busy, false, memory_order_release);
-        return batch_add_slow(a, id, size, alloc); /* with the lock, after the drainer */
-    }
     /* a lone thread with nothing left in its batch, the commonest case,
      * decided inline */
     if (b != NULL && b != BATCH_NONE && atomic_load_explicit(&nowned, memory_order_relaxed) < 2 && batch_empty(b))
@@ -1058,6 +1053,8 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
         b = batch_attach();
     }
     if (b == NULL || b == BATCH_NONE) return false;
+    /* where lockfree: a drainer wanted the batch, or a free follows a
+     * new peak (batch_try): with the lock */
     if (!lockfree && atomic_load_explicit(&nowned, memory_order_relaxed) < 2) {
         if (ms_unlikely(!batch_empty(b))) { /* left from when other threads counted: first */
             ms_prof_busy++;
@@ -1093,18 +1090,22 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
  * for want of memory or during a fork), so that the core clears the deeper
  * stack it may have left copies of p in (malloc.c: scrub_shallow).
  * tests/test_unit_hookdepth.c holds record to that. */
+/* count_alloc: the allocation of block p (stack id, size bytes) counted
+ * at once, for want of a batch */
+static void count_alloc(void *p, uint32_t id, size_t size) {
+    tally_lock();
+    if (tally.log_buf) log_add((uintptr_t)p);
+    uint32_t g = tally.gen;
+    account(id, size, true);
+    if (tally.gen != g) tally.peak_ticks = ms_os_ticks(); /* a new peak may come with every malloc */
+    tally_unlock();
+}
+
 static bool record(void *p, size_t size, uint32_t id) {
     span_t *s;
     hook_deep = false;
     if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size, &s)) return false;
-    if (!batch_add((uintptr_t)p, id, size, true)) {
-        tally_lock();
-        if (tally.log_buf) log_add((uintptr_t)p);
-        uint32_t g = tally.gen;
-        account(id, size, true);
-        if (tally.gen != g) tally.peak_ticks = ms_os_ticks(); /* a new peak may come with every malloc */
-        tally_unlock();
-    }
+    if (!batch_add((uintptr_t)p, id, size, true)) count_alloc(p, id, size);
     ms_malloc_sampled_small(p, s); /* s: a small span or NULL (rec_put) */
     return !hook_deep;
 }
@@ -1141,15 +1142,114 @@ MS_TEXT static uint32_t on_stack(void) {
     return id;
 }
 
-static bool on_freed(void *p, span_t *s) {
+/* every_stack: the id of the stack that starts at the core's frame fp,
+ * when it is not the thread's last one replayed (on_every): the whole
+ * capture, as on_stack's */
+MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, const uintptr_t *fp) {
+    ms_forget_scratch(); /* the core's, for the walk's sake (sample_every) */
+    const uintptr_t *pcs;
+    stack_own_t *own;
+    int n = ms_stack_capture_own_from(tc, fp, MS_PROF_MAX_DEPTH + 1, &pcs, &own);
+    if (n == -2) return stack_nested();
+    if (n < 0) return UINT32_MAX; /* a fork is under way */
+    replay_t *rp = &own->replay;
+    uint32_t id = rp->id;
+    if (!rp->hit || id == UINT32_MAX) { /* not the stack of the thread's last sample */
+        bool truncated = n > MS_PROF_MAX_DEPTH;
+        id = rp->id = stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
+    }
+    ms_stack_own_release(own);
+    return id;
+}
+
+/* on_every (the every hook, leak-check mode): on_stack and record in one
+ * call, for a small block, with what the two did apart done once.  The
+ * stack starts at the core's frame fp, and the thread's last one,
+ * replayed, gives its id inline (stack.h); the block, read from the cache
+ * only then (see on_stack), is one malloc has just taken from the
+ * thread's list, so its span is in use, small, and found in the page map
+ * without small_span's checks; its page's check (mark_sampled) is looked
+ * at inline.  The counts go to the thread's batch as record's do.
+ * Apart, the layers cost st_churn 430 instructions a malloc, each saving
+ * its registers and looking up the span or the thread again (callgrind). */
+MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
+    stack_own_t *o = tc->stack_own;
     uint32_t id;
-    uint64_t size;
-    if (!rec_drop((uintptr_t)p, &id, &size, s)) return false;
-    if (batch_add((uintptr_t)p, id, size, false)) return true;
+    if (!(ms_likely(o != NULL) && ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp) &&
+          (id = o->replay.id) != UINT32_MAX))
+        id = every_stack(tc, fp);
+    if (ms_unlikely(id == UINT32_MAX)) return MS_HOOK_TO_DEEP;
+    void *p = tc->hook_block;
+    uintptr_t a = (uintptr_t)p;
+    const uint64_t *check;
+    span_t *s = ms_pagemap_block_span(p, &check);
+    srecs_t *k = span_sticky(s);
+    /* leaf: no call since p was read, so that p can be in no frame but
+     * this one (the core then clears MS_HOOK_LEAF bytes) */
+    bool leaf = true;
+    if (ms_likely(k != NULL)) {
+        uint32_t i = obj_of(s, a);
+        ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
+        rec_word_set(k, i, id + 1);
+    } else {
+        leaf = false, hook_deep = false; /* (what the rest makes of it: record's) */
+        if (!rec_put_slow(a, id, size, s)) return MS_HOOK_TO_DEEP;
+    }
+    int r = batch_try(a, id, size, true);
+    if (ms_unlikely(r != 1)) {
+        if (leaf) leaf = false, hook_deep = false;
+        if (r == 0 && !batch_add_slow(a, id, size, true)) count_alloc(p, id, size);
+    }
+    /* the block's page closed (ms_malloc_sampled_small), tested inline */
+    if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL ||
+                    !ms_span_check_word_closed(s, check))) {
+        if (leaf) leaf = false, hook_deep = false;
+        ms_malloc_sampled(p, s);
+    }
+    if (ms_likely(leaf)) return MS_HOOK_TO_LEAF;
+    return hook_deep ? MS_HOOK_TO_DEEP : MS_HOOK_TO_SHALLOW;
+}
+
+/* count_free: the free of a block of stack id, size bytes, counted at
+ * once, for want of a batch */
+static void count_free(uint32_t id, uint64_t size) {
     tally_lock();
     account(id, size, false);
     tally_unlock();
+}
+
+/* count_free_slow: the free of block a counted where batch_try could not
+ * (on_freed: apart, so that its common case saves no register) */
+__attribute__((noinline)) static bool count_free_slow(uintptr_t a, uint32_t id, uint64_t size) {
+    if (!batch_add(a, id, size, false)) count_free(id, size);
     return true;
+}
+
+/* on_freed_slow: on_freed of all but a word of a sticky array */
+__attribute__((noinline)) static bool on_freed_slow(void *p, span_t *s) {
+    uint32_t id;
+    uint64_t size;
+    if (!rec_take((uintptr_t)p, &id, &size, true, s)) return false;
+    if (!batch_add((uintptr_t)p, id, size, false)) count_free(id, size);
+    return true;
+}
+
+/* on_freed (the freed hook).  Leak-check mode's every free, a word of a
+ * sticky array, is taken here inline (what rec_take would do for it:
+ * the large blocks' map first for an address that starts a page), with
+ * no record's fields passed back through memory. */
+static bool on_freed(void *p, span_t *s) {
+    uintptr_t a = (uintptr_t)p;
+    srecs_t *k;
+    if (ms_likely(s != NULL && s->cls && (k = span_sticky(s)) != NULL &&
+                  ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
+        uint32_t i = obj_of(s, a), v = rec_word(k, i);
+        if (v == 0) return false;
+        rec_word_set(k, i, 0);
+        if (ms_likely(batch_try(a, v - 1, s->size, false))) return true;
+        return count_free_slow(a, v - 1, s->size);
+    }
+    return on_freed_slow(p, s);
 }
 
 static void on_moved(void *p, void *q, size_t size) {
@@ -1264,7 +1364,7 @@ void ms_prof_init(void) {
                heavy_barrier();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved,
-                                    .span_done = on_span_done};
+                                    .span_done = on_span_done, .every = exact ? on_every : NULL};
     enabled = true;
     atomic_store(&ms_sample_rate, rate);
     ms_malloc_rearm();

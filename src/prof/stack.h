@@ -100,6 +100,8 @@ typedef struct replay_s {
     bool frbp_counts[MS_STACK_RAW];
 } replay_t;
 extern bool ms_unwind_enabled;
+extern _Atomic uint32_t ms_unwind_gen;         /* unwind.c: the recipes' generation */
+extern __thread uint8_t ms_unwind_fresh_skip;  /* unwind.c: walks before the next look for unloads */
 void ms_unwind_init(void);
 /* ms_libunwind_backtrace: libunwind's unw_backtrace, for the stacks the
  * walker refuses; libunwind is loaded by the first call (stack.c).  0
@@ -107,15 +109,17 @@ void ms_unwind_init(void);
  * The caller holds the guard. */
 int ms_libunwind_backtrace(void **raw, int cap);
 int ms_unwind(void **out, int cap, replay_t *rp);
+int ms_unwind_from(void **out, int cap, replay_t *rp, const uintptr_t *fp);
 #if MEMSCOPE_DEBUG
 void ms_unwind_check(void *const *raw, int n, int cap);
 #endif
 
 /* stack_unwind: up to cap return addresses into raw, the innermost first
- * (memscope's own frames included); -1 when a fork is in progress. */
-ms_inline int stack_unwind(void **raw, int cap, replay_t *rp) {
+ * (memscope's own frames included); -1 when a fork is in progress.  fp:
+ * the frame to start from (ms_unwind_from), NULL for the caller's. */
+ms_inline int stack_unwind(void **raw, int cap, replay_t *rp, const uintptr_t *fp) {
     ms_no_sample++;
-    int n = ms_unwind_enabled ? ms_unwind(raw, cap, rp) : MS_UNWIND_REFUSED;
+    int n = !ms_unwind_enabled ? MS_UNWIND_REFUSED : fp ? ms_unwind_from(raw, cap, rp, fp) : ms_unwind(raw, cap, rp);
 #if MEMSCOPE_DEBUG
     if (n >= 0 && ms_stack_guard_enter()) {
         ms_unwind_check(raw, n, cap);
@@ -139,7 +143,7 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
     void *raw[MS_STACK_RAW];
     int cap = max + skip + 16;
     if (cap > MS_STACK_RAW) cap = MS_STACK_RAW;
-    int n = stack_unwind(raw, cap, NULL);
+    int n = stack_unwind(raw, cap, NULL, NULL);
     if (n < 0) return -1;
     /* What the buffer held before is whatever earlier calls left at this
      * depth of the stack, heap pointers among them; the leak checker scans
@@ -171,6 +175,9 @@ typedef struct stack_own_s {
     uintptr_t raw[MS_STACK_RAW];
     replay_t replay;     /* how raw was walked (a loop's mallocs walk the same stack) */
 } stack_own_t;
+/* ms_stack_own_cap: the frames a capture of up to max frames walks into
+ * the thread's own buffer: room for memscope's own on top */
+ms_inline int ms_stack_own_cap(int max) { return max + 16 < MS_STACK_RAW ? max + 16 : MS_STACK_RAW; }
 /* ms_stack_own_map: the calling thread's buffer, mapped now; NULL when it
  * has no cache (before its first allocation, after its exit) or the
  * kernel refuses the mapping: its samples then take the stack path. */
@@ -181,18 +188,17 @@ stack_own_t *ms_stack_own_map(void);
  * ms_stack_own_release.  -1 during a fork; -2 when the buffer is in use (a
  * malloc in a signal handler that interrupted a sample) or the thread has
  * none: the caller then uses ms_stack_capture_inline. */
-ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs, stack_own_t **own) {
-    tcache_t *tc = ms_tcache_mine();
+ms_inline int ms_stack_capture_own_from(tcache_t *tc, const uintptr_t *fp, int max, const uintptr_t **pcs,
+                                        stack_own_t **own) {
     stack_own_t *o = tc ? (stack_own_t *)tc->stack_own : NULL;
     if (ms_unlikely(!o) && !(o = ms_stack_own_map())) return -2;
     if (o->busy) return -2;
     o->busy = true;
     atomic_signal_fence(memory_order_seq_cst);
-    int cap = max + 16;
-    if (cap > MS_STACK_RAW) cap = MS_STACK_RAW;
+    int cap = ms_stack_own_cap(max);
     /* the walkers store void pointers; the buffer is read as uintptr_t,
      * the same size, written by another object file */
-    int n = stack_unwind((void **)o->raw, cap, &o->replay);
+    int n = stack_unwind((void **)o->raw, cap, &o->replay, fp);
     if (n < 0) {
         o->busy = false;
         return -1;
@@ -209,6 +215,32 @@ ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs, stack_own_t *
     *pcs = &o->raw[i];
     *own = o;
     return n - i < max ? n - i : max;
+}
+/* ms_stack_replay_hit: true if the thread's last capture into o, walked
+ * from the frame fp with room for cap frames, is the walk that would start
+ * at fp now (unwind.c, "Replays"): ms_unwind_from's replay, inline, for
+ * leak-check mode's every malloc, which then has its stack's id (o's
+ * replay.id) without a call.  False sends the caller to the whole capture
+ * (ms_stack_capture_own_from), which also looks for unloaded objects when
+ * that is due, grows the thread's run of readable pages, or walks. */
+ms_inline bool ms_stack_replay_hit(stack_own_t *o, int cap, const uintptr_t *fp) {
+    replay_t *rp = &o->replay;
+    uintptr_t sp = (uintptr_t)(fp + 2), lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1);
+    if (ms_unlikely(ms_unwind_fresh_skip == 0) || o->busy || rp->n == 0 || rp->cap != cap || rp->pc0 != fp[1] ||
+        rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != fp[0]) ||
+        rp->gen != atomic_load_explicit(&ms_unwind_gen, memory_order_relaxed) || rp->rd_lo < lo ||
+        lo < ms_stack_run_lo || rp->rd_hi > ms_stack_run_hi_)
+        return false;
+    /* every word read lies in the thread's run of readable pages, from
+     * the page the walk starts on (unwind.c: replay) */
+    for (int i = MS_REPLAY_READS - rp->nreads; i < MS_REPLAY_READS; i++)
+        if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
+    ms_unwind_fresh_skip--; /* (rp->hit is for a capture's readers: none here) */
+    return true;
+}
+
+ms_inline int ms_stack_capture_own(int max, const uintptr_t **pcs, stack_own_t **own) {
+    return ms_stack_capture_own_from(ms_tcache_mine(), NULL, max, pcs, own);
 }
 ms_inline void ms_stack_own_release(stack_own_t *o) {
     atomic_signal_fence(memory_order_seq_cst);

@@ -118,7 +118,8 @@ typedef struct entry_s {
 static _Atomic uintptr_t table;
 static _Atomic uint32_t entered; /* recipes entered since the table was made */
 static _Atomic unsigned long long unloads_seen;
-static _Atomic uint32_t recipes_gen; /* moves when the table is emptied: replays of older walks are void */
+_Atomic uint32_t ms_unwind_gen; /* moves when the table is emptied: replays of older walks are void */
+#define recipes_gen ms_unwind_gen
 bool ms_unwind_enabled;
 
 /* ------------------------------------------------------------------------
@@ -466,7 +467,8 @@ static int count_unloads(struct dl_phdr_info *info, size_t size, void *arg) {
  * modules); such a walk gives wrong frames, never a read outside the stack
  * (ms_unwind's bounds). */
 #define FRESH_EVERY 16
-static __thread uint8_t fresh_skip __attribute__((tls_model("initial-exec")));
+__thread uint8_t ms_unwind_fresh_skip __attribute__((tls_model("initial-exec")));
+#define fresh_skip ms_unwind_fresh_skip
 static _Atomic uint64_t fresh_ms;
 static void look(void) {
     unsigned long long subs = 0;
@@ -754,8 +756,20 @@ static void finish(replay_t *rp, const walk_t *wk, int k, int tail, uintptr_t pc
  * rewritten otherwise. */
 static int walk(void **out, int cap, replay_t *rp, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo,
                 uintptr_t hi);
+static inline int unwind_at(void **out, int cap, replay_t *rp, const uintptr_t *fp);
 MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *rp) {
-    const uintptr_t *fp = __builtin_frame_address(0);
+    return unwind_at(out, cap, rp, __builtin_frame_address(0));
+}
+
+/* ms_unwind_from: the same walk, from the frame whose frame pointer is fp
+ * (its caller's rbp at fp[0], its return address at fp[1]): leak-check
+ * mode's hook starts from the core's frame, so that the replay of a warm
+ * stack reads none of memscope's own frames (stack.h). */
+MS_TEXT __attribute__((noinline)) int ms_unwind_from(void **out, int cap, replay_t *rp, const uintptr_t *fp) {
+    return unwind_at(out, cap, rp, fp);
+}
+
+static inline int unwind_at(void **out, int cap, replay_t *rp, const uintptr_t *fp) {
     uintptr_t pc = fp[1], sp = (uintptr_t)(fp + 2), rbp = fp[0];
     /* [lo, hi): stack known readable in this walk, grown a page at a time
      * as the frames go up (sp's page is: the caller's frame is there), and
@@ -894,6 +908,12 @@ void ms_unwind_check(void *const *raw, int n, int cap) {
 
 #else /* not x86-64: libunwind walks every stack */
 bool ms_unwind_enabled;
+_Atomic uint32_t ms_unwind_gen;
+__thread uint8_t ms_unwind_fresh_skip;
 void ms_unwind_init(void) {}
 MS_TEXT int ms_unwind(void **out, int cap, replay_t *rp) { (void)out, (void)cap, (void)rp; return MS_UNWIND_REFUSED; }
+MS_TEXT int ms_unwind_from(void **out, int cap, replay_t *rp, const uintptr_t *fp) {
+    (void)out, (void)cap, (void)rp, (void)fp;
+    return MS_UNWIND_REFUSED;
+}
 #endif
