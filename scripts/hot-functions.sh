@@ -91,8 +91,16 @@ sort -u -o "$tmp/ran" "$tmp/ran"
 # second window of text is noise.  And MEMSCOPE's parser (2.2 KiB), which
 # runs once, at the start of a process that set the variable: the
 # scavenger's formatting of /proc paths (ms_vsnprintf), which every process
-# with a scavenger runs now and then, did not fit beside it.
-printf '%s\n' on_moved ms_options_parse | sort >"$tmp/left" # sorted, for comm
+# with a scavenger runs now and then, did not fit beside it.  Since the
+# leak-check mode's fused hooks (2026-11), also: the scavenger's collapse
+# of a dense 2 MiB region into a huge page, which a process reaches only
+# once it holds such regions for the scavenge delay (none of the runs here
+# did), the return of idle transfer slots, likewise, and realloc's resize
+# of a large block in place (0.9 KiB, one run of the eleven), which
+# programs with blocks of 256 KiB and more run: a second window of text is
+# noise beside them.
+printf '%s\n' on_moved ms_options_parse ms_os_collapse ms_heap_huge_done ms_pagemap_set_huge \
+    all_resident_own ms_os_open_proc_mm ms_central_give_idle ms_heap_try_resize | sort >"$tmp/left" # sorted, for comm
 comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" | comm -23 - "$tmp/left" |
     join -a1 -e0 -o 0,2.2 - "$tmp/runs" | sort -k2,2nr -k1,1 | cut -d' ' -f1 >"$tmp/hot"
 {

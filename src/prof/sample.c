@@ -1090,13 +1090,15 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
  * for want of memory or during a fork), so that the core clears the deeper
  * stack it may have left copies of p in (malloc.c: scrub_shallow).
  * tests/test_unit_hookdepth.c holds record to that. */
-/* count_alloc: the allocation of block p (stack id, size bytes) counted
- * at once, for want of a batch */
-static void count_alloc(void *p, uint32_t id, size_t size) {
+/* count_now: the allocation (alloc) or free of block p (stack id, size
+ * bytes) counted at once, for want of a batch.  One function for both, so
+ * that account() is inlined once: the hooks' code must fit the first 64
+ * KiB of text with the allocator's (tests/test_build.sh). */
+static void count_now(uintptr_t p, uint32_t id, uint64_t size, bool alloc) {
     tally_lock();
-    if (tally.log_buf) log_add((uintptr_t)p);
+    if (alloc && tally.log_buf) log_add(p);
     uint32_t g = tally.gen;
-    account(id, size, true);
+    account(id, size, alloc);
     if (tally.gen != g) tally.peak_ticks = ms_os_ticks(); /* a new peak may come with every malloc */
     tally_unlock();
 }
@@ -1105,7 +1107,7 @@ static bool record(void *p, size_t size, uint32_t id) {
     span_t *s;
     hook_deep = false;
     if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size, &s)) return false;
-    if (!batch_add((uintptr_t)p, id, size, true)) count_alloc(p, id, size);
+    if (!batch_add((uintptr_t)p, id, size, true)) count_now((uintptr_t)p, id, size, true);
     ms_malloc_sampled_small(p, s); /* s: a small span or NULL (rec_put) */
     return !hook_deep;
 }
@@ -1198,7 +1200,7 @@ MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
     int r = batch_try(a, id, size, true);
     if (ms_unlikely(r != 1)) {
         if (leaf) leaf = false, hook_deep = false;
-        if (r == 0 && !batch_add_slow(a, id, size, true)) count_alloc(p, id, size);
+        if (r == 0 && !batch_add_slow(a, id, size, true)) count_now(a, id, size, true);
     }
     /* the block's page closed (ms_malloc_sampled_small), tested inline */
     if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL ||
@@ -1210,18 +1212,10 @@ MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
     return hook_deep ? MS_HOOK_TO_DEEP : MS_HOOK_TO_SHALLOW;
 }
 
-/* count_free: the free of a block of stack id, size bytes, counted at
- * once, for want of a batch */
-static void count_free(uint32_t id, uint64_t size) {
-    tally_lock();
-    account(id, size, false);
-    tally_unlock();
-}
-
 /* count_free_slow: the free of block a counted where batch_try could not
  * (on_freed: apart, so that its common case saves no register) */
 __attribute__((noinline)) static bool count_free_slow(uintptr_t a, uint32_t id, uint64_t size) {
-    if (!batch_add(a, id, size, false)) count_free(id, size);
+    if (!batch_add(a, id, size, false)) count_now(a, id, size, false);
     return true;
 }
 
@@ -1230,7 +1224,7 @@ __attribute__((noinline)) static bool on_freed_slow(void *p, span_t *s) {
     uint32_t id;
     uint64_t size;
     if (!rec_take((uintptr_t)p, &id, &size, true, s)) return false;
-    if (!batch_add((uintptr_t)p, id, size, false)) count_free(id, size);
+    if (!batch_add((uintptr_t)p, id, size, false)) count_now((uintptr_t)p, id, size, false);
     return true;
 }
 
@@ -1372,7 +1366,6 @@ void ms_prof_init(void) {
 
 bool ms_prof_enabled(void) { return enabled; }
 
-void ms_prof_thread_internal(void) { ms_no_sample = 1; }
 
 prof_snap_t *ms_prof_snap_take(void) {
     if (!enabled) return NULL;
