@@ -925,7 +925,8 @@ ms_inline void ms_malloc_sampled_small(void *p, span_t *s) {
  * lost, without a stack.  Async-signal-safe. */
 void *ms_hook_block(void);
 /* ms_no_sample: while nonzero the thread's allocations are never sampled:
- * memscope's own threads, and the profiler while it captures a stack. */
+ * memscope's own threads (for their whole life, from their start in
+ * os.c: ms_os_thread), and the profiler while it captures a stack. */
 extern __thread int ms_no_sample;
 extern _Atomic int64_t ms_sample_rate; /* mean bytes between samples; 0: off */
 /* ms_every_block_recorded: leak-check mode (profile_rate=1), where a check

@@ -198,7 +198,6 @@ ms_inline size_t checked_size(const void *p, const span_t *s, const char *fn, co
 
 prof_hooks_t ms_prof_hooks;
 _Atomic int64_t ms_sample_rate;
-__thread int ms_no_sample __attribute__((tls_model("initial-exec")));
 
 /* next_gap: bytes until the thread's next sampled allocation, drawn from an
  * exponential distribution of mean ms_sample_rate, so that every byte

@@ -221,7 +221,6 @@ static uint64_t huge_look(uint64_t now) {
 }
 
 static void *scavenger_main(void *arg) {
-    ms_no_sample = 1; /* memscope's own thread: never in the heap profile */
     (void)arg;
     uint64_t gone_look_ms = ms_os_now_ms();
     pthread_mutex_lock(&sc_lock);

@@ -13,9 +13,8 @@
  *   page.c     the live page itself (HTML+JS+CSS, from page.html)
  *
  * Nothing here allocates through the heap it reports on: buffers are static
- * or mapped with ms_os_alloc, and the server thread is marked internal to
- * the profiler (ms_prof_thread_internal) in case libc allocates on its
- * behalf.
+ * or mapped with ms_os_alloc, and the server thread, one of memscope's own
+ * (ms_os_thread), is never sampled in case libc allocates on its behalf.
  */
 #ifndef MS_HTTP_H
 #define MS_HTTP_H

@@ -347,7 +347,6 @@ static void on_deadline(conn_t *c, uint64_t now) {
 
 static void *server_main(void *arg) {
     (void)arg;
-    ms_prof_thread_internal();
     struct pollfd pfd[MS_HTTP_MAX_CONNS + 1];
     conn_t *who[MS_HTTP_MAX_CONNS + 1];
     /* The first sample (a read of /proc/.../statm, which takes the lowest

@@ -42,9 +42,6 @@ void ms_stack_fork_prepare(void);
 void ms_stack_fork_parent(void);
 void ms_stack_fork_child(void);
 bool ms_prof_enabled(void);
-/* ms_prof_thread_internal: the calling thread is one of memscope's own
- * (scavenger, HTTP server): its allocations are never sampled. */
-void ms_prof_thread_internal(void);
 
 /* One stack's counts.  Raw counts are the sampled allocations themselves
  * (what Go's debug=1 text prints); the _w figures are unbiased estimates of
