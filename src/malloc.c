@@ -13,7 +13,7 @@
  *   pageheap.c  Spans: runs of 8 KiB pages, in use, idle or being released.
  *               Free spans coalesce; best fit; LIFO within a size.  One lock.
  *   central.c   Per size class: spans with free objects, and transfer slots
- *               that pass whole batches between threads.  One lock per class.
+ *               that pass whole chains between threads.  One lock per class.
  *   tcache.c    Per thread: a free list per class.  No lock, no atomic RMW.
  *   malloc.c    This file: the entry points.
  *   scavenger.c A background thread returning pages idle longer than a delay.
@@ -25,8 +25,9 @@
  *   1. The thread's list for the class is popped: about twenty-five instructions
  *      with the call (callgrind, bench/RESULTS.md), touching the thread's own
  *      cache line and the object.
- *   2. If the list is empty, a batch comes from the central list: a whole
- *      batch from a transfer slot, else objects from the class's spans.
+ *   2. If the list is empty, its spare chain becomes the list; without one,
+ *      objects come from the central list: a whole chain from a transfer
+ *      slot, else a batch from the class's spans.
  *   3. If the class has no free object, a span comes from the page heap,
  *      which grows from the OS when no free span fits.
  * Larger requests take a span straight from the page heap.
