@@ -1128,10 +1128,10 @@ MS_TEXT __attribute__((noinline)) static uint32_t stack_nested(void) {
  * frames are the deepest memscope puts on the program's stack (3 KiB and
  * more, with copies of every register); the block's address is in none of
  * them, as the core calls this before it hands the block over. */
-MS_TEXT static uint32_t on_stack(void) {
-    const uintptr_t *pcs;
-    stack_own_t *own;
-    int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs, &own);
+/* captured_id: the id of the stack a capture into the thread's buffer
+ * returned (n frames at pcs, or -2: the buffer was in use, or below:
+ * a fork is under way); the buffer is released */
+ms_inline uint32_t captured_id(int n, const uintptr_t *pcs, stack_own_t *own) {
     if (n == -2) return stack_nested();
     if (n < 0) return UINT32_MAX; /* a fork is under way */
     replay_t *rp = &own->replay;
@@ -1144,6 +1144,13 @@ MS_TEXT static uint32_t on_stack(void) {
     return id;
 }
 
+MS_TEXT static uint32_t on_stack(void) {
+    const uintptr_t *pcs;
+    stack_own_t *own;
+    int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs, &own);
+    return captured_id(n, pcs, own);
+}
+
 /* every_stack: the id of the stack that starts at the core's frame fp,
  * when it is not the thread's last one replayed (on_every): the whole
  * capture, as on_stack's */
@@ -1152,16 +1159,7 @@ MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, cons
     const uintptr_t *pcs;
     stack_own_t *own;
     int n = ms_stack_capture_own_from(tc, fp, MS_PROF_MAX_DEPTH + 1, &pcs, &own);
-    if (n == -2) return stack_nested();
-    if (n < 0) return UINT32_MAX; /* a fork is under way */
-    replay_t *rp = &own->replay;
-    uint32_t id = rp->id;
-    if (!rp->hit || id == UINT32_MAX) { /* not the stack of the thread's last sample */
-        bool truncated = n > MS_PROF_MAX_DEPTH;
-        id = rp->id = stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
-    }
-    ms_stack_own_release(own);
-    return id;
+    return captured_id(n, pcs, own);
 }
 
 /* on_every (the every hook, leak-check mode): on_stack and record in one
