@@ -584,6 +584,14 @@ static void give(uint8_t cls, void *head, uint32_t n, uint64_t idle_since_ms) {
     else ms_central_give(cls, head, n);
 }
 
+/* chain_len: the objects of a NULL-terminated chain, counted by walking
+ * it (flush trusts no count kept beside a chain: see above) */
+static uint32_t chain_len(void *p) {
+    uint32_t n = 0;
+    for (; p; p = *(void **)p) n++;
+    return n;
+}
+
 static void flush(tcache_t *tc, uint64_t idle_since_ms) {
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
         tclist_t *l = &tc->lists[c];
@@ -606,8 +614,7 @@ static void flush(tcache_t *tc, uint64_t idle_since_ms) {
          * max len_of counts it) goes */
         void *sp = l->spare;
         if (sp) {
-            uint32_t n = 0;
-            for (void *p = sp; p; p = *(void **)p) n++;
+            uint32_t n = chain_len(sp);
             __atomic_store_n(&l->spare, NULL, __ATOMIC_RELEASE);
             ms_count_own(&tc->lists[c].nnet, n);
             give((uint8_t)c, sp, n, idle_since_ms);
@@ -620,8 +627,7 @@ static void flush(tcache_t *tc, uint64_t idle_since_ms) {
          * exit may be inside give when another forks) */
         void *f = tc->lists[c].foreign;
         if (!f) continue;
-        uint32_t n = 0;
-        for (void *p = f; p; p = *(void **)p) n++;
+        uint32_t n = chain_len(f);
         tc->lists[c].foreign = NULL;
         tc->lists[c].nforeign = 0;
         give((uint8_t)c, f, n, idle_since_ms);

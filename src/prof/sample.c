@@ -975,7 +975,8 @@ ms_cold __attribute__((noinline)) static void batch_full(batch_t *b) {
  * peak is for the caller to drain b first (at_peak: see "The peak, with
  * sums" above). */
 static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
-    bsum_t *m = &b->sum[id % BATCH_STACKS];
+    unsigned slot = id % BATCH_STACKS;
+    bsum_t *m = &b->sum[slot];
     bool full = false;
     if (ms_likely(m->id1 == id + 1)) {
     add:
@@ -983,7 +984,7 @@ static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, b
         else m->fobjs++, m->fbytes += size;
     } else if (m->id1 == 0) {
         m->id1 = id + 1;
-        b->used |= 1u << (id % BATCH_STACKS);
+        b->used |= 1u << slot;
         goto add;
     } else {
         uint32_t k = b->nother;
