@@ -98,9 +98,12 @@ sort -u -o "$tmp/ran" "$tmp/ran"
 # did), the return of idle transfer slots, likewise, and realloc's resize
 # of a large block in place (0.9 KiB, one run of the eleven), which
 # programs with blocks of 256 KiB and more run: a second window of text is
-# noise beside them.
+# noise beside them.  And the scavenger's release of idle pages (1.2 KiB,
+# one run of the eleven), which a process reaches once it has freed pages
+# and lived on for the scavenge delay.
 printf '%s\n' on_moved ms_options_parse ms_os_collapse ms_heap_huge_done ms_pagemap_set_huge \
-    all_resident_own ms_os_open_proc_mm ms_central_give_idle ms_heap_try_resize | sort >"$tmp/left" # sorted, for comm
+    all_resident_own ms_os_open_proc_mm ms_central_give_idle ms_heap_try_resize \
+    ms_heap_scavenge | sort >"$tmp/left" # sorted, for comm
 comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" | comm -23 - "$tmp/left" |
     join -a1 -e0 -o 0,2.2 - "$tmp/runs" | sort -k2,2nr -k1,1 | cut -d' ' -f1 >"$tmp/hot"
 {

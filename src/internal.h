@@ -217,12 +217,19 @@ typedef struct ms_lock_s {
 } ms_lock_t;
 void ms_lock_wait(ms_lock_t *l);
 void ms_lock_wake(ms_lock_t *l);
+/* ms_locks_held: the locks the calling thread holds that a fork's prepare
+ * handlers take (every ms_lock_t, the heap's, the thread registry's).  A
+ * fork from a signal handler that interrupted one of them must not take
+ * them again (init.c, "Fork"). */
+extern __thread uint32_t ms_locks_held;
 ms_inline void ms_lock(ms_lock_t *l) {
     int z = 0;
     if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
         ms_lock_wait(l);
+    ms_locks_held++;
 }
 ms_inline void ms_unlock(ms_lock_t *l) {
+    ms_locks_held--;
     if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2) ms_lock_wake(l);
 }
 ms_inline void ms_lock_init(ms_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_relaxed); }

@@ -23,6 +23,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+__thread uint32_t ms_locks_held __attribute__((tls_model("initial-exec")));
+
 void ms_lock_wait(ms_lock_t *l) {
     for (int i = 0; i < 16; i++) {
         ms_spin_pause();

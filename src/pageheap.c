@@ -65,6 +65,7 @@ static _Atomic uint64_t max_hold[2];
 
 static inline void heap_lock(void) {
     pthread_mutex_lock(&ms_heap_lock);
+    ms_locks_held++;
     lock_t0 = ms_os_ticks();
 }
 
@@ -73,6 +74,7 @@ static inline void heap_unlock(void) {
     for (int i = 0; i < 2; i++)
         if (d > atomic_load_explicit(&max_hold[i], memory_order_relaxed))
             atomic_store_explicit(&max_hold[i], d, memory_order_relaxed);
+    ms_locks_held--;
     pthread_mutex_unlock(&ms_heap_lock);
 }
 
@@ -723,6 +725,7 @@ void ms_heap_pin_mappings(void) {
     while (moving > 0) {
         heap_unlock(); /* not a hold: waiting for the kernel calls of others */
         pthread_mutex_lock(&ms_heap_lock);
+        ms_locks_held++;
         if (moving > 0) {
             int c = ms_cancel_off(); /* a cancellation point, with the heap's lock */
             pthread_cond_wait(&moves_cv, &ms_heap_lock);

@@ -1275,7 +1275,16 @@ static void on_moved(void *p, void *q, size_t size) {
  * Setup, fork, snapshots
  * ---------------------------------------------------------------------- */
 
+/* A fork from a signal handler that interrupted the profiler (ms_prof_busy:
+ * a batch it may be appending to, which the prepare below waits for) or
+ * the core holding a lock is left bare here too (init.c, "fork()"). */
+static __thread bool fork_bare __attribute__((tls_model("initial-exec")));
+
 static void fork_prepare(void) {
+    if (ms_locks_held || ms_prof_busy) {
+        fork_bare = true;
+        return;
+    }
     ms_stack_fork_prepare();
     ms_lock(&intern_lock);
     ms_lock(&big_lock);
@@ -1295,8 +1304,13 @@ static void fork_prepare(void) {
         drain_locked(b);
     }
     ms_lock(&tally.lock);
+    ms_locks_held = 0; /* the fork's own */
 }
 static void fork_parent(void) {
+    if (fork_bare) {
+        fork_bare = false;
+        return;
+    }
     ms_unlock(&tally.lock);
     for (batch_t *b = batches; b; b = b->next) {
         unclaim(b);
@@ -1309,8 +1323,14 @@ static void fork_parent(void) {
     ms_unlock(&big_lock);
     ms_unlock(&intern_lock);
     ms_stack_fork_parent();
+    ms_locks_held = 0;
 }
 static void fork_child(void) {
+    if (fork_bare) {
+        fork_bare = false;
+        return;
+    }
+    ms_locks_held = 0;
     /* record arrays locked by threads the child does not have (their
      * malloc or free never finishes here), in use or on the free lists,
      * count as free from now on (rec_lock) */
