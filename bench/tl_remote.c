@@ -114,7 +114,7 @@ static void *worker(void *arg)
     /* wait, blocked, until every thread has stopped sending, then take
      * what is left: a finished thread that polled its inbox meanwhile
      * (as this did) took CPU time from the four threads still churning
-     * on two CPUs, and counted as the allocator's (perf: 12% of one
+     * on two CPUs, and counted as the allocator's (perf, by hand: 12% of one
      * allocator's samples, 3% of another's) */
     pthread_barrier_wait(&finished);
     rf += drain(t);

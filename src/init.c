@@ -43,7 +43,7 @@ static __thread bool in_init __attribute__((tls_model("initial-exec")));
  * A fork from a signal handler that interrupted memscope while its thread
  * held one of those locks (ms_locks_held) would wait for that lock for
  * ever: 1 ms alarms whose handler forks hung about one run in 300 of
- * tests/test_lifecycle.sh's forkalarm on a loaded machine, the handler
+ * tests/test_lifecycle.sh's forkalarm on a loaded machine (by hand), the handler
  * waiting for the heap lock that the malloc it interrupted held.  Such a
  * fork is left bare, as glibc leaves a single-threaded process's: no lock
  * is taken, and the child, which POSIX allows only async-signal-safe calls

@@ -381,7 +381,9 @@ typedef struct ms_check_lock_s {
     ms_lock_t m;
 } __attribute__((aligned(MS_CACHE_LINE))) ms_check_lock_t;
 extern ms_check_lock_t ms_check_locks[MS_CHECK_LOCKS];
-/* inline: leak-check mode's every malloc asks, and finds the page closed */
+ms_inline ms_lock_t *ms_check_lock_of(const span_t *s) {
+    return &ms_check_locks[((uintptr_t)s / sizeof(span_t)) % MS_CHECK_LOCKS].m;
+}
 /* ms_pagemap_block_span: the span of p, an address in a page of the heap
  * (whose leaf exists: a block handed out), and *check, the page's word of
  * free's check, from one walk of the page map */
@@ -392,9 +394,10 @@ ms_inline span_t *ms_pagemap_block_span(const void *p, const uint64_t **check) {
     return (span_t *)(leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)] ^ base);
 }
 /* ms_span_check_word_closed: ms_span_check_closed's test alone, of the
- * page's word at check (false: it must call ms_span_sync_check) */
+ * page's word at check (false: it must call ms_span_sync_check); inline:
+ * leak-check mode's every malloc asks, and finds the page closed */
 ms_inline bool ms_span_check_word_closed(const span_t *s, const uint64_t *check) {
-    ms_lock_t *m = &ms_check_locks[((uintptr_t)s / sizeof(span_t)) % MS_CHECK_LOCKS].m;
+    ms_lock_t *m = ms_check_lock_of(s);
     /* the mark counts the block already (a compare-and-swap, ordered
      * before these loads): a sync that takes the lock after them reads it
      * and closes; one that wrote before them left its word for them to

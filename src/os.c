@@ -580,7 +580,7 @@ static void *own_start(void *arg) {
      * 32 bytes), and a block of this thread's recorded in leak-check mode
      * is held only from its stack, which the leak checker never scans
      * (memscope's own): a check at that moment reported it lost (1 in
-     * about 3,300 live checks, found by a helper) */
+     * about 3,300 live checks, by hand) */
     ms_no_sample = 1;
     own_arg_t *a = arg;
     thread_fn fn = a->fn;

@@ -35,7 +35,7 @@
  * The word must never be nonzero while a sampled block of the span is live,
  * or a free of it would skip the profiler.  Opening and closing it (a first
  * or last sampled block) are written from the span's mark and used part as
- * they are at the time, under one of CHECK_LOCKS locks (by span), by
+ * they are at the time, under one of MS_CHECK_LOCKS locks (by span), by
  * ms_span_sync_check, which every change of the mark's fast bits is followed
  * by: these writes are serialized and each reads what it writes from, so the
  * last one reflects the last change.  A sampler's sync runs before its block
@@ -240,9 +240,7 @@ void ms_pagemap_clear_huge_all(void) {
  * Free's check (top of file)
  * ---------------------------------------------------------------------- */
 
-#define CHECK_LOCKS MS_CHECK_LOCKS
-ms_check_lock_t ms_check_locks[CHECK_LOCKS];
-#define check_locks ms_check_locks
+ms_check_lock_t ms_check_locks[MS_CHECK_LOCKS];
 
 static inline uint64_t *check_of(uintptr_t pn) { return &leaf_of(pn)->check[pn & LEAF_MASK]; }
 
@@ -272,7 +270,7 @@ void ms_span_check_grow(span_t *s) {
 }
 
 void ms_span_sync_check(span_t *s) {
-    ms_lock_t *m = &check_locks[((uintptr_t)s / sizeof(span_t)) % CHECK_LOCKS].m;
+    ms_lock_t *m = ms_check_lock_of(s);
     ms_lock(m);
     uint64_t fast = ms_span_mark(s) & MS_MARK_FAST_MASK;
     for (uint32_t used;;) {
@@ -297,11 +295,11 @@ bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages) {
 /* Fork: a sync under way in another thread would leave its lock held and
  * the span's limits half written in the child. */
 void ms_pagemap_fork_prepare(void) {
-    for (int i = 0; i < CHECK_LOCKS; i++) ms_lock(&check_locks[i].m);
+    for (int i = 0; i < MS_CHECK_LOCKS; i++) ms_lock(&ms_check_locks[i].m);
 }
 void ms_pagemap_fork_parent(void) {
-    for (int i = CHECK_LOCKS - 1; i >= 0; i--) ms_unlock(&check_locks[i].m);
+    for (int i = MS_CHECK_LOCKS - 1; i >= 0; i--) ms_unlock(&ms_check_locks[i].m);
 }
 void ms_pagemap_fork_child(void) {
-    for (int i = 0; i < CHECK_LOCKS; i++) ms_lock_init(&check_locks[i].m);
+    for (int i = 0; i < MS_CHECK_LOCKS; i++) ms_lock_init(&ms_check_locks[i].m);
 }

@@ -119,7 +119,6 @@ static _Atomic uintptr_t table;
 static _Atomic uint32_t entered; /* recipes entered since the table was made */
 static _Atomic unsigned long long unloads_seen;
 _Atomic uint32_t ms_unwind_gen; /* moves when the table is emptied: replays of older walks are void */
-#define recipes_gen ms_unwind_gen
 bool ms_unwind_enabled;
 
 /* ------------------------------------------------------------------------
@@ -447,7 +446,7 @@ static void forget(unsigned long long subs) {
         atomic_store_explicit(&e[i].recipe, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&unloads_seen, subs, memory_order_relaxed);
-    atomic_fetch_add_explicit(&recipes_gen, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ms_unwind_gen, 1, memory_order_relaxed);
 }
 
 static int count_unloads(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -468,7 +467,6 @@ static int count_unloads(struct dl_phdr_info *info, size_t size, void *arg) {
  * (ms_unwind's bounds). */
 #define FRESH_EVERY 16
 __thread uint8_t ms_unwind_fresh_skip __attribute__((tls_model("initial-exec")));
-#define fresh_skip ms_unwind_fresh_skip
 static _Atomic uint64_t fresh_ms;
 static void look(void) {
     unsigned long long subs = 0;
@@ -479,7 +477,7 @@ static void look(void) {
  * lock); false if a fork is in progress */
 ms_cold __attribute__((noinline)) static bool look_guarded(uint64_t now) {
     if (!ms_stack_guard_enter()) {
-        fresh_skip = 0; /* it has not looked: the next walk tries again */
+        ms_unwind_fresh_skip = 0; /* it has not looked: the next walk tries again */
         return false;
     }
     atomic_store_explicit(&fresh_ms, now, memory_order_relaxed);
@@ -489,11 +487,11 @@ ms_cold __attribute__((noinline)) static bool look_guarded(uint64_t now) {
 }
 /* fresh: false if it had to look while a fork is in progress */
 static inline bool fresh(void) {
-    if (ms_likely(fresh_skip != 0)) {
-        fresh_skip--;
+    if (ms_likely(ms_unwind_fresh_skip != 0)) {
+        ms_unwind_fresh_skip--;
         return true;
     }
-    fresh_skip = FRESH_EVERY - 1;
+    ms_unwind_fresh_skip = FRESH_EVERY - 1;
     uint64_t now = ms_os_now_ms();
     if (ms_likely(now == atomic_load_explicit(&fresh_ms, memory_order_relaxed))) return true;
     return look_guarded(now);
@@ -672,7 +670,7 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
  * again. */
 static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
     if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp) ||
-        rp->gen != atomic_load_explicit(&recipes_gen, memory_order_relaxed) || rp->rd_lo < lo)
+        rp->gen != atomic_load_explicit(&ms_unwind_gen, memory_order_relaxed) || rp->rd_lo < lo)
         return false;
     if (ms_unlikely(rp->rd_hi > hi) && ms_stack_run_to(lo, rp->rd_hi) < rp->rd_hi) return false; /* once */
     for (int i = MS_REPLAY_READS - rp->nreads; i < MS_REPLAY_READS; i++)
@@ -785,7 +783,7 @@ static inline int unwind_at(void **out, int cap, replay_t *rp, const uintptr_t *
 MS_TEXT __attribute__((noinline)) static int walk(void **out, int cap, replay_t *rp, uintptr_t pc, uintptr_t sp,
                                                   uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
     const uintptr_t pc0 = pc, sp0 = sp, rbp0 = rbp;
-    const uint32_t gen = atomic_load_explicit(&recipes_gen, memory_order_relaxed);
+    const uint32_t gen = atomic_load_explicit(&ms_unwind_gen, memory_order_relaxed);
     walk_t wk;
     wk.reads = 0, wk.uses0 = false;
     bool keep = rp != NULL; /* a record of this walk is kept */
