@@ -748,7 +748,7 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
  * sticky, a third of larson's time in leak-check mode was that lock (perf).
  * So there each thread gathers its counts in a batch of its own (its lock
  * is uncontended but for a drain) and adds them under tally.lock every 64
- * allocations, or as soon as they would move the in-use total by more than
+ * allocations while a check logs them, or as soon as they would move the in-use total by more than
  * BATCH_BYTES either way, or at the first free after a new peak (below).  Whoever reads the counts (a snapshot, the leak
  * checker's log, a fork, the thread's exit) drains every batch first, so
  * what it reads is every count made before it began.  The price is the
@@ -808,7 +808,7 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
  *
  * Order of the locks: reg_lock, a batch's lock, tally.lock.
  * ---------------------------------------------------------------------- */
-#define BATCH_EVENTS 64   /* allocations per batch: their addresses, for the checker's log */
+#define BATCH_EVENTS 64   /* allocations per batch while a check logs: their addresses */
 #define BATCH_STACKS 16   /* stacks summed per batch, direct-mapped by id */
 #define BATCH_OTHER 32    /* single counts of stacks whose place another holds */
 #define BATCH_BYTES ((int64_t)64 << 10)
@@ -851,6 +851,15 @@ static pthread_key_t batch_key;
 #define BATCH_NONE ((batch_t *)1) /* exited, or refused memory: counts go straight to the tally */
 static __thread batch_t *my_batch __attribute__((tls_model("initial-exec")));
 static bool lockfree; /* membarrier works: counts are appended without a lock */
+/* logging: a check's log is open (ms_prof_log_start to ms_prof_log_stop),
+ * and only then does a batch keep the addresses of what it counts: the
+ * rest of the time nothing reads them, and their store and count were
+ * six instructions of every malloc of leak-check mode, with a drain every
+ * BATCH_EVENTS mallocs (callgrind, st_churn).  Set before the drain that
+ * opens the log: an append that began before that drain's barrier (its
+ * heavy_barrier, or the batch's lock) may miss it, and the drain counts
+ * it as made before the check, as it was; any later one sees it. */
+static _Atomic bool logging;
 
 static bool heavy_barrier(void) {
     return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
@@ -996,10 +1005,12 @@ static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, b
     int64_t d = b->delta + (alloc ? (int64_t)size : -(int64_t)size);
     b->delta = d;
     if (alloc) {
-        uint32_t n = b->n;
-        b->addr[n] = a;
-        b->n = n + 1;
-        full |= n + 1 == BATCH_EVENTS;
+        if (atomic_load_explicit(&logging, memory_order_relaxed)) {
+            uint32_t n = b->n;
+            b->addr[n] = a;
+            b->n = n + 1;
+            full |= n + 1 == BATCH_EVENTS;
+        }
         if (d > b->room) {
             b->at_peak = true; /* a new peak: from here the sums only rise until a free */
             b->room = d;
@@ -1515,6 +1526,7 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
  * ---------------------------------------------------------------------- */
 
 void ms_prof_log_start(uintptr_t *buf, size_t cap) {
+    atomic_store(&logging, true); /* before the drain's barrier (see logging) */
     drain_all(); /* what was allocated before the check is not logged */
     tally_lock();
     tally.log_buf = buf, tally.log_cap = cap, tally.log_n = 0, tally.log_over = false;
@@ -1564,6 +1576,7 @@ size_t ms_prof_log_stop(bool *overflow) {
     *overflow = tally.log_over;
     tally.log_buf = NULL, tally.log_cap = 0, tally.log_n = 0, tally.log_over = false;
     tally_unlock();
+    atomic_store(&logging, false); /* addresses still in batches are dropped at their drains */
     return n;
 }
 
