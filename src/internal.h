@@ -856,13 +856,14 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
  * installs these before setting ms_sample_rate.  Hooks run with no
  * allocator lock held and may allocate (the recursion is not sampled).
  * ---------------------------------------------------------------------- */
-#define MS_HOOK_LEAF 128
+#define MS_HOOK_LEAF 0
 #define MS_HOOK_SHALLOW 384
 #define MS_HOOK_DEEP 4096
 /* what the every hook says of the stack it may have left copies of its
- * block in: below its caller's stack pointer, at most MS_HOOK_LEAF bytes
- * (it made no call once it had read the block), MS_HOOK_SHALLOW or
- * MS_HOOK_DEEP bytes */
+ * block in: below its caller's stack pointer, none (MS_HOOK_LEAF: it held
+ * the block's address in registers only, making no call once it had read
+ * it; tests/test_unit_hookdepth.c holds the compiled code to that), at
+ * most MS_HOOK_SHALLOW or MS_HOOK_DEEP bytes */
 enum { MS_HOOK_TO_LEAF, MS_HOOK_TO_SHALLOW, MS_HOOK_TO_DEEP };
 typedef struct prof_hooks_s {
     /* stack: the allocation being sampled: the id of its stack
@@ -894,7 +895,10 @@ typedef struct prof_hooks_s {
      * caller's rbp the stack starts from (fp[1], fp[0]).  Returns how
      * deep its frames may have kept copies of the block (MS_HOOK_TO_*),
      * as `sampled` does with one more depth: most calls make no call of
-     * their own once they have read the block.  NULL in sampled mode. */
+     * their own once they have read the block.  It leaves errno as it
+     * found it, so that the core need not save it around the call: the
+     * common case makes no system call, and the others save it
+     * themselves.  NULL in sampled mode. */
     int (*every)(tcache_t *tc, size_t size, const uintptr_t *fp);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;

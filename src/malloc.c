@@ -289,20 +289,28 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
  * library's memset took a sample at profile_rate=1 from 353 to 314 ns (by
  * hand, bench/stackcost.c).  sample_small clears blocks with it too. */
 static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
-/* scrub_leaf: the every hook's common case, which made no call once it
- * read the block (MS_HOOK_LEAF bytes: its own frame, 96 with gcc 12 -O2):
- * eight stores of 16 bytes, inline, where the library's memset of 384
- * cost 35 instructions a malloc with its call (callgrind) */
+/* The every hook's common case (MS_HOOK_TO_LEAF) leaves no copy of the
+ * block below its caller, and nothing is cleared after it.  What it puts
+ * there is its return address and the callee-saved registers it uses,
+ * which sample_small clears before the call (forget_saved): eight stores
+ * of 16 bytes over the hook's frame after it (scrub_leaf) cost 13
+ * instructions a malloc of leak-check mode, the clears 5 (callgrind,
+ * st_churn).  tests/test_unit_hookdepth.c holds the compiled code to it:
+ * depth finds no copy below the hook's caller, nocopy none below
+ * malloc's (without forget_saved, a clang build left the block saved from
+ * rbx in the hook's frame on every malloc).  clear_tail (below) stores 16
+ * bytes at a time as scrub_leaf did. */
 typedef long long ms_v2_t __attribute__((vector_size(16)));
-static __attribute__((noinline)) void scrub_leaf(void) {
-    ms_v2_t buf[MS_HOOK_LEAF / sizeof(ms_v2_t)];
-    /* volatile: a loop or a memset of the array became rep stos, which
-     * callgrind counts a word at a time and the CPU starts slowly */
-    volatile ms_v2_t *v = buf;
-    const ms_v2_t z = {0, 0};
-    _Static_assert(MS_HOOK_LEAF == 8 * sizeof(ms_v2_t), "scrub_leaf's stores");
-    v[0] = z, v[1] = z, v[2] = z, v[3] = z, v[4] = z, v[5] = z, v[6] = z, v[7] = z;
-    __asm__ volatile("" : : "r"(buf) : "memory");
+/* forget_saved: the callee-saved registers the compiler may use (rbp is
+ * the frame's, in sample_small) hold nothing from here on, so that the
+ * every hook, whose common case saves some of them, finds no copy of the
+ * block there to save: the core had it in one (gcc's r12, clang's rbx) */
+ms_inline void forget_saved(void) {
+#if defined(__x86_64__)
+    __asm__ volatile("xor %%ebx, %%ebx\n\txor %%r12d, %%r12d\n\txor %%r13d, %%r13d\n\t"
+                     "xor %%r14d, %%r14d\n\txor %%r15d, %%r15d"
+                     ::: "rbx", "r12", "r13", "r14", "r15", "cc");
+#endif
 }
 static __attribute__((noinline)) void scrub_shallow(void) {
     char buf[MS_HOOK_SHALLOW];
@@ -381,6 +389,31 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     return p;
 }
 
+/* clear_tail: the bytes of small block p past the request (req of its
+ * size bytes) are cleared, from the 16 bytes that hold the request's end
+ * (a block just taken holds nothing of the program's yet, and every class
+ * is a multiple of 16 bytes, every block aligned so): a store of 16 bytes
+ * or two where classes are 16 or 32 bytes apart (up to 512), inline.  The
+ * library's memset, called for every such malloc of leak-check mode, cost
+ * 20 instructions with its call (callgrind, st_churn); a tail longer than
+ * TAIL_INLINE bytes, from the classes further apart, still goes to it. */
+#define TAIL_INLINE 240
+ms_inline void clear_tail(void *p, size_t req, size_t size) {
+    if (req >= size) return;
+    if (ms_unlikely(size - req > TAIL_INLINE)) {
+        scrub_memset((char *)p + req, 0, size - req);
+        return;
+    }
+    ms_assert_internal(((uintptr_t)p & 15) == 0 && size % 16 == 0);
+    /* volatile: a loop of stores became rep stos, which callgrind counts
+     * a word at a time and the CPU starts slowly, or a call of memset */
+    volatile ms_v2_t *v = (ms_v2_t *)(void *)((char *)p + (req & ~(size_t)15));
+    volatile ms_v2_t *end = (ms_v2_t *)(void *)((char *)p + size);
+    const ms_v2_t z = {0, 0};
+    do *v++ = z;
+    while (v < end);
+}
+
 /* sample_small: sample_point for small block p of class size `size`,
  * asked for `req` bytes (a tail call in turn); in leak-check mode
  * (ms_every_block_recorded) its free-list link and the bytes past the
@@ -392,7 +425,7 @@ ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, si
      * rep_stosb_threshold), its vector stores being faster below; and
      * callgrind counts rep stosb a byte at a time */
     ((void **)p)[0] = NULL; /* the cookie, word 1, is cleared already */
-    if (req < size) scrub_memset((char *)p + req, 0, size - req);
+    clear_tail(p, req, size);
     if (ms_unlikely(!ms_prof_hooks.every)) return sample_point(tc, p, size); /* (a test's own hooks) */
     tc->sample_left = 0; /* every allocation: no draw */
     if (ms_unlikely((ms_no_sample | ms_prof_busy) != 0)) return p;
@@ -405,8 +438,8 @@ ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, si
      * memscope's frames.  Otherwise as sample_point: p waits in the cache
      * and in no register while the stack is captured. */
     void *outer = tc->hook_block;
-    int saved = errno;
     tc->hook_block = p;
+    forget_saved();
     ms_tc_busy++;
     ms_prof_busy++;
     /* (the hook forgets the scratch registers itself, before it walks a
@@ -414,10 +447,12 @@ ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, si
     int depth = ms_prof_hooks.every(tc, size, __builtin_frame_address(0));
     ms_prof_leave();
     ms_tc_busy--;
-    errno = saved;
-    if (ms_likely(depth == MS_HOOK_TO_LEAF)) scrub_leaf();
-    else if (depth == MS_HOOK_TO_SHALLOW) scrub_shallow();
-    else scrub_deep();
+    /* (errno: the hook leaves it as it was, internal.h) */
+#if !defined(__x86_64__)
+    if (depth == MS_HOOK_TO_LEAF) depth = MS_HOOK_TO_SHALLOW; /* no forget_saved there */
+#endif
+    if (ms_unlikely(depth == MS_HOOK_TO_SHALLOW)) scrub_shallow();
+    else if (ms_unlikely(depth == MS_HOOK_TO_DEEP)) scrub_deep();
     p = tc->hook_block;
     tc->hook_block = outer;
     return p;

@@ -77,6 +77,7 @@
 #include "prof.h"
 #include "stack.h"
 
+#include <errno.h>
 #include <linux/membarrier.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -747,7 +748,7 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
  * sticky, a third of larson's time in leak-check mode was that lock (perf).
  * So there each thread gathers its counts in a batch of its own (its lock
  * is uncontended but for a drain) and adds them under tally.lock every 64
- * allocations, or as soon as they would move the in-use total by more than
+ * allocations while a check logs them, or as soon as they would move the in-use total by more than
  * BATCH_BYTES either way, or at the first free after a new peak (below).  Whoever reads the counts (a snapshot, the leak
  * checker's log, a fork, the thread's exit) drains every batch first, so
  * what it reads is every count made before it began.  The price is the
@@ -807,7 +808,7 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
  *
  * Order of the locks: reg_lock, a batch's lock, tally.lock.
  * ---------------------------------------------------------------------- */
-#define BATCH_EVENTS 64   /* allocations per batch: their addresses, for the checker's log */
+#define BATCH_EVENTS 64   /* allocations per batch while a check logs: their addresses */
 #define BATCH_STACKS 16   /* stacks summed per batch, direct-mapped by id */
 #define BATCH_OTHER 32    /* single counts of stacks whose place another holds */
 #define BATCH_BYTES ((int64_t)64 << 10)
@@ -850,6 +851,15 @@ static pthread_key_t batch_key;
 #define BATCH_NONE ((batch_t *)1) /* exited, or refused memory: counts go straight to the tally */
 static __thread batch_t *my_batch __attribute__((tls_model("initial-exec")));
 static bool lockfree; /* membarrier works: counts are appended without a lock */
+/* logging: a check's log is open (ms_prof_log_start to ms_prof_log_stop),
+ * and only then does a batch keep the addresses of what it counts: the
+ * rest of the time nothing reads them, and their store and count were
+ * six instructions of every malloc of leak-check mode, with a drain every
+ * BATCH_EVENTS mallocs (callgrind, st_churn).  Set before the drain that
+ * opens the log: an append that began before that drain's barrier (its
+ * heavy_barrier, or the batch's lock) may miss it, and the drain counts
+ * it as made before the check, as it was; any later one sees it. */
+static _Atomic bool logging;
 
 static bool heavy_barrier(void) {
     return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
@@ -995,10 +1005,12 @@ static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, b
     int64_t d = b->delta + (alloc ? (int64_t)size : -(int64_t)size);
     b->delta = d;
     if (alloc) {
-        uint32_t n = b->n;
-        b->addr[n] = a;
-        b->n = n + 1;
-        full |= n + 1 == BATCH_EVENTS;
+        if (atomic_load_explicit(&logging, memory_order_relaxed)) {
+            uint32_t n = b->n;
+            b->addr[n] = a;
+            b->n = n + 1;
+            full |= n + 1 == BATCH_EVENTS;
+        }
         if (d > b->room) {
             b->at_peak = true; /* a new peak: from here the sums only rise until a free */
             b->room = d;
@@ -1163,8 +1175,10 @@ MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, cons
     return captured_id(n, pcs, own);
 }
 
-/* on_every (the every hook, leak-check mode): on_stack and record in one
- * call, for a small block, with what the two did apart done once.  The
+/* on_every (the every hook, leak-check mode) and every_full, which does
+ * all of it where on_every's common case (below) does not hold: on_stack
+ * and record in one call, for a small block, with what the two did apart
+ * done once.  The
  * stack starts at the core's frame fp, and the thread's last one,
  * replayed, gives its id inline (stack.h); the block, read from the cache
  * only then (see on_stack), is one malloc has just taken from the
@@ -1172,21 +1186,21 @@ MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, cons
  * without small_span's checks; its page's check (mark_sampled) is looked
  * at inline.  The counts go to the thread's batch as record's do.
  * Apart, the layers cost st_churn 430 instructions a malloc, each saving
- * its registers and looking up the span or the thread again (callgrind). */
-MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
-    stack_own_t *o = tc->stack_own;
-    uint32_t id;
-    if (!(ms_likely(o != NULL) && ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp) &&
-          (id = o->replay.id) != UINT32_MAX))
-        id = every_stack(tc, fp);
+ * its registers and looking up the span or the thread again (callgrind).
+ * every_full's id: the stack's, when on_every's replay found it, else
+ * UINT32_MAX (the stack is captured here). */
+MS_TEXT __attribute__((noinline)) static int every_full_in(tcache_t *tc, size_t size, const uintptr_t *fp,
+                                                           uint32_t id) {
+    if (id == UINT32_MAX) id = every_stack(tc, fp);
     if (ms_unlikely(id == UINT32_MAX)) return MS_HOOK_TO_DEEP;
     void *p = tc->hook_block;
     uintptr_t a = (uintptr_t)p;
     const uint64_t *check;
     span_t *s = ms_pagemap_block_span(p, &check);
     srecs_t *k = span_sticky(s);
-    /* leaf: no call since p was read, so that p can be in no frame but
-     * this one (the core then clears MS_HOOK_LEAF bytes) */
+    /* leaf: no call since p was read, so that p is in no frame (the core
+     * then clears nothing: MS_HOOK_LEAF); the registers this frame and
+     * every_full saved hold no copy either (malloc.c: forget_saved) */
     bool leaf = true;
     if (ms_likely(k != NULL)) {
         uint32_t i = obj_of(s, a);
@@ -1209,6 +1223,65 @@ MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
     }
     if (ms_likely(leaf)) return MS_HOOK_TO_LEAF;
     return hook_deep ? MS_HOOK_TO_DEEP : MS_HOOK_TO_SHALLOW;
+}
+
+/* every_full: every_full_in, errno as it was (the every hook's promise:
+ * the unwinder's system calls, the locks' futex waits and new mappings
+ * are not the program's) */
+MS_TEXT __attribute__((noinline)) static int every_full(tcache_t *tc, size_t size, const uintptr_t *fp, uint32_t id) {
+    int saved = errno;
+    int r = every_full_in(tc, size, fp, id);
+    errno = saved;
+    return r;
+}
+
+/* every_drain: on_every's common case whose count filled the thread's
+ * batch b (its busy set): drained (errno kept, as every_full keeps it), a
+ * call on_every makes last, so that it needs no register of its own */
+__attribute__((noinline)) static int every_drain(batch_t *b) {
+    int saved = errno;
+    drain_locked(b);
+    atomic_store_explicit(&b->busy, false, memory_order_release);
+    errno = saved;
+    return MS_HOOK_TO_SHALLOW;
+}
+
+/* on_every: the common case, a replayed stack, a sticky array, the
+ * page's check closed and the thread's batch there to append to with no
+ * lock: tested first, before anything is written, so that every other
+ * case goes to every_full and a full batch to every_drain, each a tail
+ * call.  With no call but those, it saves no register: its frame, with
+ * its calls on the slow paths, saved and restored six on every malloc
+ * (st_churn, callgrind). */
+MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
+    stack_own_t *o = tc->stack_own;
+    batch_t *b = my_batch;
+    if (ms_unlikely(o == NULL) || !ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp))
+        return every_full(tc, size, fp, UINT32_MAX);
+    uint32_t id = o->replay.id;
+    if (ms_unlikely(id == UINT32_MAX || !lockfree || b == NULL || b == BATCH_NONE))
+        return every_full(tc, size, fp, id);
+    uintptr_t a = (uintptr_t)tc->hook_block;
+    const uint64_t *check;
+    span_t *s = ms_pagemap_block_span((void *)a, &check);
+    srecs_t *k = span_sticky(s);
+    /* the page's check, closed now, stays so while a block of the span
+     * is out (ms_malloc_sampled's test, made before the record) */
+    if (ms_unlikely(k == NULL || ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check)))
+        return every_full(tc, size, fp, id);
+    ms_assert_internal(ms_prof_busy);
+    atomic_store_explicit(&b->busy, true, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst); /* as batch_try's */
+    if (ms_unlikely(atomic_load_explicit(&b->want, memory_order_acquire))) {
+        atomic_store_explicit(&b->busy, false, memory_order_release);
+        return every_full(tc, size, fp, id);
+    }
+    uint32_t i = obj_of(s, a);
+    ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
+    rec_word_set(k, i, id + 1);
+    if (ms_unlikely(append(b, a, id, size, true))) return every_drain(b);
+    atomic_store_explicit(&b->busy, false, memory_order_release);
+    return MS_HOOK_TO_LEAF;
 }
 
 /* count_free_slow: the free of block a counted where batch_try could not
@@ -1440,6 +1513,7 @@ void ms_prof_snap_sub(prof_snap_t *snap, const prof_snap_t *base) {
  * ---------------------------------------------------------------------- */
 
 void ms_prof_log_start(uintptr_t *buf, size_t cap) {
+    atomic_store(&logging, true); /* before the drain's barrier (see logging) */
     drain_all(); /* what was allocated before the check is not logged */
     tally_lock();
     tally.log_buf = buf, tally.log_cap = cap, tally.log_n = 0, tally.log_over = false;
@@ -1489,6 +1563,7 @@ size_t ms_prof_log_stop(bool *overflow) {
     *overflow = tally.log_over;
     tally.log_buf = NULL, tally.log_cap = 0, tally.log_n = 0, tally.log_over = false;
     tally_unlock();
+    atomic_store(&logging, false); /* addresses still in batches are dropped at their drains */
     return n;
 }
 

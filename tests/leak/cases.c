@@ -18,6 +18,9 @@
  *             bytes of a live block (a freed block's words) direct 1 (not
  *             in `all`: memscope clears such tails in leak-check mode
  *             only, and the run-time checks below run sampled)
+ *   smalltail the same with a block of 512 bytes, 489 asked for: the
+ *             tail malloc clears with stores of its own, not memset
+ *             (direct 1, not in `all`, as tail)
  *   unwritten the same in the requested bytes of a 1 MiB block the
  *             program never writes (the freed block's pages) direct 1
  *             (not in `all`, as tail)
@@ -186,6 +189,10 @@ static __attribute__((noinline)) void reuse(size_t old_n, size_t new_n, bool wri
  * the words past the request are the freed block's */
 static __attribute__((noinline)) void case_tail(void) { reuse(40960, 40000, true); }
 
+/* smalltail: as tail, in a class whose tails malloc clears inline (the
+ * 16 bytes that hold the request's end on) */
+static __attribute__((noinline)) void case_smalltail(void) { reuse(512, 489, true); }
+
 /* unwritten: a large block on the same pages, never written */
 static __attribute__((noinline)) void case_unwritten(void) { reuse((size_t)1 << 20, (size_t)1 << 20, false); }
 
@@ -274,6 +281,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(c, "xor")) case_xor();
     if (all || !strcmp(c, "joined")) case_joined();
     if (!strcmp(c, "tail")) case_tail();
+    if (!strcmp(c, "smalltail")) case_smalltail();
     if (!strcmp(c, "unwritten")) case_unwritten();
     if (!strcmp(c, "respan")) case_respan();
     if (!strcmp(c, "blocked")) start(blocked_thread, &want);
