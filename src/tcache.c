@@ -41,8 +41,9 @@
  * freed in reverse, over 8 sizes) that exchange cost 11 instructions a
  * malloc and free, 2.5 so (callgrind, 173 -> 157 M in all; mimalloc 143
  * M).  An empty list with no spare takes a slot's chain, or a batch or up
- * to 2 KiB of objects where that is more (classes below 64 bytes) from
- * the spans, within its limit.  Every exchange with the central list costs
+ * to 2 KiB of objects where that is more (classes below 64 bytes; 4 KiB
+ * for a list at its class's limit, ms_tcache_refill) from the spans,
+ * within its limit.  Every exchange with the central list costs
  * a few hundred instructions besides its objects' (the slow paths' entry,
  * the lock, the refill's bookkeeping).  The refill's bulk from the spans
  * is small because it is what costs memory: refills of up to 8 KiB
