@@ -685,6 +685,7 @@ typedef struct tcache_s {
     _Atomic uint64_t large_mallocs, large_frees;         /* large objects, counts */
     _Atomic uint64_t large_malloc_bytes, large_free_bytes;
     uint64_t max_bytes;             /* sum over the lists of max x object size (tcache.c: total cap) */
+    uint64_t grown[2];              /* bit c: lists[c].max > 1, shrink_for's candidates (tcache.c) */
     struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
     bool is_dummy;                  /* the shared empty cache of threads without one */
     /* Parking a quiet thread's cache (tcache.c): the state, written by

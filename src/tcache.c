@@ -41,8 +41,9 @@
  * freed in reverse, over 8 sizes) that exchange cost 11 instructions a
  * malloc and free, 2.5 so (callgrind, 173 -> 157 M in all; mimalloc 143
  * M).  An empty list with no spare takes a slot's chain, or a batch or up
- * to 2 KiB of objects where that is more (classes below 64 bytes) from
- * the spans, within its limit.  Every exchange with the central list costs
+ * to 2 KiB of objects where that is more (classes below 64 bytes; 4 KiB
+ * for a list at its class's limit, ms_tcache_refill) from the spans,
+ * within its limit.  Every exchange with the central list costs
  * a few hundred instructions besides its objects' (the slow paths' entry,
  * the lock, the refill's bookkeeping).  The refill's bulk from the spans
  * is small because it is what costs memory: refills of up to 8 KiB
@@ -437,21 +438,38 @@ static void give_spare(tclist_t *l, uint8_t cls) {
     ms_central_give(cls, s, n);
 }
 
+/* set_grown: the bit of class c in tc->grown, set exactly while the
+ * list's limit is above one object (refill sets it, shrink_for and flush
+ * clear it): the lists shrink_for may lower, which in a thread are the
+ * few classes it uses, not all 96. */
+_Static_assert(MS_NUM_CLASSES <= 128, "tcache_t.grown holds a bit per class");
+static inline void set_grown(tcache_t *tc, int c, bool on) {
+    uint64_t bit = (uint64_t)1 << (c & 63);
+    if (on) tc->grown[c >> 6] |= bit;
+    else tc->grown[c >> 6] &= ~bit;
+}
+
 /* shrink_for: lowers other lists' limits, a batch at a time from the one
  * whose limit holds the most bytes, until `need` more bytes fit under the
  * thread's total (total_cap); a limit never drops below one object (0
  * would mean "never allocated", see ms_tcache_free_foreign).  Objects above
- * a lowered limit go to the central list.  false if they cannot all fit. */
-
+ * a lowered limit go to the central list.  false if they cannot all fit.
+ * It looks only at the lists in tc->grown: scanning all 96 classes for
+ * each batch it lowered cost many_threads (32 threads of 32 classes each
+ * in a share of 1 MiB, so nearly every refill that grows a list lowers
+ * another) 1,180 instructions a call, 3.4% of its run; 390 so (callgrind,
+ * shrink_for's own, 24.5 -> 7.6 M). */
 static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
     uint64_t cap = total_cap();
     while (tc->max_bytes + need > cap) {
         int big = 0;
         uint64_t most = 0;
-        for (int c = 1; c < MS_NUM_CLASSES; c++) {
-            uint64_t b = (uint64_t)tc->lists[c].max * ms_class_size[c];
-            if (c != cls && tc->lists[c].max > 1 && b > most) most = b, big = c;
-        }
+        for (int w = 0; w < 2; w++)
+            for (uint64_t m = tc->grown[w]; m; m &= m - 1) {
+                int c = w * 64 + __builtin_ctzll(m);
+                uint64_t b = (uint64_t)tc->lists[c].max * ms_class_size[c];
+                if (c != cls && b > most) most = b, big = c;
+            }
         if (!big) return false;
         tclist_t *l = &tc->lists[big];
         /* its spare first: it holds the old limit's count */
@@ -465,6 +483,7 @@ static bool shrink_for(tcache_t *tc, uint8_t cls, uint64_t need) {
          * tcache.c, so that nothing the give runs can see them half done */
         tc->max_bytes -= held_bytes((uint8_t)big, l->max - max);
         l->room_max = (uint64_t)max << 32 | (max - (len - over));
+        if (max == 1) set_grown(tc, big, false);
         if (over) {
             ms_count_own(&tc->lists[big].nnet, over); /* after: see ms_tcache_flush */
             ms_central_give((uint8_t)big, chain, over);
@@ -512,7 +531,15 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
              * make room: a list needs one */
             else if (!shrink_for(tc, cls, held_bytes(cls, grow))) grow = max ? 0 : 1;
         }
-        want = bulk_of(cls, REFILL_BULK_BYTES);
+        /* a list at its class's limit takes twice the bulk: its thread
+         * runs through the class steadily (a list is only at its limit
+         * after many refills), and every refill from the spans costs some
+         * 350 instructions besides its objects' (small_nodes, a stream of
+         * 10M mallocs of 32 bytes: 1,012 -> 981 M instructions in all,
+         * callgrind; peak RSS of mixed_realloc, st_churn, larson and
+         * many_threads within their run-to-run spread, 3-8 runs each, by
+         * hand) */
+        want = bulk_of(cls, max + grow == class_cap(cls) ? 2 * REFILL_BULK_BYTES : REFILL_BULK_BYTES);
         if (want > max + grow) want = max + grow;
     }
     /* A list's line is written first by its first use (here, or a free
@@ -533,6 +560,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     if (!tc->is_dummy) {
         max += grow;
         tc->max_bytes += held_bytes(cls, grow);
+        if (max > 1) set_grown(tc, cls, true);
         ms_count_own(&tc->lists[cls].nnet, -(uint64_t)n); /* first: see ms_tcache_flush */
         l->head = *(void **)p;
         l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
@@ -633,6 +661,7 @@ static void flush(tcache_t *tc, uint64_t idle_since_ms) {
         give((uint8_t)c, f, n, idle_since_ms);
     }
     tc->max_bytes = 0;
+    tc->grown[0] = tc->grown[1] = 0;
 }
 
 /* Fork (the order of every layer is init.c's): the registry's and the

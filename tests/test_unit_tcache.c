@@ -6,8 +6,9 @@
  * 12.7 MiB).  Then its lists are read: each list's length stays within its
  * limit, its spare holds that many or none, the limits (twice over: the
  * list and its spare) add up to the cache's own sum (max_bytes), and that sum
- * stays within the total; lists cut down to one object take several frees
- * in a row; and a class used again after all the others grows back (the
+ * stays within the total; the lists marked grown (shrink_for's
+ * candidates) are exactly those above one object; lists cut down to one
+ * object take several frees in a row; and a class used again after all the others grows back (the
  * room comes from the other lists).  Then 160 threads at once do the same
  * over 24 classes: together they share 32 MiB (MS_TC_OVERALL_BYTES), so no
  * thread's limits may add up to more than 32 MiB / 160 (without the shared
@@ -66,6 +67,8 @@ static uint64_t sum_max(const tcache_t *tc, uint64_t *cached, bool *lens_ok) {
         uint32_t len = l->max - (uint32_t)l->room, spare = 0;
         for (void *p = l->spare; p; p = *(void **)p) spare++;
         if (l->room < 0 || len > l->max || (spare != 0 && spare != l->max)) *lens_ok = false;
+        /* shrink_for looks only at the lists marked grown: exactly those above one object */
+        if (!!(tc->grown[c >> 6] & (uint64_t)1 << (c & 63)) != (l->max > 1)) *lens_ok = false;
         sum += 2 * (uint64_t)l->max * ms_class_size[c];
         *cached += (uint64_t)(len + spare) * ms_class_size[c];
     }
