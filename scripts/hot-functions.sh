@@ -100,10 +100,13 @@ sort -u -o "$tmp/ran" "$tmp/ran"
 # programs with blocks of 256 KiB and more run: a second window of text is
 # noise beside them.  And the scavenger's release of idle pages (1.2 KiB,
 # one run of the eleven), which a process reaches once it has freed pages
-# and lived on for the scavenge delay.
+# and lived on for the scavenge delay.  And the scavenger's look for dense
+# regions (0.7 KiB), at most four times a second once the heap reaches
+# 4 MiB, which left the hot text 6 bytes past its window after the
+# thread caches' per-class bits and leak-check mode's leaner hook.
 printf '%s\n' on_moved ms_options_parse ms_os_collapse ms_heap_huge_done ms_pagemap_set_huge \
     all_resident_own ms_os_open_proc_mm ms_central_give_idle ms_heap_try_resize \
-    ms_heap_scavenge | sort >"$tmp/left" # sorted, for comm
+    ms_heap_scavenge ms_heap_huge_candidates | sort >"$tmp/left" # sorted, for comm
 comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" | comm -23 - "$tmp/left" |
     join -a1 -e0 -o 0,2.2 - "$tmp/runs" | sort -k2,2nr -k1,1 | cut -d' ' -f1 >"$tmp/hot"
 {
