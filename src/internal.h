@@ -858,8 +858,8 @@ typedef struct prof_hooks_s {
     /* stack: the allocation being sampled: the id of its stack
      * (UINT32_MAX: none).  Called with no copy of the block's address in
      * any register (malloc.c: sample_point), so the unwinder's deep frames
-     * hold none either. */
-    uint32_t (*stack)(void);
+     * hold none either.  fp: sample_point's frame, where the walk starts. */
+    uint32_t (*stack)(const uintptr_t *fp);
     /* sampled: block p of `size` usable bytes, allocated at stack `id`, was
      * just drawn for the profile; the profiler calls ms_malloc_sampled(p)
      * if it keeps a record.  True if its frames and its callees' stayed

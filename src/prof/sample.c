@@ -1125,10 +1125,6 @@ MS_TEXT __attribute__((noinline)) static uint32_t stack_nested(void) {
     return stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
 }
 
-/* on_stack: the id of the sampled allocation's stack.  The unwinder's
- * frames are the deepest memscope puts on the program's stack (3 KiB and
- * more, with copies of every register); the block's address is in none of
- * them, as the core calls this before it hands the block over. */
 /* captured_id: the id of the stack a capture into the thread's buffer
  * returned (n frames at pcs, or -2: the buffer was in use, or below:
  * a fork is under way); the buffer is released */
@@ -1145,10 +1141,20 @@ ms_inline uint32_t captured_id(int n, const uintptr_t *pcs, stack_own_t *own) {
     return id;
 }
 
-MS_TEXT static uint32_t on_stack(void) {
+/* on_stack: the id of the sampled allocation's stack.  The unwinder's
+ * frames are the deepest memscope puts on the program's stack (3 KiB and
+ * more, with copies of every register); the block's address is in none of
+ * them, as the core calls this before it hands the block over.  The walk
+ * starts at the core's frame fp (sample_point's, usually reached by tail
+ * calls from malloc, so its return address is the program's), as
+ * leak-check mode's does: memscope's own frames above it need no recipe,
+ * so a process that samples never reads memscope's .eh_frame_hdr and
+ * .eh_frame (36 KiB of the library resident, by hand, in
+ * bench/false_sharing.c). */
+MS_TEXT static uint32_t on_stack(const uintptr_t *fp) {
     const uintptr_t *pcs;
     stack_own_t *own;
-    int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs, &own);
+    int n = ms_stack_capture_own_from(ms_tcache_mine(), fp, MS_PROF_MAX_DEPTH + 1, &pcs, &own);
     return captured_id(n, pcs, own);
 }
 
