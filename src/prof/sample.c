@@ -236,7 +236,10 @@ static inline stripe_t *stripe_of(const span_t *s) {
 
 static bool index_grow(void) {
     index_t *old = atomic_load_explicit(&index_cur, memory_order_relaxed);
-    size_t ocap = old ? old->cap : 0, cap = ocap ? ocap * 2 : 4096;
+    /* the first table, 512 slots, fits one page with its header: a
+     * process that samples a few stacks hashes them anywhere in it (at
+     * 4,096 slots, two or more pages of 4 were resident for a handful) */
+    size_t ocap = old ? old->cap : 0, cap = ocap ? ocap * 2 : 512;
     size_t bytes = sizeof(index_t) + cap * sizeof(uint32_t);
     index_t *t = ms_os_alloc(bytes);
     if (!t) return false;
