@@ -12,13 +12,15 @@
 # need; memscope's overhead is its two sums less that.  Two runs:
 #   - one 1 KiB block: the fixed part (192 KiB on the build that added this
 #     test: 88 anonymous, 104 of the library: 16 of headers and read-only
-#     data, the 64 KiB window of hot text, 8 of RELRO, 16 of data);
+#     data, the 64 KiB window of hot text, 8 of RELRO, 16 of data; 184
+#     once the registry's sentinel left .data);
 #   - 2 MiB of 1 KiB blocks, so that the sampler (one sample per 512 KiB
 #     on average) walks a few stacks: the walk starts at the core's frame
 #     and must read none of memscope's own unwind tables (36 KiB of the
 #     library when it did), and the profiler's tables start small.
-# The bounds leave room over those figures (240 KiB with the samples).  Under THP
-# "always" a first touch may fault in a 2 MiB page: the test is skipped.
+# The bounds leave room over those figures (240 KiB with the samples).
+# Under THP "always" a first touch may fault in a 2 MiB page: the test is
+# skipped.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
