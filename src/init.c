@@ -31,33 +31,36 @@ _Atomic int ms_inited; /* 0 no, 1 in progress, 2 done */
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread bool in_init __attribute__((tls_model("initial-exec")));
 
-/* fork(): every allocator lock is taken around it, outermost first: the
- * thread registry, the central lists, the heap, free's check locks (the
- * profiler, above the core, registers its handlers later, so its locks are
- * taken before these and released after).  In the child only the forking
- * thread exists, so every lock is re-created and the scavenger is marked
- * not running; only then are the caches of the threads left behind flushed
- * (which frees spans and would otherwise kick a scavenger that is not
- * there), and the scavenger may start again on demand after the handler
- * returns.
- * A fork from a signal handler that interrupted memscope while its thread
- * held one of those locks (ms_locks_held) would wait for that lock for
- * ever: 1 ms alarms whose handler forks hung about one run in 300 of
- * tests/test_lifecycle.sh's forkalarm on a loaded machine (by hand), the handler
- * waiting for the heap lock that the malloc it interrupted held.  Such a
- * fork is left bare, as glibc leaves a single-threaded process's: no lock
- * is taken, and the child, which POSIX allows only async-signal-safe calls
- * until it execs, keeps the state as it was (its thread goes on with the
- * interrupted malloc if the handler returns, and finishes it).  The
- * prepare handlers' own locks are the fork's: each layer's handlers set
- * the count back to 0 when they are done. */
+/* fork(): one handler owns the protocol, for the core and for the layers
+ * above it.  Every allocator lock is taken around the fork, outermost
+ * first: the profiler's (ms_prof_fork_prepare: it allocates from the core
+ * with its locks held), then the thread registry, the central lists, the
+ * heap, free's check locks; the parent releases them in the reverse order.
+ * In the child only the forking thread exists, so every lock is re-created
+ * and the scavenger is marked not running; only then are the caches of the
+ * threads left behind flushed (which frees spans and would otherwise kick a
+ * scavenger that is not there), and the scavenger may start again on demand
+ * after the handler returns; the profiler and the leak checker then forget
+ * what the lost threads were doing.
+ * A fork from a signal handler that interrupted memscope would wait for
+ * ever for a lock its own thread holds: 1 ms alarms whose handler forks
+ * hung about one run in 300 of tests/test_lifecycle.sh's forkalarm on a
+ * loaded machine (by hand), the handler waiting for the heap lock that the
+ * malloc it interrupted held.  So a fork whose thread holds one of those
+ * locks (ms_locks_held) or is inside the profiler (ms_prof_busy: a batch it
+ * may be appending to, which the profiler's prepare would wait for) is left
+ * bare, as glibc leaves a single-threaded process's: nothing is taken, and
+ * the child, which POSIX allows only async-signal-safe calls until it
+ * execs, keeps the state as it was (its thread goes on with the interrupted
+ * call if the handler returns, and finishes it).  The decision is taken
+ * once, here, for every layer; the prepare's own locks are the fork's, so
+ * the count goes back to 0 when they are taken. */
 static __thread bool fork_bare __attribute__((tls_model("initial-exec")));
 
 static void fork_prepare(void) {
-    if (ms_locks_held) {
-        fork_bare = true;
-        return;
-    }
+    fork_bare = ms_locks_held || ms_prof_busy;
+    if (fork_bare) return;
+    ms_prof_fork_prepare();
     ms_tcache_fork_prepare();
     ms_central_fork_prepare();
     ms_heap_fork_prepare();
@@ -74,6 +77,7 @@ static void fork_parent(void) {
     ms_heap_fork_parent();
     ms_central_fork_parent();
     ms_tcache_fork_parent();
+    ms_prof_fork_parent();
     ms_locks_held = 0;
 }
 
@@ -94,6 +98,7 @@ static void fork_child(void) {
     ms_stats_fork_child();
     ms_tcache_fork_child_flush();
     ms_scavenger_fork_done();
+    ms_prof_fork_child();
     ms_leak_fork_child();
 }
 

@@ -233,6 +233,16 @@ ms_inline void ms_unlock(ms_lock_t *l) {
     ms_locks_held--;
     if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2) ms_lock_wake(l);
 }
+/* ms_mutex_take, ms_mutex_give: a pthread mutex that fork's prepare takes
+ * (the heap's, the thread registry's), counted as ms_lock counts its own */
+ms_inline void ms_mutex_take(pthread_mutex_t *m) {
+    pthread_mutex_lock(m);
+    ms_locks_held++;
+}
+ms_inline void ms_mutex_give(pthread_mutex_t *m) {
+    ms_locks_held--;
+    pthread_mutex_unlock(m);
+}
 ms_inline void ms_lock_init(ms_lock_t *l) { atomic_store_explicit(&l->v, 0, memory_order_relaxed); }
 ms_inline void ms_spin_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -64,8 +64,7 @@ static uint64_t lock_t0;
 static _Atomic uint64_t max_hold[2];
 
 static inline void heap_lock(void) {
-    pthread_mutex_lock(&ms_heap_lock);
-    ms_locks_held++;
+    ms_mutex_take(&ms_heap_lock);
     lock_t0 = ms_os_ticks();
 }
 
@@ -74,8 +73,7 @@ static inline void heap_unlock(void) {
     for (int i = 0; i < 2; i++)
         if (d > atomic_load_explicit(&max_hold[i], memory_order_relaxed))
             atomic_store_explicit(&max_hold[i], d, memory_order_relaxed);
-    ms_locks_held--;
-    pthread_mutex_unlock(&ms_heap_lock);
+    ms_mutex_give(&ms_heap_lock);
 }
 
 uint64_t ms_heap_take_max_hold_ns(int reader) { return ms_os_ticks_ns(atomic_exchange(&max_hold[reader], 0)); }
@@ -724,8 +722,7 @@ void ms_heap_pin_mappings(void) {
     pins++;
     while (moving > 0) {
         heap_unlock(); /* not a hold: waiting for the kernel calls of others */
-        pthread_mutex_lock(&ms_heap_lock);
-        ms_locks_held++;
+        ms_mutex_take(&ms_heap_lock);
         if (moving > 0) {
             int c = ms_cancel_off(); /* a cancellation point, with the heap's lock */
             pthread_cond_wait(&moves_cv, &ms_heap_lock);

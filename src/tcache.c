@@ -190,16 +190,6 @@ _Atomic uint64_t ms_tcache_parks;
 tcache_t ms_tc_empty = {.is_dummy = true, .sample_left = INT64_MAX};
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-/* reg_take, reg_give: reg_lock on a program thread's paths, counted in
- * ms_locks_held (fork's prepare takes it too) */
-static void reg_take(void) {
-    pthread_mutex_lock(&reg_lock);
-    ms_locks_held++;
-}
-static void reg_give(void) {
-    ms_locks_held--;
-    pthread_mutex_unlock(&reg_lock);
-}
 /* the sentinel, linked to itself by ms_tcache_init_process: in .data, its
  * 6 KiB of lists nobody reads made two more pages of the library's file
  * resident in every process */
@@ -323,9 +313,9 @@ static void tc_destructor(void *arg) {
     ms_tc_mine = NULL;
     tc_exited = true;
     ms_tcache_flush(tc);
-    reg_take();
+    ms_mutex_take(&reg_lock);
     retire_locked(tc);
-    reg_give();
+    ms_mutex_give(&reg_lock);
     if (ms_tcache_on_exit) ms_tcache_on_exit();
 }
 
@@ -379,7 +369,7 @@ tcache_t *ms_tcache_list_owner(const tclist_t *l) {
 tcache_t *ms_tcache_create(void) {
     if (tc_exited || tc_hidden) return NULL;
     if (ms_tc_mine) return unpark(ms_tc_mine);
-    reg_take();
+    ms_mutex_take(&reg_lock);
     tcache_t *tc = ms_fixalloc_alloc(&tc_pool);
     if (tc) { /* lists: all 0 (max, room, and div: see ms_tcache_refill) */
         tc->sample_left = INT64_MAX;
@@ -393,7 +383,7 @@ tcache_t *ms_tcache_create(void) {
         registry.next = tc;
         nthreads++;
     }
-    reg_give();
+    ms_mutex_give(&reg_lock);
     if (!tc) return NULL;
     /* ms_tc first: glibc may allocate inside pthread_setspecific (keys past
      * the first 32 get a second-level array), and that allocation must find
@@ -876,7 +866,7 @@ void ms_tcache_init_process(void) {
 
 void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_bytes_alloc,
                       uint64_t *large_bytes_free, uint64_t *cached_bytes, uint32_t *nthr) {
-    reg_take();
+    ms_mutex_take(&reg_lock);
     memcpy(by_class, dead, sizeof dead);
     uint64_t la = dead_large_alloc, lf = dead_large_free, cached = 0;
     for (tcache_t *tc = registry.next; tc != &registry; tc = tc->next) {
@@ -891,7 +881,7 @@ void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_b
         lf += atomic_load_explicit(&tc->large_free_bytes, memory_order_relaxed);
     }
     *nthr = nthreads;
-    reg_give();
+    ms_mutex_give(&reg_lock);
     *large_bytes_alloc = la;
     *large_bytes_free = lf;
     *cached_bytes = cached;

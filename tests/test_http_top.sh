@@ -28,7 +28,7 @@ run_top() { # a fresh 80x24 session running top; its exit status lands in $TMPD/
     $T send-keys -t $W "PS1='\$ '; clear; echo SHELL-READY; $TOP top $URL; echo \"rc=\$?\" >$TMPD/rc" Enter
 }
 screen() { $T capture-pane -p -t $W; }
-wait_for() { for _ in $(seq 100); do screen | grep -q "$1" && return 0; sleep 0.1; done; return 1; }
+wait_for() { for _ in $(seq 200); do screen | grep -q "$1" && return 0; sleep 0.1; done; return 1; }
 
 rm -f "$TMPD/rc"
 run_top
@@ -52,7 +52,7 @@ check "q restores the terminal (the shell's screen is back)" sh -c "$T capture-p
 # Ctrl-C
 rm -f "$TMPD/rc"
 run_top
-wait_for 'memscope top' >/dev/null
+check "top draws its screen again" wait_for 'memscope top'
 $T send-keys -t $W C-c
 for _ in $(seq 100); do [ -s "$TMPD/rc" ] && break; sleep 0.1; done
 check "Ctrl-C exits" grep -q '^rc=130$' "$TMPD/rc"

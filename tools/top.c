@@ -120,7 +120,12 @@ static int fetch(const char *path, char **body, char *err, size_t errcap) {
     double t0 = now_s();
     for (;;) {
         ssize_t r = recv(fd, resp + len, RESP_CAP - 1 - len, 0);
-        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EINTR && !got_signal) continue;
+        if (got_signal) { /* Ctrl-C during a slow answer quits now, not after FETCH_SECONDS */
+            snprintf(err, errcap, "interrupted");
+            close(fd);
+            return -1;
+        }
         if (r <= 0) break;
         len += (size_t)r;
         if (len >= RESP_CAP - 1) break;

@@ -38,6 +38,11 @@
  * ---------------------------------------------------------------------- */
 void ms_prof_init(void);            /* installs the hooks if profile_rate > 0 */
 void ms_stack_init(void);
+/* ms_prof_fork_prepare, _parent, _child: the profiler's part of fork, called
+ * by init.c's handlers only (nothing when the profiler is off). */
+void ms_prof_fork_prepare(void);
+void ms_prof_fork_parent(void);
+void ms_prof_fork_child(void);
 void ms_stack_fork_prepare(void);
 void ms_stack_fork_parent(void);
 void ms_stack_fork_child(void);

@@ -1284,16 +1284,13 @@ static void on_moved(void *p, void *q, size_t size) {
  * Setup, fork, snapshots
  * ---------------------------------------------------------------------- */
 
-/* A fork from a signal handler that interrupted the profiler (ms_prof_busy:
- * a batch it may be appending to, which the prepare below waits for) or
- * the core holding a lock is left bare here too (init.c, "fork()"). */
-static __thread bool fork_bare __attribute__((tls_model("initial-exec")));
-
-static void fork_prepare(void) {
-    if (ms_locks_held || ms_prof_busy) {
-        fork_bare = true;
-        return;
-    }
+/* fork: init.c's handlers call these, the profiler's before the core's in
+ * the parent and after them in the child, and not at all for a fork left
+ * bare (one from a signal handler that interrupted memscope: ms_prof_busy
+ * covers a batch this thread may be appending to, which the prepare below
+ * would wait for). */
+void ms_prof_fork_prepare(void) {
+    if (!enabled) return;
     ms_stack_fork_prepare();
     ms_lock(&intern_lock);
     ms_lock(&big_lock);
@@ -1313,13 +1310,9 @@ static void fork_prepare(void) {
         drain_locked(b);
     }
     ms_lock(&tally.lock);
-    ms_locks_held = 0; /* the fork's own */
 }
-static void fork_parent(void) {
-    if (fork_bare) {
-        fork_bare = false;
-        return;
-    }
+void ms_prof_fork_parent(void) {
+    if (!enabled) return;
     ms_unlock(&tally.lock);
     for (batch_t *b = batches; b; b = b->next) {
         unclaim(b);
@@ -1332,14 +1325,9 @@ static void fork_parent(void) {
     ms_unlock(&big_lock);
     ms_unlock(&intern_lock);
     ms_stack_fork_parent();
-    ms_locks_held = 0;
 }
-static void fork_child(void) {
-    if (fork_bare) {
-        fork_bare = false;
-        return;
-    }
-    ms_locks_held = 0;
+void ms_prof_fork_child(void) {
+    if (!enabled) return;
     /* record arrays locked by threads the child does not have (their
      * malloc or free never finishes here), in use or on the free lists,
      * count as free from now on (rec_lock) */
@@ -1384,7 +1372,6 @@ void ms_prof_init(void) {
      * in sampled mode */
     lockfree = exact && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
                heavy_barrier();
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
     ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved,
                                     .span_done = on_span_done, .every = exact ? on_every : NULL};
     enabled = true;
