@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,10 +48,17 @@ static dev_t out_dev;
 static ino_t out_ino;
 static _Atomic int out_known;   /* 0 not looked, 1 recorded, 2 stderr was closed */
 
+/* fd_stat: fstat by its own system call.  The C library's fstat is
+ * fstatat(fd, "", AT_EMPTY_PATH), and the kernel's read of that "", a byte
+ * of the library's .rodata, made 64 KiB of it resident (the kernel maps
+ * the pages around a fault) in every process, at ms_log_init (by hand:
+ * `true` preloaded). */
+static int fd_stat(int fd, struct stat *st) { return (int)syscall(SYS_fstat, fd, st); }
+
 static bool is_stderr_file(int fd) {
     struct stat st;
     int saved = errno;
-    bool same = fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == out_dev && st.st_ino == out_ino;
+    bool same = fd >= 0 && fd_stat(fd, &st) == 0 && st.st_dev == out_dev && st.st_ino == out_ino;
     errno = saved;
     return same;
 }
@@ -59,7 +67,7 @@ void ms_log_init(bool keep_copy) {
     if (atomic_load(&out_known)) return;
     struct stat st;
     int saved = errno;
-    if (fstat(2, &st) != 0) {
+    if (fd_stat(2, &st) != 0) {
         atomic_store(&out_known, 2);
         errno = saved;
         return;

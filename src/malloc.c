@@ -376,7 +376,7 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
         ms_tc_busy++;
         ms_prof_busy++;
         ms_forget_scratch();
-        uint32_t id = ms_prof_hooks.stack();
+        uint32_t id = ms_prof_hooks.stack(__builtin_frame_address(0));
         bool shallow = ms_prof_hooks.sampled(tc->hook_block, size, id);
         ms_prof_leave();
         ms_tc_busy--;

@@ -191,7 +191,10 @@ _Atomic uint64_t ms_tcache_parks;
 tcache_t ms_tc_empty = {.is_dummy = true, .sample_left = INT64_MAX};
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static tcache_t registry = {.next = &registry, .prev = &registry}; /* sentinel */
+/* the sentinel, linked to itself by ms_tcache_init_process: in .data, its
+ * 6 KiB of lists nobody reads made two more pages of the library's file
+ * resident in every process */
+static tcache_t registry;
 static fixalloc_t tc_pool = {.size = sizeof(tcache_t)};
 static pthread_key_t tc_key;
 /* counts of exited threads (reg_lock) */
@@ -885,7 +888,10 @@ bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms) {
     return again;
 }
 
-void ms_tcache_init_process(void) { pthread_key_create(&tc_key, tc_destructor); }
+void ms_tcache_init_process(void) {
+    registry.next = registry.prev = &registry;
+    pthread_key_create(&tc_key, tc_destructor);
+}
 
 void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_bytes_alloc,
                       uint64_t *large_bytes_free, uint64_t *cached_bytes, uint32_t *nthr) {

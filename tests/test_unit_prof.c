@@ -25,7 +25,7 @@ static uint64_t allocs_seen;
 static uint64_t *sample_at;
 static size_t nsample, cap_sample;
 
-static uint32_t no_stack(void) { return 0; }
+static uint32_t no_stack(const uintptr_t *fp) { (void)fp; return 0; }
 
 static bool recorder(void *p, size_t size, uint32_t id) {
     (void)p, (void)size, (void)id;

@@ -237,7 +237,10 @@ static inline stripe_t *stripe_of(const span_t *s) {
 
 static bool index_grow(void) {
     index_t *old = atomic_load_explicit(&index_cur, memory_order_relaxed);
-    size_t ocap = old ? old->cap : 0, cap = ocap ? ocap * 2 : 4096;
+    /* the first table, 512 slots, fits one page with its header: a
+     * process that samples a few stacks hashes them anywhere in it (at
+     * 4,096 slots, two or more pages of 4 were resident for a handful) */
+    size_t ocap = old ? old->cap : 0, cap = ocap ? ocap * 2 : 512;
     size_t bytes = sizeof(index_t) + cap * sizeof(uint32_t);
     index_t *t = ms_os_alloc(bytes);
     if (!t) return false;
@@ -1137,10 +1140,6 @@ MS_TEXT __attribute__((noinline)) static uint32_t stack_nested(void) {
     return stack_intern(pcs, truncated ? MS_PROF_MAX_DEPTH : n, truncated);
 }
 
-/* on_stack: the id of the sampled allocation's stack.  The unwinder's
- * frames are the deepest memscope puts on the program's stack (3 KiB and
- * more, with copies of every register); the block's address is in none of
- * them, as the core calls this before it hands the block over. */
 /* captured_id: the id of the stack a capture into the thread's buffer
  * returned (n frames at pcs, or -2: the buffer was in use, or below:
  * a fork is under way); the buffer is released */
@@ -1157,10 +1156,20 @@ ms_inline uint32_t captured_id(int n, const uintptr_t *pcs, stack_own_t *own) {
     return id;
 }
 
-MS_TEXT static uint32_t on_stack(void) {
+/* on_stack: the id of the sampled allocation's stack.  The unwinder's
+ * frames are the deepest memscope puts on the program's stack (3 KiB and
+ * more, with copies of every register); the block's address is in none of
+ * them, as the core calls this before it hands the block over.  The walk
+ * starts at the core's frame fp (sample_point's, usually reached by tail
+ * calls from malloc, so its return address is the program's), as
+ * leak-check mode's does: memscope's own frames above it need no recipe,
+ * so a process that samples never reads memscope's .eh_frame_hdr and
+ * .eh_frame (36 KiB of the library resident, by hand, in
+ * bench/false_sharing.c). */
+MS_TEXT static uint32_t on_stack(const uintptr_t *fp) {
     const uintptr_t *pcs;
     stack_own_t *own;
-    int n = ms_stack_capture_own(MS_PROF_MAX_DEPTH + 1, &pcs, &own);
+    int n = ms_stack_capture_own_from(ms_tcache_mine(), fp, MS_PROF_MAX_DEPTH + 1, &pcs, &own);
     return captured_id(n, pcs, own);
 }
 

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# test_fixedrss.sh: what memscope itself keeps resident in a small program.
+#
+# Why: bench/run.sh's small workloads (fs-active, fs-passive, prodcons) are
+# a few MiB of peak RSS, of which memscope's fixed part (its code, data and
+# BSS, the first pages of its tables, the unwind tables a sample reads) was
+# a fifth, and each regression of it is invisible in the larger workloads.
+# A tiny program reads its own /proc/self/smaps before it exits: the
+# resident KiB of its anonymous mappings (the heap, memscope's BSS and
+# tables among them) and of libmemscope.so's.  Without memscope the same
+# program gives the anonymous KiB the C library's malloc and the program
+# need; memscope's overhead is its two sums less that.  Two runs:
+#   - one 1 KiB block: the fixed part (192 KiB on the build that added this
+#     test: 88 anonymous, 104 of the library: 16 of headers and read-only
+#     data, the 64 KiB window of hot text, 8 of RELRO, 16 of data; 184
+#     once the registry's sentinel left .data);
+#   - 2 MiB of 1 KiB blocks, so that the sampler (one sample per 512 KiB
+#     on average) walks a few stacks: the walk starts at the core's frame
+#     and must read none of memscope's own unwind tables (36 KiB of the
+#     library when it did), and the profiler's tables start small.
+# The bounds leave room over those figures (240 KiB with the samples).
+# Under THP "always" a first touch may fault in a 2 MiB page: the test is
+# skipped.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+LIB=$BUILD/libmemscope.so
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fail=1; }
+
+if grep -q '\[always\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null; then
+    echo "skipped: transparent huge pages are 'always' here"
+    exit 0
+fi
+
+cat > "$T/fixed.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* fixed [blocks]: keeps `blocks` blocks of 1 KiB, then prints the resident
+ * KiB of its anonymous mappings and of libmemscope.so's */
+int main(int argc, char **argv) {
+    size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1;
+    char **v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!(v[i] = malloc(1024))) return 1;
+        memset(v[i], (int)i, 1024);
+    }
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 1;
+    char line[512];
+    int kind = 0; /* 1: anonymous, 2: memscope's */
+    unsigned long anon = 0, lib = 0, kb;
+    while (fgets(line, sizeof line, f)) {
+        char path[256] = "";
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %255s", &lo, &hi, path) >= 2) {
+            kind = path[0] == '\0' || strcmp(path, "[heap]") == 0 ? 1 : strstr(path, "libmemscope") ? 2 : 0;
+        } else if (sscanf(line, "Rss: %lu kB", &kb) == 1) {
+            if (kind == 1) anon += kb;
+            if (kind == 2) lib += kb;
+        }
+    }
+    fclose(f);
+    printf("%lu %lu\n", anon, lib);
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+    return 0;
+}
+CEOF
+cc -O2 -o "$T/fixed" "$T/fixed.c" || { echo "FAIL: cc"; exit 1; }
+
+# median of three runs of one figure: "anon lib" lines in, the sum of the
+# fields named out
+median3() { sort -n | sed -n 2p; }
+run() { # run PRELOAD BLOCKS: median of three runs of anon + lib (KiB)
+    for i in 1 2 3; do LD_PRELOAD=$1 "$T/fixed" "$2" | awk '{print $1 + $2}'; done | median3
+}
+run_lib() { # memscope's library alone, median of three
+    for i in 1 2 3; do LD_PRELOAD=$LIB "$T/fixed" "$1" | awk '{print $2}'; done | median3
+}
+
+check() { # check BLOCKS BOUND WHAT
+    local base ms over
+    base=$(run "" "$1")
+    ms=$(run "$LIB" "$1")
+    if [ -z "$base" ] || [ -z "$ms" ]; then bad "$3: the program failed"; return; fi
+    over=$((ms - base))
+    if [ "$over" -le "$2" ]; then
+        ok "$3: memscope's anonymous and library KiB $ms, less the C library's malloc's $base: $over KiB (bound $2)"
+    else
+        bad "$3: memscope keeps $over KiB resident (anonymous and library $ms, the C library's malloc $base), over the bound of $2"
+    fi
+}
+
+check 1 224 "one 1 KiB block"
+check 2048 272 "2 MiB in 1 KiB blocks, sampled"
+lib=$(run_lib 2048)
+if [ -n "$lib" ] && [ "$lib" -le 112 ]; then
+    ok "libmemscope.so resident after samples: $lib KiB (its unwind tables are not read)"
+else
+    bad "libmemscope.so resident after samples: '$lib' KiB, over 112 (a sample read memscope's own .eh_frame?)"
+fi
+exit $fail
