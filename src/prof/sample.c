@@ -1357,8 +1357,8 @@ static void on_moved(void *p, void *q, size_t size) {
  * Setup, fork, snapshots
  * ---------------------------------------------------------------------- */
 
-/* fork: init.c's handlers call these, the profiler's before the core's in
- * the parent and after them in the child, and not at all for a fork left
+/* fork: init.c's handlers call these, the prepare before the core's and
+ * the parent's and the child's after the core's, and not at all for a fork left
  * bare (one from a signal handler that interrupted memscope: ms_prof_busy
  * covers a batch this thread may be appending to, which the prepare below
  * would wait for). */
