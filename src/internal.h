@@ -180,7 +180,6 @@ uint64_t ms_os_random(void);
 bool ms_os_thread_syscall(int tid, uintptr_t *sp, uintptr_t *pc); /* blocked in a system call? */
 uint64_t ms_os_thread_switches(int tid);      /* times switched out; UINT64_MAX if unknown */
 size_t ms_os_read_self(uintptr_t addr, void *buf, size_t len); /* fault-free copy; bytes copied */
-void ms_os_map_alone(const void *p);          /* p's page of a read-only file mapping resident, not its neighbours */
 /* ms_os_pages_readable: how many of the n pages of `page` bytes from lo, in
  * order, can be read: a byte of each, one system call (at most 64 pages) */
 size_t ms_os_pages_readable(uintptr_t lo, size_t page, size_t n);

@@ -497,24 +497,6 @@ size_t ms_os_read_self(uintptr_t addr, void *buf, size_t len) {
     return n > 0 ? (size_t)n : 0;
 }
 
-/* ms_os_map_alone: the kernel page holding p, of a read-only mapping of a
- * file, becomes resident in this process without its neighbours.  A read
- * fault on a file mapping maps every page of the file's cache in the
- * fault's 64 KiB window (fault-around), clamped to the mapping; so the
- * page is made a mapping of its own for the read (a different advice
- * splits it off), read, and given back its advice, which merges it again.
- * MADV_POPULATE_READ and reads through process_vm_readv or /proc/self/mem
- * fault around all the same (by hand).  If the kernel refuses the advice,
- * the read faults around as any would. */
-void ms_os_map_alone(const void *p) {
-    uintptr_t pg = (uintptr_t)p & ~(uintptr_t)4095;
-    int saved = errno;
-    bool alone = madvise((void *)pg, 4096, MADV_RANDOM) == 0;
-    (void)*(const volatile char *)pg;
-    if (alone) madvise((void *)pg, 4096, MADV_NORMAL);
-    errno = saved;
-}
-
 size_t ms_os_pages_readable(uintptr_t lo, size_t page, size_t n) {
     enum { MAX = 64 };
     struct iovec remote[MAX];

@@ -52,13 +52,7 @@
  * check libunwind's reads go through, has proven it), and each CFA must lie
  * above the last, so a bad recipe or a corrupt stack ends the walk, never
  * the program.  Unwind tables are read in place, inside dl_iterate_phdr's
- * callback, so that no dlclose can unmap them meanwhile, and each page a
- * lookup reads is first mapped alone (bring): a fault on a file mapping
- * maps the 64 KiB around it, and the few FDEs of the C library's that
- * every stack ends with (start_thread, __libc_start_call_main), found
- * through its 29 KiB binary-search table, made 128 KiB of its .eh_frame
- * resident in a program that samples (bench/false_sharing.c, by hand),
- * most of memscope's fixed cost after its own code and data.
+ * callback, so that no dlclose can unmap them meanwhile.
  *
  * The recipe table.  Entries of two words in pairs (two places for each
  * return address), written by any thread without a lock: an entry is the
@@ -201,32 +195,6 @@ static uint64_t rd_ptr(rd_t *r, uint8_t enc, uintptr_t data) {
  * Finding the FDE of a pc
  * ---------------------------------------------------------------------- */
 
-/* bring: the pages of [p, p + n), in an object's unwind tables, resident
- * one by one (ms_os_map_alone) before a lookup reads them.  A page stays
- * mapped once brought, so the last ones brought are remembered and not
- * brought again; a page remembered that is no longer mapped (an object
- * unloaded, a fork's child) is only read with its neighbours.  Each page
- * costs two system calls that take the address space's lock, so only the
- * first BRING_MAX pages are brought: what the window around a fault costs
- * matters in a small program, which looks up a few dozen recipes, not in
- * one that looks up thousands (a large C++ program in leak-check mode),
- * whose lookups it would slow.  Under the loader's lock, as every lookup
- * is (dl_iterate_phdr's callback). */
-#define BROUGHT 64
-#define BRING_MAX 256
-static uintptr_t brought[BROUGHT];
-static unsigned nbrought;
-static __attribute__((noinline)) void bring(const void *p, size_t n) {
-    uintptr_t end = (uintptr_t)p + n;
-    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)(MS_OS_PAGE - 1); a < end && nbrought < BRING_MAX; a += MS_OS_PAGE) {
-        uintptr_t *slot = &brought[(a / MS_OS_PAGE) % BROUGHT];
-        if (*slot == a) continue;
-        ms_os_map_alone((const void *)a);
-        *slot = a;
-        nbrought++;
-    }
-}
-
 typedef struct find_s {
     uintptr_t pc;               /* a return address */
     recipe_t recipe;            /* its recipe, 0 if refused */
@@ -264,7 +232,6 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *arg) {
  * (what every linker writes); another encoding is refused. */
 static const uint8_t *fde_of(const uint8_t *hdr, uintptr_t pc) {
     rd_t r = {hdr, hdr + 4 + 8 + 8, false}; /* version, encodings, two pointers at most */
-    bring(hdr, 4 + 8 + 8);
     if (rd_u8(&r) != 1) return NULL;
     uint8_t eh_enc = rd_u8(&r), count_enc = rd_u8(&r), table_enc = rd_u8(&r);
     if (table_enc != 0x3b) return NULL;
@@ -275,11 +242,9 @@ static const uint8_t *fde_of(const uint8_t *hdr, uintptr_t pc) {
     uint64_t lo = 0, hi = count; /* the last entry whose start <= pc */
     while (hi - lo > 1) {
         uint64_t mid = lo + (hi - lo) / 2;
-        bring(&t[2 * mid], sizeof t[0]);
         if ((uintptr_t)hdr + (intptr_t)t[2 * mid] <= pc) lo = mid;
         else hi = mid;
     }
-    bring(&t[2 * lo], 2 * sizeof t[0]);
     if ((uintptr_t)hdr + (intptr_t)t[2 * lo] > pc) return NULL;
     return hdr + (intptr_t)t[2 * lo + 1];
 }
@@ -321,10 +286,8 @@ typedef struct cie_s {
 
 static bool cie_read(const uint8_t *p, cie_t *c) {
     uint32_t len;
-    bring(p, 4);
     memcpy(&len, p, 4);
     if (len == 0 || len == 0xffffffffu) return false;
-    bring(p, 4 + (size_t)len);
     rd_t r = {p + 4, p + 4 + len, false};
     if (rd_fixed(&r, 4) != 0) return false; /* CIE id */
     uint8_t version = rd_u8(&r);
@@ -579,10 +542,8 @@ static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc, uintptr_t code_end) 
     const uint8_t *fde = fde_of(hdr, pc - 1);
     if (!fde) return 0;
     uint32_t len, cie_off;
-    bring(fde, 8);
     memcpy(&len, fde, 4);
     if (len == 0 || len == 0xffffffffu) return 0;
-    bring(fde, 4 + (size_t)len);
     memcpy(&cie_off, fde + 4, 4);
     if (cie_off == 0) return 0; /* a CIE, not an FDE */
     cie_t c;
