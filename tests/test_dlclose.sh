@@ -10,10 +10,7 @@
 # as soon as the C library's returns.  Every block the plugins leak must be
 # reported under a stack that goes on to main.
 set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
-LIB=$BUILD/libmemscope.so
+. "$(dirname "$0")/prelude.sh"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cat > "$T/main.c" <<'CEOF'
 #include <dlfcn.h>

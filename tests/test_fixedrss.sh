@@ -20,10 +20,7 @@
 #     library when it did), and the profiler's tables start small.
 # The bounds leave room over those figures (240 KiB with the samples).
 set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
-LIB=$BUILD/libmemscope.so
+. "$(dirname "$0")/prelude.sh"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0
 ok() { echo "ok: $*"; }

@@ -30,10 +30,7 @@
 #   exit-signal    1 ms alarms whose handler forks hung the process in the
 #                  exit-time leak check (memscope inside malloc)
 set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
-LIB=${MEMSCOPE_LIB:-$BUILD/libmemscope.so}
+. "$(dirname "$0")/prelude.sh"
 CC=${CC:-cc}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0

@@ -10,10 +10,7 @@
 # allocator (its stats count the blocks), and the shim, when it is first,
 # must have seen the calls.  A timeout catches the loop.
 set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
-LIB=$BUILD/libmemscope.so
+. "$(dirname "$0")/prelude.sh"
 SHIM=$BUILD/tests/shim_libcnames.so
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail=0

@@ -23,10 +23,7 @@
 # `make test` runs a quick list of 7 fast modules; MEMSCOPE_STRESS=1
 # (make stress) runs the full list of 46 modules.
 set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
-LIB=$BUILD/libmemscope.so
+. "$(dirname "$0")/prelude.sh"
 PY=/usr/bin/python3.11
 [ -f "$LIB" ] || { echo "FAIL: $LIB missing (make lib)"; exit 1; }
 [ -x "$PY" ] || { echo "FAIL: $PY missing (scripts/install-deps.sh)"; exit 1; }

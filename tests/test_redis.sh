@@ -24,10 +24,7 @@
 #   4. SHUTDOWN NOSAVE; the server must exit 0 with no memscope error.
 # MEMSCOPE_STRESS=1 (make stress) uses 10x the requests and keys.
 set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
-LIB=$BUILD/libmemscope.so
+. "$(dirname "$0")/prelude.sh"
 [ -f "$LIB" ] || { echo "FAIL: $LIB missing (make lib)"; exit 1; }
 for c in redis-server redis-cli redis-benchmark curl python3; do
     command -v $c >/dev/null || { echo "FAIL: $c missing (scripts/install-deps.sh installs redis-server, redis-tools, curl)"; exit 1; }

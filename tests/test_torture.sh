@@ -19,9 +19,7 @@
 # MEMSCOPE_STRESS=1 (make stress) runs 15 s of fork torture, and the
 # oversubscribed and stress runs at full size.
 set -u
-cd "$(dirname "$0")/.." || exit 1
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+. "$(dirname "$0")/prelude.sh"
 FT=$BUILD/tests/prog_forktorture
 ST=$BUILD/tests/test_stress
 for f in "$FT" "$ST"; do [ -x "$f" ] || { echo "FAIL: $f missing (make all)"; exit 1; }; done
