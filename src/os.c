@@ -210,6 +210,30 @@ void ms_os_free(void *addr, size_t bytes) {
  * pages are all resident already and the process's alone, so a collapse
  * never adds RSS (all_resident_own).
  *
+ * What a 2 MiB page costs depends on where the kernel finds it, and on a
+ * VM that can be far more than the zeroing.  This one's guest reports its
+ * free 2 MiB blocks to the host (virtio-balloon free page reporting,
+ * page_reporting_order 9, a pass every 2 s or so), and the host takes
+ * them back: the next use of such a block is faulted in again on the
+ * host's side.  Small pages mostly come from smaller free blocks, which
+ * are not reported.  Timed by hand (wall, per 2 MiB, fresh anonymous
+ * memory): 512 small faults 0.7-1.1 ms; a 2 MiB page at the first write
+ * (MADV_HUGEPAGE) 0.1 ms when as much had been freed a moment before,
+ * 4-7 ms otherwise; one write then MADV_COLLAPSE of the untouched rest
+ * 0.13 / 5.8 ms; MADV_COLLAPSE of resident small pages 0.45-0.9 /
+ * 2.2-3.6 ms.  Hence no huge pages for the heap as it grows: marking each
+ * 2 MiB-aligned growth step MADV_HUGEPAGE took bench/small_nodes.c from
+ * 0.19 s to 0.77 s (sys 0.12 to 0.70 s over 153 huge faults, with
+ * compact_stall, thp_fault_fallback and thp_split_pmd all 0 in
+ * /proc/vmstat: neither compaction nor splits), and to 0.105 s when run
+ * right after a run that had freed as much.  Made cheap that way, the
+ * suite's short workloads used 0-60% less CPU (many-threads 18%,
+ * tl-remote 16%, small-nodes 60%, st-churn none) for 0.6-2.9 MiB more
+ * RSS (the part of the last step not yet handed out); but a grower that
+ * made fresh steps huge itself and stopped at its first slow one found
+ * the first one slow in most runs made in the suite's order.  Here the
+ * cost belongs on the scavenger's thread, within its CPU budget.
+ *
  * "All resident" must still hold when the kernel copies: a page memscope
  * releases (MADV_DONTNEED) or moves away (mremap) between the look and the
  * collapse would come back as a resident zero page.  So releases and moves

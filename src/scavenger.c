@@ -126,11 +126,13 @@ void ms_trace_scavenge(size_t released_bytes, bool forced) {
 static uint64_t look_interval_ms(uint64_t delay) { return delay / 4 > 10 ? delay / 4 : 10; }
 
 /* Huge pages: the look and its caps (see the top).  A collapse costs this
- * VM 1.2-6 ms of CPU (a fresh 2 MiB page zeroed and the old pages copied
- * into it, timed by hand: tools would say the copy alone is 0.1 ms), so the
- * work is capped by the CPU time it took: HUGE_CPU_US_PER_S a second, 5%
- * of one CPU, saved up to HUGE_CPU_BURST_US; the budget starts empty, so
- * a short run never spends more than 5% of its time on it.  A dense heap
+ * VM 1.2-6 ms of CPU, timed by hand, where tools would say the copy alone
+ * is 0.1 ms: most of it is the host faulting in the fresh 2 MiB page again,
+ * which the guest had reported free (os.c: huge pages; 0.45-0.9 ms when a
+ * 2 MiB page had just been freed).  So the work is capped by the CPU time
+ * it took: HUGE_CPU_US_PER_S a second, 5% of one CPU, saved up to
+ * HUGE_CPU_BURST_US; the budget starts empty, so a short run never spends
+ * more than 5% of its time on it.  A dense heap
  * of 30 MiB is then on huge pages within 1-2 s, one of 100 MiB within
  * 3-12 s (at 2%, bench/st_churn.c at 40M steps, a 4-5 s run, spent most of
  * its time before its heap was collapsed and gained 3% instead of 20%).  HUGE_PER_S caps the tries (each a read
