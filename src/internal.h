@@ -901,6 +901,14 @@ typedef struct prof_hooks_s {
      * common case makes no system call, and the others save it
      * themselves.  NULL in sampled mode. */
     int (*every)(tcache_t *tc, size_t size, const uintptr_t *fp);
+    /* freed_every: leak-check mode's free of small block p of span s (in
+     * use, marked MS_MARK_ALL), made by the core's free last, as a tail
+     * call: p is checked and on the thread's list already, and the core
+     * raised ms_prof_busy before it put it there (a signal handler's
+     * malloc then takes p unrecorded, as inside any hook); the hook takes
+     * p's record and counts the free as freed does, then calls
+     * ms_prof_leave.  NULL in sampled mode. */
+    void (*freed_every)(void *p, span_t *s);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
 /* ms_prof_busy: the thread is inside the profiler (a hook, or one of its
