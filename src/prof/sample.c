@@ -816,10 +816,12 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
 #define BATCH_OTHER 32    /* single counts of stacks whose place another holds */
 #define BATCH_BYTES ((int64_t)64 << 10)
 
-/* A stack's counts in a batch (id1: its id plus one, 0 for none) */
+/* A stack's counts in a batch (its id in the batch's sid).  32 bytes, so
+ * that a slot is found with a shift; the counts of a malloc (aobjs, abytes)
+ * and of a free lie apart, each two adds (side by side, gcc made a
+ * malloc's two adds seven vector instructions). */
 typedef struct bsum_s {
-    uint32_t id1;
-    uint64_t aobjs, abytes, fobjs, fbytes;
+    uint64_t aobjs, fobjs, abytes, fbytes;
 } bsum_t;
 /* One count of a stack whose place in sum was taken: its id, its size
  * packed as in block_t, allocation or free */
@@ -841,6 +843,7 @@ typedef struct batch_s {
     int64_t delta;         /* what the counts add to the in-use bytes */
     int64_t room;          /* the peak minus the in-use bytes at the last drain (INT64_MIN: unknown) */
     struct batch_s *next;  /* registry (reg_lock); never unlinked */
+    uint32_t sid[BATCH_STACKS]; /* the stack summed in sum[i], its id plus one (0: none) */
     bsum_t sum[BATCH_STACKS];
     uintptr_t addr[BATCH_EVENTS];
     event_t other[BATCH_OTHER];
@@ -896,9 +899,11 @@ static void drain_locked(batch_t *b) {
     if (tally.log_buf)
         for (uint32_t i = 0; i < b->n; i++) log_add(b->addr[i]);
     for (uint32_t u = b->used; u; u &= u - 1) {
-        bsum_t *m = &b->sum[__builtin_ctz(u)];
-        counts_add(m->id1 - 1, m->aobjs, m->abytes, m->fobjs, m->fbytes);
+        unsigned i = (unsigned)__builtin_ctz(u);
+        bsum_t *m = &b->sum[i];
+        counts_add(b->sid[i] - 1, m->aobjs, m->abytes, m->fobjs, m->fbytes);
         *m = (bsum_t){0};
+        b->sid[i] = 0;
     }
     for (uint32_t i = 0; i < b->nother; i++) {
         const event_t *e = &b->other[i];
@@ -991,12 +996,12 @@ static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, b
     unsigned slot = id % BATCH_STACKS;
     bsum_t *m = &b->sum[slot];
     bool full = false;
-    if (ms_likely(m->id1 == id + 1)) {
+    if (ms_likely(b->sid[slot] == id + 1)) {
     add:
         if (alloc) m->aobjs++, m->abytes += size;
         else m->fobjs++, m->fbytes += size;
-    } else if (m->id1 == 0) {
-        m->id1 = id + 1;
+    } else if (b->sid[slot] == 0) {
+        b->sid[slot] = id + 1;
         b->used |= 1u << slot;
         goto add;
     } else {
