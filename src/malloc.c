@@ -289,29 +289,21 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
  * library's memset took a sample at profile_rate=1 from 353 to 314 ns (by
  * hand, bench/stackcost.c).  sample_small clears blocks with it too. */
 static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
-/* The every hook's common case (MS_HOOK_TO_LEAF) leaves no copy of the
- * block below its caller, and nothing is cleared after it.  What it puts
- * there is its return address and the callee-saved registers it uses,
- * which sample_small clears before the call (forget_saved): eight stores
- * of 16 bytes over the hook's frame after it (scrub_leaf) cost 13
- * instructions a malloc of leak-check mode, the clears 5 (callgrind,
- * st_churn).  tests/test_unit_hookdepth.c holds the compiled code to it:
- * depth finds no copy below the hook's caller, nocopy none below
- * malloc's (without forget_saved, a clang build left the block saved from
- * rbx in the hook's frame on every malloc).  clear_tail (below) stores 16
- * bytes at a time as scrub_leaf did. */
+/* The every hook (leak-check mode) ends the malloc itself: sample_small
+ * tail-calls it, and its common case, which makes no call once it has
+ * read the block, returns the block straight to the program
+ * (ms_every_end), leaving below the program's frame only its own
+ * (its return address and the registers it saved, which a chain of tail
+ * calls from malloc left as the program had them); every other case ends
+ * in ms_every_done, which clears the stack as the hook says.  When the
+ * core called the hook and finished the malloc after it, the core's frame
+ * and its care that the hook's frame held no copy of the block (the
+ * callee-saved registers cleared before the call, and so saved and
+ * restored by the core) cost 40 instructions a malloc of leak-check mode
+ * (callgrind, st_churn, by hand).  tests/test_unit_hookdepth.c holds the
+ * compiled code to it: depth finds no copy below the hook's caller, nocopy
+ * none below malloc's.  clear_tail (below) stores 16 bytes at a time. */
 typedef long long ms_v2_t __attribute__((vector_size(16)));
-/* forget_saved: the callee-saved registers the compiler may use (rbp is
- * the frame's, in sample_small) hold nothing from here on, so that the
- * every hook, whose common case saves some of them, finds no copy of the
- * block there to save: the core had it in one (gcc's r12, clang's rbx) */
-ms_inline void forget_saved(void) {
-#if defined(__x86_64__)
-    __asm__ volatile("xor %%ebx, %%ebx\n\txor %%r12d, %%r12d\n\txor %%r13d, %%r13d\n\t"
-                     "xor %%r14d, %%r14d\n\txor %%r15d, %%r15d"
-                     ::: "rbx", "r12", "r13", "r14", "r15", "cc");
-#endif
-}
 static __attribute__((noinline)) void scrub_shallow(void) {
     char buf[MS_HOOK_SHALLOW];
     scrub_memset(buf, 0, sizeof buf);
@@ -433,28 +425,28 @@ ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, si
      * its count in one call of the profiler (the `every` hook), where
      * sample_point's two hooks, each a layer of its own down to the
      * unwinder, cost st_churn 430 instructions a malloc (callgrind).  The
-     * stack starts at this frame's return address (a tail call of malloc's
-     * returns to the program), so a replay of a warm stack reads none of
-     * memscope's frames.  Otherwise as sample_point: p waits in the cache
-     * and in no register while the stack is captured. */
-    void *outer = tc->hook_block;
-    tc->hook_block = p;
-    forget_saved();
-    ms_tc_busy++;
+     * hook is the last call, a tail call: its frame's return address is
+     * the program's (a tail call of malloc's), where its stack starts, so
+     * a replay of a warm stack reads none of memscope's frames, and the
+     * hook ends the malloc (ms_every_done, ms_every_end: see scrub_memset
+     * above).  Otherwise as sample_point: p waits in the cache and in no
+     * register while the stack is captured.  ms_prof_busy is raised
+     * first: a signal handler's malloc after it samples nothing, so
+     * hook_block holds no other block here, and ends NULL. */
     ms_prof_busy++;
-    /* (the hook forgets the scratch registers itself, before it walks a
-     * stack: a replay, nearly every call, saves no register) */
-    int depth = ms_prof_hooks.every(tc, size, __builtin_frame_address(0));
+    ms_tc_busy++;
+    tc->hook_block = p;
+    /* (errno: the hook leaves it as it was, internal.h) */
+    return ms_prof_hooks.every(tc, size);
+}
+
+void *ms_every_done(tcache_t *tc, int depth) {
     ms_prof_leave();
     ms_tc_busy--;
-    /* (errno: the hook leaves it as it was, internal.h) */
-#if !defined(__x86_64__)
-    if (depth == MS_HOOK_TO_LEAF) depth = MS_HOOK_TO_SHALLOW; /* no forget_saved there */
-#endif
-    if (ms_unlikely(depth == MS_HOOK_TO_SHALLOW)) scrub_shallow();
-    else if (ms_unlikely(depth == MS_HOOK_TO_DEEP)) scrub_deep();
-    p = tc->hook_block;
-    tc->hook_block = outer;
+    if (depth == MS_HOOK_TO_SHALLOW) scrub_shallow();
+    else if (depth == MS_HOOK_TO_DEEP) scrub_deep();
+    void *p = tc->hook_block;
+    tc->hook_block = NULL;
     return p;
 }
 

@@ -1178,11 +1178,11 @@ MS_TEXT static uint32_t on_stack(const uintptr_t *fp) {
     return captured_id(n, pcs, own);
 }
 
-/* every_stack: the id of the stack that starts at the core's frame fp,
+/* every_stack: the id of the stack that starts at the hook's frame fp,
  * when it is not the thread's last one replayed (on_every): the whole
  * capture, as on_stack's */
 MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, const uintptr_t *fp) {
-    ms_forget_scratch(); /* the core's, for the walk's sake (sample_every) */
+    ms_forget_scratch(); /* the core's and on_every's, for the walk's sake */
     const uintptr_t *pcs;
     stack_own_t *own;
     int n = ms_stack_capture_own_from(tc, fp, MS_PROF_MAX_DEPTH + 1, &pcs, &own);
@@ -1193,7 +1193,10 @@ MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, cons
  * all of it where on_every's common case (below) does not hold: on_stack
  * and record in one call, for a small block, with what the two did apart
  * done once.  The
- * stack starts at the core's frame fp, and the thread's last one,
+ * stack starts at the hook's frame fp (the core tail-calls the hook, and
+ * on_every tail-calls every_full, whose frame is then the same: each
+ * takes __builtin_frame_address(0), whose return address and saved rbp
+ * are the program's), and the thread's last one,
  * replayed, gives its id inline (stack.h); the block, read from the cache
  * only then (see on_stack), is one malloc has just taken from the
  * thread's list, so its span is in use, small, and found in the page map
@@ -1202,7 +1205,8 @@ MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, cons
  * Apart, the layers cost st_churn 430 instructions a malloc, each saving
  * its registers and looking up the span or the thread again (callgrind).
  * every_full's id: the stack's, when on_every's replay found it, else
- * UINT32_MAX (the stack is captured here). */
+ * UINT32_MAX (the stack is captured here).  every_full_in returns how deep
+ * its frames may hold the block (MS_HOOK_TO_SHALLOW or _DEEP). */
 MS_TEXT __attribute__((noinline)) static int every_full_in(tcache_t *tc, size_t size, const uintptr_t *fp,
                                                            uint32_t id) {
     if (id == UINT32_MAX) id = every_stack(tc, fp);
@@ -1212,52 +1216,49 @@ MS_TEXT __attribute__((noinline)) static int every_full_in(tcache_t *tc, size_t 
     const uint64_t *check;
     span_t *s = ms_pagemap_block_span(p, &check);
     srecs_t *k = span_sticky(s);
-    /* leaf: no call since p was read, so that p is in no frame (the core
-     * then clears nothing: MS_HOOK_LEAF); the registers this frame and
-     * every_full saved hold no copy either (malloc.c: forget_saved) */
-    bool leaf = true;
+    /* shallow unless what follows goes deeper (record's paths set
+     * hook_deep): every_full's frame may hold the block anyway (its
+     * comment), so this says no leaf */
+    hook_deep = false;
     if (ms_likely(k != NULL)) {
         uint32_t i = obj_of(s, a);
         ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
         rec_word_set(k, i, id + 1);
-    } else {
-        leaf = false, hook_deep = false; /* (what the rest makes of it: record's) */
-        if (!rec_put_slow(a, id, size, s)) return MS_HOOK_TO_DEEP;
+    } else if (!rec_put_slow(a, id, size, s)) {
+        return MS_HOOK_TO_DEEP;
     }
     int r = batch_try(a, id, size, true);
-    if (ms_unlikely(r != 1)) {
-        if (leaf) leaf = false, hook_deep = false;
-        if (r == 0 && !batch_add_slow(a, id, size, true)) count_now(a, id, size, true);
-    }
+    if (ms_unlikely(r == 0) && !batch_add_slow(a, id, size, true)) count_now(a, id, size, true);
     /* the block's page closed (ms_malloc_sampled_small), tested inline */
-    if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL ||
-                    !ms_span_check_word_closed(s, check))) {
-        if (leaf) leaf = false, hook_deep = false;
-        ms_malloc_sampled(p, s);
-    }
-    if (ms_likely(leaf)) return MS_HOOK_TO_LEAF;
+    if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check))) ms_malloc_sampled(p, s);
     return hook_deep ? MS_HOOK_TO_DEEP : MS_HOOK_TO_SHALLOW;
 }
 
 /* every_full: every_full_in, errno as it was (the every hook's promise:
  * the unwinder's system calls, the locks' futex waits and new mappings
- * are not the program's) */
-MS_TEXT __attribute__((noinline)) static int every_full(tcache_t *tc, size_t size, const uintptr_t *fp, uint32_t id) {
+ * are not the program's), and the malloc ended (ms_every_done).  Reached
+ * by a tail call from on_every, so that its frame is on_every's was: fp,
+ * where the stack starts, is the same.  Never leaf (every_full_in): on_every
+ * may have held the block in a register this frame saved, and
+ * ms_every_done's frame, in its place, saves what this one restored. */
+MS_TEXT __attribute__((noinline)) static void *every_full(tcache_t *tc, size_t size, uint32_t id) {
+    const uintptr_t *fp = __builtin_frame_address(0);
     int saved = errno;
     int r = every_full_in(tc, size, fp, id);
     errno = saved;
-    return r;
+    return ms_every_done(tc, r);
 }
 
 /* every_drain: on_every's common case whose count filled the thread's
- * batch b (its busy set): drained (errno kept, as every_full keeps it), a
- * call on_every makes last, so that it needs no register of its own */
-__attribute__((noinline)) static int every_drain(batch_t *b) {
+ * batch b (its busy set): drained (errno kept, as every_full keeps it),
+ * and the malloc ended: a tail call of on_every, so that it needs no
+ * register of its own */
+__attribute__((noinline)) static void *every_drain(batch_t *b, tcache_t *tc) {
     int saved = errno;
     drain_locked(b);
     atomic_store_explicit(&b->busy, false, memory_order_release);
     errno = saved;
-    return MS_HOOK_TO_SHALLOW;
+    return ms_every_done(tc, MS_HOOK_TO_SHALLOW);
 }
 
 /* on_every: the common case, a replayed stack, a sticky array, the
@@ -1266,15 +1267,17 @@ __attribute__((noinline)) static int every_drain(batch_t *b) {
  * case goes to every_full and a full batch to every_drain, each a tail
  * call.  With no call but those, it saves no register: its frame, with
  * its calls on the slow paths, saved and restored six on every malloc
- * (st_churn, callgrind). */
-MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
+ * (st_churn, callgrind).  Its frame pointer is fp, where the stack
+ * starts. */
+MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
+    const uintptr_t *fp = __builtin_frame_address(0);
     stack_own_t *o = tc->stack_own;
     batch_t *b = my_batch;
     if (ms_unlikely(o == NULL) || !ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp))
-        return every_full(tc, size, fp, UINT32_MAX);
+        return every_full(tc, size, UINT32_MAX);
     uint32_t id = o->replay.id;
     if (ms_unlikely(id == UINT32_MAX || !lockfree || b == NULL || b == BATCH_NONE))
-        return every_full(tc, size, fp, id);
+        return every_full(tc, size, id);
     uintptr_t a = (uintptr_t)tc->hook_block;
     const uint64_t *check;
     span_t *s = ms_pagemap_block_span((void *)a, &check);
@@ -1282,20 +1285,22 @@ MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
     /* the page's check, closed now, stays so while a block of the span
      * is out (ms_malloc_sampled's test, made before the record) */
     if (ms_unlikely(k == NULL || ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check)))
-        return every_full(tc, size, fp, id);
+        return every_full(tc, size, id);
     ms_assert_internal(ms_prof_busy);
     atomic_store_explicit(&b->busy, true, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst); /* as batch_try's */
     if (ms_unlikely(atomic_load_explicit(&b->want, memory_order_acquire))) {
         atomic_store_explicit(&b->busy, false, memory_order_release);
-        return every_full(tc, size, fp, id);
+        return every_full(tc, size, id);
     }
     uint32_t i = obj_of(s, a);
     ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
     rec_word_set(k, i, id + 1);
-    if (ms_unlikely(append(b, a, id, size, true))) return every_drain(b);
+    if (ms_unlikely(append(b, a, id, size, true))) return every_drain(b, tc);
     atomic_store_explicit(&b->busy, false, memory_order_release);
-    return MS_HOOK_TO_LEAF;
+    /* no call since the block was read: it is in no frame (MS_HOOK_TO_LEAF) */
+    if (ms_unlikely(ms_prof_deferred != NULL)) return ms_every_done(tc, MS_HOOK_TO_LEAF);
+    return ms_every_end(tc, (void *)a);
 }
 
 /* count_free_slow: the free of block a counted where batch_try could not

@@ -761,7 +761,8 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
 
 /* ms_unwind_from: the same walk, from the frame whose frame pointer is fp
  * (its caller's rbp at fp[0], its return address at fp[1]): leak-check
- * mode's hook starts from the core's frame, so that the replay of a warm
+ * mode's hook starts from its own frame (the core's malloc tail-calls it,
+ * so its return address is the program's), so that the replay of a warm
  * stack reads none of memscope's own frames (stack.h). */
 MS_TEXT __attribute__((noinline)) int ms_unwind_from(void **out, int cap, replay_t *rp, const uintptr_t *fp) {
     return unwind_at(out, cap, rp, fp);
