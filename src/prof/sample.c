@@ -1261,6 +1261,19 @@ __attribute__((noinline)) static void *every_drain(batch_t *b, tcache_t *tc) {
     return ms_every_done(tc, MS_HOOK_TO_SHALLOW);
 }
 
+/* every_fresh: on_every where the thread's look for unloaded objects is
+ * due (ms_unwind_fresh_skip out): looked at (errno kept), and on_every
+ * again, a tail call, so that its frame is where it was; every_full if
+ * the look could not be made (a fork is under way) */
+static void *on_every(tcache_t *tc, size_t size);
+MS_TEXT __attribute__((noinline)) static void *every_fresh(tcache_t *tc, size_t size) {
+    int saved = errno;
+    bool ok = ms_unwind_fresh_now() && ms_unwind_fresh_skip != 0;
+    errno = saved;
+    if (!ok) return every_full(tc, size, UINT32_MAX);
+    return on_every(tc, size);
+}
+
 /* on_every: the common case, a replayed stack, a sticky array, the
  * page's check closed and the thread's batch there to append to with no
  * lock: tested first, before anything is written, so that every other
@@ -1273,6 +1286,7 @@ MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
     const uintptr_t *fp = __builtin_frame_address(0);
     stack_own_t *o = tc->stack_own;
     batch_t *b = my_batch;
+    if (ms_unlikely(ms_unwind_fresh_skip == 0)) return every_fresh(tc, size);
     if (ms_unlikely(o == NULL) || !ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp))
         return every_full(tc, size, UINT32_MAX);
     uint32_t id = o->replay.id;

@@ -102,6 +102,7 @@ typedef struct replay_s {
 extern bool ms_unwind_enabled;
 extern _Atomic uint32_t ms_unwind_gen;         /* unwind.c: the recipes' generation */
 extern __thread uint8_t ms_unwind_fresh_skip;  /* unwind.c: walks before the next look for unloads */
+bool ms_unwind_fresh_now(void);                /* unwind.c: that look, when the count is out */
 void ms_unwind_init(void);
 /* ms_libunwind_backtrace: libunwind's unw_backtrace, for the stacks the
  * walker refuses; libunwind is loaded by the first call (stack.c).  0
@@ -222,7 +223,8 @@ ms_inline int ms_stack_capture_own_from(tcache_t *tc, const uintptr_t *fp, int m
  * leak-check mode's every malloc, which then has its stack's id (o's
  * replay.id) without a call.  False sends the caller to the whole capture
  * (ms_stack_capture_own_from), which also looks for unloaded objects when
- * that is due, grows the thread's run of readable pages, or walks. */
+ * that is due (a caller may look itself first: ms_unwind_fresh_now, and
+ * ask again), grows the thread's run of readable pages, or walks. */
 ms_inline bool ms_stack_replay_hit(stack_own_t *o, int cap, const uintptr_t *fp) {
     replay_t *rp = &o->replay;
     uintptr_t sp = (uintptr_t)(fp + 2), lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1);
