@@ -388,14 +388,12 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
  * or two where classes are 16 or 32 bytes apart (up to 512), inline.  The
  * library's memset, called for every such malloc of leak-check mode, cost
  * 20 instructions with its call (callgrind, st_churn); a tail longer than
- * TAIL_INLINE bytes, from the classes further apart, still goes to it. */
+ * TAIL_INLINE bytes, from the classes further apart, still goes to it
+ * (sample_long). */
 #define TAIL_INLINE 240
 ms_inline void clear_tail(void *p, size_t req, size_t size) {
     if (req >= size) return;
-    if (ms_unlikely(size - req > TAIL_INLINE)) {
-        scrub_memset((char *)p + req, 0, size - req);
-        return;
-    }
+    ms_assert_internal(size - req <= TAIL_INLINE); /* (longer: sample_long) */
     ms_assert_internal(((uintptr_t)p & 15) == 0 && size % 16 == 0);
     /* volatile: a loop of stores became rep stos, which callgrind counts
      * a word at a time and the CPU starts slowly, or a call of memset */
@@ -409,15 +407,29 @@ ms_inline void clear_tail(void *p, size_t req, size_t size) {
 /* sample_small: sample_point for small block p of class size `size`,
  * asked for `req` bytes (a tail call in turn); in leak-check mode
  * (ms_every_block_recorded) its free-list link and the bytes past the
- * request are cleared first, and the profiler's every hook takes it */
-ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, size_t req) {
-    if (!ms_every_block_recorded()) return sample_point(tc, p, size);
+ * request are cleared first, and the profiler's every hook takes it
+ * (every_enter).  A tail longer than TAIL_INLINE bytes is cleared by
+ * sample_long, so that this function makes no call but tail calls and
+ * keeps no register: kept across the call of memset, p cost every malloc
+ * of leak-check mode three registers saved and restored. */
+ms_inline void *every_enter(tcache_t *tc, void *p, size_t size);
+ms_cold __attribute__((noinline)) MS_TEXT static void *sample_long(tcache_t *tc, void *p, size_t size, size_t req) {
     /* the library's memset: gcc inlines one of a variable size as rep
      * stosb, which the C library itself uses only from 2 KiB up (its
      * rep_stosb_threshold), its vector stores being faster below; and
      * callgrind counts rep stosb a byte at a time */
+    scrub_memset((char *)p + req, 0, size - req);
+    return every_enter(tc, p, size);
+}
+ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, size_t req) {
+    if (!ms_every_block_recorded()) return sample_point(tc, p, size);
     ((void **)p)[0] = NULL; /* the cookie, word 1, is cleared already */
+    if (ms_unlikely(req < size && size - req > TAIL_INLINE)) return sample_long(tc, p, size, req);
     clear_tail(p, req, size);
+    return every_enter(tc, p, size);
+}
+/* every_enter: sample_small's end, p cleared */
+ms_inline void *every_enter(tcache_t *tc, void *p, size_t size) {
     if (ms_unlikely(!ms_prof_hooks.every)) return sample_point(tc, p, size); /* (a test's own hooks) */
     tc->sample_left = 0; /* every allocation: no draw */
     if (ms_unlikely((ms_no_sample | ms_prof_busy) != 0)) return p;

@@ -235,8 +235,9 @@ ms_inline bool ms_stack_replay_hit(stack_own_t *o, int cap, const uintptr_t *fp)
         return false;
     /* every word read lies in the thread's run of readable pages, from
      * the page the walk starts on (unwind.c: replay) */
-    for (int i = MS_REPLAY_READS - rp->nreads; i < MS_REPLAY_READS; i++)
-        if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
+    const uintptr_t *at = rp->at + MS_REPLAY_READS, *not = rp->not + MS_REPLAY_READS;
+    for (intptr_t i = -(intptr_t)rp->nreads; i < 0; i++) /* counted up to 0: no bound to compute */
+        if (*(const uintptr_t *)at[i] != ~not[i]) return false;
     ms_unwind_fresh_skip--; /* (rp->hit is for a capture's readers: none here) */
     return true;
 }
