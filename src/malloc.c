@@ -287,7 +287,7 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
  * The C library's vector memset, not the inline rep stos the compiler picks
  * for a constant size: that was 14% of a sample's time (perf), and the
  * library's memset took a sample at profile_rate=1 from 353 to 314 ns (by
- * hand, bench/stackcost.c).  sample_small clears blocks with it too. */
+ * hand, bench/stackcost.c).  sample_long clears blocks with it too. */
 static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
 /* The every hook (leak-check mode) ends the malloc itself: sample_small
  * tail-calls it, and its common case, which makes no call once it has
