@@ -890,17 +890,27 @@ typedef struct prof_hooks_s {
      * is back in it; central.c, before the page heap takes it). */
     void (*span_done)(span_t *s);
     /* every: leak-check mode's record of a small block, stack and all, in
-     * one call (malloc.c: sample_every): the block waits in tc->hook_block
-     * (read only once the stack is captured, as for `stack`), `size`
-     * usable bytes; fp: the core's frame, whose return address and
-     * caller's rbp the stack starts from (fp[1], fp[0]).  Returns how
-     * deep its frames may have kept copies of the block (MS_HOOK_TO_*),
-     * as `sampled` does with one more depth: most calls make no call of
-     * their own once they have read the block.  It leaves errno as it
-     * found it, so that the core need not save it around the call: the
-     * common case makes no system call, and the others save it
-     * themselves.  NULL in sampled mode. */
-    int (*every)(tcache_t *tc, size_t size, const uintptr_t *fp);
+     * one call, the last of the core's malloc (malloc.c: sample_small), a
+     * tail call, so that the hook's own frame's return address and saved
+     * rbp are the program's, where the stack starts: the block waits in
+     * tc->hook_block (read only once the stack is captured, as for
+     * `stack`), `size` usable bytes, with ms_prof_busy and ms_tc_busy
+     * raised for it.  The hook ends the malloc: it returns what
+     * ms_every_done returns (its last call, a tail call, saying how deep
+     * its frames may have kept copies of the block, MS_HOOK_TO_*, as
+     * `sampled` does with one more depth), or, where it made no call
+     * once it had read the block, ms_every_end's.  It leaves errno as it
+     * found it: the common case makes no system call, and the others
+     * save it themselves.  NULL in sampled mode. */
+    void *(*every)(tcache_t *tc, size_t size);
+    /* freed_every: leak-check mode's free of small block p of span s (in
+     * use, marked MS_MARK_ALL), made by the core's free last, as a tail
+     * call: p is checked and on the thread's list already, and the core
+     * raised ms_prof_busy before it put it there (a signal handler's
+     * malloc then takes p unrecorded, as inside any hook); the hook takes
+     * p's record and counts the free as freed does, then calls
+     * ms_prof_leave.  NULL in sampled mode. */
+    void (*freed_every)(void *p, span_t *s);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
 /* ms_prof_busy: the thread is inside the profiler (a hook, or one of its
@@ -925,6 +935,21 @@ ms_inline void ms_forget_scratch(void) {
                      "xor %%r9d, %%r9d\n\txor %%r10d, %%r10d\n\txor %%r11d, %%r11d"
                      ::: "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "cc");
 #endif
+}
+/* ms_every_done: the end of a malloc that the every hook took: the
+ * profiler left (ms_prof_leave), the cache no longer busy, the stack below
+ * the caller cleared as depth says (MS_HOOK_TO_SHALLOW: MS_HOOK_SHALLOW
+ * bytes; MS_HOOK_TO_DEEP: MS_HOOK_DEEP), and the block taken from
+ * tc->hook_block and returned.  ms_every_end: the same, inline, for a
+ * hook that left no copy of the block below its caller (MS_HOOK_TO_LEAF)
+ * and has no deferred free to make (ms_prof_deferred NULL): it returns
+ * the block, p, from the hook's register. */
+void *ms_every_done(tcache_t *tc, int depth);
+ms_inline void *ms_every_end(tcache_t *tc, void *p) {
+    ms_prof_busy--;
+    ms_tc_busy--;
+    tc->hook_block = NULL;
+    return p;
 }
 /* ms_malloc_sampled: the profiler keeps a record of block p (just allocated,
  * not yet returned to the program): free must now ask it.  s: p's span, if

@@ -287,31 +287,23 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
  * The C library's vector memset, not the inline rep stos the compiler picks
  * for a constant size: that was 14% of a sample's time (perf), and the
  * library's memset took a sample at profile_rate=1 from 353 to 314 ns (by
- * hand, bench/stackcost.c).  sample_small clears blocks with it too. */
+ * hand, bench/stackcost.c).  sample_long clears blocks with it too. */
 static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
-/* The every hook's common case (MS_HOOK_TO_LEAF) leaves no copy of the
- * block below its caller, and nothing is cleared after it.  What it puts
- * there is its return address and the callee-saved registers it uses,
- * which sample_small clears before the call (forget_saved): eight stores
- * of 16 bytes over the hook's frame after it (scrub_leaf) cost 13
- * instructions a malloc of leak-check mode, the clears 5 (callgrind,
- * st_churn).  tests/test_unit_hookdepth.c holds the compiled code to it:
- * depth finds no copy below the hook's caller, nocopy none below
- * malloc's (without forget_saved, a clang build left the block saved from
- * rbx in the hook's frame on every malloc).  clear_tail (below) stores 16
- * bytes at a time as scrub_leaf did. */
+/* The every hook (leak-check mode) ends the malloc itself: sample_small
+ * tail-calls it, and its common case, which makes no call once it has
+ * read the block, returns the block straight to the program
+ * (ms_every_end), leaving below the program's frame only its own
+ * (its return address and the registers it saved, which a chain of tail
+ * calls from malloc left as the program had them); every other case ends
+ * in ms_every_done, which clears the stack as the hook says.  When the
+ * core called the hook and finished the malloc after it, the core's frame
+ * and its care that the hook's frame held no copy of the block (the
+ * callee-saved registers cleared before the call, and so saved and
+ * restored by the core) cost 40 instructions a malloc of leak-check mode
+ * (callgrind, st_churn, by hand).  tests/test_unit_hookdepth.c holds the
+ * compiled code to it: depth finds no copy below the hook's caller, nocopy
+ * none below malloc's.  clear_tail (below) stores 16 bytes at a time. */
 typedef long long ms_v2_t __attribute__((vector_size(16)));
-/* forget_saved: the callee-saved registers the compiler may use (rbp is
- * the frame's, in sample_small) hold nothing from here on, so that the
- * every hook, whose common case saves some of them, finds no copy of the
- * block there to save: the core had it in one (gcc's r12, clang's rbx) */
-ms_inline void forget_saved(void) {
-#if defined(__x86_64__)
-    __asm__ volatile("xor %%ebx, %%ebx\n\txor %%r12d, %%r12d\n\txor %%r13d, %%r13d\n\t"
-                     "xor %%r14d, %%r14d\n\txor %%r15d, %%r15d"
-                     ::: "rbx", "r12", "r13", "r14", "r15", "cc");
-#endif
-}
 static __attribute__((noinline)) void scrub_shallow(void) {
     char buf[MS_HOOK_SHALLOW];
     scrub_memset(buf, 0, sizeof buf);
@@ -396,14 +388,12 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
  * or two where classes are 16 or 32 bytes apart (up to 512), inline.  The
  * library's memset, called for every such malloc of leak-check mode, cost
  * 20 instructions with its call (callgrind, st_churn); a tail longer than
- * TAIL_INLINE bytes, from the classes further apart, still goes to it. */
+ * TAIL_INLINE bytes, from the classes further apart, still goes to it
+ * (sample_long). */
 #define TAIL_INLINE 240
 ms_inline void clear_tail(void *p, size_t req, size_t size) {
     if (req >= size) return;
-    if (ms_unlikely(size - req > TAIL_INLINE)) {
-        scrub_memset((char *)p + req, 0, size - req);
-        return;
-    }
+    ms_assert_internal(size - req <= TAIL_INLINE); /* (longer: sample_long) */
     ms_assert_internal(((uintptr_t)p & 15) == 0 && size % 16 == 0);
     /* volatile: a loop of stores became rep stos, which callgrind counts
      * a word at a time and the CPU starts slowly, or a call of memset */
@@ -417,15 +407,29 @@ ms_inline void clear_tail(void *p, size_t req, size_t size) {
 /* sample_small: sample_point for small block p of class size `size`,
  * asked for `req` bytes (a tail call in turn); in leak-check mode
  * (ms_every_block_recorded) its free-list link and the bytes past the
- * request are cleared first, and the profiler's every hook takes it */
-ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, size_t req) {
-    if (!ms_every_block_recorded()) return sample_point(tc, p, size);
+ * request are cleared first, and the profiler's every hook takes it
+ * (every_enter).  A tail longer than TAIL_INLINE bytes is cleared by
+ * sample_long, so that this function makes no call but tail calls and
+ * keeps no register: kept across the call of memset, p cost every malloc
+ * of leak-check mode three registers saved and restored. */
+ms_inline void *every_enter(tcache_t *tc, void *p, size_t size);
+ms_cold __attribute__((noinline)) MS_TEXT static void *sample_long(tcache_t *tc, void *p, size_t size, size_t req) {
     /* the library's memset: gcc inlines one of a variable size as rep
      * stosb, which the C library itself uses only from 2 KiB up (its
      * rep_stosb_threshold), its vector stores being faster below; and
      * callgrind counts rep stosb a byte at a time */
+    scrub_memset((char *)p + req, 0, size - req);
+    return every_enter(tc, p, size);
+}
+ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, size_t req) {
+    if (!ms_every_block_recorded()) return sample_point(tc, p, size);
     ((void **)p)[0] = NULL; /* the cookie, word 1, is cleared already */
+    if (ms_unlikely(req < size && size - req > TAIL_INLINE)) return sample_long(tc, p, size, req);
     clear_tail(p, req, size);
+    return every_enter(tc, p, size);
+}
+/* every_enter: sample_small's end, p cleared */
+ms_inline void *every_enter(tcache_t *tc, void *p, size_t size) {
     if (ms_unlikely(!ms_prof_hooks.every)) return sample_point(tc, p, size); /* (a test's own hooks) */
     tc->sample_left = 0; /* every allocation: no draw */
     if (ms_unlikely((ms_no_sample | ms_prof_busy) != 0)) return p;
@@ -433,28 +437,28 @@ ms_cold MS_TEXT static void *sample_small(tcache_t *tc, void *p, size_t size, si
      * its count in one call of the profiler (the `every` hook), where
      * sample_point's two hooks, each a layer of its own down to the
      * unwinder, cost st_churn 430 instructions a malloc (callgrind).  The
-     * stack starts at this frame's return address (a tail call of malloc's
-     * returns to the program), so a replay of a warm stack reads none of
-     * memscope's frames.  Otherwise as sample_point: p waits in the cache
-     * and in no register while the stack is captured. */
-    void *outer = tc->hook_block;
-    tc->hook_block = p;
-    forget_saved();
-    ms_tc_busy++;
+     * hook is the last call, a tail call: its frame's return address is
+     * the program's (a tail call of malloc's), where its stack starts, so
+     * a replay of a warm stack reads none of memscope's frames, and the
+     * hook ends the malloc (ms_every_done, ms_every_end: see scrub_memset
+     * above).  Otherwise as sample_point: p waits in the cache and in no
+     * register while the stack is captured.  ms_prof_busy is raised
+     * first: a signal handler's malloc after it samples nothing, so
+     * hook_block holds no other block here, and ends NULL. */
     ms_prof_busy++;
-    /* (the hook forgets the scratch registers itself, before it walks a
-     * stack: a replay, nearly every call, saves no register) */
-    int depth = ms_prof_hooks.every(tc, size, __builtin_frame_address(0));
+    ms_tc_busy++;
+    tc->hook_block = p;
+    /* (errno: the hook leaves it as it was, internal.h) */
+    return ms_prof_hooks.every(tc, size);
+}
+
+void *ms_every_done(tcache_t *tc, int depth) {
     ms_prof_leave();
     ms_tc_busy--;
-    /* (errno: the hook leaves it as it was, internal.h) */
-#if !defined(__x86_64__)
-    if (depth == MS_HOOK_TO_LEAF) depth = MS_HOOK_TO_SHALLOW; /* no forget_saved there */
-#endif
-    if (ms_unlikely(depth == MS_HOOK_TO_SHALLOW)) scrub_shallow();
-    else if (ms_unlikely(depth == MS_HOOK_TO_DEEP)) scrub_deep();
-    p = tc->hook_block;
-    tc->hook_block = outer;
+    if (depth == MS_HOOK_TO_SHALLOW) scrub_shallow();
+    else if (depth == MS_HOOK_TO_DEEP) scrub_deep();
+    void *p = tc->hook_block;
+    tc->hook_block = NULL;
     return p;
 }
 
@@ -771,12 +775,41 @@ MS_EXPORT MS_TEXT void *malloc(size_t size) {
 }
 
 /* free_slow: NULL, a large block, a small one in a span with sampled
- * objects, or a bad pointer. */
+ * objects, or a bad pointer.  Leak-check mode's every free comes here (its
+ * spans are all marked), and the common one, a small block that passes
+ * checked_size's tests in a span marked MS_MARK_ALL, with room on the
+ * thread's list, is settled in this function with no frame of its own:
+ * the block goes on the list as free's fast path puts it, and the
+ * profiler's freed_every hook, a tail call, takes its record, where
+ * free_slow_rest's frame, checked_size, unsample's tests and call, and
+ * list_push after it cost that free some 40 instructions more (callgrind,
+ * st_churn, by hand).  ms_prof_busy is raised before the block goes on the
+ * list: a signal handler's malloc that takes it back before the hook has
+ * run records nothing, as inside any hook, so the hook's clearing of the
+ * record is never a new block's. */
+ms_cold static void free_slow_rest(void *p, span_t *s, const void *caller);
 ms_cold static void free_slow(void *p, const void *caller) {
     if (p == NULL) return;
     MS_DEBUG_SLOW_ENTRY();
     span_t *s = ms_pagemap_span(p);
     if (s == MS_SPAN_NIL || ((uintptr_t)p >> (MS_PAGE_SHIFT + MS_PM_LEAF_BITS + MS_PM_ROOT_BITS))) s = NULL;
+    void *cookie = (void *)ms_free_cookie(p);
+    if (s != NULL && ms_span_mark(s) == MS_MARK_ALL && s->state == SPAN_INUSE && s->cls && object_start(s, p) &&
+        ((void *const *)p)[1] != cookie && ms_prof_busy == 0 && ms_prof_hooks.freed_every != NULL) {
+        tclist_t *l = &ms_tc->lists[s->cls];
+        if (ms_likely(l->room > 0)) {
+            ms_prof_busy++;
+            ((void **)p)[1] = cookie;
+            l->room--;
+            ((void **)p)[0] = l->head;
+            l->head = p;
+            ms_prof_hooks.freed_every(p, s);
+            return;
+        }
+    }
+    free_slow_rest(p, s, caller);
+}
+ms_cold __attribute__((noinline)) static void free_slow_rest(void *p, span_t *s, const void *caller) {
     size_t size = checked_size(p, s, "free", caller);
     if (ms_unlikely(ms_prof_busy) && ms_span_sampled(s)) { /* a signal handler inside the profiler */
         defer_free(p, size, caller);

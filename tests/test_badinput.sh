@@ -6,7 +6,8 @@
 # build/tests/test_badinput, linked with -lmemscope); we require death by
 # SIGABRT, exactly one stderr line matching the expected message, and that
 # the address in the message is the pointer the program passed (it prints
-# ptr=0x... on stdout first).  The non-aborting cases (NULL + errno) run as
+# ptr=0x... on stdout first).  The frees of small blocks are run again in
+# leak-check mode, whose frees are checked on a path of their own.  The non-aborting cases (NULL + errno) run as
 # ordinary checks: the binary without arguments, exit 0, and no memscope
 # error line.
 set -u
@@ -33,7 +34,7 @@ expect() {
     out="$TMP/$c.out"; err="$TMP/$c.err"
     # the subshell (with a trailing no-op so bash cannot exec directly) keeps
     # bash's own "Aborted" job message out of our output
-    ( "$BIN" "$c" >"$out" 2>"$err" </dev/null; exit $? ) 2>/dev/null
+    ( env ${MODE_ENV:+"$MODE_ENV"} "$BIN" "$c" >"$out" 2>"$err" </dev/null; exit $? ) 2>/dev/null
     st=$?
     local why=""
     if [ "$st" -ne 134 ]; then
@@ -51,10 +52,10 @@ expect() {
         fi
     fi
     if [ -z "$why" ]; then
-        pass=$((pass + 1)); echo "ok   $c"
+        pass=$((pass + 1)); echo "ok   $c${MODE_ENV:+ ($MODE_ENV)}"
     else
         fail=$((fail + 1))
-        echo "FAIL $c: $why"
+        echo "FAIL $c${MODE_ENV:+ ($MODE_ENV)}: $why"
         echo "     stderr was:"; sed -n '1,8s/^/       | /p' "$err"
     fi
 }
@@ -108,6 +109,23 @@ for c in $("$BIN" list | grep -E -- '-[0-9]+$'); do
     expect "$c" "$re"
 done
 echo "misuse matrix: $("$BIN" list | grep -cE -- '-[0-9]+$') cases, $known known not caught"
+
+# The same misuse under leak-check mode (profile_rate=1: every block
+# recorded, every span marked), where every free takes free_slow's path
+# for recorded spans (malloc.c), which repeats free's checks itself.
+MODE_ENV=MEMSCOPE=profile_rate=1
+for c in free-interior-small free-interior-odd double-free-small double-free-small-after-others \
+         double-free-medium double-free-cross-thread $("$BIN" list | grep -E -- '-[0-9]+$'); do
+    [[ $KNOWN == *" $c "* ]] && continue
+    case $c in
+    free-interior-*) re=$INTERIOR ;;
+    double-free-*) re=$DOUBLE ;;
+    df-*|realloc-freed-*) re=$DOUBLE_ANY ;;
+    *) re=$INVALID_ANY ;;
+    esac
+    expect "$c" "$re"
+done
+MODE_ENV=
 
 # Non-aborting cases: exit 0 and no memscope error report.
 "$BIN" >"$TMP/plain.out" 2>"$TMP/plain.err" </dev/null

@@ -5,17 +5,21 @@
  * (internal.h: prof_hooks_t.sampled, and .every for small blocks), whose frames below the core's may
  * keep copies of the block's address; the core zeroes MS_HOOK_SHALLOW
  * bytes of that stack when the hook says it kept to its common path, and
- * MS_HOOK_DEEP otherwise (malloc.c: scrub_shallow).  A copy left below
+ * MS_HOOK_DEEP otherwise (malloc.c: scrub_shallow); the every hook ends
+ * the malloc itself, through the core's ms_every_done where its frames
+ * may hold a copy.  A copy left below
  * would make a block the program lost look reachable to a leak check,
  * whose scan of a thread's stack is conservative.
  *   depth    the hook, wrapped here, runs over stack filled with a
- *            pattern: every call that says it stayed shallow wrote nothing
+ *            pattern: every call of the sampled hook that says it stayed
+ *            shallow wrote nothing
  *            deeper than MS_HOOK_SHALLOW below the wrapper's stack pointer,
- *            and every other call nothing deeper than MS_HOOK_DEEP (for
- *            the every hook, which may also say leaf, MS_HOOK_LEAF: the
- *            deepest word pointing into the block is what is measured,
- *            see wrapped_every); most calls are shallow or leaf, and the paths that are not (a thread's
- *            first record, a span's first, a large block) are met.  Blocks
+ *            and every other call nothing deeper than MS_HOOK_DEEP; a
+ *            call of the every hook leaves no word that points into the
+ *            block anywhere below the wrapper's stack pointer (see
+ *            wrapped_every).  The sampled hook, which here records the
+ *            large blocks only, goes deep for each (their map), and so
+ *            those paths are met.  Blocks
  *            of many classes and large ones, from four threads freeing
  *            each other's blocks (drains, contended locks).
  *   nocopy   with the profiler's own hook in place, after malloc returns
@@ -52,6 +56,8 @@
 static bool (*real_sampled)(void *p, size_t size, uint32_t id);
 static _Atomic uint64_t n_leaf, n_shallow, n_deep, bad_leaf, bad_shallow, bad_deep;
 static _Atomic size_t max_leaf, max_shallow, max_deep;
+static _Atomic uint64_t n_every, bad_every;
+static _Atomic size_t max_every;
 
 /* probe: fill (mode 0) or measure (mode 1) the stack below the caller.
  * Called twice from the same frame, its buffer lies at the same place
@@ -108,20 +114,23 @@ static bool wrapped(void *p, size_t size, uint32_t id) {
 
 /* The record of a small block in leak-check mode (prof_hooks_t.every)
  * captures the block's stack first, before it reads the block: the walk's
- * frames go deep (1.7 KiB) and hold no copy of it.  So here the depth
- * counted is that of the deepest word that points into the block (at or
- * inside it, as the leak checker's scan takes it), the thing the core's
- * clearing is for. */
-static int (*real_every)(tcache_t *tc, size_t size, const uintptr_t *fp);
-static int wrapped_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
+ * frames go deep (1.7 KiB) and hold no copy of it.  So here what is
+ * measured is the deepest word that points into the block (at or inside
+ * it, as the leak checker's scan takes it), and there must be none: the
+ * hook returns the block, its malloc ended (ms_every_done clears what its
+ * frames may have kept; its common case keeps none).  Called here from
+ * this frame, not by the core's tail call: its stack starts in this
+ * function. */
+static void *(*real_every)(tcache_t *tc, size_t size);
+static void *wrapped_every(tcache_t *tc, size_t size) {
     probe(0, 0, 0);
-    int level = real_every(tc, size, fp);
-    /* the block is read after the call, as the core reads it: held here
-     * across the call, it was saved into the frames of the stack walk
-     * that the hook makes before it reads the block */
-    uintptr_t p = (uintptr_t)tc->hook_block;
-    note_depth(level, probe(2, p, p + size));
-    return level;
+    void *p = real_every(tc, size);
+    uintptr_t a = (uintptr_t)p;
+    size_t d = probe(2, a, a + size);
+    atomic_fetch_add(&n_every, 1);
+    note_max(&max_every, d);
+    if (d > 0) atomic_fetch_add(&bad_every, 1);
+    return p;
 }
 
 typedef struct shared_s {
@@ -208,21 +217,23 @@ int main(int argc, char **argv) {
         }
         for (size_t i = 0; i < 4096; i++) free(atomic_exchange(&shared.slot[i], NULL));
         uint64_t f = atomic_load(&n_leaf), s = atomic_load(&n_shallow) + f, d = atomic_load(&n_deep);
-        printf("  leaf %llu (deepest %zu B, limit %d), shallow %llu (deepest %zu B, limit %d), deep %llu (deepest "
-               "%zu B, limit %d)\n",
-               (unsigned long long)f, atomic_load(&max_leaf), MS_HOOK_LEAF, (unsigned long long)(s - f),
+        uint64_t e = atomic_load(&n_every);
+        printf("  every %llu (deepest copy %zu B, limit 0), shallow %llu (deepest %zu B, limit %d), deep %llu "
+               "(deepest %zu B, limit %d)\n",
+               (unsigned long long)e, atomic_load(&max_every), (unsigned long long)(s - f),
                atomic_load(&max_shallow), MS_HOOK_SHALLOW, (unsigned long long)d, atomic_load(&max_deep),
                MS_HOOK_DEEP);
         CHECK_MSG(ok, "a thread's malloc failed");
         CHECK_MSG(atomic_load(&bad_leaf) == 0, "%llu calls said leaf and left a copy deeper than %d bytes",
                   (unsigned long long)atomic_load(&bad_leaf), MS_HOOK_LEAF);
-        CHECK_MSG(!real_every || f > s / 2, "only %llu of %llu shallow calls were leaf calls", (unsigned long long)f,
-                  (unsigned long long)s);
+        CHECK_MSG(atomic_load(&bad_every) == 0, "%llu calls of the every hook left a copy of the block below",
+                  (unsigned long long)atomic_load(&bad_every));
+        CHECK_MSG(!real_every || e > 100000, "only %llu calls of the every hook", (unsigned long long)e);
         CHECK_MSG(atomic_load(&bad_shallow) == 0, "%llu calls said shallow and went deeper than %d bytes",
                   (unsigned long long)atomic_load(&bad_shallow), MS_HOOK_SHALLOW);
         CHECK_MSG(atomic_load(&bad_deep) == 0, "%llu calls went deeper than %d bytes",
                   (unsigned long long)atomic_load(&bad_deep), MS_HOOK_DEEP);
-        CHECK_MSG(s > 9 * (s + d) / 10, "only %llu of %llu calls were shallow", (unsigned long long)s,
+        CHECK_MSG(real_every || s > 9 * (s + d) / 10, "only %llu of %llu calls were shallow", (unsigned long long)s,
                   (unsigned long long)(s + d));
         CHECK_MSG(d >= 4, "only %llu deep calls: the uncommon paths were not met", (unsigned long long)d);
     }

@@ -816,10 +816,12 @@ ms_inline void account(uint32_t id, uint64_t size, bool alloc) {
 #define BATCH_OTHER 32    /* single counts of stacks whose place another holds */
 #define BATCH_BYTES ((int64_t)64 << 10)
 
-/* A stack's counts in a batch (id1: its id plus one, 0 for none) */
+/* A stack's counts in a batch (its id in the batch's sid).  32 bytes, so
+ * that a slot is found with a shift; the counts of a malloc (aobjs, abytes)
+ * and of a free lie apart, each two adds (side by side, gcc made a
+ * malloc's two adds seven vector instructions). */
 typedef struct bsum_s {
-    uint32_t id1;
-    uint64_t aobjs, abytes, fobjs, fbytes;
+    uint64_t aobjs, fobjs, abytes, fbytes;
 } bsum_t;
 /* One count of a stack whose place in sum was taken: its id, its size
  * packed as in block_t, allocation or free */
@@ -841,6 +843,7 @@ typedef struct batch_s {
     int64_t delta;         /* what the counts add to the in-use bytes */
     int64_t room;          /* the peak minus the in-use bytes at the last drain (INT64_MIN: unknown) */
     struct batch_s *next;  /* registry (reg_lock); never unlinked */
+    uint32_t sid[BATCH_STACKS]; /* the stack summed in sum[i], its id plus one (0: none) */
     bsum_t sum[BATCH_STACKS];
     uintptr_t addr[BATCH_EVENTS];
     event_t other[BATCH_OTHER];
@@ -896,9 +899,11 @@ static void drain_locked(batch_t *b) {
     if (tally.log_buf)
         for (uint32_t i = 0; i < b->n; i++) log_add(b->addr[i]);
     for (uint32_t u = b->used; u; u &= u - 1) {
-        bsum_t *m = &b->sum[__builtin_ctz(u)];
-        counts_add(m->id1 - 1, m->aobjs, m->abytes, m->fobjs, m->fbytes);
+        unsigned i = (unsigned)__builtin_ctz(u);
+        bsum_t *m = &b->sum[i];
+        counts_add(b->sid[i] - 1, m->aobjs, m->abytes, m->fobjs, m->fbytes);
         *m = (bsum_t){0};
+        b->sid[i] = 0;
     }
     for (uint32_t i = 0; i < b->nother; i++) {
         const event_t *e = &b->other[i];
@@ -991,12 +996,12 @@ static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, b
     unsigned slot = id % BATCH_STACKS;
     bsum_t *m = &b->sum[slot];
     bool full = false;
-    if (ms_likely(m->id1 == id + 1)) {
+    if (ms_likely(b->sid[slot] == id + 1)) {
     add:
         if (alloc) m->aobjs++, m->abytes += size;
         else m->fobjs++, m->fbytes += size;
-    } else if (m->id1 == 0) {
-        m->id1 = id + 1;
+    } else if (b->sid[slot] == 0) {
+        b->sid[slot] = id + 1;
         b->used |= 1u << slot;
         goto add;
     } else {
@@ -1173,11 +1178,11 @@ MS_TEXT static uint32_t on_stack(const uintptr_t *fp) {
     return captured_id(n, pcs, own);
 }
 
-/* every_stack: the id of the stack that starts at the core's frame fp,
+/* every_stack: the id of the stack that starts at the hook's frame fp,
  * when it is not the thread's last one replayed (on_every): the whole
  * capture, as on_stack's */
 MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, const uintptr_t *fp) {
-    ms_forget_scratch(); /* the core's, for the walk's sake (sample_every) */
+    ms_forget_scratch(); /* the core's and on_every's, for the walk's sake */
     const uintptr_t *pcs;
     stack_own_t *own;
     int n = ms_stack_capture_own_from(tc, fp, MS_PROF_MAX_DEPTH + 1, &pcs, &own);
@@ -1188,7 +1193,10 @@ MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, cons
  * all of it where on_every's common case (below) does not hold: on_stack
  * and record in one call, for a small block, with what the two did apart
  * done once.  The
- * stack starts at the core's frame fp, and the thread's last one,
+ * stack starts at the hook's frame fp (the core tail-calls the hook, and
+ * on_every tail-calls every_full, whose frame is then the same: each
+ * takes __builtin_frame_address(0), whose return address and saved rbp
+ * are the program's), and the thread's last one,
  * replayed, gives its id inline (stack.h); the block, read from the cache
  * only then (see on_stack), is one malloc has just taken from the
  * thread's list, so its span is in use, small, and found in the page map
@@ -1197,7 +1205,8 @@ MS_TEXT __attribute__((noinline)) static uint32_t every_stack(tcache_t *tc, cons
  * Apart, the layers cost st_churn 430 instructions a malloc, each saving
  * its registers and looking up the span or the thread again (callgrind).
  * every_full's id: the stack's, when on_every's replay found it, else
- * UINT32_MAX (the stack is captured here). */
+ * UINT32_MAX (the stack is captured here).  every_full_in returns how deep
+ * its frames may hold the block (MS_HOOK_TO_SHALLOW or _DEEP). */
 MS_TEXT __attribute__((noinline)) static int every_full_in(tcache_t *tc, size_t size, const uintptr_t *fp,
                                                            uint32_t id) {
     if (id == UINT32_MAX) id = every_stack(tc, fp);
@@ -1207,52 +1216,62 @@ MS_TEXT __attribute__((noinline)) static int every_full_in(tcache_t *tc, size_t 
     const uint64_t *check;
     span_t *s = ms_pagemap_block_span(p, &check);
     srecs_t *k = span_sticky(s);
-    /* leaf: no call since p was read, so that p is in no frame (the core
-     * then clears nothing: MS_HOOK_LEAF); the registers this frame and
-     * every_full saved hold no copy either (malloc.c: forget_saved) */
-    bool leaf = true;
+    /* shallow unless what follows goes deeper (record's paths set
+     * hook_deep): every_full's frame may hold the block anyway (its
+     * comment), so this says no leaf */
+    hook_deep = false;
     if (ms_likely(k != NULL)) {
         uint32_t i = obj_of(s, a);
         ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
         rec_word_set(k, i, id + 1);
-    } else {
-        leaf = false, hook_deep = false; /* (what the rest makes of it: record's) */
-        if (!rec_put_slow(a, id, size, s)) return MS_HOOK_TO_DEEP;
+    } else if (!rec_put_slow(a, id, size, s)) {
+        return MS_HOOK_TO_DEEP;
     }
     int r = batch_try(a, id, size, true);
-    if (ms_unlikely(r != 1)) {
-        if (leaf) leaf = false, hook_deep = false;
-        if (r == 0 && !batch_add_slow(a, id, size, true)) count_now(a, id, size, true);
-    }
+    if (ms_unlikely(r == 0) && !batch_add_slow(a, id, size, true)) count_now(a, id, size, true);
     /* the block's page closed (ms_malloc_sampled_small), tested inline */
-    if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL ||
-                    !ms_span_check_word_closed(s, check))) {
-        if (leaf) leaf = false, hook_deep = false;
-        ms_malloc_sampled(p, s);
-    }
-    if (ms_likely(leaf)) return MS_HOOK_TO_LEAF;
+    if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check))) ms_malloc_sampled(p, s);
     return hook_deep ? MS_HOOK_TO_DEEP : MS_HOOK_TO_SHALLOW;
 }
 
 /* every_full: every_full_in, errno as it was (the every hook's promise:
  * the unwinder's system calls, the locks' futex waits and new mappings
- * are not the program's) */
-MS_TEXT __attribute__((noinline)) static int every_full(tcache_t *tc, size_t size, const uintptr_t *fp, uint32_t id) {
+ * are not the program's), and the malloc ended (ms_every_done).  Reached
+ * by a tail call from on_every, so that its frame is on_every's was: fp,
+ * where the stack starts, is the same.  Never leaf (every_full_in): on_every
+ * may have held the block in a register this frame saved, and
+ * ms_every_done's frame, in its place, saves what this one restored. */
+MS_TEXT __attribute__((noinline)) static void *every_full(tcache_t *tc, size_t size, uint32_t id) {
+    const uintptr_t *fp = __builtin_frame_address(0);
     int saved = errno;
     int r = every_full_in(tc, size, fp, id);
     errno = saved;
-    return r;
+    return ms_every_done(tc, r);
 }
 
 /* every_drain: on_every's common case whose count filled the thread's
- * batch b (its busy set): drained (errno kept, as every_full keeps it), a
- * call on_every makes last, so that it needs no register of its own */
-__attribute__((noinline)) static int every_drain(batch_t *b) {
+ * batch b (its busy set): drained (errno kept, as every_full keeps it),
+ * and the malloc ended: a tail call of on_every, so that it needs no
+ * register of its own */
+__attribute__((noinline)) static void *every_drain(batch_t *b, tcache_t *tc) {
     int saved = errno;
     drain_locked(b);
     atomic_store_explicit(&b->busy, false, memory_order_release);
     errno = saved;
-    return MS_HOOK_TO_SHALLOW;
+    return ms_every_done(tc, MS_HOOK_TO_SHALLOW);
+}
+
+/* every_fresh: on_every where the thread's look for unloaded objects is
+ * due (ms_unwind_fresh_skip out): looked at (errno kept), and on_every
+ * again, a tail call, so that its frame is where it was; every_full if
+ * the look could not be made (a fork is under way) */
+static void *on_every(tcache_t *tc, size_t size);
+MS_TEXT __attribute__((noinline)) static void *every_fresh(tcache_t *tc, size_t size) {
+    int saved = errno;
+    bool ok = ms_unwind_fresh_now() && ms_unwind_fresh_skip != 0;
+    errno = saved;
+    if (!ok) return every_full(tc, size, UINT32_MAX);
+    return on_every(tc, size);
 }
 
 /* on_every: the common case, a replayed stack, a sticky array, the
@@ -1261,15 +1280,18 @@ __attribute__((noinline)) static int every_drain(batch_t *b) {
  * case goes to every_full and a full batch to every_drain, each a tail
  * call.  With no call but those, it saves no register: its frame, with
  * its calls on the slow paths, saved and restored six on every malloc
- * (st_churn, callgrind). */
-MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
+ * (st_churn, callgrind).  Its frame pointer is fp, where the stack
+ * starts. */
+MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
+    const uintptr_t *fp = __builtin_frame_address(0);
     stack_own_t *o = tc->stack_own;
     batch_t *b = my_batch;
+    if (ms_unlikely(ms_unwind_fresh_skip == 0)) return every_fresh(tc, size);
     if (ms_unlikely(o == NULL) || !ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp))
-        return every_full(tc, size, fp, UINT32_MAX);
+        return every_full(tc, size, UINT32_MAX);
     uint32_t id = o->replay.id;
     if (ms_unlikely(id == UINT32_MAX || !lockfree || b == NULL || b == BATCH_NONE))
-        return every_full(tc, size, fp, id);
+        return every_full(tc, size, id);
     uintptr_t a = (uintptr_t)tc->hook_block;
     const uint64_t *check;
     span_t *s = ms_pagemap_block_span((void *)a, &check);
@@ -1277,20 +1299,22 @@ MS_TEXT static int on_every(tcache_t *tc, size_t size, const uintptr_t *fp) {
     /* the page's check, closed now, stays so while a block of the span
      * is out (ms_malloc_sampled's test, made before the record) */
     if (ms_unlikely(k == NULL || ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check)))
-        return every_full(tc, size, fp, id);
+        return every_full(tc, size, id);
     ms_assert_internal(ms_prof_busy);
     atomic_store_explicit(&b->busy, true, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst); /* as batch_try's */
     if (ms_unlikely(atomic_load_explicit(&b->want, memory_order_acquire))) {
         atomic_store_explicit(&b->busy, false, memory_order_release);
-        return every_full(tc, size, fp, id);
+        return every_full(tc, size, id);
     }
     uint32_t i = obj_of(s, a);
     ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
     rec_word_set(k, i, id + 1);
-    if (ms_unlikely(append(b, a, id, size, true))) return every_drain(b);
+    if (ms_unlikely(append(b, a, id, size, true))) return every_drain(b, tc);
     atomic_store_explicit(&b->busy, false, memory_order_release);
-    return MS_HOOK_TO_LEAF;
+    /* no call since the block was read: it is in no frame (MS_HOOK_TO_LEAF) */
+    if (ms_unlikely(ms_prof_deferred != NULL)) return ms_every_done(tc, MS_HOOK_TO_LEAF);
+    return ms_every_end(tc, (void *)a);
 }
 
 /* count_free_slow: the free of block a counted where batch_try could not
@@ -1325,6 +1349,26 @@ static bool on_freed(void *p, span_t *s) {
         return count_free_slow(a, v - 1, s->size);
     }
     return on_freed_slow(p, s);
+}
+
+/* on_freed_every (the freed_every hook): on_freed for leak-check mode's
+ * common free, which the core makes last, p on its list already and
+ * ms_prof_busy raised for the hook (internal.h), so that the leave is
+ * the hook's: the core's call of freed, between them, cost its free a
+ * frame (callgrind, st_churn).  s is small, in use and all recorded. */
+static void on_freed_every(void *p, span_t *s) {
+    uintptr_t a = (uintptr_t)p;
+    srecs_t *k = span_sticky(s);
+    if (ms_likely(k != NULL && ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
+        uint32_t i = obj_of(s, a), v = rec_word(k, i);
+        if (ms_likely(v != 0)) {
+            rec_word_set(k, i, 0);
+            if (ms_unlikely(!batch_try(a, v - 1, s->size, false))) count_free_slow(a, v - 1, s->size);
+        }
+    } else {
+        on_freed_slow(p, s);
+    }
+    ms_prof_leave();
 }
 
 static void on_moved(void *p, void *q, size_t size) {
@@ -1446,7 +1490,8 @@ void ms_prof_init(void) {
     lockfree = exact && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
                heavy_barrier();
     ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved,
-                                    .span_done = on_span_done, .every = exact ? on_every : NULL};
+                                    .span_done = on_span_done, .every = exact ? on_every : NULL,
+                                    .freed_every = exact ? on_freed_every : NULL};
     enabled = true;
     atomic_store(&ms_sample_rate, rate);
     ms_malloc_rearm();

@@ -102,6 +102,7 @@ typedef struct replay_s {
 extern bool ms_unwind_enabled;
 extern _Atomic uint32_t ms_unwind_gen;         /* unwind.c: the recipes' generation */
 extern __thread uint8_t ms_unwind_fresh_skip;  /* unwind.c: walks before the next look for unloads */
+bool ms_unwind_fresh_now(void);                /* unwind.c: that look, when the count is out */
 void ms_unwind_init(void);
 /* ms_libunwind_backtrace: libunwind's unw_backtrace, for the stacks the
  * walker refuses; libunwind is loaded by the first call (stack.c).  0
@@ -222,7 +223,8 @@ ms_inline int ms_stack_capture_own_from(tcache_t *tc, const uintptr_t *fp, int m
  * leak-check mode's every malloc, which then has its stack's id (o's
  * replay.id) without a call.  False sends the caller to the whole capture
  * (ms_stack_capture_own_from), which also looks for unloaded objects when
- * that is due, grows the thread's run of readable pages, or walks. */
+ * that is due (a caller may look itself first: ms_unwind_fresh_now, and
+ * ask again), grows the thread's run of readable pages, or walks. */
 ms_inline bool ms_stack_replay_hit(stack_own_t *o, int cap, const uintptr_t *fp) {
     replay_t *rp = &o->replay;
     uintptr_t sp = (uintptr_t)(fp + 2), lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1);
@@ -233,8 +235,9 @@ ms_inline bool ms_stack_replay_hit(stack_own_t *o, int cap, const uintptr_t *fp)
         return false;
     /* every word read lies in the thread's run of readable pages, from
      * the page the walk starts on (unwind.c: replay) */
-    for (int i = MS_REPLAY_READS - rp->nreads; i < MS_REPLAY_READS; i++)
-        if (*(const uintptr_t *)rp->at[i] != ~rp->not[i]) return false;
+    const uintptr_t *at = rp->at + MS_REPLAY_READS, *not = rp->not + MS_REPLAY_READS;
+    for (intptr_t i = -(intptr_t)rp->nreads; i < 0; i++) /* counted up to 0: no bound to compute */
+        if (*(const uintptr_t *)at[i] != ~not[i]) return false;
     ms_unwind_fresh_skip--; /* (rp->hit is for a capture's readers: none here) */
     return true;
 }

@@ -497,6 +497,15 @@ static inline bool fresh(void) {
     return look_guarded(now);
 }
 
+/* ms_unwind_fresh_now: fresh() for a walk the caller replays inline
+ * (stack.h: ms_stack_replay_hit), whose countdown (ms_unwind_fresh_skip)
+ * is out: it is set again and the clock read; false if the look was due
+ * and a fork is in progress (the countdown stays out).  Leak-check mode's
+ * every hook asks this itself, where the whole capture, which it took
+ * for each sixteenth malloc only to reach fresh(), cost st_churn 26
+ * instructions a malloc (callgrind, by hand). */
+bool ms_unwind_fresh_now(void) { return fresh(); }
+
 /* dlclose: the C library's, then fresh()'s look at once.  A program that
  * closes a plugin and opens another, which the loader maps where the first
  * was, and allocates in it within the same tick had its stacks walked with
@@ -761,7 +770,8 @@ MS_TEXT __attribute__((noinline)) int ms_unwind(void **out, int cap, replay_t *r
 
 /* ms_unwind_from: the same walk, from the frame whose frame pointer is fp
  * (its caller's rbp at fp[0], its return address at fp[1]): leak-check
- * mode's hook starts from the core's frame, so that the replay of a warm
+ * mode's hook starts from its own frame (the core's malloc tail-calls it,
+ * so its return address is the program's), so that the replay of a warm
  * stack reads none of memscope's own frames (stack.h). */
 MS_TEXT __attribute__((noinline)) int ms_unwind_from(void **out, int cap, replay_t *rp, const uintptr_t *fp) {
     return unwind_at(out, cap, rp, fp);
@@ -908,6 +918,7 @@ void ms_unwind_check(void *const *raw, int n, int cap) {
 bool ms_unwind_enabled;
 _Atomic uint32_t ms_unwind_gen;
 __thread uint8_t ms_unwind_fresh_skip;
+bool ms_unwind_fresh_now(void) { return false; } /* no replays to keep fresh */
 void ms_unwind_init(void) {}
 MS_TEXT int ms_unwind(void **out, int cap, replay_t *rp) { (void)out, (void)cap, (void)rp; return MS_UNWIND_REFUSED; }
 MS_TEXT int ms_unwind_from(void **out, int cap, replay_t *rp, const uintptr_t *fp) {
