@@ -909,7 +909,7 @@ typedef struct prof_hooks_s {
      * raised ms_prof_busy before it put it there (a signal handler's
      * malloc then takes p unrecorded, as inside any hook); the hook takes
      * p's record and counts the free as freed does, then calls
-     * ms_prof_leave.  NULL in sampled mode. */
+     * ms_freed_every_end.  NULL in sampled mode. */
     void (*freed_every)(void *p, span_t *s);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
@@ -950,6 +950,16 @@ ms_inline void *ms_every_end(tcache_t *tc, void *p) {
     ms_tc_busy--;
     tc->hook_block = NULL;
     return p;
+}
+/* ms_freed_every_end: the freed_every hook's last step.  The core raised
+ * ms_tc_busy with ms_prof_busy before it put the block on the thread's
+ * list: the hook may wait on a lock (a batch's, the tally's) with the
+ * block listed and its record not yet counted, and a thread waiting there
+ * must not have its cache parked and flushed under it (tcache.c: quiet
+ * threads), as in any slow path. */
+ms_inline void ms_freed_every_end(void) {
+    ms_tc_busy--;
+    ms_prof_leave();
 }
 /* ms_malloc_sampled: the profiler keeps a record of block p (just allocated,
  * not yet returned to the program): free must now ask it.  s: p's span, if

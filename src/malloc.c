@@ -786,7 +786,8 @@ MS_EXPORT MS_TEXT void *malloc(size_t size) {
  * st_churn, by hand).  ms_prof_busy is raised before the block goes on the
  * list: a signal handler's malloc that takes it back before the hook has
  * run records nothing, as inside any hook, so the hook's clearing of the
- * record is never a new block's. */
+ * record is never a new block's; ms_tc_busy too, so that the cache is not
+ * parked while the hook waits on a lock. */
 ms_cold static void free_slow_rest(void *p, span_t *s, const void *caller);
 ms_cold static void free_slow(void *p, const void *caller) {
     if (p == NULL) return;
@@ -799,6 +800,7 @@ ms_cold static void free_slow(void *p, const void *caller) {
         tclist_t *l = &ms_tc->lists[s->cls];
         if (ms_likely(l->room > 0)) {
             ms_prof_busy++;
+            ms_tc_busy++; /* (lowered by the hook: ms_freed_every_end) */
             ((void **)p)[1] = cookie;
             l->room--;
             ((void **)p)[0] = l->head;

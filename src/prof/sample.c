@@ -1353,7 +1353,7 @@ static bool on_freed(void *p, span_t *s) {
 
 /* on_freed_every (the freed_every hook): on_freed for leak-check mode's
  * common free, which the core makes last, p on its list already and
- * ms_prof_busy raised for the hook (internal.h), so that the leave is
+ * ms_prof_busy and ms_tc_busy raised for the hook (internal.h), so that the leave is
  * the hook's: the core's call of freed, between them, cost its free a
  * frame (callgrind, st_churn).  s is small, in use and all recorded. */
 static void on_freed_every(void *p, span_t *s) {
@@ -1368,7 +1368,7 @@ static void on_freed_every(void *p, span_t *s) {
     } else {
         on_freed_slow(p, s);
     }
-    ms_prof_leave();
+    ms_freed_every_end();
 }
 
 static void on_moved(void *p, void *q, size_t size) {
