@@ -540,6 +540,10 @@ size_t ms_heap_huge_candidates(ms_huge_cursor_t *cur, uintptr_t *out, size_t max
                                size_t *first_seen); /* dense for the first time: not returned yet */
 void ms_heap_huge_done(uintptr_t region, uint64_t seq);
 extern void (*ms_heap_on_grow)(uint64_t sys_bytes); /* called (no lock held) after an allocation grew the heap to sys_bytes */
+/* called (no lock held) after an allocation took pages that were not
+ * resident while more idle pages were resident than the page heap's goal
+ * allows: bytes of them may go back now (pageheap.c, "Pages taken in") */
+extern void (*ms_heap_on_over_goal)(size_t bytes);
 void ms_heap_fork_prepare(void);
 void ms_heap_fork_parent(void);
 void ms_heap_fork_child(void);

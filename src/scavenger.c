@@ -23,6 +23,10 @@
  *     every 10 ms.
  *   - Huge pages: at the same looks, dense 2 MiB regions of the heap become
  *     one huge page each (below).
+ *   - Pages taken in: an allocation that takes pages that are not resident
+ *     while the heap holds more idle resident pages than its goal releases
+ *     some of those idle for a 32nd of the delay, in the allocating thread
+ *     (over_goal below; pageheap.c says when, how many, and what it cost).
  *   - Forced: memscope_free_os_memory() (and malloc_trim) flushes the calling
  *     thread's cache and the central transfer slots, then releases every idle
  *     page at once, whatever its age (Go's debug.FreeOSMemory).
@@ -378,9 +382,20 @@ static void on_grow(uint64_t sys) {
     start_thread();
 }
 
+/* over_goal: the page heap took in pages that were not resident while it
+ * held more idle ones than its goal (pageheap.c, "Pages taken in"): up to
+ * `bytes` of those idle for a 32nd of the delay go back now, in the
+ * allocating thread.  Younger ones are likely to be taken again soon, and
+ * released they would come back as page faults. */
+static void over_goal(size_t bytes) {
+    uint64_t age = (uint64_t)ms_opt.scavenge_delay_ms / 32, now = ms_os_now_ms();
+    ms_heap_scavenge(now > age ? now - age : 0, bytes);
+}
+
 void ms_scavenger_init(void) {
     init_cond();
     ms_heap_on_grow = on_grow;
+    ms_heap_on_over_goal = over_goal;
     ms_heap_before_idle = before_idle;
     ms_heap_on_idle = ms_scavenger_kick;
     ms_central_on_park = wake;
