@@ -1302,9 +1302,17 @@ static ms_leak_result_t *check_look(const ms_leak_self_t *self, looks_t *lk) {
     m.hold_ns = lk->at_exit ? UINT64_MAX : HOLD_NS;
     /* armed before the snapshot: every write after it shows (rescans, above);
      * not at exit, where the mark holds the threads until it is done, nor
-     * for a look after the first */
-    tracked = !lk->at_exit && !lk->prev && ms_leak_writes_start();
-    if (tracked) m.hold_ns = HOLD_TRACKED_NS;
+     * for a look after the first, nor when the calling thread is the
+     * program's only one: no other can write meanwhile (a thread it does
+     * not know of would only make the check look again, as the rescans'
+     * condition below wants more than one), and arming and lifting the
+     * protection of every heap page was an eighth of the time of a check
+     * of 10M blocks (bench/leakscan.c, idle, by hand).  Alone, the threads
+     * held are only the caller: the mark need not hold them longer than
+     * when tracked. */
+    bool alone = !lk->at_exit && !lk->prev && ms_leak_roots_alone();
+    tracked = !lk->at_exit && !lk->prev && !alone && ms_leak_writes_start();
+    if (tracked || alone) m.hold_ns = HOLD_TRACKED_NS;
     uint64_t nblocks = 0, heap_bytes = 0;
     bool ok = snapshot(&m, &nblocks, &heap_bytes);
     res->nspans = m.nspans, res->nblocks = nblocks, res->heap_bytes = heap_bytes;

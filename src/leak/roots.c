@@ -359,6 +359,20 @@ static int list_tasks(void (*add)(int tid, void *arg), void *arg) {
     return count;
 }
 
+/* count_other: a thread that is neither the caller nor one of memscope's */
+static void count_other(int tid, void *arg) {
+    int *n = arg;
+    if (tid == n[0]) return;
+    for (int i = 0; i < MS_OWN_MAX; i++)
+        if (ms_os_own_tid(i) == tid) return;
+    n[1]++;
+}
+
+bool ms_leak_roots_alone(void) {
+    int n[2] = {(int)syscall(SYS_gettid), 0};
+    return list_tasks(count_other, n) > 0 && n[1] == 0;
+}
+
 /* ------------------------------------------------------------------------
  * Capture
  * ---------------------------------------------------------------------- */
