@@ -25,7 +25,9 @@
  * on, as the heap is, resident pages only.
  *
  * Stopping.  Every other thread (listed from /proc/self/task with getdents,
- * which does not allocate) is sent a real-time signal with tgkill.  Its
+ * which does not allocate; ms_leak_roots_alone lists them the same way, so
+ * that mark.c can tell a caller that is the program's only thread) is sent
+ * a real-time signal with tgkill.  Its
  * handler copies the interrupted registers, stack pointer and thread pointer
  * into the thread's slot, counts itself in and waits on a futex until the
  * checker moves on; no ptrace, so the check works under a debugger and in
