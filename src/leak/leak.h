@@ -97,6 +97,9 @@ void ms_leak_spill_regs(uintptr_t regs[8]);
 bool ms_leak_roots_capture(ms_leak_roots_t *r, const ms_leak_self_t *self, bool (*held)(ms_leak_roots_t *r, void *arg),
                            void *held_arg);
 void ms_leak_roots_free(ms_leak_roots_t *r);
+/* ms_leak_roots_alone: the calling thread is the program's only one (the
+ * others, if any, are memscope's own), as listed now.  Takes no lock. */
+bool ms_leak_roots_alone(void);
 /* ms_leak_roots_scan_mmaps: hands fn the words of the mappings listed in r
  * (leaks_mmap), a resident stretch at a time. */
 void ms_leak_roots_scan_mmaps(ms_leak_roots_t *r, void (*fn)(const uintptr_t *w, size_t n, void *arg), void *arg);

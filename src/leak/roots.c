@@ -25,7 +25,9 @@
  * on, as the heap is, resident pages only.
  *
  * Stopping.  Every other thread (listed from /proc/self/task with getdents,
- * which does not allocate) is sent a real-time signal with tgkill.  Its
+ * which does not allocate; ms_leak_roots_alone lists them the same way, so
+ * that mark.c can tell a caller that is the program's only thread) is sent
+ * a real-time signal with tgkill.  Its
  * handler copies the interrupted registers, stack pointer and thread pointer
  * into the thread's slot, counts itself in and waits on a futex until the
  * checker moves on; no ptrace, so the check works under a debugger and in
@@ -357,6 +359,20 @@ static int list_tasks(void (*add)(int tid, void *arg), void *arg) {
     }
     close(fd);
     return count;
+}
+
+/* count_other: a thread that is neither the caller nor one of memscope's */
+static void count_other(int tid, void *arg) {
+    int *n = arg;
+    if (tid == n[0]) return;
+    for (int i = 0; i < MS_OWN_MAX; i++)
+        if (ms_os_own_tid(i) == tid) return;
+    n[1]++;
+}
+
+bool ms_leak_roots_alone(void) {
+    int n[2] = {(int)syscall(SYS_gettid), 0};
+    return list_tasks(count_other, n) > 0 && n[1] == 0;
 }
 
 /* ------------------------------------------------------------------------
