@@ -233,14 +233,17 @@ static void *scavenger_main(void *arg) {
     for (;;) {
         uint64_t delay = (uint64_t)ms_opt.scavenge_delay_ms;
         pthread_mutex_unlock(&sc_lock);
+        /* sc_lock is held only to go to sleep: not over the heap lock,
+         * /proc or the kernel's copies.  Every thread's exit takes it
+         * (on_thread_exit), and a program whose threads come and go
+         * (bench/many_threads.c) had them wait on it while this thread,
+         * preempted on two CPUs shared by 33 threads, held it */
         bool parked = ms_central_flush_idle(ms_os_now_ms(), delay);
         parked |= ms_tcache_park_idle(ms_os_now_ms(), delay);
-        pthread_mutex_lock(&sc_lock);
         uint64_t idle_bytes;
         uint64_t oldest = ms_heap_oldest_idle_ms(&idle_bytes);
         uint64_t now = ms_os_now_ms();
         if (oldest != UINT64_MAX && oldest + delay <= now) {
-            pthread_mutex_unlock(&sc_lock);
             size_t released = ms_heap_scavenge(now - delay, SIZE_MAX);
             if (released >= ((size_t)1 << 20)) ms_trace_scavenge(released, false);
             pthread_mutex_lock(&sc_lock);
@@ -250,11 +253,13 @@ static void *scavenger_main(void *arg) {
          * allocated may be the program's last */
         if (atomic_load(&sc_exit_hint) || now + 10 >= gone_look_ms + GONE_LOOK_S * 1000) {
             gone_look_ms = now;
-            if (ms_os_program_gone()) break;
+            if (ms_os_program_gone()) {
+                pthread_mutex_lock(&sc_lock);
+                break;
+            }
         }
         uint64_t wake = oldest == UINT64_MAX ? UINT64_MAX : oldest + delay;
         if (parked && now + look_interval_ms(delay) < wake) wake = now + look_interval_ms(delay);
-        pthread_mutex_unlock(&sc_lock); /* not held over the kernel's copies */
         uint64_t hw = huge_look(now);
         pthread_mutex_lock(&sc_lock);
         if (hw < wake) wake = hw;

@@ -168,14 +168,27 @@
  * its peak RSS rose by 1.8 MiB (3.5%, by hand); at 8 MiB it is as without
  * a cap.  A quiet thread's cache is not bounded by this but parked (below). */
 #define MS_TC_TOTAL_BYTES ((uint64_t)8 << 20)
-/* Many threads at once share 32 MiB (tcmalloc's overall budget), each at
- * least 64 KiB: 200 threads that each allocate and free a burst of 64
- * objects in 16 classes and then wait held 70 MB of heap in use beyond
- * their live blocks, 54 MB with the budget (by hand; glibc, whose arenas
- * threads share, peaked at 12 MB of RSS in all).  A thread's share is
- * taken when one of its lists must grow, so threads that started alone
- * keep what they hold until then. */
-#define MS_TC_OVERALL_BYTES ((uint64_t)32 << 20)
+/* Many threads at once share 48 MiB, each at least 64 KiB: 200 threads
+ * that each allocate and free a burst of 64 objects in 16 classes and then
+ * wait held 70 MB of heap in use beyond their live blocks, 54 MB with a
+ * budget of 32 MiB (by hand; glibc, whose arenas threads share, peaked at
+ * 12 MB of RSS in all).  Why not 32 MiB (tcmalloc's overall budget): a
+ * share must hold a batch and its spare in every class a thread churns,
+ * or its lists keep lowering each other (shrink_for) and growing back,
+ * and every such exchange hands the thread's objects to other threads
+ * through the central lists and gives it theirs.  bench/many_threads.c's
+ * 32 threads churn 32 classes of 16 to 1024 bytes, which takes 1.06 MiB;
+ * at 32 MiB each had 0.97, and by the end of a run a thread's 2,000 live
+ * objects lay on 700 pages of 4 KiB (one thread alone: 390; mimalloc,
+ * whose pages belong to a thread: 380), its central takes were 19,000
+ * and shrink_for's gives 9,000.  At 48 MiB: 450 pages, 10,800 takes and
+ * 210 gives, 5-12% less CPU time at 200,000 steps a thread (two sets of
+ * 9 interleaved runs; RSS 52 -> 54 MB), while the 200 threads' burst hit 79
+ * MB of RSS instead of 61, at 40 MiB 62 (with 520 pages; jemalloc 87,
+ * tcmalloc 116, mimalloc 237; medians of 7-9 runs, by hand).  A thread's
+ * share is taken when one of its lists must grow, so threads that started
+ * alone keep what they hold until then. */
+#define MS_TC_OVERALL_BYTES ((uint64_t)48 << 20)
 #define MS_TC_MIN_BYTES ((uint64_t)64 << 10)
 
 __thread tcache_t *ms_tc __attribute__((tls_model("initial-exec"))) = &ms_tc_empty;

@@ -10,8 +10,8 @@
  * candidates) are exactly those above one object; lists cut down to one
  * object take several frees in a row; and a class used again after all the others grows back (the
  * room comes from the other lists).  Then 160 threads at once do the same
- * over 24 classes: together they share 32 MiB (MS_TC_OVERALL_BYTES), so no
- * thread's limits may add up to more than 32 MiB / 160 (without the shared
+ * over 24 classes: together they share 48 MiB (MS_TC_OVERALL_BYTES), so no
+ * thread's limits may add up to more than 48 MiB / 160 (without the shared
  * budget each reached 3 MiB).  Runs in the debug build.
  */
 #include <pthread.h>
@@ -37,7 +37,7 @@ static void churn(int c, int rounds) {
 }
 
 #define MANY 160
-#define OVERALL ((uint64_t)32 << 20)
+#define OVERALL ((uint64_t)48 << 20)
 static pthread_barrier_t all_in, all_done; /* no thread exits (and leaves its share) before all are done */
 static _Atomic int over_share;
 
