@@ -115,6 +115,8 @@ extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE;
 extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;
+#define MS_SIZE_TO_LIST_SHIFT 6
+extern const uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE;
 
 #ifdef MS_CLASS_TABLES_HERE /* sizeclass.c */
 const uint32_t ms_class_size[MS_NUM_CLASSES] = {0,
@@ -178,6 +180,17 @@ const uint8_t ms_size_to_class8[1024 / 8 + 1] = {
     28, 29, 29, 29, 29, 29, 29, 29, 29, 30, 30, 30, 30, 30, 30, 30,
     30, 31, 31, 31, 31, 31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32,
     32};
+/* ms_size_to_class8[j] << MS_SIZE_TO_LIST_SHIFT */
+const uint16_t ms_size_to_list8[1024 / 8 + 1] = {
+    64, 64, 64, 128, 128, 192, 192, 256, 256, 320, 320, 384, 384, 448, 448, 512,
+    512, 576, 576, 640, 640, 704, 704, 768, 768, 832, 832, 896, 896, 960, 960, 1024,
+    1024, 1088, 1088, 1088, 1088, 1152, 1152, 1152, 1152, 1216, 1216, 1216, 1216, 1280, 1280, 1280,
+    1280, 1344, 1344, 1344, 1344, 1408, 1408, 1408, 1408, 1472, 1472, 1472, 1472, 1536, 1536, 1536,
+    1536, 1600, 1600, 1600, 1600, 1600, 1600, 1600, 1600, 1664, 1664, 1664, 1664, 1664, 1664, 1664,
+    1664, 1728, 1728, 1728, 1728, 1728, 1728, 1728, 1728, 1792, 1792, 1792, 1792, 1792, 1792, 1792,
+    1792, 1856, 1856, 1856, 1856, 1856, 1856, 1856, 1856, 1920, 1920, 1920, 1920, 1920, 1920, 1920,
+    1920, 1984, 1984, 1984, 1984, 1984, 1984, 1984, 1984, 2048, 2048, 2048, 2048, 2048, 2048, 2048,
+    2048};
 /* class of 1024 < s <= MS_MAX_SMALL: ms_size_to_class128[(s + 127) >> 7] */
 const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] = {
     1, 8, 16, 20, 24, 26, 28, 30, 32, 33, 34, 35, 36, 37, 38, 39,

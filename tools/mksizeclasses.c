@@ -77,7 +77,12 @@ int main(void) {
     printf("extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE;\n");
-    printf("extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;\n\n");
+    printf("extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;\n");
+    /* malloc's fast path indexes the thread's lists by byte offset: this
+     * table gives it at once, with no shift (internal.h checks the shift
+     * against sizeof(tclist_t)) */
+    printf("#define MS_SIZE_TO_LIST_SHIFT 6\n");
+    printf("extern const uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE;\n\n");
     printf("#ifdef MS_CLASS_TABLES_HERE /* sizeclass.c */\n");
     printf("const uint32_t ms_class_size[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 10 == 0 ? ",\n    " : ", ", sizes[i]);
@@ -95,6 +100,13 @@ int main(void) {
         unsigned s = j * 8, c = 0;
         while (sizes[c] < s) c++;
         printf("%s%u", j == 0 ? "\n    " : j % 16 == 0 ? ",\n    " : ", ", c + 1);
+    }
+    printf("};\n/* ms_size_to_class8[j] << MS_SIZE_TO_LIST_SHIFT */\n");
+    printf("const uint16_t ms_size_to_list8[1024 / 8 + 1] = {");
+    for (unsigned j = 0; j <= 1024 / 8; j++) {
+        unsigned s = j * 8, c = 0;
+        while (sizes[c] < s) c++;
+        printf("%s%u", j == 0 ? "\n    " : j % 16 == 0 ? ",\n    " : ", ", (c + 1) << 6);
     }
     printf("};\n/* class of 1024 < s <= MS_MAX_SMALL: ms_size_to_class128[(s + 127) >> 7] */\n");
     printf("const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] = {");
