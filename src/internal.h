@@ -89,17 +89,22 @@ typedef struct span_s {
     uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
     uint8_t in_list;        /* small spans: on the central nonempty list */
     uint8_t direct;         /* a very large block in a mapping of its own (pageheap.c) */
-    /* fast_off | sampled << 16 | mask << 32, changed together by
-     * compare-and-swap.  fast_off (the low 16 bits) is the byte offset of
-     * the span's class list in a tcache_t (cls << MS_TCLIST_SHIFT) while
-     * the span is in use with no sampled block, else 0: whether free may
-     * take its fast path, which reads it as copied into the page map
-     * (ms_pagemap_check).  sampled (16 bits: a span holds at
-     * most 512 objects) counts the span's live blocks recorded by the heap
-     * profiler; mask has bit (i % 32) set if block i may be one of them, so
-     * a free of an unsampled block in a span with sampled ones is settled
-     * without asking the profiler in 31 cases out of 32.  mask is cleared
-     * with the last sampled block, so the word of a fast span is fast_off. */
+    /* fast_off | sampled << 16 | blocks << 32 | pages << 48, changed
+     * together by compare-and-swap.  fast_off (the low 16 bits) is the byte
+     * offset of the span's class list in a tcache_t (cls << MS_TCLIST_SHIFT)
+     * while the span is in use with no sampled block, else 0.  sampled (16
+     * bits: a span holds at most 1024 objects) counts the span's live
+     * blocks recorded by the heap profiler; blocks has bit (i % 16) set if
+     * block i may be one of them, so a free of an unsampled block in a span
+     * with sampled ones is settled without asking the profiler in 15 cases
+     * out of 16; pages has bit (k % 16) set if a block starting on the
+     * span's page k may be one of them.  Free may take its fast path for
+     * a block on page k, which it reads as copied into the page map
+     * (ms_pagemap_check), while fast_off is set or, with sampled blocks,
+     * while k's bit is clear: a sampled block closes its page, not the
+     * span, so that spans of many pages cost no more slow frees than one
+     * page would.  The masks are cleared with the last sampled block, so
+     * the word of a fast span is fast_off. */
     _Atomic uint64_t mark;
     uint64_t div;           /* small: UINT64_MAX / size + 1: off % size == 0 iff off * div < div */
     uint32_t used;          /* small: bytes from start ever handed out; the never-used tail follows (central lock) */
@@ -126,6 +131,10 @@ _Static_assert(sizeof(span_t) == 2 * MS_CACHE_LINE, "span_t: two cache lines");
 #define MS_MARK_FAST_MASK 0xffffu /* fast_off */
 #define MS_MARK_SAMPLED_SHIFT 16
 #define MS_MARK_SAMPLED_MAX 0xffffu
+#define MS_MARK_BLOCK_BIT(i) ((uint64_t)1 << (32 + ((i) & 15)))
+#define MS_MARK_PAGE_BIT(k) ((uint64_t)1 << (48 + ((k) & 15)))
+#define MS_MARK_PAGES ((uint64_t)0xffff << 48)
+#define MS_MARK_MASKS ((uint64_t)0xffffffff << 32)
 
 /* ms_span_mark: the mark word; its low 16 bits are nonzero exactly when
  * the span is in use with nothing sampled, and then the whole word is the

@@ -230,12 +230,15 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
 
 /* mark_sampled: one more (on) or one fewer recorded block, block idx of
  * span s; the span's fast_off is set exactly while none is left, and its
- * mask is cleared with the last.
+ * masks are cleared with the last.  The mark's page mask has the bit of
+ * the block's page (internal.h: MS_MARK_PAGE_BIT): a first sampled block
+ * on a page closes that page's check (pagemap.c, "Free's check"), and
+ * the span's other pages stay open.
  *
  * At profile_rate=1 (leak-check mode) every block is recorded, so counting
  * them per span buys nothing: a small span's first record makes its mark
- * "all recorded" (count MS_MARK_SAMPLED_MAX, which 512 objects never
- * reach; every mask bit set), and nothing changes it until the span leaves
+ * "all recorded" (count MS_MARK_SAMPLED_MAX, which 1024 objects never
+ * reach; every mask bit set, so every page closed), and nothing changes it until the span leaves
  * use (ms_span_set_fast).  Every free there asks the profiler, as it would
  * anyway.  Counted, each malloc and each free wrote the span's header
  * with a compare-and-swap: in a producer-consumer program, a line moving
@@ -258,14 +261,15 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     do {
         uint64_t n = ((old >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) + (on ? 1 : (uint64_t)-1);
         ms_assert_internal(on || ((old >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) > 0);
-        ms_assert_internal(n <= MS_MARK_SAMPLED_MAX); /* at most 512 objects per span */
-        uint64_t mask = n == 0 ? 0 : (old >> 32) | (on ? (uint64_t)1 << (idx & 31) : 0);
-        nw = mask << 32 | (n & MS_MARK_SAMPLED_MAX) << MS_MARK_SAMPLED_SHIFT | (n == 0 ? ms_span_mark_fast(s->cls) : 0);
+        ms_assert_internal(n <= MS_MARK_SAMPLED_MAX); /* at most 1024 objects per span */
+        uint64_t mask = n == 0 ? 0 : old & MS_MARK_MASKS;
+        if (on) mask |= MS_MARK_BLOCK_BIT(idx) | (s->cls ? MS_MARK_PAGE_BIT((page - s->start) >> MS_PAGE_SHIFT) : 0);
+        nw = mask | (n & MS_MARK_SAMPLED_MAX) << MS_MARK_SAMPLED_SHIFT | (n == 0 ? ms_span_mark_fast(s->cls) : 0);
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
     /* free reads the page map's copy (pagemap.c, "Free's check"): a first
-     * sampled block closes it before the block reaches the program, the
-     * last one's free opens it again */
-    if (s->cls && (old & MS_MARK_FAST_MASK) != (nw & MS_MARK_FAST_MASK)) ms_span_sync_check(s);
+     * sampled block on a page closes the page before the block reaches
+     * the program, the span's last one's free opens them all again */
+    if (s->cls && ((old ^ nw) & (MS_MARK_FAST_MASK | MS_MARK_PAGES))) ms_span_sync_check(s);
     else if (s->cls && on) ms_span_check_closed(s, page);
 }
 
@@ -479,7 +483,7 @@ static inline void unsample(span_t *s, void *p) {
         ms_prof_hooks.freed(p, s);
     } else {
         uint32_t idx = obj_index(s, p);
-        if ((m >> 32) & ((uint64_t)1 << (idx & 31)) && ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
+        if ((m & MS_MARK_BLOCK_BIT(idx)) && ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
     }
     ms_prof_leave();
 }
@@ -526,6 +530,13 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls, size_t req) {
         errno = ENOMEM;
         return NULL;
     }
+    /* leak-check mode: the refill's frames below this one (the central
+     * list's take, link_run, the page heap's) held the new chain's head,
+     * which is p, deeper than the hook's clearing reaches when it takes
+     * its common case (tests/test_unit_hookdepth.c's nocopy: a copy of a
+     * 512-byte block once the class's spans held 64 objects); once a
+     * refill */
+    if (ms_unlikely(ms_every_block_recorded())) scrub_deep();
     p[1] = NULL;
     size_t size = ms_class_size[cls];
     if (tc->is_dummy) {

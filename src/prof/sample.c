@@ -138,7 +138,7 @@ typedef struct srecs_s {
     struct srecs_s *next; /* on its stripe's free list */
     uint32_t id[];
 } srecs_t;
-#define SRECS_POOLS 7    /* 64 B .. 4 KiB */
+#define SRECS_POOLS 8    /* 64 B .. 8 KiB: a span holds up to 1024 objects (tools/mksizeclasses.c) */
 
 /* The locks (see Locking above), none ever held with another (but by a
  * fork, which takes them all). */
@@ -196,7 +196,7 @@ static size_t frames_left;
 static block_t *blocks;                 /* large blocks (big_lock) */
 static size_t blocks_cap;
 static _Atomic size_t nblocks;          /* read without the lock: none, skip the map */
-static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 4096};
+static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 4096, 8192};
 
 /* What tally.lock covers, with the lock in one cache line: the lock's line
  * moves between CPUs with every sample and every free, and should be the
