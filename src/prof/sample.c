@@ -116,7 +116,8 @@ static inline uint64_t size_unpack(uint32_t v) {
 /* The sampled blocks of one small span: a word per object, the stack id
  * plus one (0: not sampled), hung on the span (span->prof).  Its size is the
  * class's, so it needs no field.  Arrays come in powers of two from 64 bytes
- * (8 KiB spans of 16-byte objects need 2072 bytes, the most of any class).
+ * (the spans of 1024 objects, of the 16- and 32-byte classes, need 4120
+ * bytes, the most of any class: tools/mksizeclasses.c).
  *
  * Two kinds.  A counted array (sampled mode) goes with its last record, so
  * that a heap with a few hundred samples keeps a few hundred arrays; its
