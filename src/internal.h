@@ -326,9 +326,11 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
  * -v, tests/test_limits.sh), and lookups of spans, off free's fast path,
  * test for it instead of reading a nil span array. */
 /* Free's check of a page (pagemap.c, "Free's check"): while the page's
- * small span is in use with nothing sampled, the end of the part the span
- * has handed out (its limit) << 16 | the offset of the span's class list in
- * a tcache_t; else 0.  Free reads only this word of the span. */
+ * small span is in use with no sampled block starting on the page, the end
+ * of the part the span has handed out (its limit; on a page wholly below
+ * it, possibly an older one, at or past the page's end) << 16 | the offset
+ * of the span's class list in a tcache_t; else 0.  Free reads only this
+ * word of the span. */
 #define MS_CHECK_SHIFT 16
 /* The kernel's huge page (x86-64's PMD), which the scavenger asks for on
  * dense parts of the heap (scavenger.c) */
@@ -385,7 +387,7 @@ ms_inline uint64_t ms_pagemap_check(const void *p) {
  * out more (used grew, central lock held), its open checks follow. */
 void ms_pagemap_check_open(span_t *s);
 void ms_pagemap_check_close(span_t *s);
-void ms_span_check_grow(span_t *s);
+void ms_span_check_grow(span_t *s, uint32_t from); /* from: used before the take */
 /* ms_span_sync_check: small span s's checks follow its mark and used part
  * as they are now.  Called after every change of the mark's fast bits
  * (a first or last sampled block); serialized per span, so that the last

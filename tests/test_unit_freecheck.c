@@ -9,9 +9,11 @@
  *   open      a block's page: the span's start plus used, and its class
  *             list's offset; the same word read for an address 2^47
  *             above (the root wraps) refuses it;
- *   grow      as takes hand out more of a span, every page's limit follows
- *             used (a span of three pages), and the first slot never
- *             handed out lies at or past the limit;
+ *   grow      as takes hand out more of a span, the limit of the page
+ *             that holds the end of the handed-out part follows used, the
+ *             pages below it admit all their blocks and those past it none
+ *             (a span of three pages), and the first slot never handed out
+ *             lies at or past the limit;
  *   sampled   a sampled block's page has limit 0 while the block is live
  *             (a free of it must reach the profiler), frees of its other
  *             blocks still come out even, and the limit comes back when
@@ -44,10 +46,24 @@ static bool entry_ok(const span_t *s) {
         pages = (uint32_t)(mark >> 48);
         fast = pages ? ms_span_mark_fast(s->cls) : 0;
     }
-    uint64_t want = fast ? (uint64_t)(s->start + s->used) << MS_CHECK_SHIFT | fast : 0;
-    for (uint32_t i = 0; i < s->npages; i++)
-        if (ms_pagemap_check((void *)(s->start + ((uintptr_t)i << MS_PAGE_SHIFT))) != ((pages >> (i & 15)) & 1 ? 0 : want))
-            return false;
+    uintptr_t end = s->start + s->used;
+    for (uint32_t i = 0; i < s->npages; i++) {
+        uintptr_t page = s->start + ((uintptr_t)i << MS_PAGE_SHIFT);
+        uint64_t w = ms_pagemap_check((void *)page);
+        if (!fast || (pages >> (i & 15)) & 1) {
+            if (w != 0) return false;
+            continue;
+        }
+        /* open: the class's list, and a limit a whole number of blocks
+         * from the start, at most the end of the handed-out part; on the
+         * page holding that end, the end itself; below it, at or past the
+         * page's own end (ms_span_check_grow raises only the pages a take
+         * hands out on); past it, anything up to the page's start */
+        uintptr_t limit = (uintptr_t)(w >> MS_CHECK_SHIFT), page_end = page + MS_PAGE_SIZE;
+        if ((w & MS_MARK_FAST_MASK) != fast || limit > end || (limit - s->start) % s->size != 0) return false;
+        if (page < end && limit < (end < page_end ? end : page_end)) return false;
+        if (page >= end && limit > page) return false;
+    }
     return true;
 }
 
