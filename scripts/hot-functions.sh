@@ -103,10 +103,16 @@ sort -u -o "$tmp/ran" "$tmp/ran"
 # and lived on for the scavenge delay.  And the scavenger's look for dense
 # regions (0.7 KiB), at most four times a second once the heap reaches
 # 4 MiB, which left the hot text 6 bytes past its window after the
-# thread caches' per-class bits and leak-check mode's leaner hook.
+# thread caches' per-class bits and leak-check mode's leaner hook.  And,
+# since 32 KiB spans for the small classes, the formatting of /proc paths
+# and messages (ms_vsnprintf, 2.6 KiB with its helpers): one run of the
+# eleven now reaches it, as the scavenger formats paths only to park a
+# quiet thread's cache or to read the page map before a collapse, both
+# left out above.
 printf '%s\n' on_moved ms_options_parse ms_os_collapse ms_heap_huge_done ms_pagemap_set_huge \
     all_resident_own ms_os_open_proc_mm ms_central_give_idle ms_heap_try_resize \
-    ms_heap_scavenge ms_heap_huge_candidates | sort >"$tmp/left" # sorted, for comm
+    ms_heap_scavenge ms_heap_huge_candidates ms_vsnprintf ms_snprintf put_padded |
+    sort >"$tmp/left" # sorted, for comm
 comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" | comm -23 - "$tmp/left" |
     join -a1 -e0 -o 0,2.2 - "$tmp/runs" | sort -k2,2nr -k1,1 | cut -d' ' -f1 >"$tmp/hot"
 {

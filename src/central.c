@@ -218,7 +218,7 @@ __attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8
             if (m > want - n) m = want - n;
             chain = link_run(first, m, size, chain);
             s->used += m * (uint32_t)size;
-            ms_span_check_grow(s); /* before any of them leaves the lock */
+            ms_span_check_grow(s, (uint32_t)(first - s->start)); /* before any of them leaves the lock */
             s->allocated += m;
             n += m;
         }

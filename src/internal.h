@@ -89,17 +89,22 @@ typedef struct span_s {
     uint8_t state;          /* SPAN_*; FREE/BUSY only under the heap lock */
     uint8_t in_list;        /* small spans: on the central nonempty list */
     uint8_t direct;         /* a very large block in a mapping of its own (pageheap.c) */
-    /* fast_off | sampled << 16 | mask << 32, changed together by
-     * compare-and-swap.  fast_off (the low 16 bits) is the byte offset of
-     * the span's class list in a tcache_t (cls << MS_TCLIST_SHIFT) while
-     * the span is in use with no sampled block, else 0: whether free may
-     * take its fast path, which reads it as copied into the page map
-     * (ms_pagemap_check).  sampled (16 bits: a span holds at
-     * most 512 objects) counts the span's live blocks recorded by the heap
-     * profiler; mask has bit (i % 32) set if block i may be one of them, so
-     * a free of an unsampled block in a span with sampled ones is settled
-     * without asking the profiler in 31 cases out of 32.  mask is cleared
-     * with the last sampled block, so the word of a fast span is fast_off. */
+    /* fast_off | sampled << 16 | blocks << 32 | pages << 48, changed
+     * together by compare-and-swap.  fast_off (the low 16 bits) is the byte
+     * offset of the span's class list in a tcache_t (cls << MS_TCLIST_SHIFT)
+     * while the span is in use with no sampled block, else 0.  sampled (16
+     * bits: a span holds at most 1024 objects) counts the span's live
+     * blocks recorded by the heap profiler; blocks has bit (i % 16) set if
+     * block i may be one of them, so a free of an unsampled block in a span
+     * with sampled ones is settled without asking the profiler in 15 cases
+     * out of 16; pages has bit (k % 16) set if a block starting on the
+     * span's page k may be one of them.  Free may take its fast path for
+     * a block on page k, which it reads as copied into the page map
+     * (ms_pagemap_check), while fast_off is set or, with sampled blocks,
+     * while k's bit is clear: a sampled block closes its page, not the
+     * span, so that spans of many pages cost no more slow frees than one
+     * page would.  The masks are cleared with the last sampled block, so
+     * the word of a fast span is fast_off. */
     _Atomic uint64_t mark;
     uint64_t div;           /* small: UINT64_MAX / size + 1: off % size == 0 iff off * div < div */
     uint32_t used;          /* small: bytes from start ever handed out; the never-used tail follows (central lock) */
@@ -126,6 +131,10 @@ _Static_assert(sizeof(span_t) == 2 * MS_CACHE_LINE, "span_t: two cache lines");
 #define MS_MARK_FAST_MASK 0xffffu /* fast_off */
 #define MS_MARK_SAMPLED_SHIFT 16
 #define MS_MARK_SAMPLED_MAX 0xffffu
+#define MS_MARK_BLOCK_BIT(i) ((uint64_t)1 << (32 + ((i) & 15)))
+#define MS_MARK_PAGE_BIT(k) ((uint64_t)1 << (48 + ((k) & 15)))
+#define MS_MARK_PAGES ((uint64_t)0xffff << 48)
+#define MS_MARK_MASKS ((uint64_t)0xffffffff << 32)
 
 /* ms_span_mark: the mark word; its low 16 bits are nonzero exactly when
  * the span is in use with nothing sampled, and then the whole word is the
@@ -317,9 +326,11 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
  * -v, tests/test_limits.sh), and lookups of spans, off free's fast path,
  * test for it instead of reading a nil span array. */
 /* Free's check of a page (pagemap.c, "Free's check"): while the page's
- * small span is in use with nothing sampled, the end of the part the span
- * has handed out (its limit) << 16 | the offset of the span's class list in
- * a tcache_t; else 0.  Free reads only this word of the span. */
+ * small span is in use with no sampled block starting on the page, the end
+ * of the part the span has handed out (its limit; on a page wholly below
+ * it, possibly an older one, at or past the page's end) << 16 | the offset
+ * of the span's class list in a tcache_t; else 0.  Free reads only this
+ * word of the span. */
 #define MS_CHECK_SHIFT 16
 /* The kernel's huge page (x86-64's PMD), which the scavenger asks for on
  * dense parts of the heap (scavenger.c) */
@@ -376,7 +387,7 @@ ms_inline uint64_t ms_pagemap_check(const void *p) {
  * out more (used grew, central lock held), its open checks follow. */
 void ms_pagemap_check_open(span_t *s);
 void ms_pagemap_check_close(span_t *s);
-void ms_span_check_grow(span_t *s);
+void ms_span_check_grow(span_t *s, uint32_t from); /* from: used before the take */
 /* ms_span_sync_check: small span s's checks follow its mark and used part
  * as they are now.  Called after every change of the mark's fast bits
  * (a first or last sampled block); serialized per span, so that the last
@@ -679,6 +690,7 @@ typedef struct tclist_s {
     void *spare;
 } __attribute__((aligned(MS_CACHE_LINE))) tclist_t;
 _Static_assert(sizeof(tclist_t) == 1u << MS_TCLIST_SHIFT, "the mark word holds list offsets");
+_Static_assert(MS_SIZE_TO_LIST_SHIFT == MS_TCLIST_SHIFT, "ms_size_to_list8 holds list offsets");
 _Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT < (1u << MS_CHECK_SHIFT), "fast_off fits free's check");
 
 typedef struct tcache_s {

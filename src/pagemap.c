@@ -26,28 +26,35 @@
  * also keeps one word per page with what free needs: the limit below which
  * the page's span has handed blocks out, shifted up, and the offset of the
  * class's list in a tcache_t in the low 16 bits; 0 while the span is not in
- * use, is not small, or holds a sampled block.  One compare (p < limit)
+ * use, is not small, or has a sampled block starting on the page (or on
+ * another page of the same bit in the mark's page mask, internal.h: a
+ * sampled block closes its page, so that a span of many pages costs no
+ * more slow frees than one page would).  One compare (p < limit)
  * stands for the span being fast and p inside what it handed out, and p
  * starts a block exactly when limit - p is a multiple of the size (limit
  * lies a whole number of blocks from the span's start), so free needs no
  * start; the class's divisor comes from the thread's list.
  *
- * The word must never be nonzero while a sampled block of the span is live,
- * or a free of it would skip the profiler.  Opening and closing it (a first
- * or last sampled block) are written from the span's mark and used part as
+ * The word must never be nonzero while a sampled block starting on its
+ * page is live, or a free of it would skip the profiler.  Opening and
+ * closing it (a first sampled block on the page, the span's last sampled
+ * block) are written from the span's mark and used part as
  * they are at the time, under one of MS_CHECK_LOCKS locks (by span), by
- * ms_span_sync_check, which every change of the mark's fast bits is followed
- * by: these writes are serialized and each reads what it writes from, so the
+ * ms_span_sync_check, which every change of the mark's fast bits or page
+ * mask is followed by: these writes are serialized and each reads what it writes from, so the
  * last one reflects the last change.  A sampler's sync runs before its block
- * reaches the program, and the mark stays sampled until that block is freed,
- * so no later sync opens the span while it is live.  A sampler that found the
- * span counting sampled blocks already (no change of the fast bits) may get
- * there before the one that closed it has written: it waits until its block's
+ * reaches the program, and the mark keeps the block's page in its mask
+ * until the span's last sampled block is freed, so no later sync opens the
+ * page while it is live.  A sampler that found the span counting sampled
+ * blocks on its page already (no change of the fast bits or the page mask)
+ * may get there before the one that closed it has written: it waits until its block's
  * page reads 0 with no sync under way (ms_span_check_closed;
  * tests/test_unit_freecheck.c's race had such a block freed on the fast path,
  * its record left behind).  A take that hands out more of the span raises the
- * limit of each open word by compare-and-swap and never writes over a 0
- * (ms_span_check_grow), without the lock: the lock is taken only inside the
+ * limit of each open word it handed blocks out on by compare-and-swap and
+ * never writes over a 0 (ms_span_check_grow: so the limits of open pages
+ * below the end of the handed-out part may lag behind it, at or past their
+ * own ends), without the lock: the lock is taken only inside the
  * profiler's hooks (ms_prof_busy), where a signal handler that allocates
  * samples nothing and defers sampled frees, while its malloc may well take
  * from a span's tail, and would wait on a lock its own thread holds.  A
@@ -257,9 +264,20 @@ static inline uint64_t word_of(const span_t *s, uint64_t fast) {
 
 void ms_pagemap_check_open(span_t *s) { set_checks(s, word_of(s, ms_span_mark(s) & MS_MARK_FAST_MASK)); }
 
-void ms_span_check_grow(span_t *s) {
-    uintptr_t pn = s->start >> MS_PAGE_SHIFT;
-    for (uint32_t i = 0; i < s->npages; i++, pn++) {
+/* Only the pages the take handed blocks out on are raised, from the one
+ * that held the old end of the handed-out part (from) to the one that
+ * holds the new end's last byte: an open page wholly below the old end
+ * has a limit at or past its own end already, and admits every block
+ * starting on it, and a page wholly past the new end keeps an older limit,
+ * at or below its start, which admits none; every limit lies a whole
+ * number of blocks from the span's start.  Raising all of a 4-page span's
+ * pages on every take was 0.8 of the 75 instructions a 32-byte object
+ * cost in bench/small_nodes.c (callgrind, by hand). */
+void ms_span_check_grow(span_t *s, uint32_t from) {
+    uint32_t to = *(const volatile uint32_t *)&s->used;
+    if (to <= from) return;
+    uintptr_t pn = (s->start >> MS_PAGE_SHIFT) + (from >> MS_PAGE_SHIFT);
+    for (uint32_t i = from >> MS_PAGE_SHIFT; i <= (to - 1) >> MS_PAGE_SHIFT; i++, pn++) {
         uint64_t *w = check_of(pn), v = __atomic_load_n(w, __ATOMIC_RELAXED);
         /* never over a 0: a sampled block may be live (the sync that opens
          * the span again reads used afresh) */
@@ -269,13 +287,32 @@ void ms_span_check_grow(span_t *s) {
     }
 }
 
+/* set_checks_pages: set_checks for a span with sampled blocks: the pages
+ * whose bit is set in `pages` (the mark's page mask, shifted down) read
+ * 0, the others v */
+ms_inline void set_checks_pages(const span_t *s, uint64_t v, uint32_t pages) {
+    uintptr_t pn = s->start >> MS_PAGE_SHIFT;
+    for (uint32_t i = 0; i < s->npages; i++, pn++)
+        __atomic_store_n(check_of(pn), (pages >> (i & 15)) & 1 ? 0 : v, __ATOMIC_RELAXED);
+}
+
 void ms_span_sync_check(span_t *s) {
     ms_lock_t *m = ms_check_lock_of(s);
     ms_lock(m);
-    uint64_t fast = ms_span_mark(s) & MS_MARK_FAST_MASK;
+    uint64_t mark = ms_span_mark(s), fast = mark & MS_MARK_FAST_MASK;
+    /* with sampled blocks, the pages without one stay open (internal.h,
+     * span_t.mark), their words holding the class's list offset all the
+     * same; a mark counting sampled blocks with no page named (none is
+     * made so) would close them all */
+    uint32_t pages = 0;
+    if (!fast && ((mark >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) && s->cls) {
+        pages = (uint32_t)(mark >> 48);
+        fast = pages ? ms_span_mark_fast(s->cls) : 0;
+    }
     for (uint32_t used;;) {
         used = *(const volatile uint32_t *)&s->used;
-        set_checks(s, word_of(s, fast));
+        if (pages) set_checks_pages(s, word_of(s, fast), pages);
+        else set_checks(s, word_of(s, fast));
         /* a take that grew used meanwhile found the words closed (0) and
          * left them: read used again after the writes (against its store
          * of used before its compare-and-swap, a full barrier each) */

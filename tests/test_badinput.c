@@ -104,12 +104,12 @@ static void *never_used(size_t size)
         char *p = opaque(malloc(size + 1));
         return p + size;
     }
-    /* 8 B: 16-byte class, one-page spans of 512 objects, handed out 32 at a
-     * time from the bump pointer: the first object of a fresh span leaves
-     * its span's last slot unused.  4 KiB: that class gives whole spans
+    /* 8 B: 16-byte class, two-page spans of 1024 objects, handed out 32 at
+     * a time from the bump pointer: the first object of a fresh span leaves
+     * its first page's last slot unused.  4 KiB: that class gives whole spans
      * per batch, so the 4608-byte class is used, whose 40 KiB span ends in
      * a 4 KiB tail that is never handed out. */
-    size_t cls = size <= 16 ? 16 : 4608, span = size <= 16 ? 8192 : 40960;
+    size_t cls = size <= 16 ? 16 : 4608, span = size <= 16 ? 8192 : 40960; /* 16: a page's slots */
     for (int i = 0; i < 100000; i++) {
         char *q = opaque(malloc(cls));
         size_t per = span / cls;

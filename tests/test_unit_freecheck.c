@@ -9,14 +9,17 @@
  *   open      a block's page: the span's start plus used, and its class
  *             list's offset; the same word read for an address 2^47
  *             above (the root wraps) refuses it;
- *   grow      as takes hand out more of a span, every page's limit follows
- *             used (a span of three pages), and the first slot never
- *             handed out lies at or past the limit;
- *   sampled   a sampled block's span has limit 0 while the block is live
+ *   grow      as takes hand out more of a span, the limit of the page
+ *             that holds the end of the handed-out part follows used, the
+ *             pages below it admit all their blocks and those past it none
+ *             (a span of three pages), and the first slot never handed out
+ *             lies at or past the limit;
+ *   sampled   a sampled block's page has limit 0 while the block is live
  *             (a free of it must reach the profiler), frees of its other
  *             blocks still come out even, and the limit comes back when
  *             the sampled block is freed; takes from the tail of such a
- *             span leave it at 0, and the free opens it with their part;
+ *             span leave its page at 0, and the free opens it with their
+ *             part; the span's other pages stay open meanwhile;
  *   close     a span that leaves use has every entry back at 0;
  *   race      two threads sample blocks of one class over and over, each
  *             freeing the other's, while both free unsampled ones: when all
@@ -33,13 +36,41 @@
 #include "memscope.h"
 #include "testhelper.h"
 
-/* entry_ok: every page of small span s has the check its header says */
+/* entry_ok: every page of small span s has the check its header says:
+ * with sampled blocks, the pages of the mark's page mask read 0 and the
+ * others are open */
 static bool entry_ok(const span_t *s) {
-    uint64_t fast = ms_span_mark(s) & MS_MARK_FAST_MASK;
-    uint64_t want = fast ? (uint64_t)(s->start + s->used) << MS_CHECK_SHIFT | fast : 0;
-    for (uint32_t i = 0; i < s->npages; i++)
-        if (ms_pagemap_check((void *)(s->start + ((uintptr_t)i << MS_PAGE_SHIFT))) != want) return false;
+    uint64_t mark = ms_span_mark(s), fast = mark & MS_MARK_FAST_MASK;
+    uint32_t pages = 0;
+    if (!fast && ms_span_sampled(s) && s->cls) {
+        pages = (uint32_t)(mark >> 48);
+        fast = pages ? ms_span_mark_fast(s->cls) : 0;
+    }
+    uintptr_t end = s->start + s->used;
+    for (uint32_t i = 0; i < s->npages; i++) {
+        uintptr_t page = s->start + ((uintptr_t)i << MS_PAGE_SHIFT);
+        uint64_t w = ms_pagemap_check((void *)page);
+        if (!fast || (pages >> (i & 15)) & 1) {
+            if (w != 0) return false;
+            continue;
+        }
+        /* open: the class's list, and a limit a whole number of blocks
+         * from the start, at most the end of the handed-out part; on the
+         * page holding that end, the end itself; below it, at or past the
+         * page's own end (ms_span_check_grow raises only the pages a take
+         * hands out on); past it, anything up to the page's start */
+        uintptr_t limit = (uintptr_t)(w >> MS_CHECK_SHIFT), page_end = page + MS_PAGE_SIZE;
+        if ((w & MS_MARK_FAST_MASK) != fast || limit > end || (limit - s->start) % s->size != 0) return false;
+        if (page < end && limit < (end < page_end ? end : page_end)) return false;
+        if (page >= end && limit > page) return false;
+    }
     return true;
+}
+
+/* page_in_mask: p's page has its bit in small span s's page mask (a
+ * block the profiler drew by chance there closes it) */
+static bool page_in_mask(const span_t *s, const void *p) {
+    return ms_span_sampled(s) && (ms_span_mark(s) >> 48 >> ((((uintptr_t)p - s->start) >> MS_PAGE_SHIFT) & 15)) & 1;
 }
 
 static bool entries_clear(uintptr_t start, uint32_t npages) {
@@ -164,6 +195,22 @@ int main(int argc, char **argv) {
     }
     CHECK("sampled-grow-used", s3 && s3->used > used0);
     CHECK("sampled-grow-closed", closed && s3 && entry_ok(s3));
+    /* only the sampled block's page is closed: a block of the span that
+     * starts on another page is below its page's limit, and its free takes
+     * the fast path (a span closed whole sent every free of its blocks to
+     * the slow path, so larger spans cost more slow frees) */
+    bool other_open = false;
+    void *extra[64];
+    int nextra = 0;
+    while (nextra < 64 && s3 && !other_open) {
+        void *b = malloc(s43);
+        extra[nextra++] = b;
+        if (ms_pagemap_lookup(b) == s3 && ((uintptr_t)b >> MS_PAGE_SHIFT) != ((uintptr_t)first >> MS_PAGE_SHIFT) &&
+            !page_in_mask(s3, b))
+            other_open = (uintptr_t)b < limit_of(b);
+    }
+    CHECK("sampled-other-page-open", other_open);
+    while (nextra > 0) free(extra[--nextra]);
     free(first);
     CHECK("sampled-grow-reopened", s3 && entry_ok(s3) &&
                                        (ms_span_sampled(s3) || limit_of(s3 ? (void *)s3->start : NULL) == s3->start + s3->used));

@@ -36,12 +36,17 @@ int main(void) {
         result = true;
     }
     CHECK_BODY("block-find-cached-never-handed-out") {
-        /* the first malloc of a fresh class fills the thread cache with a
-         * batch carved from a new span: its neighbours are cached, not allocated */
-        char *p = malloc(3000);
+        /* the first malloc of a fresh class fills the thread cache with
+         * objects carved from a new span (4 KiB of them: four of 1 KiB,
+         * tcache.c "List lengths"): its neighbours are cached, not
+         * allocated.  (At 3000 bytes the refill carves one object, and the
+         * check passed only while the span below, of the 100-byte class
+         * above, had cached objects at its end: with that class's spans at
+         * 32 KiB it had none there.) */
+        char *p = malloc(1000);
         uintptr_t s = 0;
         size_t sz = 0;
-        size_t size = ms_class_size[ms_size_class(3000)];
+        size_t size = ms_class_size[ms_size_class(1000)];
         CHECK_TRUE(ms_block_find((uintptr_t)p, &s, &sz));
         int cached = 0;
         for (int i = 1; i <= 2; i++) {

@@ -15,7 +15,20 @@
  * Span size.  Each class gets the smallest number of 8 KiB pages that holds
  * at least 8 objects (so a thread cache refill amortizes the span's setup;
  * 2 above 32 KiB, where 8 would make spans of up to 2 MiB) and wastes at
- * most 1/8 of the span on the tail that fits no whole object.
+ * most 1/8 of the span on the tail that fits no whole object.  Classes up
+ * to 1 KiB get at least SMALL_SPAN (32 KiB), or as many pages as hold at
+ * most MAX_OBJECTS (1024) objects (16 B: 16 KiB): a span costs the page
+ * heap about 1,000 instructions to hand out and take back, so with
+ * one-page spans a stream of 32-byte objects paid 4 of its 75
+ * instructions an object there (bench/small_nodes.c, callgrind: 190 ->
+ * 185 M instructions at 2M nodes, by hand).  Pages of a span not yet
+ * handed out are never touched, so a class used little makes no more
+ * resident than before; and a sampled block closes free's fast path for
+ * its page only, not its span (src/pagemap.c, "Free's check"), or the
+ * larger spans would have sent more frees to the slow path (st_churn
+ * +2.3% instructions).  1024 objects: the profiler's record arrays
+ * (src/prof/sample.c) hold a span's objects in 8 KiB, and a span's mark
+ * counts its sampled blocks in 16 bits.
  *
  * Range.  Classes go up to 256 KiB, as tcmalloc's do: a block of 32-256 KiB
  * is then served from the thread's cache instead of the page heap's lock
@@ -38,6 +51,8 @@
 
 #define PAGE 8192
 #define MAX_SMALL 262144
+#define SMALL_SPAN 32768
+#define MAX_OBJECTS 1024
 
 int main(void) {
     unsigned sizes[128], n = 0;
@@ -53,6 +68,9 @@ int main(void) {
         unsigned s = sizes[i], p = 1;
         unsigned want = s <= 32768 ? 8 : 2; /* above 32 KiB a span of 8 would be 2 MiB */
         while (!((p * PAGE) / s >= want && (p * PAGE) % s <= (p * PAGE) / 8)) p++;
+        /* classes up to 1 KiB: SMALL_SPAN bytes, or MAX_OBJECTS objects */
+        while (s <= 1024 && p * PAGE < SMALL_SPAN && ((p + 1) * PAGE) / s <= MAX_OBJECTS) p++;
+        while ((p * PAGE) % s > (p * PAGE) / 8) p++;
         pages[i] = p;
         unsigned b = 65536 / s;
         batch[i] = b < 2 ? 2 : b > 32 ? 32 : b;
@@ -77,7 +95,12 @@ int main(void) {
     printf("extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE;\n");
-    printf("extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;\n\n");
+    printf("extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;\n");
+    /* malloc's fast path indexes the thread's lists by byte offset: this
+     * table gives it at once, with no shift (internal.h checks the shift
+     * against sizeof(tclist_t)) */
+    printf("#define MS_SIZE_TO_LIST_SHIFT 6\n");
+    printf("extern const uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE;\n\n");
     printf("#ifdef MS_CLASS_TABLES_HERE /* sizeclass.c */\n");
     printf("const uint32_t ms_class_size[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 10 == 0 ? ",\n    " : ", ", sizes[i]);
@@ -95,6 +118,13 @@ int main(void) {
         unsigned s = j * 8, c = 0;
         while (sizes[c] < s) c++;
         printf("%s%u", j == 0 ? "\n    " : j % 16 == 0 ? ",\n    " : ", ", c + 1);
+    }
+    printf("};\n/* ms_size_to_class8[j] << MS_SIZE_TO_LIST_SHIFT */\n");
+    printf("const uint16_t ms_size_to_list8[1024 / 8 + 1] = {");
+    for (unsigned j = 0; j <= 1024 / 8; j++) {
+        unsigned s = j * 8, c = 0;
+        while (sizes[c] < s) c++;
+        printf("%s%u", j == 0 ? "\n    " : j % 16 == 0 ? ",\n    " : ", ", (c + 1) << 6);
     }
     printf("};\n/* class of 1024 < s <= MS_MAX_SMALL: ms_size_to_class128[(s + 127) >> 7] */\n");
     printf("const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] = {");

@@ -116,7 +116,8 @@ static inline uint64_t size_unpack(uint32_t v) {
 /* The sampled blocks of one small span: a word per object, the stack id
  * plus one (0: not sampled), hung on the span (span->prof).  Its size is the
  * class's, so it needs no field.  Arrays come in powers of two from 64 bytes
- * (8 KiB spans of 16-byte objects need 2072 bytes, the most of any class).
+ * (the spans of 1024 objects, of the 16- and 32-byte classes, need 4120
+ * bytes, the most of any class: tools/mksizeclasses.c).
  *
  * Two kinds.  A counted array (sampled mode) goes with its last record, so
  * that a heap with a few hundred samples keeps a few hundred arrays; its
@@ -138,7 +139,7 @@ typedef struct srecs_s {
     struct srecs_s *next; /* on its stripe's free list */
     uint32_t id[];
 } srecs_t;
-#define SRECS_POOLS 7    /* 64 B .. 4 KiB */
+#define SRECS_POOLS 8    /* 64 B .. 8 KiB: a span holds up to 1024 objects (tools/mksizeclasses.c) */
 
 /* The locks (see Locking above), none ever held with another (but by a
  * fork, which takes them all). */
@@ -196,7 +197,7 @@ static size_t frames_left;
 static block_t *blocks;                 /* large blocks (big_lock) */
 static size_t blocks_cap;
 static _Atomic size_t nblocks;          /* read without the lock: none, skip the map */
-static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 4096};
+static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 4096, 8192};
 
 /* What tally.lock covers, with the lock in one cache line: the lock's line
  * moves between CPUs with every sample and every free, and should be the
