@@ -456,13 +456,29 @@ ms_inline void *every_enter(tcache_t *tc, void *p, size_t size) {
     return ms_prof_hooks.every(tc, size);
 }
 
+/* ms_every_done (internal.h).  The block waits in tc->hook_block until it
+ * is read, last, so that it is in no register across the calls before:
+ * until then a signal handler's malloc samples nothing (ms_no_sample).
+ * Sampled once ms_prof_leave had brought ms_prof_busy to 0, it took the
+ * hook, left hook_block NULL, and this malloc returned NULL to the
+ * program (tests/test_contexts.c's itimer handler that allocates: a
+ * segmentation fault in up to 9 runs in 10 of a debug build with the
+ * hooks' code reordered, by hand).  ms_tc_busy comes down first, so that
+ * the thread is never busy outside the profiler: a handler's malloc in
+ * between failed alloc_small's assertion (no slow path of the cache under
+ * way below), and the deferred frees ms_prof_leave makes would fail
+ * free's. */
 void *ms_every_done(tcache_t *tc, int depth) {
-    ms_prof_leave();
+    ms_no_sample++;
     ms_tc_busy--;
+    atomic_signal_fence(memory_order_seq_cst);
+    ms_prof_leave();
     if (depth == MS_HOOK_TO_SHALLOW) scrub_shallow();
     else if (depth == MS_HOOK_TO_DEEP) scrub_deep();
     void *p = tc->hook_block;
     tc->hook_block = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    ms_no_sample--;
     return p;
 }
 
