@@ -369,13 +369,20 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
         void *outer = tc->hook_block;
         int saved = errno; /* the unwinder's system calls are not the program's */
         tc->hook_block = p;
+        ms_prof_busy++; /* first, and left last: below */
+        atomic_signal_fence(memory_order_seq_cst);
         ms_tc_busy++;
-        ms_prof_busy++;
         ms_forget_scratch();
         uint32_t id = ms_prof_hooks.stack(__builtin_frame_address(0));
         bool shallow = ms_prof_hooks.sampled(tc->hook_block, size, id);
-        ms_prof_leave();
+        /* the cache is no longer busy before the profiler is left, as in
+         * ms_every_done: a signal handler's malloc, and the deferred frees
+         * ms_prof_leave makes, find no slow path of the cache under way
+         * outside the profiler (hook_block is saved and restored around
+         * any handler's sample, so it needs no more) */
         ms_tc_busy--;
+        atomic_signal_fence(memory_order_seq_cst);
+        ms_prof_leave();
         errno = saved;
         if (ms_likely(shallow)) scrub_shallow();
         else scrub_deep();
