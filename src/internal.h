@@ -721,16 +721,48 @@ typedef struct tcache_s {
     size_t stack_own_bytes;
 } tcache_t;
 
-extern __thread tcache_t *ms_tc;
+/* ms_tls: the thread's words that the hot paths of both modes touch, in
+ * one TLS block.  A shared library reaches each initial-exec TLS variable
+ * through a GOT load of its offset, one per variable and function; with
+ * the words side by side a function loads one offset for all of them
+ * (leak-check mode's every hook read seven of them, its malloc and free
+ * some fifteen loads of offsets in all).  The profiler's own (its batch,
+ * the stack's run, the walks before a look for unloads) are here too, for
+ * that reason only: the core never reads them.  Each word keeps its name
+ * (the macros below) and its owner's comment; tc starts at the empty
+ * cache (tcache.c). */
+typedef struct ms_tls_s {
+    struct tcache_s *tc;              /* ms_tc (tcache.c) */
+    struct tcache_s *tc_mine;         /* ms_tc_mine (tcache.c) */
+    void *prof_deferred;              /* ms_prof_deferred (malloc.c) */
+    struct batch_s *batch;            /* prof/sample.c: the thread's batch of counts */
+    uintptr_t stack_run_lo, stack_run_hi; /* prof/stack.c: the thread's run of readable pages */
+    /* tc_busy and prof_busy not side by side: hooks that lower both
+     * (ms_every_end, ms_freed_every_end) became vector code, and seven
+     * instructions more a free.  Where both are raised, prof_busy goes
+     * first and comes down last (a compiler barrier between: as words of
+     * one object gcc reordered them), so that a signal handler never finds
+     * the cache busy outside the profiler (alloc_small's and free's
+     * assertion: no slow path of the cache under way below) */
+    uint32_t tc_busy;                 /* ms_tc_busy (below) */
+    int no_sample;                    /* ms_no_sample (os.c) */
+    uint32_t prof_busy;               /* ms_prof_busy (malloc.c) */
+    uint8_t unwind_fresh_skip;        /* prof/unwind.c: walks before the next look for unloads */
+} __attribute__((aligned(64))) ms_tls_t;
+extern __thread ms_tls_t ms_tls __attribute__((tls_model("initial-exec")));
+#define ms_tc (ms_tls.tc)
+#define ms_tc_mine (ms_tls.tc_mine)
+#define ms_tc_busy (ms_tls.tc_busy)
+#define ms_prof_busy (ms_tls.prof_busy)
+#define ms_prof_deferred (ms_tls.prof_deferred)
+#define ms_no_sample (ms_tls.no_sample)
 /* ms_tcache_mine: the calling thread's own cache, parked or not; NULL
  * before its first allocation and once its exit has retired it.  Inline:
  * every capture of leak-check mode asks (stack.h). */
-extern __thread tcache_t *ms_tc_mine;
 ms_inline tcache_t *ms_tcache_mine(void) { return ms_tc_mine; }
 /* ms_tc_busy: the thread is inside one of malloc.c's slow paths with its
  * cache, where it may block on a lock or in mmap (tcache.c: a cache is
  * never parked then). */
-extern __thread uint32_t ms_tc_busy;
 extern tcache_t ms_tc_empty;
 tcache_t *ms_tcache_create(void);   /* for the calling thread; NULL on OOM */
 tcache_t *ms_tcache_list_owner(const tclist_t *l); /* the empty cache or the caller's own, whichever holds l */
@@ -933,8 +965,6 @@ extern prof_hooks_t ms_prof_hooks;
  * entry points that take its locks): a signal handler's malloc is not
  * sampled, and its free of a block the profiler may hold waits (malloc.c:
  * defer_free) until ms_prof_leave brings the count back to 0. */
-extern __thread uint32_t ms_prof_busy;
-extern __thread void *ms_prof_deferred; /* the frees waiting for it (malloc.c) */
 void ms_prof_leave_slow(void);
 ms_inline void ms_prof_leave(void) {
     if (--ms_prof_busy == 0 && ms_unlikely(ms_prof_deferred != NULL)) ms_prof_leave_slow();
@@ -962,8 +992,9 @@ ms_inline void ms_forget_scratch(void) {
  * the block, p, from the hook's register. */
 void *ms_every_done(tcache_t *tc, int depth);
 ms_inline void *ms_every_end(tcache_t *tc, void *p) {
+    ms_tc_busy--; /* first, as ms_freed_every_end (internal.h: ms_tls) */
+    atomic_signal_fence(memory_order_seq_cst);
     ms_prof_busy--;
-    ms_tc_busy--;
     tc->hook_block = NULL;
     return p;
 }
@@ -975,6 +1006,7 @@ ms_inline void *ms_every_end(tcache_t *tc, void *p) {
  * threads), as in any slow path. */
 ms_inline void ms_freed_every_end(void) {
     ms_tc_busy--;
+    atomic_signal_fence(memory_order_seq_cst); /* first (internal.h: ms_tls) */
     ms_prof_leave();
 }
 /* ms_malloc_sampled: the profiler keeps a record of block p (just allocated,
@@ -1003,7 +1035,6 @@ void *ms_hook_block(void);
 /* ms_no_sample: while nonzero the thread's allocations are never sampled:
  * memscope's own threads (for their whole life, from their start in
  * os.c: ms_os_thread), and the profiler while it captures a stack. */
-extern __thread int ms_no_sample;
 extern _Atomic int64_t ms_sample_rate; /* mean bytes between samples; 0: off */
 /* ms_every_block_recorded: leak-check mode (profile_rate=1), where a check
  * must be exact.  A conservative scan reads every byte of a block, and

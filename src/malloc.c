@@ -329,10 +329,10 @@ static __attribute__((noinline)) void scrub_deep(void) {
  * span with recorded blocks) waits on a list of the thread's, threaded
  * through the blocks themselves, until the thread leaves the profiler;
  * a realloc of such a block moves it, and frees the old one the same way. */
-__thread uint32_t ms_prof_busy __attribute__((tls_model("initial-exec")));
-/* looked at inline by ms_prof_leave: a call to find it empty cost every
- * hook of leak-check mode a few instructions more, several times over */
-__thread void *ms_prof_deferred __attribute__((tls_model("initial-exec")));
+/* (ms_prof_busy and ms_prof_deferred are words of ms_tls, internal.h.)
+ * ms_prof_deferred is looked at inline by ms_prof_leave: a call to find
+ * it empty cost every hook of leak-check mode a few instructions more,
+ * several times over */
 
 static void defer_free(void *p, size_t size, const void *caller) {
     for (void *q = ms_prof_deferred; q; q = *(void **)q)
@@ -457,6 +457,7 @@ ms_inline void *every_enter(tcache_t *tc, void *p, size_t size) {
      * first: a signal handler's malloc after it samples nothing, so
      * hook_block holds no other block here, and ends NULL. */
     ms_prof_busy++;
+    atomic_signal_fence(memory_order_seq_cst); /* first, as written (internal.h: ms_tls) */
     ms_tc_busy++;
     tc->hook_block = p;
     /* (errno: the hook leaves it as it was, internal.h) */
@@ -848,6 +849,7 @@ ms_cold static void free_slow(void *p, const void *caller) {
         tclist_t *l = &ms_tc->lists[s->cls];
         if (ms_likely(l->room > 0)) {
             ms_prof_busy++;
+            atomic_signal_fence(memory_order_seq_cst); /* first, as written (internal.h: ms_tls) */
             ms_tc_busy++; /* (lowered by the hook: ms_freed_every_end) */
             ((void **)p)[1] = cookie;
             l->room--;

@@ -595,9 +595,8 @@ typedef struct own_arg_s {
     _Atomic int listed;
 } own_arg_t;
 
-/* ms_no_sample (internal.h): defined here, with the threads that hold it
+/* ms_no_sample (internal.h, a word of ms_tls): the threads here hold it
  * for their whole life */
-__thread int ms_no_sample __attribute__((tls_model("initial-exec")));
 
 static void *own_start(void *arg) {
     /* before anything here allocates: pthread_getattr_np mallocs (twice,

@@ -191,10 +191,10 @@
 #define MS_TC_OVERALL_BYTES ((uint64_t)48 << 20)
 #define MS_TC_MIN_BYTES ((uint64_t)64 << 10)
 
-__thread tcache_t *ms_tc __attribute__((tls_model("initial-exec"))) = &ms_tc_empty;
+/* ms_tls (internal.h): ms_tc, ms_tc_mine (even while parked), ms_tc_busy
+ * and the other layers' hot words */
+__thread ms_tls_t ms_tls __attribute__((tls_model("initial-exec"))) = {.tc = &ms_tc_empty};
 static __thread bool tc_exited __attribute__((tls_model("initial-exec")));
-__thread tcache_t *ms_tc_mine __attribute__((tls_model("initial-exec"))); /* even while parked */
-__thread uint32_t ms_tc_busy __attribute__((tls_model("initial-exec")));
 enum { TC_OWNED, TC_TAKING, TC_PARKED, TC_DEAD };
 /* held by the scavenger while it parks, and by fork (first) */
 static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -856,7 +856,7 @@ static _Atomic uint32_t nowned; /* batches with a thread (reg_lock to change) */
 static fixalloc_t batch_pool;  /* reg_lock */
 static pthread_key_t batch_key;
 #define BATCH_NONE ((batch_t *)1) /* exited, or refused memory: counts go straight to the tally */
-static __thread batch_t *my_batch __attribute__((tls_model("initial-exec")));
+#define my_batch (ms_tls.batch) /* the thread's batch: a word of ms_tls (internal.h) */
 static bool lockfree; /* membarrier works: counts are appended without a lock */
 /* logging: a check's log is open (ms_prof_log_start to ms_prof_log_stop),
  * and only then does a batch keep the addresses of what it counts: the

@@ -108,7 +108,6 @@ static inline bool page_known(uintptr_t page) {
  * that starts elsewhere (another stack, a signal's alternate stack) starts
  * a new run. */
 #define RUN_GROW 64
-__thread uintptr_t ms_stack_run_lo, ms_stack_run_hi_ __attribute__((tls_model("initial-exec")));
 #define run_lo ms_stack_run_lo
 #define run_hi ms_stack_run_hi_
 

@@ -28,7 +28,8 @@ bool ms_stack_read(uintptr_t addr, uintptr_t *val);
 /* ms_stack_run: a walk that starts on page lo may read [lo, the returned
  * end) as it is (stack.c: the thread's run of pages proven readable).
  * ms_stack_run_hi: that end now, if lo is still in the run, else 0. */
-extern __thread uintptr_t ms_stack_run_lo, ms_stack_run_hi_; /* the run (stack.c) */
+#define ms_stack_run_lo (ms_tls.stack_run_lo) /* the run (stack.c), words of ms_tls (internal.h) */
+#define ms_stack_run_hi_ (ms_tls.stack_run_hi)
 uintptr_t ms_stack_run_slow(uintptr_t lo);
 ms_inline uintptr_t ms_stack_run(uintptr_t lo) {
     if (ms_likely(lo >= ms_stack_run_lo && lo < ms_stack_run_hi_)) return ms_stack_run_hi_;
@@ -101,7 +102,7 @@ typedef struct replay_s {
 } replay_t;
 extern bool ms_unwind_enabled;
 extern _Atomic uint32_t ms_unwind_gen;         /* unwind.c: the recipes' generation */
-extern __thread uint8_t ms_unwind_fresh_skip;  /* unwind.c: walks before the next look for unloads */
+#define ms_unwind_fresh_skip (ms_tls.unwind_fresh_skip) /* unwind.c: walks before the next look for unloads (ms_tls) */
 bool ms_unwind_fresh_now(void);                /* unwind.c: that look, when the count is out */
 void ms_unwind_init(void);
 /* ms_libunwind_backtrace: libunwind's unw_backtrace, for the stacks the

@@ -466,7 +466,6 @@ static int count_unloads(struct dl_phdr_info *info, size_t size, void *arg) {
  * modules); such a walk gives wrong frames, never a read outside the stack
  * (ms_unwind's bounds). */
 #define FRESH_EVERY 16
-__thread uint8_t ms_unwind_fresh_skip __attribute__((tls_model("initial-exec")));
 static _Atomic uint64_t fresh_ms;
 static void look(void) {
     unsigned long long subs = 0;
@@ -917,7 +916,6 @@ void ms_unwind_check(void *const *raw, int n, int cap) {
 #else /* not x86-64: libunwind walks every stack */
 bool ms_unwind_enabled;
 _Atomic uint32_t ms_unwind_gen;
-__thread uint8_t ms_unwind_fresh_skip;
 bool ms_unwind_fresh_now(void) { return false; } /* no replays to keep fresh */
 void ms_unwind_init(void) {}
 MS_TEXT int ms_unwind(void **out, int cap, replay_t *rp) { (void)out, (void)cap, (void)rp; return MS_UNWIND_REFUSED; }
