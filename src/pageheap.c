@@ -133,6 +133,29 @@ static inline void maps_changed(void) { atomic_fetch_add_explicit(&maps_gen, 1, 
 static inline uintptr_t resv_hi(uint32_t i) {
     return resv_list[i].lo == (uintptr_t)resv_base ? resv_next : resv_list[i].hi;
 }
+/* Ranges claimed at the frontier and not mapped yet.  grow() claims its
+ * range under the lock and maps it without (ms_os_commit), and until the
+ * mapping is made the range is still PROT_NONE: ms_heap_mappings leaves it
+ * out, since its readers read what it lists (the leak checker's write
+ * tracking lists a range new to it as written, and its rescan reads every
+ * word of it).  Listed, a check whose stop came while a thread of the
+ * program was in that mmap read the range and took SIGSEGV
+ * (tests/test_leaks.sh, 8 allocating threads, profile_rate=524288, on a
+ * loaded machine).  A grower that finds every slot taken maps under the
+ * lock.  A fork child keeps the slots of growers that do not exist in it:
+ * their ranges stay holes of address space, as they were before. */
+#define MAX_CLAIMS 16
+static struct { uintptr_t lo, hi; } claims[MAX_CLAIMS];
+static uint32_t nclaims;
+static void claim_done(uintptr_t lo) {
+    for (uint32_t i = 0; i < nclaims; i++)
+        if (claims[i].lo == lo) {
+            claims[i] = claims[--nclaims];
+            maps_changed(); /* listed from now on */
+            return;
+        }
+    ms_assert_internal(!"claim_done: no such claim");
+}
 /* Scavenger batches off the lists (their spans BUSY); fork waits for none. */
 static int busy_batches;
 static pthread_cond_t busy_cv = PTHREAD_COND_INITIALIZER;
@@ -507,9 +530,16 @@ static bool grow(size_t npages) {
         resv_next += PAGES(n);
         maps_changed();
         void *base = resv_base;
-        heap_unlock();
-        bool ok = ms_os_commit((void *)start, PAGES(n));
-        heap_lock();
+        bool ok;
+        if (nclaims < MAX_CLAIMS) {
+            claims[nclaims].lo = start, claims[nclaims++].hi = start + PAGES(n);
+            heap_unlock();
+            ok = ms_os_commit((void *)start, PAGES(n));
+            heap_lock();
+            claim_done(start);
+        } else { /* as many growers at once as slots: this one maps under the lock */
+            ok = ms_os_commit((void *)start, PAGES(n));
+        }
         if (ok && commit_range(start, n, true)) {
             ctr.sys_pages += n;
             add_fresh_locked(s, start, n);
@@ -1196,10 +1226,22 @@ size_t ms_heap_mappings(uintptr_t (*out)[2], size_t cap, uint64_t *gen) {
     heap_lock();
     *gen = atomic_load_explicit(&maps_gen, memory_order_relaxed);
     size_t n = resv_unlisted ? SIZE_MAX : 0;
-    for (uint32_t i = 0; n != SIZE_MAX && i < nresv; i++, n++) {
+    for (uint32_t i = 0; n != SIZE_MAX && i < nresv; i++) {
         /* the current reservation up to its frontier: past it, no page
-         * was ever mapped, and a walk of 64 GiB of nothing is not free */
-        if (n < cap) out[n][0] = resv_list[i].lo, out[n][1] = resv_hi(i);
+         * was ever mapped, and a walk of 64 GiB of nothing is not free;
+         * less the claims not mapped yet (claims, above), in address order */
+        uintptr_t at = resv_list[i].lo, hi = resv_hi(i);
+        for (;;) {
+            uintptr_t cut = hi, past = hi;
+            for (uint32_t k = 0; k < nclaims; k++)
+                if (claims[k].lo >= at && claims[k].lo < cut) cut = claims[k].lo, past = claims[k].hi;
+            if (cut > at) {
+                if (n < cap) out[n][0] = at, out[n][1] = cut;
+                n++;
+            }
+            if (cut >= hi) break;
+            at = past;
+        }
     }
     for (span_t *d = direct_spans.next; n != SIZE_MAX && d != &direct_spans; d = d->next, n++)
         if (n < cap) out[n][0] = d->start, out[n][1] = d->start + PAGES(d->npages);
