@@ -5,9 +5,9 @@
  * Each run fills 24 MiB of heap with 64-byte objects, all written and all
  * live, makes no call to memscope, and watches /proc/self/smaps_rollup:
  *   - on: AnonHugePages reaches at least 8 MiB within 3 s (the heap's
- *     2 MiB-aligned regions, minus the partial ones at its ends), and Rss
- *     is then no larger than before (a collapse only ever covers pages
- *     that were resident already);
+ *     2 MiB-aligned regions, minus the partial ones at its ends), and the
+ *     anonymous Rss is then no larger than before (a collapse only ever
+ *     covers pages that were resident already);
  *   - off: AnonHugePages stays 0 for 1.5 s;
  *   - both: freeing all but one object in every 256 KiB and calling
  *     memscope_free_os_memory() returns the memory: RSS falls by at least
@@ -69,17 +69,22 @@ static int child(int on) {
         o[i] = malloc(OBJ);
         memset(o[i], (int)i, OBJ);
     }
-    long rss0 = smaps("Rss"), ahp = 0;
+    /* Anonymous: what a collapse could add is heap memory; the code the
+     * scavenger runs for its first collapse, out of the hot text, comes
+     * in with the kernel's fault-around (64 KiB of the library's text,
+     * file-backed Rss: seen once as Rss +72 KiB) */
+    long rss0 = smaps("Rss"), anon0 = smaps("Anonymous"), ahp = 0;
     for (int t = 0; t < (on ? 30 : 15); t++) {
         sleep_ms(100);
         ahp = smaps("AnonHugePages");
         if (on && ahp >= 8 * 1024) break;
     }
-    long rss1 = smaps("Rss");
-    fprintf(stderr, "[hugepages=%d: Rss %ld KiB, AnonHugePages %ld KiB, then Rss %ld KiB] ", on, rss0, ahp, rss1);
+    long rss1 = smaps("Rss"), anon1 = smaps("Anonymous");
+    fprintf(stderr, "[hugepages=%d: Rss %ld KiB (anonymous %ld), AnonHugePages %ld KiB, then Rss %ld KiB (anonymous %ld)] ",
+            on, rss0, anon0, ahp, rss1, anon1);
     if (on) {
         CHECK("dense-heap-collapsed", ahp >= 8 * 1024);
-        CHECK("no-rss-added", rss1 <= rss0 + 64);
+        CHECK("no-rss-added", anon0 > 0 && anon1 <= anon0 + 64);
     } else {
         CHECK("off-no-huge-pages", ahp == 0);
     }
