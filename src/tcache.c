@@ -740,21 +740,30 @@ static bool text_known;
 static uintptr_t *stack_buf;
 #define STACK_SCAN_BYTES ((size_t)64 << 10)
 
-static int text_cb(struct dl_phdr_info *info, size_t size, void *arg) {
-    (void)size, (void)arg;
-    uintptr_t me = (uintptr_t)&ms_tcache_park_idle, lo = UINTPTR_MAX, hi = 0;
-    bool mine = false;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-        if (me >= a && me < a + ph->p_memsz) mine = true;
+/* find_text: the executable segments of the object memscope's code is in,
+ * from its own ELF header (the linker's __ehdr_start), with no call to the
+ * loader.  dl_iterate_phdr, used here before, takes the loader's lock, and
+ * a fork while the scavenger held it gave the child a lock held for good:
+ * the child's first stack walk waited on it (prog_forktorture 3 6 2 under
+ * scavenge_delay_ms=0, by hand: a child hung in about 1 run in 50, its
+ * dl_iterate_phdr waiting on the loader's write lock). */
+extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
+static void find_text(void) {
+    const ElfW(Ehdr) *eh = &__ehdr_start;
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(const void *)((const char *)eh + eh->e_phoff);
+    uintptr_t me = (uintptr_t)&ms_tcache_park_idle, bias = 0, lo = UINTPTR_MAX, hi = 0;
+    bool based = false, mine = false;
+    for (int i = 0; i < eh->e_phnum && !based; i++)
+        if (ph[i].p_type == PT_LOAD && ph[i].p_offset == 0) bias = (uintptr_t)eh - ph[i].p_vaddr, based = true;
+    if (!based) return;
+    for (int i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X)) continue;
+        uintptr_t a = bias + ph[i].p_vaddr;
+        if (me >= a && me < a + ph[i].p_memsz) mine = true;
         if (a < lo) lo = a;
-        if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
+        if (a + ph[i].p_memsz > hi) hi = a + ph[i].p_memsz;
     }
-    if (!mine) return 0;
-    text_lo = lo, text_hi = hi;
-    return 1;
+    if (mine) text_lo = lo, text_hi = hi;
 }
 
 /* interrupted_in_memscope: whether a signal handler runs on the thread
@@ -843,14 +852,11 @@ back:
 }
 
 bool ms_tcache_park_idle(uint64_t now_ms, uint64_t delay_ms) {
-    /* Before park_lock, which a fork takes after the profiler's locks:
-     * dl_iterate_phdr takes the dynamic linker's lock, and a thread in
-     * dlclose holds that while it frees, waiting for a profiler lock the
-     * fork holds (three threads stuck for good: tests/prof/dlstress.c,
-     * about 1 run in 40).  Only the scavenger's thread comes here. */
+    /* Before park_lock: the buffer's mapping is a system call.  Only the
+     * scavenger's thread comes here. */
     if (!text_known) {
         text_known = true;
-        dl_iterate_phdr(text_cb, NULL);
+        find_text();
         stack_buf = ms_os_alloc(STACK_SCAN_BYTES);
         if (stack_buf) {
             atomic_fetch_add(&ms_meta_sys, STACK_SCAN_BYTES);
