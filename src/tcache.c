@@ -747,9 +747,9 @@ static uintptr_t *stack_buf;
  * the child's first stack walk waited on it (prog_forktorture 3 6 2 under
  * scavenge_delay_ms=0, by hand: a child hung in about 1 run in 50, its
  * dl_iterate_phdr waiting on the loader's write lock). */
-extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
+extern const char __ehdr_start[] __attribute__((visibility("hidden"))); /* (no size: UBSan) */
 static void find_text(void) {
-    const ElfW(Ehdr) *eh = &__ehdr_start;
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)(const void *)__ehdr_start;
     const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(const void *)((const char *)eh + eh->e_phoff);
     uintptr_t me = (uintptr_t)&ms_tcache_park_idle, bias = 0, lo = UINTPTR_MAX, hi = 0;
     bool based = false, mine = false;
