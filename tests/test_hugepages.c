@@ -69,10 +69,10 @@ static int child(int on) {
         o[i] = malloc(OBJ);
         memset(o[i], (int)i, OBJ);
     }
-    /* Anonymous: what a collapse could add is heap memory; the code the
-     * scavenger runs for its first collapse, out of the hot text, comes
-     * in with the kernel's fault-around (64 KiB of the library's text,
-     * file-backed Rss: seen once as Rss +72 KiB) */
+    /* Anonymous: what a collapse could add is heap memory.  Total Rss was
+     * seen once 72 KiB up, most likely one 64 KiB fault-around window of
+     * the library's text: the scavenger's first collapse runs code out of
+     * the hot text (inferred from the size, not caught in smaps) */
     long rss0 = smaps("Rss"), anon0 = smaps("Anonymous"), ahp = 0;
     for (int t = 0; t < (on ? 30 : 15); t++) {
         sleep_ms(100);
