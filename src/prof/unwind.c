@@ -51,8 +51,10 @@
  * (the caller's page, then each page above it once ms_stack_read, the same
  * check libunwind's reads go through, has proven it), and each CFA must lie
  * above the last, so a bad recipe or a corrupt stack ends the walk, never
- * the program.  Unwind tables are read in place, inside dl_iterate_phdr's
- * callback, so that no dlclose can unmap them meanwhile.
+ * the program.  Unwind tables are read inside dl_iterate_phdr's callback,
+ * so that no dlclose can unmap them meanwhile, and from the object's file
+ * (pread) for the process's first recipes, so that a small program's
+ * samples do not make the C library's tables resident (src_t).
  *
  * The recipe table.  Entries of two words in pairs (two places for each
  * return address), written by any thread without a lock: an entry is the
@@ -84,8 +86,11 @@
 #include "stack.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 
@@ -128,6 +133,7 @@ bool ms_unwind_enabled;
 typedef struct rd_s {
     const uint8_t *p, *end;
     bool bad;
+    intptr_t bias; /* the tables' address of p, less p: nonzero on a copy (src_t) */
 } rd_t;
 
 static uint8_t rd_u8(rd_t *r) {
@@ -167,7 +173,7 @@ static int64_t rd_sleb(rd_t *r) {
 /* rd_ptr: a pointer in DW_EH_PE encoding enc; data: the base of datarel */
 static uint64_t rd_ptr(rd_t *r, uint8_t enc, uintptr_t data) {
     if (enc == 0xff) return 0; /* omit */
-    uintptr_t here = (uintptr_t)r->p;
+    uintptr_t here = (uintptr_t)r->p + (uintptr_t)r->bias;
     uint64_t v;
     switch (enc & 0x0f) {
     case 0x00: v = rd_fixed(r, 8); break;
@@ -195,15 +201,107 @@ static uint64_t rd_ptr(rd_t *r, uint8_t enc, uintptr_t data) {
  * Finding the FDE of a pc
  * ---------------------------------------------------------------------- */
 
+/* Where an object's unwind tables are read from.  Read in place, they are
+ * file pages that the program itself seldom reads (only an exception or a
+ * backtrace does), and the kernel maps the 64 KiB around each page a read
+ * faults in (fault-around): the binary search and a few FDEs in the C
+ * library's tables, where every thread's stack ends (start_thread, clone3;
+ * __libc_start_call_main), made 152 KiB of its .eh_frame_hdr and .eh_frame
+ * resident in every program that took a sample, a tenth of
+ * bench/false_sharing.c's peak RSS.  So the object's file is read with
+ * pread where it can be: the bytes come from the page cache and nothing is
+ * mapped.  The file must be the one mapped: its notes (the build ID),
+ * which lie on the ELF header's page, read already by the loader and by
+ * find_object, must match the file's, else, and for what lies outside the
+ * segment of .eh_frame_hdr, what the file does not give (the vDSO, a file
+ * gone) or a table entry longer than the copy, the tables are read in
+ * place as before.  A recipe found so costs an open, a close and some
+ * fifteen reads more (a few microseconds), once per return address, and
+ * only the process's first FILE_FINDS are (below). */
+typedef struct src_s {
+    int fd;           /* the object's file, or -1: read in place */
+    uintptr_t lo, hi; /* the addresses the file gives, at ... */
+    int64_t off;      /* ... file offset = address + off */
+} src_t;
+
+/* fetch: n bytes of the tables at address a, into out */
+static void fetch(const src_t *s, uintptr_t a, void *out, size_t n) {
+    if (s->fd >= 0 && a >= s->lo && a < s->hi && n <= s->hi - a &&
+        pread(s->fd, out, n, (off_t)((int64_t)a + s->off)) == (ssize_t)n)
+        return;
+    memcpy(out, (const void *)a, n);
+}
+
+/* fetch_entry: the CIE or FDE at address a (its 4-byte length, then that
+ * many bytes) copied into buf, or read in place when longer than cap;
+ * NULL for a length of 0 or of the 64-bit form.  *bias: its address less
+ * the returned pointer's. */
+static const uint8_t *fetch_entry(const src_t *s, uintptr_t a, uint8_t *buf, size_t cap, intptr_t *bias) {
+    uint32_t len;
+    fetch(s, a, &len, 4);
+    if (len == 0 || len == 0xffffffffu) return NULL;
+    if (s->fd < 0 || (size_t)len + 4 > cap) {
+        *bias = 0;
+        return (const uint8_t *)a;
+    }
+    memcpy(buf, &len, 4);
+    fetch(s, a + 4, buf + 4, len);
+    *bias = (intptr_t)(a - (uintptr_t)buf);
+    return buf;
+}
+
 typedef struct find_s {
     uintptr_t pc;               /* a return address */
     recipe_t recipe;            /* its recipe, 0 if refused */
     unsigned long long subs;    /* objects unloaded so far (dl_iterate_phdr's count) */
 } find_t;
-static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc, uintptr_t code_end);
+static recipe_t recipe_in(const src_t *src, uintptr_t hdr, uintptr_t pc, uintptr_t code_end);
 
 static bool has_subs(size_t size) {
     return size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(unsigned long long);
+}
+
+/* The recipes found through the file (src_t), the first FILE_FINDS of the
+ * process; the later ones read the tables in place.  Through the file, a
+ * recipe costs some twenty system calls, where read in place it costs a
+ * page fault on the first reads of each 64 KiB and nothing after: at
+ * profile_rate=1, where every allocation is walked and a large program
+ * finds thousands of recipes, python3's start took 0.65-0.86 s of wall
+ * time with every recipe found through the file, against 0.37-0.49 s in
+ * place (by hand).  A small program, for which the
+ * tables' pages would be a good part of its memory, finds a few dozen
+ * recipes at most (bench/false_sharing.c: 4 in a thread); a program that
+ * finds hundreds is large enough that they are not. */
+#define FILE_FINDS 64
+static _Atomic uint32_t file_finds;
+
+/* src_open: src reads the object's file if it is the one mapped
+ * (src_t), for the loaded segment that holds hdr */
+static void src_open(src_t *src, const struct dl_phdr_info *info, uintptr_t hdr) {
+    const ElfW(Phdr) *seg = NULL, *note = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && hdr >= lo && hdr < lo + ph->p_filesz) seg = ph;
+        else if (ph->p_type == PT_NOTE && !note) note = ph;
+    }
+    /* the notes, on the first page: 256 bytes hold the build ID's */
+    uint8_t mine[256], theirs[256];
+    size_t n = note ? (note->p_filesz < sizeof mine ? note->p_filesz : sizeof mine) : 0;
+    if (!seg || n < 16 || note->p_offset + n > MS_OS_PAGE) return;
+    const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : "/proc/self/exe";
+    if (path[0] != '/') return; /* the vDSO */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    memcpy(mine, (const void *)(info->dlpi_addr + note->p_vaddr), n);
+    if (pread(fd, theirs, n, (off_t)note->p_offset) != (ssize_t)n || memcmp(mine, theirs, n) != 0) {
+        close(fd);
+        return;
+    }
+    src->fd = fd;
+    src->lo = info->dlpi_addr + seg->p_vaddr;
+    src->hi = src->lo + seg->p_filesz;
+    src->off = (int64_t)seg->p_offset - (int64_t)src->lo;
 }
 
 static int find_object(struct dl_phdr_info *info, size_t size, void *arg) {
@@ -223,30 +321,46 @@ static int find_object(struct dl_phdr_info *info, size_t size, void *arg) {
     if (!code_end) return 0;
     /* in here, with the loader's lock held: no dlclose can unmap the
      * tables while they are read */
-    if (eh) f->recipe = recipe_in((const uint8_t *)(info->dlpi_addr + eh->p_vaddr), f->pc, code_end);
+    if (eh) {
+        uintptr_t hdr = info->dlpi_addr + eh->p_vaddr;
+        src_t src = {.fd = -1};
+        int cancel = ms_cancel_off(), saved = errno;
+        if (atomic_fetch_add_explicit(&file_finds, 1, memory_order_relaxed) < FILE_FINDS)
+            src_open(&src, info, hdr);
+        f->recipe = recipe_in(&src, hdr, f->pc, code_end);
+        if (src.fd >= 0) close(src.fd);
+        errno = saved;
+        ms_cancel_restore(cancel);
+    }
     return 1;
 }
 
-/* fde_of: the FDE covering pc from the object's binary-search table, or
- * NULL.  The table is sorted by initial location, as datarel sdata4 pairs
- * (what every linker writes); another encoding is refused. */
-static const uint8_t *fde_of(const uint8_t *hdr, uintptr_t pc) {
-    rd_t r = {hdr, hdr + 4 + 8 + 8, false}; /* version, encodings, two pointers at most */
-    if (rd_u8(&r) != 1) return NULL;
+/* fde_of: the address of the FDE covering pc from the object's
+ * binary-search table, or 0.  The table is sorted by initial location, as
+ * datarel sdata4 pairs (what every linker writes); another encoding is
+ * refused. */
+static uintptr_t fde_of(const src_t *src, uintptr_t hdr, uintptr_t pc) {
+    uint8_t head[4 + 8 + 8]; /* version, encodings, two pointers at most */
+    fetch(src, hdr, head, sizeof head);
+    rd_t r = {head, head + sizeof head, false, (intptr_t)(hdr - (uintptr_t)head)};
+    if (rd_u8(&r) != 1) return 0;
     uint8_t eh_enc = rd_u8(&r), count_enc = rd_u8(&r), table_enc = rd_u8(&r);
-    if (table_enc != 0x3b) return NULL;
-    rd_ptr(&r, eh_enc, (uintptr_t)hdr);
-    uint64_t count = rd_ptr(&r, count_enc, (uintptr_t)hdr);
-    if (r.bad || count == 0) return NULL;
-    const int32_t *t = (const int32_t *)(const void *)r.p;
+    if (table_enc != 0x3b) return 0;
+    rd_ptr(&r, eh_enc, hdr);
+    uint64_t count = rd_ptr(&r, count_enc, hdr);
+    if (r.bad || count == 0) return 0;
+    uintptr_t t = hdr + (uintptr_t)(r.p - head);
     uint64_t lo = 0, hi = count; /* the last entry whose start <= pc */
+    int32_t e[2];
     while (hi - lo > 1) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if ((uintptr_t)hdr + (intptr_t)t[2 * mid] <= pc) lo = mid;
+        fetch(src, t + 8 * mid, e, 4);
+        if (hdr + (intptr_t)e[0] <= pc) lo = mid;
         else hi = mid;
     }
-    if ((uintptr_t)hdr + (intptr_t)t[2 * lo] > pc) return NULL;
-    return hdr + (intptr_t)t[2 * lo + 1];
+    fetch(src, t + 8 * lo, e, 8);
+    if (hdr + (intptr_t)e[0] > pc) return 0;
+    return hdr + (intptr_t)e[1];
 }
 
 /* ------------------------------------------------------------------------
@@ -261,7 +375,7 @@ enum { RULE_SAME, RULE_OFFSET, RULE_AT_RBP, RULE_UNDEF, RULE_OTHER };
  * by DW_OP_deref if deref; the two forms compilers write for a frame that
  * realigns its stack (the CFA saved below rbp, rbp saved at rbp). */
 static bool breg6(const uint8_t *p, uint64_t n, bool deref, int64_t *x) {
-    rd_t r = {p, p + n, false};
+    rd_t r = {p, p + n, false, 0};
     *x = 0;
     if (rd_u8(&r) != 0x76) return false;
     *x = rd_sleb(&r);
@@ -284,11 +398,12 @@ typedef struct cie_s {
     rd_t insns;
 } cie_t;
 
-static bool cie_read(const uint8_t *p, cie_t *c) {
+/* cie_read: the CIE at p (a copy of it at bias below its address) */
+static bool cie_read(const uint8_t *p, intptr_t bias, cie_t *c) {
     uint32_t len;
     memcpy(&len, p, 4);
     if (len == 0 || len == 0xffffffffu) return false;
-    rd_t r = {p + 4, p + 4 + len, false};
+    rd_t r = {p + 4, p + 4 + len, false, bias};
     if (rd_fixed(&r, 4) != 0) return false; /* CIE id */
     uint8_t version = rd_u8(&r);
     if (version != 1 && version != 3) return false;
@@ -540,23 +655,30 @@ ms_cold __attribute__((noinline)) static recipe_t recipe_find(uintptr_t pc) {
 
 /* recipe_in: recipe_find's work, in the object whose .eh_frame_hdr is at
  * hdr (called back by dl_iterate_phdr) */
-static recipe_t recipe_in(const uint8_t *hdr, uintptr_t pc, uintptr_t code_end) {
+static recipe_t recipe_in(const src_t *src, uintptr_t hdr, uintptr_t pc, uintptr_t code_end) {
     /* a signal handler returns to the restorer's first instruction, not
      * after a call: pc - 1 is in whatever precedes it (the code is read in
      * place: pc lies in a readable segment of the object, which cannot go
      * while the loader's lock is held) */
     static const uint8_t sigreturn[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
     if (pc + sizeof sigreturn <= code_end && memcmp((const void *)pc, sigreturn, sizeof sigreturn) == 0) return 0;
-    const uint8_t *fde = fde_of(hdr, pc - 1);
+    uintptr_t at = fde_of(src, hdr, pc - 1);
+    if (!at) return 0;
+    /* copies of the FDE and its CIE (src_t); most FDEs of gcc's and
+     * clang's code are under 100 bytes, CIEs under 32 */
+    uint8_t fbuf[256], cbuf[64];
+    intptr_t fbias, cbias;
+    const uint8_t *fde = fetch_entry(src, at, fbuf, sizeof fbuf, &fbias);
     if (!fde) return 0;
     uint32_t len, cie_off;
     memcpy(&len, fde, 4);
-    if (len == 0 || len == 0xffffffffu) return 0;
+    if (len < 4) return 0;
     memcpy(&cie_off, fde + 4, 4);
     if (cie_off == 0) return 0; /* a CIE, not an FDE */
+    const uint8_t *cie = fetch_entry(src, at + 4 - cie_off, cbuf, sizeof cbuf, &cbias);
     cie_t c;
-    if (!cie_read(fde + 4 - cie_off, &c) || c.signal) return 0;
-    rd_t r = {fde + 8, fde + 4 + len, false};
+    if (!cie || !cie_read(cie, cbias, &c) || c.signal) return 0;
+    rd_t r = {fde + 8, fde + 4 + len, false, fbias};
     uintptr_t start = (uintptr_t)rd_ptr(&r, c.fde_enc, 0);
     uintptr_t range = (uintptr_t)rd_ptr(&r, c.fde_enc & 0x0f, 0);
     if (r.bad || pc - 1 < start || pc - 1 - start >= range) return 0;
