@@ -289,6 +289,13 @@ static void src_open(src_t *src, const struct dl_phdr_info *info, uintptr_t hdr)
     uint8_t mine[256], theirs[256];
     size_t n = note ? (note->p_filesz < sizeof mine ? note->p_filesz : sizeof mine) : 0;
     if (!seg || n < 16 || note->p_offset + n > MS_OS_PAGE) return;
+    bool mapped = false; /* the notes lie in a loaded segment, as linkers place them */
+    for (int i = 0; i < info->dlpi_phnum && !mapped; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        mapped = ph->p_type == PT_LOAD && note->p_vaddr >= ph->p_vaddr && note->p_vaddr + n <= ph->p_vaddr + ph->p_filesz &&
+                 note->p_vaddr - ph->p_vaddr == note->p_offset - ph->p_offset;
+    }
+    if (!mapped) return;
     const char *path = info->dlpi_name && info->dlpi_name[0] ? info->dlpi_name : "/proc/self/exe";
     if (path[0] != '/') return; /* the vDSO */
     int fd = open(path, O_RDONLY | O_CLOEXEC);
