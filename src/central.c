@@ -267,6 +267,54 @@ uint32_t ms_central_next_chain(uint8_t cls) {
     return n ? __atomic_load_n(&SLOT_N(ct)[n - 1], __ATOMIC_RELAXED) : 0;
 }
 
+/* stride_run: the run of return_to_spans_locked that starts at `first`
+ * in span s, whose link p is first's neighbour in memory (first + size or
+ * first - size), goes on while each object links to the next neighbour the
+ * same way, within s and `*left` objects; sets *last to the run's last
+ * object so far, lowers *left by what joined, and returns last's link.
+ * A chain the thread's list took as it was freed in address order
+ * (bench/small_nodes.c frees its nodes from the highest address down, so
+ * each chain ascends) is such a run, and the walk by links is a chain of
+ * dependent loads, one L1 latency an object: here each object's address is
+ * known before its link is read, so the loads are independent and only
+ * compared.  bench/small_nodes.c's frees of 10M nodes: 27.4 -> 20.6 ms of
+ * CPU (medians of 9 runs, profiler off; mimalloc 17.2), for 0.8
+ * instructions an object more (callgrind); chains in no order (st_churn,
+ * mixed_realloc) pay a compare or two a run, within 0.1% of their
+ * instructions (by hand). */
+static void *stride_run(const span_t *s, size_t size, uintptr_t first, uintptr_t p, void **last, uint32_t *left) {
+    uintptr_t d = p - first; /* size, or -size */
+    /* bytes from p to the edge of s's objects in the direction d, and so
+     * the objects from p on there (a division by size: s->div's multiply,
+     * exact for 32-bit dividends) */
+    uintptr_t room = d == size ? (p < s->limit ? s->limit - p : 0) : p - s->start + size;
+    uint32_t k = (uint32_t)(((unsigned __int128)room * s->div) >> 64);
+    if (k > *left) k = (uint32_t)*left;
+    if (k == 0) return (void *)p;
+    /* p joins; then p + d, ..., up to end, each while its predecessor's
+     * link is it */
+    uintptr_t c = p, end = p + (uintptr_t)(k - 1) * d;
+    if (d == size && end - p >= 4 * size) {
+        /* four links a turn, each load's address known ahead: an add, a
+         * compare with memory and a branch an object */
+        uintptr_t last4 = end - 4 * size; /* a turn from c checks c's link up to c + 4 * size's */
+        do {
+            uintptr_t a = c + size, b = a + size, e = b + size, f = e + size;
+            if (((uintptr_t *)c)[0] != a) goto stop;
+            if (((uintptr_t *)a)[0] != b) { c = a; goto stop; }
+            if (((uintptr_t *)b)[0] != e) { c = b; goto stop; }
+            if (((uintptr_t *)e)[0] != f) { c = e; goto stop; }
+            c = f;
+        } while (c <= last4);
+    }
+    while (c != end && ((uintptr_t *)c)[0] == c + d) c += d;
+stop:;
+    uint32_t joined = (uint32_t)(((unsigned __int128)(d == size ? c - first : first - c) * s->div) >> 64);
+    *left -= joined;
+    *last = (void *)c;
+    return *(void **)c;
+}
+
 /* return_to_spans_locked: puts the first n objects of the chain at *head
  * (all of it if n is UINT32_MAX: it ends in NULL) back into their spans, and
  * leaves the rest of the chain in *head; returns the spans that became empty
@@ -285,9 +333,14 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, u
         /* objects after `last` that may still join the run (UINT32_MAX - 1
          * stands for all: the chain's NULL ends the run first) */
         uint32_t left = n - 1;
+        size_t size = s->size;
+        if (((uintptr_t)p == (uintptr_t)first + size || (uintptr_t)p == (uintptr_t)first - size) && left > 0)
+            p = stride_run(s, size, (uintptr_t)first, (uintptr_t)p, &last, &left);
         uintptr_t neg = -start; /* p + neg < bytes: p lies in s (NULL wraps to far above) */
         __asm__("" : "+r"(neg)); /* kept as an add (one lea), not folded into p - start (a copy and a sub) */
-        /* four objects a turn, each tested before it is followed (a lea,
+        /* (a chain that steps through memory has been taken above, by
+         * stride_run, as far as it steps) four objects a turn, each tested
+         * before it is followed (a lea,
          * a compare and a branch: p + neg needs no copy of p), and one test
          * of the count for the four: the objects of a thread's full list
          * come back this way, 4.9 instructions each where two a turn took
