@@ -178,12 +178,32 @@ __attribute__((noinline)) static void *link_run(uintptr_t first, uint32_t m, siz
     return (void *)first;
 }
 
+/* take_spare_locked: ms_central_take's second chain (a list's spare,
+ * tcache.c "Batches"), of exactly m objects, if the class has nothing
+ * freed to reuse (no chain in a slot, one span listed, nothing on its free
+ * list) and that span has them in its never-used tail (class ct locked):
+ * the part of a span that the take for the list left, handed out under
+ * the same hold of the lock.  NULL if not: fresh memory does not go
+ * ahead of freed objects. */
+static void *take_spare_locked(central_t *ct, uint32_t m, size_t size) {
+    span_t *s = ct->nonempty.next;
+    if (ct->nslots || s == &ct->nonempty || s->next != &ct->nonempty || s->freelist) return NULL;
+    uintptr_t first = s->start + s->used;
+    if (first >= s->limit || (s->limit - first) / size < m) return NULL;
+    void *chain = link_run(first, m, size, NULL);
+    s->used += m * (uint32_t)size;
+    ms_span_check_grow(s, (uint32_t)(first - s->start));
+    s->allocated += m;
+    if (s->start + s->used >= s->limit) ne_remove(s);
+    return chain;
+}
+
 /* take_spans_locked: ms_central_take's objects from the spans, class ct
  * locked; unlocks it.  Apart, so that a take from a slot (most takes of a
  * program that frees what it allocated in batches) does not pay for this
  * part's registers: 72 instructions a take from a slot, 58 so (callgrind
  * on an sh6bench-like run). */
-__attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8_t cls, uint32_t want, void **head) {
+__attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8_t cls, uint32_t want, void **head, void **spare) {
     uint32_t batch = ms_class_batch[cls];
     size_t size = ms_class_size[cls];
     void *chain = NULL;
@@ -234,12 +254,13 @@ __attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8
             if (n >= batch) break;
         }
     }
+    if (spare && n == want) *spare = take_spare_locked(ct, want, size);
     ms_unlock(LOCK(ct));
     *head = chain;
     return n;
 }
 
-uint32_t ms_central_take(uint8_t cls, uint32_t want, uint32_t room, void **head) {
+uint32_t ms_central_take(uint8_t cls, uint32_t want, uint32_t room, void **head, void **spare) {
     central_t *ct = &central[cls];
     ms_lock_t *lock = &locks[cls].m; /* by the class: LOCK(ct) divides by sizeof(central_t) */
     ms_lock(lock);
@@ -256,7 +277,7 @@ uint32_t ms_central_take(uint8_t cls, uint32_t want, uint32_t room, void **head)
         ms_unlock(lock);
         return n;
     }
-    return take_spans_locked(ct, cls, want, head);
+    return take_spans_locked(ct, cls, want, head, spare);
 }
 
 /* ms_central_next_chain: a hint, read without the lock (tcache.c:
