@@ -31,7 +31,10 @@
  * spare, if any, to the central list and makes the full list the spare;
  * a malloc that finds the list empty takes the spare as the list.  Both
  * are two pointer moves, and a thread whose count of live objects swings
- * by less than a list's length never reaches the central list.  What
+ * by less than a list's length never reaches the central list.  (A list
+ * of 16- or 32-byte objects at its limit may also take its spare with a
+ * refill, from fresh memory of the span it refilled from:
+ * ms_tcache_refill.)  What
  * does reach it is a whole chain of max objects, which it keeps as it is
  * in a slot and hands as it is to the next empty list it fits (central.c);
  * only chains that find the slots full are walked, back into their
@@ -566,8 +569,23 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
      * the shared empty cache), and an empty list every malloc: neither
      * fast path reads size or div of a list that never held an object. */
     if (!tc->is_dummy && l->div == 0) ms_tcache_list_setup(l, cls);
-    void *head;
-    uint32_t n = ms_central_take(cls, want, max + grow, &head);
+    /* A list at its limit whose bulk is the whole list (classes of up to
+     * 32 bytes: 128 objects in 4 KiB) also asks for its spare from the
+     * span the take came from, when nothing freed waits in the class and
+     * that span's fresh tail still holds a list's worth (central.c:
+     * take_spare_locked): a stream of mallocs then finds every other
+     * empty list refilled by the spare (alloc_list_empty, a few dozen
+     * instructions), not by a refill (some 450 besides its objects: the
+     * slow paths, the central lock, free's check raised on the pages;
+     * small_nodes, callgrind).  These are the pages the next refill
+     * would take.  Lists of larger objects keep their bulk (the RSS of
+     * mixed_realloc, above): with the classes above 32 KiB, whose list is
+     * one block, taking a spare block too made mixed_realloc's peak RSS
+     * 0.7% higher (by hand). */
+    void *head, *spare = NULL;
+    bool with_spare = !tc->is_dummy && want == max + grow && max + grow == class_cap(cls) &&
+                      (size_t)want * ms_class_size[cls] <= 2 * REFILL_BULK_BYTES;
+    uint32_t n = ms_central_take(cls, want, max + grow, &head, with_spare ? &spare : NULL);
     /* the first malloc of the class: what the thread gathered goes back
      * after its refill, so that the refill cannot hand it straight back */
     if (!tc->is_dummy && l->max == 0) ms_tcache_give_foreign(tc, cls);
@@ -577,9 +595,13 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
         max += grow;
         tc->max_bytes += held_bytes(cls, grow);
         if (max > 1) set_grown(tc, cls, true);
-        ms_count_own(&tc->lists[cls].nnet, -(uint64_t)n); /* first: see ms_tcache_flush */
+        /* first: see ms_tcache_flush (the spare's objects too) */
+        ms_count_own(&tc->lists[cls].nnet, -(uint64_t)(n + (spare ? max : 0)));
         l->head = *(void **)p;
         l->room_max = (uint64_t)max << 32 | (max - (n - 1)); /* one store: see len_of */
+        /* holds max objects (want == max), and shows after the list, as
+         * ms_tcache_spare_out orders it */
+        if (spare) __atomic_store_n(&l->spare, spare, __ATOMIC_RELEASE);
     }
     return p;
 }
