@@ -499,20 +499,14 @@ static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
          * are one in all but the last 6 of its 1024 slots.  small_nodes
          * (10M nodes, about 610 samples): 1200 page faults and 4.7 MiB of
          * peak RSS for its arrays, about half that now.
-         * A sticky array (leak-check mode, one per span in use, filled
-         * anyway) is still cleared, and not for its contents: this memset
-         * is the first call through the library's PLT entry for memset in
-         * a program whose blocks all fit in spans, and the loader binds
-         * that entry on its first call, saving every register deep in the
-         * stack.  Left to calloc's zeroing, that first call saved the new
-         * block's address about 2.5 KiB below calloc's entry, deeper than
-         * the hook clears, where a leak check's scan of the stack would
-         * find it (tests/test_hookstack.c failed so, by hand). */
+         * A sticky array (leak-check mode, one per span in use) is
+         * left so too: the library is bound at load (Makefile: -z now),
+         * so no first call through its memset entry, here or in calloc,
+         * saves registers deep in the stack. */
         ms_lock(&pool_lock);
         r = ms_fixalloc_alloc(&pools[k]);
         ms_unlock(&pool_lock);
         if (!r) return NULL;
-        if (sticky) memset(r->id, 0, (size_t)nobj * sizeof(uint32_t));
     }
     r->live = 0, r->nobj = nobj, r->pool = (uint16_t)k, r->sticky = sticky, r->next = NULL;
     return r;
