@@ -131,10 +131,13 @@ void ms_init_slow(void) {
  * one) never calls memscope's, and every diagnostic then sees an empty
  * heap: "peak in-use 0 bytes", "no leaks found".  When MEMSCOPE asked for
  * something, one line says so.  A malloc in the same object as this
- * function is memscope's (linked in, libmemscope.a).  Only a definition
- * counts: a non-PIE executable that takes malloc's address (python3.11)
- * makes its PLT entry the address dlsym gives, under an undefined symbol
- * malloc of its own. */
+ * function is memscope's (linked in, libmemscope.a).  A non-PIE executable
+ * that takes malloc's address (python3.11) makes its PLT entry the address
+ * dlsym gives, under an undefined symbol, and that entry calls whichever
+ * malloc comes first: one block taken through it says whose, and goes back
+ * through free's entry, which calls the same allocator.  A library loaded
+ * before memscope with a malloc of its own (LD_PRELOAD="libjemalloc.so.2
+ * libmemscope.so") was otherwise silent there. */
 static void own_malloc_note(void) {
     const char *ms = getenv(MS_ENV);
     if (!ms || !ms[0]) return; /* before dlsym, whose "malloc" lies in .rodata */
@@ -142,12 +145,19 @@ static void own_malloc_note(void) {
     Dl_info theirs, mine;
     const ElfW(Sym) *sym = NULL;
     if (!m || !dladdr1(m, &theirs, (void **)&sym, RTLD_DL_SYMENT) ||
-        !dladdr((void *)own_malloc_note, &mine) || theirs.dli_fbase == mine.dli_fbase || !sym ||
-        sym->st_shndx == SHN_UNDEF)
+        !dladdr((void *)own_malloc_note, &mine) || theirs.dli_fbase == mine.dli_fbase || !sym)
         return;
+    const char *who = theirs.dli_fname && theirs.dli_fname[0] ? theirs.dli_fname : "the program";
+    if (sym->st_shndx == SHN_UNDEF) {
+        void (*f)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "free");
+        void *p = f ? ((void *(*)(size_t))m)(1) : NULL;
+        bool ours = !p || ms_pagemap_lookup(p) != NULL;
+        if (p) f(p);
+        if (ours) return;
+        who = "a library loaded before memscope";
+    }
     ms_warn("memscope: %s has a malloc of its own: it never calls memscope's, whose statistics, profiles "
-            "and leak checks see none of its blocks",
-            theirs.dli_fname && theirs.dli_fname[0] ? theirs.dli_fname : "the program");
+            "and leak checks see none of its blocks", who);
 }
 
 __attribute__((constructor)) static void ms_ctor(void) {

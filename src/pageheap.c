@@ -1059,8 +1059,16 @@ size_t ms_heap_scavenge(uint64_t older_than_ms, size_t max_bytes) {
                 t->scan_from = t->npages;
                 done += PAGES(newly);
             } else {
-                failed = true; /* the kernel said no: keep the pages, stop */
+                /* the kernel said no (EINVAL: a page of it is locked, by
+                 * mlock or mlockall; a seccomp filter): keep the pages,
+                 * stop, and let them wait a delay as if just freed.  Tried
+                 * again at once, they kept the scavenger calling madvise
+                 * in a loop, and each try took them off the lists while
+                 * allocations grew the heap for want of them
+                 * (tests/test_scav_refused.c) */
+                failed = true;
                 t->scan_from = 0;
+                t->free_since_ms = ms_os_now_ms();
             }
             insert_free_locked(t);
         }

@@ -9,7 +9,10 @@
  *   - Background: a thread sleeps until the oldest idle page will have been
  *     idle for scavenge_delay_ms, then releases (madvise MADV_DONTNEED, see
  *     os.c) every free span idle that long, in chunks of at most 16 MiB with
- *     the heap lock dropped in between, and sleeps again.  While central
+ *     the heap lock dropped in between, and sleeps again.  Pages the
+ *     kernel refuses to release (locked by mlock or mlockall, or madvise
+ *     forbidden by a seccomp filter) wait another delay, as if just freed:
+ *     retried at once, they kept this thread in a loop.  While central
  *     lists park freed objects it also looks at them every quarter delay: a
  *     class untouched for the delay hands its objects back to their spans,
  *     so spans pinned by a few parked objects become idle pages too (see
@@ -243,11 +246,20 @@ static void *scavenger_main(void *arg) {
         uint64_t idle_bytes;
         uint64_t oldest = ms_heap_oldest_idle_ms(&idle_bytes);
         uint64_t now = ms_os_now_ms();
+        bool stuck = false;
         if (oldest != UINT64_MAX && oldest + delay <= now) {
             size_t released = ms_heap_scavenge(now - delay, SIZE_MAX);
             if (released >= ((size_t)1 << 20)) ms_trace_scavenge(released, false);
-            pthread_mutex_lock(&sc_lock);
-            continue;
+            if (released) {
+                pthread_mutex_lock(&sc_lock);
+                continue;
+            }
+            /* nothing went back: the kernel refused (those pages now wait
+             * a delay again, pageheap.c) or no span struct was left for a
+             * carve.  Sleep as when nothing is due, and look again in a
+             * quarter delay if something still is: never a loop */
+            oldest = ms_heap_oldest_idle_ms(&idle_bytes);
+            stuck = oldest != UINT64_MAX && oldest + delay <= now;
         }
         /* busy, it still looks once a second: a thread that never
          * allocated may be the program's last */
@@ -258,7 +270,7 @@ static void *scavenger_main(void *arg) {
                 break;
             }
         }
-        uint64_t wake = oldest == UINT64_MAX ? UINT64_MAX : oldest + delay;
+        uint64_t wake = oldest == UINT64_MAX ? UINT64_MAX : stuck ? now + look_interval_ms(delay) : oldest + delay;
         if (parked && now + look_interval_ms(delay) < wake) wake = now + look_interval_ms(delay);
         uint64_t hw = huge_look(now);
         pthread_mutex_lock(&sc_lock);

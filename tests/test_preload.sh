@@ -105,5 +105,37 @@ else
     bad "cc failed"; cat "$T/cc.err"
 fi
 
+# the same with the other malloc in a library preloaded before memscope, and
+# a non-PIE program that takes malloc's address, as python3.11 does: dlsym
+# then gives the program's PLT entry, under an undefined symbol, and the
+# line must still come (it did not); with memscope alone, none
+cat > "$T/ownlib.c" <<'CEOF'
+#include <stddef.h>
+static _Alignas(16) char pool[1 << 20];
+static size_t used;
+void *malloc(size_t n) { void *p = pool + used; used += (n + 15) & ~(size_t)15; return p; }
+void free(void *p) { (void)p; }
+void *calloc(size_t a, size_t b) { return malloc(a * b); }
+void *realloc(void *p, size_t n) { (void)p; return malloc(n); }
+CEOF
+cat > "$T/nopie.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+void *(*volatile alloc_fn)(size_t);
+int main(void) { alloc_fn = malloc; free(alloc_fn(10)); puts("nopie"); return 0; }
+CEOF
+if cc -O1 -fPIC -shared -o "$T/ownlib.so" "$T/ownlib.c" 2> "$T/cc.err" &&
+   cc -O1 -fno-pie -no-pie -o "$T/nopie" "$T/nopie.c" 2>> "$T/cc.err"; then
+    # env, not timeout, under the preload: timeout would say it too
+    err=$(timeout 20 env MEMSCOPE=trace=1 LD_PRELOAD="$T/ownlib.so $LIB" "$T/nopie" 2>&1 >/dev/null)
+    [ "$(grep -c 'has a malloc of its own' <<<"$err")" = 1 ] && ok "own malloc preloaded first, non-PIE program: one line" ||
+        bad "own malloc preloaded first, non-PIE program: '$err'"
+    err=$(timeout 20 env MEMSCOPE=trace=1 LD_PRELOAD="$LIB" "$T/nopie" 2>&1 >/dev/null)
+    ! grep -q 'malloc of its own' <<<"$err" && ok "memscope's malloc, non-PIE program: no such line" ||
+        bad "false own-malloc line, non-PIE program: '$err'"
+else
+    bad "cc failed"; cat "$T/cc.err"
+fi
+
 [ $fail -eq 0 ] && echo "test_preload: all ok"
 exit $fail

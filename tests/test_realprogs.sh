@@ -12,6 +12,7 @@
 #            log -p/--graph/diff/gc/fsck/archive
 #   gcc      compiling a generated C file; the object and the program's
 #            output must match
+#   coreutils  a bash loop that forks, sort --parallel=2, tar | gzip
 #   make     building this project's library into a temp BUILD dir
 # A program that is not installed is reported as SKIP (scripts/install-deps.sh
 # installs them all, so CI skips nothing).
@@ -165,6 +166,24 @@ job_gcc() {
     "$TMP/gen.$1"
 }
 if have gcc; then run_both gcc job_gcc; else skipped gcc; fi
+
+# ---------------------------------------------------------------- coreutils
+# Essential tools under memscope, bash included: a bash loop that forks and
+# execs, sort with two threads (--parallel=2, a buffer small enough to merge
+# temporary files), and tar piped into gzip.
+job_coreutils() {
+    pre bash -c '
+        declare -A m; s=""
+        for ((i = 0; i < 20000; i++)); do m["k$((i * 7919 % 100003))"]=$i; s+="${i: -1}"; done
+        echo "assoc ${#m[@]} ${#s}"
+        n=0; for i in $(seq 1 150); do v=$(echo "$i" | tr 0-9 a-j); n=$((n + ${#v})); done; echo "forks $n"
+        awk "BEGIN { for (i = 0; i < 300000; i++) printf \"%d %x\\n\", (i * 2654435761) % 1000003, i }" >"$0/sort.in"
+        LC_ALL=C sort -S 2M --parallel=2 -T "$0" "$0/sort.in" | md5sum
+        LC_ALL=C sort -n -k1,1 --parallel=2 "$0/sort.in" | md5sum
+        tar --sort=name --mtime=2020-01-01 --owner=0 --group=0 --numeric-owner -C "$1" -cf - src include | gzip -n | md5sum
+    ' "$TMP" "$ROOT"
+}
+run_both coreutils job_coreutils
 
 # ---------------------------------------------------------------- make
 # Build this project's library into a temp dir with make, gcc, as and ld all
