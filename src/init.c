@@ -113,8 +113,7 @@ void ms_init_slow(void) {
         ms_tcache_init_process();
         ms_scavenger_init();
         pthread_atfork(fork_prepare, fork_parent, fork_child);
-        ms_options_init();
-        ms_log_init(ms_opt.stats || ms_opt.leaks || ms_opt.trace);
+        ms_options_init(); /* and where memscope's lines go (log.c) */
         ms_cycle_init();
         ms_prof_init();
         atomic_store_explicit(&ms_inited, 2, memory_order_release);

@@ -265,10 +265,14 @@ size_t ms_vsnprintf(char *buf, size_t cap, const char *fmt, __builtin_va_list ap
 size_t ms_snprintf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool ms_write_fd(int fd, const char *buf, size_t len); /* whole buffer, retrying short writes; false if it failed */
 /* ms_log_init: records which file the program's stderr is (and keeps a
- * copy of it if keep_copy); ms_log_fd: where memscope's lines go now, -1
- * if the program has put another file on descriptor 2 (log.c). */
-void ms_log_init(bool keep_copy);
-void ms_log_fork_child(void); /* a fork child keeps no copy (log.c) */
+ * copy of it if keep_copy), or opens the log file at path (MEMSCOPE=log,
+ * NULL or "" for none); ms_log_fd: where memscope's lines go now, -1 if
+ * the program has put another file on descriptor 2 (log.c). */
+void ms_log_init(bool keep_copy, const char *path);
+void ms_log_fork_child(void); /* a fork child keeps no copy of stderr (log.c) */
+/* ms_path_expand: path with each %p replaced by the pid and %% by %;
+ * false if too long or empty */
+bool ms_path_expand(const char *path, char *out, size_t cap);
 int ms_log_fd(void);
 void ms_printf_fd(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ms_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -885,6 +889,7 @@ typedef struct options_s {
     int64_t scavenge_delay_ms;
     int64_t profile_rate;                /* bytes; 0 off */
     char heapprofile[MS_OPT_PATH_MAX];   /* "" none */
+    char log[MS_OPT_PATH_MAX];           /* "" stderr */
     int64_t leaks;                       /* LEAKS_* */
     int64_t leaks_mmap;                  /* LEAKS_MMAP_*: leak checks read the program's own mappings too */
     char http[MS_OPT_HTTP_MAX];          /* "" (off), "PORT" or "ADDR:PORT" */

@@ -28,6 +28,16 @@
  * open until the daemon exited (a helper session's redis-server
  * --daemonize under trace=1: 602 s).  The child's lines go to its
  * descriptor 2 while that is still the parent's stderr.
+ *
+ * MEMSCOPE=log=PATH sends them to a file instead (appended, created 0644,
+ * "%p" the pid), for programs whose stderr is data: a build tool that
+ * stores a child's stderr as its output met memscope's lines there.  The
+ * file is opened once, at the same high number as the copy above, and
+ * checked the same way (device and inode) before each line.  A fork child
+ * keeps it if the path has no "%p" (O_APPEND: each line is one write, so
+ * lines never interleave mid-way), and otherwise opens its own at its first
+ * line.  A path that cannot be opened gets one line on stderr, where the
+ * lines then go.
  */
 #include "internal.h"
 
@@ -46,7 +56,8 @@
 static int out_copy = -1;       /* memscope's copy of the program's stderr */
 static dev_t out_dev;
 static ino_t out_ino;
-static _Atomic int out_known;   /* 0 not looked, 1 recorded, 2 stderr was closed */
+static _Atomic int out_known;   /* 0 not looked, 1 recorded, 2 stderr was closed, 3 log file to open, 4 opening */
+static char log_path[MS_OPT_PATH_MAX]; /* MEMSCOPE=log, "" none */
 
 /* fd_stat: fstat by its own system call.  The C library's fstat is
  * fstatat(fd, "", AT_EMPTY_PATH), and the kernel's read of that "", a byte
@@ -63,10 +74,83 @@ static bool is_stderr_file(int fd) {
     return same;
 }
 
-void ms_log_init(bool keep_copy) {
+/* ms_path_expand: path with each %p replaced by the pid and %% by %;
+ * false if too long or empty */
+ms_cold bool ms_path_expand(const char *path, char *out, size_t cap) {
+    size_t k = 0;
+    for (const char *s = path; *s; s++) {
+        char tmp[24];
+        if (s[0] == '%' && s[1] == 'p') ms_snprintf(tmp, sizeof tmp, "%d", (int)getpid()), s++;
+        else if (s[0] == '%' && s[1] == '%') tmp[0] = '%', tmp[1] = 0, s++;
+        else tmp[0] = *s, tmp[1] = 0;
+        size_t n = strlen(tmp);
+        if (k + n >= cap) return false;
+        memcpy(out + k, tmp, n);
+        k += n;
+    }
+    out[k] = 0;
+    return k > 0;
+}
+
+/* high_fd: fd moved to memscope's number (above), close-on-exec; -1 if
+ * it could not be */
+ms_cold static int high_fd(int fd) {
+    struct rlimit lim;
+    int base = 1000;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur <= (rlim_t)base)
+        base = lim.rlim_cur / 2 > 10 ? (int)(lim.rlim_cur / 2) : 10;
+    int h = fcntl(fd, F_DUPFD_CLOEXEC, base);
+    close(fd);
+    return h;
+}
+
+/* open_log: the log file opened and recorded as where lines go; false,
+ * errno set, if it could not be.  Cold, as all of the log file's code: out
+ * of the text every process runs (mk/hot.ld). */
+ms_cold __attribute__((noinline)) static bool open_log(void) {
+    char path[MS_OPT_PATH_MAX + 64];
+    struct stat st;
+    if (!ms_path_expand(log_path, path, sizeof path)) {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd < 0) return false;
+    fd = high_fd(fd);
+    if (fd < 0 || fd_stat(fd, &st) != 0) {
+        if (fd >= 0) close(fd);
+        return false;
+    }
+    out_dev = st.st_dev, out_ino = st.st_ino, out_copy = fd;
+    atomic_store(&out_known, 1);
+    return true;
+}
+
+/* log_init: MEMSCOPE=log's file opened; false, with a line on stderr, if
+ * it could not be */
+ms_cold __attribute__((noinline)) static bool log_init(const char *path) {
+    size_t n = strlen(path);
+    memcpy(log_path, path, n < sizeof log_path ? n + 1 : sizeof log_path);
+    log_path[sizeof log_path - 1] = 0;
+    if (open_log()) return true;
+    int e = errno;
+    log_path[0] = 0;
+    ms_printf_fd(2, "memscope: MEMSCOPE log=\"%s\" cannot be opened (%s); memscope's lines go to stderr\n", path,
+                 ms_errstr(e));
+    return false;
+}
+
+void ms_log_init(bool keep_copy, const char *path) {
     if (atomic_load(&out_known)) return;
     struct stat st;
     int saved = errno;
+    if (path && path[0]) {
+        if (log_init(path)) {
+            errno = saved;
+            return;
+        }
+        keep_copy = true;
+    }
     if (fd_stat(2, &st) != 0) {
         atomic_store(&out_known, 2);
         errno = saved;
@@ -74,11 +158,8 @@ void ms_log_init(bool keep_copy) {
     }
     out_dev = st.st_dev, out_ino = st.st_ino;
     if (keep_copy) {
-        struct rlimit lim;
-        int base = 1000;
-        if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur <= (rlim_t)base)
-            base = lim.rlim_cur / 2 > 10 ? (int)(lim.rlim_cur / 2) : 10;
-        out_copy = fcntl(2, F_DUPFD_CLOEXEC, base);
+        int d = dup(2);
+        out_copy = d >= 0 ? high_fd(d) : -1;
     }
     errno = saved;
     atomic_store(&out_known, 1);
@@ -87,15 +168,36 @@ void ms_log_init(bool keep_copy) {
 void ms_log_fork_child(void) {
     if (out_copy < 0) return;
     int saved = errno;
+    if (log_path[0]) {
+        /* the parent's file, kept, or the child's own at its first line */
+        if (strstr(log_path, "%p") && is_stderr_file(out_copy)) {
+            close(out_copy);
+            out_copy = -1;
+            atomic_store(&out_known, 3);
+        }
+        errno = saved;
+        return;
+    }
     if (is_stderr_file(out_copy) && fcntl(out_copy, F_GETFD) == FD_CLOEXEC) close(out_copy);
     out_copy = -1;
     errno = saved;
+}
+
+/* child_log: a fork child's own log file (ms_log_fork_child), opened by
+ * its first line's thread; false while another thread opens it, or if it
+ * could not be */
+ms_cold static bool child_log(void) {
+    int expect = 3, saved = errno;
+    if (atomic_compare_exchange_strong(&out_known, &expect, 4) && !open_log()) atomic_store(&out_known, 2);
+    errno = saved;
+    return atomic_load(&out_known) == 1;
 }
 
 int ms_log_fd(void) {
     int k = atomic_load(&out_known);
     if (k == 0) return 2; /* before initialization: nothing to compare with */
     if (k == 2) return -1;
+    if (k >= 3 && !child_log()) return -1;
     if (is_stderr_file(out_copy)) return out_copy;
     if (is_stderr_file(2)) return 2;
     return -1;

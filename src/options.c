@@ -38,6 +38,8 @@ const char ms_env_name[] __attribute__((section("memscope_rodata"))) = "MEMSCOPE
       "blocks; 1: private mappings, shared: shared ones too")                                             \
     X(http, OPT_STRING, 0, 0, MS_OPT_HTTP_MAX - 1,                                                        \
       "serve /debug/pprof, /metrics and a live page on PORT or ADDR:PORT (127.0.0.1 by default)")         \
+    X(log, OPT_STRING, 0, 0, MS_OPT_PATH_MAX - 1,                                                          \
+      "write memscope's lines to this file instead of stderr (appended); %p becomes the pid")             \
     X(hugepages, OPT_BOOL, 1, 0, 1,                                                                        \
       "back dense, fully resident 2 MiB regions of the heap with huge pages (MADV_COLLAPSE)")
 
@@ -213,10 +215,26 @@ int ms_options_parse(const char *text, options_t *o, void (*warn)(const char *ms
 }
 
 static void warn_stderr(const char *msg) { ms_warn("%s", msg); }
+static void warn_none(const char *msg) { (void)msg; }
+
+/* log_first: where memscope's lines go (log.c), set up before MEMSCOPE's
+ * warnings are written: a first, silent pass finds the log file, which
+ * may be named after a bad item.  Cold: only a process with MEMSCOPE set
+ * runs it. */
+ms_cold static void log_first(const char *env) {
+    options_t first = ms_opt;
+    ms_options_parse(env, &first, warn_none);
+    ms_log_init(first.stats || first.leaks || first.trace, first.log);
+}
 
 void ms_options_init(void) {
     const char *env = secure_getenv(MS_ENV);
-    if (env) ms_options_parse(env, &ms_opt, warn_stderr);
+    if (!env) {
+        ms_log_init(false, NULL);
+        return;
+    }
+    log_first(env);
+    ms_options_parse(env, &ms_opt, warn_stderr);
     /* leak-check mode: every block keeps its allocation stack, unless a
      * rate was asked for (the cost is in the README) */
     if (ms_opt.leaks == LEAKS_REACHABLE && !strstr(env, "profile_rate=")) ms_opt.profile_rate = 1;

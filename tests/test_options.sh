@@ -165,6 +165,59 @@ if ! grep -q '^delay=333$' "$tmp/out" || ! grep -q '^gc 1 @' "$tmp/err"; then
     fail "MEMSCOPE=scavenge_delay_ms=333 memscope run --trace: want delay 333 and trace on: $(cat "$tmp/out" "$tmp/err" | head -c 300)"
 fi
 
+# --- log=PATH: memscope's lines go to a file, stderr stays the program's ---
+# Warnings of the same MEMSCOPE (even of an item before log=), trace lines
+# and the stats summary all go there; "%p" is the pid, and a fork child
+# that prints writes its own file.
+cat >"$tmp/fork.c" <<'EOF2'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void) {
+    char *volatile p = malloc(8 << 20);
+    memset(p, 1, 8 << 20);
+    free(p);
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        char *volatile q = malloc(8 << 20);
+        memset(q, 2, 8 << 20);
+        free(q);
+        exit(0);
+    }
+    int st = 0;
+    waitpid(c, &st, 0);
+    printf("child=%d\n", (int)c);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+EOF2
+if ! "$CC" -O1 -o "$tmp/fork" "$tmp/fork.c" 2>"$tmp/cc.err"; then
+    fail "could not build the fork helper: $(head -3 "$tmp/cc.err")"
+else
+    mkdir -p "$tmp/logs"
+    MEMSCOPE="bogus=1,trace=1,stats=1,log=$tmp/logs/ms.%p.log" LD_PRELOAD=$LIB "$tmp/fork" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    child=$(sed -n 's/^child=//p' "$tmp/out")
+    parent_log=$(ls "$tmp"/logs/ms.*.log 2>/dev/null | grep -v "ms\.$child\.log" | head -1)
+    ok; [ "$rc" -eq 0 ] || fail "log=PATH: exit status $rc, want 0"
+    ok; [ ! -s "$tmp/err" ] || fail "log=PATH: stderr should be empty, has: $(head -c 300 "$tmp/err")"
+    ok; [ "$(ls "$tmp/logs" | wc -l)" -eq 2 ] || fail "log=ms.%p.log: want 2 files (parent, child), have: $(ls "$tmp/logs" | tr '\n' ' ')"
+    ok; [ -n "$parent_log" ] && grep -q '^memscope: MEMSCOPE key "bogus" is unknown' "$parent_log" ||
+        fail "log=PATH: the parent's file lacks the warning of the item before log="
+    ok; [ -n "$parent_log" ] && grep -q '^gc 1 @' "$parent_log" && grep -q '^memscope stats:' "$parent_log" ||
+        fail "log=PATH: the parent's file lacks its trace line or its stats: $(head -c 300 "$parent_log" 2>/dev/null)"
+    ok; grep -q '^memscope stats:' "$tmp/logs/ms.$child.log" 2>/dev/null ||
+        fail "log=ms.%p.log: the fork child ($child) did not write its own file"
+    # a path that cannot be opened: one line on stderr, and the lines go there
+    MEMSCOPE="stats=1,log=$tmp/no/such/dir/ms.log" LD_PRELOAD=$LIB "$tmp/opt" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    ok; [ "$rc" -eq 0 ] || fail "log=<bad path>: exit status $rc, want 0"
+    ok; [ "$(grep -c 'MEMSCOPE log=.*cannot be opened' "$tmp/err")" -eq 1 ] && grep -q '^memscope stats:' "$tmp/err" ||
+        fail "log=<bad path>: want one 'cannot be opened' line and the stats on stderr: $(head -c 300 "$tmp/err")"
+fi
+
 # The README's table of keys is kept by hand: every key the library knows
 # (as its unknown-key warning lists them) must have a row there.
 known=$(MEMSCOPE=no_such_key=1 LD_PRELOAD=$LIB /bin/true 2>&1 | sed -n 's/.*(known keys: \([^)]*\)).*/\1/p' | tr -d ',')

@@ -17,24 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* expand: PATH with each %p replaced by the pid and %% by %; false if too long. */
-static bool expand(const char *path, char *out, size_t cap) {
-    size_t k = 0;
-    for (const char *s = path; *s; s++) {
-        char tmp[24];
-        const char *add = tmp;
-        if (s[0] == '%' && s[1] == 'p') ms_snprintf(tmp, sizeof tmp, "%d", (int)getpid()), s++;
-        else if (s[0] == '%' && s[1] == '%') tmp[0] = '%', tmp[1] = 0, s++;
-        else tmp[0] = *s, tmp[1] = 0;
-        size_t n = strlen(add);
-        if (k + n >= cap) return false;
-        memcpy(out + k, add, n);
-        k += n;
-    }
-    out[k] = 0;
-    return k > 0;
-}
-
 int ms_prof_write(int fd, int kind, int debug) {
     ms_held_t old;
     ms_hold(&old);
@@ -51,7 +33,7 @@ int ms_prof_write(int fd, int kind, int debug) {
 static int write_path(const char *path, int kind) {
     int saved = errno;
     char final[MS_OPT_PATH_MAX + 32], tmp[MS_OPT_PATH_MAX + 64];
-    if (!path || !expand(path, final, sizeof final)) {
+    if (!path || !ms_path_expand(path, final, sizeof final)) {
         ms_warn("memscope: heap profile: no usable path given");
         return -1;
     }
