@@ -218,6 +218,13 @@ else
         fail "log=<bad path>: want one 'cannot be opened' line and the stats on stderr: $(head -c 300 "$tmp/err")"
 fi
 
+# the CLI's --log gives the same
+"$BUILD/memscope" run --log "$tmp/cli.log" --stats -- "$tmp/opt" >"$tmp/out" 2>"$tmp/err"
+ok
+if [ -s "$tmp/err" ] || ! grep -q '^memscope stats:' "$tmp/cli.log" 2>/dev/null; then
+    fail "memscope run --log FILE --stats: want the stats in FILE and nothing on stderr: $(head -c 300 "$tmp/err")"
+fi
+
 # The README's table of keys is kept by hand: every key the library knows
 # (as its unknown-key warning lists them) must have a row there.
 known=$(MEMSCOPE=no_such_key=1 LD_PRELOAD=$LIB /bin/true 2>&1 | sed -n 's/.*(known keys: \([^)]*\)).*/\1/p' | tr -d ',')

@@ -1,6 +1,6 @@
 /* memscope.c: the `memscope` command-line tool.
  *
- *   memscope run [--trace] [--stats] [--profile-rate N] [--heapprofile PATH]
+ *   memscope run [--trace] [--stats] [--profile-rate N] [--heapprofile PATH] [--log PATH]
  *                [--leaks[=exit|=reachable]] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
  *   memscope report PROFILE [...] | memscope report --diff BASE NEW [...]
  *   memscope top [--once] URL      (tools/top.c)
@@ -31,7 +31,7 @@
  *               the allocator interposes first and the user's preloads stay.
  *   MEMSCOPE    existing entries, then the options given on the command line
  *               (--trace -> trace=1, --stats -> stats=1, --profile-rate N
- *               -> profile_rate=N, --heapprofile P -> heapprofile=P,
+ *               -> profile_rate=N, --heapprofile P -> heapprofile=P, --log P -> log=P,
  *               --leaks -> leaks=1, --leaks=exit -> leaks=exit, --leaks=reachable -> leaks=reachable,
  *               --env MEMSCOPE=k=v,... -> k=v,...), comma-separated.  A key
  *               set on the command line replaces the same key from the
@@ -94,6 +94,8 @@ static const char usage_rest[] =
     "                 for the heap profile                         (profile_rate=N)\n"
     "  --heapprofile PATH  write the heap profile (pprof) to PATH at exit;\n"
     "                 %p in PATH becomes the pid                   (heapprofile=PATH)\n"
+    "  --log PATH     write memscope's lines to PATH, not stderr;\n"
+    "                 %p in PATH becomes the pid                   (log=PATH)\n"
     "  --leaks        list what is still allocated at exit, by stack (leaks=1)\n"
     "  --leaks=exit   the same, and exit with status 23 if anything is listed\n"
     "  --leaks=reachable\n"
@@ -326,6 +328,17 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name)
     return argv[++*i];
 }
 
+/* add_path: key=path added to the MEMSCOPE list; MEMSCOPE is split at
+ * commas, so a path with one cannot be passed */
+static void add_path(struct optlist *cli, const char *key, const char *path)
+{
+    if (!path[0] || strchr(path, ','))
+        usage_error("--%s wants a path without commas, not '%s'", key, path);
+    char *kv = xasprintf("%s=%s", key, path);
+    optlist_add_csv(cli, kv);
+    free(kv);
+}
+
 /* resolve: the file execvp would run for cmd, in buf; false if none */
 static bool resolve(const char *cmd, char *buf, size_t cap)
 {
@@ -420,12 +433,9 @@ static int cmd_run(int argc, char **argv)
             optlist_add_csv(&cli, kv);
             free(kv);
         } else if ((v = opt_value(argc, argv, &i, "--heapprofile"))) {
-            /* MEMSCOPE is split at commas: such a path cannot be passed */
-            if (!v[0] || strchr(v, ','))
-                usage_error("--heapprofile wants a path without commas, not '%s'", v);
-            char *kv = xasprintf("heapprofile=%s", v);
-            optlist_add_csv(&cli, kv);
-            free(kv);
+            add_path(&cli, "heapprofile", v);
+        } else if ((v = opt_value(argc, argv, &i, "--log"))) {
+            add_path(&cli, "log", v);
         } else if ((v = opt_value(argc, argv, &i, "--env"))) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v)
