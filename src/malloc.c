@@ -284,7 +284,9 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
  * (sample_point), so the record's depth is all there is to clear: the
  * hook says whether it stayed within MS_HOOK_SHALLOW bytes (a record in
  * leak-check mode: 248 bytes with gcc 12 -O2, every time but a thread's
- * first or a span's first record) or may have gone to MS_HOOK_DEEP
+ * first or a span's first record; in sampled mode every small block's
+ * record but one whose array came from the fixalloc) or may have gone to
+ * MS_HOOK_DEEP
  * (tests/test_unit_hookdepth.c measures both).  Clearing 1 KiB on every
  * sample was a tenth of leak-check mode's instructions on st_churn, and
  * still fell short of a rare path (1.7 KiB, once in a run of st_churn).
