@@ -460,6 +460,9 @@ static inline srecs_t *span_sticky(span_t *s) {
     return v & RECS_STICKY ? (srecs_t *)(v & ~RECS_STICKY) : NULL;
 }
 
+/* hook_deep: the sampled hook (record) left its common path: see record */
+static __thread bool hook_deep __attribute__((tls_model("initial-exec")));
+
 /* srecs_new: an empty array for span s of nobj objects; NULL if memory is
  * refused. */
 ms_inline srecs_t *srecs_pop(stripe_t *st, unsigned k) {
@@ -503,6 +506,7 @@ static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
          * left so too: the library is bound at load (Makefile: -z now),
          * so no first call through its memset entry, here or in calloc,
          * saves registers deep in the stack. */
+        hook_deep = true; /* the fixalloc may map memory: deeper frames */
         ms_lock(&pool_lock);
         r = ms_fixalloc_alloc(&pools[k]);
         ms_unlock(&pool_lock);
@@ -523,8 +527,6 @@ static void srecs_free(stripe_t *st, srecs_t *r) {
 static inline uint32_t rec_word(const srecs_t *r, uint32_t i) { return __atomic_load_n(&r->id[i], __ATOMIC_RELAXED); }
 static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_store_n(&r->id[i], v, __ATOMIC_RELAXED); }
 
-/* hook_deep: the sampled hook (record) left its common path: see record */
-static __thread bool hook_deep __attribute__((tls_model("initial-exec")));
 
 /* rec_put: records block a (stack, size); false if memory for the record
  * is refused.  Takes a's array's lock (counted) or the large blocks' lock.
@@ -552,8 +554,10 @@ static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) 
         ms_unlock(&big_lock);
         return ok;
     }
+    /* a small block's record stays shallow (record) unless a new array
+     * comes from the fixalloc (srecs_new): every sample of sampled mode
+     * comes here, and called deep, each cleared 4 KiB of stack */
     uint32_t i = obj_of(s, a);
-    hook_deep = true;
     for (;;) {
         srecs_t *r = span_recs(s);
         if (!r) {
@@ -1118,9 +1122,11 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
 /* record (the sampled hook): block p of stack id is recorded and counted.
  * True if it kept to its common path, whose frames lie within
  * MS_HOOK_SHALLOW bytes below its caller's (a sticky array's word, a batch
- * the thread already has, a drain: 248 bytes with gcc 12 -O2); false if it
- * went further (a record array or a large block's entry made, the thread's
- * batch attached, memory for the record refused; id UINT32_MAX: no stack,
+ * the thread already has, a drain: 248 bytes with gcc 12 -O2; in sampled
+ * mode a counted array's word, the array from a stripe's free list or
+ * not, and the count under tally.lock); false if it went further (a
+ * record array taken from the fixalloc, a large block's entry made, the
+ * thread's batch attached, memory for the record refused; id UINT32_MAX: no stack,
  * for want of memory or during a fork), so that the core clears the deeper
  * stack it may have left copies of p in (malloc.c: scrub_shallow).
  * tests/test_unit_hookdepth.c holds record to that. */
