@@ -155,8 +155,8 @@ if [[ " $PARTS " == *" instr "* ]]; then
           --callgrind-out-file="$TMPD/cg.out" "$BIN/$prog" $args > "$TMPD/cg.log" 2>&1
         ir=$(sed -n 's/.*Collected : *//p' "$TMPD/cg.log" | tail -1)
         # calls to the profiler's hooks, summed from the call records of the
-        # callgrind file: on_sampled (samples) and on_freed (frees sent to the profiler)
-        ns=$(awk -v pat='^on_sampled$' "$CGCALLS" "$TMPD/cg.out")
+        # callgrind file: record, the sampled hook (samples), and on_freed (frees sent to the profiler)
+        ns=$(awk -v pat='^record$' "$CGCALLS" "$TMPD/cg.out")
         nf=$(awk -v pat='^on_freed$' "$CGCALLS" "$TMPD/cg.out")
         printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$prog $args" "$v" "${ir//,/}" "$ns" "$nf" >> "$I"
         note "profile/instr: $w $v Ir=$ir samples=$ns on_freed=$nf"
