@@ -92,16 +92,14 @@ ms_cold bool ms_path_expand(const char *path, char *out, size_t cap) {
     return k > 0;
 }
 
-/* high_fd: fd moved to memscope's number (above), close-on-exec; -1 if
- * it could not be */
-ms_cold static int high_fd(int fd) {
+/* high_dup: a close-on-exec copy of fd at memscope's number (above), or
+ * -1 */
+ms_cold static int high_dup(int fd) {
     struct rlimit lim;
     int base = 1000;
     if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur <= (rlim_t)base)
         base = lim.rlim_cur / 2 > 10 ? (int)(lim.rlim_cur / 2) : 10;
-    int h = fcntl(fd, F_DUPFD_CLOEXEC, base);
-    close(fd);
-    return h;
+    return fcntl(fd, F_DUPFD_CLOEXEC, base);
 }
 
 /* open_log: the log file opened and recorded as where lines go; false,
@@ -114,9 +112,10 @@ ms_cold __attribute__((noinline)) static bool open_log(void) {
         errno = ENAMETOOLONG;
         return false;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
-    if (fd < 0) return false;
-    fd = high_fd(fd);
+    int low = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+    if (low < 0) return false;
+    int fd = high_dup(low);
+    close(low);
     if (fd < 0 || fd_stat(fd, &st) != 0) {
         if (fd >= 0) close(fd);
         return false;
@@ -157,10 +156,7 @@ void ms_log_init(bool keep_copy, const char *path) {
         return;
     }
     out_dev = st.st_dev, out_ino = st.st_ino;
-    if (keep_copy) {
-        int d = dup(2);
-        out_copy = d >= 0 ? high_fd(d) : -1;
-    }
+    if (keep_copy) out_copy = high_dup(2);
     errno = saved;
     atomic_store(&out_known, 1);
 }

@@ -83,15 +83,18 @@ fi
 # a program with a malloc of its own (Chromium exports one) never calls
 # memscope's: with MEMSCOPE set, one line says so; without, nothing; and a
 # program that uses memscope's hears nothing of it
-cat > "$T/own.c" <<'CEOF'
+cat > "$T/ownlib.c" <<'CEOF'
 #include <stddef.h>
-#include <stdio.h>
 static _Alignas(16) char pool[1 << 20];
 static size_t used;
 void *malloc(size_t n) { void *p = pool + used; used += (n + 15) & ~(size_t)15; return p; }
 void free(void *p) { (void)p; }
 void *calloc(size_t a, size_t b) { return malloc(a * b); }
 void *realloc(void *p, size_t n) { (void)p; return malloc(n); }
+CEOF
+cat > "$T/own.c" <<'CEOF'
+#include <stdio.h>
+#include "ownlib.c"
 int main(void) { puts("own"); return 0; }
 CEOF
 if cc -O1 -rdynamic -o "$T/own" "$T/own.c" 2> "$T/cc.err"; then
@@ -109,15 +112,7 @@ fi
 # a non-PIE program that takes malloc's address, as python3.11 does: dlsym
 # then gives the program's PLT entry, under an undefined symbol, and the
 # line must still come (it did not); with memscope alone, none
-cat > "$T/ownlib.c" <<'CEOF'
-#include <stddef.h>
-static _Alignas(16) char pool[1 << 20];
-static size_t used;
-void *malloc(size_t n) { void *p = pool + used; used += (n + 15) & ~(size_t)15; return p; }
-void free(void *p) { (void)p; }
-void *calloc(size_t a, size_t b) { return malloc(a * b); }
-void *realloc(void *p, size_t n) { (void)p; return malloc(n); }
-CEOF
+# (ownlib.c, above, built as a library)
 cat > "$T/nopie.c" <<'CEOF'
 #include <stdio.h>
 #include <stdlib.h>
