@@ -128,9 +128,7 @@ ms_cold __attribute__((noinline)) static bool open_log(void) {
 /* log_init: MEMSCOPE=log's file opened; false, with a line on stderr, if
  * it could not be */
 ms_cold __attribute__((noinline)) static bool log_init(const char *path) {
-    size_t n = strlen(path);
-    memcpy(log_path, path, n < sizeof log_path ? n + 1 : sizeof log_path);
-    log_path[sizeof log_path - 1] = 0;
+    ms_snprintf(log_path, sizeof log_path, "%s", path);
     if (open_log()) return true;
     int e = errno;
     log_path[0] = 0;
