@@ -31,7 +31,12 @@ endif
 LIBLIBS  := $(LIBIBERTY) $(LDLIBS)
 # Unit tests link the library statically, and libunwind: test_unit_unwind
 # holds memscope's walker against it.
-UNIT_LIBS := $(LIBLIBS) -lunwind -lm
+# They are bound at load, as libmemscope.so is (SOFLAGS' -z now): lazily
+# bound, the first call of an import inside a hook (a contended lock's
+# futex) ran the loader's resolver, whose saved registers reach 3416 bytes
+# down the stack, and test_unit_hookdepth measured a shallow record so (3
+# runs in 40 failed, none in 60 with LD_BIND_NOW=1; by hand).
+UNIT_LIBS := $(LIBLIBS) -lunwind -lm -Wl,-z,now
 # Bound at load (-z now), not at each imported function's first call: the
 # loader's lazy binding saves every register some 2.5 KiB down the stack
 # of whatever first calls, say, memset, which inside calloc left a new
