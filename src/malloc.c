@@ -362,7 +362,39 @@ void ms_prof_leave_slow(void) {
  * parked before the hook (ms_tc is then the shared empty cache), and it is
  * still this thread's.  A sample in a signal handler that interrupted this
  * one keeps ours.  The profiler calls ms_malloc_sampled once it holds the
- * record. */
+ * record.
+ *
+ * The hooks are called from sample_hooked, reached by a tail call with p
+ * in an argument register, which ms_forget_scratch clears: p must be kept
+ * across next_gap's call, so here it lives in a callee-saved register, and
+ * a register that held p, dead but not cleared, was saved by the
+ * unwinder's frames 3 KiB deep, below what a shallow record's scrub
+ * clears (objdump of the one-function version). */
+ms_cold __attribute__((noinline)) MS_TEXT static void *sample_hooked(tcache_t *tc, void *p, size_t size) {
+    void *outer = tc->hook_block;
+    int saved = errno; /* the unwinder's system calls are not the program's */
+    tc->hook_block = p;
+    ms_prof_busy++; /* first, and left last: below */
+    atomic_signal_fence(memory_order_seq_cst);
+    ms_tc_busy++;
+    ms_forget_scratch();
+    uint32_t id = ms_prof_hooks.stack(__builtin_frame_address(0));
+    bool shallow = ms_prof_hooks.sampled(tc->hook_block, size, id);
+    /* the cache is no longer busy before the profiler is left, as in
+     * ms_every_done: a signal handler's malloc, and the deferred frees
+     * ms_prof_leave makes, find no slow path of the cache under way
+     * outside the profiler (hook_block is saved and restored around
+     * any handler's sample, so it needs no more) */
+    ms_tc_busy--;
+    atomic_signal_fence(memory_order_seq_cst);
+    ms_prof_leave();
+    errno = saved;
+    if (ms_likely(shallow)) scrub_shallow();
+    else scrub_deep();
+    p = tc->hook_block;
+    tc->hook_block = outer;
+    return p;
+}
 ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     /* the record reads p's span header first (small_span), rarely in
      * cache when a sample comes: perf on mixed_realloc put most of the
@@ -375,30 +407,7 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     /* leak-check mode samples every allocation: no draw, and no call */
     bool every = atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1;
     tc->sample_left = every ? 0 : next_gap(tc);
-    if (ms_prof_hooks.sampled && ms_no_sample == 0 && ms_prof_busy == 0) {
-        void *outer = tc->hook_block;
-        int saved = errno; /* the unwinder's system calls are not the program's */
-        tc->hook_block = p;
-        ms_prof_busy++; /* first, and left last: below */
-        atomic_signal_fence(memory_order_seq_cst);
-        ms_tc_busy++;
-        ms_forget_scratch();
-        uint32_t id = ms_prof_hooks.stack(__builtin_frame_address(0));
-        bool shallow = ms_prof_hooks.sampled(tc->hook_block, size, id);
-        /* the cache is no longer busy before the profiler is left, as in
-         * ms_every_done: a signal handler's malloc, and the deferred frees
-         * ms_prof_leave makes, find no slow path of the cache under way
-         * outside the profiler (hook_block is saved and restored around
-         * any handler's sample, so it needs no more) */
-        ms_tc_busy--;
-        atomic_signal_fence(memory_order_seq_cst);
-        ms_prof_leave();
-        errno = saved;
-        if (ms_likely(shallow)) scrub_shallow();
-        else scrub_deep();
-        p = tc->hook_block;
-        tc->hook_block = outer;
-    }
+    if (ms_prof_hooks.sampled && ms_no_sample == 0 && ms_prof_busy == 0) return sample_hooked(tc, p, size);
     return p;
 }
 
