@@ -11,7 +11,7 @@
  * List lengths: a list starts allowed nothing and each refill (an
  * underflow) raises the limit by a batch, or to the length of the chain it
  * takes from a slot ("Batches"), up to 64 KiB or 128 objects per class
- * (and its spare as many again, below), so a thread that uses a
+ * (128 KiB above 8 KiB; and its spare as many again, below), so a thread that uses a
  * class heavily keeps more of it while a thread
  * that touched a class once keeps little.  The first refill of a class up
  * to 32 KiB takes at most 4 KiB of objects from the spans (one kernel
@@ -147,7 +147,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* A list and its spare hold at most 128 KiB and 256 objects.  The object cap is
+/* A list and its spare hold at most 128 KiB (256 KiB above 8 KiB, below)
+ * and 256 objects.  The object cap is
  * what keeps a quiet thread from stranding memory: every cached object pins
  * its span, and after a free in random order the cached objects lie in as
  * many different spans.  With 4096 32-byte objects allowed, 38 MiB of the
@@ -161,16 +162,36 @@
  * ("Batches"). */
 #define MS_TC_LIST_BYTES (MS_TC_CLASS_BYTES / 2)
 #define MS_TC_LIST_OBJECTS (MS_TC_CLASS_OBJECTS / 2)
-/* And all lists of a thread together hold at most 8 MiB, or one object
+/* Above 8 KiB a list holds 128 KiB, twice that.  64 KiB is one to seven
+ * objects there, and a thread's count of free objects of a class wanders
+ * up and down with its mallocs and frees: a list and its spare of M
+ * objects each meet the central list about once per M * M of those steps.
+ * On bench/mixed_realloc.c (16 B to 64 KiB, a third of them above 8 KiB)
+ * the classes from 36 KiB up, one object a list, went to the central list
+ * on 0.65 of their mallocs, and all the classes above 8 KiB 162,000 times
+ * (the slow paths, the class's lock: some 400 instructions each); tcmalloc,
+ * whose lists grow with use up to its thread's total, 17,000 times on the
+ * same run (callgrind's call counts).  At 128 KiB, 54,000 (counted in the
+ * code, by hand), and the run's
+ * peak RSS stays as it was with spans of 4 objects from 8 to 32 KiB
+ * (tools/mksizeclasses.c; with spans of 8 it rose by 1.1 MiB).  Blocks
+ * above 64 KiB keep one object a list (bench/large.c's RSS, below). */
+#define MS_TC_BIG_LIST_BYTES ((size_t)128 << 10)
+#define MS_TC_BIG_LIST_FROM 8192u
+/* And all lists of a thread together hold at most 12 MiB, or one object
  * per list in use if that is more: the per-class limits alone add up to
- * 12.7 MiB.  The sum of the limits (max_bytes) is what is bounded, so the
+ * 15.4 MiB.  The sum of the limits (max_bytes) is what is bounded, so the
  * fast paths count nothing: a list that must grow past it takes the room
  * from the longest other list (shrink_for).  Why not tcmalloc's 4 MiB: at
  * 4 MiB mixed_realloc's lists (16 B to 64 KiB) kept shrinking and growing
  * back, their objects went through the central lists to other spans, and
- * its peak RSS rose by 1.8 MiB (3.5%, by hand); at 8 MiB it is as without
- * a cap.  A quiet thread's cache is not bounded by this but parked (below). */
-#define MS_TC_TOTAL_BYTES ((uint64_t)8 << 20)
+ * its peak RSS rose by 1.8 MiB (3.5%, by hand).  Its limits add up to
+ * 10.7 MiB: at 8 MiB, with the lists above 8 KiB at 128 KiB, shrink_for
+ * lowered a list 56,000 times in a run and the lists it lowered grew back,
+ * 149,000 exchanges with the central lists where 12 MiB left 54,000 and
+ * lowered none (by hand, counted in the code).  A quiet thread's
+ * cache is not bounded by this but parked (below). */
+#define MS_TC_TOTAL_BYTES ((uint64_t)12 << 20)
 /* Many threads at once share 48 MiB, each at least 64 KiB: 200 threads
  * that each allocate and free a burst of 64 objects in 16 classes and then
  * wait held 70 MB of heap in use beyond their live blocks, 54 MB with a
@@ -274,7 +295,8 @@ static inline uint32_t bulk_of(uint8_t cls, uint32_t bytes) {
 /* class_cap: the most a list of cls may allow (max); its spare holds as
  * many again */
 static uint32_t class_cap(uint8_t cls) {
-    uint32_t cap = (uint32_t)(MS_TC_LIST_BYTES / ms_class_size[cls]);
+    size_t bytes = ms_class_size[cls] > MS_TC_BIG_LIST_FROM ? MS_TC_BIG_LIST_BYTES : MS_TC_LIST_BYTES;
+    uint32_t cap = (uint32_t)(bytes / ms_class_size[cls]);
     if (cap > MS_TC_LIST_OBJECTS) cap = MS_TC_LIST_OBJECTS;
     /* at least a batch, so that the list and its spare hold two and one
      * can go back while one stays; above 32 KiB one block each: with the

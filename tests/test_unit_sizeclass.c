@@ -3,7 +3,8 @@
  * Checked over every size and every offset, not sampled: classes are
  * multiples of 16 and increasing; every size maps to the smallest class that
  * holds it; above 128 bytes rounding wastes less than 12.5%; a span's tail
- * wastes at most 12.5% and holds at least 8 objects; the magic reciprocal
+ * wastes at most 12.5% and holds at least 8 objects (4 from 8 to 32 KiB,
+ * 2 above), and above 8 KiB not twice as many; the magic reciprocal
  * gives the exact object index for every byte offset of every span (free()
  * relies on it to reject interior pointers); aligned lookups give aligned
  * classes.  Linked against the debug archive (internal symbols).
@@ -37,7 +38,11 @@ int main(void) {
     CHECK_BODY("span-tail-waste-and-objects") {
         for (int c = 1; c < MS_NUM_CLASSES; c++) {
             size_t span = (size_t)ms_class_pages[c] << MS_PAGE_SHIFT, size = ms_class_size[c];
-            CHECK_TRUE(span / size >= (size <= 32768 ? 8u : 2u)); /* tools/mksizeclasses.c: 2 above 32 KiB */
+            /* tools/mksizeclasses.c: 4 from 8 to 32 KiB, 2 above */
+            CHECK_TRUE(span / size >= (size <= 8192 ? 8u : size <= 32768 ? 4u : 2u));
+            /* and no more than needed above 8 KiB: each object more is
+             * a free slot that the span keeps resident while in use */
+            if (size > 8192) CHECK_TRUE(span / size < (size <= 32768 ? 8u : 4u));
             CHECK_TRUE(span % size <= span / 8);
             CHECK_TRUE(ms_class_batch[c] >= 2 && ms_class_batch[c] <= 32);
         }

@@ -1,15 +1,15 @@
-/* test_unit_tcache: a thread's cache holds at most 8 MiB in all (tcache.c,
+/* test_unit_tcache: a thread's cache holds at most 12 MiB in all (tcache.c,
  * MS_TC_TOTAL_BYTES), or one object per list in use if that is more.
  *
  * The thread goes through every size class, several times, freeing what it
  * allocated, so that every list wants to grow to its own limit (together
- * 12.7 MiB).  Then its lists are read: each list's length stays within its
+ * 15.4 MiB).  Then its lists are read: each list's length stays within its
  * limit, its spare holds that many or none, the limits (twice over: the
  * list and its spare) add up to the cache's own sum (max_bytes), and that sum
  * stays within the total; the lists marked grown (shrink_for's
  * candidates) are exactly those above one object; lists cut down to one
  * object take several frees in a row; and a class used again after all the others grows back (the
- * room comes from the other lists).  Then 160 threads at once do the same
+ * room comes from the other lists), a list of 64 KiB blocks to two.  Then 160 threads at once do the same
  * over 24 classes: together they share 48 MiB (MS_TC_OVERALL_BYTES), so no
  * thread's limits may add up to more than 48 MiB / 160 (without the shared
  * budget each reached 3 MiB).  Runs in the debug build.
@@ -20,7 +20,7 @@
 #include "internal.h"
 #include "testhelper.h"
 
-#define TOTAL ((uint64_t)8 << 20)
+#define TOTAL ((uint64_t)12 << 20)
 
 static void *objs[4096];
 static void *held[MS_NUM_CLASSES];
@@ -118,6 +118,14 @@ int main(void) {
     CHECK("small-class-grows-back", tc->lists[c16].max >= 128);
     sum = sum_max(tc, &cached, &lens_ok);
     CHECK("still-within-cap", lens_ok && sum == tc->max_bytes && sum <= (TOTAL > floor ? TOTAL : floor));
+    /* above 8 KiB a list grows to 128 KiB (MS_TC_BIG_LIST_BYTES): two
+     * blocks of 64 KiB, where 64 KiB lists held one and sent most of the
+     * class's traffic through the central list */
+    int c64 = ms_size_class(65536);
+    churn(c64, 4);
+    CHECK("64k-list-holds-two", tc->lists[c64].max == 2);
+    sum = sum_max(tc, &cached, &lens_ok);
+    CHECK("and-within-cap", lens_ok && sum == tc->max_bytes && sum <= (TOTAL > floor ? TOTAL : floor));
 
     pthread_t t[MANY];
     pthread_barrier_init(&all_in, NULL, MANY);
