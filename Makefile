@@ -125,6 +125,10 @@ $(BUILD)/memscope: $(CLI_SRCS) tools/report.h tools/pprofread.h include/memscope
 $(BUILD)/tests/test_unit_hookdepth: tests/test_unit_hookdepth.c $(BUILD)/libmemscope.a tests/testhelper.h
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g -Iinclude -Isrc $< -o $@ $(BUILD)/libmemscope.a $(UNIT_LIBS)
+# test_unit_scavlooks counts the scavenger's looks: its calls of ms_tcache_park_idle, wrapped.
+$(BUILD)/tests/test_unit_scavlooks: tests/test_unit_scavlooks.c $(BUILD)/debug/libmemscope.a tests/testhelper.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 -Iinclude -Isrc $< -o $@ -Wl,--wrap=ms_tcache_park_idle $(BUILD)/debug/libmemscope.a $(UNIT_LIBS)
 # Tests named test_unit_*.c see internal symbols: they link the debug archive statically.
 # Every other test links the shared library the way a user's program would.
 $(BUILD)/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/debug/libmemscope.a tests/testhelper.h

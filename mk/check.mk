@@ -60,6 +60,11 @@ $(BUILD)/ubsan/tests/test_unit_%: tests/test_unit_%.c $(BUILD)/ubsan/libmemscope
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 $(UBSAN_FLAGS) -Iinclude -Isrc $< -o $@ \
 	    $(BUILD)/ubsan/libmemscope.a $(UNIT_LIBS)
+# with the scavenger's look wrapped, as in the Makefile's rule for it
+$(BUILD)/ubsan/tests/test_unit_scavlooks: tests/test_unit_scavlooks.c $(BUILD)/ubsan/libmemscope.a tests/testhelper.h
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O1 -g -DMEMSCOPE_DEBUG=3 $(UBSAN_FLAGS) -Iinclude -Isrc $< -o $@ \
+	    -Wl,--wrap=ms_tcache_park_idle $(BUILD)/ubsan/libmemscope.a $(UNIT_LIBS)
 
 -include $(FUZZOBJS:.o=.d) $(UBSANOBJS:.o=.d)
 

@@ -727,6 +727,11 @@ typedef struct tcache_s {
      * thread, sampling or not.  Set only by the owner thread. */
     void *stack_own;
     size_t stack_own_bytes;
+    /* Per class, the class's malloc count (nmalloc, mod 2^32) from which
+     * the list's next refill counts as one of a churning list (tcache.c:
+     * "Churning lists"); written by the list's refills, apart from the
+     * lists' lines, which are full */
+    uint32_t churn_at[MS_NUM_CLASSES];
 } tcache_t;
 
 /* ms_tls: the thread's words that the hot paths of both modes touch, in
