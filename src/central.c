@@ -14,7 +14,11 @@
  *     span's pages are only touched as objects are really handed out.
  * A span whose objects have all come back returns to the page heap, unless it
  * is the only span of the class with free objects (a class that oscillates
- * around zero live objects would otherwise take the heap lock every time).
+ * around zero live objects would otherwise take the heap lock every time)
+ * and its class is of at most 64 KiB: above, a span holds two blocks, the
+ * thread caches absorb that oscillation (tcache.c, "Blocks above 64 KiB"),
+ * and a kept span in each of those 16 classes was megabytes that the
+ * page heap's other blocks could not use.
  * The central lock is never held while taking the heap lock.
  *
  * Objects parked in slots keep their spans in use, and after frees in random
@@ -79,10 +83,15 @@ static struct {
 ms_cold static void first_take(central_t *ct, uint8_t cls) {
     ct->nonempty.next = ct->nonempty.prev = &ct->nonempty;
     /* as many objects as MS_SLOT_MAX batches or MS_SLOT_BYTES hold,
-     * whichever is less, and at least two batches */
+     * whichever is less, and at least two batches; none where a batch is
+     * more than MS_SLOT_BYTES, which are the classes above 64 KiB: their
+     * lists take one block at a time and give theirs straight back to
+     * their spans (tcache.c, "Blocks above 64 KiB"), and a chain left in
+     * a slot at a thread's exit would wait there for the class to go
+     * quiet */
     size_t per = (size_t)ms_class_batch[cls] * ms_class_size[cls];
     size_t m = MS_SLOT_BYTES / per;
-    m = m < 2 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m;
+    m = m == 1 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m;
     ct->max_slot_objs = (uint32_t)m * ms_class_batch[cls];
 }
 
@@ -399,7 +408,7 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, u
          * mixed_realloc's peak RSS was 0.8 MiB higher (interleaved runs,
          * by hand) */
         if (!s->in_list) ne_insert(&ct->nonempty, s);
-        if (s->allocated == 0 && !(ct->nonempty.next == s && s->next == &ct->nonempty)) {
+        if (s->allocated == 0 && (size > MS_TC_MID_ABOVE || !(ct->nonempty.next == s && s->next == &ct->nonempty))) {
             ne_remove(s);
             s->next = empty;
             empty = s;

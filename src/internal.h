@@ -583,9 +583,9 @@ uint32_t ms_central_next_chain(uint8_t cls);
  * walked back into its spans. */
 void ms_central_give(uint8_t cls, void *head, uint32_t n);
 /* ms_central_give_idle: the same for objects idle since idle_since_ms (a
- * parked thread cache's): straight to their spans, not into a slot, and
- * spans left empty are free pages idle since then; not the class's
- * activity. */
+ * parked thread cache's; 0: from now, the thread caches' blocks above 64
+ * KiB): straight to their spans, not into a slot, and spans left empty are
+ * free pages idle since then; not the class's activity. */
 void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms);
 void ms_central_flush_slots(void); /* empty every transfer slot into its spans */
 bool ms_central_flush_idle(uint64_t now_ms, uint64_t delay_ms);
@@ -661,8 +661,9 @@ typedef struct tclist_s {
      * increment; the list holds max - room objects.  Signed: the shared
      * empty cache's lists (threads with no cache of their own) stay at 0 or
      * below whatever threads race on them, so every free there goes to the
-     * slow path.  room and max share one 64-bit word, read at once by the
-     * stats (tcache.c: len_of). */
+     * slow path.  The lists above 64 KiB keep max at 0 and hold -room
+     * objects (tcache.c, "Blocks above 64 KiB").  room and max share one
+     * 64-bit word, read at once by the stats (tcache.c: len_of). */
     union {
         struct {
             int32_t room;
@@ -672,8 +673,8 @@ typedef struct tclist_s {
     };
     _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread (ms_count_own) */
     uint32_t size;            /* the class's object size: malloc's sampling countdown reads it here */
-    /* While the thread has never allocated from the class (max is 0): how
-     * many objects foreign (below) holds */
+    /* While the thread has never allocated from the class (max is 0, in
+     * the classes up to 64 KiB): how many objects foreign (below) holds */
     uint32_t nforeign;
     /* UINT64_MAX / size + 1: free's test that an offset is a multiple of
      * size (malloc.c: object_start), on the line free writes anyway; 0 in
@@ -710,6 +711,7 @@ typedef struct tcache_s {
     _Atomic uint64_t large_malloc_bytes, large_free_bytes;
     uint64_t max_bytes;             /* sum over the lists of max x object size (tcache.c: total cap) */
     uint64_t grown[2];              /* bit c: lists[c].max > 1, shrink_for's candidates (tcache.c) */
+    uint32_t mid;                   /* lists above 64 KiB that may hold objects (tcache.c: MID_BIT) */
     struct tcache_s *next, *prev;   /* registry (reg_lock in tcache.c) */
     bool is_dummy;                  /* the shared empty cache of threads without one */
     /* Parking a quiet thread's cache (tcache.c): the state, written by
@@ -795,6 +797,21 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls);  /* one object, rest cached *
 void ms_tcache_overflow(tcache_t *tc, uint8_t cls); /* list full: it becomes the spare, the old spare goes to central */
 void ms_tcache_flush(tcache_t *tc);                 /* every list to central */
 void ms_tcache_give_foreign(tcache_t *tc, int cls);
+/* Classes above 64 KiB hold two objects a span.  A thread's lists of them
+ * allow nothing (max 0): every free of such a block comes to
+ * ms_tcache_free_mid, which keeps it on its list only while the thread's
+ * lists of these classes hold at most MS_TC_MID_BYTES, and their central
+ * lists keep no block in slots and no empty span (tcache.c, "Blocks above
+ * 64 KiB").  took: as free_small_slow's (malloc.c), not NULL if free's
+ * fast path took room for p (room one lower). */
+#define MS_TC_MID_ABOVE 65536u
+#define MS_TC_MID_BYTES ((uint64_t)512 << 10)
+/* the first of those classes, as a constant: a compare of the class, not
+ * a load of its size, on the slow paths that ask (tests/test_unit_tcache.c
+ * checks it against src/sizeclasses.h) */
+#define MS_TC_MID_FIRST 81
+ms_inline bool ms_tc_mid(uint8_t cls) { return cls >= MS_TC_MID_FIRST; }
+void ms_tcache_free_mid(tcache_t *tc, uint8_t cls, void **p, const tcache_t *took);
 /* ms_tcache_list_setup: list l of class cls gets its size and div, at its
  * first use (a refill, or a free of the class: tcache.c, "Memory") */
 ms_inline void ms_tcache_list_setup(tclist_t *l, uint8_t cls) {

@@ -709,6 +709,10 @@ static inline void free_small_slow_in(void **p, uint8_t cls, tcache_t *took) {
         return;
     }
     tclist_t *l = &tc->lists[cls];
+    if (ms_tc_mid(cls)) { /* above 64 KiB: max is always 0 (tcache.c, "Blocks above 64 KiB") */
+        ms_tcache_free_mid(tc, cls, p, took);
+        return;
+    }
     if (l->max == 0) { /* never allocated from: not the thread's to reuse (tcache.c) */
         if (taken) l->room = 0; /* first, then the count: frees never read one too many */
         /* not taken: here from free_slow, as div was 0 (the list's first
@@ -745,13 +749,15 @@ ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void *
     uint8_t cls = (uint8_t)(l - tc->lists);
     /* a pure consumer's every free comes here: the same as free_small_slow's
      * foreign branch, without its cache lookup and second cookie store */
-    if (l->max == 0 && !tc->is_dummy) {
+    if (l->max == 0 && !tc->is_dummy && !ms_tc_mid(cls)) {
         l->room = 0;
         ms_tc_busy++;
         ms_tcache_free_foreign(tc, cls, p);
         ms_tc_busy--;
         return;
     }
+    /* and above 64 KiB every free (max is 0 there: tcache.c, "Blocks above
+     * 64 KiB") */
     free_small_slow(p, cls, tc);
 }
 

@@ -21,9 +21,33 @@
  * that may want one block (one fopen's buffer).  At 8 KiB, a program that
  * mallocs once or twice in each of 30 classes (64 mallocs of 16 to 520
  * bytes) had 180 KiB of heap and page map resident, at 4 KiB 112 KiB
- * (glibc's heap: 20 KiB; by hand).  Larger classes keep a block and a
- * spare block: taken one at a time, bench/large.c's blocks of 64 KiB to
- * 256 KiB left more spans half used (peak RSS 69 -> 74 MiB, by hand).
+ * (glibc's heap: 20 KiB; by hand).  Classes above 32 KiB keep a block
+ * and a spare block (those above 64 KiB: below).
+ *
+ * Blocks above 64 KiB.  Those 16 classes hold two blocks a span, and a
+ * block left in a cache keeps its span, up to twice its size, from the
+ * page heap's other blocks.  With a block and a spare block a class, and
+ * the central lists keeping a chain or two in slots and an empty span in
+ * each class, bench/large.c (blocks of 64 KiB to 8 MiB, none live at the
+ * end) ended with 4.8 MB of heap in use (tests/test_midsize.c).  So these
+ * lists keep max at 0 and hold -room objects: free's fast path always
+ * finds no room, and every free of such a block reaches
+ * ms_tcache_free_mid, which puts it on its list while all of the
+ * thread's lists above 64 KiB hold at most MS_TC_MID_BYTES (512 KiB);
+ * else the lists of other classes go back first, then the block itself.
+ * A malloc still pops the list on the fast path, and a refill takes one
+ * block.  What leaves goes straight to the spans (ms_central_give_idle,
+ * idle from now), their central lists keep no slots (central.c:
+ * first_take), and an empty span goes back to the page heap.  Why 512 KiB:
+ * any two blocks fit, and a loop that mallocs and frees blocks of 100 to
+ * 106 KiB, 4 live, which straddle two classes, needs three: at 256 KiB
+ * nearly every step went through the central list and the page heap (9.7
+ * -> 100 ns a step with no sampling, by hand); at 512 KiB none does, and
+ * the step costs the slow path of its free (9.7 -> 14.8 ns, 165 -> 243
+ * instructions; the page heap instead of these classes: 150 ns).
+ * bench/large.c ended with 0.5-1.8 MB of heap in use with caps of 256
+ * KiB to 1 MiB, and took less heap from the OS than before with each
+ * (means of 10 seeds, by hand).
  *
  * Churning lists.  Between two refills, a list's objects plus the thread's
  * live objects of the class are a constant, so a thread that frees and
@@ -88,7 +112,9 @@
  * its spans (after, so that the refill cannot take it straight back), and
  * the list is an ordinary one from then on; a pure consumer (frees, never
  * allocates) keeps passing its frees back in batches, as its full list did
- * before.
+ * before.  (Not above 64 KiB, where every free goes to ms_tcache_free_mid:
+ * a block there is far larger than a cache line, and the thread's budget
+ * bounds what it keeps.)
  *
  * Per-class malloc counts live next to the list heads (same cache line),
  * written only by the owner with relaxed stores and read by
@@ -305,6 +331,10 @@ static inline uint64_t frees_of(tcache_t *tc, int c) {
     }
 }
 
+/* MID_BIT: class c's bit in tcache_t.mid, counted from the last class
+ * (those above 64 KiB are the last 16) */
+#define MID_BIT(c) ((uint32_t)1 << (MS_NUM_CLASSES - 1 - (c)))
+
 #define REFILL_BULK_BYTES 2048u         /* see "Batches" */
 #define FIRST_REFILL_BYTES 4096u        /* see "List lengths" */
 #define FIRST_REFILL_MAX_CLASS 32768u
@@ -324,7 +354,8 @@ static uint32_t class_cap(uint8_t cls) {
     if (cap > MS_TC_LIST_OBJECTS) cap = MS_TC_LIST_OBJECTS;
     /* at least a batch, so that the list and its spare hold two and one
      * can go back while one stays; above 32 KiB one block each: with the
-     * spare, up to 512 KiB is enough */
+     * spare, up to 128 KiB is enough (above 64 KiB no list comes here:
+     * "Blocks above 64 KiB") */
     uint32_t b = ms_class_batch[cls], min = ms_class_size[cls] > 32768 ? (b + 1) / 2 : b;
     return cap < min ? min : cap;
 }
@@ -575,7 +606,9 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
     }
     bool churn = false;
     uint32_t nm = 0;
-    if (!tc->is_dummy) {
+    /* a list above 64 KiB stays at max 0 and takes one block at a time
+     * ("Blocks above 64 KiB") */
+    if (!(tc->is_dummy | ms_tc_mid(cls))) {
         uint32_t cap = class_cap(cls), b = ms_class_batch[cls];
         /* a churning list ("Churning lists") neither grows nor takes a
          * batch: a quarter of one, within its limit */
@@ -663,6 +696,70 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
         if (spare) __atomic_store_n(&l->spare, spare, __ATOMIC_RELEASE);
     }
     return p;
+}
+
+/* mid_give: list c (above 64 KiB) goes whole to the central list, off
+ * the list before it is counted and given (see ms_tcache_flush) */
+static void mid_give(tcache_t *tc, int c) {
+    tclist_t *l = &tc->lists[c];
+    void *h = l->head;
+    uint32_t n = (uint32_t)-l->room;
+    l->head = NULL;
+    l->room = 0;
+    tc->mid &= ~MID_BIT(c);
+    if (!n) return;
+    ms_count_own(&l->nnet, n);
+    ms_central_give_idle((uint8_t)c, h, 0); /* to the spans: idle from now */
+}
+
+/* mid_held: the bytes that tc's lists above 64 KiB hold; each of the
+ * lists in tc->mid holds -room objects (its max is 0) */
+static inline uint64_t mid_held(const tcache_t *tc) {
+    uint64_t held = 0;
+    for (uint32_t m = tc->mid; m; m &= m - 1) {
+        int c = MS_NUM_CLASSES - 1 - __builtin_ctz(m);
+        held += (uint64_t)(uint32_t)-tc->lists[c].room * ms_class_size[c];
+    }
+    return held;
+}
+
+/* mid_room: makes room for block p of class cls within MS_TC_MID_BYTES:
+ * the lists of other classes go first, the one holding the most bytes
+ * first (the class just freed is the one the thread uses now).  false if
+ * that is not enough: p has gone to its span. */
+__attribute__((noinline)) static bool mid_room(tcache_t *tc, uint8_t cls, void **p) {
+    for (;;) {
+        uint64_t most = 0;
+        int big = 0;
+        for (uint32_t m = tc->mid; m; m &= m - 1) {
+            int c = MS_NUM_CLASSES - 1 - __builtin_ctz(m);
+            uint64_t b = (uint64_t)(uint32_t)-tc->lists[c].room * ms_class_size[c];
+            if (c != cls && b >= most) most = b, big = c;
+        }
+        if (!big) {
+            p[0] = NULL;
+            ms_count_own(&tc->lists[cls].nnet, 1);
+            ms_central_give_idle(cls, p, 0);
+            return false;
+        }
+        mid_give(tc, big);
+        if (mid_held(tc) + ms_class_size[cls] <= MS_TC_MID_BYTES) return true;
+    }
+}
+
+/* ms_tcache_free_mid: see internal.h and "Blocks above 64 KiB" (called
+ * from free_small_slow, a slow path: ms_tc_busy) */
+void ms_tcache_free_mid(tcache_t *tc, uint8_t cls, void **p, const tcache_t *took) {
+    tclist_t *l = &tc->lists[cls];
+    ms_assert_internal(MS_NUM_CLASSES - 1 - cls < 32 && ms_tc_busy);
+    if (took) l->room++; /* p is not on the list yet */
+    if (!l->div) ms_tcache_list_setup(l, cls); /* its first use (free_slow) */
+    if (mid_held(tc) + ms_class_size[cls] <= MS_TC_MID_BYTES || mid_room(tc, cls, p)) {
+        p[0] = l->head;
+        l->head = p;
+        l->room--;
+        tc->mid |= MID_BIT(cls);
+    }
 }
 
 /* ms_tcache_overflow: list cls is full (max objects, and a free under way
@@ -759,6 +856,8 @@ static void flush(tcache_t *tc, uint64_t idle_since_ms) {
     }
     tc->max_bytes = 0;
     tc->grown[0] = tc->grown[1] = 0;
+    /* (tc->mid may keep bits of lists now empty: ms_tcache_free_mid
+     * clears them as it goes) */
 }
 
 /* Fork (the order of every layer is init.c's): the registry's and the

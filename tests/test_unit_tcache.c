@@ -6,7 +6,8 @@
  * 15.4 MiB).  Then its lists are read: each list's length stays within its
  * limit, its spare holds that many or none, the limits (twice over: the
  * list and its spare) add up to the cache's own sum (max_bytes), and that sum
- * stays within the total; the lists marked grown (shrink_for's
+ * stays within the total (the lists above 64 KiB, whose limit is 0,
+ * hold no more than MS_TC_MID_BYTES together); the lists marked grown (shrink_for's
  * candidates) are exactly those above one object; lists cut down to one
  * object take several frees in a row; and a class used again after all the others grows back (the
  * room comes from the other lists), a list of 64 KiB blocks to two.  Then 160 threads at once do the same
@@ -59,11 +60,21 @@ static void *many_main(void *arg) {
     return NULL;
 }
 
+static uint64_t mid_bytes; /* what the lists above 64 KiB hold (sum_max) */
+
 static uint64_t sum_max(const tcache_t *tc, uint64_t *cached, bool *lens_ok) {
     uint64_t sum = 0;
+    mid_bytes = 0;
     *cached = 0, *lens_ok = true;
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
         const tclist_t *l = &tc->lists[c];
+        if (c >= MS_TC_MID_FIRST) { /* max 0, -room objects, within the budget of their own */
+            if (l->max != 0 || l->room > 0 || l->spare ||
+                (l->room < 0 && !(tc->mid & (uint32_t)1 << (MS_NUM_CLASSES - 1 - c))))
+                *lens_ok = false;
+            mid_bytes += (uint64_t)(uint32_t)-l->room * ms_class_size[c];
+            continue;
+        }
         uint32_t len = l->max - (uint32_t)l->room, spare = 0;
         for (void *p = l->spare; p; p = *(void **)p) spare++;
         if (l->room < 0 || len > l->max || (spare != 0 && spare != l->max)) *lens_ok = false;
@@ -80,6 +91,10 @@ int main(void) {
     free(first);
     tcache_t *tc = ms_tc;
     CHECK("thread-has-a-cache", !tc->is_dummy);
+    /* the classes above 64 KiB, as tcache.c counts them (MID_BIT) */
+    CHECK("mid-classes-are-the-last-above-64k", ms_class_size[MS_TC_MID_FIRST - 1] == MS_TC_MID_ABOVE &&
+                                                   ms_class_size[MS_TC_MID_FIRST] > MS_TC_MID_ABOVE &&
+                                                   MS_NUM_CLASSES - MS_TC_MID_FIRST <= 32);
     /* A park that fails (the scavenger pointed ms_tc at the empty cache,
      * then saw the thread run and pointed it back) can leave a malloc on
      * the slow path with the thread's own list full: it must take from the
@@ -105,6 +120,7 @@ int main(void) {
     CHECK("sum-kept-exactly", sum == tc->max_bytes);
     CHECK("total-within-cap", sum <= (TOTAL > floor ? TOTAL : floor));
     CHECK("cached-within-cap", cached <= sum);
+    CHECK("above-64k-within-their-cap", mid_bytes > 0 && mid_bytes <= MS_TC_MID_BYTES);
     /* lists cut down to one object take frees of several at once (a
      * batch larger than the list once walked off its end) */
     for (int c = 1; c < MS_NUM_CLASSES; c++) held[c] = malloc(ms_class_size[c]);
