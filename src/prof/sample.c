@@ -1400,7 +1400,9 @@ __attribute__((noinline)) static void freed_every_drain(batch_t *b) {
  * common free, which the core makes last, p on its list already and
  * ms_prof_busy and ms_tc_busy raised for the hook (internal.h), so that the leave is
  * the hook's: the core's call of freed, between them, cost its free a
- * frame (callgrind, st_churn).  s is small, in use and all recorded.
+ * frame (callgrind, st_churn).  s is small, in use and all recorded; i
+ * is p's number in it, from the core's check (its multiply by the class's
+ * reciprocal here cost every free 5 instructions more, callgrind).
  * As on_every: the common case (a sticky array's word, the thread's batch
  * there to append to with no lock, no peak to drain first) is tested
  * before anything is written, and every other case goes to
@@ -1410,7 +1412,7 @@ __attribute__((noinline)) static void freed_every_drain(batch_t *b) {
  * drain and the slow paths called from it, and append's other cases
  * inline, it saved and restored two registers and moved its stack pointer
  * on every free: 71 instructions a free, 56 so (st_churn, callgrind). */
-static void on_freed_every(void *p, span_t *s) {
+static void on_freed_every(void *p, span_t *s, uint32_t i) {
     uintptr_t a = (uintptr_t)p;
     srecs_t *k = span_sticky(s);
     batch_t *b = my_batch;
@@ -1420,7 +1422,8 @@ static void on_freed_every(void *p, span_t *s) {
         freed_every_rest(p, s);
         return;
     }
-    uint32_t i = obj_of(s, a), v = rec_word(k, i);
+    ms_assert_internal(i == obj_of(s, a));
+    uint32_t v = rec_word(k, i);
     unsigned slot = (v - 1) % BATCH_STACKS;
     ms_assert_internal(ms_prof_busy);
     atomic_store_explicit(&b->busy, true, memory_order_relaxed);
