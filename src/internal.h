@@ -988,8 +988,10 @@ typedef struct prof_hooks_s {
      * raised ms_prof_busy before it put it there (a signal handler's
      * malloc then takes p unrecorded, as inside any hook); the hook takes
      * p's record and counts the free as freed does, then calls
-     * ms_freed_every_end.  NULL in sampled mode. */
-    void (*freed_every)(void *p, span_t *s);
+     * ms_freed_every_end.  i is p's number in s, which the core's check
+     * that p starts a block computed with it (malloc.c: object_start_at).
+     * NULL in sampled mode. */
+    void (*freed_every)(void *p, span_t *s, uint32_t i);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
 /* ms_prof_busy: the thread is inside the profiler (a hook, or one of its

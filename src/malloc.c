@@ -175,6 +175,17 @@ ms_inline bool object_start(const span_t *s, const void *p) {
     uintptr_t off = (uintptr_t)p - s->start;
     return off < *(const volatile uint32_t *)&s->used && off * s->div < s->div;
 }
+/* object_start_at: object_start, and where it holds, *i is p's number in
+ * s: the high half of the same product (off < 2^32 and div the ceiling of
+ * 2^64 / size, Lemire's quotient), one multiply for both, so that
+ * leak-check mode's free hook need not divide again */
+ms_inline bool object_start_at(const span_t *s, const void *p, uint32_t *i) {
+    uintptr_t off = (uintptr_t)p - s->start;
+    if (off >= *(const volatile uint32_t *)&s->used) return false;
+    unsigned __int128 m = (unsigned __int128)off * s->div;
+    *i = (uint32_t)(m >> 64);
+    return (uint64_t)m < s->div;
+}
 
 /* usable_size_of: the usable bytes of the in-use block that starts at p in
  * span s (from the page map, may be NULL), or 0 if p starts no such block. */
@@ -913,8 +924,9 @@ ms_cold static void free_slow(void *p, const void *caller) {
     span_t *s = ms_pagemap_span(p);
     if (s == MS_SPAN_NIL || ((uintptr_t)p >> (MS_PAGE_SHIFT + MS_PM_LEAF_BITS + MS_PM_ROOT_BITS))) s = NULL;
     void *cookie = (void *)ms_free_cookie(p);
-    if (s == NULL || s->state != SPAN_INUSE || !s->cls || !object_start(s, p) || ((void *const *)p)[1] == cookie ||
-        ms_prof_busy != 0) {
+    uint32_t i;
+    if (s == NULL || s->state != SPAN_INUSE || !s->cls || !object_start_at(s, p, &i) ||
+        ((void *const *)p)[1] == cookie || ms_prof_busy != 0) {
         free_slow_rest(p, s, caller);
         return;
     }
@@ -933,7 +945,7 @@ ms_cold static void free_slow(void *p, const void *caller) {
             l->room--;
             ((void **)p)[0] = l->head;
             l->head = p;
-            ms_prof_hooks.freed_every(p, s);
+            ms_prof_hooks.freed_every(p, s, i);
             return;
         }
     }
