@@ -375,12 +375,16 @@ void ms_prof_leave_slow(void) {
  * one keeps ours.  The profiler calls ms_malloc_sampled once it holds the
  * record.
  *
- * The hooks are called from sample_hooked, reached by a tail call with p
- * in an argument register, which ms_forget_scratch clears: p must be kept
- * across next_gap's call, so here it lives in a callee-saved register, and
- * a register that held p, dead but not cleared, was saved by the
- * unwinder's frames 3 KiB deep, below what a shallow record's scrub
- * clears (objdump of the one-function version). */
+ * The hooks are called from sample_hooked, reached by a tail call: p must
+ * be kept across next_gap's call, so here it lives in a callee-saved
+ * register, and in the one-function version that register, dead but not
+ * cleared, still held p when the hooks ran, and the unwinder's frames saved
+ * it 3 KiB deep, below what a shallow record's scrub clears (objdump).
+ * sample_hooked needs p only until it stores it in hook_block, before the
+ * hooks; gcc 12 and clang 14 both reuse the register p was in before the
+ * hooks' calls (objdump), and ms_forget_scratch clears the argument
+ * registers.  No test checks this: in sampled mode the refills' frames
+ * keep copies of unsampled blocks anyway (tests/test_unit_hookdepth.c). */
 ms_cold __attribute__((noinline)) MS_TEXT static void *sample_hooked(tcache_t *tc, void *p, size_t size) {
     void *outer = tc->hook_block;
     int saved = errno; /* the unwinder's system calls are not the program's */

@@ -712,14 +712,20 @@ static void mid_give(tcache_t *tc, int c) {
     ms_central_give_idle((uint8_t)c, h, 0); /* to the spans: idle from now */
 }
 
-/* mid_held: the bytes that tc's lists above 64 KiB hold; each of the
- * lists in tc->mid holds -room objects (its max is 0) */
+/* mid_bytes: the bytes list c above 64 KiB holds: -room objects (its
+ * max is 0).  mid_class: the class of the lowest bit of mask m, a set of
+ * MID_BIT. */
+static inline uint64_t mid_bytes(const tcache_t *tc, int c) {
+    return (uint64_t)(uint32_t)-tc->lists[c].room * ms_class_size[c];
+}
+static inline int mid_class(uint32_t m) {
+    return MS_NUM_CLASSES - 1 - __builtin_ctz(m);
+}
+
+/* mid_held: the bytes that tc's lists above 64 KiB hold */
 static inline uint64_t mid_held(const tcache_t *tc) {
     uint64_t held = 0;
-    for (uint32_t m = tc->mid; m; m &= m - 1) {
-        int c = MS_NUM_CLASSES - 1 - __builtin_ctz(m);
-        held += (uint64_t)(uint32_t)-tc->lists[c].room * ms_class_size[c];
-    }
+    for (uint32_t m = tc->mid; m; m &= m - 1) held += mid_bytes(tc, mid_class(m));
     return held;
 }
 
@@ -732,8 +738,8 @@ __attribute__((noinline)) static bool mid_room(tcache_t *tc, uint8_t cls, void *
         uint64_t most = 0;
         int big = 0;
         for (uint32_t m = tc->mid; m; m &= m - 1) {
-            int c = MS_NUM_CLASSES - 1 - __builtin_ctz(m);
-            uint64_t b = (uint64_t)(uint32_t)-tc->lists[c].room * ms_class_size[c];
+            int c = mid_class(m);
+            uint64_t b = mid_bytes(tc, c);
             if (c != cls && b >= most) most = b, big = c;
         }
         if (!big) {

@@ -1005,6 +1005,11 @@ ms_cold __attribute__((noinline)) static void batch_full(batch_t *b) {
     ms_prof_leave();
 }
 
+/* over_batch: a batch whose in-use change d is this far off is drained */
+ms_inline bool over_batch(int64_t d) {
+    return d > BATCH_BYTES || d < -BATCH_BYTES;
+}
+
 /* append: the count into b (its lock held, or its thread's busy set with
  * no drainer wanting it); true if b must be drained now.  A free after a
  * peak is for the caller to drain b first (at_peak: see "The peak, with
@@ -1041,7 +1046,25 @@ static inline bool append(batch_t *b, uintptr_t a, uint32_t id, uint64_t size, b
             b->room = d;
         }
     }
-    return full || d > BATCH_BYTES || d < -BATCH_BYTES;
+    return full || over_batch(d);
+}
+
+/* batch_enter: the thread's busy set on its batch b before it appends (a
+ * drainer's heavy_barrier orders the two); false, busy cleared again, if a
+ * drainer wants b (want clear: a drain's n = 0 seen, and no drainer while
+ * busy).  The hooks, its only callers, hold ms_prof_busy: a signal
+ * handler's malloc meanwhile is not counted, its free waits.  batch_leave
+ * ends what batch_enter began. */
+ms_inline void batch_leave(batch_t *b) {
+    atomic_store_explicit(&b->busy, false, memory_order_release);
+}
+ms_inline bool batch_enter(batch_t *b) {
+    ms_assert_internal(ms_prof_busy);
+    atomic_store_explicit(&b->busy, true, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (ms_likely(!atomic_load_explicit(&b->want, memory_order_acquire))) return true;
+    batch_leave(b);
+    return false;
 }
 
 /* batch_add: counts the allocation (or free) of block a later, in the
@@ -1058,19 +1081,14 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc);
 ms_inline int batch_try(uintptr_t a, uint32_t id, uint64_t size, bool alloc) {
     batch_t *b = my_batch;
     if (!lockfree || ms_unlikely(b == NULL || b == BATCH_NONE)) return 0;
-    /* the hooks, its only callers, hold ms_prof_busy: a signal
-     * handler's malloc here is not counted, its free waits */
-    ms_assert_internal(ms_prof_busy);
-    atomic_store_explicit(&b->busy, true, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst); /* the drainer's heavy_barrier orders the two */
-    /* want clear: a drain's n = 0 seen, and no drainer while busy */
-    if (ms_unlikely(atomic_load_explicit(&b->want, memory_order_acquire) || (!alloc && b->at_peak))) {
-        atomic_store_explicit(&b->busy, false, memory_order_release);
+    if (ms_unlikely(!batch_enter(b))) return 0;
+    if (ms_unlikely(!alloc && b->at_peak)) {
+        batch_leave(b);
         return 0;
     }
     int r = 1;
     if (ms_unlikely(append(b, a, id, size, alloc))) drain_locked(b), r = 2;
-    atomic_store_explicit(&b->busy, false, memory_order_release);
+    batch_leave(b);
     return r;
 }
 
@@ -1275,7 +1293,7 @@ MS_TEXT __attribute__((noinline)) static void *every_full(tcache_t *tc, size_t s
 __attribute__((noinline)) static void *every_drain(batch_t *b, tcache_t *tc) {
     int saved = errno;
     drain_locked(b);
-    atomic_store_explicit(&b->busy, false, memory_order_release);
+    batch_leave(b);
     errno = saved;
     return ms_every_done(tc, MS_HOOK_TO_SHALLOW);
 }
@@ -1319,18 +1337,12 @@ MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
      * is out (ms_malloc_sampled's test, made before the record) */
     if (ms_unlikely(k == NULL || ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check)))
         return every_full(tc, size, id);
-    ms_assert_internal(ms_prof_busy);
-    atomic_store_explicit(&b->busy, true, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst); /* as batch_try's */
-    if (ms_unlikely(atomic_load_explicit(&b->want, memory_order_acquire))) {
-        atomic_store_explicit(&b->busy, false, memory_order_release);
-        return every_full(tc, size, id);
-    }
+    if (ms_unlikely(!batch_enter(b))) return every_full(tc, size, id);
     uint32_t i = obj_of(s, a);
     ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
     rec_word_set(k, i, id + 1);
     if (ms_unlikely(append(b, a, id, size, true))) return every_drain(b, tc);
-    atomic_store_explicit(&b->busy, false, memory_order_release);
+    batch_leave(b);
     /* no call since the block was read: it is in no frame (MS_HOOK_TO_LEAF) */
     if (ms_unlikely(ms_prof_deferred != NULL)) return ms_every_done(tc, MS_HOOK_TO_LEAF);
     return ms_every_end(tc, (void *)a);
@@ -1392,7 +1404,7 @@ __attribute__((noinline)) static void freed_every_rest(void *p, span_t *s) {
  * thread's batch b (its busy set): drained, and the hook ended */
 __attribute__((noinline)) static void freed_every_drain(batch_t *b) {
     drain_locked(b);
-    atomic_store_explicit(&b->busy, false, memory_order_release);
+    batch_leave(b);
     ms_freed_every_end();
 }
 
@@ -1425,12 +1437,12 @@ static void on_freed_every(void *p, span_t *s, uint32_t i) {
     ms_assert_internal(i == obj_of(s, a));
     uint32_t v = rec_word(k, i);
     unsigned slot = (v - 1) % BATCH_STACKS;
-    ms_assert_internal(ms_prof_busy);
-    atomic_store_explicit(&b->busy, true, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst); /* as batch_try's */
-    if (ms_unlikely(v == 0 || atomic_load_explicit(&b->want, memory_order_acquire) || b->at_peak ||
-                    b->sid[slot] != v)) {
-        atomic_store_explicit(&b->busy, false, memory_order_release);
+    if (ms_unlikely(!batch_enter(b))) {
+        freed_every_rest(p, s);
+        return;
+    }
+    if (ms_unlikely(v == 0 || b->at_peak || b->sid[slot] != v)) {
+        batch_leave(b);
         freed_every_rest(p, s);
         return;
     }
@@ -1441,11 +1453,11 @@ static void on_freed_every(void *p, span_t *s, uint32_t i) {
     m->fobjs++, m->fbytes += size;
     int64_t d = b->delta - (int64_t)size;
     b->delta = d;
-    if (ms_unlikely(d < -BATCH_BYTES || d > BATCH_BYTES)) {
+    if (ms_unlikely(over_batch(d))) {
         freed_every_drain(b);
         return;
     }
-    atomic_store_explicit(&b->busy, false, memory_order_release);
+    batch_leave(b);
     ms_freed_every_end();
 }
 
