@@ -9,8 +9,10 @@
 #     call, the CPU time of the checking thread, the pause of the other
 #     threads, snapshot and mark times and the memory the check mapped.
 #     Targets: a check under 1 s, a pause under 10 ms.
-#  2. mode: the seven workloads of bench/run.sh at the reduced sizes of
-#     run_profile.sh's instruction table, under memscope's defaults, under
+#  2. mode: seven workloads of bench/run.sh at run.sh's own sizes (read
+#     from its WORKLOAD_TABLE, so the two stay the same: the "allocator
+#     suite" issue 11 names; runs of 0.1-1 s under glibc, long enough that
+#     the CPU times are not a few clock ticks), under memscope's defaults, under
 #     MEMSCOPE=leaks=reachable (every allocation keeps its stack, a check at
 #     exit), under LeakSanitizer (liblsan.so.0 preloaded: its own allocator,
 #     a stack per allocation, a check at exit) and plain glibc; interleaved
@@ -51,15 +53,10 @@ REV=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
 unset MEMSCOPE
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg); START=$(date +%s)
 
-TABLE="
-st-churn|st_churn|2000000 20000
-larson|larson|4 250000 5000 2
-prodcons|prodcons|1000000 4096
-mixed-realloc|mixed_realloc|300000 4000
-large|large|500 8 page
-seed-vector|seed_vector|8000000 1
-small-nodes|small_nodes|2000000 1
-"
+# The workloads and sizes of bench/run.sh, read from it so they stay the same.
+RUN_TABLE=$(sed -n '/^WORKLOAD_TABLE="/,/^"/p' bench/run.sh | sed '1d;$d')
+TABLE=$(printf '%s\n' "$RUN_TABLE" | grep -E '^(st-churn|larson|prodcons|mixed-realloc|large|seed-vector|small-nodes)\|')
+[ "$(printf '%s\n' "$TABLE" | grep -c '|')" = 7 ] || { note "cannot read the seven workloads from bench/run.sh's WORKLOAD_TABLE"; exit 2; }
 WORKLOADS=${BENCH_WORKLOADS:-$(printf '%s\n' "$TABLE" | cut -d'|' -f1 | xargs)}
 field() { printf '%s\n' "$TABLE" | awk -F'|' -v n="$1" -v f="$2" '$1==n{print $f}'; }
 get() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
