@@ -82,7 +82,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 EX_SRCS   := $(sort $(wildcard examples/*.c))
 EX_BINS   := $(EX_SRCS:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib test stress bench clean install uninstall
+.PHONY: all lib test stress bench bench-all clean install uninstall
 # Helpers of the .sh tests (tests/prog_*.c): built, never run by themselves.
 PROG_SRCS := $(sort $(wildcard tests/prog_*.c))
 PROG_BINS := $(PROG_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -161,6 +161,9 @@ stress: all
 
 bench: all
 	./bench/run.sh
+
+bench-all: all
+	./bench/run_all.sh
 
 clean:
 	rm -rf $(BUILD)
