@@ -399,8 +399,13 @@ void ms_span_check_grow(span_t *s, uint32_t from); /* from: used before the take
  * hooks (pagemap.c says why).  ms_span_check_closed: the same, for a
  * sampler whose block at page_addr the mark already counts (or all of
  * whose blocks it counts): returns once that page's check is 0 and no
- * sync that could open it is under way, without the lock if so already. */
+ * sync that could open it is under way, without the lock if so already.
+ * ms_span_sync_check_pages: the sync of the pages whose bit (page number
+ * modulo 16) is set in bits alone, after a change of the mark that
+ * changed those bits of its page mask and no others (pagemap.c says why
+ * that is enough). */
 void ms_span_sync_check(span_t *s);
+void ms_span_sync_check_pages(span_t *s, uint32_t bits);
 #define MS_CHECK_LOCKS 64 /* pagemap.c: the syncs' locks, by span */
 typedef struct ms_check_lock_s {
     ms_lock_t m;

@@ -279,8 +279,14 @@ static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
     /* free reads the page map's copy (pagemap.c, "Free's check"): a first
      * sampled block on a page closes the page before the block reaches
-     * the program, the span's last one's free opens them all again */
-    if (s->cls && ((old ^ nw) & (MS_MARK_FAST_MASK | MS_MARK_PAGES))) ms_span_sync_check(s);
+     * the program, the span's last one's free opens them all again.  Only
+     * the pages of the bits that changed are written: the fast bits change
+     * only with the count's first block and its last, and with them the
+     * page mask (its first bit, or all of them), and an open page's word
+     * is the same whether the span counts sampled blocks or not. */
+    uint32_t changed = (uint32_t)((old ^ nw) >> 48) & 0xffffu;
+    ms_assert_internal(!((old ^ nw) & MS_MARK_FAST_MASK) || changed || !s->cls);
+    if (s->cls && changed) ms_span_sync_check_pages(s, changed);
     else if (s->cls && on) ms_span_check_closed(s, page);
 }
 
