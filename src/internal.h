@@ -149,7 +149,33 @@ ms_inline uint32_t ms_span_sampled(const span_t *s) {
 /* ms_span_mark_fast: the mark of a span of class cls with nothing sampled
  * (cls 0: not fast) */
 ms_inline uint64_t ms_span_mark_fast(uint8_t cls) { return (uint64_t)cls << MS_TCLIST_SHIFT; }
-/* ms_span_set_fast: a span enters (cls) or leaves (0) use; nothing sampled in it. */
+/* MS_MARK_ALL: a small span's mark in leak-check mode, where every block
+ * is recorded (malloc.c: mark_sampled) */
+#define MS_MARK_ALL ((uint64_t)0xffffffffu << 32 | (uint64_t)MS_MARK_SAMPLED_MAX << MS_MARK_SAMPLED_SHIFT)
+
+/* Records in the blocks' tails (leak-check mode).  While ms_tail_recs is
+ * set, which the profiler does once, before the first block is recorded
+ * (src/prof/sample.c, "Records in the tail"), a small block of a class of
+ * at most MS_TAIL_MAX_CLASS (1024 bytes) keeps its record, its stack id
+ * plus one, in its last MS_TAIL bytes, and a request of up to 1024 bytes
+ * is given a class MS_TAIL bytes larger than it (ms_size_classes_tail), so
+ * those bytes are never the program's: malloc_usable_size, realloc and
+ * the profile count them out (ms_class_usable).  The mode is set only if no span of those classes is in
+ * use yet (none has blocks whose last bytes are the program's), so every
+ * small span of those classes is a tail span (ms_span_tail).  In that
+ * mode a span enters use with every block counted as recorded
+ * (MS_MARK_ALL, its pages' checks closed), so that no block of it is ever
+ * freed or resized past the profiler, recorded or not (a block malloc
+ * took while the thread was inside the profiler), and the every hook need
+ * not close its page. */
+#define MS_TAIL 8
+#define MS_TAIL_MAX_CLASS 32
+#define MS_TAIL_MAX_SIZE 1024 /* ms_class_size[MS_TAIL_MAX_CLASS] (sizeclass.c checks) */
+extern bool ms_tail_recs;
+ms_inline bool ms_span_tail(const span_t *s) { return ms_tail_recs && s->cls - 1u < MS_TAIL_MAX_CLASS; }
+/* ms_span_set_fast: a span enters (cls) or leaves (0) use; nothing sampled
+ * in it (with the tails' records, ms_pagemap_check_open then marks it all
+ * recorded: above) */
 ms_inline void ms_span_set_fast(span_t *s, uint8_t cls) {
     atomic_store_explicit(&s->mark, ms_span_mark_fast(cls), memory_order_relaxed);
 }
@@ -386,7 +412,9 @@ ms_inline uint64_t ms_pagemap_check(const void *p) {
     return leaf->check[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
 }
 /* ms_pagemap_check_open: small span s, fast and with nothing handed out,
- * enters use (its pages admit nothing yet); ms_pagemap_check_close: it
+ * enters use (its pages admit nothing yet; in leak-check mode with records
+ * in the tails, s is marked all recorded and its pages stay closed:
+ * "Records in the blocks' tails"); ms_pagemap_check_close: it
  * leaves use, its pages' checks back to 0.  ms_span_check_grow: s handed
  * out more (used grew, central lock held), its open checks follow. */
 void ms_pagemap_check_open(span_t *s);
@@ -877,6 +905,10 @@ void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_b
 /* ------------------------------------------------------------------------
  * sizeclass.c
  * ---------------------------------------------------------------------- */
+/* ms_size_classes_tail: requests of up to 1024 bytes get a class at least
+ * MS_TAIL bytes larger from now on (leak-check mode, before any block is
+ * recorded: "Records in the blocks' tails" above) */
+void ms_size_classes_tail(void);
 ms_inline uint8_t ms_size_class(size_t size) {
     if (ms_likely(size <= 1024)) return ms_size_to_class8[(size + 7) >> 3];
     return ms_size_to_class128[(size + 127) >> 7];
@@ -978,7 +1010,7 @@ typedef struct prof_hooks_s {
      * tail call, so that the hook's own frame's return address and saved
      * rbp are the program's, where the stack starts: the block waits in
      * tc->hook_block (read only once the stack is captured, as for
-     * `stack`), `size` usable bytes, with ms_prof_busy and ms_tc_busy
+     * `stack`), `size` its class's bytes, with ms_prof_busy and ms_tc_busy
      * raised for it.  The hook ends the malloc: it returns what
      * ms_every_done returns (its last call, a tail call, saying how deep
      * its frames may have kept copies of the block, MS_HOOK_TO_*, as
@@ -994,9 +1026,10 @@ typedef struct prof_hooks_s {
      * malloc then takes p unrecorded, as inside any hook); the hook takes
      * p's record and counts the free as freed does, then calls
      * ms_freed_every_end.  i is p's number in s, which the core's check
-     * that p starts a block computed with it (malloc.c: object_start_at).
-     * NULL in sampled mode. */
-    void (*freed_every)(void *p, span_t *s, uint32_t i);
+     * that p starts a block computed with it (malloc.c: object_start_at);
+     * tail is p's last word as it was before the core put p on its list
+     * (its record, in a tail span: ms_span_tail).  NULL in sampled mode. */
+    void (*freed_every)(void *p, span_t *s, uint32_t i, uint64_t tail);
 } prof_hooks_t;
 extern prof_hooks_t ms_prof_hooks;
 /* ms_prof_busy: the thread is inside the profiler (a hook, or one of its
@@ -1051,9 +1084,6 @@ ms_inline void ms_freed_every_end(void) {
  * not yet returned to the program): free must now ask it.  s: p's span, if
  * the caller has it (else NULL). */
 void ms_malloc_sampled(void *p, span_t *s);
-/* MS_MARK_ALL: a small span's mark in leak-check mode, where every block
- * is recorded (malloc.c: mark_sampled) */
-#define MS_MARK_ALL ((uint64_t)0xffffffffu << 32 | (uint64_t)MS_MARK_SAMPLED_MAX << MS_MARK_SAMPLED_SHIFT)
 /* ms_malloc_sampled_small: ms_malloc_sampled for block p of small span s
  * (or NULL), inline where s is all recorded already (leak-check mode's
  * every malloc but a span's first): only the check of p's page is closed */

@@ -188,10 +188,12 @@ ms_inline bool object_start_at(const span_t *s, const void *p, uint32_t *i) {
 }
 
 /* usable_size_of: the usable bytes of the in-use block that starts at p in
- * span s (from the page map, may be NULL), or 0 if p starts no such block. */
+ * span s (from the page map, may be NULL), or 0 if p starts no such block;
+ * a record in the block's tail is not the program's (ms_class_usable:
+ * internal.h, "Records in the blocks' tails"). */
 ms_inline size_t usable_size_of(const void *p, const span_t *s) {
     if (!s || s->state != SPAN_INUSE) return 0;
-    if (s->cls) return object_start(s, p) ? s->size : 0;
+    if (s->cls) return object_start(s, p) ? ms_class_usable[s->cls] : 0;
     return (uintptr_t)p == s->start ? PAGES(s->npages) : 0;
 }
 
@@ -608,6 +610,16 @@ static tcache_t *own_cache(void) {
 static inline void *alloc_small(size_t cls, size_t req);
 ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls, size_t req) {
     tcache_t *tc = own_cache();
+    /* A class read before leak-check mode widened the classes (the
+     * thread's first malloc, from the shared empty cache, racing with
+     * memscope's initialization in another thread) may leave the block's
+     * last bytes, its record's, to the program (internal.h, "Records in
+     * the blocks' tails"): the class for req now, as aligned as cls's
+     * blocks */
+    if (ms_unlikely(ms_tail_recs) && cls <= MS_TAIL_MAX_CLASS && ms_class_size[cls] - req < MS_TAIL) {
+        uint32_t sz = ms_class_size[cls];
+        return alloc_small(ms_class_for_aligned(req, sz & -sz), req);
+    }
     /* The fast path may have looked at the shared empty cache while the
      * scavenger tried to park this thread's (tcache.c, "Quiet threads": an
      * attempt that finds the thread ran points ms_tc back).  The own list
@@ -951,11 +963,16 @@ ms_cold static void free_slow(void *p, const void *caller) {
             ms_prof_busy++;
             atomic_signal_fence(memory_order_seq_cst); /* first, as written (internal.h: ms_tls) */
             ms_tc_busy++; /* (lowered by the hook: ms_freed_every_end) */
+            /* the block's last word, its record if it is kept there
+             * (ms_span_tail), read before the cookie may cover it (a block
+             * of 16 bytes) and before a signal handler's malloc of it may
+             * clear it: the hook takes it from here */
+            uint64_t tail = *(const uint64_t *)(const void *)((const char *)p + s->size - MS_TAIL);
             ((void **)p)[1] = cookie;
             l->room--;
             ((void **)p)[0] = l->head;
             l->head = p;
-            ms_prof_hooks.freed_every(p, s, i);
+            ms_prof_hooks.freed_every(p, s, i, tail);
             return;
         }
     }

@@ -60,7 +60,9 @@
  * samples nothing and defers sampled frees, while its malloc may well take
  * from a span's tail, and would wait on a lock its own thread holds.  A
  * span's words are set open when it enters use (nothing handed out: the limit
- * is its start), and go back to 0 when it leaves use (no block of it is
+ * is its start; in leak-check mode with records in the blocks' tails they
+ * stay 0, as the span is marked all recorded: internal.h), and go back to
+ * 0 when it leaves use (no block of it is
  * live); a leaf's are 0 from its creation.
  */
 #include "internal.h"
@@ -263,7 +265,12 @@ static inline uint64_t word_of(const span_t *s, uint64_t fast) {
     return fast ? (uint64_t)(s->start + *(const volatile uint32_t *)&s->used) << MS_CHECK_SHIFT | fast : 0;
 }
 
-void ms_pagemap_check_open(span_t *s) { set_checks(s, word_of(s, ms_span_mark(s) & MS_MARK_FAST_MASK)); }
+void ms_pagemap_check_open(span_t *s) {
+    /* leak-check mode with records in the tails: every block counts as
+     * recorded from the start, every page closed (internal.h) */
+    if (ms_tail_recs) atomic_store_explicit(&s->mark, MS_MARK_ALL, memory_order_relaxed);
+    set_checks(s, word_of(s, ms_span_mark(s) & MS_MARK_FAST_MASK));
+}
 
 /* Only the pages the take handed blocks out on are raised, from the one
  * that held the old end of the handed-out part (from) to the one that

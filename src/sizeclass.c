@@ -40,3 +40,25 @@ uint8_t ms_class_for_aligned(size_t size, size_t align) {
     if (ms_unlikely(!atomic_load_explicit(&aligned_ready, memory_order_acquire))) build_aligned();
     return aligned_from[__builtin_ctzll(align) - ALIGN_MIN_SHIFT][c];
 }
+
+/* Leak-check mode's records in the blocks' tails (internal.h).  Entry j of
+ * the tables up to 1024 bytes, for requests of 8j - 7 to 8j bytes, takes
+ * entry j + 1's class, whose size is at least 8j + 8; the last, for 1017
+ * to 1024 bytes, the class of 1032 bytes.  Written once, by the profiler's
+ * setup, while no other thread allocates (init.c holds them back). */
+bool ms_tail_recs;
+
+void ms_size_classes_tail(void) {
+    _Static_assert(MS_TAIL == 8, "the tables go by 8 bytes");
+    _Static_assert(MS_TAIL_MAX_CLASS + 1 < MS_NUM_CLASSES, "a class follows the tail's");
+    ms_assert_internal(ms_class_size[MS_TAIL_MAX_CLASS] == MS_TAIL_MAX_SIZE);
+    const unsigned last = 1024 / 8;
+    for (unsigned j = 0; j < last; j++) {
+        ms_size_to_class8[j] = ms_size_to_class8[j + 1];
+        ms_size_to_list8[j] = ms_size_to_list8[j + 1];
+    }
+    uint8_t c = ms_size_to_class128[(1024 + MS_TAIL + 127) >> 7];
+    ms_size_to_class8[last] = c;
+    ms_size_to_list8[last] = (uint16_t)(c << MS_SIZE_TO_LIST_SHIFT);
+    for (unsigned k = 1; k <= MS_TAIL_MAX_CLASS; k++) ms_class_usable[k] = ms_class_size[k] - MS_TAIL;
+}

@@ -113,13 +113,26 @@ extern const uint32_t ms_class_size[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint8_t ms_class_pages[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;
-extern const uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE;
+#define MS_CLASS_TABLE_RW __attribute__((visibility("hidden")))
+extern uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE_RW;
 extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;
 #define MS_SIZE_TO_LIST_SHIFT 6
-extern const uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE;
+extern uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE_RW;
+extern uint32_t ms_class_usable[MS_NUM_CLASSES] MS_CLASS_TABLE_RW;
 
 #ifdef MS_CLASS_TABLES_HERE /* sizeclass.c */
 const uint32_t ms_class_size[MS_NUM_CLASSES] = {0,
+    16, 32, 48, 64, 80, 96, 112, 128, 144, 160,
+    176, 192, 208, 224, 240, 256, 288, 320, 352, 384,
+    416, 448, 480, 512, 576, 640, 704, 768, 832, 896,
+    960, 1024, 1152, 1280, 1408, 1536, 1664, 1792, 1920, 2048,
+    2304, 2560, 2816, 3072, 3328, 3584, 3840, 4096, 4608, 5120,
+    5632, 6144, 6656, 7168, 7680, 8192, 9216, 10240, 11264, 12288,
+    13312, 14336, 15360, 16384, 18432, 20480, 22528, 24576, 26624, 28672,
+    30720, 32768, 36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536,
+    73728, 81920, 90112, 98304, 106496, 114688, 122880, 131072, 147456, 163840,
+    180224, 196608, 212992, 229376, 245760, 262144};
+uint32_t ms_class_usable[MS_NUM_CLASSES] = {0,
     16, 32, 48, 64, 80, 96, 112, 128, 144, 160,
     176, 192, 208, 224, 240, 256, 288, 320, 352, 384,
     416, 448, 480, 512, 576, 640, 704, 768, 832, 896,
@@ -170,7 +183,7 @@ const uint64_t ms_class_magic[MS_NUM_CLASSES] = {0,
     7456541ull, 6710887ull, 6100806ull, 5592406ull,
     5162221ull, 4793491ull, 4473925ull, 4194305ull};
 /* class of size s <= 1024: ms_size_to_class8[(s + 7) >> 3] */
-const uint8_t ms_size_to_class8[1024 / 8 + 1] = {
+uint8_t ms_size_to_class8[1024 / 8 + 1] = {
     1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8,
     8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16,
     16, 17, 17, 17, 17, 18, 18, 18, 18, 19, 19, 19, 19, 20, 20, 20,
@@ -181,7 +194,7 @@ const uint8_t ms_size_to_class8[1024 / 8 + 1] = {
     30, 31, 31, 31, 31, 31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32,
     32};
 /* ms_size_to_class8[j] << MS_SIZE_TO_LIST_SHIFT */
-const uint16_t ms_size_to_list8[1024 / 8 + 1] = {
+uint16_t ms_size_to_list8[1024 / 8 + 1] = {
     64, 64, 64, 128, 128, 192, 192, 256, 256, 320, 320, 384, 384, 448, 448, 512,
     512, 576, 576, 640, 640, 704, 704, 768, 768, 832, 832, 896, 896, 960, 960, 1024,
     1024, 1088, 1088, 1088, 1088, 1152, 1152, 1152, 1152, 1216, 1216, 1216, 1216, 1280, 1280, 1280,

@@ -102,15 +102,26 @@ int main(void) {
     printf("extern const uint8_t ms_class_pages[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
-    printf("extern const uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE;\n");
+    /* the two tables of requests up to 1024 bytes are written once, before
+     * the first small block is handed out, in leak-check mode, which keeps
+     * each block's record in its last 8 bytes (ms_size_classes_tail):
+     * writable, in .data */
+    printf("#define MS_CLASS_TABLE_RW __attribute__((visibility(\"hidden\")))\n");
+    printf("extern uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE_RW;\n");
     printf("extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;\n");
     /* malloc's fast path indexes the thread's lists by byte offset: this
      * table gives it at once, with no shift (internal.h checks the shift
      * against sizeof(tclist_t)) */
     printf("#define MS_SIZE_TO_LIST_SHIFT 6\n");
-    printf("extern const uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE;\n\n");
+    printf("extern uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE_RW;\n");
+    /* what malloc_usable_size gives for a block of each class: the class's
+     * size, but in leak-check mode, where the record of a block of up to
+     * 1024 bytes takes its last 8 (ms_size_classes_tail) */
+    printf("extern uint32_t ms_class_usable[MS_NUM_CLASSES] MS_CLASS_TABLE_RW;\n\n");
     printf("#ifdef MS_CLASS_TABLES_HERE /* sizeclass.c */\n");
     printf("const uint32_t ms_class_size[MS_NUM_CLASSES] = {0");
+    for (unsigned i = 0; i < n; i++) printf("%s%u", i % 10 == 0 ? ",\n    " : ", ", sizes[i]);
+    printf("};\nuint32_t ms_class_usable[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 10 == 0 ? ",\n    " : ", ", sizes[i]);
     printf("};\nconst uint8_t ms_class_pages[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 16 == 0 ? ",\n    " : ", ", pages[i]);
@@ -121,14 +132,14 @@ int main(void) {
         printf("%s%lluull", i % 4 == 0 ? ",\n    " : ", ", (unsigned long long)((1ull << 40) / sizes[i] + 1));
     /* size -> class: by 8 bytes up to 1024, by 128 bytes up to MAX_SMALL */
     printf("};\n/* class of size s <= 1024: ms_size_to_class8[(s + 7) >> 3] */\n");
-    printf("const uint8_t ms_size_to_class8[1024 / 8 + 1] = {");
+    printf("uint8_t ms_size_to_class8[1024 / 8 + 1] = {");
     for (unsigned j = 0; j <= 1024 / 8; j++) {
         unsigned s = j * 8, c = 0;
         while (sizes[c] < s) c++;
         printf("%s%u", j == 0 ? "\n    " : j % 16 == 0 ? ",\n    " : ", ", c + 1);
     }
     printf("};\n/* ms_size_to_class8[j] << MS_SIZE_TO_LIST_SHIFT */\n");
-    printf("const uint16_t ms_size_to_list8[1024 / 8 + 1] = {");
+    printf("uint16_t ms_size_to_list8[1024 / 8 + 1] = {");
     for (unsigned j = 0; j <= 1024 / 8; j++) {
         unsigned s = j * 8, c = 0;
         while (sizes[c] < s) c++;

@@ -12,6 +12,27 @@
  * when the block's span holds a sampled block at all (span->mark), so an
  * unsampled free never gets here.
  *
+ * Records in the tail.  In leak-check mode (profile_rate=1), where every
+ * block is recorded, a block of a class of up to 1024 bytes keeps its
+ * record in its own last 8 bytes instead (internal.h, "Records in the
+ * blocks' tails": those classes are taken 8 bytes wider for each request,
+ * and malloc_usable_size and the profile's byte counts leave the 8 out).
+ * An array put the records of 16 neighbouring blocks on one line, which
+ * no access of the program's brought in and which two threads' mallocs
+ * and frees of neighbours passed back and forth: perf on bench/larson.c
+ * put most of the free hook's samples on its load, and a good part of the
+ * every hook's on its store.  A block's last line is its own, and malloc
+ * has just written it (sample_small clears the tail).  Every span of
+ * those classes is then a tail span, closed from its start, so the every
+ * hook's common case no longer looks the block's span up at all; the
+ * mode is taken only if no span of those classes is in use when the
+ * profiler sets its hooks (tail_before: so in a debug build, which loads
+ * libunwind first, it is not), else every record goes in arrays, as the
+ * larger classes' still do.  By hand, callgrind at profile_rate=1:
+ * instructions st_churn -5.7%, larson -5.2%, prodcons -3.9%; first-level
+ * data cache misses on st_churn -22% (cachegrind); CPU time st_churn -3
+ * to -4%, larson and prodcons within their noise on the shared machine.
+ *
  * Counts.  Each stack keeps raw counts (the samples themselves, what Go's
  * debug=1 text prints) and weighted ones: a sample of S bytes at rate R
  * stands for 1/(1-exp(-S/R)) allocations, the inverse of the chance that a
@@ -122,7 +143,8 @@ static inline uint64_t size_unpack(uint32_t v) {
  * Two kinds.  A counted array (sampled mode) goes with its last record, so
  * that a heap with a few hundred samples keeps a few hundred arrays; its
  * words change under its lock.  A sticky array (hung while profile_rate is
- * 1, leak-check mode, where every block of the span is recorded anyway)
+ * 1, leak-check mode, where every block of the span is recorded anyway,
+ * for a class above 1024 bytes, whose blocks keep no record in the tail)
  * stays until the span leaves use (on_span_done, called by the core),
  * and its words change with plain atomic stores, no lock: a block's word is
  * written by its malloc and cleared by its free, never by two threads at
@@ -527,6 +549,32 @@ static void srecs_free(stripe_t *st, srecs_t *r) {
 static inline uint32_t rec_word(const srecs_t *r, uint32_t i) { return __atomic_load_n(&r->id[i], __ATOMIC_RELAXED); }
 static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_store_n(&r->id[i], v, __ATOMIC_RELAXED); }
 
+/* Records in the tail (leak-check mode; internal.h, ms_span_tail): the
+ * last word of block a of `size` bytes, its stack id plus one, 0 if the
+ * block was not recorded (malloc clears it: sample_small).  A word read
+ * from a block the reader does not own (the leak checker's), or one a
+ * program overran, may hold anything: tail_id takes it only if it names a
+ * stack. */
+static inline uint64_t tail_get(uintptr_t a, uint64_t size) {
+    return __atomic_load_n((const uint64_t *)(a + size - MS_TAIL), __ATOMIC_RELAXED);
+}
+static inline void tail_set(uintptr_t a, uint64_t size, uint64_t v) {
+    __atomic_store_n((uint64_t *)(a + size - MS_TAIL), v, __ATOMIC_RELAXED);
+}
+static inline bool tail_id(uint64_t v, uint32_t *stack) {
+    if (v - 1 >= atomic_load_explicit(&nstacks, memory_order_acquire)) return false; /* 0: not recorded */
+    *stack = (uint32_t)(v - 1);
+    return true;
+}
+
+
+/* tail_put: rec_put of a record in the tail (s: a tail span), apart:
+ * rec_put_slow's code runs in sampled mode too */
+__attribute__((noinline)) static bool tail_put(uintptr_t a, span_t *s, uint32_t stack) {
+    ms_assert_internal(tail_get(a, s->size) == 0);
+    tail_set(a, s->size, (uint64_t)stack + 1);
+    return true;
+}
 
 /* rec_put: records block a (stack, size); false if memory for the record
  * is refused.  Takes a's array's lock (counted) or the large blocks' lock.
@@ -554,6 +602,7 @@ static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) 
         ms_unlock(&big_lock);
         return ok;
     }
+    if (ms_span_tail(s)) return tail_put(a, s, stack);
     /* a small block's record stays shallow (record) unless a new array
      * comes from the fixalloc (srecs_new): every sample of sampled mode
      * comes here, and called deep, each cleared 4 KiB of stack */
@@ -592,6 +641,17 @@ static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) 
     }
 }
 
+/* tail_take: rec_take of a record in the tail (s: a tail span), apart:
+ * rec_take's code runs in sampled mode too.  tail: a's last word as the
+ * caller read it, before the block went on a free list (free), or NULL:
+ * read here. */
+__attribute__((noinline)) static bool tail_take(uintptr_t a, span_t *s, uint32_t *stack, uint64_t *size,
+                                                const uint64_t *tail) {
+    if (!tail_id(tail ? *tail : tail_get(a, s->size), stack)) return false;
+    *size = s->size - MS_TAIL; /* the usable bytes, as counted */
+    return true;
+}
+
 /* rec_take: the record of block a, its stack and size, removed if `remove`;
  * false if none.  A large block starts a page: the map is asked first for
  * such an address, since after realloc moved a large block's pages its old
@@ -599,10 +659,13 @@ static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) 
  * (the leak checker) need not own the block: a sticky array read as its
  * span leaves use gives a stale word, which the caller's block was not.
  * hint: a's span in use, checked by the caller (free), or NULL: a small
- * one spares a second walk of the page map.
+ * one spares a second walk of the page map.  A record in the tail is read
+ * from the block (tail_take), and left in place when removed: no one reads
+ * a free block's, and its next malloc clears it.  big_take: the first
+ * step, the large blocks' map.
  * on_freed takes a word of a sticky array (a free in leak-check mode)
  * itself, inline. */
-static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint) {
+ms_inline bool big_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove) {
     if ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed)) {
         ms_lock(&big_lock);
         block_t *b = block_find(a);
@@ -613,8 +676,13 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, 
         ms_unlock(&big_lock);
         if (b) return true;
     }
+    return false;
+}
+static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, span_t *hint) {
+    if (big_take(a, stack, size, remove)) return true;
     span_t *s = hint && hint->cls ? hint : small_span(a);
     if (!s) return false;
+    if (ms_span_tail(s)) return tail_take(a, s, stack, size, NULL);
     uint32_t i = obj_of(s, a);
     srecs_t *k;
     if (remove && (k = span_sticky(s)) != NULL) { /* the caller's block: s stays in use */
@@ -1186,6 +1254,7 @@ static bool record(void *p, size_t size, uint32_t id) {
     span_t *s;
     hook_deep = false;
     if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size, &s)) return false;
+    if (s) size = ms_class_usable[s->cls]; /* counted: the usable bytes (a tail's record left out) */
     if (!batch_add((uintptr_t)p, id, size, true)) count_now((uintptr_t)p, id, size, true);
     ms_malloc_sampled_small(p, s); /* s: a small span or NULL (rec_put) */
     return !hook_deep;
@@ -1285,6 +1354,7 @@ MS_TEXT __attribute__((noinline)) static int every_full_in(tcache_t *tc, size_t 
     } else if (!rec_put_slow(a, id, size, s)) {
         return MS_HOOK_TO_DEEP;
     }
+    size = ms_class_usable[s->cls]; /* counted: the usable bytes (a tail's record left out) */
     int r = batch_try(a, id, size, true);
     if (ms_unlikely(r == 0) && !batch_add_slow(a, id, size, true)) count_now(a, id, size, true);
     /* the block's page closed (ms_malloc_sampled_small), tested inline */
@@ -1351,17 +1421,33 @@ MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
     if (ms_unlikely(id == UINT32_MAX || !lockfree || b == NULL || b == BATCH_NONE))
         return every_full(tc, size, id);
     uintptr_t a = (uintptr_t)tc->hook_block;
-    const uint64_t *check;
-    span_t *s = ms_pagemap_block_span((void *)a, &check);
-    srecs_t *k = span_sticky(s);
-    /* the page's check, closed now, stays so while a block of the span
-     * is out (ms_malloc_sampled's test, made before the record) */
-    if (ms_unlikely(k == NULL || ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check)))
-        return every_full(tc, size, id);
-    if (ms_unlikely(!batch_enter(b))) return every_full(tc, size, id);
-    uint32_t i = obj_of(s, a);
-    ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
-    rec_word_set(k, i, id + 1);
+    if (ms_likely(ms_tail_recs && size <= MS_TAIL_MAX_SIZE)) {
+        /* a tail span (ms_span_tail: every span of such a class in this
+         * mode), closed from its start (internal.h): the block's span is
+         * not looked at */
+#if MEMSCOPE_DEBUG
+        const uint64_t *check;
+        span_t *s = ms_pagemap_block_span((void *)a, &check);
+        ms_assert_internal(ms_span_tail(s) && ms_span_mark(s) == MS_MARK_ALL && ms_span_check_word_closed(s, check));
+#endif
+        if (ms_unlikely(!batch_enter(b))) return every_full(tc, size, id);
+        ms_assert_internal(tail_get(a, size) == 0);
+        tail_set(a, size, (uint64_t)id + 1);
+        size -= MS_TAIL; /* what is counted: the usable bytes (malloc_usable_size) */
+    } else {
+        /* a sticky array's word; the page's check, closed now, stays so
+         * while a block of the span is out (ms_malloc_sampled's test,
+         * made before the record) */
+        const uint64_t *check;
+        span_t *s = ms_pagemap_block_span((void *)a, &check);
+        srecs_t *k = span_sticky(s);
+        if (ms_unlikely(k == NULL || ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check)))
+            return every_full(tc, size, id);
+        if (ms_unlikely(!batch_enter(b))) return every_full(tc, size, id);
+        uint32_t i = obj_of(s, a);
+        ms_assert_internal(i < k->nobj && rec_word(k, i) == 0);
+        rec_word_set(k, i, id + 1);
+    }
     if (ms_unlikely(append(b, a, id, size, true))) return every_drain(b, tc);
     batch_leave(b);
     /* no call since the block was read: it is in no frame (MS_HOOK_TO_LEAF) */
@@ -1385,13 +1471,32 @@ __attribute__((noinline)) static bool on_freed_slow(void *p, span_t *s) {
     return true;
 }
 
+/* freed_tail: on_freed of a block of a tail span, apart (on_freed runs in
+ * sampled mode too): the large blocks' map first for an address that
+ * starts a page, as rec_take does */
+__attribute__((noinline)) static bool freed_tail(void *p, span_t *s) {
+    uintptr_t a = (uintptr_t)p;
+    if (ms_unlikely((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed) != 0))
+        return on_freed_slow(p, s);
+    uint32_t id;
+    if (!tail_id(tail_get(a, s->size), &id)) return false;
+    uint64_t size = s->size - MS_TAIL; /* the usable bytes, as counted */
+    if (ms_likely(batch_try(a, id, size, false))) return true;
+    return count_free_slow(a, id, size);
+}
+
 /* on_freed (the freed hook).  Leak-check mode's every free, a word of a
  * sticky array, is taken here inline (what rec_take would do for it:
  * the large blocks' map first for an address that starts a page), with
- * no record's fields passed back through memory. */
+ * no record's fields passed back through memory.  A record in the tail
+ * (the block is not on a list yet: its tail is as its malloc left it) is
+ * freed_tail's: the common free of a pure consumer thread in leak-check
+ * mode (bench/prodcons.c), kept out of this hook's code, which sampled
+ * mode runs. */
 static bool on_freed(void *p, span_t *s) {
     uintptr_t a = (uintptr_t)p;
     srecs_t *k;
+    if (s != NULL && ms_span_tail(s)) return freed_tail(p, s);
     if (ms_likely(s != NULL && s->cls && (k = span_sticky(s)) != NULL &&
                   ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
         uint32_t i = obj_of(s, a), v = rec_word(k, i);
@@ -1404,12 +1509,17 @@ static bool on_freed(void *p, span_t *s) {
 }
 
 /* freed_every_rest: on_freed_every's every case but the common one (a
- * record in a sticky array, counted into the thread's batch with no lock):
- * what on_freed does, then the hook's end */
-__attribute__((noinline)) static void freed_every_rest(void *p, span_t *s) {
+ * record in the tail or in a sticky array, counted into the thread's batch
+ * with no lock): what on_freed does, then the hook's end.  A tail is
+ * taken from the core's read (tail), p's own may hold the cookie now. */
+__attribute__((noinline)) static void freed_every_rest(void *p, span_t *s, uint64_t tail) {
     uintptr_t a = (uintptr_t)p;
     srecs_t *k = span_sticky(s);
-    if (ms_likely(k != NULL && ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
+    uint32_t id;
+    uint64_t size;
+    if (ms_span_tail(s)) {
+        if (big_take(a, &id, &size, true) || tail_take(a, s, &id, &size, &tail)) count_free_slow(a, id, size);
+    } else if (ms_likely(k != NULL && ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
         uint32_t i = obj_of(s, a), v = rec_word(k, i);
         if (ms_likely(v != 0)) {
             rec_word_set(k, i, 0);
@@ -1445,32 +1555,76 @@ __attribute__((noinline)) static void freed_every_drain(batch_t *b) {
  * drain and the slow paths called from it, and append's other cases
  * inline, it saved and restored two registers and moved its stack pointer
  * on every free: 71 instructions a free, 56 so (st_churn, callgrind). */
-static void on_freed_every(void *p, span_t *s, uint32_t i) {
+/* freed_every_sticky: on_freed_every for a span whose records are in a
+ * sticky array (i: p's number in s), apart so that each has no frame */
+__attribute__((noinline)) static void freed_every_sticky(void *p, span_t *s, uint32_t i, uint64_t tail) {
     uintptr_t a = (uintptr_t)p;
     srecs_t *k = span_sticky(s);
     batch_t *b = my_batch;
     if (ms_unlikely(k == NULL ||
                     ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed) != 0) ||
                     !lockfree || b == NULL || b == BATCH_NONE)) {
-        freed_every_rest(p, s);
+        freed_every_rest(p, s, tail);
         return;
     }
     ms_assert_internal(i == obj_of(s, a));
     uint32_t v = rec_word(k, i);
     unsigned slot = (v - 1) % BATCH_STACKS;
     if (ms_unlikely(!batch_enter(b))) {
-        freed_every_rest(p, s);
+        freed_every_rest(p, s, tail);
         return;
     }
     if (ms_unlikely(v == 0 || b->at_peak || b->sid[slot] != v)) {
         batch_leave(b);
-        freed_every_rest(p, s);
+        freed_every_rest(p, s, tail);
         return;
     }
     rec_word_set(k, i, 0);
     /* append's case of a stack summed already, for a free */
     bsum_t *m = &b->sum[slot];
     uint64_t size = s->size;
+    m->fobjs++, m->fbytes += size;
+    int64_t d = b->delta - (int64_t)size;
+    b->delta = d;
+    if (ms_unlikely(over_batch(d))) {
+        freed_every_drain(b);
+        return;
+    }
+    batch_leave(b);
+    ms_freed_every_end();
+}
+
+/* on_freed_every: the common case first, a record in the tail (the word
+ * the core read, tail); a span with a sticky array is
+ * freed_every_sticky's.  The tail is taken as it is: one that names no
+ * stack matches none summed in the batch, and goes to freed_every_rest,
+ * which checks it. */
+static void on_freed_every(void *p, span_t *s, uint32_t i, uint64_t tail) {
+    uintptr_t a = (uintptr_t)p;
+    batch_t *b = my_batch;
+    if (ms_unlikely(!ms_span_tail(s))) {
+        freed_every_sticky(p, s, i, tail);
+        return;
+    }
+    if (ms_unlikely(((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed) != 0) ||
+                    !lockfree || b == NULL || b == BATCH_NONE)) {
+        freed_every_rest(p, s, tail);
+        return;
+    }
+    unsigned slot = (uint32_t)(tail - 1) % BATCH_STACKS;
+    if (ms_unlikely(!batch_enter(b))) {
+        freed_every_rest(p, s, tail);
+        return;
+    }
+    if (ms_unlikely(tail == 0 || b->at_peak || b->sid[slot] != tail)) {
+        batch_leave(b);
+        freed_every_rest(p, s, tail);
+        return;
+    }
+    /* append's case of a stack summed already, for a free of the usable
+     * bytes (what the malloc counted) */
+    bsum_t *m = &b->sum[slot];
+    uint64_t size = s->size - MS_TAIL;
     m->fobjs++, m->fbytes += size;
     int64_t d = b->delta - (int64_t)size;
     b->delta = d;
@@ -1584,6 +1738,17 @@ void ms_prof_fork_child(void) {
     ms_stack_fork_child();
 }
 
+/* tail_before: a small span of a class that has tails, in use when
+ * leak-check mode begins: its blocks taken so far (by the thread that
+ * initializes memscope, while it does: a debug build's libunwind) have
+ * the program's bytes where a tail would be, so the mode keeps every
+ * record in arrays, as it did before records went into the tails (*none
+ * false).  A release build in the programs met so far has none: memscope
+ * initializes at the first malloc. */
+static void tail_before(const span_t *s, void *none) {
+    if (s->cls != 0 && s->cls <= MS_TAIL_MAX_CLASS) *(bool *)none = false;
+}
+
 void ms_prof_init(void) {
     int64_t rate = ms_opt.profile_rate;
     if (rate <= 0 || enabled) return;
@@ -1600,6 +1765,19 @@ void ms_prof_init(void) {
      * in sampled mode */
     lockfree = exact && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
                heavy_barrier();
+    /* leak-check mode: records in the tails from now on, the hooks being
+     * there for the frees of the spans that enter use marked all recorded
+     * (ms_pagemap_check_open), and what was allocated above in view
+     * (ms_stack_init: a debug build loads libunwind, whose blocks then
+     * keep the mode off) */
+    if (exact) {
+        bool none = true;
+        ms_heap_for_each_inuse(tail_before, &none);
+        if (none) {
+            ms_size_classes_tail();
+            ms_tail_recs = true;
+        }
+    }
     ms_prof_hooks = (prof_hooks_t){.stack = on_stack, .sampled = record, .freed = on_freed, .moved = on_moved,
                                     .span_done = on_span_done, .every = exact ? on_every : NULL,
                                     .freed_every = exact ? on_freed_every : NULL};
