@@ -118,11 +118,19 @@ sort -u -o "$tmp/ran" "$tmp/ran"
 # a second window of text, and the first look at MEMSCOPE for the log's path (log_first,
 # split from the parser, which is left out above, and like it run once):
 # the hot text was 0.6 KiB past its window with both, 3 bytes with
-# log_first alone before the thread caches' budget above 64 KiB.
+# log_first alone before the thread caches' budget above 64 KiB.  And,
+# since leak-check mode's records in the blocks' tails and the sampled
+# sync of changed pages only (2026-11-28: 0.4 KiB past the window), the
+# scavenger's read of a /proc file (read_small_fd) and of its own CPU time
+# around a collapse (thread_cpu_us), which none of the eleven runs reached
+# this time, the unwinder's checked read of a word outside the range a
+# walk has proven (read_checked, cold), and the check that a range is
+# readable (ms_os_pages_readable), one run of the eleven.
 printf '%s\n' on_moved ms_options_parse ms_os_collapse ms_heap_huge_done ms_pagemap_set_huge \
     all_resident_own ms_os_open_proc_mm ms_central_give_idle ms_heap_try_resize \
     ms_heap_scavenge ms_heap_huge_candidates ms_vsnprintf ms_snprintf put_padded utoa \
-    ms_os_thread_switches ms_os_thread_syscall ms_tcache_free_mid mid_room log_first |
+    ms_os_thread_switches ms_os_thread_syscall ms_tcache_free_mid mid_room log_first \
+    read_small_fd thread_cpu_us read_checked ms_os_pages_readable |
     sort >"$tmp/left" # sorted, for comm
 comm -12 "$tmp/ran" "$tmp/defined" | comm -23 - "$tmp/mstext" | comm -23 - "$tmp/left" |
     join -a1 -e0 -o 0,2.2 - "$tmp/runs" | sort -k2,2nr -k1,1 | cut -d' ' -f1 >"$tmp/hot"
