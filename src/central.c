@@ -144,67 +144,56 @@ static span_t *new_span(uint8_t cls) {
  * so it is written for the instruction count: an object's two words
  * {next, cookie} are {q + size, q + key}, both linear in q, so one vector
  * of the two steps by size from object to object and each object costs a
- * 16-byte store and a vector add (four a turn, addressed from one base).
- * 2.8 instructions an object, where the scalar loop with the cookie as
- * q xor key took 6 (callgrind on small_nodes, by hand).  Not inlined: in
+ * 16-byte store and a vector add (eight a turn, addressed from one base).
+ * 2.6 instructions an object, where four a turn took 3.5 (the compiler
+ * stepped a pointer from store to store) and the scalar loop with the
+ * cookie as q xor key 6 (callgrind on small_nodes, by hand).  Not inlined: in
  * ms_central_take its registers cost every take a spill, the takes of a
  * whole batch from a slot (most of prodcons's) included. */
 __attribute__((noinline)) static void *link_run(uintptr_t first, uint32_t m, size_t size, void *chain) {
     /* the key read once: ms_free_cookie's, which the compiler would load
      * again after every store (they may alias it) */
     uintptr_t key = ms_cookie_key, q = first, last = first + (uintptr_t)(m - 1) * size;
-    uint32_t turns = m / 4;
+    uint32_t turns = m / 8;
 #if defined(__SSE2__)
     if (turns) {
         __m128i v = _mm_set_epi64x((long long)(q + key), (long long)(q + size)); /* {next, cookie} */
         const __m128i step = _mm_set1_epi64x((long long)size);
-        uintptr_t s3 = 3 * size;
+        /* each object stored at q plus a multiple of size that an
+         * addressing mode forms (q + s, q + s * 2, q + s3, ...): the
+         * barriers keep q and the multiples in registers */
+        uintptr_t s = size, s3 = 3 * size, s5 = 5 * size, s7 = 7 * size, s8 = 8 * size;
+        __asm__("" : "+r"(s), "+r"(s3), "+r"(s5), "+r"(s7));
         do {
+            __asm__("" : "+r"(q));
             _mm_storeu_si128((__m128i *)q, v);
             v = _mm_add_epi64(v, step);
-            _mm_storeu_si128((__m128i *)(q + size), v);
+            _mm_storeu_si128((__m128i *)(q + s), v);
             v = _mm_add_epi64(v, step);
-            _mm_storeu_si128((__m128i *)(q + 2 * size), v);
+            _mm_storeu_si128((__m128i *)(q + s * 2), v);
             v = _mm_add_epi64(v, step);
             _mm_storeu_si128((__m128i *)(q + s3), v);
             v = _mm_add_epi64(v, step);
-            q += 4 * size;
+            _mm_storeu_si128((__m128i *)(q + s * 4), v);
+            v = _mm_add_epi64(v, step);
+            _mm_storeu_si128((__m128i *)(q + s5), v);
+            v = _mm_add_epi64(v, step);
+            _mm_storeu_si128((__m128i *)(q + s3 * 2), v);
+            v = _mm_add_epi64(v, step);
+            _mm_storeu_si128((__m128i *)(q + s7), v);
+            v = _mm_add_epi64(v, step);
+            q += s8;
         } while (--turns);
     }
 #else
     for (; turns; turns--) {
-        uintptr_t a = q + size, b = a + size, c = b + size, d = c + size;
-        ((uintptr_t *)q)[0] = a, ((uintptr_t *)q)[1] = q + key;
-        ((uintptr_t *)a)[0] = b, ((uintptr_t *)a)[1] = a + key;
-        ((uintptr_t *)b)[0] = c, ((uintptr_t *)b)[1] = b + key;
-        ((uintptr_t *)c)[0] = d, ((uintptr_t *)c)[1] = c + key;
-        q = d;
+        for (int i = 0; i < 8; i++, q += size) ((uintptr_t *)q)[0] = q + size, ((uintptr_t *)q)[1] = q + key;
     }
 #endif
     /* the last turn's link of the last object is overwritten below */
     for (; q <= last; q += size) ((uintptr_t *)q)[0] = q + size, ((uintptr_t *)q)[1] = q + key;
     ((void **)last)[0] = chain;
     return (void *)first;
-}
-
-/* take_spare_locked: ms_central_take's second chain (a list's spare,
- * tcache.c "Batches"), of exactly m objects, if the class has nothing
- * freed to reuse (no chain in a slot, one span listed, nothing on its free
- * list) and that span has them in its never-used tail (class ct locked):
- * the part of a span that the take for the list left, handed out under
- * the same hold of the lock.  NULL if not: fresh memory does not go
- * ahead of freed objects. */
-static void *take_spare_locked(central_t *ct, uint32_t m, size_t size) {
-    span_t *s = ct->nonempty.next;
-    if (ct->nslots || s == &ct->nonempty || s->next != &ct->nonempty || s->freelist) return NULL;
-    uintptr_t first = s->start + s->used;
-    if (first >= s->limit || (s->limit - first) / size < m) return NULL;
-    void *chain = link_run(first, m, size, NULL);
-    s->used += m * (uint32_t)size;
-    ms_span_check_grow(s, (uint32_t)(first - s->start));
-    s->allocated += m;
-    if (s->start + s->used >= s->limit) ne_remove(s);
-    return chain;
 }
 
 /* take_spans_locked: ms_central_take's objects from the spans, class ct
@@ -243,12 +232,33 @@ __attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8
              * prefetcher follows; linked the other way, bench/run.sh's
              * small-nodes took 0.94 s instead of 0.61 s) */
             uintptr_t first = s->start + s->used;
-            uint32_t m = (uint32_t)((s->limit - first) / size);
-            if (m > want - n) m = want - n;
-            chain = link_run(first, m, size, chain);
-            s->used += m * (uint32_t)size;
+            uint32_t m = (uint32_t)((s->limit - first) / size), k = want - n;
+            /* a list's spare (tcache.c, "Batches"), a whole list of
+             * objects, comes from this tail too, run on from the list's
+             * part, if nothing freed waits in the class (no slot, this
+             * span the only one listed and its free list drained) and
+             * the tail holds both: these are the pages the next refill
+             * would take.  Linked as one run and cut after the list's
+             * part: two runs cost a second call and a second raise of
+             * free's check on the same page (110 instructions a refill,
+             * small_nodes).  None if not: fresh memory does not go ahead
+             * of freed objects. */
+            if (spare && m >= k + want && !ct->nslots && s->next == &ct->nonempty) {
+                link_run(first, k + want, size, NULL);
+                ((void **)(first + (uintptr_t)(k - 1) * size))[0] = chain;
+                chain = (void *)first;
+                *spare = (void *)(first + (uintptr_t)k * size);
+                spare = NULL; /* taken */
+                s->used += (k + want) * (uint32_t)size;
+                s->allocated += k + want;
+                m = k;
+            } else {
+                if (m > k) m = k;
+                chain = link_run(first, m, size, chain);
+                s->used += m * (uint32_t)size;
+                s->allocated += m;
+            }
             ms_span_check_grow(s, (uint32_t)(first - s->start)); /* before any of them leaves the lock */
-            s->allocated += m;
             n += m;
         }
         if (!s->freelist && s->start + s->used >= s->limit) {
@@ -263,7 +273,6 @@ __attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8
             if (n >= batch) break;
         }
     }
-    if (spare && n == want) *spare = take_spare_locked(ct, want, size);
     ms_unlock(LOCK(ct));
     *head = chain;
     return n;
@@ -297,6 +306,38 @@ uint32_t ms_central_next_chain(uint8_t cls) {
     return n ? __atomic_load_n(&SLOT_N(ct)[n - 1], __ATOMIC_RELAXED) : 0;
 }
 
+/* stride_up: from c, the last object up to end (at least eight objects
+ * of `size` past c) that c reaches by links that each step up by size;
+ * stride_run's common case, apart so that its registers are its own
+ * (inlined in return_to_spans_locked, the loop spilled the multiples of
+ * size and stepped seven pointers a turn).  Eight links a turn, each
+ * compared with the address after it, both formed by addressing modes
+ * from c and the multiples kept in registers (the barriers: else the
+ * compiler steps a pointer per object): a lea, a compare with memory and
+ * a branch an object, 3.7 instructions with the turn's own and the
+ * call's, where four a turn inlined took 4.5 (callgrind on small_nodes,
+ * by hand).  A turn that finds a
+ * link out of step leaves it to stride_run's loop, from its first
+ * object; fewer than eight left at the end take one more turn over
+ * objects partly checked already. */
+__attribute__((noinline)) static uintptr_t stride_up(uintptr_t c, uintptr_t end, uintptr_t size) {
+    uintptr_t last8 = end - 8 * size; /* a turn from c checks c's link up to c + 8 * size's */
+    uintptr_t s = size, s3 = 3 * size, s5 = 5 * size, s7 = 7 * size;
+    __asm__("" : "+r"(s), "+r"(s3), "+r"(s5), "+r"(s7));
+    for (;;) {
+        __asm__("" : "+r"(c));
+        if (*(const uintptr_t *)c != c + s || *(const uintptr_t *)(c + s) != c + s * 2 ||
+            *(const uintptr_t *)(c + s * 2) != c + s3 || *(const uintptr_t *)(c + s3) != c + s * 4 ||
+            *(const uintptr_t *)(c + s * 4) != c + s5 || *(const uintptr_t *)(c + s5) != c + s3 * 2 ||
+            *(const uintptr_t *)(c + s3 * 2) != c + s7 || *(const uintptr_t *)(c + s7) != c + s * 8)
+            return c;
+        c += s * 8;
+        if (c <= last8) continue;
+        if (c == end) return c;
+        c = last8;
+    }
+}
+
 /* stride_run: the run of return_to_spans_locked that starts at `first`
  * in span s, whose link p is first's neighbour in memory (first + size or
  * first - size), goes on while each object links to the next neighbour the
@@ -307,9 +348,10 @@ uint32_t ms_central_next_chain(uint8_t cls) {
  * each chain ascends) is such a run, and the walk by links is a chain of
  * dependent loads, one L1 latency an object: here each object's address is
  * known before its link is read, so the loads are independent and only
- * compared.  bench/small_nodes.c's frees of 10M nodes: 27.4 -> 20.6 ms of
- * CPU (medians of 9 runs, profiler off; mimalloc 17.2), for 0.8
- * instructions an object more (callgrind); chains in no order (st_churn,
+ * compared (stride_up, eight a turn, when it ascends).
+ * bench/small_nodes.c's frees of 10M nodes: 27.4 -> 20.6 ms of CPU
+ * (medians of 9 runs, profiler off; mimalloc 17.2), for 0.8 instructions
+ * an object more (callgrind); chains in no order (st_churn,
  * mixed_realloc) pay a compare or two a run, within 0.1% of their
  * instructions (by hand). */
 static void *stride_run(const span_t *s, size_t size, uintptr_t first, uintptr_t p, void **last, uint32_t *left) {
@@ -324,21 +366,8 @@ static void *stride_run(const span_t *s, size_t size, uintptr_t first, uintptr_t
     /* p joins; then p + d, ..., up to end, each while its predecessor's
      * link is it */
     uintptr_t c = p, end = p + (uintptr_t)(k - 1) * d;
-    if (d == size && end - p >= 4 * size) {
-        /* four links a turn, each load's address known ahead: an add, a
-         * compare with memory and a branch an object */
-        uintptr_t last4 = end - 4 * size; /* a turn from c checks c's link up to c + 4 * size's */
-        do {
-            uintptr_t a = c + size, b = a + size, e = b + size, f = e + size;
-            if (((uintptr_t *)c)[0] != a) goto stop;
-            if (((uintptr_t *)a)[0] != b) { c = a; goto stop; }
-            if (((uintptr_t *)b)[0] != e) { c = b; goto stop; }
-            if (((uintptr_t *)e)[0] != f) { c = e; goto stop; }
-            c = f;
-        } while (c <= last4);
-    }
+    if (d == size && end - p >= 8 * size) c = stride_up(c, end, size);
     while (c != end && ((uintptr_t *)c)[0] == c + d) c += d;
-stop:;
     uint32_t joined = (uint32_t)(((unsigned __int128)(d == size ? c - first : first - c) * s->div) >> 64);
     *left -= joined;
     *last = (void *)c;
@@ -349,8 +378,14 @@ stop:;
  * (all of it if n is UINT32_MAX: it ends in NULL) back into their spans, and
  * leaves the rest of the chain in *head; returns the spans that became empty
  * (linked through next, after `empty`) for the caller to hand to the page
- * heap once the lock is dropped. */
-static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, uint32_t n, span_t *empty) {
+ * heap once the lock is dropped.  hint: the objects the chain holds as its
+ * giver counted them (UINT32_MAX: not known), which only bounds how far a
+ * stride run looks (stride_run): a chain of neighbours then ends its run
+ * at its last object, in an unrolled turn, not on the NULL link after it,
+ * in the loop that finishes a turn one object at a time.  A count that is
+ * wrong costs a run cut short, never an object: the walk goes on by the
+ * links. */
+static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, uint32_t n, uint32_t hint, span_t *empty) {
     void *p = *head;
     while (n && p) {
         /* neighbours in a batch usually share a span: the run of them that
@@ -364,8 +399,11 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, u
          * stands for all: the chain's NULL ends the run first) */
         uint32_t left = n - 1;
         size_t size = s->size;
-        if (((uintptr_t)p == (uintptr_t)first + size || (uintptr_t)p == (uintptr_t)first - size) && left > 0)
-            p = stride_run(s, size, (uintptr_t)first, (uintptr_t)p, &last, &left);
+        if (((uintptr_t)p == (uintptr_t)first + size || (uintptr_t)p == (uintptr_t)first - size) && left > 0) {
+            uint32_t most = left < hint - 1 ? left : hint - 1, was = most; /* hint 0: no bound */
+            p = stride_run(s, size, (uintptr_t)first, (uintptr_t)p, &last, &most);
+            left -= was - most;
+        }
         uintptr_t neg = -start; /* p + neg < bytes: p lies in s (NULL wraps to far above) */
         __asm__("" : "+r"(neg)); /* kept as an add (one lea), not folded into p - start (a copy and a sub) */
         /* (a chain that steps through memory has been taken above, by
@@ -398,6 +436,7 @@ static span_t *return_to_spans_locked(central_t *ct, uint8_t cls, void **head, u
     run_end:;
         uint32_t k = n - left;
         n = left;
+        hint = hint > k ? hint - k : 0;
         *(void **)last = s->freelist;
         s->freelist = first;
         ms_assert_internal(s->allocated >= k);
@@ -448,7 +487,7 @@ void ms_central_give(uint8_t cls, void *head, uint32_t n) {
         if (first && ms_central_on_park) ms_central_on_park();
         return;
     }
-    span_t *empty = return_to_spans_locked(ct, cls, &head, UINT32_MAX, NULL);
+    span_t *empty = return_to_spans_locked(ct, cls, &head, UINT32_MAX, n, NULL);
     ms_unlock(LOCK(ct));
     free_empty(empty, 0);
 }
@@ -456,7 +495,7 @@ void ms_central_give(uint8_t cls, void *head, uint32_t n) {
 void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
     central_t *ct = &central[cls];
     ms_lock(LOCK(ct));
-    span_t *empty = return_to_spans_locked(ct, cls, &head, UINT32_MAX, NULL);
+    span_t *empty = return_to_spans_locked(ct, cls, &head, UINT32_MAX, UINT32_MAX, NULL);
     ms_unlock(LOCK(ct));
     free_empty(empty, idle_since_ms);
 }
@@ -465,7 +504,10 @@ void ms_central_give_idle(uint8_t cls, void *head, uint64_t idle_since_ms) {
  * kept empty span is let go; returns the spans that became empty. */
 static span_t *flush_class_locked(central_t *ct, uint8_t cls) {
     span_t *empty = NULL;
-    while (ct->nslots > 0) empty = return_to_spans_locked(ct, cls, &SLOTS(ct)[--ct->nslots], UINT32_MAX, empty);
+    while (ct->nslots > 0) {
+        uint32_t i = --ct->nslots;
+        empty = return_to_spans_locked(ct, cls, &SLOTS(ct)[i], UINT32_MAX, SLOT_N(ct)[i], empty);
+    }
     ct->slot_objs = 0;
     span_t *last = ct->nonempty.next; /* the one empty span give() keeps */
     if (last && last != &ct->nonempty && last->allocated == 0) {

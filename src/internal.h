@@ -605,8 +605,8 @@ void ms_heap_fork_child(void);
  * the count (0 only when the OS refuses memory) and the chain in *head.
  * spare (NULL: not asked for, else set to NULL first by the caller): a
  * take of all `want` from the spans may add a second chain of exactly
- * `want` from the same span's never-used tail (central.c:
- * take_spare_locked). */
+ * `want` from the never-used tail its last objects came from (central.c:
+ * take_spans_locked). */
 uint32_t ms_central_take(uint8_t cls, uint32_t want, uint32_t room, void **head, void **spare);
 /* ms_central_next_chain: the length of the chain the next take from a
  * slot would hand out, 0 if none; read without the lock, a hint */

@@ -659,7 +659,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
      * 32 bytes: 128 objects in 4 KiB) also asks for its spare from the
      * span the take came from, when nothing freed waits in the class and
      * that span's fresh tail still holds a list's worth (central.c:
-     * take_spare_locked): a stream of mallocs then finds every other
+     * take_spans_locked): a stream of mallocs then finds every other
      * empty list refilled by the spare (alloc_list_empty, a few dozen
      * instructions), not by a refill (some 450 besides its objects: the
      * slow paths, the central lock, free's check raised on the pages;
