@@ -1555,21 +1555,25 @@ __attribute__((noinline)) static void freed_every_drain(batch_t *b) {
  * drain and the slow paths called from it, and append's other cases
  * inline, it saved and restored two registers and moved its stack pointer
  * on every free: 71 instructions a free, 56 so (st_churn, callgrind). */
-/* freed_every_sticky: on_freed_every for a span whose records are in a
- * sticky array (i: p's number in s), apart so that each has no frame */
-__attribute__((noinline)) static void freed_every_sticky(void *p, span_t *s, uint32_t i, uint64_t tail) {
-    uintptr_t a = (uintptr_t)p;
-    srecs_t *k = span_sticky(s);
-    batch_t *b = my_batch;
-    if (ms_unlikely(k == NULL ||
-                    ((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed) != 0) ||
-                    !lockfree || b == NULL || b == BATCH_NONE)) {
-        freed_every_rest(p, s, tail);
-        return;
-    }
-    ms_assert_internal(i == obj_of(s, a));
-    uint32_t v = rec_word(k, i);
-    unsigned slot = (v - 1) % BATCH_STACKS;
+/* freed_plain: the common case of both free hooks: no large block may
+ * start at a (a page-aligned address is asked of the block map while there
+ * are any), and the thread's batch takes a free without a lock */
+ms_inline bool freed_plain(uintptr_t a, const batch_t *b) {
+    return !(((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed) != 0) ||
+             !lockfree || b == NULL || b == BATCH_NONE);
+}
+
+/* freed_summed: a free of block p, whose record names stack v - 1, of
+ * its class's bytes less `less` (what the malloc counted), counted as
+ * append counts a stack summed in the batch already; anything else goes
+ * to freed_every_rest (tail: the core's read of p's last word, passed
+ * on).  k: the sticky array whose word i is the
+ * record, cleared once the free is counted; NULL for a record in the
+ * tail, which the block's next malloc writes over.  Inline in both hooks,
+ * so that neither has a frame. */
+ms_inline void freed_summed(batch_t *b, void *p, span_t *s, uint64_t tail, uint64_t v, uint32_t less,
+                            srecs_t *k, uint32_t i) {
+    unsigned slot = (uint32_t)(v - 1) % BATCH_STACKS;
     if (ms_unlikely(!batch_enter(b))) {
         freed_every_rest(p, s, tail);
         return;
@@ -1579,10 +1583,9 @@ __attribute__((noinline)) static void freed_every_sticky(void *p, span_t *s, uin
         freed_every_rest(p, s, tail);
         return;
     }
-    rec_word_set(k, i, 0);
-    /* append's case of a stack summed already, for a free */
+    if (k) rec_word_set(k, i, 0);
     bsum_t *m = &b->sum[slot];
-    uint64_t size = s->size;
+    uint64_t size = s->size - less;
     m->fobjs++, m->fbytes += size;
     int64_t d = b->delta - (int64_t)size;
     b->delta = d;
@@ -1594,46 +1597,36 @@ __attribute__((noinline)) static void freed_every_sticky(void *p, span_t *s, uin
     ms_freed_every_end();
 }
 
+/* freed_every_sticky: on_freed_every for a span whose records are in a
+ * sticky array (i: p's number in s), apart so that each has no frame */
+__attribute__((noinline)) static void freed_every_sticky(void *p, span_t *s, uint32_t i, uint64_t tail) {
+    srecs_t *k = span_sticky(s);
+    batch_t *b = my_batch;
+    if (ms_unlikely(k == NULL || !freed_plain((uintptr_t)p, b))) {
+        freed_every_rest(p, s, tail);
+        return;
+    }
+    ms_assert_internal(i == obj_of(s, (uintptr_t)p));
+    freed_summed(b, p, s, tail, rec_word(k, i), 0, k, i);
+}
+
 /* on_freed_every: the common case first, a record in the tail (the word
  * the core read, tail); a span with a sticky array is
  * freed_every_sticky's.  The tail is taken as it is: one that names no
  * stack matches none summed in the batch, and goes to freed_every_rest,
  * which checks it. */
 static void on_freed_every(void *p, span_t *s, uint32_t i, uint64_t tail) {
-    uintptr_t a = (uintptr_t)p;
     batch_t *b = my_batch;
     if (ms_unlikely(!ms_span_tail(s))) {
         freed_every_sticky(p, s, i, tail);
         return;
     }
-    if (ms_unlikely(((a & MS_PAGE_MASK) == 0 && atomic_load_explicit(&nblocks, memory_order_relaxed) != 0) ||
-                    !lockfree || b == NULL || b == BATCH_NONE)) {
+    if (ms_unlikely(!freed_plain((uintptr_t)p, b))) {
         freed_every_rest(p, s, tail);
         return;
     }
-    unsigned slot = (uint32_t)(tail - 1) % BATCH_STACKS;
-    if (ms_unlikely(!batch_enter(b))) {
-        freed_every_rest(p, s, tail);
-        return;
-    }
-    if (ms_unlikely(tail == 0 || b->at_peak || b->sid[slot] != tail)) {
-        batch_leave(b);
-        freed_every_rest(p, s, tail);
-        return;
-    }
-    /* append's case of a stack summed already, for a free of the usable
-     * bytes (what the malloc counted) */
-    bsum_t *m = &b->sum[slot];
-    uint64_t size = s->size - MS_TAIL;
-    m->fobjs++, m->fbytes += size;
-    int64_t d = b->delta - (int64_t)size;
-    b->delta = d;
-    if (ms_unlikely(over_batch(d))) {
-        freed_every_drain(b);
-        return;
-    }
-    batch_leave(b);
-    ms_freed_every_end();
+    /* the usable bytes: what the malloc counted */
+    freed_summed(b, p, s, tail, tail, MS_TAIL, NULL, 0);
 }
 
 static void on_moved(void *p, void *q, size_t size) {
