@@ -172,7 +172,9 @@ ms_inline uint64_t ms_span_mark_fast(uint8_t cls) { return (uint64_t)cls << MS_T
 #define MS_TAIL_MAX_CLASS 32
 #define MS_TAIL_MAX_SIZE 1024 /* ms_class_size[MS_TAIL_MAX_CLASS] (sizeclass.c checks) */
 extern bool ms_tail_recs;
-ms_inline bool ms_span_tail(const span_t *s) { return ms_tail_recs && s->cls - 1u < MS_TAIL_MAX_CLASS; }
+/* ms_class_tail: blocks of class cls keep their records in their tails */
+ms_inline bool ms_class_tail(uint8_t cls) { return ms_tail_recs && cls - 1u < MS_TAIL_MAX_CLASS; }
+ms_inline bool ms_span_tail(const span_t *s) { return ms_class_tail(s->cls); }
 /* ms_span_set_fast: a span enters (cls) or leaves (0) use; nothing sampled
  * in it (with the tails' records, ms_pagemap_check_open then marks it all
  * recorded: above) */
@@ -909,6 +911,11 @@ void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_b
  * MS_TAIL bytes larger from now on (leak-check mode, before any block is
  * recorded: "Records in the blocks' tails" above) */
 void ms_size_classes_tail(void);
+/* ms_class_usable: the bytes of a block of class cls that are the
+ * program's: the class's, less the record's in a tail class (above:
+ * ms_class_tail_bytes is MS_TAIL for those, 0 for every class until then) */
+extern uint8_t ms_class_tail_bytes[MS_NUM_CLASSES];
+ms_inline uint32_t ms_class_usable(uint8_t cls) { return ms_class_size[cls] - ms_class_tail_bytes[cls]; }
 ms_inline uint8_t ms_size_class(size_t size) {
     if (ms_likely(size <= 1024)) return ms_size_to_class8[(size + 7) >> 3];
     return ms_size_to_class128[(size + 127) >> 7];

@@ -193,7 +193,7 @@ ms_inline bool object_start_at(const span_t *s, const void *p, uint32_t *i) {
  * internal.h, "Records in the blocks' tails"). */
 ms_inline size_t usable_size_of(const void *p, const span_t *s) {
     if (!s || s->state != SPAN_INUSE) return 0;
-    if (s->cls) return object_start(s, p) ? ms_class_usable[s->cls] : 0;
+    if (s->cls) return object_start(s, p) ? ms_class_usable(s->cls) : 0;
     return (uintptr_t)p == s->start ? PAGES(s->npages) : 0;
 }
 

@@ -5,7 +5,9 @@
  * largest power of two dividing S: that is what lets aligned requests up to
  * a page be served from a size class instead of a whole span.  The
  * tables themselves are defined here, once (sizeclasses.h), in section
- * memscope_rodata, which mk/text.ld puts in the library's first segment.
+ * memscope_rodata, which mk/text.ld puts in the library's first segment,
+ * but for the two of requests up to 1024 bytes, which leak-check mode
+ * rewrites once (ms_size_classes_tail, below) and are in .data.
  */
 #define MS_CLASS_TABLES_HERE
 #include "internal.h"
@@ -47,6 +49,7 @@ uint8_t ms_class_for_aligned(size_t size, size_t align) {
  * to 1024 bytes, the class of 1032 bytes.  Written once, by the profiler's
  * setup, while no other thread allocates (init.c holds them back). */
 bool ms_tail_recs;
+uint8_t ms_class_tail_bytes[MS_NUM_CLASSES];
 
 void ms_size_classes_tail(void) {
     _Static_assert(MS_TAIL == 8, "the tables go by 8 bytes");
@@ -60,5 +63,5 @@ void ms_size_classes_tail(void) {
     uint8_t c = ms_size_to_class128[(1024 + MS_TAIL + 127) >> 7];
     ms_size_to_class8[last] = c;
     ms_size_to_list8[last] = (uint16_t)(c << MS_SIZE_TO_LIST_SHIFT);
-    for (unsigned k = 1; k <= MS_TAIL_MAX_CLASS; k++) ms_class_usable[k] = ms_class_size[k] - MS_TAIL;
+    for (unsigned k = 1; k <= MS_TAIL_MAX_CLASS; k++) ms_class_tail_bytes[k] = MS_TAIL;
 }

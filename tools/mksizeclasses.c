@@ -113,15 +113,9 @@ int main(void) {
      * table gives it at once, with no shift (internal.h checks the shift
      * against sizeof(tclist_t)) */
     printf("#define MS_SIZE_TO_LIST_SHIFT 6\n");
-    printf("extern uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE_RW;\n");
-    /* what malloc_usable_size gives for a block of each class: the class's
-     * size, but in leak-check mode, where the record of a block of up to
-     * 1024 bytes takes its last 8 (ms_size_classes_tail) */
-    printf("extern uint32_t ms_class_usable[MS_NUM_CLASSES] MS_CLASS_TABLE_RW;\n\n");
+    printf("extern uint16_t ms_size_to_list8[1024 / 8 + 1] MS_CLASS_TABLE_RW;\n\n");
     printf("#ifdef MS_CLASS_TABLES_HERE /* sizeclass.c */\n");
     printf("const uint32_t ms_class_size[MS_NUM_CLASSES] = {0");
-    for (unsigned i = 0; i < n; i++) printf("%s%u", i % 10 == 0 ? ",\n    " : ", ", sizes[i]);
-    printf("};\nuint32_t ms_class_usable[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 10 == 0 ? ",\n    " : ", ", sizes[i]);
     printf("};\nconst uint8_t ms_class_pages[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i % 16 == 0 ? ",\n    " : ", ", pages[i]);

@@ -1254,7 +1254,7 @@ static bool record(void *p, size_t size, uint32_t id) {
     span_t *s;
     hook_deep = false;
     if (id == UINT32_MAX || !rec_put((uintptr_t)p, id, size, &s)) return false;
-    if (s) size = ms_class_usable[s->cls]; /* counted: the usable bytes (a tail's record left out) */
+    if (s) size = ms_class_usable(s->cls); /* counted: the usable bytes (a tail's record left out) */
     if (!batch_add((uintptr_t)p, id, size, true)) count_now((uintptr_t)p, id, size, true);
     ms_malloc_sampled_small(p, s); /* s: a small span or NULL (rec_put) */
     return !hook_deep;
@@ -1354,7 +1354,7 @@ MS_TEXT __attribute__((noinline)) static int every_full_in(tcache_t *tc, size_t 
     } else if (!rec_put_slow(a, id, size, s)) {
         return MS_HOOK_TO_DEEP;
     }
-    size = ms_class_usable[s->cls]; /* counted: the usable bytes (a tail's record left out) */
+    size = ms_class_usable(s->cls); /* counted: the usable bytes (a tail's record left out) */
     int r = batch_try(a, id, size, true);
     if (ms_unlikely(r == 0) && !batch_add_slow(a, id, size, true)) count_now(a, id, size, true);
     /* the block's page closed (ms_malloc_sampled_small), tested inline */
