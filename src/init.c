@@ -41,7 +41,8 @@ static __thread bool in_init __attribute__((tls_model("initial-exec")));
  * threads left behind flushed (which frees spans and would otherwise kick a
  * scavenger that is not there), and the scavenger may start again on demand
  * after the handler returns; the profiler and the leak checker then forget
- * what the lost threads were doing.
+ * what the lost threads were doing, and the HTTP server's sockets, whose
+ * thread stayed in the parent, are closed.
  * A fork from a signal handler that interrupted memscope would wait for
  * ever for a lock its own thread holds: 1 ms alarms whose handler forks
  * hung about one run in 300 of tests/test_lifecycle.sh's forkalarm on a
@@ -82,24 +83,24 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
-    if (fork_bare) {
-        fork_bare = false;
-        return;
+    if (!fork_bare) {
+        ms_locks_held = 0;
+        ms_os_fork_child();
+        ms_log_fork_child();
+        ms_pagemap_fork_child();
+        ms_heap_fork_child();
+        ms_central_fork_child();
+        ms_tcache_fork_child_locks();
+        ms_scavenger_fork_child();
+        ms_cycle_fork_child();
+        ms_stats_fork_child();
+        ms_tcache_fork_child_flush();
+        ms_scavenger_fork_done();
+        ms_prof_fork_child();
+        ms_leak_fork_child();
     }
-    ms_locks_held = 0;
-    ms_os_fork_child();
-    ms_log_fork_child();
-    ms_pagemap_fork_child();
-    ms_heap_fork_child();
-    ms_central_fork_child();
-    ms_tcache_fork_child_locks();
-    ms_scavenger_fork_child();
-    ms_cycle_fork_child();
-    ms_stats_fork_child();
-    ms_tcache_fork_child_flush();
-    ms_scavenger_fork_done();
-    ms_prof_fork_child();
-    ms_leak_fork_child();
+    fork_bare = false;
+    ms_http_fork_child(); /* takes no lock: a bare fork's child drops the sockets too */
 }
 
 void ms_init_slow(void) {

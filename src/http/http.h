@@ -112,6 +112,9 @@ extern const size_t ms_http_page_len;
  * server.c
  * ---------------------------------------------------------------------- */
 int ms_http_start(const char *addr_port); /* 0 or -1 (one warning printed) */
+/* ms_http_fork_child: init.c's fork handler, in the child: the server's
+ * thread is the parent's; the child closes its copies of the sockets. */
+void ms_http_fork_child(void);
 #endif
 
 #endif /* MS_HTTP_H */

@@ -32,8 +32,9 @@
  * and it blocks every signal, so the host's handlers never run on it.
  * It samples the heap once a second for the live page (series.c).
  *
- * fork(): the child has no server thread.  An atfork child handler closes
- * the inherited sockets and marks the server stopped; the child serves again
+ * fork(): the child has no server thread.  init.c's fork handler, which owns
+ * fork for every layer, calls ms_http_fork_child there: it closes the
+ * inherited sockets and marks the server stopped; the child serves again
  * only if it calls memscope_http_start itself.
  */
 #include "http.h"
@@ -118,7 +119,6 @@ static bool still_ours(void) {
 static pthread_t server_thread;
 static _Atomic int running;             /* a server thread exists in this process */
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool atfork_done;
 static char url[96];
 
 /* ------------------------------------------------------------------------
@@ -415,8 +415,10 @@ static void *server_main(void *arg) {
  * ---------------------------------------------------------------------- */
 
 /* The child of a fork has no server thread: drop the inherited sockets
- * (the parent still serves on them) and allow a new start. */
-static void fork_child(void) {
+ * (the parent still serves on them) and allow a new start.  Only close()
+ * and a mutex's re-creation: safe in the child of a fork from a signal
+ * handler too, which is why init.c calls it even for a bare fork. */
+void ms_http_fork_child(void) {
     if (!atomic_load(&running)) return;
     for (int i = 0; i < MS_HTTP_MAX_CONNS; i++) {
         if (conns[i].state == C_FREE) continue;
@@ -496,10 +498,6 @@ int ms_http_start(const char *addr_port) {
     struct stat lst;
     listen_ino = fstat(fd, &lst) == 0 ? lst.st_ino : 0;
     listen_fd = fd;
-    if (!atfork_done) {
-        pthread_atfork(NULL, NULL, fork_child);
-        atfork_done = true;
-    }
     int rc = ms_os_thread(server_main, 0, "memscope-http", &server_thread);
     if (rc != 0) {
         close(fd);
