@@ -531,6 +531,7 @@ typedef struct heap_counters_s {
 extern pthread_mutex_t ms_heap_lock;
 extern _Atomic uint64_t ms_heap_goal_bytes; /* in-use bytes that end a heap cycle */
 extern void (*ms_heap_goal_hook)(void);     /* called (no lock held) once in-use bytes reach the goal */
+void ms_heap_init(void); /* at process init, before any other ms_heap_ call */
 void ms_heap_reset_peak(void);
 void ms_heap_maybe_end_cycle(void); /* after accounting an allocation that took pages */
 uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes);

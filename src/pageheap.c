@@ -120,7 +120,11 @@ static inline void heap_unlock(void) {
 }
 
 uint64_t ms_heap_take_max_hold_ns(int reader) { return ms_os_ticks_ns(atomic_exchange(&max_hold[reader], 0)); }
-static fixalloc_t span_pool = {.size = sizeof(span_t)};
+/* The span structs' pool and the two sentinels below are set up by
+ * ms_heap_init, at process init, before any span is made: initialized
+ * here, they took .data past two pages (8,416 bytes), a third page of the
+ * library's file resident in every process. */
+static fixalloc_t span_pool;
 static span_t free_lists[NLISTS]; /* sentinels; [0] unused */
 static uint64_t nonempty;         /* bit i: free_lists[i] is not empty */
 static heap_counters_t ctr;
@@ -137,7 +141,7 @@ static size_t resv_bytes;
 static struct { uintptr_t lo, hi; } resv_list[MAX_RESV];
 static uint32_t nresv;
 static bool resv_unlisted; /* more than MAX_RESV: ms_heap_mappings cannot name them all */
-static span_t direct_spans = {.next = &direct_spans, .prev = &direct_spans};
+static span_t direct_spans;
 /* bumped (heap lock) whenever what ms_heap_mappings lists changes; read
  * without the lock by a reader whose other threads are stopped */
 static _Atomic uint64_t maps_gen;
@@ -219,7 +223,13 @@ static void check_locked(void) {
  * of spans per hold of the lock, never at the spans already released, which
  * in a fragmented heap are most of them.  Membership is decided when a span
  * is listed: its released count only changes while it is off the lists. */
-static span_t unreleased = {.unext = &unreleased, .uprev = &unreleased};
+static span_t unreleased;
+
+void ms_heap_init(void) {
+    span_pool.size = sizeof(span_t);
+    direct_spans.next = direct_spans.prev = &direct_spans;
+    unreleased.unext = unreleased.uprev = &unreleased;
+}
 
 /* The tree of free spans of NLISTS pages or more: a treap ordered by
  * address (priorities hashed from it), each node holding in tmax the
