@@ -109,6 +109,7 @@ void ms_init_slow(void) {
     if (atomic_load(&ms_inited) == 0) {
         in_init = true;
         atomic_store(&ms_inited, 1);
+        ms_heap_init();
         ms_cookie_key = ms_os_random();
         ms_os_ticks_init();
         ms_tcache_init_process();

@@ -109,7 +109,10 @@ typedef struct span_s {
     uint64_t div;           /* small: UINT64_MAX / size + 1: off % size == 0 iff off * div < div */
     uint32_t used;          /* small: bytes from start ever handed out; the never-used tail follows (central lock) */
     uint32_t size;          /* small: object size (ms_class_size[cls]) */
-    uintptr_t limit;        /* small: end of the last whole object */
+    union {
+        uintptr_t limit;      /* small: end of the last whole object */
+        struct span_s *tright; /* free, of MS_TREE_MIN pages or more: the page heap's tree (pageheap.c) */
+    };
     /* small, in use: the heap profiler's records of the span's sampled
      * blocks (src/prof/sample.c).  The core only tests it when the span
      * leaves use, and then hands it back (ms_prof_hooks.span_done): in
@@ -117,12 +120,15 @@ typedef struct span_s {
     void *prof;
     /* second line: the central list's and the page heap's */
     struct span_s *next, *prev; /* central nonempty list or page-heap free list */
-    void *freelist;         /* small: freed objects back in the span (central lock) */
+    union {
+        void *freelist;        /* small: freed objects back in the span (central lock) */
+        struct span_s *tleft;  /* free, in the page heap's tree: lower addresses */
+    };
     uint32_t allocated;     /* small: objects handed out of the span (central lock) */
     uint32_t released;      /* free: pages of the span already returned to the OS */
     uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
     uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
-    uint32_t pad_;
+    uint32_t tmax;          /* free, in the page heap's tree: the most pages of a span in its subtree */
     struct span_s *unext, *uprev; /* free with unreleased pages: the scavenger's list, in order freed */
 } __attribute__((aligned(MS_CACHE_LINE))) span_t;
 _Static_assert(sizeof(span_t) == 2 * MS_CACHE_LINE, "span_t: two cache lines");
@@ -525,6 +531,7 @@ typedef struct heap_counters_s {
 extern pthread_mutex_t ms_heap_lock;
 extern _Atomic uint64_t ms_heap_goal_bytes; /* in-use bytes that end a heap cycle */
 extern void (*ms_heap_goal_hook)(void);     /* called (no lock held) once in-use bytes reach the goal */
+void ms_heap_init(void); /* at process init, before any other ms_heap_ call */
 void ms_heap_reset_peak(void);
 void ms_heap_maybe_end_cycle(void); /* after accounting an allocation that took pages */
 uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes);

@@ -11,7 +11,8 @@
  *               a lock, plus per page free's check (below) and one bit:
  *               released to the OS or not.
  *   pageheap.c  Spans: runs of 8 KiB pages, in use, idle or being released.
- *               Free spans coalesce; best fit; LIFO within a size.  One lock.
+ *               Free spans coalesce; short ones LIFO by size, long ones
+ *               lowest address first (first fit).  One lock.
  *   central.c   Per size class: spans with free objects, and transfer slots
  *               that pass whole chains between threads.  One lock per class.
  *   tcache.c    Per thread: a free list per class.  No lock, no atomic RMW.

@@ -91,5 +91,15 @@ if [ -n "$ro_end" ] && [ -n "$eh_lo" ] && [ $(( (ro_end - 1) >> 16 )) -lt $(( eh
 else
     printf 'FAIL: .rodata ends at 0x%x, in the window of .eh_frame_hdr (0x%x)\n' "${ro_end:-0}" "${eh_lo:-0}"; fail=1
 fi
+# ... and .data, every page of which a process reads (its options, the
+# empty thread cache, the size tables), is two pages at most: at 8,416
+# bytes it was a third page of the library's file resident in every
+# process (pageheap.c: its sentinels are set up at init instead).
+data_size=$(readelf -SW $so | awk '$2 == ".data" {print strtonum("0x" $6)}')
+if [ -n "$data_size" ] && [ "$data_size" -le 8192 ]; then
+    printf 'ok: .data is %d bytes, two pages at most\n' "$data_size"
+else
+    printf 'FAIL: .data is %s bytes, over two pages (8192)\n' "${data_size:-?}"; fail=1
+fi
 [ $fail = 0 ] && echo "test_build: 1 passed, 0 failed" || echo "test_build: 0 passed, 1 failed"
 exit $fail

@@ -39,6 +39,33 @@ int main(void) {
     heap_counters_t base;
     ms_heap_counters(&base);
 
+    /* Long free spans are taken lowest address first (pageheap.c: first
+     * fit), not shortest first.  Each of a, b, c, d is longer than all the
+     * free pages there are when it is asked for, so each grows the heap at
+     * the frontier, right after the one before (a request no free span
+     * fits takes the frontier's free span first); b and d keep a and c
+     * apart.  Freed, a lies below c and is longer; a request that both fit
+     * takes a, where best fit took c.  First, while the heap is small. */
+    CHECK_BODY("long-spans-lowest-address-first") {
+        heap_counters_t c0;
+        ms_heap_counters(&c0);
+        size_t f = (size_t)c0.free_pages + 1000;
+        span_t *a = ms_heap_alloc(f + 2000, 1, 0, NULL), *b = ms_heap_alloc(2 * f + 3000, 1, 0, NULL);
+        span_t *c = ms_heap_alloc(f + 1000, 1, 0, NULL), *d = ms_heap_alloc(2 * f + 3000, 1, 0, NULL);
+        CHECK_TRUE(a && b && c && d);
+        CHECK_TRUE(a && b && c && d && b->start == a->start + ((size_t)a->npages << MS_PAGE_SHIFT) &&
+                   c->start == b->start + ((size_t)b->npages << MS_PAGE_SHIFT) &&
+                   d->start == c->start + ((size_t)c->npages << MS_PAGE_SHIFT));
+        uintptr_t a_start = a ? a->start : 0;
+        if (a) ms_heap_free(a);
+        if (c) ms_heap_free(c);
+        span_t *e = ms_heap_alloc(f + 500, 1, 0, NULL);
+        CHECK_TRUE(e && e->start == a_start);
+        if (e) ms_heap_free(e);
+        if (b) ms_heap_free(b);
+        if (d) ms_heap_free(d);
+        result = true;
+    }
     CHECK_BODY("random-alloc-free-resize") {
         uint64_t mine = 0;
         for (int op = 0; op < 20000; op++) {
