@@ -328,7 +328,7 @@ static void *(*volatile scrub_memset)(void *, int, size_t) = memset;
  * restored by the core) cost 40 instructions a malloc of leak-check mode
  * (callgrind, st_churn, by hand).  tests/test_unit_hookdepth.c holds the
  * compiled code to it: depth finds no copy below the hook's caller, nocopy
- * none below malloc's.  clear_tail (below) stores 16 bytes at a time. */
+ * none below malloc's.  sample_long (below) stores 16 bytes at a time. */
 typedef long long ms_v2_t __attribute__((vector_size(16)));
 static __attribute__((noinline)) void scrub_shallow(void) {
     char buf[MS_HOOK_SHALLOW];
@@ -435,56 +435,33 @@ ms_cold MS_TEXT static void *sample_point(tcache_t *tc, void *p, size_t size) {
     return p;
 }
 
-/* clear_tail: the bytes of small block p past the request (req of its
- * size bytes, at most TAIL_SHORT fewer) are cleared, from the 16 bytes
- * that hold the request's last byte (a block just taken holds nothing of
- * the program's yet, and every class is a multiple of 16 bytes, every
- * block aligned so): four stores of 16 bytes at places reckoned from the
- * block's end, some of them the same, inline and with no branch.  A loop
- * of one store per 16 bytes ran a number of times that changed from
- * malloc to malloc, and its exit, mispredicted, cost leak-check mode a
- * sixth of larson's time (by hand, CPU seconds: the clear left out, 0.085
- * -> 0.070; one store in place of the loop, 0.082 -> 0.068, for 4% fewer
- * instructions); these stores took larson 0.090 -> 0.083 and prodcons
- * 0.038 -> 0.035 for 2% more instructions (callgrind), st_churn level.  An
- * exact fit clears its last 16 bytes, the program's to write.  Longer
- * tails, from the classes more than 64 bytes apart (above 1 KiB), are
- * sample_long's. */
-#define TAIL_SHORT 48
-#define TAIL_INLINE 240
-ms_inline void clear_tail(void *p, size_t req, size_t size) {
-    ms_assert_internal(req <= size && size - req <= TAIL_SHORT); /* (longer: sample_long) */
-    ms_assert_internal(((uintptr_t)p & 15) == 0 && size % 16 == 0 && size >= 16);
-    /* the 16 bytes that hold byte req - 1 (none asked for: the first);
-     * then n is 16, 32, 48 or 64 */
-    size_t from = (req - (req != 0)) & ~(size_t)15;
-    size_t n = size - from, h = (size_t)(n >= 32) << 4;
-    char *e = (char *)p + size;
-    const ms_v2_t z = {0, 0};
-    /* volatile: stores of a variable extent became rep stos, which
-     * callgrind counts a word at a time and the CPU starts slowly, or a
-     * call of memset */
-    *(volatile ms_v2_t *)(void *)(e - 16) = z;
-    *(volatile ms_v2_t *)(void *)(e - n) = z;
-    *(volatile ms_v2_t *)(void *)(e - 16 - h) = z; /* n 16: e - 16; else e - 32 */
-    *(volatile ms_v2_t *)(void *)(e - n + h) = z;  /* n 16, 32: e - 16; 48: e - 32; 64: e - 48 */
-}
-
 /* sample_small: sample_point for small block p of class size `size`,
  * asked for `req` bytes (a tail call in turn); in leak-check mode
- * (ms_every_block_recorded) its free-list link and the bytes past the
- * request are cleared first, and the profiler's every hook takes it
- * (every_enter).  A tail longer than TAIL_SHORT bytes is cleared by
- * sample_long, so that this function makes no call but tail calls and
- * keeps no register: kept across the call of memset, p cost every malloc
- * of leak-check mode three registers saved and restored. */
+ * (ms_every_block_recorded) its free-list link is cleared first, and
+ * the profiler's every hook takes it (every_enter).  In a class of
+ * records in the tail (up to 1 KiB) its request goes in its tail, and
+ * the bytes past it stay as they were: the leak checker reads no further
+ * (internal.h, "Records in the blocks' tails").  Clearing them cost
+ * larson a tenth of its time in this mode (by hand, CPU seconds, medians
+ * of 11 interleaved runs: 0.77 with the clear, 0.69 without), though the
+ * clear was four stores of 16 bytes, inline and with no branch, for the
+ * tails of up to 48 bytes (a loop's exit, mispredicted, had cost a
+ * sixth), and sample_long's for the longer ones.  The bytes past the
+ * request of a larger block (and of every block where records are not
+ * in the tails) are cleared by sample_long, so that this function makes
+ * no call but tail calls and keeps no register: kept across the call of
+ * memset, p cost every malloc of leak-check mode three registers saved
+ * and restored. */
+#define TAIL_INLINE 240
 ms_inline void *every_enter(tcache_t *tc, void *p, size_t size);
 ms_cold __attribute__((noinline)) MS_TEXT static void *sample_long(tcache_t *tc, void *p, size_t size, size_t req) {
     if (size - req <= TAIL_INLINE) {
-        /* stores of 16 bytes from the 16 that hold the request's end; the
-         * library's memset with its call cost 20 instructions more a malloc
-         * (callgrind, st_churn) */
-        volatile ms_v2_t *v = (ms_v2_t *)(void *)((char *)p + (req & ~(size_t)15));
+        /* stores of 16 bytes from the 16 that hold the request's last byte
+         * (none asked for: the first; an exact fit clears its last 16
+         * bytes, the program's to write), so at least one, inside the
+         * block; the library's memset with its call cost 20 instructions
+         * more a malloc (callgrind, st_churn) */
+        volatile ms_v2_t *v = (ms_v2_t *)(void *)((char *)p + ((req - (req != 0)) & ~(size_t)15));
         volatile ms_v2_t *end = (ms_v2_t *)(void *)((char *)p + size);
         const ms_v2_t z = {0, 0};
         do *v++ = z;
@@ -501,8 +478,12 @@ ms_cold __attribute__((noinline)) MS_TEXT static void *sample_long(tcache_t *tc,
 ms_cold MS_TEXT static void *sample_small(size_t req, size_t size, void *p, tcache_t *tc) { /* order: see malloc */
     if (!ms_every_block_recorded()) return sample_point(tc, p, size);
     ((void **)p)[0] = NULL; /* the cookie, word 1, is cleared already */
-    if (ms_unlikely(size - req > TAIL_SHORT)) return sample_long(tc, p, size, req); /* (req <= size) */
-    clear_tail(p, req, size);
+    /* a class of records in the tail: the request, no record yet (the
+     * every hook adds it), and nothing past the request cleared, since the
+     * leak checker reads no further (internal.h, "Records in the blocks'
+     * tails") */
+    if (ms_unlikely(!ms_tail_recs || size > MS_TAIL_MAX_SIZE)) return sample_long(tc, p, size, req); /* (req <= size) */
+    *ms_tail_word((uintptr_t)p, size) = (uint64_t)req << MS_TAIL_REQ_SHIFT;
     return every_enter(tc, p, size);
 }
 /* every_enter: sample_small's end, p cleared */
@@ -608,6 +589,17 @@ static tcache_t *own_cache(void) {
     return tc;
 }
 
+/* orphan_block: block p of class cls, for a request of req bytes, goes
+ * to a thread past its exit (its cache the shared empty one): counted
+ * apart, and never recorded, but in a class of records in the tail it
+ * keeps its request there, which the leak checker reads (internal.h:
+ * ms_block_scan_bytes) */
+ms_cold __attribute__((noinline)) static void *orphan_block(void **p, uint8_t cls, size_t req) {
+    atomic_fetch_add(&orphan_mallocs[cls], 1);
+    if (ms_class_tail(cls)) *ms_tail_word((uintptr_t)p, ms_class_size[cls]) = (uint64_t)req << MS_TAIL_REQ_SHIFT;
+    return p;
+}
+
 static inline void *alloc_small(size_t cls, size_t req);
 ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls, size_t req) {
     tcache_t *tc = own_cache();
@@ -643,10 +635,7 @@ ms_cold MS_TEXT static void *alloc_small_slow(uint8_t cls, size_t req) {
     if (ms_unlikely(ms_every_block_recorded())) scrub_deep();
     p[1] = NULL;
     size_t size = ms_class_size[cls];
-    if (tc->is_dummy) {
-        atomic_fetch_add(&orphan_mallocs[cls], 1);
-        return p;
-    }
+    if (tc->is_dummy) return orphan_block(p, cls, req);
     ms_count_own(&tc->lists[cls].nmalloc, 1);
     ms_heap_maybe_end_cycle();
     /* last, a tail call: this frame keeps no copy of p (scrub_shallow) */
@@ -1108,6 +1097,37 @@ MS_TEXT __attribute__((noinline)) static void *realloc_move(void *p, size_t have
     return q;
 }
 
+/* tail_widen: block p of a class of records in the tail (of class size
+ * `size`, internal.h) holds `req` bytes of the program's from now on
+ * (realloc in place; malloc_usable_size, after which the program may use
+ * them all): its tail's request becomes req, record kept, and what lies
+ * between the old request and a larger one, which malloc did not clear
+ * (the leak checker did not read it), is cleared, so that no word of the
+ * slot's past is read as a pointer. */
+ms_cold __attribute__((noinline)) static void tail_widen(void *p, size_t size, size_t req) {
+    uint64_t *t = ms_tail_word((uintptr_t)p, size), v = *t;
+    size_t old = ms_tail_req(v, size);
+    if (req > old) memset((char *)p + old, 0, req - old);
+    *t = (uint32_t)v | (uint64_t)req << MS_TAIL_REQ_SHIFT;
+}
+
+/* in_place: realloc_slow's small block p of span s stays where it is, for
+ * size bytes (apart, and a tail call: the text realloc_slow shares with
+ * the allocator's hot code stays as it was) */
+ms_cold __attribute__((noinline)) static void *in_place(void *p, const span_t *s, size_t size) {
+    if (ms_span_tail(s)) tail_widen(p, s->size, size);
+    return p;
+}
+
+/* tail_have: the bytes of small block p of span s (have usable) that a
+ * move copies: in a class of records in the tail, its request, since what
+ * lies past it is the slot's past, which the leak checker does not read
+ * there but would in the new block's request (internal.h, "Records in the
+ * blocks' tails") */
+ms_cold __attribute__((noinline)) static size_t tail_have(const void *p, const span_t *s, size_t have) {
+    return ms_span_tail(s) ? ms_tail_req(*ms_tail_word((uintptr_t)p, s->size), s->size) : have;
+}
+
 /* realloc_slow: realloc of anything that free's fast check does not pass
  * (large blocks, sampled spans, errors), or of size 0. */
 MS_TEXT __attribute__((noinline)) static void *realloc_slow(void *p, size_t size, const void *caller) {
@@ -1122,7 +1142,8 @@ MS_TEXT __attribute__((noinline)) static void *realloc_slow(void *p, size_t size
     /* (inside the profiler, a recorded large block moves: see defer_free) */
     if (s->cls == 0 && size > MS_MAX_SMALL && !(ms_unlikely(ms_prof_busy) && ms_span_sampled(s)))
         return realloc_large(p, s, size);
-    if (s->cls && keeps_place(size, have)) return p;
+    if (s->cls && keeps_place(size, have)) return in_place(p, s, size);
+    if (ms_unlikely(ms_tail_recs)) have = tail_have(p, s, have);
     return realloc_move(p, have, size, 0);
 }
 
@@ -1215,7 +1236,13 @@ MS_EXPORT MS_TEXT void *pvalloc(size_t size) {
     return memalign(ps, size ? (size + ps - 1) & ~(ps - 1) : ps);
 }
 
-MS_EXPORT size_t malloc_usable_size(void *p) { return p ? usable_size_of(p, ms_pagemap_lookup(p)) : 0; }
+MS_EXPORT size_t malloc_usable_size(void *p) {
+    if (!p) return 0;
+    const span_t *s = ms_pagemap_lookup(p);
+    size_t n = usable_size_of(p, s);
+    if (n && ms_span_tail(s)) tail_widen(p, s->size, n); /* the program may write all n */
+    return n;
+}
 
 /* glibc's own names for its allocator, which some programs and libraries
  * call directly: without them a block memscope handed out would reach

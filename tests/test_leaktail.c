@@ -1,17 +1,22 @@
-/* test_leaktail.c: in leak-check mode (profile_rate=1) a small block leaves
- * malloc with every byte past the request cleared (internal.h:
- * ms_every_block_recorded), whatever the slot held before: a conservative
- * scan reads the whole block, and a stale pointer left in the tail would
- * keep a lost block "reachable".
+/* test_leaktail.c: in leak-check mode (profile_rate=1) no byte past the
+ * request that the slot held before is ever read as a pointer (internal.h:
+ * ms_every_block_recorded): a stale pointer there would keep a lost block
+ * "reachable".  Above 1 KiB a small block leaves malloc with those bytes
+ * cleared; up to 1 KiB (records in the tail) the leak checker reads only
+ * the request, and once the program asks malloc_usable_size, after which
+ * it may use them all, the bytes from the request to the block's end are
+ * cleared then (malloc.c: tail_widen).  Either way a program that asks
+ * sees zeros there.
  *
- * For every request of 0 to 5 KiB (the classes up to 1 KiB, whose tails of
- * up to 48 bytes malloc.c's clear_tail clears with four fixed stores, and
- * the classes above, whose longer tails go to sample_long, by stores or
- * by memset) a block of the request's class is taken and filled whole with
- * a pattern the program could have left (a pointer's bytes), freed, and a
- * block of the request asked for: the thread's list gives the same slot
- * back, and its bytes from the request to the block's end must all be 0.
- * malloc_usable_size gives the block's end.  Run with
+ * For every request of 0 to 5 KiB (the classes up to 1 KiB, and the
+ * classes above, whose tails malloc.c's clear_tail clears with fixed
+ * stores or sample_long by stores or by memset) a block of the request's
+ * class is taken and filled whole with a pattern the program could have
+ * left (a pointer's bytes), freed, and a block of the request asked for:
+ * the thread's list gives the same slot back, and its bytes from the
+ * request to the block's end must all be 0.  malloc_usable_size gives the
+ * block's end.  tests/leak/cases.c (smalltail, grown, shrunk, usable)
+ * checks what the leak checker reads.  Run with
  * MEMSCOPE=profile_rate=1 (the test execs itself so).
  */
 #include "testhelper.h"

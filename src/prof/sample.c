@@ -22,7 +22,8 @@
  * and frees of neighbours passed back and forth: perf on bench/larson.c
  * put most of the free hook's samples on its load, and a good part of the
  * every hook's on its store.  A block's last line is its own, and malloc
- * has just written it (sample_small clears the tail).  Every span of
+ * has just written it (sample_small writes the request there, which the
+ * record shares the word with: internal.h).  Every span of
  * those classes is then a tail span, closed from its start, so the every
  * hook's common case no longer looks the block's span up at all; the
  * mode is taken only if no span of those classes is in use when the
@@ -550,11 +551,12 @@ static inline uint32_t rec_word(const srecs_t *r, uint32_t i) { return __atomic_
 static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_store_n(&r->id[i], v, __ATOMIC_RELAXED); }
 
 /* Records in the tail (leak-check mode; internal.h, ms_span_tail): the
- * last word of block a of `size` bytes, its stack id plus one, 0 if the
- * block was not recorded (malloc clears it: sample_small).  A word read
- * from a block the reader does not own (the leak checker's), or one a
- * program overran, may hold anything: tail_id takes it only if it names a
- * stack. */
+ * last word of block a of `size` bytes, its stack id plus one in the low
+ * half, 0 if the block was not recorded, and the request in the high half
+ * (malloc writes it first, with no record: sample_small; the record is
+ * or'ed in).  A word read from a block the reader does not own (the leak
+ * checker's), or one a program overran, may hold anything: tail_id takes
+ * it only if it names a stack. */
 static inline uint64_t tail_get(uintptr_t a, uint64_t size) {
     return __atomic_load_n((const uint64_t *)(a + size - MS_TAIL), __ATOMIC_RELAXED);
 }
@@ -562,8 +564,9 @@ static inline void tail_set(uintptr_t a, uint64_t size, uint64_t v) {
     __atomic_store_n((uint64_t *)(a + size - MS_TAIL), v, __ATOMIC_RELAXED);
 }
 static inline bool tail_id(uint64_t v, uint32_t *stack) {
-    if (v - 1 >= atomic_load_explicit(&nstacks, memory_order_acquire)) return false; /* 0: not recorded */
-    *stack = (uint32_t)(v - 1);
+    uint32_t id = (uint32_t)v - 1; /* the request's half left out */
+    if (id >= atomic_load_explicit(&nstacks, memory_order_acquire)) return false; /* 0: not recorded */
+    *stack = id;
     return true;
 }
 
@@ -571,8 +574,9 @@ static inline bool tail_id(uint64_t v, uint32_t *stack) {
 /* tail_put: rec_put of a record in the tail (s: a tail span), apart:
  * rec_put_slow's code runs in sampled mode too */
 __attribute__((noinline)) static bool tail_put(uintptr_t a, span_t *s, uint32_t stack) {
-    ms_assert_internal(tail_get(a, s->size) == 0);
-    tail_set(a, s->size, (uint64_t)stack + 1);
+    uint64_t v = tail_get(a, s->size); /* the request, from malloc */
+    ms_assert_internal((uint32_t)v == 0);
+    tail_set(a, s->size, v | ((uint64_t)stack + 1));
     return true;
 }
 
@@ -1431,8 +1435,9 @@ MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
         ms_assert_internal(ms_span_tail(s) && ms_span_mark(s) == MS_MARK_ALL && ms_span_check_word_closed(s, check));
 #endif
         if (ms_unlikely(!batch_enter(b))) return every_full(tc, size, id);
-        ms_assert_internal(tail_get(a, size) == 0);
-        tail_set(a, size, (uint64_t)id + 1);
+        uint64_t v = tail_get(a, size); /* the request, written by malloc just before */
+        ms_assert_internal((uint32_t)v == 0);
+        tail_set(a, size, v | ((uint64_t)id + 1));
         size -= MS_TAIL; /* what is counted: the usable bytes (malloc_usable_size) */
     } else {
         /* a sticky array's word; the page's check, closed now, stays so
@@ -1563,7 +1568,8 @@ ms_inline bool freed_plain(uintptr_t a, const batch_t *b) {
              !lockfree || b == NULL || b == BATCH_NONE);
 }
 
-/* freed_summed: a free of block p, whose record names stack v - 1, of
+/* freed_summed: a free of block p, whose record names stack v - 1 (v's
+ * low half: a tail's high half is the request), of
  * its class's bytes less `less` (what the malloc counted), counted as
  * append counts a stack summed in the batch already; anything else goes
  * to freed_every_rest (tail: the core's read of p's last word, passed
@@ -1578,7 +1584,7 @@ ms_inline void freed_summed(batch_t *b, void *p, span_t *s, uint64_t tail, uint6
         freed_every_rest(p, s, tail);
         return;
     }
-    if (ms_unlikely(v == 0 || b->at_peak || b->sid[slot] != v)) {
+    if (ms_unlikely((uint32_t)v == 0 || b->at_peak || b->sid[slot] != (uint32_t)v)) {
         batch_leave(b);
         freed_every_rest(p, s, tail);
         return;
