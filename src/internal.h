@@ -361,12 +361,16 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
  * wraps to a lower root entry: no span found contains it, and free's
  * check compares it with an absolute limit below 2^47.  The split keeps
  * the fixed address space small, which a program under an address-space
- * limit (ulimit -v) needs: 1 MiB of root and a 1 MiB nil leaf in BSS, and
+ * limit (ulimit -v) needs: 1 MiB of root and a 2 MiB nil leaf in BSS, and
  * 2 MiB per leaf (1 GiB of heap); 20 leaf bits took 16 MiB before the first
  * malloc returned, and programs glibc runs under a 20 MB limit failed.  A
  * root of 18 bits (48-bit addresses) with free's checks in the leaves took
  * 1 MiB more than before them, and tests/test_limits.sh's sort under 16 MB
- * failed 9 times in 12 (its scavenger found no room for its stack). */
+ * failed 9 times in 12 (its scavenger found no room for its stack).  The
+ * nil leaf grew from 1 MiB (free's checks alone) to 2 MiB when the span's
+ * word joined each check (pm_page_t): sort -n of 100,000 numbers then ran
+ * under a limit of 10 MB and failed under 9.5, where it had run under 9
+ * (the test's limits are 12 and 16 MB; by hand). */
 #define MS_PM_LEAF_BITS 17
 #define MS_PM_ROOT_BITS 17
 /* Entries are stored XOR the address of ms_pm (its nil leaf), so that the
@@ -375,10 +379,10 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
  * span", which is the nil leaf's first bytes read as a span_t (all zero:
  * mark 0, so never fast; used 0, so no object starts in it).  free's lookup
  * then needs no NULL test.  The nil leaf is BSS that is only ever read:
- * the zero page, no RSS.  It holds only free's checks (pm_leaf_t's first
- * array, read with no test): address space counts under a limit (ulimit
- * -v, tests/test_limits.sh), and lookups of spans, off free's fast path,
- * test for it instead of reading a nil span array. */
+ * the zero page, no RSS.  It holds the pages' words (pm_leaf_t's first
+ * array, free's checks and the spans side by side), so that neither
+ * free's check nor a lookup of a span tests for it; its other arrays
+ * would lie over the root and are never read (pagemap.c, leaf_if). */
 /* Free's check of a page (pagemap.c, "Free's check"): while the page's
  * small span is in use with no sampled block starting on the page, the end
  * of the part the span has handed out (its limit; on a page wholly below
@@ -391,15 +395,33 @@ extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
 #define MS_HUGE_SHIFT 21
 #define MS_HUGE_SIZE ((size_t)1 << MS_HUGE_SHIFT)
 #define MS_HUGE_PAGES ((size_t)1 << (MS_HUGE_SHIFT - MS_PAGE_SHIFT)) /* heap pages in one */
+/* A page's two words side by side, free's check and the span: free reads
+ * the check, and every path that goes on from there to the span (free's
+ * and realloc's slow paths, a sampled malloc, the central list's return
+ * of a chain to its spans) then finds the span's word on the line the
+ * check brought in.  Apart, in two arrays of a leaf, the span's word was a
+ * line of its own, 1 MiB from the check's and read by nothing hot: on
+ * bench/mixed_realloc.c a miss in each of those paths (perf: 29% of
+ * realloc_slow's samples and of return_to_spans_locked's, 95% of
+ * sample_point's, on that load). */
+typedef struct pm_page_s {
+    uint64_t check; /* free's check (below) */
+    uintptr_t span; /* the page's span ^ &ms_pm */
+} pm_page_t;
+_Static_assert(sizeof(pm_page_t) == 16, "a page's words: 16 bytes, an index shifted by 4");
+/* pm_page_off: the byte offset of the words of the page holding p in its
+ * leaf: one shift and one mask, as an index scaled by 8 took */
+ms_inline uintptr_t pm_page_off(uintptr_t p) {
+    return (p >> (MS_PAGE_SHIFT - 4)) & ((uintptr_t)((1u << MS_PM_LEAF_BITS) - 1) << 4);
+}
 typedef struct pm_leaf_s {
-    uint64_t check[1u << MS_PM_LEAF_BITS]; /* first: free addresses it with no displacement */
-    uintptr_t span[1u << MS_PM_LEAF_BITS];
+    pm_page_t page[1u << MS_PM_LEAF_BITS]; /* first: free addresses it with no displacement */
     uint64_t released[(1u << MS_PM_LEAF_BITS) / 64];
     uint64_t huge[(1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* per 2 MiB: collapsed, nothing released since */
     uint64_t seen[(1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* per 2 MiB: dense at the scavenger's last look */
 } pm_leaf_t;
 typedef struct pagemap_s {
-    uint64_t nil[1u << MS_PM_LEAF_BITS];      /* the nil leaf's checks; never written */
+    pm_page_t nil[1u << MS_PM_LEAF_BITS];     /* the nil leaf's pages; never written */
     uintptr_t root[1u << MS_PM_ROOT_BITS];    /* leaf ^ &ms_pm */
     uint64_t has_leaf[(1u << MS_PM_ROOT_BITS) / 64]; /* root entries set (heap lock) */
     uint64_t nil_tail[2 * (1u << MS_PM_LEAF_BITS) / MS_HUGE_PAGES / 64]; /* the nil leaf's huge and seen: a guard */
@@ -417,14 +439,12 @@ uintptr_t ms_pagemap_next_leaf(uintptr_t i);
 
 /* ms_pagemap_span: the span recorded for the page holding p, or
  * MS_SPAN_NIL; any address is fine (above 47 bits the root index wraps,
- * and the span found does not contain p).  Three loads and the nil leaf's
- * test. */
+ * and the span found does not contain p).  Three loads: the nil leaf holds
+ * a span word for every page, zero. */
 ms_inline span_t *ms_pagemap_span(const void *p) {
     uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT, base = (uintptr_t)&ms_pm;
-    uintptr_t r = ms_pm.root[(pn >> MS_PM_LEAF_BITS) & ((1u << MS_PM_ROOT_BITS) - 1)];
-    if (ms_unlikely(r == 0)) return MS_SPAN_NIL; /* the nil leaf has no span array */
-    const pm_leaf_t *leaf = (const pm_leaf_t *)(r ^ base);
-    return (span_t *)(leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)] ^ base);
+    const pm_leaf_t *leaf = (const pm_leaf_t *)(ms_pm.root[(pn >> MS_PM_LEAF_BITS) & ((1u << MS_PM_ROOT_BITS) - 1)] ^ base);
+    return (span_t *)(((const pm_page_t *)(const void *)((const char *)leaf->page + pm_page_off((uintptr_t)p)))->span ^ base);
 }
 
 /* ms_pagemap_check: free's check of the page holding p (any address, as
@@ -433,7 +453,7 @@ ms_inline uint64_t ms_pagemap_check(const void *p) {
     uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT, base = (uintptr_t)&ms_pm;
     const pm_leaf_t *leaf =
         (const pm_leaf_t *)(ms_pm.root[(pn >> MS_PM_LEAF_BITS) & ((1u << MS_PM_ROOT_BITS) - 1)] ^ base);
-    return leaf->check[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
+    return ((const pm_page_t *)(const void *)((const char *)leaf->page + pm_page_off((uintptr_t)p)))->check;
 }
 /* ms_pagemap_check_open: small span s, fast and with nothing handed out,
  * enters use (its pages admit nothing yet; in leak-check mode with records
@@ -472,8 +492,9 @@ ms_inline ms_lock_t *ms_check_lock_of(const span_t *s) {
 ms_inline span_t *ms_pagemap_block_span(const void *p, const uint64_t **check) {
     uintptr_t pn = (uintptr_t)p >> MS_PAGE_SHIFT, base = (uintptr_t)&ms_pm;
     const pm_leaf_t *leaf = (const pm_leaf_t *)(ms_pm.root[pn >> MS_PM_LEAF_BITS] ^ base);
-    *check = &leaf->check[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
-    return (span_t *)(leaf->span[pn & ((1u << MS_PM_LEAF_BITS) - 1)] ^ base);
+    const pm_page_t *pg = &leaf->page[pn & ((1u << MS_PM_LEAF_BITS) - 1)];
+    *check = &pg->check;
+    return (span_t *)(pg->span ^ base);
 }
 /* ms_span_check_word_closed: ms_span_check_closed's test alone, of the
  * page's word at check (false: it must call ms_span_sync_check); inline:

@@ -23,7 +23,8 @@
  * missed the first-level cache on that line in 83% of its frees (callgrind's
  * cache simulation), more than once a free counting the leaf: tcmalloc's
  * free, which reads a size class per page, missed 0.3 times.  So each leaf
- * also keeps one word per page with what free needs: the limit below which
+ * also keeps one word per page with what free needs (next to the page's
+ * span word, on the same line: internal.h, pm_page_t): the limit below which
  * the page's span has handed blocks out, shifted up, and the offset of the
  * class's list in a tcache_t in the low 16 bits; 0 while the span is not in
  * use, is not small, or has a sampled block starting on the page (or on
@@ -67,7 +68,7 @@
  */
 #include "internal.h"
 
-pagemap_t ms_pm; /* BSS: the nil leaf (1 MiB, only ever read) and the root */
+pagemap_t ms_pm; /* BSS: the nil leaf (2 MiB, only ever read) and the root */
 
 #define LEAF_MASK ((1u << MS_PM_LEAF_BITS) - 1)
 #define NIL_LEAF ((uintptr_t)&ms_pm)
@@ -80,7 +81,7 @@ static inline pm_leaf_t *leaf_of(uintptr_t pn) { return (pm_leaf_t *)(ms_pm.root
  * leaves only where it was committed, and the scavenger's walk of 2 MiB
  * regions also meets the rest: a range claimed at the frontier and not yet
  * committed (grow), or one whose commit the kernel refused.  The nil leaf
- * holds only free's checks; its other arrays would lie over the root, the
+ * holds only the pages' words; its other arrays would lie over the root, the
  * has_leaf bits and then pagemap_t's guard (nil_tail), where a "seen" bit
  * once landed on a lock of free's check: the next sampled block of a span
  * hashed to it waited forever (tests/test_faults.sh's negative control,
@@ -116,12 +117,12 @@ uintptr_t ms_pagemap_next_leaf(uintptr_t i) {
 
 void ms_pagemap_set(uintptr_t page_addr, span_t *s) {
     uintptr_t pn = page_addr >> MS_PAGE_SHIFT;
-    leaf_of(pn)->span[pn & LEAF_MASK] = (s ? (uintptr_t)s : NIL_SPAN) ^ NIL_SPAN;
+    leaf_of(pn)->page[pn & LEAF_MASK].span = (s ? (uintptr_t)s : NIL_SPAN) ^ NIL_SPAN;
 }
 
 void ms_pagemap_set_range(uintptr_t start, size_t npages, span_t *s) {
     uintptr_t pn = start >> MS_PAGE_SHIFT, v = (s ? (uintptr_t)s : NIL_SPAN) ^ NIL_SPAN;
-    for (size_t i = 0; i < npages; i++, pn++) leaf_of(pn)->span[pn & LEAF_MASK] = v;
+    for (size_t i = 0; i < npages; i++, pn++) leaf_of(pn)->page[pn & LEAF_MASK].span = v;
 }
 
 size_t ms_pagemap_count_released(uintptr_t start, size_t npages) {
@@ -252,7 +253,7 @@ void ms_pagemap_clear_huge_all(void) {
 
 ms_check_lock_t ms_check_locks[MS_CHECK_LOCKS];
 
-static inline uint64_t *check_of(uintptr_t pn) { return &leaf_of(pn)->check[pn & LEAF_MASK]; }
+static inline uint64_t *check_of(uintptr_t pn) { return &leaf_of(pn)->page[pn & LEAF_MASK].check; }
 
 static void set_checks(const span_t *s, uint64_t v) {
     uintptr_t pn = s->start >> MS_PAGE_SHIFT;

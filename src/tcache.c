@@ -21,8 +21,8 @@
  * that may want one block (one fopen's buffer).  At 8 KiB, a program that
  * mallocs once or twice in each of 30 classes (64 mallocs of 16 to 520
  * bytes) had 180 KiB of heap and page map resident, at 4 KiB 112 KiB
- * (glibc's heap: 20 KiB; by hand).  Classes above 32 KiB keep a block
- * and a spare block (those above 64 KiB: below).
+ * (glibc's heap: 20 KiB; by hand).  Classes above 32 KiB keep four
+ * blocks and four spare (those above 64 KiB: below).
  *
  * Blocks above 64 KiB.  Those 16 classes hold two blocks a span, and a
  * block left in a cache keeps its span, up to twice its size, from the
@@ -224,8 +224,17 @@
  * same run (callgrind's call counts).  At 128 KiB, 54,000 (counted in the
  * code, by hand), and the run's
  * peak RSS stays as it was with spans of 4 objects from 8 to 32 KiB
- * (tools/mksizeclasses.c; with spans of 8 it rose by 1.1 MiB).  Blocks
- * above 64 KiB keep one object a list (bench/large.c's RSS, below). */
+ * (tools/mksizeclasses.c; with spans of 8 it rose by 1.1 MiB).  The
+ * classes from 36 KiB up, two or three blocks a list at 128 KiB, still
+ * made 45,000 of the run's 62,600 exchanges, 19,600 of them the 64 KiB
+ * class's alone (every buffer that outgrows 32 KiB ends there, and every
+ * restart frees one), and each takes its blocks from the spans' free
+ * lists, a cache miss on every block's link.  So those lists hold four
+ * blocks (and their spares four): 37,600 exchanges, 5% fewer instructions
+ * of memscope's own (callgrind, 1M steps), CPU time 0.494 -> 0.481 s
+ * (medians of 7 interleaved runs), peak RSS 48.5 -> 48.8 MiB, within its
+ * run-to-run spread of about 0.9 (by hand).  Blocks above 64 KiB keep one
+ * object a list (bench/large.c's RSS, below). */
 #define MS_TC_BIG_LIST_BYTES ((size_t)128 << 10)
 #define MS_TC_BIG_LIST_FROM 8192u
 /* And all lists of a thread together hold at most 12 MiB, or one object
@@ -353,10 +362,10 @@ static uint32_t class_cap(uint8_t cls) {
     uint32_t cap = (uint32_t)(bytes / ms_class_size[cls]);
     if (cap > MS_TC_LIST_OBJECTS) cap = MS_TC_LIST_OBJECTS;
     /* at least a batch, so that the list and its spare hold two and one
-     * can go back while one stays; above 32 KiB one block each: with the
-     * spare, up to 128 KiB is enough (above 64 KiB no list comes here:
+     * can go back while one stays; above 32 KiB four blocks each
+     * (MS_TC_BIG_LIST_BYTES says why; above 64 KiB no list comes here:
      * "Blocks above 64 KiB") */
-    uint32_t b = ms_class_batch[cls], min = ms_class_size[cls] > 32768 ? (b + 1) / 2 : b;
+    uint32_t b = ms_class_batch[cls], min = ms_class_size[cls] > 32768 ? 4 : b;
     return cap < min ? min : cap;
 }
 
@@ -665,9 +674,9 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
      * slow paths, the central lock, free's check raised on the pages;
      * small_nodes, callgrind).  These are the pages the next refill
      * would take.  Lists of larger objects keep their bulk (the RSS of
-     * mixed_realloc, above): with the classes above 32 KiB, whose list is
-     * one block, taking a spare block too made mixed_realloc's peak RSS
-     * 0.7% higher (by hand). */
+     * mixed_realloc, above): with the classes above 32 KiB, whose list
+     * was one block then, taking a spare block too made mixed_realloc's
+     * peak RSS 0.7% higher (by hand). */
     void *head, *spare = NULL;
     bool with_spare = !tc->is_dummy && !churn && want == max + grow && max + grow == class_cap(cls) &&
                       (size_t)want * ms_class_size[cls] <= 2 * REFILL_BULK_BYTES;

@@ -134,12 +134,13 @@ int main(void) {
     CHECK("small-class-grows-back", tc->lists[c16].max >= 128);
     sum = sum_max(tc, &cached, &lens_ok);
     CHECK("still-within-cap", lens_ok && sum == tc->max_bytes && sum <= (TOTAL > floor ? TOTAL : floor));
-    /* above 8 KiB a list grows to 128 KiB (MS_TC_BIG_LIST_BYTES): two
-     * blocks of 64 KiB, where 64 KiB lists held one and sent most of the
-     * class's traffic through the central list */
+    /* above 8 KiB a list grows to 128 KiB (MS_TC_BIG_LIST_BYTES), and
+     * above 32 KiB to four blocks: 256 KiB of 64 KiB blocks, where lists
+     * of one and then two sent most of the class's traffic through the
+     * central list */
     int c64 = ms_size_class(65536);
     churn(c64, 4);
-    CHECK("64k-list-holds-two", tc->lists[c64].max == 2);
+    CHECK("64k-list-holds-four", tc->lists[c64].max == 4);
     sum = sum_max(tc, &cached, &lens_ok);
     CHECK("and-within-cap", lens_ok && sum == tc->max_bytes && sum <= (TOTAL > floor ? TOTAL : floor));
 
