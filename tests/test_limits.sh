@@ -17,10 +17,19 @@ done
 # A small program under a small limit runs as under glibc: memscope's own
 # fixed address space (page map, tables) once took 20 MB before the first
 # malloc returned, and `sort` of 100,000 numbers failed under 20 MB.
+# The limits: sort runs under 4 MB on glibc here; under memscope it needs
+# 10 MB (by hand: 19 failures in 20 under 9.8 MB, none in 20 under 10 MB)
+# since the page map's nil leaf holds each page's span word beside free's
+# check (2 MiB of BSS, was 1), and a page map leaf is 2 MiB more whenever
+# the heap's small reservations (under such a limit each is only what a
+# request needs, placed by the kernel) also touch a second GiB of address
+# space.  Under 12 MB the check failed once in a clean-clone CI run and in
+# none of 450 runs by hand (the second leaf is the likely cause, not
+# confirmed); 13 MB leaves room for that leaf.
 lib=${MEMSCOPE_LIB:-build/libmemscope.so}
 nums=$(mktemp); seq 100000 -1 1 >"$nums"
 want=$(seq 1 100000 | md5sum)
-for lim in 12000 16000; do
+for lim in 13000 16000; do
     if ! g=$( (ulimit -v "$lim"; exec sort -n "$nums") 2>&1 | md5sum) || [ "$g" != "$want" ]; then
         echo "FAIL: ulimit -v $lim: sort fails even under glibc here; the check cannot tell"
         fail=$((fail + 1))
