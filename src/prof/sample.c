@@ -558,11 +558,9 @@ static inline void rec_word_set(srecs_t *r, uint32_t i, uint32_t v) { __atomic_s
  * checker's), or one a program overran, may hold anything: tail_id takes
  * it only if it names a stack. */
 static inline uint64_t tail_get(uintptr_t a, uint64_t size) {
-    return __atomic_load_n((const uint64_t *)(a + size - MS_TAIL), __ATOMIC_RELAXED);
+    return __atomic_load_n(ms_tail_word(a, size), __ATOMIC_RELAXED);
 }
-static inline void tail_set(uintptr_t a, uint64_t size, uint64_t v) {
-    __atomic_store_n((uint64_t *)(a + size - MS_TAIL), v, __ATOMIC_RELAXED);
-}
+static inline void tail_set(uintptr_t a, uint64_t size, uint64_t v) { __atomic_store_n(ms_tail_word(a, size), v, __ATOMIC_RELAXED); }
 static inline bool tail_id(uint64_t v, uint32_t *stack) {
     uint32_t id = (uint32_t)v - 1; /* the request's half left out */
     if (id >= atomic_load_explicit(&nstacks, memory_order_acquire)) return false; /* 0: not recorded */
