@@ -75,7 +75,7 @@ ms_inline void ms_stack_guard_leave(void) {
 #define MS_UNWIND_REFUSED (-1)
 #define MS_UNWIND_FORK (-2)
 typedef struct replay_s {
-    uintptr_t pc0, sp0, rbp0; /* where the walk started */
+    uintptr_t pc0, sp0, rbp0; /* where the walk started (sp0 0: nothing to replay, unwind.c: finish) */
     int n, cap;               /* frames it gave (0: no record), of at most cap */
     int nreads;               /* words whose value counts: at/not[MS_REPLAY_READS - nreads ..] */
     bool uses_rbp0;           /* a frame's CFA came from rbp0 (else rbp0 need not match) */
@@ -229,13 +229,14 @@ ms_inline int ms_stack_capture_own_from(tcache_t *tc, const uintptr_t *fp, int m
 ms_inline bool ms_stack_replay_hit(stack_own_t *o, int cap, const uintptr_t *fp) {
     replay_t *rp = &o->replay;
     uintptr_t sp = (uintptr_t)(fp + 2), lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1);
-    if (ms_unlikely(ms_unwind_fresh_skip == 0) || o->busy || rp->n == 0 || rp->cap != cap || rp->pc0 != fp[1] ||
+    if (ms_unlikely(ms_unwind_fresh_skip == 0) || o->busy || rp->cap != cap || rp->pc0 != fp[1] ||
         rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != fp[0]) ||
-        rp->gen != atomic_load_explicit(&ms_unwind_gen, memory_order_relaxed) || rp->rd_lo < lo ||
+        rp->gen != atomic_load_explicit(&ms_unwind_gen, memory_order_relaxed) ||
         lo < ms_stack_run_lo || rp->rd_hi > ms_stack_run_hi_)
         return false;
     /* every word read lies in the thread's run of readable pages, from
-     * the page the walk starts on (unwind.c: replay) */
+     * the page the walk starts on (unwind.c: replay; a record that read
+     * below that page, or has no frame, has no start, sp0 0: finish) */
     const uintptr_t *at = rp->at + MS_REPLAY_READS, *not = rp->not + MS_REPLAY_READS;
     for (intptr_t i = -(intptr_t)rp->nreads; i < 0; i++) /* counted up to 0: no bound to compute */
         if (*(const uintptr_t *)at[i] != ~not[i]) return false;

@@ -800,14 +800,15 @@ static inline word_t walk_read(uintptr_t a, uintptr_t lo, uintptr_t *hi) {
  * read lies in [rd_lo, rd_hi), which must lie in what this walk knows is
  * readable, [lo, hi), the thread's run of proven pages (grown to rd_hi the
  * first time, where the walk read pages the run did not take in: pages
- * ms_stack_read remembered, a frame larger than a page): then the words are
- * read as they are, a load and a compare each.  (Reading each through the
- * checks of a walk, and comparing the words that did not count as well,
- * was most of a replay's cost.)  A replay refused here is only a walk made
- * again. */
+ * ms_stack_read remembered, a frame larger than a page; that rd_lo is
+ * on or above the start's page is settled when the record is made, in
+ * finish): then the words are read as they are, a load and a compare
+ * each.  (Reading each through the checks of a walk, and comparing the
+ * words that did not count as well, was most of a replay's cost.)  A
+ * replay refused here is only a walk made again. */
 static bool replay(const replay_t *rp, int cap, uintptr_t pc, uintptr_t sp, uintptr_t rbp, uintptr_t lo, uintptr_t hi) {
-    if (rp->n == 0 || rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp) ||
-        rp->gen != atomic_load_explicit(&ms_unwind_gen, memory_order_relaxed) || rp->rd_lo < lo)
+    if (rp->cap != cap || rp->pc0 != pc || rp->sp0 != sp || (rp->uses_rbp0 && rp->rbp0 != rbp) ||
+        rp->gen != atomic_load_explicit(&ms_unwind_gen, memory_order_relaxed))
         return false;
     if (ms_unlikely(rp->rd_hi > hi) && ms_stack_run_to(lo, rp->rd_hi) < rp->rd_hi) return false; /* once */
     for (int i = MS_REPLAY_READS - rp->nreads; i < MS_REPLAY_READS; i++)
@@ -875,7 +876,12 @@ static void finish(replay_t *rp, const walk_t *wk, int k, int tail, uintptr_t pc
         rp->frest[to] = (uint16_t)c, rp->flo[to] = mn;
     }
     rp->nreads = c;
-    rp->pc0 = pc0, rp->sp0 = sp0, rp->rbp0 = rbp0, rp->cap = cap, rp->gen = gen, rp->id = UINT32_MAX;
+    /* the start only for a record a replay can take, one with a frame
+     * and no read below the page the walk started on; any other keeps
+     * sp0 0, which no stack pointer matches, so that replay and
+     * ms_stack_replay_hit refuse it by its start alone, a test fewer each */
+    rp->sp0 = N && mn >= (sp0 & ~(uintptr_t)(MS_OS_PAGE - 1)) ? sp0 : 0;
+    rp->pc0 = pc0, rp->rbp0 = rbp0, rp->cap = cap, rp->gen = gen, rp->id = UINT32_MAX;
     rp->uses_rbp0 = N ? rp->frbp_counts[RAW - N] : false;
     rp->rd_lo = N && mn != UINTPTR_MAX ? mn : sp0, rp->rd_hi = N && mx ? mx : sp0;
     rp->spliced = tail ? k : -1;
@@ -913,6 +919,9 @@ static inline int unwind_at(void **out, int cap, replay_t *rp, const uintptr_t *
     uintptr_t lo = sp & ~(uintptr_t)(MS_OS_PAGE - 1), hi = ms_stack_run(lo);
     if (!fresh()) return MS_UNWIND_FORK;
     if (rp && (rp->hit = replay(rp, cap, pc, sp, rbp, lo, hi))) return rp->n;
+    /* the last walk's record starts nowhere from here (finish gives it
+     * the new walk's start, if a replay can take it) */
+    if (rp) rp->sp0 = 0;
     return walk(out, cap, rp, pc, sp, rbp, lo, hi);
 }
 
