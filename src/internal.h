@@ -778,7 +778,7 @@ typedef struct tclist_s {
     void *spare;
 } __attribute__((aligned(MS_CACHE_LINE))) tclist_t;
 _Static_assert(sizeof(tclist_t) == 1u << MS_TCLIST_SHIFT, "the mark word holds list offsets");
-_Static_assert(MS_SIZE_TO_LIST_SHIFT == MS_TCLIST_SHIFT, "ms_size_to_list8 holds list offsets");
+_Static_assert(MS_SIZE_TO_LIST_SHIFT == MS_TCLIST_SHIFT, "ms_size_to_list holds list offsets");
 _Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT < (1u << MS_CHECK_SHIFT), "fast_off fits free's check");
 
 typedef struct tcache_s {
