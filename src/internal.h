@@ -732,6 +732,15 @@ ms_inline void ms_count_own(_Atomic uint64_t *c, uint64_t n) {
 #endif
 }
 
+/* ms_count_own32: ms_count_own of a 32-bit word */
+ms_inline void ms_count_own32(uint32_t *c, uint32_t n) {
+#if defined(__x86_64__)
+    __asm__("addl %1, %0" : "+m"(*c) : "er"(n));
+#else
+    __atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
+#endif
+}
+
 /* One list per class; malloc and free touch one 64-byte entry, a line. */
 typedef struct tclist_s {
     void *head;               /* objects linked through their first word */
@@ -750,8 +759,15 @@ typedef struct tclist_s {
         };
         uint64_t room_max;
     };
-    _Atomic uint64_t nmalloc; /* objects allocated from this class by the thread (ms_count_own) */
-    uint32_t size;            /* the class's object size: malloc's sampling countdown reads it here */
+    /* The class's sampling countdown: mallocs of it by the thread that
+     * pass unsampled before the next sampled one.  malloc takes one off
+     * and samples below 0 (malloc.c, "Sampling"), and the same word
+     * counts the thread's mallocs of the class: they are
+     * tcache_t.mbase[class] - left, modulo 2^64, and a new draw adds the
+     * same to both (ms_tcache_set_left).  0 in a list never used, whose
+     * first malloc draws (tcache_t.armed). */
+    int64_t left;
+    uint32_t size;            /* the class's object size (realloc, and the sampler's draws) */
     /* While the thread has never allocated from the class (max is 0, in
      * the classes up to 64 KiB): how many objects foreign (below) holds */
     uint32_t nforeign;
@@ -763,7 +779,7 @@ typedef struct tclist_s {
     uint64_t div;
     /* Objects given to the central lists minus objects taken from them,
      * modulo 2^64.  The thread's frees are not counted one by one: they
-     * are len + nmalloc + nnet, since every object on a list came from a
+     * are len + mallocs + nnet, since every object on a list came from a
      * refill or a free and left by a malloc or a hand-back.  Only the slow
      * paths write it. */
     _Atomic uint64_t nnet;
@@ -778,13 +794,19 @@ typedef struct tclist_s {
     void *spare;
 } __attribute__((aligned(MS_CACHE_LINE))) tclist_t;
 _Static_assert(sizeof(tclist_t) == 1u << MS_TCLIST_SHIFT, "the mark word holds list offsets");
-_Static_assert(MS_SIZE_TO_LIST_SHIFT == MS_TCLIST_SHIFT, "ms_size_to_list8 holds list offsets");
+_Static_assert(MS_SIZE_TO_LIST_SHIFT == MS_TCLIST_SHIFT, "ms_size_to_list holds list offsets");
 _Static_assert((uint64_t)(MS_NUM_CLASSES - 1) << MS_TCLIST_SHIFT < (1u << MS_CHECK_SHIFT), "fast_off fits free's check");
 
 typedef struct tcache_s {
     tclist_t lists[MS_NUM_CLASSES]; /* hot: the fast paths use only these ... */
-    int64_t sample_left;            /* ... and this: bytes until the next sampled allocation */
+    int64_t sample_left;            /* bytes until the next sampled large allocation (above 256 KiB) */
     uint64_t rng;                   /* xorshift state for the sampling gaps */
+    /* Bit c of armed: class c's countdown has been drawn (malloc.c:
+     * class_due).  rearming lets another thread read a class's mallocs
+     * (mbase - left, below) whole while the owner draws again
+     * (ms_tcache_set_left, tcache.c: mallocs_of). */
+    uint64_t armed[2];
+    uint32_t rearming;
     void *hook_block;               /* the block being sampled (malloc.c: sample_point) */
     _Atomic uint64_t large_mallocs, large_frees;         /* large objects, counts */
     _Atomic uint64_t large_malloc_bytes, large_free_bytes;
@@ -808,12 +830,22 @@ typedef struct tcache_s {
      * thread, sampling or not.  Set only by the owner thread. */
     void *stack_own;
     size_t stack_own_bytes;
-    /* Per class, the class's malloc count (nmalloc, mod 2^32) from which
+    /* Per class, the class's malloc count (mbase - left, mod 2^32) from which
      * the list's next refill counts as one of a churning list (tcache.c:
      * "Churning lists"); written by the list's refills, apart from the
      * lists' lines, which are full */
     uint32_t churn_at[MS_NUM_CLASSES];
+    /* Per class, the thread's mallocs of it plus its countdown
+     * (tclist_t.left), written when the countdown is drawn.  Last, and
+     * no part of sizeof(tcache_t): the shared empty cache (tcache.c),
+     * which counts nothing, has none, and .data stays two pages
+     * (tests/test_build.sh); a thread's cache is made with it
+     * (MS_TCACHE_BYTES). */
+    _Atomic uint64_t mbase[];
 } tcache_t;
+/* (in whole lines: the pool's caches follow each other, and each needs
+ * its lists aligned) */
+#define MS_TCACHE_BYTES ((sizeof(tcache_t) + MS_NUM_CLASSES * sizeof(uint64_t) + MS_CACHE_LINE - 1) & ~(size_t)(MS_CACHE_LINE - 1))
 
 /* ms_tls: the thread's words that the hot paths of both modes touch, in
  * one TLS block.  A shared library reaches each initial-exec TLS variable
@@ -891,6 +923,13 @@ void ms_tcache_give_foreign(tcache_t *tc, int cls);
 #define MS_TC_MID_FIRST 81
 ms_inline bool ms_tc_mid(uint8_t cls) { return cls >= MS_TC_MID_FIRST; }
 void ms_tcache_free_mid(tcache_t *tc, uint8_t cls, void **p, const tcache_t *took);
+/* ms_tcache_set_left: the owner sets the sampling countdown of class c of
+ * its cache tc to left, with the class's malloc count (mbase - left)
+ * unchanged: the same difference is added to both, each add one
+ * instruction, so that a signal handler's malloc between them counts
+ * whole, and another thread's read that overlaps the two sees rearming
+ * raised or mbase moved, and reads again (tcache.c: mallocs_of). */
+void ms_tcache_set_left(tcache_t *tc, uint8_t c, int64_t left);
 /* ms_tcache_list_setup: list l of class cls gets its size and div, at its
  * first use (a refill, or a free of the class: tcache.c, "Memory") */
 ms_inline void ms_tcache_list_setup(tclist_t *l, uint8_t cls) {
@@ -899,7 +938,7 @@ ms_inline void ms_tcache_list_setup(tclist_t *l, uint8_t cls) {
 }
 /* ms_tcache_free_foreign: object p (its cookie set) is freed into list cls
  * of tc, which the thread has never allocated from (max 0): gathered apart
- * and counted as handed back at once, so the stats' frees (len + nmalloc +
+ * and counted as handed back at once, so the stats' frees (len + mallocs +
  * nnet) see it; a batch goes to the central list. */
 ms_inline void ms_tcache_free_foreign(tcache_t *tc, uint8_t cls, void *p) {
     tclist_t *l = &tc->lists[cls];

@@ -117,8 +117,10 @@
  * bounds what it keeps.)
  *
  * Per-class malloc counts live next to the list heads (same cache line),
- * written only by the owner with relaxed stores and read by
- * memscope_read_stats from other threads.  Frees are not counted one by
+ * as the class's sampling countdown (tclist_t.left: mbase - left, with
+ * mbase apart, written when the countdown is drawn again), written only
+ * by the owner and read by memscope_read_stats from other threads
+ * (mallocs_of).  Frees are not counted one by
  * one: every object on a list came in by a free or a refill and leaves by a
  * malloc or a hand-back to the central lists, so frees = len + mallocs +
  * (handed back - refilled), and only the slow paths count (tclist_t.nnet).
@@ -163,13 +165,16 @@
  * memscope's code is the program's, so a thread in any signal handler is
  * left alone.
  *
- * Memory.  A cache is 6.8 KiB, of which a thread writes the fields it is
+ * Memory.  A cache is 7.5 KiB, of which a thread writes the fields it is
  * made with and the line of each class it uses: everything per class that
  * the fast paths and free's slow path touch is on the class's line
  * (tclist_t), set up by its first use (a refill or a free:
  * ms_tcache_list_setup), and the exit's flush writes only lines that
  * were; the refills' word of each class (churn_at, 4 bytes) follows the
- * fields the cache is made with, a line for 16 classes.  Written whole when made, with the per-class counts in
+ * fields the cache is made with, a line for 16 classes, and the word
+ * that turns the class's sampling countdown into its malloc count
+ * (mbase, 8 bytes, written when a countdown is drawn) follows that, a
+ * line for 8 classes.  Written whole when made, with the per-class counts in
  * arrays of their own, every cache had its 8.3 KiB resident, three pages
  * in a thread of one class (bench/false_sharing.c's three threads: 28 ->
  * 16 KiB of caches resident; many_threads' 33: 232 -> 156 KiB; pagemap,
@@ -291,7 +296,7 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
  * 6 KiB of lists nobody reads made two more pages of the library's file
  * resident in every process */
 static tcache_t registry;
-static fixalloc_t tc_pool = {.size = sizeof(tcache_t)};
+static fixalloc_t tc_pool = {.size = MS_TCACHE_BYTES};
 static pthread_key_t tc_key;
 /* counts of exited threads (reg_lock) */
 static class_counts_t dead[MS_NUM_CLASSES];
@@ -318,23 +323,63 @@ static inline uint32_t len_of(const tclist_t *l) {
     }
 }
 
+/* mallocs_of: the objects of class c allocated by tc's thread, mbase -
+ * left (tclist_t.left), read from any thread.  The owner changes the two
+ * apart only when it draws the class's countdown again
+ * (ms_tcache_set_left: left first, then mbase, between a raise and a
+ * drop of rearming): a read that saw rearming raised, or mbase move, is
+ * made again, since mbase read before such a change and left after it
+ * count too few (only two draws between the reads, in sampled mode
+ * microseconds apart, could leave mbase as it was); after 1000 tries,
+ * an owner stopped there (a debugger), it takes what it read.  Taken alone, left
+ * only falls, one a malloc, after the malloc's block has left the list
+ * (malloc.c: list_pop), the order frees_of relies on. */
+__attribute__((noinline)) static uint64_t mallocs_of(const tcache_t *tc, int c) {
+    for (int tries = 0;; tries++) {
+        uint32_t busy = __atomic_load_n(&tc->rearming, __ATOMIC_ACQUIRE);
+        uint64_t m = atomic_load_explicit(&tc->mbase[c], memory_order_acquire);
+        int64_t left = __atomic_load_n(&tc->lists[c].left, __ATOMIC_ACQUIRE);
+        atomic_thread_fence(memory_order_acquire);
+        if (tries == 1000 || (busy == 0 && __atomic_load_n(&tc->rearming, __ATOMIC_RELAXED) == 0 &&
+                              atomic_load_explicit(&tc->mbase[c], memory_order_relaxed) == m))
+            return m - (uint64_t)left;
+        /* the owner, preempted between its two adds, runs again only
+         * once this thread gives way: with 16 quick tries and no yield,
+         * reads on a loaded machine took the half-done count, tens of
+         * mallocs short (tests/test_unit_countdown.c) */
+        sched_yield();
+    }
+}
+
+/* ms_tcache_set_left (internal.h): called when a countdown is drawn, rarely */
+void ms_tcache_set_left(tcache_t *tc, uint8_t c, int64_t left) {
+    uint64_t d = (uint64_t)left - (uint64_t)tc->lists[c].left;
+    ms_count_own32(&tc->rearming, 1);
+    atomic_signal_fence(memory_order_seq_cst);
+    ms_count_own((_Atomic uint64_t *)(void *)&tc->lists[c].left, d);
+    atomic_signal_fence(memory_order_seq_cst);
+    ms_count_own(&tc->mbase[c], d);
+    atomic_signal_fence(memory_order_seq_cst);
+    ms_count_own32(&tc->rearming, (uint32_t)-1);
+}
+
 /* frees_of: the objects of class c freed by tc's thread (see tclist_t.nnet),
  * read from any thread while the owner (or the scavenger parking its cache)
  * moves objects between the three terms.  A read that counts an object
- * twice is published for good (stats.c), so: nmalloc and nnet are read
+ * twice is published for good (stats.c), so: the mallocs and nnet are read
  * before len, which no move from len to them (malloc, overflow, flush:
  * len drops first) can then count twice; and again after it, so that a
  * refill (nnet drops first, then len rises) read across is read again.
- * Read as len + nmalloc + nnet, in that order, a move from len to nnet
+ * Read as len + mallocs + nnet, in that order, a move from len to nnet
  * that fell between the loads was counted in both. */
-static inline uint64_t frees_of(tcache_t *tc, int c) {
+__attribute__((noinline)) static uint64_t frees_of(tcache_t *tc, int c) {
     const tclist_t *l = &tc->lists[c];
     for (int tries = 0;; tries++) {
-        uint64_t nm = atomic_load_explicit(&l->nmalloc, memory_order_acquire);
+        uint64_t nm = mallocs_of(tc, c);
         uint64_t nn = atomic_load_explicit(&l->nnet, memory_order_acquire);
         uint32_t len = len_of(l);
         atomic_thread_fence(memory_order_acquire);
-        if (tries == 16 || (atomic_load_explicit(&l->nmalloc, memory_order_relaxed) == nm &&
+        if (tries == 16 || (mallocs_of(tc, c) == nm &&
                             atomic_load_explicit(&l->nnet, memory_order_relaxed) == nn))
             return (uint64_t)len + nm + nn;
     }
@@ -375,7 +420,7 @@ static inline uint64_t held_bytes(uint8_t cls, uint32_t max) { return 2 * (uint6
 
 static void fold_counts_locked(tcache_t *tc) {
     for (int c = 1; c < MS_NUM_CLASSES; c++) {
-        dead[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
+        dead[c].mallocs += mallocs_of(tc, c);
         dead[c].frees += frees_of(tc, c);
     }
     dead[0].mallocs += atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed);
@@ -621,7 +666,7 @@ void *ms_tcache_refill(tcache_t *tc, uint8_t cls) {
         uint32_t cap = class_cap(cls), b = ms_class_batch[cls];
         /* a churning list ("Churning lists") neither grows nor takes a
          * batch: a quarter of one, within its limit */
-        nm = (uint32_t)atomic_load_explicit(&l->nmalloc, memory_order_relaxed);
+        nm = (uint32_t)(tc->mbase[cls] - (uint64_t)l->left); /* the owner's own: mallocs_of's care not needed */
         churn = max >= b && (int32_t)(nm - tc->churn_at[cls]) >= 0;
         if (churn) want = (b + 3) / 4;
         else if (max < cap) {
@@ -805,7 +850,7 @@ void ms_tcache_overflow(tcache_t *tc, uint8_t cls) {
  * mid-update by a thread that no longer exists.
  *
  * Order of the counts, here and wherever objects join or leave a list in a
- * slow path: another thread's stats read frees as len + nmalloc + nnet
+ * slow path: another thread's stats read frees as len + mallocs + nnet
  * while this may be under way (the scavenger flushes a parked cache, the
  * owner overflows), and a read that counts an object twice is published
  * for good (stats.c keeps frees from ever going down), while one that
@@ -917,7 +962,7 @@ static uint64_t ops_of(tcache_t *tc) {
     uint64_t n = atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed) +
                  atomic_load_explicit(&tc->large_frees, memory_order_relaxed);
     for (int c = 1; c < MS_NUM_CLASSES; c++)
-        n += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed) + frees_of(tc, c);
+        n += mallocs_of(tc, c) + frees_of(tc, c);
     return n;
 }
 static uint64_t cached_of(tcache_t *tc) {
@@ -1114,7 +1159,7 @@ void ms_tcache_totals(class_counts_t by_class[MS_NUM_CLASSES], uint64_t *large_b
     uint64_t la = dead_large_alloc, lf = dead_large_free, cached = 0;
     for (tcache_t *tc = registry.next; tc != &registry; tc = tc->next) {
         for (int c = 1; c < MS_NUM_CLASSES; c++) {
-            by_class[c].mallocs += atomic_load_explicit(&tc->lists[c].nmalloc, memory_order_relaxed);
+            by_class[c].mallocs += mallocs_of(tc, c);
             by_class[c].frees += frees_of(tc, c);
             cached += (uint64_t)len_of(&tc->lists[c]) * ms_class_size[c];
         }

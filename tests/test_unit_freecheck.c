@@ -83,9 +83,13 @@ static uintptr_t limit_of(const void *p) { return (uintptr_t)(ms_pagemap_check(p
 
 static volatile uintptr_t plain_at;
 
-/* sampled_malloc: a block of `size` that the profiler records */
+/* sampled_malloc: a block of `size` (small) that the profiler records:
+ * its class's countdown drawn and at 0 (malloc.c: class_due) */
 static void *sampled_malloc(size_t size) {
-    ms_tc->sample_left = 0;
+    tcache_t *tc = ms_tc;
+    uint8_t c = ms_size_class(size);
+    tc->armed[c >> 6] |= (uint64_t)1 << (c & 63);
+    ms_tcache_set_left(tc, c, 0);
     return malloc(size);
 }
 

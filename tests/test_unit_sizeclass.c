@@ -4,7 +4,9 @@
  * multiples of 16 and increasing; every size maps to the smallest class that
  * holds it; above 128 bytes rounding wastes less than 12.5%; a span's tail
  * wastes at most 12.5% and holds at least 8 objects (4 from 8 to 32 KiB,
- * 2 above), and above 8 KiB not twice as many; the magic reciprocal
+ * 2 above), and above 8 KiB not twice as many; malloc's table by the
+ * byte gives the same class, and so do both in leak-check mode, where a
+ * request gets a class 8 bytes larger; the magic reciprocal
  * gives the exact object index for every byte offset of every span (free()
  * relies on it to reject interior pointers); aligned lookups give aligned
  * classes.  Linked against the debug archive (internal symbols).
@@ -27,6 +29,11 @@ int main(void) {
             CHECK_TRUE(ms_class_size[c] >= s);
             if (c > 1) CHECK_TRUE(ms_class_size[c - 1] < s);
         }
+    }
+    /* malloc's own table, by the byte up to 1024 (ms_size_list): the
+     * list of the same class as ms_size_class's */
+    CHECK_BODY("size-to-list-as-size-to-class") {
+        for (size_t s = 0; s <= 1024; s++) CHECK_TRUE(ms_size_list[s] >> MS_SIZE_TO_LIST_SHIFT == ms_size_class(s));
     }
     CHECK_BODY("rounding-waste-below-12.5%-above-128") {
         for (int c = 2; c < MS_NUM_CLASSES; c++) {
@@ -67,6 +74,18 @@ int main(void) {
                 if (c) CHECK_TRUE(ms_class_size[c] % align == 0 && ms_class_size[c] >= s);
                 else CHECK_TRUE(s > MS_MAX_SMALL - align); /* only near the top can no class fit */
             }
+    }
+    /* last, as it widens the classes for good: leak-check mode's, where
+     * a request up to 1024 bytes gets a class at least MS_TAIL bytes
+     * larger (sizeclass.c), malloc's table as ms_size_class */
+    ms_size_classes_tail();
+    CHECK_BODY("tail-classes-size-to-list-as-size-to-class") {
+        for (size_t s = 0; s <= 1024; s++) {
+            uint8_t c = ms_size_class(s);
+            CHECK_TRUE(ms_class_size[c] >= s + MS_TAIL);
+            if (c > 1) CHECK_TRUE(ms_class_size[c - 1] < s + MS_TAIL);
+            CHECK_TRUE(ms_size_list[s] >> MS_SIZE_TO_LIST_SHIFT == c);
+        }
     }
     return print_test_summary();
 }
