@@ -340,9 +340,36 @@ static void init_cond(void) {
     pthread_condattr_destroy(&ca);
 }
 
+/* start_thread: the scavenger thread, once.  pthread_create can fail
+ * for a while and then succeed: under an address-space limit (ulimit -v) a
+ * program may hold nearly all of it for a moment (GNU sort sizes its
+ * buffer from the limit), and the thread's 64 KiB stack does not fit.  A
+ * warning then, on stderr, was output glibc's malloc never gives (sort
+ * under 13 MB: 3 runs in 60, tests/test_limits.sh).  So a failed start is
+ * tried again by the next trigger at least RETRY_MS later, and warned of
+ * once, only when the thread has been missing for WARN_MS: a program that
+ * lives that long without it is one whose idle memory stays resident.  A
+ * start that succeeds on a retry may come after spans were idle, so the
+ * thread's own allocations (glibc's TLS vector) may reuse pages the
+ * program freed, which before_idle's order avoids: a double free of such
+ * a block would go unreported.  Only a program whose first start failed
+ * can meet that. */
+#define RETRY_MS 1000
+#define WARN_MS 5000
+static uint64_t sc_failed_ms;          /* sc_lock: the first failed start, 0 none */
+static _Atomic uint64_t sc_retry_ms;    /* after a failed start, the next try's time */
+static bool sc_warned;                  /* sc_lock */
+
+/* may_start: a trigger may start the thread now (not before the library is
+ * up, not in a fork child's handler, not before a failed start's retry) */
+static bool may_start(void) {
+    if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return false;
+    uint64_t r = atomic_load_explicit(&sc_retry_ms, memory_order_relaxed);
+    return r == 0 || ms_os_now_ms() >= r;
+}
 static void start_thread(void) {
     pthread_mutex_lock(&sc_lock);
-    if (atomic_load(&sc_started)) {
+    if (atomic_load(&sc_started) || !may_start()) {
         pthread_mutex_unlock(&sc_lock);
         return;
     }
@@ -355,8 +382,17 @@ static void start_thread(void) {
     static const char name[] __attribute__((section("memscope_rodata"))) = "memscope-scvg";
     int rc = ms_os_thread(scavenger_main, 64 << 10, name, NULL);
     ms_tcache_unhide(tc);
-    if (rc != 0) ms_warn("memscope: cannot start the scavenger thread (error %d); idle memory is returned only by "
-                 "memscope_free_os_memory()", rc);
+    if (rc != 0) {
+        atomic_store(&sc_started, false);
+        uint64_t now = ms_os_now_ms();
+        if (!sc_failed_ms) sc_failed_ms = now;
+        atomic_store(&sc_retry_ms, now + RETRY_MS);
+        if (now - sc_failed_ms >= WARN_MS && !sc_warned) {
+            sc_warned = true;
+            ms_warn("memscope: cannot start the scavenger thread (error %d, for %llu s); idle memory is returned only "
+                    "by memscope_free_os_memory()", rc, (unsigned long long)((now - sc_failed_ms) / 1000));
+        }
+    }
     pthread_mutex_unlock(&sc_lock);
 }
 
@@ -401,7 +437,7 @@ static void on_thread_exit(void) {
 
 void ms_scavenger_kick(void) {
     if (ms_unlikely(!atomic_load_explicit(&sc_started, memory_order_relaxed))) {
-        if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
+        if (!may_start()) return;
         heap_counters_t c;
         ms_heap_counters(&c);
         if (((c.free_pages - c.released_pages) << MS_PAGE_SHIFT) < MS_SCAVENGER_START_BYTES) return;
@@ -422,7 +458,7 @@ void ms_scavenger_kick(void) {
 static void before_idle(size_t bytes) {
     (void)bytes;
     if (ms_likely(atomic_load_explicit(&sc_started, memory_order_relaxed))) return;
-    if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
+    if (!may_start()) return;
     start_thread();
 }
 
@@ -437,7 +473,7 @@ static void on_grow(uint64_t sys) {
         wake();
         return;
     }
-    if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return;
+    if (!may_start()) return;
     start_thread();
 }
 
@@ -469,6 +505,8 @@ void ms_scavenger_fork_child(void) {
     init_cond(); /* the parent's thread may have been waiting on it */
     atomic_store(&sc_started, false);
     atomic_store(&sc_waiting_forever, false);
+    sc_failed_ms = 0; /* the child's first trigger tries at once */
+    atomic_store(&sc_retry_ms, 0);
 }
 
 void ms_scavenger_fork_done(void) { atomic_store(&sc_hold, false); }

@@ -13,6 +13,8 @@
 #   delay 3000 ms:  RSS still high at every tick up to 2 s after the free
 #   default (1 s):  10,000,000 nodes (320 MB): RSS still high up to 0.5 s,
 #                   below 60 MB within 2 s of the free
+#   a failed start (tests/prog_scavstart.c): tried again once there is room,
+#                   with nothing on stderr; one warning when it lasts 5 s
 # Run from the repository root after `make all`.  Prints one line per failed
 # check; exit status = number of failures.
 set -u
@@ -111,6 +113,26 @@ ok
 if ! grep -q "^freed .* [0-9.]*$" "$tmp/ddef.ser" || [ "$(awk '$1=="freed"{print ($4 > 100)}' "$tmp/ddef.ser")" != 1 ]; then
     fail "ddef: RSS at the free should be above 100 MB (the list was built): $(grep '^freed' "$tmp/ddef.ser")"
 fi
+
+# --- a start that fails (tests/prog_scavstart.c) --------------------------
+# Tried again later, and not printed about unless it lasts: under an
+# address-space limit the first start may find no room for the thread's
+# stack for a moment (GNU sort under `ulimit -v 13000`), and a line on
+# stderr then is output glibc's malloc never gives.
+PROG=$BUILD/tests/prog_scavstart
+for mode in passing lasting; do
+    out=$("$PROG" "$mode" 2>"$tmp/scavstart.err"); rc=$?
+    err=$(cat "$tmp/scavstart.err")
+    nwarn=$(grep -c "cannot start the scavenger thread" "$tmp/scavstart.err")
+    ok
+    if [ "$rc" != 0 ]; then
+        fail "prog_scavstart $mode: exit $rc: $(echo "$out" | grep FAIL | head -2)"
+    elif [ "$mode" = passing ] && [ -n "$err" ]; then
+        fail "prog_scavstart passing: a start that failed once printed on stderr: $(head -c 300 "$tmp/scavstart.err")"
+    elif [ "$mode" = lasting ] && { [ "$nwarn" != 1 ] || [ "$(wc -l <"$tmp/scavstart.err")" != 1 ]; }; then
+        fail "prog_scavstart lasting: want one warning on stderr, got: $(head -c 300 "$tmp/scavstart.err")"
+    fi
+done
 
 echo "test_scavenger: $checks checks, $failures failed"
 exit "$failures"
