@@ -379,9 +379,10 @@ __attribute__((noinline)) static uint64_t frees_of(tcache_t *tc, int c) {
         uint64_t nn = atomic_load_explicit(&l->nnet, memory_order_acquire);
         uint32_t len = len_of(l);
         atomic_thread_fence(memory_order_acquire);
-        if (tries == 16 || (mallocs_of(tc, c) == nm &&
-                            atomic_load_explicit(&l->nnet, memory_order_relaxed) == nn))
+        if (tries == 1000 || (mallocs_of(tc, c) == nm &&
+                              atomic_load_explicit(&l->nnet, memory_order_relaxed) == nn))
             return (uint64_t)len + nm + nn;
+        sched_yield(); /* as mallocs_of: the owner may be preempted half way */
     }
 }
 
