@@ -490,6 +490,30 @@ static void resv_listed(uintptr_t lo, size_t bytes) {
  * reservation under a 293 MiB limit (the largest that fitted) left a
  * helper session's program unable to map 64 MiB, and CPython unable to
  * start at some limits where glibc's malloc ran it. */
+/* reserve: bytes of address space for the heap.  One of a GiB or more
+ * (a page-map leaf's reach) starts within the first 64 MiB of a GiB, so
+ * that a heap of up to 960 MiB needs one leaf wherever the kernel puts
+ * it: a reservation that straddled a boundary cost a program 2 MiB more
+ * metadata at random, one heap in about seventy of 14 MiB
+ * (tests/test_profmeta.c failed so once in a run of make test).  Where in
+ * those 64 MiB is the kernel's own choice's offset there, so the heap's
+ * address keeps the bits of randomness from 8 KiB to 64 MiB that a GiB
+ * boundary alone would take away (as random as the kernel made them:
+ * this one puts large mappings on 2 MiB boundaries).  What was asked for
+ * beyond `bytes` is address space only, and goes back at once. */
+#define RESERVE_SLIDE ((size_t)64 << 20)
+static void *reserve(size_t bytes) {
+    const size_t g = (size_t)1 << (MS_PM_LEAF_BITS + MS_PAGE_SHIFT), extra = g + RESERVE_SLIDE;
+    uintptr_t r;
+    if (bytes >= g && (r = (uintptr_t)ms_os_reserve(bytes + extra)) != 0) {
+        uintptr_t a = ((r + g - 1) & ~(uintptr_t)(g - 1)) + (r & (RESERVE_SLIDE - 1) & ~(uintptr_t)MS_PAGE_MASK);
+        if (a > r) ms_os_free((void *)r, a - r);
+        ms_os_free((void *)(a + bytes), r + extra - a);
+        return (void *)a;
+    }
+    return ms_os_reserve(bytes);
+}
+
 static bool reserve_for(size_t npages) {
     if (resv_next && resv_next + PAGES(npages) <= resv_end) return true;
     static const size_t tries[] = {MS_RESERVE_BYTES, (size_t)4 << 30, (size_t)1 << 30, (size_t)256 << 20,
@@ -498,7 +522,7 @@ static bool reserve_for(size_t npages) {
     size_t limit = ms_os_as_limit(), most = limit ? limit / 16 : SIZE_MAX;
     void *r = NULL;
     for (size_t i = 0; !r && i < sizeof tries / sizeof tries[0]; i++)
-        if (tries[i] >= need && tries[i] <= most) r = ms_os_reserve(bytes = tries[i]);
+        if (tries[i] >= need && tries[i] <= most) r = reserve(bytes = tries[i]);
     if (!r) r = ms_os_reserve(bytes = need);
     if (!r) return false;
     /* The old reservation's unused tail goes: it is address space only,
