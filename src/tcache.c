@@ -379,10 +379,16 @@ __attribute__((noinline)) static uint64_t frees_of(tcache_t *tc, int c) {
         uint64_t nn = atomic_load_explicit(&l->nnet, memory_order_acquire);
         uint32_t len = len_of(l);
         atomic_thread_fence(memory_order_acquire);
-        if (tries == 1000 || (mallocs_of(tc, c) == nm &&
-                              atomic_load_explicit(&l->nnet, memory_order_relaxed) == nn))
+        /* 16 quick tries, no yield: an owner that mallocs the class
+         * without pause moves nm between two reads often, and the
+         * scavenger reads every class of every cache at each look
+         * (ops_of); with a yield a try and 1000 of them, one busy thread
+         * could hold a look for milliseconds.  After them the last read
+         * is taken as it is: exact unless one of the owner's slow paths
+         * was under way across it */
+        if (tries == 16 || (mallocs_of(tc, c) == nm &&
+                            atomic_load_explicit(&l->nnet, memory_order_relaxed) == nn))
             return (uint64_t)len + nm + nn;
-        sched_yield(); /* as mallocs_of: the owner may be preempted half way */
     }
 }
 
