@@ -57,7 +57,8 @@
 #     pointers to old blocks into blocks it just allocated report no loss;
 #   - GET /debug/pprof/leaks: LSan-style text (?debug=1), JSON (?debug=2),
 #     and a profile.proto that go tool pprof reads with the leaked_* types;
-#   - memscope run --leaks=reachable.
+#   - memscope run --leaks and --leaks=reachable (the reachability check);
+#     --leaks=allocated, the still-allocated list.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
@@ -385,9 +386,12 @@ fi
 "$MS" run --leaks=reachable -- ./cases cycle >/dev/null 2>cli.err
 rc=$?
 [ "$rc" = 23 ] && [ "$(counts cli.err)" = "1 4" ] && pass "memscope run --leaks=reachable" || { fail "memscope run --leaks=reachable: rc $rc"; cat cli.err; }
-"$MS" run --leaks -- ./cases lost >/dev/null 2>cli1.err
-grep -q 'still allocated at exit' cli1.err && ! grep -q 'Direct leak' cli1.err && pass "--leaks keeps meaning the still-allocated report" \
-    || { fail "--leaks changed meaning"; cat cli1.err; }
+"$MS" run --leaks -- ./cases cycle >/dev/null 2>cli0.err
+rc=$?
+[ "$rc" = 23 ] && [ "$(counts cli0.err)" = "1 4" ] && pass "memscope run --leaks: the reachability check" || { fail "memscope run --leaks: rc $rc"; cat cli0.err; }
+"$MS" run --leaks=allocated -- ./cases lost >/dev/null 2>cli1.err
+grep -q 'still allocated at exit' cli1.err && ! grep -q 'Direct leak' cli1.err && pass "--leaks=allocated: the still-allocated report" \
+    || { fail "--leaks=allocated"; cat cli1.err; }
 
 echo "$failures failure(s)"
 [ "$failures" = 0 ]

@@ -1,7 +1,7 @@
 /* memscope.c: the `memscope` command-line tool.
  *
  *   memscope run [--trace] [--stats] [--profile-rate N] [--heapprofile PATH] [--log PATH]
- *                [--leaks[=exit|=reachable]] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
+ *                [--leaks[=reachable|=allocated|=exit]] [--http ADDR:PORT] [--env K=V]... [--] CMD [ARGS...]
  *   memscope report PROFILE [...] | memscope report --diff BASE NEW [...]
  *   memscope top [--once] URL      (tools/top.c)
  *   memscope version
@@ -32,7 +32,8 @@
  *   MEMSCOPE    existing entries, then the options given on the command line
  *               (--trace -> trace=1, --stats -> stats=1, --profile-rate N
  *               -> profile_rate=N, --heapprofile P -> heapprofile=P, --log P -> log=P,
- *               --leaks -> leaks=1, --leaks=exit -> leaks=exit, --leaks=reachable -> leaks=reachable,
+ *               --leaks and --leaks=reachable -> leaks=reachable (issue 11: "memscope run
+ *               --leaks turns it on"), --leaks=allocated -> leaks=1, --leaks=exit -> leaks=exit,
  *               --env MEMSCOPE=k=v,... -> k=v,...), comma-separated.  A key
  *               set on the command line replaces the same key from the
  *               environment (and a later flag an earlier one), so the result
@@ -96,11 +97,13 @@ static const char usage_rest[] =
     "                 %p in PATH becomes the pid                   (heapprofile=PATH)\n"
     "  --log PATH     write memscope's lines to PATH, not stderr;\n"
     "                 %p in PATH becomes the pid                   (log=PATH)\n"
-    "  --leaks        list what is still allocated at exit, by stack (leaks=1)\n"
-    "  --leaks=exit   the same, and exit with status 23 if anything is listed\n"
-    "  --leaks=reachable\n"
+    "  --leaks, --leaks=reachable\n"
     "                 at exit, report the blocks nothing references (LeakSanitizer-style;\n"
     "                 every allocation keeps its stack; exit status 23 if any)\n"
+    "                                                              (leaks=reachable)\n"
+    "  --leaks=allocated  list what is still allocated at exit, by stack,\n"
+    "                 referenced or not                            (leaks=1)\n"
+    "  --leaks=exit   the same, and exit with status 23 if anything is listed\n"
     "  --http ADDR:PORT  serve /debug/pprof, /metrics and a live page (http=...)\n"
     "  --env K=V      set variable K for the command; --env MEMSCOPE=k=v,...\n"
     "                 adds any MEMSCOPE key (profile_rate, leaks, heapprofile, ...)\n"
@@ -418,13 +421,15 @@ static int cmd_run(int argc, char **argv)
             optlist_add_csv(&cli, item);
             free(item);
         } else if (strcmp(a, "--leaks") == 0) {
+            optlist_add_csv(&cli, "leaks=reachable");
+        } else if (strcmp(a, "--leaks=allocated") == 0) {
             optlist_add_csv(&cli, "leaks=1");
         } else if (strcmp(a, "--leaks=exit") == 0) {
             optlist_add_csv(&cli, "leaks=exit");
         } else if (strcmp(a, "--leaks=reachable") == 0) {
             optlist_add_csv(&cli, "leaks=reachable");
         } else if (strncmp(a, "--leaks=", 8) == 0) {
-            usage_error("--leaks takes no value, =exit or =reachable, not '%s'", a + 8);
+            usage_error("--leaks takes no value, =reachable, =allocated or =exit, not '%s'", a + 8);
         } else if ((v = opt_value(argc, argv, &i, "--profile-rate"))) {
             /* the library's range (src/options.c): 0 .. 2^40 bytes */
             if (!v[0] || strspn(v, "0123456789") != strlen(v) || strlen(v) > 13 || strtoull(v, NULL, 10) > (1ull << 40))
