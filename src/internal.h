@@ -1008,7 +1008,7 @@ ms_inline size_t ms_block_scan_bytes(uintptr_t a, uint8_t cls) {
     return ms_tail_req(__atomic_load_n(ms_tail_word(a, size), __ATOMIC_RELAXED), size);
 }
 ms_inline uint8_t ms_size_class(size_t size) {
-    if (ms_likely(size <= 1024)) return ms_size_to_class8[(size + 7) >> 3];
+    if (ms_likely(size <= 1024)) return (uint8_t)(ms_size_list[size] >> MS_SIZE_TO_LIST_SHIFT); /* malloc's table */
     return ms_size_to_class128[(size + 127) >> 7];
 }
 extern uint64_t ms_cookie_key;

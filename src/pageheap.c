@@ -482,19 +482,11 @@ static void resv_listed(uintptr_t lo, size_t bytes) {
     }
 }
 
-/* reserve_for: makes room for npages at the frontier.  Under an address
- * space limit (ulimit -v) the big reservation fails: try smaller ones, so
- * the heap still grows in chunks that coalesce, and only then the bare
- * request.  There no reservation takes more than a sixteenth of the limit:
- * the program's own mappings count against it too, and a 256 MiB
- * reservation under a 293 MiB limit (the largest that fitted) left a
- * helper session's program unable to map 64 MiB, and CPython unable to
- * start at some limits where glibc's malloc ran it. */
 /* reserve: bytes of address space for the heap.  One of a GiB or more
  * (a page-map leaf's reach) starts within the first 64 MiB of a GiB, so
  * that a heap of up to 960 MiB needs one leaf wherever the kernel puts
  * it: a reservation that straddled a boundary cost a program 2 MiB more
- * metadata at random, one heap in about seventy of 14 MiB
+ * metadata at random, a heap of 14 MiB with odds of about 14 in 1024
  * (tests/test_profmeta.c failed so once in a run of make test).  Where in
  * those 64 MiB is the kernel's own choice's offset there, so the heap's
  * address keeps the bits of randomness from 8 KiB to 64 MiB that a GiB
@@ -514,6 +506,14 @@ static void *reserve(size_t bytes) {
     return ms_os_reserve(bytes);
 }
 
+/* reserve_for: makes room for npages at the frontier.  Under an address
+ * space limit (ulimit -v) the big reservation fails: try smaller ones, so
+ * the heap still grows in chunks that coalesce, and only then the bare
+ * request.  There no reservation takes more than a sixteenth of the limit:
+ * the program's own mappings count against it too, and a 256 MiB
+ * reservation under a 293 MiB limit (the largest that fitted) left a
+ * helper session's program unable to map 64 MiB, and CPython unable to
+ * start at some limits where glibc's malloc ran it. */
 static bool reserve_for(size_t npages) {
     if (resv_next && resv_next + PAGES(npages) <= resv_end) return true;
     static const size_t tries[] = {MS_RESERVE_BYTES, (size_t)4 << 30, (size_t)1 << 30, (size_t)256 << 20,

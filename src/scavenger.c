@@ -361,7 +361,9 @@ static _Atomic uint64_t sc_retry_ms;    /* after a failed start, the next try's 
 static bool sc_warned;                  /* sc_lock */
 
 /* may_start: a trigger may start the thread now (not before the library is
- * up, not in a fork child's handler, not before a failed start's retry) */
+ * up, not in a fork child's handler, not before a failed start's retry).
+ * The triggers ask it before start_thread takes sc_lock, which asks it
+ * again under the lock: a trigger with nothing to do takes no lock. */
 static bool may_start(void) {
     if (atomic_load(&ms_inited) != 2 || atomic_load(&sc_hold)) return false;
     uint64_t r = atomic_load_explicit(&sc_retry_ms, memory_order_relaxed);

@@ -6,10 +6,8 @@
  * a page be served from a size class instead of a whole span.  The
  * tables themselves are defined here, once (sizeclasses.h), in section
  * memscope_rodata, which mk/text.ld puts in the library's first segment,
- * but for the class by 8 bytes of requests up to 1024, which leak-check
- * mode rewrites once (ms_size_classes_tail, below) and is in .data;
- * malloc's own table of those requests, by the byte, stays read-only, and
- * that mode reads it further on (ms_size_list).
+ * the table of requests up to 1024 bytes too: leak-check mode reads it
+ * further on (ms_size_list, below), a pointer in .data.
  */
 #define MS_CLASS_TABLES_HERE
 #include "internal.h"
@@ -45,26 +43,21 @@ uint8_t ms_class_for_aligned(size_t size, size_t align) {
     return aligned_from[__builtin_ctzll(align) - ALIGN_MIN_SHIFT][c];
 }
 
-/* Leak-check mode's records in the blocks' tails (internal.h).  Entry j of
- * the table by 8 bytes up to 1024, for requests of 8j - 7 to 8j bytes,
- * takes entry j + 1's class, whose size is at least 8j + 8; the last, for
- * 1017 to 1024 bytes, the class of 1032 bytes.  malloc's table by the byte
- * (ms_size_to_list, read-only) is read MS_TAIL entries on instead, where
- * the same classes are, through ms_size_list: a load of the table's
+/* Leak-check mode's records in the blocks' tails (internal.h).  A request
+ * of s bytes up to 1024 takes the class of s + MS_TAIL: the table by the
+ * byte (ms_size_to_list, read-only, which malloc and ms_size_class read)
+ * is read MS_TAIL entries on, through ms_size_list: a load of the table's
  * address where malloc had the address itself, no instruction more.
- * Written once, by the profiler's setup, while no other thread allocates
+ * Set once, by the profiler's setup, while no other thread allocates
  * (init.c holds them back). */
 const uint16_t *ms_size_list = ms_size_to_list;
 bool ms_tail_recs;
 uint8_t ms_class_tail_bytes[MS_NUM_CLASSES];
 
 void ms_size_classes_tail(void) {
-    _Static_assert(MS_TAIL == 8, "the tables go by 8 bytes");
+    _Static_assert(MS_TAIL == 8, "ms_size_to_list has 8 entries past 1024");
     _Static_assert(MS_TAIL_MAX_CLASS + 1 < MS_NUM_CLASSES, "a class follows the tail's");
     ms_assert_internal(ms_class_size[MS_TAIL_MAX_CLASS] == MS_TAIL_MAX_SIZE);
-    const unsigned last = 1024 / 8;
-    for (unsigned j = 0; j < last; j++) ms_size_to_class8[j] = ms_size_to_class8[j + 1];
-    ms_size_to_class8[last] = ms_size_to_class128[(1024 + MS_TAIL + 127) >> 7];
     ms_size_list = ms_size_to_list + MS_TAIL;
     for (unsigned k = 1; k <= MS_TAIL_MAX_CLASS; k++) ms_class_tail_bytes[k] = MS_TAIL;
 }

@@ -114,7 +114,6 @@ extern const uint8_t ms_class_pages[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;
 extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;
 #define MS_CLASS_TABLE_RW __attribute__((visibility("hidden")))
-extern uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE_RW;
 extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;
 #define MS_SIZE_TO_LIST_SHIFT 6
 extern const uint16_t ms_size_to_list[1024 + 8 + 1] MS_CLASS_TABLE;
@@ -171,17 +170,6 @@ const uint64_t ms_class_magic[MS_NUM_CLASSES] = {0,
     10324441ull, 9586981ull, 8947849ull, 8388609ull,
     7456541ull, 6710887ull, 6100806ull, 5592406ull,
     5162221ull, 4793491ull, 4473925ull, 4194305ull};
-/* class of size s <= 1024: ms_size_to_class8[(s + 7) >> 3] */
-uint8_t ms_size_to_class8[1024 / 8 + 1] = {
-    1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8,
-    8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16,
-    16, 17, 17, 17, 17, 18, 18, 18, 18, 19, 19, 19, 19, 20, 20, 20,
-    20, 21, 21, 21, 21, 22, 22, 22, 22, 23, 23, 23, 23, 24, 24, 24,
-    24, 25, 25, 25, 25, 25, 25, 25, 25, 26, 26, 26, 26, 26, 26, 26,
-    26, 27, 27, 27, 27, 27, 27, 27, 27, 28, 28, 28, 28, 28, 28, 28,
-    28, 29, 29, 29, 29, 29, 29, 29, 29, 30, 30, 30, 30, 30, 30, 30,
-    30, 31, 31, 31, 31, 31, 31, 31, 31, 32, 32, 32, 32, 32, 32, 32,
-    32};
 /* the list offset (class << MS_SIZE_TO_LIST_SHIFT) of a request of s bytes */
 const uint16_t ms_size_to_list[1024 + 8 + 1] = {
     64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,

@@ -5,8 +5,8 @@
  * holds it; above 128 bytes rounding wastes less than 12.5%; a span's tail
  * wastes at most 12.5% and holds at least 8 objects (4 from 8 to 32 KiB,
  * 2 above), and above 8 KiB not twice as many; malloc's table by the
- * byte gives the same class, and so do both in leak-check mode, where a
- * request gets a class 8 bytes larger; the magic reciprocal
+ * byte (which ms_size_class reads too) gives the smallest class, and in
+ * leak-check mode a request gets one 8 bytes larger; the magic reciprocal
  * gives the exact object index for every byte offset of every span (free()
  * relies on it to reject interior pointers); aligned lookups give aligned
  * classes.  Linked against the debug archive (internal symbols).
@@ -30,10 +30,16 @@ int main(void) {
             if (c > 1) CHECK_TRUE(ms_class_size[c - 1] < s);
         }
     }
-    /* malloc's own table, by the byte up to 1024 (ms_size_list): the
-     * list of the same class as ms_size_class's */
-    CHECK_BODY("size-to-list-as-size-to-class") {
-        for (size_t s = 0; s <= 1024; s++) CHECK_TRUE(ms_size_list[s] >> MS_SIZE_TO_LIST_SHIFT == ms_size_class(s));
+    /* malloc's own table, by the byte (ms_size_to_list, which
+     * ms_size_class reads up to 1024 too), through the 8 entries past 1024
+     * that leak-check mode reads: the list of the smallest class that
+     * holds the request */
+    CHECK_BODY("size-to-list-smallest-class") {
+        for (size_t s = 0; s <= 1024 + MS_TAIL; s++) {
+            unsigned c = ms_size_to_list[s] >> MS_SIZE_TO_LIST_SHIFT;
+            CHECK_TRUE(c >= 1 && c < MS_NUM_CLASSES && ms_class_size[c] >= s);
+            if (c > 1) CHECK_TRUE(ms_class_size[c - 1] < s);
+        }
     }
     CHECK_BODY("rounding-waste-below-12.5%-above-128") {
         for (int c = 2; c < MS_NUM_CLASSES; c++) {
@@ -77,14 +83,14 @@ int main(void) {
     }
     /* last, as it widens the classes for good: leak-check mode's, where
      * a request up to 1024 bytes gets a class at least MS_TAIL bytes
-     * larger (sizeclass.c), malloc's table as ms_size_class */
+     * larger (sizeclass.c), read from malloc's table */
     ms_size_classes_tail();
     CHECK_BODY("tail-classes-size-to-list-as-size-to-class") {
         for (size_t s = 0; s <= 1024; s++) {
             uint8_t c = ms_size_class(s);
             CHECK_TRUE(ms_class_size[c] >= s + MS_TAIL);
             if (c > 1) CHECK_TRUE(ms_class_size[c - 1] < s + MS_TAIL);
-            CHECK_TRUE(ms_size_list[s] >> MS_SIZE_TO_LIST_SHIFT == c);
+            CHECK_TRUE(ms_size_list == ms_size_to_list + MS_TAIL); /* what malloc reads */
         }
     }
     return print_test_summary();

@@ -102,12 +102,11 @@ int main(void) {
     printf("extern const uint8_t ms_class_pages[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint8_t ms_class_batch[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
     printf("extern const uint64_t ms_class_magic[MS_NUM_CLASSES] MS_CLASS_TABLE;\n");
-    /* the two tables of requests up to 1024 bytes are written once, before
-     * the first small block is handed out, in leak-check mode, which keeps
-     * each block's record in its last 8 bytes (ms_size_classes_tail):
-     * writable, in .data */
+    /* the pointer to the table of requests up to 1024 bytes is moved
+     * once, before the first small block is handed out, in leak-check
+     * mode, which keeps each block's record in its last 8 bytes
+     * (ms_size_classes_tail): writable, in .data */
     printf("#define MS_CLASS_TABLE_RW __attribute__((visibility(\"hidden\")))\n");
-    printf("extern uint8_t ms_size_to_class8[1024 / 8 + 1] MS_CLASS_TABLE_RW;\n");
     printf("extern const uint8_t ms_size_to_class128[MS_MAX_SMALL / 128 + 1] MS_CLASS_TABLE;\n");
     /* malloc's fast path indexes the thread's lists by byte offset: this
      * table gives it at once, with no shift (internal.h checks the shift
@@ -117,7 +116,8 @@ int main(void) {
      * segment: its 2 KiB in .data would have been a third page written
      * there (tests/test_build.sh).  Leak-check mode gives each request up
      * to 1024 bytes the class of a request 8 bytes larger, and reads it 8
-     * entries on (ms_size_list, sizeclass.c): so 8 entries past 1024. */
+     * entries on (ms_size_list, sizeclass.c): so 8 entries past 1024.
+     * ms_size_class (internal.h) reads the class from it too. */
     printf("#define MS_SIZE_TO_LIST_SHIFT 6\n");
     printf("extern const uint16_t ms_size_to_list[1024 + 8 + 1] MS_CLASS_TABLE;\n");
     printf("extern const uint16_t *ms_size_list MS_CLASS_TABLE_RW; /* ms_size_to_list, or 8 entries on */\n\n");
@@ -131,14 +131,8 @@ int main(void) {
     printf("};\nconst uint64_t ms_class_magic[MS_NUM_CLASSES] = {0");
     for (unsigned i = 0; i < n; i++)
         printf("%s%lluull", i % 4 == 0 ? ",\n    " : ", ", (unsigned long long)((1ull << 40) / sizes[i] + 1));
-    /* size -> class: by 8 bytes up to 1024, by 128 bytes up to MAX_SMALL */
-    printf("};\n/* class of size s <= 1024: ms_size_to_class8[(s + 7) >> 3] */\n");
-    printf("uint8_t ms_size_to_class8[1024 / 8 + 1] = {");
-    for (unsigned j = 0; j <= 1024 / 8; j++) {
-        unsigned s = j * 8, c = 0;
-        while (sizes[c] < s) c++;
-        printf("%s%u", j == 0 ? "\n    " : j % 16 == 0 ? ",\n    " : ", ", c + 1);
-    }
+    /* size -> class: by the byte up to 1024 (as a list offset), by 128
+     * bytes up to MAX_SMALL */
     printf("};\n/* the list offset (class << MS_SIZE_TO_LIST_SHIFT) of a request of s bytes */\n");
     printf("const uint16_t ms_size_to_list[1024 + 8 + 1] = {");
     for (unsigned s = 0; s <= 1024 + 8; s++) {
