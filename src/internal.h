@@ -348,6 +348,7 @@ void *ms_meta_alloc(size_t bytes);         /* zeroed pages for a long-lived tabl
 void ms_meta_free(void *p, size_t bytes);  /* such a table, given back */
 void *ms_meta_sparse(size_t bytes);        /* the same, for a table touched only in part: not counted in use */
 void ms_meta_use(size_t bytes);            /* ... of which bytes, filled from the front, are now in use */
+void ms_meta_unuse(size_t bytes);          /* bytes of a table kept mapped for reuse are no longer in use */
 extern _Atomic uint64_t ms_meta_sys;       /* bytes of metadata mapped */
 extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
 
@@ -825,9 +826,11 @@ typedef struct tcache_s {
     uintptr_t tp;                   /* the owner's thread pointer: its stack ends below it (tcache.c) */
     uint64_t seen_ops, quiet_since_ms, look_round;
     /* The profiler's capture buffer for this thread (prof/stack.h), mapped
-     * at its first sample and unmapped when the cache retires: in TLS it
-     * was 7 KiB that the C library zeroes, and so makes resident, in every
-     * thread, sampling or not.  Set only by the owner thread. */
+     * at its first sample, or a retired cache's handed on when the cache
+     * is made, and kept for the next thread when it retires (tcache.c:
+     * spare_own): in TLS it was 7 KiB that the C library zeroes, and so
+     * makes resident, in every thread, sampling or not.  Set only by the
+     * owner thread, and under reg_lock before it runs. */
     void *stack_own;
     size_t stack_own_bytes;
     /* Per class, the class's malloc count (mbase - left, mod 2^32) from which

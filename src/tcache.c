@@ -190,9 +190,10 @@
  * destructors) go straight to the central lists.  In a fork child only the
  * forking thread exists: every other cache is flushed into the central lists
  * so its memory is usable again and its counts are kept.  A cache that
- * retires (either way) also unmaps the profiler's capture buffer of its
- * thread (tcache_t.stack_own): hung here, it lives exactly as long as the
- * thread, and threads that never sample never map one.
+ * retires (either way) also gives up the profiler's capture buffer of its
+ * thread (tcache_t.stack_own), mapped at the thread's first sample: it
+ * goes to the next thread's cache (spare_own, below), and threads that
+ * never sample, while no thread has retired one, never map one.
  */
 #include "internal.h"
 
@@ -298,6 +299,22 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static tcache_t registry;
 static fixalloc_t tc_pool = {.size = MS_TCACHE_BYTES};
 static pthread_key_t tc_key;
+/* The profiler's capture buffers of retired caches (reg_lock), a list
+ * through each one's first word, handed to the caches of new threads
+ * (ms_tcache_create).  Unmapped at retirement, a buffer cost a program
+ * that starts and ends threads an mmap at each thread's first sample and
+ * an munmap at its exit, and the munmap stopped the threads running on
+ * the other CPUs (the kernel flushes their TLBs): on bench/larson.c's
+ * long run, 160 generations of 2 threads, the threads of a generation
+ * ended 0.05-0.14 s apart in all, against 0.01-0.02 s with the buffers
+ * kept, and the run took 0.44-0.46 s against 0.39-0.40 (by hand, three
+ * interleaved runs each).  At most SPARE_OWN_MAX wait; the rest go back
+ * to the OS as before, so the pool never holds more than 64 threads'
+ * worth (512 KiB). */
+#define SPARE_OWN_MAX 64
+static void *spare_own;
+static uint32_t nspare_own;
+static size_t spare_own_bytes;
 /* counts of exited threads (reg_lock) */
 static class_counts_t dead[MS_NUM_CLASSES];
 static uint64_t dead_large_alloc, dead_large_free;
@@ -440,7 +457,17 @@ static void fold_counts_locked(tcache_t *tc) {
  * the totals of exited threads. */
 static void retire_locked(tcache_t *tc) {
     fold_counts_locked(tc);
-    if (tc->stack_own) ms_meta_free(tc->stack_own, tc->stack_own_bytes);
+    void *own = tc->stack_own;
+    if (own && nspare_own < SPARE_OWN_MAX) {
+        ms_assert(spare_own_bytes == 0 || spare_own_bytes == tc->stack_own_bytes);
+        spare_own_bytes = tc->stack_own_bytes;
+        *(void **)own = spare_own;
+        spare_own = own;
+        nspare_own++;
+        ms_meta_unuse(tc->stack_own_bytes); /* mapped, no longer in use */
+    } else if (own) {
+        ms_meta_free(own, tc->stack_own_bytes);
+    }
     tc->stack_own = NULL;
     tc->prev->next = tc->next;
     tc->next->prev = tc->prev;
@@ -532,6 +559,15 @@ tcache_t *ms_tcache_create(void) {
         tc->slot = &ms_tc;
         tc->busy = &ms_tc_busy;
         tc->tp = ms_thread_pointer();
+        if (spare_own) { /* cleared: as the kernel maps it, for the thread's first sample */
+            void *own = spare_own;
+            spare_own = *(void **)own;
+            nspare_own--;
+            memset(own, 0, spare_own_bytes);
+            ms_meta_use(spare_own_bytes);
+            tc->stack_own = own;
+            tc->stack_own_bytes = spare_own_bytes;
+        }
         tc->next = registry.next;
         tc->prev = &registry;
         registry.next->prev = tc;
