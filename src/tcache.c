@@ -455,20 +455,27 @@ static void fold_counts_locked(tcache_t *tc) {
 
 /* retire_locked: a flushed cache leaves the registry; its counts live on in
  * the totals of exited threads. */
+/* keep_own_locked: retiring cache tc's capture buffer waits for the next
+ * thread (spare_own), or goes back to the OS past SPARE_OWN_MAX.  Apart
+ * and cold: it runs once a thread. */
+ms_cold static void keep_own_locked(tcache_t *tc) {
+    void *own = tc->stack_own;
+    tc->stack_own = NULL;
+    if (nspare_own >= SPARE_OWN_MAX) {
+        ms_meta_free(own, tc->stack_own_bytes);
+        return;
+    }
+    ms_assert(spare_own_bytes == 0 || spare_own_bytes == tc->stack_own_bytes);
+    spare_own_bytes = tc->stack_own_bytes;
+    *(void **)own = spare_own;
+    spare_own = own;
+    nspare_own++;
+    ms_meta_unuse(tc->stack_own_bytes); /* mapped, no longer in use */
+}
+
 static void retire_locked(tcache_t *tc) {
     fold_counts_locked(tc);
-    void *own = tc->stack_own;
-    if (own && nspare_own < SPARE_OWN_MAX) {
-        ms_assert(spare_own_bytes == 0 || spare_own_bytes == tc->stack_own_bytes);
-        spare_own_bytes = tc->stack_own_bytes;
-        *(void **)own = spare_own;
-        spare_own = own;
-        nspare_own++;
-        ms_meta_unuse(tc->stack_own_bytes); /* mapped, no longer in use */
-    } else if (own) {
-        ms_meta_free(own, tc->stack_own_bytes);
-    }
-    tc->stack_own = NULL;
+    if (tc->stack_own) keep_own_locked(tc);
     tc->prev->next = tc->next;
     tc->next->prev = tc->prev;
     nthreads--;
@@ -548,6 +555,19 @@ tcache_t *ms_tcache_list_owner(const tclist_t *l) {
     return ms_tc_mine;
 }
 
+/* take_spare_own_locked: new cache tc takes a retired one's capture
+ * buffer (spare_own), cleared, as the kernel would map it for the
+ * thread's first sample.  Apart and cold: it runs once a thread. */
+ms_cold static void take_spare_own_locked(tcache_t *tc) {
+    void *own = spare_own;
+    spare_own = *(void **)own;
+    nspare_own--;
+    memset(own, 0, spare_own_bytes);
+    ms_meta_use(spare_own_bytes);
+    tc->stack_own = own;
+    tc->stack_own_bytes = spare_own_bytes;
+}
+
 tcache_t *ms_tcache_create(void) {
     if (tc_exited || tc_hidden) return NULL;
     if (ms_tc_mine) return unpark(ms_tc_mine);
@@ -559,15 +579,7 @@ tcache_t *ms_tcache_create(void) {
         tc->slot = &ms_tc;
         tc->busy = &ms_tc_busy;
         tc->tp = ms_thread_pointer();
-        if (spare_own) { /* cleared: as the kernel maps it, for the thread's first sample */
-            void *own = spare_own;
-            spare_own = *(void **)own;
-            nspare_own--;
-            memset(own, 0, spare_own_bytes);
-            ms_meta_use(spare_own_bytes);
-            tc->stack_own = own;
-            tc->stack_own_bytes = spare_own_bytes;
-        }
+        if (spare_own) take_spare_own_locked(tc);
         tc->next = registry.next;
         tc->prev = &registry;
         registry.next->prev = tc;
