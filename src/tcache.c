@@ -192,8 +192,8 @@
  * so its memory is usable again and its counts are kept.  A cache that
  * retires (either way) also gives up the profiler's capture buffer of its
  * thread (tcache_t.stack_own), mapped at the thread's first sample: it
- * goes to the next thread's cache (spare_own, below), and threads that
- * never sample, while no thread has retired one, never map one.
+ * goes to the next thread's cache (spare_own, below).  A thread that never
+ * samples maps none, though it may be handed a retired one.
  */
 #include "internal.h"
 
@@ -453,8 +453,6 @@ static void fold_counts_locked(tcache_t *tc) {
     dead_large_free += atomic_load_explicit(&tc->large_free_bytes, memory_order_relaxed);
 }
 
-/* retire_locked: a flushed cache leaves the registry; its counts live on in
- * the totals of exited threads. */
 /* keep_own_locked: retiring cache tc's capture buffer waits for the next
  * thread (spare_own), or goes back to the OS past SPARE_OWN_MAX.  Apart
  * and cold: it runs once a thread. */
@@ -473,6 +471,8 @@ ms_cold static void keep_own_locked(tcache_t *tc) {
     ms_meta_unuse(tc->stack_own_bytes); /* mapped, no longer in use */
 }
 
+/* retire_locked: a flushed cache leaves the registry; its counts live on in
+ * the totals of exited threads. */
 static void retire_locked(tcache_t *tc) {
     fold_counts_locked(tc);
     if (tc->stack_own) keep_own_locked(tc);

@@ -167,11 +167,12 @@ ms_inline int ms_stack_capture_inline(uintptr_t *pcs, int max, int skip) {
  * not scan it): a buffer on the stack had to be cleared on every sample
  * (two memsets of 500-800 bytes, a large share of a sample's cost at
  * profile_rate=1).  It hangs off the thread's cache (tcache_t.stack_own),
- * mapped at the thread's first sample, or handed on from a cache that
- * retired (the thread's exit, or a fork child's flush of the other threads'
- * caches), cleared, when the cache is made (tcache.c: spare_own): in TLS, 7 KiB of it was resident in every thread, the
- * scavenger's and those that never sample among them, because the C
- * library zeroes a thread's static TLS when it starts it. */
+ * mapped at the thread's first sample, or handed on, cleared, when the
+ * cache is made from one that retired (the thread's exit, or a fork
+ * child's flush of the other threads' caches; tcache.c: spare_own): in
+ * TLS, 7 KiB of it was resident in every thread, the scavenger's and
+ * those that never sample among them, because the C library zeroes a
+ * thread's static TLS when it starts it. */
 typedef struct stack_own_s {
     volatile bool busy;  /* in use; a signal handler's sample then takes the stack path */
     uintptr_t raw[MS_STACK_RAW];
