@@ -348,7 +348,6 @@ void *ms_meta_alloc(size_t bytes);         /* zeroed pages for a long-lived tabl
 void ms_meta_free(void *p, size_t bytes);  /* such a table, given back */
 void *ms_meta_sparse(size_t bytes);        /* the same, for a table touched only in part: not counted in use */
 void ms_meta_use(size_t bytes);            /* ... of which bytes, filled from the front, are now in use */
-void ms_meta_unuse(size_t bytes);          /* bytes of a table kept mapped for reuse are no longer in use */
 extern _Atomic uint64_t ms_meta_sys;       /* bytes of metadata mapped */
 extern _Atomic uint64_t ms_meta_inuse;     /* bytes of metadata in use */
 

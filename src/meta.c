@@ -53,9 +53,6 @@ void *ms_meta_sparse(size_t bytes) {
 /* ms_meta_use: bytes of a sparse table that its owner fills from the front
  * (the profiler's stacks and frames) are now in use. */
 void ms_meta_use(size_t bytes) { atomic_fetch_add_explicit(&ms_meta_inuse, bytes, memory_order_relaxed); }
-/* ms_meta_unuse: a table kept mapped for reuse (a retired thread's capture
- * buffer, tcache.c) is no longer in use. */
-void ms_meta_unuse(size_t bytes) { atomic_fetch_sub_explicit(&ms_meta_inuse, bytes, memory_order_relaxed); }
 
 void *ms_fixalloc_alloc(fixalloc_t *fa) {
     void *p = fa->free;

@@ -299,8 +299,9 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static tcache_t registry;
 static fixalloc_t tc_pool = {.size = MS_TCACHE_BYTES};
 static pthread_key_t tc_key;
-/* The profiler's capture buffers of retired caches (reg_lock), a list
- * through each one's first word, handed to the caches of new threads
+/* The profiler's capture buffers of retired caches (reg_lock), on a
+ * pool's free list (meta.c: cleared when taken, counted as metadata in
+ * use only then), handed to the caches of new threads
  * (ms_tcache_create).  Unmapped at retirement, a buffer cost a program
  * that starts and ends threads an mmap at each thread's first sample and
  * an munmap at its exit, and the munmap stopped the threads running on
@@ -312,9 +313,8 @@ static pthread_key_t tc_key;
  * to the OS as before, so the pool never holds more than 64 threads'
  * worth (512 KiB). */
 #define SPARE_OWN_MAX 64
-static void *spare_own;
+static fixalloc_t spare_own; /* its free list only: the buffers come from ms_meta_alloc; .size set by the first kept */
 static uint32_t nspare_own;
-static size_t spare_own_bytes;
 /* counts of exited threads (reg_lock) */
 static class_counts_t dead[MS_NUM_CLASSES];
 static uint64_t dead_large_alloc, dead_large_free;
@@ -463,12 +463,10 @@ ms_cold static void keep_own_locked(tcache_t *tc) {
         ms_meta_free(own, tc->stack_own_bytes);
         return;
     }
-    ms_assert(spare_own_bytes == 0 || spare_own_bytes == tc->stack_own_bytes);
-    spare_own_bytes = tc->stack_own_bytes;
-    *(void **)own = spare_own;
-    spare_own = own;
+    ms_assert(spare_own.size == 0 || spare_own.size == tc->stack_own_bytes);
+    spare_own.size = tc->stack_own_bytes;
+    ms_fixalloc_free(&spare_own, own); /* mapped, no longer in use */
     nspare_own++;
-    ms_meta_unuse(tc->stack_own_bytes); /* mapped, no longer in use */
 }
 
 /* retire_locked: a flushed cache leaves the registry; its counts live on in
@@ -559,13 +557,9 @@ tcache_t *ms_tcache_list_owner(const tclist_t *l) {
  * buffer (spare_own), cleared, as the kernel would map it for the
  * thread's first sample.  Apart and cold: it runs once a thread. */
 ms_cold static void take_spare_own_locked(tcache_t *tc) {
-    void *own = spare_own;
-    spare_own = *(void **)own;
+    tc->stack_own = ms_fixalloc_alloc(&spare_own); /* from its free list: cleared, in use */
+    tc->stack_own_bytes = spare_own.size;
     nspare_own--;
-    memset(own, 0, spare_own_bytes);
-    ms_meta_use(spare_own_bytes);
-    tc->stack_own = own;
-    tc->stack_own_bytes = spare_own_bytes;
 }
 
 tcache_t *ms_tcache_create(void) {
@@ -579,7 +573,7 @@ tcache_t *ms_tcache_create(void) {
         tc->slot = &ms_tc;
         tc->busy = &ms_tc_busy;
         tc->tp = ms_thread_pointer();
-        if (spare_own) take_spare_own_locked(tc);
+        if (spare_own.free) take_spare_own_locked(tc);
         tc->next = registry.next;
         tc->prev = &registry;
         registry.next->prev = tc;
