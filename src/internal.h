@@ -571,6 +571,11 @@ extern void (*ms_heap_goal_hook)(void);     /* called (no lock held) once in-use
 void ms_heap_init(void); /* at process init, before any other ms_heap_ call */
 void ms_heap_reset_peak(void);
 void ms_heap_maybe_end_cycle(void); /* after accounting an allocation that took pages */
+/* a call the scavenger could not make on a free's path, set with its
+ * flag: the next allocation that reaches ms_heap_maybe_end_cycle makes it
+ * (scavenger.c: start_here) */
+extern _Atomic bool ms_heap_alloc_wanted;
+extern void (*ms_heap_on_alloc)(void);
 uint64_t ms_heap_oldest_idle_ms(uint64_t *idle_bytes);
 /* ms_heap_alloc: a span of npages whose start is a multiple of align_pages
  * pages, state INUSE, class cls, pagemap set; *zeroed tells whether all its

@@ -178,7 +178,10 @@ static int busy_batches;
 static pthread_cond_t busy_cv = PTHREAD_COND_INITIALIZER;
 
 /* Heap cycles (cycle.c) end when the pages in use reach a goal; the check
- * costs one relaxed load after each span allocation. */
+ * costs one relaxed load after each span allocation.  A second load there
+ * runs what the scavenger could not do on a free's path, starting its
+ * thread (scavenger.c: start_here), set with ms_heap_on_alloc before the
+ * flag is. */
 _Atomic uint64_t ms_heap_goal_bytes = UINT64_MAX;
 void (*ms_heap_goal_hook)(void);
 static _Atomic uint64_t inuse_bytes_now;
@@ -188,11 +191,24 @@ static void note_inuse_locked(void) {
     atomic_store_explicit(&inuse_bytes_now, PAGES(ctr.inuse_pages), memory_order_relaxed);
 }
 
-void ms_heap_maybe_end_cycle(void) {
-    if (ms_unlikely(atomic_load_explicit(&inuse_bytes_now, memory_order_relaxed) >=
-                    atomic_load_explicit(&ms_heap_goal_bytes, memory_order_relaxed)) &&
+_Atomic bool ms_heap_alloc_wanted;
+void (*ms_heap_on_alloc)(void);
+
+/* cycle_hooks: ms_heap_maybe_end_cycle's calls, apart and cold, so that
+ * the check every span allocation runs stays as short as it was */
+ms_cold __attribute__((noinline)) static void cycle_hooks(void) {
+    if (atomic_load_explicit(&inuse_bytes_now, memory_order_relaxed) >=
+            atomic_load_explicit(&ms_heap_goal_bytes, memory_order_relaxed) &&
         ms_heap_goal_hook)
         ms_heap_goal_hook();
+    if (atomic_load_explicit(&ms_heap_alloc_wanted, memory_order_relaxed)) ms_heap_on_alloc();
+}
+
+void ms_heap_maybe_end_cycle(void) {
+    if (ms_unlikely(atomic_load_explicit(&inuse_bytes_now, memory_order_relaxed) >=
+                        atomic_load_explicit(&ms_heap_goal_bytes, memory_order_relaxed) ||
+                    atomic_load_explicit(&ms_heap_alloc_wanted, memory_order_relaxed)))
+        cycle_hooks();
 }
 
 void ms_heap_reset_peak(void) {

@@ -68,9 +68,10 @@
  *
  * Age: a free span remembers when it became idle (weighted over merges, see
  * pageheap.c).  The thread starts lazily, just before the first span of
- * pages becomes idle (before_idle below says why then) or once the heap is
- * large enough for huge pages, so a small program that never frees a span
- * never gets a second thread; its signals are all blocked so the host's
+ * pages becomes idle (before_idle below says why then; in a process that
+ * has had other threads, at the allocation after that: start_here) or once
+ * the heap is large enough for huge pages, so a small program that never
+ * frees a span never gets a second thread; its signals are all blocked so the host's
  * signal handlers never run on it.  In a fork child the thread does not exist:
  * it is started again on demand.  The thread never calls malloc.
  */
@@ -437,13 +438,53 @@ static void on_thread_exit(void) {
     }
 }
 
+/* start_here: whether a free may start the thread itself.  glibc frees
+ * the TLS vectors of threads that have exited (memscope's blocks) while it
+ * holds its lock of the stack cache, in pthread_join and at a thread's
+ * exit (nptl-stack.c: __nptl_deallocate_stack, __nptl_free_stacks), and
+ * pthread_create takes that lock: a thread started from such a free waited
+ * for ever for a lock its own thread held (a program whose detached
+ * threads came and went by the thousand hung in 7 runs of 10 with
+ * hugepages=0; tests/test_lifecycle.sh, thread-churn).  Those frees
+ * come only once the process has had a second thread, so a process with
+ * one thread starts it here, as before; otherwise the free asks for it
+ * (ms_heap_alloc_wanted) and the next allocation's slow path starts it
+ * (started_on_alloc): glibc never allocates with that lock held.  In a
+ * process with threads, allocations of other threads may take pages freed
+ * before the start then, as the program's own threads' may.  glibc counts
+ * a process whose pthread_create failed (memscope's own start, under an
+ * address-space limit) as one with threads too: its retries wait for an
+ * allocation as well (tests/prog_scavstart.c). */
+extern char __libc_single_threaded __attribute__((weak)); /* glibc 2.32 */
+static bool start_here(void) {
+    if (&__libc_single_threaded != NULL && __libc_single_threaded) return true;
+    atomic_store(&ms_heap_alloc_wanted, true);
+    return false;
+}
+
+static void started_on_alloc(void) {
+    atomic_store(&ms_heap_alloc_wanted, false);
+    if (!atomic_load(&sc_started) && may_start()) start_thread();
+}
+
+/* kick_start, idle_start: ms_scavenger_kick's and before_idle's start of
+ * the thread, apart and cold: they run until it has started, a few times
+ * in a process, and the text every free may run stays short */
+ms_cold __attribute__((noinline)) static void kick_start(void) {
+    if (!may_start()) return;
+    heap_counters_t c;
+    ms_heap_counters(&c);
+    if (((c.free_pages - c.released_pages) << MS_PAGE_SHIFT) < MS_SCAVENGER_START_BYTES) return;
+    if (start_here()) start_thread();
+}
+
+ms_cold __attribute__((noinline)) static void idle_start(void) {
+    if (may_start() && start_here()) start_thread();
+}
+
 void ms_scavenger_kick(void) {
     if (ms_unlikely(!atomic_load_explicit(&sc_started, memory_order_relaxed))) {
-        if (!may_start()) return;
-        heap_counters_t c;
-        ms_heap_counters(&c);
-        if (((c.free_pages - c.released_pages) << MS_PAGE_SHIFT) < MS_SCAVENGER_START_BYTES) return;
-        start_thread();
+        kick_start();
         return;
     }
     wake();
@@ -460,8 +501,7 @@ void ms_scavenger_kick(void) {
 static void before_idle(size_t bytes) {
     (void)bytes;
     if (ms_likely(atomic_load_explicit(&sc_started, memory_order_relaxed))) return;
-    if (!may_start()) return;
-    start_thread();
+    idle_start();
 }
 
 /* on_grow: the heap has grown to sys bytes.  Once it can hold a dense
@@ -494,6 +534,7 @@ void ms_scavenger_init(void) {
     ms_heap_on_grow = on_grow;
     ms_heap_on_over_goal = over_goal;
     ms_heap_before_idle = before_idle;
+    ms_heap_on_alloc = started_on_alloc;
     ms_heap_on_idle = ms_scavenger_kick;
     ms_central_on_park = wake;
     ms_tcache_on_unpark = wake;

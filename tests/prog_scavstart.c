@@ -20,8 +20,12 @@
  * little and filling that little with PROT_NONE mappings, so every mmap
  * fails, the thread's stack's included.  Blocks of 272 KiB are allocated
  * first and freed one at a time: each free leaves a span idle, which is
- * what starts the thread.  Exits 0 when the thread is there (passing) or
- * absent (lasting) as expected.
+ * what starts the thread.  A failed pthread_create leaves glibc counting
+ * the process as one that has had threads (__libc_single_threaded), and
+ * there a free only asks for the start, which the next allocation makes
+ * (scavenger.c: start_here): so each free is followed by an allocation
+ * (then_alloc), as in any program that goes on working.  Exits 0 when the
+ * thread is there (passing) or absent (lasting) as expected.
  */
 #include <dirent.h>
 #include <stdbool.h>
@@ -96,6 +100,13 @@ static void room_back(void) {
     setrlimit(RLIMIT_AS, &rl);
 }
 
+/* then_alloc: an allocation after a free, which takes the span that free
+ * left idle (no mapping needed) */
+static void then_alloc(void) {
+    void *volatile p = malloc(BLOCK);
+    free(p);
+}
+
 static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -135,6 +146,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < tries; i++) {
         sleep_ms(1100);
         free(b[i]);
+        then_alloc();
     }
     bool early = scavenger_running();
     room_back();
@@ -148,9 +160,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     free(b[1]); /* before the retry delay: no try */
+    then_alloc();
     bool too_soon = scavenger_running();
     sleep_ms(1100);
     free(b[2]); /* after it: the start, which now succeeds */
+    then_alloc();
     bool started = scavenger_running();
     for (int i = 3; i < NBLOCKS; i++) free(b[i]);
     if (too_soon) printf("FAIL: a start was tried again before the retry delay\n");
