@@ -35,6 +35,10 @@
 #                  the first span idle, the scavenger's start from it
 #                  (pthread_create, which takes that lock) hung the process
 #                  (7 runs in 10 with hugepages=0)
+#   altstack       a signal handler on an 8 KiB alternate stack that
+#                  allocates (glibc's malloc lets it): the first sample
+#                  whose walk stopped at the signal frame loaded libunwind
+#                  there, and dlopen ran off the stack: SIGSEGV
 set -u
 . "$(dirname "$0")/prelude.sh"
 CC=${CC:-cc}
@@ -221,7 +225,30 @@ int main(void) {
     return 0;
 }
 CEOF
-for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm threadchurn; do
+cat > "$T/altstack.c" <<'CEOF'
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+static volatile int n;
+static void *keep[256];
+static void on_usr1(int sig) {
+    (void)sig;
+    int i = n++ & 255;
+    free(keep[i]);
+    keep[i] = malloc((size_t)(n * 7919) % 300000 + 1);
+}
+int main(void) {
+    stack_t ss = {.ss_sp = malloc(8192), .ss_size = 8192, .ss_flags = 0};
+    struct sigaction sa = {0};
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_ONSTACK;
+    if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0) return 3;
+    for (int i = 0; i < 20000; i++) raise(SIGUSR1);
+    printf("%d signals\n", n);
+    return 0;
+}
+CEOF
+for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm threadchurn altstack; do
     $CC -O2 -pthread -o "$T/$p" "$T/$p.c" || { echo "FAIL: cannot build $p"; exit 1; }
 done
 
@@ -291,6 +318,17 @@ MEMSCOPE=leaks=reachable LD_PRELOAD=$LIB timeout -k 1 20 "$T/forkalarm" >/dev/nu
 e=$(elapsed "$t0")
 [ $rc = 0 ] && ok "exit-time leak check with 1 ms alarms whose handler forks: status 0 in $e s" ||
     bad "exit-time leak check with 1 ms alarms whose handler forks: status $rc after $e s"
+
+# altstack: as without memscope (sampling on, as by default)
+base=$(timeout 20 "$T/altstack" 2>&1); brc=$?
+out=$(LD_PRELOAD=$LIB timeout 20 "$T/altstack" 2>&1); rc=$?
+if [ $brc != 0 ]; then
+    bad "altstack: the program fails even without memscope: status $brc"
+elif [ $rc = 0 ] && [ "$out" = "$base" ]; then
+    ok "a handler on an 8 KiB alternate stack that allocates: $out"
+else
+    bad "a handler on an 8 KiB alternate stack that allocates: status $rc (139: SIGSEGV), output '$out'"
+fi
 
 # thread-churn: no start of the scavenger from a free that glibc makes with
 # its stack cache locked; hugepages=0, so that the heap's growth does not

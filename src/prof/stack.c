@@ -49,6 +49,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -181,7 +182,12 @@ static int read_word(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int 
  * end.  One thread loads; a capture that finds the load under way (another
  * thread, or a signal handler that interrupted it) gets no stack rather
  * than wait.  If libunwind cannot be loaded, such stacks stay empty and one
- * line says why. */
+ * line says why.  Nor is it loaded by a capture that runs on the thread's
+ * alternate signal stack (sigaltstack): dlopen needs more stack than such
+ * a handler has (a handler that allocated on an 8 KiB one, as glibc's
+ * malloc lets it, died of SIGSEGV in the loader at the first sample, whose
+ * walk stops at the signal frame); its stack stays empty, and a later
+ * capture elsewhere loads it. */
 enum { LU_NONE, LU_LOADING, LU_READY, LU_FAILED };
 static _Atomic int lu_state;
 static int (*lu_backtrace)(void **, int);
@@ -221,7 +227,17 @@ out:
     errno = saved;
 }
 
+/* on_altstack: the calling thread runs on its alternate signal stack */
+static bool on_altstack(void) {
+    stack_t ss;
+    int saved = errno;
+    bool on = sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK);
+    errno = saved;
+    return on;
+}
+
 static bool lu_load(void) {
+    if (on_altstack()) return false;
     int expect = LU_NONE;
     if (!atomic_compare_exchange_strong(&lu_state, &expect, LU_LOADING)) return false;
     int cancel = ms_cancel_off(); /* inside malloc: close is a cancellation point */
