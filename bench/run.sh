@@ -41,7 +41,7 @@ mkdir -p "$BIN" "$OUT"
 note() { printf '%s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- build ----
-PROGS="st_churn larson prodcons mixed_realloc large seed_vector small_nodes tl_remote false_sharing many_threads runone"
+PROGS="st_churn larson prodcons mixed_realloc large seed_vector small_nodes tl_remote false_sharing many_threads alloc_test runone"
 for p in $PROGS; do
     if ! $CC -std=c11 -O2 -pthread -Wall -Wextra -o "$BIN/$p" "bench/$p.c"; then
         note "bench: failed to build bench/$p.c"; exit 2
@@ -66,6 +66,7 @@ tl-remote|tl_remote|4 3000000 10000 100
 fs-active|false_sharing|active 2 40000 1000 8
 fs-passive|false_sharing|passive 2 40000 1000 8
 many-threads|many_threads|32 50000 2000 3 2
+alloc-test|alloc_test|1 10000000 4096
 "
 # BENCH_LONG=1 adds these: long runs (40M+ operations) of the churn workloads,
 # where placement and locality have time to degrade (issue 10).

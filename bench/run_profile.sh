@@ -44,7 +44,7 @@ mkdir -p "$BIN" "$OUT"
 note() { printf '%s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- build ----
-for p in st_churn larson prodcons mixed_realloc large seed_vector small_nodes tl_remote false_sharing many_threads runone; do
+for p in st_churn larson prodcons mixed_realloc large seed_vector small_nodes tl_remote false_sharing many_threads alloc_test runone; do
     $CC -std=c11 -O2 -pthread -Wall -Wextra -o "$BIN/$p" "bench/$p.c" || exit 2
 done
 [ -f "$BUILD/libmemscope.a" ] || { note "no $BUILD/libmemscope.a (make lib)"; exit 2; }
