@@ -59,6 +59,34 @@
  * 1.2 MiB lower, while prodcons, larson, tl_remote and many_threads ran
  * as fast (interleaved runs, by hand). */
 #define MS_SLOT_BYTES ((size_t)128 << 10)
+/* Above 8 KiB a class's batch is 2 to 7 objects of 44 to 128 KiB in all,
+ * so 128 KiB was one or two chains, and a thread whose count of free blocks
+ * of such a class wandered by more than its list and spare (tcache.c: 128
+ * KiB each) sent nearly every chain back into the spans and refilled from
+ * them, a block at a time from the spans' free lists: a cache miss on each
+ * block's link, and the blocks it got back lay on other pages than the ones
+ * it had freed.  On a window of 4096 blocks of 8 B to 64 KiB replaced at
+ * random (bench/alloc_test.c, the alloc-test benchmark's pattern), 24,600
+ * of 2M mallocs took from the spans (callgrind's call counts), and in 10M
+ * steps the blocks started on 6,157 different pages, against 2,590 under
+ * tcmalloc, whose transfer cache keeps up to 1 MiB of batches a class:
+ * peak RSS 34.0 MiB against its 19.4.  So those classes keep up to
+ * MS_SLOT_BIG_BYTES in slots (8 to 23 chains): 6,000 takes from the spans,
+ * 3,104 pages, peak RSS 17.1 MiB and 7% less time; on glibc's
+ * bench-malloc-thread pattern (4 B to 32 KiB) 10.0 -> 6.6 MiB, on an
+ * rptest-like one 23.9 -> 17.1; larson, prodcons, tl_remote, many_threads
+ * and small_nodes (blocks of at most 1 KiB) as before, mixed_realloc (16 B
+ * to 64 KiB) 49.1 -> 49.5 MiB, within its runs' spread, and one thread of
+ * an mstress-like run (mimalloc's stress test: bursts of blocks mostly
+ * below 1 KiB, 1% up to 1 MiB) 44.6 -> 46.2 MiB (by hand, medians of 5-9
+ * interleaved runs each; the instructions of the first six within 1%,
+ * callgrind).
+ * The classes from 1 to 8 KiB at 1 MiB gained nothing more there, and at
+ * 1 MiB for every class larson's peak RSS rose by 2 MiB.  What slots hold
+ * goes back to the spans once the class has been quiet for the scavenge
+ * delay (ms_central_flush_idle). */
+#define MS_SLOT_BIG_BYTES ((size_t)1 << 20)
+#define MS_SLOT_BIG_FROM 8192u
 
 typedef struct central_s {
     span_t nonempty;               /* sentinel: spans with free objects */
@@ -100,15 +128,16 @@ static struct {
  * (flush_class_locked, ms_central_is_valid) see an empty list. */
 ms_cold static void first_take(central_t *ct, uint8_t cls) {
     ct->nonempty.next = ct->nonempty.prev = &ct->nonempty;
-    /* as many objects as MS_SLOT_MAX batches or MS_SLOT_BYTES hold,
-     * whichever is less, and at least two batches; none where a batch is
-     * more than MS_SLOT_BYTES, which are the classes above 64 KiB: their
+    /* as many objects as MS_SLOT_MAX batches or MS_SLOT_BYTES (above 8
+     * KiB MS_SLOT_BIG_BYTES) hold, whichever is less, and at least two
+     * batches; none where a batch is more than MS_SLOT_BYTES, which are
+     * the classes above 64 KiB: their
      * lists take one block at a time and give theirs straight back to
      * their spans (tcache.c, "Blocks above 64 KiB"), and a chain left in
      * a slot at a thread's exit would wait there for the class to go
      * quiet */
     size_t per = (size_t)ms_class_batch[cls] * ms_class_size[cls];
-    size_t m = MS_SLOT_BYTES / per;
+    size_t m = (ms_class_size[cls] > MS_SLOT_BIG_FROM && ms_class_size[cls] <= 65536 ? MS_SLOT_BIG_BYTES : MS_SLOT_BYTES) / per;
     m = m == 1 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m;
     ct->max_slot_objs = (uint32_t)m * ms_class_batch[cls];
 }
