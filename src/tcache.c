@@ -1005,13 +1005,24 @@ void ms_tcache_fork_child_flush(void) {
  * Parking the caches of quiet threads (the protocol is at the top)
  * ---------------------------------------------------------------------- */
 
-/* ops_of: mallocs plus frees of tc's thread so far; cached_of: the bytes
- * its lists hold. */
+/* ops_of: a count that every malloc and free of tc's thread raises, the
+ * scavenger's sign of activity; cached_of: the bytes its lists hold.
+ * mallocs + frees is 2 * mallocs + len + nnet (frees_of), and that sum
+ * rises by one with each malloc (mallocs +1, len -1) and each free to a
+ * list (len +1), and stays as it is when objects move between a list and
+ * the central list (len and nnet change by opposite amounts).  So the
+ * terms are read once each, without frees_of's retries: a read torn by a
+ * slow path under way can only show a change where there was none, which
+ * delays a park by one look. */
 static uint64_t ops_of(tcache_t *tc) {
     uint64_t n = atomic_load_explicit(&tc->large_mallocs, memory_order_relaxed) +
                  atomic_load_explicit(&tc->large_frees, memory_order_relaxed);
-    for (int c = 1; c < MS_NUM_CLASSES; c++)
-        n += mallocs_of(tc, c) + frees_of(tc, c);
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        const tclist_t *l = &tc->lists[c];
+        uint64_t m = atomic_load_explicit(&tc->mbase[c], memory_order_relaxed) -
+                     (uint64_t)__atomic_load_n(&l->left, __ATOMIC_RELAXED);
+        n += 2 * m + len_of(l) + atomic_load_explicit(&l->nnet, memory_order_relaxed);
+    }
     return n;
 }
 static uint64_t cached_of(tcache_t *tc) {
