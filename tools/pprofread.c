@@ -33,6 +33,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,7 +243,12 @@ static const char *parse_sample(pb_t b, raw_sample_t *s)
     return NULL;
 }
 
-static const char *parse_mapping(pb_t b, raw_mapping_t *m)
+/* The messages whose fields memscope reads are all scalars (Mapping,
+ * Line, Function): one loop reads them, from a table of where each field
+ * number goes in the struct; fields not listed are skipped. */
+typedef struct { uint32_t field; size_t off; } scalar_field_t;
+
+static const char *parse_scalars(pb_t b, void *obj, const scalar_field_t *fs, size_t n)
 {
     uint32_t f;
     int wt;
@@ -250,36 +256,30 @@ static const char *parse_mapping(pb_t b, raw_mapping_t *m)
     while (b.p < b.end) {
         if ((e = pb_key(&b, &f, &wt)))
             return e;
-        switch (f) {
-        case 1: e = pb_scalar(&b, wt, &m->id); break;
-        case 2: e = pb_scalar(&b, wt, &m->start); break;
-        case 3: e = pb_scalar(&b, wt, &m->limit); break;
-        case 5: e = pb_scalar(&b, wt, &m->file); break;
-        case 6: e = pb_scalar(&b, wt, &m->build_id); break;
-        default: e = pb_skip(&b, wt); break;
-        }
+        size_t i = 0;
+        while (i < n && fs[i].field != f)
+            i++;
+        e = i < n ? pb_scalar(&b, wt, (uint64_t *)((char *)obj + fs[i].off)) : pb_skip(&b, wt);
         if (e)
             return e;
     }
     return NULL;
 }
 
-static const char *parse_line(pb_t b, raw_line_t *l)
-{
-    uint32_t f;
-    int wt;
-    const char *e;
-    while (b.p < b.end) {
-        if ((e = pb_key(&b, &f, &wt)))
-            return e;
-        if (f == 1)      e = pb_scalar(&b, wt, &l->function);
-        else if (f == 2) e = pb_scalar(&b, wt, &l->line);
-        else             e = pb_skip(&b, wt);
-        if (e)
-            return e;
-    }
-    return NULL;
-}
+#define FIELDS(a) (a), sizeof(a) / sizeof((a)[0])
+static const scalar_field_t mapping_fields[] = {
+    {1, offsetof(raw_mapping_t, id)},   {2, offsetof(raw_mapping_t, start)},
+    {3, offsetof(raw_mapping_t, limit)}, {5, offsetof(raw_mapping_t, file)},
+    {6, offsetof(raw_mapping_t, build_id)},
+};
+static const scalar_field_t line_fields[] = {
+    {1, offsetof(raw_line_t, function)}, {2, offsetof(raw_line_t, line)},
+};
+static const scalar_field_t function_fields[] = {
+    {1, offsetof(raw_function_t, id)},       {2, offsetof(raw_function_t, name)},
+    {3, offsetof(raw_function_t, system_name)}, {4, offsetof(raw_function_t, filename)},
+    {5, offsetof(raw_function_t, start_line)},
+};
 
 static const char *parse_location(pb_t b, raw_location_t *l)
 {
@@ -298,33 +298,11 @@ static const char *parse_location(pb_t b, raw_location_t *l)
             raw_line_t ln = {0, 0};
             if (wt != WT_LEN)
                 return "Location.line is not a message";
-            if ((e = pb_len(&b, &sub)) || (e = parse_line(sub, &ln)))
+            if ((e = pb_len(&b, &sub)) || (e = parse_scalars(sub, &ln, FIELDS(line_fields))))
                 return e;
             e = PUSH(l->lines, l->nlines, l->cap, ln);
             break;
         }
-        default: e = pb_skip(&b, wt); break;
-        }
-        if (e)
-            return e;
-    }
-    return NULL;
-}
-
-static const char *parse_function(pb_t b, raw_function_t *fn)
-{
-    uint32_t f;
-    int wt;
-    const char *e;
-    while (b.p < b.end) {
-        if ((e = pb_key(&b, &f, &wt)))
-            return e;
-        switch (f) {
-        case 1: e = pb_scalar(&b, wt, &fn->id); break;
-        case 2: e = pb_scalar(&b, wt, &fn->name); break;
-        case 3: e = pb_scalar(&b, wt, &fn->system_name); break;
-        case 4: e = pb_scalar(&b, wt, &fn->filename); break;
-        case 5: e = pb_scalar(&b, wt, &fn->start_line); break;
         default: e = pb_skip(&b, wt); break;
         }
         if (e)
@@ -371,7 +349,7 @@ static const char *parse_profile(pb_t b, raw_t *r)
         case 3: {
             raw_mapping_t m;
             memset(&m, 0, sizeof m);
-            if ((e = parse_mapping(sub, &m)))
+            if ((e = parse_scalars(sub, &m, FIELDS(mapping_fields))))
                 return e;
             e = PUSH(r->mp, r->nmp, r->cmp, m);
             break;
@@ -387,7 +365,7 @@ static const char *parse_profile(pb_t b, raw_t *r)
         case 5: {
             raw_function_t fn;
             memset(&fn, 0, sizeof fn);
-            if ((e = parse_function(sub, &fn)))
+            if ((e = parse_scalars(sub, &fn, FIELDS(function_fields))))
                 return e;
             e = PUSH(r->fn, r->nfn, r->cfn, fn);
             break;
