@@ -80,6 +80,9 @@ nm --defined-only "$SO" | awk -v lo=$((16#$lo)) -v hi=$((16#$lo + 16#$size)) \
 # reaches depends on timing too (the scavenger's huge pages), so a
 # function leaves the list only by hand
 sed -n 's/^    \*(\.text\.\([^ ]*\) .*/\1/p' mk/hot.ld 2>/dev/null >>"$tmp/ran"
+# and what only threads that run at once reach, which callgrind, running
+# one thread at a time, seldom shows: the wait for a contended lock
+echo ms_lock_wait >>"$tmp/ran"
 sort -u -o "$tmp/ran" "$tmp/ran"
 # Ordered by the number of runs that ran them, most first: if the list ever
 # outgrows the first 64 KiB (tests/test_build.sh), what spills over is the
@@ -143,8 +146,14 @@ sort -u -o "$tmp/ran" "$tmp/ran"
 # past), the wait for a contended lock (ms_lock_wait, near the list's
 # end: few of the eleven runs reach it), which spins and then sleeps in
 # the kernel: a miss of the instruction cache there is nothing beside the
-# wait.
-printf '%s\n' ms_os_program_gone start_thread ms_lock_wait on_moved ms_options_parse ms_os_collapse ms_heap_huge_done ms_pagemap_set_huge \
+# wait.  Since the unwinder's interpreter of call frame programs and its
+# reading of an FDE are cold (src/prof/unwind.c: run, 3.5 KiB less), the
+# wait for a contended lock, the scavenger's start and the look at /proc
+# for a program gone are back: any two threads that meet on a lock ran the
+# wait, and with it mapped a second window of text (a two-thread program
+# of 40,000 mallocs each: 128 KiB of the library's text resident, 64 KiB
+# without contention; /proc/self/pagemap, by hand).
+printf '%s\n' on_moved ms_options_parse ms_os_collapse ms_heap_huge_done ms_pagemap_set_huge \
     all_resident_own ms_os_open_proc_mm ms_central_give_idle ms_heap_try_resize \
     ms_heap_scavenge ms_heap_huge_candidates ms_vsnprintf ms_snprintf put_padded utoa \
     ms_os_thread_switches ms_os_thread_syscall ms_tcache_free_mid mid_room log_first \
