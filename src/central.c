@@ -263,6 +263,26 @@ __attribute__((noinline)) static uint32_t take_spans_locked(central_t *ct, uint8
             ne_insert(ct->nonempty.prev, s); /* last: spans listed meanwhile are partly used, and go first */
             continue;
         }
+        /* The first span's free list, whole, when the take wants all of
+         * it: the chain is that list as it is, with no object read under
+         * the lock.  Its objects were freed a while ago, by any thread,
+         * and are seldom in this CPU's cache: popped one by one here, each
+         * was a cache miss in a row of dependent loads, with every other
+         * thread that wants the class waiting for the lock (a stress test
+         * of threads that free each other's blocks made 64 times
+         * mimalloc's futex calls); the thread's mallocs read them later
+         * instead, each prefetching the next.  Its length is what the span
+         * has carved less what it has out (ms_central_is_valid checks
+         * it).  Objects taken after it go ahead of it. */
+        if (!chain && s->freelist) {
+            uint32_t nfree = s->used / s->size - s->allocated;
+            if (nfree <= want) {
+                chain = s->freelist;
+                s->freelist = NULL;
+                n = nfree;
+                s->allocated += nfree;
+            }
+        }
         while (n < want && s->freelist) {
             void *p = s->freelist;
             s->freelist = *(void **)p;
