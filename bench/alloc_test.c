@@ -61,10 +61,8 @@ int main(int argc, char **argv)
     if (nthreads > MAXT) nthreads = MAXT;
     if (window == 0) window = 1;
 
-    pthread_t th[MAXT];
     double t0 = now_s();
-    for (int t = 0; t < nthreads; t++) pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
-    for (int t = 0; t < nthreads; t++) pthread_join(th[t], NULL);
+    run_threads(nthreads, worker);
     double secs = now_s() - t0;
     unsigned long long sum = 0;
     for (int t = 0; t < nthreads; t++) sum += sums[t];

@@ -24,6 +24,7 @@
 #include <dlfcn.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <stdlib.h>
@@ -74,6 +75,15 @@ static inline double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* run_threads: runs fn(t) on n threads at once, t = 0 .. n-1, and waits
+ * for them all: the multi-threaded workloads' timed part */
+static inline void run_threads(int n, void *(*fn)(void *))
+{
+    pthread_t th[n > 0 ? n : 1];
+    for (int t = 0; t < n; t++) pthread_create(&th[t], NULL, fn, (void *)(intptr_t)t);
+    for (int t = 0; t < n; t++) pthread_join(th[t], NULL);
 }
 
 /* Resident set size right now, in KiB (from /proc/self/statm).  open/read

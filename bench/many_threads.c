@@ -65,11 +65,9 @@ int main(int argc, char **argv)
         if (sched_getaffinity(0, sizeof cur, &cur) == 0 && CPU_ISSET(c, &cur)) { CPU_SET(c, &set); have++; }
     }
     if (have) sched_setaffinity(0, sizeof set, &set);   /* inherited by the threads */
-    pthread_t th[MAXT];
     double t0 = now_s();
     for (unsigned long long rd = 0; rd < rounds; rd++) {
-        for (int t = 0; t < nthreads; t++) pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
-        for (int t = 0; t < nthreads; t++) pthread_join(th[t], NULL);
+        run_threads(nthreads, worker);
     }
     double secs = now_s() - t0;
     unsigned long long sum = 0;

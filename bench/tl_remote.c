@@ -132,13 +132,11 @@ int main(int argc, char **argv)
     if (nthreads < 1) nthreads = 1;
     if (nthreads > MAXT) nthreads = MAXT;
     if (window == 0) window = 1;
-    pthread_t th[MAXT];
     placement = getenv("TL_PLACEMENT") != NULL;
     if (placement) pthread_barrier_init(&churned, NULL, (unsigned)nthreads);
     pthread_barrier_init(&finished, NULL, (unsigned)nthreads);
     double t0 = now_s();
-    for (int t = 0; t < nthreads; t++) pthread_create(&th[t], NULL, worker, (void *)(intptr_t)t);
-    for (int t = 0; t < nthreads; t++) pthread_join(th[t], NULL);
+    run_threads(nthreads, worker);
     for (int t = 0; t < nthreads; t++) drain(t);
     double secs = now_s() - t0;
     unsigned long long sum = 0, rf = 0;
