@@ -7,8 +7,9 @@
  * table of distinct stacks, and the block gets a record of its stack, so
  * that free can tell in O(1) whether this very block was sampled and which
  * stack to credit.  A small block's record is a word in an array hung on its
- * span (span->prof, one word per object), found through the page map; a
- * large block's is an entry in a hash map by address.  The core only asks
+ * span (span->prof, one word per object), found through the page map, or,
+ * the span's only record in sampled mode, span->prof itself (RECS_INLINE);
+ * a large block's is an entry in a hash map by address.  The core only asks
  * when the block's span holds a sampled block at all (span->mark), so an
  * unsampled free never gets here.
  *
@@ -79,9 +80,10 @@
  *     adding a stack takes intern_lock;
  *   - a small block's record is under the spin lock of its span's record
  *     array (rec_lock), or in leak-check mode a plain atomic word of a
- *     sticky array (below), a large block's under big_lock; the arrays'
- *     free lists under 16 locks striped by span address, and new arrays
- *     under pool_lock;
+ *     sticky array (below), or a span's only record, inline in span->prof,
+ *     put and taken by compare-and-swap; a large block's under big_lock;
+ *     the arrays' free lists under 16 locks striped by span address, and
+ *     new arrays under pool_lock;
  *   - the counts, the in-use estimate, the peak generation and the leak
  *     checker's log are under tally.lock, held for a few adds: the peak logic
  *     needs one order of all changes to the in-use total, and this lock is
@@ -141,9 +143,10 @@ static inline uint64_t size_unpack(uint32_t v) {
  * (the spans of 1024 objects, of the 16- and 32-byte classes, need 4120
  * bytes, the most of any class: tools/mksizeclasses.c).
  *
- * Two kinds.  A counted array (sampled mode) goes with its last record, so
- * that a heap with a few hundred samples keeps a few hundred arrays; its
- * words change under its lock.  A sticky array (hung while profile_rate is
+ * Two kinds.  A counted array (sampled mode: a span's second record makes
+ * one of it and the first, inline till then, RECS_INLINE) goes with its
+ * last record, so that a heap with a few hundred samples keeps a few
+ * hundred arrays at most; its words change under its lock.  A sticky array (hung while profile_rate is
  * 1, leak-check mode, where every block of the span is recorded anyway,
  * for a class above 1024 bytes, whose blocks keep no record in the tail)
  * stays until the span leaves use (on_span_done, called by the core),
@@ -473,8 +476,31 @@ static inline void rec_unlock(srecs_t *r) { atomic_store_explicit(&r->lock, 0, m
  * header's line was a cache miss on most mallocs and frees (callgrind's
  * cache simulation, st_churn), read only to learn the array sticky. */
 #define RECS_STICKY ((uintptr_t)1)
+/* A span's only record, in sampled mode, is kept in span->prof itself,
+ * with bit 1 set: its block's number (bits 2 to 31) and its stack id plus
+ * one (the high half).  At the default rate a sampled block is nearly
+ * always the only one of its span (bench/alloc_test.c: 4-15 KiB blocks,
+ * spans of a few of them), and an array for it cost each sample a
+ * stripe's lock, a pop, a clear of the array's words, a compare-and-swap
+ * to hang it, and the free the array's spin lock and a push back: 230
+ * instructions of the 1,600 a sample and its free cost there (callgrind,
+ * by hand).  Inline, the record is put by one compare-and-swap from 0
+ * and taken by one back to 0; a second record in the span makes an array
+ * of both (rec_put_slow), which then stays until its last record goes, as
+ * before.  The value names the block and the stack, so a compare-and-swap
+ * that succeeds saw the state it meant to change: the block's record can
+ * only be taken by its free, and put again only by its next malloc. */
+#define RECS_INLINE ((uintptr_t)2)
+static inline uintptr_t rec_inline(uint32_t i, uint32_t stack) {
+    return (uintptr_t)(stack + 1) << 32 | (uintptr_t)i << 2 | RECS_INLINE;
+}
+static inline uint32_t inline_obj(uintptr_t v) { return (uint32_t)v >> 2; }
+static inline uint32_t inline_id(uintptr_t v) { return (uint32_t)(v >> 32); } /* stack id plus one */
+static inline uintptr_t span_prof(span_t *s) { return __atomic_load_n((uintptr_t *)&s->prof, __ATOMIC_ACQUIRE); }
+/* span_recs: s's array, or NULL: none, or an inline record */
 static inline srecs_t *span_recs(span_t *s) {
-    return (srecs_t *)(__atomic_load_n((uintptr_t *)&s->prof, __ATOMIC_ACQUIRE) & ~RECS_STICKY);
+    uintptr_t v = span_prof(s);
+    return v & RECS_INLINE ? NULL : (srecs_t *)(v & ~RECS_STICKY);
 }
 /* span_sticky: s's array if it is sticky, else NULL.  A sticky array stays
  * until s leaves use, so a caller that holds a block of s may use it. */
@@ -488,7 +514,7 @@ static __thread bool hook_deep __attribute__((tls_model("initial-exec")));
 
 /* srecs_new: an empty array for span s of nobj objects; NULL if memory is
  * refused. */
-ms_inline srecs_t *srecs_pop(stripe_t *st, unsigned k) {
+__attribute__((noinline)) static srecs_t *srecs_pop(stripe_t *st, unsigned k) {
     ms_lock(&st->lock);
     srecs_t *r = atomic_load_explicit(&st->free[k], memory_order_acquire);
     while (r && !atomic_compare_exchange_weak_explicit(&st->free[k], &r, r->next, memory_order_acquire,
@@ -498,7 +524,7 @@ ms_inline srecs_t *srecs_pop(stripe_t *st, unsigned k) {
     return r;
 }
 
-static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
+__attribute__((noinline)) static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
     unsigned k = 0;
     while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
     if (k == SRECS_POOLS) return NULL;
@@ -624,18 +650,30 @@ static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) 
      * comes from the fixalloc (srecs_new): every sample of sampled mode
      * comes here, and called deep, each cleared 4 KiB of stack */
     uint32_t i = obj_of(s, a);
+    bool sticky = atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1;
     for (;;) {
-        srecs_t *r = span_recs(s);
-        if (!r) {
+        uintptr_t v = span_prof(s);
+        if (v == 0 && !sticky) { /* the span's only record: inline (RECS_INLINE) */
+            if (__atomic_compare_exchange_n((uintptr_t *)&s->prof, &v, rec_inline(i, stack), false, __ATOMIC_RELEASE,
+                                            __ATOMIC_RELAXED))
+                return true;
+            continue;
+        }
+        srecs_t *r = v & RECS_INLINE ? NULL : (srecs_t *)(v & ~RECS_STICKY);
+        if (!r) { /* none (sticky), or an inline record: an array with it */
             stripe_t *st = stripe_of(s);
-            bool sticky = atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1;
             if (!(r = srecs_new(st, (uint32_t)((s->limit - s->start) / s->size), sticky))) return false;
             r->id[i] = stack + 1;
             r->live = 1;
-            uintptr_t none = 0, hung = (uintptr_t)r | (sticky ? RECS_STICKY : 0);
-            if (__atomic_compare_exchange_n((uintptr_t *)&s->prof, &none, hung, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            if (v & RECS_INLINE) {
+                ms_assert_internal(inline_obj(v) != i && inline_obj(v) < r->nobj);
+                r->id[inline_obj(v)] = inline_id(v);
+                r->live = 2;
+            }
+            uintptr_t hung = (uintptr_t)r | (sticky ? RECS_STICKY : 0);
+            if (__atomic_compare_exchange_n((uintptr_t *)&s->prof, &v, hung, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
                 return true;
-            srecs_free(st, r); /* another thread hung one first */
+            srecs_free(st, r); /* another thread changed it first */
             continue;
         }
         /* r may be a counted array freed and hung again since it was read;
@@ -710,7 +748,16 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, 
         return true;
     }
     for (;;) {
-        srecs_t *r = span_recs(s);
+        uintptr_t w = span_prof(s);
+        if (w & RECS_INLINE) { /* the span's only record */
+            if (inline_obj(w) != i) return false;
+            *stack = inline_id(w) - 1, *size = s->size;
+            if (remove && !__atomic_compare_exchange_n((uintptr_t *)&s->prof, &w, 0, false, __ATOMIC_RELEASE,
+                                                       __ATOMIC_RELAXED))
+                continue; /* an array made of it meanwhile */
+            return true;
+        }
+        srecs_t *r = (srecs_t *)(w & ~RECS_STICKY);
         if (!r) return false;
         if (r->sticky && span_recs(s) == r) {
             uint32_t v = i < r->nobj ? rec_word(r, i) : 0;
@@ -748,7 +795,11 @@ static bool rec_take(uintptr_t a, uint32_t *stack, uint64_t *size, bool remove, 
  * span: a counted one goes with its last record). */
 static void on_span_done(span_t *s) {
     srecs_t *r = span_recs(s);
-    if (!r) return;
+    if (!r) {
+        ms_assert_internal(span_prof(s) == 0); /* an inline record goes with its block */
+        __atomic_store_n((uintptr_t *)&s->prof, 0, __ATOMIC_RELEASE);
+        return;
+    }
     ms_assert_internal(r->sticky);
     __atomic_store_n((srecs_t **)&s->prof, NULL, __ATOMIC_RELEASE);
     srecs_free(stripe_of(s), r);
@@ -1512,15 +1563,28 @@ __attribute__((noinline)) static bool freed_tail(void *p, span_t *s) {
  * mode runs. */
 static bool on_freed(void *p, span_t *s) {
     uintptr_t a = (uintptr_t)p;
-    srecs_t *k;
     if (s != NULL && ms_span_tail(s)) return freed_tail(p, s);
-    if (ms_likely(s != NULL && s->cls && (k = span_sticky(s)) != NULL &&
+    if (ms_likely(s != NULL && s->cls &&
                   ((a & MS_PAGE_MASK) != 0 || atomic_load_explicit(&nblocks, memory_order_relaxed) == 0))) {
-        uint32_t i = obj_of(s, a), v = rec_word(k, i);
-        if (v == 0) return false;
-        rec_word_set(k, i, 0);
-        if (ms_likely(batch_try(a, v - 1, s->size, false))) return true;
-        return count_free_slow(a, v - 1, s->size);
+        uintptr_t w = span_prof(s);
+        uint32_t i = obj_of(s, a);
+        if (w & RECS_INLINE) {
+            /* sampled mode's common free, its span's only record
+             * (RECS_INLINE): taken here, what rec_take would do for it */
+            if (inline_obj(w) != i) return false;
+            if (__atomic_compare_exchange_n((uintptr_t *)&s->prof, &w, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+                count_now(a, inline_id(w) - 1, s->size, false); /* (sampled mode: no batch) */
+                return true;
+            }
+            /* an array made of it meanwhile: rec_take's */
+        } else if (w & RECS_STICKY) {
+            srecs_t *k = (srecs_t *)(w & ~RECS_STICKY);
+            uint32_t v = rec_word(k, i);
+            if (v == 0) return false;
+            rec_word_set(k, i, 0);
+            if (ms_likely(batch_try(a, v - 1, s->size, false))) return true;
+            return count_free_slow(a, v - 1, s->size);
+        }
     }
     return on_freed_slow(p, s);
 }
