@@ -834,22 +834,28 @@ static void log_add(uintptr_t a) {
  * slots.  The exponential was 150 instructions of the profiler's 3,000 a
  * sample on mixed_realloc, twice over (callgrind, by hand), all of them
  * under the lock.  One page, aligned, so that the few slots a program
- * uses make one page resident, not two; not inlined, so that count_now,
- * in the hot text (tests/test_build.sh), does not grow by the miss. */
+ * uses make one page resident, not two.  The hit inline, the miss
+ * (weight_miss) not, so that count_now, in the hot text
+ * (tests/test_build.sh), does not grow by it: called, the hit was 22
+ * instructions a sampled malloc and as many a free (callgrind,
+ * bench/alloc_test.c, by hand). */
 #define WEIGHT_SLOTS 256
 static _Alignas(4096) struct {
     uint64_t size; /* 0: empty (no block has fewer than 16 bytes) */
     double w;
 } wcache[WEIGHT_SLOTS];
 
-static __attribute__((noinline)) double weight(uint64_t size) {
+static __attribute__((noinline)) double weight_miss(uint64_t size, unsigned i) {
     if (rate_d <= 1) return 1;
-    unsigned i = (unsigned)((size * 0x094433587ebaa919ull) >> 56);
-    if (wcache[i].size == size) return wcache[i].w;
     /* (a size is below MS_MAX_ALLOC, so signed: no conversion of the top bit) */
     double w = 1 / (1 - ms_exp(-(double)(int64_t)size / rate_d));
     wcache[i].size = size, wcache[i].w = w;
     return w;
+}
+ms_inline double weight(uint64_t size) {
+    unsigned i = (unsigned)((size * 0x094433587ebaa919ull) >> 56);
+    if (ms_likely(wcache[i].size == size)) return wcache[i].w; /* (never filled at rate 1) */
+    return weight_miss(size, i);
 }
 
 /* counts_fill_w: at rate 1 the weighted counts are the raw ones */
