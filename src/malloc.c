@@ -1026,11 +1026,12 @@ ms_cold static void free_slow_rest(void *p, span_t *s, const void *caller);
  * free on such a page comes here while the span keeps a sampled block
  * (st_churn: 28 frees a sample, 109 instructions each through
  * free_slow_rest; callgrind, by hand).  Apart from free_slow, whose
- * leak-check case keeps no frame: here the class's reciprocal took one
- * more register. */
+ * leak-check case keeps no frame.  idx, p's number in s, is free_slow's
+ * from object_start_at: a second multiply by the class's reciprocal here
+ * was 10 of the 50 instructions each of these frees cost in free_closed
+ * (callgrind, bench/alloc_test.c, by hand). */
 ms_cold __attribute__((noinline)) static void free_closed(void *p, span_t *s, void *cookie, uint64_t m,
-                                                          const void *caller) {
-    uint32_t idx = obj_index(s, p);
+                                                          uint32_t idx) {
     if (ms_unlikely(m & MS_MARK_BLOCK_BIT(idx))) {
         /* p may be sampled: unsample's work, with what free_slow checked
          * (free_slow_rest checked it all again: 90 instructions of each
@@ -1057,7 +1058,7 @@ ms_cold static void free_slow(void *p, const void *caller) {
     }
     uint64_t m = ms_span_mark(s);
     if (m != MS_MARK_ALL) {
-        free_closed(p, s, cookie, m, caller); /* a tail call */
+        free_closed(p, s, cookie, m, i); /* a tail call; i: p's number in s, from object_start_at */
         return;
     }
     if (ms_prof_hooks.freed_every != NULL) {
