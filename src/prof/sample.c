@@ -525,6 +525,11 @@ __attribute__((noinline)) static srecs_t *srecs_pop(stripe_t *st, unsigned k) {
 }
 
 __attribute__((noinline)) static srecs_t *srecs_new(stripe_t *st, uint32_t nobj, bool sticky) {
+    /* deeper frames than record's common path, whichever way the array
+     * comes (srecs_pop's own frame and lock, or the fixalloc): rare in
+     * sampled mode, where a span's only record is inline (rec_put_slow),
+     * and once a span in leak-check mode */
+    hook_deep = true;
     unsigned k = 0;
     while (k < SRECS_POOLS && srecs_size[k] < sizeof(srecs_t) + (size_t)nobj * sizeof(uint32_t)) k++;
     if (k == SRECS_POOLS) return NULL;
@@ -555,7 +560,6 @@ __attribute__((noinline)) static srecs_t *srecs_new(stripe_t *st, uint32_t nobj,
          * left so too: the library is bound at load (Makefile: -z now),
          * so no first call through its memset entry, here or in calloc,
          * saves registers deep in the stack. */
-        hook_deep = true; /* the fixalloc may map memory: deeper frames */
         ms_lock(&pool_lock);
         r = ms_fixalloc_alloc(&pools[k]);
         ms_unlock(&pool_lock);
@@ -646,9 +650,9 @@ static bool rec_put_slow(uintptr_t a, uint32_t stack, uint64_t size, span_t *s) 
         return ok;
     }
     if (ms_span_tail(s)) return tail_put(a, s, stack);
-    /* a small block's record stays shallow (record) unless a new array
-     * comes from the fixalloc (srecs_new): every sample of sampled mode
-     * comes here, and called deep, each cleared 4 KiB of stack */
+    /* a small block's record stays shallow (record) unless it needs an
+     * array (srecs_new): every sample of sampled mode comes here, and
+     * called deep, each cleared 4 KiB of stack */
     uint32_t i = obj_of(s, a);
     bool sticky = atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1;
     for (;;) {
@@ -1304,9 +1308,9 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
  * True if it kept to its common path, whose frames lie within
  * MS_HOOK_SHALLOW bytes below its caller's (a sticky array's word, a batch
  * the thread already has, a drain: 248 bytes with gcc 12 -O2; in sampled
- * mode a counted array's word, the array from a stripe's free list or
- * not, and the count under tally.lock); false if it went further (a
- * record array taken from the fixalloc, a large block's entry made, the
+ * mode the span's inline record or a counted array's word, and the count
+ * under tally.lock); false if it went further (a record array made for
+ * the span, from a stripe's free list or the fixalloc, a large block's entry made, the
  * thread's batch attached, memory for the record refused; id UINT32_MAX: no stack,
  * for want of memory or during a fork), so that the core clears the deeper
  * stack it may have left copies of p in (malloc.c: scrub_shallow).
