@@ -64,7 +64,7 @@
  * forks is one page-table split per huge page written.  Fork clears the
  * marks of collapsed regions (pageheap.c), and a split region is collapsed
  * again once its pages are the process's alone.  MEMSCOPE=hugepages=0
- * turns it all off (and the thread is then started as before).
+ * turns the collapses off (the thread still starts at that size).
  *
  * Age: a free span remembers when it became idle (weighted over merges, see
  * pageheap.c).  The thread starts lazily, just before the first span of
@@ -507,12 +507,16 @@ static void before_idle(size_t bytes) {
 /* on_grow: the heap has grown to sys bytes.  Once it can hold a dense
  * 2 MiB region the thread starts (before_idle's reasons hold here too:
  * nothing the program freed is idle yet, or the thread would exist), and a
- * running one that sleeps for want of idle pages looks at the new memory. */
+ * running one that sleeps for want of idle pages looks at the new memory.
+ * It starts there with hugepages=0 too: growth is an allocation, where a
+ * start is always safe, and a process that has had threads may otherwise
+ * wait with its freed pages idle until its next allocation of pages
+ * (start_here); below two huge pages' worth that wait holds little. */
 static void on_grow(uint64_t sys) {
     atomic_store_explicit(&heap_sys_bytes, sys, memory_order_relaxed);
-    if (!ms_opt.hugepages || sys < 2 * MS_HUGE_SIZE) return;
+    if (sys < 2 * MS_HUGE_SIZE) return;
     if (atomic_load_explicit(&sc_started, memory_order_relaxed)) {
-        wake();
+        if (ms_opt.hugepages) wake();
         return;
     }
     if (!may_start()) return;

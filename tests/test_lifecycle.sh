@@ -35,6 +35,10 @@
 #                  the first span idle, the scavenger's start from it
 #                  (pthread_create, which takes that lock) hung the process
 #                  (7 runs in 10 with hugepages=0)
+#   quiet-free     a process that has had a second thread frees 60 MiB and
+#                  then only sleeps: with the scavenger's start left to the
+#                  next allocation of pages (thread-churn's fix), nothing
+#                  started it with hugepages=0, and RSS stayed at 66 MiB
 #   altstack       a signal handler on an 8 KiB alternate stack that
 #                  allocates (glibc's malloc lets it): the first sample
 #                  whose walk stopped at the signal frame loaded libunwind
@@ -225,6 +229,34 @@ int main(void) {
     return 0;
 }
 CEOF
+cat > "$T/quietfree.c" <<'CEOF'
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static long rss_kib(void) {
+    long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld %ld", &pages, &res) != 2) return -1;
+    fclose(f);
+    return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+static void *one(void *a) { free(malloc(100)); return a; }
+enum { N = 200000 };
+static void *v[N];
+int main(void) {
+    pthread_t t;
+    pthread_create(&t, NULL, one, NULL);
+    pthread_join(t, NULL);
+    for (int i = 0; i < N; i++) { v[i] = malloc(300); memset(v[i], 1, 300); }
+    long peak = rss_kib();
+    for (int i = 0; i < N; i++) free(v[i]);
+    sleep(3);
+    printf("%ld %ld\n", peak, rss_kib());
+    return 0;
+}
+CEOF
 cat > "$T/altstack.c" <<'CEOF'
 #include <signal.h>
 #include <stdio.h>
@@ -248,7 +280,7 @@ int main(void) {
     return 0;
 }
 CEOF
-for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm threadchurn altstack; do
+for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm threadchurn quietfree altstack; do
     $CC -O2 -pthread -o "$T/$p" "$T/$p.c" || { echo "FAIL: cannot build $p"; exit 1; }
 done
 
@@ -339,6 +371,17 @@ for run in 1 2 3; do
     e=$(elapsed "$t0")
     [ $rc = 0 ] && [ "$out" = done ] && ok "6000 detached threads come and go (run $run): status 0 in $e s" ||
         bad "6000 detached threads come and go (run $run): status $rc after $e s (124: hung)"
+done
+
+# quiet-free: the freed pages go back within the scavenge delay (1 s; 3 s
+# allowed) in a process that has had a second thread, whatever hugepages
+for mode in hugepages=0 hugepages=1; do
+    read -r peak after < <(MEMSCOPE=$mode LD_PRELOAD=$LIB timeout -k 1 20 "$T/quietfree" 2>/dev/null)
+    if [ -n "${after:-}" ] && [ "${peak:-0}" -gt 50000 ] && [ "$after" -lt 20000 ]; then
+        ok "a threaded process frees 60 MiB and sleeps ($mode): RSS $peak -> $after KiB in 3 s"
+    else
+        bad "a threaded process frees 60 MiB and sleeps ($mode): RSS ${peak:-?} -> ${after:-?} KiB in 3 s (under 20000 wanted)"
+    fi
 done
 
 exit $fail
