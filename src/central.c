@@ -137,7 +137,7 @@ ms_cold static void first_take(central_t *ct, uint8_t cls) {
      * a slot at a thread's exit would wait there for the class to go
      * quiet */
     size_t per = (size_t)ms_class_batch[cls] * ms_class_size[cls];
-    size_t m = (ms_class_size[cls] > MS_SLOT_BIG_FROM && ms_class_size[cls] <= 65536 ? MS_SLOT_BIG_BYTES : MS_SLOT_BYTES) / per;
+    size_t m = (ms_class_size[cls] > MS_SLOT_BIG_FROM && ms_class_size[cls] <= MS_TC_MID_ABOVE ? MS_SLOT_BIG_BYTES : MS_SLOT_BYTES) / per;
     m = m == 1 ? 2 : m > MS_SLOT_MAX ? MS_SLOT_MAX : m;
     ct->max_slot_objs = (uint32_t)m * ms_class_batch[cls];
 }

@@ -607,16 +607,24 @@ void ms_malloc_sampled(void *p, span_t *s) {
 /* unsample: block p of span s leaves (free, or a move the profiler does not
  * follow); its record, if it has one, goes.  The span's mask rules most
  * unsampled blocks out without asking the profiler (and its lock). */
+/* unsample_at: unsample's step for block idx of s, whose mark m (read
+ * before) is not MS_MARK_ALL: the profiler is asked only if p's bit is
+ * set, which a sampled p's stays until p leaves */
+static inline void unsample_at(span_t *s, void *p, uint32_t idx, uint64_t m) {
+    if (ms_likely(!(m & MS_MARK_BLOCK_BIT(idx)))) return;
+    ms_prof_busy++;
+    if (ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
+    ms_prof_leave();
+}
 static inline void unsample(span_t *s, void *p) {
     uint64_t m = ms_span_mark(s);
     if (ms_likely(((m >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) == 0)) return;
-    ms_prof_busy++;
-    if (m == MS_MARK_ALL) { /* leak-check mode: the mark stays while p's span holds p */
-        ms_prof_hooks.freed(p, s);
-    } else {
-        uint32_t idx = obj_index(s, p);
-        if ((m & MS_MARK_BLOCK_BIT(idx)) && ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
+    if (m != MS_MARK_ALL) {
+        unsample_at(s, p, obj_index(s, p), m);
+        return;
     }
+    ms_prof_busy++; /* leak-check mode: the mark stays while p's span holds p */
+    ms_prof_hooks.freed(p, s);
     ms_prof_leave();
 }
 
@@ -1032,16 +1040,12 @@ ms_cold static void free_slow_rest(void *p, span_t *s, const void *caller);
  * (callgrind, bench/alloc_test.c, by hand). */
 ms_cold __attribute__((noinline)) static void free_closed(void *p, span_t *s, void *cookie, uint64_t m,
                                                           uint32_t idx) {
-    if (ms_unlikely(m & MS_MARK_BLOCK_BIT(idx))) {
-        /* p may be sampled: unsample's work, with what free_slow checked
-         * (free_slow_rest checked it all again: 90 instructions of each
-         * sampled free, callgrind, bench/alloc_test.c, by hand).  m may be
-         * older than the mark, but a sampled p's bit stays set until p's
-         * own free, this one. */
-        ms_prof_busy++;
-        if (ms_prof_hooks.freed(p, s)) mark_sampled(s, idx, false);
-        ms_prof_leave();
-    }
+    /* p may be sampled: unsample's work, with what free_slow checked
+     * (free_slow_rest checked it all again: 90 instructions of each
+     * sampled free, callgrind, bench/alloc_test.c, by hand).  m may be
+     * older than the mark, but a sampled p's bit stays set until p's own
+     * free, this one. */
+    unsample_at(s, p, idx, m);
     list_push(&ms_tc->lists[s->cls], p, cookie);
 }
 ms_cold static void free_slow(void *p, const void *caller) {

@@ -1375,6 +1375,15 @@ ms_inline uint32_t captured_id(int n, const uintptr_t *pcs, stack_own_t *own) {
     return id;
 }
 
+/* replayed_id: the id of the thread's last stack if the walk from fp
+ * replays it (stack.h: ms_stack_replay_hit), else UINT32_MAX (none, or
+ * that stack has no id): both hooks' common case, inline */
+ms_inline uint32_t replayed_id(stack_own_t *o, const uintptr_t *fp) {
+    if (ms_unlikely(o == NULL) || !ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp))
+        return UINT32_MAX;
+    return o->replay.id;
+}
+
 /* on_stack: the id of the sampled allocation's stack.  The unwinder's
  * frames are the deepest memscope puts on the program's stack (3 KiB and
  * more, with copies of every register); the block's address is in none of
@@ -1395,9 +1404,8 @@ MS_TEXT static uint32_t on_stack(const uintptr_t *fp) {
      * 160 instructions of a sample's 1,300 on bench/alloc_test.c
      * (callgrind, by hand).  The caller holds ms_prof_busy, so no signal
      * handler's sample writes the record meanwhile. */
-    if (ms_likely(o != NULL && ms_unwind_enabled) &&
-        ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp) && o->replay.id != UINT32_MAX)
-        return o->replay.id;
+    uint32_t id = ms_likely(ms_unwind_enabled) ? replayed_id(o, fp) : UINT32_MAX;
+    if (id != UINT32_MAX) return id;
     const uintptr_t *pcs;
     stack_own_t *own;
     int n = ms_stack_capture_own_from(tc, fp, MS_PROF_MAX_DEPTH + 1, &pcs, &own);
@@ -1514,9 +1522,7 @@ MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
     stack_own_t *o = tc->stack_own;
     batch_t *b = my_batch;
     if (ms_unlikely(ms_unwind_fresh_skip == 0)) return every_fresh(tc, size);
-    if (ms_unlikely(o == NULL) || !ms_stack_replay_hit(o, ms_stack_own_cap(MS_PROF_MAX_DEPTH + 1), fp))
-        return every_full(tc, size, UINT32_MAX);
-    uint32_t id = o->replay.id;
+    uint32_t id = replayed_id(o, fp);
     if (ms_unlikely(id == UINT32_MAX || !lockfree || b == NULL || b == BATCH_NONE))
         return every_full(tc, size, id);
     uintptr_t a = (uintptr_t)tc->hook_block;
