@@ -118,6 +118,11 @@ typedef struct span_s {
      * leaves use, and then hands it back (ms_prof_hooks.span_done): in
      * leak-check mode the records stay for the span's whole use. */
     void *prof;
+    /* the fork generation (ms_pm_gen) of the thread whose sync opens the
+     * span's pages (MS_MARK_SYNC in mark: pagemap.c, "Free's check"),
+     * written before its compare-and-swap sets the bit: a sync left half
+     * done by a thread a fork did not copy is taken over in the child */
+    _Atomic uint32_t sync_gen;
     /* second line: the central list's and the page heap's */
     struct span_s *next, *prev; /* central nonempty list or page-heap free list */
     union {
@@ -134,7 +139,13 @@ typedef struct span_s {
 _Static_assert(sizeof(span_t) == 2 * MS_CACHE_LINE, "span_t: two cache lines");
 
 #define MS_TCLIST_SHIFT 6        /* sizeof(tclist_t) == 1 << MS_TCLIST_SHIFT */
-#define MS_MARK_FAST_MASK 0xffffu /* fast_off */
+#define MS_MARK_FAST_MASK 0xffffu /* fast_off (with MS_MARK_SYNC) */
+/* MS_MARK_SYNC: set with fast_off by the free of the span's last sampled
+ * block, which opens the pages its sampled blocks closed, and cleared
+ * when it has written them; no other change of the mark is made while it
+ * is set (pagemap.c, "Free's check").  fast_off's low bits are 0 (a list
+ * offset, cls << MS_TCLIST_SHIFT). */
+#define MS_MARK_SYNC ((uint64_t)1)
 #define MS_MARK_SAMPLED_SHIFT 16
 #define MS_MARK_SAMPLED_MAX 0xffffu
 #define MS_MARK_BLOCK_BIT(i) ((uint64_t)1 << (32 + ((i) & 15)))
@@ -144,8 +155,8 @@ _Static_assert(sizeof(span_t) == 2 * MS_CACHE_LINE, "span_t: two cache lines");
 
 /* ms_span_mark: the mark word; its low 16 bits are nonzero exactly when
  * the span is in use with nothing sampled, and then the whole word is the
- * offset of the class's list in a tcache_t (free's fast path uses it as
- * such). */
+ * offset of the class's list in a tcache_t, MS_MARK_SYNC aside while the
+ * pages are opened (pagemap.c). */
 ms_inline uint64_t ms_span_mark(const span_t *s) {
     return atomic_load_explicit(&s->mark, memory_order_relaxed);
 }
@@ -464,28 +475,26 @@ ms_inline uint64_t ms_pagemap_check(const void *p) {
 void ms_pagemap_check_open(span_t *s);
 void ms_pagemap_check_close(span_t *s);
 void ms_span_check_grow(span_t *s, uint32_t from); /* from: used before the take */
-/* ms_span_sync_check: small span s's checks follow its mark and used part
- * as they are now.  Called after every change of the mark's fast bits
- * (a first or last sampled block); serialized per span, so that the last
- * call reads and writes last.  Takes a lock: only inside the profiler's
- * hooks (pagemap.c says why).  ms_span_check_closed: the same, for a
- * sampler whose block at page_addr the mark already counts (or all of
- * whose blocks it counts): returns once that page's check is 0 and no
- * sync that could open it is under way, without the lock if so already.
- * ms_span_sync_check_pages: the sync of the pages whose bit (page number
- * modulo 16) is set in bits alone, after a change of the mark that
- * changed those bits of its page mask and no others (pagemap.c says why
- * that is enough). */
+/* Changes of the pages' words with the mark (pagemap.c, "Free's check",
+ * says why these orders are enough; none takes a lock).
+ * ms_span_close_pages: the words of the pages whose bit (page number
+ * modulo 16) is set in bits go to 0: by a sampler after its
+ * compare-and-swap counted its block on such a page, before the block
+ * reaches the program.  ms_span_open_pages: by the thread whose
+ * compare-and-swap took the span's last sampled block out and set
+ * MS_MARK_SYNC: the pages of bits open again, and the bit is cleared.
+ * ms_span_sync_wait: a thread that found MS_MARK_SYNC set waits until it
+ * is clear (a sync left by a thread a fork did not copy is finished
+ * here), and returns the mark then.  ms_span_mark_all: leak-check mode's
+ * first record in s marks it all recorded and closes all of its pages.
+ * ms_span_sync_check: the pages of s that its mark names closed (all of
+ * them if it is all recorded), as a sampler of each would close them. */
+extern uint32_t ms_pm_gen; /* the process's fork generation (pagemap.c) */
+void ms_span_close_pages(span_t *s, uint32_t bits);
+void ms_span_open_pages(span_t *s, uint32_t bits);
+uint64_t ms_span_sync_wait(span_t *s);
+void ms_span_mark_all(span_t *s);
 void ms_span_sync_check(span_t *s);
-void ms_span_sync_check_pages(span_t *s, uint32_t bits);
-#define MS_CHECK_LOCKS 64 /* pagemap.c: the syncs' locks, by span */
-typedef struct ms_check_lock_s {
-    ms_lock_t m;
-} __attribute__((aligned(MS_CACHE_LINE))) ms_check_lock_t;
-extern ms_check_lock_t ms_check_locks[MS_CHECK_LOCKS];
-ms_inline ms_lock_t *ms_check_lock_of(const span_t *s) {
-    return &ms_check_locks[((uintptr_t)s / sizeof(span_t)) % MS_CHECK_LOCKS].m;
-}
 /* ms_pagemap_block_span: the span of p, an address in a page of the heap
  * (whose leaf exists: a block handed out), and *check, the page's word of
  * free's check, from one walk of the page map */
@@ -496,22 +505,25 @@ ms_inline span_t *ms_pagemap_block_span(const void *p, const uint64_t **check) {
     *check = &pg->check;
     return (span_t *)(pg->span ^ base);
 }
-/* ms_span_check_word_closed: ms_span_check_closed's test alone, of the
- * page's word at check (false: it must call ms_span_sync_check); inline:
- * leak-check mode's every malloc asks, and finds the page closed */
+/* ms_span_check_word_closed: whether the page's word at check is closed,
+ * for a caller that read s's mark as MS_MARK_ALL (which stays until s
+ * leaves use) before; inline: leak-check mode's every malloc asks, and
+ * finds the page closed.  The fence makes that read of the mark an
+ * acquire: the last opener's writes (made before it cleared
+ * MS_MARK_SYNC, which the compare-and-swap that made the mark all
+ * recorded read) are then visible, so a 0 read here is a closer's. */
 ms_inline bool ms_span_check_word_closed(const span_t *s, const uint64_t *check) {
-    ms_lock_t *m = ms_check_lock_of(s);
-    /* the mark counts the block already (a compare-and-swap, ordered
-     * before these loads): a sync that takes the lock after them reads it
-     * and closes; one that wrote before them left its word for them to
-     * see; one under way is waited for */
-    return __atomic_load_n(check, __ATOMIC_SEQ_CST) == 0 && atomic_load_explicit(&m->v, memory_order_seq_cst) == 0;
+    (void)s;
+    atomic_thread_fence(memory_order_acquire);
+    return __atomic_load_n(check, __ATOMIC_RELAXED) == 0;
 }
 ms_inline bool ms_span_check_is_closed(const span_t *s, uintptr_t page_addr) {
     const uint64_t *check;
     (void)ms_pagemap_block_span((const void *)page_addr, &check);
     return ms_span_check_word_closed(s, check);
 }
+/* ms_span_check_closed: s is all recorded (MS_MARK_ALL, read by the
+ * caller): the page at page_addr reads closed when this returns */
 ms_inline void ms_span_check_closed(span_t *s, uintptr_t page_addr) {
     if (!ms_span_check_is_closed(s, page_addr)) ms_span_sync_check(s);
 }

@@ -313,37 +313,45 @@ static inline uint32_t obj_index(const span_t *s, const void *p) {
 static void mark_sampled(span_t *s, uint32_t idx, bool on) {
     uint64_t old = ms_span_mark(s), nw;
     /* the block's page's check must be closed before the block reaches the
-     * program: by this sampler's sync if it closed the span, else it waits
-     * for the one that did (pagemap.c, "Free's check") */
+     * program: by this sampler itself (pagemap.c, "Free's check") */
     uintptr_t page = s->cls ? (s->start + (uintptr_t)idx * s->size) & ~(uintptr_t)MS_PAGE_MASK : 0;
     if (old == MS_MARK_ALL) {
         if (on) ms_span_check_closed(s, page);
         return;
     }
     if (on && s->cls && atomic_load_explicit(&ms_sample_rate, memory_order_relaxed) == 1) {
-        atomic_store_explicit(&s->mark, MS_MARK_ALL, memory_order_relaxed); /* every writer stores the same */
-        ms_span_sync_check(s);
+        ms_span_mark_all(s);
         return;
     }
+    uint32_t bit = (uint32_t)((page - s->start) >> MS_PAGE_SHIFT) & 15;
     do {
+        /* the last free's opening of the pages under way: after it */
+        if (ms_unlikely(old & MS_MARK_SYNC)) old = ms_span_sync_wait(s);
         uint64_t n = ((old >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) + (on ? 1 : (uint64_t)-1);
         ms_assert_internal(on || ((old >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) > 0);
         ms_assert_internal(n <= MS_MARK_SAMPLED_MAX); /* at most 1024 objects per span */
         uint64_t mask = n == 0 ? 0 : old & MS_MARK_MASKS;
-        if (on) mask |= MS_MARK_BLOCK_BIT(idx) | (s->cls ? MS_MARK_PAGE_BIT((page - s->start) >> MS_PAGE_SHIFT) : 0);
-        nw = mask | (n & MS_MARK_SAMPLED_MAX) << MS_MARK_SAMPLED_SHIFT | (n == 0 ? ms_span_mark_fast(s->cls) : 0);
+        if (on) mask |= MS_MARK_BLOCK_BIT(idx) | (s->cls ? MS_MARK_PAGE_BIT(bit) : 0);
+        nw = mask | (n & MS_MARK_SAMPLED_MAX) << MS_MARK_SAMPLED_SHIFT;
+        if (n == 0) {
+            nw |= ms_span_mark_fast(s->cls);
+            /* the last one of a small span: its pages open again, with the
+             * mark held by the bit until they are written (pagemap.c) */
+            if (s->cls && (old & MS_MARK_PAGES)) {
+                nw |= MS_MARK_SYNC;
+                atomic_store_explicit(&s->sync_gen, ms_pm_gen, memory_order_relaxed);
+            }
+        }
     } while (!atomic_compare_exchange_weak(&s->mark, &old, nw));
-    /* free reads the page map's copy (pagemap.c, "Free's check"): a first
-     * sampled block on a page closes the page before the block reaches
-     * the program, the span's last one's free opens them all again.  Only
-     * the pages of the bits that changed are written: the fast bits change
-     * only with the count's first block and its last, and with them the
-     * page mask (its first bit, or all of them), and an open page's word
-     * is the same whether the span counts sampled blocks or not. */
-    uint32_t changed = (uint32_t)((old ^ nw) >> 48) & 0xffffu;
-    ms_assert_internal(!((old ^ nw) & MS_MARK_FAST_MASK) || changed || !s->cls);
-    if (s->cls && changed) ms_span_sync_check_pages(s, changed);
-    else if (s->cls && on) ms_span_check_closed(s, page);
+    /* free reads the page map's copy (pagemap.c, "Free's check"): a
+     * sampled block closes its page before it reaches the program, the
+     * span's last one's free opens them all again.  Only the pages of the
+     * bits that changed are opened (the page mask's, all at once, with the
+     * count's last block); a sampler closes its own page's, whether or
+     * not its bit was set before (its setter may not have written yet). */
+    if (!s->cls) return;
+    if (on) ms_span_close_pages(s, 1u << bit);
+    else if (nw & MS_MARK_SYNC) ms_span_open_pages(s, (uint32_t)(old >> 48));
 }
 
 /* scrub_shallow, scrub_deep: zero the stack below the caller where the profiler

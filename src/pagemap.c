@@ -37,29 +37,42 @@
  * start; the class's divisor comes from the thread's list.
  *
  * The word must never be nonzero while a sampled block starting on its
- * page is live, or a free of it would skip the profiler.  Opening and
- * closing it (a first sampled block on the page, the span's last sampled
- * block) are written from the span's mark and used part as
- * they are at the time, under one of MS_CHECK_LOCKS locks (by span), by
- * ms_span_sync_check, which every change of the mark's fast bits or page
- * mask is followed by (of the pages whose bits changed, if only those:
- * ms_span_sync_check_pages): these writes are serialized and each reads what it writes from, so the
- * last one of a page reflects the last change to it.  A sampler's sync runs before its block
- * reaches the program, and the mark keeps the block's page in its mask
- * until the span's last sampled block is freed, so no later sync opens the
- * page while it is live.  A sampler that found the span counting sampled
- * blocks on its page already (no change of the fast bits or the page mask)
- * may get there before the one that closed it has written: it waits until its block's
- * page reads 0 with no sync under way (ms_span_check_closed;
- * tests/test_unit_freecheck.c's race had such a block freed on the fast path,
- * its record left behind).  A take that hands out more of the span raises the
- * limit of each open word it handed blocks out on by compare-and-swap and
- * never writes over a 0 (ms_span_check_grow: so the limits of open pages
- * below the end of the handed-out part may lag behind it, at or past their
- * own ends), without the lock: the lock is taken only inside the
- * profiler's hooks (ms_prof_busy), where a signal handler that allocates
- * samples nothing and defers sampled frees, while its malloc may well take
- * from a span's tail, and would wait on a lock its own thread holds.  A
+ * page is live, or a free of it would skip the profiler.  It is written
+ * with no lock (a striped lock per span, its line touched by nothing
+ * else, was two cold read-modify-writes and a fence at each sampled
+ * malloc and at its free: perf put 3% of bench/alloc_test.c's time on
+ * it).  A page's bit in the mark's page mask is set by the
+ * compare-and-swap that counts a first sampled block on it, and cleared
+ * only by the one that takes the span's last sampled block out, which
+ * clears them all; so the words change in two ways:
+ *   - closing: every sampler, after its compare-and-swap counted its
+ *     block, stores 0 in its page's words (ms_span_close_pages), whether
+ *     or not the bit was set before: the setter may not have written
+ *     yet (tests/test_unit_freecheck.c's race had such a block freed on
+ *     the fast path, its record left behind, when the second sampler
+ *     did not wait for the first), and a 0 is right while the block is
+ *     counted;
+ *   - opening: the compare-and-swap that takes out the last sampled
+ *     block also sets MS_MARK_SYNC (internal.h), and its thread writes
+ *     the open words and then clears the bit (ms_span_open_pages).  No
+ *     one changes the mark while the bit is set: the others wait
+ *     (ms_span_sync_wait).
+ * So an opener's writes come before every later closer's (the closer's
+ * compare-and-swap read the mark from the clear of the bit, a release),
+ * and no closer's 0 is overwritten by an open word while its block is
+ * counted; a closer's 0 reaches the program's other threads with the
+ * block.  A take that hands out more of the span raises the limit of each
+ * open word it handed blocks out on by compare-and-swap and never writes
+ * over a 0 (ms_span_check_grow: so the limits of open pages below the end
+ * of the handed-out part may lag behind it, at or past their own ends),
+ * and an opener reads used again after its writes, and writes again if it
+ * grew.  Nothing here takes a lock: a signal handler's malloc may well
+ * take from a span's tail, and the hooks that close and open (inside the
+ * profiler: ms_prof_busy) are never entered by a handler that interrupted
+ * them, so no thread waits on a bit its own thread set.  A fork that
+ * leaves an opener's thread behind leaves the bit set in the child: the
+ * span's sync_gen names the parent's fork generation, and the child's
+ * first waiter finishes the opening itself.  A
  * span's words are set open when it enters use (nothing handed out: the limit
  * is its start; in leak-check mode with records in the blocks' tails they
  * stay 0, as the span is marked all recorded: internal.h), and go back to
@@ -67,6 +80,8 @@
  * live); a leaf's are 0 from its creation.
  */
 #include "internal.h"
+
+#include <sched.h>
 
 pagemap_t ms_pm; /* BSS: the nil leaf (2 MiB, only ever read) and the root */
 
@@ -251,8 +266,6 @@ void ms_pagemap_clear_huge_all(void) {
  * Free's check (top of file)
  * ---------------------------------------------------------------------- */
 
-ms_check_lock_t ms_check_locks[MS_CHECK_LOCKS];
-
 static inline uint64_t *check_of(uintptr_t pn) { return &leaf_of(pn)->page[pn & LEAF_MASK].check; }
 
 static void set_checks(const span_t *s, uint64_t v) {
@@ -296,54 +309,91 @@ void ms_span_check_grow(span_t *s, uint32_t from) {
     }
 }
 
-/* ms_span_sync_check_pages: ms_span_sync_check of the pages whose bit (their number
- * modulo 16, as in the mark's page mask) is set in `bits` alone, the
- * others left as they are.  A page's word depends on the mark only
- * through its own page bit: open, it is the class's list offset under the
- * limit, whether or not other pages hold sampled blocks (fast_off is that
- * offset, and a span counting sampled blocks keeps its pages without one
- * open with it); closed, 0.  So a change of the mark changes the words of
- * the pages of the bits it changed and no others, and a sync of those
- * pages, read from the mark as it is then under the span's lock, leaves
- * every page as a sync of them all would: each page's last sync comes
- * after its last change.  A span of 16 pages (the classes of 32 KiB and
- * 64 KiB) wrote all 16 words for each sampled block and again at its free:
- * 252 instructions a sync, 16% of the profiler's on mixed_realloc
- * (callgrind, by hand), where one word is written now. */
-void ms_span_sync_check_pages(span_t *s, uint32_t bits) {
-    ms_lock_t *m = ms_check_lock_of(s);
-    ms_lock(m);
-    uint64_t mark = ms_span_mark(s), fast = mark & MS_MARK_FAST_MASK;
-    /* with sampled blocks, the pages without one stay open (internal.h,
-     * span_t.mark), their words holding the class's list offset all the
-     * same; a mark counting sampled blocks with no page named (none is
-     * made so) would close them all */
-    uint32_t pages = 0;
-    if (!fast && ((mark >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) && s->cls) {
-        pages = (uint32_t)(mark >> 48);
-        fast = pages ? ms_span_mark_fast(s->cls) : 0;
-    }
+/* The pages of a bit: a page's word depends on the mark only through its
+ * own page bit (its number modulo 16, as in the mark's page mask): open,
+ * it is the class's list offset under the limit, whether or not other
+ * pages hold sampled blocks (a span counting sampled blocks keeps its
+ * pages without one open); closed, 0.  So a change of the mark changes the
+ * words of the pages of the bits it changed and no others.  A span of 16
+ * pages (the classes of 32 KiB and 64 KiB) wrote all 16 words for each
+ * sampled block and again at its free: 252 instructions a sync, 16% of the
+ * profiler's on mixed_realloc (callgrind, by hand), where one word is
+ * written now. */
+static inline uint32_t span_bits(const span_t *s, uint32_t bits) {
+    return bits & (s->npages < 16 ? (1u << s->npages) - 1 : 0xffffu);
+}
+
+void ms_span_close_pages(span_t *s, uint32_t bits) {
     uintptr_t pn = s->start >> MS_PAGE_SHIFT;
     uint32_t npages = s->npages;
-    bits &= npages < 16 ? (1u << npages) - 1 : 0xffffu;
+    for (uint32_t b = span_bits(s, bits); b; b &= b - 1)
+        for (uint32_t i = (uint32_t)__builtin_ctz(b); i < npages; i += 16) {
+            uint64_t *w = check_of(pn + i);
+            if (__atomic_load_n(w, __ATOMIC_RELAXED)) __atomic_store_n(w, 0, __ATOMIC_RELAXED);
+        }
+}
+
+/* open_words: the opener's writes (MS_MARK_SYNC set by it, so no other
+ * thread changes the mark or writes 0 meanwhile) */
+static void open_words(span_t *s, uint32_t bits) {
+    uintptr_t pn = s->start >> MS_PAGE_SHIFT;
+    uint32_t npages = s->npages;
+    uint64_t fast = ms_span_mark_fast(s->cls);
+    bits = span_bits(s, bits);
     for (uint32_t used;;) {
         used = *(const volatile uint32_t *)&s->used;
         uint64_t v = word_of(s, fast);
-        for (uint32_t b = bits; b; b &= b - 1) {
-            uint32_t k = (uint32_t)__builtin_ctz(b);
-            uint64_t w = (pages >> k) & 1 ? 0 : v;
-            for (uint32_t i = k; i < npages; i += 16) __atomic_store_n(check_of(pn + i), w, __ATOMIC_RELAXED);
-        }
+        for (uint32_t b = bits; b; b &= b - 1)
+            for (uint32_t i = (uint32_t)__builtin_ctz(b); i < npages; i += 16)
+                __atomic_store_n(check_of(pn + i), v, __ATOMIC_RELAXED);
         /* a take that grew used meanwhile found the words closed (0) and
          * left them: read used again after the writes (against its store
          * of used before its compare-and-swap, a full barrier each) */
         atomic_thread_fence(memory_order_seq_cst);
-        if (!fast || *(const volatile uint32_t *)&s->used == used) break;
+        if (*(const volatile uint32_t *)&s->used == used) break;
     }
-    ms_unlock(m);
 }
 
-void ms_span_sync_check(span_t *s) { ms_span_sync_check_pages(s, 0xffffu); }
+void ms_span_open_pages(span_t *s, uint32_t bits) {
+    open_words(s, bits);
+    /* release: the next changer of the mark reads this, and its writes of
+     * the words come after these */
+    atomic_fetch_and_explicit(&s->mark, ~MS_MARK_SYNC, memory_order_release);
+}
+
+uint32_t ms_pm_gen = 1; /* the fork generation: one more in each child */
+
+uint64_t ms_span_sync_wait(span_t *s) {
+    for (unsigned spins = 0;;) {
+        uint64_t m = atomic_load_explicit(&s->mark, memory_order_acquire);
+        if (!(m & MS_MARK_SYNC)) return m;
+        uint32_t g = atomic_load_explicit(&s->sync_gen, memory_order_relaxed);
+        if (g != ms_pm_gen) {
+            /* set by a thread of a process this one was forked from, which
+             * the fork did not copy: one thread here finishes it (the
+             * mark names no sampled block, so every page opens) */
+            if (atomic_compare_exchange_strong(&s->sync_gen, &g, ms_pm_gen)) ms_span_open_pages(s, 0xffffu);
+            continue;
+        }
+        if (++spins % 64 == 0) sched_yield(); /* its thread may be preempted */
+        else ms_spin_pause();
+    }
+}
+
+void ms_span_mark_all(span_t *s) {
+    uint64_t old = atomic_load_explicit(&s->mark, memory_order_relaxed);
+    while (old != MS_MARK_ALL) {
+        if (old & MS_MARK_SYNC) old = ms_span_sync_wait(s);
+        else if (atomic_compare_exchange_weak(&s->mark, &old, MS_MARK_ALL)) break;
+    }
+    ms_span_close_pages(s, 0xffffu);
+}
+
+void ms_span_sync_check(span_t *s) {
+    uint64_t mark = atomic_load_explicit(&s->mark, memory_order_acquire);
+    if (!(mark & MS_MARK_FAST_MASK) && ((mark >> MS_MARK_SAMPLED_SHIFT) & MS_MARK_SAMPLED_MAX) && s->cls)
+        ms_span_close_pages(s, (uint32_t)(mark >> 48));
+}
 
 bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages) {
     uintptr_t pn = start >> MS_PAGE_SHIFT;
@@ -352,14 +402,9 @@ bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages) {
     return true;
 }
 
-/* Fork: a sync under way in another thread would leave its lock held and
- * the span's limits half written in the child. */
-void ms_pagemap_fork_prepare(void) {
-    for (int i = 0; i < MS_CHECK_LOCKS; i++) ms_lock(&ms_check_locks[i].m);
-}
-void ms_pagemap_fork_parent(void) {
-    for (int i = MS_CHECK_LOCKS - 1; i >= 0; i--) ms_unlock(&ms_check_locks[i].m);
-}
-void ms_pagemap_fork_child(void) {
-    for (int i = 0; i < MS_CHECK_LOCKS; i++) ms_lock_init(&ms_check_locks[i].m);
-}
+/* Fork: a sync under way in another thread is finished in the child by
+ * the first thread that waits on it (ms_span_sync_wait: the span's
+ * sync_gen names an older generation); nothing to hold here. */
+void ms_pagemap_fork_prepare(void) {}
+void ms_pagemap_fork_parent(void) {}
+void ms_pagemap_fork_child(void) { ms_pm_gen = ms_pm_gen + 1 ? ms_pm_gen + 1 : 1; }
