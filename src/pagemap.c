@@ -333,32 +333,39 @@ void ms_span_close_pages(span_t *s, uint32_t bits) {
         }
 }
 
-/* open_words: the opener's writes (MS_MARK_SYNC set by it, so no other
- * thread changes the mark or writes 0 meanwhile) */
-static void open_words(span_t *s, uint32_t bits) {
-    uintptr_t pn = s->start >> MS_PAGE_SHIFT;
-    uint32_t npages = s->npages;
-    uint64_t fast = ms_span_mark_fast(s->cls);
-    bits = span_bits(s, bits);
-    for (uint32_t used;;) {
-        used = *(const volatile uint32_t *)&s->used;
-        uint64_t v = word_of(s, fast);
-        for (uint32_t b = bits; b; b &= b - 1)
-            for (uint32_t i = (uint32_t)__builtin_ctz(b); i < npages; i += 16)
-                __atomic_store_n(check_of(pn + i), v, __ATOMIC_RELAXED);
-        /* a take that grew used meanwhile found the words closed (0) and
-         * left them: read used again after the writes (against its store
-         * of used before its compare-and-swap, a full barrier each) */
-        atomic_thread_fence(memory_order_seq_cst);
-        if (*(const volatile uint32_t *)&s->used == used) break;
-    }
-}
-
+/* ms_span_open_pages: the opener's writes (MS_MARK_SYNC set by it, so no
+ * other thread changes the mark or writes 0 meanwhile), then the bit
+ * cleared.  A take that grew used meanwhile may have found the words
+ * closed (0) and left them, or raised them before this wrote them over:
+ * used is read again after the writes and the clear, whose lock-prefixed
+ * read-modify-write orders them before that read (against the take's
+ * store of used before its compare-and-swap, a full barrier too), and if
+ * it grew, the words still open are raised as a take raises them.  A
+ * fence there, and the words written again, cost each sampled free of
+ * bench/alloc_test.c a fence more than the clear. */
 void ms_span_open_pages(span_t *s, uint32_t bits) {
-    open_words(s, bits);
+    uintptr_t pn = s->start >> MS_PAGE_SHIFT;
+    uint32_t npages = s->npages, used = *(const volatile uint32_t *)&s->used;
+    bits = span_bits(s, bits);
+    uint64_t v = word_of(s, ms_span_mark_fast(s->cls));
+    for (uint32_t b = bits; b; b &= b - 1)
+        for (uint32_t i = (uint32_t)__builtin_ctz(b); i < npages; i += 16)
+            __atomic_store_n(check_of(pn + i), v, __ATOMIC_RELAXED);
     /* release: the next changer of the mark reads this, and its writes of
      * the words come after these */
-    atomic_fetch_and_explicit(&s->mark, ~MS_MARK_SYNC, memory_order_release);
+    atomic_fetch_and_explicit(&s->mark, ~MS_MARK_SYNC, memory_order_seq_cst);
+#if !defined(__x86_64__) && !defined(__i386__)
+    atomic_thread_fence(memory_order_seq_cst); /* (an RMW is not a fence for other words everywhere) */
+#endif
+    if (ms_likely(*(const volatile uint32_t *)&s->used == used)) return;
+    for (uint32_t b = bits; b; b &= b - 1)
+        for (uint32_t i = (uint32_t)__builtin_ctz(b); i < npages; i += 16) {
+            uint64_t *w = check_of(pn + i), x = __atomic_load_n(w, __ATOMIC_RELAXED);
+            /* never over a 0: a sampler may have closed it since */
+            while (x && !__atomic_compare_exchange_n(w, &x, word_of(s, x & MS_MARK_FAST_MASK), false,
+                                                     __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+            }
+        }
 }
 
 uint32_t ms_pm_gen = 1; /* the fork generation: one more in each child */
