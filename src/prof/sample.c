@@ -85,11 +85,13 @@
  *     the arrays' free lists under 16 locks striped by span address, and
  *     new arrays under pool_lock;
  *   - the counts, the in-use estimate, the peak generation and the leak
- *     checker's log are under tally.lock, held for a few adds: the peak logic
- *     needs one order of all changes to the in-use total, and this lock is
- *     that order (in leak-check mode, threads bring their counts to it in
- *     batches, appended with no lock where membarrier exists, else under
- *     the batch's own lock: see Batches below);
+ *     checker's log are under tally.lock, held for a few adds, or counted
+ *     by the tally's owner with no lock while no one holds it (see "The
+ *     tally's owner" below): the peak logic needs one order of all changes
+ *     to the in-use total, and this is that order (in leak-check mode,
+ *     threads bring their counts to it in batches, appended with no lock
+ *     where membarrier exists, else under the batch's own lock: see
+ *     Batches below);
  *   - a snapshot holds tally.lock for the copy of 1024 stacks at a time.
  * All are lock.c's one-word mutex but the record arrays' spin locks.  A
  * hook captures the stack (inline, stack.h) before taking any lock, and
