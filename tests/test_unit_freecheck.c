@@ -26,11 +26,15 @@
  *             is freed no span of the class counts a sampled block (a
  *             sampled block freed on the fast path would have stayed
  *             counted) and every limit is back.
+ *   fork-sync a span left with MS_MARK_SYNC set by a thread of the parent
+ *             (its sync_gen an older fork generation) is finished by the
+ *             child's first waiter, which does not wait for ever.
  * Linked with the debug archive: the page heap is validated on every
  * operation.
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "memscope.h"
@@ -243,5 +247,17 @@ int main(int argc, char **argv) {
     CHECK("race-entry", ps && entry_ok(ps));
     free(probe);
     CHECK("race-heap-valid", ms_heap_is_valid());
+
+    /* fork-sync: a span whose pages a thread of the parent was opening
+     * (MS_MARK_SYNC set, sync_gen an older generation) when the process
+     * forked; no pages (npages 0), so nothing is written */
+    static span_t stale __attribute__((aligned(MS_CACHE_LINE)));
+    stale.cls = 1;
+    atomic_store(&stale.mark, ms_span_mark_fast(1) | MS_MARK_SYNC);
+    atomic_store(&stale.sync_gen, ms_pm_gen - 1);
+    alarm(10); /* a wait for the thread that is not there kills the test */
+    uint64_t m = ms_span_sync_wait(&stale);
+    alarm(0);
+    CHECK("fork-sync-finished", m == ms_span_mark_fast(1) && atomic_load(&stale.sync_gen) == ms_pm_gen);
     return print_test_summary();
 }
