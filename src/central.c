@@ -725,8 +725,8 @@ bool ms_central_is_valid(uint8_t cls) {
             ok = (uintptr_t)p >= s->start && (uintptr_t)p < s->start + s->used && ((uintptr_t)p - s->start) % size == 0;
             nfree++;
             if (ok && seg_left == 0) { /* p starts a segment below the first */
-                uint64_t d = ((const uint64_t *)p)[2];
-                ok = size >= SEG_MIN_SIZE && (d & SEG_MARK) && (d & 0xffff) != 0;
+                uint64_t d = size >= SEG_MIN_SIZE ? ((const uint64_t *)p)[2] : 0;
+                ok = (d & SEG_MARK) && (d & 0xffff) != 0;
                 seg_left = (uint32_t)(d & 0xffff);
                 seg_last = (void *)(s->start + (uintptr_t)((d & ~SEG_MARK) >> 16));
             }
