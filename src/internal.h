@@ -131,8 +131,14 @@ typedef struct span_s {
     };
     uint32_t allocated;     /* small: objects handed out of the span (central lock) */
     uint32_t released;      /* free: pages of the span already returned to the OS */
-    uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
-    uint32_t scan_from;     /* free: the pages before this one are all released (scavenger's start) */
+    union {
+        uint64_t free_since_ms; /* free: when its pages became idle (weighted on merge) */
+        void *seg_tail;         /* small: the last object of freelist's first seg_n (central.c, "Segments") */
+    };
+    union {
+        uint32_t scan_from; /* free: the pages before this one are all released (scavenger's start) */
+        uint32_t seg_n;     /* small: objects at freelist's head whose last is seg_tail (0: freelist empty) */
+    };
     uint32_t tmax;          /* free, in the page heap's tree: the most pages of a span in its subtree */
     struct span_s *unext, *uprev; /* free with unreleased pages: the scavenger's list, in order freed */
 } __attribute__((aligned(MS_CACHE_LINE))) span_t;
