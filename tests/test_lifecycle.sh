@@ -49,6 +49,11 @@
 #                  its store handed a block out twice, and memscope reported
 #                  a double free the program never made (every 1 s run,
 #                  with or without the profiler)
+#   sigunwind      a sample taken in a signal handler loads no library: its
+#                  dlopen of libunwind, from a handler that had interrupted
+#                  the program's dlopen, entered the loader a second time
+#                  (ld.so's assertion, exit status 127), or waited for the
+#                  page heap's lock the interrupted malloc held
 set -u
 . "$(dirname "$0")/prelude.sh"
 CC=${CC:-cc}
@@ -327,7 +332,25 @@ int main(void) {
     return 0;
 }
 CEOF
-for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm threadchurn quietfree altstack sigchurn; do
+cat > "$T/sigunwind.c" <<'CEOF'
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static volatile int hits;
+static void on_usr1(int sig) { (void)sig; void *volatile p = malloc(64); free(p); hits++; }
+int main(void) {
+    signal(SIGUSR1, on_usr1);
+    for (int i = 0; i < 10; i++) raise(SIGUSR1);
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int loaded = 0;
+    while (f && fgets(line, sizeof line, f)) loaded |= strstr(line, "libunwind") != NULL;
+    printf("%d signals, libunwind %s\n", hits, loaded ? "loaded" : "not loaded");
+    return 0;
+}
+CEOF
+for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm threadchurn quietfree altstack sigchurn sigunwind; do
     $CC -O2 -pthread -o "$T/$p" "$T/$p.c" || { echo "FAIL: cannot build $p"; exit 1; }
 done
 
@@ -416,6 +439,12 @@ for mode in profile_rate=0 profile_rate=1000 "" profile_rate=1; do
     [ $rc = 0 ] && [ "$out" = ok ] && ok "a 10 kHz handler that mallocs and frees the loop's classes (MEMSCOPE='$mode')" ||
         bad "a 10 kHz handler that mallocs and frees the loop's classes (MEMSCOPE='$mode'): status $rc: $(head -c 200 <<<"$out")"
 done
+
+# sigunwind: every allocation sampled, the handler's too, whose walks stop
+# at the signal frame; the program's own walks need no libunwind
+out=$(MEMSCOPE=profile_rate=1 LD_PRELOAD=$LIB timeout 20 "$T/sigunwind" 2>&1); rc=$?
+[ $rc = 0 ] && [ "$out" = "10 signals, libunwind not loaded" ] && ok "samples in a signal handler load no library: $out" ||
+    bad "samples in a signal handler load no library: status $rc, '$out'"
 
 # thread-churn: no start of the scavenger from a free that glibc makes with
 # its stack cache locked; hugepages=0, so that the heap's growth does not
