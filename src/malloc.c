@@ -388,9 +388,34 @@ static __attribute__((noinline)) void scrub_shallow(void) {
     scrub_memset(buf, 0, sizeof buf);
     __asm__ volatile("" : : "r"(buf) : "memory"); /* not a dead store */
 }
+/* scrub_deep clears MS_HOOK_DEEP bytes, or, on an alternate signal stack
+ * (a handler that allocates: glibc's malloc lets it), what of them lies
+ * on that stack: a handler on an 8 KiB one whose refill came 4 KiB from
+ * its end cleared past it (SIGSEGV at the guard page; below a stack the
+ * program had malloc'd, its neighbours in the heap; tests/test_lifecycle.sh's
+ * altleak).  SCRUB_MARGIN: this function's frame, scrub_n's and memset's,
+ * which lie between the frame address and the cleared buffer, and
+ * memset's below it (objdump: under 100 bytes).  The look costs a system call a deep scrub: leak-check
+ * mode's refills, and samples that went deep. */
+#define SCRUB_MARGIN 512
+/* scrub_room: how much of MS_HOOK_DEEP below sp may be cleared; its own
+ * frame lies in what its caller clears then */
+static __attribute__((noinline)) size_t scrub_room(uintptr_t sp) {
+    size_t n = MS_HOOK_DEEP;
+    stack_t ss;
+    int saved = errno;
+    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
+        uintptr_t lo = (uintptr_t)ss.ss_sp + SCRUB_MARGIN;
+        n = sp <= lo ? 0 : sp - lo < n ? sp - lo : n;
+    }
+    errno = saved;
+    return n;
+}
 static __attribute__((noinline)) void scrub_deep(void) {
-    char buf[MS_HOOK_DEEP];
-    scrub_memset(buf, 0, sizeof buf);
+    size_t n = scrub_room((uintptr_t)__builtin_frame_address(0));
+    if (n == 0) return;
+    char buf[n];
+    scrub_memset(buf, 0, n);
     __asm__ volatile("" : : "r"(buf) : "memory");
 }
 

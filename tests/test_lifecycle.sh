@@ -43,6 +43,9 @@
 #                  allocates (glibc's malloc lets it): the first sample
 #                  whose walk stopped at the signal frame loaded libunwind
 #                  there, and dlopen ran off the stack: SIGSEGV
+#   altleak        altstack's program in leak-check mode (profile_rate=1,
+#                  leaks=reachable): the 4 KiB clearing of the stack below
+#                  a refill ran off the 8 KiB alternate stack: SIGSEGV
 #   sigchurn       an ITIMER_REAL handler that mallocs and frees blocks of
 #                  the classes the program's loop mallocs and frees: a
 #                  signal between a fast path's read of a list's head and
@@ -431,6 +434,11 @@ elif [ $rc = 0 ] && [ "$out" = "$base" ]; then
 else
     bad "a handler on an 8 KiB alternate stack that allocates: status $rc (139: SIGSEGV), output '$out'"
 fi
+for mode in profile_rate=1 leaks=reachable; do
+    out=$(MEMSCOPE=$mode LD_PRELOAD=$LIB timeout 20 "$T/altstack" 2>&1); rc=$?
+    [ $rc = 0 ] && [ "$out" = "$base" ] && ok "a handler on an 8 KiB alternate stack that allocates, MEMSCOPE=$mode: $out" ||
+        bad "a handler on an 8 KiB alternate stack that allocates, MEMSCOPE=$mode: status $rc (139: SIGSEGV), output '$(head -c 200 <<<"$out")'"
+done
 
 # sigchurn: 1 s runs of 10,000 signals, profiler off, sampling, leak-check
 # mode; each run failed before its list steps were restartable
