@@ -90,6 +90,8 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1437,13 +1439,13 @@ MS_EXPORT MS_TEXT int posix_memalign(void **out, size_t align, size_t size) {
     return 0;
 }
 
-MS_EXPORT MS_TEXT void *aligned_alloc(size_t align, size_t size) {
-    if (!is_pow2(align)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return alloc_aligned(align, size);
-}
+/* aligned_alloc: glibc's up to 2.37, memalign under another name (a
+ * weak alias of __libc_memalign in its malloc.c): an alignment that is not
+ * a power of two is rounded up, 0 is malloc's.  Programs built against
+ * those (Debian 12's 2.36) pass such alignments and get a block; glibc
+ * 2.38 made them EINVAL, as C17 allows, and memscope did so too, so the
+ * same program failed under memscope alone (README, "glibc's extras"). */
+MS_EXPORT MS_TEXT void *aligned_alloc(size_t align, size_t size) { return memalign(align, size); }
 
 MS_EXPORT MS_TEXT void *memalign(size_t align, size_t size) {
     if (align > SIZE_MAX / 2 + 1) { /* no power of two to round up to: glibc's EINVAL */
@@ -1539,10 +1541,60 @@ MS_EXPORT int malloc_trim(size_t pad) {
 
 MS_EXPORT void malloc_stats(void) { memscope_print_stats(2); }
 
+/* mallopt: nothing to tune (memscope has no glibc arenas, fastbins or
+ * thresholds), and glibc 2.36's answer, which a program may test: 1 but
+ * for M_MXFAST above glibc's largest fastbin request (80 * sizeof(size_t)
+ * / 4 bytes; a negative value wraps to a huge one), refused with 0 */
 MS_EXPORT int mallopt(int param, int value) {
-    (void)param;
-    (void)value;
-    return 1; /* accepted: memscope has no glibc arenas or thresholds to tune */
+    if (param == M_MXFAST) return (size_t)(ptrdiff_t)value <= 80 * sizeof(size_t) / 4;
+    return 1;
+}
+
+/* malloc_info: memscope's heap in glibc's XML (glibc's malloc.c,
+ * __malloc_info), one heap: its free chunks by size are the free slots
+ * of the size classes (the slots of the class's spans in use less its
+ * live objects: in thread caches, central lists and spans alike), "rest"
+ * adds the idle pages not yet released as glibc adds its top chunk,
+ * "system" is the heap's memory from the OS less what went back, and
+ * "aspace" the heap's address space.  memscope has no fastbins, and its
+ * large blocks are spans of the same heap (no "mmap" chunks).  With an
+ * option, EINVAL as glibc's.  Left to glibc, the report described glibc's
+ * arena, unused under memscope: all but empty. */
+static void class_slots(const span_t *s, void *arg) {
+    if (s->cls && s->size) ((uint64_t *)arg)[s->cls] += PAGES(s->npages) / s->size;
+}
+MS_EXPORT int malloc_info(int options, FILE *fp) {
+    if (options != 0) return EINVAL;
+    ms_ensure_init();
+    static struct memscope_stats st; /* (2 KiB: not on the caller's stack; a race only blurs a report) */
+    uint64_t slots[MS_NUM_CLASSES] = {0};
+    ms_heap_for_each_inuse(class_slots, slots);
+    st.size = sizeof st;
+    memscope_read_stats(&st);
+    uint64_t nfree = 0, free_bytes = 0;
+    fputs("<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n", fp);
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        uint64_t live = st.by_size[c - 1].mallocs - st.by_size[c - 1].frees, size = ms_class_size[c];
+        if (slots[c] <= live || (int64_t)live < 0) continue; /* (counts read a moment apart: none shown) */
+        uint64_t n = slots[c] - live;
+        fprintf(fp, "  <size from=\"%" PRIu64 "\" to=\"%" PRIu64 "\" total=\"%" PRIu64 "\" count=\"%" PRIu64 "\"/>\n",
+                size, size, n * size, n);
+        nfree += n, free_bytes += n * size;
+    }
+    uint64_t idle = st.heap_idle > st.heap_released ? st.heap_idle - st.heap_released : 0;
+    uint64_t cur = st.heap_sys > st.heap_released ? st.heap_sys - st.heap_released : 0;
+    nfree += idle != 0, free_bytes += idle;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) fputs("</sizes>\n", fp);
+        fprintf(fp, "<total type=\"fast\" count=\"0\" size=\"0\"/>\n<total type=\"rest\" count=\"%" PRIu64 "\" size=\"%" PRIu64 "\"/>\n",
+                nfree, free_bytes);
+        if (pass == 1) fputs("<total type=\"mmap\" count=\"0\" size=\"0\"/>\n", fp);
+        fprintf(fp, "<system type=\"current\" size=\"%" PRIu64 "\"/>\n<system type=\"max\" size=\"%" PRIu64 "\"/>\n"
+                    "<aspace type=\"total\" size=\"%" PRIu64 "\"/>\n<aspace type=\"mprotect\" size=\"%" PRIu64 "\"/>\n",
+                cur, st.heap_sys, st.heap_sys, cur);
+        fputs(pass == 0 ? "</heap>\n" : "</malloc>\n", fp);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------
