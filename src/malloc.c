@@ -90,6 +90,8 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,9 +398,34 @@ static __attribute__((noinline)) void scrub_shallow(void) {
     scrub_memset(buf, 0, sizeof buf);
     __asm__ volatile("" : : "r"(buf) : "memory"); /* not a dead store */
 }
+/* scrub_deep clears MS_HOOK_DEEP bytes, or, on an alternate signal stack
+ * (a handler that allocates: glibc's malloc lets it), what of them lies
+ * on that stack: a handler on an 8 KiB one whose refill came 4 KiB from
+ * its end cleared past it (SIGSEGV at the guard page; below a stack the
+ * program had malloc'd, its neighbours in the heap; tests/test_lifecycle.sh's
+ * altleak).  SCRUB_MARGIN: this function's frame, scrub_n's and memset's,
+ * which lie between the frame address and the cleared buffer, and
+ * memset's below it (objdump: under 100 bytes).  The look costs a system call a deep scrub: leak-check
+ * mode's refills, and samples that went deep. */
+#define SCRUB_MARGIN 512
+/* scrub_room: how much of MS_HOOK_DEEP below sp may be cleared; its own
+ * frame lies in what its caller clears then */
+static __attribute__((noinline)) size_t scrub_room(uintptr_t sp) {
+    size_t n = MS_HOOK_DEEP;
+    stack_t ss;
+    int saved = errno;
+    if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
+        uintptr_t lo = (uintptr_t)ss.ss_sp + SCRUB_MARGIN;
+        n = sp <= lo ? 0 : sp - lo < n ? sp - lo : n;
+    }
+    errno = saved;
+    return n;
+}
 static __attribute__((noinline)) void scrub_deep(void) {
-    char buf[MS_HOOK_DEEP];
-    scrub_memset(buf, 0, sizeof buf);
+    size_t n = scrub_room((uintptr_t)__builtin_frame_address(0));
+    if (n == 0) return;
+    char buf[n];
+    scrub_memset(buf, 0, n);
     __asm__ volatile("" : : "r"(buf) : "memory");
 }
 
@@ -647,6 +674,100 @@ bool ms_in_memscope_text(uintptr_t pc) {
  * Small objects
  * ---------------------------------------------------------------------- */
 
+/* Restartable list steps.  A signal handler that allocates runs between
+ * two instructions of the code it interrupted, and malloc's and free's
+ * fast paths are not one instruction: a handler's malloc that lands
+ * between free's read of a list's head and its store of the new head
+ * takes the old head, which the interrupted free then links under its
+ * block, and the block is handed out twice; between malloc's read of the
+ * head and its store of the next block, the same.  The block's second
+ * owner frees it, and the first one's free then finds it free: memscope
+ * reported a double free the program never made and aborted it (an
+ * ITIMER_REAL handler that frees and mallocs while the program does: 3
+ * runs in 12, with or without the profiler; tests/test_lifecycle.sh's
+ * sigchurn).  glibc's tcache steps are the same two instructions apart.
+ * So each step is a restartable sequence (Linux's rseq, which the C
+ * library registers for every thread since glibc 2.35, and tcmalloc
+ * uses for its per-CPU caches): the read of the head up to the store of
+ * the new one, the store last, and a signal delivered (or a preemption)
+ * inside moves the thread to the sequence's start, so that it reads the
+ * head again once the handler has returned.  The cost is naming the
+ * sequence, three instructions a step (a load of ms_tls.rseq_cs, the
+ * descriptor's address, the store).  Without rseq (an older C library or
+ * kernel, GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind) the name goes to
+ * ms_rseq_sink and the steps are as unprotected as glibc's.  The slow
+ * paths' longer changes of a list (refills, spares, ms_tc_busy) are not
+ * covered. */
+uint64_t ms_rseq_sink;
+#if defined(__x86_64__)
+/* RSEQ_SECTION: the descriptor of the sequence from label 1 to label 2
+ * (struct rseq_cs: version 0, flags 0, start, length, abort), and its
+ * abort handler (label 4), out of line, after the 4-byte signature the C
+ * library registered (RSEQ_SIG, 0x53053053 on x86, inside a ud1 as glibc
+ * and the kernel's selftests write it), which names the sequence again
+ * and starts over at label 0 */
+#define RSEQ_SECTION(cs, tmp)                                                                  \
+    ".pushsection .data.rel.ro.ms_rseq, \"aw\"\n\t.balign 32\n"                               \
+    "3:\n\t.long 0, 0\n\t.quad 1b, 2b - 1b, 4f\n\t.popsection\n\t"                           \
+    ".pushsection .text.unlikely.ms_rseq_abort, \"ax\"\n\t"                                   \
+    ".byte 0x0f, 0xb9, 0x3d\n\t.long 0x53053053\n"                                           \
+    "4:\n\tjmp 0b\n\t.popsection\n"
+#endif
+
+/* list_unlink: the head of list l, unlinked (l->head is its next), or
+ * NULL if l is empty: malloc's step */
+ms_inline void **list_unlink(tclist_t *l) {
+#if defined(__x86_64__)
+    void **p, *t;
+    /* (empty: out of the sequence, to the caller's slow path) */
+    __asm__ goto("0:\n\tlea 3f(%%rip), %[t]\n\tmov %[t], (%[cs])\n"
+                 "1:\n\tmov (%[l]), %[p]\n\ttest %[p], %[p]\n\tjz %l[empty]\n\t"
+                 "mov (%[p]), %[t]\n\tmov %[t], (%[l])\n"
+                 "2:\n\t" RSEQ_SECTION(cs, t)
+                 : [p] "=&r"(p), [t] "=&r"(t)
+                 : [l] "r"(l), [cs] "r"(ms_tls.rseq_cs)
+                 : "memory", "cc"
+                 : empty);
+    /* the next malloc of the class reads t's first word: fetch it now,
+     * while this one goes on (as tcmalloc's free list pop does) */
+    __builtin_prefetch(t, 1);
+    if (p == NULL) __builtin_unreachable(); /* (the jz above) */
+    return p;
+empty:
+    return NULL;
+#else
+    void **p = l->head;
+    if (p) l->head = p[0];
+    return p;
+#endif
+}
+
+/* list_link: block q goes on list l as its head: free's step */
+ms_inline void list_link(tclist_t *l, void **q) {
+#if defined(__x86_64__)
+    void *t;
+    __asm__ volatile("0:\n\tlea 3f(%%rip), %[t]\n\tmov %[t], (%[cs])\n"
+                     "1:\n\tmov (%[l]), %[t]\n\tmov %[t], (%[q])\n\tmov %[q], (%[l])\n"
+                     "2:\n\t" RSEQ_SECTION(cs, t)
+                     : [t] "=&r"(t)
+                     : [l] "r"(l), [q] "r"(q), [cs] "r"(ms_tls.rseq_cs)
+                     : "memory");
+#else
+    q[0] = l->head;
+    l->head = q;
+#endif
+}
+
+/* rseq_word: where the calling thread names its restartable sequences:
+ * the rseq_cs field (8 bytes in) of the area the C library registered for
+ * it, or the sink where there is none */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+static uint64_t *rseq_word(void) {
+    if (&__rseq_size == NULL || &__rseq_offset == NULL || __rseq_size == 0) return &ms_rseq_sink;
+    return (uint64_t *)(ms_thread_pointer() + (uintptr_t)__rseq_offset + 8);
+}
+
 /* own_cache: the calling thread's cache, created on first use; still the
  * shared empty cache for a thread past its exit (or if memory ran out). */
 static tcache_t *own_cache(void) {
@@ -657,6 +778,7 @@ static tcache_t *own_cache(void) {
         if (n) {
             tc = n;
             tc->sample_left = next_gap(tc);
+            ms_tls.rseq_cs = rseq_word();
         }
     }
     return tc;
@@ -755,7 +877,11 @@ ms_cold __attribute__((noinline)) MS_TEXT static void *alloc_list_empty(size_t r
      * instructions more (st_churn: 1% more in all; callgrind).  Only a
      * list of the thread's own cache has one (ms_tc_mine: even if ms_tc was
      * pointed away meanwhile, tcache.c "Quiet threads"). */
-    if (l->spare) return list_pop(ms_tc_mine, l, ms_tcache_spare_in(l), req);
+    if (l->spare) {
+        ms_tcache_spare_in(l);
+        void **p = list_unlink(l); /* (NULL only if a signal handler emptied it meanwhile) */
+        if (p) return list_pop(ms_tc_mine, l, p, req);
+    }
     return alloc_small_slow((uint8_t)(l - ms_tcache_list_owner(l)->lists), req);
 }
 
@@ -769,19 +895,15 @@ static inline void *alloc_small_at(size_t off, size_t req) {
      * hook, which holds ms_tc_busy with the lists whole */
     ms_assert_internal(ms_tc_busy == 0 || tc->is_dummy || ms_prof_busy);
     tclist_t *l = (tclist_t *)(void *)((char *)tc->lists + off);
-    void **p = l->head;
+    void **p = list_unlink(l);
     if (ms_unlikely(p == NULL)) return alloc_list_empty(req, l);
     return list_pop(tc, l, p, req);
 }
 static inline void *alloc_small(size_t cls, size_t req) { return alloc_small_at(cls << MS_TCLIST_SHIFT, req); }
 
-/* pop: p, the head of list l, leaves it (list_pop's common part) */
+/* pop: p, unlinked from the head of list l (list_unlink), leaves it
+ * (list_pop's common part) */
 static inline void **pop(tclist_t *l, void **p) {
-    void *next = p[0];
-    l->head = next;
-    /* the next malloc of the class reads next's first word: fetch it now,
-     * while this one goes on (as tcmalloc's free list pop does) */
-    __builtin_prefetch(next, 1);
     l->room++;
     p[1] = NULL; /* clear the free cookie */
     return p;
@@ -847,8 +969,7 @@ static inline void free_small_slow_in(void **p, uint8_t cls, tcache_t *took) {
      * count the object on the list from the start, as they would after a
      * fast free */
     if (l->room <= (taken ? -1 : 0)) ms_tcache_overflow(tc, cls);
-    p[0] = l->head;
-    l->head = p;
+    list_link(l, p);
     if (!taken) l->room--;
 }
 
@@ -877,8 +998,7 @@ ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void *
         ms_assert_internal(ms_tcache_list_owner(l) == tc);
         ms_tc_busy++;
         ms_tcache_overflow(tc, (uint8_t)(l - tc->lists));
-        p[0] = l->head; /* (NULL: the list is the spare now, and room max - 1 with p) */
-        l->head = p;
+        list_link(l, p); /* (onto NULL: the list is the spare now, and room max - 1 with p) */
         ms_tc_busy--;
         return;
     }
@@ -904,8 +1024,7 @@ ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void *
 ms_inline void list_push(tclist_t *l, void **q, void *cookie) {
     q[1] = cookie; /* first and apart: two stores, not vector code */
     if (ms_likely(--l->room >= 0)) {
-        q[0] = l->head;
-        l->head = q;
+        list_link(l, q);
         return;
     }
     free_list_full(l, q); /* a tail call */
@@ -1086,8 +1205,7 @@ ms_cold static void free_slow(void *p, const void *caller) {
             uint64_t tail = *(const uint64_t *)(const void *)((const char *)p + s->size - MS_TAIL);
             ((void **)p)[1] = cookie;
             l->room--;
-            ((void **)p)[0] = l->head;
-            l->head = p;
+            list_link(l, p);
             ms_prof_hooks.freed_every(p, s, i, tail);
             return;
         }
@@ -1329,13 +1447,13 @@ MS_EXPORT MS_TEXT int posix_memalign(void **out, size_t align, size_t size) {
     return 0;
 }
 
-MS_EXPORT MS_TEXT void *aligned_alloc(size_t align, size_t size) {
-    if (!is_pow2(align)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    return alloc_aligned(align, size);
-}
+/* aligned_alloc: glibc's up to 2.37, memalign under another name (a
+ * weak alias of __libc_memalign in its malloc.c): an alignment that is not
+ * a power of two is rounded up, 0 is malloc's.  Programs built against
+ * those (Debian 12's 2.36) pass such alignments and get a block; glibc
+ * 2.38 made them EINVAL, as C17 allows, and memscope did so too, so the
+ * same program failed under memscope alone (README, "glibc's extras"). */
+MS_EXPORT MS_TEXT void *aligned_alloc(size_t align, size_t size) { return memalign(align, size); }
 
 MS_EXPORT MS_TEXT void *memalign(size_t align, size_t size) {
     if (align > SIZE_MAX / 2 + 1) { /* no power of two to round up to: glibc's EINVAL */
@@ -1431,10 +1549,60 @@ MS_EXPORT int malloc_trim(size_t pad) {
 
 MS_EXPORT void malloc_stats(void) { memscope_print_stats(2); }
 
+/* mallopt: nothing to tune (memscope has no glibc arenas, fastbins or
+ * thresholds), and glibc 2.36's answer, which a program may test: 1 but
+ * for M_MXFAST above glibc's largest fastbin request (80 * sizeof(size_t)
+ * / 4 bytes; a negative value wraps to a huge one), refused with 0 */
 MS_EXPORT int mallopt(int param, int value) {
-    (void)param;
-    (void)value;
-    return 1; /* accepted: memscope has no glibc arenas or thresholds to tune */
+    if (param == M_MXFAST) return (size_t)(ptrdiff_t)value <= 80 * sizeof(size_t) / 4;
+    return 1;
+}
+
+/* malloc_info: memscope's heap in glibc's XML (glibc's malloc.c,
+ * __malloc_info), one heap: its free chunks by size are the free slots
+ * of the size classes (the slots of the class's spans in use less its
+ * live objects: in thread caches, central lists and spans alike), "rest"
+ * adds the idle pages not yet released as glibc adds its top chunk,
+ * "system" is the heap's memory from the OS less what went back, and
+ * "aspace" the heap's address space.  memscope has no fastbins, and its
+ * large blocks are spans of the same heap (no "mmap" chunks).  With an
+ * option, EINVAL as glibc's.  Left to glibc, the report described glibc's
+ * arena, unused under memscope: all but empty. */
+static void class_slots(const span_t *s, void *arg) {
+    if (s->cls && s->size) ((uint64_t *)arg)[s->cls] += PAGES(s->npages) / s->size;
+}
+MS_EXPORT int malloc_info(int options, FILE *fp) {
+    if (options != 0) return EINVAL;
+    ms_ensure_init();
+    static struct memscope_stats st; /* (2 KiB: not on the caller's stack; a race only blurs a report) */
+    uint64_t slots[MS_NUM_CLASSES] = {0};
+    ms_heap_for_each_inuse(class_slots, slots);
+    st.size = sizeof st;
+    memscope_read_stats(&st);
+    uint64_t nfree = 0, free_bytes = 0;
+    fputs("<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n", fp);
+    for (int c = 1; c < MS_NUM_CLASSES; c++) {
+        uint64_t live = st.by_size[c - 1].mallocs - st.by_size[c - 1].frees, size = ms_class_size[c];
+        if (slots[c] <= live || (int64_t)live < 0) continue; /* (counts read a moment apart: none shown) */
+        uint64_t n = slots[c] - live;
+        fprintf(fp, "  <size from=\"%" PRIu64 "\" to=\"%" PRIu64 "\" total=\"%" PRIu64 "\" count=\"%" PRIu64 "\"/>\n",
+                size, size, n * size, n);
+        nfree += n, free_bytes += n * size;
+    }
+    uint64_t idle = st.heap_idle > st.heap_released ? st.heap_idle - st.heap_released : 0;
+    uint64_t cur = st.heap_sys > st.heap_released ? st.heap_sys - st.heap_released : 0;
+    nfree += idle != 0, free_bytes += idle;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) fputs("</sizes>\n", fp);
+        fprintf(fp, "<total type=\"fast\" count=\"0\" size=\"0\"/>\n<total type=\"rest\" count=\"%" PRIu64 "\" size=\"%" PRIu64 "\"/>\n",
+                nfree, free_bytes);
+        if (pass == 1) fputs("<total type=\"mmap\" count=\"0\" size=\"0\"/>\n", fp);
+        fprintf(fp, "<system type=\"current\" size=\"%" PRIu64 "\"/>\n<system type=\"max\" size=\"%" PRIu64 "\"/>\n"
+                    "<aspace type=\"total\" size=\"%" PRIu64 "\"/>\n<aspace type=\"mprotect\" size=\"%" PRIu64 "\"/>\n",
+                cur, st.heap_sys, st.heap_sys, cur);
+        fputs(pass == 0 ? "</heap>\n" : "</malloc>\n", fp);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------

@@ -11,8 +11,11 @@
  *
  * Build against plain glibc for a sanity run of the test itself with
  *   cc -std=c11 -D_GNU_SOURCE -DTEST_GLIBC_ONLY -Iinclude tests/test_api.c
- * (that build stubs the memscope_* calls; glibc's aligned_alloc is known to
- * accept non-power-of-two alignments before glibc 2.38, so that check fails).
+ * (that build stubs the memscope_* calls; malloc_info's check of memscope's
+ * heap fails there: glibc's report shows its own arena).  Where glibc's
+ * answer differs between versions, the checks hold memscope to glibc 2.36's
+ * (Debian 12), which programs here were written against: aligned_alloc
+ * rounds an alignment up as memalign does (EINVAL from 2.38 on).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -584,12 +587,15 @@ int main(void)
         int rc = posix_memalign(&p, 64, v_size_max - 32);
         result = CHECK_TRUE(rc == ENOMEM);
     }
-    CHECK_BODY("aligned_alloc-non-power-of-two-NULL-EINVAL") {
-        const size_t bad[] = {3, 24, 48, 100};
-        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    CHECK_BODY("aligned_alloc-non-power-of-two-rounds-up-as-glibc-2.36") {
+        /* glibc up to 2.37: memalign's rounding up, and 0 is malloc's;
+         * memscope refused them with EINVAL (glibc 2.38's answer) */
+        const size_t odd[] = {0, 3, 24, 48, 100, 4097};
+        const size_t up[] = {1, 4, 32, 64, 128, 8192};
+        for (size_t k = 0; k < sizeof odd / sizeof odd[0]; k++) {
             errno = 0;
-            void *p = opaque(aligned_alloc(bad[k], 4 * bad[k]));
-            result = result && CHECK_TRUE(p == NULL) && CHECK_TRUE(errno == EINVAL);
+            void *p = opaque(aligned_alloc(odd[k], 4 * odd[k] + 8));
+            result = result && CHECK_TRUE(p != NULL) && CHECK_TRUE(errno == 0) && CHECK_TRUE(is_aligned(p, up[k]));
             free(p);
         }
     }
@@ -644,6 +650,47 @@ int main(void)
         char *q = opaque(calloc(1, 4 << 20));
         result = result && CHECK_TRUE(q != NULL && all_bytes(q, 0, 4 << 20));
         free(q);
+    }
+    CHECK_BODY("mallopt-answers-as-glibc-2.36") {
+        /* 1 for every parameter (nothing changes), but M_MXFAST past
+         * glibc's largest fastbin request, 80 * sizeof(size_t) / 4 bytes,
+         * or negative: 0, as glibc (memscope answered 1) */
+        const size_t top = 80 * sizeof(size_t) / 4;
+        result = CHECK_TRUE(mallopt(M_MXFAST, 0) == 1) && CHECK_TRUE(mallopt(M_MXFAST, (int)top) == 1) &&
+                 CHECK_TRUE(mallopt(M_MXFAST, (int)top + 1) == 0) && CHECK_TRUE(mallopt(M_MXFAST, 1 << 20) == 0) &&
+                 CHECK_TRUE(mallopt(M_MXFAST, -1) == 0) && CHECK_TRUE(mallopt(M_ARENA_MAX, 0) == 1) &&
+                 CHECK_TRUE(mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1) && CHECK_TRUE(mallopt(12345, 1) == 1);
+    }
+    CHECK_BODY("malloc_info-memscope-heap-in-glibc-schema") {
+        /* a live 1 MiB block is in the heap's current memory, and the free
+         * slots of a class just freed are listed by size; with an option,
+         * EINVAL (glibc's report showed its own arena, unused here) */
+        enum { N = 200 };
+        static void *v[N];
+        for (int i = 0; i < N; i++) v[i] = opaque(malloc(200));
+        for (int i = 0; i < N; i++) free(v[i]);
+        char *big = opaque(malloc(1 << 20));
+        memset(big, 1, 1 << 20);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        int r = f ? malloc_info(0, f) : -1;
+        if (f) fclose(f);
+        free(big);
+        unsigned long long cur = 0, rest_n = 0, rest = 0, sz = 0, total = 0, count = 0;
+        bool slots = false;
+        for (const char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
+            if (!cur) sscanf(l, "<system type=\"current\" size=\"%llu\"/>", &cur);
+            if (!rest) sscanf(l, "<total type=\"rest\" count=\"%llu\" size=\"%llu\"/>", &rest_n, &rest);
+            if (sscanf(l, "  <size from=\"%llu\" to=\"%*u\" total=\"%llu\" count=\"%llu\"/>", &sz, &total, &count) == 3 &&
+                sz >= 200 && sz < 256 && count > 0 && total == sz * count)
+                slots = true;
+        }
+        result = CHECK_TRUE(r == 0) && CHECK_TRUE(buf && strncmp(buf, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n", 40) == 0) &&
+                 CHECK_TRUE(cur >= (1 << 20)) && CHECK_TRUE(slots) && CHECK_TRUE(rest >= 200 * 200 / 2 && rest_n > 0) &&
+                 CHECK_TRUE(buf && strstr(buf, "<total type=\"mmap\"") && strstr(buf, "</malloc>\n")) &&
+                 CHECK_TRUE(malloc_info(1, stderr) == EINVAL);
+        free(buf);
     }
     CHECK_BODY("mallopt-malloc_stats-callable") {
         int r = mallopt(M_TRIM_THRESHOLD, 128 * 1024);

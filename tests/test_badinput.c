@@ -403,10 +403,12 @@ int main(int argc, char **argv)
         result = CHECK_TRUE(r24 == EINVAL) && CHECK_TRUE(r0 == EINVAL) && CHECK_TRUE(r4 == EINVAL) &&
                  CHECK_TRUE(p == NULL);
     }
-    CHECK_BODY("aligned_alloc-3-64-NULL") {
+    CHECK_BODY("aligned_alloc-3-64-as-glibc-2.36") {
+        /* glibc 2.36's aligned_alloc is memalign: 3 rounds up to 4 (EINVAL
+         * only from glibc 2.38; tests/test_api.c) */
         errno = 0;
         void *p = opaque(aligned_alloc(v_three, 64));
-        result = CHECK_TRUE(p == NULL) && CHECK_TRUE(errno == EINVAL);
+        result = CHECK_TRUE(p != NULL) && CHECK_TRUE(errno == 0) && CHECK_TRUE(((uintptr_t)p & 3) == 0);
         free(p);
     }
     CHECK_BODY("thread-exit-after-a-write-to-a-key-never-created") {

@@ -18,7 +18,7 @@ else
     echo "FAIL: clang not installed (scripts/install-deps.sh installs it)"; fail=1
 fi
 
-allowed='^(malloc|free|calloc|realloc|reallocarray|memalign|posix_memalign|aligned_alloc|valloc|pvalloc|__libc_(malloc|free|calloc|realloc|memalign|valloc|pvalloc)|dlclose|malloc_usable_size|mallinfo|mallinfo2|malloc_trim|malloc_stats|mallopt|memscope_[a-z_0-9]+)$'
+allowed='^(malloc|free|calloc|realloc|reallocarray|memalign|posix_memalign|aligned_alloc|valloc|pvalloc|__libc_(malloc|free|calloc|realloc|memalign|valloc|pvalloc)|dlclose|malloc_usable_size|mallinfo|mallinfo2|malloc_trim|malloc_stats|malloc_info|mallopt|memscope_[a-z_0-9]+)$'
 exported=$(nm -D --defined-only build/libmemscope.so | awk '$2 ~ /[TWDBRV]/ {print $3}' | sed 's/@.*//')
 bad=$(echo "$exported" | grep -Ev "$allowed" || true)
 if [ -n "$bad" ]; then

@@ -9,7 +9,10 @@
  * daemon; a shell's "exec 3<file").  memscope now reads memory for
  * libunwind itself and closes that pipe (prof/stack.c).  libunwind is
  * loaded by the first stack memscope's own walker refuses, late in a run:
- * here a malloc in a signal handler, after the program's files are open.
+ * here a malloc called from code in an anonymous mapping (no unwind
+ * tables, as a JIT's), after the program's files are open; not by a
+ * malloc in a signal handler, whose walk stops at the signal frame
+ * (stack.c: lu_load).
  *
  * Run with profile_rate=1 (the program re-executes itself with it), so
  * that every allocation takes a stack, on new threads' fresh stack pages,
@@ -32,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +60,34 @@ static void *volatile kept; /* or gcc drops the malloc and free as a pair */
 static void on_usr1(int sig) {
     (void)sig;
     in_handler++;
+    kept = malloc(48);
+    free(kept);
+}
+
+/* jit_call: fn called from a few instructions in an anonymous executable
+ * mapping, which no object's unwind tables cover; false if there is none */
+static bool jit_call(void (*fn)(void)) {
+#if defined(__x86_64__)
+    static const unsigned char code[] = {
+        0x48, 0x83, 0xec, 0x08,             /* sub $8, %rsp: the call below on a 16-byte boundary */
+        0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, /* movabs $fn, %rax */
+        0xff, 0xd0,                         /* call *%rax */
+        0x48, 0x83, 0xc4, 0x08,             /* add $8, %rsp */
+        0xc3};                              /* ret */
+    unsigned char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return false;
+    memcpy(m, code, sizeof code);
+    memcpy(m + 6, &fn, sizeof fn);
+    if (mprotect(m, 4096, PROT_READ | PROT_EXEC) != 0) return false;
+    ((void (*)(void))(void *)m)();
+    munmap(m, 4096);
+    return true;
+#else
+    (void)fn;
+    return false;
+#endif
+}
+static void jit_malloc(void) {
     kept = malloc(48);
     free(kept);
 }
@@ -106,7 +138,8 @@ int main(int argc, char **argv) {
     }
     signal(SIGUSR1, on_usr1);
     for (int k = 0; k < 8; k++) raise(SIGUSR1);
-    CHECK("libunwind-loaded-by-a-signal-frame", in_handler == 8 && libunwind_mapped());
+    CHECK("libunwind-not-loaded-in-a-signal-handler", in_handler == 8 && !libunwind_mapped());
+    CHECK("libunwind-loaded-by-code-without-unwind-tables", jit_call(jit_malloc) && libunwind_mapped());
     int next = open("/dev/null", O_RDONLY);
     CHECK("no-descriptor-left-by-libunwind", next == 5);
     close(next);

@@ -236,8 +236,19 @@ static bool on_altstack(void) {
     return on;
 }
 
+/* lu_load: libunwind is loaded, by the first capture that needs it and
+ * may: not on an alternate signal stack (dlopen ran off an 8 KiB one),
+ * nor in a signal handler (the walk stopped at a signal frame) or with one
+ * of memscope's locks held (which only a handler that interrupted memscope
+ * can find).  dlopen from a handler that had interrupted the program's
+ * own dlopen or dlclose entered the loader a second time ("Inconsistency
+ * detected by ld.so: dl-load.c: 1516: _dl_map_object_from_fd: Assertion
+ * `r->r_state == RT_ADD' failed", exit status 127), and its allocations
+ * waited for the page heap's lock that the interrupted malloc held.  Such
+ * a capture gets an empty stack, as one made while another thread loads
+ * libunwind does, and a later one loads it. */
 static bool lu_load(void) {
-    if (on_altstack()) return false;
+    if (on_altstack() || ms_locks_held != 0 || ms_unwind_refused_at_signal()) return false;
     int expect = LU_NONE;
     if (!atomic_compare_exchange_strong(&lu_state, &expect, LU_LOADING)) return false;
     int cancel = ms_cancel_off(); /* inside malloc: close is a cancellation point */

@@ -110,6 +110,9 @@ void ms_unwind_init(void);
  * frames when it cannot be loaded, or while another capture loads it.
  * The caller holds the guard. */
 int ms_libunwind_backtrace(void **raw, int cap);
+/* ms_unwind_refused_at_signal: the calling thread's last walk the walker
+ * refused stopped at a signal frame (unwind.c) */
+bool ms_unwind_refused_at_signal(void);
 int ms_unwind(void **out, int cap, replay_t *rp);
 int ms_unwind_from(void **out, int cap, replay_t *rp, const uintptr_t *fp);
 #if MEMSCOPE_DEBUG

@@ -664,6 +664,17 @@ ms_cold __attribute__((noinline)) static recipe_t recipe_find(uintptr_t pc) {
     return f.recipe;
 }
 
+/* rt_sigreturn's instructions, where a signal handler returns to (its
+ * restorer, the C library's __restore_rt) */
+static const uint8_t sigreturn_code[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+
+/* The thread's last refused walk stopped at a signal frame: the capture
+ * runs in a signal handler, which may have interrupted the dynamic loader
+ * with its lock held, or memscope with one of its own (stack.c: lu_load
+ * loads no library then). */
+static __thread bool refused_at_signal __attribute__((tls_model("initial-exec")));
+bool ms_unwind_refused_at_signal(void) { return refused_at_signal; }
+
 /* recipe_in: recipe_find's work, in the object whose .eh_frame_hdr is at
  * hdr (called back by dl_iterate_phdr); cold (run, above) */
 ms_cold static recipe_t recipe_in(const src_t *src, uintptr_t hdr, uintptr_t pc, uintptr_t code_end) {
@@ -671,8 +682,7 @@ ms_cold static recipe_t recipe_in(const src_t *src, uintptr_t hdr, uintptr_t pc,
      * after a call: pc - 1 is in whatever precedes it (the code is read in
      * place: pc lies in a readable segment of the object, which cannot go
      * while the loader's lock is held) */
-    static const uint8_t sigreturn[9] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
-    if (pc + sizeof sigreturn <= code_end && memcmp((const void *)pc, sigreturn, sizeof sigreturn) == 0) return 0;
+    if (pc + sizeof sigreturn_code <= code_end && memcmp((const void *)pc, sigreturn_code, sizeof sigreturn_code) == 0) return 0;
     uintptr_t at = fde_of(src, hdr, pc - 1);
     if (!at) return 0;
     /* copies of the FDE and its CIE (src_t); most FDEs of gcc's and
@@ -1021,6 +1031,11 @@ done:
     return n + tail;
 refused:
     if (rp) rp->n = 0;
+    {
+        uint8_t code[sizeof sigreturn_code];
+        refused_at_signal = ms_os_read_self(pc, code, sizeof code) == sizeof code &&
+                            memcmp(code, sigreturn_code, sizeof code) == 0;
+    }
     return MS_UNWIND_REFUSED;
 forking:
     if (rp) rp->n = 0;
@@ -1056,6 +1071,7 @@ void ms_unwind_check(void *const *raw, int n, int cap) {
 #endif
 
 #else /* not x86-64: libunwind walks every stack */
+bool ms_unwind_refused_at_signal(void) { return false; }
 bool ms_unwind_enabled;
 _Atomic uint32_t ms_unwind_gen;
 bool ms_unwind_fresh_now(void) { return false; } /* no replays to keep fresh */
