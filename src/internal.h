@@ -899,13 +899,7 @@ typedef struct ms_tls_s {
     int no_sample;                    /* ms_no_sample (os.c) */
     uint32_t prof_busy;               /* ms_prof_busy (malloc.c) */
     uint8_t unwind_fresh_skip;        /* prof/unwind.c: walks before the next look for unloads */
-    /* The word the fast paths' list steps name their restartable sequence
-     * in (malloc.c, "Signal handlers that allocate"): the rseq_cs field of
-     * the area the C library registered for the thread, or ms_rseq_sink.
-     * Past the first line: read with it on every malloc and free. */
-    uint64_t *rseq_cs;
 } __attribute__((aligned(64))) ms_tls_t;
-extern uint64_t ms_rseq_sink;
 extern __thread ms_tls_t ms_tls __attribute__((tls_model("initial-exec")));
 #define ms_tc (ms_tls.tc)
 #define ms_tc_mine (ms_tls.tc_mine)

@@ -438,7 +438,16 @@ static __attribute__((noinline)) void scrub_deep(void) {
  * samples nothing, and a free that would need the profiler (a block in a
  * span with recorded blocks) waits on a list of the thread's, threaded
  * through the blocks themselves, until the thread leaves the profiler;
- * a realloc of such a block moves it, and frees the old one the same way. */
+ * a realloc of such a block moves it, and frees the old one the same way.
+ * The fast paths' list steps are left open to a handler, as glibc's
+ * tcache leaves them: a handler's malloc between a step's read of a list's
+ * head and its store of the new one takes a block the interrupted step
+ * hands out too, and the second free of it is reported as a double free
+ * (an ITIMER_REAL handler at 10 kHz that mallocs and frees the loop's
+ * classes, in most 1 s runs).  A restartable sequence (rseq) around each
+ * step closes the window for three instructions more on every malloc and
+ * free, 5-7% of the instructions of st_churn, small_nodes and larson
+ * (callgrind, by hand): not taken. */
 /* (ms_prof_busy and ms_prof_deferred are words of ms_tls, internal.h.)
  * ms_prof_deferred is looked at inline by ms_prof_leave: a call to find
  * it empty cost every hook of leak-check mode a few instructions more,
@@ -674,100 +683,6 @@ bool ms_in_memscope_text(uintptr_t pc) {
  * Small objects
  * ---------------------------------------------------------------------- */
 
-/* Restartable list steps.  A signal handler that allocates runs between
- * two instructions of the code it interrupted, and malloc's and free's
- * fast paths are not one instruction: a handler's malloc that lands
- * between free's read of a list's head and its store of the new head
- * takes the old head, which the interrupted free then links under its
- * block, and the block is handed out twice; between malloc's read of the
- * head and its store of the next block, the same.  The block's second
- * owner frees it, and the first one's free then finds it free: memscope
- * reported a double free the program never made and aborted it (an
- * ITIMER_REAL handler that frees and mallocs while the program does: 3
- * runs in 12, with or without the profiler; tests/test_lifecycle.sh's
- * sigchurn).  glibc's tcache steps are the same two instructions apart.
- * So each step is a restartable sequence (Linux's rseq, which the C
- * library registers for every thread since glibc 2.35, and tcmalloc
- * uses for its per-CPU caches): the read of the head up to the store of
- * the new one, the store last, and a signal delivered (or a preemption)
- * inside moves the thread to the sequence's start, so that it reads the
- * head again once the handler has returned.  The cost is naming the
- * sequence, three instructions a step (a load of ms_tls.rseq_cs, the
- * descriptor's address, the store).  Without rseq (an older C library or
- * kernel, GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind) the name goes to
- * ms_rseq_sink and the steps are as unprotected as glibc's.  The slow
- * paths' longer changes of a list (refills, spares, ms_tc_busy) are not
- * covered. */
-uint64_t ms_rseq_sink;
-#if defined(__x86_64__)
-/* RSEQ_SECTION: the descriptor of the sequence from label 1 to label 2
- * (struct rseq_cs: version 0, flags 0, start, length, abort), and its
- * abort handler (label 4), out of line, after the 4-byte signature the C
- * library registered (RSEQ_SIG, 0x53053053 on x86, inside a ud1 as glibc
- * and the kernel's selftests write it), which names the sequence again
- * and starts over at label 0 */
-#define RSEQ_SECTION(cs, tmp)                                                                  \
-    ".pushsection .data.rel.ro.ms_rseq, \"aw\"\n\t.balign 32\n"                               \
-    "3:\n\t.long 0, 0\n\t.quad 1b, 2b - 1b, 4f\n\t.popsection\n\t"                           \
-    ".pushsection .text.unlikely.ms_rseq_abort, \"ax\"\n\t"                                   \
-    ".byte 0x0f, 0xb9, 0x3d\n\t.long 0x53053053\n"                                           \
-    "4:\n\tjmp 0b\n\t.popsection\n"
-#endif
-
-/* list_unlink: the head of list l, unlinked (l->head is its next), or
- * NULL if l is empty: malloc's step */
-ms_inline void **list_unlink(tclist_t *l) {
-#if defined(__x86_64__)
-    void **p, *t;
-    /* (empty: out of the sequence, to the caller's slow path) */
-    __asm__ goto("0:\n\tlea 3f(%%rip), %[t]\n\tmov %[t], (%[cs])\n"
-                 "1:\n\tmov (%[l]), %[p]\n\ttest %[p], %[p]\n\tjz %l[empty]\n\t"
-                 "mov (%[p]), %[t]\n\tmov %[t], (%[l])\n"
-                 "2:\n\t" RSEQ_SECTION(cs, t)
-                 : [p] "=&r"(p), [t] "=&r"(t)
-                 : [l] "r"(l), [cs] "r"(ms_tls.rseq_cs)
-                 : "memory", "cc"
-                 : empty);
-    /* the next malloc of the class reads t's first word: fetch it now,
-     * while this one goes on (as tcmalloc's free list pop does) */
-    __builtin_prefetch(t, 1);
-    if (p == NULL) __builtin_unreachable(); /* (the jz above) */
-    return p;
-empty:
-    return NULL;
-#else
-    void **p = l->head;
-    if (p) l->head = p[0];
-    return p;
-#endif
-}
-
-/* list_link: block q goes on list l as its head: free's step */
-ms_inline void list_link(tclist_t *l, void **q) {
-#if defined(__x86_64__)
-    void *t;
-    __asm__ volatile("0:\n\tlea 3f(%%rip), %[t]\n\tmov %[t], (%[cs])\n"
-                     "1:\n\tmov (%[l]), %[t]\n\tmov %[t], (%[q])\n\tmov %[q], (%[l])\n"
-                     "2:\n\t" RSEQ_SECTION(cs, t)
-                     : [t] "=&r"(t)
-                     : [l] "r"(l), [q] "r"(q), [cs] "r"(ms_tls.rseq_cs)
-                     : "memory");
-#else
-    q[0] = l->head;
-    l->head = q;
-#endif
-}
-
-/* rseq_word: where the calling thread names its restartable sequences:
- * the rseq_cs field (8 bytes in) of the area the C library registered for
- * it, or the sink where there is none */
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-static uint64_t *rseq_word(void) {
-    if (&__rseq_size == NULL || &__rseq_offset == NULL || __rseq_size == 0) return &ms_rseq_sink;
-    return (uint64_t *)(ms_thread_pointer() + (uintptr_t)__rseq_offset + 8);
-}
-
 /* own_cache: the calling thread's cache, created on first use; still the
  * shared empty cache for a thread past its exit (or if memory ran out). */
 static tcache_t *own_cache(void) {
@@ -778,7 +693,6 @@ static tcache_t *own_cache(void) {
         if (n) {
             tc = n;
             tc->sample_left = next_gap(tc);
-            ms_tls.rseq_cs = rseq_word();
         }
     }
     return tc;
@@ -877,11 +791,7 @@ ms_cold __attribute__((noinline)) MS_TEXT static void *alloc_list_empty(size_t r
      * instructions more (st_churn: 1% more in all; callgrind).  Only a
      * list of the thread's own cache has one (ms_tc_mine: even if ms_tc was
      * pointed away meanwhile, tcache.c "Quiet threads"). */
-    if (l->spare) {
-        ms_tcache_spare_in(l);
-        void **p = list_unlink(l); /* (NULL only if a signal handler emptied it meanwhile) */
-        if (p) return list_pop(ms_tc_mine, l, p, req);
-    }
+    if (l->spare) return list_pop(ms_tc_mine, l, ms_tcache_spare_in(l), req);
     return alloc_small_slow((uint8_t)(l - ms_tcache_list_owner(l)->lists), req);
 }
 
@@ -895,15 +805,19 @@ static inline void *alloc_small_at(size_t off, size_t req) {
      * hook, which holds ms_tc_busy with the lists whole */
     ms_assert_internal(ms_tc_busy == 0 || tc->is_dummy || ms_prof_busy);
     tclist_t *l = (tclist_t *)(void *)((char *)tc->lists + off);
-    void **p = list_unlink(l);
+    void **p = l->head;
     if (ms_unlikely(p == NULL)) return alloc_list_empty(req, l);
     return list_pop(tc, l, p, req);
 }
 static inline void *alloc_small(size_t cls, size_t req) { return alloc_small_at(cls << MS_TCLIST_SHIFT, req); }
 
-/* pop: p, unlinked from the head of list l (list_unlink), leaves it
- * (list_pop's common part) */
+/* pop: p, the head of list l, leaves it (list_pop's common part) */
 static inline void **pop(tclist_t *l, void **p) {
+    void *next = p[0];
+    l->head = next;
+    /* the next malloc of the class reads next's first word: fetch it now,
+     * while this one goes on (as tcmalloc's free list pop does) */
+    __builtin_prefetch(next, 1);
     l->room++;
     p[1] = NULL; /* clear the free cookie */
     return p;
@@ -969,7 +883,8 @@ static inline void free_small_slow_in(void **p, uint8_t cls, tcache_t *took) {
      * count the object on the list from the start, as they would after a
      * fast free */
     if (l->room <= (taken ? -1 : 0)) ms_tcache_overflow(tc, cls);
-    list_link(l, p);
+    p[0] = l->head;
+    l->head = p;
     if (!taken) l->room--;
 }
 
@@ -998,7 +913,8 @@ ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void *
         ms_assert_internal(ms_tcache_list_owner(l) == tc);
         ms_tc_busy++;
         ms_tcache_overflow(tc, (uint8_t)(l - tc->lists));
-        list_link(l, p); /* (onto NULL: the list is the spare now, and room max - 1 with p) */
+        p[0] = l->head; /* (NULL: the list is the spare now, and room max - 1 with p) */
+        l->head = p;
         ms_tc_busy--;
         return;
     }
@@ -1024,7 +940,8 @@ ms_cold __attribute__((noinline)) static void free_list_full(tclist_t *l, void *
 ms_inline void list_push(tclist_t *l, void **q, void *cookie) {
     q[1] = cookie; /* first and apart: two stores, not vector code */
     if (ms_likely(--l->room >= 0)) {
-        list_link(l, q);
+        q[0] = l->head;
+        l->head = q;
         return;
     }
     free_list_full(l, q); /* a tail call */
@@ -1205,7 +1122,8 @@ ms_cold static void free_slow(void *p, const void *caller) {
             uint64_t tail = *(const uint64_t *)(const void *)((const char *)p + s->size - MS_TAIL);
             ((void **)p)[1] = cookie;
             l->room--;
-            list_link(l, p);
+            ((void **)p)[0] = l->head;
+            l->head = p;
             ms_prof_hooks.freed_every(p, s, i, tail);
             return;
         }

@@ -282,7 +282,7 @@
 
 /* ms_tls (internal.h): ms_tc, ms_tc_mine (even while parked), ms_tc_busy
  * and the other layers' hot words */
-__thread ms_tls_t ms_tls __attribute__((tls_model("initial-exec"))) = {.tc = &ms_tc_empty, .rseq_cs = &ms_rseq_sink};
+__thread ms_tls_t ms_tls __attribute__((tls_model("initial-exec"))) = {.tc = &ms_tc_empty};
 static __thread bool tc_exited __attribute__((tls_model("initial-exec")));
 enum { TC_OWNED, TC_TAKING, TC_PARKED, TC_DEAD };
 /* held by the scavenger while it parks, and by fork (first) */

@@ -46,12 +46,6 @@
 #   altleak        altstack's program in leak-check mode (profile_rate=1,
 #                  leaks=reachable): the 4 KiB clearing of the stack below
 #                  a refill ran off the 8 KiB alternate stack: SIGSEGV
-#   sigchurn       an ITIMER_REAL handler that mallocs and frees blocks of
-#                  the classes the program's loop mallocs and frees: a
-#                  signal between a fast path's read of a list's head and
-#                  its store handed a block out twice, and memscope reported
-#                  a double free the program never made (every 1 s run,
-#                  with or without the profiler)
 #   sigunwind      a sample taken in a signal handler loads no library: its
 #                  dlopen of libunwind, from a handler that had interrupted
 #                  the program's dlopen, entered the loader a second time
@@ -294,47 +288,6 @@ int main(void) {
     return 0;
 }
 CEOF
-cat > "$T/sigchurn.c" <<'CEOF'
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/time.h>
-#include <time.h>
-static void *volatile kept[4];
-static volatile long hits;
-static void on_alarm(int sig) {
-    (void)sig;
-    int i = hits++ & 3;
-    void *n = malloc(32 + (size_t)(i & 1) * 32); /* first: the handler takes a block off the list */
-    free(kept[i]);
-    kept[i] = n;
-}
-int main(void) {
-    /* the classes' lists filled first: a handler's refill while the loop's
-     * own holds the class's central lock would wait for ever (as glibc's
-     * handler would for its arena's lock) */
-    for (int i = 0; i < 4; i++) kept[i] = malloc(32 + (size_t)(i & 1) * 32);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_alarm;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {{0, 100}, {0, 100}}, off = {{0, 0}, {0, 0}};
-    setitimer(ITIMER_REAL, &it, NULL);
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do {
-        for (int k = 0; k < 100000; k++) {
-            void *volatile a = malloc(32), *volatile b = malloc(64);
-            free(a);
-            free(b);
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 1000000000L);
-    setitimer(ITIMER_REAL, &off, NULL);
-    printf("%s\n", hits > 1000 ? "ok" : "few signals");
-    return 0;
-}
-CEOF
 cat > "$T/sigunwind.c" <<'CEOF'
 #include <signal.h>
 #include <stdio.h>
@@ -353,7 +306,7 @@ int main(void) {
     return 0;
 }
 CEOF
-for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm threadchurn quietfree altstack sigchurn sigunwind; do
+for p in pexit daemon churn aslimit atexit pexitleaks fd3 forkalarm threadchurn quietfree altstack sigunwind; do
     $CC -O2 -pthread -o "$T/$p" "$T/$p.c" || { echo "FAIL: cannot build $p"; exit 1; }
 done
 
@@ -438,14 +391,6 @@ for mode in profile_rate=1 leaks=reachable; do
     out=$(MEMSCOPE=$mode LD_PRELOAD=$LIB timeout 20 "$T/altstack" 2>&1); rc=$?
     [ $rc = 0 ] && [ "$out" = "$base" ] && ok "a handler on an 8 KiB alternate stack that allocates, MEMSCOPE=$mode: $out" ||
         bad "a handler on an 8 KiB alternate stack that allocates, MEMSCOPE=$mode: status $rc (139: SIGSEGV), output '$(head -c 200 <<<"$out")'"
-done
-
-# sigchurn: 1 s runs of 10,000 signals, profiler off, sampling, leak-check
-# mode; each run failed before its list steps were restartable
-for mode in profile_rate=0 profile_rate=1000 "" profile_rate=1; do
-    out=$(MEMSCOPE=$mode LD_PRELOAD=$LIB timeout -k 1 20 "$T/sigchurn" 2>&1); rc=$?
-    [ $rc = 0 ] && [ "$out" = ok ] && ok "a 10 kHz handler that mallocs and frees the loop's classes (MEMSCOPE='$mode')" ||
-        bad "a 10 kHz handler that mallocs and frees the loop's classes (MEMSCOPE='$mode'): status $rc: $(head -c 200 <<<"$out")"
 done
 
 # sigunwind: every allocation sampled, the handler's too, whose walks stop
