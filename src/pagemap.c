@@ -301,8 +301,20 @@ void ms_span_check_grow(span_t *s, uint32_t from) {
     uintptr_t pn = (s->start >> MS_PAGE_SHIFT) + (from >> MS_PAGE_SHIFT);
     for (uint32_t i = from >> MS_PAGE_SHIFT; i <= (to - 1) >> MS_PAGE_SHIFT; i++, pn++) {
         uint64_t *w = check_of(pn), v = __atomic_load_n(w, __ATOMIC_RELAXED);
-        /* never over a 0: a sampled block may be live (the sync that opens
-         * the span again reads used afresh) */
+        /* never over a 0: a sampled block may be live (the opener of the
+         * span's pages reads used again after its writes).  A 0 is read
+         * again after a fence: the store of used above has no barrier
+         * after it, and could wait in this CPU's store buffer while the
+         * opener wrote the page's word with the old used and read used
+         * back, also old, as this load read the word still 0: the page was
+         * left open below blocks handed out on it, whose frees then all
+         * took the slow path until the span's next opening.  (A span
+         * all recorded is never opened: no fence for each of leak-check
+         * mode's takes.) */
+        if (!v && ms_span_mark(s) != MS_MARK_ALL) {
+            atomic_thread_fence(memory_order_seq_cst);
+            v = __atomic_load_n(w, __ATOMIC_RELAXED);
+        }
         while (v && !__atomic_compare_exchange_n(w, &v, word_of(s, v & MS_MARK_FAST_MASK), false, __ATOMIC_SEQ_CST,
                                                  __ATOMIC_RELAXED)) {
         }
@@ -339,7 +351,8 @@ void ms_span_close_pages(span_t *s, uint32_t bits) {
  * closed (0) and left them, or raised them before this wrote them over:
  * used is read again after the writes and the clear, whose lock-prefixed
  * read-modify-write orders them before that read (against the take's
- * store of used before its compare-and-swap, a full barrier too), and if
+ * store of used and its fence before it reads a word again that read 0,
+ * or its compare-and-swap of a word that did not), and if
  * it grew, the words still open are raised as a take raises them.  A
  * fence there, and the words written again, cost each sampled free of
  * bench/alloc_test.c a fence more than the clear. */

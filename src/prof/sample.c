@@ -833,12 +833,15 @@ static void on_span_done(span_t *s) {
  * several threads pays one system call, then counts under the lock as
  * before.  A snapshot, the leak checker's log and a fork only claim (a
  * system call each).  The order the peak needs is kept: the owner's
- * counts and the lock's holders exclude each other.  The process
- * registers for membarrier at the first owner (sampled mode did not
- * before: the kernel then notes the process at its context switches),
- * and with no membarrier nobody owns. */
+ * counts and the lock's holders exclude each other.  With no membarrier
+ * nobody owns.  The process registers for membarrier when the profiler
+ * starts, and a fork child in the fork (ms_prof_fork_child), as the
+ * batches do, not at the first count: a child that then confines itself
+ * with seccomp to a list of calls that does not name membarrier (as
+ * sshd's pre-authentication child does) was killed by SIGSYS at its
+ * first sampled malloc (tests/test_seccomp.c). */
 #define TALLY_SHARED ((uintptr_t)1)
-static int tally_bias; /* membarrier registered for the owner (1), refused (-1), not yet asked (0): tally.lock */
+static int tally_bias; /* membarrier registered (1, set before enabled) or refused (-1): an owner may count */
 
 static inline uintptr_t tally_me(void) { return (uintptr_t)&ms_tls; }
 
@@ -853,11 +856,6 @@ static void tally_take(bool count) {
     if (o == me || o == TALLY_SHARED) return;
     if (o == 0) {
         if (!count) return;
-        if (tally_bias == 0)
-            tally_bias = lockfree || (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
-                                      heavy_barrier())
-                             ? 1
-                             : -1;
         /* no one counts without the lock until this is seen, by this
          * thread, which holds it now */
         atomic_store_explicit(&tally.owner, tally_bias > 0 ? me : TALLY_SHARED, memory_order_relaxed);
@@ -1923,13 +1921,12 @@ void ms_prof_fork_child(void) {
     int g = atomic_load_explicit(&rec_gen, memory_order_relaxed) + 1;
     atomic_store_explicit(&rec_gen, g > 0 ? g : 1, memory_order_relaxed);
     ms_lock_init(&tally.lock);
-    /* the tally's owner, if another thread, is not here; and the child's
-     * first counter registers for membarrier again (below) */
+    /* the tally's owner, if another thread, is not here; the child's
+     * first counter owns it if membarrier is registered again (below) */
     atomic_store_explicit(&tally.busy, false, memory_order_relaxed);
     atomic_store_explicit(&tally.want, false, memory_order_relaxed);
     tally.claimed = false;
     atomic_store_explicit(&tally.owner, 0, memory_order_relaxed);
-    tally_bias = 0;
     /* the other threads' batches (empty) are free for the child's threads */
     for (batch_t *b = batches; b; b = b->next) {
         ms_lock_init(&b->lock);
@@ -1941,7 +1938,12 @@ void ms_prof_fork_child(void) {
     /* the registration is the process's (the kernel's mm), and a kernel
      * may not carry it into the child: renewed, or the child counts with
      * the locks (no other thread is running to append meanwhile) */
-    if (lockfree && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) lockfree = false;
+    int saved = errno;
+    if (tally_bias > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) {
+        tally_bias = -1;
+        lockfree = false;
+    }
+    errno = saved;
     atomic_store_explicit(&nowned, my_batch && my_batch != BATCH_NONE, memory_order_relaxed);
     ms_lock_init(&reg_lock);
     ms_prof_leave();
@@ -1974,11 +1976,13 @@ void ms_prof_init(void) {
     if (pthread_key_create(&batch_key, batch_detach) != 0) my_batch = BATCH_NONE; /* then the counts go straight in */
     rate_d = (double)rate;
     exact = rate == 1;
-    /* only leak-check mode counts every malloc; registering makes the
-     * kernel note the process in each of its context switches, for nothing
-     * in sampled mode */
-    lockfree = exact && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
-               heavy_barrier();
+    /* membarrier for the tally's owner, and in leak-check mode, which
+     * counts every malloc, for the batches; asked now, before the program
+     * may confine itself with seccomp ("The tally's owner") */
+    int saved = errno; /* (a refusal is not the program's: init may run in its malloc) */
+    tally_bias = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 && heavy_barrier() ? 1 : -1;
+    errno = saved;
+    lockfree = exact && tally_bias > 0;
     /* leak-check mode: records in the tails from now on, the hooks being
      * there for the frees of the spans that enter use marked all recorded
      * (ms_pagemap_check_open), and what was allocated above in view
