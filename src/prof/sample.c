@@ -85,13 +85,11 @@
  *     the arrays' free lists under 16 locks striped by span address, and
  *     new arrays under pool_lock;
  *   - the counts, the in-use estimate, the peak generation and the leak
- *     checker's log are under tally.lock, held for a few adds, or counted
- *     by the tally's owner with no lock while no one holds it (see "The
- *     tally's owner" below): the peak logic needs one order of all changes
- *     to the in-use total, and this is that order (in leak-check mode,
- *     threads bring their counts to it in batches, appended with no lock
- *     where membarrier exists, else under the batch's own lock: see
- *     Batches below);
+ *     checker's log are under tally.lock, held for a few adds: the peak logic
+ *     needs one order of all changes to the in-use total, and this lock is
+ *     that order (in leak-check mode, threads bring their counts to it in
+ *     batches, appended with no lock where membarrier exists, else under
+ *     the batch's own lock: see Batches below);
  *   - a snapshot holds tally.lock for the copy of 1024 stacks at a time.
  * All are lock.c's one-word mutex but the record arrays' spin locks.  A
  * hook captures the stack (inline, stack.h) before taking any lock, and
@@ -229,15 +227,9 @@ static const uint32_t srecs_size[SRECS_POOLS] = {64, 128, 256, 512, 1024, 2048, 
 
 /* What tally.lock covers, with the lock in one cache line: the lock's line
  * moves between CPUs with every sample and every free, and should be the
- * only one that does besides the stack's counts.  The thread that counts
- * first owns it (owner; "The tally's owner" below), and then counts with
- * no lock, between setting busy and clearing it, while no one wants it. */
+ * only one that does besides the stack's counts. */
 static struct {
     _Alignas(64) ms_lock_t lock;
-    _Atomic bool busy;         /* the owner is counting without the lock */
-    _Atomic bool want;         /* a holder of the lock waits for busy to clear */
-    bool claimed;              /* the holder set want (tally_take) */
-    _Atomic uintptr_t owner;   /* 0: none yet; TALLY_SHARED: none ever again; else the owner's &ms_tls */
     uint32_t gen;              /* bumped at each new peak */
     double inuse_w, peak_w;    /* estimated in-use bytes now, and at the peak */
     uint64_t peak_ticks;       /* when the peak was reached (ms_os_ticks) */
@@ -817,100 +809,15 @@ static void on_span_done(span_t *s) {
     srecs_free(stripe_of(s), r);
 }
 
-/* The tally's owner.  tally.lock, taken and released by each sampled
- * malloc and each sampled free, was two lock-prefixed instructions each
- * time (perf on bench/alloc_test.c put three quarters of count_now's
- * samples on them), for a lock that a program sampling in one thread
- * never contends.  So the first thread that counts becomes the tally's
- * owner, and counts with plain stores between setting tally.busy and
- * clearing it, looking at tally.want in between, as a batch's thread
- * appends (Batches, below: the same asymmetric Dekker with membarrier).
- * Any other thread takes the lock, and if an owner may be counting, sets
- * want, makes every running thread of the process execute a full barrier
- * (heavy_barrier) and waits until busy is clear; the owner that sees want
- * takes the lock as everyone else.  Another thread's count also ends the
- * ownership for good (owner TALLY_SHARED): a program that samples in
- * several threads pays one system call, then counts under the lock as
- * before.  A snapshot, the leak checker's log and a fork only claim (a
- * system call each).  The order the peak needs is kept: the owner's
- * counts and the lock's holders exclude each other.  With no membarrier
- * nobody owns.  The process registers for membarrier when the profiler
- * starts, and a fork child in the fork (ms_prof_fork_child), as the
- * batches do, not at the first count: a child that then confines itself
- * with seccomp to a list of calls that does not name membarrier (as
- * sshd's pre-authentication child does) was killed by SIGSYS at its
- * first sampled malloc (tests/test_seccomp.c). */
-#define TALLY_SHARED ((uintptr_t)1)
-static int tally_bias; /* membarrier registered (1, set before enabled) or refused (-1): an owner may count */
-
-static inline uintptr_t tally_me(void) { return (uintptr_t)&ms_tls; }
-
-static bool heavy_barrier(void);
-static bool lockfree; /* (Batches, below) */
-/* tally_take: tally.lock, and the owner, if another thread, out of its
- * counting (ms_prof_busy held).  count: the caller counts (it may become
- * the owner, or end another's ownership) */
-static void tally_take(bool count) {
-    ms_lock(&tally.lock);
-    uintptr_t o = atomic_load_explicit(&tally.owner, memory_order_relaxed), me = tally_me();
-    if (o == me || o == TALLY_SHARED) return;
-    if (o == 0) {
-        if (!count) return;
-        /* no one counts without the lock until this is seen, by this
-         * thread, which holds it now */
-        atomic_store_explicit(&tally.owner, tally_bias > 0 ? me : TALLY_SHARED, memory_order_relaxed);
-        return;
-    }
-    if (count) atomic_store_explicit(&tally.owner, TALLY_SHARED, memory_order_relaxed);
-    atomic_store_explicit(&tally.want, true, memory_order_relaxed);
-    heavy_barrier(); /* it worked when the owner was made: it does */
-    for (unsigned spins = 0; atomic_load_explicit(&tally.busy, memory_order_acquire);)
-        if (++spins % 64 == 0) sched_yield(); /* the owner may be preempted mid-count */
-        else ms_spin_pause();
-    tally.claimed = true;
-}
-static void tally_give(void) {
-    if (tally.claimed) {
-        tally.claimed = false;
-        atomic_store_explicit(&tally.want, false, memory_order_release);
-    }
-    ms_unlock(&tally.lock);
-}
-
-/* tally_enter: the tally is the caller's to count in: true with no lock
- * (the owner's busy set), false with tally.lock; tally_leave(that) ends
- * it.  The thread counts as inside the profiler meanwhile, so that a
- * signal handler's malloc or free on it does not wait for it (malloc.c:
- * defer_free).  The owner's second look at owner, after busy, is against
- * an end of its ownership between its first look and its busy. */
-ms_inline bool tally_enter(void) {
-    ms_prof_busy++;
-    uintptr_t me = tally_me();
-    if (ms_likely(atomic_load_explicit(&tally.owner, memory_order_relaxed) == me)) {
-        atomic_store_explicit(&tally.busy, true, memory_order_relaxed);
-        atomic_signal_fence(memory_order_seq_cst); /* a drainer's heavy_barrier orders it */
-        if (ms_likely(!atomic_load_explicit(&tally.want, memory_order_acquire) &&
-                      atomic_load_explicit(&tally.owner, memory_order_relaxed) == me))
-            return true;
-        atomic_store_explicit(&tally.busy, false, memory_order_release);
-    }
-    tally_take(true);
-    return false;
-}
-ms_inline void tally_leave(bool owned) {
-    if (owned) atomic_store_explicit(&tally.busy, false, memory_order_release);
-    else tally_give();
-    ms_prof_leave();
-}
-
-/* tally_lock: the tally held to be read or set apart from counts (a
- * snapshot, the leak checker's log) */
+/* tally_lock: the thread counts as inside the profiler while it holds
+ * the lock, so that a signal handler's malloc or free on it does not wait
+ * for it (malloc.c: defer_free) */
 static inline void tally_lock(void) {
     ms_prof_busy++;
-    tally_take(false);
+    ms_lock(&tally.lock);
 }
 static inline void tally_unlock(void) {
-    tally_give();
+    ms_unlock(&tally.lock);
     ms_prof_leave();
 }
 
@@ -1171,7 +1078,7 @@ static inline int64_t room_now(void) { return (int64_t)(tally.peak_w - tally.inu
 static void drain_locked(batch_t *b) {
     if (batch_empty(b)) return;
     ms_assert_internal(exact);
-    tally_take(b == my_batch); /* the thread's own counts, or another's drained */
+    ms_lock(&tally.lock);
     uint32_t g = tally.gen;
     if (tally.log_buf)
         for (uint32_t i = 0; i < b->n; i++) log_add(b->addr[i]);
@@ -1193,7 +1100,7 @@ static void drain_locked(batch_t *b) {
     inuse_up((double)b->delta);
     if (tally.gen != g) tally.peak_ticks = ms_os_ticks();
     b->room = room_now();
-    tally_give();
+    ms_unlock(&tally.lock);
     b->n = 0, b->used = 0, b->nother = 0;
     b->delta = 0;
     b->at_peak = false;
@@ -1413,12 +1320,12 @@ static bool batch_add_slow(uintptr_t a, uint32_t id, uint64_t size, bool alloc) 
  * that account() is inlined once: the hooks' code must fit the first 64
  * KiB of text with the allocator's (tests/test_build.sh). */
 static void count_now(uintptr_t p, uint32_t id, uint64_t size, bool alloc) {
-    bool owned = tally_enter();
+    tally_lock();
     if (alloc && tally.log_buf) log_add(p);
     uint32_t g = tally.gen;
     account(id, size, alloc);
     if (tally.gen != g) tally.peak_ticks = ms_os_ticks(); /* a new peak may come with every malloc */
-    tally_leave(owned);
+    tally_unlock();
 }
 
 /* count_exact: record's count in leak-check mode, into the thread's batch
@@ -1858,12 +1765,12 @@ static void on_moved(void *p, void *q, size_t size) {
         ms_lock(&b->lock);
         drain_locked(b);
     }
-    bool owned = tally_enter();
+    tally_lock();
     account(id, old, false);
     if (put) account(id, size, true);
     if (tally.log_buf) log_add((uintptr_t)q);
     if (held) b->room = room_now();
-    tally_leave(owned);
+    tally_unlock();
     if (held) ms_unlock(&b->lock);
 }
 
@@ -1896,11 +1803,11 @@ void ms_prof_fork_prepare(void) {
         if (lockfree) claim_wait(b);
         drain_locked(b);
     }
-    tally_take(false);
+    ms_lock(&tally.lock);
 }
 void ms_prof_fork_parent(void) {
     if (!enabled) return;
-    tally_give();
+    ms_unlock(&tally.lock);
     for (batch_t *b = batches; b; b = b->next) {
         unclaim(b);
         ms_unlock(&b->lock);
@@ -1921,12 +1828,6 @@ void ms_prof_fork_child(void) {
     int g = atomic_load_explicit(&rec_gen, memory_order_relaxed) + 1;
     atomic_store_explicit(&rec_gen, g > 0 ? g : 1, memory_order_relaxed);
     ms_lock_init(&tally.lock);
-    /* the tally's owner, if another thread, is not here; the child's
-     * first counter owns it if membarrier is registered again (below) */
-    atomic_store_explicit(&tally.busy, false, memory_order_relaxed);
-    atomic_store_explicit(&tally.want, false, memory_order_relaxed);
-    tally.claimed = false;
-    atomic_store_explicit(&tally.owner, 0, memory_order_relaxed);
     /* the other threads' batches (empty) are free for the child's threads */
     for (batch_t *b = batches; b; b = b->next) {
         ms_lock_init(&b->lock);
@@ -1938,12 +1839,7 @@ void ms_prof_fork_child(void) {
     /* the registration is the process's (the kernel's mm), and a kernel
      * may not carry it into the child: renewed, or the child counts with
      * the locks (no other thread is running to append meanwhile) */
-    int saved = errno;
-    if (tally_bias > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) {
-        tally_bias = -1;
-        lockfree = false;
-    }
-    errno = saved;
+    if (lockfree && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) lockfree = false;
     atomic_store_explicit(&nowned, my_batch && my_batch != BATCH_NONE, memory_order_relaxed);
     ms_lock_init(&reg_lock);
     ms_prof_leave();
@@ -1976,13 +1872,11 @@ void ms_prof_init(void) {
     if (pthread_key_create(&batch_key, batch_detach) != 0) my_batch = BATCH_NONE; /* then the counts go straight in */
     rate_d = (double)rate;
     exact = rate == 1;
-    /* membarrier for the tally's owner, and in leak-check mode, which
-     * counts every malloc, for the batches; asked now, before the program
-     * may confine itself with seccomp ("The tally's owner") */
-    int saved = errno; /* (a refusal is not the program's: init may run in its malloc) */
-    tally_bias = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 && heavy_barrier() ? 1 : -1;
-    errno = saved;
-    lockfree = exact && tally_bias > 0;
+    /* only leak-check mode counts every malloc; registering makes the
+     * kernel note the process in each of its context switches, for nothing
+     * in sampled mode */
+    lockfree = exact && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+               heavy_barrier();
     /* leak-check mode: records in the tails from now on, the hooks being
      * there for the frees of the spans that enter use marked all recorded
      * (ms_pagemap_check_open), and what was allocated above in view
