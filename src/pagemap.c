@@ -82,6 +82,7 @@
 #include "internal.h"
 
 #include <sched.h>
+#include <time.h>
 
 pagemap_t ms_pm; /* BSS: the nil leaf (2 MiB, only ever read) and the root */
 
@@ -395,7 +396,13 @@ uint64_t ms_span_sync_wait(span_t *s) {
             if (atomic_compare_exchange_strong(&s->sync_gen, &g, ms_pm_gen)) ms_span_open_pages(s, 0xffffu);
             continue;
         }
-        if (++spins % 64 == 0) sched_yield(); /* its thread may be preempted */
+        /* its thread may be preempted: yield, and past a few thousand
+         * spins sleep, so that a waiter of a higher real-time priority on
+         * the opener's CPU lets it run (sched_yield alone would not) */
+        if (++spins % 64 == 0) {
+            if (spins < 4096) sched_yield();
+            else nanosleep(&(struct timespec){0, 50000}, NULL);
+        }
         else ms_spin_pause();
     }
 }
