@@ -12,13 +12,17 @@
  * a holder that is preempted costs its waiters no CPU.  It never allocates
  * and has no owner: no recursion, and no check that the thread unlocking it
  * is the one that took it.
- * A fork child reinitializes it by storing 0.
+ * A fork child reinitializes it by storing 0.  errno stays the program's:
+ * a futex wait that finds the word already changed fails with EAGAIN, and
+ * free, which may wait here, must leave errno as it found it (POSIX 2024;
+ * glibc's free does).
  *
  * The heap lock stays a pthread mutex: it is held across system calls
  * (mmap, madvise), where a waiter spinning first gains nothing.
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -33,8 +37,14 @@ void ms_lock_wait(ms_lock_t *l) {
             atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire, memory_order_relaxed))
             return;
     }
+    int saved = errno; /* a wait that finds the word changed fails with EAGAIN: not the program's */
     while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
         syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+    errno = saved;
 }
 
-void ms_lock_wake(ms_lock_t *l) { syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); }
+void ms_lock_wake(ms_lock_t *l) {
+    int saved = errno;
+    syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
+}
