@@ -35,7 +35,9 @@ static __thread bool in_init __attribute__((tls_model("initial-exec")));
  * above it.  Every allocator lock is taken around the fork, outermost
  * first: the profiler's (ms_prof_fork_prepare: it allocates from the core
  * with its locks held), then the thread registry, the central lists, the
- * heap, free's check locks; the parent releases them in the reverse order.
+ * heap; the parent releases them in the reverse order (free's check has no
+ * lock: a child finishes an opening that a thread left behind half done,
+ * by the fork generation pagemap.c's child handler bumps).
  * In the child only the forking thread exists, so every lock is re-created
  * and the scavenger is marked not running; only then are the caches of the
  * threads left behind flushed (which frees spans and would otherwise kick a
@@ -65,7 +67,6 @@ static void fork_prepare(void) {
     ms_tcache_fork_prepare();
     ms_central_fork_prepare();
     ms_heap_fork_prepare();
-    ms_pagemap_fork_prepare();
     ms_locks_held = 0;
 }
 
@@ -74,7 +75,6 @@ static void fork_parent(void) {
         fork_bare = false;
         return;
     }
-    ms_pagemap_fork_parent();
     ms_heap_fork_parent();
     ms_central_fork_parent();
     ms_tcache_fork_parent();

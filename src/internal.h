@@ -534,8 +534,6 @@ ms_inline void ms_span_check_closed(span_t *s, uintptr_t page_addr) {
     if (!ms_span_check_is_closed(s, page_addr)) ms_span_sync_check(s);
 }
 bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages); /* the validators' */
-void ms_pagemap_fork_prepare(void);
-void ms_pagemap_fork_parent(void);
 void ms_pagemap_fork_child(void);
 
 /* ms_pagemap_lookup: the span recorded for the page holding p, or NULL.  Only

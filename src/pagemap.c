@@ -431,7 +431,5 @@ bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages) {
 
 /* Fork: a sync under way in another thread is finished in the child by
  * the first thread that waits on it (ms_span_sync_wait: the span's
- * sync_gen names an older generation); nothing to hold here. */
-void ms_pagemap_fork_prepare(void) {}
-void ms_pagemap_fork_parent(void) {}
+ * sync_gen names an older generation); nothing to hold before it. */
 void ms_pagemap_fork_child(void) { ms_pm_gen = ms_pm_gen + 1 ? ms_pm_gen + 1 : 1; }
