@@ -512,26 +512,25 @@ ms_inline span_t *ms_pagemap_block_span(const void *p, const uint64_t **check) {
     return (span_t *)(pg->span ^ base);
 }
 /* ms_span_check_word_closed: whether the page's word at check is closed,
- * for a caller that read s's mark as MS_MARK_ALL (which stays until s
+ * for a caller that read its span's mark as MS_MARK_ALL (which stays until s
  * leaves use) before; inline: leak-check mode's every malloc asks, and
  * finds the page closed.  The fence makes that read of the mark an
  * acquire: the last opener's writes (made before it cleared
  * MS_MARK_SYNC, which the compare-and-swap that made the mark all
  * recorded read) are then visible, so a 0 read here is a closer's. */
-ms_inline bool ms_span_check_word_closed(const span_t *s, const uint64_t *check) {
-    (void)s;
+ms_inline bool ms_span_check_word_closed(const uint64_t *check) {
     atomic_thread_fence(memory_order_acquire);
     return __atomic_load_n(check, __ATOMIC_RELAXED) == 0;
 }
-ms_inline bool ms_span_check_is_closed(const span_t *s, uintptr_t page_addr) {
+ms_inline bool ms_span_check_is_closed(uintptr_t page_addr) {
     const uint64_t *check;
     (void)ms_pagemap_block_span((const void *)page_addr, &check);
-    return ms_span_check_word_closed(s, check);
+    return ms_span_check_word_closed(check);
 }
 /* ms_span_check_closed: s is all recorded (MS_MARK_ALL, read by the
  * caller): the page at page_addr reads closed when this returns */
 ms_inline void ms_span_check_closed(span_t *s, uintptr_t page_addr) {
-    if (!ms_span_check_is_closed(s, page_addr)) ms_span_sync_check(s);
+    if (!ms_span_check_is_closed(page_addr)) ms_span_sync_check(s);
 }
 bool ms_pagemap_check_is_clear(uintptr_t start, size_t npages); /* the validators' */
 void ms_pagemap_fork_child(void);

@@ -1465,7 +1465,7 @@ MS_TEXT __attribute__((noinline)) static int every_full_in(tcache_t *tc, size_t 
     int r = batch_try(a, id, size, true);
     if (ms_unlikely(r == 0) && !batch_add_slow(a, id, size, true)) count_now(a, id, size, true);
     /* the block's page closed (ms_malloc_sampled_small), tested inline */
-    if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check))) ms_malloc_sampled(p, s);
+    if (ms_unlikely(ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(check))) ms_malloc_sampled(p, s);
     return hook_deep ? MS_HOOK_TO_DEEP : MS_HOOK_TO_SHALLOW;
 }
 
@@ -1533,7 +1533,7 @@ MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
 #if MEMSCOPE_DEBUG
         const uint64_t *check;
         span_t *s = ms_pagemap_block_span((void *)a, &check);
-        ms_assert_internal(ms_span_tail(s) && ms_span_mark(s) == MS_MARK_ALL && ms_span_check_word_closed(s, check));
+        ms_assert_internal(ms_span_tail(s) && ms_span_mark(s) == MS_MARK_ALL && ms_span_check_word_closed(check));
 #endif
         if (ms_unlikely(!batch_enter(b))) return every_full(tc, size, id);
         ms_assert_internal((uint32_t)tail_get(a, size) == 0); /* the request alone, from malloc */
@@ -1546,7 +1546,7 @@ MS_TEXT static void *on_every(tcache_t *tc, size_t size) {
         const uint64_t *check;
         span_t *s = ms_pagemap_block_span((void *)a, &check);
         srecs_t *k = span_sticky(s);
-        if (ms_unlikely(k == NULL || ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(s, check)))
+        if (ms_unlikely(k == NULL || ms_span_mark(s) != MS_MARK_ALL || !ms_span_check_word_closed(check)))
             return every_full(tc, size, id);
         if (ms_unlikely(!batch_enter(b))) return every_full(tc, size, id);
         uint32_t i = obj_of(s, a);
